@@ -1,0 +1,4 @@
+//! Sluice host: a durable, ordered stream store with WebAssembly plugins.
+
+pub mod fsutil;
+pub mod wal;

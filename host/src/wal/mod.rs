@@ -1,0 +1,265 @@
+//! The node's write-ahead log: one log shared by all partitions.
+//!
+//! Owns the segment files under `<data-dir>/wal/`. See [`format`] for the byte
+//! layout, [`recovery`] for what start-up tolerates, and [`writer`] for group
+//! commit. The contract every backend keeps:
+//!
+//! * `append` completes only once the entry is durable, and completions run
+//!   in LSN order (callers observe acknowledgements strictly in LSN order);
+//! * recovery yields exactly a prefix of what was appended: every
+//!   acknowledged entry, in order, possibly followed by entries whose
+//!   acknowledgement was lost in a crash, and nothing after a gap;
+//! * `trim(lsn)` persists the trim point before deleting anything, and only
+//!   whole segments below it are deleted.
+
+pub mod error;
+pub mod format;
+pub mod recovery;
+pub mod segment;
+pub mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+pub use error::{Corruption, WalError};
+pub use format::{EntryKind, EntryMeta};
+pub use recovery::{Cut, Location, Recovered, RecoveredEntry};
+pub use writer::Completion;
+
+use format::{ENTRY_HEADER_LEN, MAX_PAYLOAD_LEN, decode_entry_header, entry_crc_ok};
+use segment::{SegmentTable, create_segment};
+use writer::{AppendRequest, Command, Progress, Writer};
+
+/// Tuning of the local WAL.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A segment is rolled once it would grow past this size.
+    pub segment_bytes: u64,
+    /// A group commit stops draining the queue past this many payload bytes.
+    pub max_group_bytes: usize,
+    /// Appends that may wait in the queue before `reserve` waits.
+    pub queue_depth: usize,
+    /// Largest accepted payload of one entry.
+    pub max_entry_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            segment_bytes: 128 * 1024 * 1024,
+            max_group_bytes: 16 * 1024 * 1024,
+            queue_depth: 4096,
+            max_entry_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// A durable append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub lsn: u64,
+    pub location: Location,
+}
+
+/// Handle to the WAL; cheap to share behind an `Arc`.
+pub struct Wal {
+    dir: PathBuf,
+    tx: mpsc::Sender<Command>,
+    table: Arc<SegmentTable>,
+    progress: Arc<Progress>,
+    max_entry_bytes: usize,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A reserved place in the append queue. Sending through it never waits, so
+/// a caller can reserve, then assign offsets and send under a lock.
+pub struct Permit<'a> {
+    permit: mpsc::Permit<'a, Command>,
+    max_entry_bytes: usize,
+}
+
+impl Permit<'_> {
+    /// Queues an append; `done` runs once it is durable (or failed).
+    pub fn append(self, meta: EntryMeta, payload: Bytes, done: Completion) {
+        if payload.len() > self.max_entry_bytes {
+            done(Err(WalError::EntryTooLarge {
+                size: payload.len(),
+                max: self.max_entry_bytes,
+            }));
+            return;
+        }
+        self.permit.send(Command::Append(AppendRequest { meta, payload, done }));
+    }
+}
+
+impl Wal {
+    /// Recovers the WAL in `dir` (calling `visit` for every live entry in LSN
+    /// order) and starts the writer thread.
+    pub fn open(
+        dir: &Path,
+        opts: Options,
+        visit: &mut dyn FnMut(RecoveredEntry<'_>),
+    ) -> Result<(Wal, Recovered), WalError> {
+        let recovered = recovery::recover(dir, visit)?;
+        let table = Arc::new(SegmentTable::default());
+        for (first, path) in &recovered.segments {
+            table.insert(*first, path.clone())?;
+        }
+        let (seg_first, seg_path, file, seg_len) = match recovered.segments.last() {
+            Some((first, path)) => {
+                let file = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| WalError::io("open segment for append", path, e))?;
+                (*first, path.clone(), file, recovered.tail_len)
+            }
+            None => {
+                let (path, file) = create_segment(dir, recovered.next_lsn, recovered.trim_lsn)?;
+                table.insert(recovered.next_lsn, path.clone())?;
+                (recovered.next_lsn, path, file, format::SEGMENT_HEADER_LEN as u64)
+            }
+        };
+        let mut live: Vec<u64> = recovered.segments.iter().map(|(l, _)| *l).collect();
+        if live.is_empty() {
+            live.push(seg_first);
+        }
+        let progress = Arc::new(Progress::default());
+        progress.next_lsn.store(recovered.next_lsn, Ordering::Release);
+        progress.trim_lsn.store(recovered.trim_lsn, Ordering::Release);
+        let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
+        let max_entry_bytes = opts.max_entry_bytes.min(MAX_PAYLOAD_LEN);
+        let writer = Writer {
+            dir: dir.to_path_buf(),
+            opts,
+            file,
+            seg_first,
+            seg_path,
+            seg_len,
+            next_lsn: recovered.next_lsn,
+            trim_lsn: recovered.trim_lsn,
+            live,
+            table: table.clone(),
+            progress: progress.clone(),
+            poisoned: None,
+            buf: Vec::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("sluice-wal".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| WalError::io("spawn WAL writer thread", dir, e))?;
+        let wal = Wal {
+            dir: dir.to_path_buf(),
+            tx,
+            table,
+            progress,
+            max_entry_bytes,
+            thread: Mutex::new(Some(thread)),
+        };
+        Ok((wal, recovered))
+    }
+
+    /// Waits for room in the append queue.
+    pub async fn reserve(&self) -> Result<Permit<'_>, WalError> {
+        let permit = self.tx.reserve().await.map_err(|_| WalError::Closed)?;
+        Ok(Permit {
+            permit,
+            max_entry_bytes: self.max_entry_bytes,
+        })
+    }
+
+    /// Appends one entry and waits until it is durable.
+    pub async fn append(&self, meta: EntryMeta, payload: Bytes) -> Result<Appended, WalError> {
+        let (tx, rx) = oneshot::channel();
+        self.reserve().await?.append(
+            meta,
+            payload,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// Reads back the payload of the entry at `location`, checking its CRC.
+    /// Blocking: call from a blocking context for cold data.
+    pub fn read(&self, lsn: u64, location: Location) -> Result<Bytes, WalError> {
+        let seg = self.table.get(location.segment).ok_or(WalError::Trimmed { lsn })?;
+        let mut buf = vec![0u8; location.len as usize];
+        seg.read_exact_at(&mut buf, location.pos)?;
+        let corrupt = |reason| WalError::Corrupt {
+            segment: seg.path.clone(),
+            pos: location.pos,
+            reason,
+        };
+        let raw: [u8; ENTRY_HEADER_LEN] = buf
+            .get(..ENTRY_HEADER_LEN)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| corrupt(Corruption::Truncated))?;
+        let header = decode_entry_header(&raw).map_err(corrupt)?;
+        if header.lsn != lsn {
+            return Err(corrupt(Corruption::LsnGap {
+                expected: lsn,
+                found: header.lsn,
+            }));
+        }
+        if ENTRY_HEADER_LEN + header.payload_len != buf.len() || !entry_crc_ok(&header, &raw, &buf[ENTRY_HEADER_LEN..])
+        {
+            return Err(corrupt(Corruption::BadCrc));
+        }
+        Ok(Bytes::from(buf).slice(ENTRY_HEADER_LEN..))
+    }
+
+    /// Persists `lsn` as the trim point and deletes whole segments below it.
+    /// Returns the trim point in force (never beyond the log's end).
+    pub async fn trim(&self, lsn: u64) -> Result<u64, WalError> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Trim { lsn, done })
+            .await
+            .map_err(|_| WalError::Closed)?;
+        rx.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// Drains queued appends, syncs, and stops the writer thread.
+    pub async fn shutdown(&self) {
+        let (done, rx) = oneshot::channel();
+        if self.tx.send(Command::Shutdown(done)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// LSN the next appended entry gets.
+    pub fn next_lsn(&self) -> u64 {
+        self.progress.next_lsn.load(Ordering::Acquire)
+    }
+
+    pub fn trim_lsn(&self) -> u64 {
+        self.progress.trim_lsn.load(Ordering::Acquire)
+    }
+
+    /// Group commits (fdatasync calls) so far.
+    pub fn syncs(&self) -> u64 {
+        self.progress.syncs.load(Ordering::Relaxed)
+    }
+
+    /// First LSNs of the live segments.
+    pub fn segments(&self) -> Vec<u64> {
+        self.table.first_lsns()
+    }
+}

@@ -1,0 +1,245 @@
+//! The single writer thread: group commit, segment rolling and trimming.
+//!
+//! Invariants:
+//! * LSNs are assigned in the order requests leave the queue, densely.
+//! * A group is written with one `write` per segment touched and made durable
+//!   with `fdatasync` before any of its completions runs.
+//! * Completions run on this thread, one after another, in LSN order; a
+//!   completion that follows another saw the earlier one finish.
+//! * After any failed write or sync the writer is poisoned: every pending and
+//!   later append fails, so the log never has a hole that later entries skip.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::error::WalError;
+use super::format::{EntryMeta, SEGMENT_HEADER_LEN, encode_entry, encode_trim, entry_len};
+use super::recovery::{Location, TRIM_FILE};
+use super::segment::{SegmentTable, create_segment};
+use super::{Appended, Options};
+use crate::fsutil::{sync_dir, write_atomic};
+
+/// Called once with the outcome of an append, on the writer thread. It must
+/// be quick and must not wait on the WAL.
+pub type Completion = Box<dyn FnOnce(Result<Appended, WalError>) + Send>;
+
+pub struct AppendRequest {
+    pub meta: EntryMeta,
+    pub payload: Bytes,
+    pub done: Completion,
+}
+
+pub enum Command {
+    Append(AppendRequest),
+    Trim {
+        lsn: u64,
+        done: oneshot::Sender<Result<u64, WalError>>,
+    },
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Progress published by the writer for status and readers.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// LSN the next entry gets; all below it that are not trimmed are durable.
+    pub next_lsn: AtomicU64,
+    pub trim_lsn: AtomicU64,
+    /// Number of fdatasync calls (group commits), for metrics and benchmarks.
+    pub syncs: AtomicU64,
+}
+
+pub struct Writer {
+    pub dir: PathBuf,
+    pub opts: Options,
+    pub file: File,
+    pub seg_first: u64,
+    pub seg_path: PathBuf,
+    pub seg_len: u64,
+    pub next_lsn: u64,
+    pub trim_lsn: u64,
+    /// First LSNs of live segments, ascending; the last is `seg_first`.
+    pub live: Vec<u64>,
+    pub table: Arc<SegmentTable>,
+    pub progress: Arc<Progress>,
+    pub poisoned: Option<String>,
+    pub buf: Vec<u8>,
+}
+
+impl Writer {
+    pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut next: Option<Command> = None;
+        loop {
+            let cmd = match next.take() {
+                Some(c) => c,
+                None => match rx.blocking_recv() {
+                    Some(c) => c,
+                    None => return,
+                },
+            };
+            match cmd {
+                Command::Append(first) => {
+                    let mut group_bytes = first.payload.len();
+                    let mut group = vec![first];
+                    while group_bytes < self.opts.max_group_bytes {
+                        match rx.try_recv() {
+                            Ok(Command::Append(r)) => {
+                                group_bytes += r.payload.len();
+                                group.push(r);
+                            }
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.commit(group);
+                }
+                Command::Trim { lsn, done } => {
+                    let _ = done.send(self.trim(lsn));
+                }
+                Command::Shutdown(done) => {
+                    if self.poisoned.is_none()
+                        && let Err(e) = self.file.sync_data()
+                    {
+                        tracing::error!(error = %e, "final WAL sync failed");
+                    }
+                    let _ = done.send(());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn commit(&mut self, group: Vec<AppendRequest>) {
+        if let Some(why) = &self.poisoned {
+            for r in group {
+                (r.done)(Err(WalError::Poisoned(why.clone())));
+            }
+            return;
+        }
+        let mut acks: Vec<(Completion, Appended)> = Vec::with_capacity(group.len());
+        self.buf.clear();
+        let mut result = Ok(());
+        for r in group {
+            let len = entry_len(r.payload.len());
+            let pending = self.seg_len + self.buf.len() as u64;
+            if result.is_ok() && pending + len as u64 > self.opts.segment_bytes && pending > SEGMENT_HEADER_LEN as u64 {
+                result = self.flush_buf().and_then(|()| self.roll());
+            }
+            if result.is_err() {
+                acks.push((
+                    r.done,
+                    Appended {
+                        lsn: 0,
+                        location: dummy_location(),
+                    },
+                ));
+                continue;
+            }
+            let location = Location {
+                segment: self.seg_first,
+                pos: self.seg_len + self.buf.len() as u64,
+                len: len as u32,
+            };
+            encode_entry(&mut self.buf, self.next_lsn, &r.meta, &r.payload);
+            acks.push((
+                r.done,
+                Appended {
+                    lsn: self.next_lsn,
+                    location,
+                },
+            ));
+            self.next_lsn += 1;
+        }
+        if result.is_ok() {
+            result = self.flush_buf().and_then(|()| {
+                self.file
+                    .sync_data()
+                    .map_err(|e| WalError::io("fdatasync segment", &self.seg_path, e))
+            });
+        }
+        match result {
+            Ok(()) => {
+                self.progress.syncs.fetch_add(1, Ordering::Relaxed);
+                self.progress.next_lsn.store(self.next_lsn, Ordering::Release);
+                for (done, appended) in acks {
+                    done(Ok(appended));
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
+                tracing::error!(error = %why, "WAL write failed; refusing further appends until restart");
+                self.poisoned = Some(why.clone());
+                let mut first = Some(e);
+                for (done, _) in acks {
+                    done(Err(first.take().unwrap_or_else(|| WalError::Poisoned(why.clone()))));
+                }
+            }
+        }
+    }
+
+    /// Writes the group buffer to the current segment.
+    fn flush_buf(&mut self) -> Result<(), WalError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all(&self.buf)
+            .map_err(|e| WalError::io("write segment", &self.seg_path, e))?;
+        self.seg_len += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Syncs the current segment and starts a new one at `next_lsn`.
+    fn roll(&mut self) -> Result<(), WalError> {
+        self.file
+            .sync_data()
+            .map_err(|e| WalError::io("fdatasync segment", &self.seg_path, e))?;
+        let (path, file) = create_segment(&self.dir, self.next_lsn, self.trim_lsn)?;
+        self.table.insert(self.next_lsn, path.clone())?;
+        self.live.push(self.next_lsn);
+        self.file = file;
+        self.seg_first = self.next_lsn;
+        self.seg_path = path;
+        self.seg_len = SEGMENT_HEADER_LEN as u64;
+        tracing::debug!(first_lsn = self.seg_first, "rolled WAL segment");
+        Ok(())
+    }
+
+    /// Persists a new trim point, then deletes segments wholly below it.
+    fn trim(&mut self, lsn: u64) -> Result<u64, WalError> {
+        let lsn = lsn.min(self.next_lsn);
+        if lsn <= self.trim_lsn {
+            return Ok(self.trim_lsn);
+        }
+        let marker = self.dir.join(TRIM_FILE);
+        write_atomic(&marker, &encode_trim(lsn)).map_err(|e| WalError::io("persist trim point", &marker, e))?;
+        self.trim_lsn = lsn;
+        self.progress.trim_lsn.store(lsn, Ordering::Release);
+        while self.live.len() >= 2 && self.live[1] <= lsn {
+            let first = self.live[0];
+            let path = self.dir.join(super::segment::segment_name(first));
+            self.table.remove(first);
+            std::fs::remove_file(&path).map_err(|e| WalError::io("remove trimmed segment", &path, e))?;
+            self.live.remove(0);
+        }
+        sync_dir(&self.dir).map_err(|e| WalError::io("sync WAL directory", &self.dir, e))?;
+        Ok(lsn)
+    }
+}
+
+fn dummy_location() -> Location {
+    Location {
+        segment: 0,
+        pos: 0,
+        len: 0,
+    }
+}
