@@ -1,0 +1,48 @@
+//! Errors of the stream log.
+
+use crate::wal::WalError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("stream `{name}` does not exist")]
+    StreamNotFound { name: String },
+    #[error("stream `{name}` already exists")]
+    StreamExists { name: String },
+    #[error("stream `{stream}` has no partition {partition} (it has {partitions})")]
+    PartitionNotFound {
+        stream: String,
+        partition: u32,
+        partitions: u32,
+    },
+    #[error("invalid stream name `{name}`: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("invalid partition count {count}: must be between 1 and {max}")]
+    InvalidPartitions { count: u32, max: u32 },
+    #[error("invalid batch: {0}")]
+    InvalidBatch(String),
+    #[error("batch of {size} bytes exceeds the maximum of {max} bytes")]
+    BatchTooLarge { size: usize, max: usize },
+    #[error("offset {offset} is out of range for stream `{stream}` partition {partition} (valid: {start}..={end})")]
+    OffsetOutOfRange {
+        stream: String,
+        partition: u32,
+        offset: u64,
+        start: u64,
+        end: u64,
+    },
+    #[error("stored batch of stream `{stream}` partition {partition} at offset {offset} is unreadable: {reason}")]
+    Corrupt {
+        stream: String,
+        partition: u32,
+        offset: u64,
+        reason: String,
+    },
+    #[error("stream metadata I/O error on `{}`: {source}", path.display())]
+    MetaIo {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Wal(#[from] WalError),
+}

@@ -1,0 +1,471 @@
+//! Streams and partitions over the WAL: metadata, appends, reads.
+//!
+//! Owns the stream registry, each partition's offset index and the recent
+//! batch cache. Invariants:
+//! * offsets in a partition are dense and assigned in the order batches enter
+//!   the WAL, so LSN order and offset order agree;
+//! * a batch becomes visible to readers only once durable, from the WAL
+//!   writer's completion, so a caller that gives up (a dropped HTTP request)
+//!   can never leave a hole that stalls readers;
+//! * everything in memory (index, cache, registry) is rebuilt from the WAL
+//!   plus the metadata snapshot on start-up.
+
+pub mod cache;
+pub mod error;
+pub mod meta;
+pub mod partition;
+pub mod record;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+pub use error::LogError;
+pub use record::{OffsetRecord, Record};
+
+use crate::fsutil::now_ms;
+use crate::wal::{self, EntryKind, EntryMeta, Wal, WalError};
+use cache::BatchCache;
+use meta::{ControlOp, Snapshot, StreamMeta};
+use partition::{BatchRef, Partition};
+
+/// Tuning of the stream log.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub wal: wal::Options,
+    /// Bytes of recent batches kept in memory for readers.
+    pub cache_bytes: usize,
+    /// Most partitions one stream may have.
+    pub max_partitions: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            wal: wal::Options::default(),
+            cache_bytes: 64 * 1024 * 1024,
+            max_partitions: 1024,
+        }
+    }
+}
+
+/// A stream as listed and described.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    pub name: String,
+    pub id: u32,
+    pub created_ms: u64,
+    /// Per partition: first and next offset.
+    pub partitions: Vec<partition::Range>,
+}
+
+/// The outcome of an append: offsets `base_offset .. base_offset + count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: u64,
+    pub count: u32,
+}
+
+/// The outcome of a read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadBatch {
+    pub records: Vec<OffsetRecord>,
+    /// Offset to read from next.
+    pub next_offset: u64,
+    pub start_offset: u64,
+    /// Offset the next appended record will get (high watermark).
+    pub end_offset: u64,
+}
+
+struct Stream {
+    meta: StreamMeta,
+    partitions: Vec<Arc<Partition>>,
+}
+
+pub struct Log {
+    data_dir: PathBuf,
+    wal: Arc<Wal>,
+    cache: Arc<BatchCache>,
+    streams: RwLock<HashMap<String, Arc<Stream>>>,
+    /// Serializes metadata changes and holds the current snapshot.
+    admin: tokio::sync::Mutex<Snapshot>,
+    opts: Options,
+}
+
+impl Log {
+    /// Recovers the log in `data_dir`. Blocking (reads the whole WAL).
+    pub fn open(data_dir: &Path, opts: Options) -> Result<Log, LogError> {
+        let loaded = meta::load_snapshot(data_dir);
+        let had_snapshot = loaded.is_some();
+        let base = loaded.unwrap_or_default();
+        let mut snap = base.clone();
+        let mut parts: HashMap<u32, Vec<Arc<Partition>>> = snap
+            .streams
+            .values()
+            .map(|m| (m.id, new_partitions(m.partitions)))
+            .collect();
+        let mut skipped = 0u64;
+        let (wal, recovered) = Wal::open(&data_dir.join("wal"), opts.wal.clone(), &mut |e| match e.meta.kind {
+            EntryKind::Control if e.lsn > base.as_of_lsn => match serde_json::from_slice::<ControlOp>(e.payload) {
+                Ok(op) => {
+                    match &op {
+                        ControlOp::CreateStream(m) => {
+                            parts.insert(m.id, new_partitions(m.partitions));
+                        }
+                        ControlOp::DeleteStream { id } => {
+                            parts.remove(id);
+                        }
+                    }
+                    snap.apply(e.lsn, &op);
+                }
+                Err(err) => tracing::error!(lsn = e.lsn, error = %err, "unreadable control entry skipped"),
+            },
+            EntryKind::Control => {}
+            EntryKind::Records => {
+                let p = parts.get(&e.meta.stream).and_then(|v| v.get(e.meta.partition as usize));
+                let committed = p.is_some_and(|p| {
+                    p.commit(BatchRef {
+                        base_offset: e.meta.base_offset,
+                        count: e.meta.count,
+                        lsn: e.lsn,
+                        location: e.location,
+                    })
+                });
+                if !committed {
+                    skipped += 1;
+                }
+            }
+        })?;
+        if skipped > 0 {
+            tracing::info!(skipped, "WAL entries of deleted streams or duplicates not indexed");
+        }
+        // Control entries the WAL lost (cut by recovery) must not shadow new
+        // entries that will reuse their LSNs.
+        let last_lsn = recovered.next_lsn.saturating_sub(1);
+        if snap.as_of_lsn > last_lsn {
+            snap.as_of_lsn = last_lsn;
+        }
+        if !had_snapshot || snap != base {
+            meta::store_snapshot(data_dir, &snap)?;
+        }
+        let streams = snap
+            .streams
+            .values()
+            .map(|m| {
+                let partitions = parts.remove(&m.id).unwrap_or_else(|| new_partitions(m.partitions));
+                (
+                    m.name.clone(),
+                    Arc::new(Stream {
+                        meta: m.clone(),
+                        partitions,
+                    }),
+                )
+            })
+            .collect();
+        tracing::info!(
+            entries = recovered.entries,
+            next_lsn = recovered.next_lsn,
+            trim_lsn = recovered.trim_lsn,
+            streams = snap.streams.len(),
+            "log recovered"
+        );
+        Ok(Log {
+            data_dir: data_dir.to_path_buf(),
+            wal: Arc::new(wal),
+            cache: Arc::new(BatchCache::new(opts.cache_bytes)),
+            streams: RwLock::new(streams),
+            admin: tokio::sync::Mutex::new(snap),
+            opts,
+        })
+    }
+
+    pub async fn create_stream(&self, name: &str, partitions: u32) -> Result<StreamInfo, LogError> {
+        meta::validate_name(name)?;
+        if partitions == 0 || partitions > self.opts.max_partitions {
+            return Err(LogError::InvalidPartitions {
+                count: partitions,
+                max: self.opts.max_partitions,
+            });
+        }
+        let mut snap = self.admin.lock().await;
+        if self.stream(name).is_ok() {
+            return Err(LogError::StreamExists { name: name.into() });
+        }
+        let m = StreamMeta {
+            id: snap.next_stream_id,
+            name: name.into(),
+            partitions,
+            created_ms: now_ms(),
+        };
+        let op = ControlOp::CreateStream(m.clone());
+        self.apply_control(&mut snap, &op).await?;
+        let stream = Arc::new(Stream {
+            meta: m,
+            partitions: new_partitions(partitions),
+        });
+        let info = describe(&stream);
+        self.write_streams().insert(name.into(), stream);
+        Ok(info)
+    }
+
+    pub async fn delete_stream(&self, name: &str) -> Result<(), LogError> {
+        let mut snap = self.admin.lock().await;
+        let stream = self.stream(name)?;
+        self.apply_control(&mut snap, &ControlOp::DeleteStream { id: stream.meta.id })
+            .await?;
+        self.write_streams().remove(name);
+        self.cache.remove_stream(stream.meta.id);
+        Ok(())
+    }
+
+    /// Makes a control entry durable, applies it and stores the snapshot.
+    async fn apply_control(&self, snap: &mut Snapshot, op: &ControlOp) -> Result<(), LogError> {
+        let payload = serde_json::to_vec(op).map_err(|e| LogError::InvalidBatch(e.to_string()))?;
+        let meta = EntryMeta {
+            kind: EntryKind::Control,
+            stream: 0,
+            partition: 0,
+            base_offset: 0,
+            count: 0,
+        };
+        let appended = self.wal.append(meta, Bytes::from(payload)).await?;
+        snap.apply(appended.lsn, op);
+        meta::store_snapshot(&self.data_dir, snap)
+    }
+
+    pub fn list_streams(&self) -> Vec<StreamInfo> {
+        let mut v: Vec<StreamInfo> = self.read_streams().values().map(|s| describe(s)).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    pub fn describe_stream(&self, name: &str) -> Result<StreamInfo, LogError> {
+        let s = self.stream(name)?;
+        Ok(describe(&s))
+    }
+
+    /// Appends records to a partition; returns once they are durable.
+    pub async fn append(&self, stream: &str, partition: u32, records: &[Record]) -> Result<Appended, LogError> {
+        if records.is_empty() {
+            return Err(LogError::InvalidBatch("a batch needs at least one record".into()));
+        }
+        if records.len() > u32::MAX as usize {
+            return Err(LogError::InvalidBatch("too many records in one batch".into()));
+        }
+        for r in records {
+            record::validate(r).map_err(LogError::InvalidBatch)?;
+        }
+        let payload = record::encode_batch(records);
+        let max = self.opts.wal.max_entry_bytes.min(wal::format::MAX_PAYLOAD_LEN);
+        if payload.len() > max {
+            return Err(LogError::BatchTooLarge {
+                size: payload.len(),
+                max,
+            });
+        }
+        let s = self.stream(stream)?;
+        let part = partition_of(&s, partition)?;
+        let count = records.len() as u32;
+        let stream_id = s.meta.id;
+        // Reserve queue space first (this may wait and is cancel-safe), then
+        // assign offsets and enqueue under the partition lock, so queue order
+        // (hence LSN order) matches offset order within the partition.
+        let permit = self.wal.reserve().await?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = part.lock();
+            let base_offset = st.next_offset;
+            st.next_offset += count as u64;
+            let entry = EntryMeta {
+                kind: EntryKind::Records,
+                stream: stream_id,
+                partition,
+                base_offset,
+                count,
+            };
+            let (part, cache, cached) = (part.clone(), self.cache.clone(), payload.clone());
+            permit.append(
+                entry,
+                payload,
+                Box::new(move |res| {
+                    let res = res.map(|a| {
+                        part.commit(BatchRef {
+                            base_offset,
+                            count,
+                            lsn: a.lsn,
+                            location: a.location,
+                        });
+                        cache.insert((stream_id, partition, base_offset), cached);
+                        Appended { base_offset, count }
+                    });
+                    let _ = tx.send(res);
+                }),
+            );
+        }
+        Ok(rx.await.map_err(|_| WalError::Closed)??)
+    }
+
+    /// Reads up to `max_records` records (and about `max_bytes` bytes; at
+    /// least one record if any is available) starting at `offset`.
+    pub async fn read(
+        &self,
+        stream: &str,
+        partition: u32,
+        offset: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<ReadBatch, LogError> {
+        let max_records = max_records.max(1);
+        let s = self.stream(stream)?;
+        let part = partition_of(&s, partition)?;
+        let mut records = Vec::new();
+        let mut bytes = 0usize;
+        let mut next = offset;
+        loop {
+            let (plan, range) = part
+                .plan(next, max_records - records.len(), max_bytes.saturating_sub(bytes))
+                .map_err(|r| LogError::OffsetOutOfRange {
+                    stream: stream.into(),
+                    partition,
+                    offset,
+                    start: r.start,
+                    end: r.end,
+                })?;
+            let done = plan.is_empty()
+                || self
+                    .read_planned(
+                        &s,
+                        partition,
+                        &plan,
+                        next,
+                        max_records,
+                        max_bytes,
+                        &mut records,
+                        &mut bytes,
+                    )
+                    .await?;
+            next = records.last().map_or(offset, |r| r.offset + 1);
+            if done {
+                return Ok(ReadBatch {
+                    records,
+                    next_offset: next,
+                    start_offset: range.start,
+                    end_offset: range.end,
+                });
+            }
+        }
+    }
+
+    /// Fetches and decodes planned batches into `records` from `from` on;
+    /// returns whether a limit was reached.
+    #[allow(clippy::too_many_arguments)]
+    async fn read_planned(
+        &self,
+        s: &Stream,
+        partition: u32,
+        plan: &[BatchRef],
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+        records: &mut Vec<OffsetRecord>,
+        bytes: &mut usize,
+    ) -> Result<bool, LogError> {
+        let id = s.meta.id;
+        let mut payloads: Vec<Option<Bytes>> = plan
+            .iter()
+            .map(|b| self.cache.get(&(id, partition, b.base_offset)))
+            .collect();
+        if payloads.iter().any(Option::is_none) {
+            let wal = self.wal.clone();
+            let misses: Vec<(usize, BatchRef)> = plan
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| payloads[*i].is_none())
+                .map(|(i, b)| (i, *b))
+                .collect();
+            let read = tokio::task::spawn_blocking(move || {
+                misses
+                    .into_iter()
+                    .map(|(i, b)| wal.read(b.lsn, b.location).map(|p| (i, p)))
+                    .collect::<Result<Vec<_>, WalError>>()
+            })
+            .await
+            .map_err(|e| WalError::Poisoned(format!("read task failed: {e}")))??;
+            for (i, p) in read {
+                payloads[i] = Some(p);
+            }
+        }
+        for (b, payload) in plan.iter().zip(payloads) {
+            let payload = payload.unwrap_or_default();
+            let decoded = record::decode_batch(&payload, b.base_offset, b.count).map_err(|e| LogError::Corrupt {
+                stream: s.meta.name.clone(),
+                partition,
+                offset: b.base_offset,
+                reason: e.to_string(),
+            })?;
+            for r in decoded.into_iter().filter(|r| r.offset >= from) {
+                let size = r.record.size();
+                if records.len() >= max_records || (!records.is_empty() && *bytes + size > max_bytes) {
+                    return Ok(true);
+                }
+                *bytes += size;
+                records.push(r);
+            }
+        }
+        Ok(records.len() >= max_records || *bytes >= max_bytes)
+    }
+
+    /// Drains queued appends, syncs the WAL and stops its writer.
+    pub async fn shutdown(&self) {
+        self.wal.shutdown().await;
+    }
+
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    fn stream(&self, name: &str) -> Result<Arc<Stream>, LogError> {
+        self.read_streams()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| LogError::StreamNotFound { name: name.into() })
+    }
+
+    fn read_streams(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Stream>>> {
+        self.streams.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_streams(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Stream>>> {
+        self.streams.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn new_partitions(n: u32) -> Vec<Arc<Partition>> {
+    (0..n).map(|_| Arc::new(Partition::default())).collect()
+}
+
+fn describe(s: &Stream) -> StreamInfo {
+    StreamInfo {
+        name: s.meta.name.clone(),
+        id: s.meta.id,
+        created_ms: s.meta.created_ms,
+        partitions: s.partitions.iter().map(|p| p.range()).collect(),
+    }
+}
+
+fn partition_of(s: &Stream, partition: u32) -> Result<Arc<Partition>, LogError> {
+    s.partitions
+        .get(partition as usize)
+        .cloned()
+        .ok_or_else(|| LogError::PartitionNotFound {
+            stream: s.meta.name.clone(),
+            partition,
+            partitions: s.meta.partitions,
+        })
+}
