@@ -1,1 +1,119 @@
-fn main() {}
+//! The `sluice` binary: parses flags into raw options, layers them over the
+//! config file and defaults into validated [`Settings`], and calls the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sluice_host::{Host, Settings};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "Sluice: a WebAssembly-pluggable stream processor")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node: the WAL, streams and the HTTP API.
+    Serve(ServeArgs),
+}
+
+/// Flags override environment variables, which override the config file,
+/// which overrides the built-in defaults.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML config file (every field optional; see docs/OPERATIONS.md).
+    #[arg(long, env = "SLUICE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory [default: ./sluice-data]
+    #[arg(long, env = "SLUICE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// HTTP listen address [default: 127.0.0.1:8080]
+    #[arg(long, env = "SLUICE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Bearer token required on every request but /health.
+    #[arg(long, env = "SLUICE_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+    /// Largest request body, e.g. "16MiB".
+    #[arg(long, env = "SLUICE_MAX_REQUEST_BYTES")]
+    max_request_bytes: Option<bytesize::ByteSize>,
+}
+
+impl ServeArgs {
+    fn into_settings(self) -> anyhow::Result<Settings> {
+        let mut s = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file `{}`", path.display()))?;
+                Settings::from_toml(&text)?
+            }
+            None => Settings::default(),
+        };
+        if let Some(v) = self.data_dir {
+            s.data_dir = v;
+        }
+        if let Some(v) = self.listen {
+            s.listen = v;
+        }
+        if let Some(v) = self.auth_token {
+            s.auth_token = Some(v);
+        }
+        if let Some(v) = self.max_request_bytes {
+            s.max_request_bytes = v;
+        }
+        s.validate()?;
+        Ok(s)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args.into_settings()?)),
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let host = Host::open(settings).await?;
+    tracing::info!(%addr, data_dir = %host.settings().data_dir.display(), "sluice listening on http://{addr}");
+    host.serve(listener, shutdown_signal()).await?;
+    tracing::info!("sluice stopped cleanly");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the server");
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested; draining requests and syncing the WAL");
+}

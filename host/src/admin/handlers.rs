@@ -1,0 +1,110 @@
+//! Request handlers: parse and validate the request, call the [`Host`], shape
+//! the answer. No status codes are built here except success codes.
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::wire::{
+    ConsumeOut, ConsumeQuery, CreateStream, Encoding, ProduceOut, RecordOut, StreamOut, StreamsOut, parse_produce_body,
+};
+use crate::error::{Error, ErrorKind};
+use crate::host::{Host, ReadLimits};
+
+type Res<T> = Result<T, ApiError>;
+
+pub async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn create_stream(
+    State(host): State<Host>,
+    body: Result<Bytes, BytesRejection>,
+) -> Res<(StatusCode, Json<StreamOut>)> {
+    let body = body?;
+    let req: CreateStream =
+        serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("malformed stream JSON: {e}")))?;
+    let info = host.create_stream(&req.name, req.partitions).await?;
+    Ok((StatusCode::CREATED, Json(info.into())))
+}
+
+pub async fn list_streams(State(host): State<Host>) -> Json<StreamsOut> {
+    Json(StreamsOut {
+        streams: host.list_streams().into_iter().map(StreamOut::from).collect(),
+    })
+}
+
+pub async fn describe_stream(
+    State(host): State<Host>,
+    name: Result<Path<String>, PathRejection>,
+) -> Res<Json<StreamOut>> {
+    let Path(name) = name?;
+    Ok(Json(host.describe_stream(&name)?.into()))
+}
+
+pub async fn delete_stream(State(host): State<Host>, name: Result<Path<String>, PathRejection>) -> Res<StatusCode> {
+    let Path(name) = name?;
+    host.delete_stream(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn produce(
+    State(host): State<Host>,
+    path: Result<Path<(String, u32)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Res<Json<ProduceOut>> {
+    let Path((stream, partition)) = path?;
+    let body = body?;
+    let records = parse_produce_body(&body)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.into_record(i))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let a = host.append(&stream, partition, &records).await?;
+    Ok(Json(ProduceOut {
+        base_offset: a.base_offset,
+        count: a.count,
+        offsets: (a.base_offset..a.base_offset + a.count as u64).collect(),
+    }))
+}
+
+pub async fn consume(
+    State(host): State<Host>,
+    path: Result<Path<(String, u32)>, PathRejection>,
+    query: Result<Query<ConsumeQuery>, QueryRejection>,
+) -> Res<Json<ConsumeOut>> {
+    let Path((stream, partition)) = path?;
+    let Query(q) = query?;
+    let defaults = ReadLimits::default();
+    let limits = ReadLimits {
+        max_records: q.max_records.unwrap_or(defaults.max_records),
+        max_bytes: q.max_bytes.unwrap_or(defaults.max_bytes),
+    };
+    if limits.max_records == 0 || limits.max_bytes == 0 {
+        return Err(Error::invalid("max_records and max_bytes must be at least 1").into());
+    }
+    let batch = host.read(&stream, partition, q.offset, limits).await?;
+    let force = q.encoding == Encoding::Base64;
+    Ok(Json(ConsumeOut {
+        records: batch.records.iter().map(|r| RecordOut::new(r, force)).collect(),
+        next_offset: batch.next_offset,
+        start_offset: batch.start_offset,
+        end_offset: batch.end_offset,
+    }))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError(Error::new(ErrorKind::NotFound, "not_found", "no such route"))
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError(Error::new(
+        ErrorKind::NotAllowed,
+        "method_not_allowed",
+        "method not allowed on this route",
+    ))
+}

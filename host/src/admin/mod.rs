@@ -1,0 +1,42 @@
+//! The HTTP API (axum): health, streams, produce and consume.
+//!
+//! Owns routing, request limits, authentication and the JSON wire format.
+//! Every error answer has the shape `{"error": {"code", "message"}}` and its
+//! status comes from [`error::status_of`] alone.
+
+pub mod auth;
+pub mod error;
+pub mod handlers;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+
+use crate::host::Host;
+
+pub fn router(host: Host) -> Router {
+    let limit = usize::try_from(host.settings().max_request_bytes.as_u64()).unwrap_or(usize::MAX);
+    let token: Option<Arc<str>> = host.settings().auth_token.as_deref().map(Arc::from);
+    Router::new()
+        .route("/health", get(handlers::health))
+        .route("/streams", get(handlers::list_streams).post(handlers::create_stream))
+        .route(
+            "/streams/{name}",
+            get(handlers::describe_stream).delete(handlers::delete_stream),
+        )
+        .route(
+            "/streams/{name}/partitions/{partition}/records",
+            get(handlers::consume).post(handlers::produce),
+        )
+        .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(token, auth::require_token))
+        .with_state(host)
+}

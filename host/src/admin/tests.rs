@@ -1,0 +1,282 @@
+//! HTTP API tests driven in-process with `tower::ServiceExt::oneshot`:
+//! every bad input gets a 4xx JSON error with a stable code and changes
+//! nothing; the token guards all but `/health`.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::{Host, Settings};
+
+async fn host(dir: &std::path::Path, token: Option<&str>) -> Host {
+    let settings = Settings {
+        data_dir: dir.to_path_buf(),
+        auth_token: token.map(String::from),
+        max_request_bytes: bytesize::ByteSize::kib(64),
+        ..Settings::default()
+    };
+    Host::open(settings).await.unwrap()
+}
+
+async fn call(app: &Router, method: Method, uri: &str, body: &str, token: Option<&str>) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let v = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    (status, v)
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+#[tokio::test]
+async fn bad_inputs_get_json_errors_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = host(dir.path(), None).await;
+    let app = h.router();
+    let (s, _) = call(&app, Method::POST, "/streams", r#"{"name":"s","partitions":2}"#, None).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let recs = "/streams/s/partitions/0/records";
+    let cases: Vec<(Method, String, String, StatusCode, &str)> = vec![
+        (
+            Method::POST,
+            "/streams".into(),
+            "{".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            "/streams".into(),
+            r#"{"name":"s"}"#.into(),
+            StatusCode::CONFLICT,
+            "stream_exists",
+        ),
+        (
+            Method::POST,
+            "/streams".into(),
+            r#"{"name":"a b"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            "/streams".into(),
+            r#"{"name":"x","partitions":-1}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            recs.into(),
+            "[{\"value\":".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            recs.into(),
+            "[]".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            recs.into(),
+            r#"[{"value":{"base64":"%%"}}]"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            recs.into(),
+            r#"[{"value":"a","timestamp":-1}]"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            recs.into(),
+            format!(r#"[{{"value":"{}"}}]"#, "x".repeat(70_000)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            Method::POST,
+            "/streams/nope/partitions/0/records".into(),
+            r#"[{"value":"a"}]"#.into(),
+            StatusCode::NOT_FOUND,
+            "stream_not_found",
+        ),
+        (
+            Method::POST,
+            "/streams/s/partitions/2/records".into(),
+            r#"[{"value":"a"}]"#.into(),
+            StatusCode::NOT_FOUND,
+            "partition_not_found",
+        ),
+        (
+            Method::POST,
+            "/streams/s/partitions/x/records".into(),
+            r#"[{"value":"a"}]"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::GET,
+            format!("{recs}?offset=-1"),
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::GET,
+            format!("{recs}?offset=18446744073709551615"),
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "offset_out_of_range",
+        ),
+        (
+            Method::GET,
+            format!("{recs}?offset=18446744073709551616"),
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::GET,
+            format!("{recs}?max_records=abc"),
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::GET,
+            format!("{recs}?max_records=0"),
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::GET,
+            format!("{recs}?encoding=rot13"),
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::GET,
+            "/streams/nope".into(),
+            String::new(),
+            StatusCode::NOT_FOUND,
+            "stream_not_found",
+        ),
+        (
+            Method::DELETE,
+            "/streams/nope".into(),
+            String::new(),
+            StatusCode::NOT_FOUND,
+            "stream_not_found",
+        ),
+        (
+            Method::GET,
+            "/nowhere".into(),
+            String::new(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::PUT,
+            "/streams".into(),
+            String::new(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+    ];
+    for (method, uri, body, status, want) in cases {
+        let (got, v) = call(&app, method.clone(), &uri, &body, None).await;
+        assert_eq!((got, code(&v)), (status, want), "{method} {uri} body {:.60}: {v}", body);
+        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // Nothing was appended by the failures; the server still works.
+    let (s, v) = call(
+        &app,
+        Method::POST,
+        recs,
+        r#"{"records":[{"key":"k","value":{"base64":"AP8="},"headers":{"h":"v"},"timestamp":7}]}"#,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v, json!({"base_offset": 0, "count": 1, "offsets": [0]}));
+    let (s, v) = call(&app, Method::GET, &format!("{recs}?offset=0"), "", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        v,
+        json!({"records":[{"offset":0,"timestamp":7,"key":"k","value":{"base64":"AP8="},"headers":{"h":"v"}}],
+               "next_offset":1,"start_offset":0,"end_offset":1})
+    );
+    let (_, v) = call(&app, Method::GET, &format!("{recs}?encoding=base64"), "", None).await;
+    assert_eq!(v["records"][0]["key"], json!({"base64": "aw=="}));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn stream_crud() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = host(dir.path(), None).await;
+    let app = h.router();
+    call(&app, Method::POST, "/streams", r#"{"name":"b","partitions":3}"#, None).await;
+    call(&app, Method::POST, "/streams", r#"{"name":"a"}"#, None).await;
+    let (_, v) = call(&app, Method::GET, "/streams", "", None).await;
+    let names: Vec<&str> = v["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["a", "b"]);
+    let (_, v) = call(&app, Method::GET, "/streams/b", "", None).await;
+    assert_eq!(v["partitions"].as_array().unwrap().len(), 3);
+    let (s, _) = call(&app, Method::DELETE, "/streams/b", "", None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = call(&app, Method::GET, "/streams/b", "", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn token_guards_everything_but_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = host(dir.path(), Some("s3cret")).await;
+    let app = h.router();
+    assert_eq!(call(&app, Method::GET, "/health", "", None).await.0, StatusCode::OK);
+    let (s, v) = call(&app, Method::GET, "/streams", "", None).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let (s, _) = call(&app, Method::GET, "/streams", "", Some("wrong")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = call(&app, Method::POST, "/streams", r#"{"name":"x"}"#, Some("wrong")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&app, Method::GET, "/streams", "", Some("s3cret")).await.0,
+        StatusCode::OK
+    );
+    assert!(h.list_streams().is_empty(), "an unauthorized request changed state");
+    h.shutdown().await;
+}

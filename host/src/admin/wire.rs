@@ -1,0 +1,261 @@
+//! JSON shapes of the HTTP API.
+//!
+//! Byte fields (keys, values, header values) are written as a JSON string
+//! when they are UTF-8 text, or as `{"base64": "..."}` for any bytes. Both
+//! forms are accepted on input; `encoding=base64` on reads forces the object
+//! form so a client never has to guess.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::fsutil::now_ms;
+use crate::log::{self, OffsetRecord, Record, StreamInfo};
+
+/// A byte field as it appears in JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BytesJson {
+    Text(String),
+    Base64 { base64: String },
+}
+
+impl BytesJson {
+    fn into_bytes(self, field: &str) -> Result<Bytes, Error> {
+        match self {
+            BytesJson::Text(s) => Ok(Bytes::from(s)),
+            BytesJson::Base64 { base64 } => STANDARD
+                .decode(base64.as_bytes())
+                .map(Bytes::from)
+                .map_err(|e| Error::invalid(format!("{field} is not valid base64: {e}"))),
+        }
+    }
+
+    fn from_bytes(b: &Bytes, force_base64: bool) -> BytesJson {
+        match (force_base64, std::str::from_utf8(b)) {
+            (false, Ok(s)) => BytesJson::Text(s.to_string()),
+            _ => BytesJson::Base64 {
+                base64: STANDARD.encode(b),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordIn {
+    #[serde(default)]
+    pub key: Option<BytesJson>,
+    pub value: BytesJson,
+    #[serde(default)]
+    pub headers: BTreeMap<String, BytesJson>,
+    /// Milliseconds since the Unix epoch; the server's clock when absent.
+    #[serde(default)]
+    pub timestamp: Option<u64>,
+}
+
+impl RecordIn {
+    pub fn into_record(self, index: usize) -> Result<Record, Error> {
+        let at = |f: &str| format!("record {index}: {f}");
+        let mut headers = Vec::with_capacity(self.headers.len());
+        for (name, v) in self.headers {
+            let value = v.into_bytes(&at(&format!("header `{name}`")))?;
+            headers.push((name, value));
+        }
+        Ok(Record {
+            key: self.key.map(|k| k.into_bytes(&at("key"))).transpose()?,
+            value: self.value.into_bytes(&at("value"))?,
+            headers,
+            timestamp_ms: self.timestamp.unwrap_or_else(now_ms),
+        })
+    }
+}
+
+/// Produce body: a bare array of records or `{"records": [...]}`.
+pub fn parse_produce_body(body: &[u8]) -> Result<Vec<RecordIn>, Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Wrapped {
+        records: Vec<RecordIn>,
+    }
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let parsed = match first {
+        Some(b'{') => serde_json::from_slice::<Wrapped>(body).map(|w| w.records),
+        Some(b'[') => serde_json::from_slice::<Vec<RecordIn>>(body),
+        _ => {
+            return Err(Error::invalid(
+                "body must be a JSON array of records or {\"records\": [...]}",
+            ));
+        }
+    };
+    parsed.map_err(|e| Error::invalid(format!("malformed records JSON: {e}")))
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProduceOut {
+    pub base_offset: u64,
+    pub count: u32,
+    pub offsets: Vec<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecordOut {
+    pub offset: u64,
+    pub timestamp: u64,
+    pub key: Option<BytesJson>,
+    pub value: BytesJson,
+    pub headers: BTreeMap<String, BytesJson>,
+}
+
+impl RecordOut {
+    pub fn new(r: &OffsetRecord, force_base64: bool) -> Self {
+        RecordOut {
+            offset: r.offset,
+            timestamp: r.record.timestamp_ms,
+            key: r.record.key.as_ref().map(|k| BytesJson::from_bytes(k, force_base64)),
+            value: BytesJson::from_bytes(&r.record.value, force_base64),
+            headers: r
+                .record
+                .headers
+                .iter()
+                .map(|(n, v)| (n.clone(), BytesJson::from_bytes(v, force_base64)))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConsumeOut {
+    pub records: Vec<RecordOut>,
+    pub next_offset: u64,
+    pub start_offset: u64,
+    pub end_offset: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumeQuery {
+    #[serde(default)]
+    pub offset: u64,
+    pub max_records: Option<usize>,
+    pub max_bytes: Option<usize>,
+    #[serde(default)]
+    pub encoding: Encoding,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// Text when the bytes are UTF-8, base64 otherwise.
+    #[default]
+    Auto,
+    Base64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateStream {
+    pub name: String,
+    #[serde(default = "one")]
+    pub partitions: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Serialize)]
+pub struct PartitionOut {
+    pub partition: u32,
+    pub start_offset: u64,
+    pub end_offset: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StreamOut {
+    pub name: String,
+    pub id: u32,
+    pub created_ms: u64,
+    pub partitions: Vec<PartitionOut>,
+}
+
+impl From<StreamInfo> for StreamOut {
+    fn from(s: StreamInfo) -> Self {
+        StreamOut {
+            name: s.name,
+            id: s.id,
+            created_ms: s.created_ms,
+            partitions: s
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(i, r): (usize, &log::partition::Range)| PartitionOut {
+                    partition: i as u32,
+                    start_offset: r.start,
+                    end_offset: r.end,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct StreamsOut {
+    pub streams: Vec<StreamOut>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_json_accepts_text_and_base64_and_rejects_bad_base64() {
+        let v: Vec<RecordIn> =
+            serde_json::from_str(r#"[{"value":"hi"},{"key":{"base64":"AAE="},"value":{"base64":"/w=="}}]"#).unwrap();
+        let recs: Vec<Record> = v
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| r.into_record(i).unwrap())
+            .collect();
+        assert_eq!(recs[0].value, Bytes::from_static(b"hi"));
+        assert_eq!(recs[1].key, Some(Bytes::from_static(&[0, 1])));
+        assert_eq!(recs[1].value, Bytes::from_static(&[0xff]));
+        let bad: Vec<RecordIn> = serde_json::from_str(r#"[{"value":{"base64":"!!"}}]"#).unwrap();
+        let err = bad.into_iter().next().unwrap().into_record(0).unwrap_err();
+        assert!(err.message().contains("base64"), "{}", err.message());
+    }
+
+    #[test]
+    fn output_uses_text_only_for_utf8_unless_forced() {
+        assert_eq!(
+            BytesJson::from_bytes(&Bytes::from_static(b"ok"), false),
+            BytesJson::Text("ok".into())
+        );
+        assert!(matches!(
+            BytesJson::from_bytes(&Bytes::from_static(&[0xff]), false),
+            BytesJson::Base64 { .. }
+        ));
+        assert!(matches!(
+            BytesJson::from_bytes(&Bytes::from_static(b"ok"), true),
+            BytesJson::Base64 { .. }
+        ));
+    }
+
+    #[test]
+    fn produce_body_forms() {
+        assert_eq!(parse_produce_body(br#" [{"value":"a"}]"#).unwrap().len(), 1);
+        assert_eq!(
+            parse_produce_body(br#"{"records":[{"value":"a"},{"value":"b"}]}"#)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(parse_produce_body(b"").is_err());
+        assert!(parse_produce_body(br#"[{"valu":"a"}]"#).is_err());
+        assert!(parse_produce_body(br#"[{"value":"a","timestamp":-5}]"#).is_err());
+    }
+}

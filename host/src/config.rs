@@ -1,0 +1,160 @@
+//! Settings of a Sluice node: what a TOML config file, environment variables
+//! and command-line flags set. Human units (`"512MiB"`, `"30s"`) are accepted.
+//! Components (clock, stores, engines) are injected by the builder, never put
+//! here. [`Settings::validate`] rejects values the node cannot run with.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::wal::format::MAX_PAYLOAD_LEN;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where the WAL and metadata live. Put it on the disk you want durability from.
+    pub data_dir: PathBuf,
+    /// Address of the HTTP API.
+    pub listen: SocketAddr,
+    /// When set, every HTTP request but `/health` needs `Authorization: Bearer <token>`.
+    pub auth_token: Option<String>,
+    /// Largest HTTP request body. Larger bodies are refused with 413 before parsing.
+    pub max_request_bytes: ByteSize,
+    /// Largest encoded batch in one append (one WAL entry). Bigger batches
+    /// amortize more per record but hold more memory per request.
+    pub max_batch_bytes: ByteSize,
+    /// WAL segment size: larger segments mean fewer files, coarser trimming.
+    pub segment_bytes: ByteSize,
+    /// Payload bytes one group commit gathers before it syncs: larger groups
+    /// give more throughput per fsync, smaller ones bound the latency of the
+    /// first append in the group.
+    pub max_group_bytes: ByteSize,
+    /// Appends waiting for the WAL writer before producers are slowed down.
+    pub queue_depth: usize,
+    /// Memory for recent batches served to tailing readers without disk reads.
+    pub cache_bytes: ByteSize,
+    /// Most partitions a stream may have.
+    pub max_partitions: u32,
+    /// Upper bound on `max_records` of one read.
+    pub max_read_records: usize,
+    /// Upper bound on `max_bytes` of one read.
+    pub max_read_bytes: ByteSize,
+    /// How long a graceful shutdown waits for in-flight HTTP requests.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data_dir: PathBuf::from("./sluice-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            auth_token: None,
+            max_request_bytes: ByteSize::mib(16),
+            max_batch_bytes: ByteSize::mib(64),
+            segment_bytes: ByteSize::mib(128),
+            max_group_bytes: ByteSize::mib(16),
+            queue_depth: 4096,
+            cache_bytes: ByteSize::mib(64),
+            max_partitions: 1024,
+            max_read_records: 10_000,
+            max_read_bytes: ByteSize::mib(64),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Settings {
+    /// Parses a TOML config file's content.
+    pub fn from_toml(text: &str) -> Result<Settings, Error> {
+        toml::from_str(text).map_err(|e| Error::invalid(format!("bad config file: {e}")))
+    }
+
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: String| Err(Error::invalid(format!("bad setting: {m}")));
+        if self.max_batch_bytes.as_u64() == 0 || self.max_batch_bytes.as_u64() > MAX_PAYLOAD_LEN as u64 {
+            return bad(format!(
+                "max_batch_bytes must be between 1 B and {}",
+                ByteSize(MAX_PAYLOAD_LEN as u64)
+            ));
+        }
+        if self.segment_bytes.as_u64() < 64 * 1024 {
+            return bad("segment_bytes must be at least 64 KiB".into());
+        }
+        if self.max_request_bytes.as_u64() == 0 || self.max_request_bytes.as_u64() > usize::MAX as u64 {
+            return bad("max_request_bytes must be positive".into());
+        }
+        if self.queue_depth == 0 || self.max_partitions == 0 || self.max_read_records == 0 {
+            return bad("queue_depth, max_partitions and max_read_records must be positive".into());
+        }
+        if self.max_read_bytes.as_u64() == 0 {
+            return bad("max_read_bytes must be positive".into());
+        }
+        if self.auth_token.as_deref() == Some("") {
+            return bad("auth_token must not be empty (omit it to disable auth)".into());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn log_options(&self) -> crate::log::Options {
+        let to_usize = |b: ByteSize| usize::try_from(b.as_u64()).unwrap_or(usize::MAX);
+        crate::log::Options {
+            wal: crate::wal::Options {
+                segment_bytes: self.segment_bytes.as_u64(),
+                max_group_bytes: to_usize(self.max_group_bytes),
+                queue_depth: self.queue_depth,
+                max_entry_bytes: to_usize(self.max_batch_bytes),
+            },
+            cache_bytes: to_usize(self.cache_bytes),
+            max_partitions: self.max_partitions,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_with_human_units() {
+        let s = Settings::from_toml(
+            r#"
+            data_dir = "/var/lib/sluice"
+            listen = "0.0.0.0:9000"
+            max_request_bytes = "1 MiB"
+            segment_bytes = "512MiB"
+            shutdown_timeout = "250ms"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.max_request_bytes, ByteSize::mib(1));
+        assert_eq!(s.segment_bytes, ByteSize::mib(512));
+        assert_eq!(s.shutdown_timeout, Duration::from_millis(250));
+        assert_eq!(s.cache_bytes, Settings::default().cache_bytes);
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_a_message() {
+        assert!(
+            Settings::from_toml("nonsense = 1")
+                .unwrap_err()
+                .message()
+                .contains("nonsense")
+        );
+        let s = Settings {
+            max_batch_bytes: ByteSize::gib(1),
+            ..Settings::default()
+        };
+        assert!(s.validate().unwrap_err().message().contains("max_batch_bytes"));
+        let s = Settings {
+            auth_token: Some(String::new()),
+            ..Settings::default()
+        };
+        assert!(s.validate().is_err());
+    }
+}

@@ -1,0 +1,110 @@
+//! The public error: a coarse [`ErrorKind`] that tells a caller what to do,
+//! a stable machine-readable `code`, and a human message. Subsystem errors
+//! (`WalError`, `LogError`, ...) convert into it here, in one place; the HTTP
+//! layer maps kinds to status codes in one place too (`admin::error`).
+
+use crate::log::LogError;
+use crate::wal::WalError;
+
+/// What the caller should do about an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Fix the request.
+    Invalid,
+    /// Missing credentials or wrong token.
+    Unauthorized,
+    /// The named thing does not exist.
+    NotFound,
+    /// The method is not supported on this resource.
+    NotAllowed,
+    /// The request conflicts with current state (e.g. already exists).
+    Conflict,
+    /// The request is larger than allowed.
+    TooLarge,
+    /// Temporarily unable; retry later (shutting down, storage failed).
+    Unavailable,
+    /// Stored data is damaged.
+    Data,
+    /// A bug or an unexpected environment failure.
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    kind: ErrorKind,
+    code: &'static str,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            code,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Invalid, "invalid_request", message)
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// A stable, machine-readable code such as `stream_not_found`.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+}
+
+impl From<WalError> for Error {
+    fn from(e: WalError) -> Self {
+        let (kind, code) = match &e {
+            WalError::Closed => (ErrorKind::Unavailable, "shutting_down"),
+            WalError::Poisoned(_) => (ErrorKind::Unavailable, "storage_failed"),
+            WalError::EntryTooLarge { .. } => (ErrorKind::TooLarge, "payload_too_large"),
+            WalError::Corrupt { .. } => (ErrorKind::Data, "data_corrupt"),
+            WalError::Trimmed { .. } => (ErrorKind::NotFound, "trimmed"),
+            WalError::Io { .. } => (ErrorKind::Internal, "io_error"),
+        };
+        Error::new(kind, code, e.to_string()).with_source(e)
+    }
+}
+
+impl From<LogError> for Error {
+    fn from(e: LogError) -> Self {
+        let e = match e {
+            LogError::Wal(w) => return w.into(),
+            other => other,
+        };
+        let (kind, code) = match &e {
+            LogError::StreamNotFound { .. } => (ErrorKind::NotFound, "stream_not_found"),
+            LogError::PartitionNotFound { .. } => (ErrorKind::NotFound, "partition_not_found"),
+            LogError::StreamExists { .. } => (ErrorKind::Conflict, "stream_exists"),
+            LogError::InvalidName { .. } | LogError::InvalidPartitions { .. } | LogError::InvalidBatch(_) => {
+                (ErrorKind::Invalid, "invalid_request")
+            }
+            LogError::BatchTooLarge { .. } => (ErrorKind::TooLarge, "payload_too_large"),
+            LogError::OffsetOutOfRange { .. } => (ErrorKind::Invalid, "offset_out_of_range"),
+            LogError::Corrupt { .. } => (ErrorKind::Data, "data_corrupt"),
+            LogError::MetaIo { .. } => (ErrorKind::Internal, "io_error"),
+            LogError::Wal(_) => (ErrorKind::Internal, "io_error"),
+        };
+        Error::new(kind, code, e.to_string()).with_source(e)
+    }
+}

@@ -1,0 +1,147 @@
+//! [`Host`]: the embedding API. A Rust program opens a host on a data
+//! directory and creates streams, appends and reads without HTTP; the HTTP
+//! server is a thin layer over the same calls.
+//!
+//! Invariant: every successful `append` is durable (fsync'd) when it returns.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::error::{Error, ErrorKind};
+use crate::log::{Appended, Log, ReadBatch, Record, StreamInfo};
+
+/// How much one read may return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// Most records returned (at least 1).
+    pub max_records: usize,
+    /// About this many record bytes; at least one record is returned if any
+    /// is available, even a bigger one.
+    pub max_bytes: usize,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        ReadLimits {
+            max_records: 100,
+            max_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// A running Sluice node. Cheap to clone; clones share the node.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Settings,
+    log: Log,
+}
+
+impl Host {
+    /// Validates `settings`, recovers the data directory and starts the WAL.
+    pub async fn open(settings: Settings) -> Result<Host, Error> {
+        settings.validate()?;
+        std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+            Error::new(
+                ErrorKind::Internal,
+                "io_error",
+                format!("cannot create data dir `{}`: {e}", settings.data_dir.display()),
+            )
+        })?;
+        let (dir, opts) = (settings.data_dir.clone(), settings.log_options());
+        let log = tokio::task::spawn_blocking(move || Log::open(&dir, opts))
+            .await
+            .map_err(|e| Error::new(ErrorKind::Internal, "internal", format!("recovery task failed: {e}")))??;
+        Ok(Host {
+            inner: Arc::new(Inner { settings, log }),
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub async fn create_stream(&self, name: &str, partitions: u32) -> Result<StreamInfo, Error> {
+        Ok(self.inner.log.create_stream(name, partitions).await?)
+    }
+
+    pub async fn delete_stream(&self, name: &str) -> Result<(), Error> {
+        Ok(self.inner.log.delete_stream(name).await?)
+    }
+
+    pub fn list_streams(&self) -> Vec<StreamInfo> {
+        self.inner.log.list_streams()
+    }
+
+    pub fn describe_stream(&self, name: &str) -> Result<StreamInfo, Error> {
+        Ok(self.inner.log.describe_stream(name)?)
+    }
+
+    /// Appends a batch to one partition; returns its offsets once durable.
+    pub async fn append(&self, stream: &str, partition: u32, records: &[Record]) -> Result<Appended, Error> {
+        Ok(self.inner.log.append(stream, partition, records).await?)
+    }
+
+    /// Reads from `offset` on. Reading at the partition's end returns no
+    /// records; reading past it is an `offset_out_of_range` error.
+    pub async fn read(
+        &self,
+        stream: &str,
+        partition: u32,
+        offset: u64,
+        limits: ReadLimits,
+    ) -> Result<ReadBatch, Error> {
+        let s = &self.inner.settings;
+        let max_records = limits.max_records.clamp(1, s.max_read_records);
+        let max_bytes = limits
+            .max_bytes
+            .min(usize::try_from(s.max_read_bytes.as_u64()).unwrap_or(usize::MAX));
+        Ok(self
+            .inner
+            .log
+            .read(stream, partition, offset, max_records, max_bytes)
+            .await?)
+    }
+
+    /// The HTTP API over this host.
+    pub fn router(&self) -> axum::Router {
+        crate::admin::router(self.clone())
+    }
+
+    /// Serves the HTTP API on `listener` until `shutdown` resolves, then
+    /// drains in-flight requests (bounded by `shutdown_timeout`) and shuts
+    /// the host down (queued appends synced).
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(());
+        });
+        let timeout = self.inner.settings.shutdown_timeout;
+        let mut server = std::pin::pin!(server.into_future());
+        let result = tokio::select! {
+            r = &mut server => r,
+            _ = async { let _ = stop_rx.await; tokio::time::sleep(timeout).await } => {
+                tracing::warn!(?timeout, "in-flight requests did not finish in time; shutting down anyway");
+                Ok(())
+            }
+        };
+        self.shutdown().await;
+        result.map_err(|e| Error::new(ErrorKind::Internal, "io_error", format!("HTTP server failed: {e}")))
+    }
+
+    /// Stops accepting appends, syncs what is queued, and stops the WAL.
+    pub async fn shutdown(&self) {
+        self.inner.log.shutdown().await;
+    }
+}
