@@ -1,1 +1,291 @@
-fn main() {}
+//! Benchmark of the WAL produce path: durable appends (fdatasync) with group
+//! commit, 1 KiB records, several concurrent producers.
+//!
+//! Run with `cargo bench -p sluice-host --bench produce`. Set
+//! `SLUICE_BENCH_QUICK=1` for a fast smoke run with much less data.
+//!
+//! Prints the raw sequential-write speed of the disk (`dd ... conv=fdatasync`)
+//! measured in the same directory, then one markdown table row per
+//! configuration. MB/s are decimal (10^6 bytes/s), as `dd` prints them, and
+//! count payload bytes only (not the WAL's entry headers).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use sluice_host::wal::{EntryKind, EntryMeta, Options, Wal};
+
+const RECORD_BYTES: usize = 1024;
+const PRODUCERS: [usize; 4] = [1, 4, 16, 64];
+const RECORDS_PER_ENTRY: [usize; 3] = [1, 16, 64];
+
+struct Settings {
+    /// Payload bytes appended per configuration (upper bound).
+    bytes_per_config: u64,
+    /// Time bound per configuration; whichever of the two is hit first.
+    time_per_config: Duration,
+    /// Size of the `dd` reference write, in MiB.
+    dd_mib: u64,
+}
+
+impl Settings {
+    fn from_env() -> (Settings, bool) {
+        let quick = std::env::var("SLUICE_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let settings = if quick {
+            Settings {
+                bytes_per_config: 32 << 20,
+                time_per_config: Duration::from_secs(1),
+                dd_mib: 64,
+            }
+        } else {
+            Settings {
+                bytes_per_config: 512 << 20,
+                time_per_config: Duration::from_secs(5),
+                dd_mib: 1024,
+            }
+        };
+        (settings, quick)
+    }
+}
+
+struct RunResult {
+    wall: Duration,
+    appends: u64,
+    payload_bytes: u64,
+    syncs: u64,
+    /// Per-append latencies, sorted ascending.
+    latencies: Vec<Duration>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let (settings, quick) = Settings::from_env();
+    let base = bench_base_dir()?;
+    let tmp = tempfile::Builder::new()
+        .prefix("sluice-bench-produce-")
+        .tempdir_in(&base)
+        .with_context(|| format!("create temp dir in {}", base.display()))?;
+    let dir = tmp.path();
+    let fs = filesystem_of(dir)?;
+    if fs.fstype == "tmpfs" || fs.fstype == "ramfs" {
+        bail!(
+            "{} is on {} (not a real disk); set CARGO_TARGET_TMPDIR",
+            dir.display(),
+            fs.fstype
+        );
+    }
+
+    println!("# WAL produce benchmark{}", if quick { " (QUICK mode)" } else { "" });
+    println!();
+    println!("directory:  {}", dir.display());
+    println!("filesystem: {} ({}) mounted on {}", fs.source, fs.fstype, fs.target);
+    println!(
+        "per config: up to {} MiB of payload or {:?}, whichever comes first",
+        settings.bytes_per_config >> 20,
+        settings.time_per_config
+    );
+
+    let dd_mbps = dd_reference(dir, settings.dd_mib)?;
+    println!(
+        "dd raw:     {dd_mbps:.1} MB/s ({} MiB, bs=1M, conv=fdatasync)",
+        settings.dd_mib
+    );
+    println!();
+    println!(
+        "| producers | records/entry | entry | payload MiB | wall s | MB/s | % of dd | records/s | fsyncs \
+         | appends/fsync | KiB/commit | p50 ms | p99 ms |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    std::io::stdout().flush()?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("build tokio runtime")?;
+    for &producers in &PRODUCERS {
+        for &records_per_entry in &RECORDS_PER_ENTRY {
+            let sub = dir.join(format!("wal-p{producers}-r{records_per_entry}"));
+            let r = rt.block_on(run_config(&sub, producers, records_per_entry, &settings))?;
+            std::fs::remove_dir_all(&sub).with_context(|| format!("remove {}", sub.display()))?;
+            print_row(producers, records_per_entry, &r, dd_mbps);
+            std::io::stdout().flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// Where to put the temp dir: `CARGO_TARGET_TMPDIR` (set by cargo when
+/// building benches; inside the target dir), else the system temp dir, unless
+/// that is a RAM file system, in which case the workspace `target/`.
+fn bench_base_dir() -> anyhow::Result<PathBuf> {
+    if let Some(d) = option_env!("CARGO_TARGET_TMPDIR") {
+        let d = PathBuf::from(d);
+        std::fs::create_dir_all(&d).with_context(|| format!("create {}", d.display()))?;
+        return Ok(d);
+    }
+    let tmp = std::env::temp_dir();
+    let fs = filesystem_of(&tmp)?;
+    if fs.fstype != "tmpfs" && fs.fstype != "ramfs" {
+        return Ok(tmp);
+    }
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-tmp");
+    std::fs::create_dir_all(&d).with_context(|| format!("create {}", d.display()))?;
+    Ok(d)
+}
+
+struct FsInfo {
+    source: String,
+    fstype: String,
+    target: String,
+}
+
+/// Asks `df` which file system `path` lives on.
+fn filesystem_of(path: &Path) -> anyhow::Result<FsInfo> {
+    let out = Command::new("df")
+        .arg("--output=source,fstype,target")
+        .arg(path)
+        .output()
+        .context("run df")?;
+    if !out.status.success() {
+        bail!("df {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().nth(1).context("df printed no data line")?;
+    let mut cols = line.split_whitespace();
+    let mut next = || cols.next().map(str::to_owned).context("short df line");
+    Ok(FsInfo {
+        source: next()?,
+        fstype: next()?,
+        target: next()?,
+    })
+}
+
+/// Writes `mib` MiB with `dd ... conv=fdatasync` in `dir` and returns MB/s
+/// (10^6 bytes/s) computed from dd's own byte count and elapsed seconds.
+fn dd_reference(dir: &Path, mib: u64) -> anyhow::Result<f64> {
+    let file = dir.join("dd.bin");
+    let out = Command::new("dd")
+        .env("LC_ALL", "C")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", file.display()))
+        .arg("bs=1M")
+        .arg(format!("count={mib}"))
+        .arg("conv=fdatasync")
+        .output()
+        .context("run dd")?;
+    let _ = std::fs::remove_file(&file);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!("dd failed: {stderr}");
+    }
+    // e.g. "1073741824 bytes (1.1 GB, 1.0 GiB) copied, 1.41 s, 762 MB/s"
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(" bytes") && l.contains("copied"))
+        .with_context(|| format!("no summary line in dd output: {stderr}"))?;
+    let bytes: f64 = line
+        .split_whitespace()
+        .next()
+        .and_then(|b| b.parse().ok())
+        .with_context(|| format!("cannot parse bytes in {line:?}"))?;
+    let secs: f64 = line
+        .split(',')
+        .find_map(|part| part.trim().strip_suffix(" s").and_then(|s| s.trim().parse().ok()))
+        .with_context(|| format!("cannot parse seconds in {line:?}"))?;
+    if secs <= 0.0 {
+        bail!("dd reported a non-positive time: {line:?}");
+    }
+    Ok(bytes / secs / 1e6)
+}
+
+async fn run_config(
+    dir: &Path,
+    producers: usize,
+    records_per_entry: usize,
+    settings: &Settings,
+) -> anyhow::Result<RunResult> {
+    let (wal, _) = Wal::open(dir, Options::default(), &mut |_| {}).context("open WAL")?;
+    let wal = Arc::new(wal);
+    let entry_bytes = (records_per_entry * RECORD_BYTES) as u64;
+    let payload = Bytes::from(vec![0xA5u8; records_per_entry * RECORD_BYTES]);
+    let claimed = Arc::new(AtomicU64::new(0));
+    let budget = settings.bytes_per_config;
+    let syncs_before = wal.syncs();
+    let start = Instant::now();
+    let deadline = start + settings.time_per_config;
+
+    let mut tasks = Vec::with_capacity(producers);
+    for task_index in 0..producers {
+        let wal = wal.clone();
+        let payload = payload.clone();
+        let claimed = claimed.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(4096);
+            let mut i: u64 = 0;
+            while Instant::now() < deadline && claimed.fetch_add(entry_bytes, Ordering::Relaxed) < budget {
+                let meta = EntryMeta {
+                    kind: EntryKind::Records,
+                    stream: 1,
+                    partition: task_index as u32,
+                    base_offset: i,
+                    count: records_per_entry as u32,
+                };
+                let t = Instant::now();
+                wal.append(meta, payload.clone()).await?;
+                latencies.push(t.elapsed());
+                i += records_per_entry as u64;
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.context("producer task panicked")??);
+    }
+    let wall = start.elapsed();
+    let syncs = wal.syncs() - syncs_before;
+    wal.shutdown().await;
+
+    latencies.sort_unstable();
+    let appends = latencies.len() as u64;
+    Ok(RunResult {
+        wall,
+        appends,
+        payload_bytes: appends * entry_bytes,
+        syncs,
+        latencies,
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[idx]
+}
+
+fn print_row(producers: usize, records_per_entry: usize, r: &RunResult, dd_mbps: f64) {
+    let secs = r.wall.as_secs_f64();
+    let mbps = r.payload_bytes as f64 / secs / 1e6;
+    let records = r.appends * records_per_entry as u64;
+    let syncs = r.syncs.max(1) as f64;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "| {producers} | {records_per_entry} | {} KiB | {:.0} | {secs:.2} | {mbps:.1} | {:.0}% | {:.0} | {} | {:.1} | {:.0} \
+         | {:.2} | {:.2} |",
+        records_per_entry * RECORD_BYTES / 1024,
+        r.payload_bytes as f64 / (1u64 << 20) as f64,
+        mbps / dd_mbps * 100.0,
+        records as f64 / secs,
+        r.syncs,
+        r.appends as f64 / syncs,
+        r.payload_bytes as f64 / syncs / 1024.0,
+        ms(percentile(&r.latencies, 0.50)),
+        ms(percentile(&r.latencies, 0.99)),
+    );
+}

@@ -329,10 +329,15 @@ fn cut_segments(
         dropped.push(to);
     }
     sync_dir(dir).map_err(|e| WalError::io("sync WAL directory", dir, e))?;
-    tracing::error!(
-        segment = %seg_path.display(), pos, %reason, dropped = dropped.len(),
-        "WAL recovery cut the log; entries after the cut are not served and were moved aside"
-    );
+    let torn_tail = i + 1 == segments.len() && pos > 0 && reason == Corruption::Truncated;
+    if torn_tail {
+        tracing::warn!(segment = %seg_path.display(), pos, "WAL recovery cut a torn tail (an unacknowledged write)");
+    } else {
+        tracing::error!(
+            segment = %seg_path.display(), pos, %reason, dropped = dropped.len(),
+            "WAL recovery cut the log; entries after the cut are not served and were moved aside"
+        );
+    }
     Ok(Cut {
         segment: seg_path.clone(),
         pos,
