@@ -1,1 +1,8 @@
+//! Black-box tests of the `sluice` binary over real HTTP: each test starts
+//! its own server process on a temp data dir and a free port.
 
+mod crash;
+mod http_errors;
+mod shutdown;
+mod support;
+mod workload;

@@ -1,0 +1,496 @@
+//! Harness for the black-box tests: runs the real `sluice` binary on a temp
+//! data dir and a free port, and small HTTP/JSON helpers.
+//!
+//! Every wait here is bounded, and a [`Server`] SIGKILLs its process when it
+//! is dropped, so a failing (panicking) test never leaves a server behind.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// Timeout of every single HTTP request made by the tests.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a starting server may take to answer `GET /health`.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(50);
+
+/// A port nobody listens on right now (bind to port 0, read it, release it).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// An HTTP client whose requests can never hang a test.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .expect("build reqwest client")
+}
+
+/// How to start the server.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Extra command-line arguments after `serve --data-dir D --listen A`.
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub envs: Vec<(String, String)>,
+    /// Give the data dir and the listen address through `SLUICE_DATA_DIR` /
+    /// `SLUICE_LISTEN` instead of flags.
+    pub config_from_env: bool,
+}
+
+impl ServerOptions {
+    pub fn args(args: &[&str]) -> Self {
+        ServerOptions {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            ..ServerOptions::default()
+        }
+    }
+}
+
+/// The `sluice` binary running as a child process.
+pub struct Server {
+    /// Holds the data dir and the server log; removed on drop.
+    root: TempDir,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    port: u16,
+    options: ServerOptions,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Server {
+    /// Starts a server with default settings and waits until it is ready.
+    pub async fn start() -> Server {
+        Server::start_with(ServerOptions::default()).await
+    }
+
+    pub async fn start_with(options: ServerOptions) -> Server {
+        let root = tempfile::Builder::new()
+            .prefix("sluice-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let data_dir = root.path().join("data");
+        let log_path = root.path().join("server.log");
+        let mut server = Server {
+            root,
+            data_dir,
+            log_path,
+            port: free_port(),
+            options,
+            child: None,
+            starts: 0,
+        };
+        server.spawn_and_wait().await;
+        server
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `path` must start with `/`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base(), path)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server is not running").id()
+    }
+
+    /// SIGKILL (`kill -9`): the process gets no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends `signal` (e.g. "TERM", "INT") and waits up to `timeout` for the
+    /// process to exit. Panics (after a SIGKILL) if it does not exit in time.
+    pub async fn signal_and_wait(&mut self, signal: &str, timeout: Duration) -> ExitStatus {
+        let pid = self.pid();
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("run `kill`");
+        assert!(status.success(), "`kill -{signal} {pid}` failed: {status}");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut().expect("server is running");
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                panic!(
+                    "server did not exit within {timeout:?} after SIG{signal}\n{}",
+                    self.log_tail(60)
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Starts the server on the same data dir and SIGKILLs it `after` the
+    /// spawn, whether or not it is ready by then (a crash during recovery).
+    pub async fn start_and_kill_after(&mut self, after: Duration) {
+        assert!(self.child.is_none(), "start_and_kill_after() of a running server");
+        self.spawn();
+        tokio::time::sleep(after).await;
+        self.kill();
+    }
+
+    /// Starts the server again on the same data dir (and, when it is free,
+    /// the same port) and waits until it is ready.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart() of a running server");
+        self.spawn_and_wait().await;
+    }
+
+    async fn spawn_and_wait(&mut self) {
+        for attempt in 0.. {
+            self.spawn();
+            match self.wait_ready().await {
+                Ok(()) => return,
+                // Someone else took our port while the server was down: try another.
+                Err(status) if attempt < 2 && self.log_since_start().contains("in use") => {
+                    eprintln!("server exited with {status} (port {} taken?); retrying", self.port);
+                    self.port = free_port();
+                }
+                Err(status) => panic!("server exited during start-up with {status}\n{}", self.log_tail(60)),
+            }
+        }
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("open server log");
+        use std::io::Write;
+        writeln!(log, "=== e2e: start #{} on port {} ===", self.starts, self.port).expect("write server log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.arg("serve");
+        // Only what the test says may configure the server.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("SLUICE_") {
+                cmd.env_remove(k);
+            }
+        }
+        let listen = format!("127.0.0.1:{}", self.port);
+        if self.options.config_from_env {
+            cmd.env("SLUICE_DATA_DIR", &self.data_dir).env("SLUICE_LISTEN", &listen);
+        } else {
+            cmd.arg("--data-dir").arg(&self.data_dir).args(["--listen", &listen]);
+        }
+        cmd.args(&self.options.args);
+        for (k, v) in &self.options.envs {
+            cmd.env(k, v);
+        }
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log);
+        self.child = Some(cmd.spawn().expect("spawn the sluice binary"));
+    }
+
+    /// Polls `GET /health` until it answers 200 `{"status":"ok"}`. Returns
+    /// the exit status if the process dies first; panics on timeout.
+    async fn wait_ready(&mut self) -> Result<(), ExitStatus> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(1))
+            .build()
+            .expect("client");
+        let url = self.url("/health");
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.as_mut().expect("spawned").try_wait().expect("try_wait") {
+                self.child = None;
+                return Err(status);
+            }
+            if let Ok(resp) = client.get(&url).send().await
+                && resp.status() == StatusCode::OK
+                && let Ok(body) = resp.json::<Value>().await
+                && body == json!({"status": "ok"})
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                panic!("server not ready within {READY_TIMEOUT:?}\n{}", self.log_tail(60));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = File::open(&self.log_path) {
+            let mut bytes = Vec::new();
+            let _ = f.read_to_end(&mut bytes);
+            s = String::from_utf8_lossy(&bytes).into_owned();
+        }
+        s
+    }
+
+    fn log_since_start(&self) -> String {
+        let log = self.log();
+        let marker = format!("=== e2e: start #{} ", self.starts);
+        match log.rfind(&marker) {
+            Some(i) => log[i..].to_string(),
+            None => log,
+        }
+    }
+
+    /// The last `n` lines of the server's stdout/stderr (all runs).
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let from = lines.len().saturating_sub(n);
+        format!(
+            "--- server log {} (last {} lines) ---\n{}\n--- end of server log ---",
+            self.log_path.display(),
+            lines.len() - from,
+            lines[from..].join("\n")
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tail(80));
+            // Keep the data dir for a post-mortem when asked to.
+            if std::env::var_os("SLUICE_E2E_KEEP").is_some() {
+                let path = std::mem::replace(&mut self.root, TempDir::new().expect("temp dir")).keep();
+                eprintln!("kept the test's data dir and log in {}", path.display());
+            }
+        }
+    }
+}
+
+/// Reads a response as `(status, JSON body)`; panics if the body is not JSON.
+pub async fn json_of(resp: reqwest::Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let ctype = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let text = resp.text().await.expect("read response body");
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("answer {status} is not JSON ({e}), content-type {ctype:?}: {text:?}"));
+    assert!(
+        ctype.starts_with("application/json"),
+        "answer {status} has content-type {ctype:?}, want application/json: {text}"
+    );
+    (status, body)
+}
+
+/// Asserts the status and returns the JSON body.
+pub async fn expect_json(resp: reqwest::Response, want: StatusCode) -> Value {
+    let url = resp.url().clone();
+    let (status, body) = json_of(resp).await;
+    assert_eq!(status, want, "{url}: unexpected status, body {body}");
+    body
+}
+
+/// Asserts an error answer: `status` and `{"error":{"code": code, "message": "..."}}`.
+pub async fn expect_error(resp: reqwest::Response, want: StatusCode, code: &str) -> Value {
+    let url = resp.url().clone();
+    let (status, body) = json_of(resp).await;
+    assert_eq!(status, want, "{url}: unexpected status, body {body}");
+    assert_eq!(body["error"]["code"], code, "{url}: unexpected error code, body {body}");
+    let message = body["error"]["message"].as_str();
+    assert!(
+        message.is_some_and(|m| !m.is_empty()),
+        "{url}: error without a message: {body}"
+    );
+    body
+}
+
+/// `POST /streams`; asserts 201 and the shape of the answer.
+pub async fn create_stream(client: &reqwest::Client, server: &Server, name: &str, partitions: u32) -> Value {
+    let resp = client
+        .post(server.url("/streams"))
+        .json(&json!({"name": name, "partitions": partitions}))
+        .send()
+        .await
+        .expect("POST /streams");
+    let body = expect_json(resp, StatusCode::CREATED).await;
+    assert_eq!(body["name"], name, "{body}");
+    assert!(body["id"].is_u64(), "{body}");
+    assert!(body["created_ms"].is_u64(), "{body}");
+    let parts = body["partitions"].as_array().expect("partitions array");
+    assert_eq!(parts.len(), partitions as usize, "{body}");
+    for (i, p) in parts.iter().enumerate() {
+        assert_eq!(
+            p,
+            &json!({"partition": i, "start_offset": 0, "end_offset": 0}),
+            "{body}"
+        );
+    }
+    body
+}
+
+pub fn records_url(server: &Server, stream: &str, partition: u32) -> String {
+    server.url(&format!("/streams/{stream}/partitions/{partition}/records"))
+}
+
+/// `POST .../records`; asserts 200 and a consistent ack, returns the offsets.
+pub async fn produce(
+    client: &reqwest::Client,
+    server: &Server,
+    stream: &str,
+    partition: u32,
+    records: &Value,
+) -> Vec<u64> {
+    let resp = client
+        .post(records_url(server, stream, partition))
+        .json(records)
+        .send()
+        .await
+        .expect("produce request");
+    let ack = expect_json(resp, StatusCode::OK).await;
+    let n = records
+        .as_array()
+        .or_else(|| records["records"].as_array())
+        .expect("records")
+        .len();
+    check_ack(&ack, n).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Checks `{"base_offset":N,"count":M,"offsets":[N..N+M]}` for a batch of `n`.
+pub fn check_ack(ack: &Value, n: usize) -> Result<Vec<u64>, String> {
+    let bad = |why: &str| Err(format!("bad produce ack ({why}) for {n} records: {ack}"));
+    let (Some(base), Some(count), Some(offsets)) = (
+        ack["base_offset"].as_u64(),
+        ack["count"].as_u64(),
+        ack["offsets"].as_array(),
+    ) else {
+        return bad("missing fields");
+    };
+    if count != n as u64 {
+        return bad("count");
+    }
+    let offsets: Vec<u64> = offsets.iter().filter_map(Value::as_u64).collect();
+    let want: Vec<u64> = (base..base + n as u64).collect();
+    if offsets != want {
+        return bad("offsets are not base_offset..base_offset+count");
+    }
+    Ok(offsets)
+}
+
+/// Reads a whole partition by paging with `offset` / `next_offset` until
+/// `next_offset == end_offset`. Checks the paging invariants on the way.
+pub async fn read_all(
+    client: &reqwest::Client,
+    server: &Server,
+    stream: &str,
+    partition: u32,
+    extra_query: &str,
+) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut offset = 0u64;
+    let mut start = None;
+    for _page in 0..100_000 {
+        let url = format!(
+            "{}?offset={offset}&max_records=500{extra_query}",
+            records_url(server, stream, partition)
+        );
+        let resp = client
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let page = expect_json(resp, StatusCode::OK).await;
+        let records = page["records"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{url}: no records: {page}"));
+        let next = page["next_offset"].as_u64().expect("next_offset");
+        let end = page["end_offset"].as_u64().expect("end_offset");
+        let s = page["start_offset"].as_u64().expect("start_offset");
+        assert_eq!(*start.get_or_insert(s), s, "{url}: start_offset changed while reading");
+        assert!(next <= end, "{url}: next_offset {next} > end_offset {end}");
+        if let Some(first) = records.first() {
+            assert_eq!(
+                first["offset"], offset,
+                "{url}: first record is not at the requested offset"
+            );
+            assert_eq!(
+                next,
+                offset + records.len() as u64,
+                "{url}: next_offset does not follow the records returned"
+            );
+        }
+        out.extend(records.iter().cloned());
+        if next == end {
+            return out;
+        }
+        assert!(
+            !records.is_empty(),
+            "{url}: empty page before the end (next_offset {next}, end_offset {end})"
+        );
+        offset = next;
+    }
+    panic!("reading {stream}/{partition} did not reach the end");
+}
+
+/// A small deterministic PRNG (splitmix64), so a failing run can be replayed
+/// with `SLUICE_E2E_SEED`.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn from_env_or_time() -> (Rng, u64) {
+        let seed = std::env::var("SLUICE_E2E_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+            });
+        (Rng(seed), seed)
+    }
+
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+}
