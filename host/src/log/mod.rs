@@ -258,10 +258,7 @@ impl Log {
         if records.len() > u32::MAX as usize {
             return Err(LogError::InvalidBatch("too many records in one batch".into()));
         }
-        for r in records {
-            record::validate(r).map_err(LogError::InvalidBatch)?;
-        }
-        let payload = record::encode_batch(records);
+        let payload = record::encode_batch(records).map_err(LogError::InvalidBatch)?;
         let max = self.opts.wal.max_entry_bytes.min(wal::format::MAX_PAYLOAD_LEN);
         if payload.len() > max {
             return Err(LogError::BatchTooLarge {

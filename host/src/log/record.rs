@@ -1,23 +1,13 @@
 //! Records and the batch encoding stored in WAL entries (and, later, in
 //! segment objects and replication responses).
 //!
-//! A batch is the records of one append, back to back; offsets are implicit
-//! (`base_offset + index`, from the WAL entry). Little-endian:
-//!
-//! ```text
-//! record
-//! +--------------+-----------+-----+-----------+-------+-----------+---------+
-//! | timestamp_ms | key_len+1 | key | value_len | value | n_headers | headers |
-//! | u64          | u32       |     | u32       |       | u16       |         |
-//! +--------------+-----------+-----+-----------+-------+-----------+---------+
-//!   key_len+1 = 0 means "no key" (distinct from an empty key)
-//! header: name_len u16 | name (UTF-8) | value_len u32 | value
-//! ```
-//!
-//! Decoding never panics on bad input: it returns [`DecodeError`], and
-//! decoded byte fields share the batch buffer (no copy).
+//! A batch is the record bodies of one append, back to back; offsets are
+//! implicit (`base_offset + index`, from the WAL entry). The body encoding is
+//! `sluice_wire`'s (diagram in docs/FORMATS.md), shared with plugins.
+//! Decoded byte fields share the batch buffer (no copy).
 
-use bytes::{BufMut, Bytes};
+use bytes::Bytes;
+use sluice_wire::{HEADER_FRAMING, RECORD_FRAMING, decode_records, encode_record};
 
 /// One record as produced and consumed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -36,20 +26,7 @@ pub struct OffsetRecord {
     pub record: Record,
 }
 
-/// Largest header name, in bytes.
-pub const MAX_HEADER_NAME: usize = u16::MAX as usize;
-/// Most headers on one record.
-pub const MAX_HEADERS: usize = u16::MAX as usize;
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    #[error("batch ends inside record {index}")]
-    Truncated { index: u32 },
-    #[error("header name of record {index} is not UTF-8")]
-    HeaderName { index: u32 },
-    #[error("batch has {extra} bytes after its {count} records")]
-    Trailing { count: u32, extra: usize },
-}
+pub use sluice_wire::WireError as DecodeError;
 
 impl Record {
     /// Bytes this record counts for in read limits: key + value + headers.
@@ -60,125 +37,49 @@ impl Record {
     }
 
     fn encoded_len(&self) -> usize {
-        8 + 4 + 4 + 2 + self.size() + self.headers.len() * 6
+        RECORD_FRAMING + self.size() + self.headers.len() * HEADER_FRAMING
     }
 }
 
-/// Checks limits the encoding imposes; returns a description of the problem.
-pub fn validate(record: &Record) -> Result<(), String> {
-    if record.headers.len() > MAX_HEADERS {
-        return Err(format!(
-            "a record has {} headers; at most {MAX_HEADERS}",
-            record.headers.len()
-        ));
-    }
-    for (name, _) in &record.headers {
-        if name.len() > MAX_HEADER_NAME {
-            return Err(format!("header name of {} bytes exceeds {MAX_HEADER_NAME}", name.len()));
-        }
-    }
-    let too_big = |n: usize| n >= u32::MAX as usize;
-    if too_big(record.value.len()) || record.key.as_ref().is_some_and(|k| too_big(k.len())) {
-        return Err("a key or value exceeds 4 GiB".into());
-    }
-    Ok(())
+fn encode_one(out: &mut Vec<u8>, r: &Record) -> Result<(), DecodeError> {
+    encode_record(
+        out,
+        r.timestamp_ms,
+        r.key.as_deref(),
+        &r.value,
+        r.headers.iter().map(|(n, v)| (n.as_str(), v.as_ref())),
+    )
 }
 
-/// Encodes records (already [`validate`]d) into one batch payload.
-pub fn encode_batch(records: &[Record]) -> Bytes {
+/// Encodes records into one batch payload.
+pub fn encode_batch(records: &[Record]) -> Result<Bytes, String> {
     let mut out = Vec::with_capacity(records.iter().map(Record::encoded_len).sum());
     for r in records {
-        out.put_u64_le(r.timestamp_ms);
-        match &r.key {
-            None => out.put_u32_le(0),
-            Some(k) => {
-                out.put_u32_le(k.len() as u32 + 1);
-                out.put_slice(k);
-            }
-        }
-        out.put_u32_le(r.value.len() as u32);
-        out.put_slice(&r.value);
-        out.put_u16_le(r.headers.len() as u16);
-        for (name, value) in &r.headers {
-            out.put_u16_le(name.len() as u16);
-            out.put_slice(name.as_bytes());
-            out.put_u32_le(value.len() as u32);
-            out.put_slice(value);
-        }
+        encode_one(&mut out, r).map_err(|e| e.to_string())?;
     }
-    Bytes::from(out)
+    Ok(Bytes::from(out))
 }
 
 /// Decodes a batch of `count` records starting at `base_offset`.
 pub fn decode_batch(batch: &Bytes, base_offset: u64, count: u32) -> Result<Vec<OffsetRecord>, DecodeError> {
-    let mut r = Reader { buf: batch, pos: 0 };
-    let mut out = Vec::with_capacity(count as usize);
-    for index in 0..count {
-        let t = DecodeError::Truncated { index };
-        let timestamp_ms = r.u64().ok_or(t.clone())?;
-        let key = match r.u32().ok_or(t.clone())? {
-            0 => None,
-            n => Some(r.bytes(n as usize - 1).ok_or(t.clone())?),
-        };
-        let value_len = r.u32().ok_or(t.clone())?;
-        let value = r.bytes(value_len as usize).ok_or(t.clone())?;
-        let n_headers = r.u16().ok_or(t.clone())?;
-        let mut headers = Vec::with_capacity(n_headers as usize);
-        for _ in 0..n_headers {
-            let name_len = r.u16().ok_or(t.clone())?;
-            let name = r.bytes(name_len as usize).ok_or(t.clone())?;
-            let name = String::from_utf8(name.to_vec()).map_err(|_| DecodeError::HeaderName { index })?;
-            let vlen = r.u32().ok_or(t.clone())?;
-            headers.push((name, r.bytes(vlen as usize).ok_or(t.clone())?));
-        }
-        out.push(OffsetRecord {
-            offset: base_offset + index as u64,
+    let views = decode_records(batch, count)?;
+    Ok(views
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| OffsetRecord {
+            offset: base_offset + i as u64,
             record: Record {
-                key,
-                value,
-                headers,
-                timestamp_ms,
+                key: v.key.map(|k| batch.slice_ref(k)),
+                value: batch.slice_ref(v.value),
+                headers: v
+                    .headers()
+                    .iter()
+                    .map(|(n, val)| (n.to_string(), batch.slice_ref(val)))
+                    .collect(),
+                timestamp_ms: v.timestamp_ms,
             },
-        });
-    }
-    if r.pos != batch.len() {
-        return Err(DecodeError::Trailing {
-            count,
-            extra: batch.len() - r.pos,
-        });
-    }
-    Ok(out)
-}
-
-struct Reader<'a> {
-    buf: &'a Bytes,
-    pos: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        let end = self.pos.checked_add(n)?;
-        let s = self.buf.get(self.pos..end)?;
-        self.pos = end;
-        Some(s)
-    }
-    fn bytes(&mut self, n: usize) -> Option<Bytes> {
-        let start = self.pos;
-        self.take(n)?;
-        Some(self.buf.slice(start..self.pos))
-    }
-    fn u16(&mut self) -> Option<u16> {
-        self.take(2).map(|s| u16::from_le_bytes([s[0], s[1]]))
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        let s = self.take(8)?;
-        let mut b = [0u8; 8];
-        b.copy_from_slice(s);
-        Some(u64::from_le_bytes(b))
-    }
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -204,7 +105,7 @@ mod tests {
     proptest! {
         #[test]
         fn batch_round_trip(records in proptest::collection::vec(arb_record(), 0..20), base: u32) {
-            let enc = encode_batch(&records);
+            let enc = encode_batch(&records).unwrap();
             let dec = decode_batch(&enc, base as u64, records.len() as u32).unwrap();
             prop_assert_eq!(dec.len(), records.len());
             for (i, (d, r)) in dec.iter().zip(&records).enumerate() {
@@ -216,7 +117,7 @@ mod tests {
         #[test]
         fn truncated_batches_are_errors_not_panics(records in proptest::collection::vec(arb_record(), 1..5),
                                                     cut in any::<prop::sample::Index>()) {
-            let enc = encode_batch(&records);
+            let enc = encode_batch(&records).unwrap();
             let cut = cut.index(enc.len());
             let res = decode_batch(&enc.slice(..cut), 0, records.len() as u32);
             prop_assert!(res.is_err());
@@ -233,7 +134,7 @@ mod tests {
             key: None,
             ..Default::default()
         };
-        let dec = decode_batch(&encode_batch(&[a.clone(), b.clone()]), 0, 2).unwrap();
+        let dec = decode_batch(&encode_batch(&[a.clone(), b.clone()]).unwrap(), 0, 2).unwrap();
         assert_eq!(dec[0].record, a);
         assert_eq!(dec[1].record, b);
     }

@@ -1,0 +1,20 @@
+//! WebAssembly plugins: the wasmtime runtime and transform plugins.
+//!
+//! Owns the engine, per-call limits (epoch deadline, memory cap), the
+//! validation of uploaded components against the `sluice:plugin` WIT worlds,
+//! and the conversion of record batches across the boundary (`sluice_wire`
+//! plugin batch encoding). A plugin failure is a typed [`PluginError`] naming
+//! the plugin; the host and the caller's data are unaffected.
+
+pub mod error;
+pub mod registry;
+pub mod runtime;
+pub mod transform;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::PluginError;
+pub use registry::{PluginInfo, PluginKind, Registry, RegistryError, VersionInfo};
+pub use runtime::{Limits, Runtime};
+pub use transform::{TransformInstance, TransformPlugin};

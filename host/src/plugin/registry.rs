@@ -1,0 +1,277 @@
+//! The plugin registry: uploaded plugins, stored durably and versioned.
+//!
+//! Layout: `<data-dir>/plugins/<name>/<version:010>.wasm` with a sibling
+//! `<version:010>.json` holding its metadata. A version is written (wasm,
+//! then metadata, each atomically) only after it compiled and matched a
+//! world, so every stored version is loadable. Versions start at 1 and only
+//! grow; deleting a plugin removes all its versions. Compiled plugins are
+//! cached in memory by (name, version).
+//!
+//! Invariant: on start-up every stored version is listed again; a version
+//! whose metadata is missing or damaged is re-validated from its wasm rather
+//! than dropped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::PluginError;
+use super::runtime::Runtime;
+use super::transform::TransformPlugin;
+use crate::fsutil::{now_ms, write_atomic};
+
+/// Which world a plugin implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginKind {
+    Transform,
+    Compaction,
+}
+
+/// What is known about one stored plugin version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub version: u32,
+    pub kind: PluginKind,
+    pub size: u64,
+    pub uploaded_ms: u64,
+}
+
+/// A plugin and its versions, ascending.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub versions: Vec<VersionInfo>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("plugin `{name}` does not exist")]
+    NotFound { name: String },
+    #[error("plugin `{name}` has no version {version}")]
+    VersionNotFound { name: String, version: u32 },
+    #[error("invalid plugin name `{name}`: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("plugin `{name}` is a {found:?} plugin, not a {wanted:?} plugin")]
+    WrongKind {
+        name: String,
+        wanted: PluginKind,
+        found: PluginKind,
+    },
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error("plugin storage I/O error on `{}`: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub struct Registry {
+    dir: PathBuf,
+    runtime: Arc<Runtime>,
+    /// name -> version -> info
+    index: Mutex<BTreeMap<String, BTreeMap<u32, VersionInfo>>>,
+    compiled: Mutex<HashMap<(String, u32), TransformPlugin>>,
+}
+
+impl Registry {
+    /// Opens (and indexes) the registry under `data_dir/plugins`. Blocking.
+    pub fn open(data_dir: &Path, runtime: Arc<Runtime>) -> Result<Registry, RegistryError> {
+        let dir = data_dir.join("plugins");
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let reg = Registry {
+            dir,
+            runtime,
+            index: Mutex::new(BTreeMap::new()),
+            compiled: Mutex::new(HashMap::new()),
+        };
+        reg.scan()?;
+        Ok(reg)
+    }
+
+    fn scan(&self) -> Result<(), RegistryError> {
+        let mut index = BTreeMap::new();
+        for ent in std::fs::read_dir(&self.dir).map_err(|e| io(&self.dir, e))?.flatten() {
+            let name = ent.file_name().to_string_lossy().into_owned();
+            if validate_name(&name).is_err() || !ent.path().is_dir() {
+                continue;
+            }
+            let mut versions = BTreeMap::new();
+            for f in std::fs::read_dir(ent.path()).map_err(|e| io(&ent.path(), e))?.flatten() {
+                let fname = f.file_name().to_string_lossy().into_owned();
+                let Some(v) = fname.strip_suffix(".wasm").and_then(|s| s.parse::<u32>().ok()) else {
+                    continue;
+                };
+                let meta_path = ent.path().join(format!("{v:010}.json"));
+                let info = match std::fs::read(&meta_path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                {
+                    Some(info) => info,
+                    None => {
+                        // Metadata is derived: rebuild it from the wasm.
+                        let wasm = std::fs::read(f.path()).map_err(|e| io(&f.path(), e))?;
+                        match self.classify(&name, &wasm) {
+                            Ok(kind) => {
+                                let info = VersionInfo {
+                                    version: v,
+                                    kind,
+                                    size: wasm.len() as u64,
+                                    uploaded_ms: now_ms(),
+                                };
+                                self.write_meta(&meta_path, &info)?;
+                                info
+                            }
+                            Err(e) => {
+                                tracing::error!(plugin = %name, version = v, error = %e, "stored plugin version no longer loads; skipped");
+                                continue;
+                            }
+                        }
+                    }
+                };
+                versions.insert(v, info);
+            }
+            if !versions.is_empty() {
+                index.insert(name, versions);
+            }
+        }
+        *self.index.lock().unwrap_or_else(|p| p.into_inner()) = index;
+        Ok(())
+    }
+
+    /// Which world `wasm` implements (compiles it).
+    fn classify(&self, name: &str, wasm: &[u8]) -> Result<PluginKind, PluginError> {
+        match TransformPlugin::load(&self.runtime, name, wasm) {
+            Ok(_) => Ok(PluginKind::Transform),
+            Err(PluginError::WrongWorld { found, .. }) if found.contains("compaction") => Ok(PluginKind::Compaction),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn write_meta(&self, path: &Path, info: &VersionInfo) -> Result<(), RegistryError> {
+        let bytes = serde_json::to_vec_pretty(info).map_err(|e| io(path, std::io::Error::other(e)))?;
+        write_atomic(path, &bytes).map_err(|e| io(path, e))
+    }
+
+    /// Validates and stores a new version of `name`. Blocking (compiles).
+    pub fn put(&self, name: &str, wasm: &[u8]) -> Result<VersionInfo, RegistryError> {
+        validate_name(name)?;
+        let kind = self.classify(name, wasm)?;
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        let versions = index.entry(name.to_string()).or_default();
+        let version = versions.keys().next_back().map_or(1, |v| v + 1);
+        let pdir = self.dir.join(name);
+        std::fs::create_dir_all(&pdir).map_err(|e| io(&pdir, e))?;
+        let wasm_path = pdir.join(format!("{version:010}.wasm"));
+        write_atomic(&wasm_path, wasm).map_err(|e| io(&wasm_path, e))?;
+        let info = VersionInfo {
+            version,
+            kind,
+            size: wasm.len() as u64,
+            uploaded_ms: now_ms(),
+        };
+        self.write_meta(&pdir.join(format!("{version:010}.json")), &info)?;
+        versions.insert(version, info.clone());
+        Ok(info)
+    }
+
+    pub fn list(&self) -> Vec<PluginInfo> {
+        let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        index
+            .iter()
+            .map(|(name, v)| PluginInfo {
+                name: name.clone(),
+                versions: v.values().cloned().collect(),
+            })
+            .collect()
+    }
+
+    pub fn get(&self, name: &str) -> Result<PluginInfo, RegistryError> {
+        let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        index
+            .get(name)
+            .map(|v| PluginInfo {
+                name: name.to_string(),
+                versions: v.values().cloned().collect(),
+            })
+            .ok_or_else(|| RegistryError::NotFound { name: name.into() })
+    }
+
+    /// Removes every version of `name`. Callers check that nothing uses it.
+    pub fn delete(&self, name: &str) -> Result<(), RegistryError> {
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        if index.remove(name).is_none() {
+            return Err(RegistryError::NotFound { name: name.into() });
+        }
+        self.compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(n, _), _| n != name);
+        let pdir = self.dir.join(name);
+        std::fs::remove_dir_all(&pdir).map_err(|e| io(&pdir, e))?;
+        crate::fsutil::sync_dir(&self.dir).map_err(|e| io(&self.dir, e))
+    }
+
+    /// The transform plugin `name` at `version` (latest when `None`),
+    /// compiled once and cached. Blocking on first use.
+    pub fn transform(&self, name: &str, version: Option<u32>) -> Result<TransformPlugin, RegistryError> {
+        let info = {
+            let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+            let versions = index
+                .get(name)
+                .ok_or_else(|| RegistryError::NotFound { name: name.into() })?;
+            let found = match version {
+                Some(v) => versions.get(&v),
+                None => versions.values().next_back(),
+            };
+            found.cloned().ok_or(RegistryError::VersionNotFound {
+                name: name.into(),
+                version: version.unwrap_or(0),
+            })?
+        };
+        if info.kind != PluginKind::Transform {
+            return Err(RegistryError::WrongKind {
+                name: name.into(),
+                wanted: PluginKind::Transform,
+                found: info.kind,
+            });
+        }
+        let key = (name.to_string(), info.version);
+        if let Some(p) = self.compiled.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(p.clone());
+        }
+        let path = self.dir.join(name).join(format!("{:010}.wasm", info.version));
+        let wasm = std::fs::read(&path).map_err(|e| io(&path, e))?;
+        let plugin = TransformPlugin::load(&self.runtime, name, &wasm)?;
+        self.compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, plugin.clone());
+        Ok(plugin)
+    }
+}
+
+fn io(path: &Path, source: std::io::Error) -> RegistryError {
+    RegistryError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Plugin names follow stream names: 1–128 of `[A-Za-z0-9._-]`, not `.`/`..`.
+fn validate_name(name: &str) -> Result<(), RegistryError> {
+    crate::log::meta::validate_name(name).map_err(|e| match e {
+        crate::log::LogError::InvalidName { reason, .. } => RegistryError::InvalidName {
+            name: name.chars().take(200).collect(),
+            reason,
+        },
+        _ => RegistryError::InvalidName {
+            name: name.into(),
+            reason: "invalid",
+        },
+    })
+}

@@ -1,0 +1,9 @@
+//! Paths of the plugins built from `plugins/` for `wasm32-wasip2`, for tests
+//! and benchmarks. Building happens in this crate's build script.
+
+include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
+
+/// Reads a built plugin.
+pub fn read(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("cannot read plugin `{path}`: {e}"))
+}
