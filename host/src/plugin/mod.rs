@@ -13,6 +13,8 @@ pub mod transform;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_first_party;
 
 pub use error::PluginError;
 pub use registry::{PluginInfo, PluginKind, Registry, RegistryError, VersionInfo};

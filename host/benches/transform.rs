@@ -1,0 +1,2 @@
+//! Benchmark of transform plugins against native code (being written).
+fn main() {}

@@ -1,0 +1,1 @@
+//! Host-side tests of the first-party plugins (being written).
