@@ -43,6 +43,12 @@ pub struct Settings {
     pub max_read_records: usize,
     /// Upper bound on `max_bytes` of one read.
     pub max_read_bytes: ByteSize,
+    /// Linear memory one plugin instance may use; a plugin that needs more
+    /// fails its batch with `plugin_memory_limit`.
+    pub plugin_memory_bytes: ByteSize,
+    /// Time one plugin call (init, or one batch) may run before it is stopped.
+    #[serde(with = "humantime_serde")]
+    pub plugin_call_timeout: Duration,
     /// How long a graceful shutdown waits for in-flight HTTP requests.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -63,6 +69,8 @@ impl Default for Settings {
             max_partitions: 1024,
             max_read_records: 10_000,
             max_read_bytes: ByteSize::mib(64),
+            plugin_memory_bytes: ByteSize::mib(64),
+            plugin_call_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
         }
     }
@@ -94,10 +102,24 @@ impl Settings {
         if self.max_read_bytes.as_u64() == 0 {
             return bad("max_read_bytes must be positive".into());
         }
+        if self.plugin_memory_bytes.as_u64() < 1024 * 1024 || self.plugin_memory_bytes.as_u64() > 4 * 1024 * 1024 * 1024
+        {
+            return bad("plugin_memory_bytes must be between 1 MiB and 4 GiB".into());
+        }
+        if self.plugin_call_timeout < Duration::from_millis(10) {
+            return bad("plugin_call_timeout must be at least 10ms".into());
+        }
         if self.auth_token.as_deref() == Some("") {
             return bad("auth_token must not be empty (omit it to disable auth)".into());
         }
         Ok(())
+    }
+
+    pub(crate) fn plugin_limits(&self) -> crate::plugin::Limits {
+        crate::plugin::Limits {
+            memory_bytes: usize::try_from(self.plugin_memory_bytes.as_u64()).unwrap_or(usize::MAX),
+            call_timeout: self.plugin_call_timeout,
+        }
     }
 
     pub(crate) fn log_options(&self) -> crate::log::Options {

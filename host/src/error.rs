@@ -4,6 +4,7 @@
 //! layer maps kinds to status codes in one place too (`admin::error`).
 
 use crate::log::LogError;
+use crate::plugin::{PluginError, RegistryError};
 use crate::wal::WalError;
 
 /// What the caller should do about an error.
@@ -21,6 +22,8 @@ pub enum ErrorKind {
     Conflict,
     /// The request is larger than allowed.
     TooLarge,
+    /// A plugin failed at run time (trap, timeout, memory limit, error, bad output).
+    PluginFailed,
     /// Temporarily unable; retry later (shutting down, storage failed).
     Unavailable,
     /// Stored data is damaged.
@@ -104,6 +107,41 @@ impl From<LogError> for Error {
             LogError::Corrupt { .. } => (ErrorKind::Data, "data_corrupt"),
             LogError::MetaIo { .. } => (ErrorKind::Internal, "io_error"),
             LogError::Wal(_) => (ErrorKind::Internal, "io_error"),
+        };
+        Error::new(kind, code, e.to_string()).with_source(e)
+    }
+}
+
+impl From<PluginError> for Error {
+    fn from(e: PluginError) -> Self {
+        let (kind, code) = match &e {
+            PluginError::Invalid { .. } => (ErrorKind::Invalid, "invalid_plugin"),
+            PluginError::WrongWorld { .. } => (ErrorKind::Invalid, "wrong_plugin_world"),
+            PluginError::IncompatibleVersion { .. } => (ErrorKind::Invalid, "incompatible_plugin"),
+            PluginError::InitFailed { .. } => (ErrorKind::Invalid, "plugin_config_rejected"),
+            PluginError::Failed { .. } => (ErrorKind::PluginFailed, "plugin_failed"),
+            PluginError::Trapped { .. } => (ErrorKind::PluginFailed, "plugin_trapped"),
+            PluginError::Timeout { .. } => (ErrorKind::PluginFailed, "plugin_timeout"),
+            PluginError::MemoryLimit { .. } => (ErrorKind::PluginFailed, "plugin_memory_limit"),
+            PluginError::BadOutput { .. } => (ErrorKind::PluginFailed, "plugin_bad_output"),
+            PluginError::Runtime(_) => (ErrorKind::Internal, "internal"),
+        };
+        Error::new(kind, code, e.to_string()).with_source(e)
+    }
+}
+
+impl From<RegistryError> for Error {
+    fn from(e: RegistryError) -> Self {
+        let e = match e {
+            RegistryError::Plugin(p) => return p.into(),
+            other => other,
+        };
+        let (kind, code) = match &e {
+            RegistryError::NotFound { .. } => (ErrorKind::NotFound, "plugin_not_found"),
+            RegistryError::VersionNotFound { .. } => (ErrorKind::NotFound, "plugin_version_not_found"),
+            RegistryError::InvalidName { .. } => (ErrorKind::Invalid, "invalid_request"),
+            RegistryError::WrongKind { .. } => (ErrorKind::Invalid, "wrong_plugin_world"),
+            RegistryError::Io { .. } | RegistryError::Plugin(_) => (ErrorKind::Internal, "io_error"),
         };
         Error::new(kind, code, e.to_string()).with_source(e)
     }

@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 
 use crate::config::Settings;
 use crate::error::{Error, ErrorKind};
-use crate::log::{Appended, Log, ReadBatch, Record, StreamInfo};
+use crate::log::{Appended, Log, OffsetRecord, ReadBatch, Record, StreamInfo};
+use crate::plugin::{PluginInfo, Registry, Runtime, VersionInfo};
 
 /// How much one read may return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,16 @@ pub struct Host {
 struct Inner {
     settings: Settings,
     log: Log,
+    plugins: Registry,
+}
+
+/// A transform plugin applied to what a read returns (nothing is stored).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadFilter {
+    pub plugin: String,
+    /// A specific version; the latest when `None`.
+    pub version: Option<u32>,
+    pub config: Vec<(String, String)>,
 }
 
 impl Host {
@@ -55,11 +66,15 @@ impl Host {
             )
         })?;
         let (dir, opts) = (settings.data_dir.clone(), settings.log_options());
-        let log = tokio::task::spawn_blocking(move || Log::open(&dir, opts))
-            .await
-            .map_err(|e| Error::new(ErrorKind::Internal, "internal", format!("recovery task failed: {e}")))??;
+        let runtime = Runtime::new(settings.plugin_limits())?;
+        let (log, plugins) = blocking(move || -> Result<(Log, Registry), Error> {
+            let log = Log::open(&dir, opts)?;
+            let plugins = Registry::open(&dir, runtime)?;
+            Ok((log, plugins))
+        })
+        .await??;
         Ok(Host {
-            inner: Arc::new(Inner { settings, log }),
+            inner: Arc::new(Inner { settings, log, plugins }),
         })
     }
 
@@ -109,6 +124,49 @@ impl Host {
             .await?)
     }
 
+    /// Reads like [`Host::read`], then passes the records through a transform
+    /// plugin. `next_offset` still follows the input, so a consumer can page
+    /// on; output records carry the offset of the input record they came from.
+    pub async fn read_filtered(
+        &self,
+        stream: &str,
+        partition: u32,
+        offset: u64,
+        limits: ReadLimits,
+        filter: ReadFilter,
+    ) -> Result<ReadBatch, Error> {
+        let mut batch = self.read(stream, partition, offset, limits).await?;
+        let host = self.clone();
+        let input = std::mem::take(&mut batch.records);
+        batch.records = blocking(move || -> Result<Vec<OffsetRecord>, Error> {
+            let plugin = host.inner.plugins.transform(&filter.plugin, filter.version)?;
+            let mut instance = plugin.instantiate(&filter.config)?;
+            Ok(instance.transform_with_offsets(&input)?)
+        })
+        .await??;
+        Ok(batch)
+    }
+
+    /// Validates and stores a new version of plugin `name`.
+    pub async fn put_plugin(&self, name: &str, wasm: Vec<u8>) -> Result<VersionInfo, Error> {
+        let (host, name) = (self.clone(), name.to_string());
+        blocking(move || Ok(host.inner.plugins.put(&name, &wasm)?)).await?
+    }
+
+    pub fn list_plugins(&self) -> Vec<PluginInfo> {
+        self.inner.plugins.list()
+    }
+
+    pub fn describe_plugin(&self, name: &str) -> Result<PluginInfo, Error> {
+        Ok(self.inner.plugins.get(name)?)
+    }
+
+    /// Deletes every version of plugin `name`.
+    pub async fn delete_plugin(&self, name: &str) -> Result<(), Error> {
+        let (host, name) = (self.clone(), name.to_string());
+        blocking(move || Ok(host.inner.plugins.delete(&name)?)).await?
+    }
+
     /// The HTTP API over this host.
     pub fn router(&self) -> axum::Router {
         crate::admin::router(self.clone())
@@ -144,4 +202,11 @@ impl Host {
     pub async fn shutdown(&self) {
         self.inner.log.shutdown().await;
     }
+}
+
+/// Runs blocking work (file I/O, compiling or calling plugins) off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Internal, "internal", format!("blocking task failed: {e}")))
 }

@@ -33,5 +33,5 @@ pub mod wal;
 
 pub use config::Settings;
 pub use error::{Error, ErrorKind};
-pub use host::{Host, ReadLimits};
+pub use host::{Host, ReadFilter, ReadLimits};
 pub use log::{Appended, OffsetRecord, ReadBatch, Record, StreamInfo};

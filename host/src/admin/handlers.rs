@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::wire::{
-    ConsumeOut, ConsumeQuery, CreateStream, Encoding, ProduceOut, RecordOut, StreamOut, StreamsOut, parse_produce_body,
+    ConsumeOut, ConsumeQuery, CreateStream, Encoding, PluginVersionOut, PluginsOut, ProduceOut, RecordOut, StreamOut,
+    StreamsOut, parse_produce_body,
 };
 use crate::error::{Error, ErrorKind};
 use crate::host::{Host, ReadLimits};
@@ -75,10 +76,11 @@ pub async fn produce(
 pub async fn consume(
     State(host): State<Host>,
     path: Result<Path<(String, u32)>, PathRejection>,
-    query: Result<Query<ConsumeQuery>, QueryRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Res<Json<ConsumeOut>> {
     let Path((stream, partition)) = path?;
-    let Query(q) = query?;
+    let Query(pairs) = query?;
+    let q = ConsumeQuery::parse(pairs)?;
     let defaults = ReadLimits::default();
     let limits = ReadLimits {
         max_records: q.max_records.unwrap_or(defaults.max_records),
@@ -87,7 +89,10 @@ pub async fn consume(
     if limits.max_records == 0 || limits.max_bytes == 0 {
         return Err(Error::invalid("max_records and max_bytes must be at least 1").into());
     }
-    let batch = host.read(&stream, partition, q.offset, limits).await?;
+    let batch = match q.filter {
+        Some(filter) => host.read_filtered(&stream, partition, q.offset, limits, filter).await?,
+        None => host.read(&stream, partition, q.offset, limits).await?,
+    };
     let force = q.encoding == Encoding::Base64;
     Ok(Json(ConsumeOut {
         records: batch.records.iter().map(|r| RecordOut::new(r, force)).collect(),
@@ -95,6 +100,40 @@ pub async fn consume(
         start_offset: batch.start_offset,
         end_offset: batch.end_offset,
     }))
+}
+
+pub async fn put_plugin(
+    State(host): State<Host>,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Res<(StatusCode, Json<PluginVersionOut>)> {
+    let Path(name) = name?;
+    let body = body?;
+    if body.is_empty() {
+        return Err(Error::invalid("the body must be the plugin's .wasm component (it is empty)").into());
+    }
+    let version = host.put_plugin(&name, body.to_vec()).await?;
+    Ok((StatusCode::CREATED, Json(PluginVersionOut { name, version })))
+}
+
+pub async fn list_plugins(State(host): State<Host>) -> Json<PluginsOut> {
+    Json(PluginsOut {
+        plugins: host.list_plugins(),
+    })
+}
+
+pub async fn describe_plugin(
+    State(host): State<Host>,
+    name: Result<Path<String>, PathRejection>,
+) -> Res<Json<crate::plugin::PluginInfo>> {
+    let Path(name) = name?;
+    Ok(Json(host.describe_plugin(&name)?))
+}
+
+pub async fn delete_plugin(State(host): State<Host>, name: Result<Path<String>, PathRejection>) -> Res<StatusCode> {
+    let Path(name) = name?;
+    host.delete_plugin(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn not_found() -> ApiError {

@@ -1,4 +1,5 @@
-//! The HTTP API (axum): health, streams, produce and consume.
+//! The HTTP API (axum): health, streams, produce and consume (optionally
+//! through a transform plugin), plugin upload/list/delete.
 //!
 //! Owns routing, request limits, authentication and the JSON wire format.
 //! Every error answer has the shape `{"error": {"code", "message"}}` and its
@@ -11,6 +12,8 @@ pub mod wire;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_plugins;
 
 use std::sync::Arc;
 
@@ -33,6 +36,13 @@ pub fn router(host: Host) -> Router {
         .route(
             "/streams/{name}/partitions/{partition}/records",
             get(handlers::consume).post(handlers::produce),
+        )
+        .route("/plugins", get(handlers::list_plugins))
+        .route(
+            "/plugins/{name}",
+            get(handlers::describe_plugin)
+                .put(handlers::put_plugin)
+                .delete(handlers::delete_plugin),
         )
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)

@@ -136,19 +136,71 @@ pub struct ConsumeOut {
     pub end_offset: u64,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Query of a consume request.
+#[derive(Debug, Default)]
 pub struct ConsumeQuery {
-    #[serde(default)]
     pub offset: u64,
     pub max_records: Option<usize>,
     pub max_bytes: Option<usize>,
-    #[serde(default)]
     pub encoding: Encoding,
+    /// `plugin`, `plugin_version` and `config.KEY=VALUE` pairs.
+    pub filter: Option<crate::host::ReadFilter>,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+impl ConsumeQuery {
+    /// Parses the query pairs; unknown keys and bad values are errors.
+    pub fn parse(pairs: Vec<(String, String)>) -> Result<ConsumeQuery, Error> {
+        fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, Error>
+        where
+            T::Err: std::fmt::Display,
+        {
+            v.parse()
+                .map_err(|e| Error::invalid(format!("invalid `{key}` value `{v:.40}`: {e}")))
+        }
+        let mut q = ConsumeQuery::default();
+        let (mut plugin, mut version, mut config) = (None, None, Vec::new());
+        for (k, v) in pairs {
+            match k.as_str() {
+                "offset" => q.offset = num(&k, &v)?,
+                "max_records" => q.max_records = Some(num(&k, &v)?),
+                "max_bytes" => q.max_bytes = Some(num(&k, &v)?),
+                "encoding" => {
+                    q.encoding = match v.as_str() {
+                        "auto" => Encoding::Auto,
+                        "base64" => Encoding::Base64,
+                        other => {
+                            return Err(Error::invalid(format!(
+                                "unknown `encoding` `{other:.40}` (auto, base64)"
+                            )));
+                        }
+                    }
+                }
+                "plugin" => plugin = Some(v),
+                "plugin_version" => version = Some(num::<u32>(&k, &v)?),
+                _ => match k.strip_prefix("config.") {
+                    Some(name) if !name.is_empty() => config.push((name.to_string(), v)),
+                    _ => return Err(Error::invalid(format!("unknown query parameter `{k:.40}`"))),
+                },
+            }
+        }
+        match plugin {
+            Some(plugin) => {
+                q.filter = Some(crate::host::ReadFilter {
+                    plugin,
+                    version,
+                    config,
+                })
+            }
+            None if version.is_some() || !config.is_empty() => {
+                return Err(Error::invalid("`plugin_version` and `config.*` need `plugin`"));
+            }
+            None => {}
+        }
+        Ok(q)
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
     /// Text when the bytes are UTF-8, base64 otherwise.
     #[default]
@@ -201,6 +253,18 @@ impl From<StreamInfo> for StreamOut {
                 .collect(),
         }
     }
+}
+
+#[derive(Debug, Serialize)]
+pub struct PluginsOut {
+    pub plugins: Vec<crate::plugin::PluginInfo>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PluginVersionOut {
+    pub name: String,
+    #[serde(flatten)]
+    pub version: crate::plugin::VersionInfo,
 }
 
 #[derive(Debug, Serialize)]

@@ -179,6 +179,25 @@ impl TransformInstance {
         })
     }
 
+    /// Like [`TransformInstance::transform`], keeping for each output record
+    /// the offset of the input record it came from.
+    pub fn transform_with_offsets(&mut self, records: &[OffsetRecord]) -> Result<Vec<OffsetRecord>, PluginError> {
+        let input = encode_input(records).map_err(|e| PluginError::Runtime(format!("cannot encode input: {e}")))?;
+        let output = Bytes::from(self.call(&input)?);
+        let offsets = sluice_wire::decode_batch(&output).map(|b| b.iter().map(|r| r.offset).collect::<Vec<_>>());
+        let bad = |e: sluice_wire::WireError| PluginError::BadOutput {
+            plugin: self.plugin.name.to_string(),
+            reason: e.to_string(),
+        };
+        let offsets = offsets.map_err(bad)?;
+        let records = decode_output(&output).map_err(bad)?;
+        Ok(offsets
+            .into_iter()
+            .zip(records)
+            .map(|(offset, record)| OffsetRecord { offset, record })
+            .collect())
+    }
+
     pub fn plugin(&self) -> &TransformPlugin {
         &self.plugin
     }
