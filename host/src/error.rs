@@ -69,6 +69,12 @@ impl Error {
         &self.message
     }
 
+    /// Adds where the error happened to its message.
+    pub fn with_context(mut self, context: impl std::fmt::Display) -> Self {
+        self.message = format!("{} ({context})", self.message);
+        self
+    }
+
     fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(source));
         self
@@ -99,6 +105,8 @@ impl From<LogError> for Error {
             LogError::StreamNotFound { .. } => (ErrorKind::NotFound, "stream_not_found"),
             LogError::PartitionNotFound { .. } => (ErrorKind::NotFound, "partition_not_found"),
             LogError::StreamExists { .. } => (ErrorKind::Conflict, "stream_exists"),
+            LogError::PipelineNotFound { .. } => (ErrorKind::NotFound, "pipeline_not_found"),
+            LogError::PipelineExists { .. } => (ErrorKind::Conflict, "pipeline_exists"),
             LogError::InvalidName { .. } | LogError::InvalidPartitions { .. } | LogError::InvalidBatch(_) => {
                 (ErrorKind::Invalid, "invalid_request")
             }

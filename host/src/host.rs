@@ -11,7 +11,9 @@ use tokio::net::TcpListener;
 
 use crate::config::Settings;
 use crate::error::{Error, ErrorKind};
+use crate::log::meta::PipelineMeta;
 use crate::log::{Appended, Log, OffsetRecord, ReadBatch, Record, StreamInfo};
+use crate::pipeline::{Pipelines, Status as PipelineStatus};
 use crate::plugin::{PluginInfo, Registry, Runtime, VersionInfo};
 
 /// How much one read may return.
@@ -41,8 +43,9 @@ pub struct Host {
 
 struct Inner {
     settings: Settings,
-    log: Log,
-    plugins: Registry,
+    log: Arc<Log>,
+    plugins: Arc<Registry>,
+    pipelines: Arc<Pipelines>,
 }
 
 /// A transform plugin applied to what a read returns (nothing is stored).
@@ -73,8 +76,16 @@ impl Host {
             Ok((log, plugins))
         })
         .await??;
+        let (log, plugins) = (Arc::new(log), Arc::new(plugins));
+        let pipelines = Arc::new(Pipelines::new(log.clone(), plugins.clone()));
+        pipelines.start_all().await;
         Ok(Host {
-            inner: Arc::new(Inner { settings, log, plugins }),
+            inner: Arc::new(Inner {
+                settings,
+                log,
+                plugins,
+                pipelines,
+            }),
         })
     }
 
@@ -86,7 +97,22 @@ impl Host {
         Ok(self.inner.log.create_stream(name, partitions).await?)
     }
 
+    /// Deletes a stream; refused while a pipeline reads or writes it.
     pub async fn delete_stream(&self, name: &str) -> Result<(), Error> {
+        if let Some((_, i, o)) = self
+            .inner
+            .pipelines
+            .uses()
+            .await
+            .into_iter()
+            .find(|(_, i, o)| i == name || o == name)
+        {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                "stream_in_use",
+                format!("stream `{name}` is used by a pipeline ({i} -> {o}); delete the pipeline first"),
+            ));
+        }
         Ok(self.inner.log.delete_stream(name).await?)
     }
 
@@ -161,10 +187,46 @@ impl Host {
         Ok(self.inner.plugins.get(name)?)
     }
 
-    /// Deletes every version of plugin `name`.
+    /// Deletes every version of plugin `name`; refused while a pipeline uses it.
     pub async fn delete_plugin(&self, name: &str) -> Result<(), Error> {
+        if self.inner.pipelines.uses().await.iter().any(|(p, _, _)| p == name) {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                "plugin_in_use",
+                format!("plugin `{name}` is used by a pipeline; delete the pipeline first"),
+            ));
+        }
         let (host, name) = (self.clone(), name.to_string());
         blocking(move || Ok(host.inner.plugins.delete(&name)?)).await?
+    }
+
+    /// Creates and starts a pipeline (`id` and `created_ms` are assigned).
+    pub async fn create_pipeline(&self, spec: PipelineMeta) -> Result<PipelineStatus, Error> {
+        if spec.batch_records == 0 || spec.batch_records > 100_000 {
+            return Err(Error::invalid("batch_records must be between 1 and 100000"));
+        }
+        self.inner.pipelines.create(spec).await
+    }
+
+    pub async fn list_pipelines(&self) -> Vec<PipelineStatus> {
+        self.inner.pipelines.list().await
+    }
+
+    pub async fn pipeline_status(&self, name: &str) -> Result<PipelineStatus, Error> {
+        self.inner.pipelines.status(name).await
+    }
+
+    pub async fn pause_pipeline(&self, name: &str) -> Result<PipelineStatus, Error> {
+        self.inner.pipelines.pause(name).await
+    }
+
+    /// Resumes a paused (or failed) pipeline from its durable position.
+    pub async fn resume_pipeline(&self, name: &str) -> Result<PipelineStatus, Error> {
+        self.inner.pipelines.resume(name).await
+    }
+
+    pub async fn delete_pipeline(&self, name: &str) -> Result<(), Error> {
+        self.inner.pipelines.delete(name).await
     }
 
     /// The HTTP API over this host.
@@ -200,6 +262,7 @@ impl Host {
 
     /// Stops accepting appends, syncs what is queued, and stops the WAL.
     pub async fn shutdown(&self) {
+        self.inner.pipelines.stop_all().await;
         self.inner.log.shutdown().await;
     }
 }

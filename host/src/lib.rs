@@ -28,6 +28,7 @@ pub mod error;
 pub mod fsutil;
 pub mod host;
 pub mod log;
+pub mod pipeline;
 pub mod plugin;
 pub mod wal;
 

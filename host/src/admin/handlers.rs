@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::wire::{
-    ConsumeOut, ConsumeQuery, CreateStream, Encoding, PluginVersionOut, PluginsOut, ProduceOut, RecordOut, StreamOut,
-    StreamsOut, parse_produce_body,
+    ConsumeOut, ConsumeQuery, CreatePipeline, CreateStream, Encoding, PipelinesOut, PluginVersionOut, PluginsOut,
+    ProduceOut, RecordOut, StreamOut, StreamsOut, parse_produce_body,
 };
 use crate::error::{Error, ErrorKind};
 use crate::host::{Host, ReadLimits};
@@ -133,6 +133,64 @@ pub async fn describe_plugin(
 pub async fn delete_plugin(State(host): State<Host>, name: Result<Path<String>, PathRejection>) -> Res<StatusCode> {
     let Path(name) = name?;
     host.delete_plugin(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn create_pipeline(
+    State(host): State<Host>,
+    body: Result<Bytes, BytesRejection>,
+) -> Res<(StatusCode, Json<crate::pipeline::Status>)> {
+    let body = body?;
+    let req: CreatePipeline =
+        serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("malformed pipeline JSON: {e}")))?;
+    let spec = crate::log::meta::PipelineMeta {
+        id: 0,
+        name: req.name,
+        input: req.input,
+        output: req.output,
+        plugin: req.plugin,
+        plugin_version: req.plugin_version,
+        config: req.config.into_iter().collect(),
+        batch_records: req.batch_records,
+        paused: req.paused,
+        created_ms: 0,
+    };
+    Ok((StatusCode::CREATED, Json(host.create_pipeline(spec).await?)))
+}
+
+pub async fn list_pipelines(State(host): State<Host>) -> Json<PipelinesOut> {
+    Json(PipelinesOut {
+        pipelines: host.list_pipelines().await,
+    })
+}
+
+pub async fn pipeline_status(
+    State(host): State<Host>,
+    name: Result<Path<String>, PathRejection>,
+) -> Res<Json<crate::pipeline::Status>> {
+    let Path(name) = name?;
+    Ok(Json(host.pipeline_status(&name).await?))
+}
+
+pub async fn pause_pipeline(
+    State(host): State<Host>,
+    name: Result<Path<String>, PathRejection>,
+) -> Res<Json<crate::pipeline::Status>> {
+    let Path(name) = name?;
+    Ok(Json(host.pause_pipeline(&name).await?))
+}
+
+pub async fn resume_pipeline(
+    State(host): State<Host>,
+    name: Result<Path<String>, PathRejection>,
+) -> Res<Json<crate::pipeline::Status>> {
+    let Path(name) = name?;
+    Ok(Json(host.resume_pipeline(&name).await?))
+}
+
+pub async fn delete_pipeline(State(host): State<Host>, name: Result<Path<String>, PathRejection>) -> Res<StatusCode> {
+    let Path(name) = name?;
+    host.delete_pipeline(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

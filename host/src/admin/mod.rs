@@ -1,5 +1,5 @@
 //! The HTTP API (axum): health, streams, produce and consume (optionally
-//! through a transform plugin), plugin upload/list/delete.
+//! through a transform plugin), plugin upload/list/delete, pipelines.
 //!
 //! Owns routing, request limits, authentication and the JSON wire format.
 //! Every error answer has the shape `{"error": {"code", "message"}}` and its
@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::host::Host;
 
@@ -44,6 +44,16 @@ pub fn router(host: Host) -> Router {
                 .put(handlers::put_plugin)
                 .delete(handlers::delete_plugin),
         )
+        .route(
+            "/pipelines",
+            get(handlers::list_pipelines).post(handlers::create_pipeline),
+        )
+        .route(
+            "/pipelines/{name}",
+            get(handlers::pipeline_status).delete(handlers::delete_pipeline),
+        )
+        .route("/pipelines/{name}/pause", post(handlers::pause_pipeline))
+        .route("/pipelines/{name}/resume", post(handlers::resume_pipeline))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

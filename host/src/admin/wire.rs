@@ -255,6 +255,34 @@ impl From<StreamInfo> for StreamOut {
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePipeline {
+    pub name: String,
+    pub input: String,
+    pub output: String,
+    pub plugin: String,
+    #[serde(default)]
+    pub plugin_version: Option<u32>,
+    /// Plugin configuration: an object of strings.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    #[serde(default = "default_batch_records")]
+    pub batch_records: u32,
+    /// Create paused (start with `POST /pipelines/{name}/resume`).
+    #[serde(default)]
+    pub paused: bool,
+}
+
+fn default_batch_records() -> u32 {
+    500
+}
+
+#[derive(Debug, Serialize)]
+pub struct PipelinesOut {
+    pub pipelines: Vec<crate::pipeline::Status>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct PluginsOut {
     pub plugins: Vec<crate::plugin::PluginInfo>,

@@ -14,6 +14,10 @@ pub enum LogError {
         partition: u32,
         partitions: u32,
     },
+    #[error("pipeline `{name}` does not exist")]
+    PipelineNotFound { name: String },
+    #[error("pipeline `{name}` already exists")]
+    PipelineExists { name: String },
     #[error("invalid stream name `{name}`: {reason}")]
     InvalidName { name: String, reason: &'static str },
     #[error("invalid partition count {count}: must be between 1 and {max}")]

@@ -23,7 +23,40 @@ use crate::fsutil::write_atomic;
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ControlOp {
     CreateStream(StreamMeta),
-    DeleteStream { id: u32 },
+    DeleteStream {
+        id: u32,
+    },
+    CreatePipeline(PipelineMeta),
+    DeletePipeline {
+        id: u32,
+    },
+    SetPipelinePaused {
+        id: u32,
+        paused: bool,
+    },
+    /// Input consumed without output (everything filtered out).
+    PipelineProgress {
+        id: u32,
+        partition: u32,
+        next_offset: u64,
+    },
+}
+
+/// What is durable about a pipeline (its progress is kept separately).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineMeta {
+    pub id: u32,
+    pub name: String,
+    pub input: String,
+    pub output: String,
+    pub plugin: String,
+    /// Pinned plugin version; the latest at start when `None`.
+    pub plugin_version: Option<u32>,
+    pub config: Vec<(String, String)>,
+    /// Most input records per plugin call.
+    pub batch_records: u32,
+    pub paused: bool,
+    pub created_ms: u64,
 }
 
 /// What is durable about a stream.
@@ -43,6 +76,17 @@ pub struct Snapshot {
     pub as_of_lsn: u64,
     pub next_stream_id: u32,
     pub streams: BTreeMap<u32, StreamMeta>,
+    #[serde(default = "first_id")]
+    pub next_pipeline_id: u32,
+    #[serde(default)]
+    pub pipelines: BTreeMap<u32, PipelineMeta>,
+    /// (pipeline id, input partition, next input offset)
+    #[serde(default)]
+    pub progress: Vec<(u32, u32, u64)>,
+}
+
+fn first_id() -> u32 {
+    1
 }
 
 const SNAPSHOT_VERSION: u32 = 1;
@@ -60,6 +104,9 @@ impl Snapshot {
             as_of_lsn: 0,
             next_stream_id: 1,
             streams: BTreeMap::new(),
+            next_pipeline_id: 1,
+            pipelines: BTreeMap::new(),
+            progress: Vec::new(),
         }
     }
 
@@ -73,8 +120,48 @@ impl Snapshot {
             ControlOp::DeleteStream { id } => {
                 self.streams.remove(id);
             }
+            ControlOp::CreatePipeline(m) => {
+                self.next_pipeline_id = self.next_pipeline_id.max(m.id + 1);
+                self.pipelines.insert(m.id, m.clone());
+            }
+            ControlOp::DeletePipeline { id } => {
+                self.pipelines.remove(id);
+                self.progress.retain(|(p, _, _)| p != id);
+            }
+            ControlOp::SetPipelinePaused { id, paused } => {
+                if let Some(m) = self.pipelines.get_mut(id) {
+                    m.paused = *paused;
+                }
+            }
+            ControlOp::PipelineProgress {
+                id,
+                partition,
+                next_offset,
+            } => {
+                self.set_progress(*id, *partition, *next_offset);
+            }
         }
         self.as_of_lsn = self.as_of_lsn.max(lsn);
+    }
+}
+
+impl Snapshot {
+    /// Raises a pipeline's recorded position (never lowers it).
+    pub fn set_progress(&mut self, id: u32, partition: u32, next_offset: u64) {
+        if !self.pipelines.contains_key(&id) {
+            return;
+        }
+        match self.progress.iter_mut().find(|(p, q, _)| *p == id && *q == partition) {
+            Some(entry) => entry.2 = entry.2.max(next_offset),
+            None => self.progress.push((id, partition, next_offset)),
+        }
+    }
+
+    pub fn progress_of(&self, id: u32, partition: u32) -> u64 {
+        self.progress
+            .iter()
+            .find(|(p, q, _)| *p == id && *q == partition)
+            .map_or(0, |e| e.2)
     }
 }
 

@@ -14,6 +14,8 @@ pub mod cache;
 pub mod error;
 pub mod meta;
 pub mod partition;
+pub mod pipelines;
+pub mod progress;
 pub mod record;
 
 #[cfg(test)]
@@ -95,6 +97,8 @@ pub struct Log {
     streams: RwLock<HashMap<String, Arc<Stream>>>,
     /// Serializes metadata changes and holds the current snapshot.
     admin: tokio::sync::Mutex<Snapshot>,
+    /// Pipelines' durable input positions.
+    progress: Arc<progress::ProgressMap>,
     opts: Options,
 }
 
@@ -121,13 +125,28 @@ impl Log {
                         ControlOp::DeleteStream { id } => {
                             parts.remove(id);
                         }
+                        _ => {}
                     }
                     snap.apply(e.lsn, &op);
                 }
                 Err(err) => tracing::error!(lsn = e.lsn, error = %err, "unreadable control entry skipped"),
             },
             EntryKind::Control => {}
-            EntryKind::Records => {
+            EntryKind::Records | EntryKind::RecordsWithProgress => {
+                let trailer = match e.meta.kind {
+                    EntryKind::RecordsWithProgress => match progress::decode(e.payload) {
+                        Some(p) => {
+                            snap.set_progress(p.pipeline, p.input_partition, p.next_offset);
+                            progress::LEN as u8
+                        }
+                        None => {
+                            tracing::error!(lsn = e.lsn, "pipeline output entry without a valid trailer skipped");
+                            skipped += 1;
+                            return;
+                        }
+                    },
+                    _ => 0,
+                };
                 let p = parts.get(&e.meta.stream).and_then(|v| v.get(e.meta.partition as usize));
                 let committed = p.is_some_and(|p| {
                     p.commit(BatchRef {
@@ -135,6 +154,7 @@ impl Log {
                         count: e.meta.count,
                         lsn: e.lsn,
                         location: e.location,
+                        trailer,
                     })
                 });
                 if !committed {
@@ -175,7 +195,9 @@ impl Log {
             streams = snap.streams.len(),
             "log recovered"
         );
+        let progress = Arc::new(progress::ProgressMap::from_snapshot(&snap));
         Ok(Log {
+            progress,
             data_dir: data_dir.to_path_buf(),
             wal: Arc::new(wal),
             cache: Arc::new(BatchCache::new(opts.cache_bytes)),
@@ -252,13 +274,43 @@ impl Log {
 
     /// Appends records to a partition; returns once they are durable.
     pub async fn append(&self, stream: &str, partition: u32, records: &[Record]) -> Result<Appended, LogError> {
+        self.append_entry(stream, partition, records, None).await
+    }
+
+    /// Appends records with a pipeline's input position in the same WAL entry.
+    pub async fn append_with_progress(
+        &self,
+        stream: &str,
+        partition: u32,
+        records: &[Record],
+        progress: progress::Progress,
+    ) -> Result<Appended, LogError> {
+        self.append_entry(stream, partition, records, Some(progress)).await
+    }
+
+    async fn append_entry(
+        &self,
+        stream: &str,
+        partition: u32,
+        records: &[Record],
+        progress: Option<progress::Progress>,
+    ) -> Result<Appended, LogError> {
         if records.is_empty() {
             return Err(LogError::InvalidBatch("a batch needs at least one record".into()));
         }
         if records.len() > u32::MAX as usize {
             return Err(LogError::InvalidBatch("too many records in one batch".into()));
         }
-        let payload = record::encode_batch(records).map_err(LogError::InvalidBatch)?;
+        let records_payload = record::encode_batch(records).map_err(LogError::InvalidBatch)?;
+        let (payload, kind, trailer) = match &progress {
+            None => (records_payload.clone(), EntryKind::Records, 0u8),
+            Some(p) => {
+                let mut v = Vec::with_capacity(records_payload.len() + progress::LEN);
+                v.extend_from_slice(&records_payload);
+                v.extend_from_slice(&progress::encode(p));
+                (Bytes::from(v), EntryKind::RecordsWithProgress, progress::LEN as u8)
+            }
+        };
         let max = self.opts.wal.max_entry_bytes.min(wal::format::MAX_PAYLOAD_LEN);
         if payload.len() > max {
             return Err(LogError::BatchTooLarge {
@@ -280,13 +332,14 @@ impl Log {
             let base_offset = st.next_offset;
             st.next_offset += count as u64;
             let entry = EntryMeta {
-                kind: EntryKind::Records,
+                kind,
                 stream: stream_id,
                 partition,
                 base_offset,
                 count,
             };
-            let (part, cache, cached) = (part.clone(), self.cache.clone(), payload.clone());
+            let (part, cache, cached) = (part.clone(), self.cache.clone(), records_payload);
+            let progress_map = self.progress.clone();
             permit.append(
                 entry,
                 payload,
@@ -297,7 +350,11 @@ impl Log {
                             count,
                             lsn: a.lsn,
                             location: a.location,
+                            trailer,
                         });
+                        if let Some(p) = progress {
+                            progress_map.advance(p);
+                        }
                         cache.insert((stream_id, partition, base_offset), cached);
                         Appended { base_offset, count }
                     });
@@ -389,7 +446,10 @@ impl Log {
             let read = tokio::task::spawn_blocking(move || {
                 misses
                     .into_iter()
-                    .map(|(i, b)| wal.read(b.lsn, b.location).map(|p| (i, p)))
+                    .map(|(i, b)| {
+                        wal.read(b.lsn, b.location)
+                            .map(|p| (i, p.slice(..p.len().saturating_sub(b.trailer as usize))))
+                    })
                     .collect::<Result<Vec<_>, WalError>>()
             })
             .await

@@ -21,6 +21,9 @@ pub struct BatchRef {
     pub count: u32,
     pub lsn: u64,
     pub location: Location,
+    /// Bytes at the end of the entry payload that are not records (a
+    /// pipeline progress trailer), cut off when reading.
+    pub trailer: u8,
 }
 
 impl BatchRef {
@@ -114,6 +117,7 @@ mod tests {
             base_offset: base,
             count,
             lsn: base + 1,
+            trailer: 0,
             location: Location {
                 segment: 1,
                 pos: 0,

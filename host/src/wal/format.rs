@@ -53,6 +53,10 @@ pub enum EntryKind {
     Records = 1,
     /// A metadata change (stream created, deleted, ...) encoded by the log layer.
     Control = 2,
+    /// A batch of records followed by a 16-byte progress trailer (pipeline id
+    /// u32, input partition u32, next input offset u64): a pipeline's output
+    /// and its input position become durable together, in one entry.
+    RecordsWithProgress = 3,
 }
 
 impl EntryKind {
@@ -60,6 +64,7 @@ impl EntryKind {
         match v {
             1 => Some(Self::Records),
             2 => Some(Self::Control),
+            3 => Some(Self::RecordsWithProgress),
             _ => None,
         }
     }
