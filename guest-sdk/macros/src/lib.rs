@@ -16,18 +16,28 @@ use syn::{FnArg, ItemFn, Path};
 /// pipeline's configuration.
 #[proc_macro_attribute]
 pub fn transform(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand(attr, item, Kind::Transform)
-        .unwrap_or_else(|e| e.to_compile_error())
-        .into()
+    expand_or_report(attr, item, Kind::Transform)
 }
 
 /// Marks `fn(&Record) -> Result<Decision, E: Display>` as the plugin's
 /// compaction policy. Accepts `init = my_init` like `#[transform]`.
 #[proc_macro_attribute]
 pub fn compaction_policy(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand(attr, item, Kind::Compaction)
-        .unwrap_or_else(|e| e.to_compile_error())
-        .into()
+    expand_or_report(attr, item, Kind::Compaction)
+}
+
+/// On a mistake, reports it and keeps the function as written, so the
+/// author sees only the real error (not follow-on ones such as unused imports).
+fn expand_or_report(attr: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
+    let original = proc_macro2::TokenStream::from(item.clone());
+    match expand(attr, item, kind) {
+        Ok(ts) => ts.into(),
+        Err(e) => {
+            let mut ts = e.to_compile_error();
+            ts.extend(original);
+            ts.into()
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
