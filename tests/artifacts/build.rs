@@ -10,7 +10,7 @@ use std::process::Command;
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let root = manifest.join("../..").canonicalize().expect("workspace root exists");
-    for dir in ["plugins", "guest-sdk", "wit"] {
+    for dir in ["plugins", "guest-sdk", "wit", "examples"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     let target_dir = root.join("target").join("wasm-plugins");
@@ -43,7 +43,7 @@ fn main() {
     }
     let out_dir = target_dir.join("wasm32-wasip2").join("release");
     let mut consts = String::new();
-    for krate in plugin_crates(&root.join("plugins")) {
+    for krate in plugin_crates(&root) {
         let file = out_dir.join(format!("{}.wasm", krate.replace('-', "_")));
         assert!(
             file.exists(),
@@ -62,13 +62,20 @@ fn main() {
     std::fs::write(out, consts).expect("write plugins.rs");
 }
 
-/// Names of the plugin crates: `plugins/<name>` and `plugins/testing/<name>`.
-fn plugin_crates(plugins: &Path) -> Vec<String> {
+/// Names of the plugin crates: `plugins/<name>`, `plugins/testing/<name>`,
+/// and example crates that belong to the plugins workspace.
+fn plugin_crates(root: &Path) -> Vec<String> {
+    let plugins = root.join("plugins");
     let mut out = Vec::new();
-    for dir in [plugins.to_path_buf(), plugins.join("testing")] {
+    for dir in [plugins.clone(), plugins.join("testing"), root.join("examples")] {
         let Ok(rd) = std::fs::read_dir(&dir) else { continue };
         for ent in rd.flatten() {
-            if ent.path().join("Cargo.toml").exists() {
+            let manifest = ent.path().join("Cargo.toml");
+            let Ok(text) = std::fs::read_to_string(&manifest) else {
+                continue;
+            };
+            let is_example = dir.ends_with("examples");
+            if !is_example || text.contains("workspace = \"../../plugins\"") {
                 out.push(ent.file_name().to_string_lossy().into_owned());
             }
         }
