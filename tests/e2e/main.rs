@@ -3,6 +3,7 @@
 
 mod crash;
 mod http_errors;
+mod pipeline;
 mod shutdown;
 mod support;
 mod workload;
