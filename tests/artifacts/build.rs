@@ -10,7 +10,7 @@ use std::process::Command;
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let root = manifest.join("../..").canonicalize().expect("workspace root exists");
-    for dir in ["plugins", "guest-sdk", "wit", "examples"] {
+    for dir in ["plugins", "guest-sdk", "wit", "examples", ".cargo/config.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     let target_dir = root.join("target").join("wasm-plugins");
