@@ -220,3 +220,55 @@ async fn an_abandoned_append_still_becomes_visible() {
     assert_eq!(values(&all), vec!["orphan", "after"]);
     log.shutdown().await;
 }
+
+#[tokio::test]
+async fn pipeline_positions_survive_reopen_from_the_wal_alone() {
+    use meta::PipelineMeta;
+    use progress::Progress;
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.create_stream("in", 2).await.unwrap();
+    log.create_stream("out", 1).await.unwrap();
+    let m = PipelineMeta {
+        id: 0,
+        name: "p".into(),
+        input: "in".into(),
+        output: "out".into(),
+        plugin: "x".into(),
+        plugin_version: None,
+        config: vec![],
+        batch_records: 10,
+        paused: false,
+        created_ms: 0,
+    };
+    let id = log.create_pipeline(m).await.unwrap().id;
+    let at = |partition, next_offset| Progress {
+        pipeline: id,
+        input_partition: partition,
+        next_offset,
+    };
+    log.append_output("out", 0, &[rec("o1")], at(0, 5)).await.unwrap();
+    log.append_output("out", 0, &[], at(1, 7)).await.unwrap(); // no output: a control entry
+    log.append_output("out", 0, &[], at(0, 9)).await.unwrap();
+    log.append_output("out", 0, &[rec("o2")], at(1, 8)).await.unwrap();
+    assert_eq!((log.pipeline_position(id, 0), log.pipeline_position(id, 1)), (9, 8));
+    log.shutdown().await;
+    for round in 0..2 {
+        if round == 1 {
+            std::fs::remove_file(meta::snapshot_path(dir.path())).unwrap();
+        }
+        let log = open(dir.path());
+        assert_eq!(
+            (log.pipeline_position(id, 0), log.pipeline_position(id, 1)),
+            (9, 8),
+            "round {round}"
+        );
+        let out = log.read("out", 0, 0, 10, 1 << 20).await.unwrap();
+        assert_eq!(
+            values(&out),
+            vec!["o1", "o2"],
+            "the progress trailer is not part of the records"
+        );
+        log.shutdown().await;
+    }
+}
