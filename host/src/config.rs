@@ -130,6 +130,7 @@ impl Settings {
                 max_group_bytes: to_usize(self.max_group_bytes),
                 queue_depth: self.queue_depth,
                 max_entry_bytes: to_usize(self.max_batch_bytes),
+                faults: crate::wal::Faults::default(),
             },
             cache_bytes: to_usize(self.cache_bytes),
             max_partitions: self.max_partitions,

@@ -49,6 +49,26 @@ pub struct Options {
     pub queue_depth: usize,
     /// Largest accepted payload of one entry.
     pub max_entry_bytes: usize,
+    /// Fault injection for tests (inactive unless switched on).
+    pub faults: Faults,
+}
+
+/// Failpoints of the WAL writer, for tests on real files. Each handle is
+/// per WAL (clones share it), so parallel tests do not interfere.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    fail_syncs: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Faults {
+    /// `wal::sync::err`: while on, every fdatasync of a group reports an error.
+    pub fn fail_syncs(&self, on: bool) {
+        self.fail_syncs.store(on, Ordering::SeqCst);
+    }
+
+    pub(crate) fn sync_fails(&self) -> bool {
+        self.fail_syncs.load(Ordering::SeqCst)
+    }
 }
 
 impl Default for Options {
@@ -58,6 +78,7 @@ impl Default for Options {
             max_group_bytes: 16 * 1024 * 1024,
             queue_depth: 4096,
             max_entry_bytes: 64 * 1024 * 1024,
+            faults: Faults::default(),
         }
     }
 }

@@ -333,3 +333,44 @@ fn read_detects_corruption_after_recovery() {
     assert!(wal.read(acks[0].lsn, acks[0].location).is_ok());
     rt.block_on(wal.shutdown());
 }
+
+#[test]
+fn a_failed_sync_fails_the_group_then_refuses_appends_until_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let opts = small_opts();
+    let faults = opts.faults.clone();
+    rt.block_on(async {
+        let (wal, _) = Wal::open(dir.path(), opts, &mut |_| {}).unwrap();
+        assert_eq!(wal.append(meta(0), payload(0, 10)).await.unwrap().lsn, 1);
+        faults.fail_syncs(true);
+        let err = wal.append(meta(1), payload(1, 10)).await.unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                WalError::Io {
+                    op: "fdatasync segment",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        faults.fail_syncs(false);
+        // Fail-stop: after a failed sync nothing more is accepted, even though
+        // syncing would work again, so no later entry can sit after a hole.
+        let err = wal.append(meta(2), payload(2, 10)).await.unwrap_err();
+        assert!(matches!(err, WalError::Poisoned(_)), "{err}");
+        wal.shutdown().await;
+    });
+    // Recovery decides from the disk: the acknowledged entry is there; the
+    // one whose sync failed may be (its outcome was unknown), nothing else.
+    let (wal, rec, seen) = reopen(dir.path(), small_opts());
+    assert!(rec.cut.is_none());
+    assert!(seen.len() == 1 || seen.len() == 2, "{} entries", seen.len());
+    assert_prefix(&seen, &[10, 10], seen.len());
+    rt.block_on(async {
+        let a = wal.append(meta(9), payload(9, 10)).await.unwrap();
+        assert_eq!(a.lsn, seen.len() as u64 + 1, "appends resume after a restart");
+        wal.shutdown().await;
+    });
+}

@@ -160,9 +160,12 @@ impl Writer {
         }
         if result.is_ok() {
             result = self.flush_buf().and_then(|()| {
-                self.file
-                    .sync_data()
-                    .map_err(|e| WalError::io("fdatasync segment", &self.seg_path, e))
+                let synced = if self.opts.faults.sync_fails() {
+                    Err(std::io::Error::other("injected failure (wal::sync::err)"))
+                } else {
+                    self.file.sync_data()
+                };
+                synced.map_err(|e| WalError::io("fdatasync segment", &self.seg_path, e))
             });
         }
         match result {
