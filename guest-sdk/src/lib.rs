@@ -30,6 +30,8 @@
 use std::fmt::Display;
 use std::sync::OnceLock;
 
+pub mod json_pointer;
+
 pub use sluice_sdk_macros::{compaction_policy, transform};
 pub use sluice_wire::{HeaderIter, Headers};
 

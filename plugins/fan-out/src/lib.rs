@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use serde_json::value::RawValue;
+use sluice_sdk::json_pointer::{self, PointerError, array_index};
 use sluice_sdk::{Config, Output, Record, transform};
 
 /// The header carrying each output record's index in the input array.
@@ -90,46 +91,12 @@ fn parse_config(config: &Config) -> Result<FanOut, String> {
 
 /// The reference tokens of a JSON pointer, unescaped (`""` has none).
 fn parse_pointer(pointer: &str) -> Result<Vec<String>, String> {
-    if pointer.is_empty() {
-        return Ok(Vec::new());
-    }
-    let Some(rest) = pointer.strip_prefix('/') else {
-        return Err(format!(
-            "`{pointer}` is not a JSON pointer: it must be empty or start with '/' (e.g. `/items`)"
-        ));
-    };
-    rest.split('/')
-        .map(|token| {
-            unescape(token)
-                .ok_or_else(|| format!("`{pointer}` is not a valid JSON pointer: '~' must be followed by 0 or 1"))
-        })
-        .collect()
-}
-
-fn unescape(token: &str) -> Option<String> {
-    let mut out = String::with_capacity(token.len());
-    let mut chars = token.chars();
-    while let Some(c) = chars.next() {
-        if c == '~' {
-            match chars.next() {
-                Some('0') => out.push('~'),
-                Some('1') => out.push('/'),
-                _ => return None,
-            }
-        } else {
-            out.push(c);
+    json_pointer::tokens(pointer).map_err(|e| match e {
+        PointerError::NoLeadingSlash => {
+            format!("`{pointer}` is not a JSON pointer: it must be empty or start with '/' (e.g. `/items`)")
         }
-    }
-    Some(out)
-}
-
-/// An array index token as RFC 6901 allows it: `0` or digits without a leading zero.
-fn array_index(token: &str) -> Option<usize> {
-    let digits = !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit());
-    if !digits || (token.len() > 1 && token.starts_with('0')) {
-        return None;
-    }
-    token.parse().ok()
+        PointerError::BadEscape => format!("`{pointer}` is not a valid JSON pointer: '~' must be followed by 0 or 1"),
+    })
 }
 
 /// The value `tokens` names in `doc`, if any (the last of duplicate keys wins, as in serde_json).
