@@ -4,6 +4,8 @@
 mod crash;
 mod http_errors;
 mod pipeline;
+mod plugin_api;
+mod plugins_http;
 mod shutdown;
 mod support;
 mod workload;

@@ -494,3 +494,15 @@ impl Rng {
         lo + self.next_u64() % (hi - lo + 1)
     }
 }
+
+/// Fails the test listing (the first 40 of) `problems`, if there are any.
+pub fn assert_no_problems(problems: &[String], context: &str) {
+    if !problems.is_empty() {
+        let shown = problems.len().min(40);
+        panic!(
+            "{} problems {context} (first {shown}):\n{}",
+            problems.len(),
+            problems[..shown].join("\n")
+        );
+    }
+}

@@ -365,13 +365,6 @@ pub async fn check(server: &Server, stream: &str, partitions: u32, ledger: &mut 
     }
     stats.maybe_absent = ledger.maybe() - stats.maybe_present;
 
-    if !problems.is_empty() {
-        let shown = problems.len().min(40);
-        panic!(
-            "{} problems in the stored data (first {shown}):\n{}",
-            problems.len(),
-            problems[..shown].join("\n")
-        );
-    }
+    support::assert_no_problems(&problems, "in the stored data");
     stats
 }

@@ -22,15 +22,22 @@ async fn host(dir: &std::path::Path, token: Option<&str>) -> Host {
 }
 
 async fn call(app: &Router, method: Method, uri: &str, body: &str, token: Option<&str>) -> (StatusCode, Value) {
+    request(app, method, uri, Body::from(body.to_string()), token).await
+}
+
+/// One in-process request; the answer's status and JSON body (`Null` if empty).
+pub(super) async fn request(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    body: Body,
+    token: Option<&str>,
+) -> (StatusCode, Value) {
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
-    let resp = app
-        .clone()
-        .oneshot(req.body(Body::from(body.to_string())).unwrap())
-        .await
-        .unwrap();
+    let resp = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     let v = if bytes.is_empty() {
@@ -41,7 +48,8 @@ async fn call(app: &Router, method: Method, uri: &str, body: &str, token: Option
     (status, v)
 }
 
-fn code(v: &Value) -> &str {
+/// The error code of an error answer.
+pub(super) fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("<no error code>")
 }
 

@@ -4,12 +4,11 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 use sluice_test_artifacts as wasm;
-use tower::ServiceExt;
 
+use super::tests::{code, request};
 use crate::{Host, Settings};
 
 async fn host(dir: &std::path::Path) -> Host {
@@ -23,24 +22,7 @@ async fn host(dir: &std::path::Path) -> Host {
 }
 
 async fn call(app: &Router, method: Method, uri: &str, body: Vec<u8>) -> (StatusCode, Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(Body::from(body))
-        .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let v = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap()
-    };
-    (status, v)
-}
-
-fn code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or("<none>")
+    request(app, method, uri, Body::from(body), None).await
 }
 
 fn values(v: &Value) -> Vec<String> {
