@@ -268,7 +268,7 @@ impl Host {
 }
 
 /// Runs blocking work (file I/O, compiling or calling plugins) off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::new(ErrorKind::Internal, "internal", format!("blocking task failed: {e}")))

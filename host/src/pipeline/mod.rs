@@ -23,6 +23,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
+use crate::host::blocking;
 use crate::log::meta::PipelineMeta;
 use crate::log::progress::Progress;
 use crate::log::{Log, LogError};
@@ -350,16 +351,6 @@ impl Task {
         }
         Ok(())
     }
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        Error::new(
-            crate::ErrorKind::Internal,
-            "internal",
-            format!("blocking task failed: {e}"),
-        )
-    })
 }
 
 #[cfg(test)]

@@ -116,7 +116,7 @@ impl Registry {
                         // Metadata is derived: rebuild it from the wasm.
                         let wasm = std::fs::read(f.path()).map_err(|e| io(&f.path(), e))?;
                         match self.classify(&name, &wasm) {
-                            Ok(kind) => {
+                            Ok((kind, _)) => {
                                 let info = VersionInfo {
                                     version: v,
                                     kind,
@@ -143,11 +143,14 @@ impl Registry {
         Ok(())
     }
 
-    /// Which world `wasm` implements (compiles it).
-    fn classify(&self, name: &str, wasm: &[u8]) -> Result<PluginKind, PluginError> {
+    /// Which world `wasm` implements (compiles it), with the compiled
+    /// transform plugin when it is one.
+    fn classify(&self, name: &str, wasm: &[u8]) -> Result<(PluginKind, Option<TransformPlugin>), PluginError> {
         match TransformPlugin::load(&self.runtime, name, wasm) {
-            Ok(_) => Ok(PluginKind::Transform),
-            Err(PluginError::WrongWorld { found, .. }) if found.contains("compaction") => Ok(PluginKind::Compaction),
+            Ok(p) => Ok((PluginKind::Transform, Some(p))),
+            Err(PluginError::WrongWorld { found, .. }) if found.contains("compaction") => {
+                Ok((PluginKind::Compaction, None))
+            }
             Err(e) => Err(e),
         }
     }
@@ -160,7 +163,7 @@ impl Registry {
     /// Validates and stores a new version of `name`. Blocking (compiles).
     pub fn put(&self, name: &str, wasm: &[u8]) -> Result<VersionInfo, RegistryError> {
         validate_name(name)?;
-        let kind = self.classify(name, wasm)?;
+        let (kind, compiled) = self.classify(name, wasm)?;
         let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
         let versions = index.entry(name.to_string()).or_default();
         let version = versions.keys().next_back().map_or(1, |v| v + 1);
@@ -176,6 +179,14 @@ impl Registry {
         };
         self.write_meta(&pdir.join(format!("{version:010}.json")), &info)?;
         versions.insert(version, info.clone());
+        drop(index);
+        // Validation compiled it already: keep it for the first use.
+        if let Some(plugin) = compiled {
+            self.compiled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((name.to_string(), version), plugin);
+        }
         Ok(info)
     }
 

@@ -171,12 +171,11 @@ impl TransformInstance {
 
     /// Transforms records: encodes them, calls the plugin, decodes the output.
     pub fn transform(&mut self, records: &[OffsetRecord]) -> Result<Vec<Record>, PluginError> {
-        let input = encode_input(records).map_err(|e| PluginError::Runtime(format!("cannot encode input: {e}")))?;
-        let output = Bytes::from(self.call(&input)?);
-        decode_output(&output).map_err(|e| PluginError::BadOutput {
-            plugin: self.plugin.name.to_string(),
-            reason: e.to_string(),
-        })
+        Ok(self
+            .transform_with_offsets(records)?
+            .into_iter()
+            .map(|r| r.record)
+            .collect())
     }
 
     /// Like [`TransformInstance::transform`], keeping for each output record
@@ -184,18 +183,10 @@ impl TransformInstance {
     pub fn transform_with_offsets(&mut self, records: &[OffsetRecord]) -> Result<Vec<OffsetRecord>, PluginError> {
         let input = encode_input(records).map_err(|e| PluginError::Runtime(format!("cannot encode input: {e}")))?;
         let output = Bytes::from(self.call(&input)?);
-        let offsets = sluice_wire::decode_batch(&output).map(|b| b.iter().map(|r| r.offset).collect::<Vec<_>>());
-        let bad = |e: sluice_wire::WireError| PluginError::BadOutput {
+        decode_output(&output).map_err(|e| PluginError::BadOutput {
             plugin: self.plugin.name.to_string(),
             reason: e.to_string(),
-        };
-        let offsets = offsets.map_err(bad)?;
-        let records = decode_output(&output).map_err(bad)?;
-        Ok(offsets
-            .into_iter()
-            .zip(records)
-            .map(|(offset, record)| OffsetRecord { offset, record })
-            .collect())
+        })
     }
 
     pub fn plugin(&self) -> &TransformPlugin {
@@ -220,20 +211,24 @@ pub fn encode_input(records: &[OffsetRecord]) -> Result<Vec<u8>, sluice_wire::Wi
     Ok(w.finish())
 }
 
-/// Decodes a plugin's output batch into records (sharing `output`'s memory).
-pub fn decode_output(output: &Bytes) -> Result<Vec<Record>, sluice_wire::WireError> {
+/// Decodes a plugin's output batch into records (sharing `output`'s memory),
+/// each with the offset of the input record it came from.
+pub fn decode_output(output: &Bytes) -> Result<Vec<OffsetRecord>, sluice_wire::WireError> {
     Ok(sluice_wire::decode_batch(output)?
         .into_iter()
-        .map(|r| Record {
-            key: r.record.key.map(|k| output.slice_ref(k)),
-            value: output.slice_ref(r.record.value),
-            headers: r
-                .record
-                .headers()
-                .iter()
-                .map(|(n, v)| (n.to_string(), output.slice_ref(v)))
-                .collect(),
-            timestamp_ms: r.record.timestamp_ms,
+        .map(|r| OffsetRecord {
+            offset: r.offset,
+            record: Record {
+                key: r.record.key.map(|k| output.slice_ref(k)),
+                value: output.slice_ref(r.record.value),
+                headers: r
+                    .record
+                    .headers()
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), output.slice_ref(v)))
+                    .collect(),
+                timestamp_ms: r.record.timestamp_ms,
+            },
         })
         .collect())
 }
