@@ -52,6 +52,31 @@ pub struct Settings {
     /// How long a graceful shutdown waits for in-flight HTTP requests.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Where tiered data goes: `s3://bucket/prefix` (credentials and
+    /// endpoint from the usual `AWS_*` variables), `file:///abs/path`, or
+    /// `memory://` (tests). Unset: a file store in `<data_dir>/objects`.
+    pub object_store: Option<String>,
+    /// Largest segment object; a backlog is uploaded as a series of these.
+    pub upload_chunk_bytes: ByteSize,
+    /// Multipart part size (at least 5 MiB, the S3 minimum).
+    pub upload_part_bytes: ByteSize,
+    /// Untiered bytes in a partition that start an upload at once.
+    pub upload_min_bytes: ByteSize,
+    /// Less data than `upload_min_bytes` is uploaded once it waited this long.
+    #[serde(with = "humantime_serde")]
+    pub upload_interval: Duration,
+    /// Upload bandwidth per second; 0 for no cap.
+    pub upload_rate: ByteSize,
+    /// Time one object store call may take before it is retried.
+    #[serde(with = "humantime_serde")]
+    pub remote_timeout: Duration,
+    /// Retries of a failed object store call (then the work is retried later).
+    pub remote_retries: u32,
+    /// Memory for batches read back from the object store.
+    pub cold_cache_bytes: ByteSize,
+    /// How long dropped or replaced objects stay before they are deleted.
+    #[serde(with = "humantime_serde")]
+    pub gc_grace: Duration,
 }
 
 impl Default for Settings {
@@ -72,6 +97,16 @@ impl Default for Settings {
             plugin_memory_bytes: ByteSize::mib(64),
             plugin_call_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
+            object_store: None,
+            upload_chunk_bytes: ByteSize::mib(512),
+            upload_part_bytes: ByteSize::mib(8),
+            upload_min_bytes: ByteSize::mib(16),
+            upload_interval: Duration::from_secs(30),
+            upload_rate: ByteSize::b(0),
+            remote_timeout: Duration::from_secs(30),
+            remote_retries: 3,
+            cold_cache_bytes: ByteSize::mib(64),
+            gc_grace: Duration::from_secs(600),
         }
     }
 }
@@ -109,6 +144,17 @@ impl Settings {
         if self.plugin_call_timeout < Duration::from_millis(10) {
             return bad("plugin_call_timeout must be at least 10ms".into());
         }
+        if self.upload_chunk_bytes.as_u64() < 1024 {
+            return bad("upload_chunk_bytes must be at least 1 KiB".into());
+        }
+        if self.upload_part_bytes.as_u64() < crate::tier::plan::S3_MIN_PART_BYTES
+            || self.upload_part_bytes.as_u64() > 5 * 1024 * 1024 * 1024
+        {
+            return bad("upload_part_bytes must be between 5 MiB and 5 GiB".into());
+        }
+        if self.remote_timeout < Duration::from_millis(10) {
+            return bad("remote_timeout must be at least 10ms".into());
+        }
         if self.auth_token.as_deref() == Some("") {
             return bad("auth_token must not be empty (omit it to disable auth)".into());
         }
@@ -119,6 +165,25 @@ impl Settings {
         crate::plugin::Limits {
             memory_bytes: usize::try_from(self.plugin_memory_bytes.as_u64()).unwrap_or(usize::MAX),
             call_timeout: self.plugin_call_timeout,
+        }
+    }
+
+    pub(crate) fn tier_options(&self) -> crate::tier::TierOptions {
+        let defaults = crate::tier::TierOptions::default();
+        crate::tier::TierOptions {
+            upload_chunk_bytes: self.upload_chunk_bytes.as_u64(),
+            upload_min_bytes: self.upload_min_bytes.as_u64(),
+            upload_interval: self.upload_interval,
+            upload_rate: self.upload_rate.as_u64(),
+            cold_cache_bytes: usize::try_from(self.cold_cache_bytes.as_u64()).unwrap_or(usize::MAX),
+            gc_grace: self.gc_grace,
+            remote: crate::tier::RemoteOptions {
+                timeout: self.remote_timeout,
+                retries: self.remote_retries,
+                part_bytes: self.upload_part_bytes.as_u64(),
+                ..defaults.remote.clone()
+            },
+            ..defaults
         }
     }
 

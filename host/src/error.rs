@@ -5,6 +5,7 @@
 
 use crate::log::LogError;
 use crate::plugin::{PluginError, RegistryError};
+use crate::tier::TierError;
 use crate::wal::WalError;
 
 /// What the caller should do about an error.
@@ -95,6 +96,24 @@ impl From<WalError> for Error {
     }
 }
 
+impl From<TierError> for Error {
+    fn from(e: TierError) -> Self {
+        let (kind, code) = match &e {
+            TierError::Wal(_) => {
+                if let TierError::Wal(w) = e {
+                    return w.into();
+                }
+                (ErrorKind::Internal, "io_error")
+            }
+            TierError::Config(_) => (ErrorKind::Invalid, "invalid_config"),
+            TierError::Fenced { .. } => (ErrorKind::Conflict, "fenced"),
+            TierError::Store { .. } | TierError::Timeout { .. } => (ErrorKind::Unavailable, "object_store_unavailable"),
+            TierError::Corrupt { .. } => (ErrorKind::Data, "data_corrupt"),
+        };
+        Error::new(kind, code, e.to_string()).with_source(e)
+    }
+}
+
 impl From<LogError> for Error {
     fn from(e: LogError) -> Self {
         let e = match e {
@@ -114,6 +133,7 @@ impl From<LogError> for Error {
             LogError::OffsetOutOfRange { .. } => (ErrorKind::Invalid, "offset_out_of_range"),
             LogError::Corrupt { .. } => (ErrorKind::Data, "data_corrupt"),
             LogError::MetaIo { .. } => (ErrorKind::Internal, "io_error"),
+            LogError::ColdRead { .. } => (ErrorKind::Unavailable, "object_store_unavailable"),
             LogError::Wal(_) => (ErrorKind::Internal, "io_error"),
         };
         Error::new(kind, code, e.to_string()).with_source(e)

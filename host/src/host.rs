@@ -12,9 +12,11 @@ use tokio::net::TcpListener;
 use crate::config::Settings;
 use crate::error::{Error, ErrorKind};
 use crate::log::meta::PipelineMeta;
+use crate::log::meta::Retention;
 use crate::log::{Appended, Log, OffsetRecord, ReadBatch, Record, StreamInfo};
 use crate::pipeline::{Pipelines, Status as PipelineStatus};
 use crate::plugin::{PluginInfo, Registry, Runtime, VersionInfo};
+use crate::tier::{Remote, Tier, TierStatus};
 
 /// How much one read may return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +48,21 @@ struct Inner {
     log: Arc<Log>,
     plugins: Arc<Registry>,
     pipelines: Arc<Pipelines>,
+    tier: Arc<Tier>,
+}
+
+/// One partition's state, as `GET /streams/{name}/status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionStatus {
+    pub partition: u32,
+    pub start_offset: u64,
+    pub end_offset: u64,
+    /// First offset still in the WAL (below it, only in the object store).
+    pub wal_start_offset: u64,
+    /// Records and WAL bytes not yet in the object store.
+    pub upload_lag_records: u64,
+    pub upload_lag_bytes: u64,
+    pub tier: TierStatus,
 }
 
 /// A transform plugin applied to what a read returns (nothing is stored).
@@ -58,8 +75,20 @@ pub struct ReadFilter {
 }
 
 impl Host {
-    /// Validates `settings`, recovers the data directory and starts the WAL.
+    /// Validates `settings`, recovers the data directory and starts the WAL
+    /// and the tiering uploader (on the store `settings.object_store` names).
     pub async fn open(settings: Settings) -> Result<Host, Error> {
+        let (store, prefix) = crate::tier::store::open(settings.object_store.as_deref(), &settings.data_dir)?;
+        Host::open_with_store(settings, store, prefix).await
+    }
+
+    /// Like [`Host::open`], on an object store the caller provides (for
+    /// example one wrapped with fault injection), under key `prefix`.
+    pub async fn open_with_store(
+        settings: Settings,
+        store: Arc<dyn object_store::ObjectStore>,
+        prefix: object_store::path::Path,
+    ) -> Result<Host, Error> {
         settings.validate()?;
         std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
             Error::new(
@@ -77,6 +106,10 @@ impl Host {
         })
         .await??;
         let (log, plugins) = (Arc::new(log), Arc::new(plugins));
+        let tier_opts = settings.tier_options();
+        let remote = Remote::new(store, prefix, tier_opts.remote.clone());
+        let tier = Tier::new(log.clone(), remote, tier_opts);
+        tier.start();
         let pipelines = Arc::new(Pipelines::new(log.clone(), plugins.clone()));
         pipelines.start_all().await;
         Ok(Host {
@@ -85,6 +118,7 @@ impl Host {
                 log,
                 plugins,
                 pipelines,
+                tier,
             }),
         })
     }
@@ -95,6 +129,58 @@ impl Host {
 
     pub async fn create_stream(&self, name: &str, partitions: u32) -> Result<StreamInfo, Error> {
         Ok(self.inner.log.create_stream(name, partitions).await?)
+    }
+
+    /// Creates a stream whose tiered data is dropped by `retention`.
+    pub async fn create_stream_with(
+        &self,
+        name: &str,
+        partitions: u32,
+        retention: Retention,
+    ) -> Result<StreamInfo, Error> {
+        if retention.ms == Some(0) || retention.bytes == Some(0) {
+            return Err(Error::invalid(
+                "retention must be positive (omit it to keep everything)",
+            ));
+        }
+        Ok(self.inner.log.create_stream_with(name, partitions, retention).await?)
+    }
+
+    /// Per partition: offsets, what is in the WAL, what is tiered, upload
+    /// lag and the last tiering error.
+    pub fn stream_status(&self, name: &str) -> Result<Vec<PartitionStatus>, Error> {
+        self.inner.log.describe_stream(name)?;
+        Ok(self
+            .inner
+            .log
+            .tier_partitions()
+            .into_iter()
+            .filter(|p| p.stream == name)
+            .map(|p| {
+                let range = p.state.range();
+                let mark = p.state.mark();
+                let lag = p.state.lag();
+                PartitionStatus {
+                    partition: p.partition,
+                    start_offset: range.start,
+                    end_offset: range.end,
+                    wal_start_offset: mark.floor,
+                    upload_lag_records: lag.records,
+                    upload_lag_bytes: lag.bytes,
+                    tier: self.inner.tier.status(p.stream_id, p.partition),
+                }
+            })
+            .collect())
+    }
+
+    /// Bytes in the WAL waiting to be uploaded, over all streams.
+    pub fn upload_backlog_bytes(&self) -> u64 {
+        self.inner.tier.backlog_bytes()
+    }
+
+    /// Asks the uploader to look for work now (tests, tools).
+    pub fn wake_uploader(&self) {
+        self.inner.tier.wake();
     }
 
     /// Deletes a stream; refused while a pipeline reads or writes it.
@@ -263,6 +349,7 @@ impl Host {
     /// Stops accepting appends, syncs what is queued, and stops the WAL.
     pub async fn shutdown(&self) {
         self.inner.pipelines.stop_all().await;
+        self.inner.tier.stop().await;
         self.inner.log.shutdown().await;
     }
 }

@@ -30,9 +30,11 @@ pub mod host;
 pub mod log;
 pub mod pipeline;
 pub mod plugin;
+pub mod tier;
 pub mod wal;
 
 pub use config::Settings;
 pub use error::{Error, ErrorKind};
-pub use host::{Host, ReadFilter, ReadLimits};
+pub use host::{Host, PartitionStatus, ReadFilter, ReadLimits};
+pub use log::meta::Retention;
 pub use log::{Appended, OffsetRecord, ReadBatch, Record, StreamInfo};

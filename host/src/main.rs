@@ -41,6 +41,13 @@ struct ServeArgs {
     /// Largest request body, e.g. "16MiB".
     #[arg(long, env = "SLUICE_MAX_REQUEST_BYTES")]
     max_request_bytes: Option<bytesize::ByteSize>,
+    /// Object store for tiered data: s3://bucket/prefix, file:///path, memory://
+    /// [default: a file store in <data-dir>/objects]
+    #[arg(long, env = "SLUICE_OBJECT_STORE")]
+    object_store: Option<String>,
+    /// Largest segment object uploaded at once, e.g. "512MiB".
+    #[arg(long, env = "SLUICE_UPLOAD_CHUNK_BYTES")]
+    upload_chunk_bytes: Option<bytesize::ByteSize>,
 }
 
 impl ServeArgs {
@@ -64,6 +71,12 @@ impl ServeArgs {
         }
         if let Some(v) = self.max_request_bytes {
             s.max_request_bytes = v;
+        }
+        if let Some(v) = self.object_store {
+            s.object_store = Some(v);
+        }
+        if let Some(v) = self.upload_chunk_bytes {
+            s.upload_chunk_bytes = v;
         }
         s.validate()?;
         Ok(s)

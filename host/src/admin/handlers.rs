@@ -14,7 +14,13 @@ use super::wire::{
     ProduceOut, RecordOut, StreamOut, StreamsOut, parse_produce_body,
 };
 use crate::error::{Error, ErrorKind};
-use crate::host::{Host, ReadLimits};
+use crate::host::{Host, PartitionStatus, ReadLimits};
+
+#[derive(Debug, serde::Serialize)]
+pub struct StreamStatusOut {
+    pub name: String,
+    pub partitions: Vec<PartitionStatus>,
+}
 
 type Res<T> = Result<T, ApiError>;
 
@@ -29,7 +35,11 @@ pub async fn create_stream(
     let body = body?;
     let req: CreateStream =
         serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("malformed stream JSON: {e}")))?;
-    let info = host.create_stream(&req.name, req.partitions).await?;
+    let retention = crate::log::meta::Retention {
+        ms: req.retention_ms,
+        bytes: req.retention_bytes,
+    };
+    let info = host.create_stream_with(&req.name, req.partitions, retention).await?;
     Ok((StatusCode::CREATED, Json(info.into())))
 }
 
@@ -45,6 +55,15 @@ pub async fn describe_stream(
 ) -> Res<Json<StreamOut>> {
     let Path(name) = name?;
     Ok(Json(host.describe_stream(&name)?.into()))
+}
+
+pub async fn stream_status(
+    State(host): State<Host>,
+    name: Result<Path<String>, PathRejection>,
+) -> Res<Json<StreamStatusOut>> {
+    let Path(name) = name?;
+    let partitions = host.stream_status(&name)?;
+    Ok(Json(StreamStatusOut { name, partitions }))
 }
 
 pub async fn delete_stream(State(host): State<Host>, name: Result<Path<String>, PathRejection>) -> Res<StatusCode> {

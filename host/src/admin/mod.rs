@@ -33,6 +33,7 @@ pub fn router(host: Host) -> Router {
             "/streams/{name}",
             get(handlers::describe_stream).delete(handlers::delete_stream),
         )
+        .route("/streams/{name}/status", get(handlers::stream_status))
         .route(
             "/streams/{name}/partitions/{partition}/records",
             get(handlers::consume).post(handlers::produce),

@@ -214,6 +214,12 @@ pub struct CreateStream {
     pub name: String,
     #[serde(default = "one")]
     pub partitions: u32,
+    /// Drop tiered segments older than this many milliseconds.
+    #[serde(default)]
+    pub retention_ms: Option<u64>,
+    /// Drop the oldest tiered segments while a partition holds more.
+    #[serde(default)]
+    pub retention_bytes: Option<u64>,
 }
 
 fn one() -> u32 {

@@ -47,6 +47,13 @@ pub enum LogError {
         #[source]
         source: std::io::Error,
     },
+    #[error("tiered data of stream `{stream}` partition {partition} at offset {offset} is unavailable: {reason}")]
+    ColdRead {
+        stream: String,
+        partition: u32,
+        offset: u64,
+        reason: String,
+    },
     #[error(transparent)]
     Wal(#[from] WalError),
 }

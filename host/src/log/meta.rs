@@ -66,6 +66,30 @@ pub struct StreamMeta {
     pub name: String,
     pub partitions: u32,
     pub created_ms: u64,
+    #[serde(default)]
+    pub retention: Retention,
+}
+
+/// How long tiered data is kept. Retention drops whole segments from the
+/// object store; data still in the WAL only is never dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    /// Drop segments written longer ago than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ms: Option<u64>,
+    /// Drop the oldest segments while a partition holds more than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+/// Where a partition's data starts, kept so that a restart after the WAL was
+/// trimmed knows the offsets that live only in the object store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMark {
+    /// First readable offset (moved by retention).
+    pub start: u64,
+    /// Offsets below this are in the object store, not the WAL.
+    pub floor: u64,
 }
 
 /// The metadata snapshot file's content.
@@ -83,6 +107,10 @@ pub struct Snapshot {
     /// (pipeline id, input partition, next input offset)
     #[serde(default)]
     pub progress: Vec<(u32, u32, u64)>,
+    /// Per stream id, per partition: where the data starts (written when the
+    /// WAL is trimmed).
+    #[serde(default)]
+    pub marks: BTreeMap<u32, Vec<PartitionMark>>,
 }
 
 fn first_id() -> u32 {
@@ -107,6 +135,7 @@ impl Snapshot {
             next_pipeline_id: 1,
             pipelines: BTreeMap::new(),
             progress: Vec::new(),
+            marks: BTreeMap::new(),
         }
     }
 
@@ -119,6 +148,7 @@ impl Snapshot {
             }
             ControlOp::DeleteStream { id } => {
                 self.streams.remove(id);
+                self.marks.remove(id);
             }
             ControlOp::CreatePipeline(m) => {
                 self.next_pipeline_id = self.next_pipeline_id.max(m.id + 1);
@@ -247,6 +277,7 @@ mod tests {
             name: "a".into(),
             partitions: 2,
             created_ms: 1,
+            retention: Retention::default(),
         };
         s.apply(10, &ControlOp::CreateStream(m));
         s.apply(11, &ControlOp::DeleteStream { id: 4 });

@@ -17,13 +17,15 @@ pub mod partition;
 pub mod pipelines;
 pub mod progress;
 pub mod record;
+pub mod tiering;
 
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -35,7 +37,8 @@ use crate::fsutil::now_ms;
 use crate::wal::{self, EntryKind, EntryMeta, Wal, WalError};
 use cache::BatchCache;
 use meta::{ControlOp, Snapshot, StreamMeta};
-use partition::{BatchRef, Partition};
+use partition::{BatchRef, Partition, Plan};
+pub use tiering::{ColdBatch, ColdStore, TierPartition};
 
 /// Tuning of the stream log.
 #[derive(Debug, Clone)]
@@ -99,6 +102,10 @@ pub struct Log {
     admin: tokio::sync::Mutex<Snapshot>,
     /// Pipelines' durable input positions.
     progress: Arc<progress::ProgressMap>,
+    /// Every data entry below this LSN has run its completion (is indexed).
+    indexed_lsn: Arc<AtomicU64>,
+    /// Where offsets no longer in the WAL are read from.
+    cold: OnceLock<Arc<dyn ColdStore>>,
     opts: Options,
 }
 
@@ -109,10 +116,18 @@ impl Log {
         let had_snapshot = loaded.is_some();
         let base = loaded.unwrap_or_default();
         let mut snap = base.clone();
+        // Partitions start where the snapshot says the WAL took over (data
+        // below lives in the object store); replay skips older entries.
         let mut parts: HashMap<u32, Vec<Arc<Partition>>> = snap
             .streams
             .values()
-            .map(|m| (m.id, new_partitions(m.partitions)))
+            .map(|m| {
+                let ps = new_partitions(m.partitions);
+                for (p, mark) in ps.iter().zip(snap.marks.get(&m.id).into_iter().flatten()) {
+                    p.restore(*mark);
+                }
+                (m.id, ps)
+            })
             .collect();
         let mut skipped = 0u64;
         let (wal, recovered) = Wal::open(&data_dir.join("wal"), opts.wal.clone(), &mut |e| match e.meta.kind {
@@ -197,6 +212,8 @@ impl Log {
         );
         let progress = Arc::new(progress::ProgressMap::from_snapshot(&snap));
         Ok(Log {
+            indexed_lsn: Arc::new(AtomicU64::new(recovered.next_lsn)),
+            cold: OnceLock::new(),
             progress,
             data_dir: data_dir.to_path_buf(),
             wal: Arc::new(wal),
@@ -208,6 +225,17 @@ impl Log {
     }
 
     pub async fn create_stream(&self, name: &str, partitions: u32) -> Result<StreamInfo, LogError> {
+        self.create_stream_with(name, partitions, meta::Retention::default())
+            .await
+    }
+
+    /// Creates a stream with a retention policy for its tiered data.
+    pub async fn create_stream_with(
+        &self,
+        name: &str,
+        partitions: u32,
+        retention: meta::Retention,
+    ) -> Result<StreamInfo, LogError> {
         meta::validate_name(name)?;
         if partitions == 0 || partitions > self.opts.max_partitions {
             return Err(LogError::InvalidPartitions {
@@ -224,6 +252,7 @@ impl Log {
             name: name.into(),
             partitions,
             created_ms: now_ms(),
+            retention,
         };
         let op = ControlOp::CreateStream(m.clone());
         self.apply_control(&mut snap, &op).await?;
@@ -346,6 +375,7 @@ impl Log {
             };
             let (part, cache, cached) = (part.clone(), self.cache.clone(), records_payload);
             let progress_map = self.progress.clone();
+            let indexed = self.indexed_lsn.clone();
             permit.append(
                 entry,
                 payload,
@@ -362,6 +392,7 @@ impl Log {
                             progress_map.advance(p);
                         }
                         cache.insert((stream_id, partition, base_offset), cached);
+                        indexed.fetch_max(a.lsn + 1, Ordering::AcqRel);
                         Appended { base_offset, count }
                     });
                     let _ = tx.send(res);
@@ -372,7 +403,8 @@ impl Log {
     }
 
     /// Reads up to `max_records` records (and about `max_bytes` bytes; at
-    /// least one record if any is available) starting at `offset`.
+    /// least one record if any is available) starting at `offset`. Offsets
+    /// no longer in the WAL are read from the object store.
     pub async fn read(
         &self,
         stream: &str,
@@ -384,12 +416,23 @@ impl Log {
         let max_records = max_records.max(1);
         let s = self.stream(stream)?;
         let part = partition_of(&s, partition)?;
-        let mut records = Vec::new();
-        let mut bytes = 0usize;
-        let mut next = offset;
+        let mut acc = Acc {
+            records: Vec::new(),
+            bytes: 0,
+            next: offset,
+            max_records,
+            max_bytes,
+        };
+        // A batch trimmed from the WAL between planning and reading is
+        // planned again (it is in the object store by then); bounded.
+        let mut replans = 0;
         loop {
             let (plan, range) = part
-                .plan(next, max_records - records.len(), max_bytes.saturating_sub(bytes))
+                .plan(
+                    acc.next,
+                    max_records - acc.records.len(),
+                    max_bytes.saturating_sub(acc.bytes),
+                )
                 .map_err(|r| LogError::OffsetOutOfRange {
                     stream: stream.into(),
                     partition,
@@ -397,24 +440,21 @@ impl Log {
                     start: r.start,
                     end: r.end,
                 })?;
-            let done = plan.is_empty()
-                || self
-                    .read_planned(
-                        &s,
-                        partition,
-                        &plan,
-                        next,
-                        max_records,
-                        max_bytes,
-                        &mut records,
-                        &mut bytes,
-                    )
-                    .await?;
-            next = records.last().map_or(offset, |r| r.offset + 1);
+            let done = match plan {
+                Plan::Hot(plan) if plan.is_empty() => true,
+                Plan::Hot(plan) => match self.read_planned(&s, partition, &plan, &mut acc).await {
+                    Err(LogError::Wal(WalError::Trimmed { .. })) if replans < 8 => {
+                        replans += 1;
+                        false
+                    }
+                    r => r?,
+                },
+                Plan::Cold { until } => self.read_cold(&s, partition, until, &mut acc).await?,
+            };
             if done {
                 return Ok(ReadBatch {
-                    records,
-                    next_offset: next,
+                    next_offset: acc.next,
+                    records: acc.records,
                     start_offset: range.start,
                     end_offset: range.end,
                 });
@@ -422,19 +462,51 @@ impl Log {
         }
     }
 
-    /// Fetches and decodes planned batches into `records` from `from` on;
-    /// returns whether a limit was reached.
-    #[allow(clippy::too_many_arguments)]
+    /// Reads offsets `acc.next..until` from the object store; returns whether
+    /// a limit was reached.
+    async fn read_cold(&self, s: &Stream, partition: u32, until: u64, acc: &mut Acc) -> Result<bool, LogError> {
+        let err = |offset, reason: String| LogError::ColdRead {
+            stream: s.meta.name.clone(),
+            partition,
+            offset,
+            reason,
+        };
+        let cold = self
+            .cold
+            .get()
+            .ok_or_else(|| err(acc.next, "no object store is attached".into()))?;
+        let want = acc.max_bytes.saturating_sub(acc.bytes);
+        let batches = cold
+            .read(s.meta.id, partition, acc.next, until, want)
+            .await
+            .map_err(|e| err(acc.next, e))?;
+        let before = acc.next;
+        for b in batches {
+            let decoded = record::decode_batch(&b.payload, b.base_offset, b.count).map_err(|e| LogError::Corrupt {
+                stream: s.meta.name.clone(),
+                partition,
+                offset: b.base_offset,
+                reason: e.to_string(),
+            })?;
+            if acc.push(decoded.into_iter().filter(|r| r.offset < until)) {
+                return Ok(true);
+            }
+            acc.next = acc.next.max(b.end().min(until));
+        }
+        if acc.next == before {
+            return Err(err(before, "the object store returned no data for this offset".into()));
+        }
+        Ok(acc.full())
+    }
+
+    /// Fetches and decodes planned batches into `acc`; returns whether a
+    /// limit was reached.
     async fn read_planned(
         &self,
         s: &Stream,
         partition: u32,
         plan: &[BatchRef],
-        from: u64,
-        max_records: usize,
-        max_bytes: usize,
-        records: &mut Vec<OffsetRecord>,
-        bytes: &mut usize,
+        acc: &mut Acc,
     ) -> Result<bool, LogError> {
         let id = s.meta.id;
         let mut payloads: Vec<Option<Bytes>> = plan
@@ -472,16 +544,12 @@ impl Log {
                 offset: b.base_offset,
                 reason: e.to_string(),
             })?;
-            for r in decoded.into_iter().filter(|r| r.offset >= from) {
-                let size = r.record.size();
-                if records.len() >= max_records || (!records.is_empty() && *bytes + size > max_bytes) {
-                    return Ok(true);
-                }
-                *bytes += size;
-                records.push(r);
+            if acc.push(decoded) {
+                return Ok(true);
             }
+            acc.next = acc.next.max(b.end());
         }
-        Ok(records.len() >= max_records || *bytes >= max_bytes)
+        Ok(acc.full())
     }
 
     /// Drains queued appends, syncs the WAL and stops its writer.
@@ -506,6 +574,42 @@ impl Log {
 
     fn write_streams(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Stream>>> {
         self.streams.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Records gathered by one read, and its limits.
+struct Acc {
+    records: Vec<OffsetRecord>,
+    bytes: usize,
+    /// Offset to read from next.
+    next: u64,
+    max_records: usize,
+    max_bytes: usize,
+}
+
+impl Acc {
+    /// Takes records at or after `next` until a limit is reached (then
+    /// returns true). At least one record is taken, whatever its size.
+    fn push(&mut self, decoded: impl IntoIterator<Item = OffsetRecord>) -> bool {
+        for r in decoded {
+            if r.offset < self.next {
+                continue;
+            }
+            let size = r.record.size();
+            if self.records.len() >= self.max_records
+                || (!self.records.is_empty() && self.bytes + size > self.max_bytes)
+            {
+                return true;
+            }
+            self.bytes += size;
+            self.next = r.offset + 1;
+            self.records.push(r);
+        }
+        false
+    }
+
+    fn full(&self) -> bool {
+        self.records.len() >= self.max_records || self.bytes >= self.max_bytes
     }
 }
 

@@ -4,7 +4,10 @@
 //! * `batches` is sorted by base offset and holds only durable batches;
 //! * `end_offset` (the next offset a reader may wait for) only grows, and is
 //!   the end of the last durable batch;
-//! * `next_offset >= end_offset`: offsets handed to appends in flight.
+//! * `next_offset >= end_offset`: offsets handed to appends in flight;
+//! * `batches` are the WAL-resident batches; offsets from `start_offset` up
+//!   to the first of them live only in the object store (cold), and
+//!   `tiered_end` (a batch boundary) is where the committed manifest ends.
 
 use std::sync::Mutex;
 
@@ -38,6 +41,23 @@ pub struct State {
     pub end_offset: u64,
     pub start_offset: u64,
     pub batches: Vec<BatchRef>,
+    pub tiered_end: u64,
+}
+
+/// What a read of one offset needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Batches in the WAL (or its cache), in offset order.
+    Hot(Vec<BatchRef>),
+    /// The offset is only in the object store; read it there, up to `until`.
+    Cold { until: u64 },
+}
+
+/// Data not yet in the object store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lag {
+    pub records: u64,
+    pub bytes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -81,7 +101,7 @@ impl Partition {
     /// Batches to read for `offset`, stopping once the estimated size reaches
     /// `max_bytes` or the records reach `max_records`. `Err(range)` when the
     /// offset is outside `start..=end`.
-    pub fn plan(&self, offset: u64, max_records: usize, max_bytes: usize) -> Result<(Vec<BatchRef>, Range), Range> {
+    pub fn plan(&self, offset: u64, max_records: usize, max_bytes: usize) -> Result<(Plan, Range), Range> {
         let st = self.lock();
         let range = Range {
             start: st.start_offset,
@@ -89,6 +109,10 @@ impl Partition {
         };
         if offset < range.start || offset > range.end {
             return Err(range);
+        }
+        let hot_start = st.batches.first().map_or(st.end_offset, |b| b.base_offset);
+        if offset < hot_start {
+            return Ok((Plan::Cold { until: hot_start }, range));
         }
         let first = st.batches.partition_point(|b| b.end() <= offset);
         let mut plan = Vec::new();
@@ -104,7 +128,69 @@ impl Partition {
                 break;
             }
         }
-        Ok((plan, range))
+        Ok((Plan::Hot(plan), range))
+    }
+
+    /// Restores what the snapshot says after the WAL was trimmed.
+    pub fn restore(&self, mark: super::meta::PartitionMark) {
+        let mut st = self.lock();
+        st.start_offset = mark.start.min(mark.floor);
+        st.end_offset = st.end_offset.max(mark.floor);
+        st.next_offset = st.next_offset.max(mark.floor);
+        st.tiered_end = st.tiered_end.max(mark.floor);
+    }
+
+    pub fn mark(&self) -> super::meta::PartitionMark {
+        let st = self.lock();
+        super::meta::PartitionMark {
+            start: st.start_offset,
+            floor: st.batches.first().map_or(st.end_offset, |b| b.base_offset),
+        }
+    }
+
+    /// WAL batches from `tiered_end` on that form the next upload chunk of
+    /// at most `max_bytes` (one batch at least).
+    pub fn untiered(&self, max_bytes: u64) -> Vec<BatchRef> {
+        let st = self.lock();
+        let first = st.batches.partition_point(|b| b.end() <= st.tiered_end);
+        let rest = &st.batches[first..];
+        let n = crate::tier::plan::first_chunk_len(rest.iter().map(|b| b.location.len as u64), max_bytes);
+        rest[..n].to_vec()
+    }
+
+    /// Records and WAL bytes above `tiered_end`.
+    pub fn lag(&self) -> Lag {
+        let st = self.lock();
+        let first = st.batches.partition_point(|b| b.end() <= st.tiered_end);
+        let rest = &st.batches[first..];
+        Lag {
+            records: st.end_offset.saturating_sub(st.tiered_end),
+            bytes: rest.iter().map(|b| b.location.len as u64).sum(),
+        }
+    }
+
+    /// Notes that a committed manifest covers offsets below `end` (and that
+    /// nothing below `start` is readable any more).
+    pub fn set_tiered(&self, start: u64, end: u64) {
+        let mut st = self.lock();
+        st.tiered_end = st.tiered_end.max(end);
+        let hot_start = st.batches.first().map_or(st.end_offset, |b| b.base_offset);
+        st.start_offset = st.start_offset.max(start.min(hot_start));
+    }
+
+    /// The LSN of the first batch not yet in the object store, if any: the
+    /// WAL may be trimmed up to it.
+    pub fn trim_bound(&self) -> Option<u64> {
+        let st = self.lock();
+        let first = st.batches.partition_point(|b| b.end() <= st.tiered_end);
+        st.batches.get(first).map(|b| b.lsn)
+    }
+
+    /// Forgets batches below `trim_lsn` (all tiered, see `trim_bound`).
+    pub fn prune(&self, trim_lsn: u64) {
+        let mut st = self.lock();
+        let n = st.batches.partition_point(|b| b.lsn < trim_lsn);
+        st.batches.drain(..n);
     }
 }
 
@@ -133,12 +219,41 @@ mod tests {
             assert!(p.commit(b(i * 10, 10)));
         }
         assert!(!p.commit(b(50, 10)), "replayed duplicate accepted");
+        let hot = |(plan, _)| match plan {
+            Plan::Hot(v) => v.iter().map(|b: &BatchRef| b.base_offset).collect::<Vec<_>>(),
+            Plan::Cold { .. } => panic!("cold plan"),
+        };
         let (plan, r) = p.plan(35, 12, usize::MAX).unwrap();
         assert_eq!((r.start, r.end), (0, 100));
-        assert_eq!(plan.iter().map(|b| b.base_offset).collect::<Vec<_>>(), vec![30, 40]);
-        let (plan, _) = p.plan(0, usize::MAX, 250).unwrap();
-        assert_eq!(plan.len(), 3);
-        assert!(p.plan(100, 10, 10).unwrap().0.is_empty());
+        assert_eq!(hot((plan, r)), vec![30, 40]);
+        assert_eq!(hot(p.plan(0, usize::MAX, 250).unwrap()).len(), 3);
+        assert!(hot(p.plan(100, 10, 10).unwrap()).is_empty());
         assert_eq!(p.plan(101, 10, 10).unwrap_err().end, 100);
+    }
+
+    #[test]
+    fn tiering_moves_the_hot_start_and_trim_bound() {
+        let p = Partition::default();
+        for i in 0..10 {
+            assert!(p.commit(b(i * 10, 10)));
+        }
+        assert_eq!(p.trim_bound(), Some(1));
+        assert_eq!(
+            p.untiered(250).len(),
+            1,
+            "one batch of 320 bytes exceeds 250 but goes alone"
+        );
+        assert_eq!(p.untiered(700).len(), 2);
+        p.set_tiered(0, 30);
+        assert_eq!(p.lag().records, 70);
+        assert_eq!(p.trim_bound(), Some(31), "first untiered batch (base 30) has lsn 31");
+        p.prune(31);
+        assert_eq!(p.mark().floor, 30);
+        assert_eq!(p.plan(5, 10, 10).unwrap().0, Plan::Cold { until: 30 });
+        assert!(matches!(p.plan(30, 10, 10).unwrap().0, Plan::Hot(_)));
+        p.set_tiered(20, 100);
+        assert_eq!(p.range().start, 20);
+        assert_eq!(p.trim_bound(), None);
+        assert_eq!(p.plan(19, 10, 10).unwrap_err().start, 20);
     }
 }

@@ -71,6 +71,12 @@ impl ProgressMap {
         m.get(&(pipeline, partition)).copied().unwrap_or(0)
     }
 
+    /// Every (pipeline, input partition, next offset).
+    pub fn all(&self) -> Vec<(u32, u32, u64)> {
+        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|((p, q), o)| (*p, *q, *o)).collect()
+    }
+
     pub fn forget(&self, pipeline: u32) {
         self.inner
             .lock()

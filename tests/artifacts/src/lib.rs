@@ -1,5 +1,9 @@
 //! Paths of the plugins built from `plugins/` for `wasm32-wasip2`, for tests
 //! and benchmarks. Building happens in this crate's build script.
+//!
+//! [`moto`] provides a real S3-protocol server (moto) for tests.
+
+pub mod moto;
 
 include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
 

@@ -1,0 +1,148 @@
+//! The log's side of tiering: what the uploader may read, what it reports
+//! back, and trimming the WAL once data is in the object store.
+//!
+//! Invariants:
+//! * the WAL is trimmed only below the first batch of any partition that a
+//!   committed manifest does not cover, and only below entries whose
+//!   completions have run (so no in-flight entry is cut);
+//! * before a trim the metadata snapshot is stored with every partition's
+//!   start and floor and every pipeline position, so a restart knows what
+//!   the trimmed entries said.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::error::LogError;
+use super::meta::{self, Retention};
+use super::partition::{BatchRef, Partition};
+use super::{Log, Stream};
+use crate::wal::WalError;
+
+/// One batch read back from the object store.
+#[derive(Debug, Clone)]
+pub struct ColdBatch {
+    pub base_offset: u64,
+    pub count: u32,
+    pub payload: Bytes,
+}
+
+impl ColdBatch {
+    pub fn end(&self) -> u64 {
+        self.base_offset + self.count as u64
+    }
+}
+
+/// Serves offsets that are no longer in the WAL.
+#[async_trait::async_trait]
+pub trait ColdStore: Send + Sync {
+    /// Batches covering `offset` onwards (below `until`), about `max_bytes`
+    /// of them, at least one. Errors are described for the reader.
+    async fn read(
+        &self,
+        stream_id: u32,
+        partition: u32,
+        offset: u64,
+        until: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<ColdBatch>, String>;
+}
+
+/// A partition as the uploader sees it.
+#[derive(Clone)]
+pub struct TierPartition {
+    pub stream: String,
+    pub stream_id: u32,
+    pub partition: u32,
+    pub retention: Retention,
+    pub state: Arc<Partition>,
+}
+
+impl Log {
+    /// Attaches the object store reader (once).
+    pub fn set_cold_store(&self, cold: Arc<dyn ColdStore>) {
+        let _ = self.cold.set(cold);
+    }
+
+    /// Every partition of every stream.
+    pub fn tier_partitions(&self) -> Vec<TierPartition> {
+        let streams: Vec<Arc<Stream>> = self.read_streams().values().cloned().collect();
+        let mut out = Vec::new();
+        for s in streams {
+            for (i, p) in s.partitions.iter().enumerate() {
+                out.push(TierPartition {
+                    stream: s.meta.name.clone(),
+                    stream_id: s.meta.id,
+                    partition: i as u32,
+                    retention: s.meta.retention,
+                    state: p.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Whether a stream id is still live (its objects may be deleted if not).
+    pub fn stream_id_live(&self, id: u32) -> bool {
+        self.read_streams().values().any(|s| s.meta.id == id)
+    }
+
+    /// The record payload of a WAL batch (from the cache or the WAL), without
+    /// any progress trailer. Blocking on a cache miss.
+    pub fn batch_payload(&self, stream_id: u32, partition: u32, b: &BatchRef) -> Result<Bytes, WalError> {
+        if let Some(p) = self.cache.get(&(stream_id, partition, b.base_offset)) {
+            return Ok(p);
+        }
+        let p = self.wal.read(b.lsn, b.location)?;
+        Ok(p.slice(..p.len().saturating_sub(b.trailer as usize)))
+    }
+
+    /// Trims the WAL below everything that is in the object store. Returns
+    /// the trim point in force.
+    pub async fn trim_tiered(&self) -> Result<u64, LogError> {
+        // Holding the metadata lock keeps control entries out while the
+        // snapshot is taken, so it reflects every entry below the trim.
+        let mut snap = self.admin.lock().await;
+        let parts = self.tier_partitions();
+        let mut trim = self.indexed_lsn.load(Ordering::Acquire);
+        for p in &parts {
+            if let Some(lsn) = p.state.trim_bound() {
+                trim = trim.min(lsn);
+            }
+        }
+        if trim <= self.wal.trim_lsn() {
+            return Ok(self.wal.trim_lsn());
+        }
+        // Partitions lose their WAL batches below `trim`; record where each
+        // now starts before the WAL forgets.
+        let mut next = snap.clone();
+        next.marks.clear();
+        for p in &parts {
+            let mut mark = p.state.mark();
+            mark.floor = first_base_at_or_after(&p.state, trim);
+            let marks = next.marks.entry(p.stream_id).or_default();
+            if marks.len() <= p.partition as usize {
+                marks.resize(p.partition as usize + 1, meta::PartitionMark::default());
+            }
+            marks[p.partition as usize] = mark;
+        }
+        for (pipeline, partition, offset) in self.progress.all() {
+            next.set_progress(pipeline, partition, offset);
+        }
+        meta::store_snapshot(&self.data_dir, &next)?;
+        *snap = next;
+        let trimmed = self.wal.trim(trim).await?;
+        for p in &parts {
+            p.state.prune(trimmed);
+        }
+        Ok(trimmed)
+    }
+}
+
+/// Base offset of the partition's first batch at or after `lsn`, or its end.
+fn first_base_at_or_after(p: &Partition, lsn: u64) -> u64 {
+    let st = p.lock();
+    let i = st.batches.partition_point(|b| b.lsn < lsn);
+    st.batches.get(i).map_or(st.end_offset, |b| b.base_offset)
+}

@@ -1,0 +1,213 @@
+//! Cold reads: serving offsets that live only in segment objects.
+//!
+//! A read finds the segment in the partition's manifest, fetches the
+//! segment's index once (cached, bounded), then fetches just the needed
+//! batches with one range GET and keeps them in a bounded batch cache.
+//! Invariants: every byte read is CRC-checked (index and batches); memory is
+//! bounded by `cold_cache_bytes` (batches) plus a quarter of it (indexes).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
+
+use super::manifest::{self, Manifest, SegmentMeta};
+use super::segment::{self, IndexEntry};
+use super::{Tier, TierError};
+use crate::log::{ColdBatch, ColdStore, TierPartition};
+
+type Index = Arc<Vec<IndexEntry>>;
+
+/// Parsed segment indexes, first in first out, bounded by their size.
+pub struct IndexCache {
+    capacity: usize,
+    inner: Mutex<IndexCacheInner>,
+}
+
+#[derive(Default)]
+struct IndexCacheInner {
+    map: HashMap<String, Index>,
+    /// Keys in insertion order, with their sizes.
+    order: VecDeque<(String, usize)>,
+    bytes: usize,
+}
+
+impl IndexCache {
+    pub fn new(capacity: usize) -> Self {
+        IndexCache {
+            capacity,
+            inner: Mutex::new(IndexCacheInner::default()),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<Arc<Vec<IndexEntry>>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .get(key)
+            .cloned()
+    }
+
+    fn insert(&self, key: String, index: Arc<Vec<IndexEntry>>) {
+        let size = index.len() * segment::INDEX_ENTRY_LEN + key.len();
+        if size > self.capacity {
+            return;
+        }
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let IndexCacheInner { map, order, bytes } = &mut *g;
+        if map.insert(key.clone(), index).is_some() {
+            return;
+        }
+        order.push_back((key, size));
+        *bytes += size;
+        while *bytes > self.capacity {
+            let Some((k, s)) = order.pop_front() else { break };
+            map.remove(&k);
+            *bytes -= s;
+        }
+    }
+}
+
+/// The log's handle on cold reads (weak, so the log does not keep the
+/// tier alive).
+pub(super) struct Cold(pub(super) Weak<Tier>);
+
+#[async_trait::async_trait]
+impl ColdStore for Cold {
+    async fn read(
+        &self,
+        stream_id: u32,
+        partition: u32,
+        offset: u64,
+        until: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<ColdBatch>, String> {
+        let tier = self.0.upgrade().ok_or("the tiering service has stopped")?;
+        tier.read_cold(stream_id, partition, offset, until, max_bytes)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Tier {
+    async fn read_cold(
+        &self,
+        stream_id: u32,
+        partition: u32,
+        offset: u64,
+        until: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<ColdBatch>, TierError> {
+        let p = self
+            .log
+            .tier_partitions()
+            .into_iter()
+            .find(|p| p.stream_id == stream_id && p.partition == partition)
+            .ok_or_else(|| TierError::Config(format!("stream {stream_id} partition {partition} is gone")))?;
+        let mut m = self.manifest(&p, false).await?;
+        if m.find(offset).is_none() {
+            // Our copy may be older than the store's (another round
+            // uploaded since); look once more.
+            m = self.reload_manifest(&p).await?;
+        }
+        let seg = m.find(offset).cloned().ok_or_else(|| TierError::Corrupt {
+            path: manifest::partition_dir(stream_id, partition),
+            reason: format!(
+                "offset {offset} is in no segment ({}..{})",
+                m.start_offset, m.end_offset
+            ),
+        })?;
+        let index = self.segment_index(&p, &seg).await?;
+        let first = index.partition_point(|e| e.end() <= offset);
+        let mut out = Vec::new();
+        let mut want: Vec<IndexEntry> = Vec::new();
+        let mut bytes = 0usize;
+        for e in &index[first..] {
+            if e.base_offset >= until || (!out.is_empty() || !want.is_empty()) && bytes >= max_bytes {
+                break;
+            }
+            bytes += e.len as usize;
+            match self.cold_cache.get(&(stream_id, partition, e.base_offset)) {
+                // A cached batch ends the run to fetch: fetch what came
+                // before it, then take it.
+                Some(payload) => {
+                    out.extend(self.fetch(&p, &seg, &std::mem::take(&mut want)).await?);
+                    out.push(ColdBatch {
+                        base_offset: e.base_offset,
+                        count: e.count,
+                        payload,
+                    });
+                }
+                None => want.push(*e),
+            }
+        }
+        out.extend(self.fetch(&p, &seg, &want).await?);
+        Ok(out)
+    }
+
+    async fn reload_manifest(&self, p: &TierPartition) -> Result<Arc<Manifest>, TierError> {
+        let m = manifest::load(&self.remote, p.stream_id, p.partition)
+            .await?
+            .unwrap_or_else(|| Manifest::empty(p.stream_id, p.partition));
+        // Never go back to an older version than one we hold.
+        let held = self.with_part((p.stream_id, p.partition), |s| s.manifest.clone());
+        match held {
+            Some(h) if h.version >= m.version => Ok(h),
+            _ => Ok(self.set_manifest(p, m)),
+        }
+    }
+
+    async fn segment_index(&self, p: &TierPartition, seg: &SegmentMeta) -> Result<Arc<Vec<IndexEntry>>, TierError> {
+        let rel = manifest::segment_rel(p.stream_id, p.partition, &seg.key);
+        if let Some(i) = self.index_cache.get(&rel) {
+            return Ok(i);
+        }
+        let path = self.remote.path(&rel);
+        let tail = self.remote.get_range(&path, seg.index_pos..seg.size).await?;
+        let (footer, index) = segment::parse_tail(&tail).map_err(|reason| TierError::Corrupt {
+            path: path.to_string(),
+            reason,
+        })?;
+        if footer.first_offset != seg.base_offset || footer.end_offset != seg.end_offset {
+            return Err(TierError::Corrupt {
+                path: path.to_string(),
+                reason: "footer disagrees with the manifest".into(),
+            });
+        }
+        let index = Arc::new(index);
+        self.index_cache.insert(rel, index.clone());
+        Ok(index)
+    }
+
+    /// Fetches consecutive batches with one range GET and caches them.
+    async fn fetch(
+        &self,
+        p: &TierPartition,
+        seg: &SegmentMeta,
+        entries: &[IndexEntry],
+    ) -> Result<Vec<ColdBatch>, TierError> {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return Ok(Vec::new());
+        };
+        let path = self
+            .remote
+            .path(&manifest::segment_rel(p.stream_id, p.partition, &seg.key));
+        let bytes = self.remote.get_range(&path, first.pos..last.byte_range().end).await?;
+        let payloads = segment::split_batches(&bytes, entries).map_err(|reason| TierError::Corrupt {
+            path: path.to_string(),
+            reason,
+        })?;
+        Ok(entries
+            .iter()
+            .zip(payloads)
+            .map(|(e, payload)| {
+                self.cold_cache
+                    .insert((p.stream_id, p.partition, e.base_offset), payload.clone());
+                ColdBatch {
+                    base_offset: e.base_offset,
+                    count: e.count,
+                    payload,
+                }
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,116 @@
+//! Retention and garbage collection of tiered data.
+//!
+//! Retention drops whole segments from the front of a partition (by their
+//! age, and while the partition holds more bytes than allowed) with one
+//! manifest commit; the dropped objects go on the manifest's garbage list
+//! and are deleted after `gc_grace`, so a reader that planned with the old
+//! manifest can still finish. Objects of deleted streams are deleted too.
+//! Invariants: data is dropped only from the object store, never from the
+//! WAL; the manifest commit comes before any delete.
+
+use std::sync::Arc;
+
+use super::manifest::{self, Garbage, Manifest};
+use super::{Tier, TierError};
+use crate::fsutil::now_ms;
+use crate::log::TierPartition;
+
+/// Old manifest versions kept for inspection.
+const KEEP_VERSIONS: u64 = 10;
+
+impl Tier {
+    pub(super) async fn retention_round(&self) {
+        for p in self.log.tier_partitions() {
+            let key = (p.stream_id, p.partition);
+            let (claimed, fenced) = self.with_part(key, |s| (s.claimed, s.fenced));
+            if !claimed || fenced {
+                continue;
+            }
+            if let Err(e) = self.apply_retention(&p).await {
+                self.record_failure(&p, e);
+            }
+        }
+        self.forget_deleted_streams().await;
+    }
+
+    /// Drops expired segments and deletes garbage past its grace period.
+    pub(super) async fn apply_retention(&self, p: &TierPartition) -> Result<(), TierError> {
+        let current = self.manifest(p, true).await?;
+        let now = now_ms();
+        let grace = self.opts.gc_grace.as_millis() as u64;
+        let mut next: Manifest = (*current).clone();
+        let mut total: u64 = next.bytes();
+        let mut drop = 0;
+        for s in &next.segments {
+            let expired = p.retention.ms.is_some_and(|ms| now.saturating_sub(s.created_ms) > ms);
+            let oversize = p.retention.bytes.is_some_and(|b| total > b);
+            if !expired && !oversize {
+                break;
+            }
+            total = total.saturating_sub(s.size);
+            drop += 1;
+        }
+        for s in next.segments.drain(..drop) {
+            next.garbage.push(Garbage {
+                key: s.key,
+                since_ms: now,
+            });
+        }
+        next.start_offset = next.segments.first().map_or(next.end_offset, |s| s.base_offset);
+        let due: Vec<Garbage> = next
+            .garbage
+            .iter()
+            .filter(|g| now.saturating_sub(g.since_ms) >= grace)
+            .cloned()
+            .collect();
+        for g in &due {
+            let path = self
+                .remote
+                .path(&manifest::segment_rel(p.stream_id, p.partition, &g.key));
+            self.remote.delete(&path).await?;
+        }
+        next.garbage.retain(|g| !due.contains(g));
+        if next == *current {
+            return Ok(());
+        }
+        if drop > 0 {
+            tracing::info!(
+                stream = %p.stream, partition = p.partition, segments = drop, start = next.start_offset,
+                "retention dropped segments"
+            );
+        }
+        let committed = manifest::commit(&self.remote, &current, next).await?;
+        let committed: Arc<Manifest> = self.set_manifest(p, committed);
+        manifest::prune_versions(&self.remote, &committed, KEEP_VERSIONS).await?;
+        Ok(())
+    }
+
+    /// Deletes the objects of streams deleted since start-up.
+    async fn forget_deleted_streams(&self) {
+        let gone: Vec<(u32, u32)> = self
+            .lock_parts()
+            .keys()
+            .filter(|(id, _)| !self.log.stream_id_live(*id))
+            .copied()
+            .collect();
+        for (id, partition) in gone {
+            let dir = manifest::partition_dir(id, partition);
+            let result = async {
+                for m in self.remote.list(&dir).await? {
+                    self.remote.delete(&m.location).await?;
+                }
+                Ok::<_, TierError>(())
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    self.lock_parts().remove(&(id, partition));
+                    tracing::info!(stream_id = id, partition, "objects of a deleted stream removed");
+                }
+                Err(e) => {
+                    tracing::warn!(stream_id = id, partition, error = %e, "removing a deleted stream's objects failed")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Tests of tiering through a real `Host`, on the in-memory store, the local
+//! file store and a real S3-protocol server (moto), plus fault injection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use bytesize::ByteSize;
+use object_store::ObjectStore;
+use object_store::path::Path;
+
+use super::faults::{Fault, FaultyStore, Op};
+use crate::{Host, PartitionStatus, ReadLimits, Record, Retention, Settings};
+
+/// Settings that tier everything at once in tiny objects.
+pub(super) fn eager(dir: &std::path::Path) -> Settings {
+    Settings {
+        data_dir: dir.into(),
+        segment_bytes: ByteSize::kib(64),
+        upload_chunk_bytes: ByteSize::kib(4),
+        upload_min_bytes: ByteSize::b(1),
+        upload_interval: Duration::ZERO,
+        remote_timeout: Duration::from_millis(500),
+        remote_retries: 1,
+        gc_grace: Duration::ZERO,
+        ..Settings::default()
+    }
+}
+
+pub(super) enum Store {
+    Memory,
+    File,
+    S3,
+}
+
+/// A fresh store of the kind, or `None` (with a note) when moto is not
+/// installed outside CI.
+pub(super) fn store(kind: Store, dir: &std::path::Path) -> Option<(Arc<dyn ObjectStore>, Path)> {
+    match kind {
+        Store::Memory => Some((Arc::new(object_store::memory::InMemory::new()), Path::default())),
+        Store::File => {
+            let url = format!("file://{}", dir.join("bucket").display());
+            super::store::open(Some(&url), dir).ok()
+        }
+        Store::S3 => {
+            let server = match sluice_test_artifacts::moto::try_server() {
+                Some(s) => s,
+                None if sluice_test_artifacts::moto::required() => sluice_test_artifacts::moto::server(),
+                None => {
+                    eprintln!("note: moto_server not installed; S3 variant skipped (CI runs it)");
+                    return None;
+                }
+            };
+            let bucket = server.unique_bucket("tier");
+            let s3 = object_store::aws::AmazonS3Builder::new()
+                .with_endpoint(&server.endpoint)
+                .with_allow_http(true)
+                .with_region("us-east-1")
+                .with_access_key_id("test")
+                .with_secret_access_key("test")
+                .with_bucket_name(bucket)
+                .build()
+                .expect("s3 store");
+            Some((Arc::new(s3), Path::from("node-a")))
+        }
+    }
+}
+
+pub(super) fn rec(i: u64) -> Record {
+    Record {
+        key: Some(Bytes::from(format!("k{}", i % 7))),
+        value: Bytes::from(format!("value-{i}-{}", "x".repeat((i % 300) as usize))),
+        headers: vec![("n".into(), Bytes::from(i.to_string()))],
+        timestamp_ms: 1_700_000_000_000 + i,
+    }
+}
+
+/// Waits (bounded) until `cond` holds for the stream's partition 0.
+pub(super) async fn wait_for(host: &Host, stream: &str, what: &str, cond: impl Fn(&PartitionStatus) -> bool) {
+    for _ in 0..400 {
+        let st = host.stream_status(stream).unwrap();
+        if cond(&st[0]) {
+            return;
+        }
+        host.wake_uploader();
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "timed out waiting for {what}: {:?}",
+        host.stream_status(stream).unwrap()
+    );
+}
+
+pub(super) async fn read_all(host: &Host, stream: &str, from: u64) -> Vec<crate::OffsetRecord> {
+    let mut out = Vec::new();
+    let mut next = from;
+    loop {
+        let b = host
+            .read(
+                stream,
+                0,
+                next,
+                ReadLimits {
+                    max_records: 97,
+                    max_bytes: 64 * 1024,
+                },
+            )
+            .await
+            .unwrap();
+        if b.records.is_empty() {
+            return out;
+        }
+        next = b.next_offset;
+        out.extend(b.records);
+    }
+}
+
+async fn produce(host: &Host, stream: &str, from: u64, batches: u64, per: u64) {
+    for b in 0..batches {
+        let recs: Vec<Record> = (0..per).map(|i| rec(from + b * per + i)).collect();
+        let a = host.append(stream, 0, &recs).await.unwrap();
+        assert_eq!(a.base_offset, from + b * per);
+    }
+}
+
+fn check(records: &[crate::OffsetRecord], from: u64, to: u64) {
+    assert_eq!(records.len() as u64, to - from, "record count");
+    for (r, want) in records.iter().zip(from..to) {
+        assert_eq!(r.offset, want);
+        assert_eq!(r.record, rec(want), "record {want}");
+    }
+}
+
+/// Uploads, trims the WAL, reads cold data back, restarts, continues.
+async fn round_trip(kind: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((store, prefix)) = store(kind, dir.path()) else {
+        return;
+    };
+    let host = Host::open_with_store(eager(dir.path()), store.clone(), prefix.clone())
+        .await
+        .unwrap();
+    host.create_stream("t", 1).await.unwrap();
+    produce(&host, "t", 0, 60, 10).await;
+    wait_for(&host, "t", "everything tiered", |p| p.tier.tiered_end == 600).await;
+    wait_for(&host, "t", "WAL trimmed", |p| p.wal_start_offset > 0).await;
+    let st = host.stream_status("t").unwrap()[0].clone();
+    assert!(st.tier.segments > 5, "4 KiB chunks make many segments: {st:?}");
+    assert_eq!((st.upload_lag_records, st.tier.last_error.clone()), (0, None));
+    check(&read_all(&host, "t", 0).await, 0, 600);
+    check(&read_all(&host, "t", 123).await, 123, 600);
+    host.shutdown().await;
+    drop(host);
+
+    let host = Host::open_with_store(eager(dir.path()), store, prefix).await.unwrap();
+    let st = host.stream_status("t").unwrap()[0].clone();
+    assert_eq!((st.start_offset, st.end_offset), (0, 600), "{st:?}");
+    produce(&host, "t", 600, 5, 10).await;
+    check(&read_all(&host, "t", 0).await, 0, 650);
+    wait_for(&host, "t", "new data tiered", |p| p.tier.tiered_end == 650).await;
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_memory_store() {
+    round_trip(Store::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_file_store() {
+    round_trip(Store::File).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_s3_protocol_server() {
+    round_trip(Store::S3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_and_hanging_store_delays_uploads_but_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let faulty = FaultyStore::new(Arc::new(object_store::memory::InMemory::new()));
+    let settings = Settings {
+        remote_timeout: Duration::from_millis(100),
+        // Every cold read goes to the store.
+        cold_cache_bytes: ByteSize::b(0),
+        ..eager(dir.path())
+    };
+    let host = Host::open_with_store(settings, faulty.clone(), Path::default())
+        .await
+        .unwrap();
+    host.create_stream("t", 1).await.unwrap();
+    faulty.inject(Op::Put, Fault::Error, None);
+    produce(&host, "t", 0, 20, 10).await;
+    wait_for(&host, "t", "an error in status", |p| p.tier.last_error.is_some()).await;
+    assert_eq!(host.stream_status("t").unwrap()[0].tier.tiered_end, 0);
+    // Appends and hot reads go on while the store fails.
+    produce(&host, "t", 200, 5, 10).await;
+    check(&read_all(&host, "t", 0).await, 0, 250);
+    faulty.clear();
+    faulty.inject(Op::Put, Fault::Hang, Some(3));
+    faulty.inject(Op::List, Fault::Delay(Duration::from_millis(30)), Some(5));
+    wait_for(&host, "t", "uploads to resume", |p| p.tier.tiered_end == 250).await;
+    assert!(faulty.calls(Op::Put) > 3);
+    wait_for(&host, "t", "WAL trimmed", |p| p.wal_start_offset == 250).await;
+    check(&read_all(&host, "t", 0).await, 0, 250);
+    // A store that hangs on every read fails cold reads in bounded time.
+    faulty.inject(Op::Get, Fault::Hang, None);
+    let started = std::time::Instant::now();
+    let err = host
+        .read("t", 0, 0, ReadLimits::default())
+        .await
+        .map(|b| b.records.len());
+    let err = err.expect_err("read of cold data from a hanging store");
+    assert_eq!(err.code(), "object_store_unavailable", "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    faulty.clear();
+    check(&read_all(&host, "t", 0).await, 0, 250);
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_writer_fences_the_first() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let a = Host::open_with_store(eager(dir_a.path()), store.clone(), Path::default())
+        .await
+        .unwrap();
+    a.create_stream("t", 1).await.unwrap();
+    produce(&a, "t", 0, 3, 10).await;
+    wait_for(&a, "t", "a tiers", |p| p.tier.tiered_end == 30).await;
+    let epoch_a = a.stream_status("t").unwrap()[0].tier.epoch;
+
+    // B (same stream id, same partition, same store) claims a newer epoch.
+    let b = Host::open_with_store(eager(dir_b.path()), store.clone(), Path::default())
+        .await
+        .unwrap();
+    b.create_stream("t", 1).await.unwrap();
+    produce(&b, "t", 0, 4, 10).await;
+    wait_for(&b, "t", "b fails: a's offsets are not its own", |p| {
+        p.tier.epoch > epoch_a
+    })
+    .await;
+
+    produce(&a, "t", 30, 2, 10).await;
+    wait_for(&a, "t", "a fenced", |p| p.tier.fenced).await;
+    let st = a.stream_status("t").unwrap()[0].clone();
+    assert!(st.tier.last_error.unwrap().contains("fenced"));
+    assert_eq!(st.tier.tiered_end, 30, "a stale writer committed nothing");
+    // A keeps its data (in the WAL) readable.
+    check(&read_all(&a, "t", 0).await, 0, 50);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_of_many_chunks_drains_and_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let lazy = Settings {
+        upload_min_bytes: ByteSize::gib(1),
+        upload_interval: Duration::from_secs(3600),
+        ..eager(dir.path())
+    };
+    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let host = Host::open_with_store(lazy, store.clone(), Path::default())
+        .await
+        .unwrap();
+    host.create_stream("t", 1).await.unwrap();
+    produce(&host, "t", 0, 100, 20).await;
+    let backlog = host.upload_backlog_bytes();
+    assert!(backlog > 30 * 4096, "backlog of {backlog} bytes is not > 30 chunks");
+    host.shutdown().await;
+    drop(host);
+    let host = Host::open_with_store(eager(dir.path()), store, Path::default())
+        .await
+        .unwrap();
+    check(&read_all(&host, "t", 0).await, 0, 2000);
+    wait_for(&host, "t", "the backlog to drain", |p| p.upload_lag_records == 0).await;
+    assert_eq!(host.upload_backlog_bytes(), 0);
+    let st = host.stream_status("t").unwrap()[0].clone();
+    assert!(st.tier.segments > 30, "4 KiB chunks: {st:?}");
+    check(&read_all(&host, "t", 0).await, 0, 2000);
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_by_bytes_drops_old_segments_and_their_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let host = Host::open_with_store(eager(dir.path()), store.clone(), Path::default())
+        .await
+        .unwrap();
+    let retention = Retention {
+        bytes: Some(16 * 1024),
+        ms: None,
+    };
+    host.create_stream_with("t", 1, retention).await.unwrap();
+    produce(&host, "t", 0, 60, 10).await;
+    wait_for(&host, "t", "retention to move the start", |p| {
+        p.tier.tiered_end == 600 && p.start_offset > 0 && p.tier.tiered_bytes <= 16 * 1024
+    })
+    .await;
+    let st = host.stream_status("t").unwrap()[0].clone();
+    let err = host.read("t", 0, 0, ReadLimits::default()).await.unwrap_err();
+    assert_eq!(err.code(), "offset_out_of_range");
+    check(&read_all(&host, "t", st.start_offset).await, st.start_offset, 600);
+    // Dropped objects are deleted (grace 0): only the kept ones remain.
+    let mut left = 0;
+    for _ in 0..200 {
+        left = super::store::Remote::new(store.clone(), Path::default(), Default::default())
+            .list("streams")
+            .await
+            .unwrap()
+            .iter()
+            .filter(|m| m.location.as_ref().ends_with(".seg"))
+            .count();
+        if left <= st.tier.segments + 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        left <= st.tier.segments + 1,
+        "{left} objects for {} segments",
+        st.tier.segments
+    );
+    host.shutdown().await;
+}

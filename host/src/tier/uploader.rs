@@ -1,0 +1,228 @@
+//! The background uploader: turns WAL batches into segment objects, commits
+//! manifests, trims the WAL, and runs retention.
+//!
+//! One task visits every partition in turn and uploads at most one chunk
+//! (≤ `upload_chunk_bytes`) per partition per round, then trims the WAL.
+//! A backlog of any size is therefore a sequence of bounded uploads, and the
+//! node serves reads and appends from the WAL the whole time. A failing
+//! partition records its error and is retried after an exponential backoff
+//! (capped), without holding up the others; a fenced partition stops.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::manifest::{self, Manifest, SegmentMeta};
+use super::segment::SegmentWriter;
+use super::{PartState, Tier, TierError};
+use crate::fsutil::now_ms;
+use crate::log::TierPartition;
+
+/// Longest wait before a failing partition is tried again.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+/// How often the backlog is reported in the log while it drains.
+const BACKLOG_REPORT_EVERY: Duration = Duration::from_secs(5);
+
+impl Tier {
+    pub(super) async fn run(self: Arc<Self>) {
+        let mut stop = self.stop.subscribe();
+        let mut last_report = Instant::now() - BACKLOG_REPORT_EVERY;
+        let mut last_retention = Instant::now();
+        loop {
+            let uploaded = self.round().await;
+            if uploaded > 0 {
+                if let Err(e) = self.log.trim_tiered().await {
+                    tracing::warn!(error = %e, "WAL trim after upload failed");
+                }
+                if last_report.elapsed() >= BACKLOG_REPORT_EVERY {
+                    let backlog = self.backlog_bytes();
+                    tracing::info!(backlog_bytes = backlog, "tiering backlog draining");
+                    last_report = Instant::now();
+                }
+                if *stop.borrow() {
+                    return;
+                }
+                continue;
+            }
+            if last_retention.elapsed() >= self.opts.tick * 4 {
+                self.retention_round().await;
+                last_retention = Instant::now();
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.opts.tick) => {}
+                _ = self.wake.notified() => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Bytes in the WAL not yet in the object store, over all partitions.
+    pub fn backlog_bytes(&self) -> u64 {
+        self.log.tier_partitions().iter().map(|p| p.state.lag().bytes).sum()
+    }
+
+    /// One pass over all partitions; returns how many chunks were uploaded.
+    async fn round(&self) -> usize {
+        let mut uploaded = 0;
+        for p in self.log.tier_partitions() {
+            let key = (p.stream_id, p.partition);
+            let skip = self.with_part(key, |s| s.fenced || s.retry_at.is_some_and(|t| Instant::now() < t));
+            if skip {
+                continue;
+            }
+            match self.sync_partition(&p).await {
+                Ok(did) => {
+                    self.with_part(key, |s| {
+                        s.failures = 0;
+                        s.retry_at = None;
+                        if did {
+                            s.last_error = None;
+                        }
+                    });
+                    uploaded += did as usize;
+                }
+                Err(e) => self.record_failure(&p, e),
+            }
+        }
+        uploaded
+    }
+
+    pub(super) fn record_failure(&self, p: &TierPartition, e: TierError) {
+        let fenced = matches!(e, TierError::Fenced { .. });
+        let msg = e.to_string();
+        let delay = self.with_part((p.stream_id, p.partition), |s| {
+            s.failures = s.failures.saturating_add(1);
+            let delay = self
+                .opts
+                .remote
+                .backoff
+                .saturating_mul(1u32 << s.failures.min(16))
+                .min(MAX_RETRY_DELAY);
+            s.retry_at = Some(Instant::now() + delay);
+            s.fenced |= fenced;
+            s.last_error = Some(msg.clone());
+            delay
+        });
+        tracing::warn!(
+            stream = %p.stream, partition = p.partition, error = %msg, fenced,
+            retry_in_ms = delay.as_millis() as u64, "tiering failed"
+        );
+    }
+
+    /// The partition's manifest, loaded (and, with `claim`, owned by this
+    /// node under a new epoch) on first use.
+    pub(super) async fn manifest(&self, p: &TierPartition, claim: bool) -> Result<Arc<Manifest>, TierError> {
+        let key = (p.stream_id, p.partition);
+        let (known, claimed) = self.with_part(key, |s| (s.manifest.clone(), s.claimed));
+        if let Some(m) = known.as_ref().filter(|_| claimed || !claim) {
+            return Ok(m.clone());
+        }
+        let m = if claim {
+            manifest::claim(&self.remote, p.stream_id, p.partition).await?
+        } else {
+            manifest::load(&self.remote, p.stream_id, p.partition)
+                .await?
+                .unwrap_or_else(|| Manifest::empty(p.stream_id, p.partition))
+        };
+        let m = Arc::new(m);
+        self.with_part(key, |s| {
+            s.manifest = Some(m.clone());
+            s.claimed |= claim;
+        });
+        p.state.set_tiered(m.start_offset, m.end_offset);
+        Ok(m)
+    }
+
+    pub(super) fn set_manifest(&self, p: &TierPartition, m: Manifest) -> Arc<Manifest> {
+        let m = Arc::new(m);
+        p.state.set_tiered(m.start_offset, m.end_offset);
+        self.with_part((p.stream_id, p.partition), |s| s.manifest = Some(m.clone()));
+        m
+    }
+
+    /// Uploads the partition's next chunk if it is due. Returns whether it did.
+    async fn sync_partition(&self, p: &TierPartition) -> Result<bool, TierError> {
+        let lag = p.state.lag();
+        let key = (p.stream_id, p.partition);
+        if lag.records == 0 {
+            self.with_part(key, |s| s.pending_since = None);
+            return Ok(false);
+        }
+        let waited = self.with_part(key, |s: &mut PartState| {
+            *s.pending_since.get_or_insert_with(Instant::now)
+        });
+        if lag.bytes < self.opts.upload_min_bytes && waited.elapsed() < self.opts.upload_interval {
+            return Ok(false);
+        }
+        let current = self.manifest(p, true).await?;
+        let batches = p.state.untiered(self.opts.upload_chunk_bytes);
+        let Some(first) = batches.first() else {
+            return Ok(false);
+        };
+        if first.base_offset != current.end_offset {
+            return Err(TierError::Corrupt {
+                path: self
+                    .remote
+                    .path(&manifest::partition_dir(p.stream_id, p.partition))
+                    .to_string(),
+                reason: format!(
+                    "offsets {}..{} are neither in the object store nor in the WAL",
+                    current.end_offset, first.base_offset
+                ),
+            });
+        }
+        let end = batches.last().map_or(first.base_offset, |b| b.end());
+        let name = format!("{:020}-{:020}-e{}.seg", first.base_offset, end, current.epoch);
+        let rel = manifest::segment_rel(p.stream_id, p.partition, &name);
+        let path = self.remote.path(&rel);
+        let mut upload = self.remote.upload(path);
+        let mut writer = SegmentWriter::new();
+        for b in &batches {
+            let log = self.log.clone();
+            let (sid, part, bref) = (p.stream_id, p.partition, *b);
+            let payload = tokio::task::spawn_blocking(move || log.batch_payload(sid, part, &bref))
+                .await
+                .map_err(|e| TierError::Wal(crate::wal::WalError::Poisoned(format!("read task failed: {e}"))));
+            let payload = match payload.and_then(|r| r.map_err(TierError::Wal)) {
+                Ok(p) => p,
+                Err(e) => {
+                    upload.abort().await;
+                    return Err(e);
+                }
+            };
+            let bytes = match writer.push(b.base_offset, b.count, &payload) {
+                Ok(bytes) => bytes,
+                Err(reason) => {
+                    upload.abort().await;
+                    return Err(TierError::Corrupt { path: rel, reason });
+                }
+            };
+            self.limiter.acquire(bytes.len() as u64).await;
+            upload.write(&bytes).await?;
+        }
+        let (tail, footer) = writer.finish();
+        self.limiter.acquire(tail.len() as u64).await;
+        upload.write(&tail).await?;
+        let size = upload.finish().await?;
+        let mut next = (*current).clone();
+        next.end_offset = end;
+        next.segments.push(SegmentMeta {
+            key: name,
+            base_offset: first.base_offset,
+            end_offset: end,
+            size,
+            index_pos: footer.index_pos,
+            created_ms: now_ms(),
+        });
+        let committed = manifest::commit(&self.remote, &current, next).await?;
+        tracing::debug!(
+            stream = %p.stream, partition = p.partition, base = first.base_offset, end, size,
+            "segment uploaded"
+        );
+        self.set_manifest(p, committed);
+        self.with_part(key, |s| {
+            s.last_upload_ms = Some(now_ms());
+            s.pending_since = None;
+        });
+        Ok(true)
+    }
+}
