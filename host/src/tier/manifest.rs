@@ -80,13 +80,11 @@ impl Manifest {
 
     /// Checks the invariants a reader relies on.
     pub fn validate(&self) -> Result<(), String> {
-        let mut next = self.segments.first().map_or(self.end_offset, |s| s.base_offset);
-        if !self.segments.is_empty() && next > self.start_offset {
-            return Err(format!(
-                "first segment starts at {next}, after start {}",
-                self.start_offset
-            ));
+        let first = self.segments.first().map_or(self.end_offset, |s| s.base_offset);
+        if first != self.start_offset {
+            return Err(format!("data starts at {first}, manifest at {}", self.start_offset));
         }
+        let mut next = first;
         for s in &self.segments {
             if s.base_offset != next || s.end_offset <= s.base_offset || s.index_pos > s.size {
                 return Err(format!("segment {} breaks the offset chain at {next}", s.key));

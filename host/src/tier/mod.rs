@@ -25,6 +25,8 @@ pub mod uploader;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_store;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -85,6 +87,8 @@ struct PartState {
     pending_since: Option<Instant>,
     failures: u32,
     retry_at: Option<Instant>,
+    /// Last listing for unreferenced objects and old manifest versions.
+    last_sweep: Option<Instant>,
 }
 
 /// A partition's tiering, as shown in stream status.

@@ -5,10 +5,14 @@
 //! manifest commit; the dropped objects go on the manifest's garbage list
 //! and are deleted after `gc_grace`, so a reader that planned with the old
 //! manifest can still finish. Objects of deleted streams are deleted too.
+//! A periodic sweep deletes segment objects that no manifest names (an
+//! upload whose manifest commit failed) once they are older than the grace
+//! period, and old manifest versions.
 //! Invariants: data is dropped only from the object store, never from the
 //! WAL; the manifest commit comes before any delete.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::manifest::{self, Garbage, Manifest};
 use super::{Tier, TierError};
@@ -71,7 +75,7 @@ impl Tier {
         }
         next.garbage.retain(|g| !due.contains(g));
         if next == *current {
-            return Ok(());
+            return self.sweep(p, &current).await;
         }
         if drop > 0 {
             tracing::info!(
@@ -81,7 +85,37 @@ impl Tier {
         }
         let committed = manifest::commit(&self.remote, &current, next).await?;
         let committed: Arc<Manifest> = self.set_manifest(p, committed);
-        manifest::prune_versions(&self.remote, &committed, KEEP_VERSIONS).await?;
+        self.sweep(p, &committed).await
+    }
+
+    /// Deletes unreferenced segment objects past the grace period and old
+    /// manifest versions; runs at most once per grace period (1 s..10 min).
+    async fn sweep(&self, p: &TierPartition, current: &Manifest) -> Result<(), TierError> {
+        let every = self
+            .opts
+            .gc_grace
+            .clamp(Duration::from_secs(1), Duration::from_secs(600));
+        let key = (p.stream_id, p.partition);
+        if self.with_part(key, |s| s.last_sweep.is_some_and(|t| t.elapsed() < every)) {
+            return Ok(());
+        }
+        let dir = format!("{}/segments", manifest::partition_dir(p.stream_id, p.partition));
+        let cutoff_ms = now_ms().saturating_sub(self.opts.gc_grace.as_millis() as u64);
+        let mut deleted = 0;
+        for m in self.remote.list(&dir).await? {
+            let Some(name) = m.location.filename() else { continue };
+            let named = current.segments.iter().any(|s| s.key == name) || current.garbage.iter().any(|g| g.key == name);
+            let modified_ms = u64::try_from(m.last_modified.timestamp_millis()).unwrap_or(0);
+            if !named && modified_ms <= cutoff_ms {
+                self.remote.delete(&m.location).await?;
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(stream = %p.stream, partition = p.partition, deleted, "unreferenced segment objects deleted");
+        }
+        manifest::prune_versions(&self.remote, current, KEEP_VERSIONS).await?;
+        self.with_part(key, |s| s.last_sweep = Some(Instant::now()));
         Ok(())
     }
 

@@ -327,3 +327,34 @@ async fn retention_by_bytes_drops_old_segments_and_their_objects() {
     );
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreferenced_objects_are_swept_and_named_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let host = Host::open_with_store(eager(dir.path()), store.clone(), Path::default())
+        .await
+        .unwrap();
+    host.create_stream("t", 1).await.unwrap();
+    produce(&host, "t", 0, 30, 10).await;
+    wait_for(&host, "t", "everything tiered", |p| p.tier.tiered_end == 300).await;
+    let remote = super::store::Remote::new(store.clone(), Path::default(), Default::default());
+    let seg_dir = format!("{}/segments", super::manifest::partition_dir(1, 0));
+    // An upload whose manifest commit never happened leaves an orphan.
+    let orphan = remote.path(&format!("{seg_dir}/00000000000000000300-00000000000000000310-e9.seg"));
+    remote.put(&orphan, Bytes::from_static(b"orphan")).await.unwrap();
+    let mut gone = false;
+    for _ in 0..400 {
+        if remote.get(&orphan).await.unwrap().is_none() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(gone, "orphan segment object never swept");
+    let m = super::manifest::load(&remote, 1, 0).await.unwrap().unwrap();
+    let listed = remote.list(&seg_dir).await.unwrap().len();
+    assert_eq!(listed, m.segments.len(), "named segments must stay");
+    check(&read_all(&host, "t", 0).await, 0, 300);
+    host.shutdown().await;
+}
