@@ -39,6 +39,9 @@ pub use store::{Remote, RemoteOptions};
 use crate::log::Log;
 use crate::log::cache::BatchCache;
 
+/// How long stopping waits for the upload in progress.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
 /// Tuning of tiering.
 #[derive(Debug, Clone)]
 pub struct TierOptions {
@@ -154,12 +157,15 @@ impl Tier {
         self.wake.notify_one();
     }
 
-    /// Stops the uploader; an upload in progress is abandoned (it is
-    /// retried from the WAL after restart).
+    /// Stops the uploader: the chunk being uploaded may finish (bounded by
+    /// `STOP_GRACE`), then the task is aborted; an abandoned upload is
+    /// retried from the WAL after restart.
     pub async fn stop(&self) {
         let _ = self.stop.send(true);
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(t) = task {
+        if let Some(mut t) = task
+            && tokio::time::timeout(STOP_GRACE, &mut t).await.is_err()
+        {
             t.abort();
             let _ = t.await;
         }

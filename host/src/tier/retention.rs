@@ -27,7 +27,10 @@ impl Tier {
         for p in self.log.tier_partitions() {
             let key = (p.stream_id, p.partition);
             let (claimed, fenced) = self.with_part(key, |s| (s.claimed, s.fenced));
-            if !claimed || fenced {
+            let has_retention = p.retention.ms.is_some() || p.retention.bytes.is_some();
+            // Partitions this node writes are swept; ones with a retention
+            // policy are claimed for it even when no new data arrives.
+            if fenced || !(claimed || has_retention && p.state.range().end > 0) {
                 continue;
             }
             if let Err(e) = self.apply_retention(&p).await {

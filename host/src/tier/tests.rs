@@ -358,3 +358,53 @@ async fn unreferenced_objects_are_swept_and_named_ones_kept() {
     check(&read_all(&host, "t", 0).await, 0, 300);
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_retention_runs_after_a_restart_without_new_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let host = Host::open_with_store(eager(dir.path()), store.clone(), Path::default())
+        .await
+        .unwrap();
+    host.create_stream("keep", 1).await.unwrap();
+    let retention = Retention {
+        ms: Some(300),
+        bytes: None,
+    };
+    host.create_stream_with("short", 1, retention).await.unwrap();
+    produce(&host, "keep", 0, 20, 10).await;
+    produce(&host, "short", 0, 20, 10).await;
+    wait_for(&host, "keep", "keep tiered", |p| {
+        p.tier.tiered_end == 200 && p.wal_start_offset == 200
+    })
+    .await;
+    wait_for(&host, "short", "short tiered", |p| p.tier.tiered_end == 200).await;
+    host.shutdown().await;
+    drop(host);
+
+    let host = Host::open_with_store(eager(dir.path()), store, Path::default())
+        .await
+        .unwrap();
+    // Idle partitions learn their tiered range from the store.
+    wait_for(&host, "keep", "tiered range known after restart", |p| {
+        p.tier.tiered_end == 200 && p.tier.segments > 0
+    })
+    .await;
+    check(&read_all(&host, "keep", 0).await, 0, 200);
+    // Segments older than 300 ms are dropped though nothing new arrives.
+    wait_for(&host, "short", "time retention", |p| {
+        p.start_offset == 200 && p.tier.segments == 0
+    })
+    .await;
+    assert_eq!(
+        host.read("short", 0, 0, ReadLimits::default())
+            .await
+            .unwrap_err()
+            .code(),
+        "offset_out_of_range"
+    );
+    assert_eq!(read_all(&host, "short", 200).await.len(), 0);
+    produce(&host, "short", 200, 1, 10).await;
+    check(&read_all(&host, "short", 200).await, 200, 210);
+    host.shutdown().await;
+}

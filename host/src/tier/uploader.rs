@@ -28,7 +28,10 @@ impl Tier {
         let mut last_report = Instant::now() - BACKLOG_REPORT_EVERY;
         let mut last_retention = Instant::now();
         loop {
-            let uploaded = self.round().await;
+            if *stop.borrow() {
+                return;
+            }
+            let uploaded = self.round(&stop).await;
             if uploaded > 0 {
                 if let Err(e) = self.log.trim_tiered().await {
                     tracing::warn!(error = %e, "WAL trim after upload failed");
@@ -61,9 +64,12 @@ impl Tier {
     }
 
     /// One pass over all partitions; returns how many chunks were uploaded.
-    async fn round(&self) -> usize {
+    async fn round(&self, stop: &tokio::sync::watch::Receiver<bool>) -> usize {
         let mut uploaded = 0;
         for p in self.log.tier_partitions() {
+            if *stop.borrow() {
+                break;
+            }
             let key = (p.stream_id, p.partition);
             let skip = self.with_part(key, |s| s.fenced || s.retry_at.is_some_and(|t| Instant::now() < t));
             if skip {
@@ -144,7 +150,15 @@ impl Tier {
         let lag = p.state.lag();
         let key = (p.stream_id, p.partition);
         if lag.records == 0 {
-            self.with_part(key, |s| s.pending_since = None);
+            let known = self.with_part(key, |s| {
+                s.pending_since = None;
+                s.manifest.is_some()
+            });
+            // Learn the tiered range of idle partitions too (for status and
+            // cold reads), without claiming them.
+            if !known {
+                self.manifest(p, false).await?;
+            }
             return Ok(false);
         }
         let waited = self.with_part(key, |s: &mut PartState| {
