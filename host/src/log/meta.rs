@@ -111,6 +111,9 @@ pub struct Snapshot {
     /// WAL is trimmed).
     #[serde(default)]
     pub marks: BTreeMap<u32, Vec<PartitionMark>>,
+    /// Deleted streams whose objects are still to be deleted.
+    #[serde(default)]
+    pub purge: Vec<u32>,
 }
 
 fn first_id() -> u32 {
@@ -136,6 +139,7 @@ impl Snapshot {
             pipelines: BTreeMap::new(),
             progress: Vec::new(),
             marks: BTreeMap::new(),
+            purge: Vec::new(),
         }
     }
 
@@ -149,6 +153,9 @@ impl Snapshot {
             ControlOp::DeleteStream { id } => {
                 self.streams.remove(id);
                 self.marks.remove(id);
+                if !self.purge.contains(id) {
+                    self.purge.push(*id);
+                }
             }
             ControlOp::CreatePipeline(m) => {
                 self.next_pipeline_id = self.next_pipeline_id.max(m.id + 1);

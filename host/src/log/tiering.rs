@@ -83,9 +83,22 @@ impl Log {
         out
     }
 
-    /// Whether a stream id is still live (its objects may be deleted if not).
-    pub fn stream_id_live(&self, id: u32) -> bool {
-        self.read_streams().values().any(|s| s.meta.id == id)
+    /// Deleted streams whose objects have not been deleted yet.
+    pub async fn streams_to_purge(&self) -> Vec<u32> {
+        self.admin.lock().await.purge.clone()
+    }
+
+    /// Records that a deleted stream's objects are gone.
+    pub async fn purged(&self, id: u32) -> Result<(), LogError> {
+        let mut snap = self.admin.lock().await;
+        if !snap.purge.contains(&id) {
+            return Ok(());
+        }
+        let mut next = snap.clone();
+        next.purge.retain(|p| *p != id);
+        meta::store_snapshot(&self.data_dir, &next)?;
+        *snap = next;
+        Ok(())
     }
 
     /// The record payload of a WAL batch (from the cache or the WAL), without

@@ -122,16 +122,11 @@ impl Tier {
         Ok(())
     }
 
-    /// Deletes the objects of streams deleted since start-up.
+    /// Deletes the objects of deleted streams (the list survives restarts
+    /// in the metadata snapshot).
     async fn forget_deleted_streams(&self) {
-        let gone: Vec<(u32, u32)> = self
-            .lock_parts()
-            .keys()
-            .filter(|(id, _)| !self.log.stream_id_live(*id))
-            .copied()
-            .collect();
-        for (id, partition) in gone {
-            let dir = manifest::partition_dir(id, partition);
+        for id in self.log.streams_to_purge().await {
+            let dir = format!("streams/{id:010}");
             let result = async {
                 for m in self.remote.list(&dir).await? {
                     self.remote.delete(&m.location).await?;
@@ -141,12 +136,13 @@ impl Tier {
             .await;
             match result {
                 Ok(()) => {
-                    self.lock_parts().remove(&(id, partition));
-                    tracing::info!(stream_id = id, partition, "objects of a deleted stream removed");
+                    self.lock_parts().retain(|(sid, _), _| *sid != id);
+                    match self.log.purged(id).await {
+                        Ok(()) => tracing::info!(stream_id = id, "objects of a deleted stream removed"),
+                        Err(e) => tracing::warn!(stream_id = id, error = %e, "recording a purge failed"),
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(stream_id = id, partition, error = %e, "removing a deleted stream's objects failed")
-                }
+                Err(e) => tracing::warn!(stream_id = id, error = %e, "removing a deleted stream's objects failed"),
             }
         }
     }

@@ -408,3 +408,40 @@ async fn time_retention_runs_after_a_restart_without_new_data() {
     check(&read_all(&host, "short", 200).await, 200, 210);
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_streams_objects_are_deleted_even_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let remote = super::store::Remote::new(store.clone(), Path::default(), Default::default());
+    let host = Host::open_with_store(eager(dir.path()), store.clone(), Path::default())
+        .await
+        .unwrap();
+    host.create_stream("gone", 1).await.unwrap();
+    host.create_stream("kept", 1).await.unwrap();
+    produce(&host, "gone", 0, 10, 10).await;
+    produce(&host, "kept", 0, 10, 10).await;
+    wait_for(&host, "gone", "gone tiered", |p| p.tier.tiered_end == 100).await;
+    wait_for(&host, "kept", "kept tiered", |p| p.tier.tiered_end == 100).await;
+    let before = remote.list("streams/0000000002").await.unwrap().len();
+    host.delete_stream("gone").await.unwrap();
+    host.shutdown().await;
+    drop(host);
+    assert!(!remote.list("streams/0000000001").await.unwrap().is_empty());
+
+    let host = Host::open_with_store(eager(dir.path()), store, Path::default())
+        .await
+        .unwrap();
+    let mut left = usize::MAX;
+    for _ in 0..400 {
+        left = remote.list("streams/0000000001").await.unwrap().len();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(left, 0, "objects of the deleted stream remain");
+    assert!(remote.list("streams/0000000002").await.unwrap().len() >= before.min(2));
+    check(&read_all(&host, "kept", 0).await, 0, 100);
+    host.shutdown().await;
+}
