@@ -445,3 +445,37 @@ async fn a_deleted_streams_objects_are_deleted_even_across_a_restart() {
     check(&read_all(&host, "kept", 0).await, 0, 100);
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_written_but_not_committed_is_retried_and_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let faulty = FaultyStore::new(Arc::new(object_store::memory::InMemory::new()));
+    let host = Host::open_with_store(eager(dir.path()), faulty.clone(), Path::default())
+        .await
+        .unwrap();
+    host.create_stream("t", 1).await.unwrap();
+    produce(&host, "t", 0, 3, 10).await;
+    wait_for(&host, "t", "first upload", |p| p.tier.tiered_end == 30).await;
+    // Segment puts succeed, manifest commits fail: partial progress only.
+    faulty.inject_matching(Op::Put, "/manifest/", Fault::Error, Some(6));
+    produce(&host, "t", 30, 10, 10).await;
+    wait_for(&host, "t", "a failed commit", |p| p.tier.last_error.is_some()).await;
+    wait_for(&host, "t", "commits to resume", |p| {
+        p.tier.tiered_end == 130 && p.wal_start_offset == 130
+    })
+    .await;
+    check(&read_all(&host, "t", 0).await, 0, 130);
+    let remote = super::store::Remote::new(faulty.inner().clone(), Path::default(), Default::default());
+    let m = super::manifest::load(&remote, 1, 0).await.unwrap().unwrap();
+    let seg_dir = format!("{}/segments", super::manifest::partition_dir(1, 0));
+    let mut listed = usize::MAX;
+    for _ in 0..400 {
+        listed = remote.list(&seg_dir).await.unwrap().len();
+        if listed == m.segments.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(listed, m.segments.len(), "uncommitted segment objects were not swept");
+    host.shutdown().await;
+}
