@@ -1,4 +1,5 @@
-//! A byte-bounded cache of recent batch payloads shared by all partitions.
+//! Byte-bounded FIFO caches: recent batch payloads shared by all partitions
+//! (and, in tiering, batches and segment indexes read from objects).
 //!
 //! Tailing consumers read what was just written; serving them from memory
 //! avoids a file read. Eviction is first-in first-out: the oldest batch goes
@@ -7,6 +8,7 @@
 //! capacity is not cached).
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -14,46 +16,71 @@ use bytes::Bytes;
 /// (stream id, partition, base offset) of a batch.
 pub type BatchKey = (u32, u32, u64);
 
-pub struct BatchCache {
-    capacity: usize,
-    inner: Mutex<Inner>,
+/// Recent batch payloads by batch.
+pub type BatchCache = FifoCache<BatchKey, Bytes>;
+
+/// What a cached value counts against the capacity.
+pub trait Weigh {
+    fn weight(&self) -> usize;
 }
 
-#[derive(Default)]
-struct Inner {
-    map: HashMap<BatchKey, Bytes>,
-    order: VecDeque<BatchKey>,
+impl Weigh for Bytes {
+    fn weight(&self) -> usize {
+        self.len()
+    }
+}
+
+impl<T> Weigh for std::sync::Arc<Vec<T>> {
+    fn weight(&self) -> usize {
+        self.len() * std::mem::size_of::<T>()
+    }
+}
+
+/// A byte-bounded first-in first-out cache.
+pub struct FifoCache<K, V> {
+    capacity: usize,
+    inner: Mutex<Inner<K, V>>,
+}
+
+struct Inner<K, V> {
+    map: HashMap<K, V>,
+    order: VecDeque<K>,
     bytes: usize,
 }
 
-impl BatchCache {
+impl<K: Eq + Hash + Clone, V: Weigh + Clone> FifoCache<K, V> {
     pub fn new(capacity: usize) -> Self {
-        BatchCache {
+        FifoCache {
             capacity,
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                map: HashMap::new(),
+                order: VecDeque::new(),
+                bytes: 0,
+            }),
         }
     }
 
-    pub fn insert(&self, key: BatchKey, payload: Bytes) {
-        if payload.len() > self.capacity {
+    pub fn insert(&self, key: K, value: V) {
+        let size = value.weight();
+        if size > self.capacity {
             return;
         }
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        while g.bytes + payload.len() > self.capacity {
+        while g.bytes + size > self.capacity {
             let Some(old) = g.order.pop_front() else { break };
             if let Some(v) = g.map.remove(&old) {
-                g.bytes -= v.len();
+                g.bytes -= v.weight();
             }
         }
-        g.bytes += payload.len();
-        if let Some(prev) = g.map.insert(key, payload) {
-            g.bytes -= prev.len();
+        g.bytes += size;
+        if let Some(prev) = g.map.insert(key.clone(), value) {
+            g.bytes -= prev.weight();
         } else {
             g.order.push_back(key);
         }
     }
 
-    pub fn get(&self, key: &BatchKey) -> Option<Bytes> {
+    pub fn get(&self, key: &K) -> Option<V> {
         self.inner
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -62,24 +89,44 @@ impl BatchCache {
             .cloned()
     }
 
-    /// Drops every batch of a stream (after it is deleted).
-    pub fn remove_stream(&self, stream: u32) {
+    /// Drops every entry whose key matches.
+    pub fn remove_where(&self, mut matches: impl FnMut(&K) -> bool) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut freed = 0;
         g.map.retain(|k, v| {
-            let keep = k.0 != stream;
-            if !keep {
-                freed += v.len();
+            let hit = matches(k);
+            if hit {
+                freed += v.weight();
             }
-            keep
+            !hit
         });
         g.bytes -= freed;
-        g.order.retain(|k| k.0 != stream);
+        let Inner { map, order, .. } = &mut *g;
+        order.retain(|k| map.contains_key(k));
+    }
+
+    /// Drops every batch of a stream (after it is deleted).
+    pub fn remove_stream(&self, stream: u32)
+    where
+        K: StreamKeyed,
+    {
+        self.remove_where(|k| k.stream() == stream);
     }
 
     /// Bytes currently cached.
     pub fn bytes(&self) -> usize {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).bytes
+    }
+}
+
+/// Keys that name a stream.
+pub trait StreamKeyed {
+    fn stream(&self) -> u32;
+}
+
+impl StreamKeyed for BatchKey {
+    fn stream(&self) -> u32 {
+        self.0
     }
 }
 

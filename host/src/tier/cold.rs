@@ -6,66 +6,16 @@
 //! Invariants: every byte read is CRC-checked (index and batches); memory is
 //! bounded by `cold_cache_bytes` (batches) plus a quarter of it (indexes).
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 
 use super::manifest::{self, Manifest, SegmentMeta};
 use super::segment::{self, IndexEntry};
 use super::{Tier, TierError};
+use crate::log::cache::FifoCache;
 use crate::log::{ColdBatch, ColdStore, TierPartition};
 
-type Index = Arc<Vec<IndexEntry>>;
-
-/// Parsed segment indexes, first in first out, bounded by their size.
-pub struct IndexCache {
-    capacity: usize,
-    inner: Mutex<IndexCacheInner>,
-}
-
-#[derive(Default)]
-struct IndexCacheInner {
-    map: HashMap<String, Index>,
-    /// Keys in insertion order, with their sizes.
-    order: VecDeque<(String, usize)>,
-    bytes: usize,
-}
-
-impl IndexCache {
-    pub fn new(capacity: usize) -> Self {
-        IndexCache {
-            capacity,
-            inner: Mutex::new(IndexCacheInner::default()),
-        }
-    }
-
-    fn get(&self, key: &str) -> Option<Arc<Vec<IndexEntry>>> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .map
-            .get(key)
-            .cloned()
-    }
-
-    fn insert(&self, key: String, index: Arc<Vec<IndexEntry>>) {
-        let size = index.len() * segment::INDEX_ENTRY_LEN + key.len();
-        if size > self.capacity {
-            return;
-        }
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let IndexCacheInner { map, order, bytes } = &mut *g;
-        if map.insert(key.clone(), index).is_some() {
-            return;
-        }
-        order.push_back((key, size));
-        *bytes += size;
-        while *bytes > self.capacity {
-            let Some((k, s)) = order.pop_front() else { break };
-            map.remove(&k);
-            *bytes -= s;
-        }
-    }
-}
+/// Parsed segment indexes by segment key, bounded by their size.
+pub type IndexCache = FifoCache<String, Arc<Vec<IndexEntry>>>;
 
 /// The log's handle on cold reads (weak, so the log does not keep the
 /// tier alive).
