@@ -161,32 +161,19 @@ async fn round_trip(kind: Store) {
     host.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn round_trip_memory_store() {
-    round_trip(Store::Memory).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn round_trip_file_store() {
-    round_trip(Store::File).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn round_trip_s3_protocol_server() {
-    round_trip(Store::S3).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failing_and_hanging_store_delays_uploads_but_loses_nothing() {
+async fn failing_and_hanging_store_delays_uploads_but_loses_nothing(kind: Store) {
     let dir = tempfile::tempdir().unwrap();
-    let faulty = FaultyStore::new(Arc::new(object_store::memory::InMemory::new()));
+    let Some((inner, prefix)) = store(kind, dir.path()) else {
+        return;
+    };
+    let faulty = FaultyStore::new(inner);
     let settings = Settings {
         remote_timeout: Duration::from_millis(100),
         // Every cold read goes to the store.
         cold_cache_bytes: ByteSize::b(0),
         ..eager(dir.path())
     };
-    let host = Host::open_with_store(settings, faulty.clone(), Path::default())
+    let host = Host::open_with_store(settings, faulty.clone(), prefix.clone())
         .await
         .unwrap();
     host.create_stream("t", 1).await.unwrap();
@@ -219,12 +206,13 @@ async fn failing_and_hanging_store_delays_uploads_but_loses_nothing() {
     host.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_writer_fences_the_first() {
+async fn a_second_writer_fences_the_first(kind: Store) {
     let dir_a = tempfile::tempdir().unwrap();
     let dir_b = tempfile::tempdir().unwrap();
-    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
-    let a = Host::open_with_store(eager(dir_a.path()), store.clone(), Path::default())
+    let Some((store, prefix)) = store(kind, dir_a.path()) else {
+        return;
+    };
+    let a = Host::open_with_store(eager(dir_a.path()), store.clone(), prefix.clone())
         .await
         .unwrap();
     a.create_stream("t", 1).await.unwrap();
@@ -233,7 +221,7 @@ async fn a_second_writer_fences_the_first() {
     let epoch_a = a.stream_status("t").unwrap()[0].tier.epoch;
 
     // B (same stream id, same partition, same store) claims a newer epoch.
-    let b = Host::open_with_store(eager(dir_b.path()), store.clone(), Path::default())
+    let b = Host::open_with_store(eager(dir_b.path()), store.clone(), prefix.clone())
         .await
         .unwrap();
     b.create_stream("t", 1).await.unwrap();
@@ -254,16 +242,17 @@ async fn a_second_writer_fences_the_first() {
     b.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backlog_of_many_chunks_drains_and_reads_back() {
+async fn a_backlog_of_many_chunks_drains_and_reads_back(kind: Store) {
     let dir = tempfile::tempdir().unwrap();
     let lazy = Settings {
         upload_min_bytes: ByteSize::gib(1),
         upload_interval: Duration::from_secs(3600),
         ..eager(dir.path())
     };
-    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
-    let host = Host::open_with_store(lazy, store.clone(), Path::default())
+    let Some((store, prefix)) = store(kind, dir.path()) else {
+        return;
+    };
+    let host = Host::open_with_store(lazy, store.clone(), prefix.clone())
         .await
         .unwrap();
     host.create_stream("t", 1).await.unwrap();
@@ -272,7 +261,7 @@ async fn a_backlog_of_many_chunks_drains_and_reads_back() {
     assert!(backlog > 30 * 4096, "backlog of {backlog} bytes is not > 30 chunks");
     host.shutdown().await;
     drop(host);
-    let host = Host::open_with_store(eager(dir.path()), store, Path::default())
+    let host = Host::open_with_store(eager(dir.path()), store, prefix.clone())
         .await
         .unwrap();
     check(&read_all(&host, "t", 0).await, 0, 2000);
@@ -284,11 +273,12 @@ async fn a_backlog_of_many_chunks_drains_and_reads_back() {
     host.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_by_bytes_drops_old_segments_and_their_objects() {
+async fn retention_by_bytes_drops_old_segments_and_their_objects(kind: Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
-    let host = Host::open_with_store(eager(dir.path()), store.clone(), Path::default())
+    let Some((store, prefix)) = store(kind, dir.path()) else {
+        return;
+    };
+    let host = Host::open_with_store(eager(dir.path()), store.clone(), prefix.clone())
         .await
         .unwrap();
     let retention = Retention {
@@ -308,7 +298,7 @@ async fn retention_by_bytes_drops_old_segments_and_their_objects() {
     // Dropped objects are deleted (grace 0): only the kept ones remain.
     let mut left = 0;
     for _ in 0..200 {
-        left = super::store::Remote::new(store.clone(), Path::default(), Default::default())
+        left = super::store::Remote::new(store.clone(), prefix.clone(), Default::default())
             .list("streams")
             .await
             .unwrap()
@@ -328,17 +318,18 @@ async fn retention_by_bytes_drops_old_segments_and_their_objects() {
     host.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unreferenced_objects_are_swept_and_named_ones_kept() {
+async fn unreferenced_objects_are_swept_and_named_ones_kept(kind: Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
-    let host = Host::open_with_store(eager(dir.path()), store.clone(), Path::default())
+    let Some((store, prefix)) = store(kind, dir.path()) else {
+        return;
+    };
+    let host = Host::open_with_store(eager(dir.path()), store.clone(), prefix.clone())
         .await
         .unwrap();
     host.create_stream("t", 1).await.unwrap();
     produce(&host, "t", 0, 30, 10).await;
     wait_for(&host, "t", "everything tiered", |p| p.tier.tiered_end == 300).await;
-    let remote = super::store::Remote::new(store.clone(), Path::default(), Default::default());
+    let remote = super::store::Remote::new(store.clone(), prefix.clone(), Default::default());
     let seg_dir = format!("{}/segments", super::manifest::partition_dir(1, 0));
     // An upload whose manifest commit never happened leaves an orphan.
     let orphan = remote.path(&format!("{seg_dir}/00000000000000000300-00000000000000000310-e9.seg"));
@@ -359,11 +350,12 @@ async fn unreferenced_objects_are_swept_and_named_ones_kept() {
     host.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn time_retention_runs_after_a_restart_without_new_data() {
+async fn time_retention_runs_after_a_restart_without_new_data(kind: Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
-    let host = Host::open_with_store(eager(dir.path()), store.clone(), Path::default())
+    let Some((store, prefix)) = store(kind, dir.path()) else {
+        return;
+    };
+    let host = Host::open_with_store(eager(dir.path()), store.clone(), prefix.clone())
         .await
         .unwrap();
     host.create_stream("keep", 1).await.unwrap();
@@ -382,7 +374,7 @@ async fn time_retention_runs_after_a_restart_without_new_data() {
     host.shutdown().await;
     drop(host);
 
-    let host = Host::open_with_store(eager(dir.path()), store, Path::default())
+    let host = Host::open_with_store(eager(dir.path()), store, prefix.clone())
         .await
         .unwrap();
     // Idle partitions learn their tiered range from the store.
@@ -409,12 +401,13 @@ async fn time_retention_runs_after_a_restart_without_new_data() {
     host.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deleted_streams_objects_are_deleted_even_across_a_restart() {
+async fn a_deleted_streams_objects_are_deleted_even_across_a_restart(kind: Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
-    let remote = super::store::Remote::new(store.clone(), Path::default(), Default::default());
-    let host = Host::open_with_store(eager(dir.path()), store.clone(), Path::default())
+    let Some((store, prefix)) = store(kind, dir.path()) else {
+        return;
+    };
+    let remote = super::store::Remote::new(store.clone(), prefix.clone(), Default::default());
+    let host = Host::open_with_store(eager(dir.path()), store.clone(), prefix.clone())
         .await
         .unwrap();
     host.create_stream("gone", 1).await.unwrap();
@@ -429,7 +422,7 @@ async fn a_deleted_streams_objects_are_deleted_even_across_a_restart() {
     drop(host);
     assert!(!remote.list("streams/0000000001").await.unwrap().is_empty());
 
-    let host = Host::open_with_store(eager(dir.path()), store, Path::default())
+    let host = Host::open_with_store(eager(dir.path()), store, prefix.clone())
         .await
         .unwrap();
     let mut left = usize::MAX;
@@ -446,11 +439,13 @@ async fn a_deleted_streams_objects_are_deleted_even_across_a_restart() {
     host.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_segment_written_but_not_committed_is_retried_and_swept() {
+async fn a_segment_written_but_not_committed_is_retried_and_swept(kind: Store) {
     let dir = tempfile::tempdir().unwrap();
-    let faulty = FaultyStore::new(Arc::new(object_store::memory::InMemory::new()));
-    let host = Host::open_with_store(eager(dir.path()), faulty.clone(), Path::default())
+    let Some((inner, prefix)) = store(kind, dir.path()) else {
+        return;
+    };
+    let faulty = FaultyStore::new(inner);
+    let host = Host::open_with_store(eager(dir.path()), faulty.clone(), prefix.clone())
         .await
         .unwrap();
     host.create_stream("t", 1).await.unwrap();
@@ -465,7 +460,7 @@ async fn a_segment_written_but_not_committed_is_retried_and_swept() {
     })
     .await;
     check(&read_all(&host, "t", 0).await, 0, 130);
-    let remote = super::store::Remote::new(faulty.inner().clone(), Path::default(), Default::default());
+    let remote = super::store::Remote::new(faulty.inner().clone(), prefix.clone(), Default::default());
     let m = super::manifest::load(&remote, 1, 0).await.unwrap().unwrap();
     let seg_dir = format!("{}/segments", super::manifest::partition_dir(1, 0));
     let mut listed = usize::MAX;
@@ -479,3 +474,40 @@ async fn a_segment_written_but_not_committed_is_retried_and_swept() {
     assert_eq!(listed, m.segments.len(), "uncommitted segment objects were not swept");
     host.shutdown().await;
 }
+
+/// Runs each scenario on the in-memory store, the local file store and a
+/// real S3-protocol server.
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::Store;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                super::$name(Store::Memory).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn file() {
+                super::$name(Store::File).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn s3_protocol_server() {
+                super::$name(Store::S3).await;
+            }
+        }
+    )*};
+}
+
+on_every_store!(
+    round_trip,
+    failing_and_hanging_store_delays_uploads_but_loses_nothing,
+    a_second_writer_fences_the_first,
+    a_backlog_of_many_chunks_drains_and_reads_back,
+    retention_by_bytes_drops_old_segments_and_their_objects,
+    unreferenced_objects_are_swept_and_named_ones_kept,
+    time_retention_runs_after_a_restart_without_new_data,
+    a_deleted_streams_objects_are_deleted_even_across_a_restart,
+    a_segment_written_but_not_committed_is_retried_and_swept,
+);
