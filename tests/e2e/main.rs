@@ -8,4 +8,5 @@ mod plugin_api;
 mod plugins_http;
 mod shutdown;
 mod support;
+mod tiering;
 mod workload;

@@ -46,6 +46,9 @@ pub struct ServerOptions {
     /// Give the data dir and the listen address through `SLUICE_DATA_DIR` /
     /// `SLUICE_LISTEN` instead of flags.
     pub config_from_env: bool,
+    /// A TOML config file: written to `<root>/config.toml` before every start
+    /// and passed with `--config`.
+    pub config: Option<String>,
 }
 
 impl ServerOptions {
@@ -106,6 +109,11 @@ impl Server {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The options the next [`Server::restart`] uses (e.g. another config).
+    pub fn options_mut(&mut self) -> &mut ServerOptions {
+        &mut self.options
     }
 
     pub fn pid(&self) -> u32 {
@@ -200,6 +208,11 @@ impl Server {
             cmd.env("SLUICE_DATA_DIR", &self.data_dir).env("SLUICE_LISTEN", &listen);
         } else {
             cmd.arg("--data-dir").arg(&self.data_dir).args(["--listen", &listen]);
+        }
+        if let Some(config) = &self.options.config {
+            let path = self.root.path().join("config.toml");
+            std::fs::write(&path, config).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+            cmd.arg("--config").arg(&path);
         }
         cmd.args(&self.options.args);
         for (k, v) in &self.options.envs {

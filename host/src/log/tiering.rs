@@ -145,11 +145,13 @@ impl Log {
         }
         meta::store_snapshot(&self.data_dir, &next)?;
         *snap = next;
-        let trimmed = self.wal.trim(trim).await?;
+        // Readers must plan these batches as cold before the WAL deletes
+        // their segments: a read that planned earlier and finds a segment
+        // gone re-plans, and then has to find them in the object store.
         for p in &parts {
-            p.state.prune(trimmed);
+            p.state.prune(trim);
         }
-        Ok(trimmed)
+        Ok(self.wal.trim(trim).await?)
     }
 }
 

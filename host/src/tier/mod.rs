@@ -97,6 +97,9 @@ struct PartState {
 /// A partition's tiering, as shown in stream status.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TierStatus {
+    /// Whether the partition's manifest has been read since start-up; until
+    /// then the tiered range below is unknown (shown as zeros).
+    pub known: bool,
     /// Offsets held in the object store (`start..end`).
     pub tiered_start: u64,
     pub tiered_end: u64,
@@ -183,6 +186,7 @@ impl Tier {
         };
         let m = s.manifest.as_deref();
         TierStatus {
+            known: m.is_some(),
             tiered_start: m.map_or(0, |m| m.start_offset),
             tiered_end: m.map_or(0, |m| m.end_offset),
             segments: m.map_or(0, |m| m.segments.len()),

@@ -38,7 +38,9 @@ impl Tier {
                 }
                 if last_report.elapsed() >= BACKLOG_REPORT_EVERY {
                     let backlog = self.backlog_bytes();
-                    tracing::info!(backlog_bytes = backlog, "tiering backlog draining");
+                    if backlog > 0 {
+                        tracing::info!(backlog_bytes = backlog, "tiering backlog draining");
+                    }
                     last_report = Instant::now();
                 }
                 if *stop.borrow() {
