@@ -57,8 +57,7 @@ pub fn open(url: Option<&str>, data_dir: &FsPath) -> Result<(Arc<dyn ObjectStore
     let Some(url) = url.filter(|u| !u.is_empty()) else {
         let dir = data_dir.join("objects");
         std::fs::create_dir_all(&dir).map_err(|e| TierError::Config(format!("{}: {e}", dir.display())))?;
-        let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(cfg)?;
-        return Ok((Arc::new(fs), Path::default()));
+        return Ok((Arc::new(durable_fs(&dir)?), Path::default()));
     };
     let (scheme, rest) = url
         .split_once("://")
@@ -70,8 +69,7 @@ pub fn open(url: Option<&str>, data_dir: &FsPath) -> Result<(Arc<dyn ObjectStore
                 return Err(TierError::Config(format!("{url:?}: a file URL needs an absolute path")));
             }
             std::fs::create_dir_all(rest).map_err(|e| TierError::Config(format!("{rest}: {e}")))?;
-            let fs = object_store::local::LocalFileSystem::new_with_prefix(rest).map_err(cfg)?;
-            Ok((Arc::new(fs), Path::default()))
+            Ok((Arc::new(durable_fs(FsPath::new(rest))?), Path::default()))
         }
         "s3" => {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -94,6 +92,15 @@ pub fn open(url: Option<&str>, data_dir: &FsPath) -> Result<(Arc<dyn ObjectStore
             "unsupported object store scheme {other:?} (use file://, s3:// or memory://)"
         ))),
     }
+}
+
+/// A file store that fsyncs every object and its directory before a write
+/// returns: the WAL is trimmed once an object is written, so the object must
+/// survive a power loss (object_store's default does not sync).
+fn durable_fs(dir: &FsPath) -> Result<object_store::local::LocalFileSystem, TierError> {
+    object_store::local::LocalFileSystem::new_with_prefix(dir)
+        .map(|fs| fs.with_fsync(true).with_automatic_cleanup(true))
+        .map_err(|e| TierError::Config(e.to_string()))
 }
 
 fn prefix_of(p: &str) -> Result<Path, TierError> {
