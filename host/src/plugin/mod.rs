@@ -1,4 +1,5 @@
-//! WebAssembly plugins: the wasmtime runtime and transform plugins.
+//! WebAssembly plugins: the wasmtime runtime, transform plugins and
+//! compaction key-policy plugins.
 //!
 //! Owns the engine, per-call limits (epoch deadline, memory cap), the
 //! validation of uploaded components against the `sluice:plugin` WIT worlds,
@@ -6,7 +7,9 @@
 //! plugin batch encoding). A plugin failure is a typed [`PluginError`] naming
 //! the plugin; the host and the caller's data are unaffected.
 
+pub mod compaction;
 pub mod error;
+mod instance;
 pub mod registry;
 pub mod runtime;
 pub mod transform;
@@ -14,8 +17,11 @@ pub mod transform;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_compaction;
+#[cfg(test)]
 mod tests_first_party;
 
+pub use compaction::{CompactionInstance, CompactionPlugin, Decision};
 pub use error::PluginError;
 pub use registry::{PluginInfo, PluginKind, Registry, RegistryError, VersionInfo};
 pub use runtime::{Limits, Runtime};

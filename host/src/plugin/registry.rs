@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use super::compaction::CompactionPlugin;
 use super::error::PluginError;
 use super::runtime::Runtime;
 use super::transform::TransformPlugin;
@@ -75,7 +76,23 @@ pub struct Registry {
     runtime: Arc<Runtime>,
     /// name -> version -> info
     index: Mutex<BTreeMap<String, BTreeMap<u32, VersionInfo>>>,
-    compiled: Mutex<HashMap<(String, u32), TransformPlugin>>,
+    compiled: Mutex<HashMap<(String, u32), Compiled>>,
+}
+
+/// A compiled plugin of either world.
+#[derive(Clone)]
+enum Compiled {
+    Transform(TransformPlugin),
+    Compaction(CompactionPlugin),
+}
+
+impl Compiled {
+    fn kind(&self) -> PluginKind {
+        match self {
+            Compiled::Transform(_) => PluginKind::Transform,
+            Compiled::Compaction(_) => PluginKind::Compaction,
+        }
+    }
 }
 
 impl Registry {
@@ -116,7 +133,8 @@ impl Registry {
                         // Metadata is derived: rebuild it from the wasm.
                         let wasm = std::fs::read(f.path()).map_err(|e| io(&f.path(), e))?;
                         match self.classify(&name, &wasm) {
-                            Ok((kind, _)) => {
+                            Ok(compiled) => {
+                                let kind = compiled.kind();
                                 let info = VersionInfo {
                                     version: v,
                                     kind,
@@ -143,14 +161,14 @@ impl Registry {
         Ok(())
     }
 
-    /// Which world `wasm` implements (compiles it), with the compiled
-    /// transform plugin when it is one.
-    fn classify(&self, name: &str, wasm: &[u8]) -> Result<(PluginKind, Option<TransformPlugin>), PluginError> {
-        match TransformPlugin::load(&self.runtime, name, wasm) {
-            Ok(p) => Ok((PluginKind::Transform, Some(p))),
-            Err(PluginError::WrongWorld { found, .. }) if found.contains("compaction") => {
-                Ok((PluginKind::Compaction, None))
-            }
+    /// Compiles `wasm` and finds which world it implements.
+    fn classify(&self, name: &str, wasm: &[u8]) -> Result<Compiled, PluginError> {
+        let component = self.runtime.compile(name, wasm)?;
+        match TransformPlugin::from_component(&self.runtime, name, &component) {
+            Ok(p) => Ok(Compiled::Transform(p)),
+            Err(PluginError::WrongWorld { found, .. }) if found.contains("compaction") => Ok(Compiled::Compaction(
+                CompactionPlugin::from_component(&self.runtime, name, &component)?,
+            )),
             Err(e) => Err(e),
         }
     }
@@ -163,7 +181,8 @@ impl Registry {
     /// Validates and stores a new version of `name`. Blocking (compiles).
     pub fn put(&self, name: &str, wasm: &[u8]) -> Result<VersionInfo, RegistryError> {
         validate_name(name)?;
-        let (kind, compiled) = self.classify(name, wasm)?;
+        let compiled = self.classify(name, wasm)?;
+        let kind = compiled.kind();
         let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
         let versions = index.entry(name.to_string()).or_default();
         let version = versions.keys().next_back().map_or(1, |v| v + 1);
@@ -181,12 +200,10 @@ impl Registry {
         versions.insert(version, info.clone());
         drop(index);
         // Validation compiled it already: keep it for the first use.
-        if let Some(plugin) = compiled {
-            self.compiled
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert((name.to_string(), version), plugin);
-        }
+        self.compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((name.to_string(), version), compiled);
         Ok(info)
     }
 
@@ -230,6 +247,22 @@ impl Registry {
     /// The transform plugin `name` at `version` (latest when `None`),
     /// compiled once and cached. Blocking on first use.
     pub fn transform(&self, name: &str, version: Option<u32>) -> Result<TransformPlugin, RegistryError> {
+        match self.compiled(name, version, PluginKind::Transform)? {
+            Compiled::Transform(p) => Ok(p),
+            Compiled::Compaction(_) => Err(wrong_kind(name, PluginKind::Transform, PluginKind::Compaction)),
+        }
+    }
+
+    /// The compaction plugin `name` at `version` (latest when `None`),
+    /// compiled once and cached. Blocking on first use.
+    pub fn compaction(&self, name: &str, version: Option<u32>) -> Result<CompactionPlugin, RegistryError> {
+        match self.compiled(name, version, PluginKind::Compaction)? {
+            Compiled::Compaction(p) => Ok(p),
+            Compiled::Transform(_) => Err(wrong_kind(name, PluginKind::Compaction, PluginKind::Transform)),
+        }
+    }
+
+    fn compiled(&self, name: &str, version: Option<u32>, wanted: PluginKind) -> Result<Compiled, RegistryError> {
         let info = {
             let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
             let versions = index
@@ -244,12 +277,8 @@ impl Registry {
                 version: version.unwrap_or(0),
             })?
         };
-        if info.kind != PluginKind::Transform {
-            return Err(RegistryError::WrongKind {
-                name: name.into(),
-                wanted: PluginKind::Transform,
-                found: info.kind,
-            });
+        if info.kind != wanted {
+            return Err(wrong_kind(name, wanted, info.kind));
         }
         let key = (name.to_string(), info.version);
         if let Some(p) = self.compiled.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
@@ -257,12 +286,20 @@ impl Registry {
         }
         let path = self.dir.join(name).join(format!("{:010}.wasm", info.version));
         let wasm = std::fs::read(&path).map_err(|e| io(&path, e))?;
-        let plugin = TransformPlugin::load(&self.runtime, name, &wasm)?;
+        let plugin = self.classify(name, &wasm)?;
         self.compiled
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, plugin.clone());
         Ok(plugin)
+    }
+}
+
+fn wrong_kind(name: &str, wanted: PluginKind, found: PluginKind) -> RegistryError {
+    RegistryError::WrongKind {
+        name: name.into(),
+        wanted,
+        found,
     }
 }
 

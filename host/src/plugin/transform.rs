@@ -4,9 +4,8 @@
 //! A [`TransformPlugin`] is a compiled, validated plugin version with its
 //! `InstancePre` (linking done once). A [`TransformInstance`] is one store
 //! plus one instance, initialized with a configuration and reused across
-//! batches. After a trap, timeout or memory-limit hit the instance is
-//! discarded and the next call re-instantiates it (a trapped instance can't
-//! be re-entered). The caller's input is never modified.
+//! batches (life cycle in `instance.rs`). The caller's input is never
+//! modified.
 
 use std::sync::Arc;
 
@@ -15,6 +14,7 @@ use wasmtime::Store;
 use wasmtime::component::Component;
 
 use super::error::PluginError;
+use super::instance::{Instance, World, link};
 use super::runtime::{Runtime, State};
 use crate::log::{OffsetRecord, Record};
 
@@ -28,7 +28,6 @@ mod bindings {
 /// Name of the export a transform plugin must have.
 pub const TRANSFORM_EXPORT: &str = "sluice:plugin/transformer@0.1.0";
 const TRANSFORM_PREFIX: &str = "sluice:plugin/transformer@";
-const COMPACTOR_PREFIX: &str = "sluice:plugin/compactor@";
 
 /// A validated transform plugin version, ready to instantiate.
 #[derive(Clone)]
@@ -45,23 +44,12 @@ impl TransformPlugin {
         Self::from_component(runtime, name, &component)
     }
 
-    fn from_component(
+    pub(super) fn from_component(
         runtime: &Arc<Runtime>,
         name: &str,
         component: &Component,
     ) -> Result<TransformPlugin, PluginError> {
-        check_world(name, &runtime.export_names(component))?;
-        let pre = runtime
-            .linker
-            .instantiate_pre(component)
-            .map_err(|e| PluginError::Invalid {
-                plugin: name.into(),
-                reason: format!("cannot link (it may import something Sluice does not provide): {e:#}"),
-            })?;
-        let pre = bindings::TransformPre::new(pre).map_err(|e| PluginError::Invalid {
-            plugin: name.into(),
-            reason: format!("exports do not match the transform world: {e:#}"),
-        })?;
+        let pre = link::<bindings::Transform>(runtime, name, component, &TRANSFORM_WORLD)?;
         Ok(TransformPlugin {
             name: name.into(),
             runtime: runtime.clone(),
@@ -75,98 +63,47 @@ impl TransformPlugin {
 
     /// A new instance initialized with `config`.
     pub fn instantiate(&self, config: &[(String, String)]) -> Result<TransformInstance, PluginError> {
-        let mut inst = TransformInstance {
+        Ok(TransformInstance {
             plugin: self.clone(),
-            config: config.to_vec(),
-            live: None,
-        };
-        inst.ensure_live()?;
-        Ok(inst)
+            inst: Instance::new(self.runtime.clone(), self.name.clone(), self.pre.clone(), config)?,
+        })
     }
 }
 
-fn check_world(plugin: &str, exports: &[String]) -> Result<(), PluginError> {
-    if exports.iter().any(|e| e == TRANSFORM_EXPORT) {
-        return Ok(());
+impl World for bindings::Transform {
+    type Pre = bindings::TransformPre<State>;
+
+    fn typed(pre: wasmtime::component::InstancePre<State>) -> wasmtime::Result<Self::Pre> {
+        bindings::TransformPre::new(pre)
     }
-    if let Some(other) = exports.iter().find(|e| e.starts_with(TRANSFORM_PREFIX)) {
-        return Err(PluginError::IncompatibleVersion {
-            plugin: plugin.into(),
-            found: other.clone(),
-            supported: TRANSFORM_EXPORT,
-        });
+
+    fn instantiate(pre: &Self::Pre, store: &mut Store<State>) -> wasmtime::Result<Self> {
+        pre.instantiate(store)
     }
-    let found = if exports.iter().any(|e| e.starts_with(COMPACTOR_PREFIX)) {
-        "the `compaction` world".to_string()
-    } else if exports.is_empty() {
-        "no exports".to_string()
-    } else {
-        format!("exports [{}]", exports.join(", "))
-    };
-    Err(PluginError::WrongWorld {
-        plugin: plugin.into(),
-        expected: "transform",
-        found,
-    })
+
+    fn init(&self, store: &mut Store<State>, config: &Vec<(String, String)>) -> wasmtime::Result<Result<(), String>> {
+        self.sluice_plugin_transformer().call_init(store, config)
+    }
 }
+
+/// How a transform plugin is recognised.
+pub(super) const TRANSFORM_WORLD: super::compaction::WorldSpec = super::compaction::WorldSpec {
+    world: "transform",
+    export: TRANSFORM_EXPORT,
+    prefix: TRANSFORM_PREFIX,
+};
 
 /// One initialized instance of a transform plugin.
 pub struct TransformInstance {
     plugin: TransformPlugin,
-    config: Vec<(String, String)>,
-    live: Option<(Store<State>, bindings::Transform)>,
+    inst: Instance<bindings::Transform>,
 }
 
 impl TransformInstance {
-    fn ensure_live(&mut self) -> Result<(), PluginError> {
-        if self.live.is_some() {
-            return Ok(());
-        }
-        let rt = &self.plugin.runtime;
-        let name = &*self.plugin.name;
-        let mut store = rt.store();
-        rt.arm(&mut store);
-        let bindings = match self.plugin.pre.instantiate(&mut store) {
-            Ok(b) => b,
-            Err(e) => return Err(rt.classify(name, &store, e)),
-        };
-        rt.arm(&mut store);
-        match bindings.sluice_plugin_transformer().call_init(&mut store, &self.config) {
-            Ok(Ok(())) => {}
-            Ok(Err(message)) => {
-                return Err(PluginError::InitFailed {
-                    plugin: name.into(),
-                    message,
-                });
-            }
-            Err(e) => return Err(rt.classify(name, &store, e)),
-        }
-        self.live = Some((store, bindings));
-        Ok(())
-    }
-
     /// Calls the plugin on an encoded plugin batch; returns the encoded output.
     pub fn call(&mut self, batch: &[u8]) -> Result<Vec<u8>, PluginError> {
-        self.ensure_live()?;
-        let rt = self.plugin.runtime.clone();
-        let name = self.plugin.name.clone();
-        let Some((store, bindings)) = self.live.as_mut() else {
-            return Err(PluginError::Runtime("instance missing after instantiation".into()));
-        };
-        rt.arm(store);
-        match bindings.sluice_plugin_transformer().call_transform(&mut *store, batch) {
-            Ok(Ok(out)) => Ok(out),
-            Ok(Err(message)) => Err(PluginError::Failed {
-                plugin: name.to_string(),
-                message,
-            }),
-            Err(e) => {
-                let err = rt.classify(&name, store, e);
-                // A trapped instance cannot be entered again: start fresh next time.
-                self.live = None;
-                Err(err)
-            }
-        }
+        self.inst
+            .call(|w, store| w.sluice_plugin_transformer().call_transform(store, batch))
     }
 
     /// Transforms records: encodes them, calls the plugin, decodes the output.
@@ -235,5 +172,5 @@ pub fn decode_output(output: &Bytes) -> Result<Vec<OffsetRecord>, sluice_wire::W
 
 #[cfg(test)]
 pub(crate) fn check_world_for_test(plugin: &str, exports: &[String]) -> Result<(), PluginError> {
-    check_world(plugin, exports)
+    super::compaction::check_export(plugin, exports, &TRANSFORM_WORLD)
 }
