@@ -148,13 +148,17 @@ impl Partition {
         }
     }
 
-    /// WAL batches from `tiered_end` on that form the next upload chunk of
-    /// at most `max_bytes` (one batch at least).
-    pub fn untiered(&self, max_bytes: u64) -> Vec<BatchRef> {
+    /// WAL batches from `tiered_end` on that form the next upload chunk:
+    /// `object_size(payload lengths)` at most `max_bytes` (one batch at least).
+    pub fn untiered(&self, max_bytes: u64, per_batch: u64) -> Vec<BatchRef> {
         let st = self.lock();
         let first = st.batches.partition_point(|b| b.end() <= st.tiered_end);
         let rest = &st.batches[first..];
-        let n = crate::tier::plan::first_chunk_len(rest.iter().map(|b| b.location.len as u64), max_bytes);
+        let sizes = rest.iter().map(|b| {
+            let payload = (b.location.len as u64).saturating_sub((ENTRY_HEADER_LEN + b.trailer as usize) as u64);
+            payload + per_batch
+        });
+        let n = crate::tier::plan::first_chunk_len(sizes, max_bytes);
         rest[..n].to_vec()
     }
 
@@ -239,11 +243,11 @@ mod tests {
         }
         assert_eq!(p.trim_bound(), Some(1));
         assert_eq!(
-            p.untiered(250).len(),
+            p.untiered(250, 40).len(),
             1,
             "one batch of 320 bytes exceeds 250 but goes alone"
         );
-        assert_eq!(p.untiered(700).len(), 2);
+        assert_eq!(p.untiered(700, 40).len(), 2);
         p.set_tiered(0, 30);
         assert_eq!(p.lag().records, 70);
         assert_eq!(p.trim_bound(), Some(31), "first untiered batch (base 30) has lsn 31");

@@ -83,6 +83,18 @@ impl Log {
         out
     }
 
+    /// One partition, by stream id.
+    pub fn tier_partition(&self, stream_id: u32, partition: u32) -> Option<TierPartition> {
+        let s = self.read_streams().values().find(|s| s.meta.id == stream_id).cloned()?;
+        Some(TierPartition {
+            stream: s.meta.name.clone(),
+            stream_id,
+            partition,
+            retention: s.meta.retention,
+            state: s.partitions.get(partition as usize)?.clone(),
+        })
+    }
+
     /// Deleted streams whose objects have not been deleted yet.
     pub async fn streams_to_purge(&self) -> Vec<u32> {
         self.admin.lock().await.purge.clone()

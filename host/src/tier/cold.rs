@@ -49,9 +49,7 @@ impl Tier {
     ) -> Result<Vec<ColdBatch>, TierError> {
         let p = self
             .log
-            .tier_partitions()
-            .into_iter()
-            .find(|p| p.stream_id == stream_id && p.partition == partition)
+            .tier_partition(stream_id, partition)
             .ok_or_else(|| TierError::Config(format!("stream {stream_id} partition {partition} is gone")))?;
         let mut m = self.manifest(&p, false).await?;
         if m.find(offset).is_none() {

@@ -146,6 +146,14 @@ async fn round_trip(kind: Store) {
     wait_for(&host, "t", "WAL trimmed", |p| p.wal_start_offset > 0).await;
     let st = host.stream_status("t").unwrap()[0].clone();
     assert!(st.tier.segments > 5, "4 KiB chunks make many segments: {st:?}");
+    // Every object is within the chunk size unless it holds a single batch
+    // (10 records here) that alone is larger.
+    let remote = super::store::Remote::new(store.clone(), prefix.clone(), Default::default());
+    let m = super::manifest::load(&remote, 1, 0).await.unwrap().unwrap();
+    for seg in &m.segments {
+        let single = seg.end_offset - seg.base_offset <= 10;
+        assert!(seg.size <= 4096 || single, "segment over the chunk size: {seg:?}");
+    }
     assert_eq!((st.upload_lag_records, st.tier.last_error.clone()), (0, None));
     check(&read_all(&host, "t", 0).await, 0, 600);
     check(&read_all(&host, "t", 123).await, 123, 600);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::manifest::{self, Manifest, SegmentMeta};
-use super::segment::SegmentWriter;
+use super::segment::{self, SegmentWriter};
 use super::{PartState, Tier, TierError};
 use crate::fsutil::now_ms;
 use crate::log::TierPartition;
@@ -170,7 +170,11 @@ impl Tier {
             return Ok(false);
         }
         let current = self.manifest(p, true).await?;
-        let batches = p.state.untiered(self.opts.upload_chunk_bytes);
+        // Size the chunk as the object will be: payloads plus each batch's
+        // header and index entry, plus the footer.
+        let per_batch = (segment::BATCH_HEADER_LEN + segment::INDEX_ENTRY_LEN) as u64;
+        let budget = self.opts.upload_chunk_bytes.saturating_sub(segment::FOOTER_LEN as u64);
+        let batches = p.state.untiered(budget, per_batch);
         let Some(first) = batches.first() else {
             return Ok(false);
         };
