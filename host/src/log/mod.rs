@@ -16,6 +16,7 @@ pub mod meta;
 pub mod partition;
 pub mod pipelines;
 pub mod progress;
+mod read;
 pub mod record;
 pub mod tiering;
 
@@ -37,7 +38,7 @@ use crate::fsutil::now_ms;
 use crate::wal::{self, EntryKind, EntryMeta, Wal, WalError};
 use cache::BatchCache;
 use meta::{ControlOp, Snapshot, StreamMeta};
-use partition::{BatchRef, Partition, Plan};
+use partition::{BatchRef, Partition};
 pub use tiering::{ColdBatch, ColdStore, TierPartition};
 
 /// Tuning of the stream log.
@@ -402,156 +403,6 @@ impl Log {
         Ok(rx.await.map_err(|_| WalError::Closed)??)
     }
 
-    /// Reads up to `max_records` records (and about `max_bytes` bytes; at
-    /// least one record if any is available) starting at `offset`. Offsets
-    /// no longer in the WAL are read from the object store.
-    pub async fn read(
-        &self,
-        stream: &str,
-        partition: u32,
-        offset: u64,
-        max_records: usize,
-        max_bytes: usize,
-    ) -> Result<ReadBatch, LogError> {
-        let max_records = max_records.max(1);
-        let s = self.stream(stream)?;
-        let part = partition_of(&s, partition)?;
-        let mut acc = Acc {
-            records: Vec::new(),
-            bytes: 0,
-            next: offset,
-            max_records,
-            max_bytes,
-        };
-        // A batch trimmed from the WAL between planning and reading is
-        // planned again (it is in the object store by then); bounded.
-        let mut replans = 0;
-        loop {
-            let (plan, range) = part
-                .plan(
-                    acc.next,
-                    max_records - acc.records.len(),
-                    max_bytes.saturating_sub(acc.bytes),
-                )
-                .map_err(|r| LogError::OffsetOutOfRange {
-                    stream: stream.into(),
-                    partition,
-                    offset,
-                    start: r.start,
-                    end: r.end,
-                })?;
-            let done = match plan {
-                Plan::Hot(plan) if plan.is_empty() => true,
-                Plan::Hot(plan) => match self.read_planned(&s, partition, &plan, &mut acc).await {
-                    Err(LogError::Wal(WalError::Trimmed { .. })) if replans < 8 => {
-                        replans += 1;
-                        false
-                    }
-                    r => r?,
-                },
-                Plan::Cold { until } => self.read_cold(&s, partition, until, &mut acc).await?,
-            };
-            if done {
-                return Ok(ReadBatch {
-                    next_offset: acc.next,
-                    records: acc.records,
-                    start_offset: range.start,
-                    end_offset: range.end,
-                });
-            }
-        }
-    }
-
-    /// Reads offsets `acc.next..until` from the object store; returns whether
-    /// a limit was reached.
-    async fn read_cold(&self, s: &Stream, partition: u32, until: u64, acc: &mut Acc) -> Result<bool, LogError> {
-        let err = |offset, reason: String| LogError::ColdRead {
-            stream: s.meta.name.clone(),
-            partition,
-            offset,
-            reason,
-        };
-        let cold = self
-            .cold
-            .get()
-            .ok_or_else(|| err(acc.next, "no object store is attached".into()))?;
-        let want = acc.max_bytes.saturating_sub(acc.bytes);
-        let batches = cold
-            .read(s.meta.id, partition, acc.next, until, want)
-            .await
-            .map_err(|e| err(acc.next, e))?;
-        let before = acc.next;
-        for b in batches {
-            let decoded = record::decode_batch(&b.payload, b.base_offset, b.count).map_err(|e| LogError::Corrupt {
-                stream: s.meta.name.clone(),
-                partition,
-                offset: b.base_offset,
-                reason: e.to_string(),
-            })?;
-            if acc.push(decoded.into_iter().filter(|r| r.offset < until)) {
-                return Ok(true);
-            }
-            acc.next = acc.next.max(b.end().min(until));
-        }
-        if acc.next == before {
-            return Err(err(before, "the object store returned no data for this offset".into()));
-        }
-        Ok(acc.full())
-    }
-
-    /// Fetches and decodes planned batches into `acc`; returns whether a
-    /// limit was reached.
-    async fn read_planned(
-        &self,
-        s: &Stream,
-        partition: u32,
-        plan: &[BatchRef],
-        acc: &mut Acc,
-    ) -> Result<bool, LogError> {
-        let id = s.meta.id;
-        let mut payloads: Vec<Option<Bytes>> = plan
-            .iter()
-            .map(|b| self.cache.get(&(id, partition, b.base_offset)))
-            .collect();
-        if payloads.iter().any(Option::is_none) {
-            let wal = self.wal.clone();
-            let misses: Vec<(usize, BatchRef)> = plan
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| payloads[*i].is_none())
-                .map(|(i, b)| (i, *b))
-                .collect();
-            let read = tokio::task::spawn_blocking(move || {
-                misses
-                    .into_iter()
-                    .map(|(i, b)| {
-                        wal.read(b.lsn, b.location)
-                            .map(|p| (i, p.slice(..p.len().saturating_sub(b.trailer as usize))))
-                    })
-                    .collect::<Result<Vec<_>, WalError>>()
-            })
-            .await
-            .map_err(|e| WalError::Poisoned(format!("read task failed: {e}")))??;
-            for (i, p) in read {
-                payloads[i] = Some(p);
-            }
-        }
-        for (b, payload) in plan.iter().zip(payloads) {
-            let payload = payload.unwrap_or_default();
-            let decoded = record::decode_batch(&payload, b.base_offset, b.count).map_err(|e| LogError::Corrupt {
-                stream: s.meta.name.clone(),
-                partition,
-                offset: b.base_offset,
-                reason: e.to_string(),
-            })?;
-            if acc.push(decoded) {
-                return Ok(true);
-            }
-            acc.next = acc.next.max(b.end());
-        }
-        Ok(acc.full())
-    }
-
     /// Drains queued appends, syncs the WAL and stops its writer.
     pub async fn shutdown(&self) {
         self.wal.shutdown().await;
@@ -574,42 +425,6 @@ impl Log {
 
     fn write_streams(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Stream>>> {
         self.streams.write().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// Records gathered by one read, and its limits.
-struct Acc {
-    records: Vec<OffsetRecord>,
-    bytes: usize,
-    /// Offset to read from next.
-    next: u64,
-    max_records: usize,
-    max_bytes: usize,
-}
-
-impl Acc {
-    /// Takes records at or after `next` until a limit is reached (then
-    /// returns true). At least one record is taken, whatever its size.
-    fn push(&mut self, decoded: impl IntoIterator<Item = OffsetRecord>) -> bool {
-        for r in decoded {
-            if r.offset < self.next {
-                continue;
-            }
-            let size = r.record.size();
-            if self.records.len() >= self.max_records
-                || (!self.records.is_empty() && self.bytes + size > self.max_bytes)
-            {
-                return true;
-            }
-            self.bytes += size;
-            self.next = r.offset + 1;
-            self.records.push(r);
-        }
-        false
-    }
-
-    fn full(&self) -> bool {
-        self.records.len() >= self.max_records || self.bytes >= self.max_bytes
     }
 }
 
