@@ -39,7 +39,7 @@ use crate::wal::{self, EntryKind, EntryMeta, Wal, WalError};
 use cache::BatchCache;
 use meta::{ControlOp, Snapshot, StreamMeta};
 use partition::{BatchRef, Partition};
-pub use tiering::{ColdBatch, ColdStore, TierPartition};
+pub use tiering::{ColdBatch, ColdRead, ColdStore, TierPartition};
 
 /// Tuning of the stream log.
 #[derive(Debug, Clone)]

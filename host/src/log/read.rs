@@ -89,12 +89,12 @@ impl Log {
             .get()
             .ok_or_else(|| err(acc.next, "no object store is attached".into()))?;
         let want = acc.max_bytes.saturating_sub(acc.bytes);
-        let batches = cold
+        let read = cold
             .read(s.meta.id, partition, acc.next, until, want)
             .await
             .map_err(|e| err(acc.next, e))?;
         let before = acc.next;
-        for b in batches {
+        for b in read.batches {
             let decoded = record::decode_batch(&b.payload, b.base_offset, b.count).map_err(|e| LogError::Corrupt {
                 stream: s.meta.name.clone(),
                 partition,
@@ -106,6 +106,8 @@ impl Log {
             }
             acc.next = acc.next.max(b.end().min(until));
         }
+        // Offsets covered without records (removed by compaction) are skipped.
+        acc.next = acc.next.max(read.covered_until.min(until));
         if acc.next == before {
             return Err(err(before, "the object store returned no data for this offset".into()));
         }

@@ -34,11 +34,22 @@ impl ColdBatch {
     }
 }
 
+/// What one cold read found.
+#[derive(Debug, Clone, Default)]
+pub struct ColdRead {
+    /// Batches at or after the offset asked for, in offset order.
+    pub batches: Vec<ColdBatch>,
+    /// Offsets below this were covered: a compacted range may hold fewer
+    /// records than offsets, or none at all, and the reader moves on from here.
+    pub covered_until: u64,
+}
+
 /// Serves offsets that are no longer in the WAL.
 #[async_trait::async_trait]
 pub trait ColdStore: Send + Sync {
     /// Batches covering `offset` onwards (below `until`), about `max_bytes`
-    /// of them, at least one. Errors are described for the reader.
+    /// of them, and how far that covers (beyond `offset` unless it fails).
+    /// Errors are described for the reader.
     async fn read(
         &self,
         stream_id: u32,
@@ -46,7 +57,7 @@ pub trait ColdStore: Send + Sync {
         offset: u64,
         until: u64,
         max_bytes: usize,
-    ) -> Result<Vec<ColdBatch>, String>;
+    ) -> Result<ColdRead, String>;
 }
 
 /// A partition as the uploader sees it.

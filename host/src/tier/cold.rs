@@ -12,7 +12,7 @@ use super::manifest::{self, Manifest, SegmentMeta};
 use super::segment::{self, IndexEntry};
 use super::{Tier, TierError};
 use crate::log::cache::FifoCache;
-use crate::log::{ColdBatch, ColdStore, TierPartition};
+use crate::log::{ColdBatch, ColdRead, ColdStore, TierPartition};
 
 /// Parsed segment indexes by segment key, bounded by their size.
 pub type IndexCache = FifoCache<String, Arc<Vec<IndexEntry>>>;
@@ -30,7 +30,7 @@ impl ColdStore for Cold {
         offset: u64,
         until: u64,
         max_bytes: usize,
-    ) -> Result<Vec<ColdBatch>, String> {
+    ) -> Result<ColdRead, String> {
         let tier = self.0.upgrade().ok_or("the tiering service has stopped")?;
         tier.read_cold(stream_id, partition, offset, until, max_bytes)
             .await
@@ -46,7 +46,7 @@ impl Tier {
         offset: u64,
         until: u64,
         max_bytes: usize,
-    ) -> Result<Vec<ColdBatch>, TierError> {
+    ) -> Result<ColdRead, TierError> {
         let p = self
             .log
             .tier_partition(stream_id, partition)
@@ -69,8 +69,15 @@ impl Tier {
         let mut out = Vec::new();
         let mut want: Vec<IndexEntry> = Vec::new();
         let mut bytes = 0usize;
+        // How far this read covers: the segment's end if it runs out of
+        // batches, else the end of the last batch taken.
+        let mut covered = seg.end_offset.min(until);
         for e in &index[first..] {
-            if e.base_offset >= until || (!out.is_empty() || !want.is_empty()) && bytes >= max_bytes {
+            if e.base_offset >= until {
+                break;
+            }
+            if (!out.is_empty() || !want.is_empty()) && bytes >= max_bytes {
+                covered = e.base_offset;
                 break;
             }
             bytes += e.len as usize;
@@ -89,7 +96,10 @@ impl Tier {
             }
         }
         out.extend(self.fetch(&p, &seg, &want).await?);
-        Ok(out)
+        Ok(ColdRead {
+            batches: out,
+            covered_until: covered,
+        })
     }
 
     async fn reload_manifest(&self, p: &TierPartition) -> Result<Arc<Manifest>, TierError> {

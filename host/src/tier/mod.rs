@@ -26,6 +26,8 @@ pub mod uploader;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_gaps;
+#[cfg(test)]
 mod tests_store;
 
 use std::collections::HashMap;

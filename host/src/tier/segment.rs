@@ -12,8 +12,10 @@
 //! ```
 //!
 //! The payload is a record batch in the WAL's record encoding (no progress
-//! trailer). Invariants: batches are in offset order and contiguous from
-//! `first_offset` to `end_offset`; every payload and the index carry a CRC,
+//! trailer). Invariants: batches are in offset order, non-overlapping, and
+//! inside `first_offset..end_offset`; an upload's segment is contiguous, a
+//! compacted one may have gaps between batches (offsets are preserved, so
+//! removed records leave holes); every payload and the index carry a CRC,
 //! checked on every read. A reader fetches the footer and index once (both
 //! positions are in the manifest) and then range-reads only the batches it
 //! needs.
@@ -63,19 +65,40 @@ pub struct Footer {
 pub struct SegmentWriter {
     index: Vec<IndexEntry>,
     pos: u64,
+    /// With gaps allowed: the range's first offset.
+    gapped_from: Option<u64>,
 }
 
 impl SegmentWriter {
+    /// A writer of contiguous batches (an upload).
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Appends one batch; it must start where the previous one ended.
+    /// A writer for the range starting at `first_offset` whose batches may
+    /// leave gaps (compaction output).
+    pub fn with_gaps(first_offset: u64) -> Self {
+        SegmentWriter {
+            gapped_from: Some(first_offset),
+            ..Self::default()
+        }
+    }
+
+    /// Appends one batch: it must start where the previous one ended (or,
+    /// with gaps allowed, anywhere after it).
     pub fn push(&mut self, base_offset: u64, count: u32, payload: &[u8]) -> Result<Bytes, String> {
-        if let Some(last) = self.index.last()
-            && last.end() != base_offset
-        {
-            return Err(format!("batch at {base_offset} does not follow {}", last.end()));
+        let floor = self.index.last().map(|e| e.end()).or(self.gapped_from);
+        match (floor, self.gapped_from) {
+            (Some(end), None) if base_offset != end => {
+                return Err(format!("batch at {base_offset} does not follow {end}"));
+            }
+            (Some(end), Some(_)) if base_offset < end => {
+                return Err(format!("batch at {base_offset} overlaps offsets below {end}"));
+            }
+            _ => {}
+        }
+        if count == 0 {
+            return Err(format!("empty batch at {base_offset}"));
         }
         let len = u32::try_from(payload.len()).map_err(|_| "batch larger than 4 GiB".to_string())?;
         let mut b = BytesMut::with_capacity(BATCH_HEADER_LEN + payload.len());
@@ -106,15 +129,26 @@ impl SegmentWriter {
 
     /// The index and footer that close the object, plus the footer's facts.
     pub fn finish(self) -> (Bytes, Footer) {
+        let end = self.index.last().map_or(0, |e| e.end());
+        self.finish_at(end)
+    }
+
+    /// Like [`SegmentWriter::finish`] for a range that ends at `end_offset`
+    /// (at or after the last batch; a compacted range may end in a gap).
+    pub fn finish_at(self, end_offset: u64) -> (Bytes, Footer) {
         let mut b = BytesMut::with_capacity(self.index.len() * INDEX_ENTRY_LEN + FOOTER_LEN);
         for e in &self.index {
             put_entry(&mut b, e);
         }
         let index_crc = crc32c::crc32c(&b);
+        let first_offset = self
+            .gapped_from
+            .or(self.index.first().map(|e| e.base_offset))
+            .unwrap_or(end_offset);
         let footer = Footer {
             batches: self.index.len() as u32,
-            first_offset: self.index.first().map_or(0, |e| e.base_offset),
-            end_offset: self.index.last().map_or(0, |e| e.end()),
+            first_offset,
+            end_offset: end_offset.max(self.index.last().map_or(0, |e| e.end())),
             index_pos: self.pos,
             index_crc,
         };
@@ -189,13 +223,13 @@ pub fn parse_tail(tail: &[u8]) -> Result<(Footer, Vec<IndexEntry>), String> {
         .collect();
     let mut next = footer.first_offset;
     for e in &entries {
-        if e.base_offset != next || e.count == 0 {
-            return Err(format!("index not contiguous at offset {}", e.base_offset));
+        if e.base_offset < next || e.count == 0 {
+            return Err(format!("index out of order at offset {}", e.base_offset));
         }
         next = e.end();
     }
-    if next != footer.end_offset {
-        return Err("index does not reach the footer's end offset".into());
+    if next > footer.end_offset {
+        return Err("index runs past the footer's end offset".into());
     }
     Ok((footer, entries))
 }
@@ -257,6 +291,27 @@ mod tests {
         let range = index[1].pos as usize..index[2].byte_range().end as usize;
         let payloads = split_batches(&Bytes::copy_from_slice(&obj[range]), &index[1..]).unwrap();
         assert_eq!(payloads, vec![Bytes::from_static(b"cde"), Bytes::new()]);
+    }
+
+    #[test]
+    fn a_gapped_segment_keeps_its_range_and_offsets() {
+        let mut w = SegmentWriter::with_gaps(100);
+        let mut obj = Vec::new();
+        obj.extend_from_slice(&w.push(103, 2, b"ab").unwrap());
+        assert!(w.push(104, 1, b"x").is_err(), "overlap accepted");
+        obj.extend_from_slice(&w.push(110, 1, b"c").unwrap());
+        let (tail, footer) = w.finish_at(120);
+        obj.extend_from_slice(&tail);
+        assert_eq!((footer.first_offset, footer.end_offset), (100, 120));
+        let (_, index) = parse_tail(&obj[footer.index_pos as usize..]).unwrap();
+        assert_eq!(
+            index.iter().map(|e| (e.base_offset, e.count)).collect::<Vec<_>>(),
+            vec![(103, 2), (110, 1)]
+        );
+        // Everything removed: an empty range is still a valid segment.
+        let (tail, footer) = SegmentWriter::with_gaps(7).finish_at(9);
+        assert_eq!((footer.first_offset, footer.end_offset, footer.batches), (7, 9, 0));
+        assert!(parse_tail(&tail).unwrap().1.is_empty());
     }
 
     #[test]
