@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use crate::config::Settings;
 use crate::error::{Error, ErrorKind};
 use crate::log::meta::PipelineMeta;
-use crate::log::meta::Retention;
+use crate::log::meta::{Compaction, StreamConfig};
 use crate::log::{Appended, Log, OffsetRecord, ReadBatch, Record, StreamInfo};
 use crate::pipeline::{Pipelines, Status as PipelineStatus};
 use crate::plugin::{PluginInfo, Registry, Runtime, VersionInfo};
@@ -131,19 +131,43 @@ impl Host {
         Ok(self.inner.log.create_stream(name, partitions).await?)
     }
 
-    /// Creates a stream whose tiered data is dropped by `retention`.
+    /// Creates a stream with retention and compaction settings. A
+    /// compaction policy must name a compaction plugin whose `init` accepts
+    /// the config.
     pub async fn create_stream_with(
         &self,
         name: &str,
         partitions: u32,
-        retention: Retention,
+        config: StreamConfig,
     ) -> Result<StreamInfo, Error> {
-        if retention.ms == Some(0) || retention.bytes == Some(0) {
+        let r = &config.retention;
+        if r.ms == Some(0) || r.bytes == Some(0) {
             return Err(Error::invalid(
                 "retention must be positive (omit it to keep everything)",
             ));
         }
-        Ok(self.inner.log.create_stream_with(name, partitions, retention).await?)
+        if let Some(c) = &config.compaction {
+            if c.min_cleanable_dirty_ppm > 1_000_000 {
+                return Err(Error::invalid("min_cleanable_dirty_ratio must be between 0 and 1"));
+            }
+            if c.memory_bytes < Compaction::MIN_MEMORY_BYTES {
+                return Err(Error::invalid("compaction_memory_bytes must be at least 1 MiB"));
+            }
+            if !c.delete && (r.ms.is_some() || r.bytes.is_some()) {
+                return Err(Error::invalid(
+                    "retention needs cleanup \"compact,delete\" on a compacted stream",
+                ));
+            }
+            let (plugins, c) = (self.inner.plugins.clone(), c.clone());
+            blocking(move || -> Result<(), Error> {
+                plugins
+                    .compaction(&c.plugin, c.plugin_version)?
+                    .instantiate(&c.config)?;
+                Ok(())
+            })
+            .await??;
+        }
+        Ok(self.inner.log.create_stream_with(name, partitions, config).await?)
     }
 
     /// Per partition: offsets, what is in the WAL, what is tiered, upload

@@ -35,11 +35,9 @@ pub async fn create_stream(
     let body = body?;
     let req: CreateStream =
         serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("malformed stream JSON: {e}")))?;
-    let retention = crate::log::meta::Retention {
-        ms: req.retention_ms,
-        bytes: req.retention_bytes,
-    };
-    let info = host.create_stream_with(&req.name, req.partitions, retention).await?;
+    let info = host
+        .create_stream_with(&req.name, req.partitions, req.config()?)
+        .await?;
     Ok((StatusCode::CREATED, Json(info.into())))
 }
 

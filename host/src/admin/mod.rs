@@ -14,6 +14,8 @@ pub mod wire;
 mod tests;
 #[cfg(test)]
 mod tests_plugins;
+#[cfg(test)]
+mod tests_streams;
 
 use std::sync::Arc;
 

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::fsutil::now_ms;
+use crate::log::meta::{Compaction, Retention, StreamConfig};
 use crate::log::{self, OffsetRecord, Record, StreamInfo};
 
 /// A byte field as it appears in JSON.
@@ -220,6 +221,74 @@ pub struct CreateStream {
     /// Drop the oldest tiered segments while a partition holds more.
     #[serde(default)]
     pub retention_bytes: Option<u64>,
+    /// `delete` (default), `compact` or `compact,delete`.
+    #[serde(default)]
+    pub cleanup: Option<String>,
+    /// Required with a `compact` cleanup.
+    #[serde(default)]
+    pub compaction: Option<CompactionIn>,
+}
+
+/// A stream's compaction settings as posted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompactionIn {
+    pub plugin: String,
+    #[serde(default)]
+    pub plugin_version: Option<u32>,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    #[serde(default)]
+    pub delete_retention_ms: Option<u64>,
+    #[serde(default)]
+    pub min_compaction_lag_ms: Option<u64>,
+    #[serde(default)]
+    pub min_cleanable_dirty_ratio: Option<f64>,
+    #[serde(default)]
+    pub compaction_memory_bytes: Option<u64>,
+}
+
+impl CreateStream {
+    /// The stream's retention and compaction settings, checked for shape
+    /// (the host checks the plugin).
+    pub fn config(&self) -> Result<StreamConfig, Error> {
+        let retention = Retention {
+            ms: self.retention_ms,
+            bytes: self.retention_bytes,
+        };
+        let (compact, delete) = match self.cleanup.as_deref().map(str::trim) {
+            None | Some("delete") => (false, true),
+            Some("compact") => (true, false),
+            Some("compact,delete") | Some("delete,compact") => (true, true),
+            Some(other) => {
+                return Err(Error::invalid(format!(
+                    "cleanup `{other}` is not one of delete, compact, compact,delete"
+                )));
+            }
+        };
+        let compaction = match (compact, &self.compaction) {
+            (false, None) => None,
+            (false, Some(_)) => return Err(Error::invalid("compaction settings need cleanup \"compact\"")),
+            (true, None) => return Err(Error::invalid("cleanup \"compact\" needs a compaction plugin")),
+            (true, Some(c)) => {
+                let ratio = c.min_cleanable_dirty_ratio.unwrap_or(0.5);
+                if !(0.0..=1.0).contains(&ratio) {
+                    return Err(Error::invalid("min_cleanable_dirty_ratio must be between 0 and 1"));
+                }
+                Some(Compaction {
+                    plugin: c.plugin.clone(),
+                    plugin_version: c.plugin_version,
+                    config: c.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    delete,
+                    delete_retention_ms: c.delete_retention_ms.unwrap_or(Compaction::DEFAULT_DELETE_RETENTION_MS),
+                    min_compaction_lag_ms: c.min_compaction_lag_ms.unwrap_or(0),
+                    min_cleanable_dirty_ppm: (ratio * 1e6).round() as u32,
+                    memory_bytes: c.compaction_memory_bytes.unwrap_or(Compaction::DEFAULT_MEMORY_BYTES),
+                })
+            }
+        };
+        Ok(StreamConfig { retention, compaction })
+    }
 }
 
 fn one() -> u32 {
@@ -239,6 +308,26 @@ pub struct StreamOut {
     pub id: u32,
     pub created_ms: u64,
     pub partitions: Vec<PartitionOut>,
+    pub cleanup: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compaction: Option<CompactionOut>,
+}
+
+/// A stream's compaction settings as shown.
+#[derive(Debug, Serialize)]
+pub struct CompactionOut {
+    pub plugin: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_version: Option<u32>,
+    pub config: BTreeMap<String, String>,
+    pub delete_retention_ms: u64,
+    pub min_compaction_lag_ms: u64,
+    pub min_cleanable_dirty_ratio: f64,
+    pub compaction_memory_bytes: u64,
 }
 
 impl From<StreamInfo> for StreamOut {
@@ -247,6 +336,22 @@ impl From<StreamInfo> for StreamOut {
             name: s.name,
             id: s.id,
             created_ms: s.created_ms,
+            cleanup: match &s.compaction {
+                None => "delete",
+                Some(c) if c.delete => "compact,delete",
+                Some(_) => "compact",
+            },
+            retention_ms: s.retention.ms,
+            retention_bytes: s.retention.bytes,
+            compaction: s.compaction.as_ref().map(|c| CompactionOut {
+                plugin: c.plugin.clone(),
+                plugin_version: c.plugin_version,
+                config: c.config.iter().cloned().collect(),
+                delete_retention_ms: c.delete_retention_ms,
+                min_compaction_lag_ms: c.min_compaction_lag_ms,
+                min_cleanable_dirty_ratio: c.min_cleanable_dirty_ppm as f64 / 1e6,
+                compaction_memory_bytes: c.memory_bytes,
+            }),
             partitions: s
                 .partitions
                 .iter()

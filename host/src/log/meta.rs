@@ -68,6 +68,56 @@ pub struct StreamMeta {
     pub created_ms: u64,
     #[serde(default)]
     pub retention: Retention,
+    /// Compaction by a key-policy plugin (`cleanup: compact`); `None` keeps
+    /// every record until retention drops it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compaction: Option<Compaction>,
+}
+
+/// How a stream is compacted (see docs/design/0002-compaction.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compaction {
+    /// The compaction policy plugin and its pinned version (latest if `None`).
+    pub plugin: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_version: Option<u32>,
+    #[serde(default)]
+    pub config: Vec<(String, String)>,
+    /// `compact,delete`: retention also applies; `compact` alone keeps the
+    /// latest record per key forever.
+    #[serde(default)]
+    pub delete: bool,
+    /// How long a tombstone stays after compaction reaches it.
+    pub delete_retention_ms: u64,
+    /// Segments younger than this are not compacted yet.
+    pub min_compaction_lag_ms: u64,
+    /// Dirty bytes / all bytes that trigger a run, in millionths (Eq-able).
+    pub min_cleanable_dirty_ppm: u32,
+    /// Memory bound of one run's key map.
+    pub memory_bytes: u64,
+}
+
+impl Compaction {
+    pub const DEFAULT_DELETE_RETENTION_MS: u64 = 24 * 3600 * 1000;
+    pub const DEFAULT_DIRTY_PPM: u32 = 500_000;
+    pub const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
+    pub const MIN_MEMORY_BYTES: u64 = 1024 * 1024;
+}
+
+/// What a stream is created with besides its name and partitions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamConfig {
+    pub retention: Retention,
+    pub compaction: Option<Compaction>,
+}
+
+impl From<Retention> for StreamConfig {
+    fn from(retention: Retention) -> Self {
+        StreamConfig {
+            retention,
+            compaction: None,
+        }
+    }
 }
 
 /// How long tiered data is kept. Retention drops whole segments from the
@@ -285,6 +335,7 @@ mod tests {
             partitions: 2,
             created_ms: 1,
             retention: Retention::default(),
+            compaction: None,
         };
         s.apply(10, &ControlOp::CreateStream(m));
         s.apply(11, &ControlOp::DeleteStream { id: 4 });

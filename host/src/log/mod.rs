@@ -69,6 +69,8 @@ pub struct StreamInfo {
     pub created_ms: u64,
     /// Per partition: first and next offset.
     pub partitions: Vec<partition::Range>,
+    pub retention: meta::Retention,
+    pub compaction: Option<meta::Compaction>,
 }
 
 /// The outcome of an append: offsets `base_offset .. base_offset + count`.
@@ -226,16 +228,17 @@ impl Log {
     }
 
     pub async fn create_stream(&self, name: &str, partitions: u32) -> Result<StreamInfo, LogError> {
-        self.create_stream_with(name, partitions, meta::Retention::default())
+        self.create_stream_with(name, partitions, meta::StreamConfig::default())
             .await
     }
 
-    /// Creates a stream with a retention policy for its tiered data.
+    /// Creates a stream with retention and compaction settings (validated
+    /// by the caller: the log does not know plugins).
     pub async fn create_stream_with(
         &self,
         name: &str,
         partitions: u32,
-        retention: meta::Retention,
+        config: meta::StreamConfig,
     ) -> Result<StreamInfo, LogError> {
         meta::validate_name(name)?;
         if partitions == 0 || partitions > self.opts.max_partitions {
@@ -253,7 +256,8 @@ impl Log {
             name: name.into(),
             partitions,
             created_ms: now_ms(),
-            retention,
+            retention: config.retention,
+            compaction: config.compaction,
         };
         let op = ControlOp::CreateStream(m.clone());
         self.apply_control(&mut snap, &op).await?;
@@ -438,6 +442,8 @@ fn describe(s: &Stream) -> StreamInfo {
         id: s.meta.id,
         created_ms: s.meta.created_ms,
         partitions: s.partitions.iter().map(|p| p.range()).collect(),
+        retention: s.meta.retention,
+        compaction: s.meta.compaction.clone(),
     }
 }
 

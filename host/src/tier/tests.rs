@@ -299,7 +299,7 @@ async fn retention_by_bytes_drops_old_segments_and_their_objects(kind: Store) {
         bytes: Some(16 * 1024),
         ms: None,
     };
-    host.create_stream_with("t", 1, retention).await.unwrap();
+    host.create_stream_with("t", 1, retention.into()).await.unwrap();
     produce(&host, "t", 0, 60, 10).await;
     wait_for(&host, "t", "retention to move the start", |p| {
         p.tier.tiered_end == 600 && p.start_offset > 0 && p.tier.tiered_bytes <= 16 * 1024
@@ -377,7 +377,7 @@ async fn time_retention_runs_after_a_restart_without_new_data(kind: Store) {
         ms: Some(300),
         bytes: None,
     };
-    host.create_stream_with("short", 1, retention).await.unwrap();
+    host.create_stream_with("short", 1, retention.into()).await.unwrap();
     produce(&host, "keep", 0, 20, 10).await;
     produce(&host, "short", 0, 20, 10).await;
     wait_for(&host, "keep", "keep tiered", |p| {

@@ -1,0 +1,137 @@
+//! Stream settings over HTTP: retention and compaction policies are checked
+//! at creation (the plugin must be a compaction plugin that accepts the
+//! config), shown by describe, and survive a restart.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+use sluice_test_artifacts as wasm;
+
+use super::tests::{code, request};
+use crate::{Host, Settings};
+
+async fn call(app: &Router, method: Method, uri: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    request(app, method, uri, Body::from(body), None).await
+}
+
+async fn create(app: &Router, body: Value) -> (StatusCode, Value) {
+    call(app, Method::POST, "/streams", serde_json::to_vec(&body).unwrap()).await
+}
+
+#[tokio::test]
+async fn compaction_settings_are_validated_shown_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        data_dir: dir.path().to_path_buf(),
+        ..Settings::default()
+    };
+    let h = Host::open(settings.clone()).await.unwrap();
+    let app = h.router();
+    for (name, path) in [("keys", wasm::JSON_KEY), ("up", wasm::UPPER)] {
+        let (s, v) = call(&app, Method::PUT, &format!("/plugins/{name}"), wasm::read(path)).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let good = json!({
+        "name": "users", "partitions": 2, "cleanup": "compact",
+        "compaction": {"plugin": "keys", "config": {"pointer": "/id"}, "min_cleanable_dirty_ratio": 0.25},
+    });
+    let (s, v) = create(&app, good.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["cleanup"], "compact", "{v}");
+    assert_eq!(v["compaction"]["plugin"], "keys", "{v}");
+    assert_eq!(v["compaction"]["config"], json!({"pointer": "/id"}), "{v}");
+    assert_eq!(v["compaction"]["min_cleanable_dirty_ratio"], 0.25, "{v}");
+    assert_eq!(v["compaction"]["delete_retention_ms"], 86_400_000, "{v}");
+    let (s, v) = create(&app, json!({"name": "plain"})).await;
+    assert_eq!((s, v["cleanup"].as_str()), (StatusCode::CREATED, Some("delete")), "{v}");
+    assert!(v.get("compaction").is_none(), "{v}");
+    let (s, v) = create(
+        &app,
+        json!({"name": "both", "cleanup": "compact,delete", "retention_ms": 60000,
+               "compaction": {"plugin": "keys", "plugin_version": 1, "config": {"pointer": ""}}}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["cleanup"].as_str()),
+        (StatusCode::CREATED, Some("compact,delete")),
+        "{v}"
+    );
+    assert_eq!(v["retention_ms"], 60000, "{v}");
+
+    let keys = |extra: Value| {
+        let mut c = json!({"plugin": "keys", "config": {"pointer": "/id"}});
+        if let (Some(c), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        c
+    };
+    let bad = [
+        (
+            json!({"name": "b", "cleanup": "squash"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            json!({"name": "b", "cleanup": "compact"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            json!({"name": "b", "compaction": keys(json!({}))}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            json!({"name": "b", "cleanup": "compact", "retention_ms": 5, "compaction": keys(json!({}))}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            json!({"name": "b", "cleanup": "compact", "compaction": keys(json!({"min_cleanable_dirty_ratio": 1.5}))}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            json!({"name": "b", "cleanup": "compact", "compaction": keys(json!({"compaction_memory_bytes": 1000}))}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            json!({"name": "b", "cleanup": "compact", "compaction": {"plugin": "up"}}),
+            StatusCode::BAD_REQUEST,
+            "wrong_plugin_world",
+        ),
+        (
+            json!({"name": "b", "cleanup": "compact", "compaction": {"plugin": "nope"}}),
+            StatusCode::NOT_FOUND,
+            "plugin_not_found",
+        ),
+        (
+            json!({"name": "b", "cleanup": "compact", "compaction": {"plugin": "keys", "config": {"pointr": "/id"}}}),
+            StatusCode::BAD_REQUEST,
+            "plugin_config_rejected",
+        ),
+        (
+            json!({"name": "b", "cleanup": "compact", "compaction": keys(json!({"bogus": 1}))}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+    ];
+    for (body, status, want) in bad {
+        let (s, v) = create(&app, body.clone()).await;
+        assert_eq!((s, code(&v)), (status, want), "{body}: {v}");
+    }
+    let (s, _) = call(&app, Method::GET, "/streams/b", vec![]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a refused stream must not exist");
+
+    // The settings are stream metadata: they survive a restart.
+    let (_, before) = call(&app, Method::GET, "/streams/users", vec![]).await;
+    h.shutdown().await;
+    drop((h, app));
+    let h = Host::open(settings).await.unwrap();
+    let (s, after) = call(&h.router(), Method::GET, "/streams/users", vec![]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(after, before);
+    h.shutdown().await;
+}
