@@ -126,3 +126,30 @@ fn the_registry_hands_out_compaction_plugins_by_kind() {
     let reg = Registry::open(dir.path(), runtime()).unwrap();
     assert_eq!(reg.compaction("keys", Some(1)).unwrap().name(), "keys");
 }
+
+#[test]
+fn a_trapping_or_spinning_policy_fails_with_its_error_and_recovers() {
+    let plugin = CompactionPlugin::load(&runtime(), "bad", &wasm::read(wasm::BAD_POLICY)).unwrap();
+    let mut inst = plugin.instantiate(&[]).unwrap();
+    let ok = [rec(1, Some("a"), "x"), rec(2, None, "y")];
+    let keys = vec![Decision::Key(b"a".to_vec()), Decision::KeepAlways];
+    assert_eq!(inst.decide(&ok).unwrap(), keys);
+    let err = inst.decide(&[rec(3, None, "panic")]).unwrap_err();
+    assert!(
+        matches!(&err, PluginError::Trapped { plugin, .. } if plugin == "bad"),
+        "{err}"
+    );
+    let err = inst.decide(&[rec(4, None, "loop")]).unwrap_err();
+    assert!(
+        matches!(&err, PluginError::Timeout { plugin, .. } if plugin == "bad"),
+        "{err}"
+    );
+    let err = inst.decide(&[rec(5, None, "fail")]).unwrap_err();
+    assert!(
+        matches!(&err, PluginError::Failed { plugin, message } if plugin == "bad" && message.contains("asked to fail")),
+        "{err}"
+    );
+    // A fresh instance takes over after each trap; the input is untouched.
+    assert_eq!(inst.decide(&ok).unwrap(), keys);
+    assert_eq!(ok[0].record.value, Bytes::from_static(b"x"));
+}
