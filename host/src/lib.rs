@@ -23,6 +23,7 @@
 //! ```
 
 pub mod admin;
+pub mod compaction;
 pub mod config;
 pub mod error;
 pub mod fsutil;
