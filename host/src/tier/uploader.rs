@@ -151,22 +151,27 @@ impl Tier {
     async fn sync_partition(&self, p: &TierPartition) -> Result<bool, TierError> {
         let lag = p.state.lag();
         let key = (p.stream_id, p.partition);
-        if lag.records == 0 {
-            let known = self.with_part(key, |s| {
+        let (known, waited) = self.with_part(key, |s: &mut PartState| {
+            if lag.records == 0 {
                 s.pending_since = None;
-                s.manifest.is_some()
-            });
-            // Learn the tiered range of idle partitions too (for status and
-            // cold reads), without claiming them.
+            }
+            (s.manifest.is_some(), s.pending_since)
+        });
+        let due = match waited {
+            _ if lag.records == 0 => false,
+            _ if lag.bytes >= self.opts.upload_min_bytes => true,
+            Some(since) => since.elapsed() >= self.opts.upload_interval,
+            None => {
+                self.with_part(key, |s| s.pending_since = Some(Instant::now()));
+                self.opts.upload_interval.is_zero()
+            }
+        };
+        if !due {
+            // Learn the tiered range of partitions with nothing to upload yet
+            // too (for status and cold reads), without claiming them.
             if !known {
                 self.manifest(p, false).await?;
             }
-            return Ok(false);
-        }
-        let waited = self.with_part(key, |s: &mut PartState| {
-            *s.pending_since.get_or_insert_with(Instant::now)
-        });
-        if lag.bytes < self.opts.upload_min_bytes && waited.elapsed() < self.opts.upload_interval {
             return Ok(false);
         }
         let current = self.manifest(p, true).await?;
