@@ -104,7 +104,7 @@ fn max_keys_for(bytes: u64) -> usize {
     let slots = (bytes / SLOT_BYTES).max(4);
     // Largest power of two of slots that fits, used at 7/8.
     let buckets = 1u64 << (63 - slots.leading_zeros());
-    usize::try_from(buckets / 8 * 7).unwrap_or(usize::MAX).max(1)
+    usize::try_from(buckets * 7 / 8).unwrap_or(usize::MAX).max(1)
 }
 
 #[cfg(test)]
