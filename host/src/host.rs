@@ -16,6 +16,7 @@ use crate::log::meta::{Compaction, StreamConfig};
 use crate::log::{Appended, Log, OffsetRecord, ReadBatch, Record, StreamInfo};
 use crate::pipeline::{Pipelines, Status as PipelineStatus};
 use crate::plugin::{PluginInfo, Registry, Runtime, VersionInfo};
+use crate::tier::compact::CompactionStatus;
 use crate::tier::{Remote, Tier, TierStatus};
 
 /// How much one read may return.
@@ -109,6 +110,7 @@ impl Host {
         let tier_opts = settings.tier_options();
         let remote = Remote::new(store, prefix, tier_opts.remote.clone());
         let tier = Tier::new(log.clone(), remote, tier_opts);
+        tier.set_plugins(plugins.clone());
         tier.start();
         let pipelines = Arc::new(Pipelines::new(log.clone(), plugins.clone()));
         pipelines.start_all().await;
@@ -194,6 +196,28 @@ impl Host {
                     tier: self.inner.tier.status(p.stream_id, p.partition),
                 }
             })
+            .collect())
+    }
+
+    /// Asks for a compaction run of every partition of a compacted stream.
+    pub fn compact_stream(&self, name: &str) -> Result<(), Error> {
+        let info = self.inner.log.describe_stream(name)?;
+        if info.compaction.is_none() {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                "not_compacted",
+                format!("stream `{name}` has no compaction policy (cleanup is delete)"),
+            ));
+        }
+        self.inner.tier.request_compaction(info.id);
+        Ok(())
+    }
+
+    /// Per partition: whether compaction runs, its last result and error.
+    pub fn compaction_status(&self, name: &str) -> Result<Vec<CompactionStatus>, Error> {
+        let info = self.inner.log.describe_stream(name)?;
+        Ok((0..info.partitions.len() as u32)
+            .map(|p| self.inner.tier.compaction_status(info.id, p))
             .collect())
     }
 

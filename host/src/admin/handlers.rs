@@ -64,6 +64,24 @@ pub async fn stream_status(
     Ok(Json(StreamStatusOut { name, partitions }))
 }
 
+pub async fn compact_stream(
+    State(host): State<Host>,
+    name: Result<Path<String>, PathRejection>,
+) -> Res<(StatusCode, Json<Value>)> {
+    let Path(name) = name?;
+    host.compact_stream(&name)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"stream": name, "requested": true}))))
+}
+
+pub async fn compaction_status(
+    State(host): State<Host>,
+    name: Result<Path<String>, PathRejection>,
+) -> Res<Json<Value>> {
+    let Path(name) = name?;
+    let partitions = host.compaction_status(&name)?;
+    Ok(Json(json!({"name": name, "partitions": partitions})))
+}
+
 pub async fn delete_stream(State(host): State<Host>, name: Result<Path<String>, PathRejection>) -> Res<StatusCode> {
     let Path(name) = name?;
     host.delete_stream(&name).await?;

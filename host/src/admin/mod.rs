@@ -36,6 +36,8 @@ pub fn router(host: Host) -> Router {
             get(handlers::describe_stream).delete(handlers::delete_stream),
         )
         .route("/streams/{name}/status", get(handlers::stream_status))
+        .route("/streams/{name}/compact", post(handlers::compact_stream))
+        .route("/streams/{name}/compaction", get(handlers::compaction_status))
         .route(
             "/streams/{name}/partitions/{partition}/records",
             get(handlers::consume).post(handlers::produce),

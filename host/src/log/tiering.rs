@@ -67,6 +67,7 @@ pub struct TierPartition {
     pub stream_id: u32,
     pub partition: u32,
     pub retention: Retention,
+    pub compaction: Option<meta::Compaction>,
     pub state: Arc<Partition>,
 }
 
@@ -87,6 +88,7 @@ impl Log {
                     stream_id: s.meta.id,
                     partition: i as u32,
                     retention: s.meta.retention,
+                    compaction: s.meta.compaction.clone(),
                     state: p.clone(),
                 });
             }
@@ -102,6 +104,7 @@ impl Log {
             stream_id,
             partition,
             retention: s.meta.retention,
+            compaction: s.meta.compaction.clone(),
             state: s.partitions.get(partition as usize)?.clone(),
         })
     }

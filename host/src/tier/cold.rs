@@ -114,7 +114,11 @@ impl Tier {
         }
     }
 
-    async fn segment_index(&self, p: &TierPartition, seg: &SegmentMeta) -> Result<Arc<Vec<IndexEntry>>, TierError> {
+    pub(super) async fn segment_index(
+        &self,
+        p: &TierPartition,
+        seg: &SegmentMeta,
+    ) -> Result<Arc<Vec<IndexEntry>>, TierError> {
         let rel = manifest::segment_rel(p.stream_id, p.partition, &seg.key);
         if let Some(i) = self.index_cache.get(&rel) {
             return Ok(i);
@@ -137,7 +141,7 @@ impl Tier {
     }
 
     /// Fetches consecutive batches with one range GET and caches them.
-    async fn fetch(
+    pub(super) async fn fetch(
         &self,
         p: &TierPartition,
         seg: &SegmentMeta,

@@ -13,6 +13,7 @@
 //!   backlog is uploaded in the background in bounded chunks.
 
 pub mod cold;
+pub mod compact;
 pub mod error;
 pub mod faults;
 pub mod manifest;
@@ -25,6 +26,8 @@ pub mod uploader;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_compact;
 #[cfg(test)]
 mod tests_gaps;
 #[cfg(test)]
@@ -94,6 +97,7 @@ struct PartState {
     retry_at: Option<Instant>,
     /// Last listing for unreferenced objects and old manifest versions.
     last_sweep: Option<Instant>,
+    compaction: compact::CompactionStatus,
 }
 
 /// A partition's tiering, as shown in stream status.
@@ -125,6 +129,10 @@ pub struct Tier {
     wake: tokio::sync::Notify,
     stop: tokio::sync::watch::Sender<bool>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Where compaction policy plugins come from.
+    plugins: std::sync::OnceLock<Arc<crate::plugin::Registry>>,
+    /// Streams (by id) whose compaction was asked for.
+    compact_requests: Mutex<std::collections::HashSet<u32>>,
 }
 
 impl Tier {
@@ -143,6 +151,8 @@ impl Tier {
             wake: tokio::sync::Notify::new(),
             stop,
             task: Mutex::new(None),
+            plugins: std::sync::OnceLock::new(),
+            compact_requests: Mutex::new(Default::default()),
         });
         log.set_cold_store(Arc::new(cold::Cold(Arc::downgrade(&tier))));
         tier

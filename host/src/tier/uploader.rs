@@ -50,6 +50,7 @@ impl Tier {
             }
             if last_retention.elapsed() >= self.opts.tick * 4 {
                 self.retention_round().await;
+                self.compaction_round().await;
                 last_retention = Instant::now();
             }
             tokio::select! {

@@ -1,0 +1,160 @@
+//! Compaction through a real node: json-key decides, tiered segments are
+//! rewritten, the latest record per key stays at its offset, tombstones
+//! delete older records, and a policy that traps leaves the data untouched.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sluice_test_artifacts as wasm;
+
+use super::tests::{Store, eager, read_all, store, wait_for};
+use crate::{Compaction, Host, Record, StreamConfig};
+
+fn compaction(plugin: &str, config: &[(&str, &str)]) -> Compaction {
+    Compaction {
+        plugin: plugin.into(),
+        plugin_version: None,
+        config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        delete: false,
+        delete_retention_ms: 3_600_000,
+        min_compaction_lag_ms: 0,
+        min_cleanable_dirty_ppm: 0,
+        memory_bytes: Compaction::MIN_MEMORY_BYTES,
+    }
+}
+
+fn json_rec(v: String) -> Record {
+    Record {
+        value: Bytes::from(v),
+        ..Record::default()
+    }
+}
+
+async fn wait_runs(host: &Host, stream: &str, runs: u64) -> crate::tier::compact::CompactionStatus {
+    for _ in 0..2400 {
+        let st = host.compaction_status(stream).unwrap()[0].clone();
+        if st.runs >= runs || st.last_error.is_some() {
+            return st;
+        }
+        host.wake_uploader();
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("compaction never ran: {:?}", host.compaction_status(stream));
+}
+
+async fn latest_per_key_survives(kind: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((store, prefix)) = store(kind, dir.path()) else {
+        return;
+    };
+    let host = Host::open_with_store(eager(dir.path()), store, prefix).await.unwrap();
+    host.put_plugin("keys", wasm::read(wasm::JSON_KEY)).await.unwrap();
+    let cfg = StreamConfig {
+        compaction: Some(compaction(
+            "keys",
+            &[("pointer", "/id"), ("tombstone_when", "/deleted")],
+        )),
+        ..StreamConfig::default()
+    };
+    host.create_stream_with("users", 1, cfg).await.unwrap();
+    // 400 updates of 10 keys, then k3 deleted, plus records without the key field.
+    for b in 0..40u64 {
+        let recs: Vec<Record> = (0..10u64)
+            .map(|i| {
+                let n = b * 10 + i;
+                if n % 97 == 0 {
+                    json_rec(format!("{{\"note\":{n}}}"))
+                } else {
+                    json_rec(format!("{{\"id\":\"k{}\",\"v\":{n}}}", n % 10))
+                }
+            })
+            .collect();
+        host.append("users", 0, &recs).await.unwrap();
+    }
+    host.append("users", 0, &[json_rec(r#"{"id":"k3","deleted":true}"#.into())])
+        .await
+        .unwrap();
+    wait_for(&host, "users", "all tiered", |p| p.tier.tiered_end == 401).await;
+    let before = read_all(&host, "users", 0).await;
+    let latest = |recs: &[crate::OffsetRecord]| {
+        let mut m = BTreeMap::new();
+        for r in recs {
+            let v: serde_json::Value = serde_json::from_slice(&r.record.value).unwrap();
+            if let Some(id) = v["id"].as_str() {
+                m.insert(id.to_string(), (r.offset, r.record.value.clone()));
+            }
+        }
+        m
+    };
+    host.compact_stream("users").unwrap();
+    let st = wait_runs(&host, "users", 1).await;
+    assert_eq!(st.last_error, None, "{st:?}");
+    let r = st.last_result.clone().unwrap();
+    assert_eq!((r.records_in, r.cleaned_end), (401, 401), "{st:?}");
+    let after = read_all(&host, "users", 0).await;
+    // Latest per key (k3's is the tombstone), plus every record without a key.
+    let no_key: Vec<u64> = (0..400).filter(|n| n % 97 == 0).collect();
+    assert_eq!(
+        after.len(),
+        10 + no_key.len(),
+        "{:?}",
+        after.iter().map(|r| r.offset).collect::<Vec<_>>()
+    );
+    assert_eq!(r.records_out, after.len() as u64);
+    assert_eq!(latest(&after), latest(&before), "consumers see the same latest values");
+    for r in &after {
+        let same = before.iter().find(|b| b.offset == r.offset).unwrap();
+        assert_eq!(same.record, r.record, "offset {} changed", r.offset);
+    }
+    // New data after compaction still appends and reads normally.
+    let a = host
+        .append("users", 0, &[json_rec(r#"{"id":"k1","v":9999}"#.into())])
+        .await
+        .unwrap();
+    assert_eq!(a.base_offset, 401);
+    assert_eq!(read_all(&host, "users", 401).await.len(), 1);
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_per_key_survives_memory() {
+    latest_per_key_survives(Store::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_per_key_survives_s3_protocol_server() {
+    latest_per_key_survives(Store::S3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapping_policy_fails_the_run_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((store, prefix)) = store(Store::Memory, dir.path()) else {
+        return;
+    };
+    let host = Host::open_with_store(eager(dir.path()), store, prefix).await.unwrap();
+    host.put_plugin("bad", wasm::read(wasm::BAD_POLICY)).await.unwrap();
+    let cfg = StreamConfig {
+        compaction: Some(compaction("bad", &[])),
+        ..StreamConfig::default()
+    };
+    host.create_stream_with("s", 1, cfg).await.unwrap();
+    let recs: Vec<Record> = ["a", "b", "panic", "c"]
+        .iter()
+        .map(|v| Record {
+            key: Some(Bytes::from_static(b"same")),
+            value: Bytes::from(v.to_string()),
+            ..Record::default()
+        })
+        .collect();
+    host.append("s", 0, &recs).await.unwrap();
+    wait_for(&host, "s", "tiered", |p| p.tier.tiered_end == 4).await;
+    host.compact_stream("s").unwrap();
+    let st = wait_runs(&host, "s", 1).await;
+    let err = st.last_error.clone().expect("a trap must fail the run");
+    assert!(err.contains("bad"), "the error names the plugin: {err}");
+    assert_eq!(st.runs, 0);
+    assert_eq!(read_all(&host, "s", 0).await.len(), 4, "data untouched");
+    host.shutdown().await;
+}
