@@ -18,15 +18,16 @@ use serde::{Deserialize, Serialize};
 use super::manifest::{self, Garbage, SegmentMeta};
 use super::segment::{IndexEntry, SegmentWriter};
 use super::{Tier, TierError};
-use crate::compaction::decide::{fill, keep, runs};
+use crate::compaction::decide::{fill, keep};
 use crate::compaction::keymap::KeyMap;
 use crate::fsutil::now_ms;
 use crate::log::meta::Compaction;
 use crate::log::{OffsetRecord, TierPartition, record};
 use crate::plugin::{CompactionInstance, Decision};
 
-/// Records decided per plugin call.
-const DECIDE_BATCH: usize = 1000;
+/// Records decided per plugin call (small in tests, to cross batch and
+/// segment boundaries).
+const DECIDE_BATCH: usize = if cfg!(test) { 7 } else { 1000 };
 
 /// The checkpoint kept in the manifest's `compaction` field.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -160,16 +161,20 @@ impl Tier {
         let mut map = KeyMap::with_memory(cfg.memory_bytes);
         let mut stop = dirty.last().map_or(cp.cleaned_end, |s| s.end_offset);
         'pass1: for seg in &dirty {
-            for (records, decisions) in self.decided(p, seg, &mut run).await? {
-                let from = records.first().map_or(0, |r| r.offset).max(cp.cleaned_end);
-                let it = records.iter().zip(&decisions).filter(|(r, _)| r.offset >= from);
+            let mut c = self.cursor(p, seg).await?;
+            while let Some((records, decisions)) = self.next_decided(p, &mut c, &mut run).await? {
+                let it = records
+                    .iter()
+                    .zip(&decisions)
+                    .filter(|(r, _)| r.offset >= cp.cleaned_end);
                 if let Some(full_at) = fill(&mut map, it.map(|(r, d)| (r.offset, d))) {
                     stop = full_at;
                     break 'pass1;
                 }
             }
         }
-        // Pass 2: rewrite every segment that starts below the stop.
+        // Pass 2: rewrite every segment that starts below the stop, one
+        // object at a time, each completed (or aborted) before the next.
         let mut next = (*current).clone();
         let mut replaced = Vec::new();
         for (i, seg) in current.segments.iter().enumerate() {
@@ -177,18 +182,27 @@ impl Tier {
                 break;
             }
             let expired = now.saturating_sub(seg.created_ms) > cfg.delete_retention_ms;
-            let mut kept: Vec<OffsetRecord> = Vec::new();
-            for (records, decisions) in self.decided(p, seg, &mut run).await? {
-                run.result.records_in += records.len() as u64;
-                for (r, d) in records.into_iter().zip(decisions) {
-                    if r.offset >= stop || keep(&map, r.offset, &d, expired) {
-                        kept.push(r);
+            let mut out = self.compacted_writer(p, seg, current.version + 1);
+            let mut c = self.cursor(p, seg).await?;
+            let written: Result<(), String> = async {
+                while let Some((records, decisions)) = self.next_decided(p, &mut c, &mut run).await? {
+                    run.result.records_in += records.len() as u64;
+                    for (r, d) in records.into_iter().zip(decisions) {
+                        if r.offset >= stop || keep(&map, r.offset, &d, expired) {
+                            run.result.records_out += 1;
+                            out.push(r).await?;
+                        }
                     }
                 }
+                Ok(())
             }
-            run.result.records_out += kept.len() as u64;
+            .await;
+            if let Err(e) = written {
+                out.abort().await;
+                return Err(e);
+            }
+            let new = out.finish().await?;
             run.result.bytes_in += seg.size;
-            let new = self.write_compacted(p, seg, &kept, current.version + 1).await?;
             run.result.bytes_out += new.size;
             replaced.push(seg.key.clone());
             next.segments[i] = new;
@@ -215,71 +229,124 @@ impl Tier {
         Ok(Some(run.result))
     }
 
-    /// A segment's records in decision batches, with the plugin's decisions.
-    async fn decided(
+    /// The next batch of a segment's records (at most `DECIDE_BATCH`) with
+    /// the plugin's decisions; `None` at the segment's end. Holds at most one
+    /// fetch group (4 MiB) plus one decision batch in memory.
+    async fn next_decided(
         &self,
         p: &TierPartition,
-        seg: &SegmentMeta,
+        c: &mut Cursor,
         run: &mut Run,
-    ) -> Result<Vec<(Vec<OffsetRecord>, Vec<Decision>)>, String> {
-        let index = self.segment_index(p, seg).await.map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        // Fetch a bounded group of batches at a time.
-        let mut group: Vec<IndexEntry> = Vec::new();
-        let mut group_bytes = 0u64;
-        let mut records: Vec<OffsetRecord> = Vec::new();
-        for (i, e) in index.iter().enumerate() {
-            group.push(*e);
-            group_bytes += e.len as u64;
-            if group_bytes < 4 * 1024 * 1024 && i + 1 < index.len() {
-                continue;
+    ) -> Result<Option<(Vec<OffsetRecord>, Vec<Decision>)>, String> {
+        while c.pending.len() < DECIDE_BATCH && c.next < c.index.len() {
+            let mut group = Vec::new();
+            let mut bytes = 0u64;
+            while c.next < c.index.len() && (group.is_empty() || bytes < FETCH_GROUP_BYTES) {
+                let e = c.index[c.next];
+                bytes += e.len as u64;
+                group.push(e);
+                c.next += 1;
             }
-            for b in self.fetch(p, seg, &group).await.map_err(|e| e.to_string())? {
-                records.extend(record::decode_batch(&b.payload, b.base_offset, b.count).map_err(|e| e.to_string())?);
-            }
-            group.clear();
-            group_bytes = 0;
-            while records.len() >= DECIDE_BATCH || (i + 1 == index.len() && !records.is_empty()) {
-                let rest = records.split_off(records.len().min(DECIDE_BATCH));
-                let batch = std::mem::replace(&mut records, rest);
-                let decisions = run.decide(&batch).await?;
-                out.push((batch, decisions));
+            for b in self.fetch(p, &c.seg, &group).await.map_err(|e| e.to_string())? {
+                let recs = record::decode_batch(&b.payload, b.base_offset, b.count).map_err(|e| e.to_string())?;
+                c.pending.extend(recs);
             }
         }
-        Ok(out)
+        if c.pending.is_empty() {
+            return Ok(None);
+        }
+        let rest = c.pending.split_off(c.pending.len().min(DECIDE_BATCH));
+        let batch = std::mem::replace(&mut c.pending, rest);
+        let batch: Vec<OffsetRecord> = batch.into_iter().collect();
+        let decisions = run.decide(&batch).await?;
+        Ok(Some((batch, decisions)))
     }
 
-    /// Writes the kept records of `seg` as a segment with gaps.
-    async fn write_compacted(
-        &self,
-        p: &TierPartition,
-        seg: &SegmentMeta,
-        kept: &[OffsetRecord],
-        version: u64,
-    ) -> Result<SegmentMeta, String> {
+    async fn cursor(&self, p: &TierPartition, seg: &SegmentMeta) -> Result<Cursor, String> {
+        Ok(Cursor {
+            index: self.segment_index(p, seg).await.map_err(|e| e.to_string())?,
+            seg: seg.clone(),
+            next: 0,
+            pending: std::collections::VecDeque::new(),
+        })
+    }
+
+    /// Starts the compacted copy of `seg`.
+    fn compacted_writer(&self, p: &TierPartition, seg: &SegmentMeta, version: u64) -> CompactedWriter {
         let name = format!("{:020}-{:020}-c{version}.seg", seg.base_offset, seg.end_offset);
         let rel = manifest::segment_rel(p.stream_id, p.partition, &name);
-        let mut upload = self.remote.upload(self.remote.path(&rel));
-        let mut writer = SegmentWriter::with_gaps(seg.base_offset);
-        let offsets: Vec<u64> = kept.iter().map(|r| r.offset).collect();
-        let mut at = 0;
-        for run in runs(&offsets) {
-            let n = (run.end - run.start) as usize;
-            let recs: Vec<_> = kept[at..at + n].iter().map(|r| r.record.clone()).collect();
-            at += n;
-            let payload = record::encode_batch(&recs)?;
-            let bytes = writer.push(run.start, n as u32, &payload)?;
-            upload.write(&bytes).await.map_err(|e| e.to_string())?;
+        CompactedWriter {
+            upload: self.remote.upload(self.remote.path(&rel)),
+            writer: SegmentWriter::with_gaps(seg.base_offset),
+            run: Vec::new(),
+            run_bytes: 0,
+            seg: seg.clone(),
+            name,
         }
-        let (tail, footer) = writer.finish_at(seg.end_offset);
-        upload.write(&tail).await.map_err(|e| e.to_string())?;
-        let size = upload.finish().await.map_err(|e: TierError| e.to_string())?;
+    }
+}
+
+/// Bytes of batches fetched with one range GET while compacting.
+const FETCH_GROUP_BYTES: u64 = 4 * 1024 * 1024;
+/// Largest batch the compacted copy writes (small in tests).
+const OUT_BATCH_BYTES: usize = if cfg!(test) { 64 } else { 1024 * 1024 };
+
+/// A position in one segment's batches.
+struct Cursor {
+    seg: SegmentMeta,
+    index: Arc<Vec<IndexEntry>>,
+    next: usize,
+    pending: std::collections::VecDeque<OffsetRecord>,
+}
+
+/// Writes the kept records of one segment, streaming: consecutive offsets
+/// form a batch (at most `OUT_BATCH_BYTES`), a gap starts a new one.
+struct CompactedWriter {
+    upload: super::store::Upload,
+    writer: SegmentWriter,
+    run: Vec<OffsetRecord>,
+    run_bytes: usize,
+    seg: SegmentMeta,
+    name: String,
+}
+
+impl CompactedWriter {
+    async fn push(&mut self, r: OffsetRecord) -> Result<(), String> {
+        let follows = self.run.last().is_some_and(|l| l.offset + 1 == r.offset);
+        if !self.run.is_empty() && (!follows || self.run_bytes >= OUT_BATCH_BYTES) {
+            self.flush().await?;
+        }
+        self.run_bytes += r.record.size();
+        self.run.push(r);
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), String> {
+        let Some(first) = self.run.first().map(|r| r.offset) else {
+            return Ok(());
+        };
+        let recs: Vec<_> = self.run.drain(..).map(|r| r.record).collect();
+        self.run_bytes = 0;
+        let payload = record::encode_batch(&recs)?;
+        let bytes = self.writer.push(first, recs.len() as u32, &payload)?;
+        self.upload.write(&bytes).await.map_err(|e| e.to_string())
+    }
+
+    async fn finish(mut self) -> Result<SegmentMeta, String> {
+        self.flush().await?;
+        let (tail, footer) = self.writer.finish_at(self.seg.end_offset);
+        self.upload.write(&tail).await.map_err(|e| e.to_string())?;
+        let size = self.upload.finish().await.map_err(|e: TierError| e.to_string())?;
         Ok(SegmentMeta {
-            key: name,
+            key: self.name,
             size,
             index_pos: footer.index_pos,
-            ..seg.clone()
+            ..self.seg
         })
+    }
+
+    async fn abort(mut self) {
+        self.upload.abort().await;
     }
 }
 
