@@ -158,3 +158,86 @@ async fn a_trapping_policy_fails_the_run_and_changes_nothing() {
     assert_eq!(read_all(&host, "s", 0).await.len(), 4, "data untouched");
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_or_hanging_store_fails_the_run_in_bounded_time_then_it_succeeds() {
+    use super::faults::{Fault, FaultyStore, Op};
+    let dir = tempfile::tempdir().unwrap();
+    let Some((inner, prefix)) = store(Store::Memory, dir.path()) else {
+        return;
+    };
+    let faulty = FaultyStore::new(inner);
+    let settings = crate::Settings {
+        remote_timeout: Duration::from_millis(300),
+        remote_retries: 1,
+        cold_cache_bytes: bytesize::ByteSize::b(0),
+        ..eager(dir.path())
+    };
+    let host = Host::open_with_store(settings, faulty.clone(), prefix).await.unwrap();
+    host.put_plugin("bad", wasm::read(wasm::BAD_POLICY)).await.unwrap();
+    let cfg = StreamConfig {
+        compaction: Some(compaction("bad", &[])),
+        ..StreamConfig::default()
+    };
+    host.create_stream_with("s", 1, cfg).await.unwrap();
+    for b in 0..20u64 {
+        let recs: Vec<Record> = (0..10u64)
+            .map(|i| Record {
+                key: Some(Bytes::from(format!("k{}", (b * 10 + i) % 5))),
+                value: Bytes::from(format!("v{}", b * 10 + i)),
+                ..Record::default()
+            })
+            .collect();
+        host.append("s", 0, &recs).await.unwrap();
+    }
+    wait_for(&host, "s", "tiered", |p| p.tier.tiered_end == 200).await;
+    // Writing compacted objects fails.
+    faulty.inject_matching(Op::Put, "-c", Fault::Error, None);
+    host.compact_stream("s").unwrap();
+    let st = wait_runs(&host, "s", 1).await;
+    assert!(
+        st.last_error.as_deref().is_some_and(|e| e.contains("injected")),
+        "{st:?}"
+    );
+    assert_eq!(read_all(&host, "s", 0).await.len(), 200, "nothing committed");
+    // Reads of segments hang: the run fails after its timeouts, not never.
+    faulty.clear();
+    faulty.inject(Op::Get, Fault::Hang, None);
+    host.compact_stream("s").unwrap();
+    let started = std::time::Instant::now();
+    let mut st = host.compaction_status("s").unwrap()[0].clone();
+    for _ in 0..2400 {
+        st = host.compaction_status("s").unwrap()[0].clone();
+        if st.last_error.as_deref().is_some_and(|e| e.contains("timed out")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        st.last_error.as_deref().is_some_and(|e| e.contains("timed out")),
+        "{st:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "a hanging store must fail the run in bounded time"
+    );
+    // The store recovers: the next run compacts to the latest per key.
+    faulty.clear();
+    host.compact_stream("s").unwrap();
+    let mut st = host.compaction_status("s").unwrap()[0].clone();
+    for _ in 0..2400 {
+        st = host.compaction_status("s").unwrap()[0].clone();
+        if st.runs >= 1 {
+            break;
+        }
+        host.wake_uploader();
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!((st.runs, st.last_error.clone()), (1, None), "{st:?}");
+    let after = read_all(&host, "s", 0).await;
+    assert_eq!(
+        after.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![195, 196, 197, 198, 199]
+    );
+    host.shutdown().await;
+}
