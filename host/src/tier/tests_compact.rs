@@ -241,3 +241,62 @@ async fn a_failing_or_hanging_store_fails_the_run_in_bounded_time_then_it_succee
     );
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_keys_than_the_map_holds_compact_in_several_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((store, prefix)) = store(Store::Memory, dir.path()) else {
+        return;
+    };
+    let settings = crate::Settings {
+        upload_chunk_bytes: bytesize::ByteSize::kib(128),
+        ..eager(dir.path())
+    };
+    let host = Host::open_with_store(settings, store, prefix).await.unwrap();
+    host.put_plugin("bad", wasm::read(wasm::BAD_POLICY)).await.unwrap();
+    let cfg = StreamConfig {
+        compaction: Some(compaction("bad", &[])),
+        ..StreamConfig::default()
+    };
+    host.create_stream_with("s", 1, cfg).await.unwrap();
+    // 20 000 records over 16 000 keys; a 1 MiB map holds 14 336 keys.
+    const N: u64 = 20_000;
+    const KEYS: u64 = 16_000;
+    assert!(crate::compaction::KeyMap::with_memory(Compaction::MIN_MEMORY_BYTES).max_keys() < KEYS as usize);
+    for b in 0..N / 1000 {
+        let recs: Vec<Record> = (0..1000u64)
+            .map(|i| {
+                let n = b * 1000 + i;
+                Record {
+                    key: Some(Bytes::from(format!("{}", n % KEYS))),
+                    value: Bytes::from(format!("v{n}")),
+                    ..Record::default()
+                }
+            })
+            .collect();
+        host.append("s", 0, &recs).await.unwrap();
+    }
+    wait_for(&host, "s", "tiered", |p| p.tier.tiered_end == N).await;
+    host.compact_stream("s").unwrap();
+    let mut st = host.compaction_status("s").unwrap()[0].clone();
+    for _ in 0..4800 {
+        st = host.compaction_status("s").unwrap()[0].clone();
+        if st.last_result.as_ref().is_some_and(|r| r.cleaned_end == N) || st.last_error.is_some() {
+            break;
+        }
+        host.wake_uploader();
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(st.last_error, None, "{st:?}");
+    assert!(st.runs >= 2, "the first run stops where its map is full: {st:?}");
+    let r = st.last_result.clone().unwrap();
+    assert_eq!(r.cleaned_end, N, "{st:?}");
+    assert!(r.keys <= 14_336, "{st:?}");
+    let after = read_all(&host, "s", 0).await;
+    let offsets: Vec<u64> = after.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (N - KEYS..N).collect::<Vec<_>>(), "latest per key only");
+    for r in &after {
+        assert_eq!(r.record.value, Bytes::from(format!("v{}", r.offset)));
+    }
+    host.shutdown().await;
+}
