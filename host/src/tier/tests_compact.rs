@@ -300,3 +300,42 @@ async fn more_keys_than_the_map_holds_compact_in_several_rounds() {
     }
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_tombstones_go_and_take_their_key_with_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((store, prefix)) = store(Store::Memory, dir.path()) else {
+        return;
+    };
+    let host = Host::open_with_store(eager(dir.path()), store, prefix).await.unwrap();
+    host.put_plugin("keys", wasm::read(wasm::JSON_KEY)).await.unwrap();
+    let mut c = compaction("keys", &[("pointer", "/id"), ("tombstone_when", "/deleted")]);
+    c.delete_retention_ms = 0;
+    let cfg = StreamConfig {
+        compaction: Some(c),
+        ..StreamConfig::default()
+    };
+    host.create_stream_with("u", 1, cfg).await.unwrap();
+    let recs: Vec<Record> = [
+        r#"{"id":"a","v":1}"#,
+        r#"{"id":"b","v":1}"#,
+        r#"{"id":"a","deleted":true}"#,
+        r#"{"id":"b","v":2}"#,
+    ]
+    .iter()
+    .map(|v| json_rec(v.to_string()))
+    .collect();
+    host.append("u", 0, &recs).await.unwrap();
+    wait_for(&host, "u", "tiered", |p| p.tier.tiered_end == 4).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    host.compact_stream("u").unwrap();
+    let st = wait_runs(&host, "u", 1).await;
+    assert_eq!(st.last_error, None, "{st:?}");
+    let after = read_all(&host, "u", 0).await;
+    assert_eq!(
+        after.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![3],
+        "only b's latest stays"
+    );
+    host.shutdown().await;
+}
