@@ -186,15 +186,8 @@ impl Run {
 /// A fresh store of the kind: a new bucket on moto, a new dir otherwise.
 fn new_store(kind: Kind, moto: Option<&S3Server>, dir: &Path) -> anyhow::Result<(Arc<dyn ObjectStore>, ObjPath)> {
     if let (Kind::Moto, Some(server)) = (kind, moto) {
-        let s3 = object_store::aws::AmazonS3Builder::new()
-            .with_endpoint(&server.endpoint)
-            .with_allow_http(true)
-            .with_region("us-east-1")
-            .with_access_key_id("test")
-            .with_secret_access_key("test")
-            .with_bucket_name(server.unique_bucket("bench"))
-            .build()?;
-        return Ok((Arc::new(s3), ObjPath::from("node")));
+        let s3 = sluice_host::tier::store::s3_at(&server.endpoint, &server.unique_bucket("bench"), "test", "test")?;
+        return Ok((s3, ObjPath::from("node")));
     }
     let dir = dir.join("bucket");
     Ok(sluice_host::tier::store::open(

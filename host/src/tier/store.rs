@@ -103,6 +103,21 @@ fn durable_fs(dir: &FsPath) -> Result<object_store::local::LocalFileSystem, Tier
         .map_err(|e| TierError::Config(e.to_string()))
 }
 
+/// An S3 store at an explicit endpoint with static credentials (S3-compatible
+/// test servers such as moto; a node reads `AWS_*` variables instead).
+pub fn s3_at(endpoint: &str, bucket: &str, key_id: &str, secret: &str) -> Result<Arc<dyn ObjectStore>, TierError> {
+    let s3 = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_access_key_id(key_id)
+        .with_secret_access_key(secret)
+        .with_bucket_name(bucket)
+        .build()
+        .map_err(|e| TierError::Config(e.to_string()))?;
+    Ok(Arc::new(s3))
+}
+
 fn prefix_of(p: &str) -> Result<Path, TierError> {
     Path::parse(p.trim_matches('/')).map_err(|e| TierError::Config(format!("prefix {p:?}: {e}")))
 }

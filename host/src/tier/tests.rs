@@ -53,16 +53,8 @@ pub(super) fn store(kind: Store, dir: &std::path::Path) -> Option<(Arc<dyn Objec
                 }
             };
             let bucket = server.unique_bucket("tier");
-            let s3 = object_store::aws::AmazonS3Builder::new()
-                .with_endpoint(&server.endpoint)
-                .with_allow_http(true)
-                .with_region("us-east-1")
-                .with_access_key_id("test")
-                .with_secret_access_key("test")
-                .with_bucket_name(bucket)
-                .build()
-                .expect("s3 store");
-            Some((Arc::new(s3), Path::from("node-a")))
+            let s3 = super::store::s3_at(&server.endpoint, &bucket, "test", "test").expect("s3 store");
+            Some((s3, Path::from("node-a")))
         }
     }
 }
