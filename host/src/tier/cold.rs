@@ -4,7 +4,11 @@
 //! segment's index once (cached, bounded), then fetches just the needed
 //! batches with one range GET and keeps them in a bounded batch cache.
 //! Invariants: every byte read is CRC-checked (index and batches); memory is
-//! bounded by `cold_cache_bytes` (batches) plus a quarter of it (indexes).
+//! bounded by `cold_cache_bytes` (batches) plus a quarter of it (indexes);
+//! cached batches are keyed by the segment object they came from, so a batch
+//! of a segment that compaction replaced can never be served with the new
+//! segment's index (a reader that planned with the old manifest may still
+//! fetch and cache it after the swap).
 
 use std::sync::{Arc, Weak};
 
@@ -16,6 +20,12 @@ use crate::log::{ColdBatch, ColdRead, ColdStore, TierPartition};
 
 /// Parsed segment indexes by segment key, bounded by their size.
 pub type IndexCache = FifoCache<String, Arc<Vec<IndexEntry>>>;
+
+/// (stream id, partition, segment object key, batch base offset).
+pub type ColdKey = (u32, u32, Arc<str>, u64);
+
+/// Batch payloads read from segment objects.
+pub type ColdCache = FifoCache<ColdKey, bytes::Bytes>;
 
 /// The log's handle on cold reads (weak, so the log does not keep the
 /// tier alive).
@@ -72,6 +82,8 @@ impl Tier {
         // How far this read covers: the segment's end if it runs out of
         // batches, else the end of the last batch taken.
         let mut covered = seg.end_offset.min(until);
+        let seg_key: Arc<str> = Arc::from(seg.key.as_str());
+        let cache_key = |base: u64| (stream_id, partition, seg_key.clone(), base);
         for e in &index[first..] {
             if e.base_offset >= until {
                 break;
@@ -81,11 +93,14 @@ impl Tier {
                 break;
             }
             bytes += e.len as usize;
-            match self.cold_cache.get(&(stream_id, partition, e.base_offset)) {
+            match self.cold_cache.get(&cache_key(e.base_offset)) {
                 // A cached batch ends the run to fetch: fetch what came
                 // before it, then take it.
                 Some(payload) => {
-                    out.extend(self.fetch(&p, &seg, &std::mem::take(&mut want)).await?);
+                    out.extend(
+                        self.fetch_cached(&p, &seg, &std::mem::take(&mut want), &cache_key)
+                            .await?,
+                    );
                     out.push(ColdBatch {
                         base_offset: e.base_offset,
                         count: e.count,
@@ -95,7 +110,7 @@ impl Tier {
                 None => want.push(*e),
             }
         }
-        out.extend(self.fetch(&p, &seg, &want).await?);
+        out.extend(self.fetch_cached(&p, &seg, &want, &cache_key).await?);
         Ok(ColdRead {
             batches: out,
             covered_until: covered,
@@ -140,7 +155,23 @@ impl Tier {
         Ok(index)
     }
 
-    /// Fetches consecutive batches with one range GET and caches them.
+    /// [`Tier::fetch`], keeping the batches in the cold cache.
+    async fn fetch_cached(
+        &self,
+        p: &TierPartition,
+        seg: &SegmentMeta,
+        entries: &[IndexEntry],
+        key: &impl Fn(u64) -> ColdKey,
+    ) -> Result<Vec<ColdBatch>, TierError> {
+        let batches = self.fetch(p, seg, entries).await?;
+        for b in &batches {
+            self.cold_cache.insert(key(b.base_offset), b.payload.clone());
+        }
+        Ok(batches)
+    }
+
+    /// Fetches consecutive batches with one range GET (not cached: a
+    /// compaction scan must not push readers' batches out).
     pub(super) async fn fetch(
         &self,
         p: &TierPartition,
@@ -161,14 +192,10 @@ impl Tier {
         Ok(entries
             .iter()
             .zip(payloads)
-            .map(|(e, payload)| {
-                self.cold_cache
-                    .insert((p.stream_id, p.partition, e.base_offset), payload.clone());
-                ColdBatch {
-                    base_offset: e.base_offset,
-                    count: e.count,
-                    payload,
-                }
+            .map(|(e, payload)| ColdBatch {
+                base_offset: e.base_offset,
+                count: e.count,
+                payload,
             })
             .collect())
     }

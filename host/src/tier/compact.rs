@@ -3,37 +3,54 @@
 //!
 //! A run: pass 1 reads the dirty segments (from the checkpoint on, older
 //! than `min_compaction_lag`), asks the policy plugin for decisions, and
-//! fills a bounded key map, stopping where it is full; pass 2 rewrites every
-//! segment below that point keeping what `compaction::decide::keep` says,
-//! each output object written and completed (or aborted) before the next;
-//! one manifest commit swaps the segments and moves the checkpoint. The old
-//! objects go to garbage (deleted after `gc_grace`). Invariants: nothing is
-//! committed unless the whole run succeeded, so a failure (store, plugin
-//! trap or timeout) leaves the data as it was; offsets never change.
+//! fills a bounded key map, stopping where it is full (`stop`); pass 2
+//! rewrites every segment below `stop` keeping what
+//! `compaction::decide::keep` says, each output object completed (or
+//! aborted) before the next. Every `CHECKPOINT_BYTES` of rewritten input, a
+//! manifest commit swaps the segments done so far and records how far the
+//! run got (`resume`), so a run cut short by a crash or a store error
+//! resumes there instead of starting over; the last commit moves
+//! `cleaned_end` to `stop`. Replaced objects go to garbage (deleted after
+//! `gc_grace`, so readers that planned with an older manifest finish).
+//!
+//! Invariants: a commit only ever drops records that are superseded by a
+//! newer record of the same key below `stop` (or expired tombstones and
+//! the older records of their key), all still present, so every committed
+//! state is readable and complete; a plugin trap or a store error fails the
+//! run with nothing further committed; offsets never change.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::manifest::{self, Garbage, SegmentMeta};
-use super::segment::{IndexEntry, SegmentWriter};
-use super::{Tier, TierError};
+use super::Tier;
+use super::compact_io::Decider;
+use super::manifest::{self, Garbage, Manifest, SegmentMeta};
 use crate::compaction::decide::{fill, keep};
 use crate::compaction::keymap::KeyMap;
 use crate::fsutil::now_ms;
+use crate::log::TierPartition;
 use crate::log::meta::Compaction;
-use crate::log::{OffsetRecord, TierPartition, record};
-use crate::plugin::{CompactionInstance, Decision};
 
-/// Records decided per plugin call (small in tests, to cross batch and
-/// segment boundaries).
-const DECIDE_BATCH: usize = if cfg!(test) { 7 } else { 1000 };
+/// Input bytes rewritten between two checkpoint commits (small in tests).
+const CHECKPOINT_BYTES: u64 = if cfg!(test) { 1 } else { 256 * 1024 * 1024 };
 
 /// The checkpoint kept in the manifest's `compaction` field.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Checkpoint {
     /// Offsets below this were compacted at least once.
     cleaned_end: u64,
+    /// A run that committed part of its rewrite and has yet to finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resume: Option<Resume>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Resume {
+    /// The run's `stop`: it compacts offsets below this.
+    stop: u64,
+    /// Segments ending at or below this are already rewritten.
+    rewritten_until: u64,
 }
 
 /// What a run did.
@@ -42,18 +59,35 @@ pub struct RunResult {
     pub finished_ms: u64,
     /// The checkpoint after the run.
     pub cleaned_end: u64,
+    /// Where the run picked up an interrupted run's rewrite (`None`: it
+    /// started afresh).
+    pub resumed_from: Option<u64>,
     pub records_in: u64,
     pub records_out: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
     /// Distinct keys in pass 1's map.
     pub keys: u64,
+    /// Manifest commits the run made (checkpoints and the final one).
+    pub commits: u64,
+}
+
+/// How far the running pass has got.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    /// `scan` (pass 1: deciding keys) or `rewrite` (pass 2).
+    pub phase: &'static str,
+    /// The offset the pass has reached.
+    pub offset: u64,
+    /// The offset the pass ends at (pass 1: the dirty end; pass 2: `stop`).
+    pub until: u64,
 }
 
 /// A partition's compaction, as `GET /streams/{name}/compaction` shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CompactionStatus {
     pub running: bool,
+    pub progress: Option<Progress>,
     pub runs: u64,
     pub last_result: Option<RunResult>,
     pub last_error: Option<String>,
@@ -73,6 +107,14 @@ impl Tier {
             .unwrap_or_else(|p| p.into_inner())
             .insert(stream_id);
         self.wake();
+    }
+
+    pub(super) fn compaction_requested(&self) -> bool {
+        !self
+            .compact_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
     }
 
     pub fn compaction_status(&self, stream_id: u32, partition: u32) -> CompactionStatus {
@@ -99,6 +141,7 @@ impl Tier {
             self.with_part(key, |s| {
                 let c = &mut s.compaction;
                 c.running = false;
+                c.progress = None;
                 match &result {
                     Ok(Some(r)) => {
                         c.runs += 1;
@@ -139,57 +182,52 @@ impl Tier {
         let dirty_bytes: u64 = dirty.iter().map(|s| s.size).sum();
         let total = current.bytes().max(1);
         let ratio_ppm = (dirty_bytes as u128 * 1_000_000 / total as u128) as u32;
-        if dirty.is_empty() || (!forced && ratio_ppm < cfg.min_cleanable_dirty_ppm) {
+        let due = forced || cp.resume.is_some() || ratio_ppm >= cfg.min_cleanable_dirty_ppm;
+        if dirty.is_empty() || !due {
             return Ok(None);
         }
-        let plugins = self.plugins.get().ok_or("no plugin registry attached")?.clone();
-        let (name, version, config) = (cfg.plugin.clone(), cfg.plugin_version, cfg.config.clone());
-        let inst = tokio::task::spawn_blocking(move || {
-            plugins
-                .compaction(&name, version)
-                .map_err(|e| e.to_string())?
-                .instantiate(&config)
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())??;
-        let mut run = Run {
-            inst: Some(inst),
-            result: RunResult::default(),
-        };
-        // Pass 1.
-        let mut map = KeyMap::with_memory(cfg.memory_bytes);
-        let mut stop = dirty.last().map_or(cp.cleaned_end, |s| s.end_offset);
-        'pass1: for seg in &dirty {
-            let mut c = self.cursor(p, seg).await?;
-            while let Some((records, decisions)) = self.next_decided(p, &mut c, &mut run).await? {
-                let it = records
-                    .iter()
-                    .zip(&decisions)
-                    .filter(|(r, _)| r.offset >= cp.cleaned_end);
-                if let Some(full_at) = fill(&mut map, it.map(|(r, d)| (r.offset, d))) {
-                    stop = full_at;
-                    break 'pass1;
-                }
-            }
+        let mut decider = self.decider(cfg).await?;
+        let mut result = RunResult::default();
+        let (map, stop) = self.scan(p, cfg, &dirty, cp, &mut decider).await?;
+        if stop <= cp.cleaned_end {
+            return Err(format!(
+                "the key map ({} bytes) cannot hold the keys of one decision batch",
+                cfg.memory_bytes
+            ));
         }
-        // Pass 2: rewrite every segment that starts below the stop, one
-        // object at a time, each completed (or aborted) before the next.
+        // Resume an interrupted rewrite only if it compacts the same range
+        // (the map can only cover as much or more after a partial rewrite).
+        let resume_at = match cp.resume {
+            Some(r) if r.stop == stop => {
+                result.resumed_from = Some(r.rewritten_until);
+                r.rewritten_until
+            }
+            _ => 0,
+        };
+        let mut current = current;
         let mut next = (*current).clone();
-        let mut replaced = Vec::new();
-        for (i, seg) in current.segments.iter().enumerate() {
+        let mut replaced: Vec<String> = Vec::new();
+        let mut since_commit = 0u64;
+        for i in 0..current.segments.len() {
+            let seg = current.segments[i].clone();
             if seg.base_offset >= stop {
                 break;
             }
+            if seg.end_offset <= resume_at {
+                continue;
+            }
             let expired = now.saturating_sub(seg.created_ms) > cfg.delete_retention_ms;
-            let mut out = self.compacted_writer(p, seg, current.version + 1);
-            let mut c = self.cursor(p, seg).await?;
+            let mut out = self.compacted_writer(p, &seg, current.version + 1);
+            let mut c = self.cursor(p, &seg).await?;
             let written: Result<(), String> = async {
-                while let Some((records, decisions)) = self.next_decided(p, &mut c, &mut run).await? {
-                    run.result.records_in += records.len() as u64;
+                while let Some((records, decisions)) = self.next_decided(p, &mut c, &mut decider).await? {
+                    result.records_in += records.len() as u64;
+                    if let Some(last) = records.last() {
+                        self.progress(p, "rewrite", last.offset + 1, stop);
+                    }
                     for (r, d) in records.into_iter().zip(decisions) {
                         if r.offset >= stop || keep(&map, r.offset, &d, expired) {
-                            run.result.records_out += 1;
+                            result.records_out += 1;
                             out.push(r).await?;
                         }
                     }
@@ -202,171 +240,125 @@ impl Tier {
                 return Err(e);
             }
             let new = out.finish().await?;
-            run.result.bytes_in += seg.size;
-            run.result.bytes_out += new.size;
+            result.bytes_in += seg.size;
+            result.bytes_out += new.size;
+            since_commit += seg.size;
             replaced.push(seg.key.clone());
             next.segments[i] = new;
+            let last = current.segments.get(i + 1).is_none_or(|s| s.base_offset >= stop);
+            if since_commit >= CHECKPOINT_BYTES && !last {
+                let resume = Resume {
+                    stop,
+                    rewritten_until: seg.end_offset,
+                };
+                let cp = Checkpoint {
+                    cleaned_end: cp.cleaned_end,
+                    resume: Some(resume),
+                };
+                current = self.commit_rewrite(p, &current, next, cp, &mut replaced, now).await?;
+                next = (*current).clone();
+                result.commits += 1;
+                since_commit = 0;
+            }
         }
-        next.compaction = serde_json::to_value(Checkpoint { cleaned_end: stop }).ok();
+        let done = Checkpoint {
+            cleaned_end: stop,
+            resume: None,
+        };
+        self.commit_rewrite(p, &current, next, done, &mut replaced, now).await?;
+        result.commits += 1;
+        result.cleaned_end = stop;
+        result.keys = map.len() as u64;
+        result.finished_ms = now_ms();
+        if dirty.last().is_some_and(|s| s.end_offset > stop) {
+            // The map filled up: the rest is for the next round, at once.
+            self.request_compaction(p.stream_id);
+        }
+        tracing::info!(
+            stream = %p.stream, partition = p.partition, records_in = result.records_in,
+            records_out = result.records_out, cleaned_end = stop, "compaction run done"
+        );
+        Ok(Some(result))
+    }
+
+    /// A fresh instance of the stream's policy plugin.
+    async fn decider(&self, cfg: &Compaction) -> Result<Decider, String> {
+        let plugins = self.plugins.get().ok_or("no plugin registry attached")?.clone();
+        let (name, version, config) = (cfg.plugin.clone(), cfg.plugin_version, cfg.config.clone());
+        let inst = tokio::task::spawn_blocking(move || {
+            plugins
+                .compaction(&name, version)
+                .map_err(|e| e.to_string())?
+                .instantiate(&config)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        Ok(Decider::new(inst))
+    }
+
+    /// Pass 1: the latest offset per key over the dirty records, and the
+    /// offset the map covers up to (`stop`; the dirty end if all fit, never
+    /// past an interrupted run's stop).
+    async fn scan(
+        &self,
+        p: &TierPartition,
+        cfg: &Compaction,
+        dirty: &[SegmentMeta],
+        cp: Checkpoint,
+        decider: &mut Decider,
+    ) -> Result<(KeyMap, u64), String> {
+        let mut map = KeyMap::with_memory(cfg.memory_bytes);
+        let dirty_end = dirty.last().map_or(cp.cleaned_end, |s| s.end_offset);
+        let mut stop = cp.resume.map_or(dirty_end, |r| r.stop.min(dirty_end));
+        for seg in dirty.iter().take_while(|s| s.base_offset < stop) {
+            let mut c = self.cursor(p, seg).await?;
+            while let Some((records, decisions)) = self.next_decided(p, &mut c, decider).await? {
+                if let Some(last) = records.last() {
+                    self.progress(p, "scan", last.offset + 1, stop);
+                }
+                let it = records
+                    .iter()
+                    .zip(&decisions)
+                    .filter(|(r, _)| r.offset >= cp.cleaned_end && r.offset < stop);
+                if let Some(full_at) = fill(&mut map, it.map(|(r, d)| (r.offset, d))) {
+                    return Ok((map, full_at));
+                }
+            }
+        }
+        stop = stop.max(cp.cleaned_end);
+        Ok((map, stop))
+    }
+
+    /// Commits a rewrite step: the new segments, the checkpoint, and the
+    /// replaced objects as garbage; drops their cached batches.
+    async fn commit_rewrite(
+        &self,
+        p: &TierPartition,
+        current: &Manifest,
+        mut next: Manifest,
+        cp: Checkpoint,
+        replaced: &mut Vec<String>,
+        now: u64,
+    ) -> Result<Arc<Manifest>, String> {
+        next.compaction = serde_json::to_value(cp).ok();
         next.garbage.extend(replaced.iter().map(|k| Garbage {
             key: k.clone(),
             since_ms: now,
         }));
-        let committed = manifest::commit(&self.remote, &current, next)
+        let committed = manifest::commit(&self.remote, current, next)
             .await
             .map_err(|e| e.to_string())?;
-        self.set_manifest(p, committed);
-        // Cached batches of the replaced segments are stale now.
+        let committed = self.set_manifest(p, committed);
+        let gone: std::collections::HashSet<String> = replaced.drain(..).collect();
         self.cold_cache
-            .remove_where(|k| k.0 == p.stream_id && k.1 == p.partition && k.2 < stop);
-        run.result.cleaned_end = stop;
-        run.result.keys = map.len() as u64;
-        run.result.finished_ms = now_ms();
-        tracing::info!(
-            stream = %p.stream, partition = p.partition, records_in = run.result.records_in,
-            records_out = run.result.records_out, cleaned_end = stop, "compaction run done"
-        );
-        Ok(Some(run.result))
+            .remove_where(|k| k.0 == p.stream_id && k.1 == p.partition && gone.contains(&*k.2));
+        Ok(committed)
     }
 
-    /// The next batch of a segment's records (at most `DECIDE_BATCH`) with
-    /// the plugin's decisions; `None` at the segment's end. Holds at most one
-    /// fetch group (4 MiB) plus one decision batch in memory.
-    async fn next_decided(
-        &self,
-        p: &TierPartition,
-        c: &mut Cursor,
-        run: &mut Run,
-    ) -> Result<Option<(Vec<OffsetRecord>, Vec<Decision>)>, String> {
-        while c.pending.len() < DECIDE_BATCH && c.next < c.index.len() {
-            let mut group = Vec::new();
-            let mut bytes = 0u64;
-            while c.next < c.index.len() && (group.is_empty() || bytes < FETCH_GROUP_BYTES) {
-                let e = c.index[c.next];
-                bytes += e.len as u64;
-                group.push(e);
-                c.next += 1;
-            }
-            for b in self.fetch(p, &c.seg, &group).await.map_err(|e| e.to_string())? {
-                let recs = record::decode_batch(&b.payload, b.base_offset, b.count).map_err(|e| e.to_string())?;
-                c.pending.extend(recs);
-            }
-        }
-        if c.pending.is_empty() {
-            return Ok(None);
-        }
-        let rest = c.pending.split_off(c.pending.len().min(DECIDE_BATCH));
-        let batch = std::mem::replace(&mut c.pending, rest);
-        let batch: Vec<OffsetRecord> = batch.into_iter().collect();
-        let decisions = run.decide(&batch).await?;
-        Ok(Some((batch, decisions)))
-    }
-
-    async fn cursor(&self, p: &TierPartition, seg: &SegmentMeta) -> Result<Cursor, String> {
-        Ok(Cursor {
-            index: self.segment_index(p, seg).await.map_err(|e| e.to_string())?,
-            seg: seg.clone(),
-            next: 0,
-            pending: std::collections::VecDeque::new(),
-        })
-    }
-
-    /// Starts the compacted copy of `seg`.
-    fn compacted_writer(&self, p: &TierPartition, seg: &SegmentMeta, version: u64) -> CompactedWriter {
-        let name = format!("{:020}-{:020}-c{version}.seg", seg.base_offset, seg.end_offset);
-        let rel = manifest::segment_rel(p.stream_id, p.partition, &name);
-        CompactedWriter {
-            upload: self.remote.upload(self.remote.path(&rel)),
-            writer: SegmentWriter::with_gaps(seg.base_offset),
-            run: Vec::new(),
-            run_bytes: 0,
-            seg: seg.clone(),
-            name,
-        }
-    }
-}
-
-/// Bytes of batches fetched with one range GET while compacting.
-const FETCH_GROUP_BYTES: u64 = 4 * 1024 * 1024;
-/// Largest batch the compacted copy writes (small in tests).
-const OUT_BATCH_BYTES: usize = if cfg!(test) { 64 } else { 1024 * 1024 };
-
-/// A position in one segment's batches.
-struct Cursor {
-    seg: SegmentMeta,
-    index: Arc<Vec<IndexEntry>>,
-    next: usize,
-    pending: std::collections::VecDeque<OffsetRecord>,
-}
-
-/// Writes the kept records of one segment, streaming: consecutive offsets
-/// form a batch (at most `OUT_BATCH_BYTES`), a gap starts a new one.
-struct CompactedWriter {
-    upload: super::store::Upload,
-    writer: SegmentWriter,
-    run: Vec<OffsetRecord>,
-    run_bytes: usize,
-    seg: SegmentMeta,
-    name: String,
-}
-
-impl CompactedWriter {
-    async fn push(&mut self, r: OffsetRecord) -> Result<(), String> {
-        let follows = self.run.last().is_some_and(|l| l.offset + 1 == r.offset);
-        if !self.run.is_empty() && (!follows || self.run_bytes >= OUT_BATCH_BYTES) {
-            self.flush().await?;
-        }
-        self.run_bytes += r.record.size();
-        self.run.push(r);
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), String> {
-        let Some(first) = self.run.first().map(|r| r.offset) else {
-            return Ok(());
-        };
-        let recs: Vec<_> = self.run.drain(..).map(|r| r.record).collect();
-        self.run_bytes = 0;
-        let payload = record::encode_batch(&recs)?;
-        let bytes = self.writer.push(first, recs.len() as u32, &payload)?;
-        self.upload.write(&bytes).await.map_err(|e| e.to_string())
-    }
-
-    async fn finish(mut self) -> Result<SegmentMeta, String> {
-        self.flush().await?;
-        let (tail, footer) = self.writer.finish_at(self.seg.end_offset);
-        self.upload.write(&tail).await.map_err(|e| e.to_string())?;
-        let size = self.upload.finish().await.map_err(|e: TierError| e.to_string())?;
-        Ok(SegmentMeta {
-            key: self.name,
-            size,
-            index_pos: footer.index_pos,
-            ..self.seg
-        })
-    }
-
-    async fn abort(mut self) {
-        self.upload.abort().await;
-    }
-}
-
-/// The plugin instance of one run (moved to a blocking thread per call).
-struct Run {
-    inst: Option<CompactionInstance>,
-    result: RunResult,
-}
-
-impl Run {
-    async fn decide(&mut self, records: &[OffsetRecord]) -> Result<Vec<Decision>, String> {
-        let mut inst = self.inst.take().ok_or("the plugin instance was lost")?;
-        let batch = records.to_vec();
-        let (inst, r) = tokio::task::spawn_blocking(move || {
-            let r = inst.decide(&batch);
-            (inst, r)
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        self.inst = Some(inst);
-        r.map_err(|e| e.to_string())
+    fn progress(&self, p: &TierPartition, phase: &'static str, offset: u64, until: u64) {
+        self.with_part((p.stream_id, p.partition), |s| {
+            s.compaction.progress = Some(Progress { phase, offset, until })
+        });
     }
 }

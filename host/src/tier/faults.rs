@@ -201,6 +201,12 @@ impl FaultyStore {
         self.add(op, None, ok_calls, fault, times);
     }
 
+    /// [`FaultyStore::fail_after`] for calls whose path contains
+    /// `path_contains` (counting only those).
+    pub fn fail_after_matching(&self, op: Op, path_contains: &str, ok_calls: u64, fault: Fault, times: Option<u64>) {
+        self.add(op, Some(path_contains), ok_calls, fault, times);
+    }
+
     fn add(&self, op: Op, path_contains: Option<&str>, skip: u64, fault: Fault, remaining: Option<u64>) {
         let path_contains = path_contains.map(str::to_owned);
         let rule = Rule {

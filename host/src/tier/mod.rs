@@ -14,6 +14,7 @@
 
 pub mod cold;
 pub mod compact;
+mod compact_io;
 pub mod error;
 pub mod faults;
 pub mod manifest;
@@ -29,6 +30,8 @@ mod tests;
 #[cfg(test)]
 mod tests_compact;
 #[cfg(test)]
+mod tests_compact_resume;
+#[cfg(test)]
 mod tests_gaps;
 #[cfg(test)]
 mod tests_store;
@@ -42,7 +45,6 @@ use manifest::Manifest;
 pub use store::{Remote, RemoteOptions};
 
 use crate::log::Log;
-use crate::log::cache::BatchCache;
 
 /// How long stopping waits for the upload in progress.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -124,7 +126,7 @@ pub struct Tier {
     opts: TierOptions,
     limiter: rate::RateLimiter,
     parts: Mutex<HashMap<(u32, u32), PartState>>,
-    cold_cache: BatchCache,
+    cold_cache: cold::ColdCache,
     index_cache: cold::IndexCache,
     wake: tokio::sync::Notify,
     stop: tokio::sync::watch::Sender<bool>,
@@ -142,7 +144,7 @@ impl Tier {
         let (stop, _) = tokio::sync::watch::channel(false);
         let tier = Arc::new(Tier {
             limiter: rate::RateLimiter::new(opts.upload_rate, opts.remote.part_bytes.max(1)),
-            cold_cache: BatchCache::new(opts.cold_cache_bytes),
+            cold_cache: cold::ColdCache::new(opts.cold_cache_bytes),
             index_cache: cold::IndexCache::new(opts.cold_cache_bytes / 4),
             log: log.clone(),
             remote,

@@ -52,6 +52,10 @@ impl Tier {
                 self.retention_round().await;
                 self.compaction_round().await;
                 last_retention = Instant::now();
+            } else if self.compaction_requested() {
+                // Asked for, or a run that filled its key map left the rest
+                // of the partition for the next round: no need to wait.
+                self.compaction_round().await;
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.opts.tick) => {}
