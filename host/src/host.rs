@@ -153,7 +153,9 @@ impl Host {
                 return Err(Error::invalid("min_cleanable_dirty_ratio must be between 0 and 1"));
             }
             if c.memory_bytes < Compaction::MIN_MEMORY_BYTES {
-                return Err(Error::invalid("compaction_memory_bytes must be at least 1 MiB"));
+                return Err(Error::invalid(
+                    "compaction_memory_bytes must be at least 16 MiB (15 MiB of I/O buffers and a key map)",
+                ));
             }
             if !c.delete && (r.ms.is_some() || r.bytes.is_some()) {
                 return Err(Error::invalid(

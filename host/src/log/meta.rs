@@ -93,7 +93,8 @@ pub struct Compaction {
     pub min_compaction_lag_ms: u64,
     /// Dirty bytes / all bytes that trigger a run, in millionths (Eq-able).
     pub min_cleanable_dirty_ppm: u32,
-    /// Memory bound of one run's key map.
+    /// Memory bound of one run: its key map plus
+    /// [`crate::compaction::IO_RESERVE_BYTES`] of read and write buffers.
     pub memory_bytes: u64,
 }
 
@@ -101,7 +102,8 @@ impl Compaction {
     pub const DEFAULT_DELETE_RETENTION_MS: u64 = 24 * 3600 * 1000;
     pub const DEFAULT_DIRTY_PPM: u32 = 500_000;
     pub const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
-    pub const MIN_MEMORY_BYTES: u64 = 1024 * 1024;
+    /// The I/O reserve plus a 1 MiB key map.
+    pub const MIN_MEMORY_BYTES: u64 = 16 * 1024 * 1024;
 }
 
 /// What a stream is created with besides its name and partitions.

@@ -20,7 +20,7 @@ use crate::plugin::{CompactionInstance, Decision};
 /// segment boundaries).
 const DECIDE_BATCH: usize = if cfg!(test) { 7 } else { 1000 };
 /// Bytes of batches fetched with one range GET while compacting.
-const FETCH_GROUP_BYTES: u64 = 4 * 1024 * 1024;
+const FETCH_GROUP_BYTES: u64 = 1024 * 1024;
 /// Largest batch the compacted copy writes (small in tests).
 const OUT_BATCH_BYTES: usize = if cfg!(test) { 64 } else { 1024 * 1024 };
 
@@ -75,11 +75,16 @@ impl Tier {
         decider: &mut Decider,
     ) -> Result<Option<(Vec<OffsetRecord>, Vec<Decision>)>, String> {
         while c.pending.len() < DECIDE_BATCH && c.next < c.index.len() {
+            // A group ends at FETCH_GROUP_BYTES or once it holds a decision
+            // batch's worth of records, whichever comes first.
             let mut group = Vec::new();
-            let mut bytes = 0u64;
-            while c.next < c.index.len() && (group.is_empty() || bytes < FETCH_GROUP_BYTES) {
+            let (mut bytes, mut records) = (0u64, 0usize);
+            while c.next < c.index.len()
+                && (group.is_empty() || (bytes < FETCH_GROUP_BYTES && c.pending.len() + records < DECIDE_BATCH))
+            {
                 let e = c.index[c.next];
                 bytes += e.len as u64;
+                records += e.count as usize;
                 group.push(e);
                 c.next += 1;
             }
@@ -91,8 +96,8 @@ impl Tier {
         if c.pending.is_empty() {
             return Ok(None);
         }
-        let rest = c.pending.split_off(c.pending.len().min(DECIDE_BATCH));
-        let batch: Vec<OffsetRecord> = std::mem::replace(&mut c.pending, rest).into();
+        let n = c.pending.len().min(DECIDE_BATCH);
+        let batch: Vec<OffsetRecord> = c.pending.drain(..n).collect();
         let decisions = decider.decide(&batch).await?;
         Ok(Some((batch, decisions)))
     }
@@ -103,7 +108,9 @@ impl Tier {
         let name = format!("{:020}-{:020}-c{version}.seg", seg.base_offset, seg.end_offset);
         let rel = manifest::segment_rel(p.stream_id, p.partition, &name);
         CompactedWriter {
-            upload: self.remote.upload(self.remote.path(&rel)),
+            upload: self
+                .remote
+                .upload_in_parts(self.remote.path(&rel), super::plan::S3_MIN_PART_BYTES),
             writer: SegmentWriter::with_gaps(seg.base_offset),
             run: Vec::new(),
             run_bytes: 0,

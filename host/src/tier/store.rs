@@ -277,9 +277,15 @@ impl Remote {
         }
     }
 
-    /// Starts writing `path` in parts.
+    /// Starts writing `path` in parts of `part_bytes`.
     pub fn upload(&self, path: Path) -> Upload {
-        let part = self.opts.part_bytes.max(self.opts.min_part_bytes).max(1) as usize;
+        self.upload_in_parts(path, self.opts.part_bytes)
+    }
+
+    /// Starts writing `path` in parts of `part_bytes` (raised to the store's
+    /// minimum); the buffer holds at most about one part.
+    pub fn upload_in_parts(&self, path: Path, part_bytes: u64) -> Upload {
+        let part = part_bytes.max(self.opts.min_part_bytes).max(1) as usize;
         Upload {
             remote: self.clone(),
             path,

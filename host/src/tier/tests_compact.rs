@@ -262,7 +262,8 @@ async fn more_keys_than_the_map_holds_compact_in_several_rounds() {
     // 20 000 records over 16 000 keys; a 1 MiB map holds 14 336 keys.
     const N: u64 = 20_000;
     const KEYS: u64 = 16_000;
-    assert!(crate::compaction::KeyMap::with_memory(Compaction::MIN_MEMORY_BYTES).max_keys() < KEYS as usize);
+    let map = crate::compaction::map_bytes(Compaction::MIN_MEMORY_BYTES);
+    assert!(crate::compaction::KeyMap::with_memory(map).max_keys() < KEYS as usize);
     for b in 0..N / 1000 {
         let recs: Vec<Record> = (0..1000u64)
             .map(|i| {
