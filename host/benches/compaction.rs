@@ -312,6 +312,12 @@ fn run_case(case: Case, chunk: u64, base: &Path) -> anyhow::Result<Outcome> {
         let segments = host.stream_status(STREAM)?[0].tier.segments;
         eprintln!("  tiered in {drain_s:.2} s ({segments} segments); compacting");
 
+        // A restarted node compiles a plugin on first use (once per process,
+        // several MiB of compiler heap): compile it now, so the peak below
+        // is the run's own. Same bytes, so the same policy.
+        host.put_plugin("keys", sluice_test_artifacts::read(sluice_test_artifacts::JSON_KEY))
+            .await?;
+
         // 4. Timed compaction.
         malloc_trim();
         let rss_base = reset_rss_peak();

@@ -1,9 +1,10 @@
-//! Compaction of tiered segments by key-policy plugins (issue 5, in
-//! progress: see docs/design/0002-compaction.md).
+//! Compaction of tiered segments by key-policy plugins: the pure parts (see
+//! docs/design/0002-compaction.md; the run itself is `tier::compact`).
 //!
-//! Owns, so far, the pass-1 key map and the keep/remove rules. Invariants:
-//! the map never holds more keys than its memory bound allows (a full map
-//! reports it instead of growing); offsets are never changed.
+//! Owns the pass-1 key map, the keep/remove rules and the split of a run's
+//! memory bound between the map and its I/O buffers. Invariants: the map
+//! never holds more keys than its memory share allows (a full map reports
+//! it instead of growing); offsets are never changed.
 
 pub mod decide;
 pub mod keymap;

@@ -310,14 +310,23 @@ pub struct Upload {
 }
 
 impl Upload {
-    /// Buffers `data`, sending every full part.
-    pub async fn write(&mut self, data: &[u8]) -> Result<(), TierError> {
-        self.buf.extend_from_slice(data);
-        while self.buf.len() >= self.part {
-            let part = self.buf.split_to(self.part).freeze();
-            if let Err(e) = self.send_part(part).await {
-                self.abort().await;
-                return Err(e);
+    /// Buffers `data`, sending every full part. The buffer is allocated at
+    /// exactly one part and handed over whole when full (never grown, split
+    /// or doubled), so an upload holds at most one part.
+    pub async fn write(&mut self, mut data: &[u8]) -> Result<(), TierError> {
+        while !data.is_empty() {
+            if self.buf.capacity() == 0 {
+                self.buf = BytesMut::with_capacity(self.part);
+            }
+            let take = (self.part - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == self.part {
+                let part = std::mem::take(&mut self.buf).freeze();
+                if let Err(e) = self.send_part(part).await {
+                    self.abort().await;
+                    return Err(e);
+                }
             }
         }
         Ok(())
@@ -360,7 +369,7 @@ impl Upload {
     /// Sends what is buffered as the last part and completes the object.
     /// Returns the object's size.
     pub async fn finish(mut self) -> Result<u64, TierError> {
-        let rest = self.buf.split().freeze();
+        let rest = std::mem::take(&mut self.buf).freeze();
         let total = self.written + rest.len() as u64;
         if self.multipart.is_none() {
             self.remote.put(&self.path, rest).await?;
@@ -396,7 +405,7 @@ impl Upload {
 
     /// Abandons the object (best effort, bounded by the timeout).
     pub async fn abort(&mut self) {
-        self.buf.clear();
+        self.buf = BytesMut::new();
         if let Some(mut m) = self.multipart.take() {
             let timeout = self.remote.opts.timeout;
             match tokio::time::timeout(timeout, m.abort()).await {
