@@ -37,6 +37,18 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Total bytes and count of the regular files directly in `dir` (a file
+/// that vanishes while it is listed is skipped).
+pub fn dir_size(dir: &Path) -> (u64, u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (0, 0);
+    };
+    entries
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .filter(|m| m.is_file())
+        .fold((0, 0), |(bytes, files), m| (bytes + m.len(), files + 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

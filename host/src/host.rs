@@ -50,6 +50,9 @@ struct Inner {
     plugins: Arc<Registry>,
     pipelines: Arc<Pipelines>,
     tier: Arc<Tier>,
+    /// The Prometheus recorder (`None`: the embedding application has its own).
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    upkeep: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// One partition's state, as `GET /streams/{name}/status` shows it.
@@ -114,6 +117,8 @@ impl Host {
         tier.start();
         let pipelines = Arc::new(Pipelines::new(log.clone(), plugins.clone()));
         pipelines.start_all().await;
+        let metrics = crate::metrics::handle();
+        let upkeep = metrics.clone().map(crate::metrics::spawn_upkeep);
         Ok(Host {
             inner: Arc::new(Inner {
                 settings,
@@ -121,6 +126,8 @@ impl Host {
                 plugins,
                 pipelines,
                 tier,
+                metrics,
+                upkeep,
             }),
         })
     }
@@ -396,8 +403,40 @@ impl Host {
         result.map_err(|e| Error::new(ErrorKind::Internal, "io_error", format!("HTTP server failed: {e}")))
     }
 
+    /// The Prometheus text exposition of every series, with the state gauges
+    /// (WAL size, upload lag, pipeline lag) set from the node as of now.
+    pub async fn render_metrics(&self) -> Result<String, Error> {
+        let Some(handle) = self.inner.metrics.clone() else {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                "metrics_unavailable",
+                "another metrics recorder was installed in this process before the node opened",
+            ));
+        };
+        let dir = self.inner.log.wal().dir().to_path_buf();
+        let (bytes, files) = blocking(move || crate::fsutil::dir_size(&dir)).await?;
+        metrics::gauge!(crate::metrics::WAL_BYTES).set(bytes as f64);
+        metrics::gauge!(crate::metrics::WAL_SEGMENTS).set(files as f64);
+        for s in self.list_streams() {
+            for p in self.stream_status(&s.name).unwrap_or_default() {
+                let labels = [("stream", s.name.clone()), ("partition", p.partition.to_string())];
+                metrics::gauge!(crate::metrics::UPLOAD_LAG_BYTES, &labels).set(p.upload_lag_bytes as f64);
+                metrics::gauge!(crate::metrics::UPLOAD_LAG_RECORDS, &labels).set(p.upload_lag_records as f64);
+            }
+        }
+        for p in self.list_pipelines().await {
+            let lag: u64 = p.partitions.iter().map(|q| q.lag).sum();
+            metrics::gauge!(crate::metrics::PIPELINE_LAG_RECORDS, "pipeline" => p.name.clone()).set(lag as f64);
+        }
+        handle.run_upkeep();
+        Ok(handle.render())
+    }
+
     /// Stops accepting appends, syncs what is queued, and stops the WAL.
     pub async fn shutdown(&self) {
+        if let Some(t) = &self.inner.upkeep {
+            t.abort();
+        }
         self.inner.pipelines.stop_all().await;
         self.inner.tier.stop().await;
         self.inner.log.shutdown().await;

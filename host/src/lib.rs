@@ -29,6 +29,7 @@ pub mod error;
 pub mod fsutil;
 pub mod host;
 pub mod log;
+pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub mod tier;

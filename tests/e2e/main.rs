@@ -4,6 +4,7 @@
 mod compaction;
 mod crash;
 mod http_errors;
+mod metrics;
 mod pipeline;
 mod plugin_api;
 mod plugins_http;

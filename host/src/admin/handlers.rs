@@ -28,6 +28,31 @@ pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// Prometheus text exposition (`GET /metrics`).
+pub async fn metrics(State(host): State<Host>) -> Res<([(axum::http::HeaderName, &'static str); 1], String)> {
+    let body = host.render_metrics().await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
+}
+
+/// Counts and times every routed request by route template, method and
+/// status (the template, not the path, so stream names do not multiply the
+/// series).
+pub async fn track(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let method = req.method().to_string();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::histogram!(crate::metrics::HTTP_REQUEST_SECONDS, "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => route, "method" => method, "status" => status)
+        .increment(1);
+    resp
+}
+
 pub async fn create_stream(
     State(host): State<Host>,
     body: Result<Bytes, BytesRejection>,

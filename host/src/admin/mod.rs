@@ -1,5 +1,6 @@
-//! The HTTP API (axum): health, streams, produce and consume (optionally
-//! through a transform plugin), plugin upload/list/delete, pipelines.
+//! The HTTP API (axum): health, metrics, streams, produce and consume
+//! (optionally through a transform plugin), plugin upload/list/delete,
+//! pipelines.
 //!
 //! Owns routing, request limits, authentication and the JSON wire format.
 //! Every error answer has the shape `{"error": {"code", "message"}}` and its
@@ -30,6 +31,7 @@ pub fn router(host: Host) -> Router {
     let token: Option<Arc<str>> = host.settings().auth_token.as_deref().map(Arc::from);
     Router::new()
         .route("/health", get(handlers::health))
+        .route("/metrics", get(handlers::metrics))
         .route("/streams", get(handlers::list_streams).post(handlers::create_stream))
         .route(
             "/streams/{name}",
@@ -59,6 +61,7 @@ pub fn router(host: Host) -> Router {
         )
         .route("/pipelines/{name}/pause", post(handlers::pause_pipeline))
         .route("/pipelines/{name}/resume", post(handlers::resume_pipeline))
+        .route_layer(axum::middleware::from_fn(handlers::track))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -314,7 +314,7 @@ impl Log {
 
     /// Appends records to a partition; returns once they are durable.
     pub async fn append(&self, stream: &str, partition: u32, records: &[Record]) -> Result<Appended, LogError> {
-        self.append_entry(stream, partition, records, None).await
+        self.append_measured(stream, partition, records, None).await
     }
 
     /// Appends records with a pipeline's input position in the same WAL entry.
@@ -325,7 +325,31 @@ impl Log {
         records: &[Record],
         progress: progress::Progress,
     ) -> Result<Appended, LogError> {
-        self.append_entry(stream, partition, records, Some(progress)).await
+        self.append_measured(stream, partition, records, Some(progress)).await
+    }
+
+    /// [`Log::append_entry`], counted and timed in the node's metrics.
+    async fn append_measured(
+        &self,
+        stream: &str,
+        partition: u32,
+        records: &[Record],
+        progress: Option<progress::Progress>,
+    ) -> Result<Appended, LogError> {
+        use crate::metrics as m;
+        let started = std::time::Instant::now();
+        let res = self.append_entry(stream, partition, records, progress).await;
+        let stream = stream.to_string();
+        match &res {
+            Ok(_) => {
+                ::metrics::histogram!(m::APPEND_SECONDS).record(started.elapsed().as_secs_f64());
+                ::metrics::counter!(m::APPEND_RECORDS, "stream" => stream.clone()).increment(records.len() as u64);
+                let bytes: usize = records.iter().map(Record::size).sum();
+                ::metrics::counter!(m::APPEND_BYTES, "stream" => stream).increment(bytes as u64);
+            }
+            Err(_) => ::metrics::counter!(m::APPEND_ERRORS, "stream" => stream).increment(1),
+        }
+        res
     }
 
     async fn append_entry(

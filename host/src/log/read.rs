@@ -65,6 +65,8 @@ impl Log {
                 Plan::Cold { until } => self.read_cold(&s, partition, until, &mut acc).await?,
             };
             if done {
+                ::metrics::counter!(crate::metrics::READ_RECORDS, "stream" => stream.to_string())
+                    .increment(acc.records.len() as u64);
                 return Ok(ReadBatch {
                     next_offset: acc.next,
                     records: acc.records,

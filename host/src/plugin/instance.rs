@@ -121,14 +121,26 @@ impl<W: World> Instance<W> {
             return Err(PluginError::Runtime("instance missing after instantiation".into()));
         };
         rt.arm(store);
-        match f(world, store) {
+        let started = std::time::Instant::now();
+        let out = f(world, store);
+        let plugin = self.name.to_string();
+        metrics::histogram!(crate::metrics::PLUGIN_CALL_SECONDS, "plugin" => plugin.clone())
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!(crate::metrics::PLUGIN_CALLS, "plugin" => plugin.clone()).increment(1);
+        match out {
             Ok(Ok(out)) => Ok(out),
-            Ok(Err(message)) => Err(PluginError::Failed {
-                plugin: self.name.to_string(),
-                message,
-            }),
+            Ok(Err(message)) => {
+                metrics::counter!(crate::metrics::PLUGIN_ERRORS, "plugin" => plugin.clone()).increment(1);
+                Err(PluginError::Failed { plugin, message })
+            }
             Err(e) => {
                 let err = rt.classify(&self.name, store, e);
+                let reason = match &err {
+                    PluginError::Timeout { .. } => "timeout",
+                    PluginError::MemoryLimit { .. } => "memory",
+                    _ => "trap",
+                };
+                metrics::counter!(crate::metrics::PLUGIN_TRAPS, "plugin" => plugin, "reason" => reason).increment(1);
                 self.live = None;
                 Err(err)
             }

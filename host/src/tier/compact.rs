@@ -152,6 +152,15 @@ impl Tier {
                     Err(e) => c.last_error = Some(e.clone()),
                 }
             });
+            match &result {
+                Ok(Some(_)) => {
+                    metrics::counter!(crate::metrics::COMPACTION_RUNS, "stream" => p.stream.to_string()).increment(1)
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    metrics::counter!(crate::metrics::COMPACTION_ERRORS, "stream" => p.stream.to_string()).increment(1)
+                }
+            }
             if let Err(e) = result {
                 tracing::warn!(stream = %p.stream, partition = p.partition, error = %e, "compaction failed");
             }

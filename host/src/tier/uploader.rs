@@ -100,6 +100,7 @@ impl Tier {
     }
 
     pub(super) fn record_failure(&self, p: &TierPartition, e: TierError) {
+        metrics::counter!(crate::metrics::UPLOAD_ERRORS).increment(1);
         let fenced = matches!(e, TierError::Fenced { .. });
         let msg = e.to_string();
         let delay = self.with_part((p.stream_id, p.partition), |s| {
@@ -249,6 +250,8 @@ impl Tier {
             "segment uploaded"
         );
         self.set_manifest(p, committed);
+        metrics::counter!(crate::metrics::UPLOADS).increment(1);
+        metrics::counter!(crate::metrics::UPLOAD_BYTES).increment(size);
         self.with_part(key, |s| {
             s.last_upload_ms = Some(now_ms());
             s.pending_since = None;

@@ -158,6 +158,7 @@ impl Writer {
             ));
             self.next_lsn += 1;
         }
+        let commit_started = std::time::Instant::now();
         if result.is_ok() {
             result = self.flush_buf().and_then(|()| {
                 let synced = if self.opts.faults.sync_fails() {
@@ -171,6 +172,8 @@ impl Writer {
         match result {
             Ok(()) => {
                 self.progress.syncs.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(crate::metrics::WAL_FSYNCS).increment(1);
+                metrics::histogram!(crate::metrics::WAL_FSYNC_SECONDS).record(commit_started.elapsed().as_secs_f64());
                 self.progress.next_lsn.store(self.next_lsn, Ordering::Release);
                 for (done, appended) in acks {
                     done(Ok(appended));

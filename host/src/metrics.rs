@@ -1,0 +1,138 @@
+//! Prometheus metrics: the names of every series the node exports, the
+//! process-wide recorder, and rendering for `GET /metrics`.
+//!
+//! Counters and histograms are recorded where things happen (the `metrics`
+//! crate's macros are cheap no-ops while no recorder is installed); gauges
+//! that describe state (WAL size, upload lag, pipeline lag) are set from the
+//! node's state at each scrape, so they are never stale.
+//!
+//! Invariants: the recorder is installed at most once per process, the first
+//! time a node opens; an embedding application that installed its own
+//! recorder first keeps it (the node's `/metrics` then answers 503 and the
+//! series go to the application's recorder). Histogram samples are folded
+//! into buckets at every scrape and every `UPKEEP_EVERY`, so memory stays
+//! bounded when nobody scrapes.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Records appended (label `stream`).
+pub const APPEND_RECORDS: &str = "sluice_append_records_total";
+/// Bytes of record batches appended (label `stream`).
+pub const APPEND_BYTES: &str = "sluice_append_bytes_total";
+/// Time from an append call to its durable acknowledgement.
+pub const APPEND_SECONDS: &str = "sluice_append_seconds";
+/// Appends that failed (label `stream`).
+pub const APPEND_ERRORS: &str = "sluice_append_errors_total";
+/// Records returned by reads (label `stream`).
+pub const READ_RECORDS: &str = "sluice_read_records_total";
+/// WAL group commits (one fdatasync each) and their duration.
+pub const WAL_FSYNCS: &str = "sluice_wal_fsyncs_total";
+pub const WAL_FSYNC_SECONDS: &str = "sluice_wal_fsync_seconds";
+/// Bytes and segment files of the WAL on disk (at scrape).
+pub const WAL_BYTES: &str = "sluice_wal_bytes";
+pub const WAL_SEGMENTS: &str = "sluice_wal_segments";
+/// WAL bytes and records not yet in the object store (labels `stream`,
+/// `partition`; at scrape).
+pub const UPLOAD_LAG_BYTES: &str = "sluice_upload_lag_bytes";
+pub const UPLOAD_LAG_RECORDS: &str = "sluice_upload_lag_records";
+/// Segment objects uploaded, their bytes, and failed upload attempts.
+pub const UPLOADS: &str = "sluice_uploads_total";
+pub const UPLOAD_BYTES: &str = "sluice_upload_bytes_total";
+pub const UPLOAD_ERRORS: &str = "sluice_upload_errors_total";
+/// Plugin export calls and their duration (label `plugin`).
+pub const PLUGIN_CALLS: &str = "sluice_plugin_calls_total";
+pub const PLUGIN_CALL_SECONDS: &str = "sluice_plugin_call_seconds";
+/// Plugin calls that ended the instance: a trap, the time limit or the
+/// memory limit (labels `plugin`, `reason`).
+pub const PLUGIN_TRAPS: &str = "sluice_plugin_traps_total";
+/// Plugin calls that returned the plugin's own error (label `plugin`).
+pub const PLUGIN_ERRORS: &str = "sluice_plugin_errors_total";
+/// Input records a pipeline has not processed yet (label `pipeline`; at
+/// scrape).
+pub const PIPELINE_LAG_RECORDS: &str = "sluice_pipeline_lag_records";
+/// Finished and failed compaction runs (label `stream`).
+pub const COMPACTION_RUNS: &str = "sluice_compaction_runs_total";
+pub const COMPACTION_ERRORS: &str = "sluice_compaction_errors_total";
+/// HTTP requests by route template, method and status, and their duration.
+pub const HTTP_REQUESTS: &str = "sluice_http_requests_total";
+pub const HTTP_REQUEST_SECONDS: &str = "sluice_http_request_seconds";
+
+/// Latency buckets (seconds) of every `*_seconds` histogram: 50 µs to 10 s.
+const BUCKETS: [f64; 16] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// How often histogram samples are folded into buckets without a scrape.
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The node's recorder, installed as the process's global recorder on the
+/// first call; `None` when another recorder was installed first.
+pub fn handle() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            match metrics::set_global_recorder(recorder) {
+                Ok(()) => {
+                    describe();
+                    Some(handle)
+                }
+                Err(_) => {
+                    tracing::warn!("a metrics recorder is already installed; /metrics stays off");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+/// HELP lines for the series (units follow the Prometheus conventions).
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(APPEND_RECORDS, "Records appended");
+    describe_counter!(APPEND_BYTES, "Bytes of record batches appended");
+    describe_histogram!(
+        APPEND_SECONDS,
+        "Seconds from an append call to its durable acknowledgement"
+    );
+    describe_counter!(APPEND_ERRORS, "Appends that failed");
+    describe_counter!(READ_RECORDS, "Records returned by reads");
+    describe_counter!(WAL_FSYNCS, "WAL group commits (one fdatasync each)");
+    describe_histogram!(WAL_FSYNC_SECONDS, "Seconds per WAL group commit write and fdatasync");
+    describe_gauge!(WAL_BYTES, "Bytes of WAL segment files on disk");
+    describe_gauge!(WAL_SEGMENTS, "WAL segment files on disk");
+    describe_gauge!(UPLOAD_LAG_BYTES, "WAL bytes not yet in the object store");
+    describe_gauge!(UPLOAD_LAG_RECORDS, "Records not yet in the object store");
+    describe_counter!(UPLOADS, "Segment objects uploaded");
+    describe_counter!(UPLOAD_BYTES, "Bytes of segment objects uploaded");
+    describe_counter!(UPLOAD_ERRORS, "Failed upload attempts");
+    describe_counter!(PLUGIN_CALLS, "Plugin export calls");
+    describe_histogram!(PLUGIN_CALL_SECONDS, "Seconds per plugin export call");
+    describe_counter!(PLUGIN_TRAPS, "Plugin calls that trapped or hit a limit");
+    describe_counter!(PLUGIN_ERRORS, "Plugin calls that returned the plugin's error");
+    describe_gauge!(PIPELINE_LAG_RECORDS, "Input records a pipeline has not processed");
+    describe_counter!(COMPACTION_RUNS, "Compaction runs finished");
+    describe_counter!(COMPACTION_ERRORS, "Compaction runs failed");
+    describe_counter!(HTTP_REQUESTS, "HTTP requests answered");
+    describe_histogram!(HTTP_REQUEST_SECONDS, "Seconds per HTTP request");
+}
+
+/// Folds histogram samples into buckets every [`UPKEEP_EVERY`] until the
+/// returned task is aborted.
+pub fn spawn_upkeep(handle: PrometheusHandle) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(UPKEEP_EVERY);
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    })
+}
