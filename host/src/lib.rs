@@ -23,6 +23,7 @@
 //! ```
 
 pub mod admin;
+pub mod client;
 pub mod compaction;
 pub mod config;
 pub mod error;

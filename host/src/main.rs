@@ -1,8 +1,11 @@
 //! The `sluice` binary: parses flags into raw options, layers them over the
 //! config file and defaults into validated [`Settings`], and calls the library.
+//! The client subcommands (`stream`, `produce`, ...) go to
+//! [`sluice_host::client`], which talks to a running server over HTTP.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -20,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run a node: the WAL, streams and the HTTP API.
     Serve(ServeArgs),
+    #[command(flatten)]
+    Client(sluice_host::client::Command),
 }
 
 /// Flags override environment variables, which override the config file,
@@ -83,15 +88,23 @@ impl ServeArgs {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    // The server logs at `info`; a client only warns (its output is for people and scripts).
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        Command::Client(_) => "warn",
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args.into_settings()?)),
+        Command::Serve(args) => runtime
+            .block_on(serve(args.into_settings()?))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Client(cmd) => Ok(runtime.block_on(sluice_host::client::run(cmd))),
     }
 }
 

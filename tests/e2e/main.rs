@@ -1,6 +1,7 @@
 //! Black-box tests of the `sluice` binary over real HTTP: each test starts
 //! its own server process on a temp data dir and a free port.
 
+mod cli;
 mod compaction;
 mod crash;
 mod http_errors;

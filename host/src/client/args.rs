@@ -1,0 +1,290 @@
+//! The client subcommands' flags (clap). `main.rs` flattens [`Command`] next
+//! to `serve`; every client subcommand carries the [`Conn`] flags.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+/// Client subcommands: they talk to a running server over HTTP.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create, list, describe or delete streams.
+    Stream(StreamArgs),
+    /// Append records to a partition: lines of stdin or a file, or JSON records.
+    Produce(ProduceArgs),
+    /// Read records of a partition from an offset or the end (--follow to keep reading).
+    Consume(ConsumeArgs),
+    /// Upload, list or delete plugins.
+    Plugin(PluginArgs),
+    /// Create, list, inspect, pause, resume or delete pipelines.
+    Pipeline(PipelineArgs),
+    /// Request a compaction of a stream's tiered data (or --status to show it).
+    Compact(CompactArgs),
+    /// The server's health and counts, or a stream's per-partition status.
+    Status(StatusArgs),
+}
+
+/// How to reach the server and how to print. The token comes from
+/// `SLUICE_AUTH_TOKEN` only, so it never shows in `ps`.
+#[derive(Args, Debug, Clone)]
+pub struct Conn {
+    /// Server base URL.
+    #[arg(long, env = "SLUICE_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    pub server: String,
+    /// `table` for people, `json` for scripts.
+    #[arg(long, value_enum, default_value_t = Output::Table, global = true)]
+    pub output: Output,
+    /// Timeout of every request, e.g. `30s`, `500ms`, `2m`.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, global = true)]
+    pub timeout: Duration,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct StreamArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    #[command(subcommand)]
+    pub cmd: StreamCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StreamCmd {
+    /// Create a stream.
+    Create {
+        name: String,
+        /// Number of partitions.
+        #[arg(short, long, default_value_t = 1)]
+        partitions: u32,
+        /// Drop tiered data older than this many milliseconds.
+        #[arg(long)]
+        retention_ms: Option<u64>,
+        /// Keep about this much tiered data per partition, e.g. `1GiB`.
+        #[arg(long)]
+        retention_bytes: Option<bytesize::ByteSize>,
+        /// `delete` (default), `compact` or `compact,delete`.
+        #[arg(long)]
+        cleanup: Option<String>,
+        /// Key-policy plugin of a `compact` cleanup.
+        #[arg(long)]
+        compaction_plugin: Option<String>,
+        /// `KEY=VALUE` configuration of the compaction plugin (repeatable).
+        #[arg(long = "compaction-config", value_parser = parse_key_value)]
+        compaction_config: Vec<(String, String)>,
+    },
+    /// List streams.
+    List,
+    /// Show a stream's settings and per-partition offsets.
+    Describe { name: String },
+    /// Delete a stream and its data.
+    Delete { name: String },
+}
+
+#[derive(Args, Debug)]
+pub struct ProduceArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    pub stream: String,
+    #[arg(short, long, default_value_t = 0)]
+    pub partition: u32,
+    /// Read from this file instead of stdin.
+    #[arg(short, long)]
+    pub file: Option<PathBuf>,
+    /// The input is JSON records as the API takes them: an array, `{"records": [...]}`,
+    /// or one record object per line. Otherwise every line is one record's value.
+    #[arg(long)]
+    pub json: bool,
+    /// With lines: split each line at the first SEP into key and value.
+    #[arg(long, value_name = "SEP", conflicts_with = "json")]
+    pub key_separator: Option<String>,
+    /// Records per request.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    pub stream: String,
+    #[arg(short, long, default_value_t = 0)]
+    pub partition: u32,
+    /// First offset to read [default: the partition's start].
+    #[arg(long, conflicts_with = "from_end")]
+    pub offset: Option<u64>,
+    /// Start at the end: only records produced from now on (with --follow).
+    #[arg(long)]
+    pub from_end: bool,
+    /// Keep reading new records until interrupted (or --max-records).
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Stop after this many records.
+    #[arg(short = 'n', long)]
+    pub max_records: Option<u64>,
+    /// How long --follow waits between polls once caught up, e.g. `500ms`.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// Read through this transform plugin.
+    #[arg(long)]
+    pub plugin: Option<String>,
+    #[arg(long, requires = "plugin")]
+    pub plugin_version: Option<u32>,
+    /// `KEY=VALUE` plugin configuration (repeatable).
+    #[arg(long, requires = "plugin", value_parser = parse_key_value)]
+    pub config: Vec<(String, String)>,
+}
+
+#[derive(Args, Debug)]
+pub struct PluginArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    #[command(subcommand)]
+    pub cmd: PluginCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginCmd {
+    /// Upload a `.wasm` component as the next version of NAME.
+    Upload { name: String, file: PathBuf },
+    /// List plugins and their versions.
+    List,
+    /// Delete a plugin (all versions).
+    Delete { name: String },
+}
+
+#[derive(Args, Debug)]
+pub struct PipelineArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    #[command(subcommand)]
+    pub cmd: PipelineCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PipelineCmd {
+    /// Create (and start) a pipeline: FROM stream → plugin → TO stream.
+    Create {
+        name: String,
+        /// Input stream.
+        #[arg(long)]
+        from: String,
+        /// Output stream.
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        plugin: String,
+        /// Pin a plugin version [default: the latest].
+        #[arg(long)]
+        plugin_version: Option<u32>,
+        /// `KEY=VALUE` plugin configuration (repeatable).
+        #[arg(long, value_parser = parse_key_value)]
+        config: Vec<(String, String)>,
+        /// Input records per batch.
+        #[arg(long)]
+        batch_records: Option<u32>,
+        /// Create paused.
+        #[arg(long)]
+        paused: bool,
+    },
+    /// List pipelines with their state and lag.
+    List,
+    /// A pipeline's state, error and per-partition position and lag.
+    Status {
+        name: String,
+    },
+    Pause {
+        name: String,
+    },
+    Resume {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct CompactArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    pub stream: String,
+    /// Show the stream's compaction status instead of requesting a run.
+    #[arg(long)]
+    pub status: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    /// A stream: show its per-partition WAL, tiering and upload lag.
+    pub stream: Option<String>,
+}
+
+impl Command {
+    pub fn conn(&self) -> &Conn {
+        match self {
+            Command::Stream(a) => &a.conn,
+            Command::Produce(a) => &a.conn,
+            Command::Consume(a) => &a.conn,
+            Command::Plugin(a) => &a.conn,
+            Command::Pipeline(a) => &a.conn,
+            Command::Compact(a) => &a.conn,
+            Command::Status(a) => &a.conn,
+        }
+    }
+}
+
+/// `KEY=VALUE`.
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+/// `250ms`, `30s`, `2m`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => (&s[..i], s[i..].trim()),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 500ms, 30s or 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (ms, s, m)")),
+    };
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!("`{s}` must be more than 0 and at most a day"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_pairs() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("abc").is_err());
+        assert_eq!(parse_key_value("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert!(parse_key_value("=x").is_err());
+        assert!(parse_key_value("x").is_err());
+    }
+}
