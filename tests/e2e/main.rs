@@ -9,6 +9,7 @@ mod metrics;
 mod pipeline;
 mod plugin_api;
 mod plugins_http;
+mod quickstart;
 mod shutdown;
 mod support;
 mod tiering;
