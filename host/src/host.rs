@@ -56,7 +56,7 @@ struct Inner {
 }
 
 /// One partition's state, as `GET /streams/{name}/status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PartitionStatus {
     pub partition: u32,
     pub start_offset: u64,

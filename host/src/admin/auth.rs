@@ -1,4 +1,5 @@
-//! Optional bearer-token guard for everything but `/health`.
+//! Optional bearer-token guard for everything but `/health` and
+//! `/openapi.json` (the API's description, which holds no data).
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -9,7 +10,7 @@ use super::error::ApiError;
 use crate::error::{Error, ErrorKind};
 
 /// Paths served without a token.
-const OPEN_PATHS: &[&str] = &["/health"];
+const OPEN_PATHS: &[&str] = &["/health", "/openapi.json"];
 
 pub async fn require_token(State(token): State<Option<std::sync::Arc<str>>>, req: Request, next: Next) -> Response {
     let Some(token) = token else {

@@ -5,9 +5,24 @@ use axum::Json;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::error::{Error, ErrorKind};
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable code such as `stream_not_found`.
+    #[schema(example = "stream_not_found")]
+    pub code: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+}
 
 /// Wrapper so handlers can return `Result<_, ApiError>` and use `?`.
 #[derive(Debug)]
@@ -40,7 +55,12 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(code = e.code(), error = %e, "request failed");
         }
-        let body = json!({ "error": { "code": e.code(), "message": e.message() } });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: e.code(),
+                message: e.message().to_string(),
+            },
+        };
         (status, Json(body)).into_response()
     }
 }

@@ -1,34 +1,53 @@
 //! Request handlers: parse and validate the request, call the [`Host`], shape
 //! the answer. No status codes are built here except success codes.
+//! Plugin and pipeline handlers are in [`super::handlers_plugins`]. Each
+//! handler's `#[utoipa::path]` is its route and its OpenAPI operation (see
+//! [`super::api`]); the statuses it lists are the ones its errors can map to.
 
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use bytes::Bytes;
-use serde_json::{Value, json};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::openapi::ProduceBody;
 use super::wire::{
-    ConsumeOut, ConsumeQuery, CreatePipeline, CreateStream, Encoding, PipelinesOut, PluginVersionOut, PluginsOut,
-    ProduceOut, RecordOut, StreamOut, StreamsOut, parse_produce_body,
+    CompactRequestedOut, CompactionStatusOut, ConsumeOut, ConsumeQuery, CreateStream, Encoding, HealthOut, ProduceOut,
+    RecordOut, StreamOut, StreamsOut, parse_produce_body,
 };
 use crate::error::{Error, ErrorKind};
 use crate::host::{Host, PartitionStatus, ReadLimits};
 
-#[derive(Debug, serde::Serialize)]
+/// Per partition (in partition order): offsets, WAL range, upload lag and
+/// tiering state.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct StreamStatusOut {
     pub name: String,
     pub partitions: Vec<PartitionStatus>,
 }
 
-type Res<T> = Result<T, ApiError>;
+pub(super) type Res<T> = Result<T, ApiError>;
 
-pub async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// Liveness
+///
+/// Answers without a token even when one is configured.
+#[utoipa::path(get, path = "/health", tag = "system", security(()),
+    responses((status = 200, description = "The node is up", body = HealthOut)))]
+pub async fn health() -> Json<HealthOut> {
+    Json(HealthOut { status: "ok" })
 }
 
-/// Prometheus text exposition (`GET /metrics`).
+/// Prometheus metrics
+///
+/// Prometheus text exposition format 0.0.4.
+#[utoipa::path(get, path = "/metrics", tag = "system",
+    responses(
+        (status = 200, description = "Metrics", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
+        (status = 503, description = "`metrics_unavailable`: another recorder was installed first", body = ErrorBody),
+    ))]
 pub async fn metrics(State(host): State<Host>) -> Res<([(axum::http::HeaderName, &'static str); 1], String)> {
     let body = host.render_metrics().await?;
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
@@ -53,6 +72,20 @@ pub async fn track(req: axum::extract::Request, next: axum::middleware::Next) ->
     resp
 }
 
+/// Create a stream
+#[utoipa::path(post, path = "/streams", tag = "streams", request_body = CreateStream,
+    responses(
+        (status = 201, description = "Created", body = StreamOut),
+        (status = 400, body = ErrorBody,
+            description = "`invalid_request`, `invalid_config`, `wrong_plugin_world`, `plugin_config_rejected`"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, body = ErrorBody,
+            description = "`plugin_not_found`, `plugin_version_not_found` (compaction plugin)"),
+        (status = 409, description = "`stream_exists`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
+        (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+    ))]
 pub async fn create_stream(
     State(host): State<Host>,
     body: Result<Bytes, BytesRejection>,
@@ -66,12 +99,28 @@ pub async fn create_stream(
     Ok((StatusCode::CREATED, Json(info.into())))
 }
 
+/// List streams
+#[utoipa::path(get, path = "/streams", tag = "streams",
+    responses(
+        (status = 200, description = "Every stream", body = StreamsOut),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ))]
 pub async fn list_streams(State(host): State<Host>) -> Json<StreamsOut> {
     Json(StreamsOut {
         streams: host.list_streams().into_iter().map(StreamOut::from).collect(),
     })
 }
 
+/// Describe a stream
+///
+/// Settings and each partition's start and end offsets.
+#[utoipa::path(get, path = "/streams/{name}", tag = "streams",
+    params(("name" = String, Path, description = "Stream name")),
+    responses(
+        (status = 200, description = "The stream", body = StreamOut),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`", body = ErrorBody),
+    ))]
 pub async fn describe_stream(
     State(host): State<Host>,
     name: Result<Path<String>, PathRejection>,
@@ -80,6 +129,16 @@ pub async fn describe_stream(
     Ok(Json(host.describe_stream(&name)?.into()))
 }
 
+/// Stream status
+///
+/// Per partition: offsets, WAL range, upload lag, tiered range, last error.
+#[utoipa::path(get, path = "/streams/{name}/status", tag = "streams",
+    params(("name" = String, Path, description = "Stream name")),
+    responses(
+        (status = 200, description = "Per-partition status", body = StreamStatusOut),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`", body = ErrorBody),
+    ))]
 pub async fn stream_status(
     State(host): State<Host>,
     name: Result<Path<String>, PathRejection>,
@@ -89,30 +148,88 @@ pub async fn stream_status(
     Ok(Json(StreamStatusOut { name, partitions }))
 }
 
+/// Request a compaction
+///
+/// Compacts every partition at the next round, whatever its dirty ratio.
+#[utoipa::path(post, path = "/streams/{name}/compact", tag = "compaction",
+    params(("name" = String, Path, description = "Stream name")),
+    responses(
+        (status = 202, description = "Requested", body = CompactRequestedOut),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`", body = ErrorBody),
+        (status = 409, description = "`not_compacted`: the stream's cleanup is `delete`", body = ErrorBody),
+    ))]
 pub async fn compact_stream(
     State(host): State<Host>,
     name: Result<Path<String>, PathRejection>,
-) -> Res<(StatusCode, Json<Value>)> {
+) -> Res<(StatusCode, Json<CompactRequestedOut>)> {
     let Path(name) = name?;
     host.compact_stream(&name)?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"stream": name, "requested": true}))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(CompactRequestedOut {
+            stream: name,
+            requested: true,
+        }),
+    ))
 }
 
+/// Compaction status
+///
+/// Per partition: whether a run is going on, its progress, the last result
+/// and the last error.
+#[utoipa::path(get, path = "/streams/{name}/compaction", tag = "compaction",
+    params(("name" = String, Path, description = "Stream name")),
+    responses(
+        (status = 200, description = "Per-partition compaction state", body = CompactionStatusOut),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`", body = ErrorBody),
+    ))]
 pub async fn compaction_status(
     State(host): State<Host>,
     name: Result<Path<String>, PathRejection>,
-) -> Res<Json<Value>> {
+) -> Res<Json<CompactionStatusOut>> {
     let Path(name) = name?;
     let partitions = host.compaction_status(&name)?;
-    Ok(Json(json!({"name": name, "partitions": partitions})))
+    Ok(Json(CompactionStatusOut { name, partitions }))
 }
 
+/// Delete a stream
+#[utoipa::path(delete, path = "/streams/{name}", tag = "streams",
+    params(("name" = String, Path, description = "Stream name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`", body = ErrorBody),
+        (status = 409, description = "`stream_in_use` by a pipeline", body = ErrorBody),
+        (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
+        (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+    ))]
 pub async fn delete_stream(State(host): State<Host>, name: Result<Path<String>, PathRejection>) -> Res<StatusCode> {
     let Path(name) = name?;
     host.delete_stream(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Produce records
+///
+/// Appends the records to the partition and answers once they are fsync'd.
+/// The body is a JSON array of records or `{"records": [...]}`.
+#[utoipa::path(post, path = "/streams/{name}/partitions/{partition}/records", tag = "records",
+    params(
+        ("name" = String, Path, description = "Stream name"),
+        ("partition" = u32, Path, description = "Partition index, from 0"),
+    ),
+    request_body = ProduceBody,
+    responses(
+        (status = 200, description = "Appended", body = ProduceOut),
+        (status = 400, description = "`invalid_request` (malformed JSON, bad base64, no records)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`, `partition_not_found`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 500, description = "`io_error`, `data_corrupt`, `internal`", body = ErrorBody),
+        (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+    ))]
 pub async fn produce(
     State(host): State<Host>,
     path: Result<Path<(String, u32)>, PathRejection>,
@@ -133,6 +250,42 @@ pub async fn produce(
     }))
 }
 
+/// Consume records
+///
+/// Reads from `offset` up to `max_records` records and about `max_bytes`
+/// bytes. With `plugin`, the records pass through that transform plugin
+/// first (nothing is stored); its configuration is given as repeated
+/// `config.KEY=VALUE` query parameters (for example
+/// `config.field=/level&config.value=error`). Any other query parameter is
+/// an error.
+#[utoipa::path(get, path = "/streams/{name}/partitions/{partition}/records", tag = "records",
+    params(
+        ("name" = String, Path, description = "Stream name"),
+        ("partition" = u32, Path, description = "Partition index, from 0"),
+        ("offset" = Option<u64>, Query, description = "First offset to read (default 0)"),
+        ("max_records" = Option<u64>, Query, minimum = 1, description = "At most this many records (default 100)"),
+        ("max_bytes" = Option<u64>, Query, minimum = 1,
+            description = "About this many bytes at most (default 1048576)"),
+        ("encoding" = Option<Encoding>, Query,
+            description = "`auto` (default): text when UTF-8, else base64; `base64`: always base64"),
+        ("plugin" = Option<String>, Query,
+            description = "Transform plugin to read through; its config is `config.KEY=VALUE` parameters"),
+        ("plugin_version" = Option<u32>, Query, description = "Plugin version (default: the latest); needs `plugin`"),
+    ),
+    responses(
+        (status = 200, description = "The records read", body = ConsumeOut),
+        (status = 400, body = ErrorBody,
+            description = "`invalid_request`, `offset_out_of_range`, `wrong_plugin_world`, `plugin_config_rejected`"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, body = ErrorBody,
+            description = "`stream_not_found`, `partition_not_found`, `trimmed`, `plugin_not_found`, \
+                `plugin_version_not_found`"),
+        (status = 422, body = ErrorBody,
+            description = "`plugin_failed`, `plugin_trapped`, `plugin_timeout`, `plugin_memory_limit`, \
+                `plugin_bad_output`"),
+        (status = 500, description = "`io_error`, `data_corrupt`, `internal`", body = ErrorBody),
+        (status = 503, description = "`object_store_unavailable`, `shutting_down`", body = ErrorBody),
+    ))]
 pub async fn consume(
     State(host): State<Host>,
     path: Result<Path<(String, u32)>, PathRejection>,
@@ -160,98 +313,6 @@ pub async fn consume(
         start_offset: batch.start_offset,
         end_offset: batch.end_offset,
     }))
-}
-
-pub async fn put_plugin(
-    State(host): State<Host>,
-    name: Result<Path<String>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
-) -> Res<(StatusCode, Json<PluginVersionOut>)> {
-    let Path(name) = name?;
-    let body = body?;
-    if body.is_empty() {
-        return Err(Error::invalid("the body must be the plugin's .wasm component (it is empty)").into());
-    }
-    let version = host.put_plugin(&name, body.to_vec()).await?;
-    Ok((StatusCode::CREATED, Json(PluginVersionOut { name, version })))
-}
-
-pub async fn list_plugins(State(host): State<Host>) -> Json<PluginsOut> {
-    Json(PluginsOut {
-        plugins: host.list_plugins(),
-    })
-}
-
-pub async fn describe_plugin(
-    State(host): State<Host>,
-    name: Result<Path<String>, PathRejection>,
-) -> Res<Json<crate::plugin::PluginInfo>> {
-    let Path(name) = name?;
-    Ok(Json(host.describe_plugin(&name)?))
-}
-
-pub async fn delete_plugin(State(host): State<Host>, name: Result<Path<String>, PathRejection>) -> Res<StatusCode> {
-    let Path(name) = name?;
-    host.delete_plugin(&name).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-pub async fn create_pipeline(
-    State(host): State<Host>,
-    body: Result<Bytes, BytesRejection>,
-) -> Res<(StatusCode, Json<crate::pipeline::Status>)> {
-    let body = body?;
-    let req: CreatePipeline =
-        serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("malformed pipeline JSON: {e}")))?;
-    let spec = crate::log::meta::PipelineMeta {
-        id: 0,
-        name: req.name,
-        input: req.input,
-        output: req.output,
-        plugin: req.plugin,
-        plugin_version: req.plugin_version,
-        config: req.config.into_iter().collect(),
-        batch_records: req.batch_records,
-        paused: req.paused,
-        created_ms: 0,
-    };
-    Ok((StatusCode::CREATED, Json(host.create_pipeline(spec).await?)))
-}
-
-pub async fn list_pipelines(State(host): State<Host>) -> Json<PipelinesOut> {
-    Json(PipelinesOut {
-        pipelines: host.list_pipelines().await,
-    })
-}
-
-pub async fn pipeline_status(
-    State(host): State<Host>,
-    name: Result<Path<String>, PathRejection>,
-) -> Res<Json<crate::pipeline::Status>> {
-    let Path(name) = name?;
-    Ok(Json(host.pipeline_status(&name).await?))
-}
-
-pub async fn pause_pipeline(
-    State(host): State<Host>,
-    name: Result<Path<String>, PathRejection>,
-) -> Res<Json<crate::pipeline::Status>> {
-    let Path(name) = name?;
-    Ok(Json(host.pause_pipeline(&name).await?))
-}
-
-pub async fn resume_pipeline(
-    State(host): State<Host>,
-    name: Result<Path<String>, PathRejection>,
-) -> Res<Json<crate::pipeline::Status>> {
-    let Path(name) = name?;
-    Ok(Json(host.resume_pipeline(&name).await?))
-}
-
-pub async fn delete_pipeline(State(host): State<Host>, name: Result<Path<String>, PathRejection>) -> Res<StatusCode> {
-    let Path(name) = name?;
-    host.delete_pipeline(&name).await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn not_found() -> ApiError {

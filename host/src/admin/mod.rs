@@ -1,6 +1,6 @@
-//! The HTTP API (axum): health, metrics, streams, produce and consume
-//! (optionally through a transform plugin), plugin upload/list/delete,
-//! pipelines.
+//! The HTTP API (axum): health, metrics, the OpenAPI document
+//! (`/openapi.json`), streams, produce and consume (optionally through a
+//! transform plugin), compaction, plugin upload/list/delete, pipelines.
 //!
 //! Owns routing, request limits, authentication and the JSON wire format.
 //! Every error answer has the shape `{"error": {"code", "message"}}` and its
@@ -9,10 +9,14 @@
 pub mod auth;
 pub mod error;
 pub mod handlers;
+pub mod handlers_plugins;
+pub mod openapi;
 pub mod wire;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_openapi;
 #[cfg(test)]
 mod tests_plugins;
 #[cfg(test)]
@@ -22,45 +26,53 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use self::handlers as h;
+use self::handlers_plugins as p;
 use crate::host::Host;
+
+/// Every route, registered with its OpenAPI operation: `routes!` takes the
+/// path and methods from each handler's `#[utoipa::path]`, so what is served
+/// and what `/openapi.json` documents cannot differ. Do not add routes with
+/// plain `.route(...)`: they would be served undocumented (`tests_openapi`
+/// catches that).
+///
+/// - `GET /health`, `GET /metrics`, `GET /openapi.json` (this API's OpenAPI
+///   document; like `/health`, open without a token)
+/// - `GET|POST /streams`, `GET|DELETE /streams/{name}`,
+///   `GET /streams/{name}/status`
+/// - `POST /streams/{name}/compact`, `GET /streams/{name}/compaction`
+/// - `GET|POST /streams/{name}/partitions/{partition}/records`
+/// - `GET /plugins`, `GET|PUT|DELETE /plugins/{name}`
+/// - `GET|POST /pipelines`, `GET|DELETE /pipelines/{name}`,
+///   `POST /pipelines/{name}/pause`, `POST /pipelines/{name}/resume`
+pub(crate) fn api() -> OpenApiRouter<Host> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(h::health))
+        .routes(routes!(h::metrics))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(h::list_streams, h::create_stream))
+        .routes(routes!(h::describe_stream, h::delete_stream))
+        .routes(routes!(h::stream_status))
+        .routes(routes!(h::compact_stream))
+        .routes(routes!(h::compaction_status))
+        .routes(routes!(h::consume, h::produce))
+        .routes(routes!(p::list_plugins))
+        .routes(routes!(p::describe_plugin, p::put_plugin, p::delete_plugin))
+        .routes(routes!(p::list_pipelines, p::create_pipeline))
+        .routes(routes!(p::pipeline_status, p::delete_pipeline))
+        .routes(routes!(p::pause_pipeline))
+        .routes(routes!(p::resume_pipeline))
+}
 
 pub fn router(host: Host) -> Router {
     let limit = usize::try_from(host.settings().max_request_bytes.as_u64()).unwrap_or(usize::MAX);
     let token: Option<Arc<str>> = host.settings().auth_token.as_deref().map(Arc::from);
-    Router::new()
-        .route("/health", get(handlers::health))
-        .route("/metrics", get(handlers::metrics))
-        .route("/streams", get(handlers::list_streams).post(handlers::create_stream))
-        .route(
-            "/streams/{name}",
-            get(handlers::describe_stream).delete(handlers::delete_stream),
-        )
-        .route("/streams/{name}/status", get(handlers::stream_status))
-        .route("/streams/{name}/compact", post(handlers::compact_stream))
-        .route("/streams/{name}/compaction", get(handlers::compaction_status))
-        .route(
-            "/streams/{name}/partitions/{partition}/records",
-            get(handlers::consume).post(handlers::produce),
-        )
-        .route("/plugins", get(handlers::list_plugins))
-        .route(
-            "/plugins/{name}",
-            get(handlers::describe_plugin)
-                .put(handlers::put_plugin)
-                .delete(handlers::delete_plugin),
-        )
-        .route(
-            "/pipelines",
-            get(handlers::list_pipelines).post(handlers::create_pipeline),
-        )
-        .route(
-            "/pipelines/{name}",
-            get(handlers::pipeline_status).delete(handlers::delete_pipeline),
-        )
-        .route("/pipelines/{name}/pause", post(handlers::pause_pipeline))
-        .route("/pipelines/{name}/resume", post(handlers::resume_pipeline))
+    let (routes, _doc) = api().split_for_parts();
+    routes
         .route_layer(axum::middleware::from_fn(handlers::track))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)

@@ -17,8 +17,9 @@ use crate::fsutil::now_ms;
 use crate::log::meta::{Compaction, Retention, StreamConfig};
 use crate::log::{self, OffsetRecord, Record, StreamInfo};
 
-/// A byte field as it appears in JSON.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A byte field as it appears in JSON: a string when the bytes are UTF-8
+/// text, or `{"base64": "..."}` for any bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum BytesJson {
     Text(String),
@@ -46,7 +47,8 @@ impl BytesJson {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A record to produce.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordIn {
     #[serde(default)]
@@ -96,14 +98,16 @@ pub fn parse_produce_body(body: &[u8]) -> Result<Vec<RecordIn>, Error> {
     parsed.map_err(|e| Error::invalid(format!("malformed records JSON: {e}")))
 }
 
-#[derive(Debug, Serialize)]
+/// The answer to a produce: the offsets the records got, in order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProduceOut {
     pub base_offset: u64,
     pub count: u32,
     pub offsets: Vec<u64>,
 }
 
-#[derive(Debug, Serialize)]
+/// A stored record as a read returns it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RecordOut {
     pub offset: u64,
     pub timestamp: u64,
@@ -129,7 +133,8 @@ impl RecordOut {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// One read: the records, where to read next and the partition's range.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ConsumeOut {
     pub records: Vec<RecordOut>,
     pub next_offset: u64,
@@ -201,19 +206,24 @@ impl ConsumeQuery {
     }
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// How a read writes byte fields.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum Encoding {
     /// Text when the bytes are UTF-8, base64 otherwise.
     #[default]
     Auto,
+    /// Always `{"base64": "..."}`.
     Base64,
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /streams` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateStream {
     pub name: String,
     #[serde(default = "one")]
+    #[schema(default = 1, minimum = 1)]
     pub partitions: u32,
     /// Drop tiered segments older than this many milliseconds.
     #[serde(default)]
@@ -223,6 +233,7 @@ pub struct CreateStream {
     pub retention_bytes: Option<u64>,
     /// `delete` (default), `compact` or `compact,delete`.
     #[serde(default)]
+    #[schema(example = "compact,delete")]
     pub cleanup: Option<String>,
     /// Required with a `compact` cleanup.
     #[serde(default)]
@@ -230,7 +241,7 @@ pub struct CreateStream {
 }
 
 /// A stream's compaction settings as posted.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompactionIn {
     pub plugin: String,
@@ -242,6 +253,7 @@ pub struct CompactionIn {
     pub delete_retention_ms: Option<u64>,
     #[serde(default)]
     pub min_compaction_lag_ms: Option<u64>,
+    /// Between 0 and 1 (default 0.5).
     #[serde(default)]
     pub min_cleanable_dirty_ratio: Option<f64>,
     #[serde(default)]
@@ -295,19 +307,21 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PartitionOut {
     pub partition: u32,
     pub start_offset: u64,
     pub end_offset: u64,
 }
 
-#[derive(Debug, Serialize)]
+/// A stream as described.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StreamOut {
     pub name: String,
     pub id: u32,
     pub created_ms: u64,
     pub partitions: Vec<PartitionOut>,
+    /// `delete`, `compact` or `compact,delete`.
     pub cleanup: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_ms: Option<u64>,
@@ -318,7 +332,7 @@ pub struct StreamOut {
 }
 
 /// A stream's compaction settings as shown.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CompactionOut {
     pub plugin: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -366,7 +380,8 @@ impl From<StreamInfo> for StreamOut {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /pipelines` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePipeline {
     pub name: String,
@@ -378,7 +393,9 @@ pub struct CreatePipeline {
     /// Plugin configuration: an object of strings.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Records per input batch, 1 to 100000.
     #[serde(default = "default_batch_records")]
+    #[schema(default = 500, minimum = 1, maximum = 100000)]
     pub batch_records: u32,
     /// Create paused (start with `POST /pipelines/{name}/resume`).
     #[serde(default)]
@@ -389,26 +406,50 @@ fn default_batch_records() -> u32 {
     500
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PipelinesOut {
     pub pipelines: Vec<crate::pipeline::Status>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PluginsOut {
+    #[schema(value_type = Vec<super::openapi::PluginInfoDoc>)]
     pub plugins: Vec<crate::plugin::PluginInfo>,
 }
 
-#[derive(Debug, Serialize)]
+/// The answer to an upload: the plugin's name and the version stored.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PluginVersionOut {
     pub name: String,
     #[serde(flatten)]
+    #[schema(value_type = super::openapi::VersionInfoDoc)]
     pub version: crate::plugin::VersionInfo,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StreamsOut {
     pub streams: Vec<StreamOut>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HealthOut {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// The answer to `POST /streams/{name}/compact`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CompactRequestedOut {
+    pub stream: String,
+    /// Always `true`: the compaction runs at the tiering service's next round.
+    pub requested: bool,
+}
+
+/// Per partition (in partition order): the compaction state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CompactionStatusOut {
+    pub name: String,
+    pub partitions: Vec<crate::tier::compact::CompactionStatus>,
 }
 
 #[cfg(test)]

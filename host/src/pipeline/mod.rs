@@ -35,7 +35,8 @@ const IDLE_POLL: Duration = Duration::from_millis(25);
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 /// A pipeline as shown in its status.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = PipelineStatus)]
 pub struct Status {
     pub name: String,
     pub input: String,
@@ -52,7 +53,8 @@ pub struct Status {
     pub partitions: Vec<PartitionStatus>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = PipelinePartitionStatus)]
 pub struct PartitionStatus {
     pub partition: u32,
     /// Next input offset to process.

@@ -54,7 +54,8 @@ struct Resume {
 }
 
 /// What a run did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = CompactionRunResult)]
 pub struct RunResult {
     pub finished_ms: u64,
     /// The checkpoint after the run.
@@ -73,7 +74,8 @@ pub struct RunResult {
 }
 
 /// How far the running pass has got.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = CompactionProgress)]
 pub struct Progress {
     /// `scan` (pass 1: deciding keys) or `rewrite` (pass 2).
     pub phase: &'static str,
@@ -84,7 +86,7 @@ pub struct Progress {
 }
 
 /// A partition's compaction, as `GET /streams/{name}/compaction` shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CompactionStatus {
     pub running: bool,
     pub progress: Option<Progress>,

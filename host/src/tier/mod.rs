@@ -103,7 +103,7 @@ struct PartState {
 }
 
 /// A partition's tiering, as shown in stream status.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct TierStatus {
     /// Whether the partition's manifest has been read since start-up; until
     /// then the tiered range below is unknown (shown as zeros).

@@ -1,0 +1,221 @@
+//! Plugin and pipeline handlers (see [`super::handlers`] for the rest).
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use bytes::Bytes;
+
+use super::error::ErrorBody;
+use super::handlers::Res;
+use super::openapi::PluginInfoDoc;
+use super::wire::{CreatePipeline, PipelinesOut, PluginVersionOut, PluginsOut};
+use crate::error::Error;
+use crate::host::Host;
+use crate::pipeline::Status as PipelineStatus;
+
+/// Upload a plugin version
+///
+/// The body is the plugin's WebAssembly component (`.wasm`). It is compiled
+/// and checked (transform or compaction world, SDK version) before it is
+/// stored as the plugin's next version.
+#[utoipa::path(put, path = "/plugins/{name}", tag = "plugins",
+    params(("name" = String, Path, description = "Plugin name")),
+    request_body(description = "The `.wasm` component (required: an empty body is refused)", content(
+        ("application/wasm"),
+        ("application/octet-stream"),
+    )),
+    responses(
+        (status = 201, description = "Stored as a new version", body = PluginVersionOut),
+        (status = 400, body = ErrorBody,
+            description = "`invalid_request` (empty body, bad name), `invalid_plugin`, `wrong_plugin_world`, \
+                `incompatible_plugin`"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
+    ))]
+pub async fn put_plugin(
+    State(host): State<Host>,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Res<(StatusCode, Json<PluginVersionOut>)> {
+    let Path(name) = name?;
+    let body = body?;
+    if body.is_empty() {
+        return Err(Error::invalid("the body must be the plugin's .wasm component (it is empty)").into());
+    }
+    let version = host.put_plugin(&name, body.to_vec()).await?;
+    Ok((StatusCode::CREATED, Json(PluginVersionOut { name, version })))
+}
+
+/// List plugins
+#[utoipa::path(get, path = "/plugins", tag = "plugins",
+    responses(
+        (status = 200, description = "Every plugin and its versions", body = PluginsOut),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ))]
+pub async fn list_plugins(State(host): State<Host>) -> Json<PluginsOut> {
+    Json(PluginsOut {
+        plugins: host.list_plugins(),
+    })
+}
+
+/// Describe a plugin
+#[utoipa::path(get, path = "/plugins/{name}", tag = "plugins",
+    params(("name" = String, Path, description = "Plugin name")),
+    responses(
+        (status = 200, description = "The plugin and its versions, ascending", body = PluginInfoDoc),
+        (status = 400, description = "`invalid_request` (bad name)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`plugin_not_found`", body = ErrorBody),
+    ))]
+pub async fn describe_plugin(
+    State(host): State<Host>,
+    name: Result<Path<String>, PathRejection>,
+) -> Res<Json<crate::plugin::PluginInfo>> {
+    let Path(name) = name?;
+    Ok(Json(host.describe_plugin(&name)?))
+}
+
+/// Delete a plugin
+///
+/// Deletes every version.
+#[utoipa::path(delete, path = "/plugins/{name}", tag = "plugins",
+    params(("name" = String, Path, description = "Plugin name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "`invalid_request` (bad name)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`plugin_not_found`", body = ErrorBody),
+        (status = 409, description = "`plugin_in_use` by a pipeline", body = ErrorBody),
+        (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
+    ))]
+pub async fn delete_plugin(State(host): State<Host>, name: Result<Path<String>, PathRejection>) -> Res<StatusCode> {
+    let Path(name) = name?;
+    host.delete_plugin(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Create a pipeline
+///
+/// Starts it unless `paused`: input stream -> transform plugin -> output
+/// stream, exactly once.
+#[utoipa::path(post, path = "/pipelines", tag = "pipelines", request_body = CreatePipeline,
+    responses(
+        (status = 201, description = "Created", body = PipelineStatus),
+        (status = 400, body = ErrorBody,
+            description = "`invalid_request`, `wrong_plugin_world`, `plugin_config_rejected`"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, body = ErrorBody,
+            description = "`stream_not_found`, `plugin_not_found`, `plugin_version_not_found`"),
+        (status = 409, description = "`pipeline_exists`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
+        (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+    ))]
+pub async fn create_pipeline(
+    State(host): State<Host>,
+    body: Result<Bytes, BytesRejection>,
+) -> Res<(StatusCode, Json<PipelineStatus>)> {
+    let body = body?;
+    let req: CreatePipeline =
+        serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("malformed pipeline JSON: {e}")))?;
+    let spec = crate::log::meta::PipelineMeta {
+        id: 0,
+        name: req.name,
+        input: req.input,
+        output: req.output,
+        plugin: req.plugin,
+        plugin_version: req.plugin_version,
+        config: req.config.into_iter().collect(),
+        batch_records: req.batch_records,
+        paused: req.paused,
+        created_ms: 0,
+    };
+    Ok((StatusCode::CREATED, Json(host.create_pipeline(spec).await?)))
+}
+
+/// List pipelines
+#[utoipa::path(get, path = "/pipelines", tag = "pipelines",
+    responses(
+        (status = 200, description = "Every pipeline's status", body = PipelinesOut),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ))]
+pub async fn list_pipelines(State(host): State<Host>) -> Json<PipelinesOut> {
+    Json(PipelinesOut {
+        pipelines: host.list_pipelines().await,
+    })
+}
+
+/// Pipeline status
+///
+/// State, error, counters and per-partition position and lag.
+#[utoipa::path(get, path = "/pipelines/{name}", tag = "pipelines",
+    params(("name" = String, Path, description = "Pipeline name")),
+    responses(
+        (status = 200, description = "The pipeline's status", body = PipelineStatus),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`pipeline_not_found`", body = ErrorBody),
+    ))]
+pub async fn pipeline_status(
+    State(host): State<Host>,
+    name: Result<Path<String>, PathRejection>,
+) -> Res<Json<PipelineStatus>> {
+    let Path(name) = name?;
+    Ok(Json(host.pipeline_status(&name).await?))
+}
+
+/// Pause a pipeline
+#[utoipa::path(post, path = "/pipelines/{name}/pause", tag = "pipelines",
+    params(("name" = String, Path, description = "Pipeline name")),
+    responses(
+        (status = 200, description = "The pipeline's status", body = PipelineStatus),
+        (status = 400, body = ErrorBody,
+            description = "`invalid_request`, `wrong_plugin_world`, `plugin_config_rejected`"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`pipeline_not_found`, `plugin_not_found`", body = ErrorBody),
+        (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
+    ))]
+pub async fn pause_pipeline(
+    State(host): State<Host>,
+    name: Result<Path<String>, PathRejection>,
+) -> Res<Json<PipelineStatus>> {
+    let Path(name) = name?;
+    Ok(Json(host.pause_pipeline(&name).await?))
+}
+
+/// Resume a pipeline
+///
+/// A pipeline paused by an error retries from the failed batch.
+#[utoipa::path(post, path = "/pipelines/{name}/resume", tag = "pipelines",
+    params(("name" = String, Path, description = "Pipeline name")),
+    responses(
+        (status = 200, description = "The pipeline's status", body = PipelineStatus),
+        (status = 400, body = ErrorBody,
+            description = "`invalid_request`, `wrong_plugin_world`, `plugin_config_rejected`"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`pipeline_not_found`, `plugin_not_found`", body = ErrorBody),
+        (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
+    ))]
+pub async fn resume_pipeline(
+    State(host): State<Host>,
+    name: Result<Path<String>, PathRejection>,
+) -> Res<Json<PipelineStatus>> {
+    let Path(name) = name?;
+    Ok(Json(host.resume_pipeline(&name).await?))
+}
+
+/// Delete a pipeline
+#[utoipa::path(delete, path = "/pipelines/{name}", tag = "pipelines",
+    params(("name" = String, Path, description = "Pipeline name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`pipeline_not_found`", body = ErrorBody),
+        (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
+    ))]
+pub async fn delete_pipeline(State(host): State<Host>, name: Result<Path<String>, PathRejection>) -> Res<StatusCode> {
+    let Path(name) = name?;
+    host.delete_pipeline(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

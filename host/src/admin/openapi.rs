@@ -1,0 +1,137 @@
+//! The OpenAPI 3.1 document of the HTTP API, served at `GET /openapi.json`.
+//!
+//! Generated from the code: each handler's `#[utoipa::path]` annotation
+//! gives its operation, the wire types' `ToSchema` derives give the schemas,
+//! and [`super::api`] registers routes and operations in one place (so a
+//! route cannot be served without being documented). This module adds the
+//! document-wide parts (info, tags, the bearer scheme) and the few
+//! documentation-only types for shapes the code does not name.
+
+use std::sync::OnceLock;
+
+use axum::http::header::CONTENT_TYPE;
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use super::error::{ApiError, ErrorBody};
+use super::wire::{Encoding, RecordIn};
+use crate::error::{Error, ErrorKind};
+
+/// Name of the bearer-token security scheme in the document.
+pub const BEARER: &str = "bearer";
+
+/// Document-wide parts; the operations come from [`super::api`].
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Sluice",
+        version = env!("CARGO_PKG_VERSION"),
+        description = "HTTP API of a Sluice node. Every error answer is `{\"error\": {\"code\", \"message\"}}` with a \
+                       stable `code`; its status follows from the code's kind alone."
+    ),
+    modifiers(&BearerScheme),
+    // A node started without `auth_token` needs no token (the empty
+    // requirement); one started with it needs the bearer token everywhere
+    // but the operations that override this.
+    security((), ("bearer" = [])),
+    // Schemas reached only from parameters: `routes!` collects those of
+    // bodies only.
+    components(schemas(ErrorBody, Encoding)),
+    tags(
+        (name = "system", description = "Health, metrics and this document"),
+        (name = "streams", description = "Streams: create, list, describe, status, delete"),
+        (name = "records", description = "Produce and consume records"),
+        (name = "compaction", description = "Key-based compaction of tiered data"),
+        (name = "plugins", description = "WebAssembly plugins: upload, list, describe, delete"),
+        (name = "pipelines", description = "Pipelines: input stream -> transform plugin -> output stream"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "`Authorization: Bearer <token>`; required only when the node is configured with `auth_token`",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(BEARER, SecurityScheme::Http(scheme));
+    }
+}
+
+/// The document, built once.
+pub fn document() -> &'static Result<String, String> {
+    static DOC: OnceLock<Result<String, String>> = OnceLock::new();
+    DOC.get_or_init(|| super::api().into_openapi().to_json().map_err(|e| e.to_string()))
+}
+
+/// This document
+///
+/// OpenAPI 3.1, generated from the code. Answers without a token even when
+/// one is configured: it describes the API and holds no data.
+#[utoipa::path(get, path = "/openapi.json", tag = "system", security(()),
+    responses(
+        (status = 200, description = "The OpenAPI document", body = Object, content_type = "application/json"),
+        (status = 500, description = "`internal`: the document could not be serialized", body = ErrorBody),
+    ))]
+pub async fn openapi_json() -> Result<([(axum::http::HeaderName, &'static str); 1], &'static str), ApiError> {
+    match document() {
+        Ok(json) => Ok(([(CONTENT_TYPE, "application/json")], json.as_str())),
+        Err(e) => Err(ApiError(Error::new(
+            ErrorKind::Internal,
+            "internal",
+            format!("OpenAPI document: {e}"),
+        ))),
+    }
+}
+
+// Documentation-only types: shapes that the code handles without a named
+// type (the two produce body forms) or whose type lives where the API layer
+// does not derive `ToSchema` (the plugin registry's). `tests_openapi` checks
+// the mirrors against what the real types serialize to.
+
+/// Produce body: a bare array of records or `{"records": [...]}`.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum ProduceBody {
+    Array(Vec<RecordIn>),
+    Wrapped { records: Vec<RecordIn> },
+}
+
+/// Mirror of `plugin::PluginKind`: which world a plugin implements.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = PluginKind)]
+#[allow(dead_code)]
+pub enum PluginKindDoc {
+    Transform,
+    Compaction,
+}
+
+/// Mirror of `plugin::VersionInfo`: one stored plugin version.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = VersionInfo)]
+#[allow(dead_code)]
+pub struct VersionInfoDoc {
+    pub version: u32,
+    pub kind: PluginKindDoc,
+    /// Size of the `.wasm` in bytes.
+    pub size: u64,
+    pub uploaded_ms: u64,
+}
+
+/// Mirror of `plugin::PluginInfo`: a plugin and its versions, ascending.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = PluginInfo)]
+#[allow(dead_code)]
+pub struct PluginInfoDoc {
+    pub name: String,
+    pub versions: Vec<VersionInfoDoc>,
+}
