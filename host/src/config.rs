@@ -20,7 +20,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Address of the HTTP API.
     pub listen: SocketAddr,
-    /// When set, every HTTP request but `/health` needs `Authorization: Bearer <token>`.
+    /// When set, every HTTP request but `/health` and `/openapi.json` needs `Authorization: Bearer <token>`.
     pub auth_token: Option<String>,
     /// Largest HTTP request body. Larger bodies are refused with 413 before parsing.
     pub max_request_bytes: ByteSize,

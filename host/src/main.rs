@@ -40,7 +40,7 @@ struct ServeArgs {
     /// HTTP listen address [default: 127.0.0.1:8080]
     #[arg(long, env = "SLUICE_LISTEN")]
     listen: Option<SocketAddr>,
-    /// Bearer token required on every request but /health.
+    /// Bearer token required on every request but /health and /openapi.json.
     #[arg(long, env = "SLUICE_AUTH_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
     /// Largest request body, e.g. "16MiB".
@@ -53,6 +53,16 @@ struct ServeArgs {
     /// Largest segment object uploaded at once, e.g. "512MiB".
     #[arg(long, env = "SLUICE_UPLOAD_CHUNK_BYTES")]
     upload_chunk_bytes: Option<bytesize::ByteSize>,
+    /// Log lines on stderr: `text` for people, `json` (one object per line)
+    /// for log collectors. `RUST_LOG` filters either.
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 impl ServeArgs {
@@ -91,14 +101,18 @@ impl ServeArgs {
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     // The server logs at `info`; a client only warns (its output is for people and scripts).
-    let default_level = match cli.command {
-        Command::Serve(_) => "info",
-        Command::Client(_) => "warn",
+    let (default_level, format) = match &cli.command {
+        Command::Serve(args) => ("info", args.log_format),
+        Command::Client(_) => ("warn", LogFormat::Text),
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        // One JSON object per line; the event's fields (`message` included) at the top level.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
         Command::Serve(args) => runtime

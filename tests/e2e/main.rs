@@ -8,6 +8,7 @@ mod http_errors;
 mod metrics;
 mod pipeline;
 mod plugin_api;
+mod plugin_dev;
 mod plugins_http;
 mod quickstart;
 mod shutdown;

@@ -1,5 +1,6 @@
 //! The client subcommands' flags (clap). `main.rs` flattens [`Command`] next
-//! to `serve`; every client subcommand carries the [`Conn`] flags.
+//! to `serve`; every client subcommand carries the [`Conn`] flags (the local
+//! `plugin new` and `plugin test` use only `--output`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,7 +16,7 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Read records of a partition from an offset or the end (--follow to keep reading).
     Consume(ConsumeArgs),
-    /// Upload, list or delete plugins.
+    /// Upload, list or delete plugins; create (`new`) and try (`test`) one locally.
     Plugin(PluginArgs),
     /// Create, list, inspect, pause, resume or delete pipelines.
     Pipeline(PipelineArgs),
@@ -156,6 +157,56 @@ pub enum PluginCmd {
     List,
     /// Delete a plugin (all versions).
     Delete { name: String },
+    /// Create a plugin crate on sluice-sdk, ready to build, test and upload (local).
+    New(PluginNewArgs),
+    /// Run a built plugin on sample records, without a server (local).
+    Test(PluginTestArgs),
+}
+
+/// Which world a new plugin implements.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKindArg {
+    /// Records in, records out (filter, map, fan-out).
+    Transform,
+    /// A compaction key policy: one decision per record.
+    Compaction,
+}
+
+#[derive(Args, Debug)]
+pub struct PluginNewArgs {
+    /// Crate name: letters, digits, `-` and `_`, starting with a letter.
+    pub name: String,
+    #[arg(long, value_enum)]
+    pub kind: PluginKindArg,
+    /// Directory to create (absent or empty) [default: ./NAME].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// A local sluice-sdk checkout (the `guest-sdk` folder) to depend on by
+    /// path [default: `sluice-sdk = "0.1"` from the registry].
+    #[arg(long, env = "SLUICE_SDK_PATH")]
+    pub sdk_path: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct PluginTestArgs {
+    /// The plugin's `.wasm` component (transform or compaction; detected).
+    pub file: PathBuf,
+    /// Records as JSON: an array, `{"records": [...]}` or one object per
+    /// line, like `produce --json` (`-` reads stdin).
+    #[arg(short, long, required_unless_present = "value")]
+    pub input: Option<PathBuf>,
+    /// One record with this value (repeatable), instead of --input.
+    #[arg(long, conflicts_with = "input")]
+    pub value: Vec<String>,
+    /// `KEY=VALUE` plugin configuration (repeatable).
+    #[arg(long, value_parser = parse_key_value)]
+    pub config: Vec<(String, String)>,
+    /// Time one plugin call may take, as on the server [default: 5s].
+    #[arg(long, value_parser = parse_duration)]
+    pub plugin_call_timeout: Option<Duration>,
+    /// Linear memory the plugin may use, as on the server [default: 64MiB].
+    #[arg(long)]
+    pub plugin_memory_bytes: Option<bytesize::ByteSize>,
 }
 
 #[derive(Args, Debug)]

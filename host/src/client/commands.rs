@@ -200,6 +200,9 @@ pub async fn plugin(c: &Client, out: Output, cmd: PluginCmd) -> Result<(), Clien
             c.delete(&format!("/plugins/{}", seg(&name))).await?;
             show(out, &json!({"deleted": name}), || format!("deleted plugin `{name}`\n"))
         }
+        // Local: they need no server (`client::run` sends them straight there).
+        PluginCmd::New(a) => super::scaffold::new(out, a),
+        PluginCmd::Test(a) => super::plugin_test::run(out, a).await,
     }
 }
 

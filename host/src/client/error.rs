@@ -4,11 +4,16 @@
 //! sent (the same code clap uses for a usage error); `1` when a request
 //! failed: the server is unreachable or timed out, or it answered with an
 //! error. An API error keeps the server's stable `code` so scripts and people
-//! see the same thing the HTTP API documents.
+//! see the same thing the HTTP API documents. The local plugin commands
+//! follow the same split: a file that is not a plugin, bad records, a bad
+//! name or a used directory is `2`; a plugin that fails on the records or
+//! refuses its config under `plugin test` is `1`, with the plugin's error.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+
+use crate::plugin::PluginError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -39,6 +44,13 @@ pub enum ClientError {
     /// Part of a multi-request command succeeded before another part failed.
     #[error("{source} ({done})")]
     Partial { done: String, source: Box<ClientError> },
+    /// A plugin run locally (`plugin test`) failed or was refused: the
+    /// runtime's error, naming the plugin.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// A local file or directory could not be written (`plugin new`).
+    #[error("cannot write `{}`: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
 }
 
 impl ClientError {
@@ -51,6 +63,11 @@ impl ClientError {
         match self {
             ClientError::Input(_) | ClientError::Read { .. } => ExitCode::from(2),
             ClientError::Partial { source, .. } => source.exit_code(),
+            // A file that is not a plugin is bad input; a plugin failing on
+            // the records (or refusing its config) is a failed run.
+            ClientError::Plugin(
+                PluginError::Invalid { .. } | PluginError::WrongWorld { .. } | PluginError::IncompatibleVersion { .. },
+            ) => ExitCode::from(2),
             _ => ExitCode::from(1),
         }
     }
@@ -60,6 +77,7 @@ impl ClientError {
         let code = match self {
             ClientError::Api { code, .. } => code.as_str(),
             ClientError::Partial { source, .. } => return source.hint(),
+            ClientError::Plugin(e) => return plugin_hint(e),
             _ => return None,
         };
         Some(match code {
@@ -81,6 +99,19 @@ impl ClientError {
             _ => return None,
         })
     }
+}
+
+/// What to do about a plugin that failed locally.
+fn plugin_hint(e: &PluginError) -> Option<&'static str> {
+    Some(match e {
+        PluginError::Invalid { .. } | PluginError::WrongWorld { .. } | PluginError::IncompatibleVersion { .. } => {
+            "build the plugin with sluice-sdk: cargo build --release --target wasm32-wasip2 (see docs/PLUGINS.md)"
+        }
+        PluginError::InitFailed { .. } => "check the --config KEY=VALUE pairs the plugin expects",
+        PluginError::Timeout { .. } => "--plugin-call-timeout sets the limit (plugin_call_timeout on the server)",
+        PluginError::MemoryLimit { .. } => "--plugin-memory-bytes sets the limit (plugin_memory_bytes on the server)",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

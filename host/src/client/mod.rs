@@ -6,14 +6,19 @@
 //! ([`http`]), the error type and exit codes ([`error`]: 2 = bad input,
 //! nothing sent; 1 = a request failed or the server is unreachable), and
 //! the rendering (tables by default, `--output json` for scripts). It uses
-//! only the public HTTP API, never the library's internals.
+//! only the public HTTP API, never the library's internals; the two local
+//! plugin-author commands are the exception and need no server: `plugin
+//! new` ([`scaffold`]) and `plugin test` ([`plugin_test`], which runs the
+//! library's plugin runtime).
 
 pub mod args;
 pub mod commands;
 pub mod error;
 pub mod http;
 pub mod output;
+pub mod plugin_test;
 pub mod records;
+pub mod scaffold;
 
 use std::process::ExitCode;
 
@@ -41,6 +46,18 @@ pub async fn run(cmd: Command) -> ExitCode {
 
 async fn execute(cmd: Command) -> Result<(), ClientError> {
     let conn = cmd.conn().clone();
+    // Local commands: no server, so no HTTP client (nor its settings) needed.
+    let cmd = match cmd {
+        Command::Plugin(args::PluginArgs {
+            cmd: args::PluginCmd::New(a),
+            ..
+        }) => return scaffold::new(conn.output, a),
+        Command::Plugin(args::PluginArgs {
+            cmd: args::PluginCmd::Test(a),
+            ..
+        }) => return plugin_test::run(conn.output, a).await,
+        other => other,
+    };
     let token = std::env::var(TOKEN_ENV).ok();
     let c = Client::new(&conn.server, token, conn.timeout)?;
     let out = conn.output;

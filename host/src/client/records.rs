@@ -199,7 +199,7 @@ impl Producer<'_> {
 }
 
 /// A byte field as the API takes it: text when UTF-8, else base64.
-fn bytes_json(b: &[u8]) -> Value {
+pub(crate) fn bytes_json(b: &[u8]) -> Value {
     match std::str::from_utf8(b) {
         Ok(s) => json!(s),
         Err(_) => json!({"base64": STANDARD.encode(b)}),

@@ -23,6 +23,6 @@ mod tests_first_party;
 
 pub use compaction::{CompactionInstance, CompactionPlugin, Decision};
 pub use error::PluginError;
-pub use registry::{PluginInfo, PluginKind, Registry, RegistryError, VersionInfo};
+pub use registry::{Compiled, PluginInfo, PluginKind, Registry, RegistryError, VersionInfo, load_any};
 pub use runtime::{Limits, Runtime};
 pub use transform::{TransformInstance, TransformPlugin};

@@ -81,13 +81,27 @@ pub struct Registry {
 
 /// A compiled plugin of either world.
 #[derive(Clone)]
-enum Compiled {
+pub enum Compiled {
     Transform(TransformPlugin),
     Compaction(CompactionPlugin),
 }
 
+/// Compiles `wasm` (named `name` in errors) and finds which world it
+/// implements, without storing it: what an upload validates, and what
+/// `sluice plugin test` runs. Blocking (compiles).
+pub fn load_any(runtime: &Arc<Runtime>, name: &str, wasm: &[u8]) -> Result<Compiled, PluginError> {
+    let component = runtime.compile(name, wasm)?;
+    match TransformPlugin::from_component(runtime, name, &component) {
+        Ok(p) => Ok(Compiled::Transform(p)),
+        Err(PluginError::WrongWorld { found, .. }) if found.contains("compaction") => Ok(Compiled::Compaction(
+            CompactionPlugin::from_component(runtime, name, &component)?,
+        )),
+        Err(e) => Err(e),
+    }
+}
+
 impl Compiled {
-    fn kind(&self) -> PluginKind {
+    pub fn kind(&self) -> PluginKind {
         match self {
             Compiled::Transform(_) => PluginKind::Transform,
             Compiled::Compaction(_) => PluginKind::Compaction,
@@ -163,14 +177,7 @@ impl Registry {
 
     /// Compiles `wasm` and finds which world it implements.
     fn classify(&self, name: &str, wasm: &[u8]) -> Result<Compiled, PluginError> {
-        let component = self.runtime.compile(name, wasm)?;
-        match TransformPlugin::from_component(&self.runtime, name, &component) {
-            Ok(p) => Ok(Compiled::Transform(p)),
-            Err(PluginError::WrongWorld { found, .. }) if found.contains("compaction") => Ok(Compiled::Compaction(
-                CompactionPlugin::from_component(&self.runtime, name, &component)?,
-            )),
-            Err(e) => Err(e),
-        }
+        load_any(&self.runtime, name, wasm)
     }
 
     fn write_meta(&self, path: &Path, info: &VersionInfo) -> Result<(), RegistryError> {

@@ -153,3 +153,19 @@ fn a_trapping_or_spinning_policy_fails_with_its_error_and_recovers() {
     assert_eq!(inst.decide(&ok).unwrap(), keys);
     assert_eq!(ok[0].record.value, Bytes::from_static(b"x"));
 }
+
+#[test]
+fn load_any_finds_the_world_from_the_bytes() {
+    let rt = runtime();
+    let kind = |path: &str| load_any(&rt, "p", &wasm::read(path)).map(|c| c.kind());
+    assert_eq!(kind(wasm::UPPER).unwrap(), PluginKind::Transform);
+    assert_eq!(kind(wasm::JSON_KEY).unwrap(), PluginKind::Compaction);
+    let Ok(Compiled::Compaction(policy)) = load_any(&rt, "json-key", &wasm::read(wasm::JSON_KEY)) else {
+        panic!("json-key is a compaction plugin");
+    };
+    let mut inst = policy.instantiate(&config(&[("pointer", "/id")])).unwrap();
+    let got = inst.decide(&[rec(0, None, r#"{"id":"a"}"#)]).unwrap();
+    assert_eq!(got, vec![Decision::Key(b"a".to_vec())]);
+    let err = load_any(&rt, "junk", b"not wasm").err().unwrap();
+    assert!(matches!(err, PluginError::Invalid { .. }), "{err}");
+}
