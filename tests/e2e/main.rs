@@ -2,6 +2,8 @@
 //! its own server process on a temp data dir and a free port.
 
 mod cli;
+mod cli_plugins;
+mod cli_support;
 mod compaction;
 mod crash;
 mod http_errors;

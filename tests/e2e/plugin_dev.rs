@@ -11,38 +11,8 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use sluice_test_artifacts as wasm;
 
+use crate::cli_support::Run;
 use crate::support::{Server, ServerOptions};
-
-/// What a CLI run printed and how it exited.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "expected success: {self:#?}");
-        self
-    }
-
-    #[track_caller]
-    fn fails(self, code: i32, stderr_has: &str) -> Run {
-        assert_eq!(self.code, code, "unexpected exit code: {self:#?}");
-        assert!(
-            self.stderr.contains(stderr_has),
-            "stderr lacks {stderr_has:?}: {self:#?}"
-        );
-        self
-    }
-
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
-    }
-}
 
 /// Runs `sluice ARGS` in `cwd` (no stdin; ambient `SLUICE_*` removed). The
 /// commands here are local: no server is involved.
