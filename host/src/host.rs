@@ -53,6 +53,8 @@ struct Inner {
     /// The Prometheus recorder (`None`: the embedding application has its own).
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     upkeep: Option<tokio::task::JoinHandle<()>>,
+    /// Set once shutdown starts: long-polling reads answer at once.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// One partition's state, as `GET /streams/{name}/status` shows it.
@@ -128,6 +130,7 @@ impl Host {
                 tier,
                 metrics,
                 upkeep,
+                stopping: tokio::sync::watch::Sender::new(false),
             }),
         })
     }
@@ -293,6 +296,25 @@ impl Host {
             .await?)
     }
 
+    /// Waits (at most `wait`) until `partition` holds a record at or after
+    /// `offset`, or the node starts shutting down. A consumer that is caught
+    /// up calls this between reads instead of polling (long-poll).
+    pub async fn wait_for_records(
+        &self,
+        stream: &str,
+        partition: u32,
+        offset: u64,
+        wait: std::time::Duration,
+    ) -> Result<(), Error> {
+        let mut stopping = self.inner.stopping.subscribe();
+        tokio::select! {
+            r = self.inner.log.wait_for_records(stream, partition, offset) => r?,
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopping.wait_for(|s| *s) => {}
+        }
+        Ok(())
+    }
+
     /// Reads like [`Host::read`], then passes the records through a transform
     /// plugin. `next_offset` still follows the input, so a consumer can page
     /// on; output records carry the offset of the input record they came from.
@@ -386,8 +408,10 @@ impl Host {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let stopping = self.inner.stopping.clone();
         let server = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
             shutdown.await;
+            stopping.send_replace(true);
             let _ = stop_tx.send(());
         });
         let timeout = self.inner.settings.shutdown_timeout;
@@ -434,6 +458,7 @@ impl Host {
 
     /// Stops accepting appends, syncs what is queued, and stops the WAL.
     pub async fn shutdown(&self) {
+        self.inner.stopping.send_replace(true);
         if let Some(t) = &self.inner.upkeep {
             t.abort();
         }

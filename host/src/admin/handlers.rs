@@ -271,6 +271,9 @@ pub async fn produce(
         ("plugin" = Option<String>, Query,
             description = "Transform plugin to read through; its config is `config.KEY=VALUE` parameters"),
         ("plugin_version" = Option<u32>, Query, description = "Plugin version (default: the latest); needs `plugin`"),
+        ("wait_ms" = Option<u64>, Query, maximum = 60000,
+            description = "Long-poll: if nothing is at or after `offset`, wait up to this long for a record \
+                before answering (default 0: answer at once)"),
     ),
     responses(
         (status = 200, description = "The records read", body = ConsumeOut),
@@ -301,6 +304,10 @@ pub async fn consume(
     };
     if limits.max_records == 0 || limits.max_bytes == 0 {
         return Err(Error::invalid("max_records and max_bytes must be at least 1").into());
+    }
+    if q.wait_ms > 0 {
+        let wait = std::time::Duration::from_millis(q.wait_ms);
+        host.wait_for_records(&stream, partition, q.offset, wait).await?;
     }
     let batch = match q.filter {
         Some(filter) => host.read_filtered(&stream, partition, q.offset, limits, filter).await?,

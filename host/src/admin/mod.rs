@@ -16,6 +16,8 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_longpoll;
+#[cfg(test)]
 mod tests_openapi;
 #[cfg(test)]
 mod tests_plugins;

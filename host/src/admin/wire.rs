@@ -151,7 +151,13 @@ pub struct ConsumeQuery {
     pub encoding: Encoding,
     /// `plugin`, `plugin_version` and `config.KEY=VALUE` pairs.
     pub filter: Option<crate::host::ReadFilter>,
+    /// Long-poll: when nothing is at or after `offset`, wait up to this many
+    /// milliseconds for a record before answering (at most `MAX_WAIT_MS`).
+    pub wait_ms: u64,
 }
+
+/// The longest long-poll a consume request may ask for.
+pub const MAX_WAIT_MS: u64 = 60_000;
 
 impl ConsumeQuery {
     /// Parses the query pairs; unknown keys and bad values are errors.
@@ -183,6 +189,12 @@ impl ConsumeQuery {
                 }
                 "plugin" => plugin = Some(v),
                 "plugin_version" => version = Some(num::<u32>(&k, &v)?),
+                "wait_ms" => {
+                    q.wait_ms = num(&k, &v)?;
+                    if q.wait_ms > MAX_WAIT_MS {
+                        return Err(Error::invalid(format!("`wait_ms` is at most {MAX_WAIT_MS}")));
+                    }
+                }
                 _ => match k.strip_prefix("config.") {
                     Some(name) if !name.is_empty() => config.push((name.to_string(), v)),
                     _ => return Err(Error::invalid(format!("unknown query parameter `{k:.40}`"))),

@@ -128,7 +128,7 @@ pub struct ConsumeArgs {
     /// Stop after this many records.
     #[arg(short = 'n', long)]
     pub max_records: Option<u64>,
-    /// How long --follow waits between polls once caught up, e.g. `500ms`.
+    /// With --follow, the pause after a long-poll that found nothing, e.g. `500ms`.
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     pub poll_interval: Duration,
     /// Read through this transform plugin.

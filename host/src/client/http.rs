@@ -19,6 +19,11 @@ pub struct Client {
 
 impl Client {
     /// `server` is the base URL, e.g. `http://127.0.0.1:8080`.
+    /// The per-request timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     pub fn new(server: &str, token: Option<String>, timeout: Duration) -> Result<Client, ClientError> {
         let base = server.trim_end_matches('/').to_string();
         let parsed = reqwest::Url::parse(&base)

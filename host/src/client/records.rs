@@ -3,9 +3,9 @@
 //! `produce` checks all JSON input before it sends anything; line input is
 //! streamed in batches (so `tail -f log | sluice produce` works), and if a
 //! later batch fails the error says how many records were acknowledged.
-//! `consume --follow` polls: the consume endpoint has no long-poll (wait)
-//! parameter, so once caught up the client sleeps `--poll-interval` between
-//! requests.
+//! `consume --follow` long-polls: once caught up, each request asks the
+//! server to wait (`wait_ms`, half the request timeout, at most 20 s) for
+//! the next record, so new records print as soon as they are durable.
 
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 
@@ -301,6 +301,10 @@ pub async fn consume(c: &Client, out: Output, a: ConsumeArgs) -> Result<(), Clie
     };
     let mut printed = 0u64;
     let mut stdout = std::io::stdout().lock();
+    // Long-poll only once caught up; the wait stays well inside the
+    // request's own timeout.
+    let wait_ms = (c.timeout() / 2).min(std::time::Duration::from_secs(20)).as_millis() as u64;
+    let mut long_poll = false;
     loop {
         let want = a.max_records.map_or(PAGE_RECORDS, |m| (m - printed).min(PAGE_RECORDS));
         if want == 0 {
@@ -318,6 +322,9 @@ pub async fn consume(c: &Client, out: Output, a: ConsumeArgs) -> Result<(), Clie
         }
         for (k, v) in &a.config {
             q.push((format!("config.{k}"), v.clone()));
+        }
+        if long_poll && wait_ms > 0 {
+            q.push(("wait_ms".into(), wait_ms.to_string()));
         }
         let page = c.send(c.request(Method::GET, &path).query(&q)).await?;
         let (Some(records), Some(next), Some(end)) = (
@@ -363,7 +370,14 @@ pub async fn consume(c: &Client, out: Output, a: ConsumeArgs) -> Result<(), Clie
             if !a.follow {
                 return Ok(());
             }
-            tokio::time::sleep(a.poll_interval).await;
+            // An empty answer to a long-poll (its wait ran out, or the
+            // server is stopping): pause briefly rather than spin.
+            if long_poll && records.is_empty() {
+                tokio::time::sleep(a.poll_interval).await;
+            }
+            long_poll = true;
+        } else {
+            long_poll = false;
         }
     }
 }

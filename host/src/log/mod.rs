@@ -436,6 +436,15 @@ impl Log {
         self.wal.shutdown().await;
     }
 
+    /// Waits until `partition` holds records at or after `offset` (at once
+    /// if it does); the caller bounds the wait.
+    pub async fn wait_for_records(&self, stream: &str, partition: u32, offset: u64) -> Result<(), LogError> {
+        let s = self.stream(stream)?;
+        let part = partition_of(&s, partition)?;
+        part.wait_past(offset).await;
+        Ok(())
+    }
+
     pub fn wal(&self) -> &Wal {
         &self.wal
     }

@@ -60,9 +60,21 @@ pub struct Lag {
     pub bytes: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Partition {
     pub state: Mutex<State>,
+    /// The end offset, published after every commit (long-polling readers
+    /// wait on it).
+    appended: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Partition {
+    fn default() -> Self {
+        Partition {
+            state: Mutex::default(),
+            appended: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 /// Offsets a partition holds, for describe and read answers.
@@ -87,7 +99,21 @@ impl Partition {
         st.end_offset = b.end();
         st.next_offset = st.next_offset.max(st.end_offset);
         st.batches.push(b);
+        self.appended.send_replace(st.end_offset);
         true
+    }
+
+    /// Resolves once the partition's end is past `offset`; at once unless
+    /// `offset` is exactly the end (a reader ahead of the end gets its
+    /// out-of-range answer without waiting).
+    pub async fn wait_past(&self, offset: u64) {
+        let mut rx = self.appended.subscribe();
+        if self.range().end != offset {
+            return;
+        }
+        // The sender lives as long as the partition (we hold it), so this
+        // only ends when the end moves past `offset`.
+        let _ = rx.wait_for(|end| *end > offset).await;
     }
 
     pub fn range(&self) -> Range {
