@@ -88,6 +88,10 @@ pub struct Progress {
 /// A partition's compaction, as `GET /streams/{name}/compaction` shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CompactionStatus {
+    /// The committed checkpoint: offsets below it were compacted at least
+    /// once (from the manifest, so it survives restarts; `None` until the
+    /// manifest has been read).
+    pub cleaned_end: Option<u64>,
     pub running: bool,
     pub progress: Option<Progress>,
     pub runs: u64,
@@ -120,7 +124,19 @@ impl Tier {
     }
 
     pub fn compaction_status(&self, stream_id: u32, partition: u32) -> CompactionStatus {
-        self.with_part((stream_id, partition), |s| s.compaction.clone())
+        self.with_part((stream_id, partition), |s| {
+            let cleaned_end = s.manifest.as_ref().map(|m| {
+                m.compaction
+                    .clone()
+                    .and_then(|v| serde_json::from_value::<Checkpoint>(v).ok())
+                    .unwrap_or_default()
+                    .cleaned_end
+            });
+            CompactionStatus {
+                cleaned_end,
+                ..s.compaction.clone()
+            }
+        })
     }
 
     /// Runs compaction where it is due; called from the tier's task.
