@@ -9,7 +9,6 @@
 //! the produce API's record JSON ([`RecordIn`]), so a plugin behaves here as
 //! it will once uploaded.
 
-use std::io::Read;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -133,14 +132,7 @@ fn read_records(a: &PluginTestArgs) -> Result<Vec<OffsetRecord>, ClientError> {
             .collect(),
         Some(path) => {
             let (text, what) = if path.as_os_str() == "-" {
-                let mut buf = Vec::new();
-                std::io::stdin()
-                    .read_to_end(&mut buf)
-                    .map_err(|source| ClientError::Io {
-                        what: "cannot read stdin",
-                        source,
-                    })?;
-                (buf, "stdin".to_string())
+                (super::records::read_stdin()?, "stdin".to_string())
             } else {
                 let buf = std::fs::read(path).map_err(|source| ClientError::Read {
                     path: path.clone(),

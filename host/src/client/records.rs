@@ -123,16 +123,7 @@ impl Producer<'_> {
     /// Reads and checks every record first; sends only if all are valid.
     async fn produce_json(&mut self, input: Input, batch_size: usize) -> Result<(), ClientError> {
         let (text, name) = match input {
-            Input::Stdin => {
-                let mut buf = Vec::new();
-                std::io::stdin()
-                    .read_to_end(&mut buf)
-                    .map_err(|source| ClientError::Io {
-                        what: "cannot read stdin",
-                        source,
-                    })?;
-                (buf, "stdin".to_string())
-            }
+            Input::Stdin => (read_stdin()?, "stdin".to_string()),
             Input::File(mut f, _) => {
                 let mut buf = Vec::new();
                 f.read_to_end(&mut buf).map_err(|source| ClientError::Io {
@@ -391,6 +382,18 @@ fn value_bytes(v: &Value) -> Vec<u8> {
             _ => other.to_string().into_bytes(),
         },
     }
+}
+
+/// All of stdin.
+pub(crate) fn read_stdin() -> Result<Vec<u8>, ClientError> {
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .map_err(|source| ClientError::Io {
+            what: "cannot read stdin",
+            source,
+        })?;
+    Ok(buf)
 }
 
 #[cfg(test)]

@@ -45,6 +45,16 @@ struct Checkpoint {
     resume: Option<Resume>,
 }
 
+impl Checkpoint {
+    /// The checkpoint a manifest holds (none yet: nothing is clean).
+    fn of(m: &Manifest) -> Checkpoint {
+        m.compaction
+            .clone()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Resume {
     /// The run's `stop`: it compacts offsets below this.
@@ -125,13 +135,7 @@ impl Tier {
 
     pub fn compaction_status(&self, stream_id: u32, partition: u32) -> CompactionStatus {
         self.with_part((stream_id, partition), |s| {
-            let cleaned_end = s.manifest.as_ref().map(|m| {
-                m.compaction
-                    .clone()
-                    .and_then(|v| serde_json::from_value::<Checkpoint>(v).ok())
-                    .unwrap_or_default()
-                    .cleaned_end
-            });
+            let cleaned_end = s.manifest.as_deref().map(|m| Checkpoint::of(m).cleaned_end);
             CompactionStatus {
                 cleaned_end,
                 ..s.compaction.clone()
@@ -193,11 +197,7 @@ impl Tier {
         forced: bool,
     ) -> Result<Option<RunResult>, String> {
         let current = self.manifest(p, true).await.map_err(|e| e.to_string())?;
-        let cp: Checkpoint = current
-            .compaction
-            .clone()
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default();
+        let cp = Checkpoint::of(&current);
         let now = now_ms();
         let ripe = |s: &SegmentMeta| now.saturating_sub(s.created_ms) >= cfg.min_compaction_lag_ms;
         let dirty: Vec<SegmentMeta> = current
