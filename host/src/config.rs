@@ -77,6 +77,84 @@ pub struct Settings {
     /// How long dropped or replaced objects stay before they are deleted.
     #[serde(with = "humantime_serde")]
     pub gc_grace: Duration,
+    /// Replication across nodes (`[cluster]`); unset: a single node.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// A static cluster: every node has the same `nodes` map and its own
+/// `node_id` (see docs/OPERATIONS.md, Replication).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// This node's id: a key of `nodes`.
+    pub node_id: u32,
+    /// Every node's id and HTTP address (`host:port` or `http://host:port`),
+    /// this node included. TOML keys are strings: `nodes = { "1" = "127.0.0.1:8081" }`.
+    pub nodes: std::collections::BTreeMap<String, String>,
+    /// Largest answer to one replication fetch; a batch larger than this
+    /// travels as numbered fragments.
+    pub replication_max_bytes: ByteSize,
+    /// A follower that has not reached the leader's end for this long leaves
+    /// the in-sync set.
+    #[serde(with = "humantime_serde")]
+    pub replica_lag_max: Duration,
+    /// How long an `acks=all` produce waits for the in-sync replicas.
+    #[serde(with = "humantime_serde")]
+    pub acks_timeout: Duration,
+    /// Time one call to a peer may take (on top of a fetch's long-poll wait).
+    #[serde(with = "humantime_serde")]
+    pub peer_timeout: Duration,
+    /// How long a follower's fetch waits at the leader for new data.
+    #[serde(with = "humantime_serde")]
+    pub fetch_wait: Duration,
+    /// Failed fetches in a row, with no progress in between, after which a
+    /// follower stops and reports the error (an unreachable leader is
+    /// retried without this bound, with backoff).
+    pub fetch_failures_max: u32,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            node_id: 1,
+            nodes: std::collections::BTreeMap::new(),
+            replication_max_bytes: ByteSize::mib(1),
+            replica_lag_max: Duration::from_secs(10),
+            acks_timeout: Duration::from_secs(30),
+            peer_timeout: Duration::from_secs(10),
+            fetch_wait: Duration::from_millis(500),
+            fetch_failures_max: 8,
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// The nodes by numeric id with their base URLs, checked.
+    pub fn peers(&self) -> Result<std::collections::BTreeMap<u32, String>, Error> {
+        let bad = |m: String| Error::invalid(format!("bad setting: cluster: {m}"));
+        let mut out = std::collections::BTreeMap::new();
+        for (id, addr) in &self.nodes {
+            let id: u32 = id
+                .trim()
+                .parse()
+                .map_err(|_| bad(format!("node id `{id}` is not a number")))?;
+            let addr = addr.trim().trim_end_matches('/');
+            if addr.is_empty() {
+                return Err(bad(format!("node {id} has an empty address")));
+            }
+            let url = if addr.starts_with("http://") || addr.starts_with("https://") {
+                addr.to_string()
+            } else {
+                format!("http://{addr}")
+            };
+            reqwest::Url::parse(&url).map_err(|e| bad(format!("node {id} address `{addr}`: {e}")))?;
+            out.insert(id, url);
+        }
+        if !out.contains_key(&self.node_id) {
+            return Err(bad(format!("node_id {} is not in nodes", self.node_id)));
+        }
+        Ok(out)
+    }
 }
 
 impl Default for Settings {
@@ -107,6 +185,7 @@ impl Default for Settings {
             remote_retries: 3,
             cold_cache_bytes: ByteSize::mib(64),
             gc_grace: Duration::from_secs(600),
+            cluster: None,
         }
     }
 }
@@ -158,6 +237,18 @@ impl Settings {
         if self.auth_token.as_deref() == Some("") {
             return bad("auth_token must not be empty (omit it to disable auth)".into());
         }
+        if let Some(c) = &self.cluster {
+            c.peers()?;
+            if c.replication_max_bytes.as_u64() < 1024 || c.replication_max_bytes.as_u64() > 1024 * 1024 * 1024 {
+                return bad("cluster.replication_max_bytes must be between 1 KiB and 1 GiB".into());
+            }
+            if c.fetch_failures_max == 0 {
+                return bad("cluster.fetch_failures_max must be positive".into());
+            }
+            if c.peer_timeout < Duration::from_millis(10) || c.acks_timeout < Duration::from_millis(10) {
+                return bad("cluster.peer_timeout and cluster.acks_timeout must be at least 10ms".into());
+            }
+        }
         Ok(())
     }
 
@@ -199,6 +290,7 @@ impl Settings {
             },
             cache_bytes: to_usize(self.cache_bytes),
             max_partitions: self.max_partitions,
+            node_id: self.cluster.as_ref().map(|c| c.node_id),
         }
     }
 }
@@ -244,5 +336,40 @@ mod tests {
             ..Settings::default()
         };
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn cluster_section_is_parsed_and_checked() {
+        let s = Settings::from_toml(
+            r#"
+            [cluster]
+            node_id = 2
+            nodes = { "1" = "127.0.0.1:8081", "2" = "http://127.0.0.1:8082/" }
+            replication_max_bytes = "1MiB"
+            replica_lag_max = "2s"
+            "#,
+        )
+        .unwrap();
+        s.validate().unwrap();
+        let c = s.cluster.as_ref().unwrap();
+        assert_eq!(c.replica_lag_max, Duration::from_secs(2));
+        let peers = c.peers().unwrap();
+        assert_eq!(peers[&1], "http://127.0.0.1:8081");
+        assert_eq!(peers[&2], "http://127.0.0.1:8082");
+        for bad in [
+            r#"[cluster]
+            node_id = 3
+            nodes = { "1" = "127.0.0.1:8081" }"#,
+            r#"[cluster]
+            node_id = 1
+            nodes = { "one" = "127.0.0.1:8081" }"#,
+            r#"[cluster]
+            node_id = 1
+            nodes = { "1" = "127.0.0.1:8081" }
+            replication_max_bytes = "10B""#,
+        ] {
+            let s = Settings::from_toml(bad).unwrap();
+            assert!(s.validate().unwrap_err().message().contains("cluster"), "{bad}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! (`WalError`, `LogError`, ...) convert into it here, in one place; the HTTP
 //! layer maps kinds to status codes in one place too (`admin::error`).
 
+use crate::cluster::ClusterError;
 use crate::log::LogError;
 use crate::plugin::{PluginError, RegistryError};
 use crate::tier::TierError;
@@ -27,6 +28,10 @@ pub enum ErrorKind {
     PluginFailed,
     /// Temporarily unable; retry later (shutting down, storage failed).
     Unavailable,
+    /// Another node must answer this (it leads the partition).
+    Misdirected,
+    /// Waiting for other nodes took too long; the outcome is unknown to them.
+    Timeout,
     /// Stored data is damaged.
     Data,
     /// A bug or an unexpected environment failure.
@@ -134,7 +139,30 @@ impl From<LogError> for Error {
             LogError::Corrupt { .. } => (ErrorKind::Data, "data_corrupt"),
             LogError::MetaIo { .. } => (ErrorKind::Internal, "io_error"),
             LogError::ColdRead { .. } => (ErrorKind::Unavailable, "object_store_unavailable"),
+            LogError::NotLeader { .. } => (ErrorKind::Misdirected, "not_leader"),
+            LogError::NotReplicated { .. } => (ErrorKind::Invalid, "not_replicated"),
+            LogError::ReplicaMismatch { .. } => (ErrorKind::Conflict, "replica_mismatch"),
             LogError::Wal(_) => (ErrorKind::Internal, "io_error"),
+        };
+        Error::new(kind, code, e.to_string()).with_source(e)
+    }
+}
+
+impl From<ClusterError> for Error {
+    fn from(e: ClusterError) -> Self {
+        let e = match e {
+            ClusterError::Log(l) => return l.into(),
+            other => other,
+        };
+        let (kind, code) = match &e {
+            ClusterError::BadResponse(_) | ClusterError::Unreachable { .. } | ClusterError::Peer { .. } => {
+                (ErrorKind::Unavailable, "replica_unavailable")
+            }
+            ClusterError::NotConfigured(_) | ClusterError::Invalid(_) => (ErrorKind::Invalid, "invalid_request"),
+            ClusterError::Mismatch { .. } => (ErrorKind::Conflict, "stream_mismatch"),
+            ClusterError::AcksTimeout { .. } => (ErrorKind::Timeout, "replication_timeout"),
+            ClusterError::StaleEpoch { .. } => (ErrorKind::Conflict, "stale_epoch"),
+            ClusterError::Log(_) => (ErrorKind::Internal, "internal"),
         };
         Error::new(kind, code, e.to_string()).with_source(e)
     }

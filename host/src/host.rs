@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::cluster::{Cluster, ReplicationStatus};
 use crate::config::Settings;
 use crate::error::{Error, ErrorKind};
 use crate::log::meta::PipelineMeta;
@@ -18,6 +19,10 @@ use crate::pipeline::{Pipelines, Status as PipelineStatus};
 use crate::plugin::{PluginInfo, Registry, Runtime, VersionInfo};
 use crate::tier::compact::CompactionStatus;
 use crate::tier::{Remote, Tier, TierStatus};
+
+#[path = "host_cluster.rs"]
+mod cluster_ops;
+pub use cluster_ops::{Acks, StreamSpec};
 
 /// How much one read may return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +55,8 @@ struct Inner {
     plugins: Arc<Registry>,
     pipelines: Arc<Pipelines>,
     tier: Arc<Tier>,
+    /// Replication (`None` on a single node).
+    cluster: Option<Arc<Cluster>>,
     /// The Prometheus recorder (`None`: the embedding application has its own).
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     upkeep: Option<tokio::task::JoinHandle<()>>,
@@ -69,6 +76,9 @@ pub struct PartitionStatus {
     pub upload_lag_records: u64,
     pub upload_lag_bytes: u64,
     pub tier: TierStatus,
+    /// On a replicated partition: leader, epoch, high watermark, replicas.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationStatus>,
 }
 
 /// A transform plugin applied to what a read returns (nothing is stored).
@@ -117,6 +127,15 @@ impl Host {
         let tier = Tier::new(log.clone(), remote, tier_opts);
         tier.set_plugins(plugins.clone());
         tier.start();
+        let cluster = match &settings.cluster {
+            Some(c) => {
+                let max_batch = settings.max_batch_bytes.as_u64();
+                let cluster = Cluster::new(c.clone(), log.clone(), settings.auth_token.clone(), max_batch)?;
+                cluster.start();
+                Some(cluster)
+            }
+            None => None,
+        };
         let pipelines = Arc::new(Pipelines::new(log.clone(), plugins.clone()));
         pipelines.start_all().await;
         let metrics = crate::metrics::handle();
@@ -128,6 +147,7 @@ impl Host {
                 plugins,
                 pipelines,
                 tier,
+                cluster,
                 metrics,
                 upkeep,
                 stopping: tokio::sync::watch::Sender::new(false),
@@ -137,6 +157,11 @@ impl Host {
 
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    /// The stream log under this node (tests and tools).
+    pub fn log(&self) -> &Log {
+        &self.inner.log
     }
 
     pub async fn create_stream(&self, name: &str, partitions: u32) -> Result<StreamInfo, Error> {
@@ -152,6 +177,9 @@ impl Host {
         partitions: u32,
         config: StreamConfig,
     ) -> Result<StreamInfo, Error> {
+        if config.replication.is_some() {
+            return self.create_replicated(name, partitions, config).await;
+        }
         let r = &config.retention;
         if r.ms == Some(0) || r.bytes == Some(0) {
             return Err(Error::invalid(
@@ -206,6 +234,7 @@ impl Host {
                     upload_lag_records: lag.records,
                     upload_lag_bytes: lag.bytes,
                     tier: self.inner.tier.status(p.stream_id, p.partition),
+                    replication: self.replication_status(&p.stream, p.partition),
                 }
             })
             .collect())
@@ -259,6 +288,27 @@ impl Host {
                 format!("stream `{name}` is used by a pipeline ({i} -> {o}); delete the pipeline first"),
             ));
         }
+        let replicated = self.inner.log.describe_stream(name)?.replication.is_some();
+        self.inner.log.delete_stream(name).await?;
+        if replicated {
+            let failed = self.delete_on_peers(name).await;
+            if !failed.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    "replica_unavailable",
+                    format!(
+                        "stream `{name}` was deleted here but not on every node ({}); delete it again",
+                        failed.join("; ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a stream on this node only (another node's delete of a
+    /// replicated stream).
+    pub async fn delete_local(&self, name: &str) -> Result<(), Error> {
         Ok(self.inner.log.delete_stream(name).await?)
     }
 
@@ -272,7 +322,7 @@ impl Host {
 
     /// Appends a batch to one partition; returns its offsets once durable.
     pub async fn append(&self, stream: &str, partition: u32, records: &[Record]) -> Result<Appended, Error> {
-        Ok(self.inner.log.append(stream, partition, records).await?)
+        self.append_acks(stream, partition, records, Acks::Leader).await
     }
 
     /// Reads from `offset` on. Reading at the partition's end returns no
@@ -463,6 +513,9 @@ impl Host {
             t.abort();
         }
         self.inner.pipelines.stop_all().await;
+        if let Some(c) = &self.inner.cluster {
+            c.stop().await;
+        }
         self.inner.tier.stop().await;
         self.inner.log.shutdown().await;
     }

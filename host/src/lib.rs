@@ -24,6 +24,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod cluster;
 pub mod compaction;
 pub mod config;
 pub mod error;

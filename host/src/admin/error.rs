@@ -44,6 +44,8 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::PluginFailed => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Misdirected => StatusCode::MISDIRECTED_REQUEST,
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorKind::Data | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -17,7 +17,15 @@ use super::wire::{
     RecordOut, StreamOut, StreamsOut, parse_produce_body,
 };
 use crate::error::{Error, ErrorKind};
-use crate::host::{Host, PartitionStatus, ReadLimits};
+use crate::host::{Acks, Host, PartitionStatus, ReadLimits};
+
+/// Query of a produce request.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProduceQuery {
+    #[serde(default)]
+    pub acks: Acks,
+}
 
 /// Per partition (in partition order): offsets, WAL range, upload lag and
 /// tiering state.
@@ -214,11 +222,14 @@ pub async fn delete_stream(State(host): State<Host>, name: Result<Path<String>, 
 /// Produce records
 ///
 /// Appends the records to the partition and answers once they are fsync'd.
-/// The body is a JSON array of records or `{"records": [...]}`.
+/// The body is a JSON array of records or `{"records": [...]}`. On a
+/// replicated partition, only the leader accepts appends (`not_leader`
+/// names it), and `acks=all` answers once every in-sync replica holds them.
 #[utoipa::path(post, path = "/streams/{name}/partitions/{partition}/records", tag = "records",
     params(
         ("name" = String, Path, description = "Stream name"),
         ("partition" = u32, Path, description = "Partition index, from 0"),
+        ("acks" = Option<Acks>, Query, description = "`leader` (default): durable on the leader; `all`: on every in-sync replica"),
     ),
     request_body = ProduceBody,
     responses(
@@ -227,22 +238,26 @@ pub async fn delete_stream(State(host): State<Host>, name: Result<Path<String>, 
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`stream_not_found`, `partition_not_found`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 421, description = "`not_leader`: another node leads this partition", body = ErrorBody),
         (status = 500, description = "`io_error`, `data_corrupt`, `internal`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+        (status = 504, description = "`replication_timeout` (`acks=all`): durable on the leader, not yet on every in-sync replica", body = ErrorBody),
     ))]
 pub async fn produce(
     State(host): State<Host>,
     path: Result<Path<(String, u32)>, PathRejection>,
+    query: Result<Query<ProduceQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Res<Json<ProduceOut>> {
     let Path((stream, partition)) = path?;
+    let Query(q) = query?;
     let body = body?;
     let records = parse_produce_body(&body)?
         .into_iter()
         .enumerate()
         .map(|(i, r)| r.into_record(i))
         .collect::<Result<Vec<_>, Error>>()?;
-    let a = host.append(&stream, partition, &records).await?;
+    let a = host.append_acks(&stream, partition, &records, q.acks).await?;
     Ok(Json(ProduceOut {
         base_offset: a.base_offset,
         count: a.count,

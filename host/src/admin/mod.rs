@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod error;
 pub mod handlers;
+pub mod handlers_cluster;
 pub mod handlers_plugins;
 pub mod openapi;
 pub mod wire;
@@ -33,6 +34,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use self::handlers as h;
+use self::handlers_cluster as c;
 use self::handlers_plugins as p;
 use crate::host::Host;
 
@@ -51,6 +53,8 @@ use crate::host::Host;
 /// - `GET /plugins`, `GET|PUT|DELETE /plugins/{name}`
 /// - `GET|POST /pipelines`, `GET|DELETE /pipelines/{name}`,
 ///   `POST /pipelines/{name}/pause`, `POST /pipelines/{name}/resume`
+/// - internal, between nodes: `POST /internal/replication/fetch`,
+///   `POST /internal/streams`, `POST /internal/streams/delete`
 pub(crate) fn api() -> OpenApiRouter<Host> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(h::health))
@@ -68,6 +72,9 @@ pub(crate) fn api() -> OpenApiRouter<Host> {
         .routes(routes!(p::pipeline_status, p::delete_pipeline))
         .routes(routes!(p::pause_pipeline))
         .routes(routes!(p::resume_pipeline))
+        .routes(routes!(c::fetch))
+        .routes(routes!(c::create_stream))
+        .routes(routes!(c::delete_stream))
 }
 
 pub fn router(host: Host) -> Router {

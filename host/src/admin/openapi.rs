@@ -36,7 +36,7 @@ pub const BEARER: &str = "bearer";
     security((), ("bearer" = [])),
     // Schemas reached only from parameters: `routes!` collects those of
     // bodies only.
-    components(schemas(ErrorBody, Encoding)),
+    components(schemas(ErrorBody, Encoding, crate::host::Acks)),
     tags(
         (name = "system", description = "Health, metrics and this document"),
         (name = "streams", description = "Streams: create, list, describe, status, delete"),
@@ -44,6 +44,7 @@ pub const BEARER: &str = "bearer";
         (name = "compaction", description = "Key-based compaction of tiered data"),
         (name = "plugins", description = "WebAssembly plugins: upload, list, describe, delete"),
         (name = "pipelines", description = "Pipelines: input stream -> transform plugin -> output stream"),
+        (name = "cluster", description = "Replication between nodes (internal routes) and leadership"),
     )
 )]
 pub struct ApiDoc;

@@ -250,6 +250,15 @@ pub struct CreateStream {
     /// Required with a `compact` cleanup.
     #[serde(default)]
     pub compaction: Option<CompactionIn>,
+    /// Replicas per partition on a cluster (default 1: the receiving node
+    /// only).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub replication_factor: Option<u32>,
+    /// Per partition, the replicas' node ids, the leader first (default:
+    /// round-robin over the cluster's nodes).
+    #[serde(default)]
+    pub assignment: Option<Vec<Vec<u32>>>,
 }
 
 /// A stream's compaction settings as posted.
@@ -311,7 +320,20 @@ impl CreateStream {
                 })
             }
         };
-        Ok(StreamConfig { retention, compaction })
+        let replication = match (self.replication_factor, &self.assignment) {
+            (None | Some(1), None) => None,
+            (Some(0), _) => return Err(Error::invalid("replication_factor must be at least 1")),
+            (factor, assignment) => {
+                let assignment = assignment.clone().unwrap_or_default();
+                let factor = factor.unwrap_or_else(|| assignment.first().map_or(1, |a| a.len() as u32));
+                Some(crate::log::meta::Replication { factor, assignment })
+            }
+        };
+        Ok(StreamConfig {
+            retention,
+            compaction,
+            replication,
+        })
     }
 }
 
@@ -341,6 +363,9 @@ pub struct StreamOut {
     pub retention_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compaction: Option<CompactionOut>,
+    /// Replication factor and per-partition replicas (replicated streams).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication: Option<crate::log::meta::Replication>,
 }
 
 /// A stream's compaction settings as shown.
@@ -369,6 +394,7 @@ impl From<StreamInfo> for StreamOut {
             },
             retention_ms: s.retention.ms,
             retention_bytes: s.retention.bytes,
+            replication: s.replication.clone(),
             compaction: s.compaction.as_ref().map(|c| CompactionOut {
                 plugin: c.plugin.clone(),
                 plugin_version: c.plugin_version,

@@ -54,6 +54,23 @@ pub enum LogError {
         offset: u64,
         reason: String,
     },
+    #[error("node {node} does not lead stream `{stream}` partition {partition}: node {leader} does (epoch {epoch})")]
+    NotLeader {
+        stream: String,
+        partition: u32,
+        node: u32,
+        leader: u32,
+        epoch: u32,
+    },
+    #[error("stream `{stream}` partition {partition} is not replicated")]
+    NotReplicated { stream: String, partition: u32 },
+    #[error("replica batch for stream `{stream}` partition {partition} at offset {offset} does not fit: {reason}")]
+    ReplicaMismatch {
+        stream: String,
+        partition: u32,
+        offset: u64,
+        reason: String,
+    },
     #[error(transparent)]
     Wal(#[from] WalError),
 }

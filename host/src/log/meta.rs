@@ -40,6 +40,84 @@ pub enum ControlOp {
         partition: u32,
         next_offset: u64,
     },
+    /// A replicated partition's leader, epoch and epoch history changed.
+    SetLeadership {
+        id: u32,
+        partition: u32,
+        state: Leadership,
+    },
+    /// A follower dropped its records from `offset` on (they diverged from
+    /// the leader's log); the bytes stay in the WAL until trimmed.
+    Truncate {
+        id: u32,
+        partition: u32,
+        offset: u64,
+    },
+}
+
+/// How a stream's partitions are spread over a cluster's nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Replication {
+    /// Replicas per partition (at least 2; streams of factor 1 have none).
+    pub factor: u32,
+    /// Per partition: the replicas' node ids, the first leader first.
+    pub assignment: Vec<Vec<u32>>,
+}
+
+/// Who leads a replicated partition, since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leadership {
+    pub leader: u32,
+    pub epoch: u32,
+    /// `(epoch, first offset written in it)`, ascending in both: the epoch
+    /// of the record at offset `o` is the last entry with a start `<= o`.
+    pub history: Vec<(u32, u64)>,
+}
+
+impl Leadership {
+    /// The first leadership of a partition: its first replica, epoch 0.
+    pub fn initial(leader: u32) -> Self {
+        Leadership {
+            leader,
+            epoch: 0,
+            history: vec![(0, 0)],
+        }
+    }
+
+    /// The epoch of the last record below `end` (`None` when empty).
+    pub fn last_epoch(&self, end: u64) -> Option<u32> {
+        self.history
+            .iter()
+            .rev()
+            .find(|(_, start)| *start < end)
+            .map(|(e, _)| *e)
+    }
+
+    /// Where the records of `epoch` end in a log ending at `end`: the start
+    /// of the first later epoch, or `end` for the newest. `None` when this
+    /// history has no such epoch or an older one (the asker is ahead of us).
+    pub fn end_of_epoch(&self, epoch: u32, end: u64) -> Option<u64> {
+        if epoch > self.epoch {
+            return None;
+        }
+        match self.history.iter().find(|(e, _)| *e > epoch) {
+            Some((_, start)) => Some((*start).min(end)),
+            None => Some(end),
+        }
+    }
+
+    /// Starts `epoch` with `leader` at offset `start`.
+    pub fn begin(&mut self, epoch: u32, leader: u32, start: u64) {
+        self.history.retain(|(e, s)| *e < epoch && *s <= start);
+        self.history.push((epoch, start));
+        self.epoch = epoch;
+        self.leader = leader;
+    }
+
+    /// Forgets epochs that started at or after `offset` (a truncation).
+    pub fn truncate(&mut self, offset: u64) {
+        self.history.retain(|(_, s)| *s < offset);
+    }
 }
 
 /// What is durable about a pipeline (its progress is kept separately).
@@ -72,6 +150,9 @@ pub struct StreamMeta {
     /// every record until retention drops it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compaction: Option<Compaction>,
+    /// Spread over a cluster's nodes; `None` for a stream on this node only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<Replication>,
 }
 
 /// How a stream is compacted (see docs/design/0002-compaction.md).
@@ -111,20 +192,22 @@ impl Compaction {
 pub struct StreamConfig {
     pub retention: Retention,
     pub compaction: Option<Compaction>,
+    /// Replicas per partition (1 or `None`: this node only).
+    pub replication: Option<Replication>,
 }
 
 impl From<Retention> for StreamConfig {
     fn from(retention: Retention) -> Self {
         StreamConfig {
             retention,
-            compaction: None,
+            ..StreamConfig::default()
         }
     }
 }
 
 /// How long tiered data is kept. Retention drops whole segments from the
 /// object store; data still in the WAL only is never dropped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Retention {
     /// Drop segments written longer ago than this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -166,6 +249,9 @@ pub struct Snapshot {
     /// Deleted streams whose objects are still to be deleted.
     #[serde(default)]
     pub purge: Vec<u32>,
+    /// Per replicated stream id, per partition: its leadership.
+    #[serde(default)]
+    pub leadership: BTreeMap<u32, Vec<Leadership>>,
 }
 
 fn first_id() -> u32 {
@@ -192,6 +278,7 @@ impl Snapshot {
             progress: Vec::new(),
             marks: BTreeMap::new(),
             purge: Vec::new(),
+            leadership: BTreeMap::new(),
         }
     }
 
@@ -201,10 +288,15 @@ impl Snapshot {
             ControlOp::CreateStream(m) => {
                 self.next_stream_id = self.next_stream_id.max(m.id + 1);
                 self.streams.insert(m.id, m.clone());
+                if let Some(r) = &m.replication {
+                    let first = |p: &Vec<u32>| Leadership::initial(p.first().copied().unwrap_or(0));
+                    self.leadership.insert(m.id, r.assignment.iter().map(first).collect());
+                }
             }
             ControlOp::DeleteStream { id } => {
                 self.streams.remove(id);
                 self.marks.remove(id);
+                self.leadership.remove(id);
                 if !self.purge.contains(id) {
                     self.purge.push(*id);
                 }
@@ -228,6 +320,16 @@ impl Snapshot {
                 next_offset,
             } => {
                 self.set_progress(*id, *partition, *next_offset);
+            }
+            ControlOp::SetLeadership { id, partition, state } => {
+                if let Some(l) = self.leadership.get_mut(id).and_then(|v| v.get_mut(*partition as usize)) {
+                    *l = state.clone();
+                }
+            }
+            ControlOp::Truncate { id, partition, offset } => {
+                if let Some(l) = self.leadership.get_mut(id).and_then(|v| v.get_mut(*partition as usize)) {
+                    l.truncate(*offset);
+                }
             }
         }
         self.as_of_lsn = self.as_of_lsn.max(lsn);
@@ -338,6 +440,7 @@ mod tests {
             created_ms: 1,
             retention: Retention::default(),
             compaction: None,
+            replication: None,
         };
         s.apply(10, &ControlOp::CreateStream(m));
         s.apply(11, &ControlOp::DeleteStream { id: 4 });
@@ -347,6 +450,33 @@ mod tests {
         assert_eq!(load_snapshot(dir.path()), Some(s));
         std::fs::write(snapshot_path(dir.path()), b"{not json").unwrap();
         assert!(load_snapshot(dir.path()).is_none());
+    }
+
+    #[test]
+    fn epoch_history_answers_where_an_epoch_ends() {
+        let mut l = Leadership::initial(1);
+        assert_eq!(l.last_epoch(0), None);
+        assert_eq!(l.last_epoch(5), Some(0));
+        l.begin(1, 2, 10);
+        l.begin(3, 1, 25);
+        assert_eq!(l.history, vec![(0, 0), (1, 10), (3, 25)]);
+        assert_eq!(l.last_epoch(10), Some(0));
+        assert_eq!(l.last_epoch(11), Some(1));
+        assert_eq!(l.last_epoch(40), Some(3));
+        assert_eq!(l.end_of_epoch(0, 40), Some(10));
+        assert_eq!(l.end_of_epoch(1, 40), Some(25));
+        assert_eq!(
+            l.end_of_epoch(2, 40),
+            Some(25),
+            "an epoch that wrote nothing ends where the next begins"
+        );
+        assert_eq!(l.end_of_epoch(3, 40), Some(40));
+        assert_eq!(l.end_of_epoch(4, 40), None, "the asker knows a newer epoch");
+        l.truncate(10);
+        assert_eq!(l.history, vec![(0, 0)]);
+        l.begin(4, 3, 8);
+        assert_eq!(l.history, vec![(0, 0), (4, 8)]);
+        assert_eq!((l.epoch, l.leader), (4, 3));
     }
 
     #[test]

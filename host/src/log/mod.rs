@@ -18,6 +18,7 @@ pub mod pipelines;
 pub mod progress;
 mod read;
 pub mod record;
+pub mod replica;
 pub mod tiering;
 
 #[cfg(test)]
@@ -49,6 +50,8 @@ pub struct Options {
     pub cache_bytes: usize,
     /// Most partitions one stream may have.
     pub max_partitions: u32,
+    /// This node's id in a cluster (`None`: a single node).
+    pub node_id: Option<u32>,
 }
 
 impl Default for Options {
@@ -57,6 +60,7 @@ impl Default for Options {
             wal: wal::Options::default(),
             cache_bytes: 64 * 1024 * 1024,
             max_partitions: 1024,
+            node_id: None,
         }
     }
 }
@@ -71,6 +75,7 @@ pub struct StreamInfo {
     pub partitions: Vec<partition::Range>,
     pub retention: meta::Retention,
     pub compaction: Option<meta::Compaction>,
+    pub replication: Option<meta::Replication>,
 }
 
 /// The outcome of an append: offsets `base_offset .. base_offset + count`.
@@ -89,6 +94,17 @@ pub struct ReadBatch {
     pub start_offset: u64,
     /// Offset the next appended record will get (high watermark).
     pub end_offset: u64,
+}
+
+/// A batch on its way into the WAL, and where it goes once durable.
+struct Durable {
+    part: Arc<Partition>,
+    stream_id: u32,
+    partition: u32,
+    base_offset: u64,
+    count: u32,
+    trailer: u8,
+    cached: Bytes,
 }
 
 struct Stream {
@@ -134,7 +150,16 @@ impl Log {
             .collect();
         let mut skipped = 0u64;
         let (wal, recovered) = Wal::open(&data_dir.join("wal"), opts.wal.clone(), &mut |e| match e.meta.kind {
-            EntryKind::Control if e.lsn > base.as_of_lsn => match serde_json::from_slice::<ControlOp>(e.payload) {
+            // Truncations apply to the index, which is rebuilt from every
+            // WAL entry, whatever the snapshot covers.
+            EntryKind::Control if e.lsn <= base.as_of_lsn => {
+                if let Ok(ControlOp::Truncate { id, partition, offset }) = serde_json::from_slice(e.payload)
+                    && let Some(p) = parts.get(&id).and_then(|v| v.get(partition as usize))
+                {
+                    p.truncate(offset);
+                }
+            }
+            EntryKind::Control => match serde_json::from_slice::<ControlOp>(e.payload) {
                 Ok(op) => {
                     match &op {
                         ControlOp::CreateStream(m) => {
@@ -143,13 +168,17 @@ impl Log {
                         ControlOp::DeleteStream { id } => {
                             parts.remove(id);
                         }
+                        ControlOp::Truncate { id, partition, offset } => {
+                            if let Some(p) = parts.get(id).and_then(|v| v.get(*partition as usize)) {
+                                p.truncate(*offset);
+                            }
+                        }
                         _ => {}
                     }
                     snap.apply(e.lsn, &op);
                 }
                 Err(err) => tracing::error!(lsn = e.lsn, error = %err, "unreadable control entry skipped"),
             },
-            EntryKind::Control => {}
             EntryKind::Records | EntryKind::RecordsWithProgress => {
                 let trailer = match e.meta.kind {
                     EntryKind::RecordsWithProgress => match progress::decode(e.payload) {
@@ -197,6 +226,9 @@ impl Log {
             .values()
             .map(|m| {
                 let partitions = parts.remove(&m.id).unwrap_or_else(|| new_partitions(m.partitions));
+                for (p, l) in partitions.iter().zip(snap.leadership.get(&m.id).into_iter().flatten()) {
+                    p.set_replica(l.clone());
+                }
                 (
                     m.name.clone(),
                     Arc::new(Stream {
@@ -240,12 +272,32 @@ impl Log {
         partitions: u32,
         config: meta::StreamConfig,
     ) -> Result<StreamInfo, LogError> {
+        self.create_stream_as(name, partitions, config, now_ms()).await
+    }
+
+    /// Creates a stream with a given creation time: a replicated stream has
+    /// the same name and creation time on every node (its identity there).
+    pub async fn create_stream_as(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: meta::StreamConfig,
+        created_ms: u64,
+    ) -> Result<StreamInfo, LogError> {
         meta::validate_name(name)?;
         if partitions == 0 || partitions > self.opts.max_partitions {
             return Err(LogError::InvalidPartitions {
                 count: partitions,
                 max: self.opts.max_partitions,
             });
+        }
+        if let Some(r) = &config.replication
+            && (r.factor < 2 || r.assignment.len() != partitions as usize)
+        {
+            return Err(LogError::InvalidBatch(format!(
+                "a replication of factor {} needs an assignment for each of {partitions} partitions",
+                r.factor
+            )));
         }
         let mut snap = self.admin.lock().await;
         if self.stream(name).is_ok() {
@@ -255,15 +307,20 @@ impl Log {
             id: snap.next_stream_id,
             name: name.into(),
             partitions,
-            created_ms: now_ms(),
+            created_ms,
             retention: config.retention,
             compaction: config.compaction,
+            replication: config.replication,
         };
         let op = ControlOp::CreateStream(m.clone());
         self.apply_control(&mut snap, &op).await?;
+        let parts = new_partitions(partitions);
+        for (p, l) in parts.iter().zip(snap.leadership.get(&m.id).into_iter().flatten()) {
+            p.set_replica(l.clone());
+        }
         let stream = Arc::new(Stream {
             meta: m,
-            partitions: new_partitions(partitions),
+            partitions: parts,
         });
         let info = describe(&stream);
         self.write_streams().insert(name.into(), stream);
@@ -393,6 +450,17 @@ impl Log {
         let (tx, rx) = oneshot::channel();
         {
             let mut st = part.lock();
+            if let Some(r) = &st.replica
+                && Some(r.leadership.leader) != self.opts.node_id
+            {
+                return Err(LogError::NotLeader {
+                    stream: stream.into(),
+                    partition,
+                    node: self.opts.node_id.unwrap_or(0),
+                    leader: r.leadership.leader,
+                    epoch: r.leadership.epoch,
+                });
+            }
             let base_offset = st.next_offset;
             st.next_offset += count as u64;
             let entry = EntryMeta {
@@ -402,33 +470,54 @@ impl Log {
                 base_offset,
                 count,
             };
-            let (part, cache, cached) = (part.clone(), self.cache.clone(), records_payload);
+            let batch = Durable {
+                part: part.clone(),
+                stream_id,
+                partition,
+                base_offset,
+                count,
+                trailer,
+                cached: records_payload,
+            };
             let progress_map = self.progress.clone();
-            let indexed = self.indexed_lsn.clone();
-            permit.append(
-                entry,
-                payload,
-                Box::new(move |res| {
-                    let res = res.map(|a| {
-                        part.commit(BatchRef {
-                            base_offset,
-                            count,
-                            lsn: a.lsn,
-                            location: a.location,
-                            trailer,
-                        });
-                        if let Some(p) = progress {
-                            progress_map.advance(p);
-                        }
-                        cache.insert((stream_id, partition, base_offset), cached);
-                        indexed.fetch_max(a.lsn + 1, Ordering::AcqRel);
-                        Appended { base_offset, count }
-                    });
-                    let _ = tx.send(res);
-                }),
-            );
+            let done = self.on_durable(batch, tx, move || {
+                if let Some(p) = progress {
+                    progress_map.advance(p);
+                }
+            });
+            permit.append(entry, payload, done);
         }
         Ok(rx.await.map_err(|_| WalError::Closed)??)
+    }
+
+    /// The WAL completion of a records entry: indexes and caches the batch,
+    /// runs `also`, advances the indexed LSN, then answers on `tx`.
+    fn on_durable(
+        &self,
+        b: Durable,
+        tx: oneshot::Sender<Result<Appended, WalError>>,
+        also: impl FnOnce() + Send + 'static,
+    ) -> wal::Completion {
+        let (cache, indexed) = (self.cache.clone(), self.indexed_lsn.clone());
+        Box::new(move |res| {
+            let res = res.map(|a| {
+                b.part.commit(BatchRef {
+                    base_offset: b.base_offset,
+                    count: b.count,
+                    lsn: a.lsn,
+                    location: a.location,
+                    trailer: b.trailer,
+                });
+                also();
+                cache.insert((b.stream_id, b.partition, b.base_offset), b.cached);
+                indexed.fetch_max(a.lsn + 1, Ordering::AcqRel);
+                Appended {
+                    base_offset: b.base_offset,
+                    count: b.count,
+                }
+            });
+            let _ = tx.send(res);
+        })
     }
 
     /// Drains queued appends, syncs the WAL and stops its writer.
@@ -477,6 +566,7 @@ fn describe(s: &Stream) -> StreamInfo {
         partitions: s.partitions.iter().map(|p| p.range()).collect(),
         retention: s.meta.retention,
         compaction: s.meta.compaction.clone(),
+        replication: s.meta.replication.clone(),
     }
 }
 

@@ -2,12 +2,15 @@
 //!
 //! The index is derived state, rebuilt from the WAL on start-up. Invariants:
 //! * `batches` is sorted by base offset and holds only durable batches;
-//! * `end_offset` (the next offset a reader may wait for) only grows, and is
-//!   the end of the last durable batch;
+//! * `end_offset` is the end of the last durable batch; it only grows,
+//!   except when a follower truncates records that diverged from its leader;
 //! * `next_offset >= end_offset`: offsets handed to appends in flight;
 //! * `batches` are the WAL-resident batches; offsets from `start_offset` up
 //!   to the first of them live only in the object store (cold), and
-//!   `tiered_end` (a batch boundary) is where the committed manifest ends.
+//!   `tiered_end` (a batch boundary) is where the committed manifest ends;
+//! * on a replicated partition readers and the uploader see only offsets
+//!   below the high watermark (what every in-sync replica holds), so a
+//!   record a consumer saw survives a leader change.
 
 use std::sync::Mutex;
 
@@ -42,6 +45,28 @@ pub struct State {
     pub start_offset: u64,
     pub batches: Vec<BatchRef>,
     pub tiered_end: u64,
+    /// Set on a replicated partition.
+    pub replica: Option<ReplicaState>,
+}
+
+/// A replicated partition's leadership and high watermark on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaState {
+    pub leadership: super::meta::Leadership,
+    /// Offsets below this are on every in-sync replica (the leader's
+    /// computation, or what the leader last told this follower).
+    pub high_watermark: u64,
+}
+
+impl State {
+    /// The end readers see: the high watermark on a replicated partition
+    /// (never below what is already tiered), else the end of the log.
+    pub fn visible_end(&self) -> u64 {
+        match &self.replica {
+            None => self.end_offset,
+            Some(r) => r.high_watermark.max(self.tiered_end).min(self.end_offset),
+        }
+    }
 }
 
 /// What a read of one offset needs.
@@ -99,8 +124,101 @@ impl Partition {
         st.end_offset = b.end();
         st.next_offset = st.next_offset.max(st.end_offset);
         st.batches.push(b);
-        self.appended.send_replace(st.end_offset);
+        self.appended.send_replace(st.visible_end());
         true
+    }
+
+    /// Sets a replicated partition's leadership (the high watermark stays).
+    pub fn set_replica(&self, leadership: super::meta::Leadership) {
+        let mut st = self.lock();
+        match &mut st.replica {
+            Some(r) => r.leadership = leadership,
+            None => {
+                st.replica = Some(ReplicaState {
+                    leadership,
+                    high_watermark: 0,
+                })
+            }
+        }
+        self.publish(&st);
+    }
+
+    /// Replication state and the log's end, read together.
+    pub fn replica(&self) -> Option<(ReplicaState, u64)> {
+        let st = self.lock();
+        st.replica.clone().map(|r| (r, st.end_offset))
+    }
+
+    /// Moves the high watermark to `hw` (capped at the log's end); readers
+    /// waiting for it wake up. Returns the value in force.
+    pub fn set_high_watermark(&self, hw: u64) -> u64 {
+        let mut st = self.lock();
+        let end = st.end_offset;
+        let Some(r) = &mut st.replica else { return end };
+        r.high_watermark = hw.min(end);
+        let hw = r.high_watermark;
+        self.publish(&st);
+        hw
+    }
+
+    /// Batches to send a follower from `offset` (a batch boundary, or inside
+    /// the first batch), up to the log's end, high watermark or not: about
+    /// `max_bytes` of them (one at least) and at most `max_batches`.
+    pub fn plan_raw(&self, offset: u64, max_bytes: u64, max_batches: usize) -> Result<Plan, Range> {
+        let st = self.lock();
+        if offset < st.start_offset || offset > st.end_offset {
+            return Err(Range {
+                start: st.start_offset,
+                end: st.end_offset,
+            });
+        }
+        let hot_start = st.batches.first().map_or(st.end_offset, |b| b.base_offset);
+        if offset < hot_start {
+            return Ok(Plan::Cold { until: hot_start });
+        }
+        let first = st.batches.partition_point(|b| b.end() <= offset);
+        let mut bytes = 0u64;
+        let plan = st.batches[first..]
+            .iter()
+            .take(max_batches.max(1))
+            .take_while(|b| {
+                let fits = bytes == 0 || bytes + b.location.len as u64 <= max_bytes;
+                bytes += b.location.len as u64;
+                fits
+            })
+            .copied()
+            .collect();
+        Ok(Plan::Hot(plan))
+    }
+
+    /// Publishes the end readers see after a change to the high watermark
+    /// or the log's end (long-polling readers wake up).
+    pub fn publish(&self, st: &State) {
+        self.appended.send_replace(st.visible_end());
+    }
+
+    /// A watch of the end readers see.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    /// Drops every batch that holds an offset at or after `offset` (a
+    /// batch straddling it goes whole); returns the new end. The caller
+    /// never truncates below the WAL's first batch (tiered data stays).
+    pub fn truncate(&self, offset: u64) -> u64 {
+        let mut st = self.lock();
+        let floor = st.batches.first().map_or(st.end_offset, |b| b.base_offset);
+        let keep = st.batches.partition_point(|b| b.end() <= offset);
+        st.batches.truncate(keep);
+        let end = st.batches.last().map_or(floor, BatchRef::end).min(st.end_offset);
+        st.end_offset = end;
+        st.next_offset = end;
+        if let Some(r) = &mut st.replica {
+            r.high_watermark = r.high_watermark.min(end);
+            r.leadership.truncate(end);
+        }
+        self.publish(&st);
+        end
     }
 
     /// Resolves once the partition's end is past `offset`; at once unless
@@ -116,12 +234,33 @@ impl Partition {
         let _ = rx.wait_for(|end| *end > offset).await;
     }
 
+    /// The offsets readers see (up to the high watermark when replicated).
+    /// Resolves once the log's end (not the high watermark) is past
+    /// `offset`, or at once if it is not exactly at `offset`.
+    pub async fn wait_log_end_past(&self, offset: u64) {
+        let mut rx = self.appended.subscribe();
+        loop {
+            let end = self.log_end();
+            if end != offset {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     pub fn range(&self) -> Range {
         let st = self.lock();
         Range {
             start: st.start_offset,
-            end: st.end_offset,
+            end: st.visible_end(),
         }
+    }
+
+    /// The end of the log on this node, high watermark or not.
+    pub fn log_end(&self) -> u64 {
+        self.lock().end_offset
     }
 
     /// Batches to read for `offset`, stopping once the estimated size reaches
@@ -131,7 +270,7 @@ impl Partition {
         let st = self.lock();
         let range = Range {
             start: st.start_offset,
-            end: st.end_offset,
+            end: st.visible_end(),
         };
         if offset < range.start || offset > range.end {
             return Err(range);
@@ -143,7 +282,7 @@ impl Partition {
         let first = st.batches.partition_point(|b| b.end() <= offset);
         let mut plan = Vec::new();
         let (mut records, mut bytes) = (0usize, 0usize);
-        for b in &st.batches[first..] {
+        for b in st.batches[first..].iter().take_while(|b| b.end() <= range.end) {
             plan.push(*b);
             records += (b.end() - offset.max(b.base_offset)) as usize;
             // A lower bound of the batch's record bytes (key+value+headers):
@@ -179,7 +318,8 @@ impl Partition {
     pub fn untiered(&self, max_bytes: u64, per_batch: u64) -> Vec<BatchRef> {
         let st = self.lock();
         let first = st.batches.partition_point(|b| b.end() <= st.tiered_end);
-        let rest = &st.batches[first..];
+        let visible = st.batches[first..].partition_point(|b| b.end() <= st.visible_end());
+        let rest = &st.batches[first..first + visible];
         let sizes = rest.iter().map(|b| {
             let payload = (b.location.len as u64).saturating_sub((ENTRY_HEADER_LEN + b.trailer as usize) as u64);
             payload + per_batch

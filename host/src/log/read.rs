@@ -126,35 +126,25 @@ impl Log {
         acc: &mut Acc,
     ) -> Result<bool, LogError> {
         let id = s.meta.id;
-        let mut payloads: Vec<Option<Bytes>> = plan
+        // All cached (a tailing reader): no blocking task at all.
+        let cached: Option<Vec<Bytes>> = plan
             .iter()
             .map(|b| self.cache.get(&(id, partition, b.base_offset)))
             .collect();
-        if payloads.iter().any(Option::is_none) {
-            let wal = self.wal.clone();
-            let misses: Vec<(usize, BatchRef)> = plan
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| payloads[*i].is_none())
-                .map(|(i, b)| (i, *b))
-                .collect();
-            let read = tokio::task::spawn_blocking(move || {
-                misses
-                    .into_iter()
-                    .map(|(i, b)| {
-                        wal.read(b.lsn, b.location)
-                            .map(|p| (i, p.slice(..p.len().saturating_sub(b.trailer as usize))))
-                    })
-                    .collect::<Result<Vec<_>, WalError>>()
-            })
-            .await
-            .map_err(|e| WalError::Poisoned(format!("read task failed: {e}")))??;
-            for (i, p) in read {
-                payloads[i] = Some(p);
+        let payloads = match cached {
+            Some(p) => p,
+            None => {
+                let (wal, cache, plan) = (self.wal.clone(), self.cache.clone(), plan.to_vec());
+                tokio::task::spawn_blocking(move || {
+                    plan.iter()
+                        .map(|b| super::tiering::load_payload(&cache, &wal, id, partition, b))
+                        .collect::<Result<Vec<Bytes>, WalError>>()
+                })
+                .await
+                .map_err(|e| WalError::Poisoned(format!("read task failed: {e}")))??
             }
-        }
+        };
         for (b, payload) in plan.iter().zip(payloads) {
-            let payload = payload.unwrap_or_default();
             let decoded = record::decode_batch(&payload, b.base_offset, b.count).map_err(|e| LogError::Corrupt {
                 stream: s.meta.name.clone(),
                 partition,

@@ -130,11 +130,7 @@ impl Log {
     /// The record payload of a WAL batch (from the cache or the WAL), without
     /// any progress trailer. Blocking on a cache miss.
     pub fn batch_payload(&self, stream_id: u32, partition: u32, b: &BatchRef) -> Result<Bytes, WalError> {
-        if let Some(p) = self.cache.get(&(stream_id, partition, b.base_offset)) {
-            return Ok(p);
-        }
-        let p = self.wal.read(b.lsn, b.location)?;
-        Ok(p.slice(..p.len().saturating_sub(b.trailer as usize)))
+        load_payload(&self.cache, &self.wal, stream_id, partition, b)
     }
 
     /// Trims the WAL below everything that is in the object store. Returns
@@ -186,4 +182,20 @@ fn first_base_at_or_after(p: &Partition, lsn: u64) -> u64 {
     let st = p.lock();
     let i = st.batches.partition_point(|b| b.lsn < lsn);
     st.batches.get(i).map_or(st.end_offset, |b| b.base_offset)
+}
+
+/// A batch's record bytes: from the cache, else read from the WAL without
+/// its trailer. Blocking.
+pub(crate) fn load_payload(
+    cache: &super::cache::BatchCache,
+    wal: &crate::wal::Wal,
+    stream_id: u32,
+    partition: u32,
+    b: &BatchRef,
+) -> Result<Bytes, WalError> {
+    if let Some(p) = cache.get(&(stream_id, partition, b.base_offset)) {
+        return Ok(p);
+    }
+    let p = wal.read(b.lsn, b.location)?;
+    Ok(p.slice(..p.len().saturating_sub(b.trailer as usize)))
 }

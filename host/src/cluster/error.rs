@@ -1,0 +1,52 @@
+//! Errors of replication and cluster calls.
+
+use crate::log::LogError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("bad answer from a peer: {0}")]
+    BadResponse(String),
+    #[error("cannot reach node {node} ({url}): {reason}")]
+    Unreachable { node: u32, url: String, reason: String },
+    #[error("node {node} answered {status} {code}: {message}")]
+    Peer {
+        node: u32,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("{0}")]
+    NotConfigured(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("stream `{stream}` is not the same stream on this node: {reason}")]
+    Mismatch { stream: String, reason: String },
+    #[error(
+        "the in-sync replicas of stream `{stream}` partition {partition} did not confirm offsets below {offset} \
+         within {timeout_ms} ms; the records are durable on the leader and may or may not be on followers"
+    )]
+    AcksTimeout {
+        stream: String,
+        partition: u32,
+        offset: u64,
+        timeout_ms: u64,
+    },
+    #[error(
+        "node {node} leads stream `{stream}` partition {partition} at epoch {epoch}, older than epoch {newer} a peer knows"
+    )]
+    StaleEpoch {
+        stream: String,
+        partition: u32,
+        node: u32,
+        epoch: u32,
+        newer: u32,
+    },
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl ClusterError {
+    pub fn bad(m: String) -> Self {
+        ClusterError::BadResponse(m)
+    }
+}

@@ -1,0 +1,293 @@
+//! The follower's side: one task per followed partition pulls from the
+//! leader, reassembles fragments, truncates a diverged tail and appends the
+//! leader's batches at the leader's offsets.
+//!
+//! Invariants (the lesson of a leader and follower looping forever on a
+//! message larger than the peer limit):
+//! * every answer is read with a size cap, and a batch above the limit
+//!   arrives in fragments reassembled in a buffer of at most
+//!   `max_batch_bytes`;
+//! * an unreachable leader is retried with capped exponential backoff;
+//!   any other failure (garbage, a truncated or oversized answer, a closed
+//!   connection mid-answer, an error status, an answer that moves nothing)
+//!   counts, and after `fetch_failures_max` of them in a row without
+//!   progress the task stops and shows the error in status.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::Cluster;
+use super::error::ClusterError;
+use super::wire::{FetchRequest, FetchResponse, FragmentAsk, HEADER_ROOM, Reassembly};
+use crate::log::meta::Leadership;
+use crate::log::replica::{RawBatch, ReplicaView};
+
+/// What a follower task is doing, for status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FollowerStatus {
+    /// `fetching`, `backoff`, `stalled` (stopped after repeated failures)
+    /// or `stopped`.
+    pub state: String,
+    /// The leader it fetches from.
+    pub leader: u32,
+    /// The leader says this node is in the in-sync set (as of the last fetch).
+    pub in_sync: bool,
+    /// Failures in a row without progress.
+    pub failures: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+pub type SharedStatus = Arc<Mutex<FollowerStatus>>;
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// What one answer did.
+enum Step {
+    Progress,
+    Idle,
+}
+
+impl Cluster {
+    /// Follows `stream`/`partition` until the leadership changes, the node
+    /// stops, or fetching fails `fetch_failures_max` times in a row.
+    pub(super) async fn follow(self: Arc<Self>, view: ReplicaView, status: SharedStatus) {
+        let (stream, partition) = (view.stream.clone(), view.partition);
+        let leader = view.state.leadership.leader;
+        let mut stop = self.stop.subscribe();
+        let mut failures = 0u32;
+        let mut backoff = BACKOFF_MIN;
+        let mut frag: Option<Reassembly> = None;
+        set(&status, |s| {
+            s.state = "fetching".into();
+            s.leader = leader;
+        });
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let view = match self.log.replica(&stream, partition) {
+                Ok(v) if v.state.leadership.leader == leader => v,
+                _ => break,
+            };
+            let res = self.fetch_step(&view, &mut frag, &status).await;
+            let pause = match res {
+                Ok(Step::Progress) => {
+                    failures = 0;
+                    backoff = BACKOFF_MIN;
+                    set(&status, |s| {
+                        s.state = "fetching".into();
+                        s.failures = 0;
+                        s.last_error = None;
+                    });
+                    continue;
+                }
+                Ok(Step::Idle) => {
+                    failures = 0;
+                    backoff = BACKOFF_MIN;
+                    set(&status, |s| {
+                        s.state = "fetching".into();
+                        s.failures = 0;
+                    });
+                    continue;
+                }
+                Err(ClusterError::Unreachable { reason, .. }) => {
+                    // The leader is down or restarting: not this request's
+                    // fault; retried with backoff and no bound.
+                    set(&status, |s| {
+                        s.state = "backoff".into();
+                        s.last_error = Some(format!("leader {leader} unreachable: {reason}"));
+                    });
+                    backoff
+                }
+                Err(e) => {
+                    failures += 1;
+                    frag = None;
+                    let msg = e.to_string();
+                    tracing::warn!(stream, partition, leader, failures, error = %msg, "replication fetch failed");
+                    if failures >= self.settings.fetch_failures_max {
+                        tracing::error!(stream, partition, leader, error = %msg,
+                            "replication stopped after repeated failures; it restarts when the leadership changes or the node restarts");
+                        set(&status, |s| {
+                            s.state = "stalled".into();
+                            s.failures = failures;
+                            s.last_error = Some(msg);
+                        });
+                        return;
+                    }
+                    set(&status, |s| {
+                        s.state = "backoff".into();
+                        s.failures = failures;
+                        s.last_error = Some(msg);
+                    });
+                    backoff
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+        set(&status, |s| s.state = "stopped".into());
+    }
+
+    /// One fetch and what follows from its answer.
+    async fn fetch_step(
+        &self,
+        view: &ReplicaView,
+        frag: &mut Option<Reassembly>,
+        status: &SharedStatus,
+    ) -> Result<Step, ClusterError> {
+        let lead = &view.state.leadership;
+        let max_bytes = self.settings.replication_max_bytes.as_u64();
+        let req = FetchRequest {
+            stream: view.stream.clone(),
+            created_ms: view.created_ms,
+            partition: view.partition,
+            replica: self.node_id,
+            fetch_offset: view.log_end,
+            leader_epoch: lead.epoch,
+            last_epoch: lead.last_epoch(view.log_end),
+            fragment: frag
+                .as_ref()
+                .filter(|f| f.base_offset >= view.log_end)
+                .map(|f| FragmentAsk {
+                    base_offset: f.base_offset,
+                    index: f.next,
+                }),
+            wait_ms: if frag.is_some() {
+                0
+            } else {
+                self.settings.fetch_wait.as_millis() as u64
+            },
+            max_bytes,
+        };
+        if req.fragment.is_none() {
+            *frag = None;
+        }
+        let timeout = self.settings.peer_timeout + self.settings.fetch_wait;
+        let body = self
+            .post_capped(
+                lead.leader,
+                "/internal/replication/fetch",
+                &req,
+                max_bytes as usize + HEADER_ROOM,
+                timeout,
+            )
+            .await?;
+        let resp = FetchResponse::decode(body, max_bytes)?;
+        let h = &resp.header;
+        if h.not_leader {
+            if h.leader_epoch > lead.epoch {
+                // The node we followed knows a newer leader: adopt it.
+                let mut l = lead.clone();
+                l.leader = h.leader;
+                l.epoch = h.leader_epoch;
+                self.log.set_leadership(&view.stream, view.partition, l).await?;
+                self.wake();
+                return Ok(Step::Progress);
+            }
+            return Err(ClusterError::bad(format!(
+                "node {} does not lead the partition at epoch {} either",
+                lead.leader, lead.epoch
+            )));
+        }
+        if h.leader_epoch < lead.epoch {
+            return Err(ClusterError::bad(format!(
+                "leader answered with epoch {}, older than {}",
+                h.leader_epoch, lead.epoch
+            )));
+        }
+        if h.leader_epoch > lead.epoch || h.history != lead.history {
+            self.log
+                .set_leadership(
+                    &view.stream,
+                    view.partition,
+                    Leadership {
+                        leader: h.leader,
+                        epoch: h.leader_epoch,
+                        history: h.history.clone(),
+                    },
+                )
+                .await?;
+        }
+        let in_sync = h.in_sync.contains(&self.node_id);
+        set(status, |s| s.in_sync = in_sync);
+        if let Some(offset) = h.diverged {
+            if offset >= view.log_end {
+                return Err(ClusterError::bad(format!(
+                    "leader says the log diverged at {offset}, at or past its end {}",
+                    view.log_end
+                )));
+            }
+            tracing::warn!(
+                stream = view.stream,
+                partition = view.partition,
+                offset,
+                "log diverged from the leader's; truncating"
+            );
+            self.log.truncate(&view.stream, view.partition, offset).await?;
+            return Ok(Step::Progress);
+        }
+        let mut appended = false;
+        if let Some(f) = h.fragment {
+            let asm = match frag {
+                Some(a) => a,
+                None => frag.insert(Reassembly::start(&f, self.max_batch_bytes)?),
+            };
+            if let Some(whole) = asm.push(&f, &resp.data)? {
+                let (base_offset, count) = (asm.base_offset, asm.count);
+                *frag = None;
+                self.append(view, base_offset, count, whole).await?;
+            }
+            appended = true;
+        }
+        for (b, bytes) in resp.batches() {
+            self.append(view, b.base_offset, b.count, bytes).await?;
+            appended = true;
+        }
+        let end = self.log.replica(&view.stream, view.partition)?.log_end;
+        self.log
+            .set_high_watermark(&view.stream, view.partition, h.high_watermark.min(end))?;
+        if appended {
+            return Ok(Step::Progress);
+        }
+        if h.log_end > view.log_end {
+            return Err(ClusterError::bad(format!(
+                "leader's log ends at {} but it sent nothing from {}",
+                h.log_end, view.log_end
+            )));
+        }
+        Ok(Step::Idle)
+    }
+
+    async fn append(
+        &self,
+        view: &ReplicaView,
+        base_offset: u64,
+        count: u32,
+        payload: Bytes,
+    ) -> Result<(), ClusterError> {
+        self.log
+            .append_replica(
+                &view.stream,
+                view.partition,
+                RawBatch {
+                    base_offset,
+                    count,
+                    payload,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+fn set(status: &SharedStatus, f: impl FnOnce(&mut FollowerStatus)) {
+    f(&mut status.lock().unwrap_or_else(|p| p.into_inner()));
+}

@@ -1,0 +1,225 @@
+//! The [`Host`]'s cluster operations: creating and deleting replicated
+//! streams on every node, `acks=all` appends, and replication status.
+//! Invariant: a replicated stream has the same name, partitions, creation
+//! time and assignment on every node; it is created on the peers first, so
+//! a failure leaves this node without it.
+
+use serde::{Deserialize, Serialize};
+
+use super::Host;
+use crate::cluster::{ClusterError, ReplicationStatus};
+use crate::error::{Error, ErrorKind};
+use crate::log::meta::{Replication, Retention, StreamConfig};
+use crate::log::{Appended, Record, StreamInfo};
+
+/// How many replicas must hold an append before it is acknowledged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Acks {
+    /// Durable on the leader's disk.
+    #[default]
+    Leader,
+    /// Durable on every in-sync replica (below the high watermark).
+    All,
+}
+
+/// A replicated stream as one node tells another to create it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSpec {
+    pub name: String,
+    pub partitions: u32,
+    pub created_ms: u64,
+    pub retention: Retention,
+    pub replication: Replication,
+}
+
+impl Host {
+    fn cluster(&self) -> Result<&std::sync::Arc<crate::cluster::Cluster>, Error> {
+        self.inner.cluster.as_ref().ok_or_else(|| {
+            ClusterError::NotConfigured("replication needs a [cluster] section in the node's config".into()).into()
+        })
+    }
+
+    /// Creates a replicated stream: fills in the assignment, creates it on
+    /// every other node, then here.
+    pub(super) async fn create_replicated(
+        &self,
+        name: &str,
+        partitions: u32,
+        mut config: StreamConfig,
+    ) -> Result<StreamInfo, Error> {
+        let cluster = self.cluster()?;
+        let Some(r) = config.replication.as_mut() else {
+            return Err(Error::invalid("no replication asked for"));
+        };
+        if config.compaction.is_some() {
+            return Err(Error::invalid(
+                "compaction of replicated streams is not supported yet (see docs/OPERATIONS.md)",
+            ));
+        }
+        if r.assignment.is_empty() {
+            r.assignment = cluster.assign(partitions, r.factor)?;
+        }
+        if r.assignment.len() != partitions as usize {
+            return Err(Error::invalid(format!(
+                "assignment lists {} partitions, the stream has {partitions}",
+                r.assignment.len()
+            )));
+        }
+        cluster.check_assignment(&r.assignment, r.factor)?;
+        crate::log::meta::validate_name(name)?;
+        if self.inner.log.describe_stream(name).is_ok() {
+            return Err(crate::log::LogError::StreamExists { name: name.into() }.into());
+        }
+        let spec = StreamSpec {
+            name: name.into(),
+            partitions,
+            created_ms: crate::fsutil::now_ms(),
+            retention: config.retention,
+            replication: r.clone(),
+        };
+        let timeout = cluster.settings().peer_timeout;
+        let others: Vec<u32> = cluster
+            .peers()
+            .keys()
+            .copied()
+            .filter(|n| *n != cluster.node_id())
+            .collect();
+        let calls = others
+            .iter()
+            .map(|n| cluster.post_capped(*n, "/internal/streams", &spec, 64 * 1024, timeout));
+        let results = futures::future::join_all(calls).await;
+        let failed: Vec<String> = others
+            .iter()
+            .zip(results)
+            .filter_map(|(n, r)| r.err().map(|e| format!("node {n}: {e}")))
+            .collect();
+        if !failed.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                "replica_unavailable",
+                format!(
+                    "stream `{name}` could not be created on every node ({}); nodes that answered have it: \
+                     delete it and create it again once all nodes are up",
+                    failed.join("; ")
+                ),
+            ));
+        }
+        self.create_from_spec(&spec).await
+    }
+
+    /// Creates a stream another node asked for; the same spec again is a
+    /// success (so a create can be retried).
+    pub async fn create_from_spec(&self, spec: &StreamSpec) -> Result<StreamInfo, Error> {
+        if let Ok(meta) = self.inner.log.stream_meta(&spec.name) {
+            if meta.created_ms == spec.created_ms
+                && meta.replication.as_ref() == Some(&spec.replication)
+                && meta.partitions == spec.partitions
+            {
+                return Ok(self.inner.log.describe_stream(&spec.name)?);
+            }
+            return Err(crate::log::LogError::StreamExists {
+                name: spec.name.clone(),
+            }
+            .into());
+        }
+        let config = StreamConfig {
+            retention: spec.retention,
+            compaction: None,
+            replication: Some(spec.replication.clone()),
+        };
+        let info = self
+            .inner
+            .log
+            .create_stream_as(&spec.name, spec.partitions, config, spec.created_ms)
+            .await?;
+        if let Some(c) = &self.inner.cluster {
+            c.wake();
+        }
+        Ok(info)
+    }
+
+    /// Deletes a replicated stream on the other nodes (best effort: a node
+    /// that is down keeps it; the errors are returned).
+    pub(super) async fn delete_on_peers(&self, name: &str) -> Vec<String> {
+        let Some(cluster) = &self.inner.cluster else {
+            return Vec::new();
+        };
+        let timeout = cluster.settings().peer_timeout;
+        let others: Vec<u32> = cluster
+            .peers()
+            .keys()
+            .copied()
+            .filter(|n| *n != cluster.node_id())
+            .collect();
+        let body = serde_json::json!({ "name": name });
+        let calls = others
+            .iter()
+            .map(|n| cluster.post_capped(*n, "/internal/streams/delete", &body, 64 * 1024, timeout));
+        let results = futures::future::join_all(calls).await;
+        others
+            .iter()
+            .zip(results)
+            .filter_map(|(n, r)| match r {
+                Err(ClusterError::Peer { code, .. }) if code == "stream_not_found" => None,
+                Err(e) => Some(format!("node {n}: {e}")),
+                Ok(_) => None,
+            })
+            .collect()
+    }
+
+    /// Appends like [`Host::append`]; with [`Acks::All`] on a replicated
+    /// partition, returns once every in-sync replica holds the records (or
+    /// fails with `replication_timeout` after `acks_timeout`: the records are
+    /// durable on the leader and may still reach the followers).
+    pub async fn append_acks(
+        &self,
+        stream: &str,
+        partition: u32,
+        records: &[Record],
+        acks: Acks,
+    ) -> Result<Appended, Error> {
+        let appended = match self.inner.log.append(stream, partition, records).await {
+            Ok(a) => a,
+            Err(crate::log::LogError::NotLeader { leader, .. }) => {
+                return Err(self.not_leader(stream, partition, leader));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if acks == Acks::All
+            && let Some(c) = &self.inner.cluster
+            && self.inner.log.replica(stream, partition).is_ok()
+        {
+            c.wait_acks(stream, partition, appended.base_offset + appended.count as u64)
+                .await?;
+        }
+        Ok(appended)
+    }
+
+    fn not_leader(&self, stream: &str, partition: u32, leader: u32) -> Error {
+        let addr = self
+            .inner
+            .cluster
+            .as_ref()
+            .and_then(|c| c.peers().get(&leader).cloned())
+            .unwrap_or_default();
+        Error::new(
+            ErrorKind::Misdirected,
+            "not_leader",
+            format!("this node does not lead stream `{stream}` partition {partition}; node {leader} ({addr}) does"),
+        )
+    }
+
+    /// A replicated partition's leader, epoch, high watermark, in-sync set
+    /// and replicas (`None` when the partition is not replicated).
+    pub fn replication_status(&self, stream: &str, partition: u32) -> Option<ReplicationStatus> {
+        self.inner.cluster.as_ref()?.status(stream, partition).ok()
+    }
+
+    /// Answers a follower's fetch (the body of `/internal/replication/fetch`).
+    pub async fn serve_fetch(&self, req: crate::cluster::wire::FetchRequest) -> Result<Vec<u8>, Error> {
+        let resp = self.cluster()?.serve_fetch(req).await?;
+        Ok(resp.encode()?)
+    }
+}

@@ -1,0 +1,347 @@
+//! The log's side of replication: appending a leader's batches at the
+//! leader's offsets, reading raw batches for followers, truncating a
+//! diverged tail, and recording leadership and the high watermark.
+//!
+//! Invariants:
+//! * a follower's partition holds the leader's batches byte for byte at the
+//!   same offsets: [`Log::append_replica`] takes the stored record bytes and
+//!   offsets as they are, through the same WAL group commit as appends;
+//! * leadership changes and truncations are control entries, so recovery
+//!   rebuilds them like the rest of the metadata; a truncation is replayed
+//!   against the index wherever it sits in the WAL;
+//! * nothing below the WAL's first batch (data in the object store) is
+//!   ever truncated.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::error::LogError;
+use super::meta::{ControlOp, Leadership, StreamMeta};
+use super::partition::{Plan, ReplicaState};
+use super::{Appended, Durable, Log, Stream, partition_of, record};
+use crate::wal::{EntryKind, EntryMeta, WalError};
+
+/// One stored batch as it travels to a follower.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawBatch {
+    pub base_offset: u64,
+    pub count: u32,
+    /// The encoded records, exactly as stored.
+    pub payload: Bytes,
+}
+
+impl RawBatch {
+    pub fn end(&self) -> u64 {
+        self.base_offset + self.count as u64
+    }
+}
+
+/// A replicated partition as the replication layer sees it.
+#[derive(Debug, Clone)]
+pub struct ReplicaView {
+    pub stream: String,
+    pub stream_id: u32,
+    pub created_ms: u64,
+    pub partition: u32,
+    /// Node ids holding this partition, first leader first.
+    pub replicas: Vec<u32>,
+    pub state: ReplicaState,
+    /// The end of the log on this node (above the high watermark too).
+    pub log_end: u64,
+    pub log_start: u64,
+}
+
+impl Log {
+    /// This node's id in a cluster.
+    pub fn node_id(&self) -> Option<u32> {
+        self.opts.node_id
+    }
+
+    /// Every replicated partition of every stream.
+    pub fn replicas(&self) -> Vec<ReplicaView> {
+        let streams: Vec<Arc<Stream>> = self.read_streams().values().cloned().collect();
+        let mut out = Vec::new();
+        for s in streams {
+            for p in 0..s.meta.partitions {
+                if let Ok(v) = view(&s, p) {
+                    out.push(v);
+                }
+            }
+        }
+        out
+    }
+
+    /// One replicated partition.
+    pub fn replica(&self, stream: &str, partition: u32) -> Result<ReplicaView, LogError> {
+        view(&*self.stream(stream)?, partition)
+    }
+
+    /// The stream's metadata (for forwarding its creation to peers).
+    pub fn stream_meta(&self, stream: &str) -> Result<StreamMeta, LogError> {
+        Ok(self.stream(stream)?.meta.clone())
+    }
+
+    /// Appends a batch the leader stored at `base_offset` (at or after this
+    /// partition's end: a compacted leader may have gaps), durable when this
+    /// returns. Only a follower appends this way.
+    pub async fn append_replica(&self, stream: &str, partition: u32, batch: RawBatch) -> Result<Appended, LogError> {
+        let s = self.stream(stream)?;
+        let part = partition_of(&s, partition)?;
+        let mismatch = |reason: String| LogError::ReplicaMismatch {
+            stream: stream.into(),
+            partition,
+            offset: batch.base_offset,
+            reason,
+        };
+        if batch.count == 0 {
+            return Err(mismatch("a batch needs at least one record".into()));
+        }
+        // The records must decode: a follower never stores what it cannot serve.
+        record::decode_batch(&batch.payload, batch.base_offset, batch.count).map_err(|e| mismatch(e.to_string()))?;
+        let max = self.opts.wal.max_entry_bytes.min(crate::wal::format::MAX_PAYLOAD_LEN);
+        if batch.payload.len() > max {
+            return Err(LogError::BatchTooLarge {
+                size: batch.payload.len(),
+                max,
+            });
+        }
+        let permit = self.wal.reserve().await?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = part.lock();
+            match &st.replica {
+                None => {
+                    return Err(LogError::NotReplicated {
+                        stream: stream.into(),
+                        partition,
+                    });
+                }
+                Some(r) if Some(r.leadership.leader) == self.opts.node_id => {
+                    return Err(mismatch("this node leads the partition".into()));
+                }
+                Some(_) => {}
+            }
+            if batch.base_offset < st.next_offset {
+                return Err(mismatch(format!("the partition already ends at {}", st.next_offset)));
+            }
+            let (base_offset, count, stream_id) = (batch.base_offset, batch.count, s.meta.id);
+            st.next_offset = batch.end();
+            let entry = EntryMeta {
+                kind: EntryKind::Records,
+                stream: stream_id,
+                partition,
+                base_offset,
+                count,
+            };
+            let durable = Durable {
+                part: part.clone(),
+                stream_id,
+                partition,
+                base_offset,
+                count,
+                trailer: 0,
+                cached: batch.payload.clone(),
+            };
+            permit.append(entry, batch.payload, self.on_durable(durable, tx, || {}));
+        }
+        Ok(rx.await.map_err(|_| WalError::Closed)??)
+    }
+
+    /// Stored batches from `offset` on, about `max_bytes` of them (one at
+    /// least) and at most `max_batches`, above the high watermark too (a
+    /// follower needs them); from the object store below the WAL.
+    pub async fn raw_batches(
+        &self,
+        stream: &str,
+        partition: u32,
+        offset: u64,
+        max_bytes: u64,
+        max_batches: usize,
+    ) -> Result<Vec<RawBatch>, LogError> {
+        let s = self.stream(stream)?;
+        let part = partition_of(&s, partition)?;
+        let out_of_range = |start, end| LogError::OffsetOutOfRange {
+            stream: stream.into(),
+            partition,
+            offset,
+            start,
+            end,
+        };
+        for _ in 0..8 {
+            match part
+                .plan_raw(offset, max_bytes, max_batches)
+                .map_err(|r| out_of_range(r.start, r.end))?
+            {
+                Plan::Cold { until } => {
+                    let err = |reason: String| LogError::ColdRead {
+                        stream: stream.into(),
+                        partition,
+                        offset,
+                        reason,
+                    };
+                    let cold = self
+                        .cold
+                        .get()
+                        .ok_or_else(|| err("no object store is attached".into()))?;
+                    let want = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+                    let read = cold
+                        .read(s.meta.id, partition, offset, until, want)
+                        .await
+                        .map_err(err)?;
+                    return Ok(read
+                        .batches
+                        .into_iter()
+                        .filter(|b| b.base_offset < until)
+                        .take(max_batches.max(1))
+                        .map(|b| RawBatch {
+                            base_offset: b.base_offset,
+                            count: b.count,
+                            payload: b.payload,
+                        })
+                        .collect());
+                }
+                Plan::Hot(plan) => {
+                    let (id, plan2) = (s.meta.id, plan.clone());
+                    let (wal, cache) = (self.wal.clone(), self.cache.clone());
+                    let read = tokio::task::spawn_blocking(move || {
+                        plan2
+                            .iter()
+                            .map(|b| super::tiering::load_payload(&cache, &wal, id, partition, b))
+                            .collect::<Result<Vec<Bytes>, WalError>>()
+                    })
+                    .await
+                    .map_err(|e| WalError::Poisoned(format!("read task failed: {e}")))?;
+                    match read {
+                        Err(WalError::Trimmed { .. }) => continue,
+                        Err(e) => return Err(e.into()),
+                        Ok(payloads) => {
+                            return Ok(plan
+                                .iter()
+                                .zip(payloads)
+                                .map(|(b, payload)| RawBatch {
+                                    base_offset: b.base_offset,
+                                    count: b.count,
+                                    payload,
+                                })
+                                .collect());
+                        }
+                    }
+                }
+            }
+        }
+        Err(LogError::Wal(WalError::Trimmed { lsn: 0 }))
+    }
+
+    /// Drops this follower's records from `offset` on (they diverged from
+    /// the leader). Refused below the WAL's first batch. Returns the end.
+    pub async fn truncate(&self, stream: &str, partition: u32, offset: u64) -> Result<u64, LogError> {
+        let mut snap = self.admin.lock().await;
+        let s = self.stream(stream)?;
+        let part = partition_of(&s, partition)?;
+        {
+            let st = part.lock();
+            let floor = st.batches.first().map_or(st.end_offset, |b| b.base_offset);
+            if offset >= st.end_offset {
+                return Ok(st.end_offset);
+            }
+            if offset < floor {
+                return Err(LogError::ReplicaMismatch {
+                    stream: stream.into(),
+                    partition,
+                    offset,
+                    reason: format!("offsets below {floor} are in the object store and are never truncated"),
+                });
+            }
+            if st.next_offset > st.end_offset {
+                return Err(LogError::ReplicaMismatch {
+                    stream: stream.into(),
+                    partition,
+                    offset,
+                    reason: "appends are in flight".into(),
+                });
+            }
+        }
+        let op = ControlOp::Truncate {
+            id: s.meta.id,
+            partition,
+            offset,
+        };
+        self.apply_control(&mut snap, &op).await?;
+        let end = part.truncate(offset);
+        let id = s.meta.id;
+        self.cache
+            .remove_where(|k: &(u32, u32, u64)| k.0 == id && k.1 == partition && k.2 >= end);
+        Ok(end)
+    }
+
+    /// Records a new leadership of a replicated partition (durable first).
+    pub async fn set_leadership(&self, stream: &str, partition: u32, state: Leadership) -> Result<(), LogError> {
+        let mut snap = self.admin.lock().await;
+        let s = self.stream(stream)?;
+        let part = partition_of(&s, partition)?;
+        if part.replica().is_none() {
+            return Err(LogError::NotReplicated {
+                stream: stream.into(),
+                partition,
+            });
+        }
+        let op = ControlOp::SetLeadership {
+            id: s.meta.id,
+            partition,
+            state: state.clone(),
+        };
+        self.apply_control(&mut snap, &op).await?;
+        part.set_replica(state);
+        Ok(())
+    }
+
+    /// Moves a replicated partition's high watermark (capped at its end).
+    pub fn set_high_watermark(&self, stream: &str, partition: u32, hw: u64) -> Result<u64, LogError> {
+        let s = self.stream(stream)?;
+        Ok(partition_of(&s, partition)?.set_high_watermark(hw))
+    }
+
+    /// Waits until the log's end (not the high watermark) passes `offset`.
+    pub async fn wait_for_log_end(&self, stream: &str, partition: u32, offset: u64) -> Result<(), LogError> {
+        let s = self.stream(stream)?;
+        partition_of(&s, partition)?.wait_log_end_past(offset).await;
+        Ok(())
+    }
+
+    /// A watch of the end readers see (the high watermark when replicated).
+    pub fn watch_visible_end(
+        &self,
+        stream: &str,
+        partition: u32,
+    ) -> Result<tokio::sync::watch::Receiver<u64>, LogError> {
+        let s = self.stream(stream)?;
+        Ok(partition_of(&s, partition)?.subscribe())
+    }
+}
+
+fn view(s: &Stream, partition: u32) -> Result<ReplicaView, LogError> {
+    let part = partition_of(s, partition)?;
+    let not = || LogError::NotReplicated {
+        stream: s.meta.name.clone(),
+        partition,
+    };
+    let (state, log_end) = part.replica().ok_or_else(not)?;
+    let replicas = s
+        .meta
+        .replication
+        .as_ref()
+        .and_then(|r| r.assignment.get(partition as usize).cloned())
+        .ok_or_else(not)?;
+    Ok(ReplicaView {
+        stream: s.meta.name.clone(),
+        stream_id: s.meta.id,
+        created_ms: s.meta.created_ms,
+        partition,
+        replicas,
+        state,
+        log_end,
+        log_start: part.range().start,
+    })
+}
