@@ -131,6 +131,7 @@ impl Host {
             Some(c) => {
                 let max_batch = settings.max_batch_bytes.as_u64();
                 let cluster = Cluster::new(c.clone(), log.clone(), settings.auth_token.clone(), max_batch)?;
+                cluster.sync_leadership().await;
                 cluster.start();
                 Some(cluster)
             }

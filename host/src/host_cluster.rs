@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Host;
+use crate::cluster::moves::{LeaderChange, PartitionState};
 use crate::cluster::{ClusterError, ReplicationStatus};
 use crate::error::{Error, ErrorKind};
 use crate::log::meta::{Replication, Retention, StreamConfig};
@@ -221,5 +222,28 @@ impl Host {
     pub async fn serve_fetch(&self, req: crate::cluster::wire::FetchRequest) -> Result<Vec<u8>, Error> {
         let resp = self.cluster()?.serve_fetch(req).await?;
         Ok(resp.encode()?)
+    }
+
+    /// This node's view of a replicated partition (for the other nodes).
+    pub fn partition_state(&self, stream: &str, partition: u32) -> Result<PartitionState, Error> {
+        Ok(self.cluster()?.local_state(stream, partition)?)
+    }
+
+    /// Applies another node's leader change here.
+    pub async fn apply_leader(&self, change: LeaderChange) -> Result<PartitionState, Error> {
+        Ok(self.cluster()?.apply_leader(change).await?)
+    }
+
+    /// Moves a partition's leadership to node `target` (an in-sync replica
+    /// unless `force`); returns the new leader's state. Manual: there is no
+    /// automatic failover.
+    pub async fn move_leader(
+        &self,
+        stream: &str,
+        partition: u32,
+        target: u32,
+        force: bool,
+    ) -> Result<PartitionState, Error> {
+        Ok(self.cluster()?.move_leader(stream, partition, target, force).await?)
     }
 }

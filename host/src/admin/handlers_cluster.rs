@@ -4,8 +4,9 @@
 //! the answer; errors map to statuses in [`super::error`] alone.
 
 use axum::Json;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use serde::Deserialize;
 
 use super::error::{ApiError, ErrorBody};
 use super::wire::StreamOut;
+use crate::cluster::moves::{LeaderChange, PartitionRef, PartitionState};
 use crate::cluster::wire::FetchRequest;
 use crate::error::Error;
 use crate::host::{Host, StreamSpec};
@@ -87,4 +89,77 @@ pub async fn delete_stream(State(host): State<Host>, body: Result<Bytes, BytesRe
     let req: DeleteIn = json(body, "delete request")?;
     host.delete_local(&req.name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A partition's state on this node (internal)
+#[utoipa::path(post, path = "/internal/partition/state", tag = "cluster", request_body = PartitionRef,
+    responses(
+        (status = 200, description = "Leader, epoch, log end, high watermark, in-sync set", body = PartitionState),
+        (status = 400, description = "`invalid_request`, `not_replicated`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`, `partition_not_found`", body = ErrorBody),
+    ))]
+pub async fn partition_state(
+    State(host): State<Host>,
+    body: Result<Bytes, BytesRejection>,
+) -> Res<Json<PartitionState>> {
+    let at: PartitionRef = json(body, "partition")?;
+    Ok(Json(host.partition_state(&at.stream, at.partition)?))
+}
+
+/// Apply a leader change here (internal)
+#[utoipa::path(post, path = "/internal/partition/leader", tag = "cluster", request_body = LeaderChange,
+    responses(
+        (status = 200, description = "This node's state after the change", body = PartitionState),
+        (status = 400, description = "`invalid_request`, `not_replicated`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`, `partition_not_found`", body = ErrorBody),
+        (status = 409, description = "`stale_epoch`, `stream_mismatch`", body = ErrorBody),
+        (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
+        (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+    ))]
+pub async fn apply_leader(State(host): State<Host>, body: Result<Bytes, BytesRejection>) -> Res<Json<PartitionState>> {
+    let change: LeaderChange = json(body, "leader change")?;
+    Ok(Json(host.apply_leader(change).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveLeaderIn {
+    /// The node id to lead the partition (one of its replicas).
+    pub node: u32,
+    /// Move even if the node is not in the in-sync set (acknowledged
+    /// records it misses are lost).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Move a partition's leader
+///
+/// Manual leader change (there is no automatic failover): the old leader,
+/// if up, stops taking appends; the new one first fetches what it misses,
+/// then leads under a new epoch; the other replicas follow it. Any node
+/// can be asked.
+#[utoipa::path(post, path = "/streams/{name}/partitions/{partition}/leader", tag = "cluster",
+    params(
+        ("name" = String, Path, description = "Stream name"),
+        ("partition" = u32, Path, description = "Partition index, from 0"),
+    ),
+    request_body = MoveLeaderIn,
+    responses(
+        (status = 200, description = "The new leader's state", body = PartitionState),
+        (status = 400, description = "`invalid_request` (not a replica, not in sync, drain timed out), `not_replicated`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`, `partition_not_found`", body = ErrorBody),
+        (status = 409, description = "`stale_epoch`, `stream_mismatch`", body = ErrorBody),
+        (status = 503, description = "`replica_unavailable`: the target did not answer", body = ErrorBody),
+    ))]
+pub async fn move_leader(
+    State(host): State<Host>,
+    path: Result<Path<(String, u32)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Res<Json<PartitionState>> {
+    let Path((stream, partition)) = path?;
+    let req: MoveLeaderIn = json(body, "leader move")?;
+    Ok(Json(host.move_leader(&stream, partition, req.node, req.force).await?))
 }

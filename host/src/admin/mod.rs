@@ -53,8 +53,10 @@ use crate::host::Host;
 /// - `GET /plugins`, `GET|PUT|DELETE /plugins/{name}`
 /// - `GET|POST /pipelines`, `GET|DELETE /pipelines/{name}`,
 ///   `POST /pipelines/{name}/pause`, `POST /pipelines/{name}/resume`
+/// - `POST /streams/{name}/partitions/{partition}/leader` (manual leader move)
 /// - internal, between nodes: `POST /internal/replication/fetch`,
-///   `POST /internal/streams`, `POST /internal/streams/delete`
+///   `POST /internal/streams`, `POST /internal/streams/delete`,
+///   `POST /internal/partition/state`, `POST /internal/partition/leader`
 pub(crate) fn api() -> OpenApiRouter<Host> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(h::health))
@@ -75,6 +77,9 @@ pub(crate) fn api() -> OpenApiRouter<Host> {
         .routes(routes!(c::fetch))
         .routes(routes!(c::create_stream))
         .routes(routes!(c::delete_stream))
+        .routes(routes!(c::partition_state))
+        .routes(routes!(c::apply_leader))
+        .routes(routes!(c::move_leader))
 }
 
 pub fn router(host: Host) -> Router {

@@ -50,6 +50,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 enum Step {
     Progress,
     Idle,
+    /// Nothing to do until something else happens (a move in progress).
+    Wait,
 }
 
 impl Cluster {
@@ -95,6 +97,7 @@ impl Cluster {
                     });
                     continue;
                 }
+                Ok(Step::Wait) => self.settings.fetch_wait,
                 Err(ClusterError::Unreachable { reason, .. }) => {
                     // The leader is down or restarting: not this request's
                     // fault; retried with backoff and no bound.
@@ -183,6 +186,10 @@ impl Cluster {
         let resp = FetchResponse::decode(body, max_bytes)?;
         let h = &resp.header;
         if h.not_leader {
+            if h.leader_epoch > lead.epoch && h.leader == self.node_id {
+                // A move to this node is under way; it says when to lead.
+                return Ok(Step::Wait);
+            }
             if h.leader_epoch > lead.epoch {
                 // The node we followed knows a newer leader: adopt it.
                 let mut l = lead.clone();
@@ -197,13 +204,19 @@ impl Cluster {
                 lead.leader, lead.epoch
             )));
         }
-        if h.leader_epoch < lead.epoch {
+        if h.draining {
+            if h.leader != self.node_id {
+                return Err(ClusterError::bad(
+                    "a drain answer to a node that is not the new leader".into(),
+                ));
+            }
+        } else if h.leader_epoch < lead.epoch {
             return Err(ClusterError::bad(format!(
                 "leader answered with epoch {}, older than {}",
                 h.leader_epoch, lead.epoch
             )));
         }
-        if h.leader_epoch > lead.epoch || h.history != lead.history {
+        if !h.draining && (h.leader_epoch > lead.epoch || h.history != lead.history) {
             self.log
                 .set_leadership(
                     &view.stream,
@@ -251,11 +264,16 @@ impl Cluster {
             self.append(view, b.base_offset, b.count, bytes).await?;
             appended = true;
         }
-        let end = self.log.replica(&view.stream, view.partition)?.log_end;
-        self.log
-            .set_high_watermark(&view.stream, view.partition, h.high_watermark.min(end))?;
+        if !h.draining {
+            let end = self.log.replica(&view.stream, view.partition)?.log_end;
+            self.log
+                .set_high_watermark(&view.stream, view.partition, h.high_watermark.min(end))?;
+        }
         if appended {
             return Ok(Step::Progress);
+        }
+        if h.draining {
+            return Ok(Step::Wait);
         }
         if h.log_end > view.log_end {
             return Err(ClusterError::bad(format!(

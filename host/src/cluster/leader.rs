@@ -132,12 +132,19 @@ impl Cluster {
             log_end: view.log_end,
             ..FetchHeader::default()
         };
-        if lead.leader != self.node_id {
+        // The new leader of a move drains this (old) leader's final log.
+        let draining = lead.leader != self.node_id && lead.leader == req.replica && req.leader_epoch < lead.epoch;
+        if lead.leader != self.node_id && !draining {
             header.not_leader = true;
             return Ok(FetchResponse {
                 header,
                 data: Bytes::new(),
             });
+        }
+        if draining {
+            header.draining = true;
+            let max_bytes = req.max_bytes.min(self.settings.replication_max_bytes.as_u64()).max(1);
+            return self.answer(&req, header, max_bytes).await;
         }
         if req.leader_epoch > lead.epoch {
             self.wake();
@@ -189,7 +196,21 @@ impl Cluster {
             header.log_end = now.log_end;
             header.high_watermark = now.state.high_watermark;
         }
-        if req.fetch_offset == header.log_end {
+        self.answer(&req, header, max_bytes).await
+    }
+
+    /// Data from the fetch offset: whole batches, or the first fragment of
+    /// a batch above `max_bytes`.
+    async fn answer(
+        &self,
+        req: &FetchRequest,
+        mut header: FetchHeader,
+        max_bytes: u64,
+    ) -> Result<FetchResponse, ClusterError> {
+        if let Some(ask) = req.fragment {
+            return self.fragment(req, header, ask.base_offset, ask.index, max_bytes).await;
+        }
+        if req.fetch_offset >= header.log_end {
             return Ok(FetchResponse {
                 header,
                 data: Bytes::new(),
@@ -201,7 +222,7 @@ impl Cluster {
             .await?;
         match batches.first() {
             Some(b) if b.payload.len() as u64 > max_bytes => {
-                self.fragment(&req, header, b.base_offset, 0, max_bytes).await
+                self.fragment(req, header, b.base_offset, 0, max_bytes).await
             }
             _ => {
                 let mut data = Vec::new();

@@ -13,6 +13,7 @@
 pub mod error;
 pub mod follower;
 pub mod leader;
+pub mod moves;
 pub mod wire;
 
 #[cfg(test)]

@@ -201,3 +201,127 @@ async fn a_stopped_follower_leaves_the_in_sync_set_and_catches_up_after_restart(
         let _ = n.task.await;
     }
 }
+
+async fn stop(mut n: Node) {
+    let _ = n.stop.take().unwrap().send(());
+    let _ = n.task.await;
+}
+
+async fn restart(dir: &std::path::Path, id: u32, addrs: &[(u32, String)]) -> Node {
+    let l = TcpListener::bind(&addrs[id as usize - 1].1).await.unwrap();
+    start(dir, id, l, addrs).await
+}
+
+async fn values(h: &Host) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        let limits = crate::ReadLimits {
+            max_records: 1000,
+            max_bytes: 1 << 30,
+        };
+        let r = h.read("s", 0, at, limits).await.unwrap();
+        if r.records.is_empty() {
+            return out;
+        }
+        at = r.next_offset;
+        out.extend(r.records.into_iter().map(|r| r.record.value));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_move_keeps_every_record_and_fences_the_old_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, _) = cluster(dir.path(), 3).await;
+    nodes[0].host.create_stream_with("s", 1, replicated(3)).await.unwrap();
+    for i in 0..10 {
+        nodes[0].host.append("s", 0, &[big(i, 5000)]).await.unwrap();
+    }
+    // Asked on node 2, moved to node 3.
+    let st = nodes[1].host.move_leader("s", 0, 3, false).await.unwrap();
+    assert_eq!((st.node, st.leader, st.epoch, st.log_end), (3, 3, 1, 10), "{st:?}");
+    let err = nodes[0].host.append("s", 0, &[big(99, 10)]).await.unwrap_err();
+    assert_eq!(err.code(), "not_leader", "the old leader must refuse appends: {err}");
+    assert!(err.message().contains("node 3"), "{err}");
+    for i in 10..20 {
+        nodes[2]
+            .host
+            .append_acks("s", 0, &[big(i, 5000)], Acks::All)
+            .await
+            .unwrap();
+    }
+    for n in &nodes {
+        wait_until("every node holds 20 records", async || {
+            n.host.log().replica("s", 0).unwrap().log_end == 20
+        })
+        .await;
+    }
+    let want = batches(&nodes[2].host, "s").await;
+    for n in &nodes[..2] {
+        assert_eq!(batches(&n.host, "s").await, want);
+        let st = n.host.replication_status("s", 0).unwrap();
+        assert_eq!((st.leader, st.epoch), (3, 1), "{st:?}");
+    }
+    // A move to a node that is not a replica, or to the leader itself.
+    let err = nodes[0].host.move_leader("s", 0, 9, false).await.unwrap_err();
+    assert_eq!(err.code(), "invalid_request", "{err}");
+    let same = nodes[0].host.move_leader("s", 0, 3, false).await.unwrap();
+    assert_eq!(same.epoch, 1, "a move to the current leader changes nothing");
+    for n in nodes {
+        stop(n).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_leaders_unreplicated_tail_is_truncated_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut nodes, addrs) = cluster(dir.path(), 3).await;
+    nodes[0].host.create_stream_with("s", 1, replicated(3)).await.unwrap();
+    for i in 0..5 {
+        nodes[0]
+            .host
+            .append_acks("s", 0, &[big(i, 3000)], Acks::All)
+            .await
+            .unwrap();
+    }
+    // Followers stop; the leader takes acks=leader records only it holds.
+    let n3 = nodes.pop().unwrap();
+    let n2 = nodes.pop().unwrap();
+    stop(n3).await;
+    stop(n2).await;
+    for i in 100..103 {
+        nodes[0].host.append("s", 0, &[big(i, 3000)]).await.unwrap();
+    }
+    let n1 = nodes.pop().unwrap();
+    stop(n1).await;
+    // Nodes 2 and 3 come back; node 1 is down. Restarted, node 2 cannot
+    // know it was in sync, so the move needs `force`.
+    let n2 = restart(dir.path(), 2, &addrs).await;
+    let n3 = restart(dir.path(), 3, &addrs).await;
+    let err = n3.host.move_leader("s", 0, 2, false).await.unwrap_err();
+    assert!(err.message().contains("in-sync"), "{err}");
+    let st = n3.host.move_leader("s", 0, 2, true).await.unwrap();
+    assert_eq!((st.leader, st.epoch, st.log_end), (2, 1, 5), "{st:?}");
+    for i in 5..9 {
+        n2.host.append_acks("s", 0, &[big(i, 3000)], Acks::All).await.unwrap();
+    }
+    // Node 1 returns believing it leads: it learns of epoch 1, truncates
+    // the three records nobody else has, and follows node 2.
+    let n1 = restart(dir.path(), 1, &addrs).await;
+    let st = n1.host.replication_status("s", 0).unwrap();
+    assert_eq!((st.leader, st.epoch), (2, 1), "{st:?}");
+    wait_until("node 1 equals node 2", async || {
+        n1.host.log().replica("s", 0).unwrap().log_end == 9
+            && batches(&n1.host, "s").await == batches(&n2.host, "s").await
+    })
+    .await;
+    let want: Vec<Bytes> = (0..9).map(|i| big(i, 3000).value).collect();
+    assert_eq!(values(&n2.host).await, want, "acknowledged records on the new leader");
+    // Node 1 after a restart still has the truncation.
+    stop(n1).await;
+    let n1 = restart(dir.path(), 1, &addrs).await;
+    assert_eq!(batches(&n1.host, "s").await, batches(&n2.host, "s").await);
+    for n in [n1, n2, n3] {
+        stop(n).await;
+    }
+}

@@ -69,6 +69,10 @@ pub struct FetchHeader {
     /// The answering node does not lead this partition.
     #[serde(default)]
     pub not_leader: bool,
+    /// The answering node led the partition and hands over to the asker,
+    /// which drains its final log (leadership fields are the new ones).
+    #[serde(default)]
+    pub draining: bool,
     /// The follower's log diverged: it must drop its records from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diverged: Option<u64>,
