@@ -224,6 +224,13 @@ impl Host {
         Ok(resp.encode()?)
     }
 
+    /// This node's stored batches of a replicated partition, in the fetch
+    /// answer's format (`/internal/replication/read`).
+    pub async fn serve_read(&self, req: crate::cluster::leader::RawReadRequest) -> Result<Vec<u8>, Error> {
+        let resp = self.cluster()?.serve_read(req).await?;
+        Ok(resp.encode()?)
+    }
+
     /// This node's view of a replicated partition (for the other nodes).
     pub fn partition_state(&self, stream: &str, partition: u32) -> Result<PartitionState, Error> {
         Ok(self.cluster()?.local_state(stream, partition)?)

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::error::{ApiError, ErrorBody};
 use super::wire::StreamOut;
+use crate::cluster::leader::RawReadRequest;
 use crate::cluster::moves::{LeaderChange, PartitionRef, PartitionState};
 use crate::cluster::wire::FetchRequest;
 use crate::error::Error;
@@ -48,6 +49,28 @@ pub async fn fetch(
 ) -> Res<([(axum::http::HeaderName, &'static str); 1], Vec<u8>)> {
     let req: FetchRequest = json(body, "fetch request")?;
     let bytes = host.serve_fetch(req).await?;
+    Ok(([(CONTENT_TYPE, "application/octet-stream")], bytes))
+}
+
+/// Read a replica's stored batches (internal)
+///
+/// This node's batches from `offset` on, in the fetch answer's format, above
+/// the high watermark too, and with no effect on replication: to compare
+/// replicas byte for byte.
+#[utoipa::path(post, path = "/internal/replication/read", tag = "cluster", request_body = RawReadRequest,
+    responses(
+        (status = 200, description = "Header and data", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 400, description = "`invalid_request`, `offset_out_of_range`, `not_replicated`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`, `partition_not_found`", body = ErrorBody),
+        (status = 500, description = "`io_error`, `data_corrupt`, `internal`", body = ErrorBody),
+    ))]
+pub async fn raw_read(
+    State(host): State<Host>,
+    body: Result<Bytes, BytesRejection>,
+) -> Res<([(axum::http::HeaderName, &'static str); 1], Vec<u8>)> {
+    let req: RawReadRequest = json(body, "read request")?;
+    let bytes = host.serve_read(req).await?;
     Ok(([(CONTENT_TYPE, "application/octet-stream")], bytes))
 }
 

@@ -55,6 +55,7 @@ use crate::host::Host;
 ///   `POST /pipelines/{name}/pause`, `POST /pipelines/{name}/resume`
 /// - `POST /streams/{name}/partitions/{partition}/leader` (manual leader move)
 /// - internal, between nodes: `POST /internal/replication/fetch`,
+///   `POST /internal/replication/read`,
 ///   `POST /internal/streams`, `POST /internal/streams/delete`,
 ///   `POST /internal/partition/state`, `POST /internal/partition/leader`
 pub(crate) fn api() -> OpenApiRouter<Host> {
@@ -75,6 +76,7 @@ pub(crate) fn api() -> OpenApiRouter<Host> {
         .routes(routes!(p::pause_pipeline))
         .routes(routes!(p::resume_pipeline))
         .routes(routes!(c::fetch))
+        .routes(routes!(c::raw_read))
         .routes(routes!(c::create_stream))
         .routes(routes!(c::delete_stream))
         .routes(routes!(c::partition_state))

@@ -20,6 +20,16 @@ use super::error::ClusterError;
 use super::wire::{BatchHead, FetchHeader, FetchRequest, FetchResponse, Fragment, MAX_BATCHES};
 use crate::log::replica::ReplicaView;
 
+/// A raw read of a replica's batches (`/internal/replication/read`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawReadRequest {
+    pub stream: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub max_bytes: u64,
+}
+
 /// One follower as its leader sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct FollowerState {
@@ -244,6 +254,36 @@ impl Cluster {
                 })
             }
         }
+    }
+
+    /// Stored batches from `offset` on as this node holds them (any
+    /// replica; no tracking): tools and tests compare replicas with it.
+    pub async fn serve_read(&self, req: RawReadRequest) -> Result<FetchResponse, ClusterError> {
+        let view = self.log.replica(&req.stream, req.partition)?;
+        let lead = &view.state.leadership;
+        let header = FetchHeader {
+            leader: lead.leader,
+            leader_epoch: lead.epoch,
+            history: lead.history.clone(),
+            high_watermark: view.state.high_watermark,
+            log_start: view.log_start,
+            log_end: view.log_end,
+            ..FetchHeader::default()
+        };
+        let fetch = FetchRequest {
+            stream: req.stream.clone(),
+            created_ms: view.created_ms,
+            partition: req.partition,
+            replica: self.node_id,
+            fetch_offset: req.offset,
+            leader_epoch: lead.epoch,
+            last_epoch: None,
+            fragment: None,
+            wait_ms: 0,
+            max_bytes: req.max_bytes,
+        };
+        self.answer(&fetch, header, req.max_bytes.clamp(1, 64 * 1024 * 1024))
+            .await
     }
 
     /// One fragment of the batch at `base_offset`.
