@@ -497,6 +497,17 @@ impl Host {
                 let labels = [("stream", s.name.clone()), ("partition", p.partition.to_string())];
                 metrics::gauge!(crate::metrics::UPLOAD_LAG_BYTES, &labels).set(p.upload_lag_bytes as f64);
                 metrics::gauge!(crate::metrics::UPLOAD_LAG_RECORDS, &labels).set(p.upload_lag_records as f64);
+                if let Some(r) = p.replication.as_ref().filter(|r| r.is_leader) {
+                    metrics::gauge!(crate::metrics::ISR_SIZE, &labels).set(r.in_sync.len() as f64);
+                    for replica in &r.replicas {
+                        let labels = [
+                            ("stream", s.name.clone()),
+                            ("partition", p.partition.to_string()),
+                            ("replica", replica.node.to_string()),
+                        ];
+                        metrics::gauge!(crate::metrics::REPLICA_LAG_RECORDS, &labels).set(replica.lag as f64);
+                    }
+                }
             }
         }
         for p in self.list_pipelines().await {

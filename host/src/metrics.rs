@@ -56,6 +56,15 @@ pub const PIPELINE_LAG_RECORDS: &str = "sluice_pipeline_lag_records";
 /// Finished and failed compaction runs (label `stream`).
 pub const COMPACTION_RUNS: &str = "sluice_compaction_runs_total";
 pub const COMPACTION_ERRORS: &str = "sluice_compaction_errors_total";
+/// Per replica of a led partition: records it misses (labels `stream`,
+/// `partition`, `replica`; at scrape, on the leader).
+pub const REPLICA_LAG_RECORDS: &str = "sluice_replica_lag_records";
+/// Size of a led partition's in-sync set (labels `stream`, `partition`).
+pub const ISR_SIZE: &str = "sluice_isr_size";
+/// Follower fetches that failed (label `stream`).
+pub const REPLICATION_FETCH_ERRORS: &str = "sluice_replication_fetch_errors_total";
+/// Bytes a follower appended from its leader (label `stream`).
+pub const REPLICATION_BYTES: &str = "sluice_replication_bytes_total";
 /// HTTP requests by route template, method and status, and their duration.
 pub const HTTP_REQUESTS: &str = "sluice_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "sluice_http_request_seconds";
@@ -121,6 +130,10 @@ fn describe() {
     describe_gauge!(PIPELINE_LAG_RECORDS, "Input records a pipeline has not processed");
     describe_counter!(COMPACTION_RUNS, "Compaction runs finished");
     describe_counter!(COMPACTION_ERRORS, "Compaction runs failed");
+    describe_gauge!(REPLICA_LAG_RECORDS, "Records a replica misses up to its leader's end");
+    describe_gauge!(ISR_SIZE, "Replicas in a led partition's in-sync set");
+    describe_counter!(REPLICATION_FETCH_ERRORS, "Follower fetches that failed");
+    describe_counter!(REPLICATION_BYTES, "Bytes followers appended from their leaders");
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered");
     describe_histogram!(HTTP_REQUEST_SECONDS, "Seconds per HTTP request");
 }

@@ -108,6 +108,8 @@ impl Cluster {
                     backoff
                 }
                 Err(e) => {
+                    ::metrics::counter!(crate::metrics::REPLICATION_FETCH_ERRORS, "stream" => stream.clone())
+                        .increment(1);
                     failures += 1;
                     frag = None;
                     let msg = e.to_string();
@@ -291,6 +293,7 @@ impl Cluster {
         count: u32,
         payload: Bytes,
     ) -> Result<(), ClusterError> {
+        let len = payload.len() as u64;
         self.log
             .append_replica(
                 &view.stream,
@@ -302,6 +305,7 @@ impl Cluster {
                 },
             )
             .await?;
+        ::metrics::counter!(crate::metrics::REPLICATION_BYTES, "stream" => view.stream.clone()).increment(len);
         Ok(())
     }
 }

@@ -18,6 +18,8 @@ pub mod wire;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_faults;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -152,6 +152,10 @@ async fn large_batches_replicate_byte_for_byte_and_acks_all_waits_for_followers(
     .await;
     let st = leader.replication_status("s", 0).unwrap();
     assert_eq!((st.is_leader, st.in_sync.len()), (true, 3), "{st:?}");
+    let text = leader.render_metrics().await.unwrap();
+    for want in ["sluice_isr_size{", "sluice_replica_lag_records{", r#"replica="3""#] {
+        assert!(text.contains(want), "{want} missing from /metrics");
+    }
     // Only the leader takes appends.
     let err = nodes[1].host.append("s", 0, &[big(0, 10)]).await.unwrap_err();
     assert_eq!(err.code(), "not_leader", "{err}");
