@@ -39,6 +39,6 @@ pub mod wal;
 
 pub use config::Settings;
 pub use error::{Error, ErrorKind};
-pub use host::{Host, PartitionStatus, ReadFilter, ReadLimits};
+pub use host::{Acks, Host, PartitionStatus, ReadFilter, ReadLimits};
 pub use log::meta::{Compaction, Retention, StreamConfig};
 pub use log::{Appended, OffsetRecord, ReadBatch, Record, StreamInfo};

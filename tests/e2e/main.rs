@@ -13,6 +13,7 @@ mod plugin_api;
 mod plugin_dev;
 mod plugins_http;
 mod quickstart;
+mod replication;
 mod shutdown;
 mod support;
 mod tiering;

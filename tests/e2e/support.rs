@@ -49,6 +49,9 @@ pub struct ServerOptions {
     /// A TOML config file: written to `<root>/config.toml` before every start
     /// and passed with `--config`.
     pub config: Option<String>,
+    /// Listen on this port on every start instead of a free one (cluster
+    /// nodes, whose addresses are in each other's config, need it).
+    pub port: Option<u16>,
 }
 
 impl ServerOptions {
@@ -89,7 +92,7 @@ impl Server {
             root,
             data_dir,
             log_path,
-            port: free_port(),
+            port: options.port.unwrap_or_else(free_port),
             options,
             child: None,
             starts: 0,
@@ -176,10 +179,14 @@ impl Server {
             self.spawn();
             match self.wait_ready().await {
                 Ok(()) => return,
-                // Someone else took our port while the server was down: try another.
+                // Someone else took our port while the server was down: try
+                // another (a fixed port: the same one again, a bit later).
                 Err(status) if attempt < 2 && self.log_since_start().contains("in use") => {
                     eprintln!("server exited with {status} (port {} taken?); retrying", self.port);
-                    self.port = free_port();
+                    match self.options.port {
+                        Some(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                        None => self.port = free_port(),
+                    }
                 }
                 Err(status) => panic!("server exited during start-up with {status}\n{}", self.log_tail(60)),
             }
