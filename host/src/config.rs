@@ -111,6 +111,10 @@ pub struct ClusterSettings {
     /// follower stops and reports the error (an unreachable leader is
     /// retried without this bound, with backoff).
     pub fetch_failures_max: u32,
+    /// In-sync replicas (the leader included) an `acks=all` append needs,
+    /// capped at the partition's replica count; fewer answer 503
+    /// `not_enough_replicas`.
+    pub min_insync_replicas: u32,
 }
 
 impl Default for ClusterSettings {
@@ -124,6 +128,7 @@ impl Default for ClusterSettings {
             peer_timeout: Duration::from_secs(10),
             fetch_wait: Duration::from_millis(500),
             fetch_failures_max: 8,
+            min_insync_replicas: 2,
         }
     }
 }
@@ -242,8 +247,8 @@ impl Settings {
             if c.replication_max_bytes.as_u64() < 1024 || c.replication_max_bytes.as_u64() > 1024 * 1024 * 1024 {
                 return bad("cluster.replication_max_bytes must be between 1 KiB and 1 GiB".into());
             }
-            if c.fetch_failures_max == 0 {
-                return bad("cluster.fetch_failures_max must be positive".into());
+            if c.fetch_failures_max == 0 || c.min_insync_replicas == 0 {
+                return bad("cluster.fetch_failures_max and cluster.min_insync_replicas must be positive".into());
             }
             if c.peer_timeout < Duration::from_millis(10) || c.acks_timeout < Duration::from_millis(10) {
                 return bad("cluster.peer_timeout and cluster.acks_timeout must be at least 10ms".into());

@@ -162,6 +162,7 @@ impl From<ClusterError> for Error {
             ClusterError::Mismatch { .. } => (ErrorKind::Conflict, "stream_mismatch"),
             ClusterError::AcksTimeout { .. } => (ErrorKind::Timeout, "replication_timeout"),
             ClusterError::StaleEpoch { .. } => (ErrorKind::Conflict, "stale_epoch"),
+            ClusterError::NotEnoughReplicas { .. } => (ErrorKind::Unavailable, "not_enough_replicas"),
             ClusterError::Log(_) => (ErrorKind::Internal, "internal"),
         };
         Error::new(kind, code, e.to_string()).with_source(e)

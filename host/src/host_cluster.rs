@@ -181,6 +181,12 @@ impl Host {
         records: &[Record],
         acks: Acks,
     ) -> Result<Appended, Error> {
+        if acks == Acks::All
+            && let Some(c) = &self.inner.cluster
+            && self.inner.log.replica(stream, partition).is_ok()
+        {
+            c.check_min_in_sync(stream, partition)?;
+        }
         let appended = match self.inner.log.append(stream, partition, records).await {
             Ok(a) => a,
             Err(crate::log::LogError::NotLeader { leader, .. }) => {

@@ -41,6 +41,16 @@ pub enum ClusterError {
         epoch: u32,
         newer: u32,
     },
+    #[error(
+        "stream `{stream}` partition {partition} has {} in-sync replicas ({in_sync:?}), fewer than the {required} \
+         acks=all needs", in_sync.len()
+    )]
+    NotEnoughReplicas {
+        stream: String,
+        partition: u32,
+        in_sync: Vec<u32>,
+        required: usize,
+    },
     #[error(transparent)]
     Log(#[from] LogError),
 }

@@ -16,7 +16,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde::Serialize;
 
 use super::Cluster;
@@ -258,12 +257,25 @@ impl Cluster {
             if let Some(whole) = asm.push(&f, &resp.data)? {
                 let (base_offset, count) = (asm.base_offset, asm.count);
                 *frag = None;
-                self.append(view, base_offset, count, whole).await?;
+                let batch = RawBatch {
+                    base_offset,
+                    count,
+                    payload: whole,
+                };
+                self.append(view, vec![batch]).await?;
             }
             appended = true;
         }
-        for (b, bytes) in resp.batches() {
-            self.append(view, b.base_offset, b.count, bytes).await?;
+        let batches: Vec<RawBatch> = resp
+            .batches()
+            .map(|(b, payload)| RawBatch {
+                base_offset: b.base_offset,
+                count: b.count,
+                payload,
+            })
+            .collect();
+        if !batches.is_empty() {
+            self.append(view, batches).await?;
             appended = true;
         }
         if !h.draining {
@@ -286,26 +298,10 @@ impl Cluster {
         Ok(Step::Idle)
     }
 
-    async fn append(
-        &self,
-        view: &ReplicaView,
-        base_offset: u64,
-        count: u32,
-        payload: Bytes,
-    ) -> Result<(), ClusterError> {
-        let len = payload.len() as u64;
-        self.log
-            .append_replica(
-                &view.stream,
-                view.partition,
-                RawBatch {
-                    base_offset,
-                    count,
-                    payload,
-                },
-            )
-            .await?;
-        ::metrics::counter!(crate::metrics::REPLICATION_BYTES, "stream" => view.stream.clone()).increment(len);
+    async fn append(&self, view: &ReplicaView, batches: Vec<RawBatch>) -> Result<(), ClusterError> {
+        let len: usize = batches.iter().map(|b| b.payload.len()).sum();
+        self.log.append_replica(&view.stream, view.partition, batches).await?;
+        ::metrics::counter!(crate::metrics::REPLICATION_BYTES, "stream" => view.stream.clone()).increment(len as u64);
         Ok(())
     }
 }

@@ -14,12 +14,15 @@ pub mod error;
 pub mod follower;
 pub mod leader;
 pub mod moves;
+pub mod upkeep;
 pub mod wire;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_faults;
+#[cfg(test)]
+mod tests_safety;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -60,6 +63,11 @@ pub struct Cluster {
     stop: watch::Sender<bool>,
     wake: Notify,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    data_dir: std::path::PathBuf,
+    /// When each led partition's silent followers were last asked.
+    checks: Mutex<HashMap<(String, u32), Instant>>,
+    /// The high watermarks last written to the checkpoint.
+    checkpointed: Mutex<Vec<upkeep::Checkpointed>>,
 }
 
 /// One replica of a partition, as its leader sees it.
@@ -99,6 +107,7 @@ impl Cluster {
         log: Arc<Log>,
         token: Option<String>,
         max_batch_bytes: u64,
+        data_dir: &std::path::Path,
     ) -> Result<Arc<Cluster>, ClusterError> {
         let peers = settings
             .peers()
@@ -120,6 +129,9 @@ impl Cluster {
             stop: watch::Sender::new(false),
             wake: Notify::new(),
             task: Mutex::new(None),
+            data_dir: data_dir.to_path_buf(),
+            checks: Mutex::new(HashMap::new()),
+            checkpointed: Mutex::new(Vec::new()),
         }))
     }
 
@@ -136,13 +148,20 @@ impl Cluster {
         &self.peers
     }
 
-    /// Starts the reconcile loop.
+    /// Restores the checkpointed high watermarks and starts the reconcile
+    /// loop.
     pub fn start(self: &Arc<Self>) {
+        self.restore_high_watermarks();
         let this = self.clone();
         let handle = tokio::spawn(async move {
             let mut stop = this.stop.subscribe();
+            let mut checkpointed = Instant::now();
             loop {
                 this.reconcile();
+                if checkpointed.elapsed() >= upkeep::CHECKPOINT_EVERY {
+                    checkpointed = Instant::now();
+                    this.checkpoint_high_watermarks();
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(RECONCILE_EVERY) => {}
                     _ = this.wake.notified() => {}
@@ -165,6 +184,7 @@ impl Cluster {
         if let Some(h) = handle {
             let _ = h.await;
         }
+        self.checkpoint_high_watermarks();
         let tasks: Vec<FollowerTask> = lock(&self.followers).drain().map(|(_, t)| t).collect();
         for t in tasks {
             let _ = t.handle.await;
@@ -196,7 +216,7 @@ impl Cluster {
             let key = (v.stream.clone(), v.partition);
             let lead = &v.state.leadership;
             if lead.leader == self.node_id {
-                let hw = {
+                let (hw, silent) = {
                     let mut trackers = lock(&self.trackers);
                     let t = trackers
                         .entry(key)
@@ -204,11 +224,24 @@ impl Cluster {
                     if t.epoch != lead.epoch {
                         *t = Tracker::new(v, self.node_id, now);
                     }
-                    t.advance(self.node_id, v.log_end, now, self.settings.replica_lag_max)
+                    let silent: Vec<u32> = t
+                        .followers
+                        .iter()
+                        .filter(|(_, f)| {
+                            f.last_fetch
+                                .is_none_or(|at| now.saturating_duration_since(at) > upkeep::SILENT_AFTER)
+                        })
+                        .map(|(r, _)| *r)
+                        .collect();
+                    (
+                        t.advance(self.node_id, v.log_end, now, self.settings.replica_lag_max),
+                        silent,
+                    )
                 };
                 if hw != v.state.high_watermark {
                     let _ = self.log.set_high_watermark(&v.stream, v.partition, hw);
                 }
+                self.check_silent(v, silent, now);
                 continue;
             }
             if followers.contains_key(&key) {
@@ -275,20 +308,71 @@ impl Cluster {
         Ok(out)
     }
 
+    /// The in-sync set of a partition this node leads (`None` otherwise).
+    pub fn in_sync(&self, stream: &str, partition: u32) -> Option<Vec<u32>> {
+        let v = self.log.replica(stream, partition).ok()?;
+        if v.state.leadership.leader != self.node_id {
+            return None;
+        }
+        let now = Instant::now();
+        let trackers = lock(&self.trackers);
+        let t = trackers
+            .get(&(stream.to_string(), partition))
+            .cloned()
+            .unwrap_or_else(|| Tracker::new(&v, self.node_id, now));
+        Some(t.in_sync(self.node_id, now, self.settings.replica_lag_max))
+    }
+
+    /// Refuses when this node leads the partition with fewer in-sync
+    /// replicas than `min_insync_replicas` (capped at the replica count).
+    pub fn check_min_in_sync(&self, stream: &str, partition: u32) -> Result<(), ClusterError> {
+        let v = self.log.replica(stream, partition)?;
+        let required = (self.settings.min_insync_replicas as usize).min(v.replicas.len());
+        match self.in_sync(stream, partition) {
+            Some(isr) if isr.len() < required => Err(ClusterError::NotEnoughReplicas {
+                stream: stream.into(),
+                partition,
+                in_sync: isr,
+                required,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Waits until the high watermark reaches `end` (every in-sync replica
-    /// holds the records below it), at most `acks_timeout`.
+    /// holds the records below it) with at least `min_insync_replicas` in
+    /// sync, at most `acks_timeout`.
     pub async fn wait_acks(&self, stream: &str, partition: u32, end: u64) -> Result<(), ClusterError> {
         let mut rx = self.log.watch_visible_end(stream, partition)?;
         let timeout = self.settings.acks_timeout;
-        match tokio::time::timeout(timeout, rx.wait_for(|hw| *hw >= end)).await {
-            Ok(Ok(_)) => Ok(()),
-            _ if self.log.replica(stream, partition)?.state.high_watermark >= end => Ok(()),
-            _ => Err(ClusterError::AcksTimeout {
-                stream: stream.into(),
-                partition,
-                offset: end,
-                timeout_ms: timeout.as_millis() as u64,
-            }),
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let v = self.log.replica(stream, partition)?;
+            if v.state.leadership.leader != self.node_id {
+                // Moved away while waiting: the new leader decides.
+                return Err(crate::log::LogError::NotLeader {
+                    stream: stream.into(),
+                    partition,
+                    node: self.node_id,
+                    leader: v.state.leadership.leader,
+                    epoch: v.state.leadership.epoch,
+                }
+                .into());
+            }
+            if v.state.high_watermark >= end {
+                // In the set as it is now: fewer than required fails at once.
+                return self.check_min_in_sync(stream, partition);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClusterError::AcksTimeout {
+                    stream: stream.into(),
+                    partition,
+                    offset: end,
+                    timeout_ms: timeout.as_millis() as u64,
+                });
+            }
+            let step = deadline.min(tokio::time::Instant::now() + Duration::from_millis(100));
+            let _ = tokio::time::timeout_at(step, rx.wait_for(|hw| *hw >= end)).await;
         }
     }
 

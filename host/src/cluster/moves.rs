@@ -235,41 +235,15 @@ impl Cluster {
 
     /// At start-up: for each partition this node leads, asks the other
     /// replicas whether a newer epoch exists (the node was moved away from
-    /// while down) and follows it if so.
+    /// while down) and follows it if so. Peers that are down now are asked
+    /// again later by the reconcile loop (see [`super::upkeep`]).
     pub async fn sync_leadership(&self) {
-        let timeout = self.settings.peer_timeout;
         for v in self.log.replicas() {
             if v.state.leadership.leader != self.node_id {
                 continue;
             }
-            let at = PartitionRef {
-                stream: v.stream.clone(),
-                partition: v.partition,
-            };
-            let peers = v.replicas.iter().filter(|n| **n != self.node_id);
-            let calls =
-                peers.map(|n| self.post_json::<_, PartitionState>(*n, "/internal/partition/state", &at, timeout));
-            let newest = futures::future::join_all(calls)
-                .await
-                .into_iter()
-                .flatten()
-                .filter(|s| s.created_ms == v.created_ms)
-                .max_by_key(|s| s.epoch);
-            if let Some(s) = newest.filter(|s| s.epoch > v.state.leadership.epoch) {
-                let mut next = v.state.leadership.clone();
-                next.leader = s.leader;
-                next.epoch = s.epoch;
-                tracing::warn!(
-                    stream = v.stream,
-                    partition = v.partition,
-                    leader = s.leader,
-                    epoch = s.epoch,
-                    "another replica leads since this node stopped; following it"
-                );
-                if let Err(e) = self.log.set_leadership(&v.stream, v.partition, next).await {
-                    tracing::error!(stream = v.stream, partition = v.partition, error = %e, "cannot record the leadership");
-                }
-            }
+            let peers: Vec<u32> = v.replicas.iter().copied().filter(|n| *n != self.node_id).collect();
+            self.check_newer_epoch(&v, &peers).await;
         }
     }
 

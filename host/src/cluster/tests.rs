@@ -66,7 +66,7 @@ pub(crate) async fn cluster(dir: &std::path::Path, n: u32) -> (Vec<Node>, Vec<(u
     (out, nodes)
 }
 
-fn big(i: usize, len: usize) -> Record {
+pub(crate) fn big(i: usize, len: usize) -> Record {
     let value: Vec<u8> = (0..len).map(|j| ((i * 31 + j) % 251) as u8).collect();
     Record {
         key: Some(Bytes::from(format!("k{i}"))),
@@ -75,7 +75,7 @@ fn big(i: usize, len: usize) -> Record {
     }
 }
 
-fn replicated(factor: u32) -> StreamConfig {
+pub(crate) fn replicated(factor: u32) -> StreamConfig {
     StreamConfig {
         replication: Some(Replication {
             factor,
@@ -206,12 +206,12 @@ async fn a_stopped_follower_leaves_the_in_sync_set_and_catches_up_after_restart(
     }
 }
 
-async fn stop(mut n: Node) {
+pub(crate) async fn stop(mut n: Node) {
     let _ = n.stop.take().unwrap().send(());
     let _ = n.task.await;
 }
 
-async fn restart(dir: &std::path::Path, id: u32, addrs: &[(u32, String)]) -> Node {
+pub(crate) async fn restart(dir: &std::path::Path, id: u32, addrs: &[(u32, String)]) -> Node {
     let l = TcpListener::bind(&addrs[id as usize - 1].1).await.unwrap();
     start(dir, id, l, addrs).await
 }

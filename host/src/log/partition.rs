@@ -149,13 +149,14 @@ impl Partition {
         st.replica.clone().map(|r| (r, st.end_offset))
     }
 
-    /// Moves the high watermark to `hw` (capped at the log's end); readers
-    /// waiting for it wake up. Returns the value in force.
+    /// Raises the high watermark to `hw` (capped at the log's end; only a
+    /// truncation lowers it); readers waiting for it wake up. Returns the
+    /// value in force.
     pub fn set_high_watermark(&self, hw: u64) -> u64 {
         let mut st = self.lock();
         let end = st.end_offset;
         let Some(r) = &mut st.replica else { return end };
-        r.high_watermark = hw.min(end);
+        r.high_watermark = r.high_watermark.max(hw).min(end);
         let hw = r.high_watermark;
         self.publish(&st);
         hw

@@ -83,14 +83,42 @@ impl Log {
         Ok(self.stream(stream)?.meta.clone())
     }
 
-    /// Appends a batch the leader stored at `base_offset` (at or after this
-    /// partition's end: a compacted leader may have gaps), durable when this
-    /// returns. Only a follower appends this way.
-    pub async fn append_replica(&self, stream: &str, partition: u32, batch: RawBatch) -> Result<Appended, LogError> {
+    /// Appends batches the leader stored, each at its `base_offset` (at or
+    /// after this partition's end: a compacted leader may have gaps), in
+    /// order; durable when this returns. They are queued together, so the
+    /// WAL commits them in as few groups as it can. Only a follower appends
+    /// this way.
+    pub async fn append_replica(&self, stream: &str, partition: u32, batches: Vec<RawBatch>) -> Result<(), LogError> {
         let s = self.stream(stream)?;
         let part = partition_of(&s, partition)?;
+        let mut pending = Vec::with_capacity(batches.len());
+        let mut failed = None;
+        for batch in batches {
+            match self.enqueue_replica(&s, &part, partition, batch).await {
+                Ok(rx) => pending.push(rx),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        // Whatever was queued is waited for, even after a refused batch.
+        for rx in pending {
+            rx.await.map_err(|_| WalError::Closed)??;
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    async fn enqueue_replica(
+        &self,
+        s: &Stream,
+        part: &Arc<super::partition::Partition>,
+        partition: u32,
+        batch: RawBatch,
+    ) -> Result<oneshot::Receiver<Result<Appended, WalError>>, LogError> {
+        let stream = &s.meta.name;
         let mismatch = |reason: String| LogError::ReplicaMismatch {
-            stream: stream.into(),
+            stream: stream.clone(),
             partition,
             offset: batch.base_offset,
             reason,
@@ -109,44 +137,42 @@ impl Log {
         }
         let permit = self.wal.reserve().await?;
         let (tx, rx) = oneshot::channel();
-        {
-            let mut st = part.lock();
-            match &st.replica {
-                None => {
-                    return Err(LogError::NotReplicated {
-                        stream: stream.into(),
-                        partition,
-                    });
-                }
-                Some(r) if Some(r.leadership.leader) == self.opts.node_id => {
-                    return Err(mismatch("this node leads the partition".into()));
-                }
-                Some(_) => {}
+        let mut st = part.lock();
+        match &st.replica {
+            None => {
+                return Err(LogError::NotReplicated {
+                    stream: stream.clone(),
+                    partition,
+                });
             }
-            if batch.base_offset < st.next_offset {
-                return Err(mismatch(format!("the partition already ends at {}", st.next_offset)));
+            Some(r) if Some(r.leadership.leader) == self.opts.node_id => {
+                return Err(mismatch("this node leads the partition".into()));
             }
-            let (base_offset, count, stream_id) = (batch.base_offset, batch.count, s.meta.id);
-            st.next_offset = batch.end();
-            let entry = EntryMeta {
-                kind: EntryKind::Records,
-                stream: stream_id,
-                partition,
-                base_offset,
-                count,
-            };
-            let durable = Durable {
-                part: part.clone(),
-                stream_id,
-                partition,
-                base_offset,
-                count,
-                trailer: 0,
-                cached: batch.payload.clone(),
-            };
-            permit.append(entry, batch.payload, self.on_durable(durable, tx, || {}));
+            Some(_) => {}
         }
-        Ok(rx.await.map_err(|_| WalError::Closed)??)
+        if batch.base_offset < st.next_offset {
+            return Err(mismatch(format!("the partition already ends at {}", st.next_offset)));
+        }
+        let (base_offset, count, stream_id) = (batch.base_offset, batch.count, s.meta.id);
+        st.next_offset = batch.end();
+        let entry = EntryMeta {
+            kind: EntryKind::Records,
+            stream: stream_id,
+            partition,
+            base_offset,
+            count,
+        };
+        let durable = Durable {
+            part: part.clone(),
+            stream_id,
+            partition,
+            base_offset,
+            count,
+            trailer: 0,
+            cached: batch.payload.clone(),
+        };
+        permit.append(entry, batch.payload, self.on_durable(durable, tx, || {}));
+        Ok(rx)
     }
 
     /// Stored batches from `offset` on, about `max_bytes` of them (one at
@@ -287,13 +313,16 @@ impl Log {
                 partition,
             });
         }
+        // Fence first: an append checked after this sees the new leader;
+        // one queued before is ahead of the control entry in the WAL, so it
+        // is durable and indexed once the control entry is.
+        part.set_replica(state.clone());
         let op = ControlOp::SetLeadership {
             id: s.meta.id,
             partition,
-            state: state.clone(),
+            state,
         };
         self.apply_control(&mut snap, &op).await?;
-        part.set_replica(state);
         Ok(())
     }
 
