@@ -2,7 +2,7 @@
 //! docs/design/0003-replication.md): large records travelling as fragments
 //! while a follower restarts, a follower killed with kill -9 catching up
 //! byte for byte, and `acks=all` records surviving kill -9 of the leader
-//! followed by a manual leader move.
+//! followed by a manual leader move; and the CLI's replication commands.
 //!
 //! Replicas are compared byte for byte through `/internal/replication/read`,
 //! which serves a node's stored batches in the fetch answer's format.
@@ -627,4 +627,47 @@ async fn acks_all_records_survive_leader_kill_and_move() {
         "acks_all_records_survive_leader_kill_and_move took {:?}",
         started.elapsed()
     );
+}
+
+/// The CLI creates a replicated stream, produces with `--acks all`, shows
+/// leaders and the in-sync set, and moves a leader; a produce to the old
+/// leader fails naming the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_creates_produces_to_and_moves_a_replicated_stream() {
+    use crate::cli_support::{sluice, sluice_in};
+    let cluster = Cluster::start("1MiB").await;
+    let (n1, n3) = (cluster.node(1), cluster.node(3));
+    let created = sluice(
+        n1,
+        &[
+            "stream",
+            "create",
+            "cli",
+            "-p",
+            "2",
+            "--replication-factor",
+            "3",
+            "--output",
+            "json",
+        ],
+    )
+    .ok();
+    assert_eq!(created.json()["replication"]["factor"], 3, "{created:#?}");
+    sluice_in(n1, &["produce", "cli", "--acks", "all"], "a\nb\nc\n").ok();
+    let status = sluice(n1, &["status", "cli"]).ok();
+    assert!(status.stdout.contains("node 1 (epoch 0)"), "{status:#?}");
+    assert!(
+        status.stdout.contains("1,2,3"),
+        "in-sync set of partition 0: {status:#?}"
+    );
+    let moved = sluice(n3, &["stream", "leader", "cli", "-p", "0", "--node", "3"]).ok();
+    assert!(
+        moved.stdout.contains("node 3 leads at epoch 1 (log end 3)"),
+        "{moved:#?}"
+    );
+    sluice_in(n1, &["produce", "cli", "--acks", "all"], "d\n").fails(1, "node 3");
+    sluice_in(n3, &["produce", "cli", "--acks", "all"], "d\n").ok();
+    let read = sluice(n3, &["consume", "cli", "--output", "json"]).ok();
+    assert_eq!(crate::cli_support::values(&read), vec!["a", "b", "c", "d"]);
+    sluice(n1, &["stream", "create", "bad", "--replication-factor", "0"]).fails(2, "replication-factor");
 }

@@ -78,6 +78,22 @@ pub enum StreamCmd {
         /// `KEY=VALUE` configuration of the compaction plugin (repeatable).
         #[arg(long = "compaction-config", value_parser = parse_key_value)]
         compaction_config: Vec<(String, String)>,
+        /// Replicas per partition on a cluster (default 1: this node only).
+        #[arg(long)]
+        replication_factor: Option<u32>,
+    },
+    /// Move a partition's leadership to another replica (manual failover).
+    Leader {
+        name: String,
+        #[arg(short, long, default_value_t = 0)]
+        partition: u32,
+        /// The node id to lead.
+        #[arg(long)]
+        node: u32,
+        /// Move even if the node is not in sync (acknowledged records it
+        /// misses are lost).
+        #[arg(long)]
+        force: bool,
     },
     /// List streams.
     List,
@@ -107,6 +123,15 @@ pub struct ProduceArgs {
     /// Records per request.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: u32,
+    /// `leader`: durable on the leader; `all`: on every in-sync replica.
+    #[arg(long, value_enum, default_value_t = AcksArg::Leader)]
+    pub acks: AcksArg,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcksArg {
+    Leader,
+    All,
 }
 
 #[derive(Args, Debug)]

@@ -34,11 +34,17 @@ pub async fn stream(c: &Client, out: Output, cmd: StreamCmd) -> Result<(), Clien
             cleanup,
             compaction_plugin,
             compaction_config,
+            replication_factor,
         } => {
             if partitions == 0 {
                 return Err(ClientError::input("--partitions must be at least 1"));
             }
             let mut body = json!({"name": name, "partitions": partitions});
+            match replication_factor {
+                Some(0) => return Err(ClientError::input("--replication-factor must be at least 1")),
+                Some(f) => body["replication_factor"] = json!(f),
+                None => {}
+            }
             if let Some(ms) = retention_ms {
                 body["retention_ms"] = json!(ms);
             }
@@ -65,6 +71,23 @@ pub async fn stream(c: &Client, out: Output, cmd: StreamCmd) -> Result<(), Clien
                     "created stream `{}` with {} partition(s)\n",
                     cell(&created["name"]),
                     arr(&created["partitions"]).len()
+                )
+            })
+        }
+        StreamCmd::Leader {
+            name,
+            partition,
+            node,
+            force,
+        } => {
+            let path = format!("/streams/{}/partitions/{partition}/leader", seg(&name));
+            let moved = c.post(&path, &json!({"node": node, "force": force})).await?;
+            show(out, &moved, || {
+                format!(
+                    "stream `{name}` partition {partition}: node {} leads at epoch {} (log end {})\n",
+                    cell(&moved["leader"]),
+                    cell(&moved["epoch"]),
+                    cell(&moved["log_end"])
                 )
             })
         }
@@ -373,6 +396,8 @@ pub async fn status(c: &Client, out: Output, a: StatusArgs) -> Result<(), Client
                 "TIERED",
                 "SEGMENTS",
                 "TIER ERROR",
+                "LEADER",
+                "IN SYNC",
             ]);
             for p in arr(&v["partitions"]) {
                 let tier = &p["tier"];
@@ -389,6 +414,8 @@ pub async fn status(c: &Client, out: Output, a: StatusArgs) -> Result<(), Client
                     format!("{}..{}", cell(&tier["tiered_start"]), cell(&tier["tiered_end"])),
                     cell(&tier["segments"]),
                     cell(&tier["last_error"]),
+                    leader_cell(&p["replication"]),
+                    in_sync_cell(&p["replication"]),
                 ]);
             }
             format!("stream: {stream}\n\n{}", t.render())
@@ -423,4 +450,24 @@ pub async fn status(c: &Client, out: Output, a: StatusArgs) -> Result<(), Client
             v["failed_pipelines"]
         )
     })
+}
+
+/// `node N (epoch E)` of a replicated partition, `-` otherwise.
+fn leader_cell(r: &Value) -> String {
+    if r.is_null() {
+        return "-".into();
+    }
+    format!("node {} (epoch {})", cell(&r["leader"]), cell(&r["epoch"]))
+}
+
+/// The leader's in-sync set, or a follower's fetch state.
+fn in_sync_cell(r: &Value) -> String {
+    if r.is_null() {
+        return "-".into();
+    }
+    if r["is_leader"] == true {
+        let ids: Vec<String> = arr(&r["in_sync"]).iter().map(cell).collect();
+        return ids.join(",");
+    }
+    format!("(follower: {})", cell(&r["follower"]["state"]))
 }

@@ -55,7 +55,10 @@ pub async fn produce(c: &Client, out: Output, a: ProduceArgs) -> Result<(), Clie
     };
     let mut p = Producer {
         client: c,
-        path: records_path(&a.stream, a.partition),
+        path: match a.acks {
+            super::args::AcksArg::Leader => records_path(&a.stream, a.partition),
+            super::args::AcksArg::All => format!("{}?acks=all", records_path(&a.stream, a.partition)),
+        },
         acked: 0,
         first: None,
         last: None,

@@ -77,22 +77,13 @@ impl Cluster {
             };
             let res = self.fetch_step(&view, &mut frag, &status).await;
             let pause = match res {
-                Ok(Step::Progress) => {
+                Ok(Step::Progress | Step::Idle) => {
                     failures = 0;
                     backoff = BACKOFF_MIN;
                     set(&status, |s| {
                         s.state = "fetching".into();
                         s.failures = 0;
                         s.last_error = None;
-                    });
-                    continue;
-                }
-                Ok(Step::Idle) => {
-                    failures = 0;
-                    backoff = BACKOFF_MIN;
-                    set(&status, |s| {
-                        s.state = "fetching".into();
-                        s.failures = 0;
                     });
                     continue;
                 }
