@@ -20,6 +20,8 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_cold;
+#[cfg(test)]
 mod tests_faults;
 #[cfg(test)]
 mod tests_safety;

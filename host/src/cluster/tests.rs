@@ -20,7 +20,17 @@ pub(crate) struct Node {
 }
 
 pub(crate) async fn start(dir: &std::path::Path, id: u32, listener: TcpListener, nodes: &[(u32, String)]) -> Node {
-    let settings = Settings {
+    start_with(dir, id, listener, nodes, &|_| {}).await
+}
+
+pub(crate) async fn start_with(
+    dir: &std::path::Path,
+    id: u32,
+    listener: TcpListener,
+    nodes: &[(u32, String)],
+    tweak: &dyn Fn(&mut Settings),
+) -> Node {
+    let mut settings = Settings {
         data_dir: dir.join(format!("node{id}")),
         listen: listener.local_addr().unwrap(),
         cluster: Some(ClusterSettings {
@@ -34,6 +44,7 @@ pub(crate) async fn start(dir: &std::path::Path, id: u32, listener: TcpListener,
         }),
         ..Settings::default()
     };
+    tweak(&mut settings);
     let host = Host::open(settings).await.unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let h = host.clone();
@@ -52,6 +63,14 @@ pub(crate) async fn start(dir: &std::path::Path, id: u32, listener: TcpListener,
 }
 
 pub(crate) async fn cluster(dir: &std::path::Path, n: u32) -> (Vec<Node>, Vec<(u32, String)>) {
+    cluster_with(dir, n, &|_| {}).await
+}
+
+pub(crate) async fn cluster_with(
+    dir: &std::path::Path,
+    n: u32,
+    tweak: &dyn Fn(&mut Settings),
+) -> (Vec<Node>, Vec<(u32, String)>) {
     let mut listeners = Vec::new();
     let mut nodes = Vec::new();
     for id in 1..=n {
@@ -61,7 +80,7 @@ pub(crate) async fn cluster(dir: &std::path::Path, n: u32) -> (Vec<Node>, Vec<(u
     }
     let mut out = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
-        out.push(start(dir, i as u32 + 1, l, &nodes).await);
+        out.push(start_with(dir, i as u32 + 1, l, &nodes, tweak).await);
     }
     (out, nodes)
 }
