@@ -14,6 +14,7 @@ mod plugin_dev;
 mod plugins_http;
 mod quickstart;
 mod replication;
+mod replication_support;
 mod shutdown;
 mod support;
 mod tiering;
