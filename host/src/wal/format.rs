@@ -199,13 +199,13 @@ pub fn decode_trim(buf: &[u8]) -> Option<u64> {
     (crc32c::crc32c(&buf[0..16]) == u32_at(buf, 16)).then(|| u64_at(buf, 8))
 }
 
-fn u32_at(buf: &[u8], at: usize) -> u32 {
+pub(super) fn u32_at(buf: &[u8], at: usize) -> u32 {
     let mut b = [0u8; 4];
     b.copy_from_slice(&buf[at..at + 4]);
     u32::from_le_bytes(b)
 }
 
-fn u64_at(buf: &[u8], at: usize) -> u64 {
+pub(super) fn u64_at(buf: &[u8], at: usize) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&buf[at..at + 8]);
     u64::from_le_bytes(b)

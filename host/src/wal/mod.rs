@@ -14,6 +14,7 @@
 
 pub mod error;
 pub mod format;
+pub mod object_format;
 pub mod recovery;
 pub mod segment;
 pub mod writer;
