@@ -15,6 +15,7 @@
 pub mod error;
 pub mod format;
 pub mod object_format;
+pub mod object_recovery;
 pub mod recovery;
 pub mod segment;
 pub mod writer;
