@@ -14,6 +14,7 @@
 
 pub mod error;
 pub mod format;
+pub mod object_acks;
 pub mod object_format;
 pub mod object_recovery;
 pub mod recovery;
