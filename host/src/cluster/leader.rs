@@ -20,6 +20,20 @@ use super::error::ClusterError;
 use super::wire::{BatchHead, FetchHeader, FetchRequest, FetchResponse, Fragment, MAX_BATCHES};
 use crate::log::replica::ReplicaView;
 
+/// The answer header of what this node holds of `view`, before data.
+fn header_of(view: &ReplicaView) -> FetchHeader {
+    let lead = &view.state.leadership;
+    FetchHeader {
+        leader: lead.leader,
+        leader_epoch: lead.epoch,
+        history: lead.history.clone(),
+        high_watermark: view.state.high_watermark,
+        log_start: view.log_start,
+        log_end: view.log_end,
+        ..FetchHeader::default()
+    }
+}
+
 /// A raw read of a replica's batches (`/internal/replication/read`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -133,15 +147,7 @@ impl Cluster {
             )));
         }
         let lead = &view.state.leadership;
-        let mut header = FetchHeader {
-            leader: lead.leader,
-            leader_epoch: lead.epoch,
-            history: lead.history.clone(),
-            high_watermark: view.state.high_watermark,
-            log_start: view.log_start,
-            log_end: view.log_end,
-            ..FetchHeader::default()
-        };
+        let mut header = header_of(&view);
         // The new leader of a move drains this (old) leader's final log.
         let draining = lead.leader != self.node_id && lead.leader == req.replica && req.leader_epoch < lead.epoch;
         if lead.leader != self.node_id && !draining {
@@ -261,15 +267,7 @@ impl Cluster {
     pub async fn serve_read(&self, req: RawReadRequest) -> Result<FetchResponse, ClusterError> {
         let view = self.log.replica(&req.stream, req.partition)?;
         let lead = &view.state.leadership;
-        let header = FetchHeader {
-            leader: lead.leader,
-            leader_epoch: lead.epoch,
-            history: lead.history.clone(),
-            high_watermark: view.state.high_watermark,
-            log_start: view.log_start,
-            log_end: view.log_end,
-            ..FetchHeader::default()
-        };
+        let header = header_of(&view);
         let fetch = FetchRequest {
             stream: req.stream.clone(),
             created_ms: view.created_ms,

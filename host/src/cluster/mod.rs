@@ -285,11 +285,7 @@ impl Cluster {
         };
         if out.is_leader {
             let now = Instant::now();
-            let trackers = lock(&self.trackers);
-            let t = trackers
-                .get(&(stream.to_string(), partition))
-                .cloned()
-                .unwrap_or_else(|| Tracker::new(&v, self.node_id, now));
+            let t = self.tracker_of(&v, now);
             out.in_sync = t.in_sync(self.node_id, now, self.settings.replica_lag_max);
             for r in &v.replicas {
                 let end = if *r == self.node_id {
@@ -310,6 +306,14 @@ impl Cluster {
         Ok(out)
     }
 
+    /// A copy of a led partition's tracker (a fresh one before any fetch).
+    fn tracker_of(&self, v: &crate::log::replica::ReplicaView, now: Instant) -> Tracker {
+        lock(&self.trackers)
+            .get(&(v.stream.clone(), v.partition))
+            .cloned()
+            .unwrap_or_else(|| Tracker::new(v, self.node_id, now))
+    }
+
     /// The in-sync set of a partition this node leads (`None` otherwise).
     pub fn in_sync(&self, stream: &str, partition: u32) -> Option<Vec<u32>> {
         let v = self.log.replica(stream, partition).ok()?;
@@ -317,11 +321,7 @@ impl Cluster {
             return None;
         }
         let now = Instant::now();
-        let trackers = lock(&self.trackers);
-        let t = trackers
-            .get(&(stream.to_string(), partition))
-            .cloned()
-            .unwrap_or_else(|| Tracker::new(&v, self.node_id, now));
+        let t = self.tracker_of(&v, now);
         Some(t.in_sync(self.node_id, now, self.settings.replica_lag_max))
     }
 
