@@ -79,6 +79,27 @@ pub struct Settings {
     pub gc_grace: Duration,
     /// Replication across nodes (`[cluster]`); unset: a single node.
     pub cluster: Option<ClusterSettings>,
+    /// Where the WAL lives: `local` (segment files in the data dir) or
+    /// `object` (objects under `wal/` in `object_store`: every acknowledged
+    /// record survives the loss of the data dir).
+    pub wal: WalKind,
+    /// Object WAL: an object is uploaded this long after its first append
+    /// (the floor of acknowledgement latency)...
+    #[serde(with = "humantime_serde")]
+    pub wal_object_interval: Duration,
+    /// ...or once it holds this many bytes, whichever comes first.
+    pub wal_object_max_bytes: ByteSize,
+    /// Object WAL: objects uploading at once before appends wait.
+    pub wal_objects_in_flight: usize,
+}
+
+/// The WAL backend a node runs on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WalKind {
+    #[default]
+    Local,
+    Object,
 }
 
 /// A static cluster: every node has the same `nodes` map and its own
@@ -191,6 +212,10 @@ impl Default for Settings {
             cold_cache_bytes: ByteSize::mib(64),
             gc_grace: Duration::from_secs(600),
             cluster: None,
+            wal: WalKind::Local,
+            wal_object_interval: Duration::from_millis(250),
+            wal_object_max_bytes: ByteSize::mib(8),
+            wal_objects_in_flight: 4,
         }
     }
 }
@@ -239,6 +264,15 @@ impl Settings {
         if self.remote_timeout < Duration::from_millis(10) {
             return bad("remote_timeout must be at least 10ms".into());
         }
+        if self.wal_object_interval < Duration::from_millis(1) || self.wal_object_interval > Duration::from_secs(60) {
+            return bad("wal_object_interval must be between 1ms and 60s".into());
+        }
+        if self.wal_object_max_bytes.as_u64() < 4096 || self.wal_object_max_bytes.as_u64() > 1024 * 1024 * 1024 {
+            return bad("wal_object_max_bytes must be between 4 KiB and 1 GiB".into());
+        }
+        if self.wal_objects_in_flight == 0 || self.wal_objects_in_flight > 64 {
+            return bad("wal_objects_in_flight must be between 1 and 64".into());
+        }
         if self.auth_token.as_deref() == Some("") {
             return bad("auth_token must not be empty (omit it to disable auth)".into());
         }
@@ -283,6 +317,16 @@ impl Settings {
         }
     }
 
+    pub(crate) fn wal_object_options(&self) -> crate::wal::object::ObjectOptions {
+        crate::wal::object::ObjectOptions {
+            interval: self.wal_object_interval,
+            max_bytes: usize::try_from(self.wal_object_max_bytes.as_u64()).unwrap_or(usize::MAX),
+            in_flight: self.wal_objects_in_flight,
+        }
+    }
+
+    /// The log's options; the WAL backend is set by the caller, which owns
+    /// the object store handle.
     pub(crate) fn log_options(&self) -> crate::log::Options {
         let to_usize = |b: ByteSize| usize::try_from(b.as_u64()).unwrap_or(usize::MAX);
         crate::log::Options {
@@ -293,6 +337,7 @@ impl Settings {
                 max_entry_bytes: to_usize(self.max_batch_bytes),
                 faults: crate::wal::Faults::default(),
             },
+            wal_backend: crate::log::WalBackend::Local,
             cache_bytes: to_usize(self.cache_bytes),
             max_partitions: self.max_partitions,
             node_id: self.cluster.as_ref().map(|c| c.node_id),

@@ -91,7 +91,8 @@ impl From<WalError> for Error {
     fn from(e: WalError) -> Self {
         let (kind, code) = match &e {
             WalError::Closed => (ErrorKind::Unavailable, "shutting_down"),
-            WalError::Poisoned(_) => (ErrorKind::Unavailable, "storage_failed"),
+            WalError::Poisoned(_) | WalError::Remote(_) => (ErrorKind::Unavailable, "storage_failed"),
+            WalError::Fenced { .. } => (ErrorKind::Unavailable, "wal_fenced"),
             WalError::EntryTooLarge { .. } => (ErrorKind::TooLarge, "payload_too_large"),
             WalError::Corrupt { .. } => (ErrorKind::Data, "data_corrupt"),
             WalError::Trimmed { .. } => (ErrorKind::NotFound, "trimmed"),

@@ -113,7 +113,15 @@ impl Host {
                 format!("cannot create data dir `{}`: {e}", settings.data_dir.display()),
             )
         })?;
-        let (dir, opts) = (settings.data_dir.clone(), settings.log_options());
+        let (dir, mut opts) = (settings.data_dir.clone(), settings.log_options());
+        let tier_opts = settings.tier_options();
+        let remote = Remote::new(store, prefix, tier_opts.remote.clone());
+        if settings.wal == crate::config::WalKind::Object {
+            opts.wal_backend = crate::log::WalBackend::Object {
+                remote: remote.clone(),
+                opts: settings.wal_object_options(),
+            };
+        }
         let runtime = Runtime::new(settings.plugin_limits())?;
         let (log, plugins) = blocking(move || -> Result<(Log, Registry), Error> {
             let log = Log::open(&dir, opts)?;
@@ -122,8 +130,6 @@ impl Host {
         })
         .await??;
         let (log, plugins) = (Arc::new(log), Arc::new(plugins));
-        let tier_opts = settings.tier_options();
-        let remote = Remote::new(store, prefix, tier_opts.remote.clone());
         let tier = Tier::new(log.clone(), remote, tier_opts);
         tier.set_plugins(plugins.clone());
         tier.start();
@@ -489,8 +495,13 @@ impl Host {
                 "another metrics recorder was installed in this process before the node opened",
             ));
         };
-        let dir = self.inner.log.wal().dir().to_path_buf();
-        let (bytes, files) = blocking(move || crate::fsutil::dir_size(&dir)).await?;
+        let wal = self.inner.log.wal();
+        let (bytes, files) = if wal.is_object() {
+            (0, wal.segments().len() as u64)
+        } else {
+            let dir = wal.dir().to_path_buf();
+            blocking(move || crate::fsutil::dir_size(&dir)).await?
+        };
         metrics::gauge!(crate::metrics::WAL_BYTES).set(bytes as f64);
         metrics::gauge!(crate::metrics::WAL_SEGMENTS).set(files as f64);
         for s in self.list_streams() {

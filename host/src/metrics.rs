@@ -34,6 +34,15 @@ pub const WAL_FSYNC_SECONDS: &str = "sluice_wal_fsync_seconds";
 /// Bytes and segment files of the WAL on disk (at scrape).
 pub const WAL_BYTES: &str = "sluice_wal_bytes";
 pub const WAL_SEGMENTS: &str = "sluice_wal_segments";
+/// Object-store WAL: objects uploading now, seconds per upload, seconds
+/// from append to acknowledgement, bytes written, failed trim deletes, and
+/// 1 once a newer writer fenced this one.
+pub const WAL_OBJECTS_IN_FLIGHT: &str = "sluice_wal_objects_in_flight";
+pub const WAL_OBJECT_UPLOAD_SECONDS: &str = "sluice_wal_object_upload_seconds";
+pub const WAL_ACK_SECONDS: &str = "sluice_wal_ack_seconds";
+pub const WAL_OBJECT_BYTES: &str = "sluice_wal_object_bytes_total";
+pub const WAL_OBJECT_DELETE_ERRORS: &str = "sluice_wal_object_delete_errors_total";
+pub const WAL_FENCED: &str = "sluice_wal_fenced";
 /// WAL bytes and records not yet in the object store (labels `stream`,
 /// `partition`; at scrape).
 pub const UPLOAD_LAG_BYTES: &str = "sluice_upload_lag_bytes";
@@ -116,6 +125,18 @@ fn describe() {
     describe_counter!(READ_RECORDS, "Records returned by reads");
     describe_counter!(WAL_FSYNCS, "WAL group commits (one fdatasync each)");
     describe_histogram!(WAL_FSYNC_SECONDS, "Seconds per WAL group commit write and fdatasync");
+    describe_gauge!(WAL_OBJECTS_IN_FLIGHT, "Object-store WAL objects uploading now");
+    describe_histogram!(WAL_OBJECT_UPLOAD_SECONDS, "Seconds per object-store WAL object upload");
+    describe_histogram!(
+        WAL_ACK_SECONDS,
+        "Seconds from an object-store WAL append to its acknowledgement"
+    );
+    describe_counter!(WAL_OBJECT_BYTES, "Bytes written as object-store WAL objects");
+    describe_counter!(
+        WAL_OBJECT_DELETE_ERRORS,
+        "Trimmed object-store WAL objects whose delete failed (left, ignored by recovery)"
+    );
+    describe_gauge!(WAL_FENCED, "1 once a newer writer fenced this node's object-store WAL");
     describe_gauge!(WAL_BYTES, "Bytes of WAL segment files on disk");
     describe_gauge!(WAL_SEGMENTS, "WAL segment files on disk");
     describe_gauge!(UPLOAD_LAG_BYTES, "WAL bytes not yet in the object store");

@@ -372,17 +372,24 @@ pub fn load_snapshot(data_dir: &Path) -> Option<Snapshot> {
             return None;
         }
     };
-    match serde_json::from_slice::<Snapshot>(&bytes) {
+    decode_snapshot(&bytes, &path.display().to_string())
+}
+
+/// Parses a stored snapshot; `None` if damaged or of another version
+/// (logged, naming `source`), so the caller rebuilds from the WAL.
+pub fn decode_snapshot(bytes: &[u8], source: &str) -> Option<Snapshot> {
+    match serde_json::from_slice::<Snapshot>(bytes) {
         Ok(s) if s.version == SNAPSHOT_VERSION => Some(s),
         Ok(s) => {
             tracing::warn!(
+                source,
                 version = s.version,
                 "unsupported metadata snapshot version; rebuilding from the WAL"
             );
             None
         }
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "damaged metadata snapshot; rebuilding from the WAL");
+            tracing::warn!(source, error = %e, "damaged metadata snapshot; rebuilding from the WAL");
             None
         }
     }

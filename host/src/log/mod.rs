@@ -42,10 +42,25 @@ use meta::{ControlOp, Snapshot, StreamMeta};
 use partition::{BatchRef, Partition};
 pub use tiering::{ColdBatch, ColdRead, ColdStore, TierPartition};
 
+/// Where the WAL keeps its entries.
+#[derive(Debug, Clone, Default)]
+pub enum WalBackend {
+    /// Segment files under `<data-dir>/wal`.
+    #[default]
+    Local,
+    /// Objects under `wal/` in this store: the node keeps no state the
+    /// store does not also hold (see docs/design/0004-object-wal.md).
+    Object {
+        remote: crate::tier::store::Remote,
+        opts: wal::object::ObjectOptions,
+    },
+}
+
 /// Tuning of the stream log.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub wal: wal::Options,
+    pub wal_backend: WalBackend,
     /// Bytes of recent batches kept in memory for readers.
     pub cache_bytes: usize,
     /// Most partitions one stream may have.
@@ -58,6 +73,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             wal: wal::Options::default(),
+            wal_backend: WalBackend::Local,
             cache_bytes: 64 * 1024 * 1024,
             max_partitions: 1024,
             node_id: None,
@@ -129,9 +145,30 @@ pub struct Log {
 }
 
 impl Log {
-    /// Recovers the log in `data_dir`. Blocking (reads the whole WAL).
+    /// Recovers the log in `data_dir`. Blocking (reads the whole WAL); an
+    /// object-store WAL needs a Tokio runtime (call from a blocking task).
     pub fn open(data_dir: &Path, opts: Options) -> Result<Log, LogError> {
-        let loaded = meta::load_snapshot(data_dir);
+        let runtime = || {
+            tokio::runtime::Handle::try_current().map_err(|e| {
+                LogError::from(WalError::Remote(format!(
+                    "an object-store WAL needs a Tokio runtime: {e}"
+                )))
+            })
+        };
+        let prepared = match &opts.wal_backend {
+            WalBackend::Local => None,
+            WalBackend::Object { remote, .. } => Some(runtime()?.block_on(wal::object::prepare(remote))?),
+        };
+        // With an object-store WAL the data dir may be empty: the snapshot
+        // stored with the last trim covers what the trim removed.
+        let checkpoint = prepared
+            .as_ref()
+            .and_then(|p| p.checkpoint())
+            .and_then(|b| meta::decode_snapshot(b, "the WAL checkpoint"));
+        let loaded = match (meta::load_snapshot(data_dir), checkpoint) {
+            (Some(l), Some(c)) if c.as_of_lsn > l.as_of_lsn => Some(c),
+            (l, c) => l.or(c),
+        };
         let had_snapshot = loaded.is_some();
         let base = loaded.unwrap_or_default();
         let mut snap = base.clone();
@@ -149,7 +186,7 @@ impl Log {
             })
             .collect();
         let mut skipped = 0u64;
-        let (wal, recovered) = Wal::open(&data_dir.join("wal"), opts.wal.clone(), &mut |e| match e.meta.kind {
+        let mut visit = |e: wal::RecoveredEntry<'_>| match e.meta.kind {
             // Truncations apply to the index, which is rebuilt from every
             // WAL entry, whatever the snapshot covers.
             EntryKind::Control if e.lsn <= base.as_of_lsn => {
@@ -208,7 +245,14 @@ impl Log {
                     skipped += 1;
                 }
             }
-        })?;
+        };
+        let wal_dir = data_dir.join("wal");
+        let (wal, recovered) = match (prepared, &opts.wal_backend) {
+            (Some(p), WalBackend::Object { opts: obj, .. }) => {
+                runtime()?.block_on(Wal::open_object(p, &wal_dir, opts.wal.clone(), obj.clone(), &mut visit))?
+            }
+            _ => Wal::open(&wal_dir, opts.wal.clone(), &mut visit)?,
+        };
         if skipped > 0 {
             tracing::info!(skipped, "WAL entries of deleted streams or duplicates not indexed");
         }

@@ -166,6 +166,15 @@ impl Log {
             next.set_progress(pipeline, partition, offset);
         }
         meta::store_snapshot(&self.data_dir, &next)?;
+        // An object-store WAL keeps this snapshot with the trim point: a
+        // node restarted with an empty data dir needs what the trim removes.
+        let checkpoint = if self.wal.is_object() {
+            Some(Bytes::from(
+                serde_json::to_vec(&next).map_err(|e| LogError::InvalidBatch(e.to_string()))?,
+            ))
+        } else {
+            None
+        };
         *snap = next;
         // Readers must plan these batches as cold before the WAL deletes
         // their segments: a read that planned earlier and finds a segment
@@ -173,7 +182,7 @@ impl Log {
         for p in &parts {
             p.state.prune(trim);
         }
-        Ok(self.wal.trim(trim).await?)
+        Ok(self.wal.trim_with(trim, checkpoint).await?)
     }
 }
 

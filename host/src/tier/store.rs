@@ -266,6 +266,20 @@ impl Remote {
         .await
     }
 
+    /// Objects under `rel` whose keys sort after `offset` (a full key).
+    pub async fn list_after(&self, rel: &str, offset: &Path) -> Result<Vec<ObjectMeta>, TierError> {
+        let dir = self.path(rel);
+        self.run("list", &dir, || async {
+            let mut out = Vec::new();
+            let mut s = self.store.list_with_offset(Some(&dir), offset);
+            while let Some(m) = s.next().await {
+                out.push(m?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Deletes `path`; an absent object is not an error.
     pub async fn delete(&self, path: &Path) -> Result<(), TierError> {
         match self.run("delete", path, || self.store.delete(path)).await {

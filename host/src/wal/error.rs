@@ -19,6 +19,9 @@ pub enum Corruption {
     LsnGap { expected: u64, found: u64 },
     #[error("entry cut short by the end of the file")]
     Truncated,
+    /// An object-store WAL object that cannot be replayed (see the message).
+    #[error("{0}")]
+    Object(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +49,14 @@ pub enum WalError {
     },
     #[error("WAL LSN {lsn} is no longer in the log (trimmed)")]
     Trimmed { lsn: u64 },
+    /// A call to the object store under an object-store WAL failed (after
+    /// the store's retries).
+    #[error("WAL object store call failed: {0}")]
+    Remote(String),
+    /// Another writer claimed a newer epoch of this object-store WAL: this
+    /// one stopped writing and acknowledges nothing more.
+    #[error("WAL writer of epoch {epoch} is fenced by a newer writer (epoch {newer}); restart to recover")]
+    Fenced { epoch: u64, newer: u64 },
 }
 
 impl WalError {

@@ -1,8 +1,11 @@
 //! The node's write-ahead log: one log shared by all partitions.
 //!
-//! Owns the segment files under `<data-dir>/wal/`. See [`format`] for the byte
-//! layout, [`recovery`] for what start-up tolerates, and [`writer`] for group
-//! commit. The contract every backend keeps:
+//! Two backends behind one handle: segment files under `<data-dir>/wal/`
+//! (see [`format`] for the byte layout, [`recovery`] for what start-up
+//! tolerates, and [`writer`] for group commit), or objects in an object
+//! store ([`object`], [`object_writer`]). Both share the bounded queue,
+//! LSN assignment and the completion contract; each has its own writer.
+//! The contract every backend keeps:
 //!
 //! * `append` completes only once the entry is durable, and completions run
 //!   in LSN order (callers observe acknowledgements strictly in LSN order);
@@ -10,19 +13,23 @@
 //!   acknowledged entry, in order, possibly followed by entries whose
 //!   acknowledgement was lost in a crash, and nothing after a gap;
 //! * `trim(lsn)` persists the trim point before deleting anything, and only
-//!   whole segments below it are deleted.
+//!   whole segments (objects) below it are deleted.
 
 pub mod error;
 pub mod format;
+pub mod object;
 pub mod object_acks;
 pub mod object_format;
 pub mod object_recovery;
+mod object_writer;
 pub mod recovery;
 pub mod segment;
 pub mod writer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_object;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -93,14 +100,27 @@ pub struct Appended {
     pub location: Location,
 }
 
+/// Where entries live and how they are read back.
+enum Backend {
+    Local(Arc<SegmentTable>),
+    Object(object::Reader),
+}
+
+/// The writer: a thread (local files) or a task (object store).
+enum Worker {
+    Thread(JoinHandle<()>),
+    Task(tokio::task::JoinHandle<()>),
+}
+
 /// Handle to the WAL; cheap to share behind an `Arc`.
 pub struct Wal {
     dir: PathBuf,
     tx: mpsc::Sender<Command>,
-    table: Arc<SegmentTable>,
+    backend: Backend,
     progress: Arc<Progress>,
     max_entry_bytes: usize,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    worker: Mutex<Option<Worker>>,
+    epoch: Option<u64>,
 }
 
 /// A reserved place in the append queue. Sending through it never waits, so
@@ -182,10 +202,57 @@ impl Wal {
         let wal = Wal {
             dir: dir.to_path_buf(),
             tx,
-            table,
+            backend: Backend::Local(table),
             progress,
             max_entry_bytes,
-            thread: Mutex::new(Some(thread)),
+            worker: Mutex::new(Some(Worker::Thread(thread))),
+            epoch: None,
+        };
+        Ok((wal, recovered))
+    }
+
+    /// Recovers an object-store WAL that [`object::prepare`] planned
+    /// (calling `visit` for every live entry in LSN order) and starts its
+    /// writer task. `dir` is only reported by [`Wal::dir`].
+    pub async fn open_object(
+        prepared: object::Prepared,
+        dir: &Path,
+        opts: Options,
+        obj: object::ObjectOptions,
+        visit: &mut dyn FnMut(RecoveredEntry<'_>),
+    ) -> Result<(Wal, Recovered), WalError> {
+        let replayed = prepared.replay(visit).await?;
+        let recovered = replayed.recovered;
+        let progress = Arc::new(Progress::default());
+        progress.next_lsn.store(recovered.next_lsn, Ordering::Release);
+        progress.trim_lsn.store(recovered.trim_lsn, Ordering::Release);
+        let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
+        let max_entry_bytes = opts.max_entry_bytes.min(MAX_PAYLOAD_LEN);
+        let writer = object_writer::ObjectWriter {
+            remote: replayed.remote.clone(),
+            opts: obj,
+            epoch: replayed.epoch,
+            next_lsn: recovered.next_lsn,
+            objects: replayed.objects.clone(),
+            progress: progress.clone(),
+            acks: object_acks::InOrder::new(recovered.next_lsn),
+            poisoned: None,
+            trims: Arc::default(),
+        };
+        metrics::gauge!(crate::metrics::WAL_FENCED).set(0.0);
+        let task = tokio::spawn(writer.run(rx));
+        let wal = Wal {
+            dir: dir.to_path_buf(),
+            tx,
+            backend: Backend::Object(object::Reader {
+                remote: replayed.remote,
+                objects: replayed.objects,
+                runtime: tokio::runtime::Handle::current(),
+            }),
+            progress,
+            max_entry_bytes,
+            worker: Mutex::new(Some(Worker::Task(task))),
+            epoch: Some(replayed.epoch),
         };
         Ok((wal, recovered))
     }
@@ -213,43 +280,44 @@ impl Wal {
     }
 
     /// Reads back the payload of the entry at `location`, checking its CRC.
-    /// Blocking: call from a blocking context for cold data.
+    /// Blocking: call from a blocking context (never an async task).
     pub fn read(&self, lsn: u64, location: Location) -> Result<Bytes, WalError> {
-        let seg = self.table.get(location.segment).ok_or(WalError::Trimmed { lsn })?;
+        let table = match &self.backend {
+            Backend::Local(table) => table,
+            Backend::Object(reader) => return reader.read(lsn, location),
+        };
+        let seg = table.get(location.segment).ok_or(WalError::Trimmed { lsn })?;
         let mut buf = vec![0u8; location.len as usize];
         seg.read_exact_at(&mut buf, location.pos)?;
-        let corrupt = |reason| WalError::Corrupt {
-            segment: seg.path.clone(),
-            pos: location.pos,
-            reason,
-        };
-        let raw: [u8; ENTRY_HEADER_LEN] = buf
-            .get(..ENTRY_HEADER_LEN)
-            .and_then(|s| s.try_into().ok())
-            .ok_or_else(|| corrupt(Corruption::Truncated))?;
-        let header = decode_entry_header(&raw).map_err(corrupt)?;
-        if header.lsn != lsn {
-            return Err(corrupt(Corruption::LsnGap {
-                expected: lsn,
-                found: header.lsn,
-            }));
-        }
-        if ENTRY_HEADER_LEN + header.payload_len != buf.len() || !entry_crc_ok(&header, &raw, &buf[ENTRY_HEADER_LEN..])
-        {
-            return Err(corrupt(Corruption::BadCrc));
-        }
-        Ok(Bytes::from(buf).slice(ENTRY_HEADER_LEN..))
+        check_entry(lsn, Bytes::from(buf), location.pos, || seg.path.clone())
     }
 
     /// Persists `lsn` as the trim point and deletes whole segments below it.
     /// Returns the trim point in force (never beyond the log's end).
     pub async fn trim(&self, lsn: u64) -> Result<u64, WalError> {
+        self.trim_with(lsn, None).await
+    }
+
+    /// Like [`Wal::trim`]; an object-store WAL stores `checkpoint` (the
+    /// log's metadata as of the trim) with the trim point, before deleting.
+    pub async fn trim_with(&self, lsn: u64, checkpoint: Option<Bytes>) -> Result<u64, WalError> {
         let (done, rx) = oneshot::channel();
         self.tx
-            .send(Command::Trim { lsn, done })
+            .send(Command::Trim { lsn, checkpoint, done })
             .await
             .map_err(|_| WalError::Closed)?;
         rx.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// Whether entries live in an object store (the log then stores a
+    /// checkpoint with each trim).
+    pub fn is_object(&self) -> bool {
+        matches!(self.backend, Backend::Object(_))
+    }
+
+    /// The object-store writer's epoch (`None` for local files).
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
     }
 
     /// Drains queued appends, syncs, and stops the writer thread.
@@ -258,9 +326,15 @@ impl Wal {
         if self.tx.send(Command::Shutdown(done)).await.is_ok() {
             let _ = rx.await;
         }
-        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(h) = handle {
-            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match worker {
+            Some(Worker::Thread(h)) => {
+                let _ = tokio::task::spawn_blocking(move || h.join()).await;
+            }
+            Some(Worker::Task(h)) => {
+                let _ = h.await;
+            }
+            None => {}
         }
     }
 
@@ -277,13 +351,41 @@ impl Wal {
         self.progress.trim_lsn.load(Ordering::Acquire)
     }
 
-    /// Group commits (fdatasync calls) so far.
+    /// Group commits so far (fdatasync calls, or objects acknowledged).
     pub fn syncs(&self) -> u64 {
         self.progress.syncs.load(Ordering::Relaxed)
     }
 
-    /// First LSNs of the live segments.
+    /// First LSNs of the live segments (or objects).
     pub fn segments(&self) -> Vec<u64> {
-        self.table.first_lsns()
+        match &self.backend {
+            Backend::Local(table) => table.first_lsns(),
+            Backend::Object(reader) => reader.objects.firsts(),
+        }
     }
+}
+
+/// Checks that `buf` is exactly the entry `lsn` with a good CRC, and
+/// returns its payload. `source` names where it was read, for errors.
+pub(crate) fn check_entry(lsn: u64, buf: Bytes, pos: u64, source: impl Fn() -> PathBuf) -> Result<Bytes, WalError> {
+    let corrupt = |reason| WalError::Corrupt {
+        segment: source(),
+        pos,
+        reason,
+    };
+    let raw: [u8; ENTRY_HEADER_LEN] = buf
+        .get(..ENTRY_HEADER_LEN)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| corrupt(Corruption::Truncated))?;
+    let header = decode_entry_header(&raw).map_err(corrupt)?;
+    if header.lsn != lsn {
+        return Err(corrupt(Corruption::LsnGap {
+            expected: lsn,
+            found: header.lsn,
+        }));
+    }
+    if ENTRY_HEADER_LEN + header.payload_len != buf.len() || !entry_crc_ok(&header, &raw, &buf[ENTRY_HEADER_LEN..]) {
+        return Err(corrupt(Corruption::BadCrc));
+    }
+    Ok(buf.slice(ENTRY_HEADER_LEN..))
 }

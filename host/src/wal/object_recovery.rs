@@ -58,8 +58,9 @@ pub struct Plan {
     pub ignored: Vec<String>,
 }
 
-/// Decides recovery from a listing (any order) and the epoch claims.
-pub fn plan(mut listed: Vec<Listed>, claims: &[Claim]) -> Plan {
+/// Decides recovery from a listing (any order), the epoch claims and the
+/// trim point persisted apart from the objects (`trim_floor`, 0 if none).
+pub fn plan(mut listed: Vec<Listed>, claims: &[Claim], trim_floor: u64) -> Plan {
     let mut out = Plan::default();
     listed.sort_by_key(|l| (l.first_lsn, l.epoch));
     // 1. Zombies.
@@ -75,8 +76,7 @@ pub fn plan(mut listed: Vec<Listed>, claims: &[Claim]) -> Plan {
         .iter()
         .filter_map(|l| l.header.as_ref().ok())
         .map(|h| h.trim_lsn)
-        .max()
-        .unwrap_or(0);
+        .fold(trim_floor, u64::max);
     out.next_lsn = out.trim_lsn;
     // 3. The chain from the trim point.
     let mut expected: Option<u64> = None;
@@ -159,15 +159,15 @@ mod tests {
 
     #[test]
     fn a_clean_chain_replays_whole_in_lsn_order() {
-        let p = plan(vec![obj(11, 20, 1, 0), obj(0, 10, 1, 0), obj(21, 21, 1, 0)], &[]);
+        let p = plan(vec![obj(11, 20, 1, 0), obj(0, 10, 1, 0), obj(21, 21, 1, 0)], &[], 0);
         assert_eq!(p.replay, keys(&[(0, 1), (11, 1), (21, 1)]));
         assert_eq!((p.trim_lsn, p.next_lsn, p.cut), (0, 22, None));
-        assert_eq!(plan(Vec::new(), &[]), Plan::default());
+        assert_eq!(plan(Vec::new(), &[], 0), Plan::default());
     }
 
     #[test]
     fn a_missing_object_in_the_middle_drops_everything_after_it() {
-        let p = plan(vec![obj(0, 10, 1, 0), obj(21, 30, 1, 0), obj(31, 40, 1, 0)], &[]);
+        let p = plan(vec![obj(0, 10, 1, 0), obj(21, 30, 1, 0), obj(31, 40, 1, 0)], &[], 0);
         assert_eq!(p.replay, keys(&[(0, 1)]));
         assert_eq!(p.next_lsn, 11);
         assert!(p.cut.as_ref().unwrap().1.contains("expected LSN 11"), "{:?}", p.cut);
@@ -178,22 +178,22 @@ mod tests {
     fn a_corrupt_header_stops_replay_there() {
         let mut bad = obj(11, 20, 1, 0);
         bad.header = Err(Corruption::BadCrc);
-        let p = plan(vec![obj(0, 10, 1, 0), bad, obj(21, 30, 1, 0)], &[]);
+        let p = plan(vec![obj(0, 10, 1, 0), bad, obj(21, 30, 1, 0)], &[], 0);
         assert_eq!(p.replay, keys(&[(0, 1)]));
         assert!(p.cut.unwrap().1.contains("CRC"));
         // Unreadable but below the trim point: dead, not a reason to stop.
         let mut dead = obj(0, 10, 1, 0);
         dead.header = Err(Corruption::Truncated);
-        let p = plan(vec![dead.clone(), obj(11, 20, 1, 11)], &[]);
+        let p = plan(vec![dead.clone(), obj(11, 20, 1, 11)], &[], 0);
         assert_eq!((p.replay, p.dead, p.cut), (keys(&[(11, 1)]), keys(&[(0, 1)]), None));
         // ... unless it held live entries: then the chain has a gap.
-        let p = plan(vec![dead, obj(11, 20, 1, 5)], &[]);
+        let p = plan(vec![dead, obj(11, 20, 1, 5)], &[], 0);
         assert!(p.replay.is_empty() && p.cut.is_some(), "{p:?}");
         // A header that names another LSN than its key does not pass either.
         let mut lying = obj(11, 20, 1, 0);
         lying.first_lsn = 12;
         lying.key = object_key(12, 1);
-        let p = plan(vec![obj(0, 10, 1, 0), lying], &[]);
+        let p = plan(vec![obj(0, 10, 1, 0), lying], &[], 0);
         assert_eq!(p.replay, keys(&[(0, 1)]));
     }
 
@@ -201,21 +201,29 @@ mod tests {
     fn a_trim_whose_deletes_failed_does_not_resurrect_trimmed_data() {
         // Objects 0..=10 and 11..=20 were trimmed (trim 21 is in the newest
         // header) but their deletes failed.
-        let p = plan(vec![obj(0, 10, 1, 0), obj(11, 20, 1, 5), obj(21, 30, 1, 21)], &[]);
+        let p = plan(vec![obj(0, 10, 1, 0), obj(11, 20, 1, 5), obj(21, 30, 1, 21)], &[], 0);
         assert_eq!(p.trim_lsn, 21);
         assert_eq!(p.replay, keys(&[(21, 1)]));
         assert_eq!(p.dead, keys(&[(0, 1), (11, 1)]));
         assert_eq!(p.next_lsn, 31);
         // The trim point inside an object: that object is still replayed
         // (entries below the trim are skipped by the replay, not here).
-        let p = plan(vec![obj(0, 10, 1, 0), obj(11, 20, 1, 15)], &[]);
+        let p = plan(vec![obj(0, 10, 1, 0), obj(11, 20, 1, 15)], &[], 0);
         assert_eq!(p.replay, keys(&[(11, 1)]));
         // Everything trimmed and deleted: the next write continues at the trim.
-        let p = plan(vec![obj(11, 20, 1, 21)], &[]);
+        let p = plan(vec![obj(11, 20, 1, 21)], &[], 0);
         assert_eq!((p.replay.len(), p.next_lsn), (0, 21));
         // An object starting above the trim with the one before it missing.
-        let p = plan(vec![obj(30, 40, 1, 21)], &[]);
+        let p = plan(vec![obj(30, 40, 1, 21)], &[], 0);
         assert!(p.replay.is_empty() && p.cut.is_some(), "{p:?}");
+        // A trim persisted apart from the headers (a checkpoint) counts too,
+        // even when no object written after it carries it.
+        let p = plan(vec![obj(0, 10, 1, 0), obj(11, 20, 1, 0)], &[], 11);
+        assert_eq!(
+            (p.trim_lsn, p.replay.clone(), p.dead.clone()),
+            (11, keys(&[(11, 1)]), keys(&[(0, 1)]))
+        );
+        assert_eq!(p.next_lsn, 21);
     }
 
     #[test]
@@ -235,12 +243,12 @@ mod tests {
             obj(21, 30, 2, 0),
             obj(31, 31, 2, 0),
         ];
-        let p = plan(listed, &claims);
+        let p = plan(listed, &claims, 0);
         assert_eq!(p.zombies, keys(&[(21, 1)]));
         assert_eq!(p.replay, keys(&[(0, 1), (21, 2), (31, 2)]));
         assert_eq!(p.next_lsn, 32);
         // Before epoch 2 wrote anything, epoch 1's late object is still a zombie.
-        let p = plan(vec![obj(0, 20, 1, 0), obj(21, 25, 1, 0)], &claims);
+        let p = plan(vec![obj(0, 20, 1, 0), obj(21, 25, 1, 0)], &claims, 0);
         assert_eq!((p.replay, p.next_lsn), (keys(&[(0, 1)]), 21));
     }
 }

@@ -39,6 +39,8 @@ pub enum Command {
     Append(AppendRequest),
     Trim {
         lsn: u64,
+        /// Metadata stored with the trim point (object backend only).
+        checkpoint: Option<Bytes>,
         done: oneshot::Sender<Result<u64, WalError>>,
     },
     Shutdown(oneshot::Sender<()>),
@@ -101,7 +103,7 @@ impl Writer {
                     }
                     self.commit(group);
                 }
-                Command::Trim { lsn, done } => {
+                Command::Trim { lsn, done, .. } => {
                     let _ = done.send(self.trim(lsn));
                 }
                 Command::Shutdown(done) => {
