@@ -16,12 +16,14 @@ use crate::log::meta::PipelineMeta;
 use crate::log::meta::{Compaction, StreamConfig};
 use crate::log::{Appended, Log, OffsetRecord, ReadBatch, Record, StreamInfo};
 use crate::pipeline::{Pipelines, Status as PipelineStatus};
-use crate::plugin::{PluginInfo, Registry, Runtime, VersionInfo};
+use crate::plugin::{PluginInfo, Registry, Runtime};
 use crate::tier::compact::CompactionStatus;
 use crate::tier::{Remote, Tier, TierStatus};
 
 #[path = "host_cluster.rs"]
 mod cluster_ops;
+#[path = "host_plugins.rs"]
+mod plugin_ops;
 pub use cluster_ops::{Acks, StreamSpec};
 
 /// How much one read may return.
@@ -121,6 +123,7 @@ impl Host {
                 remote: remote.clone(),
                 opts: settings.wal_object_options(),
             };
+            plugin_ops::restore(&remote, &settings.data_dir).await?;
         }
         let runtime = Runtime::new(settings.plugin_limits())?;
         let (log, plugins) = blocking(move || -> Result<(Log, Registry), Error> {
@@ -397,30 +400,12 @@ impl Host {
     }
 
     /// Validates and stores a new version of plugin `name`.
-    pub async fn put_plugin(&self, name: &str, wasm: Vec<u8>) -> Result<VersionInfo, Error> {
-        let (host, name) = (self.clone(), name.to_string());
-        blocking(move || Ok(host.inner.plugins.put(&name, &wasm)?)).await?
-    }
-
     pub fn list_plugins(&self) -> Vec<PluginInfo> {
         self.inner.plugins.list()
     }
 
     pub fn describe_plugin(&self, name: &str) -> Result<PluginInfo, Error> {
         Ok(self.inner.plugins.get(name)?)
-    }
-
-    /// Deletes every version of plugin `name`; refused while a pipeline uses it.
-    pub async fn delete_plugin(&self, name: &str) -> Result<(), Error> {
-        if self.inner.pipelines.uses().await.iter().any(|(p, _, _)| p == name) {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                "plugin_in_use",
-                format!("plugin `{name}` is used by a pipeline; delete the pipeline first"),
-            ));
-        }
-        let (host, name) = (self.clone(), name.to_string());
-        blocking(move || Ok(host.inner.plugins.delete(&name)?)).await?
     }
 
     /// Creates and starts a pipeline (`id` and `created_ms` are assigned).

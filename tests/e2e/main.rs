@@ -8,6 +8,7 @@ mod compaction;
 mod crash;
 mod http_errors;
 mod metrics;
+mod object_wal;
 mod pipeline;
 mod plugin_api;
 mod plugin_dev;

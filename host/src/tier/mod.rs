@@ -34,6 +34,8 @@ mod tests_compact_resume;
 #[cfg(test)]
 mod tests_gaps;
 #[cfg(test)]
+mod tests_object_wal;
+#[cfg(test)]
 mod tests_store;
 
 use std::collections::HashMap;

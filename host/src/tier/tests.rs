@@ -508,6 +508,7 @@ macro_rules! on_every_store {
         }
     )*};
 }
+pub(super) use on_every_store;
 
 on_every_store!(
     round_trip,

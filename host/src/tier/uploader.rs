@@ -27,12 +27,15 @@ impl Tier {
         let mut stop = self.stop.subscribe();
         let mut last_report = Instant::now() - BACKLOG_REPORT_EVERY;
         let mut last_retention = Instant::now();
+        // The first round trims too: what an earlier run (or another node
+        // on the same store) already tiered leaves the WAL index at once.
+        let mut first = true;
         loop {
             if *stop.borrow() {
                 return;
             }
             let uploaded = self.round(&stop).await;
-            if uploaded > 0 {
+            if uploaded > 0 || std::mem::take(&mut first) {
                 if let Err(e) = self.log.trim_tiered().await {
                     tracing::warn!(error = %e, "WAL trim after upload failed");
                 }

@@ -116,10 +116,16 @@ impl Reader {
         let key = self.objects.key(location.segment).ok_or(WalError::Trimmed { lsn })?;
         let path = self.remote.path(&format!("{OBJECTS_DIR}/{key}"));
         let range = location.pos..location.pos + u64::from(location.len);
-        let buf = self
-            .runtime
-            .block_on(self.remote.get_range(&path, range))
-            .map_err(remote_err)?;
+        let buf = match self.runtime.block_on(self.remote.get_range(&path, range)) {
+            Ok(b) => b,
+            // Deleted by a trim (this node's, or a fenced predecessor's
+            // that had tiered it): the reader re-plans from the store.
+            Err(crate::tier::TierError::Store {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => return Err(WalError::Trimmed { lsn }),
+            Err(e) => return Err(remote_err(e)),
+        };
         super::check_entry(lsn, buf, location.pos, || PathBuf::from(&key))
     }
 }
@@ -130,6 +136,8 @@ pub struct Prepared {
     remote: Remote,
     epoch: u64,
     plan: Plan,
+    /// Last LSN of each object to replay.
+    lasts: std::collections::HashMap<String, u64>,
     checkpoint: Option<Bytes>,
 }
 
@@ -179,11 +187,16 @@ pub async fn prepare(remote: &Remote) -> Result<Prepared, WalError> {
     .buffered(16)
     .try_collect()
     .await?;
+    let lasts = listed
+        .iter()
+        .filter_map(|l| Some((l.key.clone(), l.header.as_ref().ok()?.last_lsn)))
+        .collect();
     let plan = plan(listed, &claims, floor);
     Ok(Prepared {
         remote: remote.clone(),
         epoch,
         plan,
+        lasts,
         checkpoint,
     })
 }
@@ -269,10 +282,15 @@ impl Prepared {
     /// epoch starts and deletes dead objects.
     pub(crate) async fn replay(self, visit: &mut dyn FnMut(RecoveredEntry<'_>)) -> Result<Replayed, WalError> {
         let Prepared {
-            remote, epoch, plan, ..
+            remote,
+            epoch,
+            plan,
+            lasts,
+            ..
         } = self;
         let objects = Arc::new(Objects::default());
         let mut next_lsn = plan.next_lsn;
+        let mut trim_lsn = plan.trim_lsn;
         let mut entries = 0u64;
         let mut cut = plan.cut.as_ref().map(|(key, why)| object_cut(key, why, &plan.ignored));
         let mut bodies = futures::stream::iter(plan.replay.iter().cloned())
@@ -287,19 +305,29 @@ impl Prepared {
         while let Some((key, body)) = bodies.next().await {
             let decoded = match body.map_err(remote_err)? {
                 Some(b) => decode_object(&b).map(|d| (b, d)).map_err(|c| c.to_string()),
-                None => Err("the object disappeared during recovery".to_string()),
+                None => {
+                    // A trim may have deleted it since the listing (a fenced
+                    // writer's last trim): then a newer checkpoint covers it.
+                    let (floor, _) = newest_checkpoint(&remote).await?;
+                    if lasts.get(&key).is_some_and(|last| *last < floor) {
+                        tracing::info!(%key, trim_lsn = floor, "WAL object trimmed during recovery; skipped");
+                        trim_lsn = trim_lsn.max(floor);
+                        continue;
+                    }
+                    Err("the object disappeared during recovery".to_string())
+                }
             };
             let (bytes, (header, list)) = match decoded {
                 Ok(d) => d,
                 Err(why) => {
                     // Cut here: this object and everything after it.
-                    next_lsn = parse_object_key(&key).map_or(next_lsn, |(f, _)| f.max(plan.trim_lsn));
+                    next_lsn = parse_object_key(&key).map_or(next_lsn, |(f, _)| f.max(trim_lsn));
                     let rest: Vec<String> = plan.replay.iter().skip_while(|k| **k != key).cloned().collect();
                     cut = Some(object_cut(&key, &why, &rest));
                     break;
                 }
             };
-            for e in list.iter().filter(|e| e.lsn >= plan.trim_lsn) {
+            for e in list.iter().filter(|e| e.lsn >= trim_lsn) {
                 let pos = e.payload_pos - ENTRY_HEADER_LEN;
                 visit(RecoveredEntry {
                     lsn: e.lsn,
@@ -360,7 +388,7 @@ impl Prepared {
             objects,
             recovered: Recovered {
                 next_lsn,
-                trim_lsn: plan.trim_lsn,
+                trim_lsn,
                 segments: Vec::new(),
                 tail_len: 0,
                 entries,

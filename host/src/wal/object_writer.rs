@@ -11,7 +11,10 @@
 //! * after any failed upload, failed check or fence the writer is poisoned:
 //!   that object and every later append fail, so nothing after a hole is
 //!   ever acknowledged (recovery stops at the first missing object);
-//! * a trim persists its checkpoint before deleting any object.
+//! * a trim persists its checkpoint, then checks that no newer epoch was
+//!   claimed, and only then deletes objects below it: a successor either
+//!   fenced the trim or sees its checkpoint (and so never indexes an
+//!   object the trim deletes).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -270,15 +273,16 @@ impl ObjectWriter {
 
     fn trim(&mut self, lsn: u64, checkpoint: Option<Bytes>, done: oneshot::Sender<Result<u64, WalError>>) {
         let lsn = lsn.min(self.acks.next_lsn());
-        let (remote, objects, progress, lock) = (
+        let (remote, epoch, objects, progress, lock) = (
             self.remote.clone(),
+            self.epoch,
             self.objects.clone(),
             self.progress.clone(),
             self.trims.clone(),
         );
         tokio::spawn(async move {
             let _serial = lock.lock().await;
-            let _ = done.send(trim(&remote, &objects, &progress, lsn, checkpoint).await);
+            let _ = done.send(trim(&remote, epoch, &objects, &progress, lsn, checkpoint).await);
         });
     }
 }
@@ -288,6 +292,7 @@ impl ObjectWriter {
 /// recovery ignores.
 async fn trim(
     remote: &Remote,
+    epoch: u64,
     objects: &Objects,
     progress: &Progress,
     lsn: u64,
@@ -297,11 +302,21 @@ async fn trim(
     if lsn <= current {
         return Ok(current);
     }
+    // A fenced writer deletes nothing: its successor owns the log.
+    if let Some(newer) = newer_epoch(remote, epoch).await? {
+        return Err(WalError::Fenced { epoch, newer });
+    }
     remote
         .put(&checkpoint_path(remote, lsn), checkpoint.unwrap_or_default())
         .await
         .map_err(remote_err)?;
     progress.trim_lsn.store(lsn, Ordering::Release);
+    // Checked again once the checkpoint is visible: a successor that claims
+    // after this check lists the checkpoint, so it never replays (or
+    // indexes) an object deleted below.
+    if let Some(newer) = newer_epoch(remote, epoch).await? {
+        return Err(WalError::Fenced { epoch, newer });
+    }
     for key in objects.remove_below(lsn) {
         let path = remote.path(&format!("{}/{key}", super::object::OBJECTS_DIR));
         if let Err(e) = remote.delete(&path).await {

@@ -1,0 +1,109 @@
+//! Plugins kept in the object store too, for nodes on the object-store WAL
+//! (`wal = "object"`): such a node may restart with an empty data dir, so
+//! every stored plugin version is also an object
+//! `plugins/<name>/<version:010>.wasm`, restored into the data dir before
+//! the registry opens.
+//!
+//! Invariants: a version is acknowledged only once both copies exist; a
+//! delete removes the objects before the local files, so a failed delete
+//! leaves the plugin whole in both places (and a restart cannot bring back
+//! a plugin whose delete was acknowledged).
+
+use std::path::Path;
+
+use bytes::Bytes;
+
+use super::{Host, blocking};
+use crate::error::{Error, ErrorKind};
+use crate::plugin::VersionInfo;
+use crate::tier::Remote;
+
+const PLUGINS_DIR: &str = "plugins";
+
+fn version_key(name: &str, version: u32) -> String {
+    format!("{PLUGINS_DIR}/{name}/{version:010}.wasm")
+}
+
+/// Writes every plugin version in the store that the data dir lacks into
+/// `<data_dir>/plugins/<name>/`. Returns how many were restored.
+pub(super) async fn restore(remote: &Remote, data_dir: &Path) -> Result<usize, Error> {
+    let mut restored = 0;
+    for m in remote.list(PLUGINS_DIR).await? {
+        let key = m.location.to_string();
+        let mut tail = key.rsplit('/');
+        let (Some(file), Some(name)) = (tail.next(), tail.next()) else {
+            continue;
+        };
+        if file.strip_suffix(".wasm").and_then(|v| v.parse::<u32>().ok()).is_none()
+            || crate::log::meta::validate_name(name).is_err()
+        {
+            continue;
+        }
+        let path = data_dir.join(PLUGINS_DIR).join(name).join(file);
+        if path.exists() {
+            continue;
+        }
+        let Some(wasm) = remote.get(&m.location).await? else {
+            continue;
+        };
+        let target = path.clone();
+        blocking(move || -> Result<(), Error> {
+            let io = |e: std::io::Error| {
+                Error::new(
+                    ErrorKind::Internal,
+                    "io_error",
+                    format!("cannot restore plugin `{}`: {e}", target.display()),
+                )
+            };
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir).map_err(io)?;
+            }
+            crate::fsutil::write_atomic(&target, &wasm).map_err(io)
+        })
+        .await??;
+        restored += 1;
+    }
+    if restored > 0 {
+        tracing::info!(restored, "plugin versions restored from the object store");
+    }
+    Ok(restored)
+}
+
+impl Host {
+    fn plugins_in_store(&self) -> bool {
+        self.inner.settings.wal == crate::config::WalKind::Object
+    }
+
+    /// Validates and stores a new version of plugin `name` (also in the
+    /// object store on an object-store WAL node).
+    pub async fn put_plugin(&self, name: &str, wasm: Vec<u8>) -> Result<VersionInfo, Error> {
+        let wasm = Bytes::from(wasm);
+        let (host, n, w) = (self.clone(), name.to_string(), wasm.clone());
+        let info = blocking(move || Ok::<_, Error>(host.inner.plugins.put(&n, &w)?)).await??;
+        if self.plugins_in_store() {
+            let remote = self.inner.tier.remote();
+            remote.put(&remote.path(&version_key(name, info.version)), wasm).await?;
+        }
+        Ok(info)
+    }
+
+    /// Deletes every version of plugin `name`; refused while a pipeline uses it.
+    pub async fn delete_plugin(&self, name: &str) -> Result<(), Error> {
+        if self.inner.pipelines.uses().await.iter().any(|(p, _, _)| p == name) {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                "plugin_in_use",
+                format!("plugin `{name}` is used by a pipeline; delete the pipeline first"),
+            ));
+        }
+        if self.plugins_in_store() {
+            let info = self.inner.plugins.get(name)?;
+            let remote = self.inner.tier.remote();
+            for v in &info.versions {
+                remote.delete(&remote.path(&version_key(name, v.version))).await?;
+            }
+        }
+        let (host, name) = (self.clone(), name.to_string());
+        blocking(move || Ok(host.inner.plugins.delete(&name)?)).await?
+    }
+}

@@ -1,0 +1,68 @@
+//! A node on the object-store WAL (`wal = "object"`) through a real `Host`:
+//! after uploads trimmed the WAL, a node with an empty data dir on the same
+//! store gets back every stream, record and plugin, and fences the old node.
+
+use std::time::Duration;
+
+use super::tests::{Store, check, eager, on_every_store, produce, read_all, store};
+use crate::Host;
+use crate::config::WalKind;
+
+async fn a_node_with_an_empty_data_dir_recovers_everything(kind: Store) {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let Some((store, prefix)) = store(kind, dir_a.path()) else {
+        return;
+    };
+    let settings = |dir: &std::path::Path| crate::Settings {
+        wal: WalKind::Object,
+        wal_object_interval: Duration::from_millis(5),
+        // Node A keeps running after B takes over: a grace period keeps its
+        // (stale) sweep of unreferenced segments off B's new ones.
+        gc_grace: Duration::from_secs(600),
+        ..eager(dir)
+    };
+    let a = Host::open_with_store(settings(dir_a.path()), store.clone(), prefix.clone())
+        .await
+        .unwrap();
+    a.create_stream("t", 1).await.unwrap();
+    let wasm = sluice_test_artifacts::read(sluice_test_artifacts::UPPER);
+    let v = a.put_plugin("upper", wasm.clone()).await.unwrap();
+    produce(&a, "t", 0, 30, 10).await;
+    // Uploads trim the WAL, which stores the metadata with the trim point.
+    super::tests::wait_for(&a, "t", "WAL trimmed", |p| p.wal_start_offset > 0).await;
+    produce(&a, "t", 300, 5, 10).await;
+    assert!(
+        !dir_a.path().join("wal").exists(),
+        "an object-store WAL writes no segment files"
+    );
+
+    // Node A is not stopped: B's claim must fence it.
+    let b = Host::open_with_store(settings(dir_b.path()), store.clone(), prefix.clone())
+        .await
+        .unwrap();
+    check(&read_all(&b, "t", 0).await, 0, 350);
+    let p = b.describe_plugin("upper").unwrap();
+    assert_eq!(
+        p.versions.iter().map(|x| x.version).collect::<Vec<_>>(),
+        vec![v.version]
+    );
+    let err = a.append("t", 0, &[super::tests::rec(999)]).await.unwrap_err();
+    assert_eq!(err.code(), "wal_fenced", "{err}");
+
+    produce(&b, "t", 350, 3, 10).await;
+    check(&read_all(&b, "t", 0).await, 0, 380);
+    b.delete_plugin("upper").await.unwrap();
+    b.shutdown().await;
+    drop(a);
+
+    // A third start, again from nothing: the deleted plugin stays deleted.
+    let dir_c = tempfile::tempdir().unwrap();
+    let c = Host::open_with_store(settings(dir_c.path()), store, prefix)
+        .await
+        .unwrap();
+    check(&read_all(&c, "t", 0).await, 0, 380);
+    assert!(c.describe_plugin("upper").is_err());
+    c.shutdown().await;
+}
+
+on_every_store!(a_node_with_an_empty_data_dir_recovers_everything);
