@@ -389,6 +389,53 @@ mod tests {
     }
 
     #[test]
+    fn wal_backend_settings_are_parsed_and_checked() {
+        let s = Settings::from_toml(
+            "wal = \"object\"\nwal_object_interval = \"20ms\"\nwal_object_max_bytes = \"1MiB\"\nwal_objects_in_flight = 8",
+        )
+        .unwrap();
+        assert_eq!(s.wal, WalKind::Object);
+        let o = s.wal_object_options();
+        assert_eq!(
+            (o.interval, o.max_bytes, o.in_flight),
+            (Duration::from_millis(20), 1 << 20, 8)
+        );
+        s.validate().unwrap();
+        assert_eq!(Settings::default().wal, WalKind::Local);
+        assert!(
+            Settings::from_toml("wal = \"disk\"")
+                .unwrap_err()
+                .message()
+                .contains("disk")
+        );
+        for (s, field) in [
+            (
+                Settings {
+                    wal_objects_in_flight: 0,
+                    ..Settings::default()
+                },
+                "wal_objects_in_flight",
+            ),
+            (
+                Settings {
+                    wal_object_interval: Duration::ZERO,
+                    ..Settings::default()
+                },
+                "wal_object_interval",
+            ),
+            (
+                Settings {
+                    wal_object_max_bytes: ByteSize::b(10),
+                    ..Settings::default()
+                },
+                "wal_object_max_bytes",
+            ),
+        ] {
+            assert!(s.validate().unwrap_err().message().contains(field), "{field}");
+        }
+    }
+
+    #[test]
     fn cluster_section_is_parsed_and_checked() {
         let s = Settings::from_toml(
             r#"

@@ -50,6 +50,11 @@ struct ServeArgs {
     /// [default: a file store in <data-dir>/objects]
     #[arg(long, env = "SLUICE_OBJECT_STORE")]
     object_store: Option<String>,
+    /// Where the WAL lives: `local` (segment files in the data dir) or
+    /// `object` (in the object store: nothing local survives or is needed)
+    /// [default: local]
+    #[arg(long, env = "SLUICE_WAL", value_enum)]
+    wal: Option<WalArg>,
     /// Largest segment object uploaded at once, e.g. "512MiB".
     #[arg(long, env = "SLUICE_UPLOAD_CHUNK_BYTES")]
     upload_chunk_bytes: Option<bytesize::ByteSize>,
@@ -57,6 +62,12 @@ struct ServeArgs {
     /// for log collectors. `RUST_LOG` filters either.
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum WalArg {
+    Local,
+    Object,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +100,12 @@ impl ServeArgs {
         }
         if let Some(v) = self.object_store {
             s.object_store = Some(v);
+        }
+        if let Some(v) = self.wal {
+            s.wal = match v {
+                WalArg::Local => sluice_host::config::WalKind::Local,
+                WalArg::Object => sluice_host::config::WalKind::Object,
+            };
         }
         if let Some(v) = self.upload_chunk_bytes {
             s.upload_chunk_bytes = v;

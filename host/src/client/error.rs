@@ -93,6 +93,7 @@ impl ClientError {
             "shutting_down" | "storage_failed" | "object_store_unavailable" => {
                 "the server cannot serve this now; retry later and check its log"
             }
+            "wal_fenced" => "another node took over this node's object-store WAL; restart it or stop it",
             "invalid_plugin" | "wrong_plugin_world" | "incompatible_plugin" => {
                 "build the plugin with guest-sdk for wasm32-wasip2 (see guest-sdk/README.md)"
             }
