@@ -115,6 +115,8 @@ impl Host {
                 format!("cannot create data dir `{}`: {e}", settings.data_dir.display()),
             )
         })?;
+        // Installed first, so recovery's own series are recorded.
+        let metrics = crate::metrics::handle();
         let (dir, mut opts) = (settings.data_dir.clone(), settings.log_options());
         let tier_opts = settings.tier_options();
         let remote = Remote::new(store, prefix, tier_opts.remote.clone());
@@ -149,7 +151,6 @@ impl Host {
         };
         let pipelines = Arc::new(Pipelines::new(log.clone(), plugins.clone()));
         pipelines.start_all().await;
-        let metrics = crate::metrics::handle();
         let upkeep = metrics.clone().map(crate::metrics::spawn_upkeep);
         Ok(Host {
             inner: Arc::new(Inner {

@@ -43,6 +43,9 @@ pub const WAL_ACK_SECONDS: &str = "sluice_wal_ack_seconds";
 pub const WAL_OBJECT_BYTES: &str = "sluice_wal_object_bytes_total";
 pub const WAL_OBJECT_DELETE_ERRORS: &str = "sluice_wal_object_delete_errors_total";
 pub const WAL_FENCED: &str = "sluice_wal_fenced";
+/// Start-up: how long the last recovery took and how many entries it replayed.
+pub const WAL_RECOVERY_SECONDS: &str = "sluice_wal_recovery_seconds";
+pub const WAL_RECOVERED_ENTRIES: &str = "sluice_wal_recovered_entries";
 /// WAL bytes and records not yet in the object store (labels `stream`,
 /// `partition`; at scrape).
 pub const UPLOAD_LAG_BYTES: &str = "sluice_upload_lag_bytes";
@@ -137,6 +140,11 @@ fn describe() {
         "Trimmed object-store WAL objects whose delete failed (left, ignored by recovery)"
     );
     describe_gauge!(WAL_FENCED, "1 once a newer writer fenced this node's object-store WAL");
+    describe_gauge!(
+        WAL_RECOVERY_SECONDS,
+        "Seconds the last start-up recovery of the WAL took"
+    );
+    describe_gauge!(WAL_RECOVERED_ENTRIES, "WAL entries the last start-up recovery replayed");
     describe_gauge!(WAL_BYTES, "Bytes of WAL segment files on disk");
     describe_gauge!(WAL_SEGMENTS, "WAL segment files on disk");
     describe_gauge!(UPLOAD_LAG_BYTES, "WAL bytes not yet in the object store");

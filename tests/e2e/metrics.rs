@@ -13,7 +13,7 @@ use crate::support::{self, Server, ServerOptions};
 
 /// The value of the first sample of `name` whose labels include every one
 /// of `labels` (`key="value"`), if any.
-fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+pub(crate) fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
         let (series, value) = l.rsplit_once(' ')?;
         let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
@@ -24,7 +24,7 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     })
 }
 
-async fn scrape(client: &reqwest::Client, server: &Server) -> String {
+pub(crate) async fn scrape(client: &reqwest::Client, server: &Server) -> String {
     let resp = client.get(server.url("/metrics")).send().await.expect("GET /metrics");
     assert_eq!(resp.status(), StatusCode::OK);
     let ctype = resp.headers()[reqwest::header::CONTENT_TYPE]
@@ -88,6 +88,7 @@ async fn the_named_series_count_what_the_node_did() {
     nonzero(&text, "sluice_wal_fsync_seconds_count", &[]);
     nonzero(&text, "sluice_wal_bytes", &[]);
     nonzero(&text, "sluice_wal_segments", &[]);
+    nonzero(&text, "sluice_wal_recovery_seconds", &[]);
     nonzero(&text, "sluice_uploads_total", &[]);
     nonzero(&text, "sluice_upload_bytes_total", &[]);
     nonzero(&text, "sluice_plugin_calls_total", &[r#"plugin="upper""#]);

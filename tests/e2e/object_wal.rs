@@ -251,6 +251,18 @@ async fn object_wal_sigkill_and_empty_data_dir_keep_every_acknowledged_record_on
         local.is_empty(),
         "an object-WAL node wrote WAL segment files: {local:?}"
     );
+    // The object WAL's own series, scraped under load.
+    let text = crate::metrics::scrape(&client, &server).await;
+    for name in [
+        "sluice_wal_object_upload_seconds_count",
+        "sluice_wal_ack_seconds_count",
+        "sluice_wal_object_bytes_total",
+    ] {
+        let v = crate::metrics::sample(&text, name, &[]);
+        assert!(v.is_some_and(|v| v > 0.0), "{name} should be > 0, is {v:?}");
+    }
+    assert_eq!(crate::metrics::sample(&text, "sluice_wal_fenced", &[]), Some(0.0));
+    assert!(crate::metrics::sample(&text, "sluice_wal_objects_in_flight", &[]).is_some());
     load.mark_stopping();
     server.kill();
     let (acked, maybe, requests) = load.finish(&mut ledger).await;

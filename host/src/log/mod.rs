@@ -148,6 +148,7 @@ impl Log {
     /// Recovers the log in `data_dir`. Blocking (reads the whole WAL); an
     /// object-store WAL needs a Tokio runtime (call from a blocking task).
     pub fn open(data_dir: &Path, opts: Options) -> Result<Log, LogError> {
+        let started = std::time::Instant::now();
         let runtime = || {
             tokio::runtime::Handle::try_current().map_err(|e| {
                 LogError::from(WalError::Remote(format!(
@@ -282,11 +283,14 @@ impl Log {
                 )
             })
             .collect();
+        ::metrics::gauge!(crate::metrics::WAL_RECOVERY_SECONDS).set(started.elapsed().as_secs_f64());
+        ::metrics::gauge!(crate::metrics::WAL_RECOVERED_ENTRIES).set(recovered.entries as f64);
         tracing::info!(
             entries = recovered.entries,
             next_lsn = recovered.next_lsn,
             trim_lsn = recovered.trim_lsn,
             streams = snap.streams.len(),
+            seconds = started.elapsed().as_secs_f64(),
             "log recovered"
         );
         let progress = Arc::new(progress::ProgressMap::from_snapshot(&snap));
