@@ -26,7 +26,7 @@ pub mod store;
 pub mod uploader;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod tests_compact;
 #[cfg(test)]

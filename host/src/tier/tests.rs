@@ -43,20 +43,23 @@ pub(super) fn store(kind: Store, dir: &std::path::Path) -> Option<(Arc<dyn Objec
             let url = format!("file://{}", dir.join("bucket").display());
             super::store::open(Some(&url), dir).ok()
         }
-        Store::S3 => {
-            let server = match sluice_test_artifacts::moto::try_server() {
-                Some(s) => s,
-                None if sluice_test_artifacts::moto::required() => sluice_test_artifacts::moto::server(),
-                None => {
-                    eprintln!("note: moto_server not installed; S3 variant skipped (CI runs it)");
-                    return None;
-                }
-            };
-            let bucket = server.unique_bucket("tier");
-            let s3 = super::store::s3_at(&server.endpoint, &bucket, "test", "test").expect("s3 store");
-            Some((s3, Path::from("node-a")))
-        }
+        Store::S3 => Some((moto_bucket("tier")?, Path::from("node-a"))),
     }
+}
+
+/// A fresh bucket on moto, or `None` (with a note) when moto is not
+/// installed outside CI.
+pub(crate) fn moto_bucket(tag: &str) -> Option<Arc<dyn ObjectStore>> {
+    let server = match sluice_test_artifacts::moto::try_server() {
+        Some(s) => s,
+        None if sluice_test_artifacts::moto::required() => sluice_test_artifacts::moto::server(),
+        None => {
+            eprintln!("note: moto_server not installed; S3 variant skipped (CI runs it)");
+            return None;
+        }
+    };
+    let bucket = server.unique_bucket(tag);
+    Some(super::store::s3_at(&server.endpoint, &bucket, "test", "test").expect("s3 store"))
 }
 
 pub(super) fn rec(i: u64) -> Record {

@@ -29,6 +29,8 @@ pub mod writer;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_contract;
+#[cfg(test)]
 mod tests_object;
 
 use std::path::{Path, PathBuf};

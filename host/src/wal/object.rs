@@ -175,6 +175,12 @@ pub async fn prepare(remote: &Remote) -> Result<Prepared, WalError> {
         let header = match remote.get_range(&path, 0..OBJECT_HEADER_LEN as u64).await {
             Ok(b) => decode_header(&b),
             Err(crate::tier::TierError::Corrupt { .. }) => Err(Corruption::Truncated),
+            // Deleted since the listing: by a trim whose checkpoint this
+            // recovery read (so the object is dead), else the chain stops.
+            Err(crate::tier::TierError::Store {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => Err(Corruption::Object("deleted since the listing".into())),
             Err(e) => return Err(remote_err(e)),
         };
         Ok(Listed {

@@ -6,24 +6,10 @@ use std::fs::{self, OpenOptions};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use proptest::prelude::*;
 
+use super::tests_contract::{meta, payload};
 use super::*;
-
-fn meta(i: u64) -> EntryMeta {
-    EntryMeta {
-        kind: EntryKind::Records,
-        stream: 1,
-        partition: (i % 3) as u32,
-        base_offset: i,
-        count: 1,
-    }
-}
-
-fn payload(i: u64, len: usize) -> Bytes {
-    Bytes::from((0..len).map(|j| (i as usize * 31 + j) as u8).collect::<Vec<_>>())
-}
 
 fn small_opts() -> Options {
     Options {
@@ -287,25 +273,6 @@ fn trim_is_persisted_and_survives_a_lost_marker() {
     let (_, rec, seen2) = reopen(dir.path(), small_opts());
     assert_eq!(rec.trim_lsn, trim_at);
     assert_eq!(seen2, seen);
-}
-
-#[test]
-fn oversized_entry_is_refused_and_log_continues() {
-    let dir = tempfile::tempdir().unwrap();
-    rt().block_on(async {
-        let opts = Options {
-            max_entry_bytes: 1000,
-            ..small_opts()
-        };
-        let (wal, _) = Wal::open(dir.path(), opts, &mut |_| {}).unwrap();
-        let err = wal.append(meta(0), payload(0, 1001)).await.unwrap_err();
-        assert!(
-            matches!(err, WalError::EntryTooLarge { size: 1001, max: 1000 }),
-            "{err}"
-        );
-        assert_eq!(wal.append(meta(0), payload(0, 1000)).await.unwrap().lsn, 1);
-        wal.shutdown().await;
-    });
 }
 
 #[test]

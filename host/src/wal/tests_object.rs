@@ -1,110 +1,432 @@
-//! Object-store WAL tests on a real store (in memory here): appends are
-//! acknowledged in LSN order, read back by range, and recovered after a
-//! restart; trim persists its checkpoint.
+//! Object-store WAL tests beyond the shared contract
+//! ([`super::tests_contract`]): what the object backend must survive, with
+//! faults injected into an in-memory store ([`FaultyStore`]): uploads that
+//! finish out of order, a missing object, failed trim deletes, a second
+//! writer taking over, and a failed upload.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 
-use super::object::{ObjectOptions, prepare};
+use super::object::prepare;
+use super::object_format::{object_key, parse_object_key};
+use super::tests_contract::{
+    Seen, append_concurrently, expected, inside_a_segment, meta, open_object, open_prepared, payload, remote_on,
+};
 use super::*;
+use crate::tier::faults::{Fault, FaultyStore, Op};
 use crate::tier::store::{Remote, RemoteOptions};
 
-fn meta(i: u64) -> EntryMeta {
-    EntryMeta {
-        kind: EntryKind::Records,
-        stream: 1,
-        partition: (i % 3) as u32,
-        base_offset: i,
-        count: 1,
-    }
+/// A faulty in-memory store and a remote on it that neither retries (an
+/// injected error fails the call) nor waits long.
+fn faulty() -> (Arc<FaultyStore>, Remote) {
+    let store = FaultyStore::new(Arc::new(InMemory::new()));
+    let opts = RemoteOptions {
+        timeout: Duration::from_secs(2),
+        retries: 0,
+        backoff: Duration::from_millis(5),
+        ..RemoteOptions::default()
+    };
+    (store.clone(), remote_on(store, "node", opts))
 }
 
-fn payload(i: u64, len: usize) -> Bytes {
-    Bytes::from((0..len).map(|j| (i as usize * 31 + j) as u8).collect::<Vec<_>>())
+fn opts() -> Options {
+    Options::default()
 }
 
-fn remote(store: Arc<dyn object_store::ObjectStore>) -> Remote {
-    Remote::new(store, object_store::path::Path::from("node"), RemoteOptions::default())
+fn objects_dir() -> ObjectPath {
+    ObjectPath::from("node/wal/objects")
 }
 
-fn fast() -> ObjectOptions {
-    ObjectOptions {
-        interval: Duration::from_millis(5),
-        max_bytes: 4096,
-        in_flight: 4,
-    }
+/// `(first_lsn, epoch)` of every WAL object in `store`, sorted. Only for
+/// stores that answer at once (in memory): usable inside a completion.
+fn stored(store: &Arc<dyn ObjectStore>) -> Vec<(u64, u64)> {
+    let listed = store
+        .list(Some(&objects_dir()))
+        .collect::<Vec<_>>()
+        .now_or_never()
+        .expect("an in-memory listing is immediate");
+    let mut out: Vec<(u64, u64)> = listed
+        .into_iter()
+        .filter_map(|m| parse_object_key(m.unwrap().location.filename()?))
+        .collect();
+    out.sort_unstable();
+    out
 }
 
-type Seen = (u64, u64, Vec<u8>);
+fn object_path(first: u64, epoch: u64) -> ObjectPath {
+    objects_dir().join(object_key(first, epoch).as_str())
+}
 
-async fn open(r: &Remote) -> (Wal, Recovered, Vec<Seen>) {
-    let prepared = prepare(r).await.unwrap();
-    let mut seen = Vec::new();
-    let (wal, rec) = Wal::open_object(
-        prepared,
-        std::path::Path::new("unused"),
-        Options::default(),
-        fast(),
-        &mut |e| seen.push((e.lsn, e.meta.base_offset, e.payload.to_vec())),
-    )
-    .await
-    .unwrap();
-    (wal, rec, seen)
+/// First LSNs of the objects the acknowledged appends landed in.
+fn firsts(acks: &[(u64, Appended)]) -> Vec<u64> {
+    let mut f: Vec<u64> = acks.iter().map(|(_, a)| a.location.segment).collect();
+    f.sort_unstable();
+    f.dedup();
+    f
+}
+
+fn size300(_: u64) -> usize {
+    300
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_read_back_and_recover() {
-    let r = remote(Arc::new(object_store::memory::InMemory::new()));
-    let (wal, rec, seen) = open(&r).await;
-    assert_eq!((rec.next_lsn, seen.len()), (0, 0));
+    let r = remote_on(Arc::new(InMemory::new()), "node", RemoteOptions::default());
+    let (wal, rec, seen) = open_object(&r, opts()).await;
+    assert_eq!((rec.next_lsn, seen.len(), wal.epoch()), (0, 0, Some(1)));
     let wal = Arc::new(wal);
-    let mut tasks = Vec::new();
-    for i in 0..40u64 {
-        let wal = wal.clone();
-        tasks.push(tokio::spawn(async move {
-            wal.append(meta(i), payload(i, 300)).await.unwrap()
-        }));
-    }
-    let mut appended = Vec::new();
-    for t in tasks {
-        appended.push(t.await.unwrap());
-    }
-    let mut lsns: Vec<u64> = appended.iter().map(|a| a.lsn).collect();
-    lsns.sort_unstable();
-    assert_eq!(lsns, (0..40).collect::<Vec<_>>());
+    let (acks, _) = append_concurrently(&wal, 0, 4, 10, size300).await;
     assert!(
-        wal.segments().len() > 1,
+        firsts(&acks).len() > 1,
         "300-byte entries in 4 KiB objects span several objects"
     );
-    let a = appended[7];
-    let w = wal.clone();
-    let got = tokio::task::spawn_blocking(move || w.read(a.lsn, a.location))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(got.len(), 300);
+    wal.shutdown().await;
+    drop(wal);
+    let (wal, rec, seen) = open_object(&r, opts()).await;
+    assert_eq!((rec.next_lsn, wal.epoch()), (40, Some(2)));
+    assert!(seen == expected(&acks, size300, 0));
+    let l = inside_a_segment(&acks, 20);
+    let trim = wal.trim_with(l, Some(Bytes::from_static(b"{}"))).await.unwrap();
+    assert_eq!(trim, l);
+    wal.shutdown().await;
+    drop(wal);
+    let prepared = prepare(&r).await.unwrap();
+    assert_eq!(
+        prepared.checkpoint().map(|b| &b[..]),
+        Some(&b"{}"[..]),
+        "the trim's checkpoint"
+    );
+    let (_wal, rec, seen) = open_prepared(prepared, opts()).await;
+    assert_eq!((rec.trim_lsn, rec.next_lsn), (l, 40));
+    assert!(seen == expected(&acks, size300, l));
+}
+
+/// An acknowledgement as a completion saw it: the result, and which
+/// objects were in the store at that moment.
+type Ack = (Result<Appended, String>, Vec<(u64, u64)>);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_finishing_out_of_order_are_acknowledged_in_lsn_order() {
+    let (f, r) = faulty();
+    let (wal, rec, _) = open_object(&r, opts()).await;
+    assert_eq!(rec.next_lsn, 0);
+    let epoch = wal.epoch().unwrap();
+    // The first object (LSN 0 on) takes long to upload; later ones do not.
+    let first = format!("objects/{}", object_key(0, epoch));
+    f.inject_matching(Op::Put, &first, Fault::Delay(Duration::from_millis(800)), Some(1));
+    let acked: Arc<Mutex<Vec<Ack>>> = Arc::default();
+    let mut waits = Vec::new();
+    // One appender queues every entry at once, so objects fill and seal
+    // back to back and several upload together.
+    for i in 0..60u64 {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (acked, inner) = (acked.clone(), f.inner().clone());
+        wal.reserve().await.unwrap().append(
+            meta(i),
+            payload(i, 300),
+            Box::new(move |r| {
+                let now = stored(&inner);
+                acked.lock().unwrap().push((r.map_err(|e| e.to_string()), now));
+                let _ = tx.send(());
+            }),
+        );
+        waits.push(rx);
+    }
+    for w in waits {
+        tokio::time::timeout(Duration::from_secs(20), w).await.unwrap().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let got: Vec<Appended> = acked.iter().map(|(r, _)| r.clone().unwrap()).collect();
+    assert_eq!(
+        got.iter().map(|a| a.lsn).collect::<Vec<_>>(),
+        (0..60).collect::<Vec<u64>>(),
+        "completions ran out of LSN order"
+    );
+    let objects: Vec<u64> = {
+        let mut o: Vec<u64> = got.iter().map(|a| a.location.segment).collect();
+        o.dedup();
+        o
+    };
+    assert!(objects.len() >= 3, "{objects:?}");
+    // No entry was acknowledged before its object and every earlier one
+    // (the delayed first one included) was in the store.
+    for (a, (_, present)) in got.iter().zip(&acked) {
+        for o in objects.iter().filter(|o| **o <= a.location.segment) {
+            assert!(
+                present.contains(&(*o, epoch)),
+                "LSN {} acknowledged while object {o} was not durable ({present:?})",
+                a.lsn
+            );
+        }
+    }
+    // The scenario happened: later objects were durable before the first one
+    // was acknowledged (they finished first).
+    assert!(
+        acked[0].1.iter().any(|(first, _)| *first > 0),
+        "no later object finished before the delayed first one: {:?}",
+        acked[0].1
+    );
+    assert_eq!(
+        f.calls(Op::Put) as usize,
+        objects.len() + 2,
+        "the objects plus claim and start"
+    );
+    wal.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_object_in_the_middle_drops_everything_after_it() {
+    let (f, r) = faulty();
+    let (wal, _, _) = open_object(&r, opts()).await;
+    let wal = Arc::new(wal);
+    let (acks, _) = append_concurrently(&wal, 0, 4, 15, size300).await;
+    wal.shutdown().await;
+    drop(wal);
+    let objects = firsts(&acks);
+    assert!(objects.len() >= 4, "{objects:?}");
+    let victim = objects[2];
+    f.inner().delete(&object_path(victim, 1)).await.unwrap();
+
+    let (wal, rec, seen) = open_object(&r, opts()).await;
+    let kept = expected(&acks, size300, 0)
+        .into_iter()
+        .filter(|s| s.lsn < victim)
+        .collect::<Vec<_>>();
+    assert!(
+        seen == kept,
+        "replayed {} entries, want the {} before LSN {victim}",
+        seen.len(),
+        kept.len()
+    );
+    assert_eq!((rec.next_lsn, wal.next_lsn()), (victim, victim));
+    let cut = rec.cut.expect("the gap is reported");
+    assert_eq!(
+        cut.dropped_files.len(),
+        objects.len() - 3,
+        "every later object is ignored"
+    );
+    // Ignored, not deleted.
+    let later: Vec<(u64, u64)> = objects[3..].iter().map(|o| (*o, 1)).collect();
+    assert!(later.iter().all(|o| stored(f.inner()).contains(o)));
+
+    // The log goes on from the gap...
+    let wal = Arc::new(wal);
+    let (more, order) = append_concurrently(&wal, 1000, 1, 5, size300).await;
+    assert_eq!(order, (victim..victim + 5).collect::<Vec<_>>());
+    wal.shutdown().await;
+    drop(wal);
+    // ... and a further recovery keeps it, without the old epoch's later
+    // objects (written before the new epoch started at the gap).
+    let (wal, rec, seen) = open_object(&r, opts()).await;
+    assert!(rec.cut.is_none(), "{:?}", rec.cut);
+    let mut want = kept;
+    want.extend(expected(&more, size300, 0));
+    assert!(seen == want, "{:?}", seen.iter().map(|s| s.lsn).collect::<Vec<_>>());
+    assert_eq!(rec.next_lsn, victim + 5);
+    wal.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trim_whose_deletes_failed_does_not_resurrect_trimmed_data() {
+    let (f, r) = faulty();
+    let (wal, _, _) = open_object(&r, opts()).await;
+    let wal = Arc::new(wal);
+    let (mut acks, _) = append_concurrently(&wal, 0, 4, 25, size300).await;
+    let objects = firsts(&acks);
+    assert!(objects.len() >= 6, "{objects:?}");
+
+    // A trim with two objects below it whose first delete fails...
+    let l1 = objects[2];
+    f.inject(Op::Delete, Fault::Error, Some(1));
+    assert_eq!(wal.trim(l1).await.unwrap(), l1);
+    let now = stored(f.inner());
+    assert!(now.contains(&(objects[0], 1)), "the failed delete left the object");
+    assert!(!now.contains(&(objects[1], 1)), "the other delete went through");
+    // ... and one whose deletes all fail (inside an object, if it holds
+    // several entries).
+    let l2 = objects[4] + (objects[5] - objects[4]) / 2;
+    f.inject(Op::Delete, Fault::Error, None);
+    let deletes = f.calls(Op::Delete);
+    assert_eq!(wal.trim(l2).await.unwrap(), l2);
+    assert!(f.calls(Op::Delete) > deletes, "the trim tried to delete");
+    let now = stored(f.inner());
+    assert!(
+        now.contains(&(objects[2], 1)) && now.contains(&(objects[3], 1)),
+        "{now:?}"
+    );
+    // Objects written after the trim carry it in their headers.
+    let (more, _) = append_concurrently(&wal, 1000, 1, 10, size300).await;
+    acks.extend(more);
     wal.shutdown().await;
     drop(wal);
 
-    let (wal, rec, seen) = open(&r).await;
-    assert_eq!(rec.next_lsn, 40);
-    assert_eq!(
-        seen.iter().map(|s| s.0).collect::<Vec<_>>(),
-        (0..40).collect::<Vec<_>>()
-    );
-    assert_eq!(wal.epoch(), Some(2));
-    let trim = wal.trim_with(20, Some(Bytes::from_static(b"{}"))).await.unwrap();
-    assert_eq!(trim, 20);
+    // Deletes still fail during recovery: the dead objects stay, ignored.
+    let (wal, rec, seen) = open_object(&r, opts()).await;
+    assert_eq!((rec.trim_lsn, rec.next_lsn), (l2, 110));
+    assert!(seen.iter().all(|s| s.lsn >= l2), "a trimmed entry was replayed");
+    assert!(seen == expected(&acks, size300, l2));
     wal.shutdown().await;
     drop(wal);
-    let (_wal, rec, seen) = open(&r).await;
-    assert_eq!(rec.trim_lsn, 20);
-    assert!(
-        seen.first().is_some_and(|s| s.0 == 20),
-        "{:?}",
-        seen.first().map(|s| s.0)
+    assert!(stored(f.inner()).contains(&(objects[0], 1)));
+
+    // Even with the checkpoints lost, the headers keep the trim point.
+    f.clear();
+    let checkpoints = f
+        .inner()
+        .list(Some(&ObjectPath::from("node/wal/checkpoints")))
+        .collect::<Vec<_>>()
+        .await;
+    assert!(!checkpoints.is_empty());
+    for c in checkpoints {
+        f.inner().delete(&c.unwrap().location).await.unwrap();
+    }
+    let (wal, rec, seen) = open_object(&r, opts()).await;
+    assert_eq!((rec.trim_lsn, rec.next_lsn), (l2, 110));
+    assert!(seen == expected(&acks, size300, l2));
+    wal.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_epoch_fences_the_old_writer_and_keeps_what_it_acknowledged() {
+    let (_f, r) = faulty();
+    let (a, _, _) = open_object(&r, opts()).await;
+    assert_eq!(a.epoch(), Some(1));
+    let a = Arc::new(a);
+    let (first, _) = append_concurrently(&a, 0, 1, 10, size300).await;
+    // A keeps appending from several tasks until it is refused.
+    let oks: Arc<Mutex<BTreeMap<u64, u64>>> = Arc::new(Mutex::new(first.iter().map(|(i, x)| (x.lsn, *i)).collect()));
+    let next_id = Arc::new(AtomicU64::new(100));
+    let mut writers = Vec::new();
+    for _ in 0..4 {
+        let (a, oks, next_id) = (a.clone(), oks.clone(), next_id.clone());
+        writers.push(tokio::spawn(async move {
+            loop {
+                let id = next_id.fetch_add(1, AtomicOrdering::Relaxed);
+                match a.append(meta(id), payload(id, 300)).await {
+                    Ok(x) => oks.lock().unwrap().insert(x.lsn, id),
+                    Err(e) => return e,
+                };
+            }
+        }));
+    }
+    // B takes over while A is busy: its claim fences A.
+    for _ in 0..1000 {
+        if oks.lock().unwrap().len() >= 30 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let prepared = prepare(&r).await.unwrap();
+    assert_eq!(prepared.epoch(), 2);
+    let (b, rec_b, seen_b) = open_prepared(prepared, opts()).await;
+    for w in writers {
+        let err = tokio::time::timeout(Duration::from_secs(10), w)
+            .await
+            .expect("the old writer was not fenced within 10 s")
+            .unwrap();
+        assert!(matches!(err, WalError::Fenced { epoch: 1, newer: 2 }), "{err}");
+    }
+    let err = a.append(meta(0), payload(0, 1)).await.unwrap_err();
+    assert!(matches!(err, WalError::Fenced { .. }), "{err}");
+    // Everything A acknowledged is in B's recovery, byte for byte.
+    let oks = oks.lock().unwrap().clone();
+    assert!(oks.len() >= 30, "A acknowledged only {} entries", oks.len());
+    let by_lsn: BTreeMap<u64, &Seen> = seen_b.iter().map(|s| (s.lsn, s)).collect();
+    for (lsn, id) in &oks {
+        let s = by_lsn
+            .get(lsn)
+            .unwrap_or_else(|| panic!("A acknowledged LSN {lsn}; B did not recover it"));
+        assert_eq!((s.base, &s.payload[..]), (*id, &payload(*id, 300)[..]), "LSN {lsn}");
+    }
+    assert!(rec_b.next_lsn > *oks.keys().last().unwrap());
+
+    // B writes on; a later recovery has A's acknowledged entries and B's,
+    // densely, and none of A's late (never acknowledged) objects.
+    let b = Arc::new(b);
+    let (more, order) = append_concurrently(&b, 5000, 1, 5, size300).await;
+    assert_eq!(order[0], rec_b.next_lsn);
+    b.shutdown().await;
+    a.shutdown().await;
+    let (c, rec, seen) = open_object(&r, opts()).await;
+    assert!(rec.cut.is_none(), "{:?}", rec.cut);
+    assert_eq!(
+        seen.iter().map(|s| s.lsn).collect::<Vec<_>>(),
+        (0..rec.next_lsn).collect::<Vec<_>>()
     );
-    assert_eq!(rec.next_lsn, 40);
+    assert_eq!(seen[..seen_b.len()], seen_b[..], "B's recovery is kept");
+    assert_eq!(seen[seen_b.len()..], expected(&more, size300, 0)[..]);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_upload_fails_its_appends_and_every_later_one() {
+    let (f, r) = faulty();
+    let (wal, _, _) = open_object(&r, opts()).await;
+    // The third object's upload fails (no retries).
+    f.fail_after_matching(Op::Put, "wal/objects/", 2, Fault::Error, Some(1));
+    let mut waits = Vec::new();
+    for i in 0..60u64 {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        wal.reserve().await.unwrap().append(
+            meta(i),
+            payload(i, 300),
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        waits.push(rx);
+    }
+    let mut results = Vec::new();
+    for w in waits {
+        results.push(tokio::time::timeout(Duration::from_secs(20), w).await.unwrap().unwrap());
+    }
+    // Entries are queued in order, so entry i got LSN i: an acknowledged
+    // prefix, then nothing but failures.
+    let ok = results.iter().take_while(|r| r.is_ok()).count();
+    assert!(ok > 0 && ok < 60, "{ok} of 60 acknowledged");
+    for (i, r) in results.iter().enumerate() {
+        match r {
+            Ok(a) => assert_eq!(a.lsn, i as u64),
+            Err(e) => {
+                assert!(i >= ok, "entry {i} acknowledged after a failed one");
+                assert!(matches!(e, WalError::Poisoned(_) | WalError::Remote(_)), "{e}");
+            }
+        }
+    }
+    let err = wal.append(meta(99), payload(99, 10)).await.unwrap_err();
+    assert!(matches!(err, WalError::Poisoned(_)), "{err}");
+    assert!(err.to_string().contains("injected fault"), "{err}");
+    wal.shutdown().await;
+    drop(wal);
+
+    // Recovery keeps exactly the acknowledged prefix (the failed object is
+    // missing; objects after it are ignored), and the log goes on.
+    let (wal, rec, seen) = open_object(&r, opts()).await;
+    let acks: Vec<(u64, Appended)> = results[..ok]
+        .iter()
+        .map(|r| r.as_ref().unwrap())
+        .enumerate()
+        .map(|(i, a)| (i as u64, *a))
+        .collect();
+    assert!(
+        seen == expected(&acks, size300, 0),
+        "replayed {} entries, {ok} acknowledged",
+        seen.len()
+    );
+    assert_eq!(rec.next_lsn, ok as u64);
+    assert_eq!(wal.append(meta(7), payload(7, 10)).await.unwrap().lsn, ok as u64);
+    wal.shutdown().await;
+    drop(wal);
+    let (wal, rec, seen) = open_object(&r, opts()).await;
+    assert!(rec.cut.is_none(), "{:?}", rec.cut);
+    assert_eq!((seen.len(), rec.next_lsn), (ok + 1, ok as u64 + 1));
+    wal.shutdown().await;
 }
