@@ -25,6 +25,8 @@ pub struct InOrder<T> {
     groups: BTreeMap<u64, Group<T>>,
     /// Set once a group failed: the first LSN that will never be released.
     failed_at: Option<u64>,
+    /// Groups released so far.
+    released: u64,
 }
 
 /// What a call hands back to run now.
@@ -43,6 +45,7 @@ impl<T> InOrder<T> {
             next: next_lsn,
             groups: BTreeMap::new(),
             failed_at: None,
+            released: 0,
         }
     }
 
@@ -81,6 +84,7 @@ impl<T> InOrder<T> {
             }
             let g = entry.remove();
             self.next = g.last + 1;
+            self.released += 1;
             out.extend(g.items);
         }
         out
@@ -103,6 +107,11 @@ impl<T> InOrder<T> {
     pub fn next_lsn(&self) -> u64 {
         self.next
     }
+
+    /// Groups released (acknowledged) so far.
+    pub fn released(&self) -> u64 {
+        self.released
+    }
 }
 
 #[cfg(test)]
@@ -124,7 +133,7 @@ mod tests {
             vec![13, 14, 15],
             "the finished later group follows at once"
         );
-        assert_eq!((q.in_flight(), q.next_lsn()), (0, 16));
+        assert_eq!((q.in_flight(), q.next_lsn(), q.released()), (0, 16, 3));
     }
 
     #[test]

@@ -236,7 +236,7 @@ impl ObjectWriter {
                 continue;
             }
             self.progress.next_lsn.store(self.acks.next_lsn(), Ordering::Release);
-            self.progress.syncs.fetch_add(1, Ordering::Relaxed);
+            self.progress.syncs.store(self.acks.released(), Ordering::Relaxed);
             for (done, appended, since) in items {
                 metrics::histogram!(m::WAL_ACK_SECONDS).record(since.elapsed().as_secs_f64());
                 done(Ok(appended));

@@ -88,6 +88,9 @@ async fn appends_read_back_and_recover() {
         firsts(&acks).len() > 1,
         "300-byte entries in 4 KiB objects span several objects"
     );
+    let objects = wal.segments();
+    assert_eq!(objects, firsts(&acks));
+    assert_eq!(wal.syncs(), objects.len() as u64, "one acknowledged group per object");
     wal.shutdown().await;
     drop(wal);
     let (wal, rec, seen) = open_object(&r, opts()).await;
