@@ -166,11 +166,31 @@ impl Log {
             .as_ref()
             .and_then(|p| p.checkpoint())
             .and_then(|b| meta::decode_snapshot(b, "the WAL checkpoint"));
-        let loaded = match (meta::load_snapshot(data_dir), checkpoint) {
-            (Some(l), Some(c)) if c.as_of_lsn > l.as_of_lsn => Some(c),
-            (l, c) => l.or(c),
+        let local = meta::load_snapshot(data_dir);
+        // Below a trim the WAL no longer holds the control entries, so the
+        // metadata must come from a snapshot that covers the trim: this
+        // node's own, or the checkpoint stored with that very trim. Without
+        // one, streams would silently vanish: refuse instead.
+        if let Some(p) = &prepared
+            && p.trim_lsn() > 0
+            && local.is_none()
+            && (checkpoint.is_none() || p.checkpoint_lsn() < p.trim_lsn())
+        {
+            return Err(WalError::Remote(format!(
+                "the object WAL is trimmed at LSN {} but no readable metadata snapshot covers it \
+                 (checkpoint at {}: damaged, missing or of another version); refusing to start without \
+                 the stream metadata",
+                p.trim_lsn(),
+                p.checkpoint_lsn()
+            ))
+            .into());
+        }
+        // A snapshot that came from the checkpoint is stored locally too.
+        let (loaded, had_snapshot) = match (local, checkpoint) {
+            (Some(l), Some(c)) if c.as_of_lsn >= l.as_of_lsn => (Some(c), false),
+            (Some(l), _) => (Some(l), true),
+            (None, c) => (c, false),
         };
-        let had_snapshot = loaded.is_some();
         let base = loaded.unwrap_or_default();
         let mut snap = base.clone();
         // Partitions start where the snapshot says the WAL took over (data

@@ -57,11 +57,39 @@ async fn a_node_with_an_empty_data_dir_recovers_everything(kind: Store) {
 
     // A third start, again from nothing: the deleted plugin stays deleted.
     let dir_c = tempfile::tempdir().unwrap();
-    let c = Host::open_with_store(settings(dir_c.path()), store, prefix)
+    let c = Host::open_with_store(settings(dir_c.path()), store.clone(), prefix.clone())
         .await
         .unwrap();
     check(&read_all(&c, "t", 0).await, 0, 380);
     assert!(c.describe_plugin("upper").is_err());
+    c.shutdown().await;
+
+    // A damaged checkpoint: an empty data dir has no metadata for what the
+    // trim removed, so the node refuses to start rather than lose streams.
+    let remote = crate::tier::Remote::new(store.clone(), prefix.clone(), Default::default());
+    let newest = remote
+        .list(crate::wal::object::CHECKPOINTS_DIR)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.location)
+        .max()
+        .expect("a checkpoint");
+    remote
+        .put(&newest, bytes::Bytes::from_static(b"{not json"))
+        .await
+        .unwrap();
+    let dir_d = tempfile::tempdir().unwrap();
+    let err = Host::open_with_store(settings(dir_d.path()), store.clone(), prefix.clone())
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("no readable metadata snapshot"), "{err}");
+    // The node that owns its data dir still starts (its own snapshot).
+    let c = Host::open_with_store(settings(dir_c.path()), store, prefix)
+        .await
+        .unwrap();
+    check(&read_all(&c, "t", 0).await, 0, 380);
     c.shutdown().await;
 }
 

@@ -136,8 +136,8 @@ pub struct Prepared {
     remote: Remote,
     epoch: u64,
     plan: Plan,
-    /// Last LSN of each object to replay.
-    lasts: std::collections::HashMap<String, u64>,
+    /// Trim LSN of the newest checkpoint (0: none).
+    checkpoint_lsn: u64,
     checkpoint: Option<Bytes>,
 }
 
@@ -145,25 +145,7 @@ pub struct Prepared {
 /// and reads their headers and the newest checkpoint, and plans recovery.
 pub async fn prepare(remote: &Remote) -> Result<Prepared, WalError> {
     let epoch = claim(remote).await?;
-    let mut claims = Vec::new();
-    for m in remote.list(EPOCHS_DIR).await.map_err(remote_err)? {
-        let Some(e) = m
-            .location
-            .filename()
-            .and_then(|n| n.strip_suffix(".start"))
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        let body = remote.get(&m.location).await.map_err(remote_err)?;
-        match body
-            .as_deref()
-            .and_then(|b| std::str::from_utf8(b).ok()?.trim().parse().ok())
-        {
-            Some(start_lsn) => claims.push(Claim { epoch: e, start_lsn }),
-            None => tracing::warn!(key = %m.location, "unreadable WAL epoch start; ignored"),
-        }
-    }
+    let claims = close_older_claims(remote, epoch).await?;
     let (floor, checkpoint) = newest_checkpoint(remote).await?;
     let objects = remote.list(OBJECTS_DIR).await.map_err(remote_err)?;
     let listed: Vec<Listed> = futures::stream::iter(objects.into_iter().filter_map(|m| {
@@ -193,18 +175,63 @@ pub async fn prepare(remote: &Remote) -> Result<Prepared, WalError> {
     .buffered(16)
     .try_collect()
     .await?;
-    let lasts = listed
-        .iter()
-        .filter_map(|l| Some((l.key.clone(), l.header.as_ref().ok()?.last_lsn)))
-        .collect();
     let plan = plan(listed, &claims, floor);
     Ok(Prepared {
         remote: remote.clone(),
         epoch,
         plan,
-        lasts,
+        checkpoint_lsn: floor,
         checkpoint,
     })
+}
+
+/// What a `.start` holds for an epoch that never started writing (closed
+/// off by a newer writer before its own `.start` landed).
+const NEVER_STARTED: &str = "never";
+
+/// Reads every older epoch's start, first closing off each one that has a
+/// claim but no start yet: a slow opener that lost the race must not write
+/// a start after a newer writer recovered (its late start would turn
+/// objects acknowledged since into "zombies").
+async fn close_older_claims(remote: &Remote, epoch: u64) -> Result<Vec<Claim>, WalError> {
+    let names: Vec<String> = remote
+        .list(EPOCHS_DIR)
+        .await
+        .map_err(remote_err)?
+        .iter()
+        .filter_map(|m| m.location.filename().map(str::to_string))
+        .collect();
+    let mut claims = Vec::new();
+    for e in names
+        .iter()
+        .filter_map(|n| n.strip_suffix(".claim")?.parse::<u64>().ok())
+        .filter(|e| *e < epoch)
+    {
+        let path = remote.path(&format!("{EPOCHS_DIR}/{e:010}.start"));
+        if !names.contains(&format!("{e:010}.start"))
+            && remote
+                .put_if_absent(&path, Bytes::from_static(NEVER_STARTED.as_bytes()))
+                .await
+                .map_err(remote_err)?
+        {
+            tracing::info!(epoch = e, "closed off a WAL epoch that never started");
+            continue;
+        }
+        let body = remote.get(&path).await.map_err(remote_err)?;
+        let text = body.as_deref().and_then(|b| std::str::from_utf8(b).ok()).map(str::trim);
+        match text.map(|t| (t, t.parse::<u64>())) {
+            Some((NEVER_STARTED, _)) => {}
+            Some((_, Ok(start_lsn))) => claims.push(Claim { epoch: e, start_lsn }),
+            // Without it, its predecessors' late objects could not be told
+            // from acknowledged data: refuse rather than guess.
+            _ => {
+                return Err(WalError::Remote(format!(
+                    "WAL epoch start {path} is unreadable; fix or remove it by hand"
+                )));
+            }
+        }
+    }
+    Ok(claims)
 }
 
 /// Creates the claim of the next free epoch.
@@ -240,8 +267,12 @@ async fn newest_checkpoint(remote: &Remote) -> Result<(u64, Option<Bytes>), WalE
     let Some((lsn, path)) = newest else {
         return Ok((0, None));
     };
-    let body = remote.get(&path).await.map_err(remote_err)?;
-    Ok((lsn, body.filter(|b| !b.is_empty())))
+    let body = remote
+        .get(&path)
+        .await
+        .map_err(remote_err)?
+        .ok_or_else(|| WalError::Remote(format!("WAL checkpoint {path} vanished while starting; start again")))?;
+    Ok((lsn, Some(body).filter(|b| !b.is_empty())))
 }
 
 /// Keys of checkpoints older than `lsn`.
@@ -284,19 +315,27 @@ impl Prepared {
         self.epoch
     }
 
+    /// The trim point recovery starts from (the newest checkpoint's, or a
+    /// later one found in an object header if checkpoints were lost).
+    pub fn trim_lsn(&self) -> u64 {
+        self.plan.trim_lsn
+    }
+
+    /// The trim LSN of the checkpoint whose snapshot [`Prepared::checkpoint`]
+    /// returns (0: none).
+    pub fn checkpoint_lsn(&self) -> u64 {
+        self.checkpoint_lsn
+    }
+
     /// Replays the planned objects through `visit`, records where this
     /// epoch starts and deletes dead objects.
     pub(crate) async fn replay(self, visit: &mut dyn FnMut(RecoveredEntry<'_>)) -> Result<Replayed, WalError> {
         let Prepared {
-            remote,
-            epoch,
-            plan,
-            lasts,
-            ..
+            remote, epoch, plan, ..
         } = self;
         let objects = Arc::new(Objects::default());
         let mut next_lsn = plan.next_lsn;
-        let mut trim_lsn = plan.trim_lsn;
+        let trim_lsn = plan.trim_lsn;
         let mut entries = 0u64;
         let mut cut = plan.cut.as_ref().map(|(key, why)| object_cut(key, why, &plan.ignored));
         let mut bodies = futures::stream::iter(plan.replay.iter().cloned())
@@ -311,16 +350,13 @@ impl Prepared {
         while let Some((key, body)) = bodies.next().await {
             let decoded = match body.map_err(remote_err)? {
                 Some(b) => decode_object(&b).map(|d| (b, d)).map_err(|c| c.to_string()),
+                // Listed, then gone: only a trim racing this start-up can
+                // do that (dead objects are not fetched). Cutting here
+                // could drop acknowledged entries: fail, and start again.
                 None => {
-                    // A trim may have deleted it since the listing (a fenced
-                    // writer's last trim): then a newer checkpoint covers it.
-                    let (floor, _) = newest_checkpoint(&remote).await?;
-                    if lasts.get(&key).is_some_and(|last| *last < floor) {
-                        tracing::info!(%key, trim_lsn = floor, "WAL object trimmed during recovery; skipped");
-                        trim_lsn = trim_lsn.max(floor);
-                        continue;
-                    }
-                    Err("the object disappeared during recovery".to_string())
+                    return Err(WalError::Remote(format!(
+                        "WAL object {key} disappeared during recovery; start again"
+                    )));
                 }
             };
             let (bytes, (header, list)) = match decoded {
@@ -361,14 +397,20 @@ impl Prepared {
                 "object WAL recovery stopped early; later objects are ignored (kept, not deleted)");
         }
         let start = remote.path(&format!("{EPOCHS_DIR}/{epoch:010}.start"));
+        let value = next_lsn.to_string();
         if !remote
-            .put_if_absent(&start, Bytes::from(next_lsn.to_string()))
+            .put_if_absent(&start, Bytes::from(value.clone()))
             .await
             .map_err(remote_err)?
         {
-            return Err(WalError::Remote(format!(
-                "the start of WAL epoch {epoch} was already written"
-            )));
+            // Ours if a retried create landed twice; else a newer writer
+            // closed this epoch off: it owns the log now.
+            let found = remote.get(&start).await.map_err(remote_err)?;
+            if found.as_deref() != Some(value.as_bytes()) {
+                return Err(WalError::Remote(format!(
+                    "a newer writer took over WAL epoch {epoch} before it started"
+                )));
+            }
         }
         if !plan.dead.is_empty() {
             let (r, dead) = (remote.clone(), plan.dead.clone());

@@ -16,9 +16,8 @@
 //!    trim point); replay stops at the first gap, unreadable header or
 //!    overlap, and everything after it is ignored (never acknowledged:
 //!    acknowledgements wait for every earlier object). An unreadable object
-//!    whose key starts below the trim point is treated as dead: if it held
-//!    live entries, the next object does not cover the trim point and the
-//!    chain stops there.
+//!    is dead only if a readable object keyed after it starts at or below
+//!    the trim point; otherwise the chain stops there and it is kept.
 
 use super::error::Corruption;
 use super::object_format::ObjectHeader;
@@ -78,6 +77,13 @@ pub fn plan(mut listed: Vec<Listed>, claims: &[Claim], trim_floor: u64) -> Plan 
         .map(|h| h.trim_lsn)
         .fold(trim_floor, u64::max);
     out.next_lsn = out.trim_lsn;
+    // A readable object starting at or below the trim point proves every
+    // object keyed before it holds only trimmed entries.
+    let covered_below = listed
+        .iter()
+        .filter(|l| l.header.as_ref().is_ok_and(|h| h.first_lsn == l.first_lsn) && l.first_lsn <= out.trim_lsn)
+        .map(|l| l.first_lsn)
+        .max();
     // 3. The chain from the trim point.
     let mut expected: Option<u64> = None;
     let mut stopped = false;
@@ -94,9 +100,10 @@ pub fn plan(mut listed: Vec<Listed>, claims: &[Claim], trim_floor: u64) -> Plan 
                 out.ignored.push(l.key);
                 continue;
             }
-            // Below the trim point it can only hold dead entries, or live
-            // ones the chain check then finds missing.
-            Err(_) if expected.is_none() && l.first_lsn < out.trim_lsn => {
+            // Dead only if a readable later object starts at or below the
+            // trim point; otherwise it may hold live entries: stop (and
+            // keep it) rather than delete it.
+            Err(_) if expected.is_none() && covered_below.is_some_and(|c| c > l.first_lsn) => {
                 out.dead.push(l.key);
                 continue;
             }
@@ -186,9 +193,11 @@ mod tests {
         dead.header = Err(Corruption::Truncated);
         let p = plan(vec![dead.clone(), obj(11, 20, 1, 11)], &[], 0);
         assert_eq!((p.replay, p.dead, p.cut), (keys(&[(11, 1)]), keys(&[(0, 1)]), None));
-        // ... unless it held live entries: then the chain has a gap.
+        // ... unless it may hold live entries: then the chain stops there,
+        // and the object is kept (ignored), never deleted.
         let p = plan(vec![dead, obj(11, 20, 1, 5)], &[], 0);
         assert!(p.replay.is_empty() && p.cut.is_some(), "{p:?}");
+        assert!(p.dead.is_empty() && p.ignored.contains(&object_key(0, 1)), "{p:?}");
         // A header that names another LSN than its key does not pass either.
         let mut lying = obj(11, 20, 1, 0);
         lying.first_lsn = 12;

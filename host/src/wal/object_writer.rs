@@ -82,7 +82,10 @@ impl ObjectWriter {
         let mut check: Option<Check> = None;
         let mut closing: Option<Option<oneshot::Sender<()>>> = None;
         loop {
-            let slot = uploads.len() < self.opts.in_flight.max(1);
+            // Objects not yet acknowledged (uploading, or stored and
+            // waiting for an earlier one or a fence check) hold their
+            // appends' memory: they are what the bound limits.
+            let slot = self.acks.in_flight() < self.opts.in_flight.max(1);
             if let Some(o) = &open
                 && slot
                 && (o.bytes >= self.opts.max_bytes || tokio::time::Instant::now() >= o.deadline || closing.is_some())
@@ -310,13 +313,15 @@ async fn trim(
         .put(&checkpoint_path(remote, lsn), checkpoint.unwrap_or_default())
         .await
         .map_err(remote_err)?;
-    progress.trim_lsn.store(lsn, Ordering::Release);
     // Checked again once the checkpoint is visible: a successor that claims
     // after this check lists the checkpoint, so it never replays (or
-    // indexes) an object deleted below.
+    // indexes) an object deleted below. Only then may later objects carry
+    // the new trim point (a successor that missed the checkpoint must not
+    // find it in a header).
     if let Some(newer) = newer_epoch(remote, epoch).await? {
         return Err(WalError::Fenced { epoch, newer });
     }
+    progress.trim_lsn.store(lsn, Ordering::Release);
     for key in objects.remove_below(lsn) {
         let path = remote.path(&format!("{}/{key}", super::object::OBJECTS_DIR));
         if let Err(e) = remote.delete(&path).await {

@@ -433,3 +433,153 @@ async fn a_failed_upload_fails_its_appends_and_every_later_one() {
     assert_eq!((seen.len(), rec.next_lsn), (ok + 1, ok as u64 + 1));
     wal.shutdown().await;
 }
+
+/// Queues `n` appends at once; their outcomes arrive on the receivers.
+async fn queue(wal: &Wal, from: u64, n: u64) -> Vec<tokio::sync::oneshot::Receiver<Result<Appended, WalError>>> {
+    let mut v = Vec::new();
+    for i in from..from + n {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let done: Completion = Box::new(move |r| {
+            let _ = tx.send(r);
+        });
+        wal.reserve().await.unwrap().append(meta(i), payload(i, 300), done);
+        v.push(rx);
+    }
+    v
+}
+
+/// B claims epoch 2 but is slow to start; C claims epoch 3 and builds on a
+/// late object of the fenced A. B's late start must not turn C's
+/// acknowledged data into "zombies": C closes epoch 2 off, B fails to open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_openers_late_start_cannot_hide_a_newer_writers_data() {
+    let (f, r) = faulty();
+    let (a, _, _) = open_object(&r, opts()).await;
+    let a = Arc::new(a);
+    append_concurrently(&a, 0, 1, 10, size300).await;
+    f.inject_matching(
+        Op::Put,
+        &format!("objects/{}", object_key(10, 1)),
+        Fault::Delay(Duration::from_millis(1500)),
+        Some(1),
+    );
+    let late = queue(&a, 100, 3).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pb = prepare(&r).await.unwrap();
+    for rx in late {
+        let res = tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(res, Err(WalError::Fenced { .. })), "{res:?}");
+    }
+    let (c, rec_c, _) = open_object(&r, opts()).await;
+    assert_eq!((c.epoch(), rec_c.next_lsn), (Some(3), 13), "C replays A's late object");
+    let c = Arc::new(c);
+    let (acks_c, _) = append_concurrently(&c, 1000, 1, 5, size300).await;
+    c.shutdown().await;
+    let b = Wal::open_object(
+        pb,
+        std::path::Path::new("unused"),
+        opts(),
+        super::tests_contract::fast(),
+        &mut |_| {},
+    )
+    .await;
+    assert!(
+        matches!(&b, Err(WalError::Remote(m)) if m.contains("newer writer")),
+        "{:?}",
+        b.err()
+    );
+    a.shutdown().await;
+    let (_d, rec_d, seen_d) = open_object(&r, opts()).await;
+    assert!(rec_d.cut.is_none(), "{:?}", rec_d.cut);
+    for (_, x) in &acks_c {
+        assert!(
+            seen_d.iter().any(|s| s.lsn == x.lsn),
+            "C acknowledged LSN {} and D lost it",
+            x.lsn
+        );
+    }
+}
+
+/// A trim that finds itself fenced after writing its checkpoint must not
+/// put its trim point into later object headers: the successor read an
+/// older checkpoint (snapshot) and must replay from that one's trim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_trims_point_never_reaches_a_header() {
+    let (f, r) = faulty();
+    let (a, _, _) = open_object(&r, opts()).await;
+    let a = Arc::new(a);
+    append_concurrently(&a, 0, 4, 10, size300).await;
+    assert_eq!(a.trim_with(5, Some(Bytes::from_static(b"old"))).await.unwrap(), 5);
+    f.inject_matching(
+        Op::Put,
+        "wal/checkpoints/",
+        Fault::Delay(Duration::from_millis(400)),
+        Some(1),
+    );
+    f.inject_matching(
+        Op::Get,
+        "wal/checkpoints/",
+        Fault::Delay(Duration::from_millis(1500)),
+        Some(1),
+    );
+    let a2 = a.clone();
+    let trim = tokio::spawn(async move { a2.trim_with(30, Some(Bytes::from_static(b"new"))).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r2 = r.clone();
+    let b = tokio::spawn(async move { prepare(&r2).await });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let t = trim.await.unwrap();
+    assert!(matches!(t, Err(WalError::Fenced { .. })), "{t:?}");
+    for rx in queue(&a, 500, 1).await {
+        let res = rx.await.unwrap();
+        assert!(res.is_err(), "a fenced writer acknowledged {res:?}");
+    }
+    let pb = b.await.unwrap().unwrap();
+    assert_eq!(pb.checkpoint().map(|b| &b[..]), Some(&b"old"[..]));
+    let (wb, rec_b, seen_b) = open_prepared(pb, opts()).await;
+    assert_eq!(rec_b.trim_lsn, 5, "the trim point of the snapshot B loaded");
+    assert_eq!(seen_b.first().map(|s| s.lsn), Some(5));
+    wb.shutdown().await;
+    a.shutdown().await;
+}
+
+/// Objects stored but not yet acknowledged count against the in-flight
+/// bound: one slow upload makes producers wait instead of filling memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_pushes_back_on_producers() {
+    let (f, r) = faulty();
+    let small = Options {
+        queue_depth: 64,
+        ..opts()
+    };
+    let (wal, _, _) = open_object(&r, small).await;
+    f.inject_matching(
+        Op::Put,
+        &format!("objects/{}", object_key(0, 1)),
+        Fault::Delay(Duration::from_millis(1700)),
+        Some(1),
+    );
+    let wal = Arc::new(wal);
+    let accepted = Arc::new(AtomicU64::new(0));
+    let (w, q) = (wal.clone(), accepted.clone());
+    let producer = tokio::spawn(async move {
+        let mut rxs = Vec::new();
+        for i in 0..600u64 {
+            rxs.extend(queue(&w, i, 1).await);
+            q.fetch_add(1, AtomicOrdering::Relaxed);
+        }
+        rxs
+    });
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let held = accepted.load(AtomicOrdering::Relaxed);
+    // 4 objects in flight + the one filling (4 KiB: at most 12 entries of
+    // 340 bytes each) + the queue.
+    assert!(held <= 64 + 5 * 12, "{held} appends accepted behind one slow upload");
+    for rx in producer.await.unwrap() {
+        rx.await.unwrap().unwrap();
+    }
+    wal.shutdown().await;
+}
