@@ -82,7 +82,13 @@ impl Host {
         let info = blocking(move || Ok::<_, Error>(host.inner.plugins.put(&n, &w)?)).await??;
         if self.plugins_in_store() {
             let remote = self.inner.tier.remote();
-            remote.put(&remote.path(&version_key(name, info.version)), wasm).await?;
+            if let Err(e) = remote.put(&remote.path(&version_key(name, info.version)), wasm).await {
+                // Not acknowledged, so not kept: a restart from the store
+                // would not have it either.
+                let (host, n, v) = (self.clone(), name.to_string(), info.version);
+                blocking(move || host.inner.plugins.remove_version(&n, v)).await??;
+                return Err(e.into());
+            }
         }
         Ok(info)
     }

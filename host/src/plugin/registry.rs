@@ -236,6 +236,31 @@ impl Registry {
             .ok_or_else(|| RegistryError::NotFound { name: name.into() })
     }
 
+    /// Removes one version of `name` (undoing a `put` whose copy in the
+    /// object store failed). Callers check that nothing uses it.
+    pub fn remove_version(&self, name: &str, version: u32) -> Result<(), RegistryError> {
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(versions) = index.get_mut(name) {
+            versions.remove(&version);
+            if versions.is_empty() {
+                index.remove(name);
+            }
+        }
+        self.compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(name.to_string(), version));
+        let pdir = self.dir.join(name);
+        for ext in ["wasm", "json"] {
+            let path = pdir.join(format!("{version:010}.{ext}"));
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&path, e)),
+                _ => {}
+            }
+        }
+        crate::fsutil::sync_dir(&pdir).map_err(|e| io(&pdir, e))
+    }
+
     /// Removes every version of `name`. Callers check that nothing uses it.
     pub fn delete(&self, name: &str) -> Result<(), RegistryError> {
         let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());

@@ -94,3 +94,30 @@ async fn a_node_with_an_empty_data_dir_recovers_everything(kind: Store) {
 }
 
 on_every_store!(a_node_with_an_empty_data_dir_recovers_everything);
+
+/// A plugin version whose copy in the store fails is not kept locally
+/// either (a restart from the store would not have it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_not_stored_in_the_object_store_is_not_kept() {
+    use super::faults::{Fault, FaultyStore, Op};
+    let dir = tempfile::tempdir().unwrap();
+    let faulty = FaultyStore::new(std::sync::Arc::new(object_store::memory::InMemory::new()));
+    let settings = crate::Settings {
+        wal: WalKind::Object,
+        wal_object_interval: Duration::from_millis(5),
+        remote_retries: 0,
+        ..eager(dir.path())
+    };
+    let host = Host::open_with_store(settings, faulty.clone(), object_store::path::Path::default())
+        .await
+        .unwrap();
+    let wasm = sluice_test_artifacts::read(sluice_test_artifacts::UPPER);
+    faulty.inject_matching(Op::Put, "plugins/", Fault::Error, None);
+    let err = host.put_plugin("upper", wasm.clone()).await.unwrap_err();
+    assert_eq!(err.code(), "object_store_unavailable", "{err}");
+    assert!(host.list_plugins().is_empty());
+    assert!(!dir.path().join("plugins/upper/0000000001.wasm").exists());
+    faulty.clear();
+    assert_eq!(host.put_plugin("upper", wasm).await.unwrap().version, 1);
+    host.shutdown().await;
+}
