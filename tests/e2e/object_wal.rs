@@ -7,7 +7,6 @@
 //! comes back: the checkpoint path of recovery is really exercised. Two
 //! crash cycles, with produce-and-read-back in between and at the end.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -69,24 +68,6 @@ impl Bucket {
             ..ServerOptions::default()
         }
     }
-}
-
-/// Files under `dir` (recursively) whose name ends in `.wal`: WAL segment
-/// files, which an object-WAL node must never write.
-fn local_wal_segments(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries {
-        let path = e.expect("dir entry").path();
-        if path.is_dir() {
-            out.extend(local_wal_segments(&path));
-        } else if path.extension().is_some_and(|x| x == "wal") {
-            out.push(path.display().to_string());
-        }
-    }
-    out
 }
 
 /// `GET /streams/{STREAM}/status`: each partition's `wal_start_offset`.
@@ -246,7 +227,7 @@ async fn object_wal_sigkill_and_empty_data_dir_keep_every_acknowledged_record_on
     tokio::time::sleep(Duration::from_millis(rng.range(2000, 3000))).await;
     let (checkpoint, starts) = wait_trimmed(&client, &server, &store, &creation, None, &[0; PARTITIONS as usize]).await;
     tokio::time::sleep(Duration::from_millis(rng.range(100, 400))).await;
-    let local = local_wal_segments(server.data_dir());
+    let local = support::files_with_extension(server.data_dir(), "wal");
     assert!(
         local.is_empty(),
         "an object-WAL node wrote WAL segment files: {local:?}"
@@ -295,7 +276,7 @@ async fn object_wal_sigkill_and_empty_data_dir_keep_every_acknowledged_record_on
     tokio::time::sleep(Duration::from_millis(rng.range(1500, 2500))).await;
     let (checkpoint2, starts2) = wait_trimmed(&client, &server, &store, &checkpoint, Some(&checkpoint), &starts).await;
     tokio::time::sleep(Duration::from_millis(rng.range(100, 400))).await;
-    let local = local_wal_segments(server.data_dir());
+    let local = support::files_with_extension(server.data_dir(), "wal");
     assert!(
         local.is_empty(),
         "an object-WAL node wrote WAL segment files: {local:?}"
@@ -324,7 +305,7 @@ async fn object_wal_sigkill_and_empty_data_dir_keep_every_acknowledged_record_on
     produce_at_end(&client, &server, &mut ledger, 3).await;
     let stats = workload::check(&server, STREAM, PARTITIONS, &mut ledger).await;
     assert_eq!(stats.acked_present, ledger.acked());
-    let local = local_wal_segments(server.data_dir());
+    let local = support::files_with_extension(server.data_dir(), "wal");
     assert!(
         local.is_empty(),
         "an object-WAL node wrote WAL segment files: {local:?}"

@@ -22,6 +22,24 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(50);
 
 /// A port nobody listens on right now (bind to port 0, read it, release it).
+/// Files under `dir` (recursively) whose extension is `ext`; none if `dir`
+/// does not exist.
+pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries {
+        let path = e.expect("dir entry").path();
+        if path.is_dir() {
+            out.extend(files_with_extension(&path, ext));
+        } else if path.extension().is_some_and(|x| x == ext) {
+            out.push(path.display().to_string());
+        }
+    }
+    out
+}
+
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     l.local_addr().expect("local addr").port()

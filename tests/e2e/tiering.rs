@@ -6,7 +6,6 @@
 //! of `GET /streams/{name}/status` (in `tiering/status.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -94,7 +93,7 @@ impl Store {
     /// Names of the segment objects (`*.seg`) in the store.
     fn segment_objects(&self, server: &Server) -> Vec<String> {
         match &self.s3 {
-            None => seg_files(&server.data_dir().join("objects")),
+            None => support::files_with_extension(&server.data_dir().join("objects"), "seg"),
             Some((s3, bucket, prefix)) => s3
                 .list_keys(bucket, &format!("{prefix}/"))
                 .unwrap_or_else(|e| panic!("list s3://{bucket}/{prefix}/: {e}"))
@@ -103,23 +102,6 @@ impl Store {
                 .collect(),
         }
     }
-}
-
-/// `*.seg` files under `dir` (recursively; none if `dir` does not exist).
-fn seg_files(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries {
-        let path = e.expect("dir entry").path();
-        if path.is_dir() {
-            out.extend(seg_files(&path));
-        } else if path.extension().is_some_and(|x| x == "seg") {
-            out.push(path.display().to_string());
-        }
-    }
-    out
 }
 
 /// One record as the test wrote it.
@@ -500,7 +482,7 @@ async fn kill_9_with_a_backlog(kind: StoreKind, test: &str) {
         objects.len()
     );
     if kind == StoreKind::Moto {
-        let local = seg_files(&server.data_dir().join("objects"));
+        let local = support::files_with_extension(&server.data_dir().join("objects"), "seg");
         assert!(local.is_empty(), "S3 node wrote local segments: {local:?}");
     }
     println!(

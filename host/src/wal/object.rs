@@ -114,7 +114,7 @@ impl Reader {
     /// Blocking: call from a blocking thread, never from an async task.
     pub fn read(&self, lsn: u64, location: Location) -> Result<Bytes, WalError> {
         let key = self.objects.key(location.segment).ok_or(WalError::Trimmed { lsn })?;
-        let path = self.remote.path(&format!("{OBJECTS_DIR}/{key}"));
+        let path = key_path(&self.remote, &key);
         let range = location.pos..location.pos + u64::from(location.len);
         let buf = match self.runtime.block_on(self.remote.get_range(&path, range)) {
             Ok(b) => b,
@@ -342,7 +342,7 @@ impl Prepared {
             .map(|key| {
                 let remote = remote.clone();
                 async move {
-                    let path = remote.path(&format!("{OBJECTS_DIR}/{key}"));
+                    let path = key_path(&remote, &key);
                     (key, remote.get(&path).await)
                 }
             })
@@ -416,7 +416,7 @@ impl Prepared {
             let (r, dead) = (remote.clone(), plan.dead.clone());
             tokio::spawn(async move {
                 for key in dead {
-                    if let Err(e) = r.delete(&r.path(&format!("{OBJECTS_DIR}/{key}"))).await {
+                    if let Err(e) = r.delete(&key_path(&r, &key)).await {
                         tracing::warn!(%key, error = %e, "could not delete a trimmed WAL object; it is ignored");
                     }
                 }
@@ -458,6 +458,11 @@ fn object_cut(key: &str, why: &str, ignored: &[String]) -> Cut {
 /// The key of the object starting at `first_lsn` written under `epoch`.
 pub(crate) fn object_path(remote: &Remote, first_lsn: u64, epoch: u64) -> (String, object_store::path::Path) {
     let key = object_key(first_lsn, epoch);
-    let path = remote.path(&format!("{OBJECTS_DIR}/{key}"));
+    let path = key_path(remote, &key);
     (key, path)
+}
+
+/// Where the object named `key` lives.
+pub(crate) fn key_path(remote: &Remote, key: &str) -> object_store::path::Path {
+    remote.path(&format!("{OBJECTS_DIR}/{key}"))
 }

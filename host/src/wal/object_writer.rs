@@ -28,7 +28,7 @@ use super::Appended;
 use super::error::WalError;
 use super::format::{EntryMeta, entry_len};
 use super::object::{
-    EPOCHS_DIR, Live, ObjectOptions, Objects, checkpoint_path, checkpoints_below, object_path, remote_err,
+    EPOCHS_DIR, Live, ObjectOptions, Objects, checkpoint_path, checkpoints_below, key_path, object_path, remote_err,
 };
 use super::object_acks::{InOrder, Released};
 use super::object_format::{OBJECT_HEADER_LEN, encode_object};
@@ -262,15 +262,11 @@ impl ObjectWriter {
     }
 
     fn fail_all(&self, items: Vec<Pending>) {
-        let why = self
-            .poisoned
-            .as_ref()
-            .map_or_else(|| "an earlier object failed".to_string(), |e| e.to_string());
         for (done, _, _) in items {
-            done(Err(match &self.poisoned {
-                Some(e) => again(e),
-                None => WalError::Poisoned(why.clone()),
-            }));
+            done(Err(self.poisoned.as_ref().map_or_else(
+                || WalError::Poisoned("an earlier object failed".into()),
+                again,
+            )));
         }
     }
 
@@ -323,8 +319,7 @@ async fn trim(
     }
     progress.trim_lsn.store(lsn, Ordering::Release);
     for key in objects.remove_below(lsn) {
-        let path = remote.path(&format!("{}/{key}", super::object::OBJECTS_DIR));
-        if let Err(e) = remote.delete(&path).await {
+        if let Err(e) = remote.delete(&key_path(remote, &key)).await {
             metrics::counter!(m::WAL_OBJECT_DELETE_ERRORS).increment(1);
             tracing::warn!(%key, error = %e, "could not delete a trimmed WAL object; recovery ignores it");
         }
