@@ -231,7 +231,8 @@ pub struct PartitionMark {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub version: u32,
-    /// Control entries up to and including this LSN are reflected here.
+    /// Control entries up to and including this LSN are reflected here; 0:
+    /// none (LSN 0 is never a real entry, see [`Snapshot::covers`]).
     pub as_of_lsn: u64,
     pub next_stream_id: u32,
     pub streams: BTreeMap<u32, StreamMeta>,
@@ -337,6 +338,14 @@ impl Snapshot {
 }
 
 impl Snapshot {
+    /// Whether the control entry at `lsn` is already reflected here. A
+    /// snapshot at `as_of_lsn` 0 reflects nothing: every log starts at
+    /// [`crate::wal::FIRST_LSN`], and an entry at LSN 0 (written by an
+    /// object WAL before that rule) is replayed, never assumed covered.
+    pub fn covers(&self, lsn: u64) -> bool {
+        self.as_of_lsn >= crate::wal::FIRST_LSN && lsn <= self.as_of_lsn
+    }
+
     /// Raises a pipeline's recorded position (never lowers it).
     pub fn set_progress(&mut self, id: u32, partition: u32, next_offset: u64) {
         if !self.pipelines.contains_key(&id) {

@@ -210,7 +210,7 @@ impl Log {
         let mut visit = |e: wal::RecoveredEntry<'_>| match e.meta.kind {
             // Truncations apply to the index, which is rebuilt from every
             // WAL entry, whatever the snapshot covers.
-            EntryKind::Control if e.lsn <= base.as_of_lsn => {
+            EntryKind::Control if base.covers(e.lsn) => {
                 if let Ok(ControlOp::Truncate { id, partition, offset }) = serde_json::from_slice(e.payload)
                     && let Some(p) = parts.get(&id).and_then(|v| v.get(partition as usize))
                 {

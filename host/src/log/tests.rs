@@ -272,3 +272,76 @@ async fn pipeline_positions_survive_reopen_from_the_wal_alone() {
         log.shutdown().await;
     }
 }
+
+/// The first entries of a new object-store WAL come back on a node whose
+/// data dir is empty (stateless restart after kill -9), and on one that
+/// kept its data dir but lost the metadata snapshot. A log that numbered
+/// its first entry 0 lost the first stream here: an absent snapshot's
+/// `as_of_lsn` of 0 was taken to cover it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_entries_of_an_object_wal_survive_an_empty_data_dir() {
+    use crate::tier::store::{Remote, RemoteOptions};
+    let remote = Remote::new(
+        Arc::new(object_store::memory::InMemory::new()),
+        object_store::path::Path::from("node"),
+        RemoteOptions::default(),
+    );
+    let opts = Options {
+        wal_backend: WalBackend::Object {
+            remote,
+            opts: wal::object::ObjectOptions {
+                interval: Duration::from_millis(2),
+                ..Default::default()
+            },
+        },
+        ..Options::default()
+    };
+    let open = |dir: PathBuf| {
+        let opts = opts.clone();
+        async move {
+            tokio::task::spawn_blocking(move || Log::open(&dir, opts))
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let first = tempfile::tempdir().unwrap();
+    let log = open(first.path().to_path_buf()).await;
+    log.create_stream("s", 1).await.unwrap();
+    assert_eq!(log.append("s", 0, &[rec("a")]).await.unwrap().base_offset, 0);
+    log.create_stream("t", 1).await.unwrap();
+    log.append("t", 0, &[rec("b")]).await.unwrap();
+    // No shutdown: the process is gone, the next writer fences this one.
+    drop(log);
+
+    // 1. An empty data dir.
+    let wiped = tempfile::tempdir().unwrap();
+    let log = open(wiped.path().to_path_buf()).await;
+    assert_both_back(&log).await;
+    log.shutdown().await;
+    // 2. The first data dir, without its snapshot.
+    std::fs::remove_file(meta::snapshot_path(first.path())).unwrap();
+    let log = open(first.path().to_path_buf()).await;
+    assert_both_back(&log).await;
+    log.shutdown().await;
+}
+
+/// Streams `s` and `t` exist, each with its one record (`a`, `b`).
+async fn assert_both_back(log: &Log) {
+    let names: Vec<String> = log.list_streams().into_iter().map(|s| s.name).collect();
+    assert_eq!(names.len(), 2, "streams after restart: {names:?}");
+    for (name, value) in [("s", "a"), ("t", "b")] {
+        assert!(names.iter().any(|n| n == name), "stream {name} lost: {names:?}");
+        let got = log.read(name, 0, 0, 10, 1 << 20).await.unwrap();
+        assert_eq!(values(&got), vec![value], "{name}");
+        assert_eq!(got.end_offset, 1, "{name}");
+    }
+}
+
+#[test]
+fn a_snapshot_as_of_lsn_0_covers_nothing() {
+    let mut snap = meta::Snapshot::new();
+    assert!(!snap.covers(0) && !snap.covers(wal::FIRST_LSN));
+    snap.as_of_lsn = 5;
+    assert!(snap.covers(0) && snap.covers(5) && !snap.covers(6));
+}

@@ -13,12 +13,16 @@
 //!   acknowledged entry, in order, possibly followed by entries whose
 //!   acknowledgement was lost in a crash, and nothing after a gap;
 //! * `trim(lsn)` persists the trim point before deleting anything, and only
-//!   whole segments (objects) below it are deleted.
+//!   whole segments (objects) below it are deleted;
+//! * the first entry of every log is [`FIRST_LSN`] (1): LSN 0 is never
+//!   written, so "up to LSN 0" always means "nothing" (a metadata
+//!   snapshot with `as_of_lsn` 0 covers no entry).
 
 pub mod error;
 pub mod format;
 pub mod object;
 pub mod object_acks;
+mod object_epochs;
 pub mod object_format;
 pub mod object_recovery;
 mod object_writer;
@@ -32,6 +36,8 @@ mod tests;
 mod tests_contract;
 #[cfg(test)]
 mod tests_object;
+#[cfg(test)]
+mod tests_object_epochs;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -49,6 +55,10 @@ pub use writer::Completion;
 use format::{ENTRY_HEADER_LEN, MAX_PAYLOAD_LEN, decode_entry_header, entry_crc_ok};
 use segment::{SegmentTable, create_segment};
 use writer::{AppendRequest, Command, Progress, Writer};
+
+/// The LSN of the first entry of every log, on both backends. LSN 0 is
+/// never a real entry (docs/FORMATS.md, LSNs).
+pub const FIRST_LSN: u64 = 1;
 
 /// Tuning of the local WAL.
 #[derive(Debug, Clone)]

@@ -1,14 +1,12 @@
 //! The object-store WAL backend: opening (epoch claim, recovery) and reads
-//! (issue 8; docs/design/0004-object-wal.md). The writer task is in
+//! (docs/design/0004-object-wal.md). The writer task is in
 //! [`super::object_writer`].
 //!
 //! Layout under the node's prefix:
 //! * `wal/objects/<first_lsn:020>-<epoch:010>.obj`: one object per group of
 //!   appends ([`super::object_format`]);
-//! * `wal/epochs/<epoch:010>.claim`: created if absent by a writer taking
-//!   over; its existence fences every older writer;
-//!   `wal/epochs/<epoch:010>.start`: the first LSN that writer writes
-//!   (decimal), once its recovery is done;
+//! * `wal/epochs/`: writer epochs (claims, starts, histories; see
+//!   [`super::object_epochs`]);
 //! * `wal/checkpoints/<trim_lsn:020>`: the trim point, persisted before any
 //!   object is deleted, holding the log's metadata snapshot as of the trim
 //!   (so a node with an empty data dir gets back what the trim removed).
@@ -29,13 +27,14 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::error::{Corruption, WalError};
 use super::format::ENTRY_HEADER_LEN;
+use super::object_epochs;
 use super::object_format::{OBJECT_HEADER_LEN, decode_header, decode_object, object_key, parse_object_key};
 use super::object_recovery::{Claim, Listed, Plan, plan};
 use super::recovery::{Cut, Location, Recovered, RecoveredEntry};
 use crate::tier::store::Remote;
 
 pub const OBJECTS_DIR: &str = "wal/objects";
-pub const EPOCHS_DIR: &str = "wal/epochs";
+pub use super::object_epochs::EPOCHS_DIR;
 pub const CHECKPOINTS_DIR: &str = "wal/checkpoints";
 
 /// Tuning of the object-store WAL.
@@ -136,6 +135,8 @@ pub struct Prepared {
     remote: Remote,
     epoch: u64,
     plan: Plan,
+    /// Every older epoch that started, with its start.
+    claims: Vec<Claim>,
     /// Trim LSN of the newest checkpoint (0: none).
     checkpoint_lsn: u64,
     checkpoint: Option<Bytes>,
@@ -144,8 +145,8 @@ pub struct Prepared {
 /// Claims a new epoch (fencing every older writer), then lists the objects
 /// and reads their headers and the newest checkpoint, and plans recovery.
 pub async fn prepare(remote: &Remote) -> Result<Prepared, WalError> {
-    let epoch = claim(remote).await?;
-    let claims = close_older_claims(remote, epoch).await?;
+    let epoch = object_epochs::claim(remote).await?;
+    let claims = object_epochs::older_claims(remote, epoch).await?;
     let (floor, checkpoint) = newest_checkpoint(remote).await?;
     let objects = remote.list(OBJECTS_DIR).await.map_err(remote_err)?;
     let listed: Vec<Listed> = futures::stream::iter(objects.into_iter().filter_map(|m| {
@@ -180,79 +181,10 @@ pub async fn prepare(remote: &Remote) -> Result<Prepared, WalError> {
         remote: remote.clone(),
         epoch,
         plan,
+        claims,
         checkpoint_lsn: floor,
         checkpoint,
     })
-}
-
-/// What a `.start` holds for an epoch that never started writing (closed
-/// off by a newer writer before its own `.start` landed).
-const NEVER_STARTED: &str = "never";
-
-/// Reads every older epoch's start, first closing off each one that has a
-/// claim but no start yet: a slow opener that lost the race must not write
-/// a start after a newer writer recovered (its late start would turn
-/// objects acknowledged since into "zombies").
-async fn close_older_claims(remote: &Remote, epoch: u64) -> Result<Vec<Claim>, WalError> {
-    let names: Vec<String> = remote
-        .list(EPOCHS_DIR)
-        .await
-        .map_err(remote_err)?
-        .iter()
-        .filter_map(|m| m.location.filename().map(str::to_string))
-        .collect();
-    let mut claims = Vec::new();
-    for e in names
-        .iter()
-        .filter_map(|n| n.strip_suffix(".claim")?.parse::<u64>().ok())
-        .filter(|e| *e < epoch)
-    {
-        let path = remote.path(&format!("{EPOCHS_DIR}/{e:010}.start"));
-        if !names.contains(&format!("{e:010}.start"))
-            && remote
-                .put_if_absent(&path, Bytes::from_static(NEVER_STARTED.as_bytes()))
-                .await
-                .map_err(remote_err)?
-        {
-            tracing::info!(epoch = e, "closed off a WAL epoch that never started");
-            continue;
-        }
-        let body = remote.get(&path).await.map_err(remote_err)?;
-        let text = body.as_deref().and_then(|b| std::str::from_utf8(b).ok()).map(str::trim);
-        match text.map(|t| (t, t.parse::<u64>())) {
-            Some((NEVER_STARTED, _)) => {}
-            Some((_, Ok(start_lsn))) => claims.push(Claim { epoch: e, start_lsn }),
-            // Without it, its predecessors' late objects could not be told
-            // from acknowledged data: refuse rather than guess.
-            _ => {
-                return Err(WalError::Remote(format!(
-                    "WAL epoch start {path} is unreadable; fix or remove it by hand"
-                )));
-            }
-        }
-    }
-    Ok(claims)
-}
-
-/// Creates the claim of the next free epoch.
-async fn claim(remote: &Remote) -> Result<u64, WalError> {
-    let newest = remote
-        .list(EPOCHS_DIR)
-        .await
-        .map_err(remote_err)?
-        .iter()
-        .filter_map(|m| m.location.filename()?.split('.').next()?.parse::<u64>().ok())
-        .max()
-        .unwrap_or(0);
-    for epoch in newest + 1..newest + 65 {
-        let path = remote.path(&format!("{EPOCHS_DIR}/{epoch:010}.claim"));
-        if remote.put_if_absent(&path, Bytes::new()).await.map_err(remote_err)? {
-            return Ok(epoch);
-        }
-    }
-    Err(WalError::Remote(format!(
-        "could not claim a WAL epoch above {newest}: other writers keep taking them"
-    )))
 }
 
 /// The newest checkpoint's trim LSN and snapshot (empty body: none).
@@ -331,7 +263,11 @@ impl Prepared {
     /// epoch starts and deletes dead objects.
     pub(crate) async fn replay(self, visit: &mut dyn FnMut(RecoveredEntry<'_>)) -> Result<Replayed, WalError> {
         let Prepared {
-            remote, epoch, plan, ..
+            remote,
+            epoch,
+            plan,
+            claims,
+            ..
         } = self;
         let objects = Arc::new(Objects::default());
         let mut next_lsn = plan.next_lsn;
@@ -396,22 +332,7 @@ impl Prepared {
             tracing::warn!(object = %c.segment.display(), reason = %c.reason, ignored = c.dropped_files.len(),
                 "object WAL recovery stopped early; later objects are ignored (kept, not deleted)");
         }
-        let start = remote.path(&format!("{EPOCHS_DIR}/{epoch:010}.start"));
-        let value = next_lsn.to_string();
-        if !remote
-            .put_if_absent(&start, Bytes::from(value.clone()))
-            .await
-            .map_err(remote_err)?
-        {
-            // Ours if a retried create landed twice; else a newer writer
-            // closed this epoch off: it owns the log now.
-            let found = remote.get(&start).await.map_err(remote_err)?;
-            if found.as_deref() != Some(value.as_bytes()) {
-                return Err(WalError::Remote(format!(
-                    "a newer writer took over WAL epoch {epoch} before it started"
-                )));
-            }
-        }
+        object_epochs::record_start(&remote, epoch, next_lsn, &claims).await?;
         if !plan.dead.is_empty() {
             let (r, dead) = (remote.clone(), plan.dead.clone());
             tokio::spawn(async move {

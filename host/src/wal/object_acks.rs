@@ -1,5 +1,5 @@
 //! Acknowledgements in LSN order over uploads that finish in any order
-//! (issue 8; see docs/design/0004-object-wal.md). The object WAL keeps
+//! (see docs/design/0004-object-wal.md). The object WAL keeps
 //! several objects in flight; each holds the completions of its entries,
 //! and an object's completions run only once it and every earlier object
 //! are durable.

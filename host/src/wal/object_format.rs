@@ -1,5 +1,5 @@
-//! Byte layout and key names of the object-store WAL's objects (issue 8;
-//! see docs/design/0004-object-wal.md). One object holds one group of
+//! Byte layout and key names of the object-store WAL's objects (see
+//! docs/design/0004-object-wal.md). One object holds one group of
 //! consecutive entries, framed exactly as in a local segment
 //! ([`super::format::encode_entry`]), behind a 64-byte header:
 //!

@@ -1,4 +1,4 @@
-//! Which objects an object-store WAL replays on recovery (issue 8; see
+//! Which objects an object-store WAL replays on recovery (see
 //! docs/design/0004-object-wal.md), as pure decisions over what a listing
 //! and the objects' headers say, so every rule is tested without a store.
 //!
@@ -13,7 +13,7 @@
 //!    resurrects trimmed data.
 //! 3. **Prefix:** from the trim point on, objects must chain without a gap
 //!    (`first_lsn == previous last_lsn + 1`, the first one covering the
-//!    trim point); replay stops at the first gap, unreadable header or
+//!    trim point, or the log's first LSN when nothing was trimmed); replay stops at the first gap, unreadable header or
 //!    overlap, and everything after it is ignored (never acknowledged:
 //!    acknowledgements wait for every earlier object). An unreadable object
 //!    is dead only if a readable object keyed after it starts at or below
@@ -76,7 +76,11 @@ pub fn plan(mut listed: Vec<Listed>, claims: &[Claim], trim_floor: u64) -> Plan 
         .filter_map(|l| l.header.as_ref().ok())
         .map(|h| h.trim_lsn)
         .fold(trim_floor, u64::max);
-    out.next_lsn = out.trim_lsn;
+    // The chain must reach back to here: the trim point, or the log's
+    // first LSN. (An object WAL written before LSN 0 was ruled out may
+    // start at 0; such a chain fits too, and is replayed whole.)
+    let start = out.trim_lsn.max(super::FIRST_LSN);
+    out.next_lsn = start;
     // A readable object starting at or below the trim point proves every
     // object keyed before it holds only trimmed entries.
     let covered_below = listed
@@ -119,11 +123,11 @@ pub fn plan(mut listed: Vec<Listed>, claims: &[Claim], trim_floor: u64) -> Plan 
             continue;
         }
         let fits = match expected {
-            None => h.first_lsn <= out.trim_lsn,
+            None => h.first_lsn <= start,
             Some(e) => h.first_lsn == e,
         };
         if !fits {
-            let want = expected.unwrap_or(out.trim_lsn);
+            let want = expected.unwrap_or(start);
             out.cut = Some((
                 l.key.clone(),
                 format!("expected LSN {want}, the object starts at {}", h.first_lsn),
@@ -142,6 +146,7 @@ pub fn plan(mut listed: Vec<Listed>, claims: &[Claim], trim_floor: u64) -> Plan 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wal::FIRST_LSN;
     use crate::wal::object_format::object_key;
 
     fn obj(first: u64, last: u64, epoch: u64, trim: u64) -> Listed {
@@ -166,10 +171,19 @@ mod tests {
 
     #[test]
     fn a_clean_chain_replays_whole_in_lsn_order() {
-        let p = plan(vec![obj(11, 20, 1, 0), obj(0, 10, 1, 0), obj(21, 21, 1, 0)], &[], 0);
-        assert_eq!(p.replay, keys(&[(0, 1), (11, 1), (21, 1)]));
+        let p = plan(vec![obj(11, 20, 1, 0), obj(1, 10, 1, 0), obj(21, 21, 1, 0)], &[], 0);
+        assert_eq!(p.replay, keys(&[(1, 1), (11, 1), (21, 1)]));
         assert_eq!((p.trim_lsn, p.next_lsn, p.cut), (0, 22, None));
-        assert_eq!(plan(Vec::new(), &[], 0), Plan::default());
+        // A new log starts at the first LSN, never at 0.
+        let empty = plan(Vec::new(), &[], 0);
+        assert_eq!((empty.next_lsn, empty.replay.len(), empty.cut), (FIRST_LSN, 0, None));
+        // A log whose first object is missing is cut there, not started later.
+        let p = plan(vec![obj(2, 10, 1, 0)], &[], 0);
+        assert!(p.replay.is_empty(), "{p:?}");
+        assert!(p.cut.as_ref().is_some_and(|c| c.1.contains("expected LSN 1")), "{p:?}");
+        // A log from when object WALs began at LSN 0 is replayed whole.
+        let p = plan(vec![obj(0, 10, 1, 0), obj(11, 11, 1, 0)], &[], 0);
+        assert_eq!((p.replay.len(), p.next_lsn, p.cut), (2, 12, None));
     }
 
     #[test]

@@ -121,7 +121,7 @@ pub fn recover(dir: &Path, visit: &mut dyn FnMut(RecoveredEntry<'_>)) -> Result<
         bad_header = bad_header.map(|(i, c)| (i - removed, c));
     }
 
-    let mut expected = trim_lsn.max(1);
+    let mut expected = trim_lsn.max(super::FIRST_LSN);
     let mut entries = 0u64;
     let mut cut_at: Option<(usize, u64, Corruption)> = None;
     let mut tail_len = 0u64;

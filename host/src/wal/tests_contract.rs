@@ -305,6 +305,9 @@ async fn concurrent_appends_are_acknowledged_densely_in_lsn_order(b: Backend) {
     let (wal, rec, seen) = b.open().await;
     assert!(seen.is_empty() && rec.cut.is_none());
     let start = rec.next_lsn;
+    // Every backend numbers a new log from the same first LSN: snapshots
+    // and checkpoints take "as of LSN 0" to mean "nothing".
+    assert_eq!(start, FIRST_LSN, "a new log's first LSN");
     assert_eq!(wal.next_lsn(), start);
     let wal = Arc::new(wal);
     let (acks, order) = append_concurrently(&wal, 0, 8, 50, small).await;

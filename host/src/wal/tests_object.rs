@@ -81,7 +81,7 @@ fn size300(_: u64) -> usize {
 async fn appends_read_back_and_recover() {
     let r = remote_on(Arc::new(InMemory::new()), "node", RemoteOptions::default());
     let (wal, rec, seen) = open_object(&r, opts()).await;
-    assert_eq!((rec.next_lsn, seen.len(), wal.epoch()), (0, 0, Some(1)));
+    assert_eq!((rec.next_lsn, seen.len(), wal.epoch()), (FIRST_LSN, 0, Some(1)));
     let wal = Arc::new(wal);
     let (acks, _) = append_concurrently(&wal, 0, 4, 10, size300).await;
     assert!(
@@ -94,7 +94,7 @@ async fn appends_read_back_and_recover() {
     wal.shutdown().await;
     drop(wal);
     let (wal, rec, seen) = open_object(&r, opts()).await;
-    assert_eq!((rec.next_lsn, wal.epoch()), (40, Some(2)));
+    assert_eq!((rec.next_lsn, wal.epoch()), (FIRST_LSN + 40, Some(2)));
     assert!(seen == expected(&acks, size300, 0));
     let l = inside_a_segment(&acks, 20);
     let trim = wal.trim_with(l, Some(Bytes::from_static(b"{}"))).await.unwrap();
@@ -108,7 +108,7 @@ async fn appends_read_back_and_recover() {
         "the trim's checkpoint"
     );
     let (_wal, rec, seen) = open_prepared(prepared, opts()).await;
-    assert_eq!((rec.trim_lsn, rec.next_lsn), (l, 40));
+    assert_eq!((rec.trim_lsn, rec.next_lsn), (l, FIRST_LSN + 40));
     assert!(seen == expected(&acks, size300, l));
 }
 
@@ -120,10 +120,10 @@ type Ack = (Result<Appended, String>, Vec<(u64, u64)>);
 async fn uploads_finishing_out_of_order_are_acknowledged_in_lsn_order() {
     let (f, r) = faulty();
     let (wal, rec, _) = open_object(&r, opts()).await;
-    assert_eq!(rec.next_lsn, 0);
+    assert_eq!(rec.next_lsn, FIRST_LSN);
     let epoch = wal.epoch().unwrap();
-    // The first object (LSN 0 on) takes long to upload; later ones do not.
-    let first = format!("objects/{}", object_key(0, epoch));
+    // The first object takes long to upload; later ones do not.
+    let first = format!("objects/{}", object_key(FIRST_LSN, epoch));
     f.inject_matching(Op::Put, &first, Fault::Delay(Duration::from_millis(800)), Some(1));
     let acked: Arc<Mutex<Vec<Ack>>> = Arc::default();
     let mut waits = Vec::new();
@@ -150,7 +150,7 @@ async fn uploads_finishing_out_of_order_are_acknowledged_in_lsn_order() {
     let got: Vec<Appended> = acked.iter().map(|(r, _)| r.clone().unwrap()).collect();
     assert_eq!(
         got.iter().map(|a| a.lsn).collect::<Vec<_>>(),
-        (0..60).collect::<Vec<u64>>(),
+        (FIRST_LSN..FIRST_LSN + 60).collect::<Vec<u64>>(),
         "completions ran out of LSN order"
     );
     let objects: Vec<u64> = {
@@ -173,14 +173,14 @@ async fn uploads_finishing_out_of_order_are_acknowledged_in_lsn_order() {
     // The scenario happened: later objects were durable before the first one
     // was acknowledged (they finished first).
     assert!(
-        acked[0].1.iter().any(|(first, _)| *first > 0),
+        acked[0].1.iter().any(|(first, _)| *first > FIRST_LSN),
         "no later object finished before the delayed first one: {:?}",
         acked[0].1
     );
     assert_eq!(
         f.calls(Op::Put) as usize,
-        objects.len() + 2,
-        "the objects plus claim and start"
+        objects.len() + 3,
+        "the objects plus claim, start and epoch history"
     );
     wal.shutdown().await;
 }
@@ -273,7 +273,7 @@ async fn a_trim_whose_deletes_failed_does_not_resurrect_trimmed_data() {
 
     // Deletes still fail during recovery: the dead objects stay, ignored.
     let (wal, rec, seen) = open_object(&r, opts()).await;
-    assert_eq!((rec.trim_lsn, rec.next_lsn), (l2, 110));
+    assert_eq!((rec.trim_lsn, rec.next_lsn), (l2, FIRST_LSN + 110));
     assert!(seen.iter().all(|s| s.lsn >= l2), "a trimmed entry was replayed");
     assert!(seen == expected(&acks, size300, l2));
     wal.shutdown().await;
@@ -292,7 +292,7 @@ async fn a_trim_whose_deletes_failed_does_not_resurrect_trimmed_data() {
         f.inner().delete(&c.unwrap().location).await.unwrap();
     }
     let (wal, rec, seen) = open_object(&r, opts()).await;
-    assert_eq!((rec.trim_lsn, rec.next_lsn), (l2, 110));
+    assert_eq!((rec.trim_lsn, rec.next_lsn), (l2, FIRST_LSN + 110));
     assert!(seen == expected(&acks, size300, l2));
     wal.shutdown().await;
 }
@@ -362,44 +362,52 @@ async fn a_newer_epoch_fences_the_old_writer_and_keeps_what_it_acknowledged() {
     assert!(rec.cut.is_none(), "{:?}", rec.cut);
     assert_eq!(
         seen.iter().map(|s| s.lsn).collect::<Vec<_>>(),
-        (0..rec.next_lsn).collect::<Vec<_>>()
+        (FIRST_LSN..rec.next_lsn).collect::<Vec<_>>()
     );
     assert_eq!(seen[..seen_b.len()], seen_b[..], "B's recovery is kept");
     assert_eq!(seen[seen_b.len()..], expected(&more, size300, 0)[..]);
     c.shutdown().await;
 }
 
+/// Deterministic whatever the machine's load: the fault is armed only once
+/// the first appends are acknowledged, and for the object that starts right
+/// after them (uploads run concurrently: "the next PUT to arrive" could be a
+/// later object's, leaving an earlier one acknowledged).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_upload_fails_its_appends_and_every_later_one() {
     let (f, r) = faulty();
-    let (wal, _, _) = open_object(&r, opts()).await;
-    // The third object's upload fails (no retries).
-    f.fail_after_matching(Op::Put, "wal/objects/", 2, Fault::Error, Some(1));
-    let mut waits = Vec::new();
-    for i in 0..60u64 {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        wal.reserve().await.unwrap().append(
-            meta(i),
-            payload(i, 300),
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        waits.push(rx);
-    }
+    let (wal, rec, _) = open_object(&r, opts()).await;
+    let start = rec.next_lsn;
     let mut results = Vec::new();
-    for w in waits {
-        results.push(tokio::time::timeout(Duration::from_secs(20), w).await.unwrap().unwrap());
+    for rx in queue(&wal, 0, 20).await {
+        results.push(
+            tokio::time::timeout(Duration::from_secs(20), rx)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
     }
-    // Entries are queued in order, so entry i got LSN i: an acknowledged
-    // prefix, then nothing but failures.
-    let ok = results.iter().take_while(|r| r.is_ok()).count();
-    assert!(ok > 0 && ok < 60, "{ok} of 60 acknowledged");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    // The next object's upload fails (no retries); every append queued
+    // with or behind it fails, however the appends group into objects.
+    let key = format!("objects/{}", object_key(start + 20, wal.epoch().unwrap()));
+    f.inject_matching(Op::Put, &key, Fault::Error, Some(1));
+    for rx in queue(&wal, 20, 40).await {
+        results.push(
+            tokio::time::timeout(Duration::from_secs(20), rx)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
     for (i, r) in results.iter().enumerate() {
         match r {
-            Ok(a) => assert_eq!(a.lsn, i as u64),
+            Ok(a) => {
+                assert!(i < 20, "entry {i} acknowledged after the failed upload");
+                assert_eq!(a.lsn, start + i as u64);
+            }
             Err(e) => {
-                assert!(i >= ok, "entry {i} acknowledged after a failed one");
+                assert!(i >= 20, "entry {i} failed before the fault: {e}");
                 assert!(matches!(e, WalError::Poisoned(_) | WalError::Remote(_)), "{e}");
             }
         }
@@ -413,7 +421,7 @@ async fn a_failed_upload_fails_its_appends_and_every_later_one() {
     // Recovery keeps exactly the acknowledged prefix (the failed object is
     // missing; objects after it are ignored), and the log goes on.
     let (wal, rec, seen) = open_object(&r, opts()).await;
-    let acks: Vec<(u64, Appended)> = results[..ok]
+    let acks: Vec<(u64, Appended)> = results[..20]
         .iter()
         .map(|r| r.as_ref().unwrap())
         .enumerate()
@@ -421,16 +429,16 @@ async fn a_failed_upload_fails_its_appends_and_every_later_one() {
         .collect();
     assert!(
         seen == expected(&acks, size300, 0),
-        "replayed {} entries, {ok} acknowledged",
+        "replayed {} entries, 20 acknowledged",
         seen.len()
     );
-    assert_eq!(rec.next_lsn, ok as u64);
-    assert_eq!(wal.append(meta(7), payload(7, 10)).await.unwrap().lsn, ok as u64);
+    assert_eq!(rec.next_lsn, start + 20);
+    assert_eq!(wal.append(meta(7), payload(7, 10)).await.unwrap().lsn, start + 20);
     wal.shutdown().await;
     drop(wal);
     let (wal, rec, seen) = open_object(&r, opts()).await;
     assert!(rec.cut.is_none(), "{:?}", rec.cut);
-    assert_eq!((seen.len(), rec.next_lsn), (ok + 1, ok as u64 + 1));
+    assert_eq!((seen.len(), rec.next_lsn), (21, start + 21));
     wal.shutdown().await;
 }
 
@@ -459,7 +467,7 @@ async fn a_slow_openers_late_start_cannot_hide_a_newer_writers_data() {
     append_concurrently(&a, 0, 1, 10, size300).await;
     f.inject_matching(
         Op::Put,
-        &format!("objects/{}", object_key(10, 1)),
+        &format!("objects/{}", object_key(FIRST_LSN + 10, 1)),
         Fault::Delay(Duration::from_millis(1500)),
         Some(1),
     );
@@ -474,7 +482,11 @@ async fn a_slow_openers_late_start_cannot_hide_a_newer_writers_data() {
         assert!(matches!(res, Err(WalError::Fenced { .. })), "{res:?}");
     }
     let (c, rec_c, _) = open_object(&r, opts()).await;
-    assert_eq!((c.epoch(), rec_c.next_lsn), (Some(3), 13), "C replays A's late object");
+    assert_eq!(
+        (c.epoch(), rec_c.next_lsn),
+        (Some(3), FIRST_LSN + 13),
+        "C replays A's late object"
+    );
     let c = Arc::new(c);
     let (acks_c, _) = append_concurrently(&c, 1000, 1, 5, size300).await;
     c.shutdown().await;
@@ -558,7 +570,7 @@ async fn a_slow_upload_pushes_back_on_producers() {
     let (wal, _, _) = open_object(&r, small).await;
     f.inject_matching(
         Op::Put,
-        &format!("objects/{}", object_key(0, 1)),
+        &format!("objects/{}", object_key(FIRST_LSN, 1)),
         Fault::Delay(Duration::from_millis(1700)),
         Some(1),
     );
