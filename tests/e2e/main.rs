@@ -6,6 +6,8 @@ mod cli_plugins;
 mod cli_support;
 mod compaction;
 mod crash;
+mod crash_matrix;
+mod crash_world;
 mod http_errors;
 mod metrics;
 mod object_wal;
