@@ -185,8 +185,14 @@ async fn a_misbehaving_leader_stops_the_follower_after_a_bounded_number_of_reque
         );
     }
     // An unreachable leader is retried (with backoff), never reported stalled.
+    wait_until("the `unreachable` follower backs off", async || {
+        host.replication_status("unreachable", 0)
+            .and_then(|s| s.follower)
+            .is_some_and(|f| f.state == "backoff")
+    })
+    .await;
     let f = host.replication_status("unreachable", 0).unwrap().follower.unwrap();
-    assert_eq!(f.state, "backoff", "{f:?}");
+    assert_eq!((f.state.as_str(), f.failures), ("backoff", 0), "{f:?}");
     assert!(f.last_error.unwrap_or_default().contains("unreachable"));
     host.shutdown().await;
 }

@@ -2,8 +2,11 @@
 //!
 //! Owns [`FaultyStore`]: a wrapper around a real `Arc<dyn ObjectStore>`
 //! (in-memory, local file, S3) that counts every call per [`Op`] and, per
-//! injected rule, makes it fail, slow down or hang ([`Fault`]) before
-//! delegating. Mapping: `put_opts` and starting a multipart upload → `Put`;
+//! injected rule, makes it fail, slow down or hang ([`Fault`]), or holds it
+//! at a [`Gate`] until the test releases it, before delegating. A gate
+//! orders events without sleeping: a test waits until the call it targets
+//! has arrived, does what must happen meanwhile, then releases it.
+//! Mapping: `put_opts` and starting a multipart upload → `Put`;
 //! `get_opts`, `get_ranges` → `Get` (`head: true` → `Head`); `delete_stream`
 //! → `Delete` per path; `list*` → `List`; `copy_opts`, `rename_opts` →
 //! `Copy`; the upload's `put_part`, `complete`, `abort` → `MultipartPart`,
@@ -52,11 +55,59 @@ pub enum Fault {
     Hang,
 }
 
+/// Calls held by [`FaultyStore::hold_matching`]: each one that reaches the
+/// gate is counted and waits until [`Gate::release`]; then they go through,
+/// and the rule is gone (later calls meet the other rules only).
+#[derive(Debug)]
+pub struct Gate {
+    open: tokio::sync::watch::Sender<bool>,
+    arrived: tokio::sync::watch::Sender<u64>,
+}
+
+impl Gate {
+    fn new() -> Gate {
+        Gate {
+            open: tokio::sync::watch::Sender::new(false),
+            arrived: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// Lets the held calls through and retires the gate's rule.
+    pub fn release(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// Calls that reached the gate so far.
+    pub fn arrived(&self) -> u64 {
+        *self.arrived.borrow()
+    }
+
+    /// Waits until at least `n` calls reached the gate. Unbounded: wrap it
+    /// in a timeout.
+    pub async fn wait_arrived(&self, n: u64) {
+        let mut rx = self.arrived.subscribe();
+        let _ = rx.wait_for(|a| *a >= n).await;
+    }
+
+    async fn pass(&self) {
+        self.arrived.send_modify(|a| *a += 1);
+        let mut rx = self.open.subscribe();
+        let _ = rx.wait_for(|open| *open).await;
+    }
+}
+
+/// What a rule does to the calls it applies to.
+#[derive(Debug, Clone)]
+enum Action {
+    Fault(Fault),
+    Hold(Arc<Gate>),
+}
+
 #[derive(Debug)]
 struct Rule {
     op: Op,
     path_contains: Option<String>,
-    fault: Fault,
+    action: Action,
     /// Matching calls still to let through before the rule is active.
     skip: u64,
     /// Matching calls still to fault; `None` = until cleared.
@@ -70,6 +121,12 @@ impl Rule {
                 .path_contains
                 .as_deref()
                 .is_none_or(|needle| paths.iter().any(|p| p.contains(needle)))
+    }
+
+    /// Whether the rule can apply to no call any more: it faulted its
+    /// last call, or its gate was released.
+    fn spent(&self) -> bool {
+        self.remaining == Some(0) || matches!(&self.action, Action::Hold(g) if *g.open.borrow())
     }
 }
 
@@ -89,6 +146,7 @@ enum Verdict {
     Fail(object_store::Error),
     Delay(Duration),
     Hang,
+    Hold(Arc<Gate>),
 }
 
 impl Verdict {
@@ -101,6 +159,10 @@ impl Verdict {
                 Ok(())
             }
             Verdict::Hang => match std::future::pending::<Infallible>().await {},
+            Verdict::Hold(gate) => {
+                gate.pass().await;
+                Ok(())
+            }
         }
     }
 }
@@ -114,13 +176,15 @@ impl Shared {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts one call of `op` on `paths` and picks its fault: rules are
-    /// checked in insertion order and the first active matching one applies.
+    /// Counts one call of `op` on `paths` and picks its fault or gate: rules
+    /// are checked in insertion order and the first active matching one
+    /// applies.
     /// Every matching rule still letting calls through counts this call.
     fn check(&self, op: Op, paths: &[&str]) -> Verdict {
         let fault = {
             let mut state = self.lock();
             *state.calls.entry(op).or_default() += 1;
+            state.rules.retain(|r| !r.spent());
             let mut chosen = None;
             for rule in state.rules.iter_mut().filter(|r| r.matches(op, paths)) {
                 if rule.skip > 0 {
@@ -129,14 +193,21 @@ impl Shared {
                     if let Some(n) = rule.remaining.as_mut() {
                         *n -= 1;
                     }
-                    chosen = Some(rule.fault);
+                    chosen = Some(rule.action.clone());
                 }
             }
-            state.rules.retain(|r| r.remaining != Some(0));
+            state.rules.retain(|r| !r.spent());
             chosen
         };
-        let Some(fault) = fault else { return Verdict::Pass };
         let target = paths.join(" -> ");
+        let fault = match fault {
+            None => return Verdict::Pass,
+            Some(Action::Hold(gate)) => {
+                tracing::debug!(?op, path = %target, "faulty store: holding call at a gate");
+                return Verdict::Hold(gate);
+            }
+            Some(Action::Fault(fault)) => fault,
+        };
         tracing::debug!(?op, ?fault, path = %target, "faulty store: injecting fault");
         match fault {
             Fault::Error => Verdict::Fail(object_store::Error::Generic {
@@ -186,33 +257,46 @@ impl FaultyStore {
 
     /// Applies `fault` to the next `times` calls of `op` (`None` = until cleared).
     pub fn inject(&self, op: Op, fault: Fault, times: Option<u64>) {
-        self.add(op, None, 0, fault, times);
+        self.add(op, None, 0, Action::Fault(fault), times);
     }
 
     /// Like [`FaultyStore::inject`], for calls whose path (either path of a
     /// copy; the prefix of a list, "" for none) contains `path_contains`.
     pub fn inject_matching(&self, op: Op, path_contains: &str, fault: Fault, times: Option<u64>) {
-        self.add(op, Some(path_contains), 0, fault, times);
+        self.add(op, Some(path_contains), 0, Action::Fault(fault), times);
     }
 
     /// Lets the next `ok_calls` calls of `op` through, then applies `fault`
     /// to the following `times` calls (`None` = until cleared).
     pub fn fail_after(&self, op: Op, ok_calls: u64, fault: Fault, times: Option<u64>) {
-        self.add(op, None, ok_calls, fault, times);
+        self.add(op, None, ok_calls, Action::Fault(fault), times);
     }
 
     /// [`FaultyStore::fail_after`] for calls whose path contains
     /// `path_contains` (counting only those).
     pub fn fail_after_matching(&self, op: Op, path_contains: &str, ok_calls: u64, fault: Fault, times: Option<u64>) {
-        self.add(op, Some(path_contains), ok_calls, fault, times);
+        self.add(op, Some(path_contains), ok_calls, Action::Fault(fault), times);
     }
 
-    fn add(&self, op: Op, path_contains: Option<&str>, skip: u64, fault: Fault, remaining: Option<u64>) {
+    /// Holds the next `times` calls of `op` whose path contains
+    /// `path_contains` (`None` = every one until released or cleared) at
+    /// the returned gate until it is released. A held call is counted when
+    /// it is made, like any other, and reaches the gate when it would act
+    /// (see the module documentation); a held multipart part is started at
+    /// once and completes once released, like a delayed one. A call held
+    /// longer than its caller's timeout times out: release the gate in time.
+    pub fn hold_matching(&self, op: Op, path_contains: &str, times: Option<u64>) -> Arc<Gate> {
+        let gate = Arc::new(Gate::new());
+        self.add(op, Some(path_contains), 0, Action::Hold(gate.clone()), times);
+        gate
+    }
+
+    fn add(&self, op: Op, path_contains: Option<&str>, skip: u64, action: Action, remaining: Option<u64>) {
         let path_contains = path_contains.map(str::to_owned);
         let rule = Rule {
             op,
             path_contains,
-            fault,
+            action,
             skip,
             remaining,
         };
@@ -324,7 +408,7 @@ impl MultipartUpload for FaultyUpload {
         // The inner part is started now (part order is fixed at call time),
         // unless the part is to fail or hang, in which case it never starts.
         let part = match verdict {
-            Verdict::Pass | Verdict::Delay(_) => Some(self.inner.put_part(data)),
+            Verdict::Pass | Verdict::Delay(_) | Verdict::Hold(_) => Some(self.inner.put_part(data)),
             Verdict::Fail(_) | Verdict::Hang => None,
         };
         Box::pin(async move {
@@ -346,176 +430,5 @@ impl MultipartUpload for FaultyUpload {
     async fn abort(&mut self) -> Result<()> {
         self.shared.gate(Op::MultipartAbort, &[self.location.as_ref()]).await?;
         self.inner.abort().await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use futures::TryStreamExt;
-    use object_store::ObjectStoreExt;
-    use object_store::local::LocalFileSystem;
-    use object_store::memory::InMemory;
-    use tokio::time::{Instant, timeout};
-
-    const SHORT: Duration = Duration::from_millis(50);
-
-    fn memory() -> Arc<FaultyStore> {
-        FaultyStore::new(Arc::new(InMemory::new()))
-    }
-
-    fn local() -> (tempfile::TempDir, Arc<FaultyStore>) {
-        let dir = tempfile::tempdir().unwrap();
-        let fs = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
-        (dir, FaultyStore::new(Arc::new(fs)))
-    }
-
-    async fn put(store: &FaultyStore, path: &str, data: &'static str) -> Result<PutResult> {
-        store
-            .put(&Path::from(path), PutPayload::from_static(data.as_bytes()))
-            .await
-    }
-
-    fn assert_injected<T: fmt::Debug>(r: Result<T>) {
-        match r {
-            Err(object_store::Error::Generic {
-                store: "faulty",
-                source,
-            }) => {
-                assert!(source.to_string().contains("injected fault"), "{source}")
-            }
-            other => panic!("expected injected fault, got {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn error_fails_exactly_times_then_passes() {
-        let store = memory();
-        let path = Path::from("a/b");
-        put(&store, "a/b", "hello").await.unwrap();
-        store.inject(Op::Get, Fault::Error, Some(2));
-        assert_injected(store.get(&path).await);
-        assert_injected(store.get_range(&path, 0..2).await);
-        assert_eq!(store.get(&path).await.unwrap().bytes().await.unwrap(), "hello");
-        assert_eq!(
-            (store.calls(Op::Get), store.calls(Op::Put), store.calls(Op::Head)),
-            (3, 1, 0)
-        );
-        assert!(store.to_string().starts_with("FaultyStore("));
-    }
-
-    #[tokio::test]
-    async fn hang_needs_a_timeout_and_delay_delays() {
-        let store = memory();
-        put(&store, "x", "1").await.unwrap();
-        store.inject(Op::Head, Fault::Hang, Some(1));
-        assert!(timeout(SHORT, store.head(&Path::from("x"))).await.is_err());
-        assert_eq!(store.head(&Path::from("x")).await.unwrap().size, 1);
-        assert_eq!(store.calls(Op::Head), 2);
-        store.inject(Op::Put, Fault::Delay(Duration::from_millis(20)), Some(1));
-        let start = Instant::now();
-        put(&store, "x", "2").await.unwrap();
-        assert!(start.elapsed() >= Duration::from_millis(20));
-    }
-
-    #[tokio::test]
-    async fn fail_after_lets_n_calls_pass() {
-        let (_dir, store) = local();
-        store.fail_after(Op::Put, 2, Fault::Error, Some(1));
-        put(&store, "p/1", "1").await.unwrap();
-        put(&store, "p/2", "2").await.unwrap();
-        assert_injected(put(&store, "p/3", "3").await);
-        put(&store, "p/4", "4").await.unwrap();
-        assert_eq!(store.calls(Op::Put), 4);
-        assert!(store.inner().head(&Path::from("p/3")).await.is_err());
-    }
-
-    #[tokio::test]
-    async fn multipart_second_part_fails_local() {
-        let (_dir, store) = local();
-        store.fail_after(Op::MultipartPart, 1, Fault::Error, Some(1));
-        let path = Path::from("seg/0001");
-        let mut upload = store.put_multipart(&path).await.unwrap();
-        upload.put_part(PutPayload::from_static(b"one")).await.unwrap();
-        assert_injected(upload.put_part(PutPayload::from_static(b"two")).await);
-        upload.abort().await.unwrap();
-        assert_eq!((store.calls(Op::Put), store.calls(Op::MultipartPart)), (1, 2));
-        assert_eq!(
-            (store.calls(Op::MultipartAbort), store.calls(Op::MultipartComplete)),
-            (1, 0)
-        );
-        assert!(store.head(&path).await.is_err());
-    }
-
-    #[tokio::test]
-    async fn multipart_part_hang_and_complete_error_memory() {
-        let store = memory();
-        store.fail_after(Op::MultipartPart, 1, Fault::Hang, Some(1));
-        store.inject(Op::MultipartComplete, Fault::Error, Some(1));
-        let path = Path::from("seg/0002");
-        let mut upload = store.put_multipart(&path).await.unwrap();
-        let first = upload.put_part(PutPayload::from_static(b"ab"));
-        let second = upload.put_part(PutPayload::from_static(b"cd"));
-        first.await.unwrap();
-        assert!(timeout(SHORT, second).await.is_err());
-        upload.put_part(PutPayload::from_static(b"ef")).await.unwrap();
-        assert_injected(upload.complete().await);
-        upload.complete().await.unwrap();
-        assert_eq!(
-            (store.calls(Op::MultipartPart), store.calls(Op::MultipartComplete)),
-            (3, 2)
-        );
-        assert_eq!(store.get(&path).await.unwrap().bytes().await.unwrap(), "abef");
-    }
-
-    #[tokio::test]
-    async fn path_filter_only_affects_matching_paths() {
-        let (_dir, store) = local();
-        store.inject_matching(Op::Put, "bad/", Fault::Error, None);
-        put(&store, "good/a", "a").await.unwrap();
-        assert_injected(put(&store, "bad/b", "b").await);
-        assert_injected(put(&store, "bad/b", "b").await);
-        store.clear();
-        put(&store, "bad/b", "b").await.unwrap();
-        assert_eq!(store.calls(Op::Put), 4);
-
-        store.inject_matching(Op::Delete, "bad", Fault::Error, Some(1));
-        store.delete(&Path::from("good/a")).await.unwrap();
-        assert_injected(store.delete(&Path::from("bad/b")).await);
-        store.delete(&Path::from("bad/b")).await.unwrap();
-        assert_eq!(store.calls(Op::Delete), 3);
-
-        store.inject_matching(Op::Copy, "dst", Fault::Error, Some(1));
-        put(&store, "src", "s").await.unwrap();
-        assert_injected(store.copy(&Path::from("src"), &Path::from("dst")).await);
-        store.copy(&Path::from("src"), &Path::from("dst")).await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn list_faults_and_insertion_order() {
-        let store = memory();
-        put(&store, "d/1", "1").await.unwrap();
-        store.inject(Op::List, Fault::Error, Some(1));
-        assert_injected(store.list(None).try_collect::<Vec<_>>().await);
-        assert_eq!(
-            store
-                .list(Some(&Path::from("d")))
-                .try_collect::<Vec<_>>()
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
-        store.inject(Op::List, Fault::Hang, Some(1));
-        assert!(timeout(SHORT, store.list_with_delimiter(None)).await.is_err());
-        assert_eq!(store.list_with_delimiter(None).await.unwrap().common_prefixes.len(), 1);
-        assert_eq!(store.calls(Op::List), 4);
-        // The first matching active rule applies; the second waits its turn.
-        store.inject(Op::Get, Fault::Delay(Duration::from_millis(1)), Some(1));
-        store.inject(Op::Get, Fault::Error, Some(1));
-        let path = Path::from("d/1");
-        store.get(&path).await.unwrap();
-        assert_injected(store.get(&path).await);
-        store.get(&path).await.unwrap();
     }
 }

@@ -32,6 +32,8 @@ mod tests_compact;
 #[cfg(test)]
 mod tests_compact_resume;
 #[cfg(test)]
+mod tests_faults;
+#[cfg(test)]
 mod tests_gaps;
 #[cfg(test)]
 mod tests_object_wal;

@@ -71,6 +71,19 @@ pub(super) fn rec(i: u64) -> Record {
     }
 }
 
+/// Runs `produce` with every segment upload held back, then lets tiering
+/// go: it starts with all the data in the WAL and uploads a chunk per
+/// round with no idle round in between. The idle uploader compacts what is
+/// tiered (with a policy that asks for no dirty ratio, whenever it gets to
+/// it), so this way no run, asked for or not, sees only part of the data,
+/// however slowly the data comes in.
+pub(super) async fn with_tiering_held<T>(faulty: &FaultyStore, produce: impl std::future::Future<Output = T>) -> T {
+    let gate = faulty.hold_matching(Op::Put, "/segments/", None);
+    let out = produce.await;
+    gate.release();
+    out
+}
+
 /// Waits (bounded) until `cond` holds for the stream's partition 0.
 pub(super) async fn wait_for(host: &Host, stream: &str, what: &str, cond: impl Fn(&PartitionStatus) -> bool) {
     // Bounded, and generous for a loaded 2-core CI machine.
@@ -364,7 +377,8 @@ async fn time_retention_runs_after_a_restart_without_new_data(kind: Store) {
     let Some((store, prefix)) = store(kind, dir.path()) else {
         return;
     };
-    let host = Host::open_with_store(eager(dir.path()), store.clone(), prefix.clone())
+    let faulty = FaultyStore::new(store.clone());
+    let host = Host::open_with_store(eager(dir.path()), faulty.clone(), prefix.clone())
         .await
         .unwrap();
     host.create_stream("keep", 1).await.unwrap();
@@ -372,9 +386,23 @@ async fn time_retention_runs_after_a_restart_without_new_data(kind: Store) {
         ms: Some(300),
         bytes: None,
     };
-    host.create_stream_with("short", 1, retention.into()).await.unwrap();
+    let short = host.create_stream_with("short", 1, retention.into()).await.unwrap();
+    // "short" must still be whole at the restart, however long this takes
+    // (its segment may expire before): its one batch is one segment,
+    // committed as manifest version 2 after the claim; the commit that
+    // would drop it (version 3) fails here, and so does any delete of its
+    // objects (retention deletes what it drops at once, with no grace
+    // period).
+    let short_dir = super::manifest::partition_dir(short.id, 0);
+    faulty.inject_matching(
+        Op::Put,
+        &format!("{short_dir}/manifest/{:020}.json", 3),
+        Fault::Error,
+        None,
+    );
+    faulty.inject_matching(Op::Delete, &format!("{short_dir}/"), Fault::Error, None);
     produce(&host, "keep", 0, 20, 10).await;
-    produce(&host, "short", 0, 20, 10).await;
+    produce(&host, "short", 0, 1, 200).await;
     wait_for(&host, "keep", "keep tiered", |p| {
         p.tier.tiered_end == 200 && p.wal_start_offset == 200
     })
@@ -382,6 +410,9 @@ async fn time_retention_runs_after_a_restart_without_new_data(kind: Store) {
     wait_for(&host, "short", "short tiered", |p| p.tier.tiered_end == 200).await;
     host.shutdown().await;
     drop(host);
+    let remote = super::store::Remote::new(store.clone(), prefix.clone(), Default::default());
+    let m = super::manifest::load(&remote, short.id, 0).await.unwrap().unwrap();
+    assert_eq!((m.start_offset, m.end_offset, m.segments.len()), (0, 200, 1), "{m:?}");
 
     let host = Host::open_with_store(eager(dir.path()), store, prefix.clone())
         .await
@@ -464,9 +495,13 @@ async fn a_segment_written_but_not_committed_is_retried_and_swept(kind: Store) {
     produce(&host, "t", 0, 3, 10).await;
     wait_for(&host, "t", "first upload", |p| p.tier.tiered_end == 30).await;
     // Segment puts succeed, manifest commits fail: partial progress only.
-    faulty.inject_matching(Op::Put, "/manifest/", Fault::Error, Some(6));
+    // They fail until the failure was seen (a few failures in a row could
+    // come and go between two looks at the status).
+    faulty.inject_matching(Op::Put, "/manifest/", Fault::Error, None);
     produce(&host, "t", 30, 10, 10).await;
     wait_for(&host, "t", "a failed commit", |p| p.tier.last_error.is_some()).await;
+    assert_eq!(host.stream_status("t").unwrap()[0].tier.tiered_end, 30);
+    faulty.clear();
     wait_for(&host, "t", "commits to resume", |p| {
         p.tier.tiered_end == 130 && p.wal_start_offset == 130
     })

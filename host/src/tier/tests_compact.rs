@@ -1,6 +1,12 @@
 //! Compaction through a real node: json-key decides, tiered segments are
 //! rewritten, the latest record per key stays at its offset, tombstones
 //! delete older records, and a policy that traps leaves the data untouched.
+//!
+//! The policies here need no dirty ratio, so besides the runs a test asks
+//! for, the idle uploader compacts on its own, as soon as a second after
+//! start: where a run must see all the data, it is produced with tiering
+//! held back ([`with_tiering_held`]); elsewhere every run, asked for or
+//! not, must come out the same.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,7 +14,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use sluice_test_artifacts as wasm;
 
-use super::tests::{Store, eager, read_all, store, wait_for};
+use super::faults::{Fault, FaultyStore, Op};
+use super::tests::{Store, eager, read_all, store, wait_for, with_tiering_held};
 use crate::{Compaction, Host, Record, StreamConfig};
 
 fn compaction(plugin: &str, config: &[(&str, &str)]) -> Compaction {
@@ -48,7 +55,10 @@ async fn latest_per_key_survives(kind: Store) {
     let Some((store, prefix)) = store(kind, dir.path()) else {
         return;
     };
-    let host = Host::open_with_store(eager(dir.path()), store, prefix).await.unwrap();
+    let faulty = FaultyStore::new(store);
+    let host = Host::open_with_store(eager(dir.path()), faulty.clone(), prefix)
+        .await
+        .unwrap();
     host.put_plugin("keys", wasm::read(wasm::JSON_KEY)).await.unwrap();
     let cfg = StreamConfig {
         compaction: Some(compaction(
@@ -58,25 +68,30 @@ async fn latest_per_key_survives(kind: Store) {
         ..StreamConfig::default()
     };
     host.create_stream_with("users", 1, cfg).await.unwrap();
-    // 400 updates of 10 keys, then k3 deleted, plus records without the key field.
-    for b in 0..40u64 {
-        let recs: Vec<Record> = (0..10u64)
-            .map(|i| {
-                let n = b * 10 + i;
-                if n % 97 == 0 {
-                    json_rec(format!("{{\"note\":{n}}}"))
-                } else {
-                    json_rec(format!("{{\"id\":\"k{}\",\"v\":{n}}}", n % 10))
-                }
-            })
-            .collect();
-        host.append("users", 0, &recs).await.unwrap();
-    }
-    host.append("users", 0, &[json_rec(r#"{"id":"k3","deleted":true}"#.into())])
-        .await
-        .unwrap();
+    // 400 updates of 10 keys, then k3 deleted, plus records without the key
+    // field; read back before anything is tiered (or compacted).
+    let before = with_tiering_held(&faulty, async {
+        for b in 0..40u64 {
+            let recs: Vec<Record> = (0..10u64)
+                .map(|i| {
+                    let n = b * 10 + i;
+                    if n % 97 == 0 {
+                        json_rec(format!("{{\"note\":{n}}}"))
+                    } else {
+                        json_rec(format!("{{\"id\":\"k{}\",\"v\":{n}}}", n % 10))
+                    }
+                })
+                .collect();
+            host.append("users", 0, &recs).await.unwrap();
+        }
+        host.append("users", 0, &[json_rec(r#"{"id":"k3","deleted":true}"#.into())])
+            .await
+            .unwrap();
+        read_all(&host, "users", 0).await
+    })
+    .await;
+    assert_eq!(before.len(), 401);
     wait_for(&host, "users", "all tiered", |p| p.tier.tiered_end == 401).await;
-    let before = read_all(&host, "users", 0).await;
     let latest = |recs: &[crate::OffsetRecord]| {
         let mut m = BTreeMap::new();
         for r in recs {
@@ -180,6 +195,9 @@ async fn a_failing_or_hanging_store_fails_the_run_in_bounded_time_then_it_succee
         ..StreamConfig::default()
     };
     host.create_stream_with("s", 1, cfg).await.unwrap();
+    // Writing compacted objects fails, from the start: no run, asked for
+    // or not, gets through before the store recovers.
+    faulty.inject_matching(Op::Put, "-c", Fault::Error, None);
     for b in 0..20u64 {
         let recs: Vec<Record> = (0..10u64)
             .map(|i| Record {
@@ -191,8 +209,6 @@ async fn a_failing_or_hanging_store_fails_the_run_in_bounded_time_then_it_succee
         host.append("s", 0, &recs).await.unwrap();
     }
     wait_for(&host, "s", "tiered", |p| p.tier.tiered_end == 200).await;
-    // Writing compacted objects fails.
-    faulty.inject_matching(Op::Put, "-c", Fault::Error, None);
     host.compact_stream("s").unwrap();
     let st = wait_runs(&host, "s", 1).await;
     assert!(
@@ -252,7 +268,8 @@ async fn more_keys_than_the_map_holds_compact_in_several_rounds() {
         upload_chunk_bytes: bytesize::ByteSize::kib(128),
         ..eager(dir.path())
     };
-    let host = Host::open_with_store(settings, store, prefix).await.unwrap();
+    let faulty = FaultyStore::new(store);
+    let host = Host::open_with_store(settings, faulty.clone(), prefix).await.unwrap();
     host.put_plugin("bad", wasm::read(wasm::BAD_POLICY)).await.unwrap();
     let cfg = StreamConfig {
         compaction: Some(compaction("bad", &[])),
@@ -264,19 +281,24 @@ async fn more_keys_than_the_map_holds_compact_in_several_rounds() {
     const KEYS: u64 = 16_000;
     let map = crate::compaction::map_bytes(Compaction::MIN_MEMORY_BYTES);
     assert!(crate::compaction::KeyMap::with_memory(map).max_keys() < KEYS as usize);
-    for b in 0..N / 1000 {
-        let recs: Vec<Record> = (0..1000u64)
-            .map(|i| {
-                let n = b * 1000 + i;
-                Record {
-                    key: Some(Bytes::from(format!("{}", n % KEYS))),
-                    value: Bytes::from(format!("v{n}")),
-                    ..Record::default()
-                }
-            })
-            .collect();
-        host.append("s", 0, &recs).await.unwrap();
-    }
+    // The first run sees every record (none compacts part of them first,
+    // which could leave the rest few enough keys for one run).
+    with_tiering_held(&faulty, async {
+        for b in 0..N / 1000 {
+            let recs: Vec<Record> = (0..1000u64)
+                .map(|i| {
+                    let n = b * 1000 + i;
+                    Record {
+                        key: Some(Bytes::from(format!("{}", n % KEYS))),
+                        value: Bytes::from(format!("v{n}")),
+                        ..Record::default()
+                    }
+                })
+                .collect();
+            host.append("s", 0, &recs).await.unwrap();
+        }
+    })
+    .await;
     wait_for(&host, "s", "tiered", |p| p.tier.tiered_end == N).await;
     host.compact_stream("s").unwrap();
     let mut st = host.compaction_status("s").unwrap()[0].clone();
@@ -308,7 +330,13 @@ async fn expired_tombstones_go_and_take_their_key_with_them() {
     let Some((store, prefix)) = store(Store::Memory, dir.path()) else {
         return;
     };
-    let host = Host::open_with_store(eager(dir.path()), store, prefix).await.unwrap();
+    // A segment's age counts from just before its manifest commit, which
+    // takes at least 5 ms here: every run, asked for or one the idle
+    // uploader starts right after the upload, finds the tombstone older
+    // than its retention of 0 ms.
+    let faulty = FaultyStore::new(store);
+    faulty.inject_matching(Op::Put, "/manifest/", Fault::Delay(Duration::from_millis(5)), None);
+    let host = Host::open_with_store(eager(dir.path()), faulty, prefix).await.unwrap();
     host.put_plugin("keys", wasm::read(wasm::JSON_KEY)).await.unwrap();
     let mut c = compaction("keys", &[("pointer", "/id"), ("tombstone_when", "/deleted")]);
     c.delete_retention_ms = 0;
@@ -328,7 +356,6 @@ async fn expired_tombstones_go_and_take_their_key_with_them() {
     .collect();
     host.append("u", 0, &recs).await.unwrap();
     wait_for(&host, "u", "tiered", |p| p.tier.tiered_end == 4).await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
     host.compact_stream("u").unwrap();
     let st = wait_runs(&host, "u", 1).await;
     assert_eq!(st.last_error, None, "{st:?}");

@@ -1,6 +1,10 @@
 //! Compaction that is cut short resumes from its checkpoint (also across a
 //! restart), and readers stay consistent while compaction rewrites segments
 //! under them.
+//!
+//! The policy needs no dirty ratio, so the idle uploader also compacts on
+//! its own: the tests hold tiering back while producing, or wait for what
+//! compaction covers rather than for a number of runs.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -11,7 +15,7 @@ use bytes::Bytes;
 use sluice_test_artifacts as wasm;
 
 use super::faults::{Fault, FaultyStore, Op};
-use super::tests::{Store, eager, read_all, store, wait_for};
+use super::tests::{Store, eager, read_all, store, wait_for, with_tiering_held};
 use crate::{Compaction, Host, Record, StreamConfig};
 
 /// Keys of the records (`offset % KEYS`), read by the `bad-policy` plugin.
@@ -100,13 +104,15 @@ async fn an_interrupted_run_resumes_from_its_checkpoint_across_a_restart() {
     host.put_plugin("policy", wasm::read(wasm::BAD_POLICY)).await.unwrap();
     host.create_stream_with("s", 1, policy()).await.unwrap();
     const N: u64 = 200;
-    produce(&host, 0, N, 10).await;
+    // The fourth compacted object cannot be written: three rewritten
+    // segments are committed as checkpoints, then the run fails. Whichever
+    // run comes first (asked for, or the idle uploader's) sees all N
+    // records.
+    faulty.fail_after_matching(Op::Put, "-c", 3, Fault::Error, None);
+    with_tiering_held(&faulty, produce(&host, 0, N, 10)).await;
     wait_for(&host, "s", "tiered", |p| p.tier.tiered_end == N).await;
     let segments = host.stream_status("s").unwrap()[0].tier.segments;
     assert!(segments >= 6, "the test needs several segments, got {segments}");
-    // The fourth compacted object cannot be written: three rewritten
-    // segments are committed as checkpoints, then the run fails.
-    faulty.fail_after_matching(Op::Put, "-c", 3, Fault::Error, None);
     host.compact_stream("s").unwrap();
     let st = wait_status(&host, |s| s.last_error.is_some()).await;
     assert!(
@@ -164,9 +170,11 @@ async fn readers_stay_consistent_while_compaction_rewrites_segments() {
     // What every reader may rely on: offsets below this were appended.
     let appended = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    // Reads each reader finished so far.
+    let done: Vec<Arc<AtomicU64>> = (0..2).map(|_| Arc::default()).collect();
     let mut readers = Vec::new();
-    for _ in 0..2 {
-        let (host, appended, stop) = (host.clone(), appended.clone(), stop.clone());
+    for finished in &done {
+        let (host, appended, stop, finished) = (host.clone(), appended.clone(), stop.clone(), finished.clone());
         readers.push(tokio::spawn(async move {
             // Offsets a read returned and a later read no longer did.
             let mut gone: HashSet<u64> = HashSet::new();
@@ -185,6 +193,7 @@ async fn readers_stay_consistent_while_compaction_rewrites_segments() {
                 gone.extend(last.iter().filter(|o| !now.contains(o)));
                 last = offsets;
                 reads += 1;
+                finished.store(reads, Ordering::Release);
                 // Reads served from memory never yield; leave the runtime to
                 // the uploader and the test.
                 tokio::time::sleep(Duration::from_millis(1)).await;
@@ -195,21 +204,37 @@ async fn readers_stay_consistent_while_compaction_rewrites_segments() {
     // Rounds of new data, each tiered and compacted while the readers read.
     let mut end = 0;
     for round in 1..=4u64 {
+        let before: Vec<u64> = done.iter().map(|d| d.load(Ordering::Acquire)).collect();
         // Rounds of 55 in batches of 10: the latest five (…50 to …54) start
         // where a replaced batch started, so a batch cached from the old
-        // object would be served in place of the compacted one.
-        produce(&host, end, end + 55, 10).await;
+        // object would be served in place of the compacted one. (A run on
+        // part of a round would not rewrite it so; none sees part of one.)
+        with_tiering_held(&faulty, produce(&host, end, end + 55, 10)).await;
         end += 55;
         appended.store(end, Ordering::Release);
         wait_for(&host, "s", "tiered", |p| p.tier.tiered_end == end).await;
         host.compact_stream("s").unwrap();
-        let st = wait_status(&host, |s| s.runs >= round || s.last_error.is_some()).await;
+        // The run asked for, or one the idle uploader started first.
+        let st = wait_status(&host, |s| s.cleaned_end == Some(end) || s.last_error.is_some()).await;
         assert_eq!(st.last_error, None, "{st:?}");
+        // Each reader read all through the round: one read at least began
+        // after the round did (the one after the read then running).
+        for i in 0.. {
+            if done
+                .iter()
+                .zip(&before)
+                .all(|(d, b)| d.load(Ordering::Acquire) >= b + 2)
+            {
+                break;
+            }
+            assert!(i < 2400, "the readers did not read during round {round}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
     stop.store(true, Ordering::Relaxed);
     for r in readers {
         let reads = r.await.unwrap();
-        assert!(reads >= 4, "each reader read during the runs ({reads} reads)");
+        assert!(reads >= 8, "each reader read during every round ({reads} reads)");
     }
     let after = read_all(&host, "s", 0).await;
     assert_eq!(

@@ -38,6 +38,8 @@ mod tests_contract;
 mod tests_object;
 #[cfg(test)]
 mod tests_object_epochs;
+#[cfg(test)]
+mod tests_object_fences;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;

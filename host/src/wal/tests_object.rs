@@ -1,10 +1,14 @@
 //! Object-store WAL tests beyond the shared contract
 //! ([`super::tests_contract`]): what the object backend must survive, with
 //! faults injected into an in-memory store ([`FaultyStore`]): uploads that
-//! finish out of order, a missing object, failed trim deletes, a second
-//! writer taking over, and a failed upload.
+//! finish out of order, a missing object, failed trim deletes, a failed
+//! upload, a slow upload (writers taking over: [`super::tests_object_fences`]).
+//!
+//! Uploads run concurrently and appends group into objects by size and by
+//! time: a fault targets one object by its key (never "the next upload"),
+//! and where events must happen in an order a call is held at a [`Gate`]
+//! until the test has seen what must come first (never a sleep).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,18 +22,19 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use super::object::prepare;
 use super::object_format::{object_key, parse_object_key};
 use super::tests_contract::{
-    Seen, append_concurrently, expected, inside_a_segment, meta, open_object, open_prepared, payload, remote_on,
+    append_concurrently, expected, inside_a_segment, meta, open_object, open_prepared, payload, remote_on,
 };
 use super::*;
-use crate::tier::faults::{Fault, FaultyStore, Op};
+use crate::tier::faults::{Fault, FaultyStore, Gate, Op};
 use crate::tier::store::{Remote, RemoteOptions};
 
-/// A faulty in-memory store and a remote on it that neither retries (an
-/// injected error fails the call) nor waits long.
-fn faulty() -> (Arc<FaultyStore>, Remote) {
+/// A faulty in-memory store and a remote on it that does not retry (an
+/// injected error fails the call), with a timeout that outlasts any call a
+/// test holds at a gate.
+pub(super) fn faulty() -> (Arc<FaultyStore>, Remote) {
     let store = FaultyStore::new(Arc::new(InMemory::new()));
     let opts = RemoteOptions {
-        timeout: Duration::from_secs(2),
+        timeout: BOUND,
         retries: 0,
         backoff: Duration::from_millis(5),
         ..RemoteOptions::default()
@@ -37,17 +42,37 @@ fn faulty() -> (Arc<FaultyStore>, Remote) {
     (store.clone(), remote_on(store, "node", opts))
 }
 
-fn opts() -> Options {
+pub(super) fn opts() -> Options {
     Options::default()
 }
 
-fn objects_dir() -> ObjectPath {
+/// How long a test waits for something that must happen (generous: the
+/// machine may be loaded); never a sleep that orders events.
+pub(super) const BOUND: Duration = Duration::from_secs(20);
+
+/// Waits until `gate` holds its first call.
+pub(super) async fn arrived(gate: &Gate, what: &str) {
+    tokio::time::timeout(BOUND, gate.wait_arrived(1))
+        .await
+        .unwrap_or_else(|_| panic!("{what} never reached its gate"));
+}
+
+/// Waits (bounded) until `cond` holds.
+pub(super) async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+pub(super) fn objects_dir() -> ObjectPath {
     ObjectPath::from("node/wal/objects")
 }
 
 /// `(first_lsn, epoch)` of every WAL object in `store`, sorted. Only for
 /// stores that answer at once (in memory): usable inside a completion.
-fn stored(store: &Arc<dyn ObjectStore>) -> Vec<(u64, u64)> {
+pub(super) fn stored(store: &Arc<dyn ObjectStore>) -> Vec<(u64, u64)> {
     let listed = store
         .list(Some(&objects_dir()))
         .collect::<Vec<_>>()
@@ -61,19 +86,19 @@ fn stored(store: &Arc<dyn ObjectStore>) -> Vec<(u64, u64)> {
     out
 }
 
-fn object_path(first: u64, epoch: u64) -> ObjectPath {
+pub(super) fn object_path(first: u64, epoch: u64) -> ObjectPath {
     objects_dir().join(object_key(first, epoch).as_str())
 }
 
 /// First LSNs of the objects the acknowledged appends landed in.
-fn firsts(acks: &[(u64, Appended)]) -> Vec<u64> {
+pub(super) fn firsts(acks: &[(u64, Appended)]) -> Vec<u64> {
     let mut f: Vec<u64> = acks.iter().map(|(_, a)| a.location.segment).collect();
     f.sort_unstable();
     f.dedup();
     f
 }
 
-fn size300(_: u64) -> usize {
+pub(super) fn size300(_: u64) -> usize {
     300
 }
 
@@ -122,9 +147,9 @@ async fn uploads_finishing_out_of_order_are_acknowledged_in_lsn_order() {
     let (wal, rec, _) = open_object(&r, opts()).await;
     assert_eq!(rec.next_lsn, FIRST_LSN);
     let epoch = wal.epoch().unwrap();
-    // The first object takes long to upload; later ones do not.
+    // The first object's upload is held; later ones are not.
     let first = format!("objects/{}", object_key(FIRST_LSN, epoch));
-    f.inject_matching(Op::Put, &first, Fault::Delay(Duration::from_millis(800)), Some(1));
+    let gate = f.hold_matching(Op::Put, &first, Some(1));
     let acked: Arc<Mutex<Vec<Ack>>> = Arc::default();
     let mut waits = Vec::new();
     // One appender queues every entry at once, so objects fill and seal
@@ -143,8 +168,17 @@ async fn uploads_finishing_out_of_order_are_acknowledged_in_lsn_order() {
         );
         waits.push(rx);
     }
+    // The first object finishes only once a later one is durable, and
+    // nothing is acknowledged meanwhile.
+    arrived(&gate, "the first object's upload").await;
+    wait_until("a later object is durable", || {
+        stored(f.inner()).iter().any(|(first, _)| *first > FIRST_LSN)
+    })
+    .await;
+    assert!(acked.lock().unwrap().is_empty(), "acknowledged before the first object");
+    gate.release();
     for w in waits {
-        tokio::time::timeout(Duration::from_secs(20), w).await.unwrap().unwrap();
+        tokio::time::timeout(BOUND, w).await.unwrap().unwrap();
     }
     let acked = acked.lock().unwrap().clone();
     let got: Vec<Appended> = acked.iter().map(|(r, _)| r.clone().unwrap()).collect();
@@ -297,78 +331,6 @@ async fn a_trim_whose_deletes_failed_does_not_resurrect_trimmed_data() {
     wal.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_newer_epoch_fences_the_old_writer_and_keeps_what_it_acknowledged() {
-    let (_f, r) = faulty();
-    let (a, _, _) = open_object(&r, opts()).await;
-    assert_eq!(a.epoch(), Some(1));
-    let a = Arc::new(a);
-    let (first, _) = append_concurrently(&a, 0, 1, 10, size300).await;
-    // A keeps appending from several tasks until it is refused.
-    let oks: Arc<Mutex<BTreeMap<u64, u64>>> = Arc::new(Mutex::new(first.iter().map(|(i, x)| (x.lsn, *i)).collect()));
-    let next_id = Arc::new(AtomicU64::new(100));
-    let mut writers = Vec::new();
-    for _ in 0..4 {
-        let (a, oks, next_id) = (a.clone(), oks.clone(), next_id.clone());
-        writers.push(tokio::spawn(async move {
-            loop {
-                let id = next_id.fetch_add(1, AtomicOrdering::Relaxed);
-                match a.append(meta(id), payload(id, 300)).await {
-                    Ok(x) => oks.lock().unwrap().insert(x.lsn, id),
-                    Err(e) => return e,
-                };
-            }
-        }));
-    }
-    // B takes over while A is busy: its claim fences A.
-    for _ in 0..1000 {
-        if oks.lock().unwrap().len() >= 30 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let prepared = prepare(&r).await.unwrap();
-    assert_eq!(prepared.epoch(), 2);
-    let (b, rec_b, seen_b) = open_prepared(prepared, opts()).await;
-    for w in writers {
-        let err = tokio::time::timeout(Duration::from_secs(10), w)
-            .await
-            .expect("the old writer was not fenced within 10 s")
-            .unwrap();
-        assert!(matches!(err, WalError::Fenced { epoch: 1, newer: 2 }), "{err}");
-    }
-    let err = a.append(meta(0), payload(0, 1)).await.unwrap_err();
-    assert!(matches!(err, WalError::Fenced { .. }), "{err}");
-    // Everything A acknowledged is in B's recovery, byte for byte.
-    let oks = oks.lock().unwrap().clone();
-    assert!(oks.len() >= 30, "A acknowledged only {} entries", oks.len());
-    let by_lsn: BTreeMap<u64, &Seen> = seen_b.iter().map(|s| (s.lsn, s)).collect();
-    for (lsn, id) in &oks {
-        let s = by_lsn
-            .get(lsn)
-            .unwrap_or_else(|| panic!("A acknowledged LSN {lsn}; B did not recover it"));
-        assert_eq!((s.base, &s.payload[..]), (*id, &payload(*id, 300)[..]), "LSN {lsn}");
-    }
-    assert!(rec_b.next_lsn > *oks.keys().last().unwrap());
-
-    // B writes on; a later recovery has A's acknowledged entries and B's,
-    // densely, and none of A's late (never acknowledged) objects.
-    let b = Arc::new(b);
-    let (more, order) = append_concurrently(&b, 5000, 1, 5, size300).await;
-    assert_eq!(order[0], rec_b.next_lsn);
-    b.shutdown().await;
-    a.shutdown().await;
-    let (c, rec, seen) = open_object(&r, opts()).await;
-    assert!(rec.cut.is_none(), "{:?}", rec.cut);
-    assert_eq!(
-        seen.iter().map(|s| s.lsn).collect::<Vec<_>>(),
-        (FIRST_LSN..rec.next_lsn).collect::<Vec<_>>()
-    );
-    assert_eq!(seen[..seen_b.len()], seen_b[..], "B's recovery is kept");
-    assert_eq!(seen[seen_b.len()..], expected(&more, size300, 0)[..]);
-    c.shutdown().await;
-}
-
 /// Deterministic whatever the machine's load: the fault is armed only once
 /// the first appends are acknowledged, and for the object that starts right
 /// after them (uploads run concurrently: "the next PUT to arrive" could be a
@@ -443,7 +405,11 @@ async fn a_failed_upload_fails_its_appends_and_every_later_one() {
 }
 
 /// Queues `n` appends at once; their outcomes arrive on the receivers.
-async fn queue(wal: &Wal, from: u64, n: u64) -> Vec<tokio::sync::oneshot::Receiver<Result<Appended, WalError>>> {
+pub(super) async fn queue(
+    wal: &Wal,
+    from: u64,
+    n: u64,
+) -> Vec<tokio::sync::oneshot::Receiver<Result<Appended, WalError>>> {
     let mut v = Vec::new();
     for i in from..from + n {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -456,108 +422,6 @@ async fn queue(wal: &Wal, from: u64, n: u64) -> Vec<tokio::sync::oneshot::Receiv
     v
 }
 
-/// B claims epoch 2 but is slow to start; C claims epoch 3 and builds on a
-/// late object of the fenced A. B's late start must not turn C's
-/// acknowledged data into "zombies": C closes epoch 2 off, B fails to open.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_openers_late_start_cannot_hide_a_newer_writers_data() {
-    let (f, r) = faulty();
-    let (a, _, _) = open_object(&r, opts()).await;
-    let a = Arc::new(a);
-    append_concurrently(&a, 0, 1, 10, size300).await;
-    f.inject_matching(
-        Op::Put,
-        &format!("objects/{}", object_key(FIRST_LSN + 10, 1)),
-        Fault::Delay(Duration::from_millis(1500)),
-        Some(1),
-    );
-    let late = queue(&a, 100, 3).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let pb = prepare(&r).await.unwrap();
-    for rx in late {
-        let res = tokio::time::timeout(Duration::from_secs(10), rx)
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(matches!(res, Err(WalError::Fenced { .. })), "{res:?}");
-    }
-    let (c, rec_c, _) = open_object(&r, opts()).await;
-    assert_eq!(
-        (c.epoch(), rec_c.next_lsn),
-        (Some(3), FIRST_LSN + 13),
-        "C replays A's late object"
-    );
-    let c = Arc::new(c);
-    let (acks_c, _) = append_concurrently(&c, 1000, 1, 5, size300).await;
-    c.shutdown().await;
-    let b = Wal::open_object(
-        pb,
-        std::path::Path::new("unused"),
-        opts(),
-        super::tests_contract::fast(),
-        &mut |_| {},
-    )
-    .await;
-    assert!(
-        matches!(&b, Err(WalError::Remote(m)) if m.contains("newer writer")),
-        "{:?}",
-        b.err()
-    );
-    a.shutdown().await;
-    let (_d, rec_d, seen_d) = open_object(&r, opts()).await;
-    assert!(rec_d.cut.is_none(), "{:?}", rec_d.cut);
-    for (_, x) in &acks_c {
-        assert!(
-            seen_d.iter().any(|s| s.lsn == x.lsn),
-            "C acknowledged LSN {} and D lost it",
-            x.lsn
-        );
-    }
-}
-
-/// A trim that finds itself fenced after writing its checkpoint must not
-/// put its trim point into later object headers: the successor read an
-/// older checkpoint (snapshot) and must replay from that one's trim.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fenced_trims_point_never_reaches_a_header() {
-    let (f, r) = faulty();
-    let (a, _, _) = open_object(&r, opts()).await;
-    let a = Arc::new(a);
-    append_concurrently(&a, 0, 4, 10, size300).await;
-    assert_eq!(a.trim_with(5, Some(Bytes::from_static(b"old"))).await.unwrap(), 5);
-    f.inject_matching(
-        Op::Put,
-        "wal/checkpoints/",
-        Fault::Delay(Duration::from_millis(400)),
-        Some(1),
-    );
-    f.inject_matching(
-        Op::Get,
-        "wal/checkpoints/",
-        Fault::Delay(Duration::from_millis(1500)),
-        Some(1),
-    );
-    let a2 = a.clone();
-    let trim = tokio::spawn(async move { a2.trim_with(30, Some(Bytes::from_static(b"new"))).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let r2 = r.clone();
-    let b = tokio::spawn(async move { prepare(&r2).await });
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let t = trim.await.unwrap();
-    assert!(matches!(t, Err(WalError::Fenced { .. })), "{t:?}");
-    for rx in queue(&a, 500, 1).await {
-        let res = rx.await.unwrap();
-        assert!(res.is_err(), "a fenced writer acknowledged {res:?}");
-    }
-    let pb = b.await.unwrap().unwrap();
-    assert_eq!(pb.checkpoint().map(|b| &b[..]), Some(&b"old"[..]));
-    let (wb, rec_b, seen_b) = open_prepared(pb, opts()).await;
-    assert_eq!(rec_b.trim_lsn, 5, "the trim point of the snapshot B loaded");
-    assert_eq!(seen_b.first().map(|s| s.lsn), Some(5));
-    wb.shutdown().await;
-    a.shutdown().await;
-}
-
 /// Objects stored but not yet acknowledged count against the in-flight
 /// bound: one slow upload makes producers wait instead of filling memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -568,12 +432,7 @@ async fn a_slow_upload_pushes_back_on_producers() {
         ..opts()
     };
     let (wal, _, _) = open_object(&r, small).await;
-    f.inject_matching(
-        Op::Put,
-        &format!("objects/{}", object_key(FIRST_LSN, 1)),
-        Fault::Delay(Duration::from_millis(1700)),
-        Some(1),
-    );
+    let gate = f.hold_matching(Op::Put, &format!("objects/{}", object_key(FIRST_LSN, 1)), Some(1));
     let wal = Arc::new(wal);
     let accepted = Arc::new(AtomicU64::new(0));
     let (w, q) = (wal.clone(), accepted.clone());
@@ -585,13 +444,23 @@ async fn a_slow_upload_pushes_back_on_producers() {
         }
         rxs
     });
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // While the first upload is held, the producer fills the pipeline: 4
+    // objects in flight (1 to 12 entries each: 4 KiB holds 12 of 340
+    // bytes), the one filling (12) and the queue (64)...
+    arrived(&gate, "the first object's upload").await;
+    wait_until("the producer filled the pipeline", || {
+        accepted.load(AtomicOrdering::Relaxed) >= 64 + 12 + 4
+    })
+    .await;
+    // ... and no further, however long the upload takes (the pause only
+    // gives a missing bound the time to show).
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let held = accepted.load(AtomicOrdering::Relaxed);
-    // 4 objects in flight + the one filling (4 KiB: at most 12 entries of
-    // 340 bytes each) + the queue.
     assert!(held <= 64 + 5 * 12, "{held} appends accepted behind one slow upload");
-    for rx in producer.await.unwrap() {
-        rx.await.unwrap().unwrap();
+    assert!(!producer.is_finished());
+    gate.release();
+    for rx in tokio::time::timeout(BOUND, producer).await.unwrap().unwrap() {
+        tokio::time::timeout(BOUND, rx).await.unwrap().unwrap().unwrap();
     }
     wal.shutdown().await;
 }
