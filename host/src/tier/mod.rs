@@ -38,6 +38,8 @@ mod tests_gaps;
 #[cfg(test)]
 mod tests_object_wal;
 #[cfg(test)]
+mod tests_retention;
+#[cfg(test)]
 mod tests_store;
 
 use std::collections::HashMap;

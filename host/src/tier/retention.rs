@@ -64,7 +64,10 @@ impl Tier {
             });
         }
         next.start_offset = next.segments.first().map_or(next.end_offset, |s| s.base_offset);
-        let due: Vec<Garbage> = next
+        // Only garbage the committed manifest already lists may go now:
+        // what this round drops stays named by the live manifest until the
+        // commit below lands (with no grace period it goes next round).
+        let due: Vec<Garbage> = current
             .garbage
             .iter()
             .filter(|g| now.saturating_sub(g.since_ms) >= grace)
