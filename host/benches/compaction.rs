@@ -247,7 +247,7 @@ fn run_case(case: Case, chunk: u64, base: &Path) -> anyhow::Result<Outcome> {
         .tempdir_in(base)?;
     let data = tmp.path().join("data");
     let bucket = tmp.path().join("bucket");
-    let (store, prefix) = sluice_host::tier::store::open(Some(&format!("file://{}", bucket.display())), &bucket)?;
+    let (store, prefix) = sluice_host::objstore::open(Some(&format!("file://{}", bucket.display())), &bucket)?;
     let open = |eager: bool| {
         let (store, prefix) = (store.clone(), prefix.clone());
         let s = settings(&data, chunk, eager);

@@ -305,11 +305,11 @@ async fn open(config: &Config, moto: Option<&S3Server>, dir: &Path) -> anyhow::R
     let (store, prefix): (Arc<dyn ObjectStore>, ObjPath) = match (config.store, moto) {
         (Kind::Moto, Some(server)) => {
             let bucket = server.unique_bucket("walbench");
-            let s3 = sluice_host::tier::store::s3_at(&server.endpoint, &bucket, "test", "test")?;
+            let s3 = sluice_host::objstore::s3_at(&server.endpoint, &bucket, "test", "test")?;
             (s3, ObjPath::from("node"))
         }
         // The embedded default: `<data-dir>/objects`, fsync on.
-        _ => sluice_host::tier::store::open(None, &data_dir)?,
+        _ => sluice_host::objstore::open(None, &data_dir)?,
     };
     let store = Arc::new(Timed {
         inner: store,

@@ -112,12 +112,12 @@ async fn main() -> anyhow::Result<()> {
         .max(10);
     let mut rows = Vec::new();
     let files = tempfile::tempdir()?;
-    let (file_store, prefix) = sluice_host::tier::store::open(None, files.path())?;
+    let (file_store, prefix) = sluice_host::objstore::open(None, files.path())?;
     rows.push(run("file", file_store, prefix, restarts).await?);
     match sluice_test_artifacts::moto::try_server() {
         Some(server) => {
             let bucket = server.unique_bucket("restarts");
-            let s3 = sluice_host::tier::store::s3_at(&server.endpoint, &bucket, "test", "test")?;
+            let s3 = sluice_host::objstore::s3_at(&server.endpoint, &bucket, "test", "test")?;
             rows.push(run("moto", s3, ObjPath::from("node"), restarts).await?);
         }
         None => println!("note: moto could not be started; the moto row is skipped"),

@@ -32,7 +32,7 @@ use bytesize::ByteSize;
 use futures::StreamExt;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt};
-use sluice_host::tier::faults::{FaultyStore, Op};
+use sluice_host::objstore::faults::{FaultyStore, Op};
 use sluice_host::{Host, ReadLimits, Record, Settings};
 use sluice_test_artifacts::moto::S3Server;
 
@@ -186,11 +186,11 @@ impl Run {
 /// A fresh store of the kind: a new bucket on moto, a new dir otherwise.
 fn new_store(kind: Kind, moto: Option<&S3Server>, dir: &Path) -> anyhow::Result<(Arc<dyn ObjectStore>, ObjPath)> {
     if let (Kind::Moto, Some(server)) = (kind, moto) {
-        let s3 = sluice_host::tier::store::s3_at(&server.endpoint, &server.unique_bucket("bench"), "test", "test")?;
+        let s3 = sluice_host::objstore::s3_at(&server.endpoint, &server.unique_bucket("bench"), "test", "test")?;
         return Ok((s3, ObjPath::from("node")));
     }
     let dir = dir.join("bucket");
-    Ok(sluice_host::tier::store::open(
+    Ok(sluice_host::objstore::open(
         Some(&format!("file://{}", dir.display())),
         &dir,
     )?)

@@ -256,7 +256,7 @@ impl Settings {
         if self.upload_chunk_bytes.as_u64() < 1024 {
             return bad("upload_chunk_bytes must be at least 1 KiB".into());
         }
-        if self.upload_part_bytes.as_u64() < crate::tier::plan::S3_MIN_PART_BYTES
+        if self.upload_part_bytes.as_u64() < crate::objstore::S3_MIN_PART_BYTES
             || self.upload_part_bytes.as_u64() > 5 * 1024 * 1024 * 1024
         {
             return bad("upload_part_bytes must be between 5 MiB and 5 GiB".into());

@@ -5,6 +5,7 @@
 
 use crate::cluster::ClusterError;
 use crate::log::LogError;
+use crate::objstore::ObjStoreError;
 use crate::plugin::{PluginError, RegistryError};
 use crate::tier::TierError;
 use crate::wal::WalError;
@@ -102,6 +103,19 @@ impl From<WalError> for Error {
     }
 }
 
+impl From<ObjStoreError> for Error {
+    fn from(e: ObjStoreError) -> Self {
+        let (kind, code) = match &e {
+            ObjStoreError::Config(_) => (ErrorKind::Invalid, "invalid_config"),
+            ObjStoreError::Store { .. } | ObjStoreError::Timeout { .. } => {
+                (ErrorKind::Unavailable, "object_store_unavailable")
+            }
+            ObjStoreError::Corrupt { .. } => (ErrorKind::Data, "data_corrupt"),
+        };
+        Error::new(kind, code, e.to_string()).with_source(e)
+    }
+}
+
 impl From<TierError> for Error {
     fn from(e: TierError) -> Self {
         let (kind, code) = match &e {
@@ -111,9 +125,14 @@ impl From<TierError> for Error {
                 }
                 (ErrorKind::Internal, "io_error")
             }
+            TierError::Remote(_) => {
+                if let TierError::Remote(r) = e {
+                    return r.into();
+                }
+                (ErrorKind::Internal, "io_error")
+            }
             TierError::Config(_) => (ErrorKind::Invalid, "invalid_config"),
             TierError::Fenced { .. } => (ErrorKind::Conflict, "fenced"),
-            TierError::Store { .. } | TierError::Timeout { .. } => (ErrorKind::Unavailable, "object_store_unavailable"),
             TierError::Corrupt { .. } => (ErrorKind::Data, "data_corrupt"),
         };
         Error::new(kind, code, e.to_string()).with_source(e)

@@ -96,7 +96,7 @@ impl Host {
     /// Validates `settings`, recovers the data directory and starts the WAL
     /// and the tiering uploader (on the store `settings.object_store` names).
     pub async fn open(settings: Settings) -> Result<Host, Error> {
-        let (store, prefix) = crate::tier::store::open(settings.object_store.as_deref(), &settings.data_dir)?;
+        let (store, prefix) = crate::objstore::open(settings.object_store.as_deref(), &settings.data_dir)?;
         Host::open_with_store(settings, store, prefix).await
     }
 

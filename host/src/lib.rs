@@ -32,6 +32,7 @@ pub mod fsutil;
 pub mod host;
 pub mod log;
 pub mod metrics;
+pub mod objstore;
 pub mod pipeline;
 pub mod plugin;
 pub mod tier;

@@ -51,7 +51,7 @@ pub enum WalBackend {
     /// Objects under `wal/` in this store: the node keeps no state the
     /// store does not also hold (see docs/design/0004-object-wal.md).
     Object {
-        remote: crate::tier::store::Remote,
+        remote: crate::objstore::Remote,
         opts: wal::object::ObjectOptions,
     },
 }

@@ -36,6 +36,11 @@ impl BatchRef {
     pub fn end(&self) -> u64 {
         self.base_offset + self.count as u64
     }
+
+    /// Bytes of its record batch (the WAL entry without header or trailer).
+    pub fn payload_len(&self) -> u64 {
+        (self.location.len as u64).saturating_sub((ENTRY_HEADER_LEN + self.trailer as usize) as u64)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -314,18 +319,15 @@ impl Partition {
         }
     }
 
-    /// WAL batches from `tiered_end` on that form the next upload chunk:
-    /// `object_size(payload lengths)` at most `max_bytes` (one batch at least).
-    pub fn untiered(&self, max_bytes: u64, per_batch: u64) -> Vec<BatchRef> {
+    /// The first WAL batches from `tiered_end` on, visible to readers:
+    /// `choose` sees them all (under the partition's lock, so it must be
+    /// quick) and says how many to take. Tiering decides what a chunk holds.
+    pub fn untiered(&self, choose: impl FnOnce(&[BatchRef]) -> usize) -> Vec<BatchRef> {
         let st = self.lock();
         let first = st.batches.partition_point(|b| b.end() <= st.tiered_end);
         let visible = st.batches[first..].partition_point(|b| b.end() <= st.visible_end());
         let rest = &st.batches[first..first + visible];
-        let sizes = rest.iter().map(|b| {
-            let payload = (b.location.len as u64).saturating_sub((ENTRY_HEADER_LEN + b.trailer as usize) as u64);
-            payload + per_batch
-        });
-        let n = crate::tier::plan::first_chunk_len(sizes, max_bytes);
+        let n = choose(rest).min(rest.len());
         rest[..n].to_vec()
     }
 
@@ -409,12 +411,9 @@ mod tests {
             assert!(p.commit(b(i * 10, 10)));
         }
         assert_eq!(p.trim_bound(), Some(1));
-        assert_eq!(
-            p.untiered(250, 40).len(),
-            1,
-            "one batch of 320 bytes exceeds 250 but goes alone"
-        );
-        assert_eq!(p.untiered(700, 40).len(), 2);
+        assert_eq!(p.untiered(|b| b.len()).len(), 10, "every batch is offered");
+        assert_eq!(p.untiered(|_| 3).len(), 3);
+        assert_eq!(p.untiered(|_| 99).len(), 10, "never more than there are");
         p.set_tiered(0, 30);
         assert_eq!(p.lag().records, 70);
         assert_eq!(p.trim_bound(), Some(31), "first untiered batch (base 30) has lsn 31");

@@ -280,7 +280,7 @@ async fn pipeline_positions_survive_reopen_from_the_wal_alone() {
 /// `as_of_lsn` of 0 was taken to cover it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_entries_of_an_object_wal_survive_an_empty_data_dir() {
-    use crate::tier::store::{Remote, RemoteOptions};
+    use crate::objstore::{Remote, RemoteOptions};
     let remote = Remote::new(
         Arc::new(object_store::memory::InMemory::new()),
         object_store::path::Path::from("node"),

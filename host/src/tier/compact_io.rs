@@ -10,9 +10,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::Tier;
 use super::manifest::{self, SegmentMeta};
 use super::segment::{IndexEntry, SegmentWriter};
-use super::{Tier, TierError};
 use crate::log::{OffsetRecord, TierPartition, record};
 use crate::plugin::{CompactionInstance, Decision};
 
@@ -123,7 +123,7 @@ impl Tier {
 /// Writes the kept records of one segment, streaming: consecutive offsets
 /// form a batch (at most `OUT_BATCH_BYTES`), a gap starts a new one.
 pub(super) struct CompactedWriter {
-    upload: super::store::Upload,
+    upload: crate::objstore::Upload,
     writer: SegmentWriter,
     run: Vec<OffsetRecord>,
     run_bytes: usize,
@@ -158,7 +158,11 @@ impl CompactedWriter {
         self.flush().await?;
         let (tail, footer) = self.writer.finish_at(self.seg.end_offset);
         self.upload.write(&tail).await.map_err(|e| e.to_string())?;
-        let size = self.upload.finish().await.map_err(|e: TierError| e.to_string())?;
+        let size = self
+            .upload
+            .finish()
+            .await
+            .map_err(|e: crate::objstore::ObjStoreError| e.to_string())?;
         Ok(SegmentMeta {
             key: self.name,
             size,

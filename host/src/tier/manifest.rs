@@ -16,8 +16,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::error::TierError;
-use super::store::Remote;
 use crate::fsutil::now_ms;
+use crate::objstore::Remote;
 
 /// One segment object a manifest names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

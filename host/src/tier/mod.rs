@@ -16,13 +16,11 @@ pub mod cold;
 pub mod compact;
 mod compact_io;
 pub mod error;
-pub mod faults;
 pub mod manifest;
 pub mod plan;
 pub mod rate;
 pub mod retention;
 pub mod segment;
-pub mod store;
 pub mod uploader;
 
 #[cfg(test)]
@@ -31,8 +29,6 @@ pub(crate) mod tests;
 mod tests_compact;
 #[cfg(test)]
 mod tests_compact_resume;
-#[cfg(test)]
-mod tests_faults;
 #[cfg(test)]
 mod tests_gaps;
 #[cfg(test)]
@@ -46,9 +42,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use crate::objstore::{Remote, RemoteOptions};
 pub use error::TierError;
 use manifest::Manifest;
-pub use store::{Remote, RemoteOptions};
 
 use crate::log::Log;
 

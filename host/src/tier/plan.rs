@@ -15,8 +15,7 @@
 
 use std::ops::Range;
 
-/// The minimum size of every part but the last in an S3 multipart upload.
-pub const S3_MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
+pub use crate::objstore::S3_MIN_PART_BYTES;
 
 /// One WAL batch to upload; a plan takes them in offset order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use bytesize::ByteSize;
 use object_store::ObjectStore;
 use object_store::path::Path;
 
-use super::faults::{Fault, FaultyStore, Op};
+use crate::objstore::faults::{Fault, FaultyStore, Op};
 use crate::{Host, PartitionStatus, ReadLimits, Record, Retention, Settings};
 
 /// Settings that tier everything at once in tiny objects.
@@ -41,25 +41,10 @@ pub(super) fn store(kind: Store, dir: &std::path::Path) -> Option<(Arc<dyn Objec
         Store::Memory => Some((Arc::new(object_store::memory::InMemory::new()), Path::default())),
         Store::File => {
             let url = format!("file://{}", dir.join("bucket").display());
-            super::store::open(Some(&url), dir).ok()
+            crate::objstore::open(Some(&url), dir).ok()
         }
-        Store::S3 => Some((moto_bucket("tier")?, Path::from("node-a"))),
+        Store::S3 => Some((crate::objstore::testing::moto_bucket("tier")?, Path::from("node-a"))),
     }
-}
-
-/// A fresh bucket on moto, or `None` (with a note) when moto is not
-/// installed outside CI.
-pub(crate) fn moto_bucket(tag: &str) -> Option<Arc<dyn ObjectStore>> {
-    let server = match sluice_test_artifacts::moto::try_server() {
-        Some(s) => s,
-        None if sluice_test_artifacts::moto::required() => sluice_test_artifacts::moto::server(),
-        None => {
-            eprintln!("note: moto_server not installed; S3 variant skipped (CI runs it)");
-            return None;
-        }
-    };
-    let bucket = server.unique_bucket(tag);
-    Some(super::store::s3_at(&server.endpoint, &bucket, "test", "test").expect("s3 store"))
 }
 
 pub(super) fn rec(i: u64) -> Record {
@@ -158,7 +143,7 @@ async fn round_trip(kind: Store) {
     assert!(st.tier.segments > 5, "4 KiB chunks make many segments: {st:?}");
     // Every object is within the chunk size unless it holds a single batch
     // (10 records here) that alone is larger.
-    let remote = super::store::Remote::new(store.clone(), prefix.clone(), Default::default());
+    let remote = crate::objstore::Remote::new(store.clone(), prefix.clone(), Default::default());
     let m = super::manifest::load(&remote, 1, 0).await.unwrap().unwrap();
     for seg in &m.segments {
         let single = seg.end_offset - seg.base_offset <= 10;
@@ -320,7 +305,7 @@ async fn retention_by_bytes_drops_old_segments_and_their_objects(kind: Store) {
     // Dropped objects are deleted (grace 0): only the kept ones remain.
     let mut left = 0;
     for _ in 0..200 {
-        left = super::store::Remote::new(store.clone(), prefix.clone(), Default::default())
+        left = crate::objstore::Remote::new(store.clone(), prefix.clone(), Default::default())
             .list("streams")
             .await
             .unwrap()
@@ -351,7 +336,7 @@ async fn unreferenced_objects_are_swept_and_named_ones_kept(kind: Store) {
     host.create_stream("t", 1).await.unwrap();
     produce(&host, "t", 0, 30, 10).await;
     wait_for(&host, "t", "everything tiered", |p| p.tier.tiered_end == 300).await;
-    let remote = super::store::Remote::new(store.clone(), prefix.clone(), Default::default());
+    let remote = crate::objstore::Remote::new(store.clone(), prefix.clone(), Default::default());
     let seg_dir = format!("{}/segments", super::manifest::partition_dir(1, 0));
     // An upload whose manifest commit never happened leaves an orphan.
     let orphan = remote.path(&format!("{seg_dir}/00000000000000000300-00000000000000000310-e9.seg"));
@@ -410,7 +395,7 @@ async fn time_retention_runs_after_a_restart_without_new_data(kind: Store) {
     wait_for(&host, "short", "short tiered", |p| p.tier.tiered_end == 200).await;
     host.shutdown().await;
     drop(host);
-    let remote = super::store::Remote::new(store.clone(), prefix.clone(), Default::default());
+    let remote = crate::objstore::Remote::new(store.clone(), prefix.clone(), Default::default());
     let m = super::manifest::load(&remote, short.id, 0).await.unwrap().unwrap();
     assert_eq!((m.start_offset, m.end_offset, m.segments.len()), (0, 200, 1), "{m:?}");
 
@@ -446,7 +431,7 @@ async fn a_deleted_streams_objects_are_deleted_even_across_a_restart(kind: Store
     let Some((store, prefix)) = store(kind, dir.path()) else {
         return;
     };
-    let remote = super::store::Remote::new(store.clone(), prefix.clone(), Default::default());
+    let remote = crate::objstore::Remote::new(store.clone(), prefix.clone(), Default::default());
     // Deletes fail until the restart, so the purge must survive it.
     let faulty = FaultyStore::new(store.clone());
     let host = Host::open_with_store(eager(dir.path()), faulty.clone(), prefix.clone())
@@ -507,7 +492,7 @@ async fn a_segment_written_but_not_committed_is_retried_and_swept(kind: Store) {
     })
     .await;
     check(&read_all(&host, "t", 0).await, 0, 130);
-    let remote = super::store::Remote::new(faulty.inner().clone(), prefix.clone(), Default::default());
+    let remote = crate::objstore::Remote::new(faulty.inner().clone(), prefix.clone(), Default::default());
     let m = super::manifest::load(&remote, 1, 0).await.unwrap().unwrap();
     let seg_dir = format!("{}/segments", super::manifest::partition_dir(1, 0));
     let mut listed = usize::MAX;

@@ -14,8 +14,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use sluice_test_artifacts as wasm;
 
-use super::faults::{Fault, FaultyStore, Op};
 use super::tests::{Store, eager, read_all, store, wait_for, with_tiering_held};
+use crate::objstore::faults::{Fault, FaultyStore, Op};
 use crate::{Compaction, Host, Record, StreamConfig};
 
 fn compaction(plugin: &str, config: &[(&str, &str)]) -> Compaction {
@@ -176,7 +176,7 @@ async fn a_trapping_policy_fails_the_run_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_or_hanging_store_fails_the_run_in_bounded_time_then_it_succeeds() {
-    use super::faults::{Fault, FaultyStore, Op};
+    use crate::objstore::faults::{Fault, FaultyStore, Op};
     let dir = tempfile::tempdir().unwrap();
     let Some((inner, prefix)) = store(Store::Memory, dir.path()) else {
         return;

@@ -14,8 +14,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use sluice_test_artifacts as wasm;
 
-use super::faults::{Fault, FaultyStore, Op};
 use super::tests::{Store, eager, read_all, store, wait_for, with_tiering_held};
+use crate::objstore::faults::{Fault, FaultyStore, Op};
 use crate::{Compaction, Host, Record, StreamConfig};
 
 /// Keys of the records (`offset % KEYS`), read by the `bad-policy` plugin.

@@ -7,10 +7,10 @@ use bytes::Bytes;
 
 use super::manifest::{self, SegmentMeta};
 use super::segment::{self, SegmentWriter};
-use super::store::Remote;
 use super::tests::{Store, check, eager, produce, read_all, rec, store, wait_for};
 use crate::Host;
 use crate::log::record;
+use crate::objstore::Remote;
 
 /// Rewrites `seg` keeping the records `keep` accepts, one batch per run of
 /// consecutive kept offsets; returns the new segment's manifest entry.

@@ -99,7 +99,7 @@ on_every_store!(a_node_with_an_empty_data_dir_recovers_everything);
 /// either (a restart from the store would not have it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_not_stored_in_the_object_store_is_not_kept() {
-    use super::faults::{Fault, FaultyStore, Op};
+    use crate::objstore::faults::{Fault, FaultyStore, Op};
     let dir = tempfile::tempdir().unwrap();
     let faulty = FaultyStore::new(std::sync::Arc::new(object_store::memory::InMemory::new()));
     let settings = crate::Settings {

@@ -1,9 +1,9 @@
 //! Retention against a failing store: a round whose manifest commit fails
 //! deletes nothing the live manifest still names, even with no grace period.
 
-use super::faults::{Fault, FaultyStore, Op};
 use super::manifest;
 use super::tests::{Store, check, eager, on_every_store, produce, read_all, store, wait_for};
+use crate::objstore::faults::{Fault, FaultyStore, Op};
 use crate::{Host, Retention};
 
 async fn a_failed_retention_commit_deletes_nothing_still_named(kind: Store) {
@@ -42,7 +42,7 @@ async fn a_failed_retention_commit_deletes_nothing_still_named(kind: Store) {
     .await;
     // The live manifest still names the segment: its object is there, and
     // the records read back (from the store: the WAL was trimmed).
-    let remote = super::store::Remote::new(store.clone(), prefix.clone(), Default::default());
+    let remote = crate::objstore::Remote::new(store.clone(), prefix.clone(), Default::default());
     let segments = remote.list(&format!("{part_dir}/segments")).await.unwrap();
     assert_eq!(segments.len(), 1, "{segments:?}");
     assert_eq!(host.stream_status("short").unwrap()[0].wal_start_offset, 200);

@@ -9,11 +9,11 @@ use bytes::Bytes;
 use object_store::ObjectStore;
 use object_store::path::Path;
 
-use super::faults::{Fault, FaultyStore, Op};
 use super::manifest::{self, Manifest};
-use super::store::{Remote, RemoteOptions};
 use super::tests::{Store, store};
 use super::{TierError, plan};
+use crate::objstore::faults::{Fault, FaultyStore, Op};
+use crate::objstore::{ObjStoreError, Remote, RemoteOptions};
 
 fn remote(store: Arc<dyn ObjectStore>, prefix: Path) -> Remote {
     Remote::new(
@@ -93,7 +93,7 @@ async fn a_failed_or_hung_part_aborts_the_upload_in_bounded_time() {
     let path = r.path("a.seg");
     let mut up = r.upload(path.clone());
     let err = up.write(&data).await.unwrap_err();
-    assert!(matches!(err, TierError::Store { op: "put_part", .. }), "{err}");
+    assert!(matches!(err, ObjStoreError::Store { op: "put_part", .. }), "{err}");
     assert_eq!(faulty.calls(Op::MultipartAbort), 1);
     assert_eq!(r.get(&path).await.unwrap(), None, "nothing visible");
 
@@ -103,13 +103,13 @@ async fn a_failed_or_hung_part_aborts_the_upload_in_bounded_time() {
     let started = Instant::now();
     let mut up = r.upload(r.path("b.seg"));
     let err = up.write(&data).await.unwrap_err();
-    assert!(matches!(err, TierError::Timeout { .. }), "{err}");
+    assert!(matches!(err, ObjStoreError::Timeout { .. }), "{err}");
     faulty.clear();
     faulty.inject(Op::MultipartComplete, Fault::Hang, Some(1));
     let mut up = r.upload(r.path("c.seg"));
     up.write(&data).await.unwrap();
     let err = up.finish().await.unwrap_err();
-    assert!(matches!(err, TierError::Timeout { .. }), "{err}");
+    assert!(matches!(err, ObjStoreError::Timeout { .. }), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(faulty.calls(Op::MultipartAbort), 3);
 

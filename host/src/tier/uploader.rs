@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::manifest::{self, Manifest, SegmentMeta};
+use super::plan;
 use super::segment::{self, SegmentWriter};
 use super::{PartState, Tier, TierError};
 use crate::fsutil::now_ms;
@@ -188,7 +189,9 @@ impl Tier {
         // header and index entry, plus the footer.
         let per_batch = (segment::BATCH_HEADER_LEN + segment::INDEX_ENTRY_LEN) as u64;
         let budget = self.opts.upload_chunk_bytes.saturating_sub(segment::FOOTER_LEN as u64);
-        let batches = p.state.untiered(budget, per_batch);
+        let batches = p
+            .state
+            .untiered(|rest| plan::first_chunk_len(rest.iter().map(|b| b.payload_len() + per_batch), budget));
         let Some(first) = batches.first() else {
             return Ok(false);
         };

@@ -31,7 +31,7 @@ use super::object_epochs;
 use super::object_format::{OBJECT_HEADER_LEN, decode_header, decode_object, object_key, parse_object_key};
 use super::object_recovery::{Claim, Listed, Plan, plan};
 use super::recovery::{Cut, Location, Recovered, RecoveredEntry};
-use crate::tier::store::Remote;
+use crate::objstore::{ObjStoreError, Remote};
 
 pub const OBJECTS_DIR: &str = "wal/objects";
 pub use super::object_epochs::EPOCHS_DIR;
@@ -58,7 +58,7 @@ impl Default for ObjectOptions {
     }
 }
 
-pub(crate) fn remote_err(e: crate::tier::TierError) -> WalError {
+pub(crate) fn remote_err(e: ObjStoreError) -> WalError {
     WalError::Remote(e.to_string())
 }
 
@@ -119,10 +119,7 @@ impl Reader {
             Ok(b) => b,
             // Deleted by a trim (this node's, or a fenced predecessor's
             // that had tiered it): the reader re-plans from the store.
-            Err(crate::tier::TierError::Store {
-                source: object_store::Error::NotFound { .. },
-                ..
-            }) => return Err(WalError::Trimmed { lsn }),
+            Err(e) if e.is_not_found() => return Err(WalError::Trimmed { lsn }),
             Err(e) => return Err(remote_err(e)),
         };
         super::check_entry(lsn, buf, location.pos, || PathBuf::from(&key))
@@ -157,13 +154,10 @@ pub async fn prepare(remote: &Remote) -> Result<Prepared, WalError> {
     .map(|(key, first_lsn, epoch, path)| async move {
         let header = match remote.get_range(&path, 0..OBJECT_HEADER_LEN as u64).await {
             Ok(b) => decode_header(&b),
-            Err(crate::tier::TierError::Corrupt { .. }) => Err(Corruption::Truncated),
+            Err(ObjStoreError::Corrupt { .. }) => Err(Corruption::Truncated),
             // Deleted since the listing: by a trim whose checkpoint this
             // recovery read (so the object is dead), else the chain stops.
-            Err(crate::tier::TierError::Store {
-                source: object_store::Error::NotFound { .. },
-                ..
-            }) => Err(Corruption::Object("deleted since the listing".into())),
+            Err(e) if e.is_not_found() => Err(Corruption::Object("deleted since the listing".into())),
             Err(e) => return Err(remote_err(e)),
         };
         Ok(Listed {

@@ -32,7 +32,7 @@ use bytes::Bytes;
 use super::error::WalError;
 use super::object::remote_err;
 use super::object_recovery::Claim;
-use crate::tier::store::Remote;
+use crate::objstore::Remote;
 
 pub const EPOCHS_DIR: &str = "wal/epochs";
 

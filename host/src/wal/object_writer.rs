@@ -36,7 +36,7 @@ use super::recovery::Location;
 use super::writer::{AppendRequest, Command, Completion, Progress};
 use crate::fsutil::now_ms;
 use crate::metrics as m;
-use crate::tier::store::Remote;
+use crate::objstore::Remote;
 
 type Pending = (Completion, Appended, Instant);
 

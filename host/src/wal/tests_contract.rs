@@ -14,7 +14,7 @@ use tempfile::TempDir;
 
 use super::object::{ObjectOptions, Prepared, prepare};
 use super::*;
-use crate::tier::store::{Remote, RemoteOptions};
+use crate::objstore::{Remote, RemoteOptions};
 
 pub(super) fn meta(i: u64) -> EntryMeta {
     EntryMeta {
@@ -207,7 +207,7 @@ impl Backend {
                 }
             }
             Kind::S3 => {
-                let s3 = crate::tier::tests::moto_bucket("wal")?;
+                let s3 = crate::objstore::testing::moto_bucket("wal")?;
                 Backend::Object {
                     remote: remote_on(s3, "node-a", opts),
                     _dir: None,

@@ -25,8 +25,8 @@ use super::tests_contract::{
     append_concurrently, expected, inside_a_segment, meta, open_object, open_prepared, payload, remote_on,
 };
 use super::*;
-use crate::tier::faults::{Fault, FaultyStore, Gate, Op};
-use crate::tier::store::{Remote, RemoteOptions};
+use crate::objstore::faults::{Fault, FaultyStore, Gate, Op};
+use crate::objstore::{Remote, RemoteOptions};
 
 /// A faulty in-memory store and a remote on it that does not retry (an
 /// injected error fails the call), with a timeout that outlasts any call a

@@ -14,7 +14,7 @@ use super::object_format::{encode_object, object_key};
 use super::tests_contract::{append_concurrently, expected, meta, open_object, payload, remote_on};
 use super::*;
 use crate::fsutil::now_ms;
-use crate::tier::store::RemoteOptions;
+use crate::objstore::RemoteOptions;
 
 fn size300(_: u64) -> usize {
     300

@@ -15,7 +15,7 @@ use super::object_format::object_key;
 use super::tests_contract::{Seen, append_concurrently, expected, meta, open_object, open_prepared, payload};
 use super::tests_object::{BOUND, arrived, faulty, opts, queue, size300, stored};
 use super::*;
-use crate::tier::faults::Op;
+use crate::objstore::faults::Op;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_epoch_fences_the_old_writer_and_keeps_what_it_acknowledged() {
