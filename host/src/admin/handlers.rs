@@ -17,7 +17,7 @@ use super::wire::{
     RecordOut, StreamOut, StreamsOut, parse_produce_body,
 };
 use crate::error::{Error, ErrorKind};
-use crate::host::{Acks, Host, PartitionStatus, ReadLimits};
+use crate::node::{Acks, Host, PartitionStatus, ReadLimits};
 
 /// Query of a produce request.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -257,7 +257,10 @@ pub async fn produce(
         .enumerate()
         .map(|(i, r)| r.into_record(i))
         .collect::<Result<Vec<_>, Error>>()?;
-    let a = host.append_acks(&stream, partition, &records, q.acks).await?;
+    let a = match q.acks {
+        Acks::All => host.append_acks(&stream, partition, &records, q.acks).await?,
+        Acks::Leader => host.append(&stream, partition, &records).await?,
+    };
     Ok(Json(ProduceOut {
         base_offset: a.base_offset,
         count: a.count,

@@ -18,7 +18,7 @@ use crate::cluster::leader::RawReadRequest;
 use crate::cluster::moves::{LeaderChange, PartitionRef, PartitionState};
 use crate::cluster::wire::FetchRequest;
 use crate::error::Error;
-use crate::host::{Host, StreamSpec};
+use crate::node::{Host, StreamSpec};
 
 type Res<T> = Result<T, ApiError>;
 

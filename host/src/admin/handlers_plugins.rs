@@ -11,7 +11,7 @@ use super::handlers::Res;
 use super::openapi::PluginInfoDoc;
 use super::wire::{CreatePipeline, PipelinesOut, PluginVersionOut, PluginsOut};
 use crate::error::Error;
-use crate::host::Host;
+use crate::node::Host;
 use crate::pipeline::Status as PipelineStatus;
 
 /// Upload a plugin version

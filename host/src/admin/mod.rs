@@ -36,7 +36,7 @@ use utoipa_axum::routes;
 use self::handlers as h;
 use self::handlers_cluster as c;
 use self::handlers_plugins as p;
-use crate::host::Host;
+use crate::node::Host;
 
 /// Every route, registered with its OpenAPI operation: `routes!` takes the
 /// path and methods from each handler's `#[utoipa::path]`, so what is served

@@ -36,7 +36,7 @@ pub const BEARER: &str = "bearer";
     security((), ("bearer" = [])),
     // Schemas reached only from parameters: `routes!` collects those of
     // bodies only.
-    components(schemas(ErrorBody, Encoding, crate::host::Acks)),
+    components(schemas(ErrorBody, Encoding, crate::node::Acks)),
     tags(
         (name = "system", description = "Health, metrics and this document"),
         (name = "streams", description = "Streams: create, list, describe, status, delete"),

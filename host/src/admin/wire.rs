@@ -150,7 +150,7 @@ pub struct ConsumeQuery {
     pub max_bytes: Option<usize>,
     pub encoding: Encoding,
     /// `plugin`, `plugin_version` and `config.KEY=VALUE` pairs.
-    pub filter: Option<crate::host::ReadFilter>,
+    pub filter: Option<crate::node::ReadFilter>,
     /// Long-poll: when nothing is at or after `offset`, wait up to this many
     /// milliseconds for a record before answering (at most `MAX_WAIT_MS`).
     pub wait_ms: u64,
@@ -203,7 +203,7 @@ impl ConsumeQuery {
         }
         match plugin {
             Some(plugin) => {
-                q.filter = Some(crate::host::ReadFilter {
+                q.filter = Some(crate::node::ReadFilter {
                     plugin,
                     version,
                     config,

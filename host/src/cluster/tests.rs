@@ -9,8 +9,8 @@ use bytes::Bytes;
 use tokio::net::TcpListener;
 
 use crate::config::ClusterSettings;
-use crate::host::Acks;
 use crate::log::meta::{Replication, StreamConfig};
+use crate::node::Acks;
 use crate::{Host, Record, Settings};
 
 pub(crate) struct Node {

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 
 use super::tests::{batches, big, cluster_with, replicated, start_with, stop, wait_until};
 use crate::Settings;
-use crate::host::Acks;
+use crate::node::Acks;
 
 fn eager(s: &mut Settings) {
     s.segment_bytes = ByteSize::kib(64);

@@ -14,8 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::tests::wait_until;
 use crate::config::ClusterSettings;
-use crate::host::StreamSpec;
 use crate::log::meta::{Replication, Retention};
+use crate::node::StreamSpec;
 use crate::{Host, Settings};
 
 type Counts = Arc<Mutex<HashMap<String, u32>>>;

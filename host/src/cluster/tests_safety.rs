@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::tests::{batches, big, cluster, replicated, restart, stop, wait_until};
-use crate::host::Acks;
+use crate::node::Acks;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_under_concurrent_producers_keeps_every_acknowledged_record() {

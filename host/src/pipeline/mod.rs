@@ -23,11 +23,11 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
-use crate::host::blocking;
 use crate::log::meta::PipelineMeta;
 use crate::log::progress::Progress;
 use crate::log::{Log, LogError};
 use crate::plugin::Registry;
+use crate::task::blocking;
 
 /// How often an idle task looks for new input.
 const IDLE_POLL: Duration = Duration::from_millis(25);

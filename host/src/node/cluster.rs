@@ -187,13 +187,7 @@ impl Host {
         {
             c.check_min_in_sync(stream, partition)?;
         }
-        let appended = match self.inner.log.append(stream, partition, records).await {
-            Ok(a) => a,
-            Err(crate::log::LogError::NotLeader { leader, .. }) => {
-                return Err(self.not_leader(stream, partition, leader));
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let appended = self.append(stream, partition, records).await?;
         if acks == Acks::All
             && let Some(c) = &self.inner.cluster
             && self.inner.log.replica(stream, partition).is_ok()
@@ -204,7 +198,8 @@ impl Host {
         Ok(appended)
     }
 
-    fn not_leader(&self, stream: &str, partition: u32, leader: u32) -> Error {
+    /// The `not_leader` error naming the leader's address.
+    pub(super) fn not_leader(&self, stream: &str, partition: u32, leader: u32) -> Error {
         let addr = self
             .inner
             .cluster

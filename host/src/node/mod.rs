@@ -17,14 +17,13 @@ use crate::log::meta::{Compaction, StreamConfig};
 use crate::log::{Appended, Log, OffsetRecord, ReadBatch, Record, StreamInfo};
 use crate::pipeline::{Pipelines, Status as PipelineStatus};
 use crate::plugin::{PluginInfo, Registry, Runtime};
+use crate::task::blocking;
 use crate::tier::compact::CompactionStatus;
 use crate::tier::{Remote, Tier, TierStatus};
 
-#[path = "host_cluster.rs"]
-mod cluster_ops;
-#[path = "host_plugins.rs"]
-mod plugin_ops;
-pub use cluster_ops::{Acks, StreamSpec};
+mod cluster;
+mod plugins;
+pub use cluster::{Acks, StreamSpec};
 
 /// How much one read may return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +124,7 @@ impl Host {
                 remote: remote.clone(),
                 opts: settings.wal_object_options(),
             };
-            plugin_ops::restore(&remote, &settings.data_dir).await?;
+            plugins::restore(&remote, &settings.data_dir).await?;
         }
         let runtime = Runtime::new(settings.plugin_limits())?;
         let (log, plugins) = blocking(move || -> Result<(Log, Registry), Error> {
@@ -332,9 +331,15 @@ impl Host {
         Ok(self.inner.log.describe_stream(name)?)
     }
 
-    /// Appends a batch to one partition; returns its offsets once durable.
+    /// Appends a batch to one partition; returns its offsets once durable
+    /// (on a replicated partition: durable on this node, its leader; see
+    /// [`Host::append_acks`] for `acks=all`).
     pub async fn append(&self, stream: &str, partition: u32, records: &[Record]) -> Result<Appended, Error> {
-        self.append_acks(stream, partition, records, Acks::Leader).await
+        match self.inner.log.append(stream, partition, records).await {
+            Ok(a) => Ok(a),
+            Err(crate::log::LogError::NotLeader { leader, .. }) => Err(self.not_leader(stream, partition, leader)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Reads from `offset` on. Reading at the partition's end returns no
@@ -529,11 +534,4 @@ impl Host {
         self.inner.tier.stop().await;
         self.inner.log.shutdown().await;
     }
-}
-
-/// Runs blocking work (file I/O, compiling or calling plugins) off the async workers.
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::new(ErrorKind::Internal, "internal", format!("blocking task failed: {e}")))
 }

@@ -13,9 +13,10 @@ use std::path::Path;
 
 use bytes::Bytes;
 
-use super::{Host, blocking};
+use super::Host;
 use crate::error::{Error, ErrorKind};
 use crate::plugin::VersionInfo;
+use crate::task::blocking;
 use crate::tier::Remote;
 
 const PLUGINS_DIR: &str = "plugins";
