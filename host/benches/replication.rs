@@ -45,7 +45,7 @@ async fn node(dir: &std::path::Path, id: u32, listener: TcpListener, nodes: &[(u
     let host = Host::open(settings).await.expect("open node");
     let h = host.clone();
     tokio::spawn(async move {
-        let _ = h.serve(listener, std::future::pending()).await;
+        let _ = sluice_host::http::serve(&h, listener, std::future::pending()).await;
     });
     host
 }

@@ -1,11 +1,12 @@
 //! The public error: a coarse [`ErrorKind`] that tells a caller what to do,
 //! a stable machine-readable `code`, and a human message. Subsystem errors
 //! (`WalError`, `LogError`, ...) convert into it here, in one place; the HTTP
-//! layer maps kinds to status codes in one place too (`admin::error`).
+//! layer maps kinds to status codes in one place too (`http::error`).
 
 use crate::cluster::ClusterError;
 use crate::log::LogError;
 use crate::objstore::ObjStoreError;
+use crate::pipeline::PipelineError;
 use crate::plugin::{PluginError, RegistryError};
 use crate::tier::TierError;
 use crate::wal::WalError;
@@ -204,6 +205,19 @@ impl From<PluginError> for Error {
             PluginError::Runtime(_) => (ErrorKind::Internal, "internal"),
         };
         Error::new(kind, code, e.to_string()).with_source(e)
+    }
+}
+
+impl From<PipelineError> for Error {
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::Log(e) => e.into(),
+            PipelineError::Plugin(e) => e.into(),
+            PipelineError::Registry(e) => e.into(),
+            PipelineError::Invalid(m) => Error::invalid(m),
+            PipelineError::Batch { source, context } => Error::from(source).with_context(context),
+            PipelineError::Task(m) => Error::new(ErrorKind::Internal, "internal", format!("blocking task failed: {m}")),
+        }
     }
 }
 

@@ -22,13 +22,13 @@
 //! # }
 //! ```
 
-pub mod admin;
 pub mod client;
 pub mod cluster;
 pub mod compaction;
 pub mod config;
 pub mod error;
 pub mod fsutil;
+pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod node;
@@ -38,6 +38,9 @@ pub mod plugin;
 mod task;
 pub mod tier;
 pub mod wal;
+
+#[cfg(test)]
+mod tests_layers;
 
 pub use config::Settings;
 pub use error::{Error, ErrorKind};

@@ -146,7 +146,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let host = Host::open(settings).await?;
     tracing::info!(%addr, data_dir = %host.settings().data_dir.display(), "sluice listening on http://{addr}");
-    host.serve(listener, shutdown_signal()).await?;
+    sluice_host::http::serve(&host, listener, shutdown_signal()).await?;
     tracing::info!("sluice stopped cleanly");
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::plugin::PluginError;
+use crate::node::offline::PluginError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

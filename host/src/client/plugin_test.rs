@@ -4,7 +4,7 @@
 //! Owns reading the sample records, running the plugin, and printing the
 //! output records (transform) or one decision per record (compaction). It
 //! reuses the host's own pieces rather than imitating them: the plugin
-//! runtime and world detection of [`crate::plugin`] (the same wasmtime
+//! runtime and world detection of [`crate::node::offline`] (the same wasmtime
 //! engine, sandbox and limits as `serve`, defaults from [`Settings`]), and
 //! the produce API's record JSON ([`RecordIn`]), so a plugin behaves here as
 //! it will once uploaded.
@@ -19,10 +19,10 @@ use super::error::ClientError;
 use super::output::{Table, print, print_json};
 use super::records::{bytes_json, parse_json_records};
 use crate::Settings;
-use crate::admin::wire::{RecordIn, RecordOut};
 use crate::fsutil::now_ms;
-use crate::log::{OffsetRecord, Record};
-use crate::plugin::{Compiled, Decision, Limits, PluginError, Runtime, load_any};
+use crate::http::wire::{RecordIn, RecordOut};
+use crate::node::offline::{Compiled, Decision, Limits, PluginError, Runtime, load_any};
+use crate::node::{OffsetRecord, Record};
 
 /// What a plugin made of the sample records.
 enum Report {

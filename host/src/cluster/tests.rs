@@ -49,11 +49,10 @@ pub(crate) async fn start_with(
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let h = host.clone();
     let task = tokio::spawn(async move {
-        let _ = h
-            .serve(listener, async move {
-                let _ = rx.await;
-            })
-            .await;
+        let _ = crate::http::serve(&h, listener, async move {
+            let _ = rx.await;
+        })
+        .await;
     });
     Node {
         host,

@@ -4,22 +4,36 @@
 //!
 //! Invariant: every successful `append` is durable (fsync'd) when it returns.
 
-use std::future::Future;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
-
-use crate::cluster::{Cluster, ReplicationStatus};
+use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::error::{Error, ErrorKind};
-use crate::log::meta::PipelineMeta;
-use crate::log::meta::{Compaction, StreamConfig};
-use crate::log::{Appended, Log, OffsetRecord, ReadBatch, Record, StreamInfo};
-use crate::pipeline::{Pipelines, Status as PipelineStatus};
-use crate::plugin::{PluginInfo, Registry, Runtime};
+use crate::log::Log;
+use crate::pipeline::Pipelines;
+use crate::plugin::{Registry, Runtime};
 use crate::task::blocking;
-use crate::tier::compact::CompactionStatus;
-use crate::tier::{Remote, Tier, TierStatus};
+use crate::tier::{Remote, Tier};
+
+// What the faces (HTTP, CLI) use of the subsystems, re-exported here: a
+// face depends on this facade alone.
+pub use crate::cluster::ReplicationStatus;
+pub use crate::cluster::leader::RawReadRequest;
+pub use crate::cluster::moves::{LeaderChange, PartitionRef, PartitionState};
+pub use crate::cluster::wire::FetchRequest;
+pub use crate::log::meta::{Compaction, PipelineMeta, Replication, Retention, StreamConfig};
+pub use crate::log::partition::Range as PartitionRange;
+pub use crate::log::{Appended, OffsetRecord, ReadBatch, Record, StreamInfo};
+pub use crate::pipeline::Status as PipelineStatus;
+pub use crate::plugin::{PluginInfo, VersionInfo};
+pub use crate::tier::TierStatus;
+pub use crate::tier::compact::CompactionStatus;
+
+/// Running plugins without a node (`sluice plugin test`): the same runtime,
+/// limits and world detection a node uses.
+pub mod offline {
+    pub use crate::plugin::{Compiled, Decision, Limits, PluginError, Runtime, load_any};
+}
 
 mod cluster;
 mod plugins;
@@ -419,7 +433,7 @@ impl Host {
         if spec.batch_records == 0 || spec.batch_records > 100_000 {
             return Err(Error::invalid("batch_records must be between 1 and 100000"));
         }
-        self.inner.pipelines.create(spec).await
+        Ok(self.inner.pipelines.create(spec).await?)
     }
 
     pub async fn list_pipelines(&self) -> Vec<PipelineStatus> {
@@ -427,53 +441,26 @@ impl Host {
     }
 
     pub async fn pipeline_status(&self, name: &str) -> Result<PipelineStatus, Error> {
-        self.inner.pipelines.status(name).await
+        Ok(self.inner.pipelines.status(name).await?)
     }
 
     pub async fn pause_pipeline(&self, name: &str) -> Result<PipelineStatus, Error> {
-        self.inner.pipelines.pause(name).await
+        Ok(self.inner.pipelines.pause(name).await?)
     }
 
     /// Resumes a paused (or failed) pipeline from its durable position.
     pub async fn resume_pipeline(&self, name: &str) -> Result<PipelineStatus, Error> {
-        self.inner.pipelines.resume(name).await
+        Ok(self.inner.pipelines.resume(name).await?)
     }
 
     pub async fn delete_pipeline(&self, name: &str) -> Result<(), Error> {
-        self.inner.pipelines.delete(name).await
+        Ok(self.inner.pipelines.delete(name).await?)
     }
 
-    /// The HTTP API over this host.
-    pub fn router(&self) -> axum::Router {
-        crate::admin::router(self.clone())
-    }
-
-    /// Serves the HTTP API on `listener` until `shutdown` resolves, then
-    /// drains in-flight requests (bounded by `shutdown_timeout`) and shuts
-    /// the host down (queued appends synced).
-    pub async fn serve(
-        &self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), Error> {
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let stopping = self.inner.stopping.clone();
-        let server = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
-            shutdown.await;
-            stopping.send_replace(true);
-            let _ = stop_tx.send(());
-        });
-        let timeout = self.inner.settings.shutdown_timeout;
-        let mut server = std::pin::pin!(server.into_future());
-        let result = tokio::select! {
-            r = &mut server => r,
-            _ = async { let _ = stop_rx.await; tokio::time::sleep(timeout).await } => {
-                tracing::warn!(?timeout, "in-flight requests did not finish in time; shutting down anyway");
-                Ok(())
-            }
-        };
-        self.shutdown().await;
-        result.map_err(|e| Error::new(ErrorKind::Internal, "io_error", format!("HTTP server failed: {e}")))
+    /// Marks the node as stopping: long-polling reads return at once.
+    /// Faces call it when they begin to drain; [`Host::shutdown`] does too.
+    pub fn begin_stopping(&self) {
+        self.inner.stopping.send_replace(true);
     }
 
     /// The Prometheus text exposition of every series, with the state gauges

@@ -22,12 +22,20 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
-use crate::error::Error;
 use crate::log::meta::PipelineMeta;
 use crate::log::progress::Progress;
 use crate::log::{Log, LogError};
 use crate::plugin::Registry;
-use crate::task::blocking;
+pub use error::PipelineError;
+
+mod error;
+
+/// Runs `f` off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, PipelineError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| PipelineError::Task(e.to_string()))
+}
 
 /// How often an idle task looks for new input.
 const IDLE_POLL: Duration = Duration::from_millis(25);
@@ -104,12 +112,10 @@ impl Pipelines {
         }
     }
 
-    pub async fn create(self: &Arc<Self>, m: PipelineMeta) -> Result<Status, Error> {
+    pub async fn create(self: &Arc<Self>, m: PipelineMeta) -> Result<Status, PipelineError> {
         // Resolve the plugin now so a bad name or version fails the request.
         let (plugins, name, version) = (self.plugins.clone(), m.plugin.clone(), m.plugin_version);
-        tokio::task::spawn_blocking(move || plugins.transform(&name, version))
-            .await
-            .map_err(|e| Error::new(crate::ErrorKind::Internal, "internal", e.to_string()))??;
+        blocking(move || plugins.transform(&name, version)).await??;
         let m = self.log.create_pipeline(m).await?;
         let name = m.name.clone();
         {
@@ -121,7 +127,7 @@ impl Pipelines {
         self.status(&name).await
     }
 
-    pub async fn pause(self: &Arc<Self>, name: &str) -> Result<Status, Error> {
+    pub async fn pause(self: &Arc<Self>, name: &str) -> Result<Status, PipelineError> {
         let mut running = self.running.lock().await;
         self.log.set_pipeline_paused(name, true).await?;
         stop(&mut running, name).await;
@@ -129,7 +135,7 @@ impl Pipelines {
         self.status(name).await
     }
 
-    pub async fn resume(self: &Arc<Self>, name: &str) -> Result<Status, Error> {
+    pub async fn resume(self: &Arc<Self>, name: &str) -> Result<Status, PipelineError> {
         let mut running = self.running.lock().await;
         let m = self.log.set_pipeline_paused(name, false).await?;
         if let Some(c) = self.counters_of(name) {
@@ -142,7 +148,7 @@ impl Pipelines {
         self.status(name).await
     }
 
-    pub async fn delete(&self, name: &str) -> Result<(), Error> {
+    pub async fn delete(&self, name: &str) -> Result<(), PipelineError> {
         let mut running = self.running.lock().await;
         self.log.pipeline(name).await?;
         stop(&mut running, name).await;
@@ -168,7 +174,7 @@ impl Pipelines {
         out
     }
 
-    pub async fn status(&self, name: &str) -> Result<Status, Error> {
+    pub async fn status(&self, name: &str) -> Result<Status, PipelineError> {
         let m = self.log.pipeline(name).await?;
         Ok(self.status_of(&m).await)
     }
@@ -286,7 +292,7 @@ impl Task {
         }
     }
 
-    async fn work(&self) -> Result<(), Error> {
+    async fn work(&self) -> Result<(), PipelineError> {
         let log = &self.pipelines.log;
         let m = &self.meta;
         let (plugins, name, version, config) = (
@@ -295,12 +301,13 @@ impl Task {
             m.plugin_version,
             m.config.clone(),
         );
-        let mut instance =
-            blocking(move || -> Result<_, Error> { Ok(plugins.transform(&name, version)?.instantiate(&config)?) })
-                .await??;
+        let mut instance = blocking(move || -> Result<_, PipelineError> {
+            Ok(plugins.transform(&name, version)?.instantiate(&config)?)
+        })
+        .await??;
         let out_parts = log.partitions_of(&m.output)?;
         if out_parts == 0 {
-            return Err(Error::invalid(format!(
+            return Err(PipelineError::Invalid(format!(
                 "output stream `{}` has no partitions",
                 m.output
             )));
@@ -320,7 +327,10 @@ impl Task {
             {
                 Ok(b) => b,
                 Err(LogError::StreamNotFound { .. }) => {
-                    return Err(Error::invalid(format!("input stream `{}` no longer exists", m.input)));
+                    return Err(PipelineError::Invalid(format!(
+                        "input stream `{}` no longer exists",
+                        m.input
+                    )));
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -337,8 +347,9 @@ impl Task {
             })
             .await?;
             instance = back;
-            let output = result.map_err(|e| {
-                Error::from(e).with_context(format!("batch at input offset {first} of partition {}", self.partition))
+            let output = result.map_err(|source| PipelineError::Batch {
+                source,
+                context: format!("batch at input offset {first} of partition {}", self.partition),
             })?;
             let progress = Progress {
                 pipeline: m.id,

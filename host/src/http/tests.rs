@@ -57,7 +57,7 @@ pub(super) fn code(v: &Value) -> &str {
 async fn bad_inputs_get_json_errors_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let h = host(dir.path(), None).await;
-    let app = h.router();
+    let app = crate::http::router(h.clone());
     let (s, _) = call(&app, Method::POST, "/streams", r#"{"name":"s","partitions":2}"#, None).await;
     assert_eq!(s, StatusCode::CREATED);
     let recs = "/streams/s/partitions/0/records";
@@ -249,7 +249,7 @@ async fn bad_inputs_get_json_errors_and_change_nothing() {
 async fn stream_crud() {
     let dir = tempfile::tempdir().unwrap();
     let h = host(dir.path(), None).await;
-    let app = h.router();
+    let app = crate::http::router(h.clone());
     call(&app, Method::POST, "/streams", r#"{"name":"b","partitions":3}"#, None).await;
     call(&app, Method::POST, "/streams", r#"{"name":"a"}"#, None).await;
     let (_, v) = call(&app, Method::GET, "/streams", "", None).await;
@@ -273,7 +273,7 @@ async fn stream_crud() {
 async fn token_guards_everything_but_health() {
     let dir = tempfile::tempdir().unwrap();
     let h = host(dir.path(), Some("s3cret")).await;
-    let app = h.router();
+    let app = crate::http::router(h.clone());
     assert_eq!(call(&app, Method::GET, "/health", "", None).await.0, StatusCode::OK);
     let (s, v) = call(&app, Method::GET, "/streams", "", None).await;
     assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "unauthorized"));

@@ -12,6 +12,7 @@ pub mod handlers;
 pub mod handlers_cluster;
 pub mod handlers_plugins;
 pub mod openapi;
+mod serve;
 pub mod wire;
 
 #[cfg(test)]
@@ -37,6 +38,7 @@ use self::handlers as h;
 use self::handlers_cluster as c;
 use self::handlers_plugins as p;
 use crate::node::Host;
+pub use serve::serve;
 
 /// Every route, registered with its OpenAPI operation: `routes!` takes the
 /// path and methods from each handler's `#[utoipa::path]`, so what is served

@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::fsutil::now_ms;
-use crate::log::meta::{Compaction, Retention, StreamConfig};
-use crate::log::{self, OffsetRecord, Record, StreamInfo};
+use crate::node::{Compaction, OffsetRecord, PartitionRange, Record, Retention, StreamConfig, StreamInfo};
 
 /// A byte field as it appears in JSON: a string when the bytes are UTF-8
 /// text, or `{"base64": "..."}` for any bytes.
@@ -326,7 +325,7 @@ impl CreateStream {
             (factor, assignment) => {
                 let assignment = assignment.clone().unwrap_or_default();
                 let factor = factor.unwrap_or_else(|| assignment.first().map_or(1, |a| a.len() as u32));
-                Some(crate::log::meta::Replication { factor, assignment })
+                Some(crate::node::Replication { factor, assignment })
             }
         };
         Ok(StreamConfig {
@@ -365,7 +364,7 @@ pub struct StreamOut {
     pub compaction: Option<CompactionOut>,
     /// Replication factor and per-partition replicas (replicated streams).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub replication: Option<crate::log::meta::Replication>,
+    pub replication: Option<crate::node::Replication>,
 }
 
 /// A stream's compaction settings as shown.
@@ -408,7 +407,7 @@ impl From<StreamInfo> for StreamOut {
                 .partitions
                 .iter()
                 .enumerate()
-                .map(|(i, r): (usize, &log::partition::Range)| PartitionOut {
+                .map(|(i, r): (usize, &PartitionRange)| PartitionOut {
                     partition: i as u32,
                     start_offset: r.start,
                     end_offset: r.end,
@@ -446,13 +445,13 @@ fn default_batch_records() -> u32 {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PipelinesOut {
-    pub pipelines: Vec<crate::pipeline::Status>,
+    pub pipelines: Vec<crate::node::PipelineStatus>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PluginsOut {
     #[schema(value_type = Vec<super::openapi::PluginInfoDoc>)]
-    pub plugins: Vec<crate::plugin::PluginInfo>,
+    pub plugins: Vec<crate::node::PluginInfo>,
 }
 
 /// The answer to an upload: the plugin's name and the version stored.
@@ -461,7 +460,7 @@ pub struct PluginVersionOut {
     pub name: String,
     #[serde(flatten)]
     #[schema(value_type = super::openapi::VersionInfoDoc)]
-    pub version: crate::plugin::VersionInfo,
+    pub version: crate::node::VersionInfo,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -487,7 +486,7 @@ pub struct CompactRequestedOut {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CompactionStatusOut {
     pub name: String,
-    pub partitions: Vec<crate::tier::compact::CompactionStatus>,
+    pub partitions: Vec<crate::node::CompactionStatus>,
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use super::openapi::PluginInfoDoc;
 use super::wire::{CreatePipeline, PipelinesOut, PluginVersionOut, PluginsOut};
 use crate::error::Error;
 use crate::node::Host;
-use crate::pipeline::Status as PipelineStatus;
+use crate::node::PipelineStatus;
 
 /// Upload a plugin version
 ///
@@ -72,7 +72,7 @@ pub async fn list_plugins(State(host): State<Host>) -> Json<PluginsOut> {
 pub async fn describe_plugin(
     State(host): State<Host>,
     name: Result<Path<String>, PathRejection>,
-) -> Res<Json<crate::plugin::PluginInfo>> {
+) -> Res<Json<crate::node::PluginInfo>> {
     let Path(name) = name?;
     Ok(Json(host.describe_plugin(&name)?))
 }
@@ -120,7 +120,7 @@ pub async fn create_pipeline(
     let body = body?;
     let req: CreatePipeline =
         serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("malformed pipeline JSON: {e}")))?;
-    let spec = crate::log::meta::PipelineMeta {
+    let spec = crate::node::PipelineMeta {
         id: 0,
         name: req.name,
         input: req.input,

@@ -133,7 +133,7 @@ fn documented(doc: &Value) -> BTreeMap<String, BTreeSet<String>> {
 async fn every_served_route_and_method_is_documented_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let h = host(dir.path(), None).await;
-    let app = h.router();
+    let app = crate::http::router(h.clone());
     let doc = fetch_doc(&app).await;
     let documented = documented(&doc);
     let served = served_paths(&app);
@@ -182,7 +182,7 @@ fn walk_refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
 #[tokio::test]
 async fn refs_resolve_and_operations_are_complete() {
     let dir = tempfile::tempdir().unwrap();
-    let app = host(dir.path(), None).await.router();
+    let app = crate::http::router(host(dir.path(), None).await);
     let doc = fetch_doc(&app).await;
     assert_eq!(doc["info"]["title"], "Sluice");
     assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
@@ -222,7 +222,7 @@ async fn refs_resolve_and_operations_are_complete() {
 #[tokio::test]
 async fn the_document_is_open_when_a_token_is_required() {
     let dir = tempfile::tempdir().unwrap();
-    let app = host(dir.path(), Some("s3cret")).await.router();
+    let app = crate::http::router(host(dir.path(), Some("s3cret")).await);
     let (s, doc) = request(&app, Method::GET, "/openapi.json", Body::empty(), None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(doc["info"]["title"], "Sluice");
@@ -353,7 +353,7 @@ async fn expect(app: &Router, doc: &Value, method: Method, path: &str, uri: &str
 async fn answers_match_the_documented_schemas() {
     use sluice_test_artifacts as wasm;
     let dir = tempfile::tempdir().unwrap();
-    let app = host(dir.path(), None).await.router();
+    let app = crate::http::router(host(dir.path(), None).await);
     let doc = fetch_doc(&app).await;
     let j = |v: Value| Body::from(v.to_string());
     let e = || Body::empty();
@@ -492,7 +492,7 @@ async fn answers_match_the_documented_schemas() {
 async fn plugin_mirrors_match_the_registry_types() {
     use crate::plugin::{PluginInfo, PluginKind, VersionInfo};
     let dir = tempfile::tempdir().unwrap();
-    let doc = fetch_doc(&host(dir.path(), None).await.router()).await;
+    let doc = fetch_doc(&crate::http::router(host(dir.path(), None).await)).await;
     let info = PluginInfo {
         name: "p".into(),
         versions: [PluginKind::Transform, PluginKind::Compaction]

@@ -14,10 +14,8 @@ use serde::Deserialize;
 
 use super::error::{ApiError, ErrorBody};
 use super::wire::StreamOut;
-use crate::cluster::leader::RawReadRequest;
-use crate::cluster::moves::{LeaderChange, PartitionRef, PartitionState};
-use crate::cluster::wire::FetchRequest;
 use crate::error::Error;
+use crate::node::{FetchRequest, LeaderChange, PartitionRef, PartitionState, RawReadRequest};
 use crate::node::{Host, StreamSpec};
 
 type Res<T> = Result<T, ApiError>;

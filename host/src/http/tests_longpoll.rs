@@ -34,7 +34,7 @@ async fn a_caught_up_read_waits_for_the_next_record() {
     let h = host(dir.path()).await;
     h.create_stream("s", 1).await.unwrap();
     h.append("s", 0, &[rec("a")]).await.unwrap();
-    let app = h.router();
+    let app = crate::http::router(h.clone());
     // Caught up at offset 1: the answer comes with the record appended
     // while the request waits (had it answered at once, it would be empty).
     let waiting = tokio::spawn({
@@ -78,7 +78,7 @@ async fn the_wait_runs_out_empty_ends_at_shutdown_and_has_a_limit() {
     let dir = tempfile::tempdir().unwrap();
     let h = host(dir.path()).await;
     h.create_stream("s", 1).await.unwrap();
-    let app = h.router();
+    let app = crate::http::router(h.clone());
     let (status, page) = request(
         &app,
         Method::GET,

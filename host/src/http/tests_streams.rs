@@ -27,7 +27,7 @@ async fn compaction_settings_are_validated_shown_and_kept() {
         ..Settings::default()
     };
     let h = Host::open(settings.clone()).await.unwrap();
-    let app = h.router();
+    let app = crate::http::router(h.clone());
     for (name, path) in [("keys", wasm::JSON_KEY), ("up", wasm::UPPER)] {
         let (s, v) = call(&app, Method::PUT, &format!("/plugins/{name}"), wasm::read(path)).await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
@@ -130,7 +130,7 @@ async fn compaction_settings_are_validated_shown_and_kept() {
     h.shutdown().await;
     drop((h, app));
     let h = Host::open(settings).await.unwrap();
-    let (s, after) = call(&h.router(), Method::GET, "/streams/users", vec![]).await;
+    let (s, after) = call(&crate::http::router(h.clone()), Method::GET, "/streams/users", vec![]).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(after, before);
     h.shutdown().await;

@@ -50,7 +50,7 @@ async fn produce(app: &Router, values: &[&str]) {
 async fn upload_version_filter_and_survive_restart() {
     let dir = tempfile::tempdir().unwrap();
     let h = host(dir.path()).await;
-    let app = h.router();
+    let app = crate::http::router(h.clone());
     let (s, v) = call(&app, Method::PUT, "/plugins/upper", wasm::read(wasm::UPPER)).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(
@@ -88,7 +88,7 @@ async fn upload_version_filter_and_survive_restart() {
     h.shutdown().await;
 
     let h = host(dir.path()).await;
-    let app = h.router();
+    let app = crate::http::router(h.clone());
     let (_, v) = call(&app, Method::GET, "/plugins", vec![]).await;
     let names: Vec<&str> = v["plugins"]
         .as_array()
@@ -127,7 +127,7 @@ async fn upload_version_filter_and_survive_restart() {
 async fn bad_plugins_and_failing_plugins_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let h = host(dir.path()).await;
-    let app = h.router();
+    let app = crate::http::router(h.clone());
     let cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
         (
             "/plugins/junk",
