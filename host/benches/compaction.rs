@@ -39,8 +39,8 @@ use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
 use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
-use sluice_host::compaction::KeyMap;
-use sluice_host::tier::compact::CompactionStatus;
+use sluice_host::CompactionStatus;
+use sluice_host::bench::KeyMap;
 use sluice_host::{Compaction, Host, ReadLimits, Record, Settings, StreamConfig};
 
 const STREAM: &str = "bench";
@@ -364,7 +364,7 @@ fn run_case(case: Case, chunk: u64, base: &Path) -> anyhow::Result<Outcome> {
         let heap_peak = PEAK.load(Ordering::Relaxed) as u64 - heap_base;
         let heap_after = CURRENT.load(Ordering::Relaxed) as i64 - heap_base as i64;
         let rss_peak = rss_base.and(proc_status("VmHWM:"));
-        let sum = |f: fn(&sluice_host::tier::compact::RunResult) -> u64| results.iter().map(f).sum::<u64>();
+        let sum = |f: fn(&sluice_host::bench::RunResult) -> u64| results.iter().map(f).sum::<u64>();
         let out = Outcome {
             segments,
             produce_s,
@@ -499,7 +499,7 @@ fn print_tables(rows: &[(Case, Outcome)]) {
     println!("| records | keys | memory | map max keys | map table MiB | segments | produce s | drain s |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (c, o) in rows {
-        let map = KeyMap::with_memory(sluice_host::compaction::map_bytes(c.memory));
+        let map = KeyMap::with_memory(sluice_host::bench::map_bytes(c.memory));
         println!(
             "| {} | {} | {} MiB | {} | {:.1} | {} | {:.2} | {:.2} |",
             c.records,
@@ -529,7 +529,7 @@ fn print_tables(rows: &[(Case, Outcome)]) {
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (c, o) in rows {
-        let map = KeyMap::with_memory(sluice_host::compaction::map_bytes(c.memory)).allocated_bytes();
+        let map = KeyMap::with_memory(sluice_host::bench::map_bytes(c.memory)).allocated_bytes();
         let rss = match (o.rss_base, o.rss_peak) {
             (Some(b), Some(p)) => format!("{:.1}", mib(p.saturating_sub(b))),
             _ => "n/a".into(),

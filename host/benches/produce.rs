@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use sluice_host::wal::{EntryKind, EntryMeta, Options, Wal};
+use sluice_host::bench::{EntryKind, EntryMeta, Wal, WalOptions as Options};
 
 const RECORD_BYTES: usize = 1024;
 const PRODUCERS: [usize; 4] = [1, 4, 16, 64];

@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sluice_host::config::ClusterSettings;
-use sluice_host::log::meta::{Replication, StreamConfig};
-use sluice_host::node::Acks;
+use sluice_host::{Acks, Replication, StreamConfig};
 use sluice_host::{Host, Record, Settings};
 use tokio::net::TcpListener;
 

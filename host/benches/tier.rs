@@ -1,7 +1,7 @@
 //! Benchmark of tiering: draining a WAL backlog into the object store after a
 //! restart, and reading tiered data back from segment objects (cold reads).
 //!
-//! Run with `cargo bench -p sluice-host --bench tier`. Set
+//! Run with `cargo bench -p sluice-host --features test-util --bench tier`. Set
 //! `SLUICE_BENCH_QUICK=1` for a fast smoke run with much less data.
 //!
 //! Stores: the local file store as a node opens it (`tier::store::open` with a

@@ -36,8 +36,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use bytes::Bytes;
 use serde_json::Value;
-use sluice_host::plugin::transform::{decode_output, encode_input};
-use sluice_host::plugin::{Limits, Runtime, TransformInstance, TransformPlugin};
+use sluice_host::bench::{Limits, Runtime, TransformInstance, TransformPlugin, decode_output, encode_input};
 use sluice_host::{OffsetRecord, Record};
 use sluice_wire::BatchWriter;
 

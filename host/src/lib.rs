@@ -1,3 +1,4 @@
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 //! Sluice host: a durable, ordered stream store with WebAssembly plugins.
 //!
 //! The public API is small: [`Host`] (open a node, create streams, append,
@@ -23,27 +24,40 @@
 //! ```
 
 pub mod client;
-pub mod cluster;
-pub mod compaction;
+pub(crate) mod cluster;
+pub(crate) mod compaction;
 pub mod config;
-pub mod error;
-pub mod fsutil;
+pub(crate) mod error;
+pub(crate) mod fsutil;
 pub mod http;
-pub mod log;
-pub mod metrics;
-pub mod node;
+pub(crate) mod log;
+pub(crate) mod metrics;
+pub(crate) mod node;
 pub mod objstore;
-pub mod pipeline;
-pub mod plugin;
+pub(crate) mod pipeline;
+pub(crate) mod plugin;
 mod task;
-pub mod tier;
-pub mod wal;
+pub(crate) mod tier;
+pub(crate) mod wal;
 
 #[cfg(test)]
 mod tests_layers;
 
 pub use config::Settings;
 pub use error::{Error, ErrorKind};
-pub use log::meta::{Compaction, Retention, StreamConfig};
-pub use log::{Appended, OffsetRecord, ReadBatch, Record, StreamInfo};
 pub use node::{Acks, Host, PartitionStatus, ReadFilter, ReadLimits, StreamSpec};
+pub use node::{
+    Appended, Compaction, CompactionStatus, OffsetRecord, PipelineMeta, PipelineStatus, PluginInfo, ReadBatch, Record,
+    Replication, ReplicationStatus, Retention, StreamConfig, StreamInfo, TierStatus, VersionInfo,
+};
+
+/// Internals the benchmarks drive directly (the WAL alone, the plugin
+/// runtime, the compaction key map). Not a stable API.
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::compaction::{KeyMap, map_bytes};
+    pub use crate::plugin::transform::{decode_output, encode_input};
+    pub use crate::plugin::{Limits, Runtime, TransformInstance, TransformPlugin};
+    pub use crate::tier::compact::RunResult;
+    pub use crate::wal::{EntryKind, EntryMeta, Options as WalOptions, Wal};
+}

@@ -1,3 +1,4 @@
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The `sluice` binary: parses flags into raw options, layers them over the
 //! config file and defaults into validated [`Settings`], and calls the library.
 //! The client subcommands (`stream`, `produce`, ...) go to

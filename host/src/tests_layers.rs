@@ -111,16 +111,27 @@ fn imports(text: &str) -> Vec<(usize, String)> {
 /// name -> the module that defines it.
 fn root_reexports(src: &Path) -> Vec<(String, String)> {
     let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap_or_default();
+    // Top-level `pub use` items, each possibly over several lines.
     let mut out = Vec::new();
-    for line in lib.lines().filter_map(|l| l.trim().strip_prefix("pub use ")) {
-        let line = line.trim_end_matches(';');
-        let (module, rest) = line.split_once("::").unwrap_or((line, ""));
+    let mut item = String::new();
+    for line in lib.lines() {
+        if item.is_empty() && !line.starts_with("pub use ") {
+            continue;
+        }
+        item.push_str(line.trim());
+        if !line.trim_end().ends_with(';') {
+            continue;
+        }
+        let text = std::mem::take(&mut item);
+        let text = text.trim_start_matches("pub use ").trim_end_matches(';');
+        let (module, rest) = text.split_once("::").unwrap_or((text, ""));
         let names = rest
             .rsplit("::")
             .next()
             .unwrap_or("")
             .trim_matches(|c| c == '{' || c == '}');
         for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let name = name.split(" as ").last().unwrap_or(name).trim();
             out.push((name.to_string(), module.to_string()));
         }
     }

@@ -38,18 +38,6 @@ pub fn keep(map: &KeyMap, offset: u64, decision: &Decision, expired: bool) -> bo
     }
 }
 
-/// Consecutive runs of kept offsets (each becomes one batch), in order.
-pub fn runs(kept: &[u64]) -> Vec<std::ops::Range<u64>> {
-    let mut out: Vec<std::ops::Range<u64>> = Vec::new();
-    for &o in kept {
-        match out.last_mut() {
-            Some(r) if r.end == o => r.end = o + 1,
-            _ => out.push(o..o + 1),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,7 +77,6 @@ mod tests {
         let (kept, stop) = compact(&log, 1 << 20, 0);
         assert_eq!(stop, None);
         assert_eq!(kept, vec![2, 3, 5, 6], "offsets preserved, latest per key");
-        assert_eq!(runs(&kept), vec![2..4, 5..7]);
     }
 
     #[test]
@@ -120,12 +107,5 @@ mod tests {
         let mut next = KeyMap::with_memory(1);
         assert_eq!(fill(&mut next, [(2u64, &log[2]), (4, &log[4]), (5, &log[5])]), None);
         assert!(!keep(&next, 2, &log[2], false), "a@2 now superseded by a@5");
-    }
-
-    #[test]
-    fn runs_of_nothing_and_of_everything() {
-        assert!(runs(&[]).is_empty());
-        assert_eq!(runs(&[7, 8, 9]), vec![7..10]);
-        assert_eq!(runs(&[1, 3, 5]), vec![1..2, 3..4, 5..6]);
     }
 }

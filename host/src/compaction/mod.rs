@@ -9,7 +9,7 @@
 pub mod decide;
 pub mod keymap;
 
-pub use keymap::{Full, KeyMap, Latest};
+pub use keymap::KeyMap;
 
 /// Memory of a run outside its key map: one multipart part of the output
 /// (5 MiB, up to twice that while the buffer grows), one fetch group and

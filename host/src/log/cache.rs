@@ -114,6 +114,7 @@ impl<K: Eq + Hash + Clone, V: Weigh + Clone> FifoCache<K, V> {
     }
 
     /// Bytes currently cached.
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).bytes
     }

@@ -356,13 +356,6 @@ impl Snapshot {
             None => self.progress.push((id, partition, next_offset)),
         }
     }
-
-    pub fn progress_of(&self, id: u32, partition: u32) -> u64 {
-        self.progress
-            .iter()
-            .find(|(p, q, _)| *p == id && *q == partition)
-            .map_or(0, |e| e.2)
-    }
 }
 
 pub fn snapshot_path(data_dir: &Path) -> PathBuf {

@@ -4,11 +4,13 @@
 //! Owns [`open`] (a store by URL), [`Remote`] (timeouts, bounded retries,
 //! create-if-absent, range reads checked for length), [`Upload`] (multipart
 //! uploads that never leave a part behind) and [`ObjStoreError`].
-//! [`faults`] wraps a real store to inject failures in tests and benches.
+//! `faults` (tests, and the `test-util` feature) wraps a real store to
+//! inject failures.
 //! Invariants: every call is bounded in time; nothing here knows what the
 //! objects mean (the WAL, tiering and the plugin mirror do).
 
 mod error;
+#[cfg(any(test, feature = "test-util"))]
 pub mod faults;
 mod open;
 mod remote;

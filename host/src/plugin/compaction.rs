@@ -95,6 +95,7 @@ pub struct CompactionPlugin {
 
 impl CompactionPlugin {
     /// Compiles and validates `wasm` as a compaction plugin named `name`.
+    #[cfg(test)]
     pub fn load(runtime: &Arc<Runtime>, name: &str, wasm: &[u8]) -> Result<CompactionPlugin, PluginError> {
         let component = runtime.compile(name, wasm)?;
         Self::from_component(runtime, name, &component)
@@ -113,6 +114,7 @@ impl CompactionPlugin {
         })
     }
 
+    #[cfg(test)]
     pub fn name(&self) -> &str {
         &self.name
     }

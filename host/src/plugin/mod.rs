@@ -21,8 +21,12 @@ mod tests_compaction;
 #[cfg(test)]
 mod tests_first_party;
 
-pub use compaction::{CompactionInstance, CompactionPlugin, Decision};
+#[cfg(test)]
+pub use compaction::CompactionPlugin;
+pub use compaction::{CompactionInstance, Decision};
 pub use error::PluginError;
-pub use registry::{Compiled, PluginInfo, PluginKind, Registry, RegistryError, VersionInfo, load_any};
+#[cfg(test)]
+pub use registry::PluginKind;
+pub use registry::{Compiled, PluginInfo, Registry, RegistryError, VersionInfo, load_any};
 pub use runtime::{Limits, Runtime};
 pub use transform::{TransformInstance, TransformPlugin};

@@ -110,7 +110,7 @@ impl Tier {
         CompactedWriter {
             upload: self
                 .remote
-                .upload_in_parts(self.remote.path(&rel), super::plan::S3_MIN_PART_BYTES),
+                .upload_in_parts(self.remote.path(&rel), crate::objstore::S3_MIN_PART_BYTES),
             writer: SegmentWriter::with_gaps(seg.base_offset),
             run: Vec::new(),
             run_bytes: 0,

@@ -48,6 +48,7 @@ impl Bucket {
     }
 
     /// Bytes per second.
+    #[cfg(test)]
     pub fn rate(&self) -> u64 {
         self.rate
     }
@@ -176,6 +177,7 @@ impl RateLimiter {
     }
 
     /// Whether this limiter never waits.
+    #[cfg(test)]
     pub fn is_unlimited(&self) -> bool {
         self.inner.is_none()
     }

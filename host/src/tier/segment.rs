@@ -118,15 +118,6 @@ impl SegmentWriter {
         Ok(b.freeze())
     }
 
-    /// Bytes pushed so far.
-    pub fn len(&self) -> u64 {
-        self.pos
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
-
     /// The index and footer that close the object, plus the footer's facts.
     pub fn finish(self) -> (Bytes, Footer) {
         let end = self.index.last().map_or(0, |e| e.end());

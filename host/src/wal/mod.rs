@@ -51,7 +51,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use error::{Corruption, WalError};
 pub use format::{EntryKind, EntryMeta};
-pub use recovery::{Cut, Location, Recovered, RecoveredEntry};
+pub use recovery::{Location, Recovered, RecoveredEntry};
 pub use writer::Completion;
 
 use format::{ENTRY_HEADER_LEN, MAX_PAYLOAD_LEN, decode_entry_header, entry_crc_ok};
@@ -77,21 +77,30 @@ pub struct Options {
     pub faults: Faults,
 }
 
-/// Failpoints of the WAL writer, for tests on real files. Each handle is
-/// per WAL (clones share it), so parallel tests do not interfere.
+/// Failpoints of the WAL writer, for tests on real files (compiled into
+/// tests only; empty otherwise). Each handle is per WAL (clones share it),
+/// so parallel tests do not interfere.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
+    #[cfg(test)]
     fail_syncs: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Faults {
     /// `wal::sync::err`: while on, every fdatasync of a group reports an error.
+    #[cfg(test)]
     pub fn fail_syncs(&self, on: bool) {
         self.fail_syncs.store(on, Ordering::SeqCst);
     }
 
+    #[cfg(test)]
     pub(crate) fn sync_fails(&self) -> bool {
         self.fail_syncs.load(Ordering::SeqCst)
+    }
+
+    #[cfg(not(test))]
+    pub(crate) fn sync_fails(&self) -> bool {
+        false
     }
 }
 

@@ -29,15 +29,6 @@ pub struct InOrder<T> {
     released: u64,
 }
 
-/// What a call hands back to run now.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Released<T> {
-    /// Durable, in LSN order: acknowledge.
-    Durable(Vec<T>),
-    /// Never durable (this group or an earlier one failed): fail them.
-    Failed(Vec<T>),
-}
-
 impl<T> InOrder<T> {
     /// Nothing in flight; the next group starts at `next_lsn`.
     pub fn new(next_lsn: u64) -> Self {
@@ -50,10 +41,11 @@ impl<T> InOrder<T> {
     }
 
     /// Adds the group `first..=last` (it must follow the previous one).
-    /// After a failure the items come straight back as failed.
-    pub fn push(&mut self, first: u64, last: u64, items: Vec<T>) -> Option<Released<T>> {
+    /// After a failure the items come straight back (`Err`), to be failed:
+    /// they can never be durable in order.
+    pub fn push(&mut self, first: u64, last: u64, items: Vec<T>) -> Result<(), Vec<T>> {
         if self.failed_at.is_some() {
-            return Some(Released::Failed(items));
+            return Err(items);
         }
         debug_assert!(last >= first);
         debug_assert_eq!(
@@ -68,7 +60,7 @@ impl<T> InOrder<T> {
                 items,
             },
         );
-        None
+        Ok(())
     }
 
     /// The group starting at `first` is durable: returns whatever that
@@ -123,9 +115,9 @@ mod tests {
     #[test]
     fn later_uploads_wait_for_earlier_ones() {
         let mut q = InOrder::new(10);
-        assert!(q.push(10, 12, vec![10, 11, 12]).is_none());
-        assert!(q.push(13, 13, vec![13]).is_none());
-        assert!(q.push(14, 15, vec![14, 15]).is_none());
+        assert!(q.push(10, 12, vec![10, 11, 12]).is_ok());
+        assert!(q.push(13, 13, vec![13]).is_ok());
+        assert!(q.push(14, 15, vec![14, 15]).is_ok());
         assert_eq!(q.complete(14), Vec::<u64>::new(), "an earlier group is in flight");
         assert_eq!(q.complete(10), vec![10, 11, 12]);
         assert_eq!(
@@ -140,13 +132,13 @@ mod tests {
     fn a_failure_fails_everything_after_it_and_releases_nothing_past_it() {
         let mut q = InOrder::new(0);
         for i in 0..4u64 {
-            q.push(i * 10, i * 10 + 9, vec![i]);
+            q.push(i * 10, i * 10 + 9, vec![i]).unwrap();
         }
         assert_eq!(q.complete(20), Vec::<u64>::new());
         assert_eq!(q.fail(10), vec![1, 2, 3], "the failed group and every later one");
         assert_eq!(q.complete(30), Vec::<u64>::new());
         assert_eq!(q.complete(0), vec![0], "an earlier group still completes");
-        assert_eq!(q.push(40, 49, vec![4]), Some(Released::Failed(vec![4])));
+        assert_eq!(q.push(40, 49, vec![4]), Err(vec![4]));
         assert_eq!(q.next_lsn(), 10);
     }
 
@@ -166,7 +158,7 @@ mod tests {
             let mut lsn = 0;
             for s in &sizes {
                 let items: Vec<u64> = (lsn..lsn + s).collect();
-                q.push(lsn, lsn + s - 1, items);
+                q.push(lsn, lsn + s - 1, items).unwrap();
                 firsts.push(lsn);
                 lsn += s;
             }

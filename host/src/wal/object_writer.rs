@@ -30,7 +30,7 @@ use super::format::{EntryMeta, entry_len};
 use super::object::{
     EPOCHS_DIR, Live, ObjectOptions, Objects, checkpoint_path, checkpoints_below, key_path, object_path, remote_err,
 };
-use super::object_acks::{InOrder, Released};
+use super::object_acks::InOrder;
 use super::object_format::{OBJECT_HEADER_LEN, encode_object};
 use super::recovery::Location;
 use super::writer::{AppendRequest, Command, Completion, Progress};
@@ -185,7 +185,7 @@ impl ObjectWriter {
 
     fn seal(&mut self, o: Open, uploads: &mut JoinSet<Uploaded>) {
         let last = self.next_lsn - 1;
-        if let Some(Released::Failed(items)) = self.acks.push(o.first, last, o.items) {
+        if let Err(items) = self.acks.push(o.first, last, o.items) {
             self.fail_all(items);
             return;
         }
