@@ -10,7 +10,7 @@
 //! tiering off so that the store sees the WAL's calls only:
 //! * `local`: segment files with fdatasync and group commit (baseline);
 //! * `object` on the local file store as an embedded node opens it
-//!   (`tier::store::open(None, data_dir)`: `LocalFileSystem` under
+//!   (`objstore::open(None, data_dir)`: `LocalFileSystem` under
 //!   `<data-dir>/objects`, fsync of every object and its directory);
 //! * `object` on moto (S3 protocol over HTTP on 127.0.0.1; skipped with a
 //!   note when moto cannot be started);

@@ -7,8 +7,8 @@
 //! Stores: the local file store as a node opens it (`tier::store::open` with a
 //! `file://` URL in a temp dir on the same disk as the WAL: `LocalFileSystem`
 //! with fsync of every object and its directory), and moto (S3 protocol over
-//! HTTP on 127.0.0.1; skipped with a note when moto is not installed). Both
-//! are wrapped in the pass-through call counter `tier::faults::FaultyStore`.
+//! HTTP on 127.0.0.1; installed on first use, skipped with a note if it cannot be). Both
+//! are wrapped in the pass-through call counter `objstore::faults::FaultyStore`.
 //!
 //! Per store, partitions (1, 4) and upload chunk (64 MiB, 4 MiB):
 //! 1. a Host with uploads off takes a backlog of 1 KiB records (batches of

@@ -1,7 +1,8 @@
 //! Settings of a Sluice node: what a TOML config file, environment variables
 //! and command-line flags set. Human units (`"512MiB"`, `"30s"`) are accepted.
-//! Components (clock, stores, engines) are injected by the builder, never put
-//! here. [`Settings::validate`] rejects values the node cannot run with.
+//! Components (an object store handle, say) are passed to `Host` directly
+//! (`Host::open_with_store`), never put here. [`Settings::validate`] rejects
+//! values the node cannot run with.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
-//! Records and the batch encoding stored in WAL entries (and, later, in
-//! segment objects and replication responses).
+//! Records and the batch encoding stored in WAL entries, segment objects
+//! and replication responses.
 //!
 //! A batch is the record bodies of one append, back to back; offsets are
 //! implicit (`base_offset + index`, from the WAL entry). The body encoding is

@@ -1,7 +1,7 @@
 //! The WAL contract (see the module documentation of [`super`]), run
 //! against every backend: local segment files, and the object-store backend
 //! on an in-memory store, on a file store and on a real S3-protocol server
-//! (moto; skipped locally when it is not installed, required in CI).
+//! (moto, installed on first use; see `sluice_test_artifacts::moto`).
 //!
 //! Also home of the helpers the other WAL test modules share.
 

@@ -1,7 +1,9 @@
 //! Paths of the plugins built from `plugins/` for `wasm32-wasip2`, for tests
-//! and benchmarks. Building happens in this crate's build script.
+//! and benchmarks. Building happens in this crate's build script, which
+//! installs the `wasm32-wasip2` target with rustup if it is missing.
 //!
-//! [`moto`] provides a real S3-protocol server (moto) for tests.
+//! [`moto`] provides a real S3-protocol server (moto) for tests, installed
+//! into `.ci/moto-venv` on first use.
 
 pub mod moto;
 

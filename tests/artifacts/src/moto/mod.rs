@@ -9,13 +9,21 @@
 //!    else `moto_server` on `PATH`. The child is tied to this process by a
 //!    small shell watchdog and goes away at most about a second after the test
 //!    process exits, however it exits.
+//! 3. If none of those exists, it installs moto ([`MOTO_REQUIREMENT`]) into
+//!    `<workspace>/.ci/moto-venv` (`python3 -m venv`, then `pip install`),
+//!    once per checkout, printing one line to stderr, and starts it from
+//!    there. Processes installing at the same time take turns on a lock
+//!    (`.ci/moto-venv.lock`, an OS file lock, so a killed installer never
+//!    leaves it held); a venv whose install did not finish is rebuilt. This
+//!    needs `python3` with its `venv` module (on Debian/Ubuntu the
+//!    `python3-venv` package) and access to PyPI.
 //!
-//! To install it locally (from the workspace root):
-//! `python3 -m venv .ci/moto-venv && .ci/moto-venv/bin/pip install 'moto[server]==5.2.5'`.
-//!
-//! Tests must not silently pass without S3 in CI: when [`required`] is true
-//! (`CI=true`) call [`server`], which panics if moto is unavailable. Locally a
-//! test may skip instead; [`server_or_skip`] does both:
+//! S3 tests never skip silently: if no server can be had, [`server`] and
+//! [`server_or_skip`] panic saying why and what to do (one line when moto
+//! cannot be installed). The one way to skip them is to ask:
+//! `SLUICE_SKIP_S3_TESTS=1` makes [`server_or_skip`] return `None` (after a
+//! note on stderr naming the test), and [`try_server`] too, without looking
+//! for or installing moto. Under `CI=true` that variable is ignored.
 //!
 //! ```no_run
 //! let Some(s3) = sluice_test_artifacts::moto::server_or_skip("my_test") else { return };
@@ -31,9 +39,13 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+
+use install::{find_binary, say};
+
+mod install;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -41,12 +53,30 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const ENDPOINT_VAR: &str = "SLUICE_TEST_S3_ENDPOINT";
 /// Environment variable naming the `moto_server` executable.
 pub const BINARY_VAR: &str = "SLUICE_MOTO_SERVER";
+/// Environment variable that, set to `1` (outside CI), skips the S3 tests.
+pub const SKIP_VAR: &str = "SLUICE_SKIP_S3_TESTS";
+/// What gets installed into `.ci/moto-venv`. `.ci/run` reads the pin from
+/// this line (keep it on one line), so this is the one place to change it.
+pub const MOTO_REQUIREMENT: &str = "moto[server]==5.2.5";
 
-/// How to get moto, for error messages.
-const INSTALL_HINT: &str = "install with `python3 -m venv .ci/moto-venv && \
-     .ci/moto-venv/bin/pip install 'moto[server]==5.2.5'` in the workspace root, \
-     or set SLUICE_MOTO_SERVER to a moto_server binary, \
-     or SLUICE_TEST_S3_ENDPOINT to a running S3 endpoint";
+/// The venv, relative to the workspace root.
+const VENV: &str = ".ci/moto-venv";
+/// Lock file serializing installs, relative to the workspace root.
+const VENV_LOCK: &str = ".ci/moto-venv.lock";
+/// Present inside the venv from its creation until `pip install` succeeded;
+/// a venv holding it is an interrupted install and is rebuilt (by `.ci/run`
+/// too, which checks the same name).
+const INCOMPLETE_MARKER: &str = ".sluice-install-incomplete";
+/// Bounds on installing: creating the venv, `pip install`, and waiting for
+/// another process's install (longer than one install).
+const VENV_TIMEOUT: Duration = Duration::from_secs(120);
+const PIP_TIMEOUT: Duration = Duration::from_secs(600);
+const LOCK_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// What else a user can do, for error messages.
+const ALTERNATIVES: &str = "or set SLUICE_MOTO_SERVER to a moto_server binary, or \
+     SLUICE_TEST_S3_ENDPOINT to a running S3 endpoint, or SLUICE_SKIP_S3_TESTS=1 to skip the S3 tests (not under \
+     CI=true)";
 
 /// Readiness polling: at most `READY_TRIES` × `READY_INTERVAL` (20 s; a cold
 /// moto start with byte-compilation on a busy machine can take several).
@@ -74,13 +104,22 @@ pub struct S3Server {
     pub endpoint: String,
 }
 
-/// Whether S3 tests must run (and so fail if moto is missing): `CI=true`.
-pub fn required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
+/// Whether skipping the S3 tests was asked for: `SLUICE_SKIP_S3_TESTS` set
+/// to anything but empty, `0` or `false`, and not under `CI=true`.
+fn skip_requested() -> bool {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    !ci && std::env::var(SKIP_VAR).is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false"))
 }
 
-/// The process-wide server, started on first use; `None` if moto is
-/// unavailable or does not come up (the reason is printed once to stderr).
+/// Whether S3 tests must run (and so fail if no server can be had): always,
+/// unless `SLUICE_SKIP_S3_TESTS=1` outside CI.
+pub fn required() -> bool {
+    !skip_requested()
+}
+
+/// The process-wide server, started (and if need be installed) on first use;
+/// `None` if it cannot be had or skipping was asked for (the reason is
+/// printed once to stderr).
 pub fn try_server() -> Option<&'static S3Server> {
     state().as_ref().ok()
 }
@@ -90,11 +129,10 @@ pub fn available() -> bool {
     try_server().is_some()
 }
 
-/// The process-wide server, started on first use.
+/// The process-wide server, started (and if need be installed) on first use.
 ///
 /// # Panics
-/// If moto is unavailable or does not come up, with the reason and how to
-/// install it.
+/// If no server can be had, with the reason and what to do.
 pub fn server() -> &'static S3Server {
     match state() {
         Ok(server) => server,
@@ -102,19 +140,15 @@ pub fn server() -> &'static S3Server {
     }
 }
 
-/// For tests: the server if available; under [`required`] (or when
-/// `SLUICE_TEST_S3_ENDPOINT` is set, so a dead endpoint is not mistaken for a
-/// missing moto) the server or a panic; otherwise `None` after printing a skip
-/// note naming `test`.
+/// For tests: the server, or a panic if it cannot be had (see [`server`]);
+/// `None`, after a note naming `test` on stderr (shown even when the test
+/// passes), only when skipping was asked for with `SLUICE_SKIP_S3_TESTS=1`.
 pub fn server_or_skip(test: &str) -> Option<&'static S3Server> {
-    if required() || std::env::var_os(ENDPOINT_VAR).is_some() {
+    if required() {
         return Some(server());
     }
-    let server = try_server();
-    if server.is_none() {
-        eprintln!("skipping {test}: no S3 server (moto) available; {INSTALL_HINT}");
-    }
-    server
+    say(&format!("skipping {test}: {SKIP_VAR} is set"));
+    None
 }
 
 fn state() -> &'static Result<S3Server, String> {
@@ -129,6 +163,9 @@ fn state() -> &'static Result<S3Server, String> {
 }
 
 fn init() -> Result<S3Server, String> {
+    if skip_requested() {
+        return Err(format!("S3 tests skipped: {SKIP_VAR} is set"));
+    }
     if let Ok(endpoint) = std::env::var(ENDPOINT_VAR) {
         let server = S3Server {
             endpoint: endpoint.trim().trim_end_matches('/').to_owned(),
@@ -148,39 +185,6 @@ fn init() -> Result<S3Server, String> {
         "moto_server ({}) did not start after {START_ATTEMPTS} attempts: {last_error}",
         binary.display()
     ))
-}
-
-fn find_binary() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os(BINARY_VAR) {
-        let path = PathBuf::from(path);
-        return if is_executable(&path) {
-            Ok(path)
-        } else {
-            Err(format!(
-                "moto_server not found: {BINARY_VAR}={} is not an executable file; {INSTALL_HINT}",
-                path.display()
-            ))
-        };
-    }
-    let venv = workspace_root().join(".ci/moto-venv/bin/moto_server");
-    if is_executable(&venv) {
-        return Ok(venv);
-    }
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|dir| dir.join("moto_server"))
-        .find(|candidate| is_executable(candidate))
-        .ok_or_else(|| format!("moto_server not found: {INSTALL_HINT}"))
-}
-
-fn workspace_root() -> PathBuf {
-    // This crate lives at <root>/tests/artifacts.
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt as _;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 fn free_port() -> Result<u16, String> {
