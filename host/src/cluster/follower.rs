@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::Cluster;
 use super::error::ClusterError;
-use super::wire::{FetchRequest, FetchResponse, FragmentAsk, HEADER_ROOM, Reassembly};
+use super::wire::{FetchHeader, FetchRequest, FetchResponse, FragmentAsk, HEADER_ROOM, Reassembly};
 use crate::log::meta::Leadership;
 use crate::log::replica::{RawBatch, ReplicaView};
 
@@ -140,7 +140,69 @@ impl Cluster {
     ) -> Result<Step, ClusterError> {
         let lead = &view.state.leadership;
         let max_bytes = self.settings.replication_max_bytes.as_u64();
-        let req = FetchRequest {
+        let req = self.fetch_request(view, frag, max_bytes);
+        if req.fragment.is_none() {
+            *frag = None;
+        }
+        let timeout = self.settings.peer_timeout + self.settings.fetch_wait;
+        let body = self
+            .post_capped(
+                lead.leader,
+                "/internal/replication/fetch",
+                &req,
+                max_bytes as usize + HEADER_ROOM,
+                timeout,
+            )
+            .await?;
+        let resp = FetchResponse::decode(body, max_bytes)?;
+        if let Some(step) = self.follow_leadership(view, &resp.header).await? {
+            return Ok(step);
+        }
+        let h = &resp.header;
+        let in_sync = h.in_sync.contains(&self.node_id);
+        set(status, |s| s.in_sync = in_sync);
+        if let Some(offset) = h.diverged {
+            if offset >= view.log_end {
+                return Err(ClusterError::bad(format!(
+                    "leader says the log diverged at {offset}, at or past its end {}",
+                    view.log_end
+                )));
+            }
+            tracing::warn!(
+                stream = view.stream,
+                partition = view.partition,
+                offset,
+                "log diverged from the leader's; truncating"
+            );
+            self.log.truncate(&view.stream, view.partition, offset).await?;
+            return Ok(Step::Progress);
+        }
+        let appended = self.append_answer(view, frag, &resp).await?;
+        if !h.draining {
+            let end = self.log.replica(&view.stream, view.partition)?.log_end;
+            self.log
+                .set_high_watermark(&view.stream, view.partition, h.high_watermark.min(end))?;
+        }
+        if appended {
+            return Ok(Step::Progress);
+        }
+        if h.draining {
+            return Ok(Step::Wait);
+        }
+        if h.log_end > view.log_end {
+            return Err(ClusterError::bad(format!(
+                "leader's log ends at {} but it sent nothing from {}",
+                h.log_end, view.log_end
+            )));
+        }
+        Ok(Step::Idle)
+    }
+
+    /// The next fetch from this replica's log end (continuing a fragmented
+    /// batch if one is being reassembled).
+    fn fetch_request(&self, view: &ReplicaView, frag: &Option<Reassembly>, max_bytes: u64) -> FetchRequest {
+        let lead = &view.state.leadership;
+        FetchRequest {
             stream: view.stream.clone(),
             created_ms: view.created_ms,
             partition: view.partition,
@@ -161,26 +223,18 @@ impl Cluster {
                 self.settings.fetch_wait.as_millis() as u64
             },
             max_bytes,
-        };
-        if req.fragment.is_none() {
-            *frag = None;
         }
-        let timeout = self.settings.peer_timeout + self.settings.fetch_wait;
-        let body = self
-            .post_capped(
-                lead.leader,
-                "/internal/replication/fetch",
-                &req,
-                max_bytes as usize + HEADER_ROOM,
-                timeout,
-            )
-            .await?;
-        let resp = FetchResponse::decode(body, max_bytes)?;
-        let h = &resp.header;
+    }
+
+    /// Checks the answer's leadership against ours and adopts a newer one.
+    /// `Some(step)` ends this step (not the leader any more, or a move to
+    /// this node under way).
+    async fn follow_leadership(&self, view: &ReplicaView, h: &FetchHeader) -> Result<Option<Step>, ClusterError> {
+        let lead = &view.state.leadership;
         if h.not_leader {
             if h.leader_epoch > lead.epoch && h.leader == self.node_id {
                 // A move to this node is under way; it says when to lead.
-                return Ok(Step::Wait);
+                return Ok(Some(Step::Wait));
             }
             if h.leader_epoch > lead.epoch {
                 // The node we followed knows a newer leader: adopt it.
@@ -189,7 +243,7 @@ impl Cluster {
                 l.epoch = h.leader_epoch;
                 self.log.set_leadership(&view.stream, view.partition, l).await?;
                 self.wake();
-                return Ok(Step::Progress);
+                return Ok(Some(Step::Progress));
             }
             return Err(ClusterError::bad(format!(
                 "node {} does not lead the partition at epoch {} either",
@@ -221,26 +275,19 @@ impl Cluster {
                 )
                 .await?;
         }
-        let in_sync = h.in_sync.contains(&self.node_id);
-        set(status, |s| s.in_sync = in_sync);
-        if let Some(offset) = h.diverged {
-            if offset >= view.log_end {
-                return Err(ClusterError::bad(format!(
-                    "leader says the log diverged at {offset}, at or past its end {}",
-                    view.log_end
-                )));
-            }
-            tracing::warn!(
-                stream = view.stream,
-                partition = view.partition,
-                offset,
-                "log diverged from the leader's; truncating"
-            );
-            self.log.truncate(&view.stream, view.partition, offset).await?;
-            return Ok(Step::Progress);
-        }
+        Ok(None)
+    }
+
+    /// Appends what the answer carries: a fragment (the whole batch once
+    /// its last fragment arrived) and whole batches. Whether it had any.
+    async fn append_answer(
+        &self,
+        view: &ReplicaView,
+        frag: &mut Option<Reassembly>,
+        resp: &FetchResponse,
+    ) -> Result<bool, ClusterError> {
         let mut appended = false;
-        if let Some(f) = h.fragment {
+        if let Some(f) = resp.header.fragment {
             let asm = match frag {
                 Some(a) => a,
                 None => frag.insert(Reassembly::start(&f, self.max_batch_bytes)?),
@@ -269,24 +316,7 @@ impl Cluster {
             self.append(view, batches).await?;
             appended = true;
         }
-        if !h.draining {
-            let end = self.log.replica(&view.stream, view.partition)?.log_end;
-            self.log
-                .set_high_watermark(&view.stream, view.partition, h.high_watermark.min(end))?;
-        }
-        if appended {
-            return Ok(Step::Progress);
-        }
-        if h.draining {
-            return Ok(Step::Wait);
-        }
-        if h.log_end > view.log_end {
-            return Err(ClusterError::bad(format!(
-                "leader's log ends at {} but it sent nothing from {}",
-                h.log_end, view.log_end
-            )));
-        }
-        Ok(Step::Idle)
+        Ok(appended)
     }
 
     async fn append(&self, view: &ReplicaView, batches: Vec<RawBatch>) -> Result<(), ClusterError> {

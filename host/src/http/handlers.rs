@@ -5,12 +5,11 @@
 //! [`super::api`]); the statuses it lists are the ones its errors can map to.
 
 use axum::Json;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use bytes::Bytes;
 
 use super::error::{ApiError, ErrorBody};
+use super::extract::{Body, Path, Query};
 use super::openapi::ProduceBody;
 use super::wire::{
     CompactRequestedOut, CompactionStatusOut, ConsumeOut, ConsumeQuery, CreateStream, Encoding, HealthOut, ProduceOut,
@@ -94,11 +93,7 @@ pub async fn track(req: axum::extract::Request, next: axum::middleware::Next) ->
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
     ))]
-pub async fn create_stream(
-    State(host): State<Host>,
-    body: Result<Bytes, BytesRejection>,
-) -> Res<(StatusCode, Json<StreamOut>)> {
-    let body = body?;
+pub async fn create_stream(State(host): State<Host>, Body(body): Body) -> Res<(StatusCode, Json<StreamOut>)> {
     let req: CreateStream =
         serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("malformed stream JSON: {e}")))?;
     let info = host
@@ -129,11 +124,7 @@ pub async fn list_streams(State(host): State<Host>) -> Json<StreamsOut> {
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`stream_not_found`", body = ErrorBody),
     ))]
-pub async fn describe_stream(
-    State(host): State<Host>,
-    name: Result<Path<String>, PathRejection>,
-) -> Res<Json<StreamOut>> {
-    let Path(name) = name?;
+pub async fn describe_stream(State(host): State<Host>, Path(name): Path<String>) -> Res<Json<StreamOut>> {
     Ok(Json(host.describe_stream(&name)?.into()))
 }
 
@@ -147,11 +138,7 @@ pub async fn describe_stream(
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`stream_not_found`", body = ErrorBody),
     ))]
-pub async fn stream_status(
-    State(host): State<Host>,
-    name: Result<Path<String>, PathRejection>,
-) -> Res<Json<StreamStatusOut>> {
-    let Path(name) = name?;
+pub async fn stream_status(State(host): State<Host>, Path(name): Path<String>) -> Res<Json<StreamStatusOut>> {
     let partitions = host.stream_status(&name)?;
     Ok(Json(StreamStatusOut { name, partitions }))
 }
@@ -169,9 +156,8 @@ pub async fn stream_status(
     ))]
 pub async fn compact_stream(
     State(host): State<Host>,
-    name: Result<Path<String>, PathRejection>,
+    Path(name): Path<String>,
 ) -> Res<(StatusCode, Json<CompactRequestedOut>)> {
-    let Path(name) = name?;
     host.compact_stream(&name)?;
     Ok((
         StatusCode::ACCEPTED,
@@ -193,11 +179,7 @@ pub async fn compact_stream(
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`stream_not_found`", body = ErrorBody),
     ))]
-pub async fn compaction_status(
-    State(host): State<Host>,
-    name: Result<Path<String>, PathRejection>,
-) -> Res<Json<CompactionStatusOut>> {
-    let Path(name) = name?;
+pub async fn compaction_status(State(host): State<Host>, Path(name): Path<String>) -> Res<Json<CompactionStatusOut>> {
     let partitions = host.compaction_status(&name)?;
     Ok(Json(CompactionStatusOut { name, partitions }))
 }
@@ -213,8 +195,7 @@ pub async fn compaction_status(
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
     ))]
-pub async fn delete_stream(State(host): State<Host>, name: Result<Path<String>, PathRejection>) -> Res<StatusCode> {
-    let Path(name) = name?;
+pub async fn delete_stream(State(host): State<Host>, Path(name): Path<String>) -> Res<StatusCode> {
     host.delete_stream(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -245,13 +226,10 @@ pub async fn delete_stream(State(host): State<Host>, name: Result<Path<String>, 
     ))]
 pub async fn produce(
     State(host): State<Host>,
-    path: Result<Path<(String, u32)>, PathRejection>,
-    query: Result<Query<ProduceQuery>, QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
+    Path((stream, partition)): Path<(String, u32)>,
+    Query(q): Query<ProduceQuery>,
+    Body(body): Body,
 ) -> Res<Json<ProduceOut>> {
-    let Path((stream, partition)) = path?;
-    let Query(q) = query?;
-    let body = body?;
     let records = parse_produce_body(&body)?
         .into_iter()
         .enumerate()
@@ -309,11 +287,9 @@ pub async fn produce(
     ))]
 pub async fn consume(
     State(host): State<Host>,
-    path: Result<Path<(String, u32)>, PathRejection>,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    Path((stream, partition)): Path<(String, u32)>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Res<Json<ConsumeOut>> {
-    let Path((stream, partition)) = path?;
-    let Query(pairs) = query?;
     let q = ConsumeQuery::parse(pairs)?;
     let defaults = ReadLimits::default();
     let limits = ReadLimits {

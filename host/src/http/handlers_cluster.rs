@@ -4,15 +4,14 @@
 //! the answer; errors map to statuses in [`super::error`] alone.
 
 use axum::Json;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use bytes::Bytes;
 use serde::Deserialize;
 
 use super::error::{ApiError, ErrorBody};
+use super::extract::{Body, Path};
 use super::wire::StreamOut;
 use crate::error::Error;
 use crate::node::{FetchRequest, LeaderChange, PartitionRef, PartitionState, RawReadRequest};
@@ -20,8 +19,7 @@ use crate::node::{Host, StreamSpec};
 
 type Res<T> = Result<T, ApiError>;
 
-fn json<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>, what: &str) -> Result<T, ApiError> {
-    let body = body?;
+fn json<T: serde::de::DeserializeOwned>(body: Bytes, what: &str) -> Result<T, ApiError> {
     serde_json::from_slice(&body).map_err(|e| ApiError(Error::invalid(format!("malformed {what}: {e}"))))
 }
 
@@ -43,7 +41,7 @@ fn json<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>, wha
     ))]
 pub async fn fetch(
     State(host): State<Host>,
-    body: Result<Bytes, BytesRejection>,
+    Body(body): Body,
 ) -> Res<([(axum::http::HeaderName, &'static str); 1], Vec<u8>)> {
     let req: FetchRequest = json(body, "fetch request")?;
     let bytes = host.serve_fetch(req).await?;
@@ -65,7 +63,7 @@ pub async fn fetch(
     ))]
 pub async fn raw_read(
     State(host): State<Host>,
-    body: Result<Bytes, BytesRejection>,
+    Body(body): Body,
 ) -> Res<([(axum::http::HeaderName, &'static str); 1], Vec<u8>)> {
     let req: RawReadRequest = json(body, "read request")?;
     let bytes = host.serve_read(req).await?;
@@ -86,7 +84,7 @@ pub async fn raw_read(
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
     ))]
-pub async fn create_stream(State(host): State<Host>, body: Result<Bytes, BytesRejection>) -> Res<Json<StreamOut>> {
+pub async fn create_stream(State(host): State<Host>, Body(body): Body) -> Res<Json<StreamOut>> {
     let spec: StreamSpec = json(body, "stream spec")?;
     Ok(Json(host.create_from_spec(&spec).await?.into()))
 }
@@ -106,7 +104,7 @@ pub struct DeleteIn {
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
     ))]
-pub async fn delete_stream(State(host): State<Host>, body: Result<Bytes, BytesRejection>) -> Res<StatusCode> {
+pub async fn delete_stream(State(host): State<Host>, Body(body): Body) -> Res<StatusCode> {
     let req: DeleteIn = json(body, "delete request")?;
     host.delete_local(&req.name).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -120,10 +118,7 @@ pub async fn delete_stream(State(host): State<Host>, body: Result<Bytes, BytesRe
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`stream_not_found`, `partition_not_found`", body = ErrorBody),
     ))]
-pub async fn partition_state(
-    State(host): State<Host>,
-    body: Result<Bytes, BytesRejection>,
-) -> Res<Json<PartitionState>> {
+pub async fn partition_state(State(host): State<Host>, Body(body): Body) -> Res<Json<PartitionState>> {
     let at: PartitionRef = json(body, "partition")?;
     Ok(Json(host.partition_state(&at.stream, at.partition)?))
 }
@@ -139,7 +134,7 @@ pub async fn partition_state(
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
     ))]
-pub async fn apply_leader(State(host): State<Host>, body: Result<Bytes, BytesRejection>) -> Res<Json<PartitionState>> {
+pub async fn apply_leader(State(host): State<Host>, Body(body): Body) -> Res<Json<PartitionState>> {
     let change: LeaderChange = json(body, "leader change")?;
     Ok(Json(host.apply_leader(change).await?))
 }
@@ -177,10 +172,9 @@ pub struct MoveLeaderIn {
     ))]
 pub async fn move_leader(
     State(host): State<Host>,
-    path: Result<Path<(String, u32)>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
+    Path((stream, partition)): Path<(String, u32)>,
+    Body(body): Body,
 ) -> Res<Json<PartitionState>> {
-    let Path((stream, partition)) = path?;
     let req: MoveLeaderIn = json(body, "leader move")?;
     Ok(Json(host.move_leader(&stream, partition, req.node, req.force).await?))
 }

@@ -1,12 +1,11 @@
 //! Plugin and pipeline handlers (see [`super::handlers`] for the rest).
 
 use axum::Json;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use bytes::Bytes;
 
 use super::error::ErrorBody;
+use super::extract::{Body, Path};
 use super::handlers::Res;
 use super::openapi::PluginInfoDoc;
 use super::wire::{CreatePipeline, PipelinesOut, PluginVersionOut, PluginsOut};
@@ -36,11 +35,9 @@ use crate::node::PipelineStatus;
     ))]
 pub async fn put_plugin(
     State(host): State<Host>,
-    name: Result<Path<String>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
+    Path(name): Path<String>,
+    Body(body): Body,
 ) -> Res<(StatusCode, Json<PluginVersionOut>)> {
-    let Path(name) = name?;
-    let body = body?;
     if body.is_empty() {
         return Err(Error::invalid("the body must be the plugin's .wasm component (it is empty)").into());
     }
@@ -69,11 +66,7 @@ pub async fn list_plugins(State(host): State<Host>) -> Json<PluginsOut> {
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`plugin_not_found`", body = ErrorBody),
     ))]
-pub async fn describe_plugin(
-    State(host): State<Host>,
-    name: Result<Path<String>, PathRejection>,
-) -> Res<Json<crate::node::PluginInfo>> {
-    let Path(name) = name?;
+pub async fn describe_plugin(State(host): State<Host>, Path(name): Path<String>) -> Res<Json<crate::node::PluginInfo>> {
     Ok(Json(host.describe_plugin(&name)?))
 }
 
@@ -90,8 +83,7 @@ pub async fn describe_plugin(
         (status = 409, description = "`plugin_in_use` by a pipeline", body = ErrorBody),
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
     ))]
-pub async fn delete_plugin(State(host): State<Host>, name: Result<Path<String>, PathRejection>) -> Res<StatusCode> {
-    let Path(name) = name?;
+pub async fn delete_plugin(State(host): State<Host>, Path(name): Path<String>) -> Res<StatusCode> {
     host.delete_plugin(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -113,11 +105,7 @@ pub async fn delete_plugin(State(host): State<Host>, name: Result<Path<String>, 
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
     ))]
-pub async fn create_pipeline(
-    State(host): State<Host>,
-    body: Result<Bytes, BytesRejection>,
-) -> Res<(StatusCode, Json<PipelineStatus>)> {
-    let body = body?;
+pub async fn create_pipeline(State(host): State<Host>, Body(body): Body) -> Res<(StatusCode, Json<PipelineStatus>)> {
     let req: CreatePipeline =
         serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("malformed pipeline JSON: {e}")))?;
     let spec = crate::node::PipelineMeta {
@@ -157,11 +145,7 @@ pub async fn list_pipelines(State(host): State<Host>) -> Json<PipelinesOut> {
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`pipeline_not_found`", body = ErrorBody),
     ))]
-pub async fn pipeline_status(
-    State(host): State<Host>,
-    name: Result<Path<String>, PathRejection>,
-) -> Res<Json<PipelineStatus>> {
-    let Path(name) = name?;
+pub async fn pipeline_status(State(host): State<Host>, Path(name): Path<String>) -> Res<Json<PipelineStatus>> {
     Ok(Json(host.pipeline_status(&name).await?))
 }
 
@@ -176,12 +160,8 @@ pub async fn pipeline_status(
         (status = 404, description = "`pipeline_not_found`, `plugin_not_found`", body = ErrorBody),
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
     ))]
-pub async fn pause_pipeline(
-    State(host): State<Host>,
-    name: Result<Path<String>, PathRejection>,
-) -> Res<Json<PipelineStatus>> {
-    let Path(name) = name?;
-    Ok(Json(host.pause_pipeline(&name).await?))
+pub async fn pause_pipeline(State(host): State<Host>, Path(name): Path<String>) -> Res<Json<PipelineStatus>> {
+    set_paused(&host, &name, true).await
 }
 
 /// Resume a pipeline
@@ -197,12 +177,17 @@ pub async fn pause_pipeline(
         (status = 404, description = "`pipeline_not_found`, `plugin_not_found`", body = ErrorBody),
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
     ))]
-pub async fn resume_pipeline(
-    State(host): State<Host>,
-    name: Result<Path<String>, PathRejection>,
-) -> Res<Json<PipelineStatus>> {
-    let Path(name) = name?;
-    Ok(Json(host.resume_pipeline(&name).await?))
+pub async fn resume_pipeline(State(host): State<Host>, Path(name): Path<String>) -> Res<Json<PipelineStatus>> {
+    set_paused(&host, &name, false).await
+}
+
+/// The body of pause and resume.
+async fn set_paused(host: &Host, name: &str, paused: bool) -> Res<Json<PipelineStatus>> {
+    let status = match paused {
+        true => host.pause_pipeline(name).await?,
+        false => host.resume_pipeline(name).await?,
+    };
+    Ok(Json(status))
 }
 
 /// Delete a pipeline
@@ -214,8 +199,7 @@ pub async fn resume_pipeline(
         (status = 404, description = "`pipeline_not_found`", body = ErrorBody),
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
     ))]
-pub async fn delete_pipeline(State(host): State<Host>, name: Result<Path<String>, PathRejection>) -> Res<StatusCode> {
-    let Path(name) = name?;
+pub async fn delete_pipeline(State(host): State<Host>, Path(name): Path<String>) -> Res<StatusCode> {
     host.delete_pipeline(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

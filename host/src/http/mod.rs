@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod error;
+mod extract;
 pub mod handlers;
 pub mod handlers_cluster;
 pub mod handlers_plugins;

@@ -281,8 +281,9 @@ pub struct CompactionIn {
 }
 
 impl CreateStream {
-    /// The stream's retention and compaction settings, checked for shape
-    /// (the host checks the plugin).
+    /// The stream's settings as parsed from the request (the cleanup words,
+    /// the ratio as a fraction); their meaning is checked in one place,
+    /// `StreamConfig::validate`, by the node.
     pub fn config(&self) -> Result<StreamConfig, Error> {
         let retention = Retention {
             ms: self.retention_ms,
@@ -321,7 +322,6 @@ impl CreateStream {
         };
         let replication = match (self.replication_factor, &self.assignment) {
             (None | Some(1), None) => None,
-            (Some(0), _) => return Err(Error::invalid("replication_factor must be at least 1")),
             (factor, assignment) => {
                 let assignment = assignment.clone().unwrap_or_default();
                 let factor = factor.unwrap_or_else(|| assignment.first().map_or(1, |a| a.len() as u32));

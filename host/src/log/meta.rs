@@ -196,6 +196,41 @@ pub struct StreamConfig {
     pub replication: Option<Replication>,
 }
 
+impl StreamConfig {
+    /// The one check of a stream's settings, whoever asks for the stream
+    /// (HTTP, the embedding API, a peer creating a replicated stream).
+    /// Whether a compaction plugin exists and accepts its config is checked
+    /// by the node, which has the plugins.
+    pub fn validate(&self) -> Result<(), String> {
+        let r = &self.retention;
+        if r.ms == Some(0) || r.bytes == Some(0) {
+            return Err("retention must be positive (omit it to keep everything)".into());
+        }
+        if let Some(c) = &self.compaction {
+            if c.min_cleanable_dirty_ppm > 1_000_000 {
+                return Err("min_cleanable_dirty_ratio must be between 0 and 1".into());
+            }
+            if c.memory_bytes < Compaction::MIN_MEMORY_BYTES {
+                return Err(
+                    "compaction_memory_bytes must be at least 16 MiB (15 MiB of I/O buffers and a key map)".into(),
+                );
+            }
+            if !c.delete && (r.ms.is_some() || r.bytes.is_some()) {
+                return Err("retention needs cleanup \"compact,delete\" on a compacted stream".into());
+            }
+        }
+        if let Some(rep) = &self.replication {
+            if rep.factor == 0 {
+                return Err("replication_factor must be at least 1".into());
+            }
+            if self.compaction.is_some() {
+                return Err("compaction of replicated streams is not supported yet (see docs/OPERATIONS.md)".into());
+            }
+        }
+        Ok(())
+    }
+}
+
 impl From<Retention> for StreamConfig {
     fn from(retention: Retention) -> Self {
         StreamConfig {
@@ -436,6 +471,61 @@ pub fn validate_name(name: &str) -> Result<(), LogError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_config_is_checked_in_one_place() {
+        let compaction = Compaction {
+            plugin: "p".into(),
+            plugin_version: None,
+            config: Vec::new(),
+            delete: false,
+            delete_retention_ms: 0,
+            min_compaction_lag_ms: 0,
+            min_cleanable_dirty_ppm: 500_000,
+            memory_bytes: Compaction::DEFAULT_MEMORY_BYTES,
+        };
+        let ok = StreamConfig {
+            compaction: Some(compaction.clone()),
+            ..StreamConfig::default()
+        };
+        assert_eq!(ok.validate(), Ok(()));
+        assert_eq!(StreamConfig::default().validate(), Ok(()));
+        let bad = |c: StreamConfig, needle: &str| {
+            let err = c.validate().unwrap_err();
+            assert!(err.contains(needle), "{err}");
+        };
+        let retention = |ms, bytes| Retention { ms, bytes };
+        bad(retention(Some(0), None).into(), "retention must be positive");
+        bad(retention(None, Some(0)).into(), "retention must be positive");
+        let with = |f: &dyn Fn(&mut Compaction)| {
+            let mut c = compaction.clone();
+            f(&mut c);
+            StreamConfig {
+                compaction: Some(c),
+                ..StreamConfig::default()
+            }
+        };
+        bad(
+            with(&|c| c.min_cleanable_dirty_ppm = 1_000_001),
+            "min_cleanable_dirty_ratio",
+        );
+        bad(with(&|c| c.memory_bytes = 1), "compaction_memory_bytes");
+        let mut retained = ok.clone();
+        retained.retention = retention(Some(1000), None);
+        bad(retained, "compact,delete");
+        let replicated = |factor| StreamConfig {
+            replication: Some(Replication {
+                factor,
+                assignment: Vec::new(),
+            }),
+            ..StreamConfig::default()
+        };
+        bad(replicated(0), "replication_factor");
+        assert_eq!(replicated(3).validate(), Ok(()));
+        let mut both = replicated(3);
+        both.compaction = Some(compaction);
+        bad(both, "not supported yet");
+    }
 
     #[test]
     fn snapshot_round_trip_and_apply() {

@@ -18,6 +18,7 @@ pub mod pipelines;
 pub mod progress;
 mod read;
 pub mod record;
+mod recovery;
 pub mod replica;
 pub mod tiering;
 
@@ -147,162 +148,24 @@ pub struct Log {
 impl Log {
     /// Recovers the log in `data_dir`. Blocking (reads the whole WAL); an
     /// object-store WAL needs a Tokio runtime (call from a blocking task).
+    /// The steps are in [`recovery`].
     pub fn open(data_dir: &Path, opts: Options) -> Result<Log, LogError> {
         let started = std::time::Instant::now();
-        let runtime = || {
-            tokio::runtime::Handle::try_current().map_err(|e| {
-                LogError::from(WalError::Remote(format!(
-                    "an object-store WAL needs a Tokio runtime: {e}"
-                )))
-            })
-        };
-        let prepared = match &opts.wal_backend {
-            WalBackend::Local => None,
-            WalBackend::Object { remote, .. } => Some(runtime()?.block_on(wal::object::prepare(remote))?),
-        };
-        // With an object-store WAL the data dir may be empty: the snapshot
-        // stored with the last trim covers what the trim removed.
-        let checkpoint = prepared
-            .as_ref()
-            .and_then(|p| p.checkpoint())
-            .and_then(|b| meta::decode_snapshot(b, "the WAL checkpoint"));
-        let local = meta::load_snapshot(data_dir);
-        // Below a trim the WAL no longer holds the control entries, so the
-        // metadata must come from a snapshot that covers the trim: this
-        // node's own, or the checkpoint stored with that very trim. Without
-        // one, streams would silently vanish: refuse instead.
-        if let Some(p) = &prepared
-            && p.trim_lsn() > 0
-            && local.is_none()
-            && (checkpoint.is_none() || p.checkpoint_lsn() < p.trim_lsn())
-        {
-            return Err(WalError::Remote(format!(
-                "the object WAL is trimmed at LSN {} but no readable metadata snapshot covers it \
-                 (checkpoint at {}: damaged, missing or of another version); refusing to start without \
-                 the stream metadata",
-                p.trim_lsn(),
-                p.checkpoint_lsn()
-            ))
-            .into());
-        }
-        // A snapshot that came from the checkpoint is stored locally too.
-        let (loaded, had_snapshot) = match (local, checkpoint) {
-            (Some(l), Some(c)) if c.as_of_lsn >= l.as_of_lsn => (Some(c), false),
-            (Some(l), _) => (Some(l), true),
-            (None, c) => (c, false),
-        };
-        let base = loaded.unwrap_or_default();
-        let mut snap = base.clone();
-        // Partitions start where the snapshot says the WAL took over (data
-        // below lives in the object store); replay skips older entries.
-        let mut parts: HashMap<u32, Vec<Arc<Partition>>> = snap
-            .streams
-            .values()
-            .map(|m| {
-                let ps = new_partitions(m.partitions);
-                for (p, mark) in ps.iter().zip(snap.marks.get(&m.id).into_iter().flatten()) {
-                    p.restore(*mark);
-                }
-                (m.id, ps)
-            })
-            .collect();
-        let mut skipped = 0u64;
-        let mut visit = |e: wal::RecoveredEntry<'_>| match e.meta.kind {
-            // Truncations apply to the index, which is rebuilt from every
-            // WAL entry, whatever the snapshot covers.
-            EntryKind::Control if base.covers(e.lsn) => {
-                if let Ok(ControlOp::Truncate { id, partition, offset }) = serde_json::from_slice(e.payload)
-                    && let Some(p) = parts.get(&id).and_then(|v| v.get(partition as usize))
-                {
-                    p.truncate(offset);
-                }
-            }
-            EntryKind::Control => match serde_json::from_slice::<ControlOp>(e.payload) {
-                Ok(op) => {
-                    match &op {
-                        ControlOp::CreateStream(m) => {
-                            parts.insert(m.id, new_partitions(m.partitions));
-                        }
-                        ControlOp::DeleteStream { id } => {
-                            parts.remove(id);
-                        }
-                        ControlOp::Truncate { id, partition, offset } => {
-                            if let Some(p) = parts.get(id).and_then(|v| v.get(*partition as usize)) {
-                                p.truncate(*offset);
-                            }
-                        }
-                        _ => {}
-                    }
-                    snap.apply(e.lsn, &op);
-                }
-                Err(err) => tracing::error!(lsn = e.lsn, error = %err, "unreadable control entry skipped"),
-            },
-            EntryKind::Records | EntryKind::RecordsWithProgress => {
-                let trailer = match e.meta.kind {
-                    EntryKind::RecordsWithProgress => match progress::decode(e.payload) {
-                        Some(p) => {
-                            snap.set_progress(p.pipeline, p.input_partition, p.next_offset);
-                            progress::LEN as u8
-                        }
-                        None => {
-                            tracing::error!(lsn = e.lsn, "pipeline output entry without a valid trailer skipped");
-                            skipped += 1;
-                            return;
-                        }
-                    },
-                    _ => 0,
-                };
-                let p = parts.get(&e.meta.stream).and_then(|v| v.get(e.meta.partition as usize));
-                let committed = p.is_some_and(|p| {
-                    p.commit(BatchRef {
-                        base_offset: e.meta.base_offset,
-                        count: e.meta.count,
-                        lsn: e.lsn,
-                        location: e.location,
-                        trailer,
-                    })
-                });
-                if !committed {
-                    skipped += 1;
-                }
-            }
-        };
+        let prepared = recovery::prepare_wal(&opts)?;
+        let (base, had_snapshot) = recovery::choose_snapshot(data_dir, prepared.as_ref())?;
+        let mut replay = recovery::Replay::new(base);
         let wal_dir = data_dir.join("wal");
         let (wal, recovered) = match (prepared, &opts.wal_backend) {
-            (Some(p), WalBackend::Object { opts: obj, .. }) => {
-                runtime()?.block_on(Wal::open_object(p, &wal_dir, opts.wal.clone(), obj.clone(), &mut visit))?
-            }
-            _ => Wal::open(&wal_dir, opts.wal.clone(), &mut visit)?,
+            (Some(p), WalBackend::Object { opts: obj, .. }) => recovery::runtime()?.block_on(Wal::open_object(
+                p,
+                &wal_dir,
+                opts.wal.clone(),
+                obj.clone(),
+                &mut |e| replay.visit(e),
+            ))?,
+            _ => Wal::open(&wal_dir, opts.wal.clone(), &mut |e| replay.visit(e))?,
         };
-        if skipped > 0 {
-            tracing::info!(skipped, "WAL entries of deleted streams or duplicates not indexed");
-        }
-        // Control entries the WAL lost (cut by recovery) must not shadow new
-        // entries that will reuse their LSNs.
-        let last_lsn = recovered.next_lsn.saturating_sub(1);
-        if snap.as_of_lsn > last_lsn {
-            snap.as_of_lsn = last_lsn;
-        }
-        if !had_snapshot || snap != base {
-            meta::store_snapshot(data_dir, &snap)?;
-        }
-        let streams = snap
-            .streams
-            .values()
-            .map(|m| {
-                let partitions = parts.remove(&m.id).unwrap_or_else(|| new_partitions(m.partitions));
-                for (p, l) in partitions.iter().zip(snap.leadership.get(&m.id).into_iter().flatten()) {
-                    p.set_replica(l.clone());
-                }
-                (
-                    m.name.clone(),
-                    Arc::new(Stream {
-                        meta: m.clone(),
-                        partitions,
-                    }),
-                )
-            })
-            .collect();
+        let (snap, streams) = replay.finish(data_dir, had_snapshot, recovered.next_lsn)?;
         ::metrics::gauge!(crate::metrics::WAL_RECOVERY_SECONDS).set(started.elapsed().as_secs_f64());
         ::metrics::gauge!(crate::metrics::WAL_RECOVERED_ENTRIES).set(recovered.entries as f64);
         tracing::info!(

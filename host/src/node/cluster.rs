@@ -54,11 +54,6 @@ impl Host {
         let Some(r) = config.replication.as_mut() else {
             return Err(Error::invalid("no replication asked for"));
         };
-        if config.compaction.is_some() {
-            return Err(Error::invalid(
-                "compaction of replicated streams is not supported yet (see docs/OPERATIONS.md)",
-            ));
-        }
         if r.assignment.is_empty() {
             r.assignment = cluster.assign(partitions, r.factor)?;
         }
@@ -130,6 +125,8 @@ impl Host {
             compaction: None,
             replication: Some(spec.replication.clone()),
         };
+        // A peer's request gets the same checks as a client's.
+        config.validate().map_err(Error::invalid)?;
         let info = self
             .inner
             .log

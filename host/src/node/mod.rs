@@ -202,29 +202,11 @@ impl Host {
         partitions: u32,
         config: StreamConfig,
     ) -> Result<StreamInfo, Error> {
+        config.validate().map_err(Error::invalid)?;
         if config.replication.is_some() {
             return self.create_replicated(name, partitions, config).await;
         }
-        let r = &config.retention;
-        if r.ms == Some(0) || r.bytes == Some(0) {
-            return Err(Error::invalid(
-                "retention must be positive (omit it to keep everything)",
-            ));
-        }
         if let Some(c) = &config.compaction {
-            if c.min_cleanable_dirty_ppm > 1_000_000 {
-                return Err(Error::invalid("min_cleanable_dirty_ratio must be between 0 and 1"));
-            }
-            if c.memory_bytes < Compaction::MIN_MEMORY_BYTES {
-                return Err(Error::invalid(
-                    "compaction_memory_bytes must be at least 16 MiB (15 MiB of I/O buffers and a key map)",
-                ));
-            }
-            if !c.delete && (r.ms.is_some() || r.bytes.is_some()) {
-                return Err(Error::invalid(
-                    "retention needs cleanup \"compact,delete\" on a compacted stream",
-                ));
-            }
             let (plugins, c) = (self.inner.plugins.clone(), c.clone());
             blocking(move || -> Result<(), Error> {
                 plugins

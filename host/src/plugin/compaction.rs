@@ -15,7 +15,8 @@ use wasmtime::component::Component;
 use super::error::PluginError;
 use super::instance::{Instance, World, link};
 use super::runtime::{Runtime, State};
-use super::transform::{TRANSFORM_WORLD, encode_input};
+use super::transform::encode_input;
+use super::world::COMPACTION_WORLD;
 use crate::log::OffsetRecord;
 
 mod bindings {
@@ -29,48 +30,6 @@ use bindings::exports::sluice::plugin::compactor::Decision as WitDecision;
 
 /// Name of the export a compaction plugin must have.
 pub const COMPACTION_EXPORT: &str = "sluice:plugin/compactor@0.1.0";
-
-/// How a world is recognised among a component's exports.
-pub(super) struct WorldSpec {
-    pub world: &'static str,
-    pub export: &'static str,
-    /// The export's name without a version, to tell "wrong version" apart.
-    pub prefix: &'static str,
-}
-
-pub(super) const COMPACTION_WORLD: WorldSpec = WorldSpec {
-    world: "compaction",
-    export: COMPACTION_EXPORT,
-    prefix: "sluice:plugin/compactor@",
-};
-
-/// Checks that `exports` implement `spec`'s world at the supported version;
-/// the error names what was found instead (another world, another version).
-pub(super) fn check_export(plugin: &str, exports: &[String], spec: &WorldSpec) -> Result<(), PluginError> {
-    if exports.iter().any(|e| e == spec.export) {
-        return Ok(());
-    }
-    if let Some(other) = exports.iter().find(|e| e.starts_with(spec.prefix)) {
-        return Err(PluginError::IncompatibleVersion {
-            plugin: plugin.into(),
-            found: other.clone(),
-            supported: spec.export,
-        });
-    }
-    let other_world = [&TRANSFORM_WORLD, &COMPACTION_WORLD]
-        .into_iter()
-        .find(|w| exports.iter().any(|e| e.starts_with(w.prefix)));
-    let found = match other_world {
-        Some(w) => format!("the `{}` world", w.world),
-        None if exports.is_empty() => "no exports".to_string(),
-        None => format!("exports [{}]", exports.join(", ")),
-    };
-    Err(PluginError::WrongWorld {
-        plugin: plugin.into(),
-        expected: spec.world,
-        found,
-    })
-}
 
 /// What compaction does with one record.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use wasmtime::Store;
 use wasmtime::component::Component;
 
-use super::compaction::{WorldSpec, check_export};
 use super::error::PluginError;
 use super::runtime::{Runtime, State};
+use super::world::{WorldSpec, check_export};
 
 /// What a world's generated bindings provide to [`Instance`].
 pub(super) trait World: Sized {

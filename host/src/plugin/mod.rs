@@ -13,6 +13,7 @@ mod instance;
 pub mod registry;
 pub mod runtime;
 pub mod transform;
+mod world;
 
 #[cfg(test)]
 mod tests;

@@ -27,7 +27,7 @@ mod bindings {
 
 /// Name of the export a transform plugin must have.
 pub const TRANSFORM_EXPORT: &str = "sluice:plugin/transformer@0.1.0";
-const TRANSFORM_PREFIX: &str = "sluice:plugin/transformer@";
+pub(super) const TRANSFORM_PREFIX: &str = "sluice:plugin/transformer@";
 
 /// A validated transform plugin version, ready to instantiate.
 #[derive(Clone)]
@@ -49,7 +49,7 @@ impl TransformPlugin {
         name: &str,
         component: &Component,
     ) -> Result<TransformPlugin, PluginError> {
-        let pre = link::<bindings::Transform>(runtime, name, component, &TRANSFORM_WORLD)?;
+        let pre = link::<bindings::Transform>(runtime, name, component, &super::world::TRANSFORM_WORLD)?;
         Ok(TransformPlugin {
             name: name.into(),
             runtime: runtime.clone(),
@@ -85,13 +85,6 @@ impl World for bindings::Transform {
         self.sluice_plugin_transformer().call_init(store, config)
     }
 }
-
-/// How a transform plugin is recognised.
-pub(super) const TRANSFORM_WORLD: super::compaction::WorldSpec = super::compaction::WorldSpec {
-    world: "transform",
-    export: TRANSFORM_EXPORT,
-    prefix: TRANSFORM_PREFIX,
-};
 
 /// One initialized instance of a transform plugin.
 pub struct TransformInstance {
@@ -172,5 +165,5 @@ pub fn decode_output(output: &Bytes) -> Result<Vec<OffsetRecord>, sluice_wire::W
 
 #[cfg(test)]
 pub(crate) fn check_world_for_test(plugin: &str, exports: &[String]) -> Result<(), PluginError> {
-    super::compaction::check_export(plugin, exports, &TRANSFORM_WORLD)
+    super::world::check_export(plugin, exports, &super::world::TRANSFORM_WORLD)
 }
