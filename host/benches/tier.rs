@@ -4,7 +4,7 @@
 //! Run with `cargo bench -p sluice-host --features test-util --bench tier`. Set
 //! `SLUICE_BENCH_QUICK=1` for a fast smoke run with much less data.
 //!
-//! Stores: the local file store as a node opens it (`tier::store::open` with a
+//! Stores: the local file store as a node opens it (`objstore::open` with a
 //! `file://` URL in a temp dir on the same disk as the WAL: `LocalFileSystem`
 //! with fsync of every object and its directory), and moto (S3 protocol over
 //! HTTP on 127.0.0.1; installed on first use, skipped with a note if it cannot be). Both
