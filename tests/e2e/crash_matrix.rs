@@ -339,20 +339,9 @@ async fn object_wal_kept() {
     run_row(Row::ObjectKept).await;
 }
 
-/// The lowest offset any partition of [`MAIN`] still has in the WAL's
-/// place: above 0, reads below it are served from the object store.
+/// The highest `wal_start_offset` of [`MAIN`]'s partitions: above 0, a
+/// full read of it is served partly from the object store.
 async fn wal_start(server: &Server) -> u64 {
-    let resp = support::client()
-        .get(server.url(&format!("/streams/{MAIN}/status")))
-        .send()
-        .await
-        .expect("GET status");
-    let st = support::expect_json(resp, reqwest::StatusCode::OK).await;
-    st["partitions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p["wal_start_offset"].as_u64())
-        .max()
-        .unwrap_or(0)
+    let (starts, _) = support::wal_starts(&support::client(), server, MAIN).await;
+    starts.into_iter().max().unwrap_or(0)
 }

@@ -9,11 +9,10 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sluice_test_artifacts::moto::{self, S3Server};
 
-use crate::support::{self, Rng, Server, ServerOptions, expect_json};
+use crate::support::{self, Rng, Server, ServerOptions};
 use crate::workload::{self, Ledger, Load, Sent};
 
 const STREAM: &str = "owal";
@@ -70,26 +69,11 @@ impl Bucket {
     }
 }
 
-/// `GET /streams/{STREAM}/status`: each partition's `wal_start_offset`.
+/// Each partition's `wal_start_offset` of [`STREAM`] (which has
+/// [`PARTITIONS`] partitions), and the status.
 async fn wal_starts(client: &reqwest::Client, server: &Server) -> (Vec<u64>, Value) {
-    let resp = client
-        .get(server.url(&format!("/streams/{STREAM}/status")))
-        .send()
-        .await
-        .expect("GET status");
-    let st = expect_json(resp, StatusCode::OK).await;
-    let parts = st["partitions"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no partitions: {st}"));
-    assert_eq!(parts.len(), PARTITIONS as usize, "{st}");
-    let starts = parts
-        .iter()
-        .map(|p| {
-            p["wal_start_offset"]
-                .as_u64()
-                .unwrap_or_else(|| panic!("no wal_start_offset: {st}"))
-        })
-        .collect();
+    let (starts, st) = support::wal_starts(client, server, STREAM).await;
+    assert_eq!(starts.len(), PARTITIONS as usize, "{st}");
     (starts, st)
 }
 

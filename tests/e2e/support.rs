@@ -544,3 +544,26 @@ pub fn assert_no_problems(problems: &[String], context: &str) {
         );
     }
 }
+
+/// `GET /streams/{stream}/status`: each partition's `wal_start_offset`
+/// (offsets below it are served from the object store), and the status.
+pub async fn wal_starts(client: &reqwest::Client, server: &Server, stream: &str) -> (Vec<u64>, Value) {
+    let resp = client
+        .get(server.url(&format!("/streams/{stream}/status")))
+        .send()
+        .await
+        .expect("GET status");
+    let st = expect_json(resp, StatusCode::OK).await;
+    let parts = st["partitions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no partitions: {st}"));
+    let starts = parts
+        .iter()
+        .map(|p| {
+            p["wal_start_offset"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no wal_start_offset: {st}"))
+        })
+        .collect();
+    (starts, st)
+}

@@ -174,8 +174,8 @@ pub struct Compaction {
     pub min_compaction_lag_ms: u64,
     /// Dirty bytes / all bytes that trigger a run, in millionths (Eq-able).
     pub min_cleanable_dirty_ppm: u32,
-    /// Memory bound of one run: its key map plus
-    /// [`crate::compaction::IO_RESERVE_BYTES`] of read and write buffers.
+    /// Memory bound of one run: its key map plus the run's read and write
+    /// buffers (15 MiB, a reserve the compaction run sets aside).
     pub memory_bytes: u64,
 }
 
