@@ -92,6 +92,56 @@ pub struct Settings {
     pub wal_object_max_bytes: ByteSize,
     /// Object WAL: objects uploading at once before appends wait.
     pub wal_objects_in_flight: usize,
+    /// Address of the Kafka protocol listener; `"off"` turns it off.
+    #[serde(with = "listen_or_off")]
+    pub kafka_listen: Option<SocketAddr>,
+    /// `host:port` Kafka clients are told to connect to (Metadata). Unset:
+    /// the address the client reached this node at.
+    pub kafka_advertised: Option<String>,
+    /// Largest Kafka request frame; a bigger one closes its connection
+    /// (the broker's `socket.request.max.bytes`).
+    pub kafka_max_frame_bytes: ByteSize,
+    /// A Kafka connection with no request for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub kafka_idle_timeout: Duration,
+    /// Open Kafka connections; more wait in the accept queue.
+    pub kafka_max_connections: usize,
+    /// Whether Metadata and Produce for an unknown topic create it (with
+    /// `kafka_default_partitions`).
+    pub kafka_auto_create_topics: bool,
+    /// Partitions of a topic created without a count (CreateTopics with -1,
+    /// or auto-creation).
+    pub kafka_default_partitions: u32,
+}
+
+/// `kafka_listen` in TOML: an address, or `"off"`.
+mod listen_or_off {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(a) => s.collect_str(a),
+            None => s.serialize_str("off"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_listen_or_off(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `"off"` (no listener) or a socket address.
+pub fn parse_listen_or_off(text: &str) -> Result<Option<SocketAddr>, String> {
+    match text.trim() {
+        "off" => Ok(None),
+        t => t
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("`{t}` is neither `off` nor an address like 127.0.0.1:9092 ({e})")),
+    }
 }
 
 /// The WAL backend a node runs on.
@@ -113,6 +163,10 @@ pub struct ClusterSettings {
     /// Every node's id and HTTP address (`host:port` or `http://host:port`),
     /// this node included. TOML keys are strings: `nodes = { "1" = "127.0.0.1:8081" }`.
     pub nodes: std::collections::BTreeMap<String, String>,
+    /// Every node's Kafka address (`host:port`) as clients reach it, for
+    /// Metadata answers. A node missing here is advertised at its HTTP
+    /// host with this node's Kafka port.
+    pub kafka_nodes: std::collections::BTreeMap<String, String>,
     /// Largest answer to one replication fetch; a batch larger than this
     /// travels as numbered fragments.
     pub replication_max_bytes: ByteSize,
@@ -144,6 +198,7 @@ impl Default for ClusterSettings {
         ClusterSettings {
             node_id: 1,
             nodes: std::collections::BTreeMap::new(),
+            kafka_nodes: std::collections::BTreeMap::new(),
             replication_max_bytes: ByteSize::mib(1),
             replica_lag_max: Duration::from_secs(10),
             acks_timeout: Duration::from_secs(30),
@@ -184,6 +239,36 @@ impl ClusterSettings {
     }
 }
 
+/// Splits `host:port` (a bracketed IPv6 host allowed) into its parts.
+pub fn split_host_port(addr: &str) -> Result<(String, u16), String> {
+    let addr = addr.trim();
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{addr}` is not host:port"))?;
+    let port: u16 = port.parse().map_err(|_| format!("`{addr}`: bad port `{port}`"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("`{addr}` has no host"));
+    }
+    Ok((host.to_string(), port))
+}
+
+impl ClusterSettings {
+    /// `kafka_nodes` by numeric id, as (host, port), checked.
+    pub fn kafka_peers(&self) -> Result<std::collections::BTreeMap<u32, (String, u16)>, Error> {
+        let bad = |m: String| Error::invalid(format!("bad setting: cluster.kafka_nodes: {m}"));
+        let mut out = std::collections::BTreeMap::new();
+        for (id, addr) in &self.kafka_nodes {
+            let id: u32 = id
+                .trim()
+                .parse()
+                .map_err(|_| bad(format!("node id `{id}` is not a number")))?;
+            out.insert(id, split_host_port(addr).map_err(bad)?);
+        }
+        Ok(out)
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -217,6 +302,13 @@ impl Default for Settings {
             wal_object_interval: Duration::from_millis(250),
             wal_object_max_bytes: ByteSize::mib(8),
             wal_objects_in_flight: 4,
+            kafka_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9092))),
+            kafka_advertised: None,
+            kafka_max_frame_bytes: ByteSize::mib(100),
+            kafka_idle_timeout: Duration::from_secs(600),
+            kafka_max_connections: 10_000,
+            kafka_auto_create_topics: false,
+            kafka_default_partitions: 1,
         }
     }
 }
@@ -277,8 +369,25 @@ impl Settings {
         if self.auth_token.as_deref() == Some("") {
             return bad("auth_token must not be empty (omit it to disable auth)".into());
         }
+        if self.kafka_max_frame_bytes.as_u64() < 1024 || self.kafka_max_frame_bytes.as_u64() > i32::MAX as u64 {
+            return bad("kafka_max_frame_bytes must be between 1 KiB and 2 GiB".into());
+        }
+        if self.kafka_idle_timeout < Duration::from_millis(100) {
+            return bad("kafka_idle_timeout must be at least 100ms".into());
+        }
+        if self.kafka_max_connections == 0 {
+            return bad("kafka_max_connections must be positive".into());
+        }
+        if self.kafka_default_partitions == 0 || self.kafka_default_partitions > self.max_partitions {
+            return bad("kafka_default_partitions must be between 1 and max_partitions".into());
+        }
+        if let Some(a) = &self.kafka_advertised {
+            crate::config::split_host_port(a)
+                .map_err(|m| Error::invalid(format!("bad setting: kafka_advertised: {m}")))?;
+        }
         if let Some(c) = &self.cluster {
             c.peers()?;
+            c.kafka_peers()?;
             if c.replication_max_bytes.as_u64() < 1024 || c.replication_max_bytes.as_u64() > 1024 * 1024 * 1024 {
                 return bad("cluster.replication_max_bytes must be between 1 KiB and 1 GiB".into());
             }

@@ -30,6 +30,7 @@ pub mod config;
 pub(crate) mod error;
 pub(crate) mod fsutil;
 pub mod http;
+pub mod kafka;
 pub(crate) mod log;
 pub(crate) mod metrics;
 pub(crate) mod node;
@@ -45,7 +46,7 @@ mod tests_layers;
 
 pub use config::Settings;
 pub use error::{Error, ErrorKind};
-pub use node::{Acks, Host, PartitionStatus, ReadFilter, ReadLimits, StreamSpec};
+pub use node::{Acks, Host, PartitionStatus, ReadFilter, ReadLimits, StreamSpec, TimeOffset};
 pub use node::{
     Appended, Compaction, CompactionStatus, OffsetRecord, PipelineMeta, PipelineStatus, PluginInfo, ReadBatch, Record,
     Replication, ReplicationStatus, Retention, StreamConfig, StreamInfo, TierStatus, VersionInfo,

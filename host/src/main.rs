@@ -41,6 +41,13 @@ struct ServeArgs {
     /// HTTP listen address [default: 127.0.0.1:8080]
     #[arg(long, env = "SLUICE_LISTEN")]
     listen: Option<SocketAddr>,
+    /// Kafka protocol listen address, or `off` [default: 127.0.0.1:9092]
+    #[arg(long, env = "SLUICE_KAFKA_LISTEN", value_parser = parse_kafka_listen)]
+    kafka_listen: Option<KafkaListen>,
+    /// `host:port` Kafka clients are told to connect to [default: the
+    /// address they reached this node at]
+    #[arg(long, env = "SLUICE_KAFKA_ADVERTISED")]
+    kafka_advertised: Option<String>,
     /// Bearer token required on every request but /health and /openapi.json.
     #[arg(long, env = "SLUICE_AUTH_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
@@ -63,6 +70,14 @@ struct ServeArgs {
     /// for log collectors. `RUST_LOG` filters either.
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+/// `--kafka-listen`: an address, or `off`.
+#[derive(Clone, Copy)]
+struct KafkaListen(Option<SocketAddr>);
+
+fn parse_kafka_listen(text: &str) -> Result<KafkaListen, String> {
+    sluice_host::config::parse_listen_or_off(text).map(KafkaListen)
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +107,12 @@ impl ServeArgs {
         }
         if let Some(v) = self.listen {
             s.listen = v;
+        }
+        if let Some(KafkaListen(v)) = self.kafka_listen {
+            s.kafka_listen = v;
+        }
+        if let Some(v) = self.kafka_advertised {
+            s.kafka_advertised = Some(v);
         }
         if let Some(v) = self.auth_token {
             s.auth_token = Some(v);
@@ -145,9 +166,27 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
+    let kafka = match settings.kafka_listen {
+        Some(a) => Some(sluice_host::kafka::bind(a).await?),
+        None => None,
+    };
     let host = Host::open(settings).await?;
     tracing::info!(%addr, data_dir = %host.settings().data_dir.display(), "sluice listening on http://{addr}");
+    let kafka = match kafka {
+        Some(listener) => {
+            let kafka_addr = listener.local_addr()?;
+            tracing::info!(%kafka_addr, "sluice listening for Kafka clients on {kafka_addr}");
+            Some(tokio::spawn(sluice_host::kafka::serve(host.clone(), listener)))
+        }
+        None => {
+            tracing::info!("Kafka listener off");
+            None
+        }
+    };
     sluice_host::http::serve(&host, listener, shutdown_signal()).await?;
+    if let Some(k) = kafka {
+        k.abort();
+    }
     tracing::info!("sluice stopped cleanly");
     Ok(())
 }

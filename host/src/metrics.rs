@@ -77,6 +77,10 @@ pub const ISR_SIZE: &str = "sluice_isr_size";
 pub const REPLICATION_FETCH_ERRORS: &str = "sluice_replication_fetch_errors_total";
 /// Bytes a follower appended from its leader (label `stream`).
 pub const REPLICATION_BYTES: &str = "sluice_replication_bytes_total";
+/// Open Kafka connections; Kafka requests by API and their duration.
+pub const KAFKA_CONNECTIONS: &str = "sluice_kafka_connections";
+pub const KAFKA_REQUESTS: &str = "sluice_kafka_requests_total";
+pub const KAFKA_REQUEST_SECONDS: &str = "sluice_kafka_request_seconds";
 /// HTTP requests by route template, method and status, and their duration.
 pub const HTTP_REQUESTS: &str = "sluice_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "sluice_http_request_seconds";
@@ -164,6 +168,9 @@ fn describe() {
     describe_counter!(REPLICATION_FETCH_ERRORS, "Follower fetches that failed");
     describe_counter!(REPLICATION_BYTES, "Bytes followers appended from their leaders");
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered");
+    describe_gauge!(KAFKA_CONNECTIONS, "Open Kafka protocol connections");
+    describe_counter!(KAFKA_REQUESTS, "Kafka requests answered, by API");
+    describe_histogram!(KAFKA_REQUEST_SECONDS, "Time to answer a Kafka request, by API");
     describe_histogram!(HTTP_REQUEST_SECONDS, "Seconds per HTTP request");
 }
 
@@ -177,4 +184,9 @@ pub fn spawn_upkeep(handle: PrometheusHandle) -> tokio::task::JoinHandle<()> {
             handle.run_upkeep();
         }
     })
+}
+
+/// Counts a Kafka connection opening (`1`) or closing (`-1`).
+pub fn kafka_connections(delta: i8) {
+    metrics::gauge!(KAFKA_CONNECTIONS).increment(f64::from(delta));
 }

@@ -2,7 +2,7 @@
 //! in non-test code must point at a module its layer may use.
 //!
 //! ```text
-//!   faces      http   client                  (call the facade only)
+//!   faces      http   kafka   client                 (call the facade only)
 //!   facade     node   (+ error, config: the public error and settings; task)
 //!   subsystems tier  pipeline  compaction  cluster  plugin
 //!   log        log
@@ -55,6 +55,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("http", &["node", "error", "config"]),
+    ("kafka", &["node", "error", "config"]),
     // The CLI speaks the HTTP API's wire format.
     ("client", &["node", "error", "config", "http"]),
 ];

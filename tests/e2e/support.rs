@@ -70,6 +70,8 @@ pub struct ServerOptions {
     /// Listen on this port on every start instead of a free one (cluster
     /// nodes, whose addresses are in each other's config, need it).
     pub port: Option<u16>,
+    /// The Kafka listener's port (a free one, kept across restarts, if unset).
+    pub kafka_port: Option<u16>,
 }
 
 impl ServerOptions {
@@ -88,6 +90,8 @@ pub struct Server {
     data_dir: PathBuf,
     log_path: PathBuf,
     port: u16,
+    /// The Kafka listener's port, the same on every start (clients reconnect).
+    kafka_port: u16,
     options: ServerOptions,
     child: Option<Child>,
     starts: u32,
@@ -111,12 +115,18 @@ impl Server {
             data_dir,
             log_path,
             port: options.port.unwrap_or_else(free_port),
+            kafka_port: options.kafka_port.unwrap_or_else(free_port),
             options,
             child: None,
             starts: 0,
         };
         server.spawn_and_wait().await;
         server
+    }
+
+    /// The Kafka bootstrap address, `127.0.0.1:PORT`.
+    pub fn kafka(&self) -> String {
+        format!("127.0.0.1:{}", self.kafka_port)
     }
 
     pub fn base(&self) -> String {
@@ -205,6 +215,9 @@ impl Server {
                         Some(_) => tokio::time::sleep(Duration::from_millis(500)).await,
                         None => self.port = free_port(),
                     }
+                    if self.options.kafka_port.is_none() && self.starts == 1 {
+                        self.kafka_port = free_port();
+                    }
                 }
                 Err(status) => panic!("server exited during start-up with {status}\n{}", self.log_tail(60)),
             }
@@ -229,10 +242,15 @@ impl Server {
             }
         }
         let listen = format!("127.0.0.1:{}", self.port);
+        let kafka = self.kafka();
         if self.options.config_from_env {
-            cmd.env("SLUICE_DATA_DIR", &self.data_dir).env("SLUICE_LISTEN", &listen);
+            cmd.env("SLUICE_DATA_DIR", &self.data_dir)
+                .env("SLUICE_LISTEN", &listen)
+                .env("SLUICE_KAFKA_LISTEN", &kafka);
         } else {
-            cmd.arg("--data-dir").arg(&self.data_dir).args(["--listen", &listen]);
+            cmd.arg("--data-dir")
+                .arg(&self.data_dir)
+                .args(["--listen", &listen, "--kafka-listen", &kafka]);
         }
         if let Some(config) = &self.options.config {
             let path = self.root.path().join("config.toml");

@@ -36,8 +36,10 @@ pub mod offline {
 }
 
 mod cluster;
+mod offsets;
 mod plugins;
 pub use cluster::{Acks, StreamSpec};
+pub use offsets::TimeOffset;
 
 /// How much one read may return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -437,6 +439,14 @@ impl Host {
 
     pub async fn delete_pipeline(&self, name: &str) -> Result<(), Error> {
         Ok(self.inner.pipelines.delete(name).await?)
+    }
+
+    /// Resolves once the node starts stopping (see [`Host::begin_stopping`]).
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stopping = self.inner.stopping.subscribe();
+        async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        }
     }
 
     /// Marks the node as stopping: long-polling reads return at once.

@@ -1,0 +1,168 @@
+//! Fetch (v4–v12): records from each partition at the fetch offset, as
+//! uncompressed record batches, with the high watermark (on a replicated
+//! partition, what every in-sync replica holds; records above it are not
+//! served) and the log start offset. Limits: `partition_max_bytes` per
+//! partition and `max_bytes` per answer, except that the first partition
+//! with data returns at least one record however big (as Kafka does, so a
+//! big record never blocks a consumer). Long-poll: with fewer than
+//! `min_bytes` ready, the answer waits up to `max_wait_ms` for new records
+//! on any requested partition. Fetch sessions are not kept: every answer is
+//! a full one with session id 0, which tells clients to send full requests.
+
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+
+use super::super::Ctx;
+use super::super::batch::encode_batches;
+use super::super::error::{code_of, codes};
+use super::{offset_of, partition_of, topic_name};
+use crate::node::ReadLimits;
+
+/// The longest long-poll this node honours.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+struct Want {
+    topic: usize,
+    stream: String,
+    index: i32,
+    offset: i64,
+    max_bytes: usize,
+}
+
+pub(super) async fn handle(ctx: &Ctx, r: FetchRequest, version: i16) -> FetchResponse {
+    let mut out = FetchResponse::default();
+    if version >= 7 && (r.session_id != 0 || r.session_epoch > 0) {
+        out.error_code = codes::fetch_session_not_found();
+        return out;
+    }
+    let mut wants = Vec::new();
+    for (t, topic) in r.topics.iter().enumerate() {
+        let mut resp = FetchableTopicResponse::default();
+        resp.topic = topic_name(topic.topic.0.as_str());
+        out.responses.push(resp);
+        for p in &topic.partitions {
+            wants.push(Want {
+                topic: t,
+                stream: topic.topic.0.as_str().to_string(),
+                index: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
+            });
+        }
+    }
+    let max_bytes = if version >= 3 {
+        usize::try_from(r.max_bytes).unwrap_or(0)
+    } else {
+        usize::MAX
+    };
+    let min_bytes = usize::try_from(r.min_bytes).unwrap_or(0);
+    let wait = Duration::from_millis(u64::try_from(r.max_wait_ms).unwrap_or(0)).min(MAX_WAIT);
+    let deadline = Instant::now() + wait;
+    loop {
+        let (parts, bytes) = read_all(ctx, &wants, max_bytes).await;
+        let now = Instant::now();
+        let errors = parts.iter().any(|p| p.error_code != 0);
+        if bytes >= min_bytes || errors || now >= deadline || wants.is_empty() {
+            for (want, part) in wants.iter().zip(parts) {
+                out.responses[want.topic].partitions.push(part);
+            }
+            return out;
+        }
+        let waited = Instant::now();
+        wait_any(ctx, &wants, deadline - now).await;
+        // Records past the offset but not yet below the high watermark wake
+        // the wait at once: pace the re-reads instead of spinning.
+        if waited.elapsed() < Duration::from_millis(1) {
+            tokio::time::sleep(Duration::from_millis(5).min(deadline.saturating_duration_since(Instant::now()))).await;
+        }
+    }
+}
+
+async fn read_all(ctx: &Ctx, wants: &[Want], max_bytes: usize) -> (Vec<PartitionData>, usize) {
+    let mut total = 0usize;
+    let mut parts = Vec::with_capacity(wants.len());
+    for want in wants {
+        let budget = want.max_bytes.min(max_bytes.saturating_sub(total));
+        let part = read_one(ctx, want, budget, total == 0).await;
+        total = total.saturating_add(part.records.as_ref().map_or(0, |r| r.len()));
+        parts.push(part);
+    }
+    (parts, total)
+}
+
+async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> PartitionData {
+    let mut part = PartitionData::default();
+    part.partition_index = want.index;
+    let host = &ctx.host;
+    let (Some(partition), Ok(offset)) = (partition_of(want.index), u64::try_from(want.offset)) else {
+        part.error_code = if want.index < 0 {
+            codes::unknown_topic()
+        } else {
+            kafka_protocol::ResponseError::OffsetOutOfRange.code()
+        };
+        return part;
+    };
+    let info = match host.describe_stream(&want.stream) {
+        Ok(i) => i,
+        Err(e) => {
+            part.error_code = code_of(&e);
+            return part;
+        }
+    };
+    let Some(range) = info.partitions.get(partition as usize).copied() else {
+        part.error_code = codes::unknown_topic();
+        return part;
+    };
+    let (visible_end, leader_epoch) = match host.replication_status(&want.stream, partition) {
+        Some(s) if !s.is_leader => {
+            part.error_code = kafka_protocol::ResponseError::NotLeaderOrFollower.code();
+            return part;
+        }
+        Some(s) => (s.high_watermark.min(range.end), s.epoch as i32),
+        None => (range.end, 0),
+    };
+    part.high_watermark = offset_of(visible_end);
+    part.last_stable_offset = offset_of(visible_end);
+    part.log_start_offset = offset_of(range.start);
+    if offset < range.start || offset > visible_end {
+        part.error_code = kafka_protocol::ResponseError::OffsetOutOfRange.code();
+        return part;
+    }
+    if offset == visible_end || (budget == 0 && !first) {
+        return part;
+    }
+    let limits = ReadLimits {
+        max_records: host.settings().max_read_records,
+        max_bytes: budget.max(1),
+    };
+    match host.read(&want.stream, partition, offset, limits).await {
+        Ok(mut batch) => {
+            batch.records.retain(|r| r.offset < visible_end);
+            part.log_start_offset = offset_of(batch.start_offset);
+            let mut buf = BytesMut::new();
+            encode_batches(&mut buf, &batch.records, leader_epoch);
+            part.records = Some(buf.freeze());
+        }
+        Err(e) => part.error_code = code_of(&e),
+    }
+    part
+}
+
+/// Waits until any wanted partition may have records past its fetch offset,
+/// or `wait` passes.
+async fn wait_any(ctx: &Ctx, wants: &[Want], wait: Duration) {
+    let waits = wants.iter().filter_map(|w| {
+        let partition = partition_of(w.index)?;
+        let offset = u64::try_from(w.offset).ok()?;
+        Some(Box::pin(ctx.host.wait_for_records(&w.stream, partition, offset, wait)))
+    });
+    let waits: Vec<_> = waits.collect();
+    if waits.is_empty() {
+        tokio::time::sleep(wait).await;
+        return;
+    }
+    let _ = futures::future::select_all(waits).await;
+}

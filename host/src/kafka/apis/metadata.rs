@@ -1,0 +1,156 @@
+//! Metadata: the brokers (this node, or every node of the cluster at its
+//! Kafka address) and the topics (streams) with each partition's leader,
+//! replicas and in-sync set. Unknown topics are created only when
+//! `kafka_auto_create_topics` is on and the client allows it.
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+
+use super::super::Ctx;
+use super::super::conn::Conn;
+use super::super::error::{code_of, codes};
+use super::{str_bytes, topic_name};
+use crate::node::StreamInfo;
+
+pub(super) async fn handle(ctx: &Ctx, conn: &Conn, r: MetadataRequest, version: i16) -> MetadataResponse {
+    let mut out = MetadataResponse::default();
+    out.brokers = brokers(ctx, conn)
+        .into_iter()
+        .map(|(id, host, port)| {
+            let mut b = MetadataResponseBroker::default();
+            b.node_id = BrokerId(id);
+            b.host = str_bytes(host);
+            b.port = port;
+            b
+        })
+        .collect();
+    out.cluster_id = Some(str_bytes("sluice"));
+    out.controller_id = BrokerId(ctx.node_id);
+    // v0: an empty list means every topic; v1+: null does.
+    let names: Option<Vec<String>> = match r.topics {
+        None => None,
+        Some(t) if t.is_empty() && version == 0 => None,
+        Some(t) => Some(
+            t.into_iter()
+                .filter_map(|t| t.name.map(|n| n.0.as_str().to_string()))
+                .collect(),
+        ),
+    };
+    let allow_create = ctx.host.settings().kafka_auto_create_topics && (version < 4 || r.allow_auto_topic_creation);
+    out.topics = match names {
+        None => ctx.host.list_streams().iter().map(|s| topic(ctx, s)).collect(),
+        Some(names) => {
+            let mut topics = Vec::with_capacity(names.len());
+            for name in names {
+                topics.push(named_topic(ctx, &name, allow_create).await);
+            }
+            topics
+        }
+    };
+    out
+}
+
+async fn named_topic(ctx: &Ctx, name: &str, allow_create: bool) -> MetadataResponseTopic {
+    let found = match ctx.host.describe_stream(name) {
+        Err(e) if e.code() == "stream_not_found" && allow_create => {
+            let partitions = ctx.host.settings().kafka_default_partitions;
+            match ctx.host.create_stream(name, partitions).await {
+                Ok(info) => Ok(info),
+                Err(e) if e.code() == "stream_exists" => ctx.host.describe_stream(name),
+                Err(e) => Err(e),
+            }
+        }
+        other => other,
+    };
+    match found {
+        Ok(info) => topic(ctx, &info),
+        Err(e) => {
+            let mut t = MetadataResponseTopic::default();
+            t.name = Some(topic_name(name));
+            t.error_code = match e.code() {
+                "invalid_request" => codes::invalid_request(),
+                _ => code_of(&e),
+            };
+            t
+        }
+    }
+}
+
+fn topic(ctx: &Ctx, info: &StreamInfo) -> MetadataResponseTopic {
+    let mut t = MetadataResponseTopic::default();
+    t.name = Some(topic_name(&info.name));
+    t.partitions = (0..info.partitions.len() as u32)
+        .map(|p| {
+            let mut m = MetadataResponsePartition::default();
+            m.partition_index = p as i32;
+            let me = ctx.node_id;
+            let replicas: Vec<i32> = match &info.replication {
+                Some(r) => r
+                    .assignment
+                    .get(p as usize)
+                    .map(|a| a.iter().map(|n| *n as i32).collect())
+                    .unwrap_or_default(),
+                None => vec![me],
+            };
+            match ctx.host.replication_status(&info.name, p) {
+                Some(s) => {
+                    m.leader_id = BrokerId(s.leader as i32);
+                    m.leader_epoch = s.epoch as i32;
+                    let isr = if s.is_leader && !s.in_sync.is_empty() {
+                        s.in_sync.iter().map(|n| *n as i32).collect()
+                    } else {
+                        replicas.clone()
+                    };
+                    m.isr_nodes = isr.into_iter().map(BrokerId).collect();
+                }
+                None => {
+                    m.leader_id = BrokerId(me);
+                    m.leader_epoch = 0;
+                    m.isr_nodes = vec![BrokerId(me)];
+                }
+            }
+            m.replica_nodes = replicas.into_iter().map(BrokerId).collect();
+            m
+        })
+        .collect();
+    t
+}
+
+/// Every node as (broker id, host, port) for clients.
+fn brokers(ctx: &Ctx, conn: &Conn) -> Vec<(i32, String, i32)> {
+    let settings = ctx.host.settings();
+    let (my_host, my_port) = match settings
+        .kafka_advertised
+        .as_deref()
+        .and_then(|a| crate::config::split_host_port(a).ok())
+    {
+        Some(hp) => hp,
+        None => (conn.local.ip().to_string(), conn.local.port()),
+    };
+    let Some(cluster) = &settings.cluster else {
+        return vec![(ctx.node_id, my_host, i32::from(my_port))];
+    };
+    let kafka = cluster.kafka_peers().unwrap_or_default();
+    let http = cluster.peers().unwrap_or_default();
+    http.iter()
+        .map(|(id, url)| {
+            let (host, port) = if *id == cluster.node_id {
+                (my_host.clone(), my_port)
+            } else if let Some((h, p)) = kafka.get(id) {
+                (h.clone(), *p)
+            } else {
+                (http_host(url), my_port)
+            };
+            (*id as i32, host, i32::from(port))
+        })
+        .collect()
+}
+
+/// The host part of `http://host:port/...`.
+fn http_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    crate::config::split_host_port(authority).map_or_else(|_| authority.to_string(), |(h, _)| h)
+}

@@ -1,0 +1,69 @@
+//! The handlers, one file per API family. Each takes the decoded request
+//! and returns the response the dispatcher encodes at the request's version.
+
+use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::Ctx;
+use super::conn::Conn;
+
+mod fetch;
+mod metadata;
+mod offsets;
+mod produce;
+mod sasl;
+mod topics;
+pub(super) mod versions;
+
+/// What a handler wants done.
+pub(super) enum Answer {
+    Respond(Box<ResponseKind>),
+    /// Produce with acks=0: no answer.
+    Silent,
+    /// Close the connection (failed authentication).
+    Close(String),
+}
+
+pub(super) async fn handle(
+    ctx: &Ctx,
+    conn: &mut Conn,
+    _header: &RequestHeader,
+    request: RequestKind,
+    version: i16,
+) -> Answer {
+    let respond = |r: ResponseKind| Answer::Respond(Box::new(r));
+    match request {
+        RequestKind::ApiVersions(_) => respond(ResponseKind::ApiVersions(versions::handle())),
+        RequestKind::Metadata(r) => respond(ResponseKind::Metadata(metadata::handle(ctx, conn, r, version).await)),
+        RequestKind::Produce(r) => match produce::handle(ctx, r, version).await {
+            Some(r) => respond(ResponseKind::Produce(r)),
+            None => Answer::Silent,
+        },
+        RequestKind::Fetch(r) => respond(ResponseKind::Fetch(fetch::handle(ctx, r, version).await)),
+        RequestKind::ListOffsets(r) => respond(ResponseKind::ListOffsets(offsets::handle(ctx, r, version).await)),
+        RequestKind::CreateTopics(r) => respond(ResponseKind::CreateTopics(topics::create(ctx, r).await)),
+        RequestKind::DeleteTopics(r) => respond(ResponseKind::DeleteTopics(topics::delete(ctx, r, version).await)),
+        RequestKind::DescribeConfigs(r) => respond(ResponseKind::DescribeConfigs(topics::describe_configs(ctx, r))),
+        RequestKind::SaslHandshake(r) => respond(ResponseKind::SaslHandshake(sasl::handshake(conn, r))),
+        RequestKind::SaslAuthenticate(r) => sasl::authenticate(ctx, conn, r),
+        other => Answer::Close(format!("no handler for {other:?}")),
+    }
+}
+
+fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+fn topic_name(s: &str) -> TopicName {
+    TopicName(str_bytes(s))
+}
+
+/// A Kafka partition index as a Sluice partition number (`None` if negative).
+fn partition_of(index: i32) -> Option<u32> {
+    u32::try_from(index).ok()
+}
+
+/// A Sluice offset as a Kafka one.
+fn offset_of(o: u64) -> i64 {
+    i64::try_from(o).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,71 @@
+//! ListOffsets (v1–v6): the earliest offset (-2), the latest (-1: the high
+//! watermark), or the first offset whose record's timestamp is at or after
+//! a time (offset -1 and timestamp -1 when no record is that recent).
+
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::super::Ctx;
+use super::super::error::{code_of, codes};
+use super::{offset_of, partition_of, topic_name};
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+
+pub(super) async fn handle(ctx: &Ctx, r: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let mut out = ListOffsetsResponse::default();
+    for topic in r.topics {
+        let mut t = ListOffsetsTopicResponse::default();
+        t.name = topic_name(topic.name.0.as_str());
+        for p in topic.partitions {
+            let mut resp = ListOffsetsPartitionResponse::default();
+            resp.partition_index = p.partition_index;
+            resp.timestamp = -1;
+            resp.offset = -1;
+            match lookup(ctx, topic.name.0.as_str(), p.partition_index, p.timestamp).await {
+                Ok((offset, timestamp, epoch)) => {
+                    resp.offset = offset;
+                    resp.timestamp = timestamp;
+                    if version >= 4 {
+                        resp.leader_epoch = epoch;
+                    }
+                }
+                Err(code) => resp.error_code = code,
+            }
+            t.partitions.push(resp);
+        }
+        out.topics.push(t);
+    }
+    out
+}
+
+/// (offset, timestamp, leader epoch) for one partition.
+async fn lookup(ctx: &Ctx, stream: &str, index: i32, timestamp: i64) -> Result<(i64, i64, i32), i16> {
+    let host = &ctx.host;
+    let partition = partition_of(index).ok_or_else(codes::unknown_topic)?;
+    let info = host.describe_stream(stream).map_err(|e| code_of(&e))?;
+    let range = *info
+        .partitions
+        .get(partition as usize)
+        .ok_or_else(codes::unknown_topic)?;
+    let (end, epoch) = match host.replication_status(stream, partition) {
+        Some(s) if !s.is_leader => return Err(kafka_protocol::ResponseError::NotLeaderOrFollower.code()),
+        Some(s) => (s.high_watermark.min(range.end), s.epoch as i32),
+        None => (range.end, 0),
+    };
+    match timestamp {
+        LATEST => Ok((offset_of(end), -1, epoch)),
+        EARLIEST => Ok((offset_of(range.start), -1, epoch)),
+        t if t >= 0 => {
+            let found = host
+                .offset_for_timestamp(stream, partition, t as u64)
+                .await
+                .map_err(|e| code_of(&e))?;
+            Ok(match found {
+                Some(f) if f.offset < end => (offset_of(f.offset), offset_of(f.timestamp_ms), epoch),
+                _ => (-1, -1, epoch),
+            })
+        }
+        _ => Err(codes::invalid_request()),
+    }
+}

@@ -1,0 +1,224 @@
+//! CreateTopics, DeleteTopics and DescribeConfigs: topics are streams.
+//!
+//! Topic configs map to stream settings: `retention.ms` and
+//! `retention.bytes` (-1: unlimited), `cleanup.policy` `delete` (a
+//! compacting stream needs a compaction plugin, so it is created over
+//! HTTP). Any other config is refused with INVALID_CONFIG rather than
+//! silently ignored. A replication factor above 1 creates a replicated
+//! stream (a `[cluster]` is needed).
+
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::{
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse,
+};
+
+use super::super::Ctx;
+use super::super::error::{code_of, codes};
+use super::{str_bytes, topic_name};
+use crate::node::{Host, Replication, Retention, StreamConfig};
+
+/// DescribeConfigs resource types.
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+/// Creates `stream` with the default partition count if it does not exist
+/// (auto-creation); errors surface on the call that follows.
+pub(super) async fn ensure_exists(ctx: &Ctx, stream: &str) {
+    if ctx.host.describe_stream(stream).is_err() && Host::check_stream_name(stream).is_ok() {
+        let partitions = ctx.host.settings().kafka_default_partitions;
+        let _ = ctx.host.create_stream(stream, partitions).await;
+    }
+}
+
+pub(super) async fn create(ctx: &Ctx, r: CreateTopicsRequest) -> CreateTopicsResponse {
+    let mut out = CreateTopicsResponse::default();
+    for topic in r.topics {
+        let name = topic.name.0.as_str().to_string();
+        let mut res = CreatableTopicResult::default();
+        res.name = topic_name(&name);
+        match create_one(ctx, &name, &topic, r.validate_only).await {
+            Ok(partitions) => {
+                res.num_partitions = partitions as i32;
+                res.replication_factor = topic.replication_factor.max(1);
+            }
+            Err((code, message)) => {
+                res.error_code = code;
+                res.error_message = Some(str_bytes(message));
+            }
+        }
+        out.topics.push(res);
+    }
+    out
+}
+
+async fn create_one(
+    ctx: &Ctx,
+    name: &str,
+    topic: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+    validate_only: bool,
+) -> Result<u32, (i16, String)> {
+    Host::check_stream_name(name).map_err(|e| {
+        (
+            kafka_protocol::ResponseError::InvalidTopicException.code(),
+            e.to_string(),
+        )
+    })?;
+    if !topic.assignments.is_empty() {
+        return Err((
+            kafka_protocol::ResponseError::InvalidReplicaAssignment.code(),
+            "manual replica assignments are not supported over Kafka; use the HTTP API".into(),
+        ));
+    }
+    let partitions = match topic.num_partitions {
+        -1 => ctx.host.settings().kafka_default_partitions,
+        n => u32::try_from(n)
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| (codes::invalid_partitions(), format!("{n} partitions")))?,
+    };
+    let mut config = StreamConfig::default();
+    for c in &topic.configs {
+        let value = c.value.as_ref().map(|v| v.as_str().to_string()).unwrap_or_default();
+        apply_config(&mut config.retention, c.name.as_str(), &value).map_err(|m| (codes::invalid_config(), m))?;
+    }
+    match topic.replication_factor {
+        -1 | 1 => {}
+        f if f > 1 => {
+            if ctx.host.settings().cluster.is_none() {
+                return Err((
+                    codes::invalid_replication_factor(),
+                    format!("replication factor {f} needs a cluster; this node runs alone"),
+                ));
+            }
+            config.replication = Some(Replication {
+                factor: f as u32,
+                assignment: Vec::new(),
+            });
+        }
+        f => return Err((codes::invalid_replication_factor(), format!("replication factor {f}"))),
+    }
+    if validate_only {
+        config
+            .validate()
+            .map_err(|m| (codes::invalid_config(), m.to_string()))?;
+        if ctx.host.describe_stream(name).is_ok() {
+            return Err((
+                kafka_protocol::ResponseError::TopicAlreadyExists.code(),
+                format!("topic `{name}` exists"),
+            ));
+        }
+        return Ok(partitions);
+    }
+    let info = ctx
+        .host
+        .create_stream_with(name, partitions, config)
+        .await
+        .map_err(|e| {
+            let code = match e.code() {
+                "invalid_request" if e.message().contains("partition") => codes::invalid_partitions(),
+                "invalid_request" if e.message().contains("replica") => codes::invalid_replication_factor(),
+                _ => code_of(&e),
+            };
+            (code, e.to_string())
+        })?;
+    Ok(info.partitions.len() as u32)
+}
+
+fn apply_config(retention: &mut Retention, name: &str, value: &str) -> Result<(), String> {
+    let limit = |v: &str| -> Result<Option<u64>, String> {
+        match v.trim().parse::<i64>() {
+            Ok(-1) => Ok(None),
+            Ok(n) if n > 0 => Ok(Some(n as u64)),
+            _ => Err(format!("`{name}` must be -1 or a positive number, not `{v}`")),
+        }
+    };
+    match name {
+        "retention.ms" => retention.ms = limit(value)?,
+        "retention.bytes" => retention.bytes = limit(value)?,
+        "cleanup.policy" if value == "delete" => {}
+        "cleanup.policy" => {
+            return Err(format!(
+                "cleanup.policy `{value}` is not available over Kafka: compaction needs a key-policy plugin \
+                 (create the stream over HTTP with a compaction policy)"
+            ));
+        }
+        other => return Err(format!("topic config `{other}` is not supported")),
+    }
+    Ok(())
+}
+
+pub(super) async fn delete(ctx: &Ctx, r: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+    let names: Vec<String> = if version >= 6 {
+        r.topics
+            .iter()
+            .filter_map(|t| t.name.as_ref().map(|n| n.0.as_str().to_string()))
+            .collect()
+    } else {
+        r.topic_names.iter().map(|n| n.0.as_str().to_string()).collect()
+    };
+    let mut out = DeleteTopicsResponse::default();
+    for name in names {
+        let mut res = DeletableTopicResult::default();
+        res.name = Some(topic_name(&name));
+        if let Err(e) = ctx.host.delete_stream(&name).await {
+            res.error_code = code_of(&e);
+            res.error_message = Some(str_bytes(e.to_string()));
+        }
+        out.responses.push(res);
+    }
+    out
+}
+
+pub(super) fn describe_configs(ctx: &Ctx, r: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let mut out = DescribeConfigsResponse::default();
+    for resource in r.resources {
+        let mut res = DescribeConfigsResult::default();
+        res.resource_type = resource.resource_type;
+        res.resource_name = resource.resource_name.clone();
+        match resource.resource_type {
+            RESOURCE_TOPIC => match ctx.host.describe_stream(resource.resource_name.as_str()) {
+                Ok(info) => {
+                    let unlimited = |v: Option<u64>| v.map_or("-1".to_string(), |v| v.to_string());
+                    let entries = [
+                        ("retention.ms", unlimited(info.retention.ms)),
+                        ("retention.bytes", unlimited(info.retention.bytes)),
+                        (
+                            "cleanup.policy",
+                            if info.compaction.is_some() { "compact" } else { "delete" }.to_string(),
+                        ),
+                        (
+                            "max.message.bytes",
+                            ctx.host.settings().max_batch_bytes.as_u64().to_string(),
+                        ),
+                    ];
+                    let wanted = resource.configuration_keys.as_ref();
+                    res.configs = entries
+                        .into_iter()
+                        .filter(|(k, _)| wanted.is_none_or(|w| w.iter().any(|x| x.as_str() == *k)))
+                        .map(|(k, v)| {
+                            let mut c = DescribeConfigsResourceResult::default();
+                            c.name = str_bytes(k);
+                            c.value = Some(str_bytes(v));
+                            c.read_only = k == "max.message.bytes";
+                            c
+                        })
+                        .collect();
+                }
+                Err(e) => {
+                    res.error_code = code_of(&e);
+                    res.error_message = Some(str_bytes(e.to_string()));
+                }
+            },
+            RESOURCE_BROKER => {}
+            other => {
+                res.error_code = codes::invalid_request();
+                res.error_message = Some(str_bytes(format!("resource type {other} is not supported")));
+            }
+        }
+        out.results.push(res);
+    }
+    out
+}

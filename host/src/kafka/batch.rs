@@ -1,0 +1,354 @@
+//! Kafka record batches (magic 2) to and from Sluice records.
+//!
+//! Produce: every batch of a partition's record set is checked before
+//! anything of it is used — length, magic, CRC-32C, record count against the
+//! bytes that could hold it, a bounded decompression (`compress`) — then its
+//! records become [`Record`]s: key (absent stays absent), value (a null value
+//! becomes an empty one), headers in order with duplicates kept (a null
+//! header value becomes empty), and the record's create time (the node's
+//! clock for log-append-time batches or a negative timestamp).
+//!
+//! Fetch: records are written as uncompressed batches with their own
+//! offsets (gaps left by compaction are allowed by the format).
+//!
+//! The record-level codec is written here rather than taken from
+//! `kafka-protocol`: that crate's record model keeps headers in a map, which
+//! drops repeated header keys that Kafka and Sluice both allow. Its batch
+//! decoder checks this module's output in the tests.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::records::Compression;
+
+use super::compress::{Inflate, inflate};
+use crate::node::{OffsetRecord, Record};
+
+/// Bytes before a batch's records: base offset (8), length (4), then the
+/// 49 bytes the length counts up to the records.
+pub(super) const HEADER_LEN: usize = 61;
+/// Bytes of a batch counted by its length field, before the records.
+const LENGTH_COUNTED_HEADER: usize = HEADER_LEN - 12;
+/// Where the CRC-covered part starts (attributes onwards).
+const CRC_START: usize = 21;
+/// The smallest record: seven one-byte varints and the attributes byte.
+const MIN_RECORD_LEN: usize = 7;
+
+const ATTR_COMPRESSION: i16 = 0x7;
+const ATTR_LOG_APPEND_TIME: i16 = 1 << 3;
+const ATTR_TRANSACTIONAL: i16 = 1 << 4;
+const ATTR_CONTROL: i16 = 1 << 5;
+
+/// Why a produced record set was refused; each maps to one Kafka error code.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum BatchError {
+    /// Framing, CRC or record encoding is wrong (CORRUPT_MESSAGE).
+    #[error("corrupt record batch: {0}")]
+    Corrupt(String),
+    /// The batch is, or decompresses to, more than the node takes (MESSAGE_TOO_LARGE).
+    #[error("record batch too large: {0}")]
+    TooLarge(String),
+    /// Well-formed, but not something this node stores (INVALID_RECORD or
+    /// UNSUPPORTED_FOR_MESSAGE_FORMAT).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl From<Inflate> for BatchError {
+    fn from(e: Inflate) -> Self {
+        match e {
+            Inflate::TooLarge { .. } => BatchError::TooLarge(e.to_string()),
+            Inflate::Corrupt { .. } => BatchError::Corrupt(e.to_string()),
+        }
+    }
+}
+
+/// The idempotent-producer fields of a batch (`producer_id` -1: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ProducerFields {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
+
+/// One decoded batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Produced {
+    pub records: Vec<Record>,
+    pub producer: ProducerFields,
+}
+
+/// Decodes every batch of a produce request's record set. `cap` bounds one
+/// batch's size, compressed and decompressed.
+pub(super) fn decode_batches(data: &Bytes, cap: usize, now_ms: u64) -> Result<Vec<Produced>, BatchError> {
+    let mut rest = data.clone();
+    let mut out = Vec::new();
+    if rest.is_empty() {
+        return Err(BatchError::Corrupt("the record set is empty".into()));
+    }
+    while !rest.is_empty() {
+        if rest.len() < HEADER_LEN {
+            return Err(BatchError::Corrupt(format!(
+                "{} bytes left, a batch header needs {HEADER_LEN}",
+                rest.len()
+            )));
+        }
+        let length = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
+        let length = usize::try_from(length)
+            .ok()
+            .filter(|l| *l >= LENGTH_COUNTED_HEADER)
+            .ok_or_else(|| BatchError::Corrupt(format!("batch length {length}")))?;
+        let total = length
+            .checked_add(12)
+            .ok_or_else(|| BatchError::Corrupt("batch length overflows".into()))?;
+        if total > cap {
+            return Err(BatchError::TooLarge(format!(
+                "a batch of {total} bytes; the limit is {cap}"
+            )));
+        }
+        if total > rest.len() {
+            return Err(BatchError::Corrupt(format!(
+                "batch length {length} runs past the record set ({} bytes left)",
+                rest.len()
+            )));
+        }
+        let batch = rest.split_to(total);
+        out.push(decode_one(batch, cap, now_ms)?);
+    }
+    Ok(out)
+}
+
+fn decode_one(batch: Bytes, cap: usize, now_ms: u64) -> Result<Produced, BatchError> {
+    let mut h = &batch[12..HEADER_LEN];
+    let _partition_leader_epoch = h.get_i32();
+    let magic = h.get_i8();
+    if magic != 2 {
+        return Err(BatchError::Unsupported(format!(
+            "record batches of magic {magic} are not supported (only 2, Kafka 0.11 and later)"
+        )));
+    }
+    let crc = h.get_u32();
+    let actual = crc32c::crc32c(&batch[CRC_START..]);
+    if crc != actual {
+        return Err(BatchError::Corrupt(format!(
+            "CRC mismatch: the batch says {crc:#010x}, its bytes give {actual:#010x}"
+        )));
+    }
+    let attributes = h.get_i16();
+    let last_offset_delta = h.get_i32();
+    let base_timestamp = h.get_i64();
+    let _max_timestamp = h.get_i64();
+    let producer = ProducerFields {
+        producer_id: h.get_i64(),
+        producer_epoch: h.get_i16(),
+        base_sequence: h.get_i32(),
+    };
+    let count = h.get_i32();
+    if attributes & (ATTR_TRANSACTIONAL | ATTR_CONTROL) != 0 {
+        return Err(BatchError::Unsupported(
+            "transactional and control batches are not supported (transactions are not)".into(),
+        ));
+    }
+    let count = usize::try_from(count)
+        .ok()
+        .filter(|c| *c >= 1)
+        .ok_or_else(|| BatchError::Corrupt(format!("record count {count}")))?;
+    if i64::from(last_offset_delta) != i64::try_from(count).unwrap_or(i64::MAX) - 1 {
+        return Err(BatchError::Corrupt(format!(
+            "last offset delta {last_offset_delta} does not match {count} records"
+        )));
+    }
+    let codec = match attributes & ATTR_COMPRESSION {
+        0 => Compression::None,
+        1 => Compression::Gzip,
+        2 => Compression::Snappy,
+        3 => Compression::Lz4,
+        4 => Compression::Zstd,
+        other => return Err(BatchError::Corrupt(format!("unknown compression codec {other}"))),
+    };
+    let body = inflate(&batch.slice(HEADER_LEN..), codec, cap)?;
+    if count.checked_mul(MIN_RECORD_LEN).is_none_or(|min| min > body.len()) {
+        return Err(BatchError::Corrupt(format!(
+            "{count} records cannot fit in {} bytes",
+            body.len()
+        )));
+    }
+    let log_append = attributes & ATTR_LOG_APPEND_TIME != 0;
+    let mut reader = Reader { buf: body };
+    let mut records = Vec::with_capacity(count);
+    for i in 0..count {
+        let record = reader
+            .record(base_timestamp, log_append, now_ms)
+            .map_err(|e| BatchError::Corrupt(format!("record {i}: {e}")))?;
+        records.push(record);
+    }
+    if !reader.buf.is_empty() {
+        return Err(BatchError::Corrupt(format!(
+            "{} bytes after the last of {count} records",
+            reader.buf.len()
+        )));
+    }
+    Ok(Produced { records, producer })
+}
+
+/// Reads records off a decompressed body, slicing keys and values without copies.
+struct Reader {
+    buf: Bytes,
+}
+
+impl Reader {
+    fn record(&mut self, base_timestamp: i64, log_append: bool, now_ms: u64) -> Result<Record, String> {
+        let len = usize::try_from(self.varint()?).map_err(|_| "negative record length".to_string())?;
+        if len > self.buf.len() {
+            return Err(format!("length {len} runs past the batch"));
+        }
+        let mut rec = Reader {
+            buf: self.buf.split_to(len),
+        };
+        let _attributes = rec.byte()?;
+        let ts_delta = rec.varlong()?;
+        let _offset_delta = rec.varint()?;
+        let key = rec.bytes()?;
+        let value = rec.bytes()?.unwrap_or_default();
+        let header_count = usize::try_from(rec.varint()?).map_err(|_| "negative header count".to_string())?;
+        if header_count > rec.buf.len() / 2 {
+            return Err(format!("{header_count} headers cannot fit in the record"));
+        }
+        let mut headers = Vec::with_capacity(header_count);
+        for _ in 0..header_count {
+            let name = rec.bytes()?.ok_or("a header without a name")?;
+            let name = String::from_utf8(name.to_vec()).map_err(|_| "a header name is not UTF-8".to_string())?;
+            headers.push((name, rec.bytes()?.unwrap_or_default()));
+        }
+        if !rec.buf.is_empty() {
+            return Err(format!("{} bytes after the record's headers", rec.buf.len()));
+        }
+        let timestamp = base_timestamp.checked_add(ts_delta).filter(|t| *t >= 0 && !log_append);
+        let timestamp_ms = timestamp.and_then(|t| u64::try_from(t).ok()).unwrap_or(now_ms);
+        Ok(Record {
+            key,
+            value,
+            headers,
+            timestamp_ms,
+        })
+    }
+
+    fn byte(&mut self) -> Result<u8, String> {
+        if self.buf.is_empty() {
+            return Err("truncated".into());
+        }
+        Ok(self.buf.get_u8())
+    }
+
+    fn varlong(&mut self) -> Result<i64, String> {
+        let mut raw: u64 = 0;
+        for shift in (0..70).step_by(7) {
+            let b = self.byte()?;
+            raw |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
+            }
+        }
+        Err("varint longer than 10 bytes".into())
+    }
+
+    fn varint(&mut self) -> Result<i32, String> {
+        i32::try_from(self.varlong()?).map_err(|_| "varint out of 32-bit range".to_string())
+    }
+
+    /// A varint length then that many bytes; -1 is null.
+    fn bytes(&mut self) -> Result<Option<Bytes>, String> {
+        let len = self.varint()?;
+        if len == -1 {
+            return Ok(None);
+        }
+        let len = usize::try_from(len).map_err(|_| format!("length {len}"))?;
+        if len > self.buf.len() {
+            return Err(format!("length {len} runs past the record"));
+        }
+        Ok(Some(self.buf.split_to(len)))
+    }
+}
+
+fn put_varlong(out: &mut BytesMut, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.put_u8((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.put_u8(z as u8);
+}
+
+fn put_bytes(out: &mut BytesMut, b: Option<&[u8]>) {
+    match b {
+        None => put_varlong(out, -1),
+        Some(b) => {
+            put_varlong(out, b.len() as i64);
+            out.put_slice(b);
+        }
+    }
+}
+
+/// Appends `records` as uncompressed batches (one, unless offsets or
+/// timestamps spread beyond what a batch's 32-bit deltas hold) carrying
+/// `leader_epoch`.
+pub(super) fn encode_batches(out: &mut BytesMut, records: &[OffsetRecord], leader_epoch: i32) {
+    let mut rest = records;
+    while let Some(first) = rest.first() {
+        let fits = rest
+            .iter()
+            .take_while(|r| i32::try_from(r.offset.saturating_sub(first.offset)).is_ok())
+            .count();
+        let (batch, tail) = rest.split_at(fits.max(1));
+        encode_one(out, batch, leader_epoch);
+        rest = tail;
+    }
+}
+
+fn timestamp(r: &OffsetRecord) -> i64 {
+    i64::try_from(r.record.timestamp_ms).unwrap_or(i64::MAX)
+}
+
+fn encode_one(out: &mut BytesMut, records: &[OffsetRecord], leader_epoch: i32) {
+    let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        return;
+    };
+    let base_ts = records.iter().map(timestamp).min().unwrap_or(0);
+    let max_ts = records.iter().map(timestamp).max().unwrap_or(0);
+    let start = out.len();
+    out.put_i64(first.offset as i64);
+    out.put_i32(0); // length, filled in below
+    out.put_i32(leader_epoch);
+    out.put_i8(2);
+    out.put_u32(0); // CRC, filled in below
+    out.put_i16(0); // attributes: uncompressed, create time
+    out.put_i32(last.offset.saturating_sub(first.offset) as i32);
+    out.put_i64(base_ts);
+    out.put_i64(max_ts);
+    out.put_i64(-1); // producer id
+    out.put_i16(-1); // producer epoch
+    out.put_i32(-1); // base sequence
+    out.put_i32(records.len() as i32);
+    let mut body = BytesMut::new();
+    for r in records {
+        body.clear();
+        body.put_u8(0);
+        put_varlong(&mut body, timestamp(r) - base_ts);
+        put_varlong(&mut body, r.offset.saturating_sub(first.offset) as i64);
+        put_bytes(&mut body, r.record.key.as_deref());
+        put_bytes(&mut body, Some(&r.record.value));
+        put_varlong(&mut body, r.record.headers.len() as i64);
+        for (name, value) in &r.record.headers {
+            put_bytes(&mut body, Some(name.as_bytes()));
+            put_bytes(&mut body, Some(value));
+        }
+        put_varlong(out, body.len() as i64);
+        out.put_slice(&body);
+    }
+    let length = (out.len() - start - 12) as i32;
+    out[start + 8..start + 12].copy_from_slice(&length.to_be_bytes());
+    let crc = crc32c::crc32c(&out[start + CRC_START..]);
+    out[start + 17..start + 21].copy_from_slice(&crc.to_be_bytes());
+}
+
+#[cfg(test)]
+#[path = "batch_tests.rs"]
+mod tests;

@@ -1,0 +1,215 @@
+//! The record batch codec against `kafka-protocol`'s, both ways, and the
+//! checks on bad input.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record as KRecord, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+use super::*;
+
+fn kafka_record(i: i64, key: Option<&str>, value: Option<&str>, headers: &[(&str, Option<&str>)]) -> KRecord {
+    let mut h = IndexMap::new();
+    for (k, v) in headers {
+        h.insert(
+            StrBytes::from_string(k.to_string()),
+            v.map(|v| Bytes::from(v.to_string())),
+        );
+    }
+    KRecord {
+        transactional: false,
+        control: false,
+        partition_leader_epoch: 0,
+        producer_id: 7,
+        producer_epoch: 1,
+        timestamp_type: TimestampType::Creation,
+        offset: i,
+        sequence: 100 + i as i32,
+        timestamp: 1_700_000_000_000 + i * 10,
+        key: key.map(|k| Bytes::from(k.to_string())),
+        value: value.map(|v| Bytes::from(v.to_string())),
+        headers: h,
+    }
+}
+
+fn kafka_encode(records: &[KRecord], compression: Compression) -> Bytes {
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+#[test]
+fn batches_from_the_kafka_crate_decode_with_every_codec() {
+    let records: Vec<KRecord> = (0..50)
+        .map(|i| {
+            let key = (i % 3 != 0).then_some(if i % 3 == 1 { "" } else { "k" });
+            kafka_record(i, key, (i != 4).then_some("value"), &[("h1", Some("a")), ("h2", None)])
+        })
+        .collect();
+    for codec in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let data = kafka_encode(&records, codec);
+        let batches = decode_batches(&data, 1 << 20, 5).unwrap();
+        assert_eq!(batches.len(), 1, "{codec:?}");
+        let b = &batches[0];
+        assert_eq!(
+            b.producer,
+            ProducerFields {
+                producer_id: 7,
+                producer_epoch: 1,
+                base_sequence: 100
+            }
+        );
+        assert_eq!(b.records.len(), 50);
+        for (i, r) in b.records.iter().enumerate() {
+            let want_key = match i % 3 {
+                0 => None,
+                1 => Some(Bytes::new()),
+                _ => Some(Bytes::from_static(b"k")),
+            };
+            assert_eq!(r.key, want_key, "{codec:?} record {i}");
+            let want_value = if i == 4 { "" } else { "value" };
+            assert_eq!(r.value, Bytes::from(want_value));
+            assert_eq!(r.timestamp_ms, 1_700_000_000_000 + i as u64 * 10);
+            assert_eq!(
+                r.headers,
+                vec![("h1".to_string(), Bytes::from("a")), ("h2".to_string(), Bytes::new())]
+            );
+        }
+    }
+}
+
+#[test]
+fn fetched_batches_decode_with_the_kafka_crate_and_keep_repeated_headers() {
+    let records: Vec<OffsetRecord> = [10u64, 11, 15, 16]
+        .iter()
+        .enumerate()
+        .map(|(i, offset)| OffsetRecord {
+            offset: *offset,
+            record: Record {
+                key: (i != 1).then(|| Bytes::from(format!("key{i}"))),
+                value: Bytes::from(vec![i as u8; 300]),
+                headers: vec![("a".into(), Bytes::from("1")), ("a".into(), Bytes::from("2"))],
+                timestamp_ms: 1_000 + (3 - i as u64) * 7,
+            },
+        })
+        .collect();
+    let mut out = BytesMut::new();
+    encode_batches(&mut out, &records, 3);
+    let mut buf = out.clone().freeze();
+    let sets = RecordBatchDecoder::decode_all(&mut buf).unwrap();
+    let decoded: Vec<&KRecord> = sets.iter().flat_map(|s| &s.records).collect();
+    assert_eq!(decoded.len(), 4);
+    for (d, r) in decoded.iter().zip(&records) {
+        assert_eq!(d.offset as u64, r.offset);
+        assert_eq!(d.key, r.record.key);
+        assert_eq!(d.value.as_ref(), Some(&r.record.value));
+        assert_eq!(d.timestamp as u64, r.record.timestamp_ms);
+        assert_eq!(d.partition_leader_epoch, 3);
+    }
+    // Our decoder keeps both `a` headers (the crate's map keeps one). The
+    // produce side wants offset deltas 0..n, so encode a dense copy.
+    let dense: Vec<OffsetRecord> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| OffsetRecord {
+            offset: i as u64,
+            record: r.record.clone(),
+        })
+        .collect();
+    let mut d = BytesMut::new();
+    encode_batches(&mut d, &dense, 0);
+    let again = d.freeze();
+    let back = decode_batches(&again, 1 << 20, 0).unwrap();
+    let back: Vec<Record> = back.into_iter().flat_map(|b| b.records).collect();
+    let want: Vec<Record> = records.into_iter().map(|r| r.record).collect();
+    assert_eq!(back, want);
+}
+
+#[test]
+fn bad_batches_are_refused_with_the_right_kind() {
+    let good = kafka_encode(&[kafka_record(0, Some("k"), Some("v"), &[])], Compression::None);
+    assert!(decode_batches(&good, 1 << 20, 0).is_ok());
+
+    let mut crc = good.to_vec();
+    let last = crc.len() - 1;
+    crc[last] ^= 1;
+    assert!(matches!(decode_batches(&crc.into(), 1 << 20, 0), Err(BatchError::Corrupt(m)) if m.contains("CRC")));
+
+    for cut in [0, 5, 30, good.len() - 1] {
+        let r = decode_batches(&good.slice(..cut), 1 << 20, 0);
+        assert!(matches!(r, Err(BatchError::Corrupt(_))), "cut at {cut}: {r:?}");
+    }
+    assert!(matches!(decode_batches(&good, 20, 0), Err(BatchError::TooLarge(_))));
+
+    let mut magic = good.to_vec();
+    magic[16] = 1;
+    assert!(matches!(
+        decode_batches(&magic.into(), 1 << 20, 0),
+        Err(BatchError::Unsupported(_))
+    ));
+
+    // A record count no bytes could hold (with a valid CRC) is refused
+    // before anything is allocated for it.
+    let mut count = good.to_vec();
+    count[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+    count[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
+    let crc = crc32c::crc32c(&count[CRC_START..]);
+    count[17..21].copy_from_slice(&crc.to_be_bytes());
+    assert!(matches!(
+        decode_batches(&count.into(), 1 << 20, 0),
+        Err(BatchError::Corrupt(_))
+    ));
+
+    let mut txn = kafka_record(0, None, Some("v"), &[]);
+    txn.transactional = true;
+    let txn = kafka_encode(&[txn], Compression::None);
+    assert!(matches!(
+        decode_batches(&txn, 1 << 20, 0),
+        Err(BatchError::Unsupported(_))
+    ));
+}
+
+proptest::proptest! {
+    #[test]
+    fn garbage_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+        let _ = decode_batches(&Bytes::from(data), 1 << 16, 0);
+    }
+
+    #[test]
+    fn encode_then_decode_is_identity(
+        values in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), 1..20),
+        ts in 0u64..4_000_000_000_000,
+    ) {
+        let records: Vec<OffsetRecord> = values.iter().enumerate().map(|(i, v)| OffsetRecord {
+            offset: i as u64,
+            record: Record {
+                key: (i % 2 == 0).then(|| Bytes::from(v.clone())),
+                value: Bytes::from(v.clone()),
+                headers: vec![("x".into(), Bytes::from(v.clone()))],
+                timestamp_ms: ts + i as u64,
+            },
+        }).collect();
+        let mut out = BytesMut::new();
+        encode_batches(&mut out, &records, 0);
+        let back = decode_batches(&out.freeze(), 1 << 20, 0).unwrap();
+        let back: Vec<Record> = back.into_iter().flat_map(|b| b.records).collect();
+        let want: Vec<Record> = records.into_iter().map(|r| r.record).collect();
+        proptest::prop_assert_eq!(back, want);
+    }
+}

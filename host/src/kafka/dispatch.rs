@@ -1,0 +1,139 @@
+//! From a request frame to its answer: the header, the versions this node
+//! speaks ([`SUPPORTED`]), the authentication gate, and the handler.
+//!
+//! As Kafka brokers do, a request this node cannot decode — a frame shorter
+//! than its header, an unknown API key, a version outside [`SUPPORTED`], a
+//! body that does not parse — closes its connection (the client reconnects
+//! and asks ApiVersions). Two exceptions answer instead: ApiVersions of an
+//! unknown version gets a v0 answer with UNSUPPORTED_VERSION and the list,
+//! and Produce v0–v2 (advertised because librdkafka requires it) gets
+//! UNSUPPORTED_VERSION per partition.
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use super::conn::Conn;
+use super::{Ctx, apis, legacy};
+
+/// The APIs and versions this node answers: (API, lowest, highest).
+pub(super) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 0, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 6),
+    (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+];
+
+/// Produce versions advertised but answered with UNSUPPORTED_VERSION
+/// (they carry message sets, not record batches).
+pub(super) const LEGACY_PRODUCE: std::ops::RangeInclusive<i16> = 0..=2;
+
+/// What the connection does with a request.
+pub(super) enum Reply {
+    /// Write this answer (response header and body, without the length).
+    Send(Bytes),
+    /// No answer (Produce with acks=0).
+    Nothing,
+    /// Close the connection, for this reason (logged).
+    Close(String),
+}
+
+fn supported(api: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == api)
+        .map(|(_, lo, hi)| (*lo, *hi))
+}
+
+pub(super) async fn handle(ctx: &Ctx, conn: &mut Conn, mut frame: Bytes) -> Reply {
+    if frame.len() < 8 {
+        return Reply::Close(format!("a request of {} bytes is shorter than its header", frame.len()));
+    }
+    let key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Ok(api) = ApiKey::try_from(key) else {
+        return Reply::Close(format!("unknown API key {key}"));
+    };
+    let Some((lo, hi)) = supported(api) else {
+        return Reply::Close(format!("{api:?} (key {key}) is not supported by this node"));
+    };
+    if version < lo || version > hi {
+        if api == ApiKey::ApiVersions {
+            return encode(correlation_id, 0, 0, &apis::versions::unsupported());
+        }
+        if api == ApiKey::Produce && LEGACY_PRODUCE.contains(&version) {
+            return legacy::produce(ctx, conn, frame, version);
+        }
+        return Reply::Close(format!("{api:?} v{version} is not supported (v{lo} to v{hi} are)"));
+    }
+    let header = match RequestHeader::decode(&mut frame, api.request_header_version(version)) {
+        Ok(h) => h,
+        Err(e) => return Reply::Close(format!("malformed {api:?} v{version} request header: {e}")),
+    };
+    if !conn.authenticated
+        && !matches!(
+            api,
+            ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+        )
+    {
+        return Reply::Close(format!(
+            "{api:?} before authentication: this node has a token, so clients authenticate with SASL PLAIN \
+             (any user name, the token as password) first"
+        ));
+    }
+    let request = match RequestKind::decode(api, &mut frame, version) {
+        Ok(r) => r,
+        Err(e) => return Reply::Close(format!("malformed {api:?} v{version} request: {e}")),
+    };
+    let started = Instant::now();
+    let response = apis::handle(ctx, conn, &header, request, version).await;
+    let name = api_name(api);
+    metrics::counter!(crate::metrics::KAFKA_REQUESTS, "api" => name).increment(1);
+    metrics::histogram!(crate::metrics::KAFKA_REQUEST_SECONDS, "api" => name).record(started.elapsed().as_secs_f64());
+    match response {
+        apis::Answer::Respond(body) => encode(correlation_id, api.response_header_version(version), version, &body),
+        apis::Answer::Silent => Reply::Nothing,
+        apis::Answer::Close(why) => Reply::Close(why),
+    }
+}
+
+/// The response header and body, encoded.
+pub(super) fn encode(correlation_id: i32, header_version: i16, version: i16, body: &ResponseKind) -> Reply {
+    let mut buf = BytesMut::with_capacity(256);
+    let mut header = ResponseHeader::default();
+    header.correlation_id = correlation_id;
+    if let Err(e) = header.encode(&mut buf, header_version) {
+        return Reply::Close(format!("cannot encode a response header: {e}"));
+    }
+    match body.encode(&mut buf, version) {
+        Ok(()) => Reply::Send(buf.freeze()),
+        Err(e) => Reply::Close(format!("cannot encode the answer (v{version}): {e}")),
+    }
+}
+
+/// A metric label per supported API.
+fn api_name(api: ApiKey) -> &'static str {
+    match api {
+        ApiKey::Produce => "produce",
+        ApiKey::Fetch => "fetch",
+        ApiKey::ListOffsets => "list_offsets",
+        ApiKey::Metadata => "metadata",
+        ApiKey::ApiVersions => "api_versions",
+        ApiKey::CreateTopics => "create_topics",
+        ApiKey::DeleteTopics => "delete_topics",
+        ApiKey::DescribeConfigs => "describe_configs",
+        ApiKey::SaslHandshake => "sasl_handshake",
+        ApiKey::SaslAuthenticate => "sasl_authenticate",
+        ApiKey::InitProducerId => "init_producer_id",
+        _ => "other",
+    }
+}

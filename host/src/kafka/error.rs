@@ -1,0 +1,114 @@
+//! The one place where errors become Kafka error codes: the node's
+//! [`Error`] (by its stable code, then its kind) and the produce path's
+//! [`BatchError`]. Handlers put what this returns in their answers.
+
+use kafka_protocol::ResponseError as K;
+
+use super::batch::BatchError;
+use crate::error::{Error, ErrorKind};
+
+/// The Kafka error code for a node error.
+pub(super) fn code_of(e: &Error) -> i16 {
+    let k = match e.code() {
+        "stream_not_found" | "partition_not_found" => K::UnknownTopicOrPartition,
+        "offset_out_of_range" | "trimmed" => K::OffsetOutOfRange,
+        "not_leader" => K::NotLeaderOrFollower,
+        "stream_exists" => K::TopicAlreadyExists,
+        "invalid_name" => K::InvalidTopicException,
+        "not_enough_replicas" => K::NotEnoughReplicas,
+        "replication_timeout" => K::RequestTimedOut,
+        "shutting_down" | "replica_unavailable" => K::LeaderNotAvailable,
+        "storage_failed" | "wal_fenced" | "object_store_unavailable" | "data_corrupt" | "io_error" => {
+            K::KafkaStorageError
+        }
+        "invalid_config" => K::InvalidConfig,
+        "stream_in_use" => K::PolicyViolation,
+        "unauthorized" => K::SaslAuthenticationFailed,
+        _ => match e.kind() {
+            ErrorKind::Invalid => K::InvalidRequest,
+            ErrorKind::Unauthorized => K::SaslAuthenticationFailed,
+            ErrorKind::NotFound => K::UnknownTopicOrPartition,
+            ErrorKind::NotAllowed | ErrorKind::Conflict => K::PolicyViolation,
+            ErrorKind::TooLarge => K::MessageTooLarge,
+            ErrorKind::PluginFailed => K::InvalidRecord,
+            ErrorKind::Unavailable => K::LeaderNotAvailable,
+            ErrorKind::Misdirected => K::NotLeaderOrFollower,
+            ErrorKind::Timeout => K::RequestTimedOut,
+            ErrorKind::Data => K::KafkaStorageError,
+            ErrorKind::Internal => K::UnknownServerError,
+        },
+    };
+    k.code()
+}
+
+/// The Kafka error code for a refused record set.
+pub(super) fn batch_code(e: &BatchError) -> i16 {
+    match e {
+        BatchError::Corrupt(_) => K::CorruptMessage,
+        BatchError::TooLarge(_) => K::MessageTooLarge,
+        BatchError::Unsupported(_) => K::InvalidRecord,
+    }
+    .code()
+}
+
+/// Codes used directly by handlers, named once.
+pub(super) mod codes {
+    use kafka_protocol::ResponseError as K;
+
+    pub fn unknown_topic() -> i16 {
+        K::UnknownTopicOrPartition.code()
+    }
+    pub fn unsupported_version() -> i16 {
+        K::UnsupportedVersion.code()
+    }
+    pub fn invalid_required_acks() -> i16 {
+        K::InvalidRequiredAcks.code()
+    }
+    pub fn invalid_partitions() -> i16 {
+        K::InvalidPartitions.code()
+    }
+    pub fn invalid_replication_factor() -> i16 {
+        K::InvalidReplicationFactor.code()
+    }
+    pub fn invalid_config() -> i16 {
+        K::InvalidConfig.code()
+    }
+    pub fn invalid_request() -> i16 {
+        K::InvalidRequest.code()
+    }
+    pub fn fetch_session_not_found() -> i16 {
+        K::FetchSessionIdNotFound.code()
+    }
+    pub fn transactions_unsupported() -> i16 {
+        K::TransactionalIdAuthorizationFailed.code()
+    }
+    pub fn sasl_failed() -> i16 {
+        K::SaslAuthenticationFailed.code()
+    }
+    pub fn unsupported_sasl_mechanism() -> i16 {
+        K::UnsupportedSaslMechanism.code()
+    }
+    pub fn illegal_sasl_state() -> i16 {
+        K::IllegalSaslState.code()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_errors_map_to_the_kafka_codes_clients_act_on() {
+        let e = |kind, code| Error::new(kind, code, "x");
+        assert_eq!(code_of(&e(ErrorKind::NotFound, "stream_not_found")), 3);
+        assert_eq!(code_of(&e(ErrorKind::Invalid, "offset_out_of_range")), 1);
+        assert_eq!(code_of(&e(ErrorKind::Misdirected, "not_leader")), 6);
+        assert_eq!(code_of(&e(ErrorKind::TooLarge, "payload_too_large")), 10);
+        assert_eq!(code_of(&e(ErrorKind::Conflict, "stream_exists")), 36);
+        assert_eq!(code_of(&e(ErrorKind::Unavailable, "not_enough_replicas")), 19);
+        assert_eq!(code_of(&e(ErrorKind::Invalid, "invalid_name")), 17);
+        assert_eq!(code_of(&e(ErrorKind::Internal, "something_new")), -1);
+        assert_eq!(batch_code(&BatchError::Corrupt("x".into())), 2);
+        assert_eq!(batch_code(&BatchError::TooLarge("x".into())), 10);
+    }
+}

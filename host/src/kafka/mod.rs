@@ -1,0 +1,102 @@
+//! The Kafka protocol face: a TCP listener that speaks the Kafka wire
+//! protocol to existing clients (librdkafka, the Java client, kafka-python),
+//! calling the node facade only, as the HTTP face does.
+//!
+//! Owns: accepting connections (at most `kafka_max_connections` open; more
+//! wait in the accept queue), one task per connection, and stopping when
+//! the node stops. Invariants: a connection's requests are answered strictly
+//! in order; a frame that cannot be read or decoded closes that connection
+//! only; nothing here stores state beyond a connection's lifetime.
+//!
+//! What is supported, and the client settings known to work, are listed in
+//! `docs/KAFKA.md`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::error::{Error, ErrorKind};
+use crate::node::Host;
+
+mod apis;
+mod batch;
+mod compress;
+mod conn;
+mod dispatch;
+mod error;
+mod legacy;
+
+/// What every connection of a listener shares.
+pub(crate) struct Ctx {
+    host: Host,
+    /// This node's broker id: its cluster node id, or 0 on a single node.
+    node_id: i32,
+    max_frame: usize,
+    idle: Duration,
+}
+
+/// Serves the Kafka protocol for `host` on `listener` until the node starts
+/// stopping ([`Host::begin_stopping`], e.g. by the HTTP face's drain). Open
+/// connections are closed then; their in-flight requests end with them.
+pub async fn serve(host: Host, listener: TcpListener) -> Result<(), Error> {
+    let settings = host.settings();
+    let ctx = Arc::new(Ctx {
+        node_id: settings
+            .cluster
+            .as_ref()
+            .map_or(0, |c| i32::try_from(c.node_id).unwrap_or(i32::MAX)),
+        max_frame: usize::try_from(settings.kafka_max_frame_bytes.as_u64()).unwrap_or(usize::MAX),
+        idle: settings.kafka_idle_timeout,
+        host: host.clone(),
+    });
+    let permits = Arc::new(tokio::sync::Semaphore::new(settings.kafka_max_connections));
+    let mut connections = tokio::task::JoinSet::new();
+    let stopped = host.stopped();
+    tokio::pin!(stopped);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut stopped => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            _ = &mut stopped => break,
+            a = listener.accept() => a,
+        };
+        // Reap finished connection tasks so the set stays small.
+        while connections.try_join_next().is_some() {}
+        match accepted {
+            Ok((stream, peer)) => {
+                let ctx = ctx.clone();
+                connections.spawn(async move {
+                    conn::run(ctx, stream, peer).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // Out of descriptors and the like: wait a little, keep serving.
+                tracing::warn!(error = %e, "kafka: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// Binds `addr` for the Kafka listener, with an error that names it.
+pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        Error::new(
+            ErrorKind::Invalid,
+            "invalid_config",
+            format!("cannot listen for Kafka clients on {addr}: {e} (set kafka_listen / --kafka-listen, or `off`)"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests;
