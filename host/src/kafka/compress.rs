@@ -150,7 +150,10 @@ mod tests {
             // A cut stream fails, or (lz4 stops at the cut) comes out short,
             // which the record count check in `batch` then refuses.
             let cut = inflate(&garbage, codec, data.len());
-            assert!(cut.as_ref().map_or(true, |b| b.len() < data.len()), "{codec:?} truncated");
+            assert!(
+                cut.as_ref().map_or(true, |b| b.len() < data.len()),
+                "{codec:?} truncated"
+            );
         }
     }
 }

@@ -3,9 +3,14 @@
 //! installs the `wasm32-wasip2` target with rustup if it is missing.
 //!
 //! [`moto`] provides a real S3-protocol server (moto) for tests, installed
-//! into `.ci/moto-venv` on first use.
+//! into `.ci/moto-venv` on first use; [`kafka_clients`] provides third-party
+//! Kafka clients (`kcat`, and a python with confluent-kafka and kafka-python
+//! from `.ci/kafka-venv`), installed on first use the same way.
 
+mod installer;
+pub mod kafka_clients;
 pub mod moto;
+mod venv;
 
 include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
 

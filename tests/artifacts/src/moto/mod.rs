@@ -63,16 +63,6 @@ pub const MOTO_REQUIREMENT: &str = "moto[server]==5.2.5";
 const VENV: &str = ".ci/moto-venv";
 /// Lock file serializing installs, relative to the workspace root.
 const VENV_LOCK: &str = ".ci/moto-venv.lock";
-/// Present inside the venv from its creation until `pip install` succeeded;
-/// a venv holding it is an interrupted install and is rebuilt (by `.ci/run`
-/// too, which checks the same name).
-const INCOMPLETE_MARKER: &str = ".sluice-install-incomplete";
-/// Bounds on installing: creating the venv, `pip install`, and waiting for
-/// another process's install (longer than one install).
-const VENV_TIMEOUT: Duration = Duration::from_secs(120);
-const PIP_TIMEOUT: Duration = Duration::from_secs(600);
-const LOCK_TIMEOUT: Duration = Duration::from_secs(900);
-
 /// What else a user can do, for error messages.
 const ALTERNATIVES: &str = "or set SLUICE_MOTO_SERVER to a moto_server binary, or \
      SLUICE_TEST_S3_ENDPOINT to a running S3 endpoint, or SLUICE_SKIP_S3_TESTS=1 to skip the S3 tests (not under \
