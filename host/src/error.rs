@@ -162,6 +162,8 @@ impl From<LogError> for Error {
             LogError::ColdRead { .. } => (ErrorKind::Unavailable, "object_store_unavailable"),
             LogError::NotLeader { .. } => (ErrorKind::Misdirected, "not_leader"),
             LogError::NotReplicated { .. } => (ErrorKind::Invalid, "not_replicated"),
+            LogError::ProducerSequence { .. } => (ErrorKind::Conflict, "out_of_order_sequence"),
+            LogError::ProducerFenced { .. } => (ErrorKind::Conflict, "invalid_producer_epoch"),
             LogError::ReplicaMismatch { .. } => (ErrorKind::Conflict, "replica_mismatch"),
             LogError::Wal(_) => (ErrorKind::Internal, "io_error"),
         };

@@ -23,6 +23,8 @@ pub(super) fn code_of(e: &Error) -> i16 {
         }
         "invalid_config" => K::InvalidConfig,
         "stream_in_use" => K::PolicyViolation,
+        "out_of_order_sequence" => K::OutOfOrderSequenceNumber,
+        "invalid_producer_epoch" => K::InvalidProducerEpoch,
         "unauthorized" => K::SaslAuthenticationFailed,
         _ => match e.kind() {
             ErrorKind::Invalid => K::InvalidRequest,

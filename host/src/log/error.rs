@@ -62,6 +62,10 @@ pub enum LogError {
         leader: u32,
         epoch: u32,
     },
+    #[error("producer {producer_id}: {reason}")]
+    ProducerSequence { producer_id: i64, reason: String },
+    #[error("producer {producer_id} epoch {epoch} is fenced: epoch {current} wrote since")]
+    ProducerFenced { producer_id: i64, epoch: i16, current: i16 },
     #[error("stream `{stream}` partition {partition} is not replicated")]
     NotReplicated { stream: String, partition: u32 },
     #[error("replica batch for stream `{stream}` partition {partition} at offset {offset} does not fit: {reason}")]

@@ -15,6 +15,7 @@ pub mod error;
 pub mod meta;
 pub mod partition;
 pub mod pipelines;
+pub mod producers;
 pub mod progress;
 mod read;
 pub mod record;
@@ -113,6 +114,15 @@ pub struct ReadBatch {
     pub end_offset: u64,
 }
 
+/// What a records entry carries after its batch.
+enum Trailer {
+    None,
+    /// A pipeline's input position (exactly-once pipeline output).
+    Progress(progress::Progress),
+    /// An idempotent producer's batch.
+    Producer(producers::ProducerBatch),
+}
+
 /// A batch on its way into the WAL, and where it goes once durable.
 struct Durable {
     part: Arc<Partition>,
@@ -138,6 +148,8 @@ pub struct Log {
     admin: tokio::sync::Mutex<Snapshot>,
     /// Pipelines' durable input positions.
     progress: Arc<progress::ProgressMap>,
+    /// Idempotent producers' last batches per partition.
+    producers: Arc<producers::ProducerTable>,
     /// Every data entry below this LSN has run its completion (is indexed).
     indexed_lsn: Arc<AtomicU64>,
     /// Where offsets no longer in the WAL are read from.
@@ -165,6 +177,7 @@ impl Log {
             ))?,
             _ => Wal::open(&wal_dir, opts.wal.clone(), &mut |e| replay.visit(e))?,
         };
+        let producers = Arc::new(replay.take_producers());
         let (snap, streams) = replay.finish(data_dir, had_snapshot, recovered.next_lsn)?;
         ::metrics::gauge!(crate::metrics::WAL_RECOVERY_SECONDS).set(started.elapsed().as_secs_f64());
         ::metrics::gauge!(crate::metrics::WAL_RECOVERED_ENTRIES).set(recovered.entries as f64);
@@ -181,6 +194,7 @@ impl Log {
             indexed_lsn: Arc::new(AtomicU64::new(recovered.next_lsn)),
             cold: OnceLock::new(),
             progress,
+            producers,
             data_dir: data_dir.to_path_buf(),
             wal: Arc::new(wal),
             cache: Arc::new(BatchCache::new(opts.cache_bytes)),
@@ -302,7 +316,37 @@ impl Log {
 
     /// Appends records to a partition; returns once they are durable.
     pub async fn append(&self, stream: &str, partition: u32, records: &[Record]) -> Result<Appended, LogError> {
-        self.append_measured(stream, partition, records, None).await
+        self.append_measured(stream, partition, records, Trailer::None).await
+    }
+
+    /// Appends an idempotent producer's batch: a batch already written (a
+    /// retry) is answered with its first offsets and not written again; a
+    /// sequence gap or an older epoch is refused.
+    pub async fn append_idempotent(
+        &self,
+        stream: &str,
+        partition: u32,
+        records: &[Record],
+        batch: producers::ProducerBatch,
+    ) -> Result<Appended, LogError> {
+        let s = self.stream(stream)?;
+        partition_of(&s, partition)?;
+        let key = (s.meta.id, partition, batch.producer_id);
+        let lock = self.producers.lock(key);
+        let _held = lock.lock().await;
+        let count = u32::try_from(records.len()).unwrap_or(u32::MAX);
+        match self.producers.check(key, &batch, count)? {
+            producers::Check::Duplicate { base_offset, count } => Ok(Appended { base_offset, count }),
+            producers::Check::Append => {
+                self.append_measured(stream, partition, records, Trailer::Producer(batch))
+                    .await
+            }
+        }
+    }
+
+    /// A producer id never handed out before (Kafka InitProducerId).
+    pub fn allocate_producer_id(&self) -> i64 {
+        self.producers.allocate_id(crate::fsutil::now_ms())
     }
 
     /// Appends records with a pipeline's input position in the same WAL entry.
@@ -313,7 +357,8 @@ impl Log {
         records: &[Record],
         progress: progress::Progress,
     ) -> Result<Appended, LogError> {
-        self.append_measured(stream, partition, records, Some(progress)).await
+        self.append_measured(stream, partition, records, Trailer::Progress(progress))
+            .await
     }
 
     /// [`Log::append_entry`], counted and timed in the node's metrics.
@@ -322,7 +367,7 @@ impl Log {
         stream: &str,
         partition: u32,
         records: &[Record],
-        progress: Option<progress::Progress>,
+        progress: Trailer,
     ) -> Result<Appended, LogError> {
         use crate::metrics as m;
         let started = std::time::Instant::now();
@@ -345,7 +390,7 @@ impl Log {
         stream: &str,
         partition: u32,
         records: &[Record],
-        progress: Option<progress::Progress>,
+        extra: Trailer,
     ) -> Result<Appended, LogError> {
         if records.is_empty() {
             return Err(LogError::InvalidBatch("a batch needs at least one record".into()));
@@ -354,14 +399,16 @@ impl Log {
             return Err(LogError::InvalidBatch("too many records in one batch".into()));
         }
         let records_payload = record::encode_batch(records).map_err(LogError::InvalidBatch)?;
-        let (payload, kind, trailer) = match &progress {
-            None => (records_payload.clone(), EntryKind::Records, 0u8),
-            Some(p) => {
-                let mut v = Vec::with_capacity(records_payload.len() + progress::LEN);
-                v.extend_from_slice(&records_payload);
-                v.extend_from_slice(&progress::encode(p));
-                (Bytes::from(v), EntryKind::RecordsWithProgress, progress::LEN as u8)
-            }
+        let with = |t: &[u8], kind| {
+            let mut v = Vec::with_capacity(records_payload.len() + t.len());
+            v.extend_from_slice(&records_payload);
+            v.extend_from_slice(t);
+            (Bytes::from(v), kind, t.len() as u8)
+        };
+        let (payload, kind, trailer) = match &extra {
+            Trailer::None => (records_payload.clone(), EntryKind::Records, 0u8),
+            Trailer::Progress(p) => with(&progress::encode(p), EntryKind::RecordsWithProgress),
+            Trailer::Producer(b) => with(&producers::encode(b), EntryKind::RecordsWithProducer),
         };
         let max = self.opts.wal.max_entry_bytes.min(wal::format::MAX_PAYLOAD_LEN);
         if payload.len() > max {
@@ -410,10 +457,12 @@ impl Log {
                 trailer,
                 cached: records_payload,
             };
-            let progress_map = self.progress.clone();
-            let done = self.on_durable(batch, tx, move || {
-                if let Some(p) = progress {
-                    progress_map.advance(p);
+            let (progress_map, producer_table) = (self.progress.clone(), self.producers.clone());
+            let done = self.on_durable(batch, tx, move || match extra {
+                Trailer::None => {}
+                Trailer::Progress(p) => progress_map.advance(p),
+                Trailer::Producer(b) => {
+                    producer_table.record((stream_id, partition, b.producer_id), &b, base_offset, count)
                 }
             });
             permit.append(entry, payload, done);

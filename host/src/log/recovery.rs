@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::meta::{self, ControlOp, Snapshot};
 use super::partition::{BatchRef, Partition};
-use super::{EntryKind, LogError, Options, Stream, WalBackend, new_partitions, progress};
+use super::{EntryKind, LogError, Options, Stream, WalBackend, new_partitions, producers, progress};
 use crate::wal::{self, WalError};
 
 /// The Tokio runtime an object-store WAL needs while the log opens.
@@ -79,6 +79,8 @@ pub(super) struct Replay {
     base: Snapshot,
     snap: Snapshot,
     parts: HashMap<u32, Vec<Arc<Partition>>>,
+    /// Idempotent producers' batches, as the WAL has them.
+    producers: producers::ProducerTable,
     skipped: u64,
 }
 
@@ -101,8 +103,14 @@ impl Replay {
             snap: base.clone(),
             base,
             parts,
+            producers: producers::ProducerTable::default(),
             skipped: 0,
         }
+    }
+
+    /// The producer state the replay rebuilt.
+    pub(super) fn take_producers(&mut self) -> producers::ProducerTable {
+        std::mem::take(&mut self.producers)
     }
 
     /// Applies one recovered entry.
@@ -137,7 +145,7 @@ impl Replay {
                 }
                 Err(err) => tracing::error!(lsn = e.lsn, error = %err, "unreadable control entry skipped"),
             },
-            EntryKind::Records | EntryKind::RecordsWithProgress => self.index(e),
+            EntryKind::Records | EntryKind::RecordsWithProgress | EntryKind::RecordsWithProducer => self.index(e),
         }
     }
 
@@ -151,6 +159,18 @@ impl Replay {
                 }
                 None => {
                     tracing::error!(lsn = e.lsn, "pipeline output entry without a valid trailer skipped");
+                    self.skipped += 1;
+                    return;
+                }
+            },
+            EntryKind::RecordsWithProducer => match producers::decode(e.payload) {
+                Some(b) => {
+                    let key = (e.meta.stream, e.meta.partition, b.producer_id);
+                    self.producers.record(key, &b, e.meta.base_offset, e.meta.count);
+                    producers::LEN as u8
+                }
+                None => {
+                    tracing::error!(lsn = e.lsn, "idempotent producer entry without a valid trailer skipped");
                     self.skipped += 1;
                     return;
                 }

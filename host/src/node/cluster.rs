@@ -11,6 +11,7 @@ use crate::cluster::moves::{LeaderChange, PartitionState};
 use crate::cluster::{ClusterError, ReplicationStatus};
 use crate::error::{Error, ErrorKind};
 use crate::log::meta::{Replication, Retention, StreamConfig};
+use crate::log::producers::ProducerBatch;
 use crate::log::{Appended, Record, StreamInfo};
 
 /// How many replicas must hold an append before it is acknowledged.
@@ -178,17 +179,58 @@ impl Host {
         records: &[Record],
         acks: Acks,
     ) -> Result<Appended, Error> {
-        if acks == Acks::All
-            && let Some(c) = &self.inner.cluster
-            && self.inner.log.replica(stream, partition).is_ok()
-        {
+        self.with_acks(stream, partition, acks, self.append(stream, partition, records))
+            .await
+    }
+
+    /// Appends an idempotent producer's batch like [`Host::append_acks`]: a
+    /// retried batch is answered with its first offsets (once the in-sync
+    /// replicas hold it, for [`Acks::All`]) and not written twice; a
+    /// sequence gap is `out_of_order_sequence`, an older epoch
+    /// `invalid_producer_epoch`.
+    pub async fn append_idempotent(
+        &self,
+        stream: &str,
+        partition: u32,
+        records: &[Record],
+        producer: ProducerBatch,
+        acks: Acks,
+    ) -> Result<Appended, Error> {
+        let append = async {
+            match self
+                .inner
+                .log
+                .append_idempotent(stream, partition, records, producer)
+                .await
+            {
+                Ok(a) => Ok(a),
+                Err(crate::log::LogError::NotLeader { leader, .. }) => Err(self.not_leader(stream, partition, leader)),
+                Err(e) => Err(e.into()),
+            }
+        };
+        self.with_acks(stream, partition, acks, append).await
+    }
+
+    /// A producer id never handed out before (Kafka InitProducerId).
+    pub fn allocate_producer_id(&self) -> i64 {
+        self.inner.log.allocate_producer_id()
+    }
+
+    /// Runs `append`; with [`Acks::All`] on a replicated partition, checks
+    /// the in-sync set first and waits for it to hold the records after.
+    async fn with_acks(
+        &self,
+        stream: &str,
+        partition: u32,
+        acks: Acks,
+        append: impl std::future::Future<Output = Result<Appended, Error>>,
+    ) -> Result<Appended, Error> {
+        let replicated = || acks == Acks::All && self.inner.log.replica(stream, partition).is_ok();
+        if let (true, Some(c)) = (replicated(), &self.inner.cluster) {
             c.check_min_in_sync(stream, partition)?;
         }
-        let appended = self.append(stream, partition, records).await?;
-        if acks == Acks::All
-            && let Some(c) = &self.inner.cluster
-            && self.inner.log.replica(stream, partition).is_ok()
-        {
+        let appended = append.await?;
+        if let (true, Some(c)) = (replicated(), &self.inner.cluster) {
             c.wait_acks(stream, partition, appended.base_offset + appended.count as u64)
                 .await?;
         }

@@ -23,6 +23,7 @@ pub use crate::cluster::moves::{LeaderChange, PartitionRef, PartitionState};
 pub use crate::cluster::wire::FetchRequest;
 pub use crate::log::meta::{Compaction, PipelineMeta, Replication, Retention, StreamConfig};
 pub use crate::log::partition::Range as PartitionRange;
+pub use crate::log::producers::ProducerBatch;
 pub use crate::log::{Appended, OffsetRecord, ReadBatch, Record, StreamInfo};
 pub use crate::pipeline::Status as PipelineStatus;
 pub use crate::plugin::{PluginInfo, VersionInfo};

@@ -57,6 +57,9 @@ pub enum EntryKind {
     /// u32, input partition u32, next input offset u64): a pipeline's output
     /// and its input position become durable together, in one entry.
     RecordsWithProgress = 3,
+    /// A batch of records followed by a 14-byte producer trailer (producer
+    /// id i64, epoch i16, base sequence i32): an idempotent producer's batch.
+    RecordsWithProducer = 4,
 }
 
 impl EntryKind {
@@ -65,6 +68,7 @@ impl EntryKind {
             1 => Some(Self::Records),
             2 => Some(Self::Control),
             3 => Some(Self::RecordsWithProgress),
+            4 => Some(Self::RecordsWithProducer),
             _ => None,
         }
     }

@@ -11,6 +11,7 @@ mod fetch;
 mod metadata;
 mod offsets;
 mod produce;
+mod producer_id;
 mod sasl;
 mod topics;
 pub(super) mod versions;
@@ -44,6 +45,7 @@ pub(super) async fn handle(
         RequestKind::CreateTopics(r) => respond(ResponseKind::CreateTopics(topics::create(ctx, r).await)),
         RequestKind::DeleteTopics(r) => respond(ResponseKind::DeleteTopics(topics::delete(ctx, r, version).await)),
         RequestKind::DescribeConfigs(r) => respond(ResponseKind::DescribeConfigs(topics::describe_configs(ctx, r))),
+        RequestKind::InitProducerId(r) => respond(ResponseKind::InitProducerId(producer_id::handle(ctx, r))),
         RequestKind::SaslHandshake(r) => respond(ResponseKind::SaslHandshake(sasl::handshake(conn, r))),
         RequestKind::SaslAuthenticate(r) => sasl::authenticate(ctx, conn, r),
         other => Answer::Close(format!("no handler for {other:?}")),

@@ -12,7 +12,7 @@ use super::super::Ctx;
 use super::super::batch::decode_batches;
 use super::super::error::{batch_code, code_of, codes};
 use super::{offset_of, partition_of, str_bytes, topic_name};
-use crate::node::Acks;
+use crate::node::{Acks, ProducerBatch};
 
 pub(super) async fn handle(ctx: &Ctx, r: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
     let acks = match r.acks {
@@ -80,11 +80,29 @@ async fn append(
     let data = records.unwrap_or_default();
     let cap = usize::try_from(host.settings().max_batch_bytes.as_u64()).unwrap_or(usize::MAX);
     let batches = decode_batches(&data, cap, crate::fsutil::now_ms()).map_err(|e| (batch_code(&e), e.to_string()))?;
-    let records: Vec<_> = batches.into_iter().flat_map(|b| b.records).collect();
-    let appended = host
-        .append_acks(stream, partition, &records, acks)
-        .await
-        .map_err(|e| (code_of(&e), e.to_string()))?;
     let start = info.partitions.get(partition as usize).map_or(0, |r| r.start);
-    Ok((offset_of(appended.base_offset), offset_of(start)))
+    let fail = |e: crate::Error| (code_of(&e), e.to_string());
+    if batches.iter().all(|b| b.producer.producer_id < 0) {
+        let records: Vec<_> = batches.into_iter().flat_map(|b| b.records).collect();
+        let appended = host
+            .append_acks(stream, partition, &records, acks)
+            .await
+            .map_err(fail)?;
+        return Ok((offset_of(appended.base_offset), offset_of(start)));
+    }
+    // Idempotent batches, one at a time in order; the answer names the first.
+    let mut base = None;
+    for b in batches {
+        let producer = ProducerBatch {
+            producer_id: b.producer.producer_id,
+            epoch: b.producer.producer_epoch,
+            base_sequence: b.producer.base_sequence,
+        };
+        let appended = host
+            .append_idempotent(stream, partition, &b.records, producer, acks)
+            .await
+            .map_err(fail)?;
+        base.get_or_insert(appended.base_offset);
+    }
+    Ok((offset_of(base.unwrap_or(0)), offset_of(start)))
 }
