@@ -29,7 +29,7 @@ pub(super) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 5),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::InitProducerId, 0, 4),
-    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
@@ -67,12 +67,15 @@ pub(super) async fn handle(ctx: &Ctx, conn: &mut Conn, mut frame: Bytes) -> Repl
     let Some((lo, hi)) = supported(api) else {
         return Reply::Close(format!("{api:?} (key {key}) is not supported by this node"));
     };
+    if api == ApiKey::Produce && LEGACY_PRODUCE.contains(&version) {
+        if !conn.authenticated {
+            return Reply::Close("Produce before authentication".into());
+        }
+        return legacy::produce(ctx, conn, frame, version);
+    }
     if version < lo || version > hi {
         if api == ApiKey::ApiVersions {
             return encode(correlation_id, 0, 0, &apis::versions::unsupported());
-        }
-        if api == ApiKey::Produce && LEGACY_PRODUCE.contains(&version) {
-            return legacy::produce(ctx, conn, frame, version);
         }
         return Reply::Close(format!("{api:?} v{version} is not supported (v{lo} to v{hi} are)"));
     }

@@ -1,0 +1,344 @@
+//! The Kafka face with clients nobody here wrote: kcat (librdkafka),
+//! confluent-kafka (librdkafka) and kafka-python, across codecs, faces,
+//! offsets by time and a kill -9 under an idempotent producer.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::kafka_support::{hex, kcat, parse_py, py, py_command};
+use crate::support::{self, Server};
+
+const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
+
+fn b64(v: &Value) -> Vec<u8> {
+    match v {
+        Value::String(s) => s.as_bytes().to_vec(),
+        other => base64::engine::general_purpose::STANDARD
+            .decode(other["base64"].as_str().expect("base64 field"))
+            .expect("valid base64"),
+    }
+}
+
+async fn http_records(server: &Server, stream: &str, partition: u32, offset: u64) -> Vec<Value> {
+    let url = format!(
+        "{}?offset={offset}&max_records=10000",
+        support::records_url(server, stream, partition)
+    );
+    let resp = support::client().get(url).send().await.expect("GET records");
+    let (status, body) = support::json_of(resp).await;
+    assert!(status.is_success(), "{body}");
+    body["records"].as_array().expect("records").clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcat_round_trips_keys_repeated_headers_and_every_codec() {
+    let server = Server::start().await;
+    let c = support::client();
+    support::create_stream(&c, &server, "k", 1).await;
+    let b = server.kafka();
+    for codec in CODECS {
+        let lines: String = (0..5).map(|i| format!("key{i}:{codec}-{i}\n")).collect();
+        kcat(
+            &[
+                "-b", &b, "-P", "-t", "k", "-p", "0", "-K:", "-z", codec, "-H", "h=1", "-H", "h=2",
+            ],
+            lines.as_bytes(),
+        );
+    }
+    // Over HTTP: every record at its offset, key and value byte for byte.
+    let records = http_records(&server, "k", 0, 0).await;
+    assert_eq!(records.len(), 25);
+    for (n, r) in records.iter().enumerate() {
+        let (codec, i) = (CODECS[n / 5], n % 5);
+        assert_eq!(r["offset"], n as u64);
+        assert_eq!(b64(&r["key"]), format!("key{i}").into_bytes());
+        assert_eq!(b64(&r["value"]), format!("{codec}-{i}").into_bytes());
+    }
+    // Over Kafka, from the middle of the second batch: both `h` headers kept.
+    let out = kcat(
+        &[
+            "-b",
+            &b,
+            "-C",
+            "-t",
+            "k",
+            "-p",
+            "0",
+            "-o",
+            "7",
+            "-c",
+            "3",
+            "-e",
+            "-f",
+            "%o|%k|%s|%h\n",
+        ],
+        b"",
+    );
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec![
+            "7|key2|gzip-2|h=1,h=2",
+            "8|key3|gzip-3|h=1,h=2",
+            "9|key4|gzip-4|h=1,h=2"
+        ]
+    );
+    // Metadata names the topic with its one partition led by this node.
+    let meta = kcat(&["-b", &b, "-L", "-t", "k"], b"");
+    assert!(meta.contains("topic \"k\" with 1 partitions"), "{meta}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluent_kafka_and_kafka_python_round_trip_across_faces_and_find_offsets_by_time() {
+    let server = Server::start().await;
+    let b = server.kafka();
+    let created = py(
+        "kafkapython",
+        "create_topic",
+        &json!({"bootstrap": b, "topic": "x", "partitions": 2}),
+    );
+    assert_eq!(created["ok"], true, "{created}");
+    let again = py(
+        "confluent",
+        "create_topic",
+        &json!({"bootstrap": b, "topic": "x", "partitions": 2}),
+    );
+    assert!(
+        again["error"].as_str().unwrap_or("").contains("TOPIC_ALREADY_EXISTS"),
+        "{again}"
+    );
+    let info: Value = support::client()
+        .get(server.url("/streams/x"))
+        .send()
+        .await
+        .expect("GET stream")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(info["partitions"].as_array().map(Vec::len), Some(2), "{info}");
+
+    // confluent-kafka -> partition 0, binary keys and values, one codec per round.
+    let base_ts: u64 = 1_600_000_000_000;
+    let mut sent = Vec::new();
+    for (round, codec) in CODECS.iter().enumerate() {
+        let records: Vec<Value> = (0..4)
+            .map(|i| {
+                let n = round * 4 + i;
+                let value: Vec<u8> = (0..=255u8).map(|x| x.wrapping_add(n as u8)).collect();
+                let key = vec![n as u8, 0, 255];
+                sent.push((key.clone(), value.clone(), base_ts + n as u64 * 1000));
+                json!({"key": hex(&key), "value": hex(&value), "partition": 0,
+                       "headers": [["n", hex(n.to_string().as_bytes())], ["n", hex(b"again")]],
+                       "timestamp": base_ts + n as u64 * 1000})
+            })
+            .collect();
+        let out = py(
+            "confluent",
+            "produce",
+            &json!({"bootstrap": b, "topic": "x", "records": records, "config": {"compression.type": codec}}),
+        );
+        let offsets: Vec<u64> = out["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["offset"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            offsets,
+            ((round * 4) as u64..(round * 4 + 4) as u64).collect::<Vec<_>>(),
+            "{out}"
+        );
+    }
+    // HTTP reads exactly what the Kafka client sent.
+    let records = http_records(&server, "x", 0, 0).await;
+    assert_eq!(records.len(), sent.len());
+    for (r, (key, value, ts)) in records.iter().zip(&sent) {
+        assert_eq!(&b64(&r["key"]), key);
+        assert_eq!(&b64(&r["value"]), value);
+        assert_eq!(r["timestamp"], *ts);
+    }
+    // kafka-python reads from the middle of a batch, headers in order.
+    let got = py(
+        "kafkapython",
+        "consume",
+        &json!({"bootstrap": b, "topic": "x", "partition": 0, "offset": 6, "count": 14}),
+    );
+    let got = got["records"].as_array().unwrap();
+    assert_eq!(got.len(), 14);
+    for (g, n) in got.iter().zip(6..) {
+        assert_eq!(g["offset"], n);
+        assert_eq!(g["value"], hex(&sent[n].1));
+        assert_eq!(g["timestamp"], sent[n].2);
+        assert_eq!(
+            g["headers"],
+            json!([["n", hex(n.to_string().as_bytes())], ["n", hex(b"again")]])
+        );
+    }
+    // Offsets by time, through both libraries.
+    let times = json!([0, base_ts + 5_000, base_ts + 5_500, base_ts + 99_000_000]);
+    for lib in ["confluent", "kafkapython"] {
+        let o = py(
+            lib,
+            "offsets_for_times",
+            &json!({"bootstrap": b, "topic": "x", "partition": 0, "timestamps": times}),
+        );
+        assert_eq!(o["offsets"], json!([0, 5, 6, -1]), "{lib}: {o}");
+        assert_eq!(
+            (o["low"].as_u64(), o["high"].as_u64()),
+            (Some(0), Some(20)),
+            "{lib}: {o}"
+        );
+    }
+
+    // HTTP -> partition 1, consumed by confluent-kafka byte for byte.
+    let c = support::client();
+    let http_sent: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i, 0, 0xff, i.wrapping_mul(31)]).collect();
+    let body: Vec<Value> = http_sent
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            json!({"value": {"base64": base64::engine::general_purpose::STANDARD.encode(v)},
+                   "key": format!("k{i}"), "headers": {"src": "http"}, "timestamp": base_ts + i as u64})
+        })
+        .collect();
+    support::produce(&c, &server, "x", 1, &json!(body)).await;
+    // kafka-python (idempotent by default) appends after them with every codec.
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        let out = py(
+            "kafkapython",
+            "produce",
+            &json!({"bootstrap": b, "topic": "x", "config": {"compression_type": codec},
+                    "records": [{"value": hex(codec.as_bytes()), "partition": 1}]}),
+        );
+        assert_eq!(out["results"].as_array().map(Vec::len), Some(1), "{out}");
+    }
+    let got = py(
+        "confluent",
+        "consume",
+        &json!({"bootstrap": b, "topic": "x", "partition": 1, "offset": 0, "count": 14}),
+    );
+    let got = got["records"].as_array().unwrap();
+    assert_eq!(got.len(), 14, "{got:?}");
+    for (i, v) in http_sent.iter().enumerate() {
+        assert_eq!(got[i]["value"], hex(v));
+        assert_eq!(got[i]["key"], hex(format!("k{i}").as_bytes()));
+        assert_eq!(got[i]["headers"], json!([["src", hex(b"http")]]));
+        assert_eq!(got[i]["timestamp"], base_ts + i as u64);
+    }
+    let tail: Vec<&str> = got[10..].iter().map(|r| r["value"].as_str().unwrap()).collect();
+    assert_eq!(tail, ["gzip", "snappy", "lz4", "zstd"].map(|c| hex(c.as_bytes())));
+
+    let deleted = py("kafkapython", "delete_topic", &json!({"bootstrap": b, "topic": "x"}));
+    assert_eq!(deleted["ok"], true, "{deleted}");
+    let resp = c.get(server.url("/streams/x")).send().await.expect("GET");
+    assert_eq!(resp.status(), reqwest::StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_producer_loses_and_duplicates_nothing_through_kill_9() {
+    const COUNT: u64 = 20_000;
+    let mut server = Server::start().await;
+    let c = support::client();
+    support::create_stream(&c, &server, "idem", 1).await;
+    let args = json!({
+        "bootstrap": server.kafka(), "topic": "idem", "count": COUNT, "pace_every": 20,
+        "config": {"enable.idempotence": true, "acks": "all", "message.timeout.ms": 120000,
+                   "reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 200}
+    });
+    let producer = py_command("confluent", "produce_sequence", &args)
+        .spawn()
+        .expect("spawn producer");
+    // Kill while the producer is mid-stream, twice, restarting on the same ports.
+    for kill_at in [COUNT / 4, COUNT * 3 / 5] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let end = http_end(&server).await;
+            if end >= kill_at {
+                assert!(end < COUNT, "the producer finished before the kill at {kill_at}");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "producer stalled at {end}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server.kill();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.restart().await;
+    }
+    let out = tokio::task::spawn_blocking(move || producer.wait_with_output())
+        .await
+        .expect("join")
+        .expect("producer output");
+    let report = parse_py("confluent", "produce_sequence", &out);
+    assert_eq!(report["delivered"], COUNT, "{report}");
+    assert_eq!(report["errors"], json!([]), "{report}");
+    // Every value exactly once, in the order produced.
+    let mut next = 0u64;
+    let mut offset = 0;
+    while next < COUNT {
+        let records = http_records(&server, "idem", 0, offset).await;
+        assert!(!records.is_empty(), "only {next} of {COUNT} records stored");
+        for r in &records {
+            let v: u64 = String::from_utf8(b64(&r["value"])).unwrap().parse().unwrap();
+            assert_eq!(v, next, "at offset {}: duplicate or gap", r["offset"]);
+            next += 1;
+            offset = r["offset"].as_u64().unwrap() + 1;
+        }
+    }
+    assert_eq!(http_end(&server).await, COUNT, "records beyond the sequence");
+}
+
+async fn http_end(server: &Server) -> u64 {
+    let resp = support::client()
+        .get(server.url("/streams/idem"))
+        .send()
+        .await
+        .expect("GET stream");
+    let body: Value = resp.json().await.expect("json");
+    body["partitions"][0]["end_offset"].as_u64().expect("end_offset")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_kafka_clients_authenticate_with_sasl_plain() {
+    let server = Server::start_with(crate::support::ServerOptions::args(&["--auth-token", "s3cret"])).await;
+    let b = server.kafka();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["-b", b.as_str(), "-L", "-m", "5"];
+        args.extend_from_slice(extra);
+        std::process::Command::new(sluice_test_artifacts::kafka_clients::kcat())
+            .args(&args)
+            .output()
+            .expect("run kcat")
+    };
+    let sasl = |password: &'static str| {
+        [
+            "-X",
+            "security.protocol=SASL_PLAINTEXT",
+            "-X",
+            "sasl.mechanisms=PLAIN",
+            "-X",
+            "sasl.username=anyone",
+            "-X",
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .chain([format!("sasl.password={password}")])
+        .collect::<Vec<String>>()
+    };
+    let ok = sasl("s3cret");
+    let out = run(&ok.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 brokers"));
+    let wrong = sasl("wrong");
+    let out = run(&wrong.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wrong password"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without SASL the node closes the connection before any metadata.
+    let out = run(&[]);
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("brokers"));
+}

@@ -1,0 +1,276 @@
+"""Drives a third-party Kafka client against a Sluice node for the e2e tests.
+
+Usage: clients.py <library> <command> <json-args>
+  library: confluent (confluent-kafka, librdkafka inside) or kafkapython (kafka-python)
+  command: produce | consume | offsets_for_times | create_topic | delete_topic | metadata
+
+Prints one JSON document on stdout; binary fields are hex. Exits non-zero
+with the client's error on stderr when the client fails.
+"""
+
+import json
+import sys
+import time
+
+
+def hx(b):
+    return None if b is None else bytes(b).hex()
+
+
+def unhex(s):
+    return None if s is None else bytes.fromhex(s)
+
+
+# --- confluent-kafka -------------------------------------------------------
+
+def confluent_produce(a):
+    from confluent_kafka import Producer
+
+    conf = {"bootstrap.servers": a["bootstrap"], "linger.ms": a.get("linger_ms", 5)}
+    conf.update(a.get("config", {}))
+    p = Producer(conf)
+    results = []
+
+    def done(err, msg):
+        if err is not None:
+            results.append({"error": str(err)})
+        else:
+            results.append({"partition": msg.partition(), "offset": msg.offset()})
+
+    for r in a["records"]:
+        kwargs = {"topic": a["topic"], "value": unhex(r["value"]), "on_delivery": done}
+        if r.get("key") is not None:
+            kwargs["key"] = unhex(r["key"])
+        if r.get("partition") is not None:
+            kwargs["partition"] = r["partition"]
+        if r.get("headers"):
+            kwargs["headers"] = [(k, unhex(v)) for k, v in r["headers"]]
+        if r.get("timestamp") is not None:
+            kwargs["timestamp"] = r["timestamp"]
+        while True:
+            try:
+                p.produce(**kwargs)
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+    left = p.flush(60)
+    if left:
+        raise SystemExit(f"{left} records not delivered")
+    return {"results": results}
+
+
+def confluent_produce_sequence(a):
+    """Produces values "0".."count-1" to partition 0; reports delivery errors."""
+    from confluent_kafka import Producer
+
+    conf = {"bootstrap.servers": a["bootstrap"], "linger.ms": 5}
+    conf.update(a.get("config", {}))
+    p = Producer(conf)
+    errors = []
+    delivered = [0]
+
+    def done(err, msg):
+        if err is not None:
+            errors.append(str(err))
+        else:
+            delivered[0] += 1
+
+    for i in range(a["count"]):
+        while True:
+            try:
+                p.produce(a["topic"], value=str(i).encode(), partition=0, on_delivery=done)
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+        if a.get("pace_every") and i % a["pace_every"] == 0:
+            time.sleep(0.01)
+    left = p.flush(120)
+    return {"delivered": delivered[0], "errors": errors[:10], "undelivered": left}
+
+
+def confluent_consume(a):
+    from confluent_kafka import Consumer, TopicPartition
+
+    conf = {
+        "bootstrap.servers": a["bootstrap"],
+        "group.id": "sluice-e2e-unused",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+    }
+    conf.update(a.get("config", {}))
+    c = Consumer(conf)
+    c.assign([TopicPartition(a["topic"], a["partition"], a["offset"])])
+    out = []
+    deadline = time.time() + a.get("timeout", 30)
+    while len(out) < a["count"] and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == -191:  # _PARTITION_EOF
+                continue
+            raise SystemExit(f"consume error: {m.error()}")
+        ts_type, ts = m.timestamp()
+        out.append({
+            "offset": m.offset(),
+            "key": hx(m.key()),
+            "value": hx(m.value()),
+            "headers": [[k, hx(v)] for k, v in (m.headers() or [])],
+            "timestamp": ts,
+        })
+    c.close()
+    return {"records": out}
+
+
+def confluent_offsets_for_times(a):
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": a["bootstrap"], "group.id": "sluice-e2e-unused"})
+    tps = [TopicPartition(a["topic"], a["partition"], t) for t in a["timestamps"]]
+    res = []
+    for tp in tps:
+        r = c.offsets_for_times([tp], timeout=20)
+        res.append(r[0].offset)
+    low, high = c.get_watermark_offsets(TopicPartition(a["topic"], a["partition"]), timeout=20)
+    c.close()
+    return {"offsets": res, "low": low, "high": high}
+
+
+def confluent_metadata(a):
+    from confluent_kafka.admin import AdminClient
+
+    md = AdminClient({"bootstrap.servers": a["bootstrap"]}).list_topics(timeout=20)
+    return {
+        "brokers": sorted([b.id, b.host, b.port] for b in md.brokers.values()),
+        "topics": {
+            name: {str(p): {"leader": pm.leader, "replicas": pm.replicas} for p, pm in t.partitions.items()}
+            for name, t in md.topics.items()
+        },
+    }
+
+
+def confluent_create_topic(a):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": a["bootstrap"]})
+    topic = NewTopic(a["topic"], num_partitions=a["partitions"], replication_factor=a.get("replication", 1),
+                     config=a.get("config", {}))
+    fut = admin.create_topics([topic])[a["topic"]]
+    try:
+        fut.result(20)
+        return {"ok": True}
+    except Exception as e:  # the Kafka error, reported to the test
+        return {"ok": False, "error": str(e)}
+
+
+# --- kafka-python ----------------------------------------------------------
+
+def kp_produce(a):
+    from kafka import KafkaProducer
+
+    conf = dict(bootstrap_servers=a["bootstrap"], linger_ms=a.get("linger_ms", 5))
+    conf.update(a.get("config", {}))
+    p = KafkaProducer(**conf)
+    futures = []
+    for r in a["records"]:
+        futures.append(p.send(
+            a["topic"],
+            value=unhex(r["value"]),
+            key=unhex(r.get("key")),
+            partition=r.get("partition"),
+            headers=[(k, unhex(v)) for k, v in r.get("headers", [])],
+            timestamp_ms=r.get("timestamp"),
+        ))
+    p.flush(60)
+    results = []
+    for f in futures:
+        md = f.get(timeout=60)
+        results.append({"partition": md.partition, "offset": md.offset})
+    p.close()
+    return {"results": results}
+
+
+def kp_consume(a):
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=a["bootstrap"], enable_auto_commit=False, group_id=None)
+    tp = TopicPartition(a["topic"], a["partition"])
+    c.assign([tp])
+    c.seek(tp, a["offset"])
+    out = []
+    deadline = time.time() + a.get("timeout", 30)
+    while len(out) < a["count"] and time.time() < deadline:
+        for _, msgs in c.poll(timeout_ms=500).items():
+            for m in msgs:
+                out.append({
+                    "offset": m.offset,
+                    "key": hx(m.key),
+                    "value": hx(m.value),
+                    "headers": [[k, hx(v)] for k, v in (m.headers or [])],
+                    "timestamp": m.timestamp,
+                })
+    c.close()
+    return {"records": out}
+
+
+def kp_offsets_for_times(a):
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=a["bootstrap"], group_id=None)
+    tp = TopicPartition(a["topic"], a["partition"])
+    res = []
+    for t in a["timestamps"]:
+        r = c.offsets_for_times({tp: t})[tp]
+        res.append(-1 if r is None else r.offset)
+    low = c.beginning_offsets([tp])[tp]
+    high = c.end_offsets([tp])[tp]
+    c.close()
+    return {"offsets": res, "low": low, "high": high}
+
+
+def kp_create_topic(a):
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"])
+    try:
+        admin.create_topics([NewTopic(a["topic"], a["partitions"], a.get("replication", 1),
+                                      topic_configs=a.get("config", {}))])
+        return {"ok": True}
+    except Exception as e:
+        return {"ok": False, "error": f"{type(e).__name__}: {e}"}
+    finally:
+        admin.close()
+
+
+def kp_delete_topic(a):
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"])
+    try:
+        admin.delete_topics([a["topic"]])
+        return {"ok": True}
+    except Exception as e:
+        return {"ok": False, "error": f"{type(e).__name__}: {e}"}
+    finally:
+        admin.close()
+
+
+COMMANDS = {
+    ("confluent", "produce"): confluent_produce,
+    ("confluent", "consume"): confluent_consume,
+    ("confluent", "produce_sequence"): confluent_produce_sequence,
+    ("confluent", "offsets_for_times"): confluent_offsets_for_times,
+    ("confluent", "metadata"): confluent_metadata,
+    ("confluent", "create_topic"): confluent_create_topic,
+    ("kafkapython", "produce"): kp_produce,
+    ("kafkapython", "consume"): kp_consume,
+    ("kafkapython", "offsets_for_times"): kp_offsets_for_times,
+    ("kafkapython", "create_topic"): kp_create_topic,
+    ("kafkapython", "delete_topic"): kp_delete_topic,
+}
+
+if __name__ == "__main__":
+    lib, cmd, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    print(json.dumps(COMMANDS[(lib, cmd)](args)))

@@ -1,0 +1,320 @@
+//! Bad Kafka input over raw TCP: truncated and garbage frames, oversized
+//! frames, unknown API keys and versions, wrong CRCs, too-large and
+//! misdirected batches. Each gets its error code or closes only its own
+//! connection; the node keeps serving and loses nothing. Also over raw
+//! frames: a retried idempotent batch (the one case a real client rarely
+//! hits on cue) is stored once, before and after a kill -9.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader, TopicName};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+use crate::kafka_support::kcat;
+use crate::support::{self, Server, ServerOptions};
+
+fn send_raw(s: &mut TcpStream, frame: &[u8]) {
+    s.write_all(&(frame.len() as i32).to_be_bytes()).expect("write length");
+    s.write_all(frame).expect("write frame");
+}
+
+/// The next answer's body after the correlation id, or `None` if the
+/// server closed the connection.
+fn answer(s: &mut TcpStream) -> Option<Bytes> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).ok()?;
+    Some(Bytes::from(body))
+}
+
+fn closed(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(0))
+}
+
+fn header(api: i16, version: i16, correlation: i32) -> BytesMut {
+    let mut b = BytesMut::new();
+    b.put_i16(api);
+    b.put_i16(version);
+    b.put_i32(correlation);
+    b.put_i16(-1); // no client id
+    b
+}
+
+fn api_versions_ok(s: &mut TcpStream) {
+    let mut f = header(18, 0, 1);
+    f.truncate(10);
+    send_raw(s, &f);
+    let mut a = answer(s).expect("ApiVersions answered");
+    assert_eq!(a.get_i32(), 1);
+    assert_eq!(a.get_i16(), 0, "error code");
+}
+
+fn batch(value_len: usize) -> BytesMut {
+    producer_batch(value_len, -1, -1, -1)
+}
+
+fn producer_batch(value_len: usize, producer_id: i64, epoch: i16, sequence: i32) -> BytesMut {
+    let record = Record {
+        transactional: false,
+        control: false,
+        partition_leader_epoch: 0,
+        producer_id,
+        producer_epoch: epoch,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence,
+        timestamp: 1_700_000_000_000,
+        key: None,
+        value: Some(Bytes::from(vec![7u8; value_len])),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    let opts = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, [&record], &opts).expect("encode batch");
+    buf
+}
+
+/// A Produce v7 request (acks=1) of `records` to `topic` partition `partition`.
+fn produce(s: &mut TcpStream, topic: &str, partition: i32, records: Bytes) -> ProduceResponse {
+    let mut p = PartitionProduceData::default();
+    p.index = partition;
+    p.records = Some(records);
+    let mut t = TopicProduceData::default();
+    t.name = TopicName(StrBytes::from_string(topic.into()));
+    t.partition_data = vec![p];
+    let mut req = ProduceRequest::default();
+    req.acks = 1;
+    req.timeout_ms = 5000;
+    req.topic_data = vec![t];
+    let mut h = RequestHeader::default();
+    h.request_api_key = ApiKey::Produce as i16;
+    h.request_api_version = 7;
+    h.correlation_id = 9;
+    let mut buf = BytesMut::new();
+    h.encode(&mut buf, ApiKey::Produce.request_header_version(7))
+        .expect("header");
+    req.encode(&mut buf, 7).expect("request");
+    send_raw(s, &buf);
+    let mut a = answer(s).expect("Produce answered");
+    assert_eq!(a.get_i32(), 9);
+    ProduceResponse::decode(&mut a, 7).expect("decode ProduceResponse")
+}
+
+fn error_of(r: &ProduceResponse) -> i16 {
+    r.responses[0].partition_responses[0].error_code
+}
+
+fn offset_of(r: &ProduceResponse) -> (i16, i64) {
+    let p = &r.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+/// The same idempotent batch sent again — also after kill -9 — is answered
+/// with its first offsets and stored once; a gap and an old epoch are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_idempotent_batch_is_stored_once_also_after_kill_9() {
+    let mut server = Server::start().await;
+    let c = support::client();
+    support::create_stream(&c, &server, "t", 1).await;
+    let l = Listener(server.kafka());
+    let pid = 4242;
+    let first = tokio::task::spawn_blocking(move || {
+        let mut s = l.connect();
+        let a = offset_of(&produce(&mut s, "t", 0, producer_batch(5, pid, 0, 0).freeze()));
+        let b = offset_of(&produce(&mut s, "t", 0, producer_batch(6, pid, 0, 1).freeze()));
+        let retry = offset_of(&produce(&mut s, "t", 0, producer_batch(5, pid, 0, 0).freeze()));
+        let gap = error_of(&produce(&mut s, "t", 0, producer_batch(7, pid, 0, 5).freeze()));
+        (a, b, retry, gap)
+    })
+    .await
+    .expect("join");
+    assert_eq!(
+        first,
+        ((0, 0), (0, 1), (0, 0), 45),
+        "OUT_OF_ORDER_SEQUENCE_NUMBER is 45"
+    );
+    server.kill();
+    server.restart().await;
+    let l = Listener(server.kafka());
+    let after = tokio::task::spawn_blocking(move || {
+        let mut s = l.connect();
+        let retry = offset_of(&produce(&mut s, "t", 0, producer_batch(6, pid, 0, 1).freeze()));
+        let next = offset_of(&produce(&mut s, "t", 0, producer_batch(8, pid, 0, 2).freeze()));
+        let then = error_of(&produce(&mut s, "t", 0, producer_batch(9, pid, 0, 3).freeze()));
+        let bumped = offset_of(&produce(&mut s, "t", 0, producer_batch(9, pid, 1, 0).freeze()));
+        let old = error_of(&produce(&mut s, "t", 0, producer_batch(9, pid, 0, 4).freeze()));
+        (retry, next, then, bumped, old)
+    })
+    .await
+    .expect("join");
+    assert_eq!(after, ((0, 1), (0, 2), 0, (0, 4), 47), "INVALID_PRODUCER_EPOCH is 47");
+    let out = kcat(
+        &[
+            "-b",
+            &server.kafka(),
+            "-C",
+            "-t",
+            "t",
+            "-p",
+            "0",
+            "-o",
+            "beginning",
+            "-e",
+            "-f",
+            "%o:%S\n",
+        ],
+        b"",
+    );
+    assert_eq!(out, "0:5\n1:6\n2:8\n3:9\n4:9\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_get_their_error_or_close_only_their_connection() {
+    let server = Server::start_with(ServerOptions {
+        config: Some("max_batch_bytes = \"64KiB\"\nkafka_max_frame_bytes = \"1MiB\"\n".into()),
+        ..ServerOptions::default()
+    })
+    .await;
+    let c = support::client();
+    support::create_stream(&c, &server, "t", 1).await;
+    let b = server.kafka();
+    kcat(&["-b", &b, "-P", "-t", "t", "-p", "0"], b"before\n");
+
+    let listener = Listener(server.kafka());
+    tokio::task::spawn_blocking(move || run_bad_input(&listener))
+        .await
+        .expect("bad input checks");
+
+    // Nothing lost, nothing extra: the one good record and one more after.
+    kcat(&["-b", &b, "-P", "-t", "t", "-p", "0"], b"after\n");
+    let out = kcat(
+        &[
+            "-b",
+            &b,
+            "-C",
+            "-t",
+            "t",
+            "-p",
+            "0",
+            "-o",
+            "beginning",
+            "-e",
+            "-f",
+            "%o:%s\n",
+        ],
+        b"",
+    );
+    assert_eq!(out, "0:before\n1:after\n");
+    let resp = c.get(server.url("/health")).send().await.expect("health");
+    assert!(resp.status().is_success());
+}
+
+fn run_bad_input(server: &Listener) {
+    let mut good = server.connect();
+    api_versions_ok(&mut good);
+
+    // Shorter than a header; an unknown API key; a version nobody has.
+    for frame in [vec![0u8, 1, 2], header(999, 0, 5).to_vec(), header(1, 99, 5).to_vec()] {
+        let mut s = server.connect();
+        send_raw(&mut s, &frame);
+        assert!(closed(&mut s), "frame {frame:?} should close its connection");
+    }
+    // Garbage after a valid Metadata header.
+    let mut s = server.connect();
+    let mut f = header(3, 9, 5);
+    f.put_slice(&[0xff; 40]);
+    send_raw(&mut s, &f);
+    assert!(closed(&mut s));
+    // A frame over kafka_max_frame_bytes is refused from its length alone.
+    let mut s = server.connect();
+    s.write_all(&(64 * 1024 * 1024i32).to_be_bytes()).expect("write");
+    assert!(closed(&mut s));
+    // A frame cut short by the client.
+    let mut s = server.connect();
+    s.write_all(&100i32.to_be_bytes()).expect("write");
+    s.write_all(&[0u8; 10]).expect("write");
+    drop(s);
+
+    // ApiVersions of an unknown version: a v0 answer with UNSUPPORTED_VERSION.
+    let mut s = server.connect();
+    let mut f = header(18, 99, 3);
+    f.truncate(10);
+    send_raw(&mut s, &f);
+    let mut a = answer(&mut s).expect("answered");
+    assert_eq!(a.get_i32(), 3);
+    assert_eq!(a.get_i16(), 35);
+    assert!(a.get_i32() >= 10, "the supported list comes along");
+
+    // Produce v2 (message sets): UNSUPPORTED_VERSION per partition.
+    let mut f = header(0, 2, 4);
+    f.put_i16(1);
+    f.put_i32(1000);
+    f.put_i32(1);
+    f.put_i16(1);
+    f.put_slice(b"t");
+    f.put_i32(1);
+    f.put_i32(0);
+    f.put_i32(0);
+    send_raw(&mut s, &f);
+    let mut a = answer(&mut s).expect("answered");
+    assert_eq!(a.get_i32(), 4);
+    assert_eq!(a.get_i32(), 1);
+    let name_len = a.get_i16() as usize;
+    a.advance(name_len);
+    assert_eq!((a.get_i32(), a.get_i32(), a.get_i16()), (1, 0, 35));
+
+    // Produce v7 on one connection: wrong CRC, too large, unknown topic and
+    // partition, then a good batch: each answered, the connection kept.
+    let mut bad_crc = batch(10);
+    let last = bad_crc.len() - 1;
+    bad_crc[last] ^= 0x55;
+    assert_eq!(
+        error_of(&produce(&mut s, "t", 0, bad_crc.freeze())),
+        2,
+        "CORRUPT_MESSAGE"
+    );
+    assert_eq!(
+        error_of(&produce(&mut s, "t", 0, batch(100 * 1024).freeze())),
+        10,
+        "MESSAGE_TOO_LARGE"
+    );
+    assert_eq!(
+        error_of(&produce(&mut s, "nope", 0, batch(10).freeze())),
+        3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    assert_eq!(
+        error_of(&produce(&mut s, "t", 7, batch(10).freeze())),
+        3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    assert_eq!(
+        error_of(&produce(&mut s, "t", 0, Bytes::from_static(&[1, 2, 3]))),
+        2,
+        "CORRUPT_MESSAGE"
+    );
+
+    // The first connection was never disturbed.
+    api_versions_ok(&mut good);
+}
+
+/// The Kafka listener's address.
+struct Listener(String);
+
+impl Listener {
+    fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(&self.0).expect("connect to the Kafka listener");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s
+    }
+}

@@ -1,0 +1,69 @@
+//! Running third-party Kafka clients against a test server: kcat, and
+//! confluent-kafka / kafka-python through `kafka/clients.py`.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// The driver script for the Python clients.
+pub fn clients_py() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/kafka/clients.py")
+}
+
+/// Runs `clients.py <lib> <cmd> <args>` and returns its JSON answer;
+/// panics with the client's stderr if it fails.
+pub fn py(lib: &str, cmd: &str, args: &Value) -> Value {
+    let out = py_command(lib, cmd, args)
+        .output()
+        .expect("run the Python Kafka client");
+    parse_py(lib, cmd, &out)
+}
+
+pub fn py_command(lib: &str, cmd: &str, args: &Value) -> Command {
+    let mut c = Command::new(sluice_test_artifacts::kafka_clients::python());
+    c.arg(clients_py())
+        .args([lib, cmd, &args.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+pub fn parse_py(lib: &str, cmd: &str, out: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{lib} {cmd} failed ({}):\n{stderr}\n{stdout}",
+        out.status
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{lib} {cmd}: not JSON ({e}): {stdout}\n{stderr}"))
+}
+
+/// Runs kcat with `args` and `stdin`; returns stdout, panics on failure.
+pub fn kcat(args: &[&str], stdin: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new(sluice_test_artifacts::kafka_clients::kcat())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kcat");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("write to kcat");
+    let out = child.wait_with_output().expect("kcat output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kcat {args:?} failed ({}): {stderr}", out.status);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Hex of bytes, as `clients.py` writes them.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
