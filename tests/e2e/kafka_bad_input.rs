@@ -15,7 +15,7 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestH
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
-use crate::kafka_support::kcat;
+use crate::kafka_support::{kcat, kcat_read_all};
 use crate::support::{self, Server, ServerOptions};
 
 fn send_raw(s: &mut TcpStream, frame: &[u8]) {
@@ -158,22 +158,12 @@ async fn a_retried_idempotent_batch_is_stored_once_also_after_kill_9() {
     .await
     .expect("join");
     assert_eq!(after, ((0, 1), (0, 2), 0, (0, 4), 47), "INVALID_PRODUCER_EPOCH is 47");
-    let out = kcat(
-        &[
-            "-b",
-            &server.kafka(),
-            "-C",
-            "-t",
-            "t",
-            "-p",
-            "0",
-            "-o",
-            "beginning",
-            "-e",
-            "-f",
-            "%o:%S\n",
-        ],
-        b"",
+    let out = kcat_read_all(
+        &server.kafka(),
+        "t",
+        0,
+        "%o:%S
+",
     );
     assert_eq!(out, "0:5\n1:6\n2:8\n3:9\n4:9\n");
 }
@@ -197,22 +187,9 @@ async fn bad_frames_get_their_error_or_close_only_their_connection() {
 
     // Nothing lost, nothing extra: the one good record and one more after.
     kcat(&["-b", &b, "-P", "-t", "t", "-p", "0"], b"after\n");
-    let out = kcat(
-        &[
-            "-b",
-            &b,
-            "-C",
-            "-t",
-            "t",
-            "-p",
-            "0",
-            "-o",
-            "beginning",
-            "-e",
-            "-f",
-            "%o:%s\n",
-        ],
-        b"",
+    let out = kcat_read_all(
+        &b, "t", 0, "%o:%s
+",
     );
     assert_eq!(out, "0:before\n1:after\n");
     let resp = c.get(server.url("/health")).send().await.expect("health");

@@ -67,3 +67,26 @@ pub fn kcat(args: &[&str], stdin: &[u8]) -> String {
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// Everything in `topic` partition `partition` through kcat, one line per
+/// record in kcat's `-f` format `format`.
+pub fn kcat_read_all(bootstrap: &str, topic: &str, partition: u32, format: &str) -> String {
+    let partition = partition.to_string();
+    kcat(
+        &[
+            "-b",
+            bootstrap,
+            "-C",
+            "-t",
+            topic,
+            "-p",
+            &partition,
+            "-o",
+            "beginning",
+            "-e",
+            "-f",
+            format,
+        ],
+        b"",
+    )
+}

@@ -11,6 +11,7 @@ mod crash_world;
 mod http_errors;
 mod kafka;
 mod kafka_bad_input;
+mod kafka_cluster;
 mod kafka_support;
 mod metrics;
 mod object_wal;

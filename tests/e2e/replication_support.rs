@@ -31,7 +31,7 @@ pub(crate) fn three_ports() -> [u16; 3] {
     [ports[0], ports[1], ports[2]]
 }
 
-pub(crate) fn node_config(id: u32, ports: &[u16; 3], replication_max_bytes: &str) -> String {
+pub(crate) fn node_config(id: u32, ports: &[u16; 3], kafka: &[u16; 3], replication_max_bytes: &str) -> String {
     // Top-level keys before the `[cluster]` table.
     format!(
         r#"max_request_bytes = "64MiB"
@@ -39,6 +39,7 @@ pub(crate) fn node_config(id: u32, ports: &[u16; 3], replication_max_bytes: &str
 [cluster]
 node_id = {id}
 nodes = {{ "1" = "127.0.0.1:{p1}", "2" = "127.0.0.1:{p2}", "3" = "127.0.0.1:{p3}" }}
+kafka_nodes = {{ "1" = "127.0.0.1:{k1}", "2" = "127.0.0.1:{k2}", "3" = "127.0.0.1:{k3}" }}
 replication_max_bytes = "{replication_max_bytes}"
 replica_lag_max = "3s"
 acks_timeout = "20s"
@@ -47,6 +48,9 @@ fetch_wait = "200ms"
         p1 = ports[0],
         p2 = ports[1],
         p3 = ports[2],
+        k1 = kafka[0],
+        k2 = kafka[1],
+        k3 = kafka[2],
     )
 }
 
@@ -55,9 +59,16 @@ impl Cluster {
     /// with one partition on all three, node 1 leading.
     pub(crate) async fn start(replication_max_bytes: &str) -> Cluster {
         let ports = three_ports();
+        let kafka = loop {
+            let k = three_ports();
+            if k.iter().all(|p| !ports.contains(p)) {
+                break k;
+            }
+        };
         let options = |id: u32| ServerOptions {
-            config: Some(node_config(id, &ports, replication_max_bytes)),
+            config: Some(node_config(id, &ports, &kafka, replication_max_bytes)),
             port: Some(ports[id as usize - 1]),
+            kafka_port: Some(kafka[id as usize - 1]),
             ..ServerOptions::default()
         };
         let (n1, n2, n3) = tokio::join!(
@@ -98,6 +109,11 @@ impl Cluster {
 
     pub(crate) fn node_mut(&mut self, id: u32) -> &mut Server {
         &mut self.nodes[id as usize - 1]
+    }
+
+    /// Every node's Kafka address, comma-separated (a client's bootstrap list).
+    pub(crate) fn kafka_bootstrap(&self) -> String {
+        self.nodes.iter().map(Server::kafka).collect::<Vec<_>>().join(",")
     }
 
     pub(crate) fn records_url(&self, id: u32) -> String {

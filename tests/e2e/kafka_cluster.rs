@@ -1,0 +1,119 @@
+//! A Kafka client on a three-node replicated stream: confluent-kafka
+//! (librdkafka) produces with acks=all while the leadership moves from node
+//! 1 to node 2; the client follows the move (NOT_LEADER_OR_FOLLOWER, then
+//! Metadata) and every acknowledged record is on the new leader.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::kafka_support::{parse_py, py, py_command};
+use crate::replication_support::{Cluster, STREAM, wait_for};
+use crate::support::expect_json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_from_a_kafka_client_follows_a_leader_move() {
+    const COUNT: u64 = 3_000;
+    let cluster = Cluster::start("1MiB").await;
+    let bootstrap = cluster.kafka_bootstrap();
+    // Metadata from any node names node 1 as the leader, all three as replicas.
+    let meta = py("confluent", "metadata", &json!({"bootstrap": bootstrap}));
+    assert_eq!(meta["topics"][STREAM]["0"]["leader"], 1, "{meta}");
+    assert_eq!(meta["topics"][STREAM]["0"]["replicas"], json!([1, 2, 3]), "{meta}");
+    assert_eq!(meta["brokers"].as_array().map(Vec::len), Some(3), "{meta}");
+
+    let args = json!({
+        "bootstrap": bootstrap, "topic": STREAM, "count": COUNT, "pace_every": 10,
+        "config": {"acks": "all", "enable.idempotence": true, "message.timeout.ms": 60000,
+                   "topic.metadata.refresh.interval.ms": 1000, "retry.backoff.ms": 50}
+    });
+    let producer = py_command("confluent", "produce_sequence", &args)
+        .spawn()
+        .expect("spawn producer");
+    wait_for("a third of the records on node 1", Duration::from_secs(60), || async {
+        let end = end_offset(&cluster, 1).await;
+        if end >= COUNT / 3 {
+            Ok(end)
+        } else {
+            Err(end.to_string())
+        }
+    })
+    .await;
+    let resp = cluster
+        .client
+        .post(cluster.node(2).url(&format!("/streams/{STREAM}/partitions/0/leader")))
+        .json(&json!({"node": 2}))
+        .send()
+        .await
+        .expect("POST .../leader");
+    let moved = expect_json(resp, StatusCode::OK).await;
+    assert_eq!(moved["leader"], 2, "{moved}");
+    let moved_at = moved["log_end"].as_u64().expect("log_end");
+    assert!(moved_at < COUNT, "the producer finished before the move: {moved}");
+
+    let out = tokio::task::spawn_blocking(move || producer.wait_with_output())
+        .await
+        .expect("join")
+        .expect("producer output");
+    let report = parse_py("confluent", "produce_sequence", &out);
+    assert_eq!(report["delivered"], COUNT, "{report}");
+    assert_eq!(report["errors"], json!([]), "{report}");
+
+    // Every acknowledged value is on the new leader, first occurrences in
+    // the order produced.
+    let values = read_all(&cluster, 2).await;
+    let mut seen = vec![false; COUNT as usize];
+    let mut next = 0u64;
+    let mut duplicates = 0;
+    for v in &values {
+        if seen[*v as usize] {
+            duplicates += 1;
+            continue;
+        }
+        assert_eq!(*v, next, "value {v} came before {next}");
+        seen[*v as usize] = true;
+        next += 1;
+    }
+    assert_eq!(next, COUNT, "{} of {COUNT} acknowledged values on node 2", next);
+    println!(
+        "moved at offset {moved_at}; node 2 holds {} records, {duplicates} duplicates (retries across the move)",
+        values.len()
+    );
+}
+
+async fn end_offset(cluster: &Cluster, id: u32) -> u64 {
+    let resp = cluster
+        .client
+        .get(cluster.node(id).url(&format!("/streams/{STREAM}")))
+        .send()
+        .await
+        .expect("GET stream");
+    let body: Value = resp.json().await.expect("json");
+    body["partitions"][0]["end_offset"].as_u64().expect("end_offset")
+}
+
+async fn read_all(cluster: &Cluster, id: u32) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let url = format!("{}?offset={offset}&max_records=10000", cluster.records_url(id));
+        let resp = cluster.client.get(url).send().await.expect("GET records");
+        let page = expect_json(resp, StatusCode::OK).await;
+        let records = page["records"].as_array().expect("records");
+        if records.is_empty() {
+            return out;
+        }
+        for r in records {
+            let raw = match &r["value"] {
+                Value::String(s) => s.clone().into_bytes(),
+                v => base64::engine::general_purpose::STANDARD
+                    .decode(v["base64"].as_str().expect("base64"))
+                    .expect("base64"),
+            };
+            out.push(String::from_utf8(raw).expect("utf8").parse().expect("a number"));
+        }
+        offset = page["next_offset"].as_u64().expect("next_offset");
+    }
+}
