@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::kafka_support::{hex, kcat, parse_py, py, py_command};
+use crate::kafka_support::{hex, kcat, py, py_command};
 use crate::support::{self, Server};
 
 const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
@@ -265,13 +265,7 @@ async fn an_idempotent_producer_loses_and_duplicates_nothing_through_kill_9() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         server.restart().await;
     }
-    let out = tokio::task::spawn_blocking(move || producer.wait_with_output())
-        .await
-        .expect("join")
-        .expect("producer output");
-    let report = parse_py("confluent", "produce_sequence", &out);
-    assert_eq!(report["delivered"], COUNT, "{report}");
-    assert_eq!(report["errors"], json!([]), "{report}");
+    crate::kafka_support::finish_sequence(producer, COUNT).await;
     // Every value exactly once, in the order produced.
     let mut next = 0u64;
     let mut offset = 0;

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::kafka_support::{parse_py, py, py_command};
+use crate::kafka_support::{py, py_command};
 use crate::replication_support::{Cluster, STREAM, wait_for};
 use crate::support::expect_json;
 
@@ -41,25 +41,12 @@ async fn acks_all_from_a_kafka_client_follows_a_leader_move() {
         }
     })
     .await;
-    let resp = cluster
-        .client
-        .post(cluster.node(2).url(&format!("/streams/{STREAM}/partitions/0/leader")))
-        .json(&json!({"node": 2}))
-        .send()
-        .await
-        .expect("POST .../leader");
-    let moved = expect_json(resp, StatusCode::OK).await;
+    let moved = cluster.move_leader(2).await;
     assert_eq!(moved["leader"], 2, "{moved}");
     let moved_at = moved["log_end"].as_u64().expect("log_end");
     assert!(moved_at < COUNT, "the producer finished before the move: {moved}");
 
-    let out = tokio::task::spawn_blocking(move || producer.wait_with_output())
-        .await
-        .expect("join")
-        .expect("producer output");
-    let report = parse_py("confluent", "produce_sequence", &out);
-    assert_eq!(report["delivered"], COUNT, "{report}");
-    assert_eq!(report["errors"], json!([]), "{report}");
+    crate::kafka_support::finish_sequence(producer, COUNT).await;
 
     // Every acknowledged value is on the new leader, first occurrences in
     // the order produced.

@@ -90,3 +90,16 @@ pub fn kcat_read_all(bootstrap: &str, topic: &str, partition: u32, format: &str)
         b"",
     )
 }
+
+/// Waits for a `produce_sequence` run to end; asserts it delivered `count`
+/// records without an error and returns its report.
+pub async fn finish_sequence(producer: std::process::Child, count: u64) -> Value {
+    let out = tokio::task::spawn_blocking(move || producer.wait_with_output())
+        .await
+        .expect("join the producer")
+        .expect("producer output");
+    let report = parse_py("confluent", "produce_sequence", &out);
+    assert_eq!(report["delivered"], count, "{report}");
+    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
+    report
+}

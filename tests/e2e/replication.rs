@@ -210,14 +210,7 @@ async fn acks_all_records_survive_leader_kill_and_move() {
     assert_eq!(acked.last().map(|a| a.0 + 1), Some(acked_end));
 
     cluster.node_mut(1).kill();
-    let resp = cluster
-        .client
-        .post(cluster.node(2).url(&format!("/streams/{STREAM}/partitions/0/leader")))
-        .json(&json!({"node": 2}))
-        .send()
-        .await
-        .expect("POST .../leader");
-    let moved = expect_json(resp, StatusCode::OK).await;
+    let moved = cluster.move_leader(2).await;
     assert_eq!(moved["node"], 2, "{moved}");
     assert_eq!(moved["leader"], 2, "{moved}");
     assert_eq!(moved["epoch"], 1, "{moved}");

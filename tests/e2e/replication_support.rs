@@ -111,6 +111,19 @@ impl Cluster {
         &mut self.nodes[id as usize - 1]
     }
 
+    /// `POST .../leader` on node `to`, moving the leadership there; returns
+    /// the answer (200 asserted).
+    pub(crate) async fn move_leader(&self, to: u32) -> Value {
+        let resp = self
+            .client
+            .post(self.node(to).url(&format!("/streams/{STREAM}/partitions/0/leader")))
+            .json(&json!({"node": to}))
+            .send()
+            .await
+            .expect("POST .../leader");
+        expect_json(resp, StatusCode::OK).await
+    }
+
     /// Every node's Kafka address, comma-separated (a client's bootstrap list).
     pub(crate) fn kafka_bootstrap(&self) -> String {
         self.nodes.iter().map(Server::kafka).collect::<Vec<_>>().join(",")
