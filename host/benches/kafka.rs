@@ -1,0 +1,176 @@
+//! Benchmark of the Kafka face against its physical limit and the HTTP face,
+//! in one run on one disk: 1 KiB records produced with acks=all by kcat
+//! (librdkafka, its default batching) and over HTTP (4 connections, 500
+//! records per request), `dd ... conv=fdatasync` in the same directory, and
+//! a kcat consumer reading everything back (hot: the WAL in the page cache).
+//!
+//! Run with `cargo bench -p sluice-host --bench kafka` (needs `kcat` on
+//! PATH); `SLUICE_BENCH_QUICK=1` for a smoke run with less data. MB/s are
+//! decimal and count record values only.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::json;
+use sluice_host::{Host, Settings};
+
+#[path = "common/dd.rs"]
+mod dd;
+
+const VALUE_BYTES: usize = 1024;
+
+fn main() -> anyhow::Result<()> {
+    let quick = std::env::var("SLUICE_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let records: u64 = if quick { 20_000 } else { 300_000 };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(records))
+}
+
+async fn run(records: u64) -> anyhow::Result<()> {
+    let root = tempfile::Builder::new()
+        .prefix("sluice-bench-kafka-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
+    let dd_mbps = dd::dd_reference(root.path(), ((records * VALUE_BYTES as u64) >> 20).max(64))?;
+    let settings = Settings {
+        data_dir: root.path().join("data"),
+        ..Settings::default()
+    };
+    let host = Host::open(settings).await?;
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let kafka = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let (http_addr, kafka_addr) = (http.local_addr()?, kafka.local_addr()?);
+    tokio::spawn(sluice_host::kafka::serve(host.clone(), kafka));
+    let serving = host.clone();
+    tokio::spawn(async move { sluice_host::http::serve(&serving, http, std::future::pending()).await });
+    host.create_stream("kafka", 1).await?;
+    host.create_stream("http", 1).await?;
+
+    let lines = root.path().join("records.txt");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&lines)?);
+        for i in 0..records {
+            let mut v = format!("{i:012}").into_bytes();
+            v.resize(VALUE_BYTES, b'x');
+            f.write_all(&v)?;
+            f.write_all(b"\n")?;
+        }
+    }
+    let bytes = records as f64 * VALUE_BYTES as f64;
+    let b = kafka_addr.to_string();
+
+    let started = Instant::now();
+    kcat(&[
+        "-b",
+        &b,
+        "-P",
+        "-t",
+        "kafka",
+        "-p",
+        "0",
+        "-X",
+        "acks=all",
+        "-l",
+        &lines.display().to_string(),
+    ])?;
+    let kafka_produce = started.elapsed();
+    let stored = host.describe_stream("kafka")?.partitions[0].end;
+    if stored != records {
+        bail!("kcat produced {stored} of {records} records");
+    }
+
+    let started = Instant::now();
+    http_produce(&format!("http://{http_addr}"), records).await?;
+    let http_produce = started.elapsed();
+
+    let started = Instant::now();
+    let out = Command::new("kcat")
+        .args([
+            "-b",
+            &b,
+            "-C",
+            "-t",
+            "kafka",
+            "-p",
+            "0",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%o\n",
+        ])
+        .stdout(Stdio::piped())
+        .output()
+        .context("run kcat")?;
+    let fetch = started.elapsed();
+    let fetched = String::from_utf8_lossy(&out.stdout).lines().count() as u64;
+    if fetched != records {
+        bail!("kcat fetched {fetched} of {records} records");
+    }
+
+    let mbps = |d: Duration| bytes / d.as_secs_f64() / 1e6;
+    let rps = |d: Duration| records as f64 / d.as_secs_f64();
+    println!("{records} records of {VALUE_BYTES} B; dd conv=fdatasync: {dd_mbps:.0} MB/s");
+    println!("| path | records/s | MB/s | vs dd |");
+    println!("|---|---:|---:|---:|");
+    for (name, d) in [
+        ("Kafka produce, kcat (librdkafka), acks=all", kafka_produce),
+        ("HTTP produce, 4 connections x 500 records", http_produce),
+        ("Kafka fetch, kcat, hot", fetch),
+    ] {
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.0}% |",
+            rps(d),
+            mbps(d),
+            100.0 * mbps(d) / dd_mbps
+        );
+    }
+    host.shutdown().await;
+    Ok(())
+}
+
+fn kcat(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("kcat")
+        .args(args)
+        .output()
+        .context("run kcat (is it on PATH?)")?;
+    if !out.status.success() {
+        bail!("kcat {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// The same records over HTTP: 4 connections, 500 records per request.
+async fn http_produce(base: &str, records: u64) -> anyhow::Result<()> {
+    const PER_REQUEST: u64 = 500;
+    const CONNECTIONS: u64 = 4;
+    let client = reqwest::Client::new();
+    let url = format!("{base}/streams/http/partitions/0/records");
+    let tasks = (0..CONNECTIONS).map(|c| {
+        let (client, url) = (client.clone(), url.clone());
+        tokio::spawn(async move {
+            let mut start = c * PER_REQUEST;
+            while start < records {
+                let body: Vec<_> = (start..(start + PER_REQUEST).min(records))
+                    .map(|i| {
+                        let mut v = format!("{i:012}");
+                        v.extend(std::iter::repeat_n('x', VALUE_BYTES - v.len()));
+                        json!({ "value": v })
+                    })
+                    .collect();
+                let resp = client.post(&url).json(&body).send().await?;
+                if !resp.status().is_success() {
+                    bail!("HTTP produce: {}", resp.status());
+                }
+                start += PER_REQUEST * CONNECTIONS;
+            }
+            Ok(())
+        })
+    });
+    for t in futures::future::join_all(tasks).await {
+        t??;
+    }
+    Ok(())
+}
