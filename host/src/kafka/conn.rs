@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 
 use super::Ctx;
-use super::dispatch::{self, Reply};
+use super::dispatch::{self, Reply, Step};
 
 /// What a connection knows about its client.
 pub(super) struct Conn {
@@ -56,34 +56,104 @@ pub(super) async fn run(ctx: Arc<Ctx>, stream: TcpStream, peer: SocketAddr) {
     }
 }
 
-async fn serve(ctx: &Ctx, conn: &mut Conn, stream: TcpStream) -> End {
+/// Requests read ahead of their answers on one connection (clients
+/// pipeline produce requests; each waits for its fsync).
+const MAX_IN_FLIGHT: usize = 32;
+
+/// Reads requests and starts them in order (`dispatch::handle`); a second
+/// half awaits and writes their answers in the same order. Reading goes on
+/// while earlier requests wait for durability, so one connection's
+/// appends share group commits.
+async fn serve(ctx: &Arc<Ctx>, conn: &mut Conn, stream: TcpStream) -> End {
     let (read, write) = stream.into_split();
+    let (tx, rx) = tokio::sync::mpsc::channel(MAX_IN_FLIGHT);
+    let reader = read_requests(ctx, conn, read, tx);
+    let writer = write_answers(write, rx);
+    tokio::pin!(reader, writer);
+    tokio::select! {
+        end = &mut writer => end,
+        end = &mut reader => {
+            // No more requests (the reader dropped its sender): answer the
+            // ones under way, then report why reading stopped.
+            let written = writer.await;
+            match end {
+                End::Closed => written,
+                other => other,
+            }
+        }
+    }
+}
+
+async fn read_requests(
+    ctx: &Arc<Ctx>,
+    conn: &mut Conn,
+    read: tokio::net::tcp::OwnedReadHalf,
+    tx: tokio::sync::mpsc::Sender<Step>,
+) -> End {
     let mut read = BufReader::with_capacity(64 * 1024, read);
-    let mut write = BufWriter::with_capacity(64 * 1024, write);
     loop {
         let frame = match tokio::time::timeout(ctx.idle, read_frame(&mut read, ctx.max_frame)).await {
             Err(_) => return End::Idle,
             Ok(Err(e)) => return e,
             Ok(Ok(frame)) => frame,
         };
-        match dispatch::handle(ctx, conn, frame).await {
+        let step = dispatch::handle(ctx, conn, frame).await;
+        if tx.send(step).await.is_err() {
+            return End::Closed;
+        }
+    }
+}
+
+async fn write_answers(write: tokio::net::tcp::OwnedWriteHalf, mut rx: tokio::sync::mpsc::Receiver<Step>) -> End {
+    let mut write = BufWriter::with_capacity(64 * 1024, write);
+    loop {
+        // Answers are flushed before anything waits: the next request, or
+        // an answer that is not ready yet.
+        let mut step = match rx.try_recv() {
+            Ok(step) => step,
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => break,
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                if let Err(e) = write.flush().await {
+                    return End::Io(e);
+                }
+                match rx.recv().await {
+                    Some(step) => step,
+                    None => break,
+                }
+            }
+        };
+        let reply = match futures::FutureExt::now_or_never(&mut step) {
+            Some(reply) => reply,
+            None => {
+                if let Err(e) = write.flush().await {
+                    return End::Io(e);
+                }
+                step.await
+            }
+        };
+        match reply {
             Reply::Send(answer) => {
-                let len = match i32::try_from(answer.len()) {
-                    Ok(l) => l,
-                    Err(_) => return End::Refused(format!("an answer of {} bytes does not fit a frame", answer.len())),
+                let Ok(len) = i32::try_from(answer.len()) else {
+                    return End::Refused(format!("an answer of {} bytes does not fit a frame", answer.len()));
                 };
                 let written = async {
                     write.write_all(&len.to_be_bytes()).await?;
-                    write.write_all(&answer).await?;
-                    write.flush().await
+                    write.write_all(&answer).await
                 };
                 if let Err(e) = written.await {
                     return End::Io(e);
                 }
             }
             Reply::Nothing => {}
-            Reply::Close(why) => return End::Refused(why),
+            Reply::Close(why) => {
+                let _ = write.flush().await;
+                return End::Refused(why);
+            }
         }
+    }
+    match write.flush().await {
+        Ok(()) => End::Closed,
+        Err(e) => End::Io(e),
     }
 }
 

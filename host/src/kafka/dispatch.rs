@@ -9,6 +9,9 @@
 //! and Produce v0–v2 (advertised because librdkafka requires it) gets
 //! UNSUPPORTED_VERSION per partition.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -54,34 +57,91 @@ fn supported(api: ApiKey) -> Option<(i16, i16)> {
         .map(|(_, lo, hi)| (*lo, *hi))
 }
 
-pub(super) async fn handle(ctx: &Ctx, conn: &mut Conn, mut frame: Bytes) -> Reply {
+/// A request under way: resolves to what the connection does with it.
+pub(super) type Step = Pin<Box<dyn Future<Output = Reply> + Send>>;
+
+fn now(reply: Reply) -> Step {
+    Box::pin(std::future::ready(reply))
+}
+
+/// Starts a request: decodes it, runs what must happen in request order
+/// (authentication, queueing appends) and returns the rest as a [`Step`].
+pub(super) async fn handle(ctx: &Arc<Ctx>, conn: &mut Conn, frame: Bytes) -> Step {
+    match start(ctx, conn, frame).await {
+        Started::Done(reply) => now(reply),
+        Started::Running(answer, request) => match answer {
+            apis::Answer::Later(rest) => Box::pin(async move { request.finish(rest.await) }),
+            answer => now(request.finish(answer)),
+        },
+    }
+}
+
+enum Started {
+    Done(Reply),
+    Running(apis::Answer, Request),
+}
+
+/// What the answer to a started request needs.
+struct Request {
+    api: ApiKey,
+    correlation_id: i32,
+    version: i16,
+    started: Instant,
+}
+
+impl Request {
+    fn finish(self, answer: apis::Answer) -> Reply {
+        let Request {
+            api,
+            correlation_id,
+            version,
+            started,
+        } = self;
+        finish(answer, api, correlation_id, version, started)
+    }
+}
+
+fn finish(answer: apis::Answer, api: ApiKey, correlation_id: i32, version: i16, started: Instant) -> Reply {
+    let name = api_name(api);
+    metrics::counter!(crate::metrics::KAFKA_REQUESTS, "api" => name).increment(1);
+    metrics::histogram!(crate::metrics::KAFKA_REQUEST_SECONDS, "api" => name).record(started.elapsed().as_secs_f64());
+    match answer {
+        apis::Answer::Respond(body) => encode(correlation_id, api.response_header_version(version), version, &body),
+        apis::Answer::Silent => Reply::Nothing,
+        apis::Answer::Close(why) => Reply::Close(why),
+        apis::Answer::Later(_) => Reply::Close(format!("{api:?}: an answer deferred twice")),
+    }
+}
+
+async fn start(ctx: &Arc<Ctx>, conn: &mut Conn, mut frame: Bytes) -> Started {
+    let close = |why: String| Started::Done(Reply::Close(why));
     if frame.len() < 8 {
-        return Reply::Close(format!("a request of {} bytes is shorter than its header", frame.len()));
+        return close(format!("a request of {} bytes is shorter than its header", frame.len()));
     }
     let key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
     let Ok(api) = ApiKey::try_from(key) else {
-        return Reply::Close(format!("unknown API key {key}"));
+        return close(format!("unknown API key {key}"));
     };
     let Some((lo, hi)) = supported(api) else {
-        return Reply::Close(format!("{api:?} (key {key}) is not supported by this node"));
+        return close(format!("{api:?} (key {key}) is not supported by this node"));
     };
     if api == ApiKey::Produce && LEGACY_PRODUCE.contains(&version) {
         if !conn.authenticated {
-            return Reply::Close("Produce before authentication".into());
+            return close("Produce before authentication".into());
         }
-        return legacy::produce(ctx, conn, frame, version);
+        return Started::Done(legacy::produce(ctx, conn, frame, version));
     }
     if version < lo || version > hi {
         if api == ApiKey::ApiVersions {
-            return encode(correlation_id, 0, 0, &apis::versions::unsupported());
+            return Started::Done(encode(correlation_id, 0, 0, &apis::versions::unsupported()));
         }
-        return Reply::Close(format!("{api:?} v{version} is not supported (v{lo} to v{hi} are)"));
+        return close(format!("{api:?} v{version} is not supported (v{lo} to v{hi} are)"));
     }
     let header = match RequestHeader::decode(&mut frame, api.request_header_version(version)) {
         Ok(h) => h,
-        Err(e) => return Reply::Close(format!("malformed {api:?} v{version} request header: {e}")),
+        Err(e) => return close(format!("malformed {api:?} v{version} request header: {e}")),
     };
     if !conn.authenticated
         && !matches!(
@@ -89,25 +149,24 @@ pub(super) async fn handle(ctx: &Ctx, conn: &mut Conn, mut frame: Bytes) -> Repl
             ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
         )
     {
-        return Reply::Close(format!(
+        return close(format!(
             "{api:?} before authentication: this node has a token, so clients authenticate with SASL PLAIN \
              (any user name, the token as password) first"
         ));
     }
     let request = match RequestKind::decode(api, &mut frame, version) {
         Ok(r) => r,
-        Err(e) => return Reply::Close(format!("malformed {api:?} v{version} request: {e}")),
+        Err(e) => return close(format!("malformed {api:?} v{version} request: {e}")),
     };
     let started = Instant::now();
-    let response = apis::handle(ctx, conn, &header, request, version).await;
-    let name = api_name(api);
-    metrics::counter!(crate::metrics::KAFKA_REQUESTS, "api" => name).increment(1);
-    metrics::histogram!(crate::metrics::KAFKA_REQUEST_SECONDS, "api" => name).record(started.elapsed().as_secs_f64());
-    match response {
-        apis::Answer::Respond(body) => encode(correlation_id, api.response_header_version(version), version, &body),
-        apis::Answer::Silent => Reply::Nothing,
-        apis::Answer::Close(why) => Reply::Close(why),
-    }
+    let answer = apis::handle(ctx, conn, &header, request, version).await;
+    let request = Request {
+        api,
+        correlation_id,
+        version,
+        started,
+    };
+    Started::Running(answer, request)
 }
 
 /// The response header and body, encoded.

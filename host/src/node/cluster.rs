@@ -14,6 +14,9 @@ use crate::log::meta::{Replication, Retention, StreamConfig};
 use crate::log::producers::ProducerBatch;
 use crate::log::{Appended, Record, StreamInfo};
 
+/// An append with its offsets and WAL place; resolves once acknowledged.
+pub type PendingAppend = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Appended, Error>> + Send>>;
+
 /// How many replicas must hold an append before it is acknowledged.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -179,8 +182,7 @@ impl Host {
         records: &[Record],
         acks: Acks,
     ) -> Result<Appended, Error> {
-        self.with_acks(stream, partition, acks, self.append(stream, partition, records))
-            .await
+        self.append_queued(stream, partition, records, acks, None).await?.await
     }
 
     /// Appends an idempotent producer's batch like [`Host::append_acks`]: a
@@ -196,45 +198,61 @@ impl Host {
         producer: ProducerBatch,
         acks: Acks,
     ) -> Result<Appended, Error> {
-        let append = async {
-            match self
-                .inner
-                .log
-                .append_idempotent(stream, partition, records, producer)
-                .await
-            {
-                Ok(a) => Ok(a),
-                Err(crate::log::LogError::NotLeader { leader, .. }) => Err(self.not_leader(stream, partition, leader)),
-                Err(e) => Err(e.into()),
-            }
+        self.append_queued(stream, partition, records, acks, Some(producer))
+            .await?
+            .await
+    }
+
+    /// Queues an append like [`Host::append_acks`] (or, with `producer`,
+    /// [`Host::append_idempotent`]) and returns once it has its offsets and
+    /// its place in the WAL; the returned future resolves when the
+    /// acknowledgement asked for holds. Appends queued one after another
+    /// land in that order, so a caller (a Kafka connection) can queue the
+    /// next request's appends while earlier ones are being synced.
+    pub async fn append_queued(
+        &self,
+        stream: &str,
+        partition: u32,
+        records: &[Record],
+        acks: Acks,
+        producer: Option<ProducerBatch>,
+    ) -> Result<PendingAppend, Error> {
+        let cluster = self
+            .inner
+            .cluster
+            .clone()
+            .filter(|_| acks == Acks::All && self.inner.log.replica(stream, partition).is_ok());
+        if let Some(c) = &cluster {
+            c.check_min_in_sync(stream, partition)?;
+        }
+        let log = &self.inner.log;
+        let queued = match producer {
+            None => log.append_queued(stream, partition, records).await,
+            Some(p) => log.append_idempotent_queued(stream, partition, records, p).await,
         };
-        self.with_acks(stream, partition, acks, append).await
+        let pending = queued.map_err(|e| self.log_error(stream, partition, e))?;
+        let (host, stream) = (self.clone(), stream.to_string());
+        Ok(Box::pin(async move {
+            let appended = pending.await.map_err(|e| host.log_error(&stream, partition, e))?;
+            if let Some(c) = cluster {
+                c.wait_acks(&stream, partition, appended.base_offset + appended.count as u64)
+                    .await?;
+            }
+            Ok(appended)
+        }))
+    }
+
+    /// A log error as the node's, with the leader's address on `not_leader`.
+    fn log_error(&self, stream: &str, partition: u32, e: crate::log::LogError) -> Error {
+        match e {
+            crate::log::LogError::NotLeader { leader, .. } => self.not_leader(stream, partition, leader),
+            e => e.into(),
+        }
     }
 
     /// A producer id never handed out before (Kafka InitProducerId).
     pub fn allocate_producer_id(&self) -> i64 {
         self.inner.log.allocate_producer_id()
-    }
-
-    /// Runs `append`; with [`Acks::All`] on a replicated partition, checks
-    /// the in-sync set first and waits for it to hold the records after.
-    async fn with_acks(
-        &self,
-        stream: &str,
-        partition: u32,
-        acks: Acks,
-        append: impl std::future::Future<Output = Result<Appended, Error>>,
-    ) -> Result<Appended, Error> {
-        let replicated = || acks == Acks::All && self.inner.log.replica(stream, partition).is_ok();
-        if let (true, Some(c)) = (replicated(), &self.inner.cluster) {
-            c.check_min_in_sync(stream, partition)?;
-        }
-        let appended = append.await?;
-        if let (true, Some(c)) = (replicated(), &self.inner.cluster) {
-            c.wait_acks(stream, partition, appended.base_offset + appended.count as u64)
-                .await?;
-        }
-        Ok(appended)
     }
 
     /// The `not_leader` error naming the leader's address.

@@ -39,7 +39,7 @@ pub mod offline {
 mod cluster;
 mod offsets;
 mod plugins;
-pub use cluster::{Acks, StreamSpec};
+pub use cluster::{Acks, PendingAppend, StreamSpec};
 pub use offsets::TimeOffset;
 
 /// How much one read may return.

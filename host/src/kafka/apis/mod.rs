@@ -23,10 +23,20 @@ pub(super) enum Answer {
     Silent,
     /// Close the connection (failed authentication).
     Close(String),
+    /// The request is under way (its appends queued, or its long-poll
+    /// waiting); the answer follows. Later requests of the connection start
+    /// meanwhile; answers still go out in request order.
+    Later(std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>),
+}
+
+impl Answer {
+    fn respond(r: ResponseKind) -> Answer {
+        Answer::Respond(Box::new(r))
+    }
 }
 
 pub(super) async fn handle(
-    ctx: &Ctx,
+    ctx: &std::sync::Arc<Ctx>,
     conn: &mut Conn,
     _header: &RequestHeader,
     request: RequestKind,
@@ -36,11 +46,13 @@ pub(super) async fn handle(
     match request {
         RequestKind::ApiVersions(_) => respond(ResponseKind::ApiVersions(versions::handle())),
         RequestKind::Metadata(r) => respond(ResponseKind::Metadata(metadata::handle(ctx, conn, r, version).await)),
-        RequestKind::Produce(r) => match produce::handle(ctx, r, version).await {
-            Some(r) => respond(ResponseKind::Produce(r)),
-            None => Answer::Silent,
-        },
-        RequestKind::Fetch(r) => respond(ResponseKind::Fetch(fetch::handle(ctx, r, version).await)),
+        RequestKind::Produce(r) => produce::handle(ctx, r).await,
+        RequestKind::Fetch(r) => {
+            let ctx = ctx.clone();
+            Answer::Later(Box::pin(async move {
+                Answer::respond(ResponseKind::Fetch(fetch::handle(&ctx, r, version).await))
+            }))
+        }
         RequestKind::ListOffsets(r) => respond(ResponseKind::ListOffsets(offsets::handle(ctx, r, version).await)),
         RequestKind::CreateTopics(r) => respond(ResponseKind::CreateTopics(topics::create(ctx, r).await)),
         RequestKind::DeleteTopics(r) => respond(ResponseKind::DeleteTopics(topics::delete(ctx, r, version).await)),

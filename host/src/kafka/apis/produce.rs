@@ -6,41 +6,56 @@
 //! group commits.
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 
 use super::super::Ctx;
 use super::super::batch::decode_batches;
 use super::super::error::{batch_code, code_of, codes};
-use super::{offset_of, partition_of, str_bytes, topic_name};
-use crate::node::{Acks, ProducerBatch};
+use super::{Answer, offset_of, partition_of, str_bytes, topic_name};
+use crate::node::{Acks, PendingAppend, ProducerBatch};
 
-pub(super) async fn handle(ctx: &Ctx, r: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+pub(super) async fn handle(ctx: &Ctx, r: ProduceRequest) -> Answer {
     let acks = match r.acks {
         0 | 1 => Some(Acks::Leader),
         -1 => Some(Acks::All),
         _ => None,
     };
     let transactional = r.transactional_id.is_some();
-    let mut out = ProduceResponse::default();
+    // First every partition's appends are queued, in request order; then
+    // the answer waits for them (while the connection reads on).
+    let mut topics = Vec::with_capacity(r.topic_data.len());
     for topic in r.topic_data {
         let name = topic.name.0.as_str().to_string();
-        let calls = topic.partition_data.into_iter().map(|p| {
-            let name = name.clone();
-            async move {
+        let mut parts = Vec::with_capacity(topic.partition_data.len());
+        for p in topic.partition_data {
+            let queued = match (acks, transactional) {
+                (None, _) => Err((codes::invalid_required_acks(), "acks must be 0, 1 or -1".to_string())),
+                (_, true) => Err((
+                    codes::transactions_unsupported(),
+                    "transactions are not supported".into(),
+                )),
+                (Some(acks), false) => queue(ctx, &name, p.index, p.records, acks).await,
+            };
+            parts.push((p.index, queued));
+        }
+        topics.push((name, parts));
+    }
+    let silent = r.acks == 0;
+    Answer::Later(Box::pin(async move {
+        let mut out = ProduceResponse::default();
+        for (name, parts) in topics {
+            let mut t = TopicProduceResponse::default();
+            t.name = topic_name(&name);
+            for (index, queued) in parts {
                 let mut resp = PartitionProduceResponse::default();
-                resp.index = p.index;
+                resp.index = index;
                 resp.base_offset = -1;
                 resp.log_append_time_ms = -1;
-                let Some(acks) = acks else {
-                    resp.error_code = codes::invalid_required_acks();
-                    return resp;
+                let done = match queued {
+                    Ok(q) => q.finish().await,
+                    Err(e) => Err(e),
                 };
-                if transactional {
-                    resp.error_code = codes::transactions_unsupported();
-                    resp.error_message = Some(str_bytes("transactions are not supported"));
-                    return resp;
-                }
-                match append(ctx, &name, p.index, p.records, acks).await {
+                match done {
                     Ok((base, start)) => {
                         resp.base_offset = base;
                         resp.log_start_offset = start;
@@ -50,59 +65,80 @@ pub(super) async fn handle(ctx: &Ctx, r: ProduceRequest, _version: i16) -> Optio
                         resp.error_message = Some(str_bytes(message));
                     }
                 }
-                resp
+                t.partition_responses.push(resp);
             }
-        });
-        let mut t = TopicProduceResponse::default();
-        t.name = topic_name(&name);
-        t.partition_responses = futures::future::join_all(calls).await;
-        out.responses.push(t);
-    }
-    (r.acks != 0).then_some(out)
+            out.responses.push(t);
+        }
+        if silent {
+            Answer::Silent
+        } else {
+            Answer::respond(ResponseKind::Produce(out))
+        }
+    }))
 }
 
-/// Appends one partition's record set; (base offset, log start offset).
-async fn append(
+type Failure = (i16, String);
+
+/// One partition's queued appends and its log start offset.
+struct Queued {
+    pending: Vec<PendingAppend>,
+    start: u64,
+}
+
+impl Queued {
+    /// Waits for every append; (base offset of the first, log start offset).
+    async fn finish(self) -> Result<(i64, i64), Failure> {
+        let mut base = None;
+        for p in self.pending {
+            let appended = p.await.map_err(|e| (code_of(&e), e.to_string()))?;
+            base.get_or_insert(appended.base_offset);
+        }
+        Ok((offset_of(base.unwrap_or(0)), offset_of(self.start)))
+    }
+}
+
+/// Checks one partition's record set and queues its appends.
+async fn queue(
     ctx: &Ctx,
     stream: &str,
     index: i32,
     records: Option<bytes::Bytes>,
     acks: Acks,
-) -> Result<(i64, i64), (i16, String)> {
+) -> Result<Queued, Failure> {
     let Some(partition) = partition_of(index) else {
         return Err((codes::unknown_topic(), format!("partition {index}")));
     };
     let host = &ctx.host;
-    if ctx.host.settings().kafka_auto_create_topics {
+    if host.settings().kafka_auto_create_topics {
         super::topics::ensure_exists(ctx, stream).await;
     }
     let info = host.describe_stream(stream).map_err(|e| (code_of(&e), e.to_string()))?;
+    let start = info.partitions.get(partition as usize).map_or(0, |r| r.start);
     let data = records.unwrap_or_default();
     let cap = usize::try_from(host.settings().max_batch_bytes.as_u64()).unwrap_or(usize::MAX);
     let batches = decode_batches(&data, cap, crate::fsutil::now_ms()).map_err(|e| (batch_code(&e), e.to_string()))?;
-    let start = info.partitions.get(partition as usize).map_or(0, |r| r.start);
     let fail = |e: crate::Error| (code_of(&e), e.to_string());
+    let mut pending = Vec::new();
     if batches.iter().all(|b| b.producer.producer_id < 0) {
         let records: Vec<_> = batches.into_iter().flat_map(|b| b.records).collect();
-        let appended = host
-            .append_acks(stream, partition, &records, acks)
-            .await
-            .map_err(fail)?;
-        return Ok((offset_of(appended.base_offset), offset_of(start)));
+        pending.push(
+            host.append_queued(stream, partition, &records, acks, None)
+                .await
+                .map_err(fail)?,
+        );
+        return Ok(Queued { pending, start });
     }
-    // Idempotent batches, one at a time in order; the answer names the first.
-    let mut base = None;
     for b in batches {
         let producer = ProducerBatch {
             producer_id: b.producer.producer_id,
             epoch: b.producer.producer_epoch,
             base_sequence: b.producer.base_sequence,
         };
-        let appended = host
-            .append_idempotent(stream, partition, &b.records, producer, acks)
-            .await
-            .map_err(fail)?;
-        base.get_or_insert(appended.base_offset);
+        pending.push(
+            host.append_queued(stream, partition, &b.records, acks, Some(producer))
+                .await
+                .map_err(fail)?,
+        );
     }
-    Ok((offset_of(base.unwrap_or(0)), offset_of(start)))
+    Ok(Queued { pending, start })
 }
