@@ -190,6 +190,23 @@ async fn confluent_kafka_and_kafka_python_round_trip_across_faces_and_find_offse
             "{lib}: {o}"
         );
     }
+    // The same search over HTTP: `?timestamp=` instead of `?offset=`.
+    for (t, first) in [(base_ts + 5_500, Some(6)), (base_ts + 99_000_000, None)] {
+        let url = format!("{}?timestamp={t}&max_records=1", support::records_url(&server, "x", 0));
+        let page: Value = support::client()
+            .get(url)
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(page["records"][0]["offset"].as_u64(), first, "{page}");
+        assert_eq!(page["next_offset"], if first.is_some() { 7 } else { 20 }, "{page}");
+    }
+    let url = format!("{}?timestamp=1&offset=2", support::records_url(&server, "x", 0));
+    let resp = support::client().get(url).send().await.expect("GET");
+    assert_eq!(resp.status(), reqwest::StatusCode::BAD_REQUEST);
 
     // HTTP -> partition 1, consumed by confluent-kafka byte for byte.
     let c = support::client();

@@ -259,6 +259,9 @@ pub async fn produce(
         ("name" = String, Path, description = "Stream name"),
         ("partition" = u32, Path, description = "Partition index, from 0"),
         ("offset" = Option<u64>, Query, description = "First offset to read (default 0)"),
+        ("timestamp" = Option<u64>, Query,
+            description = "Instead of `offset`: read from the first record whose timestamp (ms since the epoch) \
+                is at or after this one (the partition's end if none is)"),
         ("max_records" = Option<u64>, Query, minimum = 1, description = "At most this many records (default 100)"),
         ("max_bytes" = Option<u64>, Query, minimum = 1,
             description = "About this many bytes at most (default 1048576)"),
@@ -299,13 +302,20 @@ pub async fn consume(
     if limits.max_records == 0 || limits.max_bytes == 0 {
         return Err(Error::invalid("max_records and max_bytes must be at least 1").into());
     }
+    let offset = match q.timestamp {
+        None => q.offset,
+        Some(t) => match host.offset_for_timestamp(&stream, partition, t).await? {
+            Some(found) => found.offset,
+            None => host.stream_end(&stream, partition)?,
+        },
+    };
     if q.wait_ms > 0 {
         let wait = std::time::Duration::from_millis(q.wait_ms);
-        host.wait_for_records(&stream, partition, q.offset, wait).await?;
+        host.wait_for_records(&stream, partition, offset, wait).await?;
     }
     let batch = match q.filter {
-        Some(filter) => host.read_filtered(&stream, partition, q.offset, limits, filter).await?,
-        None => host.read(&stream, partition, q.offset, limits).await?,
+        Some(filter) => host.read_filtered(&stream, partition, offset, limits, filter).await?,
+        None => host.read(&stream, partition, offset, limits).await?,
     };
     let force = q.encoding == Encoding::Base64;
     Ok(Json(ConsumeOut {

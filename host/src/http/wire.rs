@@ -145,6 +145,9 @@ pub struct ConsumeOut {
 #[derive(Debug, Default)]
 pub struct ConsumeQuery {
     pub offset: u64,
+    /// Read from the first record at or after this time (ms since the
+    /// epoch) instead of from `offset`.
+    pub timestamp: Option<u64>,
     pub max_records: Option<usize>,
     pub max_bytes: Option<usize>,
     pub encoding: Encoding,
@@ -169,10 +172,15 @@ impl ConsumeQuery {
                 .map_err(|e| Error::invalid(format!("invalid `{key}` value `{v:.40}`: {e}")))
         }
         let mut q = ConsumeQuery::default();
+        let mut seen_offset = false;
         let (mut plugin, mut version, mut config) = (None, None, Vec::new());
         for (k, v) in pairs {
             match k.as_str() {
-                "offset" => q.offset = num(&k, &v)?,
+                "offset" => {
+                    q.offset = num(&k, &v)?;
+                    seen_offset = true;
+                }
+                "timestamp" => q.timestamp = Some(num(&k, &v)?),
                 "max_records" => q.max_records = Some(num(&k, &v)?),
                 "max_bytes" => q.max_bytes = Some(num(&k, &v)?),
                 "encoding" => {
@@ -212,6 +220,9 @@ impl ConsumeQuery {
                 return Err(Error::invalid("`plugin_version` and `config.*` need `plugin`"));
             }
             None => {}
+        }
+        if seen_offset && q.timestamp.is_some() {
+            return Err(Error::invalid("give `offset` or `timestamp`, not both"));
         }
         Ok(q)
     }

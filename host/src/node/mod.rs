@@ -39,6 +39,9 @@ pub mod offline {
 mod cluster;
 mod offsets;
 mod plugins;
+#[cfg(test)]
+mod tests_time_index;
+mod time_index;
 pub use cluster::{Acks, PendingAppend, StreamSpec};
 pub use offsets::TimeOffset;
 
@@ -80,7 +83,11 @@ struct Inner {
     upkeep: Option<tokio::task::JoinHandle<()>>,
     /// Set once shutdown starts: long-polling reads answer at once.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// Per (stream id, partition): the sparse time index (derived, in memory).
+    time_index: std::sync::Mutex<TimeIndexes>,
 }
+
+type TimeIndexes = std::collections::HashMap<(u32, u32), Arc<tokio::sync::Mutex<time_index::TimeIndex>>>;
 
 /// One partition's state, as `GET /streams/{name}/status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -179,6 +186,7 @@ impl Host {
                 metrics,
                 upkeep,
                 stopping: tokio::sync::watch::Sender::new(false),
+                time_index: std::sync::Mutex::default(),
             }),
         })
     }

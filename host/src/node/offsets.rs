@@ -20,7 +20,8 @@ impl Host {
     /// The first record of `partition` with a timestamp at or after
     /// `timestamp_ms` (Kafka's ListOffsets rule: timestamps need not grow
     /// with offsets, the first match in offset order wins); `None` if no
-    /// record is that recent.
+    /// record is that recent. Uses the partition's time index
+    /// (`time_index`), extended here with the records appended since.
     pub async fn offset_for_timestamp(
         &self,
         stream: &str,
@@ -28,22 +29,67 @@ impl Host {
         timestamp_ms: u64,
     ) -> Result<Option<TimeOffset>, Error> {
         let info = self.describe_stream(stream)?;
-        let range = info.partitions.get(partition as usize).copied().ok_or_else(|| {
-            Error::from(crate::log::LogError::PartitionNotFound {
+        self.stream_end(stream, partition)?;
+        let index = {
+            let mut all = self.inner.time_index.lock().unwrap_or_else(|e| e.into_inner());
+            all.entry((info.id, partition)).or_default().clone()
+        };
+        let mut index = index.lock().await;
+        // Bring the index up to the partition's end.
+        let covered = index.covered();
+        self.scan(stream, partition, covered, |offset, ts| {
+            index.observe(offset, ts);
+            false
+        })
+        .await?;
+        let start = index.start_for(timestamp_ms);
+        drop(index);
+        let mut found = None;
+        self.scan(stream, partition, start, |offset, ts| {
+            if ts >= timestamp_ms {
+                found = Some(TimeOffset {
+                    offset,
+                    timestamp_ms: ts,
+                });
+            }
+            found.is_some()
+        })
+        .await?;
+        Ok(found)
+    }
+
+    /// The offset the next record appended to `partition` will get.
+    pub fn stream_end(&self, stream: &str, partition: u32) -> Result<u64, Error> {
+        let info = self.describe_stream(stream)?;
+        match info.partitions.get(partition as usize) {
+            Some(r) => Ok(r.end),
+            None => Err(crate::log::LogError::PartitionNotFound {
                 stream: stream.into(),
                 partition,
                 partitions: info.partitions.len() as u32,
-            })
-        })?;
-        let mut offset = range.start;
+            }
+            .into()),
+        }
+    }
+
+    /// Reads `partition` from `from` (or its start, if later) to its end,
+    /// calling `each(offset, timestamp)` until it returns true.
+    async fn scan(
+        &self,
+        stream: &str,
+        partition: u32,
+        from: u64,
+        mut each: impl FnMut(u64, u64) -> bool,
+    ) -> Result<(), Error> {
         let limits = ReadLimits {
             max_records: SCAN_RECORDS,
             max_bytes: usize::try_from(self.settings().max_read_bytes.as_u64()).unwrap_or(usize::MAX),
         };
+        let mut offset = from;
         loop {
             let batch = match self.read(stream, partition, offset, limits).await {
                 Ok(b) => b,
-                // Retention moved the start while we searched: go on from it.
+                // Retention moved the start past `offset`: go on from it.
                 Err(e) if e.code() == "offset_out_of_range" || e.code() == "trimmed" => {
                     let start = self
                         .describe_stream(stream)?
@@ -60,14 +106,13 @@ impl Host {
                 }
                 Err(e) => return Err(e),
             };
-            if let Some(r) = batch.records.iter().find(|r| r.record.timestamp_ms >= timestamp_ms) {
-                return Ok(Some(TimeOffset {
-                    offset: r.offset,
-                    timestamp_ms: r.record.timestamp_ms,
-                }));
+            for r in &batch.records {
+                if each(r.offset, r.record.timestamp_ms) {
+                    return Ok(());
+                }
             }
             if batch.records.is_empty() || batch.next_offset >= batch.end_offset {
-                return Ok(None);
+                return Ok(());
             }
             offset = batch.next_offset;
         }
