@@ -288,6 +288,10 @@ pub struct Snapshot {
     /// Per replicated stream id, per partition: its leadership.
     #[serde(default)]
     pub leadership: BTreeMap<u32, Vec<Leadership>>,
+    /// Idempotent producers' last batches per partition, as of the WAL trim
+    /// (the WAL entries that carried them may be gone).
+    #[serde(default)]
+    pub producers: Vec<super::producers::ProducerSnap>,
 }
 
 fn first_id() -> u32 {
@@ -315,6 +319,7 @@ impl Snapshot {
             marks: BTreeMap::new(),
             purge: Vec::new(),
             leadership: BTreeMap::new(),
+            producers: Vec::new(),
         }
     }
 

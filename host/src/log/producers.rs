@@ -64,7 +64,7 @@ pub fn decode(payload: &[u8]) -> Option<ProducerBatch> {
 /// (stream id, partition, producer id).
 type Key = (u32, u32, i64);
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Written {
     first_seq: i32,
     last_seq: i32,
@@ -76,6 +76,17 @@ struct Written {
 struct State {
     epoch: i16,
     recent: VecDeque<Written>,
+}
+
+/// One producer's state on one partition, in the metadata snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProducerSnap {
+    pub stream: u32,
+    pub partition: u32,
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// (first sequence, last sequence, base offset, count), oldest first.
+    pub batches: Vec<(i32, i32, u64, u32)>,
 }
 
 /// What to do with a batch.
@@ -160,25 +171,78 @@ impl ProducerTable {
         }
     }
 
-    /// Records a durable batch (appends, and recovery in LSN order).
+    /// Records a durable batch (appends, and recovery in LSN order). A
+    /// batch already recorded (recovery replaying entries the snapshot
+    /// already reflects) changes nothing.
     pub fn record(&self, key: Key, b: &ProducerBatch, base_offset: u64, count: u32) {
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
         let s = states.entry(key).or_default();
-        if b.epoch != s.epoch {
-            s.epoch = b.epoch;
-            s.recent.clear();
-        }
-        s.recent.push_back(Written {
+        let written = Written {
             first_seq: b.base_sequence,
             last_seq: last_seq(b.base_sequence, count),
             base_offset,
             count,
-        });
+        };
+        if b.epoch == s.epoch && s.recent.contains(&written) {
+            return;
+        }
+        if b.epoch != s.epoch {
+            s.epoch = b.epoch;
+            s.recent.clear();
+        }
+        s.recent.push_back(written);
         while s.recent.len() > REMEMBERED {
             s.recent.pop_front();
         }
         let mut max = self.max_id.lock().unwrap_or_else(|e| e.into_inner());
         *max = (*max).max(b.producer_id);
+    }
+
+    /// Every producer's state, for the metadata snapshot, leaving out
+    /// streams for which `keep` is false (deleted ones).
+    pub fn to_snapshot(&self, keep: impl Fn(u32) -> bool) -> Vec<ProducerSnap> {
+        let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<ProducerSnap> = states
+            .iter()
+            .filter(|((stream, _, _), _)| keep(*stream))
+            .map(|((stream, partition, producer_id), s)| ProducerSnap {
+                stream: *stream,
+                partition: *partition,
+                producer_id: *producer_id,
+                epoch: s.epoch,
+                batches: s
+                    .recent
+                    .iter()
+                    .map(|w| (w.first_seq, w.last_seq, w.base_offset, w.count))
+                    .collect(),
+            })
+            .collect();
+        out.sort_by_key(|p| (p.stream, p.partition, p.producer_id));
+        out
+    }
+
+    /// The state a snapshot kept.
+    pub fn from_snapshot(snaps: &[ProducerSnap]) -> ProducerTable {
+        let table = ProducerTable::default();
+        {
+            let mut states = table.states.lock().unwrap_or_else(|e| e.into_inner());
+            let mut max = table.max_id.lock().unwrap_or_else(|e| e.into_inner());
+            for p in snaps {
+                let recent = p
+                    .batches
+                    .iter()
+                    .map(|(first_seq, last_seq, base_offset, count)| Written {
+                        first_seq: *first_seq,
+                        last_seq: *last_seq,
+                        base_offset: *base_offset,
+                        count: *count,
+                    })
+                    .collect();
+                states.insert((p.stream, p.partition, p.producer_id), State { epoch: p.epoch, recent });
+                *max = (*max).max(p.producer_id);
+            }
+        }
+        table
     }
 
     /// A producer id never handed out or written before: above every id

@@ -99,11 +99,12 @@ impl Replay {
                 (m.id, ps)
             })
             .collect();
+        let producers = producers::ProducerTable::from_snapshot(&base.producers);
         Replay {
             snap: base.clone(),
             base,
             parts,
-            producers: producers::ProducerTable::default(),
+            producers,
             skipped: 0,
         }
     }

@@ -165,6 +165,7 @@ impl Log {
         for (pipeline, partition, offset) in self.progress.all() {
             next.set_progress(pipeline, partition, offset);
         }
+        next.producers = self.producers.to_snapshot(|id| next.streams.contains_key(&id));
         meta::store_snapshot(&self.data_dir, &next)?;
         // An object-store WAL keeps this snapshot with the trim point: a
         // node restarted with an empty data dir needs what the trim removes.

@@ -40,7 +40,7 @@ mod cluster;
 mod offsets;
 mod plugins;
 #[cfg(test)]
-mod tests_time_index;
+mod tests_derived;
 mod time_index;
 pub use cluster::{Acks, PendingAppend, StreamSpec};
 pub use offsets::TimeOffset;

@@ -1,0 +1,156 @@
+//! Derived state through a real `Host`, on WAL data, on data only in the
+//! object store, and after a restart: offsets by time (exact answers,
+//! checked against a brute-force search, with timestamps that do not always
+//! grow) and idempotent producers' state once the WAL entries that carried
+//! it are trimmed.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use bytesize::ByteSize;
+
+use crate::node::{Acks, ProducerBatch};
+use crate::{Host, Record, Settings};
+
+const N: u64 = 5_000;
+
+fn ts(i: u64) -> u64 {
+    // Rising, with every 37th record a minute in the past.
+    1_700_000_000_000 + i * 100 - if i.is_multiple_of(37) { 60_000 } else { 0 }
+}
+
+fn settings(dir: &std::path::Path) -> Settings {
+    Settings {
+        data_dir: dir.into(),
+        segment_bytes: ByteSize::kib(64),
+        upload_chunk_bytes: ByteSize::kib(32),
+        upload_min_bytes: ByteSize::b(1),
+        upload_interval: Duration::ZERO,
+        gc_grace: Duration::ZERO,
+        ..Settings::default()
+    }
+}
+
+/// Waits (bounded) until the WAL no longer holds offsets below `floor`.
+async fn tier_past(host: &Host, stream: &str, floor: u64) {
+    for _ in 0..2400 {
+        if host.stream_status(stream).unwrap()[0].wal_start_offset >= floor {
+            return;
+        }
+        host.wake_uploader();
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "tiering did not trim the WAL past {floor}: {:?}",
+        host.stream_status(stream)
+    );
+}
+
+async fn check_all(host: &Host, when: &str) {
+    let targets = [
+        0,
+        ts(0),
+        ts(1),
+        ts(36) + 1,
+        ts(1500),
+        ts(2_220) - 1,
+        ts(N - 1),
+        ts(N - 1) + 1,
+    ];
+    for t in targets.into_iter().chain((0..N).step_by(333).map(ts)) {
+        let want = (0..N).find(|i| ts(*i) >= t);
+        let got = host.offset_for_timestamp("t", 0, t).await.unwrap();
+        assert_eq!(got.map(|g| g.offset), want, "{when}: target {t}");
+        if let Some(g) = got {
+            assert_eq!(g.timestamp_ms, ts(g.offset), "{when}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_by_time_are_exact_on_wal_tiered_and_restarted_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::open(settings(dir.path())).await.unwrap();
+    host.create_stream("t", 1).await.unwrap();
+    for chunk in (0..N).collect::<Vec<_>>().chunks(250) {
+        let records: Vec<Record> = chunk
+            .iter()
+            .map(|i| Record {
+                key: None,
+                value: Bytes::from(format!("{i:0>64}")),
+                headers: Vec::new(),
+                timestamp_ms: ts(*i),
+            })
+            .collect();
+        host.append("t", 0, &records).await.unwrap();
+    }
+    check_all(&host, "in the WAL").await;
+    // Tier until most offsets are only in the object store.
+    tier_past(&host, "t", N / 2 + 1).await;
+    check_all(&host, "tiered").await;
+    host.shutdown().await;
+    drop(host);
+    let host = Host::open(settings(dir.path())).await.unwrap();
+    check_all(&host, "after a restart").await;
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_retry_is_recognised_after_its_wal_entries_are_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::open(settings(dir.path())).await.unwrap();
+    host.create_stream("p", 1).await.unwrap();
+    let pid = host.allocate_producer_id();
+    let batch = |seq: i32| {
+        let records: Vec<Record> = (0..100)
+            .map(|i| Record {
+                key: None,
+                value: Bytes::from(vec![b'v'; 200 + i]),
+                headers: Vec::new(),
+                timestamp_ms: 1,
+            })
+            .collect();
+        let producer = ProducerBatch {
+            producer_id: pid,
+            epoch: 0,
+            base_sequence: seq,
+        };
+        (records, producer)
+    };
+    let mut last = None;
+    for i in 0..20 {
+        let (records, producer) = batch(i * 100);
+        last = Some(
+            host.append_idempotent("p", 0, &records, producer, Acks::Leader)
+                .await
+                .unwrap(),
+        );
+    }
+    let last = last.unwrap();
+    // Plain appends after it, so the trim can pass its entry.
+    for _ in 0..20 {
+        let (records, _) = batch(0);
+        host.append("p", 0, &records).await.unwrap();
+    }
+    tier_past(&host, "p", last.base_offset + u64::from(last.count)).await;
+    host.shutdown().await;
+    drop(host);
+    let host = Host::open(settings(dir.path())).await.unwrap();
+    let end = host.stream_end("p", 0).unwrap();
+    let (records, producer) = batch(19 * 100);
+    let again = host
+        .append_idempotent("p", 0, &records, producer, Acks::Leader)
+        .await
+        .unwrap();
+    assert_eq!(again, last, "the retry is answered with the original offsets");
+    assert_eq!(host.stream_end("p", 0).unwrap(), end, "and not written again");
+    let (records, producer) = batch(21 * 100);
+    let gap = host.append_idempotent("p", 0, &records, producer, Acks::Leader).await;
+    assert_eq!(gap.unwrap_err().code(), "out_of_order_sequence");
+    let (records, producer) = batch(20 * 100);
+    host.append_idempotent("p", 0, &records, producer, Acks::Leader)
+        .await
+        .unwrap();
+    assert!(host.allocate_producer_id() > pid);
+    host.shutdown().await;
+}
