@@ -60,7 +60,7 @@ fn batch(value_len: usize) -> BytesMut {
     producer_batch(value_len, -1, -1, -1)
 }
 
-fn producer_batch(value_len: usize, producer_id: i64, epoch: i16, sequence: i32) -> BytesMut {
+pub(crate) fn producer_batch(value_len: usize, producer_id: i64, epoch: i16, sequence: i32) -> BytesMut {
     let record = Record {
         transactional: false,
         control: false,
@@ -86,6 +86,17 @@ fn producer_batch(value_len: usize, producer_id: i64, epoch: i16, sequence: i32)
 
 /// A Produce v7 request (acks=1) of `records` to `topic` partition `partition`.
 fn produce(s: &mut TcpStream, topic: &str, partition: i32, records: Bytes) -> ProduceResponse {
+    produce_acks(s, topic, partition, records, 1)
+}
+
+/// [`produce`] with `acks`.
+pub(crate) fn produce_acks(
+    s: &mut TcpStream,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    acks: i16,
+) -> ProduceResponse {
     let mut p = PartitionProduceData::default();
     p.index = partition;
     p.records = Some(records);
@@ -93,7 +104,7 @@ fn produce(s: &mut TcpStream, topic: &str, partition: i32, records: Bytes) -> Pr
     t.name = TopicName(StrBytes::from_string(topic.into()));
     t.partition_data = vec![p];
     let mut req = ProduceRequest::default();
-    req.acks = 1;
+    req.acks = acks;
     req.timeout_ms = 5000;
     req.topic_data = vec![t];
     let mut h = RequestHeader::default();
@@ -114,7 +125,7 @@ fn error_of(r: &ProduceResponse) -> i16 {
     r.responses[0].partition_responses[0].error_code
 }
 
-fn offset_of(r: &ProduceResponse) -> (i16, i64) {
+pub(crate) fn offset_of(r: &ProduceResponse) -> (i16, i64) {
     let p = &r.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }
@@ -286,10 +297,10 @@ fn run_bad_input(server: &Listener) {
 }
 
 /// The Kafka listener's address.
-struct Listener(String);
+pub(crate) struct Listener(pub(crate) String);
 
 impl Listener {
-    fn connect(&self) -> TcpStream {
+    pub(crate) fn connect(&self) -> TcpStream {
         let s = TcpStream::connect(&self.0).expect("connect to the Kafka listener");
         s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
         s

@@ -104,3 +104,72 @@ async fn read_all(cluster: &Cluster, id: u32) -> Vec<u64> {
         offset = page["next_offset"].as_u64().expect("next_offset");
     }
 }
+
+/// A retried idempotent batch sent to the new leader after a move is
+/// answered with the offsets the old leader gave it: followers keep the
+/// producer state replication brings them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_recognises_a_producer_retry() {
+    use crate::kafka_bad_input::{Listener, offset_of, produce_acks, producer_batch};
+    let cluster = Cluster::start("1MiB").await;
+    let (one, two) = (Listener(cluster.node(1).kafka()), Listener(cluster.node(2).kafka()));
+    let pid = 9_001;
+    let first = tokio::task::spawn_blocking(move || {
+        let mut s = one.connect();
+        let a = offset_of(&produce_acks(
+            &mut s,
+            STREAM,
+            0,
+            producer_batch(10, pid, 0, 0).freeze(),
+            -1,
+        ));
+        let b = offset_of(&produce_acks(
+            &mut s,
+            STREAM,
+            0,
+            producer_batch(11, pid, 0, 1).freeze(),
+            -1,
+        ));
+        (a, b)
+    })
+    .await
+    .expect("join");
+    assert_eq!(first, ((0, 0), (0, 1)));
+    cluster.wait_converged(1, Duration::from_secs(20)).await;
+    let moved = cluster.move_leader(2).await;
+    assert_eq!(moved["leader"], 2, "{moved}");
+    let after = tokio::task::spawn_blocking(move || {
+        let mut s = two.connect();
+        let retry = offset_of(&produce_acks(
+            &mut s,
+            STREAM,
+            0,
+            producer_batch(11, pid, 0, 1).freeze(),
+            1,
+        ));
+        let gap = offset_of(&produce_acks(
+            &mut s,
+            STREAM,
+            0,
+            producer_batch(12, pid, 0, 5).freeze(),
+            1,
+        ));
+        let next = offset_of(&produce_acks(
+            &mut s,
+            STREAM,
+            0,
+            producer_batch(12, pid, 0, 2).freeze(),
+            1,
+        ));
+        (retry, gap.0, next)
+    })
+    .await
+    .expect("join");
+    assert_eq!(
+        after,
+        ((0, 1), 45, (0, 2)),
+        "retry answered from the old leader's offsets"
+    );
+    let end = cluster.wait_converged(2, Duration::from_secs(20)).await;
+    assert_eq!(end, 3, "the retry was not written again");
+}

@@ -293,12 +293,13 @@ impl Cluster {
                 None => frag.insert(Reassembly::start(&f, self.max_batch_bytes)?),
             };
             if let Some(whole) = asm.push(&f, &resp.data)? {
-                let (base_offset, count) = (asm.base_offset, asm.count);
+                let (base_offset, count, producer) = (asm.base_offset, asm.count, asm.producer);
                 *frag = None;
                 let batch = RawBatch {
                     base_offset,
                     count,
                     payload: whole,
+                    producer,
                 };
                 self.append(view, vec![batch]).await?;
             }
@@ -310,6 +311,7 @@ impl Cluster {
                 base_offset: b.base_offset,
                 count: b.count,
                 payload,
+                producer: b.producer,
             })
             .collect();
         if !batches.is_empty() {

@@ -251,6 +251,7 @@ impl Cluster {
                         count: b.count,
                         len: b.payload.len() as u32,
                         crc: crc32c::crc32c(&b.payload),
+                        producer: b.producer,
                     });
                     data.extend_from_slice(&b.payload);
                 }
@@ -322,6 +323,7 @@ impl Cluster {
             of: of as u32,
             len: part.len() as u32,
             crc: crc32c::crc32c(&part),
+            producer: batch.producer,
         });
         Ok(FetchResponse { header, data: part })
     }

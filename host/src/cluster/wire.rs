@@ -14,6 +14,7 @@ use bytes::{Buf, Bytes};
 use serde::{Deserialize, Serialize};
 
 use super::error::ClusterError;
+use crate::log::producers::ProducerBatch;
 
 pub const MAGIC: &[u8; 4] = b"SLRF";
 pub const VERSION: u8 = 1;
@@ -90,6 +91,9 @@ pub struct BatchHead {
     pub count: u32,
     pub len: u32,
     pub crc: u32,
+    /// An idempotent producer's batch: who wrote it (older nodes omit it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer: Option<ProducerBatch>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +108,9 @@ pub struct Fragment {
     pub of: u32,
     pub len: u32,
     pub crc: u32,
+    /// As on [`BatchHead`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer: Option<ProducerBatch>,
 }
 
 /// A decoded answer: the header and the data bytes it describes.
@@ -210,6 +217,7 @@ impl FetchResponse {
 pub struct Reassembly {
     pub base_offset: u64,
     pub count: u32,
+    pub producer: Option<ProducerBatch>,
     pub total_len: u64,
     pub total_crc: u32,
     pub of: u32,
@@ -232,6 +240,7 @@ impl Reassembly {
         Ok(Reassembly {
             base_offset: f.base_offset,
             count: f.count,
+            producer: f.producer,
             total_len: f.total_len,
             total_crc: f.total_crc,
             of: f.of,
@@ -286,6 +295,11 @@ mod tests {
                     count: 10,
                     len: b.len() as u32,
                     crc: crc32c::crc32c(b),
+                    producer: (i == 1).then_some(ProducerBatch {
+                        producer_id: 77,
+                        epoch: 2,
+                        base_sequence: 30,
+                    }),
                 })
                 .collect(),
             ..FetchHeader::default()
@@ -306,6 +320,17 @@ mod tests {
             got,
             vec![Bytes::from_static(b"first batch"), Bytes::from_static(b"second")]
         );
+        // Producer fields travel with their batch; a header without them
+        // (an older node's) reads as none.
+        let producers: Vec<_> = back
+            .header
+            .batches
+            .iter()
+            .map(|b| b.producer.map(|p| p.producer_id))
+            .collect();
+        assert_eq!(producers, vec![None, Some(77)]);
+        let old: BatchHead = serde_json::from_str(r#"{"base_offset":1,"count":2,"len":3,"crc":4}"#).unwrap();
+        assert_eq!(old.producer, None);
         // Truncated anywhere: refused, never a panic.
         for cut in 0..body.len() {
             assert!(
@@ -338,12 +363,18 @@ mod tests {
                     of: 3,
                     len: part.len() as u32,
                     crc: crc32c::crc32c(part),
+                    producer: Some(ProducerBatch {
+                        producer_id: 5,
+                        epoch: 0,
+                        base_sequence: 0,
+                    }),
                 },
                 part.to_vec(),
             )
         };
         let (f0, d0) = frag(0);
         let mut r = Reassembly::start(&f0, 10_000).unwrap();
+        assert_eq!(r.producer.map(|p| p.producer_id), Some(5));
         assert!(Reassembly::start(&frag(1).0, 10_000).is_err());
         assert!(Reassembly::start(&f0, 100).is_err(), "over max_batch_bytes");
         assert_eq!(r.push(&f0, &d0).unwrap(), None);

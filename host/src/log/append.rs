@@ -221,6 +221,10 @@ impl Log {
                 base_offset,
                 count,
                 trailer,
+                producer: match &extra {
+                    Trailer::Producer(b) => Some(*b),
+                    _ => None,
+                },
                 cached: records_payload,
             };
             let (progress_map, producer_table) = (self.progress.clone(), self.producers.clone());
@@ -253,6 +257,7 @@ impl Log {
                     lsn: a.lsn,
                     location: a.location,
                     trailer: b.trailer,
+                    producer: b.producer,
                 });
                 also();
                 cache.insert((b.stream_id, b.partition, b.base_offset), b.cached);

@@ -122,6 +122,7 @@ struct Durable {
     base_offset: u64,
     count: u32,
     trailer: u8,
+    producer: Option<producers::ProducerBatch>,
     cached: Bytes,
 }
 

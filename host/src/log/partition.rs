@@ -30,6 +30,8 @@ pub struct BatchRef {
     /// Bytes at the end of the entry payload that are not records (a
     /// pipeline progress trailer), cut off when reading.
     pub trailer: u8,
+    /// The idempotent producer that wrote it (replication passes it on).
+    pub producer: Option<super::producers::ProducerBatch>,
 }
 
 impl BatchRef {
@@ -373,6 +375,7 @@ mod tests {
 
     fn b(base: u64, count: u32) -> BatchRef {
         BatchRef {
+            producer: None,
             base_offset: base,
             count,
             lsn: base + 1,

@@ -36,7 +36,7 @@ pub const LEN: usize = 14;
 pub const REMEMBERED: usize = 5;
 
 /// The producer fields of one batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProducerBatch {
     pub producer_id: i64,
     pub epoch: i16,

@@ -152,6 +152,7 @@ impl Replay {
 
     /// Indexes a records entry (and a pipeline's progress trailer).
     fn index(&mut self, e: wal::RecoveredEntry<'_>) {
+        let mut producer = None;
         let trailer = match e.meta.kind {
             EntryKind::RecordsWithProgress => match progress::decode(e.payload) {
                 Some(p) => {
@@ -168,6 +169,7 @@ impl Replay {
                 Some(b) => {
                     let key = (e.meta.stream, e.meta.partition, b.producer_id);
                     self.producers.record(key, &b, e.meta.base_offset, e.meta.count);
+                    producer = Some(b);
                     producers::LEN as u8
                 }
                 None => {
@@ -189,6 +191,7 @@ impl Replay {
                 lsn: e.lsn,
                 location: e.location,
                 trailer,
+                producer,
             })
         });
         if !committed {

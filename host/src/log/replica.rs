@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use super::error::LogError;
 use super::meta::{ControlOp, Leadership, StreamMeta};
 use super::partition::{Plan, ReplicaState};
-use super::{Appended, Durable, Log, Stream, partition_of, record};
+use super::{Appended, Durable, Log, Stream, partition_of, producers, record};
 use crate::wal::{EntryKind, EntryMeta, WalError};
 
 /// One stored batch as it travels to a follower.
@@ -30,6 +30,9 @@ pub struct RawBatch {
     pub count: u32,
     /// The encoded records, exactly as stored.
     pub payload: Bytes,
+    /// The idempotent producer that wrote it, so a follower that becomes
+    /// the leader still recognises the producer's retries.
+    pub producer: Option<super::producers::ProducerBatch>,
 }
 
 impl RawBatch {
@@ -155,8 +158,18 @@ impl Log {
         }
         let (base_offset, count, stream_id) = (batch.base_offset, batch.count, s.meta.id);
         st.next_offset = batch.end();
+        // An idempotent producer's batch keeps its trailer, as on the leader.
+        let (kind, payload, trailer) = match &batch.producer {
+            None => (EntryKind::Records, batch.payload.clone(), 0),
+            Some(p) => {
+                let mut v = Vec::with_capacity(batch.payload.len() + producers::LEN);
+                v.extend_from_slice(&batch.payload);
+                v.extend_from_slice(&producers::encode(p));
+                (EntryKind::RecordsWithProducer, Bytes::from(v), producers::LEN as u8)
+            }
+        };
         let entry = EntryMeta {
-            kind: EntryKind::Records,
+            kind,
             stream: stream_id,
             partition,
             base_offset,
@@ -168,10 +181,17 @@ impl Log {
             partition,
             base_offset,
             count,
-            trailer: 0,
-            cached: batch.payload.clone(),
+            trailer,
+            producer: batch.producer,
+            cached: batch.payload,
         };
-        permit.append(entry, batch.payload, self.on_durable(durable, tx, || {}));
+        let (table, producer) = (self.producers.clone(), batch.producer);
+        let done = self.on_durable(durable, tx, move || {
+            if let Some(b) = producer {
+                table.record((stream_id, partition, b.producer_id), &b, base_offset, count);
+            }
+        });
+        permit.append(entry, payload, done);
         Ok(rx)
     }
 
@@ -225,6 +245,7 @@ impl Log {
                             base_offset: b.base_offset,
                             count: b.count,
                             payload: b.payload,
+                            producer: None,
                         })
                         .collect());
                 }
@@ -250,6 +271,7 @@ impl Log {
                                     base_offset: b.base_offset,
                                     count: b.count,
                                     payload,
+                                    producer: b.producer,
                                 })
                                 .collect());
                         }
