@@ -62,8 +62,9 @@ async fn run(records: u64) -> anyhow::Result<()> {
     let bytes = records as f64 * VALUE_BYTES as f64;
     let b = kafka_addr.to_string();
 
+    let node_cpu = process_cpu_seconds();
     let started = Instant::now();
-    kcat(&[
+    let client_cpu = kcat(&[
         "-b",
         &b,
         "-P",
@@ -77,6 +78,7 @@ async fn run(records: u64) -> anyhow::Result<()> {
         &lines.display().to_string(),
     ])?;
     let kafka_produce = started.elapsed();
+    let node_cpu = process_cpu_seconds() - node_cpu;
     let stored = host.describe_stream("kafka")?.partitions[0].end;
     if stored != records {
         bail!("kcat produced {stored} of {records} records");
@@ -118,6 +120,11 @@ async fn run(records: u64) -> anyhow::Result<()> {
         "{records} records of {VALUE_BYTES} B; dd conv=fdatasync: {dd_mbps:.0} MB/s; kcat's fixed consume time \
          {:.2} s (taken off the fetch rows)",
         fixed.as_secs_f64()
+    );
+    println!(
+        "Kafka produce: {:.2} s wall; CPU: kcat {client_cpu:.2} s, node {node_cpu:.2} s ({:.0}% of the 2 cores)",
+        kafka_produce.as_secs_f64(),
+        100.0 * (client_cpu + node_cpu) / (2.0 * kafka_produce.as_secs_f64())
     );
     println!("| path | records/s | MB/s | vs dd |");
     println!("|---|---:|---:|---:|");
@@ -172,15 +179,39 @@ fn consume(bootstrap: &str, topic: &str, records: u64, extra: &[&str]) -> anyhow
     Ok(took)
 }
 
-fn kcat(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("kcat")
+/// Runs kcat; returns the CPU seconds (user + system) it used, as bash's
+/// `times` reports them for its children.
+fn kcat(args: &[&str]) -> anyhow::Result<f64> {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(r#"kcat "$@" || exit $?; times"#)
+        .arg("kcat")
         .args(args)
         .output()
-        .context("run kcat (is it on PATH?)")?;
+        .context("run kcat through bash (is kcat on PATH?)")?;
     if !out.status.success() {
         bail!("kcat {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
-    Ok(())
+    // `times`: the shell's user and system time, then its children's.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let children = text.lines().last().context("no `times` output")?;
+    let seconds = |t: &str| -> Option<f64> {
+        let (m, s) = t.trim_end_matches('s').split_once('m')?;
+        Some(m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+    };
+    let cpu: Option<f64> = children.split_whitespace().map(seconds).sum();
+    cpu.with_context(|| format!("cannot parse `times` output {children:?}"))
+}
+
+/// CPU seconds (user + system) this process used so far (Linux; 100 ticks/s).
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which is in parentheses): utime
+    // and stime, fields 14 and 15 of the line, are 12th and 13th here.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// The same records over HTTP: 4 connections, 500 records per request.
