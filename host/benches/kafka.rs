@@ -3,7 +3,8 @@
 //! (librdkafka, its default batching) and over HTTP (4 connections, 500
 //! records per request), `dd ... conv=fdatasync` in the same directory, and
 //! a kcat consumer reading everything back (hot: the WAL in the page cache),
-//! with librdkafka's default fetch sizes and with 16 MiB per partition.
+//! with librdkafka's default fetch sizes and with 16 MiB per partition, and
+//! again after the node moved it all to the object store (tiered).
 //!
 //! Run with `cargo bench -p sluice-host --bench kafka` (needs `kcat` on
 //! PATH); `SLUICE_BENCH_QUICK=1` for a smoke run with less data. MB/s are
@@ -114,6 +115,31 @@ async fn run(records: u64) -> anyhow::Result<()> {
     ];
     let fetch_big = consume(&b, "kafka", records, &big)?.saturating_sub(fixed);
 
+    // Tiered: the node restarts with eager tiering until the WAL no longer
+    // holds the topic, then kcat reads it back from the object store (the
+    // embedded file store on the same disk).
+    host.shutdown().await;
+    drop(host);
+    let settings = Settings {
+        data_dir: root.path().join("data"),
+        upload_min_bytes: bytesize::ByteSize::b(1),
+        upload_interval: Duration::ZERO,
+        ..Settings::default()
+    };
+    let host = Host::open(settings).await?;
+    let kafka = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let b = kafka.local_addr()?.to_string();
+    tokio::spawn(sluice_host::kafka::serve(host.clone(), kafka));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while host.stream_status("kafka")?[0].wal_start_offset < records {
+        if Instant::now() > deadline {
+            bail!("tiering did not move the topic out of the WAL in 10 minutes");
+        }
+        host.wake_uploader();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let fetch_tiered = consume(&b, "kafka", records, &big)?.saturating_sub(fixed);
+
     let mbps = |d: Duration| bytes / d.as_secs_f64() / 1e6;
     let rps = |d: Duration| records as f64 / d.as_secs_f64();
     println!(
@@ -133,6 +159,10 @@ async fn run(records: u64) -> anyhow::Result<()> {
         ("HTTP produce, 4 connections x 500 records", http_produce),
         ("Kafka fetch, kcat defaults (1 MiB per partition), hot", fetch_default),
         ("Kafka fetch, kcat, max.partition.fetch.bytes=16MiB, hot", fetch_big),
+        (
+            "Kafka fetch, kcat, max.partition.fetch.bytes=16MiB, tiered (file store)",
+            fetch_tiered,
+        ),
     ] {
         println!(
             "| {name} | {:.0} | {:.0} | {:.0}% |",
