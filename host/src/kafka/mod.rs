@@ -98,5 +98,3 @@ pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, Error> {
     })
 }
 
-#[cfg(test)]
-mod tests;
