@@ -97,4 +97,3 @@ pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, Error> {
         )
     })
 }
-
