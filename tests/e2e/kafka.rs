@@ -21,6 +21,18 @@ fn b64(v: &Value) -> Vec<u8> {
     }
 }
 
+/// How many partitions stream `name` has, over HTTP.
+async fn partitions(server: &Server, name: &str) -> usize {
+    let resp = support::client()
+        .get(server.url(&format!("/streams/{name}")))
+        .send()
+        .await
+        .expect("GET stream");
+    let (status, info) = support::json_of(resp).await;
+    assert!(status.is_success(), "{info}");
+    info["partitions"].as_array().map_or(0, Vec::len)
+}
+
 async fn http_records(server: &Server, stream: &str, partition: u32, offset: u64) -> Vec<Value> {
     let url = format!(
         "{}?offset={offset}&max_records=10000",
@@ -108,15 +120,7 @@ async fn confluent_kafka_and_kafka_python_round_trip_across_faces_and_find_offse
         again["error"].as_str().unwrap_or("").contains("TOPIC_ALREADY_EXISTS"),
         "{again}"
     );
-    let info: Value = support::client()
-        .get(server.url("/streams/x"))
-        .send()
-        .await
-        .expect("GET stream")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(info["partitions"].as_array().map(Vec::len), Some(2), "{info}");
+    assert_eq!(partitions(&server, "x").await, 2);
 
     // confluent-kafka -> partition 0, binary keys and values, one codec per round.
     let base_ts: u64 = 1_600_000_000_000;
@@ -352,4 +356,68 @@ async fn with_a_token_kafka_clients_authenticate_with_sasl_plain() {
     let out = run(&[]);
     assert!(!out.status.success());
     assert!(!String::from_utf8_lossy(&out.stdout).contains("brokers"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_are_auto_created_only_when_configured() {
+    // Off (the default): producing to an unknown topic fails, nothing is created.
+    let server = Server::start().await;
+    let b = server.kafka();
+    let mut child = std::process::Command::new(sluice_test_artifacts::kafka_clients::kcat())
+        .args(["-b", &b, "-P", "-t", "nope", "-p", "0", "-X", "message.timeout.ms=3000"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kcat");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"lost\n").expect("write to kcat");
+    }
+    let out = child.wait_with_output().expect("kcat output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() || stderr.contains("Unknown topic"),
+        "producing to an unknown topic should fail: {stderr}"
+    );
+    let resp = support::client()
+        .get(server.url("/streams/nope"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), reqwest::StatusCode::NOT_FOUND, "{out:?}");
+    drop(server);
+    // On: the topic appears with `kafka_default_partitions` and takes the record.
+    let server = Server::start_with(crate::support::ServerOptions {
+        config: Some("kafka_auto_create_topics = true\nkafka_default_partitions = 3\n".into()),
+        ..Default::default()
+    })
+    .await;
+    let b = server.kafka();
+    kcat(&["-b", &b, "-P", "-t", "auto", "-p", "2"], b"made on the fly\n");
+    assert_eq!(partitions(&server, "auto").await, 3);
+    let records = http_records(&server, "auto", 2, 0).await;
+    assert_eq!(b64(&records[0]["value"]), b"made on the fly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_time_plugins_read_kafka_produced_records() {
+    let server = Server::start().await;
+    let c = support::client();
+    support::create_stream(&c, &server, "pl", 1).await;
+    crate::plugin_api::upload(&c, &server, "upper", sluice_test_artifacts::UPPER, 1).await;
+    kcat(
+        &["-b", &server.kafka(), "-P", "-t", "pl", "-p", "0", "-z", "zstd"],
+        b"from kafka\nsecond one\n",
+    );
+    let url = format!("{}?plugin=upper", support::records_url(&server, "pl", 0));
+    let page: Value = c.get(url).send().await.expect("GET").json().await.expect("json");
+    let values: Vec<Vec<u8>> = page["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| b64(&r["value"]))
+        .collect();
+    assert_eq!(values, vec![b"FROM KAFKA".to_vec(), b"SECOND ONE".to_vec()], "{page}");
 }

@@ -306,3 +306,60 @@ impl Listener {
         s
     }
 }
+
+/// Fetch v11 over raw frames: the high watermark and log start offset, a
+/// fetch from the middle of a batch, and OFFSET_OUT_OF_RANGE past the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_reports_watermarks_and_offset_out_of_range() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse};
+    let server = Server::start().await;
+    support::create_stream(&support::client(), &server, "f", 1).await;
+    kcat(&["-b", &server.kafka(), "-P", "-t", "f", "-p", "0"], b"a\nb\nc\nd\ne\n");
+    let l = Listener(server.kafka());
+    let answers = tokio::task::spawn_blocking(move || {
+        let mut s = l.connect();
+        let mut fetch = |offset: i64| {
+            let mut p = FetchPartition::default();
+            p.partition = 0;
+            p.fetch_offset = offset;
+            p.partition_max_bytes = 1 << 20;
+            let mut t = FetchTopic::default();
+            t.topic = TopicName(StrBytes::from_static_str("f"));
+            t.partitions = vec![p];
+            let mut req = FetchRequest::default();
+            req.max_wait_ms = 0;
+            req.min_bytes = 0;
+            req.max_bytes = 1 << 20;
+            req.session_epoch = -1;
+            req.topics = vec![t];
+            let mut h = RequestHeader::default();
+            h.request_api_key = ApiKey::Fetch as i16;
+            h.request_api_version = 11;
+            h.correlation_id = 5;
+            let mut buf = BytesMut::new();
+            h.encode(&mut buf, ApiKey::Fetch.request_header_version(11))
+                .expect("header");
+            req.encode(&mut buf, 11).expect("request");
+            send_raw(&mut s, &buf);
+            let mut a = answer(&mut s).expect("Fetch answered");
+            assert_eq!(a.get_i32(), 5);
+            let r = FetchResponse::decode(&mut a, 11).expect("decode FetchResponse");
+            let p = r.responses[0].partitions[0].clone();
+            let mut records = p.records.clone().unwrap_or_default();
+            let offsets: Vec<i64> = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut records)
+                .expect("record batches")
+                .into_iter()
+                .flat_map(|set| set.records)
+                .map(|r| r.offset)
+                .collect();
+            (p.error_code, p.high_watermark, p.log_start_offset, offsets)
+        };
+        (fetch(2), fetch(5), fetch(9))
+    })
+    .await
+    .expect("join");
+    assert_eq!(answers.0, (0, 5, 0, vec![2, 3, 4]), "from the middle of the batch");
+    assert_eq!(answers.1, (0, 5, 0, vec![]), "at the end: nothing, no error");
+    assert_eq!(answers.2.0, 1, "OFFSET_OUT_OF_RANGE past the end");
+}
