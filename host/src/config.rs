@@ -112,6 +112,11 @@ pub struct Settings {
     /// Partitions of a topic created without a count (CreateTopics with -1,
     /// or auto-creation).
     pub kafka_default_partitions: u32,
+    /// How long an idempotent producer's state (its last batches on a
+    /// partition, to recognise retries) is kept after its last write there
+    /// (Kafka's `producer.id.expiration.ms`).
+    #[serde(with = "humantime_serde")]
+    pub kafka_producer_expiry: Duration,
 }
 
 /// `kafka_listen` in TOML: an address, or `"off"`.
@@ -309,6 +314,7 @@ impl Default for Settings {
             kafka_max_connections: 10_000,
             kafka_auto_create_topics: false,
             kafka_default_partitions: 1,
+            kafka_producer_expiry: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -374,6 +380,9 @@ impl Settings {
         }
         if self.kafka_idle_timeout < Duration::from_millis(100) {
             return bad("kafka_idle_timeout must be at least 100ms".into());
+        }
+        if self.kafka_producer_expiry < Duration::from_secs(1) {
+            return bad("kafka_producer_expiry must be at least 1s".into());
         }
         if self.kafka_max_connections == 0 {
             return bad("kafka_max_connections must be positive".into());
@@ -451,6 +460,7 @@ impl Settings {
             cache_bytes: to_usize(self.cache_bytes),
             max_partitions: self.max_partitions,
             node_id: self.cluster.as_ref().map(|c| c.node_id),
+            producer_expiry: self.kafka_producer_expiry,
         }
     }
 }

@@ -69,6 +69,9 @@ pub struct Options {
     pub max_partitions: u32,
     /// This node's id in a cluster (`None`: a single node).
     pub node_id: Option<u32>,
+    /// An idempotent producer's state is dropped this long after its last
+    /// write to a partition.
+    pub producer_expiry: std::time::Duration,
 }
 
 impl Default for Options {
@@ -77,6 +80,7 @@ impl Default for Options {
             wal: wal::Options::default(),
             wal_backend: WalBackend::Local,
             cache_bytes: 64 * 1024 * 1024,
+            producer_expiry: std::time::Duration::from_secs(24 * 3600),
             max_partitions: 1024,
             node_id: None,
         }
@@ -170,6 +174,7 @@ impl Log {
             _ => Wal::open(&wal_dir, opts.wal.clone(), &mut |e| replay.visit(e))?,
         };
         let producers = Arc::new(replay.take_producers());
+        producers.set_expiry(opts.producer_expiry);
         let (snap, streams) = replay.finish(data_dir, had_snapshot, recovered.next_lsn)?;
         ::metrics::gauge!(crate::metrics::WAL_RECOVERY_SECONDS).set(started.elapsed().as_secs_f64());
         ::metrics::gauge!(crate::metrics::WAL_RECOVERED_ENTRIES).set(recovered.entries as f64);

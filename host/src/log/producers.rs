@@ -25,6 +25,7 @@
 //! producer and partition is serialized by [`ProducerTable::lock`].
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::LogError;
@@ -76,6 +77,9 @@ struct Written {
 struct State {
     epoch: i16,
     recent: VecDeque<Written>,
+    /// Wall-clock ms of the last batch recorded (or of the replay that
+    /// found it): the state expires `expiry` after it.
+    last_ms: u64,
 }
 
 /// One producer's state on one partition, in the metadata snapshot.
@@ -87,6 +91,10 @@ pub struct ProducerSnap {
     pub epoch: i16,
     /// (first sequence, last sequence, base offset, count), oldest first.
     pub batches: Vec<(i32, i32, u64, u32)>,
+    /// When its last batch was recorded (ms since the epoch; 0: unknown,
+    /// counted from the load).
+    #[serde(default)]
+    pub last_ms: u64,
 }
 
 /// What to do with a batch.
@@ -110,13 +118,35 @@ fn next_seq(last: i32) -> i32 {
     if last == i32::MAX { 0 } else { last + 1 }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ProducerTable {
     states: Mutex<HashMap<Key, State>>,
     locks: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
     /// The highest producer id seen (written or handed out).
     max_id: Mutex<i64>,
+    /// A producer's state on a partition is dropped this long (ms) after
+    /// its last batch there.
+    expiry_ms: AtomicU64,
+    /// When expired states were last looked for.
+    last_sweep_ms: AtomicU64,
 }
+
+impl Default for ProducerTable {
+    fn default() -> Self {
+        ProducerTable {
+            states: Mutex::default(),
+            locks: Mutex::default(),
+            max_id: Mutex::default(),
+            expiry_ms: AtomicU64::new(DEFAULT_EXPIRY_MS),
+            last_sweep_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Kafka's default `producer.id.expiration.ms`: a day.
+const DEFAULT_EXPIRY_MS: u64 = 24 * 3600 * 1000;
+/// Expired states are looked for at most this often (on a write).
+const SWEEP_EVERY_MS: u64 = 60_000;
 
 impl ProducerTable {
     /// Serializes check-and-append for one producer on one partition.
@@ -175,8 +205,18 @@ impl ProducerTable {
     /// batch already recorded (recovery replaying entries the snapshot
     /// already reflects) changes nothing.
     pub fn record(&self, key: Key, b: &ProducerBatch, base_offset: u64, count: u32) {
+        self.record_at(key, b, base_offset, count, crate::fsutil::now_ms());
+    }
+
+    /// [`ProducerTable::record`] at wall-clock time `now_ms`.
+    pub fn record_at(&self, key: Key, b: &ProducerBatch, base_offset: u64, count: u32, now_ms: u64) {
+        if now_ms.saturating_sub(self.last_sweep_ms.load(Ordering::Relaxed)) >= SWEEP_EVERY_MS {
+            self.last_sweep_ms.store(now_ms, Ordering::Relaxed);
+            self.expire(now_ms);
+        }
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
         let s = states.entry(key).or_default();
+        s.last_ms = s.last_ms.max(now_ms);
         let written = Written {
             first_seq: b.base_sequence,
             last_seq: last_seq(b.base_sequence, count),
@@ -198,9 +238,26 @@ impl ProducerTable {
         *max = (*max).max(b.producer_id);
     }
 
+    /// Sets how long a producer's state outlives its last batch.
+    pub fn set_expiry(&self, expiry: std::time::Duration) {
+        let ms = u64::try_from(expiry.as_millis()).unwrap_or(u64::MAX);
+        self.expiry_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Drops the states whose last batch is older than the expiry, and the
+    /// locks nobody holds for them.
+    pub fn expire(&self, now_ms: u64) {
+        let expiry = self.expiry_ms.load(Ordering::Relaxed);
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        states.retain(|_, s| s.last_ms.saturating_add(expiry) >= now_ms);
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.retain(|key, lock| states.contains_key(key) || Arc::strong_count(lock) > 1);
+    }
+
     /// Every producer's state, for the metadata snapshot, leaving out
-    /// streams for which `keep` is false (deleted ones).
+    /// streams for which `keep` is false (deleted ones) and expired states.
     pub fn to_snapshot(&self, keep: impl Fn(u32) -> bool) -> Vec<ProducerSnap> {
+        self.expire(crate::fsutil::now_ms());
         let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<ProducerSnap> = states
             .iter()
@@ -215,6 +272,7 @@ impl ProducerTable {
                     .iter()
                     .map(|w| (w.first_seq, w.last_seq, w.base_offset, w.count))
                     .collect(),
+                last_ms: s.last_ms,
             })
             .collect();
         out.sort_by_key(|p| (p.stream, p.partition, p.producer_id));
@@ -238,7 +296,17 @@ impl ProducerTable {
                         count: *count,
                     })
                     .collect();
-                states.insert((p.stream, p.partition, p.producer_id), State { epoch: p.epoch, recent });
+                let last_ms = if p.last_ms == 0 {
+                    crate::fsutil::now_ms()
+                } else {
+                    p.last_ms
+                };
+                let state = State {
+                    epoch: p.epoch,
+                    recent,
+                    last_ms,
+                };
+                states.insert((p.stream, p.partition, p.producer_id), state);
                 *max = (*max).max(p.producer_id);
             }
         }
@@ -305,6 +373,18 @@ mod tests {
         t.record(k2, &b(0, i32::MAX - 1), 0, 2);
         assert_eq!(t.check(k2, &b(0, 0), 1).unwrap(), Check::Append);
         assert_eq!(decode(&encode(&b(3, 77))), Some(b(3, 77)));
+        // Idle past the expiry: forgotten (any sequence is accepted again),
+        // while a producer that wrote since stays.
+        t.set_expiry(std::time::Duration::from_secs(60));
+        t.record_at(k2, &b(0, 1), 5, 1, 10_000_000_000_000);
+        t.expire(10_000_000_000_000 + 30_000);
+        assert!(matches!(
+            t.check(k2, &b(0, 9), 1),
+            Err(LogError::ProducerSequence { .. })
+        ));
+        t.expire(10_000_000_000_000 + 61_000);
+        assert_eq!(t.check(k2, &b(0, 9), 1).unwrap(), Check::Append);
+        assert_eq!(t.check(k, &b(2, 7), 1).unwrap(), Check::Append, "k expired long ago");
         assert!(t.allocate_id(1) > 10);
         let a = t.allocate_id(5);
         assert!(t.allocate_id(5) > a);
