@@ -363,3 +363,40 @@ async fn fetch_reports_watermarks_and_offset_out_of_range() {
     assert_eq!(answers.1, (0, 5, 0, vec![]), "at the end: nothing, no error");
     assert_eq!(answers.2.0, 1, "OFFSET_OUT_OF_RANGE past the end");
 }
+
+/// Connection limits: over `kafka_max_connections` a client waits in the
+/// accept queue; `kafka_idle_timeout` closes idle connections, which lets it in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_and_the_cap_queues_the_rest() {
+    let server = Server::start_with(ServerOptions {
+        config: Some("kafka_max_connections = 2\nkafka_idle_timeout = \"2s\"\n".into()),
+        ..ServerOptions::default()
+    })
+    .await;
+    let l = Listener(server.kafka());
+    tokio::task::spawn_blocking(move || {
+        let mut idle: Vec<TcpStream> = (0..2).map(|_| l.connect()).collect();
+        for s in &mut idle {
+            api_versions_ok(s);
+        }
+        // The third is accepted by the kernel but not served while two are open.
+        let mut third = l.connect();
+        let mut f = header(18, 0, 1);
+        f.truncate(10);
+        send_raw(&mut third, &f);
+        third
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        let mut b = [0u8; 1];
+        assert!(third.read(&mut b).is_err(), "served over the connection cap");
+        // The idle two are closed after the idle timeout; then the third is served.
+        for s in &mut idle {
+            assert!(closed(s), "an idle connection stayed open");
+        }
+        third.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let mut a = answer(&mut third).expect("served once the idle ones closed");
+        assert_eq!(a.get_i32(), 1);
+    })
+    .await
+    .expect("connection limits");
+}
