@@ -277,6 +277,31 @@ fn put_varlong(out: &mut BytesMut, v: i64) {
     out.put_u8(z as u8);
 }
 
+/// Bytes of a zigzag varint.
+fn varlong_len(v: i64) -> usize {
+    let z = ((v << 1) ^ (v >> 63)) as u64;
+    (64 - z.leading_zeros() as usize).div_ceil(7).max(1)
+}
+
+/// Bytes of a length-prefixed field (`None`: the -1 length alone).
+fn bytes_len(b: Option<&[u8]>) -> usize {
+    b.map_or(1, |b| varlong_len(b.len() as i64) + b.len())
+}
+
+/// Bytes of one record after its length varint, as `encode_one` writes it.
+fn record_len(r: &OffsetRecord, base_ts: i64, base_offset: u64) -> usize {
+    1 + varlong_len(timestamp(r) - base_ts)
+        + varlong_len(r.offset.saturating_sub(base_offset) as i64)
+        + bytes_len(r.record.key.as_deref())
+        + bytes_len(Some(&r.record.value))
+        + varlong_len(r.record.headers.len() as i64)
+        + r.record
+            .headers
+            .iter()
+            .map(|(n, v)| bytes_len(Some(n.as_bytes())) + bytes_len(Some(v)))
+            .sum::<usize>()
+}
+
 fn put_bytes(out: &mut BytesMut, b: Option<&[u8]>) {
     match b {
         None => put_varlong(out, -1),
@@ -327,21 +352,23 @@ fn encode_one(out: &mut BytesMut, records: &[OffsetRecord], leader_epoch: i32) {
     out.put_i16(-1); // producer epoch
     out.put_i32(-1); // base sequence
     out.put_i32(records.len() as i32);
-    let mut body = BytesMut::new();
+    // Each record's length comes first, so it is computed before the record
+    // is written straight into `out` (no scratch copy).
+    let total: usize = records.iter().map(|r| record_len(r, base_ts, first.offset)).sum();
+    out.reserve(total + 5 * records.len());
     for r in records {
-        body.clear();
-        body.put_u8(0);
-        put_varlong(&mut body, timestamp(r) - base_ts);
-        put_varlong(&mut body, r.offset.saturating_sub(first.offset) as i64);
-        put_bytes(&mut body, r.record.key.as_deref());
-        put_bytes(&mut body, Some(&r.record.value));
-        put_varlong(&mut body, r.record.headers.len() as i64);
+        let (ts_delta, offset_delta) = (timestamp(r) - base_ts, r.offset.saturating_sub(first.offset) as i64);
+        put_varlong(out, record_len(r, base_ts, first.offset) as i64);
+        out.put_u8(0);
+        put_varlong(out, ts_delta);
+        put_varlong(out, offset_delta);
+        put_bytes(out, r.record.key.as_deref());
+        put_bytes(out, Some(&r.record.value));
+        put_varlong(out, r.record.headers.len() as i64);
         for (name, value) in &r.record.headers {
-            put_bytes(&mut body, Some(name.as_bytes()));
-            put_bytes(&mut body, Some(value));
+            put_bytes(out, Some(name.as_bytes()));
+            put_bytes(out, Some(value));
         }
-        put_varlong(out, body.len() as i64);
-        out.put_slice(&body);
     }
     let length = (out.len() - start - 12) as i32;
     out[start + 8..start + 12].copy_from_slice(&length.to_be_bytes());

@@ -213,3 +213,25 @@ proptest::proptest! {
         proptest::prop_assert_eq!(back, want);
     }
 }
+
+#[test]
+fn varint_lengths_match_what_is_written() {
+    for v in [
+        0i64,
+        1,
+        -1,
+        63,
+        -64,
+        64,
+        -65,
+        8191,
+        8192,
+        i32::MAX as i64,
+        i64::MAX,
+        i64::MIN,
+    ] {
+        let mut out = BytesMut::new();
+        put_varlong(&mut out, v);
+        assert_eq!(varlong_len(v), out.len(), "{v}");
+    }
+}
