@@ -18,7 +18,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use super::super::Ctx;
 use super::super::batch::encode_batches;
 use super::super::error::{code_of, codes};
-use super::{offset_of, partition_of, topic_name};
+use super::{offset_of, partition_of, topic_name, visible};
 use crate::node::ReadLimits;
 
 /// The longest long-poll this node honours.
@@ -105,29 +105,17 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Partiti
         };
         return part;
     };
-    let info = match host.describe_stream(&want.stream) {
-        Ok(i) => i,
-        Err(e) => {
-            part.error_code = code_of(&e);
+    let (start, visible_end, leader_epoch) = match visible(ctx, &want.stream, partition) {
+        Ok(v) => (v.start, v.end, v.leader_epoch),
+        Err(code) => {
+            part.error_code = code;
             return part;
         }
-    };
-    let Some(range) = info.partitions.get(partition as usize).copied() else {
-        part.error_code = codes::unknown_topic();
-        return part;
-    };
-    let (visible_end, leader_epoch) = match host.replication_status(&want.stream, partition) {
-        Some(s) if !s.is_leader => {
-            part.error_code = kafka_protocol::ResponseError::NotLeaderOrFollower.code();
-            return part;
-        }
-        Some(s) => (s.high_watermark.min(range.end), s.epoch as i32),
-        None => (range.end, 0),
     };
     part.high_watermark = offset_of(visible_end);
     part.last_stable_offset = offset_of(visible_end);
-    part.log_start_offset = offset_of(range.start);
-    if offset < range.start || offset > visible_end {
+    part.log_start_offset = offset_of(start);
+    if offset < start || offset > visible_end {
         part.error_code = kafka_protocol::ResponseError::OffsetOutOfRange.code();
         return part;
     }

@@ -77,6 +77,37 @@ fn partition_of(index: i32) -> Option<u32> {
     u32::try_from(index).ok()
 }
 
+/// What a reader of one partition may see on this node.
+struct Visible {
+    /// First offset still stored.
+    start: u64,
+    /// End of what readers see: the log end, or on a replicated partition
+    /// the high watermark.
+    end: u64,
+    leader_epoch: i32,
+}
+
+/// The visible range of `stream` partition `partition`, or the Kafka error
+/// code: unknown topic or partition, or NOT_LEADER_OR_FOLLOWER on a follower.
+fn visible(ctx: &Ctx, stream: &str, partition: u32) -> Result<Visible, i16> {
+    let host = &ctx.host;
+    let info = host.describe_stream(stream).map_err(|e| super::error::code_of(&e))?;
+    let range = *info
+        .partitions
+        .get(partition as usize)
+        .ok_or_else(super::error::codes::unknown_topic)?;
+    let (end, leader_epoch) = match host.replication_status(stream, partition) {
+        Some(s) if !s.is_leader => return Err(kafka_protocol::ResponseError::NotLeaderOrFollower.code()),
+        Some(s) => (s.high_watermark.min(range.end), s.epoch as i32),
+        None => (range.end, 0),
+    };
+    Ok(Visible {
+        start: range.start,
+        end,
+        leader_epoch,
+    })
+}
+
 /// A Sluice offset as a Kafka one.
 fn offset_of(o: u64) -> i64 {
     i64::try_from(o).unwrap_or(i64::MAX)

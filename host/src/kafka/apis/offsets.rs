@@ -7,7 +7,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::super::Ctx;
 use super::super::error::{code_of, codes};
-use super::{offset_of, partition_of, topic_name};
+use super::{Visible, offset_of, partition_of, topic_name, visible};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -43,19 +43,14 @@ pub(super) async fn handle(ctx: &Ctx, r: ListOffsetsRequest, version: i16) -> Li
 async fn lookup(ctx: &Ctx, stream: &str, index: i32, timestamp: i64) -> Result<(i64, i64, i32), i16> {
     let host = &ctx.host;
     let partition = partition_of(index).ok_or_else(codes::unknown_topic)?;
-    let info = host.describe_stream(stream).map_err(|e| code_of(&e))?;
-    let range = *info
-        .partitions
-        .get(partition as usize)
-        .ok_or_else(codes::unknown_topic)?;
-    let (end, epoch) = match host.replication_status(stream, partition) {
-        Some(s) if !s.is_leader => return Err(kafka_protocol::ResponseError::NotLeaderOrFollower.code()),
-        Some(s) => (s.high_watermark.min(range.end), s.epoch as i32),
-        None => (range.end, 0),
-    };
+    let Visible {
+        start,
+        end,
+        leader_epoch: epoch,
+    } = visible(ctx, stream, partition)?;
     match timestamp {
         LATEST => Ok((offset_of(end), -1, epoch)),
-        EARLIEST => Ok((offset_of(range.start), -1, epoch)),
+        EARLIEST => Ok((offset_of(start), -1, epoch)),
         t if t >= 0 => {
             let found = host
                 .offset_for_timestamp(stream, partition, t as u64)
