@@ -8,19 +8,18 @@
 //! header value becomes empty), and the record's create time (the node's
 //! clock for log-append-time batches or a negative timestamp).
 //!
-//! Fetch: records are written as uncompressed batches with their own
-//! offsets (gaps left by compaction are allowed by the format).
+//! Fetch answers are written by `encode`.
 //!
 //! The record-level codec is written here rather than taken from
 //! `kafka-protocol`: that crate's record model keeps headers in a map, which
 //! drops repeated header keys that Kafka and Sluice both allow. Its batch
 //! decoder checks this module's output in the tests.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use kafka_protocol::records::Compression;
 
 use super::compress::{Inflate, inflate};
-use crate::node::{OffsetRecord, Record};
+use crate::node::Record;
 
 /// Bytes before a batch's records: base offset (8), length (4), then the
 /// 49 bytes the length counts up to the records.
@@ -28,7 +27,7 @@ pub(super) const HEADER_LEN: usize = 61;
 /// Bytes of a batch counted by its length field, before the records.
 const LENGTH_COUNTED_HEADER: usize = HEADER_LEN - 12;
 /// Where the CRC-covered part starts (attributes onwards).
-const CRC_START: usize = 21;
+pub(super) const CRC_START: usize = 21;
 /// The smallest record: seven one-byte varints and the attributes byte.
 const MIN_RECORD_LEN: usize = 7;
 
@@ -266,114 +265,6 @@ impl Reader {
         }
         Ok(Some(self.buf.split_to(len)))
     }
-}
-
-fn put_varlong(out: &mut BytesMut, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    while z >= 0x80 {
-        out.put_u8((z as u8) | 0x80);
-        z >>= 7;
-    }
-    out.put_u8(z as u8);
-}
-
-/// Bytes of a zigzag varint.
-fn varlong_len(v: i64) -> usize {
-    let z = ((v << 1) ^ (v >> 63)) as u64;
-    (64 - z.leading_zeros() as usize).div_ceil(7).max(1)
-}
-
-/// Bytes of a length-prefixed field (`None`: the -1 length alone).
-fn bytes_len(b: Option<&[u8]>) -> usize {
-    b.map_or(1, |b| varlong_len(b.len() as i64) + b.len())
-}
-
-/// Bytes of one record after its length varint, as `encode_one` writes it.
-fn record_len(r: &OffsetRecord, base_ts: i64, base_offset: u64) -> usize {
-    1 + varlong_len(timestamp(r) - base_ts)
-        + varlong_len(r.offset.saturating_sub(base_offset) as i64)
-        + bytes_len(r.record.key.as_deref())
-        + bytes_len(Some(&r.record.value))
-        + varlong_len(r.record.headers.len() as i64)
-        + r.record
-            .headers
-            .iter()
-            .map(|(n, v)| bytes_len(Some(n.as_bytes())) + bytes_len(Some(v)))
-            .sum::<usize>()
-}
-
-fn put_bytes(out: &mut BytesMut, b: Option<&[u8]>) {
-    match b {
-        None => put_varlong(out, -1),
-        Some(b) => {
-            put_varlong(out, b.len() as i64);
-            out.put_slice(b);
-        }
-    }
-}
-
-/// Appends `records` as uncompressed batches (one, unless offsets or
-/// timestamps spread beyond what a batch's 32-bit deltas hold) carrying
-/// `leader_epoch`.
-pub(super) fn encode_batches(out: &mut BytesMut, records: &[OffsetRecord], leader_epoch: i32) {
-    let mut rest = records;
-    while let Some(first) = rest.first() {
-        let fits = rest
-            .iter()
-            .take_while(|r| i32::try_from(r.offset.saturating_sub(first.offset)).is_ok())
-            .count();
-        let (batch, tail) = rest.split_at(fits.max(1));
-        encode_one(out, batch, leader_epoch);
-        rest = tail;
-    }
-}
-
-fn timestamp(r: &OffsetRecord) -> i64 {
-    i64::try_from(r.record.timestamp_ms).unwrap_or(i64::MAX)
-}
-
-fn encode_one(out: &mut BytesMut, records: &[OffsetRecord], leader_epoch: i32) {
-    let (Some(first), Some(last)) = (records.first(), records.last()) else {
-        return;
-    };
-    let base_ts = records.iter().map(timestamp).min().unwrap_or(0);
-    let max_ts = records.iter().map(timestamp).max().unwrap_or(0);
-    let start = out.len();
-    out.put_i64(first.offset as i64);
-    out.put_i32(0); // length, filled in below
-    out.put_i32(leader_epoch);
-    out.put_i8(2);
-    out.put_u32(0); // CRC, filled in below
-    out.put_i16(0); // attributes: uncompressed, create time
-    out.put_i32(last.offset.saturating_sub(first.offset) as i32);
-    out.put_i64(base_ts);
-    out.put_i64(max_ts);
-    out.put_i64(-1); // producer id
-    out.put_i16(-1); // producer epoch
-    out.put_i32(-1); // base sequence
-    out.put_i32(records.len() as i32);
-    // Each record's length comes first, so it is computed before the record
-    // is written straight into `out` (no scratch copy).
-    let total: usize = records.iter().map(|r| record_len(r, base_ts, first.offset)).sum();
-    out.reserve(total + 5 * records.len());
-    for r in records {
-        let (ts_delta, offset_delta) = (timestamp(r) - base_ts, r.offset.saturating_sub(first.offset) as i64);
-        put_varlong(out, record_len(r, base_ts, first.offset) as i64);
-        out.put_u8(0);
-        put_varlong(out, ts_delta);
-        put_varlong(out, offset_delta);
-        put_bytes(out, r.record.key.as_deref());
-        put_bytes(out, Some(&r.record.value));
-        put_varlong(out, r.record.headers.len() as i64);
-        for (name, value) in &r.record.headers {
-            put_bytes(out, Some(name.as_bytes()));
-            put_bytes(out, Some(value));
-        }
-    }
-    let length = (out.len() - start - 12) as i32;
-    out[start + 8..start + 12].copy_from_slice(&length.to_be_bytes());
-    let crc = crc32c::crc32c(&out[start + CRC_START..]);
-    out[start + 17..start + 21].copy_from_slice(&crc.to_be_bytes());
 }
 
 #[cfg(test)]

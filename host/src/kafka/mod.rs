@@ -24,6 +24,7 @@ mod batch;
 mod compress;
 mod conn;
 mod dispatch;
+mod encode;
 mod error;
 mod legacy;
 

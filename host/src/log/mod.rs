@@ -35,6 +35,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use bytes::Bytes;
 
 pub use error::LogError;
+pub use read::{RecordRun, RunRead};
 pub use record::{OffsetRecord, Record};
 
 use crate::fsutil::now_ms;

@@ -1,6 +1,9 @@
 //! The read path: plans each offset as hot (WAL batches, from the cache or
-//! positional reads) or cold (the object store), decodes, and stops at the
-//! read's limits.
+//! positional reads) or cold (the object store), walks the stored batches
+//! record by record and stops at the read's limits (a batch is decoded only
+//! as far as the read takes it). Records come out decoded
+//! ([`Log::read`]) or as runs of stored record bodies ([`Log::read_runs`],
+//! for faces that re-encode them without building records first).
 //!
 //! Invariants: at least one record is returned when one exists, even if it
 //! alone exceeds `max_bytes`, so a consumer always makes progress; a batch
@@ -8,11 +11,31 @@
 //! of times), and then found in the object store.
 
 use bytes::Bytes;
+use sluice_wire::{RecordView, WireError, decode_record};
 
 use super::error::LogError;
 use super::partition::{BatchRef, Plan};
-use super::{Log, OffsetRecord, ReadBatch, Stream, partition_of, record};
+use super::{Log, OffsetRecord, ReadBatch, Stream, partition_of};
 use crate::wal::WalError;
+
+/// Consecutive records as stored: `count` record bodies (`sluice_wire`'s
+/// encoding, back to back) with offsets `first_offset..first_offset+count`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRun {
+    pub first_offset: u64,
+    pub count: u32,
+    pub bodies: Bytes,
+}
+
+/// The outcome of [`Log::read_runs`]: like [`ReadBatch`], with runs of
+/// stored record bodies instead of decoded records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRead {
+    pub runs: Vec<RecordRun>,
+    pub next_offset: u64,
+    pub start_offset: u64,
+    pub end_offset: u64,
+}
 
 impl Log {
     /// Reads up to `max_records` records (and about `max_bytes` bytes; at
@@ -26,11 +49,55 @@ impl Log {
         max_records: usize,
         max_bytes: usize,
     ) -> Result<ReadBatch, LogError> {
+        let (acc, range) = self
+            .read_into(stream, partition, offset, max_records, max_bytes, false)
+            .await?;
+        Ok(ReadBatch {
+            next_offset: acc.next,
+            records: acc.records,
+            start_offset: range.start,
+            end_offset: range.end,
+        })
+    }
+
+    /// Reads like [`Log::read`] (same limits, same records), returning the
+    /// stored record bodies instead of decoded records.
+    pub async fn read_runs(
+        &self,
+        stream: &str,
+        partition: u32,
+        offset: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<RunRead, LogError> {
+        let (acc, range) = self
+            .read_into(stream, partition, offset, max_records, max_bytes, true)
+            .await?;
+        Ok(RunRead {
+            next_offset: acc.next,
+            runs: acc.runs,
+            start_offset: range.start,
+            end_offset: range.end,
+        })
+    }
+
+    async fn read_into(
+        &self,
+        stream: &str,
+        partition: u32,
+        offset: u64,
+        max_records: usize,
+        max_bytes: usize,
+        runs: bool,
+    ) -> Result<(Acc, std::ops::Range<u64>), LogError> {
         let max_records = max_records.max(1);
         let s = self.stream(stream)?;
         let part = partition_of(&s, partition)?;
         let mut acc = Acc {
             records: Vec::new(),
+            runs: Vec::new(),
+            keep_runs: runs,
+            taken: 0,
             bytes: 0,
             next: offset,
             max_records,
@@ -41,11 +108,7 @@ impl Log {
         let mut replans = 0;
         loop {
             let (plan, range) = part
-                .plan(
-                    acc.next,
-                    max_records - acc.records.len(),
-                    max_bytes.saturating_sub(acc.bytes),
-                )
+                .plan(acc.next, max_records - acc.taken, max_bytes.saturating_sub(acc.bytes))
                 .map_err(|r| LogError::OffsetOutOfRange {
                     stream: stream.into(),
                     partition,
@@ -66,13 +129,8 @@ impl Log {
             };
             if done {
                 ::metrics::counter!(crate::metrics::READ_RECORDS, "stream" => stream.to_string())
-                    .increment(acc.records.len() as u64);
-                return Ok(ReadBatch {
-                    next_offset: acc.next,
-                    records: acc.records,
-                    start_offset: range.start,
-                    end_offset: range.end,
-                });
+                    .increment(acc.taken as u64);
+                return Ok((acc, range.start..range.end));
             }
         }
     }
@@ -97,13 +155,15 @@ impl Log {
             .map_err(|e| err(acc.next, e))?;
         let before = acc.next;
         for b in read.batches {
-            let decoded = record::decode_batch(&b.payload, b.base_offset, b.count).map_err(|e| LogError::Corrupt {
-                stream: s.meta.name.clone(),
-                partition,
-                offset: b.base_offset,
-                reason: e.to_string(),
-            })?;
-            if acc.push(decoded.into_iter().filter(|r| r.offset < until)) {
+            let full = acc
+                .push(&b.payload, b.base_offset, b.count, until)
+                .map_err(|e| LogError::Corrupt {
+                    stream: s.meta.name.clone(),
+                    partition,
+                    offset: b.base_offset,
+                    reason: e.to_string(),
+                })?;
+            if full {
                 return Ok(true);
             }
             acc.next = acc.next.max(b.end().min(until));
@@ -145,13 +205,15 @@ impl Log {
             }
         };
         for (b, payload) in plan.iter().zip(payloads) {
-            let decoded = record::decode_batch(&payload, b.base_offset, b.count).map_err(|e| LogError::Corrupt {
-                stream: s.meta.name.clone(),
-                partition,
-                offset: b.base_offset,
-                reason: e.to_string(),
-            })?;
-            if acc.push(decoded) {
+            let full = acc
+                .push(&payload, b.base_offset, b.count, u64::MAX)
+                .map_err(|e| LogError::Corrupt {
+                    stream: s.meta.name.clone(),
+                    partition,
+                    offset: b.base_offset,
+                    reason: e.to_string(),
+                })?;
+            if full {
                 return Ok(true);
             }
             acc.next = acc.next.max(b.end());
@@ -161,8 +223,14 @@ impl Log {
 }
 
 /// Records gathered by one read, and its limits.
-struct Acc {
+pub(super) struct Acc {
+    /// Decoded records (unless `keep_runs`).
     records: Vec<OffsetRecord>,
+    /// Stored record bodies (if `keep_runs`).
+    runs: Vec<RecordRun>,
+    keep_runs: bool,
+    /// Records taken so far.
+    taken: usize,
     bytes: usize,
     /// Offset to read from next.
     next: u64,
@@ -170,28 +238,95 @@ struct Acc {
     max_bytes: usize,
 }
 
+/// Bytes a record counts for in read limits, as [`super::Record::size`].
+fn view_size(v: &RecordView<'_>) -> usize {
+    v.key.map_or(0, <[u8]>::len) + v.value.len() + v.headers().iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
+}
+
 impl Acc {
-    /// Takes records at or after `next` until a limit is reached (then
-    /// returns true). At least one record is taken, whatever its size.
-    fn push(&mut self, decoded: impl IntoIterator<Item = OffsetRecord>) -> bool {
-        for r in decoded {
-            if r.offset < self.next {
+    /// Walks the batch `payload` (`count` records from `base_offset`),
+    /// taking records at or after `next` and before `until` until a limit is
+    /// reached (then returns true). At least one record is taken, whatever
+    /// its size. Records past the point where the read stops are not
+    /// decoded; a batch walked to its end must end exactly there.
+    pub(super) fn push(
+        &mut self,
+        payload: &Bytes,
+        base_offset: u64,
+        count: u32,
+        until: u64,
+    ) -> Result<bool, WireError> {
+        let mut pos = 0usize;
+        // The run taken from this batch: first offset, its byte start, the
+        // byte end of the last record taken, records.
+        let mut run: Option<(u64, usize, usize, u32)> = None;
+        let mut stopped = None;
+        for i in 0..count {
+            let offset = base_offset.saturating_add(u64::from(i));
+            if offset >= until {
+                stopped = Some(false);
+                break;
+            }
+            if offset >= self.next && self.taken >= self.max_records {
+                stopped = Some(true);
+                break;
+            }
+            let start = pos;
+            let v = decode_record(payload, &mut pos, i)?;
+            if offset < self.next {
                 continue;
             }
-            let size = r.record.size();
-            if self.records.len() >= self.max_records
-                || (!self.records.is_empty() && self.bytes + size > self.max_bytes)
-            {
-                return true;
+            let size = view_size(&v);
+            if self.taken > 0 && self.bytes.saturating_add(size) > self.max_bytes {
+                stopped = Some(true);
+                break;
             }
-            self.bytes += size;
-            self.next = r.offset + 1;
-            self.records.push(r);
+            self.bytes = self.bytes.saturating_add(size);
+            self.taken += 1;
+            self.next = offset.saturating_add(1);
+            if self.keep_runs {
+                let r = run.get_or_insert((offset, start, pos, 0));
+                r.2 = pos;
+                r.3 += 1;
+            } else {
+                self.records.push(OffsetRecord {
+                    offset,
+                    record: super::record::from_view(payload, &v),
+                });
+            }
         }
-        false
+        // A batch walked to its end must end exactly there.
+        if stopped.is_none() && pos != payload.len() {
+            return Err(WireError::Trailing {
+                extra: payload.len() - pos,
+            });
+        }
+        if let Some((first_offset, start, end, count)) = run {
+            self.runs.push(RecordRun {
+                first_offset,
+                count,
+                bodies: payload.slice(start..end),
+            });
+        }
+        Ok(stopped == Some(true))
     }
 
     fn full(&self) -> bool {
-        self.records.len() >= self.max_records || self.bytes >= self.max_bytes
+        self.taken >= self.max_records || self.bytes >= self.max_bytes
+    }
+}
+
+/// An empty accumulator for tests of [`Acc::push`].
+#[cfg(test)]
+pub(super) fn tests_acc(max_records: usize) -> Acc {
+    Acc {
+        records: Vec::new(),
+        runs: Vec::new(),
+        keep_runs: false,
+        taken: 0,
+        bytes: 0,
+        next: 0,
+        max_records,
+        max_bytes: usize::MAX,
     }
 }

@@ -68,18 +68,23 @@ pub fn decode_batch(batch: &Bytes, base_offset: u64, count: u32) -> Result<Vec<O
         .enumerate()
         .map(|(i, v)| OffsetRecord {
             offset: base_offset + i as u64,
-            record: Record {
-                key: v.key.map(|k| batch.slice_ref(k)),
-                value: batch.slice_ref(v.value),
-                headers: v
-                    .headers()
-                    .iter()
-                    .map(|(n, val)| (n.to_string(), batch.slice_ref(val)))
-                    .collect(),
-                timestamp_ms: v.timestamp_ms,
-            },
+            record: from_view(batch, &v),
         })
         .collect())
+}
+
+/// The record `v` decoded from `batch`, its byte fields sharing `batch`.
+pub fn from_view(batch: &Bytes, v: &sluice_wire::RecordView<'_>) -> Record {
+    Record {
+        key: v.key.map(|k| batch.slice_ref(k)),
+        value: batch.slice_ref(v.value),
+        headers: v
+            .headers()
+            .iter()
+            .map(|(n, val)| (n.to_string(), batch.slice_ref(val)))
+            .collect(),
+        timestamp_ms: v.timestamp_ms,
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ pub use crate::cluster::wire::FetchRequest;
 pub use crate::log::meta::{Compaction, PipelineMeta, Replication, Retention, StreamConfig};
 pub use crate::log::partition::Range as PartitionRange;
 pub use crate::log::producers::ProducerBatch;
-pub use crate::log::{Appended, OffsetRecord, ReadBatch, Record, StreamInfo};
+pub use crate::log::{Appended, OffsetRecord, ReadBatch, Record, RecordRun, RunRead, StreamInfo};
 pub use crate::pipeline::Status as PipelineStatus;
 pub use crate::plugin::{PluginInfo, VersionInfo};
 pub use crate::tier::TierStatus;
@@ -358,15 +358,39 @@ impl Host {
         offset: u64,
         limits: ReadLimits,
     ) -> Result<ReadBatch, Error> {
+        let (max_records, max_bytes) = self.clamp(limits);
+        Ok(self
+            .inner
+            .log
+            .read(stream, partition, offset, max_records, max_bytes)
+            .await?)
+    }
+
+    /// A read's limits within the node's (`max_read_records`, `max_read_bytes`).
+    fn clamp(&self, limits: ReadLimits) -> (usize, usize) {
         let s = &self.inner.settings;
         let max_records = limits.max_records.clamp(1, s.max_read_records);
         let max_bytes = limits
             .max_bytes
             .min(usize::try_from(s.max_read_bytes.as_u64()).unwrap_or(usize::MAX));
+        (max_records, max_bytes)
+    }
+
+    /// Reads like [`Host::read`] (same limits, same records) but returns
+    /// runs of stored record bodies (`sluice_wire`'s record encoding), for a
+    /// face that re-encodes records without building them first.
+    pub async fn read_runs(
+        &self,
+        stream: &str,
+        partition: u32,
+        offset: u64,
+        limits: ReadLimits,
+    ) -> Result<RunRead, Error> {
+        let (max_records, max_bytes) = self.clamp(limits);
         Ok(self
             .inner
             .log
-            .read(stream, partition, offset, max_records, max_bytes)
+            .read_runs(stream, partition, offset, max_records, max_bytes)
             .await?)
     }
 

@@ -13,6 +13,7 @@ mod error;
 #[cfg(any(test, feature = "test-util"))]
 pub mod faults;
 mod open;
+mod payload;
 mod remote;
 #[cfg(test)]
 pub(crate) mod testing;

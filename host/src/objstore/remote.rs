@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{GetOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use super::error::ObjStoreError;
 use super::upload::Upload;
@@ -166,7 +166,10 @@ impl Remote {
     pub async fn get_range(&self, path: &Path, range: std::ops::Range<u64>) -> Result<Bytes, ObjStoreError> {
         let want = range.end.saturating_sub(range.start);
         let b = self
-            .run("get_range", path, || self.store.get_range(path, range.clone()))
+            .run("get_range", path, || async {
+                let opts = GetOptions::new().with_range(Some(range.clone()));
+                super::payload::bytes(self.store.get_opts(path, opts).await?).await
+            })
             .await?;
         if b.len() as u64 != want {
             return Err(ObjStoreError::Corrupt {

@@ -16,7 +16,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
 use super::super::Ctx;
-use super::super::batch::encode_batches;
+use super::super::encode::encode_runs;
 use super::super::error::{code_of, codes};
 use super::{offset_of, partition_of, topic_name, visible};
 use crate::node::ReadLimits;
@@ -126,13 +126,17 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Partiti
         max_records: host.settings().max_read_records,
         max_bytes: budget.max(1),
     };
-    match host.read(&want.stream, partition, offset, limits).await {
-        Ok(mut batch) => {
-            batch.records.retain(|r| r.offset < visible_end);
-            part.log_start_offset = offset_of(batch.start_offset);
+    match host.read_runs(&want.stream, partition, offset, limits).await {
+        Ok(read) => {
+            part.log_start_offset = offset_of(read.start_offset);
             let mut buf = BytesMut::new();
-            encode_batches(&mut buf, &batch.records, leader_epoch);
-            part.records = Some(buf.freeze());
+            match encode_runs(&mut buf, &read.runs, visible_end, leader_epoch) {
+                Ok(()) => part.records = Some(buf.freeze()),
+                Err(e) => {
+                    tracing::warn!(stream = %want.stream, partition, offset, error = %e, "kafka fetch: stored records do not decode");
+                    part.error_code = kafka_protocol::ResponseError::CorruptMessage.code();
+                }
+            }
         }
         Err(e) => part.error_code = code_of(&e),
     }
