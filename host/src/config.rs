@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::wal::format::MAX_PAYLOAD_LEN;
 
+#[path = "config_groups.rs"]
+mod groups;
+pub use groups::GroupSettings;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
@@ -117,6 +121,8 @@ pub struct Settings {
     /// (Kafka's `producer.id.expiration.ms`).
     #[serde(with = "humantime_serde")]
     pub kafka_producer_expiry: Duration,
+    /// Consumer groups (`[groups]`).
+    pub groups: GroupSettings,
 }
 
 /// `kafka_listen` in TOML: an address, or `"off"`.
@@ -315,6 +321,7 @@ impl Default for Settings {
             kafka_auto_create_topics: false,
             kafka_default_partitions: 1,
             kafka_producer_expiry: Duration::from_secs(24 * 3600),
+            groups: GroupSettings::default(),
         }
     }
 }
@@ -383,6 +390,9 @@ impl Settings {
         }
         if self.kafka_producer_expiry < Duration::from_secs(1) {
             return bad("kafka_producer_expiry must be at least 1s".into());
+        }
+        if let Err(m) = self.groups.validate() {
+            return bad(m);
         }
         if self.kafka_max_connections == 0 {
             return bad("kafka_max_connections must be positive".into());

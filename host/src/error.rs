@@ -4,6 +4,7 @@
 //! layer maps kinds to status codes in one place too (`http::error`).
 
 use crate::cluster::ClusterError;
+use crate::groups::GroupError;
 use crate::log::LogError;
 use crate::objstore::ObjStoreError;
 use crate::pipeline::PipelineError;
@@ -166,6 +167,28 @@ impl From<LogError> for Error {
             LogError::ProducerFenced { .. } => (ErrorKind::Conflict, "invalid_producer_epoch"),
             LogError::ReplicaMismatch { .. } => (ErrorKind::Conflict, "replica_mismatch"),
             LogError::Wal(_) => (ErrorKind::Internal, "io_error"),
+        };
+        Error::new(kind, code, e.to_string()).with_source(e)
+    }
+}
+
+impl From<GroupError> for Error {
+    fn from(e: GroupError) -> Self {
+        let (kind, code) = match &e {
+            GroupError::MemberIdRequired { .. } => (ErrorKind::Invalid, "member_id_required"),
+            GroupError::UnknownMemberId => (ErrorKind::NotFound, "unknown_member_id"),
+            GroupError::IllegalGeneration => (ErrorKind::Conflict, "illegal_generation"),
+            GroupError::RebalanceInProgress => (ErrorKind::Conflict, "rebalance_in_progress"),
+            GroupError::InconsistentGroupProtocol => (ErrorKind::Invalid, "inconsistent_group_protocol"),
+            GroupError::InvalidSessionTimeout => (ErrorKind::Invalid, "invalid_session_timeout"),
+            GroupError::GroupMaxSizeReached => (ErrorKind::Conflict, "group_max_size_reached"),
+            GroupError::GroupIdNotFound => (ErrorKind::NotFound, "group_not_found"),
+            GroupError::NonEmptyGroup => (ErrorKind::Conflict, "group_not_empty"),
+            GroupError::FencedInstanceId => (ErrorKind::Conflict, "fenced_instance_id"),
+            GroupError::InvalidGroupId => (ErrorKind::Invalid, "invalid_group_id"),
+            GroupError::TooManyGroups => (ErrorKind::Conflict, "too_many_groups"),
+            GroupError::TooLarge => (ErrorKind::TooLarge, "payload_too_large"),
+            GroupError::CoordinatorNotAvailable => (ErrorKind::Unavailable, "shutting_down"),
         };
         Error::new(kind, code, e.to_string()).with_source(e)
     }

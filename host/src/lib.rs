@@ -29,6 +29,7 @@ pub(crate) mod compaction;
 pub mod config;
 pub(crate) mod error;
 pub(crate) mod fsutil;
+pub mod groups;
 pub mod http;
 pub mod kafka;
 pub(crate) mod log;

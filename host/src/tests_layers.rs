@@ -4,7 +4,7 @@
 //! ```text
 //!   faces      http   kafka   client                 (call the facade only)
 //!   facade     node   (+ error, config: the public error and settings; task)
-//!   subsystems tier  pipeline  compaction  cluster  plugin
+//!   subsystems tier  pipeline  compaction  cluster  plugin  groups
 //!   log        log
 //!   wal        wal
 //!   bottom     objstore                       (fsutil, metrics: anyone)
@@ -30,13 +30,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cluster", &["log"]),
     ("compaction", &["plugin", "log"]),
     ("pipeline", &["plugin", "log"]),
+    ("groups", &[]),
     ("tier", &["compaction", "plugin", "log", "wal", "objstore"]),
     // The error table maps every subsystem's error to the public one.
     (
         "error",
-        &["cluster", "log", "objstore", "pipeline", "plugin", "tier", "wal"],
+        &[
+            "cluster", "groups", "log", "objstore", "pipeline", "plugin", "tier", "wal",
+        ],
     ),
     ("config", &["error", "log", "objstore", "plugin", "tier", "wal"]),
+    // The `[groups]` section of the settings (a file of `config`).
+    ("config_groups", &[]),
     ("task", &["error"]),
     (
         "node",
@@ -48,6 +53,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "pipeline",
             "compaction",
             "cluster",
+            "groups",
             "plugin",
             "log",
             "wal",

@@ -11,6 +11,7 @@ pub mod error;
 mod extract;
 pub mod handlers;
 pub mod handlers_cluster;
+pub mod handlers_groups;
 pub mod handlers_plugins;
 pub mod openapi;
 mod serve;
@@ -37,6 +38,7 @@ use utoipa_axum::routes;
 
 use self::handlers as h;
 use self::handlers_cluster as c;
+use self::handlers_groups as g;
 use self::handlers_plugins as p;
 use crate::node::Host;
 pub use serve::serve;
@@ -56,6 +58,8 @@ pub use serve::serve;
 /// - `GET /plugins`, `GET|PUT|DELETE /plugins/{name}`
 /// - `GET|POST /pipelines`, `GET|DELETE /pipelines/{name}`,
 ///   `POST /pipelines/{name}/pause`, `POST /pipelines/{name}/resume`
+/// - `GET /groups`, `GET|DELETE /groups/{group}`, `POST /groups/{group}/offsets`,
+///   `POST /groups/{group}/reset`
 /// - `POST /streams/{name}/partitions/{partition}/leader` (manual leader move)
 /// - internal, between nodes: `POST /internal/replication/fetch`,
 ///   `POST /internal/replication/read`,
@@ -78,6 +82,10 @@ pub(crate) fn api() -> OpenApiRouter<Host> {
         .routes(routes!(p::pipeline_status, p::delete_pipeline))
         .routes(routes!(p::pause_pipeline))
         .routes(routes!(p::resume_pipeline))
+        .routes(routes!(g::list_groups))
+        .routes(routes!(g::describe_group, g::delete_group))
+        .routes(routes!(g::commit_offsets))
+        .routes(routes!(g::reset_group))
         .routes(routes!(c::fetch))
         .routes(routes!(c::raw_read))
         .routes(routes!(c::create_stream))

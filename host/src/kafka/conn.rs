@@ -17,6 +17,8 @@ use super::dispatch::{self, Reply, Step};
 pub(super) struct Conn {
     /// The address the client reached this node at (advertised by default).
     pub local: SocketAddr,
+    /// The client's address.
+    pub peer: SocketAddr,
     /// Passed SASL (or no token is set on the node).
     pub authenticated: bool,
     /// A SaslHandshake chose PLAIN; SaslAuthenticate may follow.
@@ -42,6 +44,7 @@ pub(super) async fn run(ctx: Arc<Ctx>, stream: TcpStream, peer: SocketAddr) {
     };
     let mut conn = Conn {
         local,
+        peer,
         authenticated: ctx.host.settings().auth_token.is_none(),
         sasl_ready: false,
     };

@@ -6,6 +6,7 @@ use kafka_protocol::ResponseError as K;
 
 use super::batch::BatchError;
 use crate::error::{Error, ErrorKind};
+use crate::node::{CommitRefused, GroupError};
 
 /// The Kafka error code for a node error.
 pub(super) fn code_of(e: &Error) -> i16 {
@@ -53,6 +54,37 @@ pub(super) fn batch_code(e: &BatchError) -> i16 {
     .code()
 }
 
+/// The Kafka error code for a group request the coordinator refused.
+pub(super) fn group_code(e: &GroupError) -> i16 {
+    match e {
+        GroupError::MemberIdRequired { .. } => K::MemberIdRequired,
+        GroupError::UnknownMemberId => K::UnknownMemberId,
+        GroupError::IllegalGeneration => K::IllegalGeneration,
+        GroupError::RebalanceInProgress => K::RebalanceInProgress,
+        GroupError::InconsistentGroupProtocol => K::InconsistentGroupProtocol,
+        GroupError::InvalidSessionTimeout => K::InvalidSessionTimeout,
+        GroupError::GroupMaxSizeReached => K::GroupMaxSizeReached,
+        GroupError::GroupIdNotFound => K::GroupIdNotFound,
+        GroupError::NonEmptyGroup => K::NonEmptyGroup,
+        GroupError::FencedInstanceId => K::FencedInstanceId,
+        GroupError::InvalidGroupId => K::InvalidGroupId,
+        // No Kafka code says "too many groups on this node": a policy refusal.
+        GroupError::TooManyGroups => K::PolicyViolation,
+        GroupError::TooLarge => K::InvalidRequest,
+        GroupError::CoordinatorNotAvailable => K::CoordinatorNotAvailable,
+    }
+    .code()
+}
+
+/// The Kafka error code for one partition's refused offset commit.
+pub(super) fn commit_code(e: &CommitRefused) -> i16 {
+    match e {
+        CommitRefused::UnknownPartition { .. } => K::UnknownTopicOrPartition,
+        CommitRefused::MetadataTooLarge { .. } => K::OffsetMetadataTooLarge,
+    }
+    .code()
+}
+
 /// Codes used directly by handlers, named once.
 pub(super) mod codes {
     use kafka_protocol::ResponseError as K;
@@ -92,6 +124,16 @@ pub(super) mod codes {
     }
     pub fn illegal_sasl_state() -> i16 {
         K::IllegalSaslState.code()
+    }
+    pub fn coordinator_not_available() -> i16 {
+        K::CoordinatorNotAvailable.code()
+    }
+    pub fn invalid_group_id() -> i16 {
+        K::InvalidGroupId.code()
+    }
+    /// A negative committed offset.
+    pub fn invalid_commit_offset() -> i16 {
+        K::InvalidRequest.code()
     }
 }
 

@@ -37,12 +37,16 @@ pub mod offline {
 }
 
 mod cluster;
+mod committed;
+mod groups;
 mod offsets;
 mod plugins;
 #[cfg(test)]
 mod tests_derived;
 mod time_index;
 pub use cluster::{Acks, PendingAppend, StreamSpec};
+pub use committed::{CommitRefused, CommittedOffset, OffsetCommit};
+pub use groups::{GroupError, GroupOpError, GroupView, JoinRequest, ResetTo, SyncRequest};
 pub use offsets::TimeOffset;
 
 /// How much one read may return.
@@ -85,6 +89,10 @@ struct Inner {
     stopping: tokio::sync::watch::Sender<bool>,
     /// Per (stream id, partition): the sparse time index (derived, in memory).
     time_index: std::sync::Mutex<TimeIndexes>,
+    /// Consumer groups' committed offsets.
+    committed: committed::Committed,
+    /// Consumer groups' membership.
+    groups: Arc<crate::groups::Coordinator>,
 }
 
 type TimeIndexes = std::collections::HashMap<(u32, u32), Arc<tokio::sync::Mutex<time_index::TimeIndex>>>;
@@ -175,6 +183,7 @@ impl Host {
         let pipelines = Arc::new(Pipelines::new(log.clone(), plugins.clone()));
         pipelines.start_all().await;
         let upkeep = metrics.clone().map(crate::metrics::spawn_upkeep);
+        let groups = groups::coordinator(&settings.groups);
         Ok(Host {
             inner: Arc::new(Inner {
                 settings,
@@ -187,6 +196,8 @@ impl Host {
                 upkeep,
                 stopping: tokio::sync::watch::Sender::new(false),
                 time_index: std::sync::Mutex::default(),
+                committed: committed::Committed::default(),
+                groups,
             }),
         })
     }
@@ -536,6 +547,7 @@ impl Host {
     /// Stops accepting appends, syncs what is queued, and stops the WAL.
     pub async fn shutdown(&self) {
         self.inner.stopping.send_replace(true);
+        self.inner.groups.stop();
         if let Some(t) = &self.inner.upkeep {
             t.abort();
         }

@@ -2,7 +2,7 @@
 
 Usage: clients.py <library> <command> <json-args>
   library: confluent (confluent-kafka, librdkafka inside) or kafkapython (kafka-python)
-  command: produce | consume | offsets_for_times | create_topic | delete_topic | metadata
+  command: produce | consume | offsets_for_times | create_topic | delete_topic | metadata | committed
 
 Prints one JSON document on stdout; binary fields are hex. Exits non-zero
 with the client's error on stderr when the client fails.
@@ -165,6 +165,16 @@ def confluent_create_topic(a):
         return {"ok": False, "error": str(e)}
 
 
+def confluent_committed(a):
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": a["bootstrap"], "group.id": a["group"], "enable.auto.commit": False})
+    parts = [TopicPartition(a["topic"], p) for p in a["partitions"]]
+    got = c.committed(parts, timeout=20)
+    c.close()
+    return {"offsets": {str(tp.partition): tp.offset for tp in got}}
+
+
 # --- kafka-python ----------------------------------------------------------
 
 def kp_produce(a):
@@ -230,6 +240,18 @@ def kp_offsets_for_times(a):
     return {"offsets": res, "low": low, "high": high}
 
 
+def kp_committed(a):
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=a["bootstrap"], group_id=a["group"], enable_auto_commit=False)
+    out = {}
+    for p in a["partitions"]:
+        o = c.committed(TopicPartition(a["topic"], p))
+        out[str(p)] = -1001 if o is None else o
+    c.close()
+    return {"offsets": out}
+
+
 def kp_create_topic(a):
     from kafka.admin import KafkaAdminClient, NewTopic
 
@@ -264,6 +286,8 @@ COMMANDS = {
     ("confluent", "offsets_for_times"): confluent_offsets_for_times,
     ("confluent", "metadata"): confluent_metadata,
     ("confluent", "create_topic"): confluent_create_topic,
+    ("confluent", "committed"): confluent_committed,
+    ("kafkapython", "committed"): kp_committed,
     ("kafkapython", "produce"): kp_produce,
     ("kafkapython", "consume"): kp_consume,
     ("kafkapython", "offsets_for_times"): kp_offsets_for_times,

@@ -81,6 +81,8 @@ async fn named_topic(ctx: &Ctx, name: &str, allow_create: bool) -> MetadataRespo
 fn topic(ctx: &Ctx, info: &StreamInfo) -> MetadataResponseTopic {
     let mut t = MetadataResponseTopic::default();
     t.name = Some(topic_name(&info.name));
+    // The node's own streams (committed offsets): listed, marked internal.
+    t.is_internal = info.name.starts_with("__");
     t.partitions = (0..info.partitions.len() as u32)
         .map(|p| {
             let mut m = MetadataResponsePartition::default();
@@ -119,7 +121,7 @@ fn topic(ctx: &Ctx, info: &StreamInfo) -> MetadataResponseTopic {
 }
 
 /// Every node as (broker id, host, port) for clients.
-fn brokers(ctx: &Ctx, conn: &Conn) -> Vec<(i32, String, i32)> {
+pub(super) fn brokers(ctx: &Ctx, conn: &Conn) -> Vec<(i32, String, i32)> {
     let settings = ctx.host.settings();
     let (my_host, my_port) = match settings
         .kafka_advertised

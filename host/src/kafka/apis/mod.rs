@@ -8,6 +8,8 @@ use super::Ctx;
 use super::conn::Conn;
 
 mod fetch;
+mod group_offsets;
+mod groups;
 mod metadata;
 mod offsets;
 mod produce;
@@ -38,7 +40,7 @@ impl Answer {
 pub(super) async fn handle(
     ctx: &std::sync::Arc<Ctx>,
     conn: &mut Conn,
-    _header: &RequestHeader,
+    header: &RequestHeader,
     request: RequestKind,
     version: i16,
 ) -> Answer {
@@ -60,6 +62,34 @@ pub(super) async fn handle(
         RequestKind::InitProducerId(r) => respond(ResponseKind::InitProducerId(producer_id::handle(ctx, r))),
         RequestKind::SaslHandshake(r) => respond(ResponseKind::SaslHandshake(sasl::handshake(conn, r))),
         RequestKind::SaslAuthenticate(r) => sasl::authenticate(ctx, conn, r),
+        RequestKind::FindCoordinator(r) => respond(ResponseKind::FindCoordinator(group_offsets::find_coordinator(
+            ctx, conn, r, version,
+        ))),
+        RequestKind::OffsetCommit(r) => respond(ResponseKind::OffsetCommit(group_offsets::commit(ctx, r).await)),
+        RequestKind::OffsetFetch(r) => respond(ResponseKind::OffsetFetch(group_offsets::fetch(ctx, r, version).await)),
+        RequestKind::JoinGroup(r) => {
+            let (ctx, host) = (ctx.clone(), conn.peer.ip().to_string());
+            let client = header
+                .client_id
+                .as_ref()
+                .map_or_else(String::new, |c| c.as_str().to_string());
+            Answer::Later(Box::pin(async move {
+                Answer::respond(ResponseKind::JoinGroup(
+                    groups::join(&ctx, client, host, r, version).await,
+                ))
+            }))
+        }
+        RequestKind::SyncGroup(r) => {
+            let ctx = ctx.clone();
+            Answer::Later(Box::pin(async move {
+                Answer::respond(ResponseKind::SyncGroup(groups::sync(&ctx, r).await))
+            }))
+        }
+        RequestKind::Heartbeat(r) => respond(ResponseKind::Heartbeat(groups::heartbeat(ctx, r))),
+        RequestKind::LeaveGroup(r) => respond(ResponseKind::LeaveGroup(groups::leave(ctx, r, version))),
+        RequestKind::ListGroups(r) => respond(ResponseKind::ListGroups(groups::list(ctx, r).await)),
+        RequestKind::DescribeGroups(r) => respond(ResponseKind::DescribeGroups(groups::describe(ctx, r))),
+        RequestKind::DeleteGroups(r) => respond(ResponseKind::DeleteGroups(groups::delete(ctx, r).await)),
         other => Answer::Close(format!("no handler for {other:?}")),
     }
 }

@@ -1,0 +1,54 @@
+//! The `[groups]` section: limits and timings of consumer groups (Kafka's
+//! group coordinator settings, with Kafka's defaults).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupSettings {
+    /// Groups this node coordinates; a join that would create one more is
+    /// refused.
+    pub max_groups: usize,
+    /// Members of one group (`group.max.size`).
+    pub max_members: usize,
+    /// Shortest session timeout a member may ask for
+    /// (`group.min.session.timeout.ms`).
+    #[serde(with = "humantime_serde")]
+    pub min_session_timeout: Duration,
+    /// Longest session timeout (`group.max.session.timeout.ms`).
+    #[serde(with = "humantime_serde")]
+    pub max_session_timeout: Duration,
+    /// How long a new group waits for more members before its first
+    /// rebalance completes (`group.initial.rebalance.delay.ms`).
+    #[serde(with = "humantime_serde")]
+    pub initial_rebalance_delay: Duration,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        GroupSettings {
+            max_groups: 10_000,
+            max_members: 1_000,
+            min_session_timeout: Duration::from_secs(6),
+            max_session_timeout: Duration::from_secs(30 * 60),
+            initial_rebalance_delay: Duration::from_secs(3),
+        }
+    }
+}
+
+impl GroupSettings {
+    pub(super) fn validate(&self) -> Result<(), String> {
+        if self.max_groups == 0 || self.max_members == 0 {
+            return Err("groups.max_groups and groups.max_members must be positive".into());
+        }
+        if self.min_session_timeout > self.max_session_timeout {
+            return Err("groups.min_session_timeout must not exceed groups.max_session_timeout".into());
+        }
+        if self.initial_rebalance_delay > Duration::from_secs(300) {
+            return Err("groups.initial_rebalance_delay must be at most 5m".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,54 @@
+//! The errors of the consumer-group coordinator.
+//!
+//! Each variant is one answer a Kafka face translates into one Kafka error
+//! code (`MEMBER_ID_REQUIRED`, `UNKNOWN_MEMBER_ID`, ...); only
+//! `MemberIdRequired` carries data (the id the client must rejoin with). Errors are cheap to clone so one
+//! can be sent to every waiting request of a group.
+
+/// Why a group request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    /// A new member must rejoin with this id (JoinGroup v4+).
+    #[error("a new member must rejoin with the member id {member_id} it was given")]
+    MemberIdRequired { member_id: String },
+    /// The member id is not (or no longer) a member of the group.
+    #[error("unknown member id")]
+    UnknownMemberId,
+    /// The generation id is not the group's current one.
+    #[error("the generation id is not the group's current generation")]
+    IllegalGeneration,
+    /// The group is rebalancing: the member must rejoin.
+    #[error("the group is rebalancing; the member must rejoin")]
+    RebalanceInProgress,
+    /// The protocol type or the protocols do not match the group's.
+    #[error("the protocol type or protocols do not match the rest of the group")]
+    InconsistentGroupProtocol,
+    /// The session timeout is outside the coordinator's allowed range.
+    #[error("the session timeout is outside the coordinator's allowed range")]
+    InvalidSessionTimeout,
+    /// The group already has its maximum number of members.
+    #[error("the group already has its maximum number of members")]
+    GroupMaxSizeReached,
+    /// No group with this id exists.
+    #[error("no such group")]
+    GroupIdNotFound,
+    /// Only an empty group can be deleted.
+    #[error("the group still has members")]
+    NonEmptyGroup,
+    /// The static instance id now belongs to another member id.
+    #[error("the group instance id is now held by another member id")]
+    FencedInstanceId,
+    /// The group id is empty or longer than the limit.
+    #[error("the group id is empty or too long")]
+    InvalidGroupId,
+    /// A join would create a group beyond the coordinator's maximum.
+    #[error("the coordinator already holds its maximum number of groups")]
+    TooManyGroups,
+    /// A member id, instance id, client id, client host, protocol type or
+    /// name, the protocol metadata or an assignment is over its limit.
+    #[error("an id, protocol name, protocol metadata or assignment is over its size limit")]
+    TooLarge,
+    /// The coordinator is shutting down (or the request was abandoned).
+    #[error("the group coordinator is not available")]
+    CoordinatorNotAvailable,
+}

@@ -1,0 +1,283 @@
+//! Committed consumer-group offsets, durable like data.
+//!
+//! Every commit is appended to the internal stream [`OFFSETS_STREAM`] (one
+//! partition; key: group, topic and partition as a JSON array; value: the
+//! offset, leader epoch, metadata and commit time as JSON; an empty value
+//! deletes) before it is acknowledged, so commits survive kill -9 and, with
+//! the object WAL, an empty data dir. The latest commit per key is kept in
+//! memory, rebuilt from the stream on first use.
+//!
+//! Invariants: the in-memory map changes only after its records are
+//! durable, and commits are appended one request at a time, so the map's
+//! order is the stream's; a commit for a stream or partition that does not
+//! exist writes nothing for that partition.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::{Host, ReadLimits, Record};
+use crate::error::Error;
+
+/// The internal stream holding every commit. Names starting with `__` are
+/// reserved for the node.
+pub const OFFSETS_STREAM: &str = "__consumer_offsets";
+
+/// Largest commit metadata (Kafka's `offset.metadata.max.bytes`).
+pub const MAX_COMMIT_METADATA: usize = 4096;
+
+/// One partition's commit, as a client sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommit {
+    pub stream: String,
+    pub partition: u32,
+    /// The next offset the group will read.
+    pub offset: u64,
+    /// -1 when the client does not know it.
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// What is committed for one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct CommittedOffset {
+    pub stream: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub commit_ms: u64,
+}
+
+/// Why one partition's commit was refused (nothing was written for it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitRefused {
+    #[error("no stream {stream:?} partition {partition}")]
+    UnknownPartition { stream: String, partition: u32 },
+    #[error("commit metadata of {len} bytes is over {MAX_COMMIT_METADATA}")]
+    MetadataTooLarge { len: usize },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Value {
+    offset: u64,
+    leader_epoch: i32,
+    metadata: Option<String>,
+    commit_ms: u64,
+}
+
+type Key = (String, String, u32);
+
+/// The node's committed offsets (loaded from the stream on first use).
+#[derive(Default)]
+pub(super) struct Committed {
+    map: tokio::sync::Mutex<Option<BTreeMap<Key, CommittedOffset>>>,
+}
+
+fn internal(message: String) -> Error {
+    Error::new(crate::error::ErrorKind::Internal, "internal", message)
+}
+
+fn key_bytes(k: &Key) -> Result<Bytes, Error> {
+    serde_json::to_vec(k)
+        .map(Bytes::from)
+        .map_err(|e| internal(format!("encoding an offset key: {e}")))
+}
+
+impl Host {
+    /// Commits offsets for `group`: the accepted ones are durable when this
+    /// returns; one result per commit, in order.
+    pub async fn commit_offsets(
+        &self,
+        group: &str,
+        commits: &[OffsetCommit],
+    ) -> Result<Vec<Result<(), CommitRefused>>, Error> {
+        let mut guard = self.offsets_loaded().await?;
+        let now = crate::fsutil::now_ms();
+        let mut results = Vec::with_capacity(commits.len());
+        let mut records = Vec::new();
+        let mut accepted = Vec::new();
+        for c in commits {
+            let refused = match self.stream_end(&c.stream, c.partition) {
+                Err(_) => Some(CommitRefused::UnknownPartition {
+                    stream: c.stream.clone(),
+                    partition: c.partition,
+                }),
+                Ok(_) => match c.metadata.as_ref().map(String::len) {
+                    Some(len) if len > MAX_COMMIT_METADATA => Some(CommitRefused::MetadataTooLarge { len }),
+                    _ => None,
+                },
+            };
+            if let Some(r) = refused {
+                results.push(Err(r));
+                continue;
+            }
+            let key: Key = (group.to_string(), c.stream.clone(), c.partition);
+            let value = Value {
+                offset: c.offset,
+                leader_epoch: c.leader_epoch,
+                metadata: c.metadata.clone(),
+                commit_ms: now,
+            };
+            let value = serde_json::to_vec(&value).map_err(|e| internal(format!("encoding an offset: {e}")))?;
+            records.push(Record {
+                key: Some(key_bytes(&key)?),
+                value: value.into(),
+                headers: Vec::new(),
+                timestamp_ms: now,
+            });
+            accepted.push((key, c));
+            results.push(Ok(()));
+        }
+        if !records.is_empty() {
+            self.inner.log.append(OFFSETS_STREAM, 0, &records).await?;
+        }
+        let map = guard.get_or_insert_with(BTreeMap::new);
+        for (key, c) in accepted {
+            map.insert(
+                key,
+                CommittedOffset {
+                    stream: c.stream.clone(),
+                    partition: c.partition,
+                    offset: c.offset,
+                    leader_epoch: c.leader_epoch,
+                    metadata: c.metadata.clone(),
+                    commit_ms: now,
+                },
+            );
+        }
+        Ok(results)
+    }
+
+    /// Everything `group` has committed, by stream and partition.
+    pub async fn committed_offsets(&self, group: &str) -> Result<Vec<CommittedOffset>, Error> {
+        let guard = self.offsets_loaded().await?;
+        Ok(guard
+            .iter()
+            .flat_map(|m| m.range(group_range(group)))
+            .map(|(_, v)| v.clone())
+            .collect())
+    }
+
+    /// Groups with committed offsets.
+    pub async fn groups_with_offsets(&self) -> Result<Vec<String>, Error> {
+        let guard = self.offsets_loaded().await?;
+        let mut out: Vec<String> = guard.iter().flat_map(|m| m.keys().map(|k| k.0.clone())).collect();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Deletes `group`'s committed offsets (durably, as empty values).
+    pub async fn delete_committed_offsets(&self, group: &str) -> Result<usize, Error> {
+        let mut guard = self.offsets_loaded().await?;
+        let keys: Vec<Key> = guard
+            .iter()
+            .flat_map(|m| m.range(group_range(group)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let now = crate::fsutil::now_ms();
+        let records = keys
+            .iter()
+            .map(|k| {
+                Ok(Record {
+                    key: Some(key_bytes(k)?),
+                    value: Bytes::new(),
+                    headers: Vec::new(),
+                    timestamp_ms: now,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        self.inner.log.append(OFFSETS_STREAM, 0, &records).await?;
+        if let Some(m) = guard.as_mut() {
+            for k in &keys {
+                m.remove(k);
+            }
+        }
+        Ok(keys.len())
+    }
+
+    /// The offsets map, loaded from [`OFFSETS_STREAM`] (created if absent)
+    /// on first use; held for the caller's whole update.
+    async fn offsets_loaded(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<BTreeMap<Key, CommittedOffset>>>, Error> {
+        let mut guard = self.inner.committed.map.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.load_offsets().await?);
+        }
+        Ok(guard)
+    }
+
+    async fn load_offsets(&self) -> Result<BTreeMap<Key, CommittedOffset>, Error> {
+        if self.inner.log.describe_stream(OFFSETS_STREAM).is_err() {
+            match self.inner.log.create_stream(OFFSETS_STREAM, 1).await {
+                Ok(_) => {}
+                // Created meanwhile (by a replica's recovery, say): read it.
+                Err(e) if self.inner.log.describe_stream(OFFSETS_STREAM).is_ok() => {
+                    tracing::debug!(error = %e, "offsets stream appeared while creating it");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut map = BTreeMap::new();
+        let limits = ReadLimits {
+            max_records: self.inner.settings.max_read_records,
+            max_bytes: 16 << 20,
+        };
+        let info = self.inner.log.describe_stream(OFFSETS_STREAM)?;
+        let Some(range) = info.partitions.first() else {
+            return Ok(map);
+        };
+        let (mut offset, end) = (range.start, range.end);
+        while offset < end {
+            let batch = self.read(OFFSETS_STREAM, 0, offset, limits).await?;
+            for r in &batch.records {
+                apply(&mut map, &r.record);
+            }
+            if batch.next_offset <= offset {
+                break;
+            }
+            offset = batch.next_offset;
+        }
+        Ok(map)
+    }
+}
+
+/// Applies one stored commit (or deletion) to `map`; a record that does not
+/// parse is skipped with a warning (it was written by a newer version or
+/// damaged; the rest still loads).
+fn apply(map: &mut BTreeMap<Key, CommittedOffset>, r: &Record) {
+    let Some(key) = r.key.as_ref().and_then(|k| serde_json::from_slice::<Key>(k).ok()) else {
+        tracing::warn!("skipping an offsets record without a readable key");
+        return;
+    };
+    if r.value.is_empty() {
+        map.remove(&key);
+        return;
+    }
+    match serde_json::from_slice::<Value>(&r.value) {
+        Ok(v) => {
+            map.insert(
+                key.clone(),
+                CommittedOffset {
+                    stream: key.1,
+                    partition: key.2,
+                    offset: v.offset,
+                    leader_epoch: v.leader_epoch,
+                    metadata: v.metadata,
+                    commit_ms: v.commit_ms,
+                },
+            );
+        }
+        Err(e) => tracing::warn!(group = %key.0, error = %e, "skipping an unreadable offsets record"),
+    }
+}
+
+/// The keys of one group.
+fn group_range(group: &str) -> std::ops::RangeInclusive<Key> {
+    (group.to_string(), String::new(), 0)..=(group.to_string(), char::MAX.to_string(), u32::MAX)
+}

@@ -1,0 +1,344 @@
+//! Consumer groups on the facade: membership (the group coordinator, in
+//! memory) and committed offsets (durable, `committed`), as the Kafka and
+//! HTTP faces use them.
+//!
+//! Invariants: a commit names the group's current generation and member
+//! unless the group has no members ("simple" commits); a group is deleted
+//! only while it has no members, and then its offsets go with it.
+
+use std::sync::Arc;
+
+use super::{CommittedOffset, Host, OffsetCommit};
+use crate::error::Error;
+use crate::groups::{Coordinator, Limits};
+
+pub use crate::groups::{GroupDescription, GroupError, JoinRequest, JoinResponse, SyncRequest, SyncResponse};
+
+/// Why a group operation that also touches stored offsets failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupOpError {
+    #[error(transparent)]
+    Group(GroupError),
+    #[error(transparent)]
+    Node(Error),
+}
+
+/// A group as listed: from membership, or only from committed offsets
+/// (then `Empty`, with no protocol type).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedGroup {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: String,
+}
+
+/// The coordinator for `settings`, its expiry timers started.
+pub(super) fn coordinator(settings: &crate::config::GroupSettings) -> Arc<Coordinator> {
+    let c = Coordinator::new(Limits {
+        max_groups: settings.max_groups,
+        max_members: settings.max_members,
+        min_session: settings.min_session_timeout,
+        max_session: settings.max_session_timeout,
+        initial_rebalance_delay: settings.initial_rebalance_delay,
+        ..Limits::default()
+    });
+    c.start_timers();
+    c
+}
+
+impl Host {
+    /// Joins (or rejoins) a group; resolves when the rebalance completes.
+    pub async fn join_group(&self, req: JoinRequest) -> Result<JoinResponse, GroupError> {
+        self.inner.groups.join(req).await
+    }
+
+    /// Resolves with this member's assignment once the leader has sent them.
+    pub async fn sync_group(&self, req: SyncRequest) -> Result<SyncResponse, GroupError> {
+        self.inner.groups.sync(req).await
+    }
+
+    pub fn heartbeat_group(
+        &self,
+        group: &str,
+        generation: i32,
+        member: &str,
+        instance: Option<&str>,
+    ) -> Result<(), GroupError> {
+        self.inner.groups.heartbeat(group, generation, member, instance)
+    }
+
+    /// Removes members; one result per member, in order.
+    pub fn leave_group(
+        &self,
+        group: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        self.inner.groups.leave(group, members)
+    }
+
+    /// Whether an offset commit by this member and generation is accepted.
+    pub fn check_group_commit(
+        &self,
+        group: &str,
+        generation: i32,
+        member: &str,
+        instance: Option<&str>,
+    ) -> Result<(), GroupError> {
+        self.inner.groups.check_commit(group, generation, member, instance)
+    }
+
+    pub fn describe_group(&self, group: &str) -> Option<GroupDescription> {
+        self.inner.groups.describe(group)
+    }
+
+    /// Groups with members, then groups that only have committed offsets.
+    pub async fn list_groups(&self) -> Result<Vec<ListedGroup>, Error> {
+        let mut out: Vec<ListedGroup> = self
+            .inner
+            .groups
+            .list()
+            .into_iter()
+            .map(|g| ListedGroup {
+                group_id: g.group_id,
+                protocol_type: g.protocol_type,
+                state: g.state.as_str().to_string(),
+            })
+            .collect();
+        for g in self.groups_with_offsets().await? {
+            if !out.iter().any(|l| l.group_id == g) {
+                out.push(ListedGroup {
+                    group_id: g,
+                    protocol_type: String::new(),
+                    state: "Empty".into(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        Ok(out)
+    }
+
+    /// Deletes a group without members, and its committed offsets.
+    pub async fn delete_group(&self, group: &str) -> Result<(), GroupOpError> {
+        let known = match self.inner.groups.delete(group) {
+            Ok(()) => true,
+            Err(GroupError::GroupIdNotFound) => false,
+            Err(e) => return Err(GroupOpError::Group(e)),
+        };
+        let deleted = self.delete_committed_offsets(group).await.map_err(GroupOpError::Node)?;
+        if !known && deleted == 0 {
+            return Err(GroupOpError::Group(GroupError::GroupIdNotFound));
+        }
+        Ok(())
+    }
+}
+
+impl From<GroupOpError> for Error {
+    fn from(e: GroupOpError) -> Self {
+        match e {
+            GroupOpError::Group(g) => g.into(),
+            GroupOpError::Node(n) => n,
+        }
+    }
+}
+
+/// One member, with its assignment decoded (consumer protocol).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct MemberView {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    /// Partitions per stream; empty until the group is stable (or when the
+    /// assignment is not the consumer protocol's).
+    pub assignment: Vec<AssignedPartitions>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct AssignedPartitions {
+    pub stream: String,
+    pub partitions: Vec<i32>,
+}
+
+/// A committed offset with the partition's end and the group's lag.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct OffsetView {
+    pub stream: String,
+    pub partition: u32,
+    pub offset: u64,
+    /// The partition's end (next offset), if the stream still exists.
+    pub end_offset: Option<u64>,
+    /// Records after the committed offset.
+    pub lag: Option<u64>,
+    pub metadata: Option<String>,
+    pub commit_ms: u64,
+}
+
+/// A group as `GET /groups/{group}` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct GroupView {
+    pub group: String,
+    pub state: String,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<MemberView>,
+    pub offsets: Vec<OffsetView>,
+}
+
+/// Where a reset moves a group's offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTo {
+    Earliest,
+    Latest,
+    Offset(u64),
+    /// The first record at or after this time (the end if none).
+    Timestamp(u64),
+}
+
+/// A consumer-protocol assignment as (stream, partitions); `None` if the
+/// bytes are not one.
+fn decode_assignment(bytes: &bytes::Bytes) -> Option<Vec<AssignedPartitions>> {
+    use kafka_protocol::messages::ConsumerProtocolAssignment;
+    use kafka_protocol::protocol::Decodable;
+    let mut buf = bytes.clone();
+    if buf.len() < 2 {
+        return None;
+    }
+    let version = i16::from_be_bytes([buf[0], buf[1]]);
+    bytes::Buf::advance(&mut buf, 2);
+    let a = ConsumerProtocolAssignment::decode(&mut buf, version.clamp(0, 3)).ok()?;
+    Some(
+        a.assigned_partitions
+            .into_iter()
+            .map(|t| AssignedPartitions {
+                stream: t.topic.0.as_str().to_string(),
+                partitions: t.partitions,
+            })
+            .collect(),
+    )
+}
+
+impl Host {
+    /// Members, assignments, committed offsets and lag of `group`.
+    pub async fn group_view(&self, group: &str) -> Result<GroupView, Error> {
+        let desc = self.describe_group(group);
+        let offsets = self.committed_offsets(group).await?;
+        if desc.is_none() && offsets.is_empty() {
+            return Err(GroupError::GroupIdNotFound.into());
+        }
+        let offsets = offsets
+            .into_iter()
+            .map(|c| {
+                let end = self.stream_end(&c.stream, c.partition).ok();
+                OffsetView {
+                    lag: end.map(|e| e.saturating_sub(c.offset)),
+                    end_offset: end,
+                    stream: c.stream,
+                    partition: c.partition,
+                    offset: c.offset,
+                    metadata: c.metadata,
+                    commit_ms: c.commit_ms,
+                }
+            })
+            .collect();
+        let (state, protocol_type, protocol, members) = match desc {
+            Some(d) => (
+                d.state.as_str().to_string(),
+                d.protocol_type,
+                d.protocol_name,
+                d.members
+                    .into_iter()
+                    .map(|m| MemberView {
+                        assignment: decode_assignment(&m.assignment).unwrap_or_default(),
+                        member_id: m.member_id,
+                        instance_id: m.group_instance_id,
+                        client_id: m.client_id,
+                        client_host: m.client_host,
+                    })
+                    .collect(),
+            ),
+            None => ("Empty".to_string(), String::new(), String::new(), Vec::new()),
+        };
+        Ok(GroupView {
+            group: group.to_string(),
+            state,
+            protocol_type,
+            protocol,
+            members,
+            offsets,
+        })
+    }
+
+    /// Sets committed offsets from outside the group (HTTP): only while the
+    /// group has no members; every partition is checked before anything is
+    /// written, so either all are committed or none.
+    pub async fn set_group_offsets(&self, group: &str, commits: &[OffsetCommit]) -> Result<(), Error> {
+        if group.is_empty() || group.len() > 255 {
+            return Err(GroupError::InvalidGroupId.into());
+        }
+        if self.describe_group(group).is_some_and(|d| !d.members.is_empty()) {
+            return Err(GroupError::NonEmptyGroup.into());
+        }
+        self.check_group_commit(group, -1, "", None)?;
+        for c in commits {
+            self.stream_end(&c.stream, c.partition)?;
+            if c.metadata
+                .as_ref()
+                .is_some_and(|m| m.len() > super::committed::MAX_COMMIT_METADATA)
+            {
+                return Err(Error::invalid(format!(
+                    "commit metadata is over {} bytes",
+                    super::committed::MAX_COMMIT_METADATA
+                )));
+            }
+        }
+        for r in self.commit_offsets(group, commits).await? {
+            r.map_err(|e| Error::invalid(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Moves `group`'s offsets on `stream` (all partitions, or those named)
+    /// to `to`; only while the group has no members. Returns the new offsets.
+    pub async fn reset_group_offsets(
+        &self,
+        group: &str,
+        stream: &str,
+        to: ResetTo,
+        partitions: Option<Vec<u32>>,
+    ) -> Result<Vec<CommittedOffset>, Error> {
+        let info = self.describe_stream(stream)?;
+        let parts: Vec<u32> = match partitions {
+            Some(p) => p,
+            None => (0..u32::try_from(info.partitions.len()).unwrap_or(u32::MAX)).collect(),
+        };
+        let mut commits = Vec::with_capacity(parts.len());
+        for p in parts {
+            let range = info.partitions.get(p as usize).ok_or_else(|| {
+                Error::new(
+                    crate::error::ErrorKind::NotFound,
+                    "partition_not_found",
+                    format!("stream {stream:?} has no partition {p}"),
+                )
+            })?;
+            let offset = match to {
+                ResetTo::Earliest => range.start,
+                ResetTo::Latest => range.end,
+                ResetTo::Offset(o) => o.clamp(range.start, range.end),
+                ResetTo::Timestamp(ts) => self
+                    .offset_for_timestamp(stream, p, ts)
+                    .await?
+                    .map_or(range.end, |t| t.offset),
+            };
+            commits.push(OffsetCommit {
+                stream: stream.to_string(),
+                partition: p,
+                offset,
+                leader_epoch: -1,
+                metadata: None,
+            });
+        }
+        self.set_group_offsets(group, &commits).await?;
+        let all = self.committed_offsets(group).await?;
+        Ok(all.into_iter().filter(|c| c.stream == stream).collect())
+    }
+}

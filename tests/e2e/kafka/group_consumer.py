@@ -1,0 +1,114 @@
+"""A consumer-group member driven by the e2e tests, with a third-party client.
+
+Usage: group_consumer.py <library> <json-args>
+  library: confluent (confluent-kafka) or kafkapython (kafka-python)
+  args: bootstrap, group, topic, out (a file), idle_exit (seconds without
+        records before exiting; 0: run until killed), commit ("sync" after
+        every record batch), session_timeout_ms
+
+Appends one JSON line per event to `out`, flushed at once (the test may
+kill this process at any time):
+  {"ev": "assigned", "partitions": [..]}
+  {"ev": "record", "p": partition, "o": offset, "v": value}
+  {"ev": "committed", "p": partition, "o": next offset}
+and, on a clean exit, {"ev": "done"}.
+"""
+
+import json
+import sys
+import time
+
+
+def emit(f, **ev):
+    f.write(json.dumps(ev) + "\n")
+    f.flush()
+
+
+def run_confluent(a, f):
+    from confluent_kafka import Consumer, TopicPartition
+
+    conf = {
+        "bootstrap.servers": a["bootstrap"],
+        "group.id": a["group"],
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": a.get("session_timeout_ms", 6000),
+        "heartbeat.interval.ms": 500,
+        "partition.assignment.strategy": a.get("assignor", "range"),
+    }
+    c = Consumer(conf)
+
+    def on_assign(consumer, parts):
+        emit(f, ev="assigned", partitions=sorted(p.partition for p in parts))
+
+    c.subscribe([a["topic"]], on_assign=on_assign)
+    last = time.time()
+    idle = a.get("idle_exit", 0)
+    while True:
+        msgs = c.consume(100, 0.5)
+        if not msgs:
+            if idle and time.time() - last > idle:
+                break
+            continue
+        last = time.time()
+        nexts = {}
+        for m in msgs:
+            if m.error():
+                raise SystemExit(f"consume error: {m.error()}")
+            emit(f, ev="record", p=m.partition(), o=m.offset(), v=m.value().decode())
+            nexts[m.partition()] = m.offset() + 1
+        offsets = [TopicPartition(a["topic"], p, o) for p, o in nexts.items()]
+        for tp in c.commit(offsets=offsets, asynchronous=False):
+            if tp.error:
+                raise SystemExit(f"commit error: {tp.error}")
+            emit(f, ev="committed", p=tp.partition, o=tp.offset)
+    c.close()
+    emit(f, ev="done")
+
+
+def run_kafkapython(a, f):
+    from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    c = KafkaConsumer(
+        bootstrap_servers=a["bootstrap"],
+        group_id=a["group"],
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=a.get("session_timeout_ms", 6000),
+        heartbeat_interval_ms=500,
+    )
+
+    class Listener(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked):
+            pass
+
+        def on_partitions_assigned(self, assigned):
+            emit(f, ev="assigned", partitions=sorted(p.partition for p in assigned))
+
+    c.subscribe([a["topic"]], listener=Listener())
+    last = time.time()
+    idle = a.get("idle_exit", 0)
+    while True:
+        batches = c.poll(timeout_ms=500, max_records=100)
+        if not batches:
+            if idle and time.time() - last > idle:
+                break
+            continue
+        last = time.time()
+        offsets = {}
+        for tp, msgs in batches.items():
+            for m in msgs:
+                emit(f, ev="record", p=m.partition, o=m.offset, v=m.value.decode())
+            offsets[TopicPartition(a["topic"], tp.partition)] = OffsetAndMetadata(msgs[-1].offset + 1, "", -1)
+        c.commit(offsets)
+        for tp, om in offsets.items():
+            emit(f, ev="committed", p=tp.partition, o=om.offset)
+    c.close()
+    emit(f, ev="done")
+
+
+if __name__ == "__main__":
+    lib, args = sys.argv[1], json.loads(sys.argv[2])
+    with open(args["out"], "a") as out:
+        {"confluent": run_confluent, "kafkapython": run_kafkapython}[lib](args, out)
