@@ -65,6 +65,9 @@ pub const PLUGIN_ERRORS: &str = "sluice_plugin_errors_total";
 /// Input records a pipeline has not processed yet (label `pipeline`; at
 /// scrape).
 pub const PIPELINE_LAG_RECORDS: &str = "sluice_pipeline_lag_records";
+/// Records after a consumer group's committed offset (labels `group`,
+/// `stream`, `partition`; at scrape).
+pub const CONSUMER_LAG_RECORDS: &str = "sluice_consumer_lag_records";
 /// Finished and failed compaction runs (label `stream`).
 pub const COMPACTION_RUNS: &str = "sluice_compaction_runs_total";
 pub const COMPACTION_ERRORS: &str = "sluice_compaction_errors_total";
@@ -161,6 +164,10 @@ fn describe() {
     describe_counter!(PLUGIN_TRAPS, "Plugin calls that trapped or hit a limit");
     describe_counter!(PLUGIN_ERRORS, "Plugin calls that returned the plugin's error");
     describe_gauge!(PIPELINE_LAG_RECORDS, "Input records a pipeline has not processed");
+    describe_gauge!(
+        CONSUMER_LAG_RECORDS,
+        "Records after a consumer group's committed offset"
+    );
     describe_counter!(COMPACTION_RUNS, "Compaction runs finished");
     describe_counter!(COMPACTION_ERRORS, "Compaction runs failed");
     describe_gauge!(REPLICA_LAG_RECORDS, "Records a replica misses up to its leader's end");

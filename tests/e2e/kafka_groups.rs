@@ -224,6 +224,22 @@ async fn http_commits_reach_kafka_clients_and_bad_commits_change_nothing() {
     .await;
     assert_eq!(out["offsets"].as_array().map(Vec::len), Some(2), "{out}");
 
+    // The offsets stream is the node's: no writes, no deletion from outside.
+    let write = json!([{"value": "forged"}]);
+    let resp = c
+        .post(support::records_url(&server, "__consumer_offsets", 0))
+        .json(&write)
+        .send()
+        .await
+        .expect("post");
+    support::expect_error(resp, reqwest::StatusCode::BAD_REQUEST, "invalid_request").await;
+    let resp = c
+        .delete(server.url("/streams/__consumer_offsets"))
+        .send()
+        .await
+        .expect("delete");
+    support::expect_error(resp, reqwest::StatusCode::BAD_REQUEST, "invalid_request").await;
+
     // Bad commits: nothing of them is written.
     let bad = json!({"offsets": [{"stream": "t", "partition": 0, "offset": 9},
                                  {"stream": "t", "partition": 5, "offset": 1}]});
@@ -277,6 +293,18 @@ async fn http_commits_reach_kafka_clients_and_bad_commits_change_nothing() {
         .map(|o| o["lag"].as_u64().expect("lag"))
         .collect();
     assert_eq!(lags, [3, 8], "{view}");
+    let metrics = c
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(r#"sluice_consumer_lag_records{group="h",stream="t",partition="0"} 3"#),
+        "{metrics}"
+    );
 
     // A Kafka member resumes at the HTTP commits; while it is in the group,
     // HTTP commits and deletion are refused.
@@ -324,4 +352,55 @@ async fn http_commits_reach_kafka_clients_and_bad_commits_change_nothing() {
     assert_eq!(del.status(), reqwest::StatusCode::NO_CONTENT);
     let gone = c.get(server.url("/groups/h")).send().await.expect("describe");
     support::expect_error(gone, reqwest::StatusCode::NOT_FOUND, "group_not_found").await;
+}
+
+/// `sluice group list|describe|reset|delete` against a real server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_cli_lists_describes_resets_and_deletes() {
+    use crate::cli_support::sluice;
+    let server = Server::start().await;
+    let c = support::client();
+    support::create_stream(&c, &server, "t", 2).await;
+    for p in 0..2 {
+        let records: Vec<Value> = (0..10).map(|i| json!({"value": format!("{p}-{i}")})).collect();
+        support::produce(&c, &server, "t", p, &json!(records)).await;
+    }
+    let commit = json!({"offsets": [{"stream": "t", "partition": 0, "offset": 3}]});
+    let resp = c
+        .post(server.url("/groups/cli/offsets"))
+        .json(&commit)
+        .send()
+        .await
+        .expect("commit");
+    support::expect_json(resp, reqwest::StatusCode::OK).await;
+
+    let listed = sluice(&server, &["group", "list", "--output", "json"]).ok().json();
+    assert_eq!(
+        listed["groups"],
+        json!([{"group": "cli", "state": "Empty", "protocol_type": ""}])
+    );
+    let table = sluice(&server, &["group", "describe", "cli"]).ok().stdout;
+    assert!(table.contains("LAG") && table.contains('7'), "{table}");
+    let reset = sluice(
+        &server,
+        &["group", "reset", "cli", "t", "--to-latest", "--output", "json"],
+    )
+    .ok()
+    .json();
+    let offsets: Vec<u64> = reset["offsets"]
+        .as_array()
+        .expect("offsets")
+        .iter()
+        .map(|o| o["offset"].as_u64().expect("offset"))
+        .collect();
+    assert_eq!(offsets, [10, 10]);
+    sluice(&server, &["group", "reset", "cli", "t"]).fails(2, "exactly one of");
+    sluice(
+        &server,
+        &["group", "reset", "cli", "t", "--to-offset", "1", "--partition", "9"],
+    )
+    .fails(1, "partition_not_found");
+    let out = sluice(&server, &["group", "delete", "cli"]).ok().stdout;
+    assert_eq!(out, "group `cli` deleted\n");
+    sluice(&server, &["group", "describe", "cli"]).fails(1, "group_not_found");
 }

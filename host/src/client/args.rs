@@ -24,6 +24,8 @@ pub enum Command {
     Compact(CompactArgs),
     /// The server's health and counts, or a stream's per-partition status.
     Status(StatusArgs),
+    /// List, describe, reset or delete consumer groups.
+    Group(super::groups::GroupArgs),
 }
 
 /// How to reach the server and how to print. The token comes from
@@ -313,6 +315,7 @@ impl Command {
             Command::Pipeline(a) => &a.conn,
             Command::Compact(a) => &a.conn,
             Command::Status(a) => &a.conn,
+            Command::Group(a) => &a.conn,
         }
     }
 }

@@ -14,6 +14,7 @@
 pub mod args;
 pub mod commands;
 pub mod error;
+pub mod groups;
 pub mod http;
 pub mod output;
 pub mod plugin_test;
@@ -69,5 +70,6 @@ async fn execute(cmd: Command) -> Result<(), ClientError> {
         Command::Pipeline(a) => commands::pipeline(&c, out, a.cmd).await,
         Command::Compact(a) => commands::compact(&c, out, a).await,
         Command::Status(a) => commands::status(&c, out, a).await,
+        Command::Group(a) => groups::group(&c, out, a.cmd).await,
     }
 }

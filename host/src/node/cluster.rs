@@ -217,6 +217,7 @@ impl Host {
         acks: Acks,
         producer: Option<ProducerBatch>,
     ) -> Result<PendingAppend, Error> {
+        super::committed::refuse_internal(stream, "write to")?;
         let cluster = self
             .inner
             .cluster

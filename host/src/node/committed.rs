@@ -24,6 +24,17 @@ use crate::error::Error;
 /// reserved for the node.
 pub const OFFSETS_STREAM: &str = "__consumer_offsets";
 
+/// Refuses what clients may not do to the node's own streams (names
+/// starting with `__`): create, write, delete.
+pub(super) fn refuse_internal(name: &str, what: &str) -> Result<(), Error> {
+    if name.starts_with("__") {
+        return Err(Error::invalid(format!(
+            "cannot {what} {name:?}: stream names starting with `__` are reserved for the node"
+        )));
+    }
+    Ok(())
+}
+
 /// Largest commit metadata (Kafka's `offset.metadata.max.bytes`).
 pub const MAX_COMMIT_METADATA: usize = 4096;
 
@@ -198,6 +209,16 @@ impl Host {
             }
         }
         Ok(keys.len())
+    }
+
+    /// Every (group, committed offset), if the offsets are loaded (they
+    /// are not loaded, nor the stream created, just to answer this).
+    pub(super) async fn loaded_offsets(&self) -> Vec<(String, CommittedOffset)> {
+        let guard = self.inner.committed.map.lock().await;
+        guard
+            .iter()
+            .flat_map(|m| m.iter().map(|(k, v)| (k.0.clone(), v.clone())))
+            .collect()
     }
 
     /// The offsets map, loaded from [`OFFSETS_STREAM`] (created if absent)

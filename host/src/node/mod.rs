@@ -212,6 +212,7 @@ impl Host {
     }
 
     pub async fn create_stream(&self, name: &str, partitions: u32) -> Result<StreamInfo, Error> {
+        committed::refuse_internal(name, "create")?;
         Ok(self.inner.log.create_stream(name, partitions).await?)
     }
 
@@ -224,6 +225,7 @@ impl Host {
         partitions: u32,
         config: StreamConfig,
     ) -> Result<StreamInfo, Error> {
+        committed::refuse_internal(name, "create")?;
         config.validate().map_err(Error::invalid)?;
         if config.replication.is_some() {
             return self.create_replicated(name, partitions, config).await;
@@ -303,6 +305,7 @@ impl Host {
 
     /// Deletes a stream; refused while a pipeline reads or writes it.
     pub async fn delete_stream(&self, name: &str) -> Result<(), Error> {
+        committed::refuse_internal(name, "delete")?;
         if let Some((_, i, o)) = self
             .inner
             .pipelines
@@ -353,6 +356,7 @@ impl Host {
     /// (on a replicated partition: durable on this node, its leader; see
     /// [`Host::append_acks`] for `acks=all`).
     pub async fn append(&self, stream: &str, partition: u32, records: &[Record]) -> Result<Appended, Error> {
+        committed::refuse_internal(stream, "write to")?;
         match self.inner.log.append(stream, partition, records).await {
             Ok(a) => Ok(a),
             Err(crate::log::LogError::NotLeader { leader, .. }) => Err(self.not_leader(stream, partition, leader)),
@@ -539,6 +543,16 @@ impl Host {
         for p in self.list_pipelines().await {
             let lag: u64 = p.partitions.iter().map(|q| q.lag).sum();
             metrics::gauge!(crate::metrics::PIPELINE_LAG_RECORDS, "pipeline" => p.name.clone()).set(lag as f64);
+        }
+        for (group, c) in self.loaded_offsets().await {
+            if let Ok(end) = self.stream_end(&c.stream, c.partition) {
+                let labels = [
+                    ("group", group),
+                    ("stream", c.stream),
+                    ("partition", c.partition.to_string()),
+                ];
+                metrics::gauge!(crate::metrics::CONSUMER_LAG_RECORDS, &labels).set(end.saturating_sub(c.offset) as f64);
+            }
         }
         handle.run_upkeep();
         Ok(handle.render())
