@@ -13,14 +13,14 @@ use super::http::{Client, seg};
 use super::output::{Table, bytes, cell, print, print_json, progress, time_ms};
 
 /// Prints `table` in table mode and `json` in JSON mode.
-fn show(out: Output, json: &Value, table: impl FnOnce() -> String) -> Result<(), ClientError> {
+pub(super) fn show(out: Output, json: &Value, table: impl FnOnce() -> String) -> Result<(), ClientError> {
     match out {
         Output::Json => print_json(json),
         Output::Table => print(&table()),
     }
 }
 
-fn arr(v: &Value) -> &[Value] {
+pub(super) fn arr(v: &Value) -> &[Value] {
     v.as_array().map(Vec::as_slice).unwrap_or(&[])
 }
 

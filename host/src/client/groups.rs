@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use super::args::{Conn, Output};
 use super::error::ClientError;
 use super::http::{Client, seg};
-use super::output::{Table, cell, print, print_json};
+use super::commands::{arr, show};
+use super::output::{Table, cell};
 
 #[derive(Args, Debug)]
 pub struct GroupArgs {
@@ -43,17 +44,6 @@ pub enum GroupCmd {
     },
     /// Delete a group without members, and its committed offsets.
     Delete { group: String },
-}
-
-fn show(out: Output, json: &Value, table: impl FnOnce() -> String) -> Result<(), ClientError> {
-    match out {
-        Output::Json => print_json(json),
-        Output::Table => print(&table()),
-    }
-}
-
-fn arr(v: &Value) -> &[Value] {
-    v.as_array().map(Vec::as_slice).unwrap_or(&[])
 }
 
 fn offsets_table(offsets: &Value) -> String {

@@ -312,7 +312,7 @@ impl Group {
             }
             rebalance.initial = None;
         }
-        let all_joined = self.pending.is_empty() && self.members.values().all(|m| m.join.is_some());
+        let all_joined = self.members.values().all(|m| m.join.is_some());
         if all_joined || now >= deadline {
             self.complete(now);
         }
