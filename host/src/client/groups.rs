@@ -5,9 +5,9 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::args::{Conn, Output};
+use super::commands::{arr, show};
 use super::error::ClientError;
 use super::http::{Client, seg};
-use super::commands::{arr, show};
 use super::output::{Table, cell};
 
 #[derive(Args, Debug)]

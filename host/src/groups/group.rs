@@ -91,6 +91,15 @@ impl Group {
         self.state == GroupState::Empty && self.generation == 0 && self.members.is_empty() && self.pending.is_empty()
     }
 
+    /// When the initial delay of a new group's first rebalance ends, while
+    /// that delay runs.
+    pub(super) fn initial_until(&self) -> Option<Instant> {
+        self.rebalance
+            .as_ref()
+            .and_then(|r| r.initial.as_ref())
+            .map(|i| i.until)
+    }
+
     pub(super) fn join(
         &mut self,
         req: JoinRequest,
@@ -312,7 +321,7 @@ impl Group {
             }
             rebalance.initial = None;
         }
-        let all_joined = self.members.values().all(|m| m.join.is_some());
+        let all_joined = self.pending.is_empty() && self.members.values().all(|m| m.join.is_some());
         if all_joined || now >= deadline {
             self.complete(now);
         }

@@ -75,6 +75,8 @@ pub struct Coordinator {
     next_id: AtomicU64,
     /// Keyed at random per coordinator: member ids are not guessable.
     ids: RandomState,
+    /// Itself, for the timer of a new group's initial delay.
+    me: Weak<Coordinator>,
 }
 
 struct Inner {
@@ -154,7 +156,8 @@ impl<T: Unpin> Future for Waiting<T> {
 
 impl Coordinator {
     pub fn new(limits: Limits) -> Arc<Coordinator> {
-        Arc::new(Coordinator {
+        Arc::new_cyclic(|me| Coordinator {
+            me: me.clone(),
             limits,
             inner: Mutex::new(Inner {
                 groups: HashMap::new(),
@@ -209,11 +212,45 @@ impl Coordinator {
             }
             Entry::Vacant(e) => e.insert(Group::new(group_id.clone())),
         };
+        let waiting_before = group.initial_until().is_some();
         let answer = group.join(req, new_id, now, &self.limits);
+        let starts_delay = !waiting_before && group.initial_until().is_some();
         if group.is_vacant() {
             inner.groups.remove(&group_id);
         }
+        drop(inner);
+        if starts_delay {
+            self.complete_after_initial_delay(group_id);
+        }
         answer
+    }
+
+    /// Completes a new group's first rebalance when its initial delay ends
+    /// (extended while members keep arriving), not at the next timer tick:
+    /// the delay is a latency every new group pays.
+    fn complete_after_initial_delay(&self, group_id: String) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let me = self.me.clone();
+        runtime.spawn(async move {
+            loop {
+                let wait = {
+                    let Some(c) = me.upgrade() else { return };
+                    let inner = c.lock();
+                    let now = inner.now();
+                    match inner.groups.get(&group_id).and_then(Group::initial_until) {
+                        Some(until) => until.saturating_duration_since(now),
+                        None => return,
+                    }
+                };
+                // At least a millisecond, so a deadline that does not move
+                // cannot spin.
+                tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+                let Some(c) = me.upgrade() else { return };
+                c.expire_now();
+            }
+        });
     }
 
     fn check_join(&self, req: &JoinRequest) -> Result<(), GroupError> {

@@ -8,6 +8,19 @@ use bytes::Bytes;
 
 use super::*;
 
+/// A request the test expects answered fails the test after 5 s instead
+/// of hanging it.
+pub(super) trait Within: Future + Sized {
+    async fn within(self) -> Self::Output {
+        match tokio::time::timeout(Duration::from_secs(5), self).await {
+            Ok(out) => out,
+            Err(_) => panic!("not answered within 5 s"),
+        }
+    }
+}
+
+impl<F: Future> Within for F {}
+
 const SESSION: Duration = Duration::from_secs(10);
 const REBALANCE: Duration = Duration::from_secs(30);
 
@@ -58,7 +71,7 @@ pub(super) fn sync_req(group: &str, generation: i32, member: &str, assignments: 
 /// The id a new member gets with JoinGroup v4+.
 pub(super) async fn new_id(c: &Coordinator, mut r: JoinRequest) -> String {
     r.require_known_member_id = true;
-    match c.join(r).await {
+    match c.join(r).within().await {
         Err(GroupError::MemberIdRequired { member_id }) => member_id,
         other => panic!("expected MemberIdRequired, got {other:?}"),
     }
@@ -69,7 +82,7 @@ pub(super) async fn new_id(c: &Coordinator, mut r: JoinRequest) -> String {
 pub(super) async fn form(c: &Coordinator, group: &str, clients: &[&str]) -> Vec<JoinResponse> {
     let mut ids = Vec::new();
     for client in clients {
-        ids.push(new_id(c, req(group, client)).await);
+        ids.push(new_id(c, req(group, client)).within().await);
     }
     let waits: Vec<_> = clients
         .iter()
@@ -78,14 +91,14 @@ pub(super) async fn form(c: &Coordinator, group: &str, clients: &[&str]) -> Vec<
         .collect();
     let mut out = Vec::new();
     for w in waits {
-        out.push(w.await.unwrap());
+        out.push(w.within().await.unwrap());
     }
     out
 }
 
 /// [`form`], then the leader assigns `to-<client>` to everyone: Stable.
 pub(super) async fn stable(c: &Coordinator, group: &str, clients: &[&str]) -> Vec<JoinResponse> {
-    let joined = form(c, group, clients).await;
+    let joined = form(c, group, clients).within().await;
     let gen_ = joined[0].generation_id;
     let assignments: Vec<(String, String)> = joined
         .iter()
@@ -94,7 +107,10 @@ pub(super) async fn stable(c: &Coordinator, group: &str, clients: &[&str]) -> Ve
         .collect();
     let pairs: Vec<(&str, &str)> = assignments.iter().map(|(m, a)| (m.as_str(), a.as_str())).collect();
     let leader = joined.iter().find(|j| j.member_id == j.leader).unwrap();
-    c.sync(sync_req(group, gen_, &leader.member_id, &pairs)).await.unwrap();
+    c.sync(sync_req(group, gen_, &leader.member_id, &pairs))
+        .within()
+        .await
+        .unwrap();
     assert_eq!(c.describe(group).unwrap().state, GroupState::Stable);
     joined
 }
@@ -106,15 +122,19 @@ pub(super) fn heartbeat(c: &Coordinator, group: &str, j: &JoinResponse) -> Resul
 #[tokio::test]
 async fn three_members_form_generation_one_and_the_leaders_assignment_reaches_everyone() {
     let c = Coordinator::new(limits());
-    let a = new_id(&c, req("g", "a")).await;
-    let b = new_id(&c, req("g", "b")).await;
+    let a = new_id(&c, req("g", "a")).within().await;
+    let b = new_id(&c, req("g", "b")).within().await;
     assert!(a.starts_with("a-") && b.starts_with("b-") && a != b);
     let mut wc = c.begin_join(req("g", "c"));
     assert!(!wc.is_resolved(), "a and b still have to come back");
     let mut wa = c.begin_join(with_id(req("g", "a"), &a));
     assert!(!wa.is_resolved() && !wc.is_resolved());
     let wb = c.begin_join(with_id(req("g", "b"), &b));
-    let (ra, rb, rc) = (wa.await.unwrap(), wb.await.unwrap(), wc.await.unwrap());
+    let (ra, rb, rc) = (
+        wa.within().await.unwrap(),
+        wb.within().await.unwrap(),
+        wc.within().await.unwrap(),
+    );
 
     for r in [&ra, &rb, &rc] {
         assert_eq!(
@@ -146,11 +166,12 @@ async fn three_members_form_generation_one_and_the_leaders_assignment_reaches_ev
     assert!(!sa.is_resolved());
     let leader = c
         .sync(sync_req("g", 1, &rc.member_id, &[(&a, "to-a"), (&b, "to-b")]))
+        .within()
         .await
         .unwrap();
     assert_eq!(leader.assignment, Bytes::new());
-    assert_eq!(sa.await.unwrap().assignment, Bytes::from("to-a"));
-    let sb = c.sync(sync_req("g", 1, &b, &[])).await.unwrap();
+    assert_eq!(sa.within().await.unwrap().assignment, Bytes::from("to-a"));
+    let sb = c.sync(sync_req("g", 1, &b, &[])).within().await.unwrap();
     assert_eq!(
         (sb.assignment, sb.protocol_name.as_str()),
         (Bytes::from("to-b"), "range")
@@ -165,7 +186,7 @@ async fn three_members_form_generation_one_and_the_leaders_assignment_reaches_ev
     assert_eq!(c.heartbeat("g", 1, "ghost", None), Err(GroupError::UnknownMemberId));
     assert_eq!(c.heartbeat("nope", 1, &a, None), Err(GroupError::UnknownMemberId));
     assert_eq!(
-        c.sync(sync_req("g", 0, &a, &[])).await,
+        c.sync(sync_req("g", 0, &a, &[])).within().await,
         Err(GroupError::IllegalGeneration)
     );
 }
@@ -173,8 +194,8 @@ async fn three_members_form_generation_one_and_the_leaders_assignment_reaches_ev
 #[tokio::test]
 async fn a_fourth_member_makes_heartbeats_ask_for_a_rejoin_until_generation_two() {
     let c = Coordinator::new(limits());
-    let old = stable(&c, "g", &["a", "b", "c"]).await;
-    let d = new_id(&c, req("g", "d")).await;
+    let old = stable(&c, "g", &["a", "b", "c"]).within().await;
+    let d = new_id(&c, req("g", "d")).within().await;
     assert_eq!(
         heartbeat(&c, "g", &old[1]),
         Ok(()),
@@ -187,7 +208,7 @@ async fn a_fourth_member_makes_heartbeats_ask_for_a_rejoin_until_generation_two(
     }
     assert_eq!(c.describe("g").unwrap().state, GroupState::PreparingRebalance);
     assert_eq!(
-        c.sync(sync_req("g", 1, &old[1].member_id, &[])).await,
+        c.sync(sync_req("g", 1, &old[1].member_id, &[])).within().await,
         Err(GroupError::RebalanceInProgress)
     );
 
@@ -202,7 +223,7 @@ async fn a_fourth_member_makes_heartbeats_ask_for_a_rejoin_until_generation_two(
     waits.push(wd);
     let mut new = Vec::new();
     for w in waits {
-        new.push(w.await.unwrap());
+        new.push(w.within().await.unwrap());
     }
     assert!(new.iter().all(|r| r.generation_id == 2 && r.leader == old[0].member_id));
     assert_eq!(new[0].members.len(), 4);
@@ -213,7 +234,7 @@ async fn a_fourth_member_makes_heartbeats_ask_for_a_rejoin_until_generation_two(
 #[tokio::test]
 async fn a_silent_member_is_removed_after_its_session_and_the_rest_rebalance() {
     let c = Coordinator::new(limits());
-    let old = stable(&c, "g", &["a", "b", "c"]).await;
+    let old = stable(&c, "g", &["a", "b", "c"]).within().await;
     c.advance(Duration::from_secs(6));
     assert_eq!(heartbeat(&c, "g", &old[1]), Ok(()));
     assert_eq!(heartbeat(&c, "g", &old[2]), Ok(()));
@@ -225,8 +246,12 @@ async fn a_silent_member_is_removed_after_its_session_and_the_rest_rebalance() {
     assert_eq!(heartbeat(&c, "g", &old[1]), Err(GroupError::RebalanceInProgress));
 
     let wb = c.begin_join(with_id(req("g", "b"), &old[1].member_id));
-    let rc = c.join(with_id(req("g", "c"), &old[2].member_id)).await.unwrap();
-    let rb = wb.await.unwrap();
+    let rc = c
+        .join(with_id(req("g", "c"), &old[2].member_id))
+        .within()
+        .await
+        .unwrap();
+    let rb = wb.within().await.unwrap();
     assert_eq!((rb.generation_id, rc.generation_id), (2, 2));
     assert_eq!(rb.leader, old[1].member_id, "the next member by join order leads");
     assert_eq!(rb.members.len(), 2);
@@ -235,7 +260,7 @@ async fn a_silent_member_is_removed_after_its_session_and_the_rest_rebalance() {
 #[tokio::test]
 async fn a_member_that_does_not_rejoin_is_dropped_at_the_rebalance_timeout() {
     let c = Coordinator::new(limits());
-    let old = stable(&c, "g", &["a", "b"]).await;
+    let old = stable(&c, "g", &["a", "b"]).within().await;
     let mut wd = c.begin_join(req("g", "d"));
     let mut wa = c.begin_join(with_id(req("g", "a"), &old[0].member_id));
     // b stays alive by heartbeating but never rejoins.
@@ -245,7 +270,7 @@ async fn a_member_that_does_not_rejoin_is_dropped_at_the_rebalance_timeout() {
         assert!(!wa.is_resolved() && !wd.is_resolved());
     }
     c.advance(Duration::from_secs(9)); // 36 s > the 30 s rebalance timeout
-    let (ra, rd) = (wa.await.unwrap(), wd.await.unwrap());
+    let (ra, rd) = (wa.within().await.unwrap(), wd.within().await.unwrap());
     assert_eq!((ra.generation_id, rd.generation_id), (2, 2));
     assert_eq!(ra.members.len(), 2);
     assert_eq!(heartbeat(&c, "g", &old[1]), Err(GroupError::UnknownMemberId));
@@ -254,7 +279,7 @@ async fn a_member_that_does_not_rejoin_is_dropped_at_the_rebalance_timeout() {
 #[tokio::test]
 async fn leaving_empties_the_group_and_only_an_empty_group_can_be_deleted() {
     let c = Coordinator::new(limits());
-    let old = stable(&c, "g", &["a", "b"]).await;
+    let old = stable(&c, "g", &["a", "b"]).within().await;
     assert_eq!(c.delete("g"), Err(GroupError::NonEmptyGroup));
     let results = c
         .leave("g", &[(old[0].member_id.clone(), None), ("ghost".into(), None)])
@@ -270,7 +295,7 @@ async fn leaving_empties_the_group_and_only_an_empty_group_can_be_deleted() {
     assert_eq!(c.list()[0].state.as_str(), "Empty");
 
     // The generation survives the group being empty.
-    let e = c.join(req("g", "e")).await.unwrap();
+    let e = c.join(req("g", "e")).within().await.unwrap();
     assert_eq!(e.generation_id, 2);
     assert_eq!(c.delete("g"), Err(GroupError::NonEmptyGroup));
     assert_eq!(c.leave("g", &[(e.member_id, None)]).unwrap(), vec![Ok(())]);
@@ -288,7 +313,7 @@ async fn simple_commits_only_for_an_empty_group_and_member_commits_need_the_curr
     let c = Coordinator::new(limits());
     assert_eq!(c.check_commit("g", -1, "", None), Ok(()), "unknown group");
     assert_eq!(c.check_commit("g", 1, "m", None), Err(GroupError::IllegalGeneration));
-    let joined = form(&c, "g", &["a", "b"]).await;
+    let joined = form(&c, "g", &["a", "b"]).within().await;
     let (a, b) = (&joined[0].member_id, &joined[1].member_id);
     assert_eq!(
         c.check_commit("g", 1, a, None),
@@ -296,7 +321,7 @@ async fn simple_commits_only_for_an_empty_group_and_member_commits_need_the_curr
         "CompletingRebalance"
     );
     assert_eq!(c.check_commit("g", -1, "", None), Err(GroupError::IllegalGeneration));
-    c.sync(sync_req("g", 1, a, &[])).await.unwrap();
+    c.sync(sync_req("g", 1, a, &[])).within().await.unwrap();
     assert_eq!(c.check_commit("g", 1, b, None), Ok(()));
     assert_eq!(c.check_commit("g", 0, b, None), Err(GroupError::IllegalGeneration));
     assert_eq!(c.check_commit("g", 1, "ghost", None), Err(GroupError::UnknownMemberId));
@@ -327,13 +352,14 @@ fn static_req(client: &str, instance: &str) -> JoinRequest {
 async fn a_replaced_static_member_is_fenced() {
     let c = Coordinator::new(limits());
     // Static members skip MemberIdRequired.
-    let first = c.join(static_req("s", "i-1")).await.unwrap();
+    let first = c.join(static_req("s", "i-1")).within().await.unwrap();
     assert_eq!(first.generation_id, 1);
     c.sync(sync_req("g", 1, &first.member_id, &[(&first.member_id, "to-s")]))
+        .within()
         .await
         .unwrap();
 
-    let second = c.join(static_req("s", "i-1")).await.unwrap();
+    let second = c.join(static_req("s", "i-1")).within().await.unwrap();
     assert_ne!(second.member_id, first.member_id);
     assert_eq!(
         (second.generation_id, second.leader.as_str()),
@@ -343,12 +369,12 @@ async fn a_replaced_static_member_is_fenced() {
     assert_eq!(c.heartbeat("g", 1, &first.member_id, Some("i-1")), fenced);
     assert_eq!(c.heartbeat("g", 2, &second.member_id, Some("i-1")), Ok(()));
     assert_eq!(
-        c.join(with_id(static_req("s", "i-1"), &first.member_id)).await,
+        c.join(with_id(static_req("s", "i-1"), &first.member_id)).within().await,
         Err(GroupError::FencedInstanceId)
     );
     let mut old_sync = sync_req("g", 2, &first.member_id, &[]);
     old_sync.group_instance_id = Some("i-1".into());
-    assert_eq!(c.sync(old_sync).await, Err(GroupError::FencedInstanceId));
+    assert_eq!(c.sync(old_sync).within().await, Err(GroupError::FencedInstanceId));
     assert_eq!(
         c.check_commit("g", 2, &first.member_id, Some("i-1")),
         Err(GroupError::FencedInstanceId)
@@ -359,15 +385,15 @@ async fn a_replaced_static_member_is_fenced() {
     );
 
     // A waiting join of the replaced member is answered FencedInstanceId.
-    let x = new_id(&c, req("g", "x")).await;
+    let x = new_id(&c, req("g", "x")).within().await;
     let mut changed = with_id(static_req("s", "i-1"), &second.member_id);
     changed.protocols.push(("roundrobin".into(), meta("s")));
     let mut waiting = c.begin_join(changed);
     assert!(!waiting.is_resolved(), "x still has to come back");
     let third = c.begin_join(static_req("s", "i-1"));
-    assert_eq!(waiting.await, Err(GroupError::FencedInstanceId));
-    let rx = c.join(with_id(req("g", "x"), &x)).await.unwrap();
-    let third = third.await.unwrap();
+    assert_eq!(waiting.within().await, Err(GroupError::FencedInstanceId));
+    let rx = c.join(with_id(req("g", "x"), &x)).within().await.unwrap();
+    let third = third.within().await.unwrap();
     assert_eq!((third.generation_id, rx.generation_id), (3, 3));
     assert_eq!(rx.leader, third.member_id, "the replacement keeps the leadership");
     assert_eq!(third.members.len(), 2);

@@ -1,0 +1,166 @@
+//! Consumer groups: how long a rebalance of 10 members takes in the
+//! coordinator, and durable offset commits per second against the node's
+//! own one-record appends measured in the same run (a commit is one durable
+//! append to `__consumer_offsets`, so appends are its physical limit here).
+//!
+//! Run with `cargo bench -p sluice-host --bench groups`
+//! (`SLUICE_BENCH_QUICK=1` for a smoke run).
+//!
+//! Rebalance: 10 members join a new group at once (initial rebalance delay
+//! 20 ms, included), the leader assigns, everyone syncs: time from the first join to the
+//! last sync answer. Then one member leaves and the other nine rejoin and
+//! sync: time from the leave to the last sync answer. Repeated, medians
+//! reported. Clients add their own heartbeat and poll intervals on top.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sluice_host::groups::{JoinRequest, SyncRequest};
+use sluice_host::{Host, OffsetCommit, Record, Settings};
+
+const MEMBERS: usize = 10;
+
+fn join_req(group: &str, member: &str, i: usize) -> JoinRequest {
+    JoinRequest {
+        group_id: group.into(),
+        member_id: member.into(),
+        group_instance_id: None,
+        client_id: format!("bench-{i}"),
+        client_host: "127.0.0.1".into(),
+        session_timeout: Duration::from_secs(30),
+        rebalance_timeout: Duration::from_secs(30),
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), Bytes::from_static(b"meta"))],
+        require_known_member_id: false,
+    }
+}
+
+/// All members (re)join and sync; returns their member ids.
+async fn round(host: &Host, group: &str, members: &[String]) -> anyhow::Result<Vec<String>> {
+    let joins = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| host.join_group(join_req(group, m, i)));
+    let joined = futures::future::try_join_all(joins).await?;
+    let generation = joined[0].generation_id;
+    let leader = joined[0].leader.clone();
+    let ids: Vec<String> = joined.iter().map(|j| j.member_id.clone()).collect();
+    let syncs = ids.iter().map(|m| {
+        let assignments = if *m == leader {
+            ids.iter()
+                .map(|id| (id.clone(), Bytes::from_static(b"assignment")))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        host.sync_group(SyncRequest {
+            group_id: group.into(),
+            generation_id: generation,
+            member_id: m.clone(),
+            group_instance_id: None,
+            protocol_type: None,
+            protocol_name: None,
+            assignments,
+        })
+    });
+    futures::future::try_join_all(syncs).await?;
+    Ok(ids)
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let quick = std::env::var("SLUICE_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let (rounds, ops) = if quick { (5, 200) } else { (30, 3000) };
+    let root = tempfile::Builder::new()
+        .prefix("sluice-bench-groups-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
+    let mut settings = Settings {
+        data_dir: root.path().join("data"),
+        ..Settings::default()
+    };
+    // A new group waits this long for its members (Kafka's default is 3 s);
+    // it is part of the first rebalance's time.
+    settings.groups.initial_rebalance_delay = Duration::from_millis(20);
+    let host = Host::open(settings).await?;
+
+    let (mut first, mut again) = (Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let group = format!("g{r}");
+        let started = Instant::now();
+        let ids = round(&host, &group, &vec![String::new(); MEMBERS]).await?;
+        first.push(started.elapsed());
+        let started = Instant::now();
+        let leaving = ids[MEMBERS - 1].clone();
+        host.leave_group(&group, &[(leaving, None)])?;
+        round(&host, &group, &ids[..MEMBERS - 1]).await?;
+        again.push(started.elapsed());
+    }
+    println!(
+        "rebalance of {MEMBERS} members (join + sync, in the coordinator): first {:.3} ms, after a leave {:.3} ms (medians of {rounds})",
+        median(&mut first).as_secs_f64() * 1e3,
+        median(&mut again).as_secs_f64() * 1e3
+    );
+
+    host.create_stream("t", 16).await?;
+    host.append("t", 0, &[Record::default()]).await?;
+    // The physical limit here: one-record durable appends, one at a time.
+    let started = Instant::now();
+    for _ in 0..ops {
+        host.append(
+            "t",
+            1,
+            &[Record {
+                value: Bytes::from_static(&[b'x'; 64]),
+                ..Record::default()
+            }],
+        )
+        .await?;
+    }
+    let appends = ops as f64 / started.elapsed().as_secs_f64();
+    let commit = |p: u32, o: u64| OffsetCommit {
+        stream: "t".into(),
+        partition: p,
+        offset: o,
+        leader_epoch: -1,
+        metadata: None,
+    };
+    let started = Instant::now();
+    for i in 0..ops {
+        let r = host.commit_offsets("one", &[commit(0, i as u64)]).await?;
+        anyhow::ensure!(r.iter().all(Result::is_ok), "commit refused: {r:?}");
+    }
+    let commits = ops as f64 / started.elapsed().as_secs_f64();
+    // Sixteen groups committing at once (as sixteen consumers would).
+    let started = Instant::now();
+    let tasks = (0..16u32).map(|g| {
+        let host = host.clone();
+        tokio::spawn(async move {
+            for i in 0..ops / 16 {
+                host.commit_offsets(&format!("c{g}"), &[commit(g, i as u64)]).await?;
+            }
+            anyhow::Ok(())
+        })
+    });
+    for t in futures::future::join_all(tasks).await {
+        t??;
+    }
+    let concurrent = (ops / 16 * 16) as f64 / started.elapsed().as_secs_f64();
+    println!("| path | per second | vs one-record appends |");
+    println!("|---|---:|---:|");
+    println!("| one-record durable appends, one at a time | {appends:.0} | 100% |");
+    println!(
+        "| offset commits, one group, one at a time | {commits:.0} | {:.0}% |",
+        commits / appends * 100.0
+    );
+    println!(
+        "| offset commits, 16 groups at once | {concurrent:.0} | {:.0}% |",
+        concurrent / appends * 100.0
+    );
+    host.shutdown().await;
+    Ok(())
+}
