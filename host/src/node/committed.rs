@@ -8,11 +8,12 @@
 //! memory, rebuilt from the stream on first use.
 //!
 //! Invariants: the in-memory map changes only after its records are
-//! durable, and commits are appended one request at a time, so the map's
-//! order is the stream's; a commit for a stream or partition that does not
-//! exist writes nothing for that partition.
+//! durable; each key keeps the change found latest in the stream (commits
+//! are queued one request at a time and awaited concurrently, so their
+//! callers may return in another order); a commit for a stream or partition
+//! that does not exist writes nothing for that partition.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -83,7 +84,31 @@ type Key = (String, String, u32);
 /// The node's committed offsets (loaded from the stream on first use).
 #[derive(Default)]
 pub(super) struct Committed {
-    map: tokio::sync::Mutex<Option<BTreeMap<Key, CommittedOffset>>>,
+    map: tokio::sync::Mutex<Option<Offsets>>,
+}
+
+/// The latest durable commit per key, and where in the stream it is.
+#[derive(Default)]
+struct Offsets {
+    live: BTreeMap<Key, CommittedOffset>,
+    /// The stream offset of the last change applied per key (deletions too).
+    seq: HashMap<Key, u64>,
+}
+
+impl Offsets {
+    /// Applies a durable change found at stream offset `seq`, unless a
+    /// later one is applied already (commits become durable in stream
+    /// order, but their callers may come back in another).
+    fn apply(&mut self, key: Key, seq: u64, value: Option<CommittedOffset>) {
+        if self.seq.get(&key).is_some_and(|s| *s >= seq) {
+            return;
+        }
+        self.seq.insert(key.clone(), seq);
+        match value {
+            Some(v) => self.live.insert(key, v),
+            None => self.live.remove(&key),
+        };
+    }
 }
 
 fn internal(message: String) -> Error {
@@ -104,7 +129,7 @@ impl Host {
         group: &str,
         commits: &[OffsetCommit],
     ) -> Result<Vec<Result<(), CommitRefused>>, Error> {
-        let mut guard = self.offsets_loaded().await?;
+        let guard = self.offsets_loaded().await?;
         let now = crate::fsutil::now_ms();
         let mut results = Vec::with_capacity(commits.len());
         let mut records = Vec::new();
@@ -141,22 +166,26 @@ impl Host {
             accepted.push((key, c));
             results.push(Ok(()));
         }
-        if !records.is_empty() {
-            self.inner.log.append(OFFSETS_STREAM, 0, &records).await?;
+        if records.is_empty() {
+            return Ok(results);
         }
-        let map = guard.get_or_insert_with(BTreeMap::new);
-        for (key, c) in accepted {
-            map.insert(
-                key,
-                CommittedOffset {
-                    stream: c.stream.clone(),
-                    partition: c.partition,
-                    offset: c.offset,
-                    leader_epoch: c.leader_epoch,
-                    metadata: c.metadata.clone(),
-                    commit_ms: now,
-                },
-            );
+        // Queued in order while holding the map; durable (and applied)
+        // without it, so concurrent commits share a WAL group commit.
+        let pending = self.inner.log.append_queued(OFFSETS_STREAM, 0, &records).await?;
+        drop(guard);
+        let appended = pending.await?;
+        let mut guard = self.inner.committed.map.lock().await;
+        let map = guard.get_or_insert_with(Offsets::default);
+        for (i, (key, c)) in accepted.into_iter().enumerate() {
+            let value = CommittedOffset {
+                stream: c.stream.clone(),
+                partition: c.partition,
+                offset: c.offset,
+                leader_epoch: c.leader_epoch,
+                metadata: c.metadata.clone(),
+                commit_ms: now,
+            };
+            map.apply(key, appended.base_offset.saturating_add(i as u64), Some(value));
         }
         Ok(results)
     }
@@ -166,7 +195,7 @@ impl Host {
         let guard = self.offsets_loaded().await?;
         Ok(guard
             .iter()
-            .flat_map(|m| m.range(group_range(group)))
+            .flat_map(|m| m.live.range(group_range(group)))
             .map(|(_, v)| v.clone())
             .collect())
     }
@@ -174,17 +203,17 @@ impl Host {
     /// Groups with committed offsets.
     pub async fn groups_with_offsets(&self) -> Result<Vec<String>, Error> {
         let guard = self.offsets_loaded().await?;
-        let mut out: Vec<String> = guard.iter().flat_map(|m| m.keys().map(|k| k.0.clone())).collect();
+        let mut out: Vec<String> = guard.iter().flat_map(|m| m.live.keys().map(|k| k.0.clone())).collect();
         out.dedup();
         Ok(out)
     }
 
     /// Deletes `group`'s committed offsets (durably, as empty values).
     pub async fn delete_committed_offsets(&self, group: &str) -> Result<usize, Error> {
-        let mut guard = self.offsets_loaded().await?;
+        let guard = self.offsets_loaded().await?;
         let keys: Vec<Key> = guard
             .iter()
-            .flat_map(|m| m.range(group_range(group)))
+            .flat_map(|m| m.live.range(group_range(group)))
             .map(|(k, _)| k.clone())
             .collect();
         if keys.is_empty() {
@@ -202,13 +231,16 @@ impl Host {
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        self.inner.log.append(OFFSETS_STREAM, 0, &records).await?;
-        if let Some(m) = guard.as_mut() {
-            for k in &keys {
-                m.remove(k);
-            }
+        let pending = self.inner.log.append_queued(OFFSETS_STREAM, 0, &records).await?;
+        drop(guard);
+        let appended = pending.await?;
+        let mut guard = self.inner.committed.map.lock().await;
+        let map = guard.get_or_insert_with(Offsets::default);
+        let n = keys.len();
+        for (i, k) in keys.into_iter().enumerate() {
+            map.apply(k, appended.base_offset.saturating_add(i as u64), None);
         }
-        Ok(keys.len())
+        Ok(n)
     }
 
     /// Every (group, committed offset), if the offsets are loaded (they
@@ -217,15 +249,13 @@ impl Host {
         let guard = self.inner.committed.map.lock().await;
         guard
             .iter()
-            .flat_map(|m| m.iter().map(|(k, v)| (k.0.clone(), v.clone())))
+            .flat_map(|m| m.live.iter().map(|(k, v)| (k.0.clone(), v.clone())))
             .collect()
     }
 
     /// The offsets map, loaded from [`OFFSETS_STREAM`] (created if absent)
     /// on first use; held for the caller's whole update.
-    async fn offsets_loaded(
-        &self,
-    ) -> Result<tokio::sync::MutexGuard<'_, Option<BTreeMap<Key, CommittedOffset>>>, Error> {
+    async fn offsets_loaded(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Offsets>>, Error> {
         let mut guard = self.inner.committed.map.lock().await;
         if guard.is_none() {
             *guard = Some(self.load_offsets().await?);
@@ -233,7 +263,7 @@ impl Host {
         Ok(guard)
     }
 
-    async fn load_offsets(&self) -> Result<BTreeMap<Key, CommittedOffset>, Error> {
+    async fn load_offsets(&self) -> Result<Offsets, Error> {
         if self.inner.log.describe_stream(OFFSETS_STREAM).is_err() {
             match self.inner.log.create_stream(OFFSETS_STREAM, 1).await {
                 Ok(_) => {}
@@ -244,7 +274,7 @@ impl Host {
                 Err(e) => return Err(e.into()),
             }
         }
-        let mut map = BTreeMap::new();
+        let mut map = Offsets::default();
         let limits = ReadLimits {
             max_records: self.inner.settings.max_read_records,
             max_bytes: 16 << 20,
@@ -257,7 +287,7 @@ impl Host {
         while offset < end {
             let batch = self.read(OFFSETS_STREAM, 0, offset, limits).await?;
             for r in &batch.records {
-                apply(&mut map, &r.record);
+                apply(&mut map, r.offset, &r.record);
             }
             if batch.next_offset <= offset {
                 break;
@@ -271,28 +301,26 @@ impl Host {
 /// Applies one stored commit (or deletion) to `map`; a record that does not
 /// parse is skipped with a warning (it was written by a newer version or
 /// damaged; the rest still loads).
-fn apply(map: &mut BTreeMap<Key, CommittedOffset>, r: &Record) {
+fn apply(map: &mut Offsets, seq: u64, r: &Record) {
     let Some(key) = r.key.as_ref().and_then(|k| serde_json::from_slice::<Key>(k).ok()) else {
         tracing::warn!("skipping an offsets record without a readable key");
         return;
     };
     if r.value.is_empty() {
-        map.remove(&key);
+        map.apply(key, seq, None);
         return;
     }
     match serde_json::from_slice::<Value>(&r.value) {
         Ok(v) => {
-            map.insert(
-                key.clone(),
-                CommittedOffset {
-                    stream: key.1,
-                    partition: key.2,
-                    offset: v.offset,
-                    leader_epoch: v.leader_epoch,
-                    metadata: v.metadata,
-                    commit_ms: v.commit_ms,
-                },
-            );
+            let value = CommittedOffset {
+                stream: key.1.clone(),
+                partition: key.2,
+                offset: v.offset,
+                leader_epoch: v.leader_epoch,
+                metadata: v.metadata,
+                commit_ms: v.commit_ms,
+            };
+            map.apply(key, seq, Some(value));
         }
         Err(e) => tracing::warn!(group = %key.0, error = %e, "skipping an unreadable offsets record"),
     }
@@ -301,4 +329,36 @@ fn apply(map: &mut BTreeMap<Key, CommittedOffset>, r: &Record) {
 /// The keys of one group.
 fn group_range(group: &str) -> std::ops::RangeInclusive<Key> {
     (group.to_string(), String::new(), 0)..=(group.to_string(), char::MAX.to_string(), u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offset(o: u64) -> CommittedOffset {
+        CommittedOffset {
+            stream: "t".into(),
+            partition: 0,
+            offset: o,
+            leader_epoch: -1,
+            metadata: None,
+            commit_ms: 0,
+        }
+    }
+
+    /// Callers of concurrent commits may come back out of stream order: the
+    /// change found later in the stream wins, deletions included.
+    #[test]
+    fn the_latest_change_in_the_stream_wins_whatever_order_it_is_applied_in() {
+        let key = || ("g".to_string(), "t".to_string(), 0);
+        let mut m = Offsets::default();
+        m.apply(key(), 7, Some(offset(70)));
+        m.apply(key(), 5, Some(offset(50)));
+        assert_eq!(m.live.get(&key()).map(|c| c.offset), Some(70));
+        m.apply(key(), 9, None);
+        m.apply(key(), 8, Some(offset(80)));
+        assert!(!m.live.contains_key(&key()));
+        m.apply(key(), 10, Some(offset(100)));
+        assert_eq!(m.live.get(&key()).map(|c| c.offset), Some(100));
+    }
 }
