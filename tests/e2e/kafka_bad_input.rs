@@ -18,14 +18,14 @@ use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEnc
 use crate::kafka_support::{kcat, kcat_read_all};
 use crate::support::{self, Server, ServerOptions};
 
-fn send_raw(s: &mut TcpStream, frame: &[u8]) {
+pub(crate) fn send_raw(s: &mut TcpStream, frame: &[u8]) {
     s.write_all(&(frame.len() as i32).to_be_bytes()).expect("write length");
     s.write_all(frame).expect("write frame");
 }
 
 /// The next answer's body after the correlation id, or `None` if the
 /// server closed the connection.
-fn answer(s: &mut TcpStream) -> Option<Bytes> {
+pub(crate) fn answer(s: &mut TcpStream) -> Option<Bytes> {
     let mut len = [0u8; 4];
     s.read_exact(&mut len).ok()?;
     let mut body = vec![0u8; i32::from_be_bytes(len) as usize];

@@ -13,6 +13,7 @@ mod kafka;
 mod kafka_bad_input;
 mod kafka_cluster;
 mod kafka_groups;
+mod kafka_groups_bad_input;
 mod kafka_support;
 mod metrics;
 mod object_wal;
