@@ -161,6 +161,99 @@ async fn main() -> anyhow::Result<()> {
         "| offset commits, 16 groups at once | {concurrent:.0} | {:.0}% |",
         concurrent / appends * 100.0
     );
+    match sluice_test_artifacts::kafka_clients::try_python() {
+        Ok(python) => real_clients(&host, python).await?,
+        Err(e) => println!("real-client rebalance skipped: {e}"),
+    }
     host.shutdown().await;
+    Ok(())
+}
+
+fn wall() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The latest `assigned` event (time, partitions) in a member's file.
+fn latest_assignment(out: &std::path::Path) -> Option<(f64, Vec<u64>)> {
+    let text = std::fs::read_to_string(out).ok()?;
+    text.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["ev"] == "assigned")
+        .map(|e| {
+            let parts = e["partitions"]
+                .as_array()
+                .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+                .unwrap_or_default();
+            (e["t"].as_f64().unwrap_or(0.0), parts)
+        })
+}
+
+/// Waits until every member in `outs` was assigned after `since` and the
+/// assignments cover `partitions`; returns the last assignment's time.
+async fn settled(outs: &[std::path::PathBuf], since: f64, partitions: u64) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let latest: Vec<Option<(f64, Vec<u64>)>> = outs.iter().map(|o| latest_assignment(o)).collect();
+        if latest.iter().all(|l| l.as_ref().is_some_and(|(t, _)| *t > since)) {
+            let mut covered: Vec<u64> = latest.iter().flatten().flat_map(|(_, p)| p.clone()).collect();
+            covered.sort_unstable();
+            if covered == (0..partitions).collect::<Vec<_>>() {
+                return Ok(latest.iter().flatten().map(|(t, _)| *t).fold(0.0, f64::max));
+            }
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the group did not settle: {latest:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Ten confluent-kafka (librdkafka) consumers over the Kafka listener: how
+/// long until they share ten partitions, and how long after one leaves
+/// cleanly until the other nine share them again (librdkafka's eager
+/// rebalance: revoke, rejoin, sync; heartbeats every 500 ms).
+async fn real_clients(host: &Host, python: &std::path::Path) -> anyhow::Result<()> {
+    let kafka = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let bootstrap = kafka.local_addr()?.to_string();
+    tokio::spawn(sluice_host::kafka::serve(host.clone(), kafka));
+    host.create_stream("rb", MEMBERS as u32).await?;
+    let dir = tempfile::tempdir()?;
+    let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/e2e/kafka/group_consumer.py");
+    let outs: Vec<std::path::PathBuf> = (0..MEMBERS).map(|i| dir.path().join(format!("m{i}.jsonl"))).collect();
+    let started = wall();
+    let mut children = Vec::new();
+    for (i, out) in outs.iter().enumerate() {
+        let args = serde_json::json!({
+            "bootstrap": bootstrap, "group": "rb", "topic": "rb", "out": out, "idle_exit": 0,
+            "session_timeout_ms": 10000, "stop_file": dir.path().join(format!("stop{i}")),
+        });
+        children.push(
+            std::process::Command::new(python)
+                .arg(driver)
+                .args(["confluent", &args.to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()?,
+        );
+    }
+    let formed = settled(&outs, started, MEMBERS as u64).await;
+    let left = wall();
+    std::fs::write(dir.path().join(format!("stop{}", MEMBERS - 1)), b"")?;
+    let again = match &formed {
+        Ok(_) => settled(&outs[..MEMBERS - 1], left, MEMBERS as u64).await,
+        Err(_) => Err(anyhow::anyhow!("no group formed")),
+    };
+    for c in &mut children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    println!(
+        "real clients (confluent-kafka {MEMBERS} consumers): group formed {:.2} s after start (process start-up included), \
+         {:.2} s from one member leaving to the other {} sharing all partitions again",
+        formed? - started,
+        again? - left,
+        MEMBERS - 1
+    );
     Ok(())
 }

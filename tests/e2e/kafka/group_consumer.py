@@ -4,10 +4,11 @@ Usage: group_consumer.py <library> <json-args>
   library: confluent (confluent-kafka) or kafkapython (kafka-python)
   args: bootstrap, group, topic, out (a file), idle_exit (seconds without
         records before exiting; 0: run until killed), commit ("sync" after
-        every record batch), session_timeout_ms
+        every record batch), session_timeout_ms, stop_file (optional: once
+        it exists, the member leaves the group cleanly and exits)
 
-Appends one JSON line per event to `out`, flushed at once (the test may
-kill this process at any time):
+Appends one JSON line per event to `out` (each with "t", the wall-clock
+time), flushed at once (the test may kill this process at any time):
   {"ev": "assigned", "partitions": [..]}
   {"ev": "record", "p": partition, "o": offset, "v": value}
   {"ev": "committed", "p": partition, "o": next offset}
@@ -15,11 +16,13 @@ and, on a clean exit, {"ev": "done"}.
 """
 
 import json
+import os
 import sys
 import time
 
 
 def emit(f, **ev):
+    ev["t"] = time.time()
     f.write(json.dumps(ev) + "\n")
     f.flush()
 
@@ -44,8 +47,11 @@ def run_confluent(a, f):
     c.subscribe([a["topic"]], on_assign=on_assign)
     last = time.time()
     idle = a.get("idle_exit", 0)
+    stop = a.get("stop_file")
     while True:
-        msgs = c.consume(100, 0.5)
+        if stop and os.path.exists(stop):
+            break
+        msgs = c.consume(100, 0.2)
         if not msgs:
             if idle and time.time() - last > idle:
                 break
