@@ -8,15 +8,13 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use crate::error::{Error, ErrorKind};
+use crate::node::Host;
 
 /// Paths served without a token.
 const OPEN_PATHS: &[&str] = &["/health", "/openapi.json"];
 
-pub async fn require_token(State(token): State<Option<std::sync::Arc<str>>>, req: Request, next: Next) -> Response {
-    let Some(token) = token else {
-        return next.run(req).await;
-    };
-    if OPEN_PATHS.contains(&req.uri().path()) {
+pub async fn require_token(State(host): State<Host>, req: Request, next: Next) -> Response {
+    if host.settings().auth_token.is_none() || OPEN_PATHS.contains(&req.uri().path()) {
         return next.run(req).await;
     }
     let presented = req
@@ -25,7 +23,7 @@ pub async fn require_token(State(token): State<Option<std::sync::Arc<str>>>, req
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
-        Some(p) if constant_time_eq(p.as_bytes(), token.as_bytes()) => next.run(req).await,
+        Some(p) if host.token_matches(p.as_bytes()) => next.run(req).await,
         Some(_) => unauthorized("wrong bearer token"),
         None => unauthorized("missing `Authorization: Bearer <token>` header"),
     }
@@ -33,19 +31,4 @@ pub async fn require_token(State(token): State<Option<std::sync::Arc<str>>>, req
 
 fn unauthorized(msg: &str) -> Response {
     ApiError(Error::new(ErrorKind::Unauthorized, "unauthorized", msg)).into_response()
-}
-
-/// Compares without an early exit, so timing does not leak the token prefix.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn constant_time_eq_compares() {
-        assert!(super::constant_time_eq(b"secret", b"secret"));
-        assert!(!super::constant_time_eq(b"secret", b"secreT"));
-        assert!(!super::constant_time_eq(b"secret", b"secret2"));
-    }
 }

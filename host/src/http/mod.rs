@@ -28,7 +28,6 @@ mod tests_plugins;
 #[cfg(test)]
 mod tests_streams;
 
-use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -97,13 +96,12 @@ pub(crate) fn api() -> OpenApiRouter<Host> {
 
 pub fn router(host: Host) -> Router {
     let limit = usize::try_from(host.settings().max_request_bytes.as_u64()).unwrap_or(usize::MAX);
-    let token: Option<Arc<str>> = host.settings().auth_token.as_deref().map(Arc::from);
     let (routes, _doc) = api().split_for_parts();
     routes
         .route_layer(axum::middleware::from_fn(handlers::track))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::from_fn_with_state(token, auth::require_token))
+        .layer(axum::middleware::from_fn_with_state(host.clone(), auth::require_token))
         .with_state(host)
 }

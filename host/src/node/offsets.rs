@@ -121,15 +121,15 @@ impl Host {
     /// Whether `presented` is the node's token (always true when no token is
     /// set). Compares in time independent of where the bytes differ.
     pub fn token_matches(&self, presented: &[u8]) -> bool {
+        use sha2::{Digest, Sha256};
         match &self.settings().auth_token {
             None => true,
             Some(token) => {
-                let token = token.as_bytes();
-                let mut diff = u8::from(token.len() != presented.len());
-                for (i, t) in token.iter().enumerate() {
-                    diff |= t ^ presented.get(i).copied().unwrap_or(!t);
-                }
-                diff == 0
+                // Digests of equal length compared without an early exit:
+                // the time taken says nothing about the token, its length
+                // included.
+                let (want, got) = (Sha256::digest(token.as_bytes()), Sha256::digest(presented));
+                want.iter().zip(got.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
             }
         }
     }
@@ -137,5 +137,28 @@ impl Host {
     /// Checks a stream name against the rules streams are created with.
     pub fn check_stream_name(name: &str) -> Result<(), Error> {
         Ok(crate::log::meta::validate_name(name)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Host, Settings};
+
+    #[tokio::test]
+    async fn only_the_token_itself_matches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = Host::open(Settings {
+            data_dir: dir.path().into(),
+            auth_token: Some("s3cret".into()),
+            kafka_listen: None,
+            ..Settings::default()
+        })
+        .await
+        .expect("open");
+        assert!(host.token_matches(b"s3cret"));
+        for wrong in [&b""[..], b"s3cre", b"s3cret2", b"s3creT", b"S3CRET"] {
+            assert!(!host.token_matches(wrong), "{wrong:?}");
+        }
+        host.shutdown().await;
     }
 }
