@@ -28,7 +28,6 @@ mod tests_plugins;
 #[cfg(test)]
 mod tests_streams;
 
-
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use utoipa::OpenApi;
