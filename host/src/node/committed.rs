@@ -39,6 +39,14 @@ pub(super) fn refuse_internal(name: &str, what: &str) -> Result<(), Error> {
 /// Largest commit metadata (Kafka's `offset.metadata.max.bytes`).
 pub const MAX_COMMIT_METADATA: usize = 4096;
 
+/// A commit whose metadata is over [`MAX_COMMIT_METADATA`].
+pub(super) fn metadata_refusal(c: &OffsetCommit) -> Option<CommitRefused> {
+    match c.metadata.as_ref().map(String::len) {
+        Some(len) if len > MAX_COMMIT_METADATA => Some(CommitRefused::MetadataTooLarge { len }),
+        _ => None,
+    }
+}
+
 /// One partition's commit, as a client sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffsetCommit {
@@ -140,10 +148,7 @@ impl Host {
                     stream: c.stream.clone(),
                     partition: c.partition,
                 }),
-                Ok(_) => match c.metadata.as_ref().map(String::len) {
-                    Some(len) if len > MAX_COMMIT_METADATA => Some(CommitRefused::MetadataTooLarge { len }),
-                    _ => None,
-                },
+                Ok(_) => metadata_refusal(c),
             };
             if let Some(r) = refused {
                 results.push(Err(r));
@@ -171,6 +176,7 @@ impl Host {
         }
         // Queued in order while holding the map; durable (and applied)
         // without it, so concurrent commits share a WAL group commit.
+        self.offsets_stream().await?;
         let pending = self.inner.log.append_queued(OFFSETS_STREAM, 0, &records).await?;
         drop(guard);
         let appended = pending.await?;
@@ -253,8 +259,24 @@ impl Host {
             .collect()
     }
 
-    /// The offsets map, loaded from [`OFFSETS_STREAM`] (created if absent)
-    /// on first use; held for the caller's whole update.
+    /// Creates [`OFFSETS_STREAM`] if it is not there yet.
+    async fn offsets_stream(&self) -> Result<(), Error> {
+        if self.inner.log.describe_stream(OFFSETS_STREAM).is_ok() {
+            return Ok(());
+        }
+        match self.inner.log.create_stream(OFFSETS_STREAM, 1).await {
+            Ok(_) => Ok(()),
+            // Created meanwhile: use it.
+            Err(e) if self.inner.log.describe_stream(OFFSETS_STREAM).is_ok() => {
+                tracing::debug!(error = %e, "offsets stream appeared while creating it");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The offsets map, loaded from [`OFFSETS_STREAM`] on first use; held
+    /// for the caller's whole update.
     async fn offsets_loaded(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Offsets>>, Error> {
         let mut guard = self.inner.committed.map.lock().await;
         if guard.is_none() {
@@ -264,22 +286,16 @@ impl Host {
     }
 
     async fn load_offsets(&self) -> Result<Offsets, Error> {
-        if self.inner.log.describe_stream(OFFSETS_STREAM).is_err() {
-            match self.inner.log.create_stream(OFFSETS_STREAM, 1).await {
-                Ok(_) => {}
-                // Created meanwhile (by a replica's recovery, say): read it.
-                Err(e) if self.inner.log.describe_stream(OFFSETS_STREAM).is_ok() => {
-                    tracing::debug!(error = %e, "offsets stream appeared while creating it");
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        // No stream yet: nothing was ever committed (the first commit
+        // creates it; reads do not).
+        let Ok(info) = self.inner.log.describe_stream(OFFSETS_STREAM) else {
+            return Ok(Offsets::default());
+        };
         let mut map = Offsets::default();
         let limits = ReadLimits {
             max_records: self.inner.settings.max_read_records,
             max_bytes: 16 << 20,
         };
-        let info = self.inner.log.describe_stream(OFFSETS_STREAM)?;
         let Some(range) = info.partitions.first() else {
             return Ok(map);
         };
@@ -360,5 +376,35 @@ mod tests {
         assert!(!m.live.contains_key(&key()));
         m.apply(key(), 10, Some(offset(100)));
         assert_eq!(m.live.get(&key()).map(|c| c.offset), Some(100));
+    }
+
+    /// Reading groups creates nothing; the first commit creates the stream.
+    #[tokio::test]
+    async fn reads_do_not_create_the_offsets_stream_and_the_first_commit_does() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = crate::Host::open(crate::Settings {
+            data_dir: dir.path().into(),
+            kafka_listen: None,
+            ..crate::Settings::default()
+        })
+        .await
+        .expect("open");
+        host.create_stream("t", 1).await.expect("create");
+        let has_stream = |h: &crate::Host| h.list_streams().iter().any(|s| s.name == OFFSETS_STREAM);
+        assert!(host.committed_offsets("g").await.expect("read").is_empty());
+        assert!(host.list_groups().await.expect("list").is_empty());
+        assert!(!has_stream(&host));
+        let c = OffsetCommit {
+            stream: "t".into(),
+            partition: 0,
+            offset: 0,
+            leader_epoch: -1,
+            metadata: None,
+        };
+        let r = host.commit_offsets("g", &[c]).await.expect("commit");
+        assert!(r.iter().all(Result::is_ok));
+        assert!(has_stream(&host));
+        assert_eq!(host.committed_offsets("g").await.expect("read").len(), 1);
+        host.shutdown().await;
     }
 }

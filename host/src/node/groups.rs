@@ -272,7 +272,8 @@ impl Host {
     /// group has no members; every partition is checked before anything is
     /// written, so either all are committed or none.
     pub async fn set_group_offsets(&self, group: &str, commits: &[OffsetCommit]) -> Result<(), Error> {
-        if group.is_empty() || group.len() > 255 {
+        // The coordinator's check below bounds the id's length.
+        if group.is_empty() {
             return Err(GroupError::InvalidGroupId.into());
         }
         if self.describe_group(group).is_some_and(|d| !d.members.is_empty()) {
@@ -281,14 +282,8 @@ impl Host {
         self.check_group_commit(group, -1, "", None)?;
         for c in commits {
             self.stream_end(&c.stream, c.partition)?;
-            if c.metadata
-                .as_ref()
-                .is_some_and(|m| m.len() > super::committed::MAX_COMMIT_METADATA)
-            {
-                return Err(Error::invalid(format!(
-                    "commit metadata is over {} bytes",
-                    super::committed::MAX_COMMIT_METADATA
-                )));
+            if let Some(refused) = super::committed::metadata_refusal(c) {
+                return Err(Error::invalid(refused.to_string()));
             }
         }
         for r in self.commit_offsets(group, commits).await? {
