@@ -153,6 +153,10 @@ impl From<LogError> for Error {
             LogError::StreamExists { .. } => (ErrorKind::Conflict, "stream_exists"),
             LogError::PipelineNotFound { .. } => (ErrorKind::NotFound, "pipeline_not_found"),
             LogError::PipelineExists { .. } => (ErrorKind::Conflict, "pipeline_exists"),
+            LogError::ViewNotFound { .. } => (ErrorKind::NotFound, "view_not_found"),
+            LogError::ViewExists { .. } => (ErrorKind::Conflict, "view_exists"),
+            LogError::IsView { .. } => (ErrorKind::Conflict, "view_read_only"),
+            LogError::StreamHasViews { .. } => (ErrorKind::Conflict, "stream_in_use"),
             LogError::InvalidName { .. } | LogError::InvalidPartitions { .. } | LogError::InvalidBatch(_) => {
                 (ErrorKind::Invalid, "invalid_request")
             }

@@ -21,13 +21,13 @@ fn driver() -> PathBuf {
 }
 
 /// One group member: a Python process appending its events to `out`.
-struct Member {
+pub(crate) struct Member {
     child: Child,
     out: PathBuf,
 }
 
 impl Member {
-    fn start(lib: &str, bootstrap: &str, group: &str, topic: &str, out: &Path, idle_exit: u64) -> Member {
+    pub(crate) fn start(lib: &str, bootstrap: &str, group: &str, topic: &str, out: &Path, idle_exit: u64) -> Member {
         let args = json!({
             "bootstrap": bootstrap, "group": group, "topic": topic,
             "out": out, "idle_exit": idle_exit, "session_timeout_ms": 6000,
@@ -46,7 +46,7 @@ impl Member {
         }
     }
 
-    fn events(&self) -> Vec<Value> {
+    pub(crate) fn events(&self) -> Vec<Value> {
         events(&self.out)
     }
 
@@ -56,7 +56,7 @@ impl Member {
     }
 
     /// Waits for a clean exit (it exits after `idle_exit` seconds without records).
-    fn finish(mut self, within: Duration) -> Vec<Value> {
+    pub(crate) fn finish(mut self, within: Duration) -> Vec<Value> {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("poll member") {
@@ -85,7 +85,7 @@ fn events(path: &Path) -> Vec<Value> {
 }
 
 /// (partition, offset) of every record in `evs`.
-fn consumed(evs: &[Value]) -> Vec<(u64, u64)> {
+pub(crate) fn consumed(evs: &[Value]) -> Vec<(u64, u64)> {
     evs.iter()
         .filter(|e| e["ev"] == "record")
         .map(|e| (e["p"].as_u64().expect("p"), e["o"].as_u64().expect("o")))

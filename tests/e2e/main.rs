@@ -15,6 +15,7 @@ mod kafka_cluster;
 mod kafka_groups;
 mod kafka_groups_bad_input;
 mod kafka_support;
+mod kafka_views;
 mod metrics;
 mod object_wal;
 mod pipeline;

@@ -191,7 +191,7 @@ pub async fn compaction_status(State(host): State<Host>, Path(name): Path<String
         (status = 204, description = "Deleted"),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`stream_not_found`", body = ErrorBody),
-        (status = 409, description = "`stream_in_use` by a pipeline", body = ErrorBody),
+        (status = 409, description = "`stream_in_use` by a pipeline or a view; `view_read_only` (the name is a view)", body = ErrorBody),
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
     ))]
@@ -218,6 +218,7 @@ pub async fn delete_stream(State(host): State<Host>, Path(name): Path<String>) -
         (status = 400, description = "`invalid_request` (malformed JSON, bad base64, no records)", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`stream_not_found`, `partition_not_found`", body = ErrorBody),
+        (status = 409, description = "`view_read_only`: the name is a view", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 421, description = "`not_leader`: another node leads this partition", body = ErrorBody),
         (status = 500, description = "`io_error`, `data_corrupt`, `internal`", body = ErrorBody),
@@ -253,7 +254,8 @@ pub async fn produce(
 /// first (nothing is stored); its configuration is given as repeated
 /// `config.KEY=VALUE` query parameters (for example
 /// `config.field=/level&config.value=error`). Any other query parameter is
-/// an error.
+/// an error. `name` may be a view: its input is read through the view's
+/// plugin (and then through `plugin`, if given).
 #[utoipa::path(get, path = "/streams/{name}/partitions/{partition}/records", tag = "records",
     params(
         ("name" = String, Path, description = "Stream name"),

@@ -1,6 +1,7 @@
 //! The HTTP API (axum): health, metrics, the OpenAPI document
 //! (`/openapi.json`), streams, produce and consume (optionally through a
-//! transform plugin), compaction, plugin upload/list/delete, pipelines.
+//! transform plugin), compaction, plugin upload/list/delete, pipelines,
+//! views, consumer groups.
 //!
 //! Owns routing, request limits, authentication and the JSON wire format.
 //! Every error answer has the shape `{"error": {"code", "message"}}` and its
@@ -13,6 +14,7 @@ pub mod handlers;
 pub mod handlers_cluster;
 pub mod handlers_groups;
 pub mod handlers_plugins;
+pub mod handlers_views;
 pub mod openapi;
 mod serve;
 pub mod wire;
@@ -38,6 +40,7 @@ use self::handlers as h;
 use self::handlers_cluster as c;
 use self::handlers_groups as g;
 use self::handlers_plugins as p;
+use self::handlers_views as v;
 use crate::node::Host;
 pub use serve::serve;
 
@@ -56,6 +59,7 @@ pub use serve::serve;
 /// - `GET /plugins`, `GET|PUT|DELETE /plugins/{name}`
 /// - `GET|POST /pipelines`, `GET|DELETE /pipelines/{name}`,
 ///   `POST /pipelines/{name}/pause`, `POST /pipelines/{name}/resume`
+/// - `GET|POST /views`, `GET|DELETE /views/{name}` (read a view like a stream)
 /// - `GET /groups`, `GET|DELETE /groups/{group}`, `POST /groups/{group}/offsets`,
 ///   `POST /groups/{group}/reset`
 /// - `POST /streams/{name}/partitions/{partition}/leader` (manual leader move)
@@ -80,6 +84,8 @@ pub(crate) fn api() -> OpenApiRouter<Host> {
         .routes(routes!(p::pipeline_status, p::delete_pipeline))
         .routes(routes!(p::pause_pipeline))
         .routes(routes!(p::resume_pipeline))
+        .routes(routes!(v::list_views, v::create_view))
+        .routes(routes!(v::describe_view, v::delete_view))
         .routes(routes!(g::list_groups))
         .routes(routes!(g::describe_group, g::delete_group))
         .routes(routes!(g::commit_offsets))

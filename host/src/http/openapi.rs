@@ -44,6 +44,7 @@ pub const BEARER: &str = "bearer";
         (name = "compaction", description = "Key-based compaction of tiered data"),
         (name = "plugins", description = "WebAssembly plugins: upload, list, describe, delete"),
         (name = "pipelines", description = "Pipelines: input stream -> transform plugin -> output stream"),
+        (name = "views", description = "Views: read-only topics over a stream through a transform plugin"),
         (name = "groups", description = "Consumer groups: members, committed offsets, lag, reset, delete"),
         (name = "cluster", description = "Replication between nodes (internal routes) and leadership"),
     )

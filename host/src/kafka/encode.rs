@@ -9,11 +9,11 @@
 //! written; each record's length is computed before it is written, so
 //! nothing goes through a scratch buffer.
 
-use bytes::{BufMut, BytesMut};
-use sluice_wire::{Headers, WireError, decode_record};
+use bytes::{BufMut, Bytes, BytesMut};
+use sluice_wire::{HeaderIter, Headers, WireError, decode_record};
 
 use super::batch::{CRC_START, HEADER_LEN};
-use crate::node::RecordRun;
+use crate::node::{OffsetRecord, RecordRun};
 
 /// One record to write, borrowed from a decoded record or a stored body.
 struct Rec<'a> {
@@ -21,7 +21,45 @@ struct Rec<'a> {
     timestamp: i64,
     key: Option<&'a [u8]>,
     value: &'a [u8],
-    headers: Headers<'a>,
+    headers: Hdrs<'a>,
+}
+
+/// A record's headers: still encoded in a stored body, or built.
+#[derive(Clone, Copy)]
+enum Hdrs<'a> {
+    Stored(Headers<'a>),
+    Built(&'a [(String, Bytes)]),
+}
+
+impl<'a> Hdrs<'a> {
+    fn len(self) -> usize {
+        match self {
+            Hdrs::Stored(h) => h.len(),
+            Hdrs::Built(h) => h.len(),
+        }
+    }
+
+    fn iter(self) -> HdrIter<'a> {
+        match self {
+            Hdrs::Stored(h) => HdrIter::Stored(h.iter()),
+            Hdrs::Built(h) => HdrIter::Built(h.iter()),
+        }
+    }
+}
+
+enum HdrIter<'a> {
+    Stored(HeaderIter<'a>),
+    Built(std::slice::Iter<'a, (String, Bytes)>),
+}
+
+impl<'a> Iterator for HdrIter<'a> {
+    type Item = (&'a str, &'a [u8]);
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            HdrIter::Stored(i) => i.next(),
+            HdrIter::Built(i) => i.next().map(|(n, v)| (n.as_str(), v.as_ref())),
+        }
+    }
 }
 
 fn timestamp(ms: u64) -> i64 {
@@ -52,12 +90,39 @@ pub(super) fn encode_runs(
                 timestamp: timestamp(v.timestamp_ms),
                 key: v.key,
                 value: v.value,
-                headers: v.headers(),
+                headers: Hdrs::Stored(v.headers()),
             });
         }
         encode_recs(out, &recs, leader_epoch);
     }
     Ok(())
+}
+
+/// Appends a view's read: the records below `next` (output records carry
+/// their input record's offset) in one batch from `from` whose last offset
+/// is `next - 1`, so a client moves past filtered-out offsets, trailing
+/// ones included, even when nothing passed (an empty batch, as compaction
+/// leaves them). Nothing is written when `next <= from`.
+pub(super) fn encode_view(out: &mut BytesMut, records: &[OffsetRecord], from: u64, next: u64, leader_epoch: i32) {
+    let recs: Vec<Rec<'_>> = records
+        .iter()
+        .filter(|r| r.offset >= from && r.offset < next)
+        .map(|r| Rec {
+            offset: r.offset,
+            timestamp: timestamp(r.record.timestamp_ms),
+            key: r.record.key.as_deref(),
+            value: &r.record.value,
+            headers: Hdrs::Built(&r.record.headers),
+        })
+        .collect();
+    let Some(span) = next.checked_sub(from).and_then(|n| n.checked_sub(1)) else {
+        return;
+    };
+    match i32::try_from(span) {
+        Ok(last_delta) => encode_one(out, &recs, from, last_delta, leader_epoch),
+        // Wider than one batch can say: the records alone, as streams are.
+        Err(_) => encode_recs(out, &recs, leader_epoch),
+    }
 }
 
 fn encode_recs(out: &mut BytesMut, recs: &[Rec<'_>], leader_epoch: i32) {
@@ -68,7 +133,8 @@ fn encode_recs(out: &mut BytesMut, recs: &[Rec<'_>], leader_epoch: i32) {
             .take_while(|r| i32::try_from(r.offset.saturating_sub(first.offset)).is_ok())
             .count();
         let (batch, tail) = rest.split_at(fits.max(1));
-        encode_one(out, batch, leader_epoch);
+        let last = batch.last().map_or(0, |l| l.offset.saturating_sub(first.offset));
+        encode_one(out, batch, first.offset, last as i32, leader_epoch);
         rest = tail;
     }
 }
@@ -106,7 +172,7 @@ fn put_bytes(out: &mut BytesMut, b: Option<&[u8]>) {
 /// Bytes of one record after its length varint, as `encode_one` writes it.
 fn record_len(r: &Rec<'_>, base_ts: i64, base_offset: u64) -> usize {
     let mut headers = 0usize;
-    for (n, v) in r.headers {
+    for (n, v) in r.headers.iter() {
         headers += bytes_len(Some(n.as_bytes())) + bytes_len(Some(v));
     }
     1 + varlong_len(r.timestamp.wrapping_sub(base_ts))
@@ -117,23 +183,22 @@ fn record_len(r: &Rec<'_>, base_ts: i64, base_offset: u64) -> usize {
         + headers
 }
 
-fn encode_one(out: &mut BytesMut, recs: &[Rec<'_>], leader_epoch: i32) {
-    let (Some(first), Some(last)) = (recs.first(), recs.last()) else {
-        return;
-    };
-    let base_ts = recs.iter().map(|r| r.timestamp).min().unwrap_or(0);
-    let max_ts = recs.iter().map(|r| r.timestamp).max().unwrap_or(0);
-    let lens: Vec<usize> = recs.iter().map(|r| record_len(r, base_ts, first.offset)).collect();
+/// One batch at offset `base` covering `base ..= base + last_delta`; every
+/// record's offset is in that range (callers ensure it).
+fn encode_one(out: &mut BytesMut, recs: &[Rec<'_>], base: u64, last_delta: i32, leader_epoch: i32) {
+    let base_ts = recs.iter().map(|r| r.timestamp).min().unwrap_or(-1);
+    let max_ts = recs.iter().map(|r| r.timestamp).max().unwrap_or(-1);
+    let lens: Vec<usize> = recs.iter().map(|r| record_len(r, base_ts, base)).collect();
     let body: usize = lens.iter().map(|&l| varlong_len(l as i64) + l).sum();
     out.reserve(HEADER_LEN + body);
     let start = out.len();
-    out.put_i64(first.offset as i64);
+    out.put_i64(base as i64);
     out.put_i32(0); // length, filled in below
     out.put_i32(leader_epoch);
     out.put_i8(2);
     out.put_u32(0); // CRC, filled in below
     out.put_i16(0); // attributes: uncompressed, create time
-    out.put_i32(last.offset.saturating_sub(first.offset) as i32);
+    out.put_i32(last_delta);
     out.put_i64(base_ts);
     out.put_i64(max_ts);
     out.put_i64(-1); // producer id
@@ -144,11 +209,11 @@ fn encode_one(out: &mut BytesMut, recs: &[Rec<'_>], leader_epoch: i32) {
         put_varlong(out, len as i64);
         out.put_u8(0);
         put_varlong(out, r.timestamp.wrapping_sub(base_ts));
-        put_varlong(out, r.offset.saturating_sub(first.offset) as i64);
+        put_varlong(out, r.offset.saturating_sub(base) as i64);
         put_bytes(out, r.key);
         put_bytes(out, Some(r.value));
         put_varlong(out, r.headers.len() as i64);
-        for (n, v) in r.headers {
+        for (n, v) in r.headers.iter() {
             put_bytes(out, Some(n.as_bytes()));
             put_bytes(out, Some(v));
         }

@@ -14,7 +14,10 @@ pub(super) fn code_of(e: &Error) -> i16 {
         "stream_not_found" | "partition_not_found" => K::UnknownTopicOrPartition,
         "offset_out_of_range" | "trimmed" => K::OffsetOutOfRange,
         "not_leader" => K::NotLeaderOrFollower,
-        "stream_exists" => K::TopicAlreadyExists,
+        "stream_exists" | "view_exists" => K::TopicAlreadyExists,
+        "view_not_found" => K::UnknownTopicOrPartition,
+        // Produce to, or delete as a stream, a view: the message says why.
+        "view_read_only" => K::InvalidTopicException,
         "invalid_name" => K::InvalidTopicException,
         "not_enough_replicas" => K::NotEnoughReplicas,
         "replication_timeout" => K::RequestTimedOut,

@@ -18,6 +18,16 @@ pub enum LogError {
     PipelineNotFound { name: String },
     #[error("pipeline `{name}` already exists")]
     PipelineExists { name: String },
+    #[error("view `{name}` does not exist")]
+    ViewNotFound { name: String },
+    #[error("a view named `{name}` already exists")]
+    ViewExists { name: String },
+    #[error(
+        "`{name}` is a view over stream `{input}`: it is read-only and stores no records (write to `{input}`; manage the view under /views)"
+    )]
+    IsView { name: String, input: String },
+    #[error("stream `{name}` is read by views {}; delete them first", views.join(", "))]
+    StreamHasViews { name: String, views: Vec<String> },
     #[error("invalid stream name `{name}`: {reason}")]
     InvalidName { name: String, reason: &'static str },
     #[error("invalid partition count {count}: must be between 1 and {max}")]

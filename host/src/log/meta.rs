@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::error::LogError;
+use super::views::ViewMeta;
 use crate::fsutil::write_atomic;
 
 /// A change to stream metadata, as stored in a control entry.
@@ -52,6 +53,10 @@ pub enum ControlOp {
         id: u32,
         partition: u32,
         offset: u64,
+    },
+    CreateView(ViewMeta),
+    DeleteView {
+        name: String,
     },
 }
 
@@ -292,6 +297,9 @@ pub struct Snapshot {
     /// (the WAL entries that carried them may be gone).
     #[serde(default)]
     pub producers: Vec<super::producers::ProducerSnap>,
+    /// Views by name.
+    #[serde(default)]
+    pub views: BTreeMap<String, ViewMeta>,
 }
 
 fn first_id() -> u32 {
@@ -320,6 +328,7 @@ impl Snapshot {
             purge: Vec::new(),
             leadership: BTreeMap::new(),
             producers: Vec::new(),
+            views: BTreeMap::new(),
         }
     }
 
@@ -371,6 +380,12 @@ impl Snapshot {
                 if let Some(l) = self.leadership.get_mut(id).and_then(|v| v.get_mut(*partition as usize)) {
                     l.truncate(*offset);
                 }
+            }
+            ControlOp::CreateView(m) => {
+                self.views.insert(m.name.clone(), m.clone());
+            }
+            ControlOp::DeleteView { name } => {
+                self.views.remove(name);
             }
         }
         self.as_of_lsn = self.as_of_lsn.max(lsn);

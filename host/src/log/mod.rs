@@ -23,6 +23,7 @@ pub mod record;
 mod recovery;
 pub mod replica;
 pub mod tiering;
+pub mod views;
 
 #[cfg(test)]
 mod tests;
@@ -141,6 +142,8 @@ pub struct Log {
     wal: Arc<Wal>,
     cache: Arc<BatchCache>,
     streams: RwLock<HashMap<String, Arc<Stream>>>,
+    /// Views by name (mirrors the snapshot's, changed under `admin`).
+    views: RwLock<views::Views>,
     /// Serializes metadata changes and holds the current snapshot.
     admin: tokio::sync::Mutex<Snapshot>,
     /// Pipelines' durable input positions.
@@ -197,6 +200,7 @@ impl Log {
             wal: Arc::new(wal),
             cache: Arc::new(BatchCache::new(opts.cache_bytes)),
             streams: RwLock::new(streams),
+            views: RwLock::new(views::from_snapshot(&snap)),
             admin: tokio::sync::Mutex::new(snap),
             opts,
         })
@@ -243,8 +247,11 @@ impl Log {
             )));
         }
         let mut snap = self.admin.lock().await;
-        if self.stream(name).is_ok() {
+        if self.read_streams().contains_key(name) {
             return Err(LogError::StreamExists { name: name.into() });
+        }
+        if snap.views.contains_key(name) {
+            return Err(LogError::ViewExists { name: name.into() });
         }
         let m = StreamMeta {
             id: snap.next_stream_id,
@@ -273,6 +280,13 @@ impl Log {
     pub async fn delete_stream(&self, name: &str) -> Result<(), LogError> {
         let mut snap = self.admin.lock().await;
         let stream = self.stream(name)?;
+        let views = self.views_of(name);
+        if !views.is_empty() {
+            return Err(LogError::StreamHasViews {
+                name: name.into(),
+                views,
+            });
+        }
         self.apply_control(&mut snap, &ControlOp::DeleteStream { id: stream.meta.id })
             .await?;
         self.write_streams().remove(name);
@@ -330,11 +344,19 @@ impl Log {
         &self.wal
     }
 
+    /// The stream named `name`. A view's name is refused here, so nothing
+    /// on the record path can read a view's input unfiltered or write to it.
     fn stream(&self, name: &str) -> Result<Arc<Stream>, LogError> {
-        self.read_streams()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| LogError::StreamNotFound { name: name.into() })
+        if let Some(s) = self.read_streams().get(name) {
+            return Ok(s.clone());
+        }
+        match self.view(name) {
+            Some(v) => Err(LogError::IsView {
+                name: name.into(),
+                input: v.input.clone(),
+            }),
+            None => Err(LogError::StreamNotFound { name: name.into() }),
+        }
     }
 
     fn read_streams(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Stream>>> {

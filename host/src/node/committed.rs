@@ -216,11 +216,31 @@ impl Host {
 
     /// Deletes `group`'s committed offsets (durably, as empty values).
     pub async fn delete_committed_offsets(&self, group: &str) -> Result<usize, Error> {
+        self.delete_offsets_where(|k| k.0 == group).await
+    }
+
+    /// Groups with offsets committed on `topic` (a stream or a view).
+    pub(super) async fn groups_on(&self, topic: &str) -> Result<Vec<String>, Error> {
+        let guard = self.offsets_loaded().await?;
+        let mut out: Vec<String> = guard
+            .iter()
+            .flat_map(|m| m.live.keys().filter(|k| k.1 == topic).map(|k| k.0.clone()))
+            .collect();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Deletes every group's offsets on `topic` (durably, as empty values).
+    pub(super) async fn delete_topic_offsets(&self, topic: &str) -> Result<usize, Error> {
+        self.delete_offsets_where(|k| k.1 == topic).await
+    }
+
+    async fn delete_offsets_where(&self, doomed: impl Fn(&Key) -> bool) -> Result<usize, Error> {
         let guard = self.offsets_loaded().await?;
         let keys: Vec<Key> = guard
             .iter()
-            .flat_map(|m| m.live.range(group_range(group)))
-            .map(|(k, _)| k.clone())
+            .flat_map(|m| m.live.keys().filter(|k| doomed(k)))
+            .cloned()
             .collect();
         if keys.is_empty() {
             return Ok(0);

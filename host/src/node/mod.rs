@@ -43,11 +43,15 @@ mod offsets;
 mod plugins;
 #[cfg(test)]
 mod tests_derived;
+#[cfg(test)]
+mod tests_views;
 mod time_index;
+mod views;
 pub use cluster::{Acks, PendingAppend, StreamSpec};
 pub use committed::{CommitRefused, CommittedOffset, OffsetCommit};
 pub use groups::{GroupError, GroupOpError, GroupView, JoinRequest, ResetTo, SyncRequest};
 pub use offsets::TimeOffset;
+pub use views::{ViewInfo, ViewSpec};
 
 /// How much one read may return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -365,7 +369,8 @@ impl Host {
     }
 
     /// Reads from `offset` on. Reading at the partition's end returns no
-    /// records; reading past it is an `offset_out_of_range` error.
+    /// records; reading past it is an `offset_out_of_range` error. A view
+    /// is read through its plugin (see [`Host::create_view`]).
     pub async fn read(
         &self,
         stream: &str,
@@ -373,6 +378,9 @@ impl Host {
         offset: u64,
         limits: ReadLimits,
     ) -> Result<ReadBatch, Error> {
+        if let Some(view) = self.inner.log.view(stream) {
+            return self.read_view(&view, partition, offset, limits).await;
+        }
         let (max_records, max_bytes) = self.clamp(limits);
         Ok(self
             .inner
@@ -420,6 +428,8 @@ impl Host {
         wait: std::time::Duration,
     ) -> Result<(), Error> {
         let mut stopping = self.inner.stopping.subscribe();
+        let source = self.source_of(stream);
+        let stream = source.as_deref().unwrap_or(stream);
         tokio::select! {
             r = self.inner.log.wait_for_records(stream, partition, offset) => r?,
             _ = tokio::time::sleep(wait) => {}

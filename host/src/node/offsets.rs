@@ -28,6 +28,9 @@ impl Host {
         partition: u32,
         timestamp_ms: u64,
     ) -> Result<Option<TimeOffset>, Error> {
+        // A view's offsets are its input's.
+        let source = self.source_of(stream);
+        let stream = source.as_deref().unwrap_or(stream);
         let info = self.describe_stream(stream)?;
         self.stream_end(stream, partition)?;
         let index = {
@@ -58,8 +61,11 @@ impl Host {
         Ok(found)
     }
 
-    /// The offset the next record appended to `partition` will get.
+    /// The offset the next record appended to `partition` will get (of a
+    /// view: of its input).
     pub fn stream_end(&self, stream: &str, partition: u32) -> Result<u64, Error> {
+        let source = self.source_of(stream);
+        let stream = source.as_deref().unwrap_or(stream);
         let info = self.describe_stream(stream)?;
         match info.partitions.get(partition as usize) {
             Some(r) => Ok(r.end),

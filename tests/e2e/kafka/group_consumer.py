@@ -12,7 +12,8 @@ time), flushed at once (the test may kill this process at any time):
   {"ev": "assigned", "partitions": [..]}
   {"ev": "record", "p": partition, "o": offset, "v": value}
   {"ev": "committed", "p": partition, "o": next offset}
-and, on a clean exit, {"ev": "done"}.
+and, on a clean exit, {"ev": "positions", "positions": {partition: next
+offset to fetch}} for the partitions it holds, then {"ev": "done"}.
 """
 
 import json
@@ -68,6 +69,8 @@ def run_confluent(a, f):
             if tp.error:
                 raise SystemExit(f"commit error: {tp.error}")
             emit(f, ev="committed", p=tp.partition, o=tp.offset)
+    held = c.position(c.assignment())
+    emit(f, ev="positions", positions={str(tp.partition): tp.offset for tp in held})
     c.close()
     emit(f, ev="done")
 
@@ -110,6 +113,8 @@ def run_kafkapython(a, f):
         c.commit(offsets)
         for tp, om in offsets.items():
             emit(f, ev="committed", p=tp.partition, o=om.offset)
+    held = {str(tp.partition): c.position(tp) for tp in c.assignment()}
+    emit(f, ev="positions", positions=held)
     c.close()
     emit(f, ev="done")
 

@@ -8,6 +8,9 @@
 //! `min_bytes` ready, the answer waits up to `max_wait_ms` for new records
 //! on any requested partition. Fetch sessions are not kept: every answer is
 //! a full one with session id 0, which tells clients to send full requests.
+//! A view is read through its plugin; its answer is one batch that ends
+//! where the read ended, so filtered-out offsets are skipped (an empty
+//! batch when nothing passed).
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +19,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
 use super::super::Ctx;
-use super::super::encode::encode_runs;
+use super::super::encode::{encode_runs, encode_view};
 use super::super::error::{code_of, codes};
 use super::{offset_of, partition_of, topic_name, visible};
 use crate::node::ReadLimits;
@@ -126,6 +129,27 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Partiti
         max_records: host.settings().max_read_records,
         max_bytes: budget.max(1),
     };
+    if host.view(&want.stream).is_some() {
+        match host.read(&want.stream, partition, offset, limits).await {
+            Ok(read) => {
+                part.log_start_offset = offset_of(read.start_offset);
+                let mut buf = BytesMut::new();
+                encode_view(
+                    &mut buf,
+                    &read.records,
+                    offset,
+                    read.next_offset.min(visible_end),
+                    leader_epoch,
+                );
+                part.records = Some(buf.freeze());
+            }
+            Err(e) => {
+                tracing::warn!(view = %want.stream, partition, offset, error = %e, "kafka fetch of a view failed");
+                part.error_code = code_of(&e);
+            }
+        }
+        return part;
+    }
     match host.read_runs(&want.stream, partition, offset, limits).await {
         Ok(read) => {
             part.log_start_offset = offset_of(read.start_offset);

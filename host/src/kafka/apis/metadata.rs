@@ -1,6 +1,7 @@
 //! Metadata: the brokers (this node, or every node of the cluster at its
 //! Kafka address) and the topics (streams) with each partition's leader,
-//! replicas and in-sync set. Unknown topics are created only when
+//! replicas and in-sync set. Views are topics too, with their input's
+//! partitions and leaders. Unknown topics are created only when
 //! `kafka_auto_create_topics` is on and the client allows it.
 
 use kafka_protocol::messages::metadata_response::{
@@ -12,6 +13,7 @@ use super::super::Ctx;
 use super::super::conn::Conn;
 use super::super::error::{code_of, codes};
 use super::{str_bytes, topic_name};
+use crate::error::Error;
 use crate::node::StreamInfo;
 
 pub(super) async fn handle(ctx: &Ctx, conn: &Conn, r: MetadataRequest, version: i16) -> MetadataResponse {
@@ -40,7 +42,16 @@ pub(super) async fn handle(ctx: &Ctx, conn: &Conn, r: MetadataRequest, version: 
     };
     let allow_create = ctx.host.settings().kafka_auto_create_topics && (version < 4 || r.allow_auto_topic_creation);
     out.topics = match names {
-        None => ctx.host.list_streams().iter().map(|s| topic(ctx, s)).collect(),
+        None => {
+            let mut all: Vec<_> = ctx.host.list_streams().iter().map(|s| topic(ctx, s)).collect();
+            all.extend(
+                ctx.host
+                    .list_view_names()
+                    .iter()
+                    .filter_map(|v| view_topic(ctx, v).ok()),
+            );
+            all
+        }
         Some(names) => {
             let mut topics = Vec::with_capacity(names.len());
             for name in names {
@@ -53,6 +64,35 @@ pub(super) async fn handle(ctx: &Ctx, conn: &Conn, r: MetadataRequest, version: 
 }
 
 async fn named_topic(ctx: &Ctx, name: &str, allow_create: bool) -> MetadataResponseTopic {
+    let found = if ctx.host.view(name).is_some() {
+        view_topic(ctx, name)
+    } else {
+        stream_topic(ctx, name, allow_create).await
+    };
+    match found {
+        Ok(t) => t,
+        Err(e) => {
+            let mut t = MetadataResponseTopic::default();
+            t.name = Some(topic_name(name));
+            t.error_code = match e.code() {
+                "invalid_request" => codes::invalid_request(),
+                _ => code_of(&e),
+            };
+            t
+        }
+    }
+}
+
+/// A view as a topic: its input's partitions under the view's name.
+fn view_topic(ctx: &Ctx, name: &str) -> Result<MetadataResponseTopic, Error> {
+    let input = ctx.host.describe_view_input(name)?;
+    let mut t = topic(ctx, &input);
+    t.name = Some(topic_name(name));
+    t.is_internal = false;
+    Ok(t)
+}
+
+async fn stream_topic(ctx: &Ctx, name: &str, allow_create: bool) -> Result<MetadataResponseTopic, Error> {
     let found = match ctx.host.describe_stream(name) {
         Err(e) if e.code() == "stream_not_found" && allow_create => {
             let partitions = ctx.host.settings().kafka_default_partitions;
@@ -64,18 +104,7 @@ async fn named_topic(ctx: &Ctx, name: &str, allow_create: bool) -> MetadataRespo
         }
         other => other,
     };
-    match found {
-        Ok(info) => topic(ctx, &info),
-        Err(e) => {
-            let mut t = MetadataResponseTopic::default();
-            t.name = Some(topic_name(name));
-            t.error_code = match e.code() {
-                "invalid_request" => codes::invalid_request(),
-                _ => code_of(&e),
-            };
-            t
-        }
-    }
+    found.map(|info| topic(ctx, &info))
 }
 
 fn topic(ctx: &Ctx, info: &StreamInfo) -> MetadataResponseTopic {

@@ -117,10 +117,13 @@ struct Visible {
     leader_epoch: i32,
 }
 
-/// The visible range of `stream` partition `partition`, or the Kafka error
-/// code: unknown topic or partition, or NOT_LEADER_OR_FOLLOWER on a follower.
+/// The visible range of `stream` partition `partition` (of a view: of its
+/// input), or the Kafka error code: unknown topic or partition, or
+/// NOT_LEADER_OR_FOLLOWER on a follower.
 fn visible(ctx: &Ctx, stream: &str, partition: u32) -> Result<Visible, i16> {
     let host = &ctx.host;
+    let view = host.view(stream);
+    let stream = view.as_ref().map_or(stream, |v| v.input.as_str());
     let info = host.describe_stream(stream).map_err(|e| super::error::code_of(&e))?;
     let range = *info
         .partitions

@@ -27,7 +27,10 @@ const RESOURCE_BROKER: i8 = 4;
 /// Creates `stream` with the default partition count if it does not exist
 /// (auto-creation); errors surface on the call that follows.
 pub(super) async fn ensure_exists(ctx: &Ctx, stream: &str) {
-    if ctx.host.describe_stream(stream).is_err() && Host::check_stream_name(stream).is_ok() {
+    if ctx.host.describe_stream(stream).is_err()
+        && ctx.host.view(stream).is_none()
+        && Host::check_stream_name(stream).is_ok()
+    {
         let partitions = ctx.host.settings().kafka_default_partitions;
         let _ = ctx.host.create_stream(stream, partitions).await;
     }
@@ -104,7 +107,7 @@ async fn create_one(
         config
             .validate()
             .map_err(|m| (codes::invalid_config(), m.to_string()))?;
-        if ctx.host.describe_stream(name).is_ok() {
+        if ctx.host.describe_stream(name).is_ok() || ctx.host.view(name).is_some() {
             return Err((
                 kafka_protocol::ResponseError::TopicAlreadyExists.code(),
                 format!("topic `{name}` exists"),
