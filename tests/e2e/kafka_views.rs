@@ -267,3 +267,78 @@ async fn kafka_clients_see_a_view_as_a_read_only_topic() {
     let resp = c.get(server.url("/views/errors")).send().await.expect("get");
     assert_eq!(resp.status(), reqwest::StatusCode::OK, "the view is still there");
 }
+
+/// `sluice view create|list|describe|delete` and `sluice consume` of a view
+/// against a real server; writing to a view through the CLI is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_view_cli_creates_lists_describes_reads_and_deletes() {
+    use crate::cli_support::{sluice, sluice_in, temp_file, values};
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let filter = temp_file(
+        &dir,
+        "jf.wasm",
+        &sluice_test_artifacts::read(sluice_test_artifacts::JSON_FILTER),
+    );
+    sluice(&server, &["plugin", "upload", "jf", &filter]).ok();
+    sluice(&server, &["stream", "create", "logs"]).ok();
+    let input =
+        "{\"level\":\"error\",\"n\":1}\n{\"level\":\"info\",\"n\":2}\nnot json\n{\"level\":\"error\",\"n\":4}\n";
+    sluice_in(&server, &["produce", "logs", "--partition", "0"], input).ok();
+
+    let out = sluice(
+        &server,
+        &[
+            "view",
+            "create",
+            "errors",
+            "--on",
+            "logs",
+            "--plugin",
+            "jf",
+            "--config",
+            "field=/level",
+            "--config",
+            "value=error",
+        ],
+    )
+    .ok();
+    assert_eq!(out.stdout, "view `errors` created over `logs`\n");
+    let listed = sluice(&server, &["view", "list", "--output", "json"]).ok().json();
+    assert_eq!(listed["views"][0]["name"], "errors", "{listed}");
+    let table = sluice(&server, &["view", "list"]).ok().stdout;
+    assert!(table.contains("field=/level value=error"), "{table}");
+    let described = sluice(&server, &["view", "describe", "errors"]).ok().stdout;
+    assert!(described.contains("groups with offsets: none"), "{described}");
+
+    let run = sluice(
+        &server,
+        &[
+            "consume",
+            "errors",
+            "--partition",
+            "0",
+            "--offset",
+            "0",
+            "--max-records",
+            "2",
+            "--output",
+            "json",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        values(&run),
+        [r#"{"level":"error","n":1}"#, r#"{"level":"error","n":4}"#]
+    );
+    let offsets: Vec<u64> = run.json_lines().iter().filter_map(|r| r["offset"].as_u64()).collect();
+    assert_eq!(offsets, [0, 3], "the input's offsets");
+
+    sluice_in(&server, &["produce", "errors", "--partition", "0"], "x\n").fails(1, "view_read_only");
+    sluice(&server, &["stream", "delete", "logs"]).fails(1, "stream_in_use");
+    sluice(&server, &["view", "create", "errors", "--on", "logs", "--plugin", "jf"]).fails(1, "view_exists");
+    let out = sluice(&server, &["view", "delete", "errors"]).ok().stdout;
+    assert_eq!(out, "view `errors` deleted\n");
+    sluice(&server, &["view", "describe", "errors"]).fails(1, "view_not_found");
+    sluice(&server, &["stream", "delete", "logs"]).ok();
+}

@@ -26,6 +26,8 @@ pub enum Command {
     Status(StatusArgs),
     /// List, describe, reset or delete consumer groups.
     Group(super::groups::GroupArgs),
+    /// Create, list, describe or delete views (read-only topics through a plugin).
+    View(super::views::ViewArgs),
 }
 
 /// How to reach the server and how to print. The token comes from
@@ -316,12 +318,13 @@ impl Command {
             Command::Compact(a) => &a.conn,
             Command::Status(a) => &a.conn,
             Command::Group(a) => &a.conn,
+            Command::View(a) => &a.conn,
         }
     }
 }
 
 /// `KEY=VALUE`.
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
+pub(super) fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("`{s}` is not KEY=VALUE")),

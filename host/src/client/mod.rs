@@ -20,6 +20,7 @@ pub mod output;
 pub mod plugin_test;
 pub mod records;
 pub mod scaffold;
+pub mod views;
 
 use std::process::ExitCode;
 
@@ -71,5 +72,6 @@ async fn execute(cmd: Command) -> Result<(), ClientError> {
         Command::Compact(a) => commands::compact(&c, out, a).await,
         Command::Status(a) => commands::status(&c, out, a).await,
         Command::Group(a) => groups::group(&c, out, a.cmd).await,
+        Command::View(a) => views::view(&c, out, a.cmd).await,
     }
 }

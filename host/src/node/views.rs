@@ -57,6 +57,13 @@ impl Host {
     pub async fn create_view(&self, spec: ViewSpec) -> Result<ViewInfo, Error> {
         super::committed::refuse_internal(&spec.name, "create")?;
         super::committed::refuse_internal(&spec.input, "make a view of")?;
+        // Name conflicts first (cheap); the log checks again under its lock.
+        if self.inner.log.view(&spec.name).is_some() {
+            return Err(crate::log::LogError::ViewExists { name: spec.name }.into());
+        }
+        if self.inner.log.describe_stream(&spec.name).is_ok() {
+            return Err(crate::log::LogError::StreamExists { name: spec.name }.into());
+        }
         let filter = filter_of(&spec.plugin, spec.plugin_version, &spec.config);
         let plugins = self.inner.plugins.clone();
         blocking(move || -> Result<(), Error> {
