@@ -97,6 +97,8 @@ struct Inner {
     committed: committed::Committed,
     /// Consumer groups' membership.
     groups: Arc<crate::groups::Coordinator>,
+    /// Views' idle plugin instances.
+    view_instances: views::InstancePool,
 }
 
 type TimeIndexes = std::collections::HashMap<(u32, u32), Arc<tokio::sync::Mutex<time_index::TimeIndex>>>;
@@ -202,6 +204,7 @@ impl Host {
                 time_index: std::sync::Mutex::default(),
                 committed: committed::Committed::default(),
                 groups,
+                view_instances: views::InstancePool::default(),
             }),
         })
     }

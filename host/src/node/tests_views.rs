@@ -211,3 +211,35 @@ async fn a_view_with_committed_offsets_is_deleted_only_when_forced_and_its_offse
     host.delete_stream("logs").await.expect("delete input");
     host.shutdown().await;
 }
+
+/// Reads reuse plugin instances, yet an unpinned view follows a new plugin
+/// version at its next read and a pinned one does not.
+#[tokio::test]
+async fn an_unpinned_view_follows_a_new_plugin_version_and_a_pinned_one_stays() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = open(dir.path()).await;
+    setup(&host).await;
+    host.create_view(spec("latest", "logs", ERRORS)).await.expect("view");
+    let mut pinned = spec("pinned", "logs", ERRORS);
+    pinned.plugin_version = Some(1);
+    host.create_view(pinned).await.expect("view");
+    let limits = ReadLimits {
+        max_records: 10,
+        max_bytes: 1 << 20,
+    };
+    for name in ["latest", "pinned"] {
+        for _ in 0..3 {
+            let b = host.read(name, 0, 0, limits).await.expect("read");
+            assert_eq!(b.records.len(), 4, "offsets 0, 3, 6, 9 match");
+        }
+    }
+    // Version 2 of `jf` upper-cases every value and drops nothing.
+    host.put_plugin("jf", wasm::read(wasm::UPPER)).await.expect("v2");
+    let b = host.read("latest", 0, 0, limits).await.expect("read");
+    assert_eq!(b.records.len(), 10);
+    assert_eq!(b.records[1].record.value, Bytes::from(value(1).to_uppercase()));
+    let b = host.read("pinned", 0, 0, limits).await.expect("read");
+    assert_eq!(b.records.len(), 4);
+    assert_eq!(b.records[0].record.value, Bytes::from(value(0)));
+    host.shutdown().await;
+}

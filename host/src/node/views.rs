@@ -14,16 +14,60 @@
 
 use std::sync::Arc;
 
-use super::{Host, ReadFilter, ReadLimits};
+use std::collections::HashMap;
+
+use super::{Host, ReadLimits};
 use crate::error::{Error, ErrorKind};
 use crate::log::ReadBatch;
 use crate::log::views::ViewMeta;
+use crate::plugin::TransformInstance;
 use crate::task::blocking;
 
 /// Input steps one read of a view takes at most while the plugin filters
 /// everything out; it then returns no records and a `next_offset` past
 /// what it skipped, so a reader moves on without waiting for output.
 const SCAN_STEPS: usize = 16;
+
+/// Idle plugin instances kept per view (and plugin version): about the
+/// number of readers of one view at once.
+const POOL_PER_VIEW: usize = 4;
+
+/// (view name, its creation time, plugin version): an instance is reused
+/// only for the view definition and plugin version it was made for, so a
+/// re-created view or a new plugin version never sees an old instance.
+type PoolKey = (String, u64, u32);
+
+/// Initialized plugin instances of views between reads (instantiating one
+/// costs more than transforming a small read).
+#[derive(Default)]
+pub(super) struct InstancePool {
+    idle: std::sync::Mutex<HashMap<PoolKey, Vec<TransformInstance>>>,
+}
+
+impl InstancePool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Vec<TransformInstance>>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take(&self, key: &PoolKey) -> Option<TransformInstance> {
+        self.lock().get_mut(key).and_then(Vec::pop)
+    }
+
+    /// Keeps an instance that just finished a read without error.
+    fn give(&self, key: PoolKey, instance: TransformInstance) {
+        let mut idle = self.lock();
+        // Instances of other versions of this view are stale now.
+        idle.retain(|k, _| k.0 != key.0 || k == &key);
+        let v = idle.entry(key).or_default();
+        if v.len() < POOL_PER_VIEW {
+            v.push(instance);
+        }
+    }
+
+    fn forget(&self, view: &str) {
+        self.lock().retain(|k, _| k.0 != view);
+    }
+}
 
 /// A view to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,12 +108,10 @@ impl Host {
         if self.inner.log.describe_stream(&spec.name).is_ok() {
             return Err(crate::log::LogError::StreamExists { name: spec.name }.into());
         }
-        let filter = filter_of(&spec.plugin, spec.plugin_version, &spec.config);
         let plugins = self.inner.plugins.clone();
+        let (plugin, version, config) = (spec.plugin.clone(), spec.plugin_version, spec.config.clone());
         blocking(move || -> Result<(), Error> {
-            plugins
-                .transform(&filter.plugin, filter.version)?
-                .instantiate(&filter.config)?;
+            plugins.transform(&plugin, version)?.instantiate(&config)?;
             Ok(())
         })
         .await??;
@@ -134,6 +176,7 @@ impl Host {
             ));
         }
         self.inner.log.delete_view(name).await?;
+        self.inner.view_instances.forget(name);
         self.delete_topic_offsets(name).await?;
         Ok(())
     }
@@ -149,8 +192,9 @@ impl Host {
         limits: ReadLimits,
     ) -> Result<ReadBatch, Error> {
         let (max_records, max_bytes) = self.clamp(limits);
-        let filter = filter_of(&view.plugin, view.plugin_version, &view.config);
-        let mut instance = None;
+        let version = self.inner.plugins.resolve_version(&view.plugin, view.plugin_version)?;
+        let key: PoolKey = (view.name.clone(), view.created_ms, version);
+        let mut instance = self.inner.view_instances.take(&key);
         let mut from = offset;
         let mut steps = 0;
         loop {
@@ -162,28 +206,29 @@ impl Host {
             let input = std::mem::take(&mut batch.records);
             if input.is_empty() {
                 // At the end (or a gap): nothing for the plugin to see.
+                if let Some(i) = instance {
+                    self.inner.view_instances.give(key, i);
+                }
                 return Ok(batch);
             }
-            let plugins = self.inner.plugins.clone();
-            let filter = filter.clone();
+            let (plugins, plugin, config) = (self.inner.plugins.clone(), view.plugin.clone(), view.config.clone());
             let (output, kept) = blocking(move || -> Result<_, Error> {
                 let mut instance = match instance {
                     Some(i) => i,
-                    None => plugins
-                        .transform(&filter.plugin, filter.version)?
-                        .instantiate(&filter.config)?,
+                    None => plugins.transform(&plugin, Some(version))?.instantiate(&config)?,
                 };
                 let output = instance.transform_with_offsets(&input)?;
-                Ok((output, Some(instance)))
+                Ok((output, instance))
             })
             .await??;
-            instance = kept;
             batch.records = output;
             steps += 1;
             let at_end = batch.next_offset >= batch.end_offset || batch.next_offset == from;
             if !batch.records.is_empty() || at_end || steps >= SCAN_STEPS {
+                self.inner.view_instances.give(key, kept);
                 return Ok(batch);
             }
+            instance = Some(kept);
             from = batch.next_offset;
         }
     }
@@ -212,13 +257,5 @@ impl Host {
     /// The stream a read of `name` goes to: a view's input, or `name`.
     pub(super) fn source_of(&self, name: &str) -> Option<String> {
         self.inner.log.view(name).map(|v| v.input.clone())
-    }
-}
-
-fn filter_of(plugin: &str, version: Option<u32>, config: &[(String, String)]) -> ReadFilter {
-    ReadFilter {
-        plugin: plugin.to_string(),
-        version,
-        config: config.to_vec(),
     }
 }
