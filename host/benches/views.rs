@@ -21,8 +21,11 @@ use sluice_host::bench::{Limits, Runtime, TransformPlugin};
 use sluice_host::{Host, OffsetRecord, ReadLimits, Record, Settings, ViewSpec};
 
 fn value(i: u64) -> String {
-    let level = if i % 10 == 0 { "error" } else { "info" };
-    format!(r#"{{"level":"{level}","n":{i},"msg":"request served","user":"u{}"}}"#, i % 977)
+    let level = if i.is_multiple_of(10) { "error" } else { "info" };
+    format!(
+        r#"{{"level":"{level}","n":{i},"msg":"request served","user":"u{}"}}"#,
+        i % 977
+    )
 }
 
 /// Reads `name` partition 0 from start to end; returns (input records
@@ -83,7 +86,8 @@ async fn main() -> anyhow::Result<()> {
     };
     host.create_view(view("errors", &[("field", "/level"), ("value", "error")]))
         .await?;
-    host.create_view(view("all", &[("field", "/level"), ("op", "exists")])).await?;
+    host.create_view(view("all", &[("field", "/level"), ("op", "exists")]))
+        .await?;
 
     // The plugin alone on the same records, in 10,000-record calls.
     let input: Vec<OffsetRecord> = (0..records)

@@ -297,6 +297,10 @@ impl Registry {
     /// The version `version` names: itself if stored, else (for `None`)
     /// the latest.
     pub fn resolve_version(&self, name: &str, version: Option<u32>) -> Result<u32, RegistryError> {
+        Ok(self.version_info(name, version)?.version)
+    }
+
+    fn version_info(&self, name: &str, version: Option<u32>) -> Result<VersionInfo, RegistryError> {
         let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
         let versions = index
             .get(name)
@@ -305,27 +309,14 @@ impl Registry {
             Some(v) => versions.get(&v),
             None => versions.values().next_back(),
         };
-        found.map(|i| i.version).ok_or(RegistryError::VersionNotFound {
+        found.cloned().ok_or(RegistryError::VersionNotFound {
             name: name.into(),
             version: version.unwrap_or(0),
         })
     }
 
     fn compiled(&self, name: &str, version: Option<u32>, wanted: PluginKind) -> Result<Compiled, RegistryError> {
-        let info = {
-            let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
-            let versions = index
-                .get(name)
-                .ok_or_else(|| RegistryError::NotFound { name: name.into() })?;
-            let found = match version {
-                Some(v) => versions.get(&v),
-                None => versions.values().next_back(),
-            };
-            found.cloned().ok_or(RegistryError::VersionNotFound {
-                name: name.into(),
-                version: version.unwrap_or(0),
-            })?
-        };
+        let info = self.version_info(name, version)?;
         if info.kind != wanted {
             return Err(wrong_kind(name, wanted, info.kind));
         }
