@@ -190,6 +190,30 @@ impl Compaction {
     pub const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
     /// The I/O reserve plus a 1 MiB key map.
     pub const MIN_MEMORY_BYTES: u64 = 16 * 1024 * 1024;
+    /// The built-in policy (no plugin): a record's key is its compaction
+    /// key, an empty value deletes the key (a tombstone), and a record
+    /// without a key is kept. Kafka's `cleanup.policy=compact`. Plugin
+    /// names cannot contain `:`, so no plugin is ever mistaken for it.
+    pub const RECORD_KEY: &'static str = "sluice:record-key";
+
+    /// The built-in record-key policy with the default settings.
+    pub fn by_record_key(delete: bool) -> Compaction {
+        Compaction {
+            plugin: Compaction::RECORD_KEY.into(),
+            plugin_version: None,
+            config: Vec::new(),
+            delete,
+            delete_retention_ms: Compaction::DEFAULT_DELETE_RETENTION_MS,
+            min_compaction_lag_ms: 0,
+            min_cleanable_dirty_ppm: Compaction::DEFAULT_DIRTY_PPM,
+            memory_bytes: Compaction::DEFAULT_MEMORY_BYTES,
+        }
+    }
+
+    /// Whether this is the built-in record-key policy.
+    pub fn is_record_key(&self) -> bool {
+        self.plugin == Compaction::RECORD_KEY
+    }
 }
 
 /// What a stream is created with besides its name and partitions.

@@ -5,7 +5,9 @@
 //! offset, leader epoch, metadata and commit time as JSON; an empty value
 //! deletes) before it is acknowledged, so commits survive kill -9 and, with
 //! the object WAL, an empty data dir. The latest commit per key is kept in
-//! memory, rebuilt from the stream on first use.
+//! memory, rebuilt from the stream on first use. The stream is compacted by
+//! record key (an empty value is a tombstone), so once tiered it holds
+//! about one record per live offset.
 //!
 //! Invariants: the in-memory map changes only after its records are
 //! durable; each key keeps the change found latest in the stream (commits
@@ -284,7 +286,13 @@ impl Host {
         if self.inner.log.describe_stream(OFFSETS_STREAM).is_ok() {
             return Ok(());
         }
-        match self.inner.log.create_stream(OFFSETS_STREAM, 1).await {
+        // Compacted by key (the built-in policy), so it stays about as big
+        // as the live offsets once tiered.
+        let config = crate::log::meta::StreamConfig {
+            compaction: Some(crate::log::meta::Compaction::by_record_key(false)),
+            ..Default::default()
+        };
+        match self.inner.log.create_stream_with(OFFSETS_STREAM, 1, config).await {
             Ok(_) => Ok(()),
             // Created meanwhile: use it.
             Err(e) if self.inner.log.describe_stream(OFFSETS_STREAM).is_ok() => {

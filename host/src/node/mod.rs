@@ -237,7 +237,7 @@ impl Host {
         if config.replication.is_some() {
             return self.create_replicated(name, partitions, config).await;
         }
-        if let Some(c) = &config.compaction {
+        if let Some(c) = config.compaction.as_ref().filter(|c| !c.is_record_key()) {
             let (plugins, c) = (self.inner.plugins.clone(), c.clone());
             blocking(move || -> Result<(), Error> {
                 plugins

@@ -32,18 +32,24 @@ pub(super) struct Cursor {
     pending: VecDeque<OffsetRecord>,
 }
 
-/// The plugin instance of one run (moved to a blocking thread per call).
-pub(super) struct Decider {
-    inst: Option<CompactionInstance>,
+/// What decides a run's records: the policy plugin's instance (moved to a
+/// blocking thread per call), or the built-in record-key policy.
+pub(super) enum Decider {
+    Plugin(Option<CompactionInstance>),
+    RecordKey,
 }
 
 impl Decider {
     pub(super) fn new(inst: CompactionInstance) -> Self {
-        Decider { inst: Some(inst) }
+        Decider::Plugin(Some(inst))
     }
 
     async fn decide(&mut self, records: &[OffsetRecord]) -> Result<Vec<Decision>, String> {
-        let mut inst = self.inst.take().ok_or("the plugin instance was lost")?;
+        let slot = match self {
+            Decider::RecordKey => return Ok(records.iter().map(|r| by_record_key(&r.record)).collect()),
+            Decider::Plugin(slot) => slot,
+        };
+        let mut inst = slot.take().ok_or("the plugin instance was lost")?;
         let batch = records.to_vec();
         let (inst, r) = tokio::task::spawn_blocking(move || {
             let r = inst.decide(&batch);
@@ -51,8 +57,18 @@ impl Decider {
         })
         .await
         .map_err(|e| e.to_string())?;
-        self.inst = Some(inst);
+        *slot = Some(inst);
         r.map_err(|e| e.to_string())
+    }
+}
+
+/// The built-in policy (`Compaction::RECORD_KEY`): the record's key; an
+/// empty value is a tombstone; a record without a key is always kept.
+fn by_record_key(r: &crate::log::Record) -> Decision {
+    match &r.key {
+        None => Decision::KeepAlways,
+        Some(k) if r.value.is_empty() => Decision::Tombstone(k.to_vec()),
+        Some(k) => Decision::Key(k.to_vec()),
     }
 }
 

@@ -34,6 +34,8 @@ mod tests_gaps;
 #[cfg(test)]
 mod tests_object_wal;
 #[cfg(test)]
+mod tests_record_key;
+#[cfg(test)]
 mod tests_retention;
 #[cfg(test)]
 mod tests_store;

@@ -1,9 +1,9 @@
 //! CreateTopics, DeleteTopics and DescribeConfigs: topics are streams.
 //!
 //! Topic configs map to stream settings: `retention.ms` and
-//! `retention.bytes` (-1: unlimited), `cleanup.policy` `delete` (a
-//! compacting stream needs a compaction plugin, so it is created over
-//! HTTP). Any other config is refused with INVALID_CONFIG rather than
+//! `retention.bytes` (-1: unlimited), `cleanup.policy` `delete`, `compact`
+//! or `compact,delete` (compaction by record key, the built-in policy; an
+//! empty value is a tombstone). Any other config is refused with INVALID_CONFIG rather than
 //! silently ignored. A replication factor above 1 creates a replicated
 //! stream (a `[cluster]` is needed).
 
@@ -18,7 +18,7 @@ use kafka_protocol::messages::{
 use super::super::Ctx;
 use super::super::error::{code_of, codes};
 use super::{str_bytes, topic_name};
-use crate::node::{Host, Replication, Retention, StreamConfig};
+use crate::node::{Compaction, Host, Replication, StreamConfig};
 
 /// DescribeConfigs resource types.
 const RESOURCE_TOPIC: i8 = 2;
@@ -85,7 +85,7 @@ async fn create_one(
     let mut config = StreamConfig::default();
     for c in &topic.configs {
         let value = c.value.as_ref().map(|v| v.as_str().to_string()).unwrap_or_default();
-        apply_config(&mut config.retention, c.name.as_str(), &value).map_err(|m| (codes::invalid_config(), m))?;
+        apply_config(&mut config, c.name.as_str(), &value).map_err(|m| (codes::invalid_config(), m))?;
     }
     match topic.replication_factor {
         -1 | 1 => {}
@@ -130,7 +130,7 @@ async fn create_one(
     Ok(info.partitions.len() as u32)
 }
 
-fn apply_config(retention: &mut Retention, name: &str, value: &str) -> Result<(), String> {
+fn apply_config(config: &mut StreamConfig, name: &str, value: &str) -> Result<(), String> {
     let limit = |v: &str| -> Result<Option<u64>, String> {
         match v.trim().parse::<i64>() {
             Ok(-1) => Ok(None),
@@ -139,14 +139,21 @@ fn apply_config(retention: &mut Retention, name: &str, value: &str) -> Result<()
         }
     };
     match name {
-        "retention.ms" => retention.ms = limit(value)?,
-        "retention.bytes" => retention.bytes = limit(value)?,
-        "cleanup.policy" if value == "delete" => {}
+        "retention.ms" => config.retention.ms = limit(value)?,
+        "retention.bytes" => config.retention.bytes = limit(value)?,
         "cleanup.policy" => {
-            return Err(format!(
-                "cleanup.policy `{value}` is not available over Kafka: compaction needs a key-policy plugin \
-                 (create the stream over HTTP with a compaction policy)"
-            ));
+            let mut policies: Vec<&str> = value.split(',').map(str::trim).collect();
+            policies.sort_unstable();
+            config.compaction = match policies.as_slice() {
+                ["delete"] => None,
+                ["compact"] => Some(Compaction::by_record_key(false)),
+                ["compact", "delete"] => Some(Compaction::by_record_key(true)),
+                _ => {
+                    return Err(format!(
+                        "cleanup.policy `{value}`: use `delete`, `compact` or `compact,delete`"
+                    ));
+                }
+            };
         }
         other => return Err(format!("topic config `{other}` is not supported")),
     }
@@ -190,7 +197,12 @@ pub(super) fn describe_configs(ctx: &Ctx, r: DescribeConfigsRequest) -> Describe
                         ("retention.bytes", unlimited(info.retention.bytes)),
                         (
                             "cleanup.policy",
-                            if info.compaction.is_some() { "compact" } else { "delete" }.to_string(),
+                            match &info.compaction {
+                                None => "delete",
+                                Some(c) if c.delete => "compact,delete",
+                                Some(_) => "compact",
+                            }
+                            .to_string(),
                         ),
                         (
                             "max.message.bytes",
