@@ -24,6 +24,11 @@ pub struct GroupSettings {
     /// rebalance completes (`group.initial.rebalance.delay.ms`).
     #[serde(with = "humantime_serde")]
     pub initial_rebalance_delay: Duration,
+    /// In a cluster: partitions of the replicated `__consumer_offsets`
+    /// (`offsets.topic.num.partitions`); a group's coordinator is the
+    /// leader of the partition its id hashes to. A single node uses one.
+    /// Fixed once the stream exists.
+    pub offsets_partitions: u32,
 }
 
 impl Default for GroupSettings {
@@ -34,6 +39,7 @@ impl Default for GroupSettings {
             min_session_timeout: Duration::from_secs(6),
             max_session_timeout: Duration::from_secs(30 * 60),
             initial_rebalance_delay: Duration::from_secs(3),
+            offsets_partitions: 4,
         }
     }
 }
@@ -45,6 +51,9 @@ impl GroupSettings {
         }
         if self.min_session_timeout > self.max_session_timeout {
             return Err("groups.min_session_timeout must not exceed groups.max_session_timeout".into());
+        }
+        if !(1..=256).contains(&self.offsets_partitions) {
+            return Err("groups.offsets_partitions must be between 1 and 256".into());
         }
         if self.initial_rebalance_delay > Duration::from_secs(300) {
             return Err("groups.initial_rebalance_delay must be at most 5m".into());

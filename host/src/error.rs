@@ -193,6 +193,7 @@ impl From<GroupError> for Error {
             GroupError::TooManyGroups => (ErrorKind::Conflict, "too_many_groups"),
             GroupError::TooLarge => (ErrorKind::TooLarge, "payload_too_large"),
             GroupError::CoordinatorNotAvailable => (ErrorKind::Unavailable, "shutting_down"),
+            GroupError::NotCoordinator { .. } => (ErrorKind::Misdirected, "not_coordinator"),
         };
         Error::new(kind, code, e.to_string()).with_source(e)
     }

@@ -32,6 +32,12 @@ impl Member {
             "bootstrap": bootstrap, "group": group, "topic": topic,
             "out": out, "idle_exit": idle_exit, "session_timeout_ms": 6000,
         });
+        Member::start_with(lib, args)
+    }
+
+    /// A member driven by `args` (see `group_consumer.py`).
+    pub(crate) fn start_with(lib: &str, args: Value) -> Member {
+        let out = PathBuf::from(args["out"].as_str().expect("out"));
         let child = Command::new(sluice_test_artifacts::kafka_clients::python())
             .arg(driver())
             .args([lib, &args.to_string()])
@@ -40,17 +46,14 @@ impl Member {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start a group member");
-        Member {
-            child,
-            out: out.to_path_buf(),
-        }
+        Member { child, out }
     }
 
     pub(crate) fn events(&self) -> Vec<Value> {
         events(&self.out)
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

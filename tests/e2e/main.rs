@@ -12,6 +12,7 @@ mod http_errors;
 mod kafka;
 mod kafka_bad_input;
 mod kafka_cluster;
+mod kafka_cluster_groups;
 mod kafka_compact;
 mod kafka_groups;
 mod kafka_groups_bad_input;

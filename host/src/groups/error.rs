@@ -51,4 +51,8 @@ pub enum GroupError {
     /// The coordinator is shutting down (or the request was abandoned).
     #[error("the group coordinator is not available")]
     CoordinatorNotAvailable,
+    /// Another node coordinates this group (in a cluster: it leads the
+    /// group's offsets partition); the client asks FindCoordinator again.
+    #[error("this node does not coordinate the group; node {node} does")]
+    NotCoordinator { node: u32 },
 }

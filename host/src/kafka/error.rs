@@ -14,6 +14,8 @@ pub(super) fn code_of(e: &Error) -> i16 {
         "stream_not_found" | "partition_not_found" => K::UnknownTopicOrPartition,
         "offset_out_of_range" | "trimmed" => K::OffsetOutOfRange,
         "not_leader" => K::NotLeaderOrFollower,
+        "not_coordinator" => K::NotCoordinator,
+        "coordinator_unavailable" => K::CoordinatorNotAvailable,
         "stream_exists" | "view_exists" => K::TopicAlreadyExists,
         "view_not_found" => K::UnknownTopicOrPartition,
         // Produce to, or delete as a stream, a view: the message says why.
@@ -75,6 +77,7 @@ pub(super) fn group_code(e: &GroupError) -> i16 {
         GroupError::TooManyGroups => K::PolicyViolation,
         GroupError::TooLarge => K::InvalidRequest,
         GroupError::CoordinatorNotAvailable => K::CoordinatorNotAvailable,
+        GroupError::NotCoordinator { .. } => K::NotCoordinator,
     }
     .code()
 }

@@ -17,10 +17,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{Host, ReadLimits, Record};
+use super::Host;
 use crate::error::Error;
 
 /// The internal stream holding every commit. Names starting with `__` are
@@ -81,35 +80,58 @@ pub enum CommitRefused {
     MetadataTooLarge { len: usize },
 }
 
+/// A stored commit's value.
 #[derive(Serialize, Deserialize)]
-struct Value {
-    offset: u64,
-    leader_epoch: i32,
-    metadata: Option<String>,
-    commit_ms: u64,
+pub(super) struct Value {
+    pub(super) offset: u64,
+    pub(super) leader_epoch: i32,
+    pub(super) metadata: Option<String>,
+    pub(super) commit_ms: u64,
 }
 
-type Key = (String, String, u32);
+impl Value {
+    pub(super) fn into_committed(self, key: &Key) -> CommittedOffset {
+        CommittedOffset {
+            stream: key.1.clone(),
+            partition: key.2,
+            offset: self.offset,
+            leader_epoch: self.leader_epoch,
+            metadata: self.metadata,
+            commit_ms: self.commit_ms,
+        }
+    }
+}
 
-/// The node's committed offsets (loaded from the stream on first use).
+/// A stored commit's key: group, stream, partition.
+pub(super) type Key = (String, String, u32);
+
+/// The node's committed offsets (each offsets partition loaded on first use).
 #[derive(Default)]
 pub(super) struct Committed {
-    map: tokio::sync::Mutex<Option<Offsets>>,
+    pub(super) map: tokio::sync::Mutex<Offsets>,
 }
 
 /// The latest durable commit per key, and where in the stream it is.
 #[derive(Default)]
-struct Offsets {
+pub(super) struct Offsets {
     live: BTreeMap<Key, CommittedOffset>,
     /// The stream offset of the last change applied per key (deletions too).
     seq: HashMap<Key, u64>,
+    /// Offsets partitions held here, with the leader epoch each was read at.
+    pub(super) loaded: HashMap<u32, u32>,
 }
 
 impl Offsets {
+    /// Drops the keys of the groups `gone` says (a partition led elsewhere now).
+    pub(super) fn forget(&mut self, gone: impl Fn(&str) -> bool) {
+        self.live.retain(|k, _| !gone(&k.0));
+        self.seq.retain(|k, _| !gone(&k.0));
+    }
+
     /// Applies a durable change found at stream offset `seq`, unless a
     /// later one is applied already (commits become durable in stream
     /// order, but their callers may come back in another).
-    fn apply(&mut self, key: Key, seq: u64, value: Option<CommittedOffset>) {
+    pub(super) fn apply(&mut self, key: Key, seq: u64, value: Option<CommittedOffset>) {
         if self.seq.get(&key).is_some_and(|s| *s >= seq) {
             return;
         }
@@ -121,16 +143,6 @@ impl Offsets {
     }
 }
 
-fn internal(message: String) -> Error {
-    Error::new(crate::error::ErrorKind::Internal, "internal", message)
-}
-
-fn key_bytes(k: &Key) -> Result<Bytes, Error> {
-    serde_json::to_vec(k)
-        .map(Bytes::from)
-        .map_err(|e| internal(format!("encoding an offset key: {e}")))
-}
-
 impl Host {
     /// Commits offsets for `group`: the accepted ones are durable when this
     /// returns; one result per commit, in order.
@@ -139,11 +151,11 @@ impl Host {
         group: &str,
         commits: &[OffsetCommit],
     ) -> Result<Vec<Result<(), CommitRefused>>, Error> {
+        self.check_coordinator(group)?;
         let guard = self.offsets_loaded().await?;
         let now = crate::fsutil::now_ms();
         let mut results = Vec::with_capacity(commits.len());
-        let mut records = Vec::new();
-        let mut accepted = Vec::new();
+        let mut changes = Vec::new();
         for c in commits {
             let refused = match self.stream_end(&c.stream, c.partition) {
                 Err(_) => Some(CommitRefused::UnknownPartition {
@@ -163,55 +175,27 @@ impl Host {
                 metadata: c.metadata.clone(),
                 commit_ms: now,
             };
-            let value = serde_json::to_vec(&value).map_err(|e| internal(format!("encoding an offset: {e}")))?;
-            records.push(Record {
-                key: Some(key_bytes(&key)?),
-                value: value.into(),
-                headers: Vec::new(),
-                timestamp_ms: now,
-            });
-            accepted.push((key, c));
+            changes.push((key, Some(value)));
             results.push(Ok(()));
         }
-        if records.is_empty() {
+        if changes.is_empty() {
             return Ok(results);
         }
-        // Queued in order while holding the map; durable (and applied)
-        // without it, so concurrent commits share a WAL group commit.
-        self.offsets_stream().await?;
-        let pending = self.inner.log.append_queued(OFFSETS_STREAM, 0, &records).await?;
-        drop(guard);
-        let appended = pending.await?;
-        let mut guard = self.inner.committed.map.lock().await;
-        let map = guard.get_or_insert_with(Offsets::default);
-        for (i, (key, c)) in accepted.into_iter().enumerate() {
-            let value = CommittedOffset {
-                stream: c.stream.clone(),
-                partition: c.partition,
-                offset: c.offset,
-                leader_epoch: c.leader_epoch,
-                metadata: c.metadata.clone(),
-                commit_ms: now,
-            };
-            map.apply(key, appended.base_offset.saturating_add(i as u64), Some(value));
-        }
+        self.write_offsets(guard, changes).await?;
         Ok(results)
     }
 
     /// Everything `group` has committed, by stream and partition.
     pub async fn committed_offsets(&self, group: &str) -> Result<Vec<CommittedOffset>, Error> {
+        self.check_coordinator(group)?;
         let guard = self.offsets_loaded().await?;
-        Ok(guard
-            .iter()
-            .flat_map(|m| m.live.range(group_range(group)))
-            .map(|(_, v)| v.clone())
-            .collect())
+        Ok(guard.live.range(group_range(group)).map(|(_, v)| v.clone()).collect())
     }
 
     /// Groups with committed offsets.
     pub async fn groups_with_offsets(&self) -> Result<Vec<String>, Error> {
         let guard = self.offsets_loaded().await?;
-        let mut out: Vec<String> = guard.iter().flat_map(|m| m.live.keys().map(|k| k.0.clone())).collect();
+        let mut out: Vec<String> = guard.live.keys().map(|k| k.0.clone()).collect();
         out.dedup();
         Ok(out)
     }
@@ -225,8 +209,10 @@ impl Host {
     pub(super) async fn groups_on(&self, topic: &str) -> Result<Vec<String>, Error> {
         let guard = self.offsets_loaded().await?;
         let mut out: Vec<String> = guard
-            .iter()
-            .flat_map(|m| m.live.keys().filter(|k| k.1 == topic).map(|k| k.0.clone()))
+            .live
+            .keys()
+            .filter(|k| k.1 == topic)
+            .map(|k| k.0.clone())
             .collect();
         out.dedup();
         Ok(out)
@@ -239,35 +225,17 @@ impl Host {
 
     async fn delete_offsets_where(&self, doomed: impl Fn(&Key) -> bool) -> Result<usize, Error> {
         let guard = self.offsets_loaded().await?;
-        let keys: Vec<Key> = guard
-            .iter()
-            .flat_map(|m| m.live.keys().filter(|k| doomed(k)))
-            .cloned()
+        let changes: Vec<(Key, Option<Value>)> = guard
+            .live
+            .keys()
+            .filter(|k| doomed(k))
+            .map(|k| (k.clone(), None))
             .collect();
-        if keys.is_empty() {
+        if changes.is_empty() {
             return Ok(0);
         }
-        let now = crate::fsutil::now_ms();
-        let records = keys
-            .iter()
-            .map(|k| {
-                Ok(Record {
-                    key: Some(key_bytes(k)?),
-                    value: Bytes::new(),
-                    headers: Vec::new(),
-                    timestamp_ms: now,
-                })
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
-        let pending = self.inner.log.append_queued(OFFSETS_STREAM, 0, &records).await?;
-        drop(guard);
-        let appended = pending.await?;
-        let mut guard = self.inner.committed.map.lock().await;
-        let map = guard.get_or_insert_with(Offsets::default);
-        let n = keys.len();
-        for (i, k) in keys.into_iter().enumerate() {
-            map.apply(k, appended.base_offset.saturating_add(i as u64), None);
-        }
+        let n = changes.len();
+        self.write_offsets(guard, changes).await?;
         Ok(n)
     }
 
@@ -275,98 +243,7 @@ impl Host {
     /// are not loaded, nor the stream created, just to answer this).
     pub(super) async fn loaded_offsets(&self) -> Vec<(String, CommittedOffset)> {
         let guard = self.inner.committed.map.lock().await;
-        guard
-            .iter()
-            .flat_map(|m| m.live.iter().map(|(k, v)| (k.0.clone(), v.clone())))
-            .collect()
-    }
-
-    /// Creates [`OFFSETS_STREAM`] if it is not there yet.
-    async fn offsets_stream(&self) -> Result<(), Error> {
-        if self.inner.log.describe_stream(OFFSETS_STREAM).is_ok() {
-            return Ok(());
-        }
-        // Compacted by key (the built-in policy), so it stays about as big
-        // as the live offsets once tiered.
-        let config = crate::log::meta::StreamConfig {
-            compaction: Some(crate::log::meta::Compaction::by_record_key(false)),
-            ..Default::default()
-        };
-        match self.inner.log.create_stream_with(OFFSETS_STREAM, 1, config).await {
-            Ok(_) => Ok(()),
-            // Created meanwhile: use it.
-            Err(e) if self.inner.log.describe_stream(OFFSETS_STREAM).is_ok() => {
-                tracing::debug!(error = %e, "offsets stream appeared while creating it");
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The offsets map, loaded from [`OFFSETS_STREAM`] on first use; held
-    /// for the caller's whole update.
-    async fn offsets_loaded(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Offsets>>, Error> {
-        let mut guard = self.inner.committed.map.lock().await;
-        if guard.is_none() {
-            *guard = Some(self.load_offsets().await?);
-        }
-        Ok(guard)
-    }
-
-    async fn load_offsets(&self) -> Result<Offsets, Error> {
-        // No stream yet: nothing was ever committed (the first commit
-        // creates it; reads do not).
-        let Ok(info) = self.inner.log.describe_stream(OFFSETS_STREAM) else {
-            return Ok(Offsets::default());
-        };
-        let mut map = Offsets::default();
-        let limits = ReadLimits {
-            max_records: self.inner.settings.max_read_records,
-            max_bytes: 16 << 20,
-        };
-        let Some(range) = info.partitions.first() else {
-            return Ok(map);
-        };
-        let (mut offset, end) = (range.start, range.end);
-        while offset < end {
-            let batch = self.read(OFFSETS_STREAM, 0, offset, limits).await?;
-            for r in &batch.records {
-                apply(&mut map, r.offset, &r.record);
-            }
-            if batch.next_offset <= offset {
-                break;
-            }
-            offset = batch.next_offset;
-        }
-        Ok(map)
-    }
-}
-
-/// Applies one stored commit (or deletion) to `map`; a record that does not
-/// parse is skipped with a warning (it was written by a newer version or
-/// damaged; the rest still loads).
-fn apply(map: &mut Offsets, seq: u64, r: &Record) {
-    let Some(key) = r.key.as_ref().and_then(|k| serde_json::from_slice::<Key>(k).ok()) else {
-        tracing::warn!("skipping an offsets record without a readable key");
-        return;
-    };
-    if r.value.is_empty() {
-        map.apply(key, seq, None);
-        return;
-    }
-    match serde_json::from_slice::<Value>(&r.value) {
-        Ok(v) => {
-            let value = CommittedOffset {
-                stream: key.1.clone(),
-                partition: key.2,
-                offset: v.offset,
-                leader_epoch: v.leader_epoch,
-                metadata: v.metadata,
-                commit_ms: v.commit_ms,
-            };
-            map.apply(key, seq, Some(value));
-        }
-        Err(e) => tracing::warn!(group = %key.0, error = %e, "skipping an unreadable offsets record"),
+        guard.live.iter().map(|(k, v)| (k.0.clone(), v.clone())).collect()
     }
 }
 

@@ -49,11 +49,13 @@ pub(super) fn coordinator(settings: &crate::config::GroupSettings) -> Arc<Coordi
 impl Host {
     /// Joins (or rejoins) a group; resolves when the rebalance completes.
     pub async fn join_group(&self, req: JoinRequest) -> Result<JoinResponse, GroupError> {
+        self.check_coordinator(&req.group_id)?;
         self.inner.groups.join(req).await
     }
 
     /// Resolves with this member's assignment once the leader has sent them.
     pub async fn sync_group(&self, req: SyncRequest) -> Result<SyncResponse, GroupError> {
+        self.check_coordinator(&req.group_id)?;
         self.inner.groups.sync(req).await
     }
 
@@ -64,6 +66,7 @@ impl Host {
         member: &str,
         instance: Option<&str>,
     ) -> Result<(), GroupError> {
+        self.check_coordinator(group)?;
         self.inner.groups.heartbeat(group, generation, member, instance)
     }
 
@@ -73,6 +76,7 @@ impl Host {
         group: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        self.check_coordinator(group)?;
         self.inner.groups.leave(group, members)
     }
 
@@ -84,10 +88,19 @@ impl Host {
         member: &str,
         instance: Option<&str>,
     ) -> Result<(), GroupError> {
+        self.check_coordinator(group)?;
         self.inner.groups.check_commit(group, generation, member, instance)
     }
 
+    /// `Ok` when this node coordinates `group` (always, on a single node);
+    /// else `NotCoordinator` naming the node that does.
+    pub fn group_here(&self, group: &str) -> Result<(), GroupError> {
+        self.check_coordinator(group)
+    }
+
+    /// The group's membership, if this node coordinates it and it has any.
     pub fn describe_group(&self, group: &str) -> Option<GroupDescription> {
+        self.check_coordinator(group).ok()?;
         self.inner.groups.describe(group)
     }
 
@@ -98,6 +111,7 @@ impl Host {
             .groups
             .list()
             .into_iter()
+            .filter(|g| self.check_coordinator(&g.group_id).is_ok())
             .map(|g| ListedGroup {
                 group_id: g.group_id,
                 protocol_type: g.protocol_type,
@@ -119,6 +133,7 @@ impl Host {
 
     /// Deletes a group without members, and its committed offsets.
     pub async fn delete_group(&self, group: &str) -> Result<(), GroupOpError> {
+        self.check_coordinator(group).map_err(GroupOpError::Group)?;
         let known = match self.inner.groups.delete(group) {
             Ok(()) => true,
             Err(GroupError::GroupIdNotFound) => false,
@@ -220,6 +235,7 @@ fn decode_assignment(bytes: &bytes::Bytes) -> Option<Vec<AssignedPartitions>> {
 impl Host {
     /// Members, assignments, committed offsets and lag of `group`.
     pub async fn group_view(&self, group: &str) -> Result<GroupView, Error> {
+        self.check_coordinator(group)?;
         let desc = self.describe_group(group);
         let offsets = self.committed_offsets(group).await?;
         if desc.is_none() && offsets.is_empty() {
@@ -276,6 +292,7 @@ impl Host {
         if group.is_empty() {
             return Err(GroupError::InvalidGroupId.into());
         }
+        self.check_coordinator(group)?;
         if self.describe_group(group).is_some_and(|d| !d.members.is_empty()) {
             return Err(GroupError::NonEmptyGroup.into());
         }

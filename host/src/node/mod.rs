@@ -38,6 +38,8 @@ pub mod offline {
 
 mod cluster;
 mod committed;
+mod committed_store;
+mod coordinators;
 mod groups;
 mod offsets;
 mod plugins;

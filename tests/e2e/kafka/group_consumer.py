@@ -5,13 +5,16 @@ Usage: group_consumer.py <library> <json-args>
   args: bootstrap, group, topic, out (a file), idle_exit (seconds without
         records before exiting; 0: run until killed), commit ("sync" after
         every record batch), session_timeout_ms, stop_file (optional: once
-        it exists, the member leaves the group cleanly and exits)
+        it exists, the member leaves the group cleanly and exits),
+        tolerate_commit_errors (optional: a failed commit is an event, not
+        an exit, as while the coordinator moves)
 
 Appends one JSON line per event to `out` (each with "t", the wall-clock
 time), flushed at once (the test may kill this process at any time):
   {"ev": "assigned", "partitions": [..]}
   {"ev": "record", "p": partition, "o": offset, "v": value}
   {"ev": "committed", "p": partition, "o": next offset}
+  {"ev": "commit_failed", "error": text}   (with tolerate_commit_errors)
 and, on a clean exit, {"ev": "positions", "positions": {partition: next
 offset to fetch}} for the partitions it holds, then {"ev": "done"}.
 """
@@ -65,9 +68,19 @@ def run_confluent(a, f):
             emit(f, ev="record", p=m.partition(), o=m.offset(), v=m.value().decode())
             nexts[m.partition()] = m.offset() + 1
         offsets = [TopicPartition(a["topic"], p, o) for p, o in nexts.items()]
-        for tp in c.commit(offsets=offsets, asynchronous=False):
+        try:
+            done = c.commit(offsets=offsets, asynchronous=False)
+        except Exception as e:  # KafkaException while the coordinator moves
+            if not a.get("tolerate_commit_errors"):
+                raise SystemExit(f"commit error: {e}")
+            emit(f, ev="commit_failed", error=str(e))
+            continue
+        for tp in done:
             if tp.error:
-                raise SystemExit(f"commit error: {tp.error}")
+                if not a.get("tolerate_commit_errors"):
+                    raise SystemExit(f"commit error: {tp.error}")
+                emit(f, ev="commit_failed", error=str(tp.error))
+                continue
             emit(f, ev="committed", p=tp.partition, o=tp.offset)
     held = c.position(c.assignment())
     emit(f, ev="positions", positions={str(tp.partition): tp.offset for tp in held})

@@ -1,5 +1,6 @@
 //! FindCoordinator, OffsetCommit and OffsetFetch: where a group's
-//! coordinator is (this node answers for every group), committing offsets
+//! coordinator is (this node alone; in a cluster the leader of the group's
+//! offsets partition, others answer NOT_COORDINATOR), committing offsets
 //! (durable before the answer; checked against the group's generation and
 //! membership unless the group has no members) and reading them back.
 
@@ -31,23 +32,29 @@ pub(super) fn find_coordinator(
     version: i16,
 ) -> FindCoordinatorResponse {
     let mut out = FindCoordinatorResponse::default();
-    let me = brokers(ctx, conn).into_iter().find(|(id, _, _)| *id == ctx.node_id);
+    let nodes = brokers(ctx, conn);
     let keys = if version >= 4 { r.coordinator_keys } else { vec![r.key] };
     for key in keys {
         let mut c = Coordinator::default();
-        c.key = key;
-        match (&me, r.key_type) {
+        // A group's coordinator: this node alone, or in a cluster the leader
+        // of the group's offsets partition.
+        let node = ctx
+            .host
+            .group_coordinator(key.as_str())
+            .map_or(ctx.node_id, |n| n as i32);
+        match (nodes.iter().find(|(id, _, _)| *id == node), r.key_type) {
             (Some((id, host, port)), KEY_GROUP) => {
                 c.node_id = BrokerId(*id);
                 c.host = str_bytes(host.clone());
                 c.port = *port;
             }
-            (None, _) => c.error_code = codes::coordinator_not_available(),
+            (None, KEY_GROUP) => c.error_code = codes::coordinator_not_available(),
             (_, _) => {
                 c.error_code = codes::transactions_unsupported();
                 c.error_message = Some(str_bytes("transactions are not supported"));
             }
         }
+        c.key = key;
         if c.error_code != 0 {
             c.node_id = BrokerId(-1);
             c.port = -1;

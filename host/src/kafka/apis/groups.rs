@@ -188,6 +188,13 @@ pub(super) fn describe(ctx: &Ctx, r: DescribeGroupsRequest) -> DescribeGroupsRes
     let mut out = DescribeGroupsResponse::default();
     for id in r.groups {
         let mut g = DescribedGroup::default();
+        if let Err(e) = ctx.host.group_here(id.0.as_str()) {
+            g.error_code = group_code(&e);
+            g.group_id = id;
+            g.authorized_operations = i32::MIN;
+            out.groups.push(g);
+            continue;
+        }
         match ctx.host.describe_group(id.0.as_str()) {
             Some(d) => {
                 g.group_state = str_bytes(d.state);
