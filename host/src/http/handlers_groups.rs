@@ -100,6 +100,7 @@ pub async fn list_groups(State(host): State<Host>) -> Res<Json<GroupsOut>> {
         (status = 200, description = "The group", body = GroupView),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`group_not_found`", body = ErrorBody),
+        (status = 421, description = "`not_coordinator`: in a cluster, another node coordinates the group", body = ErrorBody),
     ))]
 pub async fn describe_group(State(host): State<Host>, Path(group): Path<String>) -> Res<Json<GroupView>> {
     Ok(Json(host.group_view(&group).await?))
@@ -117,6 +118,7 @@ pub async fn describe_group(State(host): State<Host>, Path(group): Path<String>)
         (status = 400, description = "`invalid_request`, `invalid_group_id`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`stream_not_found`, `partition_not_found`", body = ErrorBody),
+        (status = 421, description = "`not_coordinator`: in a cluster, another node coordinates the group", body = ErrorBody),
         (status = 409, description = "`group_not_empty`, `rebalance_in_progress`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
     ))]
@@ -162,6 +164,7 @@ pub async fn commit_offsets(
         (status = 400, description = "`invalid_request`, `invalid_group_id`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`stream_not_found`, `partition_not_found`", body = ErrorBody),
+        (status = 421, description = "`not_coordinator`: in a cluster, another node coordinates the group", body = ErrorBody),
         (status = 409, description = "`group_not_empty`, `rebalance_in_progress`", body = ErrorBody),
     ))]
 pub async fn reset_group(
@@ -198,6 +201,7 @@ pub async fn reset_group(
         (status = 204, description = "Deleted"),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`group_not_found`", body = ErrorBody),
+        (status = 421, description = "`not_coordinator`: in a cluster, another node coordinates the group", body = ErrorBody),
         (status = 409, description = "`group_not_empty`", body = ErrorBody),
     ))]
 pub async fn delete_group(State(host): State<Host>, Path(group): Path<String>) -> Res<StatusCode> {
