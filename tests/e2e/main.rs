@@ -20,6 +20,7 @@ mod kafka_support;
 mod kafka_views;
 mod metrics;
 mod object_wal;
+mod object_wal_groups;
 mod pipeline;
 mod plugin_api;
 mod plugin_dev;
