@@ -17,6 +17,9 @@ use crate::wal::format::MAX_PAYLOAD_LEN;
 #[path = "config_groups.rs"]
 mod groups;
 pub use groups::GroupSettings;
+#[path = "config_http.rs"]
+mod http_limits;
+pub use http_limits::HttpSettings;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -123,6 +126,8 @@ pub struct Settings {
     pub kafka_producer_expiry: Duration,
     /// Consumer groups (`[groups]`).
     pub groups: GroupSettings,
+    /// HTTP connection and request limits (`[http]`).
+    pub http: HttpSettings,
 }
 
 /// `kafka_listen` in TOML: an address, or `"off"`.
@@ -322,6 +327,7 @@ impl Default for Settings {
             kafka_default_partitions: 1,
             kafka_producer_expiry: Duration::from_secs(24 * 3600),
             groups: GroupSettings::default(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -392,6 +398,9 @@ impl Settings {
             return bad("kafka_producer_expiry must be at least 1s".into());
         }
         if let Err(m) = self.groups.validate() {
+            return bad(m);
+        }
+        if let Err(m) = self.http.validate() {
             return bad(m);
         }
         if self.kafka_max_connections == 0 {

@@ -28,6 +28,7 @@ pub(crate) mod cluster;
 pub(crate) mod compaction;
 pub mod config;
 pub(crate) mod error;
+pub mod fdlimit;
 pub(crate) mod fsutil;
 pub mod groups;
 pub mod http;

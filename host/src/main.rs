@@ -161,7 +161,9 @@ fn main() -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(mut settings: Settings) -> anyhow::Result<()> {
+    let limit = sluice_host::fdlimit::raise();
+    sluice_host::fdlimit::fit_connection_caps(&mut settings, limit);
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;

@@ -31,6 +31,8 @@ pub const READ_RECORDS: &str = "sluice_read_records_total";
 /// WAL group commits (one fdatasync each) and their duration.
 pub const WAL_FSYNCS: &str = "sluice_wal_fsyncs_total";
 pub const WAL_FSYNC_SECONDS: &str = "sluice_wal_fsync_seconds";
+/// WAL segment rolls put off because no file descriptor was left.
+pub const WAL_ROLLS_PUT_OFF: &str = "sluice_wal_rolls_put_off_total";
 /// Bytes and segment files of the WAL on disk (at scrape).
 pub const WAL_BYTES: &str = "sluice_wal_bytes";
 pub const WAL_SEGMENTS: &str = "sluice_wal_segments";
@@ -134,6 +136,10 @@ fn describe() {
     describe_counter!(APPEND_ERRORS, "Appends that failed");
     describe_counter!(READ_RECORDS, "Records returned by reads");
     describe_counter!(WAL_FSYNCS, "WAL group commits (one fdatasync each)");
+    describe_counter!(
+        WAL_ROLLS_PUT_OFF,
+        "WAL segment rolls put off because no file descriptor was left"
+    );
     describe_histogram!(WAL_FSYNC_SECONDS, "Seconds per WAL group commit write and fdatasync");
     describe_gauge!(WAL_OBJECTS_IN_FLIGHT, "Object-store WAL objects uploading now");
     describe_histogram!(WAL_OBJECT_UPLOAD_SECONDS, "Seconds per object-store WAL object upload");

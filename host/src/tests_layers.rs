@@ -42,6 +42,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("config", &["error", "log", "objstore", "plugin", "tier", "wal"]),
     // The `[groups]` section of the settings (a file of `config`).
     ("config_groups", &[]),
+    // The `[http]` section.
+    ("config_http", &[]),
+    // The open-file limit and the connection caps that fit it.
+    ("fdlimit", &["config"]),
     ("task", &["error"]),
     (
         "node",

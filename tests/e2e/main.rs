@@ -9,6 +9,7 @@ mod crash;
 mod crash_matrix;
 mod crash_world;
 mod http_errors;
+mod http_limits;
 mod kafka;
 mod kafka_bad_input;
 mod kafka_cluster;

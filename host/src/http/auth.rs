@@ -1,4 +1,4 @@
-//! Optional bearer-token guard for everything but `/health` and
+//! Optional bearer-token guard for everything but `/health`, `/ready` and
 //! `/openapi.json` (the API's description, which holds no data).
 
 use axum::extract::{Request, State};
@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind};
 use crate::node::Host;
 
 /// Paths served without a token.
-const OPEN_PATHS: &[&str] = &["/health", "/openapi.json"];
+const OPEN_PATHS: &[&str] = &["/health", "/ready", "/openapi.json"];
 
 pub async fn require_token(State(host): State<Host>, req: Request, next: Next) -> Response {
     if host.settings().auth_token.is_none() || OPEN_PATHS.contains(&req.uri().path()) {

@@ -8,6 +8,8 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::error::{Error, ErrorKind};
+use crate::node::Host;
 
 /// Path parameters (`axum::extract::Path`).
 #[derive(Debug)]
@@ -47,13 +49,21 @@ where
 #[derive(Debug)]
 pub struct Body(pub Bytes);
 
-impl<S> FromRequest<S> for Body
-where
-    S: Send + Sync,
-{
+impl FromRequest<Host> for Body {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        Ok(Body(Bytes::from_request(req, state).await?))
+    /// The whole body, within `[http] body_timeout` (a client trickling
+    /// its body holds a request slot no longer than that).
+    async fn from_request(req: Request, host: &Host) -> Result<Self, ApiError> {
+        let timeout = host.settings().http.body_timeout;
+        match tokio::time::timeout(timeout, Bytes::from_request(req, host)).await {
+            Ok(body) => Ok(Body(body?)),
+            Err(_) => Err(Error::new(
+                ErrorKind::Invalid,
+                "body_timeout",
+                format!("the request body did not arrive within {timeout:?}"),
+            )
+            .into()),
+        }
     }
 }

@@ -45,6 +45,27 @@ pub async fn health() -> Json<HealthOut> {
     Json(HealthOut { status: "ok" })
 }
 
+/// Readiness
+///
+/// 200 when the node can take writes and keep its data moving; 503
+/// `not_ready`, its message listing the reasons, while the WAL has failed
+/// (until a restart), the node shuts down, a partition's tiering is fenced
+/// or failing, or a follower's replication is stalled. Answers without a
+/// token, like `/health`.
+#[utoipa::path(get, path = "/ready", tag = "system", security(()),
+    responses(
+        (status = 200, description = "Ready", body = crate::node::Readiness),
+        (status = 503, description = "`not_ready`: the message lists why", body = ErrorBody),
+    ))]
+pub async fn ready(State(host): State<Host>) -> Res<Json<crate::node::Readiness>> {
+    let r = host.readiness();
+    if !r.ready {
+        let why = r.problems.join("; ");
+        return Err(Error::new(crate::error::ErrorKind::Unavailable, "not_ready", why).into());
+    }
+    Ok(Json(r))
+}
+
 /// Prometheus metrics
 ///
 /// Prometheus text exposition format 0.0.4.

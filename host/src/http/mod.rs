@@ -50,7 +50,7 @@ pub use serve::serve;
 /// plain `.route(...)`: they would be served undocumented (`tests_openapi`
 /// catches that).
 ///
-/// - `GET /health`, `GET /metrics`, `GET /openapi.json` (this API's OpenAPI
+/// - `GET /health`, `GET /ready` (503 with reasons when not ready), `GET /metrics`, `GET /openapi.json` (this API's OpenAPI
 ///   document; like `/health`, open without a token)
 /// - `GET|POST /streams`, `GET|DELETE /streams/{name}`,
 ///   `GET /streams/{name}/status`
@@ -70,6 +70,7 @@ pub use serve::serve;
 pub(crate) fn api() -> OpenApiRouter<Host> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(h::health))
+        .routes(routes!(h::ready))
         .routes(routes!(h::metrics))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(h::list_streams, h::create_stream))

@@ -1,11 +1,31 @@
-//! Serving the HTTP API on a listener, with a graceful, bounded drain.
+//! Serving the HTTP API on a listener: bounded connections and requests,
+//! timeouts for idle and slow clients, and a graceful, bounded drain.
+//!
+//! Invariants: at most `[http] max_connections` connections are open (more
+//! wait in the accept queue, holding no descriptor of ours); a connection
+//! that sends no complete request head within `idle_timeout` (a fresh one,
+//! an idle keep-alive one, or a slow one) is closed; at most
+//! `max_concurrent_requests` requests run at once, except the probes
+//! (`/health`, `/ready`), which are never held back; a failed `accept`
+//! (descriptors exhausted) pauses accepting briefly instead of spinning.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
 
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::node::Host;
+
+/// Paths answered whatever the request limit: liveness and readiness.
+fn is_probe(path: &str) -> bool {
+    path == "/health" || path == "/ready"
+}
 
 /// Serves the HTTP API of `host` on `listener` until `shutdown` resolves,
 /// then drains in-flight requests (bounded by `shutdown_timeout`) and shuts
@@ -15,22 +35,64 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let stopping = host.clone();
-    let server = axum::serve(listener, super::router(host.clone())).with_graceful_shutdown(async move {
-        shutdown.await;
-        stopping.begin_stopping();
-        let _ = stop_tx.send(());
-    });
+    let limits = host.settings().http.clone();
+    let router = super::router(host.clone());
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let requests = Arc::new(Semaphore::new(limits.max_concurrent_requests));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // EMFILE and friends: back off, the reserve stays free.
+                    tracing::warn!(error = %e, "HTTP accept failed; pausing accepts");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let (router, requests) = (router.clone(), requests.clone());
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let (router, requests) = (router.clone(), requests.clone());
+            async move {
+                let _slot = match is_probe(req.uri().path()) {
+                    true => None,
+                    false => requests.acquire_owned().await.ok(),
+                };
+                router.oneshot(req.map(axum::body::Body::new)).await
+            }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.idle_timeout)
+            .keep_alive(true);
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    host.begin_stopping();
     let timeout = host.settings().shutdown_timeout;
-    let mut server = std::pin::pin!(server.into_future());
-    let result = tokio::select! {
-        r = &mut server => r,
-        _ = async { let _ = stop_rx.await; tokio::time::sleep(timeout).await } => {
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(timeout) => {
             tracing::warn!(?timeout, "in-flight requests did not finish in time; shutting down anyway");
-            Ok(())
         }
-    };
+    }
     host.shutdown().await;
-    result.map_err(|e| Error::new(ErrorKind::Internal, "io_error", format!("HTTP server failed: {e}")))
+    Ok(())
 }

@@ -288,3 +288,27 @@ async fn token_guards_everything_but_health() {
     assert!(h.list_streams().is_empty(), "an unauthorized request changed state");
     h.shutdown().await;
 }
+
+/// `/ready` is 200 on a working node, open without the token, and 503
+/// `not_ready` with the reason once the node stops; `/health` stays 200.
+#[tokio::test]
+async fn ready_says_why_the_node_is_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = host(dir.path(), Some("secret")).await;
+    let app = crate::http::router(h.clone());
+    let (status, body) = call(&app, Method::GET, "/ready", "", None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"ready": true, "problems": []})));
+    h.begin_stopping();
+    let (status, body) = call(&app, Method::GET, "/ready", "", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "not_ready", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("shutting down")),
+        "{body}"
+    );
+    let (status, _) = call(&app, Method::GET, "/health", "", None).await;
+    assert_eq!(status, StatusCode::OK);
+    h.shutdown().await;
+}

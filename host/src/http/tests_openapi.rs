@@ -213,7 +213,11 @@ async fn refs_resolve_and_operations_are_complete() {
             // Open operations say so (`security: [{}]`); all others can be
             // refused for want of the token.
             let open = op["security"] == json!([{}]);
-            assert_eq!(open, path == "/health" || path == "/openapi.json", "{method} {path}");
+            assert_eq!(
+                open,
+                ["/health", "/ready", "/openapi.json"].contains(&path.as_str()),
+                "{method} {path}"
+            );
             assert_eq!(responses.contains_key("401"), !open, "{method} {path}: 401 documented");
         }
     }

@@ -43,6 +43,7 @@ mod coordinators;
 mod groups;
 mod offsets;
 mod plugins;
+mod readiness;
 #[cfg(test)]
 mod tests_derived;
 #[cfg(test)]
@@ -53,6 +54,7 @@ pub use cluster::{Acks, PendingAppend, StreamSpec};
 pub use committed::{CommitRefused, CommittedOffset, OffsetCommit};
 pub use groups::{GroupError, GroupOpError, GroupView, JoinRequest, ResetTo, SyncRequest};
 pub use offsets::TimeOffset;
+pub use readiness::Readiness;
 pub use views::{ViewInfo, ViewSpec};
 
 /// How much one read may return.

@@ -84,6 +84,8 @@ pub struct Options {
 pub struct Faults {
     #[cfg(test)]
     fail_syncs: Arc<std::sync::atomic::AtomicBool>,
+    #[cfg(test)]
+    fail_segment_creates: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Faults {
@@ -98,8 +100,25 @@ impl Faults {
         self.fail_syncs.load(Ordering::SeqCst)
     }
 
+    /// `wal::segment::emfile`: while on, creating a segment fails as if the
+    /// process had no descriptor left (EMFILE).
+    #[cfg(test)]
+    pub fn fail_segment_creates(&self, on: bool) {
+        self.fail_segment_creates.store(on, Ordering::SeqCst);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn segment_creates_fail(&self) -> bool {
+        self.fail_segment_creates.load(Ordering::SeqCst)
+    }
+
     #[cfg(not(test))]
     pub(crate) fn sync_fails(&self) -> bool {
+        false
+    }
+
+    #[cfg(not(test))]
+    pub(crate) fn segment_creates_fail(&self) -> bool {
         false
     }
 }
@@ -216,6 +235,7 @@ impl Wal {
             table: table.clone(),
             progress: progress.clone(),
             poisoned: None,
+            roll_put_off: false,
             buf: Vec::new(),
         };
         let thread = std::thread::Builder::new()
@@ -334,6 +354,12 @@ impl Wal {
 
     /// Whether entries live in an object store (the log then stores a
     /// checkpoint with each trim).
+    /// Why the WAL refuses appends, once a write, sync or upload failed (it
+    /// stays failed until a restart recovers).
+    pub fn failure(&self) -> Option<String> {
+        self.progress.failed.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub fn is_object(&self) -> bool {
         matches!(self.backend, Backend::Object(_))
     }

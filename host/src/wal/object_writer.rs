@@ -256,6 +256,7 @@ impl ObjectWriter {
             None => self.acks.fail(self.acks.next_lsn()),
         };
         if self.poisoned.is_none() {
+            self.progress.set_failed(&e.to_string());
             self.poisoned = Some(e);
         }
         self.fail_all(failed);

@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 
 use super::error::WalError;
 use super::format::{SEGMENT_HEADER_LEN, SegmentHeader, encode_segment_header};
-use crate::fsutil::{now_ms, sync_dir};
+use crate::fsutil::now_ms;
 
 pub const SEGMENT_SUFFIX: &str = ".wal";
 /// Suffix given to files that recovery cut out of the log (kept, never read).
@@ -33,8 +33,12 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Creates a segment durably and returns it opened for appending.
+/// Creates a segment durably and returns it opened for appending. Both
+/// descriptors it needs (the directory's, for the sync, and the file's) are
+/// taken before anything is written, so running out of them leaves nothing
+/// on disk.
 pub fn create_segment(dir: &Path, first_lsn: u64, trim_lsn: u64) -> Result<(PathBuf, File), WalError> {
+    let dir_handle = File::open(dir).map_err(|e| WalError::io("open WAL directory", dir, e))?;
     let path = dir.join(segment_name(first_lsn));
     let tmp = dir.join(format!("{}.tmp", segment_name(first_lsn)));
     let header = encode_segment_header(&SegmentHeader {
@@ -52,7 +56,9 @@ pub fn create_segment(dir: &Path, first_lsn: u64, trim_lsn: u64) -> Result<(Path
         .map_err(|e| WalError::io("write segment header", &tmp, e))?;
     f.sync_all().map_err(|e| WalError::io("sync segment header", &tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| WalError::io("rename segment", &path, e))?;
-    sync_dir(dir).map_err(|e| WalError::io("sync WAL directory", dir, e))?;
+    dir_handle
+        .sync_all()
+        .map_err(|e| WalError::io("sync WAL directory", dir, e))?;
     debug_assert_eq!(header.len(), SEGMENT_HEADER_LEN);
     Ok((path, f))
 }

@@ -327,6 +327,12 @@ fn a_failed_sync_fails_the_group_then_refuses_appends_until_restart() {
         // syncing would work again, so no later entry can sit after a hole.
         let err = wal.append(meta(2), payload(2, 10)).await.unwrap_err();
         assert!(matches!(err, WalError::Poisoned(_)), "{err}");
+        // Readiness sees why.
+        assert!(
+            wal.failure().is_some_and(|w| w.contains("fdatasync")),
+            "{:?}",
+            wal.failure()
+        );
         wal.shutdown().await;
     });
     // Recovery decides from the disk: the acknowledged entry is there; the
@@ -340,4 +346,40 @@ fn a_failed_sync_fails_the_group_then_refuses_appends_until_restart() {
         assert_eq!(a.lsn, seen.len() as u64 + 1, "appends resume after a restart");
         wal.shutdown().await;
     });
+}
+
+/// Out of file descriptors when a segment must roll: the roll is put off,
+/// appends go on in the current segment and are acknowledged, the WAL is
+/// not failed; once descriptors are back the next group rolls, and
+/// recovery finds every entry.
+#[test]
+fn a_segment_roll_without_file_descriptors_is_put_off_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let opts = small_opts();
+    let faults = opts.faults.clone();
+    rt.block_on(async {
+        let (wal, _) = Wal::open(dir.path(), opts, &mut |_| {}).unwrap();
+        faults.fail_segment_creates(true);
+        // 20 entries of 1 KiB: five times the 4 KiB segment size.
+        for i in 0..20u64 {
+            let a = wal
+                .append(meta(i), payload(i, 1024))
+                .await
+                .expect("acknowledged without a roll");
+            assert_eq!(a.lsn, i + 1);
+        }
+        assert_eq!(wal.segments().len(), 1, "no new segment while descriptors are short");
+        assert!(wal.failure().is_none(), "{:?}", wal.failure());
+        faults.fail_segment_creates(false);
+        for i in 20..30u64 {
+            wal.append(meta(i), payload(i, 1024)).await.expect("append");
+        }
+        assert!(wal.segments().len() >= 2, "rolls resumed: {:?}", wal.segments());
+        wal.shutdown().await;
+    });
+    let (wal, rec, seen) = reopen(dir.path(), small_opts());
+    assert!(rec.cut.is_none());
+    assert_prefix(&seen, &[1024; 30], 30);
+    rt.block_on(wal.shutdown());
 }

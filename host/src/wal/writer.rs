@@ -54,6 +54,15 @@ pub struct Progress {
     pub trim_lsn: AtomicU64,
     /// Number of fdatasync calls (group commits), for metrics and benchmarks.
     pub syncs: AtomicU64,
+    /// Why the writer refuses appends, once it failed (readiness shows it).
+    pub failed: std::sync::Mutex<Option<String>>,
+}
+
+impl Progress {
+    pub(super) fn set_failed(&self, why: &str) {
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        failed.get_or_insert_with(|| why.to_string());
+    }
 }
 
 pub struct Writer {
@@ -70,6 +79,8 @@ pub struct Writer {
     pub table: Arc<SegmentTable>,
     pub progress: Arc<Progress>,
     pub poisoned: Option<String>,
+    /// A roll was put off for lack of descriptors (logged once per episode).
+    pub roll_put_off: bool,
     pub buf: Vec<u8>,
 }
 
@@ -185,6 +196,7 @@ impl Writer {
                 let why = e.to_string();
                 tracing::error!(error = %why, "WAL write failed; refusing further appends until restart");
                 self.poisoned = Some(why.clone());
+                self.progress.set_failed(&why);
                 let mut first = Some(e);
                 for (done, _) in acks {
                     done(Err(first.take().unwrap_or_else(|| WalError::Poisoned(why.clone()))));
@@ -206,12 +218,38 @@ impl Writer {
         Ok(())
     }
 
-    /// Syncs the current segment and starts a new one at `next_lsn`.
+    /// Syncs the current segment and starts a new one at `next_lsn`. When
+    /// the process is out of file descriptors, the roll is put off: the
+    /// group goes on in the current segment (segments may outgrow
+    /// `segment_bytes`) and the next group tries again, so a descriptor
+    /// shortage never fails the WAL. Nothing is on disk yet when that
+    /// happens (`create_segment` takes its descriptors first).
     fn roll(&mut self) -> Result<(), WalError> {
         self.file
             .sync_data()
             .map_err(|e| WalError::io("fdatasync segment", &self.seg_path, e))?;
-        let (path, file) = create_segment(&self.dir, self.next_lsn, self.trim_lsn)?;
+        let created = if self.opts.faults.segment_creates_fail() {
+            let injected = std::io::Error::from_raw_os_error(EMFILE);
+            Err(WalError::io("create segment", &self.dir, injected))
+        } else {
+            create_segment(&self.dir, self.next_lsn, self.trim_lsn)
+        };
+        let (path, file) = match created {
+            Ok(created) => created,
+            Err(e) if out_of_descriptors(&e) => {
+                if !self.roll_put_off {
+                    tracing::warn!(error = %e, "WAL segment roll put off: no file descriptor left; writing on in the current segment");
+                }
+                self.roll_put_off = true;
+                metrics::counter!(crate::metrics::WAL_ROLLS_PUT_OFF).increment(1);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        if self.roll_put_off {
+            tracing::info!("WAL segment roll done after being put off");
+            self.roll_put_off = false;
+        }
         self.table.insert(self.next_lsn, path.clone())?;
         self.live.push(self.next_lsn);
         self.file = file;
@@ -242,6 +280,16 @@ impl Writer {
         sync_dir(&self.dir).map_err(|e| WalError::io("sync WAL directory", &self.dir, e))?;
         Ok(lsn)
     }
+}
+
+/// `EMFILE` (the process's limit) and `ENFILE` (the system's), the same
+/// numbers on Linux and macOS.
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
+
+/// Whether `e` failed for lack of a file descriptor.
+fn out_of_descriptors(e: &WalError) -> bool {
+    matches!(e, WalError::Io { source, .. } if matches!(source.raw_os_error(), Some(EMFILE | ENFILE)))
 }
 
 fn dummy_location() -> Location {

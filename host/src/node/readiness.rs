@@ -1,0 +1,57 @@
+//! Readiness: whether this node can do its job now, and if not, why.
+//! Liveness (`/health`) only says the process answers; readiness fails
+//! while the WAL refuses appends after an I/O error (until a restart),
+//! while the node shuts down, while a partition's tiering is fenced by
+//! another writer or its last upload failed, and while a follower's
+//! replication is stalled.
+
+use super::Host;
+
+/// Follower fetch failures in a row that count as stalled replication.
+const STALLED_AFTER_FAILURES: u32 = 3;
+
+/// The answer of `/ready`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    pub ready: bool,
+    /// One line per reason the node is not ready (empty when it is).
+    pub problems: Vec<String>,
+}
+
+impl Host {
+    pub fn readiness(&self) -> Readiness {
+        let mut problems = Vec::new();
+        if *self.inner.stopping.borrow() {
+            problems.push("the node is shutting down".to_string());
+        }
+        if let Some(why) = self.inner.log.wal().failure() {
+            problems.push(format!("the WAL refuses appends until a restart: {why}"));
+        }
+        for s in self.list_streams() {
+            for p in self.stream_status(&s.name).unwrap_or_default() {
+                let at = format!("stream `{}` partition {}", s.name, p.partition);
+                if p.tier.fenced {
+                    problems.push(format!("{at}: tiering is fenced (another node writes its objects)"));
+                } else if let Some(e) = &p.tier.last_error {
+                    problems.push(format!("{at}: tiering failed: {e}"));
+                }
+                let stalled = p
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.follower.as_ref())
+                    .filter(|f| f.state == "stalled" || f.failures >= STALLED_AFTER_FAILURES);
+                if let Some(f) = stalled {
+                    let why = f.last_error.as_deref().unwrap_or("no answer");
+                    problems.push(format!(
+                        "{at}: replication from node {} is stalled ({} failures: {why})",
+                        f.leader, f.failures
+                    ));
+                }
+            }
+        }
+        Readiness {
+            ready: problems.is_empty(),
+            problems,
+        }
+    }
+}

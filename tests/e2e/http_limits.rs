@@ -1,0 +1,133 @@
+//! The HTTP listener's limits against a real server process: connections
+//! that send no request head in time (fresh, idle after an answer, or
+//! sending their head slowly) are closed; beyond `max_connections` a new
+//! connection waits until one closes; beyond `max_concurrent_requests` a
+//! request waits while `/health` and `/ready` still answer; `/ready`
+//! answers 200 with no problems on a healthy node.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{self, Server, ServerOptions};
+
+fn connect(server: &Server) -> TcpStream {
+    let addr = server.base().trim_start_matches("http://").to_string();
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s
+}
+
+/// Reads until the server closes the connection; returns how long it took
+/// (panics if it stays open for 10 s).
+fn closed_after(mut s: TcpStream) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return started.elapsed(),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return started.elapsed(),
+            Err(e) => panic!("the server kept the connection open: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slow_connections_are_closed_within_the_idle_timeout() {
+    let server = Server::start_with(ServerOptions {
+        config: Some("[http]\nidle_timeout = \"500ms\"\n".into()),
+        ..ServerOptions::default()
+    })
+    .await;
+    // A connection that never sends anything.
+    let fresh = connect(&server);
+    // One that sends half a request head and stops.
+    let mut slow = connect(&server);
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").expect("write");
+    // One that got an answer and then stays idle (keep-alive).
+    let mut idle = connect(&server);
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut buf = [0u8; 512];
+    let n = idle.read(&mut buf).expect("answer");
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let handles = [fresh, slow, idle].map(|s| std::thread::spawn(move || closed_after(s)));
+    for h in handles {
+        let took = h.join().expect("reader");
+        assert!(took < Duration::from_secs(5), "closed after {took:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_wait_and_probes_skip_the_request_limit() {
+    let server = Server::start_with(ServerOptions {
+        config: Some("[http]\nidle_timeout = \"30s\"\nmax_connections = 3\nmax_concurrent_requests = 1\n".into()),
+        ..ServerOptions::default()
+    })
+    .await;
+    let c = support::client();
+    support::create_stream(&c, &server, "t", 1).await;
+    let ready: Value = c
+        .get(server.url("/ready"))
+        .send()
+        .await
+        .expect("ready")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready, json!({"ready": true, "problems": []}));
+
+    // One request slot: a long-poll holds it; another request waits, while
+    // the probes still answer.
+    let poll = {
+        let url = format!("{}?offset=0&wait_ms=3000", support::records_url(&server, "t", 0));
+        tokio::spawn(async move { support::client().get(url).send().await.map(|r| r.status()) })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_millis(800))
+        .build()
+        .expect("client");
+    let held = quick.get(server.url("/streams")).send().await;
+    assert!(
+        held.is_err_and(|e| e.is_timeout()),
+        "a second request must wait for the slot"
+    );
+    let health = quick
+        .get(server.url("/health"))
+        .send()
+        .await
+        .expect("health answers at once");
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+    assert_eq!(poll.await.expect("poll").expect("long-poll").as_u16(), 200);
+
+    // Three connections: two held open idle, plus the pool's; a fourth
+    // waits in the accept queue until one closes.
+    let a = connect(&server);
+    let b = connect(&server);
+    let c2 = connect(&server);
+    let mut waiting = connect(&server);
+    waiting
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(800)))
+        .expect("timeout");
+    let mut buf = [0u8; 512];
+    assert!(waiting.read(&mut buf).is_err(), "served beyond the connection cap");
+    drop((a, b, c2));
+    drop(c);
+    drop(quick);
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let n = waiting.read(&mut buf).expect("served once a connection closed");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+}
