@@ -30,6 +30,7 @@ mod quickstart;
 mod replication;
 mod replication_support;
 mod shutdown;
+mod soak_connections;
 mod support;
 mod tiering;
 mod workload;

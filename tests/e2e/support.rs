@@ -72,6 +72,9 @@ pub struct ServerOptions {
     pub port: Option<u16>,
     /// The Kafka listener's port (a free one, kept across restarts, if unset).
     pub kafka_port: Option<u16>,
+    /// Start the server with this open-file limit, soft and hard (as
+    /// `ulimit -n N` would), through util-linux's `prlimit`.
+    pub nofile_limit: Option<u64>,
 }
 
 impl ServerOptions {
@@ -233,7 +236,14 @@ impl Server {
             .expect("open server log");
         use std::io::Write;
         writeln!(log, "=== e2e: start #{} on port {} ===", self.starts, self.port).expect("write server log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        let mut cmd = match self.options.nofile_limit {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg(env!("CARGO_BIN_EXE_sluice"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_sluice")),
+        };
         cmd.arg("serve");
         // Only what the test says may configure the server.
         for (k, _) in std::env::vars_os() {
