@@ -106,6 +106,15 @@ impl Cluster {
                 newer: lead.epoch,
             });
         }
+        // Epochs advance one at a time: a change that skips epochs (a forged
+        // `u32::MAX` would leave no next epoch) is refused.
+        if Some(change.epoch) != lead.epoch.checked_add(1) {
+            return Err(ClusterError::Invalid(format!(
+                "a leader change of stream `{}` partition {} to epoch {} skips epochs: node {} is at epoch {} and \
+                 takes only the next one",
+                change.stream, change.partition, change.epoch, self.node_id, lead.epoch
+            )));
+        }
         let mut next = lead;
         if change.leader == self.node_id {
             if let Some(until) = change.drain_until {
@@ -203,12 +212,17 @@ impl Cluster {
                  leadership there can lose acknowledged records (add \"force\": true to do it anyway)"
             )));
         }
+        let next_epoch = epoch.checked_add(1).ok_or_else(|| {
+            ClusterError::Invalid(format!(
+                "stream `{stream}` partition {partition} has no epoch after {epoch}"
+            ))
+        })?;
         let change = |leader: u32, drain_until: Option<u64>| LeaderChange {
             stream: stream.into(),
             created_ms: view.created_ms,
             partition,
             leader,
-            epoch: epoch + 1,
+            epoch: next_epoch,
             drain_until,
         };
         let long = timeout + self.settings.acks_timeout;

@@ -294,6 +294,35 @@ async fn a_graceful_move_keeps_every_record_and_fences_the_old_leader() {
     }
 }
 
+/// A leader change that skips epochs (a forged `u32::MAX`, whose `+ 1`
+/// used to wrap and refuse every later move) is refused and changes
+/// nothing; the partition still moves afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_change_that_skips_epochs_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, _) = cluster(dir.path(), 3).await;
+    let info = nodes[0].host.create_stream_with("s", 1, replicated(3)).await.unwrap();
+    for forged in [u32::MAX, 2] {
+        let change = crate::node::LeaderChange {
+            stream: "s".into(),
+            created_ms: info.created_ms,
+            partition: 0,
+            leader: 2,
+            epoch: forged,
+            drain_until: None,
+        };
+        let err = nodes[1].host.apply_leader(change).await.unwrap_err();
+        assert_eq!(err.code(), "invalid_request", "{err}");
+        let st = nodes[1].host.replication_status("s", 0).unwrap();
+        assert_eq!((st.leader, st.epoch), (1, 0), "{st:?}");
+    }
+    let st = nodes[0].host.move_leader("s", 0, 2, false).await.unwrap();
+    assert_eq!((st.leader, st.epoch), (2, 1), "{st:?}");
+    for n in nodes {
+        stop(n).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_leaders_unreplicated_tail_is_truncated_when_it_returns() {
     let dir = tempfile::tempdir().unwrap();
