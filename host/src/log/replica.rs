@@ -37,7 +37,7 @@ pub struct RawBatch {
 
 impl RawBatch {
     pub fn end(&self) -> u64 {
-        self.base_offset + self.count as u64
+        self.base_offset.saturating_add(u64::from(self.count))
     }
 }
 
@@ -153,11 +153,19 @@ impl Log {
             }
             Some(_) => {}
         }
-        if batch.base_offset < st.next_offset {
-            return Err(mismatch(format!("the partition already ends at {}", st.next_offset)));
+        // Exactly the next offsets: nothing older (held already), no gap
+        // (a hole readers would stop at), no range past the last offset.
+        if batch.base_offset != st.next_offset {
+            return Err(mismatch(format!(
+                "the batch starts at {}, the partition ends at {}",
+                batch.base_offset, st.next_offset
+            )));
         }
+        let Some(end) = batch.base_offset.checked_add(u64::from(batch.count)) else {
+            return Err(mismatch("the batch runs past the last offset".into()));
+        };
         let (base_offset, count, stream_id) = (batch.base_offset, batch.count, s.meta.id);
-        st.next_offset = batch.end();
+        st.next_offset = end;
         // An idempotent producer's batch keeps its trailer, as on the leader.
         let (kind, payload, trailer) = match &batch.producer {
             None => (EntryKind::Records, batch.payload.clone(), 0),

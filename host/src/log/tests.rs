@@ -395,3 +395,36 @@ fn reads_decode_only_as_far_as_they_take() {
     let mut all = acc(10);
     assert!(all.push(&cut, 0, 4, u64::MAX).is_err());
 }
+
+/// A follower takes exactly the next offsets from its leader: a batch that
+/// would leave a gap, or repeat what it holds, is refused and stores nothing.
+#[tokio::test]
+async fn a_replica_batch_must_start_at_the_partitions_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        node_id: Some(2),
+        ..Options::default()
+    };
+    let log = Log::open(dir.path(), opts).unwrap();
+    let config = meta::StreamConfig {
+        replication: Some(meta::Replication {
+            factor: 2,
+            assignment: vec![vec![1, 2]],
+        }),
+        ..meta::StreamConfig::default()
+    };
+    log.create_stream_with("r", 1, config).await.unwrap();
+    let batch = |base: u64| crate::log::replica::RawBatch {
+        base_offset: base,
+        count: 2,
+        payload: record::encode_batch(&[rec("a"), rec("b")]).unwrap(),
+        producer: None,
+    };
+    let gap = log.append_replica("r", 0, vec![batch(5)]).await.unwrap_err();
+    assert!(matches!(gap, LogError::ReplicaMismatch { .. }), "{gap}");
+    log.append_replica("r", 0, vec![batch(0)]).await.unwrap();
+    let again = log.append_replica("r", 0, vec![batch(0)]).await.unwrap_err();
+    assert!(matches!(again, LogError::ReplicaMismatch { .. }), "{again}");
+    assert_eq!(log.replica("r", 0).unwrap().log_end, 2);
+    log.shutdown().await;
+}

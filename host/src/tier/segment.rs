@@ -39,13 +39,16 @@ pub struct IndexEntry {
 }
 
 impl IndexEntry {
+    /// The offset after the batch (saturating: parsed entries are checked
+    /// not to overflow).
     pub fn end(&self) -> u64 {
-        self.base_offset + self.count as u64
+        self.base_offset.saturating_add(u64::from(self.count))
     }
 
-    /// Byte range of header and payload in the object.
+    /// Byte range of header and payload in the object (saturating, as
+    /// [`IndexEntry::end`]).
     pub fn byte_range(&self) -> std::ops::Range<u64> {
-        self.pos..self.pos + BATCH_HEADER_LEN as u64 + self.len as u64
+        self.pos..self.pos.saturating_add(BATCH_HEADER_LEN as u64 + u64::from(self.len))
     }
 }
 
@@ -212,12 +215,29 @@ pub fn parse_tail(tail: &[u8]) -> Result<(Footer, Vec<IndexEntry>), String> {
             len: u32_at(c, 20),
         })
         .collect();
-    let mut next = footer.first_offset;
+    // Offsets and byte positions both increase, without overlaps, and every
+    // batch lies before the index: a crafted index cannot make a reader
+    // wrap, underflow or read past the batches.
+    let (mut next, mut next_pos) = (footer.first_offset, 0u64);
     for e in &entries {
         if e.base_offset < next || e.count == 0 {
             return Err(format!("index out of order at offset {}", e.base_offset));
         }
-        next = e.end();
+        let end = e
+            .base_offset
+            .checked_add(u64::from(e.count))
+            .ok_or_else(|| format!("index entry at offset {} runs past the last offset", e.base_offset))?;
+        let bytes_end = e
+            .pos
+            .checked_add(BATCH_HEADER_LEN as u64 + u64::from(e.len))
+            .filter(|b| e.pos >= next_pos && *b <= footer.index_pos)
+            .ok_or_else(|| {
+                format!(
+                    "index entry at offset {} lies outside the object's batches",
+                    e.base_offset
+                )
+            })?;
+        (next, next_pos) = (end, bytes_end);
     }
     if next > footer.end_offset {
         return Err("index runs past the footer's end offset".into());
@@ -233,8 +253,8 @@ pub fn split_batches(bytes: &Bytes, entries: &[IndexEntry]) -> Result<Vec<Bytes>
     };
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
-        let at = (e.pos - first.pos) as usize;
-        let end = at + BATCH_HEADER_LEN + e.len as usize;
+        let at = usize::try_from(e.pos.saturating_sub(first.pos)).unwrap_or(usize::MAX);
+        let end = at.saturating_add(BATCH_HEADER_LEN).saturating_add(e.len as usize);
         if end > bytes.len() {
             return Err(format!("batch at offset {} cut short", e.base_offset));
         }
@@ -303,6 +323,33 @@ mod tests {
         let (tail, footer) = SegmentWriter::with_gaps(7).finish_at(9);
         assert_eq!((footer.first_offset, footer.end_offset, footer.batches), (7, 9, 0));
         assert!(parse_tail(&tail).unwrap().1.is_empty());
+    }
+
+    /// An index with valid checksums but crafted entries (positions going
+    /// back, a batch past the index, offsets that overflow) is refused.
+    #[test]
+    fn a_crafted_index_is_refused_not_trusted() {
+        let craft = |tamper: &dyn Fn(&mut Vec<IndexEntry>)| {
+            let mut w = SegmentWriter::new();
+            let mut obj = Vec::new();
+            for (base, payload) in [(0u64, &b"hello"[..]), (1, b"world")] {
+                obj.extend_from_slice(&w.push(base, 1, payload).unwrap());
+            }
+            tamper(&mut w.index);
+            let (tail, _) = w.finish_at(2);
+            parse_tail(&tail)
+        };
+        assert!(craft(&|_| {}).is_ok());
+        let back = craft(&|ix| ix[1].pos = 0).unwrap_err();
+        assert!(back.contains("outside"), "{back}");
+        let past = craft(&|ix| ix[1].len = 1 << 20).unwrap_err();
+        assert!(past.contains("outside"), "{past}");
+        let wrap = craft(&|ix| {
+            ix[1].base_offset = u64::MAX;
+            ix[1].count = 2;
+        })
+        .unwrap_err();
+        assert!(wrap.contains("last offset"), "{wrap}");
     }
 
     #[test]
