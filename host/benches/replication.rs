@@ -30,6 +30,7 @@ struct Plan {
 async fn node(dir: &std::path::Path, id: u32, listener: TcpListener, nodes: &[(u32, String)]) -> Host {
     let cluster = (!nodes.is_empty()).then(|| ClusterSettings {
         node_id: id,
+        secret: Some("bench-cluster-secret".into()),
         nodes: nodes.iter().map(|(n, a)| (n.to_string(), a.clone())).collect(),
         replication_max_bytes: bytesize::ByteSize::mib(1),
         fetch_wait: Duration::from_millis(500),

@@ -176,6 +176,10 @@ pub enum WalKind {
 pub struct ClusterSettings {
     /// This node's id: a key of `nodes`.
     pub node_id: u32,
+    /// The secret every node of the cluster shares to prove its node id on
+    /// internal routes (required; never a client's `auth_token`). Keep the
+    /// config file readable by the node's user only.
+    pub secret: Option<String>,
     /// Every node's id and HTTP address (`host:port` or `http://host:port`),
     /// this node included. TOML keys are strings: `nodes = { "1" = "127.0.0.1:8081" }`.
     pub nodes: std::collections::BTreeMap<String, String>,
@@ -213,6 +217,7 @@ impl Default for ClusterSettings {
     fn default() -> Self {
         ClusterSettings {
             node_id: 1,
+            secret: None,
             nodes: std::collections::BTreeMap::new(),
             kafka_nodes: std::collections::BTreeMap::new(),
             replication_max_bytes: ByteSize::mib(1),
@@ -414,6 +419,19 @@ impl Settings {
                 .map_err(|m| Error::invalid(format!("bad setting: kafka_advertised: {m}")))?;
         }
         if let Some(c) = &self.cluster {
+            match c.secret.as_deref() {
+                None | Some("") => {
+                    return bad(
+                        "cluster.secret is required: nodes prove their id to each other with it \
+                                (the same value on every node, different from auth_token)"
+                            .into(),
+                    );
+                }
+                Some(s) if self.auth_token.as_deref() == Some(s) => {
+                    return bad("cluster.secret must differ from auth_token (a client must not act as a node)".into());
+                }
+                Some(_) => {}
+            }
             c.peers()?;
             c.kafka_peers()?;
             if c.replication_max_bytes.as_u64() < 1024 || c.replication_max_bytes.as_u64() > 1024 * 1024 * 1024 {
@@ -580,6 +598,7 @@ mod tests {
             r#"
             [cluster]
             node_id = 2
+            secret = "s"
             nodes = { "1" = "127.0.0.1:8081", "2" = "http://127.0.0.1:8082/" }
             replication_max_bytes = "1MiB"
             replica_lag_max = "2s"
@@ -595,14 +614,25 @@ mod tests {
         for bad in [
             r#"[cluster]
             node_id = 3
+            secret = "s"
             nodes = { "1" = "127.0.0.1:8081" }"#,
             r#"[cluster]
             node_id = 1
+            secret = "s"
             nodes = { "one" = "127.0.0.1:8081" }"#,
             r#"[cluster]
             node_id = 1
+            secret = "s"
             nodes = { "1" = "127.0.0.1:8081" }
             replication_max_bytes = "10B""#,
+            r#"[cluster]
+            node_id = 1
+            nodes = { "1" = "127.0.0.1:8081" }"#,
+            r#"auth_token = "same"
+            [cluster]
+            node_id = 1
+            secret = "same"
+            nodes = { "1" = "127.0.0.1:8081" }"#,
         ] {
             let s = Settings::from_toml(bad).unwrap();
             assert!(s.validate().unwrap_err().message().contains("cluster"), "{bad}");

@@ -4,6 +4,7 @@
 mod cli;
 mod cli_plugins;
 mod cli_support;
+mod cluster_auth;
 mod compaction;
 mod crash;
 mod crash_matrix;

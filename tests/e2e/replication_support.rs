@@ -13,6 +13,19 @@ use serde_json::{Value, json};
 use crate::support::{self, Server, ServerOptions, expect_error, expect_json};
 
 pub(crate) const STREAM: &str = "s";
+/// The test cluster's `[cluster] secret`.
+pub(crate) const SECRET: &str = "e2e-cluster-secret";
+
+/// The `Authorization` header node `node` sends to its peers: HMAC-SHA256
+/// of `sluice-peer:v1:<node>` under the cluster secret, in hex (see
+/// docs/SECURITY.md); computed here independently of the node's code.
+pub(crate) fn peer_proof(secret: &str, node: u32) -> String {
+    use hmac::{Hmac, Mac};
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    m.update(format!("sluice-peer:v1:{node}").as_bytes());
+    let proof: String = m.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("SluicePeer {node}:{proof}")
+}
 pub(crate) const NODES: [u32; 3] = [1, 2, 3];
 
 /// Three nodes of one static cluster, each its own process and data dir.
@@ -38,6 +51,7 @@ pub(crate) fn node_config(id: u32, ports: &[u16; 3], kafka: &[u16; 3], replicati
 
 [cluster]
 node_id = {id}
+secret = "{SECRET}"
 nodes = {{ "1" = "127.0.0.1:{p1}", "2" = "127.0.0.1:{p2}", "3" = "127.0.0.1:{p3}" }}
 kafka_nodes = {{ "1" = "127.0.0.1:{k1}", "2" = "127.0.0.1:{k2}", "3" = "127.0.0.1:{k3}" }}
 replication_max_bytes = "{replication_max_bytes}"
@@ -259,6 +273,7 @@ pub(crate) async fn raw_read(
 ) -> (Value, Vec<u8>) {
     let resp = client
         .post(server.url("/internal/replication/read"))
+        .header("authorization", peer_proof(SECRET, 1))
         .json(&json!({"stream": STREAM, "partition": 0, "offset": offset, "max_bytes": max_bytes}))
         .send()
         .await

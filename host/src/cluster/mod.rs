@@ -14,6 +14,7 @@ pub mod error;
 pub mod follower;
 pub mod leader;
 pub mod moves;
+pub mod peer_auth;
 pub mod upkeep;
 pub mod wire;
 
@@ -59,7 +60,9 @@ pub struct Cluster {
     max_batch_bytes: u64,
     log: Arc<Log>,
     client: reqwest::Client,
-    token: Option<String>,
+    /// The cluster's secret: peer calls carry a proof of this node's id
+    /// made with it ([`peer_auth`]).
+    secret: String,
     trackers: Mutex<HashMap<(String, u32), Tracker>>,
     followers: Mutex<HashMap<(String, u32), FollowerTask>>,
     stop: watch::Sender<bool>,
@@ -107,7 +110,6 @@ impl Cluster {
     pub fn new(
         settings: ClusterSettings,
         log: Arc<Log>,
-        token: Option<String>,
         max_batch_bytes: u64,
         data_dir: &std::path::Path,
     ) -> Result<Arc<Cluster>, ClusterError> {
@@ -118,6 +120,7 @@ impl Cluster {
             .connect_timeout(settings.peer_timeout)
             .build()
             .map_err(|e| ClusterError::NotConfigured(format!("HTTP client: {e}")))?;
+        let secret = settings.secret.clone().unwrap_or_default();
         Ok(Arc::new(Cluster {
             node_id: settings.node_id,
             peers,
@@ -125,7 +128,7 @@ impl Cluster {
             max_batch_bytes,
             log,
             client,
-            token,
+            secret,
             trackers: Mutex::new(HashMap::new()),
             followers: Mutex::new(HashMap::new()),
             stop: watch::Sender::new(false),
@@ -430,9 +433,10 @@ impl Cluster {
         })?;
         let url = format!("{base}{path}");
         let mut req = self.client.post(&url).json(body).timeout(timeout);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
+        req = req.header(
+            reqwest::header::AUTHORIZATION,
+            peer_auth::header(&self.secret, self.node_id),
+        );
         let unreachable = |e: reqwest::Error| ClusterError::Unreachable {
             node,
             url: url.clone(),

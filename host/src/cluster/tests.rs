@@ -35,6 +35,7 @@ pub(crate) async fn start_with(
         listen: listener.local_addr().unwrap(),
         cluster: Some(ClusterSettings {
             node_id: id,
+            secret: Some("test-cluster-secret".into()),
             nodes: nodes.iter().map(|(n, a)| (n.to_string(), a.clone())).collect(),
             replication_max_bytes: bytesize::ByteSize::kib(64),
             replica_lag_max: Duration::from_secs(2),

@@ -131,6 +131,7 @@ async fn a_misbehaving_leader_stops_the_follower_after_a_bounded_number_of_reque
         data_dir: dir.path().to_path_buf(),
         cluster: Some(ClusterSettings {
             node_id: 2,
+            secret: Some("test-cluster-secret".into()),
             nodes: [("1", fake_addr), ("2", "127.0.0.1:1".into()), ("3", nobody_addr)]
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))

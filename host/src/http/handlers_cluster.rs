@@ -1,5 +1,6 @@
 //! Handlers of the cluster's internal routes (`/internal/...`: nodes talk
-//! to each other here, with the same token as clients) and of replication
+//! to each other here, proving their node id with the cluster's secret; see
+//! `super::auth`) and of replication
 //! admin calls. Like every handler, they parse, call the [`Host`] and shape
 //! the answer; errors map to statuses in [`super::error`] alone.
 
@@ -41,9 +42,19 @@ fn json<T: serde::de::DeserializeOwned>(body: Bytes, what: &str) -> Result<T, Ap
     ))]
 pub async fn fetch(
     State(host): State<Host>,
+    axum::Extension(peer): axum::Extension<super::auth::PeerNode>,
     Body(body): Body,
 ) -> Res<([(axum::http::HeaderName, &'static str); 1], Vec<u8>)> {
     let req: FetchRequest = json(body, "fetch request")?;
+    // A node fetches as itself: in-sync sets and acks=all count replicas
+    // by the fetches they make.
+    if req.replica != peer.0 {
+        return Err(ApiError(Error::new(
+            crate::error::ErrorKind::Unauthorized,
+            "unauthorized",
+            format!("node {} fetched in the name of node {}", peer.0, req.replica),
+        )));
+    }
     let bytes = host.serve_fetch(req).await?;
     Ok(([(CONTENT_TYPE, "application/octet-stream")], bytes))
 }

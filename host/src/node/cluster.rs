@@ -271,6 +271,19 @@ impl Host {
         )
     }
 
+    /// The node an internal call's `Authorization` header proves (`None`:
+    /// no cluster here, or no valid proof of a cluster node).
+    pub fn verify_peer(&self, authorization: &str) -> Option<u32> {
+        let cluster = self.inner.cluster.as_ref()?;
+        let secret = cluster.settings().secret.as_deref()?;
+        crate::cluster::peer_auth::verify(secret, authorization).filter(|n| cluster.peers().contains_key(n))
+    }
+
+    /// Whether this node is part of a cluster (internal routes exist).
+    pub fn in_cluster(&self) -> bool {
+        self.inner.cluster.is_some()
+    }
+
     /// A replicated partition's leader, epoch, high watermark, in-sync set
     /// and replicas (`None` when the partition is not replicated).
     pub fn replication_status(&self, stream: &str, partition: u32) -> Option<ReplicationStatus> {

@@ -182,8 +182,7 @@ impl Host {
         let cluster = match &settings.cluster {
             Some(c) => {
                 let max_batch = settings.max_batch_bytes.as_u64();
-                let token = settings.auth_token.clone();
-                let cluster = Cluster::new(c.clone(), log.clone(), token, max_batch, &settings.data_dir)?;
+                let cluster = Cluster::new(c.clone(), log.clone(), max_batch, &settings.data_dir)?;
                 cluster.sync_leadership().await;
                 cluster.start();
                 Some(cluster)
