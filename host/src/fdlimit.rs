@@ -39,13 +39,28 @@ pub fn fit_connection_caps(settings: &mut Settings, limit: u64) {
     }
     let share = |n: usize| ((n as u128 * budget as u128 / wanted as u128) as usize).max(1);
     let (new_http, new_kafka) = (share(http), share(kafka));
-    tracing::warn!(
-        open_file_limit = limit,
-        reserve = RESERVE,
-        http_max_connections = new_http,
-        kafka_max_connections = new_kafka,
-        "connection caps lowered to fit the open-file limit (raise it with `ulimit -n` to allow more)"
-    );
+    // Defaults are fitted quietly; caps someone set are worth a warning.
+    let defaults = Settings::default();
+    let set_by_hand =
+        http != defaults.http.max_connections || settings.kafka_max_connections != defaults.kafka_max_connections;
+    let message = "connection caps lowered to fit the open-file limit (raise it with `ulimit -n` to allow more)";
+    if set_by_hand {
+        tracing::warn!(
+            open_file_limit = limit,
+            reserve = RESERVE,
+            http_max_connections = new_http,
+            kafka_max_connections = new_kafka,
+            "{message}"
+        );
+    } else {
+        tracing::info!(
+            open_file_limit = limit,
+            reserve = RESERVE,
+            http_max_connections = new_http,
+            kafka_max_connections = new_kafka,
+            "{message}"
+        );
+    }
     settings.http.max_connections = new_http;
     if kafka > 0 {
         settings.kafka_max_connections = new_kafka;
