@@ -19,6 +19,8 @@ pub enum ErrorKind {
     Invalid,
     /// Missing credentials or wrong token.
     Unauthorized,
+    /// Refused whatever the credentials (a browser's cross-site request).
+    Forbidden,
     /// The named thing does not exist.
     NotFound,
     /// The method is not supported on this resource.

@@ -48,9 +48,19 @@ struct ServeArgs {
     /// address they reached this node at]
     #[arg(long, env = "SLUICE_KAFKA_ADVERTISED")]
     kafka_advertised: Option<String>,
-    /// Bearer token required on every request but /health and /openapi.json.
-    #[arg(long, env = "SLUICE_AUTH_TOKEN", hide_env_values = true)]
+    /// Bearer token required on every request but /health, /ready and
+    /// /openapi.json (prefer --auth-token-file: arguments show in `ps`).
+    #[arg(
+        long,
+        env = "SLUICE_AUTH_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "auth_token_file"
+    )]
     auth_token: Option<String>,
+    /// A file holding the bearer token (its first line; surrounding
+    /// whitespace is ignored).
+    #[arg(long, env = "SLUICE_AUTH_TOKEN_FILE")]
+    auth_token_file: Option<PathBuf>,
     /// Largest request body, e.g. "16MiB".
     #[arg(long, env = "SLUICE_MAX_REQUEST_BYTES")]
     max_request_bytes: Option<bytesize::ByteSize>,
@@ -117,6 +127,15 @@ impl ServeArgs {
         if let Some(v) = self.auth_token {
             s.auth_token = Some(v);
         }
+        if let Some(path) = &self.auth_token_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the auth token file `{}`", path.display()))?;
+            let token = text.lines().next().unwrap_or("").trim().to_string();
+            if token.is_empty() {
+                anyhow::bail!("the auth token file `{}` is empty", path.display());
+            }
+            s.auth_token = Some(token);
+        }
         if let Some(v) = self.max_request_bytes {
             s.max_request_bytes = v;
         }
@@ -172,6 +191,15 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
         Some(a) => Some(sluice_host::kafka::bind(a).await?),
         None => None,
     };
+    let kafka_beyond = settings.kafka_listen.is_some_and(|k| !k.ip().is_loopback());
+    if settings.auth_token.is_none() && (!settings.listen.ip().is_loopback() || kafka_beyond) {
+        tracing::warn!(
+            listen = %settings.listen,
+            kafka_listen = ?settings.kafka_listen,
+            "listening beyond this machine WITHOUT an auth token: anyone who reaches the port can read, write and \
+             delete everything; set --auth-token-file (see docs/SECURITY.md)"
+        );
+    }
     let host = Host::open(settings).await?;
     tracing::info!(%addr, data_dir = %host.settings().data_dir.display(), "sluice listening on http://{addr}");
     let kafka = match kafka {

@@ -46,10 +46,11 @@ async fn idle_and_slow_connections_are_closed_within_the_idle_timeout() {
     let fresh = connect(&server);
     // One that sends half a request head and stops.
     let mut slow = connect(&server);
-    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").expect("write");
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .expect("write");
     // One that got an answer and then stays idle (keep-alive).
     let mut idle = connect(&server);
-    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .expect("write");
     let mut buf = [0u8; 512];
     let n = idle.read(&mut buf).expect("answer");
@@ -115,7 +116,7 @@ async fn connections_beyond_the_cap_wait_and_probes_skip_the_request_limit() {
     let c2 = connect(&server);
     let mut waiting = connect(&server);
     waiting
-        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .expect("write");
     waiting
         .set_read_timeout(Some(Duration::from_millis(800)))
@@ -130,4 +131,39 @@ async fn connections_beyond_the_cap_wait_and_probes_skip_the_request_limit() {
         .expect("timeout");
     let n = waiting.read(&mut buf).expect("served once a connection closed");
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+}
+
+/// `--auth-token-file`: the token comes from a file (not the command
+/// line, which `ps` shows); an empty file is refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_can_come_from_a_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("token");
+    std::fs::write(&path, "from-a-file\n").expect("write");
+    let server = Server::start_with(ServerOptions::args(&["--auth-token-file", &path.to_string_lossy()])).await;
+    let c = support::client();
+    let resp = c.get(server.url("/streams")).send().await.expect("get");
+    assert_eq!(resp.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let resp = c
+        .get(server.url("/streams"))
+        .bearer_auth("from-a-file")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
+
+    std::fs::write(&path, "\n").expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--listen", "127.0.0.1:0", "--kafka-listen", "off", "--auth-token-file"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is empty"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

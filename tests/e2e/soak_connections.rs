@@ -47,7 +47,7 @@ fn plan() -> Plan {
 fn open(addr: &str, half_open: bool) -> Option<TcpStream> {
     let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
     if half_open {
-        s.write_all(b"POST /streams/t/partitions/0/records HTTP/1.1\r\nHost: x\r\n")
+        s.write_all(b"POST /streams/t/partitions/0/records HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             .ok()?;
     }
     Some(s)

@@ -64,6 +64,52 @@ pub async fn require_token(State(host): State<Host>, mut req: Request, next: Nex
     }
 }
 
+/// Refuses what a browser sends on another site's behalf: a request whose
+/// `Origin` is not the host it is sent to (cross-site request forgery),
+/// and, on a node listening on loopback without a token, a request whose
+/// `Host` is not a loopback name (a DNS-rebinding page reaching the local
+/// node). Clients that are not browsers send no `Origin`, and reach the
+/// node by the address it listens on.
+pub async fn same_site(State(host): State<Host>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let host_header = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    if let Some(origin) = headers.get(axum::http::header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("null").to_ascii_lowercase();
+        let authority = origin.split_once("://").map(|(_, a)| a.trim_end_matches('/'));
+        if authority.is_none() || authority != host_header.as_deref() {
+            return forbidden("cross_origin", &format!("cross-origin request from `{origin}` refused"));
+        }
+    }
+    let settings = host.settings();
+    if settings.auth_token.is_none()
+        && settings.listen.ip().is_loopback()
+        && let Some(h) = &host_header
+        && !is_loopback_host(h)
+    {
+        return forbidden(
+            "host_not_allowed",
+            &format!("`Host: {h}` is not a loopback name; this node listens on loopback without a token"),
+        );
+    }
+    next.run(req).await
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+fn is_loopback_host(h: &str) -> bool {
+    let name = match h.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => h.rsplit_once(':').map_or(h, |(n, _)| n),
+    };
+    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn forbidden(code: &'static str, msg: &str) -> Response {
+    ApiError(Error::new(ErrorKind::Forbidden, code, msg)).into_response()
+}
+
 fn unauthorized(msg: &str) -> Response {
     ApiError(Error::new(ErrorKind::Unauthorized, "unauthorized", msg)).into_response()
 }

@@ -109,5 +109,6 @@ pub fn router(host: Host) -> Router {
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(host.clone(), auth::require_token))
+        .layer(axum::middleware::from_fn_with_state(host.clone(), auth::same_site))
         .with_state(host)
 }

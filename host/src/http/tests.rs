@@ -312,3 +312,50 @@ async fn ready_says_why_the_node_is_not_ready() {
     assert_eq!(status, StatusCode::OK);
     h.shutdown().await;
 }
+
+/// What a browser sends for another site is refused: a cross-origin
+/// request (even with the right token), and without a token a `Host` that
+/// is not a loopback name (DNS rebinding); same-origin and non-browser
+/// requests pass.
+#[tokio::test]
+async fn cross_site_requests_and_foreign_hosts_are_refused() {
+    let send = async |app: &Router, headers: &[(&str, &str)]| {
+        let mut req = Request::builder().method(Method::GET).uri("/streams");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let open = crate::http::router(host(dir.path(), None).await);
+    let local = [("host", "127.0.0.1:8080")];
+    assert_eq!(send(&open, &local).await.0, StatusCode::OK);
+    assert_eq!(send(&open, &[("host", "localhost:8080")]).await.0, StatusCode::OK);
+    assert_eq!(send(&open, &[]).await.0, StatusCode::OK, "no Host: not a browser");
+    let same = [("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")];
+    assert_eq!(send(&open, &same).await.0, StatusCode::OK);
+    let (s, v) = send(&open, &[("host", "127.0.0.1:8080"), ("origin", "https://evil.example")]).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "cross_origin"));
+    let (s, v) = send(&open, &[("host", "127.0.0.1:8080"), ("origin", "null")]).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "cross_origin"));
+    let (s, v) = send(&open, &[("host", "rebound.evil.example:8080")]).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "host_not_allowed"));
+
+    // With a token, any Host is fine (the token guards), a foreign Origin is not.
+    let dir = tempfile::tempdir().unwrap();
+    let guarded = crate::http::router(host(dir.path(), Some("t")).await);
+    let auth = ("authorization", "Bearer t");
+    assert_eq!(
+        send(&guarded, &[("host", "node.example:8080"), auth]).await.0,
+        StatusCode::OK
+    );
+    let (s, v) = send(
+        &guarded,
+        &[("host", "node.example:8080"), ("origin", "https://evil.example"), auth],
+    )
+    .await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "cross_origin"));
+}

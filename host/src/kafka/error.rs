@@ -35,6 +35,7 @@ pub(super) fn code_of(e: &Error) -> i16 {
         _ => match e.kind() {
             ErrorKind::Invalid => K::InvalidRequest,
             ErrorKind::Unauthorized => K::SaslAuthenticationFailed,
+            ErrorKind::Forbidden => K::ClusterAuthorizationFailed,
             ErrorKind::NotFound => K::UnknownTopicOrPartition,
             ErrorKind::NotAllowed | ErrorKind::Conflict => K::PolicyViolation,
             ErrorKind::TooLarge => K::MessageTooLarge,
