@@ -58,14 +58,55 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(code = e.code(), error = %e, "request failed");
         }
+        // Server-side failures (I/O above all) name files: the node's log
+        // has the full message, the answer names no server paths. Client
+        // errors keep theirs (they cite routes such as `/views`).
+        let message = match status.is_server_error() {
+            true => without_paths(e.message()),
+            false => e.message().to_string(),
+        };
         let body = ErrorBody {
             error: ErrorDetail {
                 code: e.code(),
-                message: e.message().to_string(),
+                message,
             },
         };
         (status, Json(body)).into_response()
     }
+}
+
+/// `message` with every absolute filesystem path (a word starting with
+/// `/`, possibly in backticks or quotes) replaced by `<path>`.
+fn without_paths(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find('/') {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let word_start = out
+            .chars()
+            .next_back()
+            .is_none_or(|c| matches!(c, ' ' | '`' | '"' | '\'' | '(' | '='));
+        if word_start {
+            let end = from
+                .find(|c: char| c.is_whitespace() || matches!(c, '`' | '"' | '\'' | ')' | ','))
+                .unwrap_or(from.len());
+            let (path, after) = from.split_at(end);
+            // A path ends where a colon follows it ("...: No such file").
+            let (path, colon) = match path.strip_suffix(':') {
+                Some(p) => (p, ":"),
+                None => (path, ""),
+            };
+            out.push_str(if path.len() > 1 { "<path>" } else { path });
+            out.push_str(colon);
+            rest = after;
+        } else {
+            out.push('/');
+            rest = &from[1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn rejection(status: StatusCode, text: String) -> Error {
@@ -95,5 +136,27 @@ impl From<PathRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
         ApiError(rejection(r.status(), r.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_paths;
+
+    #[test]
+    fn answers_name_no_server_paths() {
+        assert_eq!(
+            without_paths("cannot read `/srv/sluice/data/meta/streams.json`: Permission denied"),
+            "cannot read `<path>`: Permission denied"
+        );
+        assert_eq!(
+            without_paths("fdatasync segment /var/lib/sluice/wal/00000000000000000001.wal: Input/output error"),
+            "fdatasync segment <path>: Input/output error"
+        );
+        // URLs, routes and ratios stay as they are.
+        assert_eq!(
+            without_paths("node 2 (http://10.0.0.2:8080/internal/x) said 1/2"),
+            "node 2 (http://10.0.0.2:8080/internal/x) said 1/2"
+        );
     }
 }

@@ -94,14 +94,29 @@ impl Host {
         Ok(info)
     }
 
-    /// Deletes every version of plugin `name`; refused while a pipeline uses it.
+    /// Deletes every version of plugin `name`; refused while a pipeline, a
+    /// view or a compacted stream uses it (they would fail at their next
+    /// batch, read or compaction run).
     pub async fn delete_plugin(&self, name: &str) -> Result<(), Error> {
-        if self.inner.pipelines.uses().await.iter().any(|(p, _, _)| p == name) {
-            return Err(Error::new(
+        let in_use = |by: String| {
+            Error::new(
                 ErrorKind::Conflict,
                 "plugin_in_use",
-                format!("plugin `{name}` is used by a pipeline; delete the pipeline first"),
-            ));
+                format!("plugin `{name}` is used by {by}; delete or change that first"),
+            )
+        };
+        if self.inner.pipelines.uses().await.iter().any(|(p, _, _)| p == name) {
+            return Err(in_use("a pipeline".into()));
+        }
+        if let Some(v) = self.inner.log.views().iter().find(|v| v.plugin == name) {
+            return Err(in_use(format!("view `{}`", v.name)));
+        }
+        let compacted = self
+            .list_streams()
+            .into_iter()
+            .find(|s| s.compaction.as_ref().is_some_and(|c| c.plugin == name));
+        if let Some(s) = compacted {
+            return Err(in_use(format!("the compaction of stream `{}`", s.name)));
         }
         if self.plugins_in_store() {
             let info = self.inner.plugins.get(name)?;

@@ -243,3 +243,37 @@ async fn an_unpinned_view_follows_a_new_plugin_version_and_a_pinned_one_stays() 
     assert_eq!(b.records[0].record.value, Bytes::from(value(0)));
     host.shutdown().await;
 }
+
+/// A plugin that a view or a compacted stream uses cannot be deleted (they
+/// would fail at their next read or run); once they are gone, it can.
+#[tokio::test]
+async fn a_plugin_in_use_by_a_view_or_a_compacted_stream_is_not_deleted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = open(dir.path()).await;
+    setup(&host).await;
+    host.create_view(spec("errors", "logs", ERRORS)).await.expect("view");
+    let err = host.delete_plugin("jf").await.expect_err("in use");
+    assert_eq!(err.code(), "plugin_in_use");
+    assert!(err.message().contains("view `errors`"), "{}", err.message());
+    host.delete_view("errors", false).await.expect("delete view");
+
+    host.put_plugin("keys", wasm::read(wasm::JSON_KEY))
+        .await
+        .expect("plugin");
+    let mut c = crate::Compaction::by_record_key(false);
+    c.plugin = "keys".into();
+    c.config = vec![("pointer".into(), "/id".into())];
+    let config = crate::StreamConfig {
+        compaction: Some(c),
+        ..crate::StreamConfig::default()
+    };
+    host.create_stream_with("users", 1, config)
+        .await
+        .expect("compacted stream");
+    let err = host.delete_plugin("keys").await.expect_err("in use");
+    assert!(err.message().contains("stream `users`"), "{}", err.message());
+    host.delete_stream("users").await.expect("delete stream");
+    host.delete_plugin("keys").await.expect("unused now");
+    host.delete_plugin("jf").await.expect("unused now");
+    host.shutdown().await;
+}
