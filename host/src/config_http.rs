@@ -22,6 +22,9 @@ pub struct HttpSettings {
     /// Requests served at once; more wait. `/health` and `/ready` are
     /// never held back.
     pub max_concurrent_requests: usize,
+    /// Records one produce request may carry (its answer lists an offset
+    /// per record).
+    pub max_records_per_request: usize,
 }
 
 impl Default for HttpSettings {
@@ -31,6 +34,7 @@ impl Default for HttpSettings {
             body_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             max_concurrent_requests: 1_024,
+            max_records_per_request: 100_000,
         }
     }
 }
@@ -40,8 +44,11 @@ impl HttpSettings {
         if self.idle_timeout < Duration::from_millis(100) || self.body_timeout < Duration::from_millis(100) {
             return Err("http.idle_timeout and http.body_timeout must be at least 100ms".into());
         }
-        if self.max_connections == 0 || self.max_concurrent_requests == 0 {
-            return Err("http.max_connections and http.max_concurrent_requests must be positive".into());
+        if self.max_connections == 0 || self.max_concurrent_requests == 0 || self.max_records_per_request == 0 {
+            return Err(
+                "http.max_connections, http.max_concurrent_requests and http.max_records_per_request must be positive"
+                    .into(),
+            );
         }
         Ok(())
     }

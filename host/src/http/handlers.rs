@@ -240,7 +240,7 @@ pub async fn delete_stream(State(host): State<Host>, Path(name): Path<String>) -
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`stream_not_found`, `partition_not_found`", body = ErrorBody),
         (status = 409, description = "`view_read_only`: the name is a view", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`, `too_many_records`", body = ErrorBody),
         (status = 421, description = "`not_leader`: another node leads this partition", body = ErrorBody),
         (status = 500, description = "`io_error`, `data_corrupt`, `internal`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
@@ -252,7 +252,20 @@ pub async fn produce(
     Query(q): Query<ProduceQuery>,
     Body(body): Body,
 ) -> Res<Json<ProduceOut>> {
-    let records = parse_produce_body(&body)?
+    let records = parse_produce_body(&body)?;
+    let max = host.settings().http.max_records_per_request;
+    if records.len() > max {
+        return Err(Error::new(
+            crate::error::ErrorKind::TooLarge,
+            "too_many_records",
+            format!(
+                "{} records in one request; at most {max} ([http] max_records_per_request)",
+                records.len()
+            ),
+        )
+        .into());
+    }
+    let records = records
         .into_iter()
         .enumerate()
         .map(|(i, r)| r.into_record(i))

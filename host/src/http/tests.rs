@@ -359,3 +359,31 @@ async fn cross_site_requests_and_foreign_hosts_are_refused() {
     .await;
     assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "cross_origin"));
 }
+
+/// A produce request with more records than `[http] max_records_per_request`
+/// is refused whole (413 `too_many_records`) and writes nothing.
+#[tokio::test]
+async fn a_produce_over_the_record_cap_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings {
+        data_dir: dir.path().to_path_buf(),
+        ..Settings::default()
+    };
+    settings.http.max_records_per_request = 3;
+    let h = Host::open(settings).await.unwrap();
+    h.create_stream("t", 1).await.unwrap();
+    let app = crate::http::router(h.clone());
+    let uri = "/streams/t/partitions/0/records";
+    let four = r#"[{"value":"a"},{"value":"b"},{"value":"c"},{"value":"d"}]"#;
+    let (s, v) = call(&app, Method::POST, uri, four, None).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_many_records"),
+        "{v}"
+    );
+    assert_eq!(h.stream_end("t", 0).unwrap(), 0, "nothing written");
+    let three = r#"[{"value":"a"},{"value":"b"},{"value":"c"}]"#;
+    let (s, v) = call(&app, Method::POST, uri, three, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    h.shutdown().await;
+}
