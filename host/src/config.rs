@@ -47,6 +47,10 @@ pub struct Settings {
     pub cache_bytes: ByteSize,
     /// Most partitions a stream may have.
     pub max_partitions: u32,
+    /// Most streams on the node (its own internal streams included).
+    pub max_streams: u32,
+    /// Most partitions over all streams of the node.
+    pub max_total_partitions: u64,
     /// Upper bound on `max_records` of one read.
     pub max_read_records: usize,
     /// Upper bound on `max_bytes` of one read.
@@ -303,6 +307,8 @@ impl Default for Settings {
             queue_depth: 4096,
             cache_bytes: ByteSize::mib(64),
             max_partitions: 1024,
+            max_streams: 10_000,
+            max_total_partitions: 100_000,
             max_read_records: 10_000,
             max_read_bytes: ByteSize::mib(64),
             plugin_memory_bytes: ByteSize::mib(64),
@@ -357,8 +363,16 @@ impl Settings {
         if self.max_request_bytes.as_u64() == 0 || self.max_request_bytes.as_u64() > usize::MAX as u64 {
             return bad("max_request_bytes must be positive".into());
         }
-        if self.queue_depth == 0 || self.max_partitions == 0 || self.max_read_records == 0 {
-            return bad("queue_depth, max_partitions and max_read_records must be positive".into());
+        if self.queue_depth == 0
+            || self.max_partitions == 0
+            || self.max_read_records == 0
+            || self.max_streams == 0
+            || self.max_total_partitions == 0
+        {
+            return bad(
+                "queue_depth, max_partitions, max_streams, max_total_partitions and max_read_records must be positive"
+                    .into(),
+            );
         }
         if self.max_read_bytes.as_u64() == 0 {
             return bad("max_read_bytes must be positive".into());
@@ -496,6 +510,8 @@ impl Settings {
             wal_backend: crate::log::WalBackend::Local,
             cache_bytes: to_usize(self.cache_bytes),
             max_partitions: self.max_partitions,
+            max_streams: self.max_streams,
+            max_total_partitions: self.max_total_partitions,
             node_id: self.cluster.as_ref().map(|c| c.node_id),
             producer_expiry: self.kafka_producer_expiry,
         }

@@ -156,6 +156,7 @@ impl From<LogError> for Error {
             LogError::PipelineNotFound { .. } => (ErrorKind::NotFound, "pipeline_not_found"),
             LogError::PipelineExists { .. } => (ErrorKind::Conflict, "pipeline_exists"),
             LogError::ViewNotFound { .. } => (ErrorKind::NotFound, "view_not_found"),
+            LogError::NodeFull { .. } => (ErrorKind::Conflict, "node_full"),
             LogError::ViewExists { .. } => (ErrorKind::Conflict, "view_exists"),
             LogError::IsView { .. } => (ErrorKind::Conflict, "view_read_only"),
             LogError::StreamHasViews { .. } => (ErrorKind::Conflict, "stream_in_use"),

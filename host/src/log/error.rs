@@ -18,6 +18,8 @@ pub enum LogError {
     PipelineNotFound { name: String },
     #[error("pipeline `{name}` already exists")]
     PipelineExists { name: String },
+    #[error("the node holds {what}")]
+    NodeFull { what: String },
     #[error("view `{name}` does not exist")]
     ViewNotFound { name: String },
     #[error("a view named `{name}` already exists")]

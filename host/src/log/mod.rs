@@ -69,6 +69,9 @@ pub struct Options {
     pub cache_bytes: usize,
     /// Most partitions one stream may have.
     pub max_partitions: u32,
+    /// Most streams, and most partitions over all streams.
+    pub max_streams: u32,
+    pub max_total_partitions: u64,
     /// This node's id in a cluster (`None`: a single node).
     pub node_id: Option<u32>,
     /// An idempotent producer's state is dropped this long after its last
@@ -84,6 +87,8 @@ impl Default for Options {
             cache_bytes: 64 * 1024 * 1024,
             producer_expiry: std::time::Duration::from_secs(24 * 3600),
             max_partitions: 1024,
+            max_streams: 10_000,
+            max_total_partitions: 100_000,
             node_id: None,
         }
     }
@@ -252,6 +257,20 @@ impl Log {
         }
         if snap.views.contains_key(name) {
             return Err(LogError::ViewExists { name: name.into() });
+        }
+        if snap.streams.len() >= self.opts.max_streams as usize {
+            return Err(LogError::NodeFull {
+                what: format!("{} streams, the most `max_streams` allows", snap.streams.len()),
+            });
+        }
+        let total: u64 = snap.streams.values().map(|s| u64::from(s.partitions)).sum();
+        if total.saturating_add(u64::from(partitions)) > self.opts.max_total_partitions {
+            return Err(LogError::NodeFull {
+                what: format!(
+                    "{total} partitions; {partitions} more would pass `max_total_partitions` ({})",
+                    self.opts.max_total_partitions
+                ),
+            });
         }
         let m = StreamMeta {
             id: snap.next_stream_id,

@@ -428,3 +428,27 @@ async fn a_replica_batch_must_start_at_the_partitions_end() {
     assert_eq!(log.replica("r", 0).unwrap().log_end, 2);
     log.shutdown().await;
 }
+
+/// The node's stream and partition caps refuse a creation that would pass
+/// them, with a clear error, and leave room once streams are deleted.
+#[tokio::test]
+async fn stream_and_total_partition_caps_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        max_streams: 2,
+        max_total_partitions: 5,
+        ..Options::default()
+    };
+    let log = Log::open(dir.path(), opts).unwrap();
+    log.create_stream("a", 3).await.unwrap();
+    let err = log.create_stream("b", 3).await.unwrap_err();
+    assert!(matches!(err, LogError::NodeFull { .. }), "{err}");
+    assert!(err.to_string().contains("max_total_partitions"), "{err}");
+    log.create_stream("b", 2).await.unwrap();
+    let err = log.create_stream("c", 1).await.unwrap_err();
+    assert!(err.to_string().contains("max_streams"), "{err}");
+    assert_eq!(log.list_streams().len(), 2);
+    log.delete_stream("b").await.unwrap();
+    log.create_stream("c", 2).await.unwrap();
+    log.shutdown().await;
+}
