@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::committed::{Key, OFFSETS_STREAM, Offsets, Value};
+use super::coordinators::partition_for;
 use super::{Host, ReadLimits, Record};
 use crate::error::Error;
 use crate::log::meta::{Compaction, StreamConfig};
@@ -52,9 +53,10 @@ impl Host {
             .filter(|(p, epoch)| !led.contains(&(**p, **epoch)))
             .map(|(p, _)| *p)
             .collect();
+        let partitions = self.offsets_partitions();
         for p in stale {
             map.loaded.remove(&p);
-            map.forget(|group| self.offsets_partition_of(group) == p);
+            map.forget(|group| partition_for(group, partitions) == p);
         }
         for (p, epoch) in led {
             if !map.loaded.contains_key(&p) {
@@ -159,6 +161,7 @@ impl Host {
         changes: &[(Key, Option<Value>)],
     ) -> Result<Vec<u64>, Error> {
         let now = crate::fsutil::now_ms();
+        let partitions = self.offsets_partitions();
         let mut by_partition: BTreeMap<u32, (Vec<usize>, Vec<Record>)> = BTreeMap::new();
         for (i, (key, value)) in changes.iter().enumerate() {
             let value = match value {
@@ -167,7 +170,7 @@ impl Host {
             };
             let key = serde_json::to_vec(key).map_err(|e| internal(format!("encoding an offset key: {e}")))?;
             let slot = by_partition
-                .entry(self.offsets_partition_of(&changes[i].0.0))
+                .entry(partition_for(&changes[i].0.0, partitions))
                 .or_default();
             slot.0.push(i);
             slot.1.push(Record {

@@ -22,6 +22,11 @@ use crate::error::{Error, ErrorKind};
 use crate::groups::GroupError;
 use crate::log::meta::{Replication, Retention};
 
+/// The offsets partition of `group` among `partitions` (the same on every node).
+pub(super) fn partition_for(group: &str, partitions: u32) -> u32 {
+    crc32c::crc32c(group.as_bytes()) % partitions.max(1)
+}
+
 /// Creation time of the replicated offsets stream: fixed, so that every
 /// node's spec is identical.
 const OFFSETS_CREATED_MS: u64 = 0;
@@ -35,8 +40,8 @@ impl Host {
     /// Partitions of the offsets stream: the stream's own count once it
     /// exists; before, 1 on a single node and the setting in a cluster.
     pub(super) fn offsets_partitions(&self) -> u32 {
-        if let Ok(info) = self.inner.log.describe_stream(OFFSETS_STREAM) {
-            return u32::try_from(info.partitions.len()).unwrap_or(1).max(1);
+        if let Ok(n) = self.inner.log.partitions_of(OFFSETS_STREAM) {
+            return n.max(1);
         }
         match self.groups_cluster() {
             Some(_) => self.inner.settings.groups.offsets_partitions.max(1),
@@ -46,7 +51,7 @@ impl Host {
 
     /// The offsets partition holding `group`'s commits.
     pub(super) fn offsets_partition_of(&self, group: &str) -> u32 {
-        crc32c::crc32c(group.as_bytes()) % self.offsets_partitions()
+        partition_for(group, self.offsets_partitions())
     }
 
     /// The spec every node creates the replicated offsets stream with.
@@ -97,12 +102,13 @@ impl Host {
             return vec![(0, 0)];
         };
         let me = cluster.node_id();
+        // Before the stream exists, the first replica will lead at epoch 0.
+        let mut spec = None;
         (0..self.offsets_partitions())
             .filter_map(|p| match cluster.status(OFFSETS_STREAM, p) {
                 Ok(s) => s.is_leader.then_some((p, s.epoch)),
-                // Not created yet: the first replica will lead at epoch 0.
                 Err(_) => {
-                    let spec = self.offsets_spec(cluster).ok()?;
+                    let spec = spec.get_or_insert_with(|| self.offsets_spec(cluster).ok()).as_ref()?;
                     let first = spec.replication.assignment.get(p as usize)?.first().copied();
                     (first == Some(me)).then_some((p, 0))
                 }

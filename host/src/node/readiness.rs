@@ -27,26 +27,27 @@ impl Host {
         if let Some(why) = self.inner.log.wal().failure() {
             problems.push(format!("the WAL refuses appends until a restart: {why}"));
         }
-        for s in self.list_streams() {
-            for p in self.stream_status(&s.name).unwrap_or_default() {
-                let at = format!("stream `{}` partition {}", s.name, p.partition);
-                if p.tier.fenced {
-                    problems.push(format!("{at}: tiering is fenced (another node writes its objects)"));
-                } else if let Some(e) = &p.tier.last_error {
-                    problems.push(format!("{at}: tiering failed: {e}"));
-                }
-                let stalled = p
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.follower.as_ref())
-                    .filter(|f| f.state == "stalled" || f.failures >= STALLED_AFTER_FAILURES);
-                if let Some(f) = stalled {
-                    let why = f.last_error.as_deref().unwrap_or("no answer");
-                    problems.push(format!(
-                        "{at}: replication from node {} is stalled ({} failures: {why})",
-                        f.leader, f.failures
-                    ));
-                }
+        // One pass over the partitions (a stream's status would walk them
+        // all once per stream).
+        for p in self.inner.log.tier_partitions() {
+            let at = format!("stream `{}` partition {}", p.stream, p.partition);
+            let tier = self.inner.tier.status(p.stream_id, p.partition);
+            if tier.fenced {
+                problems.push(format!("{at}: tiering is fenced (another node writes its objects)"));
+            } else if let Some(e) = &tier.last_error {
+                problems.push(format!("{at}: tiering failed: {e}"));
+            }
+            let replication = self.replication_status(&p.stream, p.partition);
+            let stalled = replication
+                .as_ref()
+                .and_then(|r| r.follower.as_ref())
+                .filter(|f| f.state == "stalled" || f.failures >= STALLED_AFTER_FAILURES);
+            if let Some(f) = stalled {
+                let why = f.last_error.as_deref().unwrap_or("no answer");
+                problems.push(format!(
+                    "{at}: replication from node {} is stalled ({} failures: {why})",
+                    f.leader, f.failures
+                ));
             }
         }
         Readiness {
