@@ -94,8 +94,15 @@ impl<W: World> Instance<W> {
             Ok(w) => w,
             Err(e) => return Err(rt.classify(name, &store, e)),
         };
+        if rt.overran(&store) {
+            return Err(rt.timeout(name));
+        }
         rt.arm(&mut store);
-        match world.init(&mut store, &self.config) {
+        let out = world.init(&mut store, &self.config);
+        if rt.overran(&store) {
+            return Err(rt.timeout(name));
+        }
+        match out {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
                 return Err(PluginError::InitFailed {
@@ -122,7 +129,10 @@ impl<W: World> Instance<W> {
         };
         rt.arm(store);
         let started = std::time::Instant::now();
-        let out = f(world, store);
+        let mut out = f(world, store);
+        if rt.overran(store) {
+            out = Err(wasmtime::Error::new(wasmtime::Trap::Interrupt));
+        }
         let plugin = self.name.to_string();
         metrics::histogram!(crate::metrics::PLUGIN_CALL_SECONDS, "plugin" => plugin.clone())
             .record(started.elapsed().as_secs_f64());

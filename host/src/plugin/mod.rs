@@ -8,6 +8,7 @@
 //! the plugin; the host and the caller's data are unaffected.
 
 pub mod compaction;
+mod deadline_clock;
 pub mod error;
 mod instance;
 pub mod registry;

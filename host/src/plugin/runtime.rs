@@ -3,14 +3,21 @@
 //! Invariants:
 //! * one [`Engine`] per host; an epoch ticker thread advances it every
 //!   [`TICK`], and every call sets a deadline, so no guest runs unbounded;
-//! * every store has a [`Limiter`] capping linear memory; hitting the cap
-//!   traps the instance and is reported as `MemoryLimit`, not a guest bug;
+//! * a guest cannot block past its deadline inside WASI either: the only
+//!   pollables a plugin can make that wait are `wasi:clocks` timers, and
+//!   [`deadline_clock`] shortens every one of them to end at the call's
+//!   deadline, after which the epoch check stops the guest (stdin is closed,
+//!   stdout and stderr are sinks, sockets and name lookup are off);
+//! * every store has a [`Limiter`] capping the instance's linear memory, all
+//!   of its memories together, and the number of instances, tables and
+//!   memories; hitting a cap traps the instance and is reported as
+//!   `MemoryLimit`, not a guest bug;
 //! * guests get WASI's minimum: no preopened directories, environment,
 //!   arguments or network; stdio goes nowhere.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
@@ -39,11 +46,26 @@ impl Default for Limits {
     }
 }
 
+/// Core instances one plugin instance may create (a Rust component needs a
+/// handful: its module, the WASI adapter and shims).
+pub const MAX_INSTANCES: usize = 32;
+/// Tables one plugin instance may create.
+pub const MAX_TABLES: usize = 32;
+/// Linear memories one plugin instance may create; their sizes together are
+/// capped by [`Limits::memory_bytes`].
+pub const MAX_MEMORIES: usize = 8;
+/// Elements one table may hold.
+pub const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
 /// Store data of one plugin instance.
 pub struct State {
-    wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) wasi: WasiCtx,
+    pub(super) table: ResourceTable,
     pub(crate) limiter: Limiter,
+    /// When the running call must end; WASI timers end there at the latest.
+    pub(super) deadline: Instant,
+    /// Set when a WASI timer of the running call was cut at the deadline.
+    pub(super) timer_cut: bool,
 }
 
 impl WasiView for State {
@@ -55,26 +77,63 @@ impl WasiView for State {
     }
 }
 
-/// Caps memory growth and remembers whether the cap was hit.
+/// Caps the memory of a whole instance (the sum over all its linear
+/// memories) and remembers whether the cap was hit.
 pub struct Limiter {
     cap: usize,
+    /// Bytes of all memories of the store, as granted so far.
+    total: usize,
     pub(crate) hit: bool,
 }
 
-impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.cap {
-            self.hit = true;
-            return Err(wasmtime::Error::msg(format!(
-                "memory limit of {} bytes reached",
-                self.cap
-            )));
+impl Limiter {
+    fn new(cap: usize) -> Limiter {
+        Limiter {
+            cap,
+            total: 0,
+            hit: false,
         }
-        Ok(true)
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let grown = desired.saturating_sub(current);
+        match self.total.checked_add(grown) {
+            Some(total) if total <= self.cap => {
+                self.total = total;
+                Ok(true)
+            }
+            _ => {
+                self.hit = true;
+                Err(wasmtime::Error::msg(format!(
+                    "memory limit of {} bytes reached (all memories of the instance together)",
+                    self.cap
+                )))
+            }
+        }
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        // Granted above but not done by the engine: nothing to undo that
+        // matters (the cap stays conservative), and the guest sees -1.
+        Ok(())
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
     }
 }
 
@@ -95,6 +154,8 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| PluginError::Runtime(format!("cannot link WASI: {e}")))?;
+        super::deadline_clock::link(&mut linker)
+            .map_err(|e| PluginError::Runtime(format!("cannot link WASI clocks: {e}")))?;
         let stop = Arc::new(AtomicBool::new(false));
         let (ticker_engine, ticker_stop) = (engine.clone(), stop.clone());
         std::thread::Builder::new()
@@ -138,12 +199,15 @@ impl Runtime {
     /// A fresh store with WASI's minimum and this runtime's memory cap.
     pub(crate) fn store(&self) -> Store<State> {
         let state = State {
-            wasi: WasiCtxBuilder::new().build(),
+            wasi: WasiCtxBuilder::new()
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build(),
             table: ResourceTable::new(),
-            limiter: Limiter {
-                cap: self.limits.memory_bytes,
-                hit: false,
-            },
+            limiter: Limiter::new(self.limits.memory_bytes),
+            deadline: Instant::now() + self.limits.call_timeout,
+            timer_cut: false,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -155,6 +219,24 @@ impl Runtime {
         let ticks = (self.limits.call_timeout.as_millis() / TICK.as_millis()).max(1) as u64;
         // +1: the current tick may be about to end.
         store.set_epoch_deadline(ticks + 1);
+        let state = store.data_mut();
+        state.deadline = Instant::now() + self.limits.call_timeout;
+        state.timer_cut = false;
+    }
+
+    /// Whether the call just made on `store` slept in WASI until its
+    /// deadline: it ran out of time even if the guest then returned before
+    /// the next epoch check, so it is a timeout like any other.
+    pub(crate) fn overran(&self, store: &Store<State>) -> bool {
+        let state = store.data();
+        state.timer_cut && Instant::now() >= state.deadline
+    }
+
+    pub(crate) fn timeout(&self, plugin: &str) -> PluginError {
+        PluginError::Timeout {
+            plugin: plugin.into(),
+            limit: self.limits.call_timeout,
+        }
     }
 
     /// Turns a wasmtime error from a call into a typed plugin error.
@@ -166,10 +248,7 @@ impl Runtime {
             };
         }
         if let Some(Trap::Interrupt) = err.downcast_ref::<Trap>() {
-            return PluginError::Timeout {
-                plugin: plugin.into(),
-                limit: self.limits.call_timeout,
-            };
+            return self.timeout(plugin);
         }
         PluginError::Trapped {
             plugin: plugin.into(),

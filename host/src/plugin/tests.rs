@@ -178,3 +178,80 @@ fn other_version_of_the_world_is_named_in_the_error() {
         "{err}"
     );
 }
+
+#[test]
+fn guest_sleeping_in_wasi_is_stopped_at_the_deadline_and_short_naps_work() {
+    let mut inst = load(wasm::SLEEPER, "sleeper").instantiate(&[]).unwrap();
+    // A short sleep inside the deadline is allowed.
+    assert_eq!(values(&inst.transform(&recs(&["nap", "x"])).unwrap()), vec!["nap", "x"]);
+    let started = Instant::now();
+    let err = inst.transform(&recs(&["ok", "sleep"])).unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(&err, PluginError::Timeout { plugin, .. } if plugin == "sleeper"),
+        "{err}"
+    );
+    // The deadline is 300 ms; a blocked host call must not outlive it.
+    assert!(took < Duration::from_secs(2), "sleep escaped the deadline: {took:?}");
+    assert!(
+        took >= Duration::from_millis(250),
+        "stopped before the deadline: {took:?}"
+    );
+    assert_eq!(values(&inst.transform(&recs(&["fine"])).unwrap()), vec!["fine"]);
+}
+
+/// A transform component whose `init` grows three linear memories by
+/// `pages` 64 KiB pages each: a memory bomb no single memory shows.
+fn multi_memory_bomb(pages: u32) -> Vec<u8> {
+    let text = r#"
+(component
+  (core module $m
+    (memory (export "mem") 1)
+    (memory $a 0)
+    (memory $b 0)
+    (memory $c 0)
+    (global $heap (mut i32) (i32.const 1024))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
+      (local $p i32)
+      (local.set $p (global.get $heap))
+      (global.set $heap (i32.add (global.get $heap) (i32.add (local.get 3) (i32.const 8))))
+      (if (i32.gt_u (global.get $heap) (i32.const 65536)) (then unreachable))
+      (local.get $p))
+    (func (export "init") (param i32 i32) (result i32)
+      (if (i32.lt_s (memory.grow $a (i32.const PAGES)) (i32.const 0)) (then unreachable))
+      (if (i32.lt_s (memory.grow $b (i32.const PAGES)) (i32.const 0)) (then unreachable))
+      (if (i32.lt_s (memory.grow $c (i32.const PAGES)) (i32.const 0)) (then unreachable))
+      (i32.store8 (i32.const 0) (i32.const 0))
+      (i32.const 0))
+    (func (export "transform") (param i32 i32) (result i32)
+      (i32.store8 (i32.const 16) (i32.const 1))
+      (i32.store (i32.const 20) (i32.const 0))
+      (i32.store (i32.const 24) (i32.const 0))
+      (i32.const 16)))
+  (core instance $i (instantiate $m))
+  (type $config (list (tuple string string)))
+  (func $init (param "config" $config) (result (result (error string)))
+    (canon lift (core func $i "init") (memory (core memory $i "mem")) (realloc (core func $i "realloc"))))
+  (func $transform (param "batch" (list u8)) (result (result (list u8) (error string)))
+    (canon lift (core func $i "transform") (memory (core memory $i "mem")) (realloc (core func $i "realloc"))))
+  (instance $t (export "init" (func $init)) (export "transform" (func $transform)))
+  (export "sluice:plugin/transformer@0.1.0" (instance $t)))
+"#
+    .replace("PAGES", &pages.to_string());
+    wat::parse_str(text).unwrap()
+}
+
+#[test]
+fn memory_bomb_over_several_memories_hits_the_cap_of_the_whole_instance() {
+    let rt = runtime();
+    // 3 × 2 MiB fits the 32 MiB cap: the component itself is sound.
+    let small = TransformPlugin::load(&rt, "memories", &multi_memory_bomb(32)).unwrap();
+    small.instantiate(&[]).unwrap();
+    // 3 × 16 MiB: each memory alone is under the cap, together they are not.
+    let bomb = TransformPlugin::load(&rt, "memories", &multi_memory_bomb(256)).unwrap();
+    let err = bomb.instantiate(&[]).err().unwrap();
+    assert!(
+        matches!(&err, PluginError::MemoryLimit { limit, .. } if *limit == 32 * 1024 * 1024),
+        "{err}"
+    );
+}
