@@ -20,6 +20,9 @@ pub use groups::GroupSettings;
 #[path = "config_http.rs"]
 mod http_limits;
 pub use http_limits::HttpSettings;
+#[path = "config_plugins.rs"]
+mod plugin_limits;
+pub use plugin_limits::PluginSettings;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -132,6 +135,8 @@ pub struct Settings {
     pub groups: GroupSettings,
     /// HTTP connection and request limits (`[http]`).
     pub http: HttpSettings,
+    /// Plugin upload, version and pipeline limits (`[plugins]`).
+    pub plugins: PluginSettings,
 }
 
 /// `kafka_listen` in TOML: an address, or `"off"`.
@@ -339,6 +344,7 @@ impl Default for Settings {
             kafka_producer_expiry: Duration::from_secs(24 * 3600),
             groups: GroupSettings::default(),
             http: HttpSettings::default(),
+            plugins: PluginSettings::default(),
         }
     }
 }
@@ -422,6 +428,9 @@ impl Settings {
         if let Err(m) = self.http.validate() {
             return bad(m);
         }
+        if let Err(m) = self.plugins.validate() {
+            return bad(m);
+        }
         if self.kafka_max_connections == 0 {
             return bad("kafka_max_connections must be positive".into());
         }
@@ -465,6 +474,14 @@ impl Settings {
         crate::plugin::Limits {
             memory_bytes: usize::try_from(self.plugin_memory_bytes.as_u64()).unwrap_or(usize::MAX),
             call_timeout: self.plugin_call_timeout,
+        }
+    }
+
+    pub(crate) fn registry_caps(&self) -> crate::plugin::registry::Caps {
+        crate::plugin::registry::Caps {
+            max_functions: self.plugins.max_functions,
+            max_versions: self.plugins.max_versions,
+            max_compiled: self.plugins.max_compiled,
         }
     }
 

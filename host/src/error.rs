@@ -265,6 +265,7 @@ impl From<RegistryError> for Error {
             RegistryError::VersionNotFound { .. } => (ErrorKind::NotFound, "plugin_version_not_found"),
             RegistryError::InvalidName { .. } => (ErrorKind::Invalid, "invalid_request"),
             RegistryError::WrongKind { .. } => (ErrorKind::Invalid, "wrong_plugin_world"),
+            RegistryError::TooManyVersions { .. } => (ErrorKind::Conflict, "too_many_versions"),
             RegistryError::Io { .. } | RegistryError::Plugin(_) => (ErrorKind::Internal, "io_error"),
         };
         Error::new(kind, code, e.to_string()).with_source(e)

@@ -67,3 +67,47 @@ impl FromRequest<Host> for Body {
         }
     }
 }
+
+/// The body of a plugin upload, within `[plugins] max_upload_bytes`
+/// (smaller than `max_request_bytes`: compiling costs hundreds of times the
+/// component's size) and `[http] body_timeout`.
+#[derive(Debug)]
+pub struct PluginBody(pub Bytes);
+
+impl FromRequest<Host> for PluginBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, host: &Host) -> Result<Self, ApiError> {
+        use http_body_util::BodyExt;
+        let settings = host.settings();
+        let limit = usize::try_from(settings.plugins.max_upload_bytes.as_u64()).unwrap_or(usize::MAX);
+        let too_large = || {
+            ApiError(Error::new(
+                ErrorKind::TooLarge,
+                "payload_too_large",
+                format!("a plugin upload may be at most plugins.max_upload_bytes ({limit} bytes)"),
+            ))
+        };
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let timeout = settings.http.body_timeout;
+        let limited = http_body_util::Limited::new(req.into_body(), limit);
+        match tokio::time::timeout(timeout, limited.collect()).await {
+            Ok(Ok(body)) => Ok(PluginBody(body.to_bytes())),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+            Ok(Err(e)) => Err(Error::invalid(format!("cannot read the request body: {e}")).into()),
+            Err(_) => Err(Error::new(
+                ErrorKind::Invalid,
+                "body_timeout",
+                format!("the request body did not arrive within {timeout:?}"),
+            )
+            .into()),
+        }
+    }
+}

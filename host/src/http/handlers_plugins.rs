@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 use super::error::ErrorBody;
-use super::extract::{Body, Path};
+use super::extract::{Body, Path, PluginBody};
 use super::handlers::Res;
 use super::openapi::PluginInfoDoc;
 use super::wire::{CreatePipeline, PipelinesOut, PluginVersionOut, PluginsOut};
@@ -15,9 +15,11 @@ use crate::node::PipelineStatus;
 
 /// Upload a plugin version
 ///
-/// The body is the plugin's WebAssembly component (`.wasm`). It is compiled
-/// and checked (transform or compaction world, SDK version) before it is
-/// stored as the plugin's next version.
+/// The body is the plugin's WebAssembly component (`.wasm`, at most
+/// `plugins.max_upload_bytes`, 4 MiB by default). It is compiled and checked
+/// (transform or compaction world, SDK version) before it is stored as the
+/// plugin's next version. Past `plugins.max_versions` (100), the oldest
+/// version no pipeline, view or compacted stream pins is removed.
 #[utoipa::path(put, path = "/plugins/{name}", tag = "plugins",
     params(("name" = String, Path, description = "Plugin name")),
     request_body(description = "The `.wasm` component (required: an empty body is refused)", content(
@@ -27,16 +29,19 @@ use crate::node::PipelineStatus;
     responses(
         (status = 201, description = "Stored as a new version", body = PluginVersionOut),
         (status = 400, body = ErrorBody,
-            description = "`invalid_request` (empty body, bad name), `invalid_plugin`, `wrong_plugin_world`, \
-                `incompatible_plugin`"),
+            description = "`invalid_request` (empty body, bad name), `invalid_plugin` (also: imports other than \
+                WASI, more functions than `plugins.max_functions`), `wrong_plugin_world`, `incompatible_plugin`, \
+                `body_timeout`"),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 409, description = "`too_many_versions` (every version pinned)", body = ErrorBody),
+        (status = 413, description = "`payload_too_large` (`plugins.max_upload_bytes`)", body = ErrorBody),
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
+        (status = 503, description = "`busy` (compile slots taken for `plugins.compile_wait`)", body = ErrorBody),
     ))]
 pub async fn put_plugin(
     State(host): State<Host>,
     Path(name): Path<String>,
-    Body(body): Body,
+    PluginBody(body): PluginBody,
 ) -> Res<(StatusCode, Json<PluginVersionOut>)> {
     if body.is_empty() {
         return Err(Error::invalid("the body must be the plugin's .wasm component (it is empty)").into());
@@ -100,7 +105,7 @@ pub async fn delete_plugin(State(host): State<Host>, Path(name): Path<String>) -
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, body = ErrorBody,
             description = "`stream_not_found`, `plugin_not_found`, `plugin_version_not_found`"),
-        (status = 409, description = "`pipeline_exists`", body = ErrorBody),
+        (status = 409, description = "`pipeline_exists`, `node_full` (`plugins.max_pipelines`)", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),

@@ -26,6 +26,8 @@ mod tests_longpoll;
 #[cfg(test)]
 mod tests_openapi;
 #[cfg(test)]
+mod tests_plugin_limits;
+#[cfg(test)]
 mod tests_plugins;
 #[cfg(test)]
 mod tests_streams;

@@ -103,6 +103,8 @@ struct Inner {
     groups: Arc<crate::groups::Coordinator>,
     /// Views' idle plugin instances.
     view_instances: views::InstancePool,
+    /// Plugin uploads compiling now (`[plugins] max_concurrent_compiles`).
+    compile_slots: tokio::sync::Semaphore,
 }
 
 type TimeIndexes = std::collections::HashMap<(u32, u32), Arc<tokio::sync::Mutex<time_index::TimeIndex>>>;
@@ -169,9 +171,11 @@ impl Host {
             plugins::restore(&remote, &settings.data_dir).await?;
         }
         let runtime = Runtime::new(settings.plugin_limits())?;
+        let caps = settings.registry_caps();
+        let compiles = settings.plugins.max_concurrent_compiles;
         let (log, plugins) = blocking(move || -> Result<(Log, Registry), Error> {
             let log = Log::open(&dir, opts)?;
-            let plugins = Registry::open(&dir, runtime)?;
+            let plugins = Registry::open_with(&dir, runtime, caps)?;
             Ok((log, plugins))
         })
         .await??;
@@ -208,6 +212,7 @@ impl Host {
                 committed: committed::Committed::default(),
                 groups,
                 view_instances: views::InstancePool::default(),
+                compile_slots: tokio::sync::Semaphore::new(compiles),
             }),
         })
     }
@@ -480,6 +485,14 @@ impl Host {
     pub async fn create_pipeline(&self, spec: PipelineMeta) -> Result<PipelineStatus, Error> {
         if spec.batch_records == 0 || spec.batch_records > 100_000 {
             return Err(Error::invalid("batch_records must be between 1 and 100000"));
+        }
+        let cap = self.inner.settings.plugins.max_pipelines;
+        if self.inner.log.pipelines().await.len() >= cap {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                "node_full",
+                format!("the node has {cap} pipelines, the most plugins.max_pipelines allows"),
+            ));
         }
         Ok(self.inner.pipelines.create(spec).await?)
     }

@@ -4,11 +4,15 @@
 //! `plugins/<name>/<version:010>.wasm`, restored into the data dir before
 //! the registry opens.
 //!
+//! Uploads are also bounded here: compile slots, and pruning of old
+//! versions once a new one is durable.
+//!
 //! Invariants: a version is acknowledged only once both copies exist; a
 //! delete removes the objects before the local files, so a failed delete
 //! leaves the plugin whole in both places (and a restart cannot bring back
 //! a plugin whose delete was acknowledged).
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -76,11 +80,30 @@ impl Host {
     }
 
     /// Validates and stores a new version of plugin `name` (also in the
-    /// object store on an object-store WAL node).
+    /// object store on an object-store WAL node). At most
+    /// `[plugins] max_concurrent_compiles` uploads compile at once; one
+    /// that waits longer than `compile_wait` for its turn is answered
+    /// `busy`. Past `max_versions`, the oldest versions nothing pins go.
     pub async fn put_plugin(&self, name: &str, wasm: Vec<u8>) -> Result<VersionInfo, Error> {
+        let caps = &self.inner.settings.plugins;
+        let slot = tokio::time::timeout(caps.compile_wait, self.inner.compile_slots.acquire())
+            .await
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Unavailable,
+                    "busy",
+                    format!(
+                        "other plugin uploads are compiling (plugins.max_concurrent_compiles = {}); retry later",
+                        caps.max_concurrent_compiles
+                    ),
+                )
+            })?
+            .map_err(|_| Error::new(ErrorKind::Unavailable, "shutting_down", "the node is shutting down"))?;
         let wasm = Bytes::from(wasm);
-        let (host, n, w) = (self.clone(), name.to_string(), wasm.clone());
-        let info = blocking(move || Ok::<_, Error>(host.inner.plugins.put(&n, &w)?)).await??;
+        let pinned = self.pinned_versions(name).await;
+        let (host, n, w, p) = (self.clone(), name.to_string(), wasm.clone(), pinned.clone());
+        let info = blocking(move || Ok::<_, Error>(host.inner.plugins.put(&n, &w, &p)?)).await??;
+        drop(slot);
         if self.plugins_in_store() {
             let remote = self.inner.tier.remote();
             if let Err(e) = remote.put(&remote.path(&version_key(name, info.version)), wasm).await {
@@ -91,7 +114,45 @@ impl Host {
                 return Err(e.into());
             }
         }
+        let (host, n) = (self.clone(), name.to_string());
+        let pruned = blocking(move || host.inner.plugins.prune(&n, &pinned)).await??;
+        if self.plugins_in_store() {
+            let remote = self.inner.tier.remote();
+            for v in &pruned {
+                // Left behind, it would come back at the next start from an
+                // empty data dir, as one more old version (pruned again at
+                // the next upload): worth a warning, not a failed upload.
+                if let Err(e) = remote.delete(&remote.path(&version_key(name, *v))).await {
+                    tracing::warn!(plugin = name, version = v, error = %e, "cannot delete a pruned plugin version from the object store");
+                }
+            }
+        }
+        if !pruned.is_empty() {
+            tracing::info!(plugin = name, versions = ?pruned, "old plugin versions removed (plugins.max_versions)");
+        }
         Ok(info)
+    }
+
+    /// Versions of plugin `name` that a pipeline, view or compacted stream
+    /// names by number.
+    async fn pinned_versions(&self, name: &str) -> BTreeSet<u32> {
+        let mut pinned = BTreeSet::new();
+        for p in self.inner.log.pipelines().await {
+            if p.plugin == name {
+                pinned.extend(p.plugin_version);
+            }
+        }
+        for v in self.inner.log.views() {
+            if v.plugin == name {
+                pinned.extend(v.plugin_version);
+            }
+        }
+        for s in self.list_streams() {
+            if let Some(c) = s.compaction.filter(|c| c.plugin == name) {
+                pinned.extend(c.plugin_version);
+            }
+        }
+        pinned
     }
 
     /// Deletes every version of plugin `name`; refused while a pipeline, a
@@ -127,5 +188,21 @@ impl Host {
         }
         let (host, name) = (self.clone(), name.to_string());
         blocking(move || Ok(host.inner.plugins.delete(&name)?)).await?
+    }
+}
+
+#[cfg(test)]
+impl Host {
+    /// The plugin registry, for tests.
+    pub(crate) fn registry_for_test(&self) -> &crate::plugin::Registry {
+        &self.inner.plugins
+    }
+
+    /// Takes a compile slot as an upload would, for tests.
+    pub(crate) async fn hold_compile_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        match self.inner.compile_slots.acquire().await {
+            Ok(permit) => permit,
+            Err(e) => panic!("compile slots closed: {e}"),
+        }
     }
 }

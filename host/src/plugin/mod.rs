@@ -11,6 +11,7 @@ pub mod compaction;
 mod deadline_clock;
 pub mod error;
 mod instance;
+pub mod precheck;
 pub mod registry;
 pub mod runtime;
 pub mod transform;

@@ -5,13 +5,17 @@
 //! then metadata, each atomically) only after it compiled and matched a
 //! world, so every stored version is loadable. Versions start at 1 and only
 //! grow; deleting a plugin removes all its versions. Compiled plugins are
-//! cached in memory by (name, version).
+//! cached in memory by (name, version), at most [`Caps::max_compiled`] of
+//! them (least recently used dropped first, compiled again when needed).
+//! A plugin keeps at most [`Caps::max_versions`] versions: an upload past
+//! it is refused unless a version nothing pins can go, and [`Registry::prune`]
+//! removes the oldest such versions once the upload is durable.
 //!
 //! Invariant: on start-up every stored version is listed again; a version
 //! whose metadata is missing or damaged is re-validated from its wasm rather
 //! than dropped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -61,6 +65,11 @@ pub enum RegistryError {
         wanted: PluginKind,
         found: PluginKind,
     },
+    #[error(
+        "plugin `{name}` has {count} versions, the most plugins.max_versions allows, and every one is pinned \
+         by a pipeline, view or compacted stream; unpin or delete some first"
+    )]
+    TooManyVersions { name: String, count: usize },
     #[error(transparent)]
     Plugin(#[from] PluginError),
     #[error("plugin storage I/O error on `{}`: {source}", path.display())]
@@ -71,12 +80,74 @@ pub enum RegistryError {
     },
 }
 
+/// What the registry keeps and accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// Core functions an uploaded component may define.
+    pub max_functions: u32,
+    /// Versions kept per plugin.
+    pub max_versions: u32,
+    /// Compiled versions held in memory.
+    pub max_compiled: usize,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Caps {
+            max_functions: 20_000,
+            max_versions: 100,
+            max_compiled: 64,
+        }
+    }
+}
+
 pub struct Registry {
     dir: PathBuf,
     runtime: Arc<Runtime>,
+    caps: Caps,
     /// name -> version -> info
     index: Mutex<BTreeMap<String, BTreeMap<u32, VersionInfo>>>,
-    compiled: Mutex<HashMap<(String, u32), Compiled>>,
+    compiled: Mutex<CompiledCache>,
+}
+
+/// Compiled plugins by (name, version), with a use counter for eviction.
+#[derive(Default)]
+struct CompiledCache {
+    entries: HashMap<(String, u32), (Compiled, u64)>,
+    clock: u64,
+}
+
+impl CompiledCache {
+    fn get(&mut self, key: &(String, u32)) -> Option<Compiled> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.entries.get_mut(key).map(|(c, used)| {
+            *used = clock;
+            c.clone()
+        })
+    }
+
+    /// Inserts `compiled`, dropping the least recently used beyond `cap`.
+    fn insert(&mut self, key: (String, u32), compiled: Compiled, cap: usize) {
+        self.clock += 1;
+        self.entries.insert(key, (compiled, self.clock));
+        while self.entries.len() > cap {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => self.entries.remove(&k),
+                None => break,
+            };
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
 }
 
 /// A compiled plugin of either world.
@@ -110,15 +181,23 @@ impl Compiled {
 }
 
 impl Registry {
-    /// Opens (and indexes) the registry under `data_dir/plugins`. Blocking.
+    /// Opens (and indexes) the registry under `data_dir/plugins` with the
+    /// default [`Caps`]. Blocking.
+    #[cfg(test)]
     pub fn open(data_dir: &Path, runtime: Arc<Runtime>) -> Result<Registry, RegistryError> {
+        Self::open_with(data_dir, runtime, Caps::default())
+    }
+
+    /// Opens (and indexes) the registry under `data_dir/plugins`. Blocking.
+    pub fn open_with(data_dir: &Path, runtime: Arc<Runtime>, caps: Caps) -> Result<Registry, RegistryError> {
         let dir = data_dir.join("plugins");
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         let reg = Registry {
             dir,
             runtime,
+            caps,
             index: Mutex::new(BTreeMap::new()),
-            compiled: Mutex::new(HashMap::new()),
+            compiled: Mutex::new(CompiledCache::default()),
         };
         reg.scan()?;
         Ok(reg)
@@ -185,9 +264,14 @@ impl Registry {
         write_atomic(path, &bytes).map_err(|e| io(path, e))
     }
 
-    /// Validates and stores a new version of `name`. Blocking (compiles).
-    pub fn put(&self, name: &str, wasm: &[u8]) -> Result<VersionInfo, RegistryError> {
+    /// Validates and stores a new version of `name`. `pinned` are the
+    /// versions of `name` something uses by number: when the plugin is at
+    /// its version cap, the upload is refused unless one other version
+    /// could go. Blocking (compiles).
+    pub fn put(&self, name: &str, wasm: &[u8], pinned: &BTreeSet<u32>) -> Result<VersionInfo, RegistryError> {
         validate_name(name)?;
+        self.check_room(name, pinned)?;
+        super::precheck::check(name, wasm, self.caps.max_functions)?;
         let compiled = self.classify(name, wasm)?;
         let kind = compiled.kind();
         let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
@@ -207,11 +291,53 @@ impl Registry {
         versions.insert(version, info.clone());
         drop(index);
         // Validation compiled it already: keep it for the first use.
-        self.compiled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((name.to_string(), version), compiled);
+        self.compiled.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            (name.to_string(), version),
+            compiled,
+            self.caps.max_compiled,
+        );
         Ok(info)
+    }
+
+    /// Refuses a new version of `name` when it is at its version cap and
+    /// every version is pinned or the latest.
+    fn check_room(&self, name: &str, pinned: &BTreeSet<u32>) -> Result<(), RegistryError> {
+        let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(versions) = index.get(name) else {
+            return Ok(());
+        };
+        let cap = usize::try_from(self.caps.max_versions).unwrap_or(usize::MAX);
+        // The latest may go too: it is not the latest after this upload.
+        if versions.len() < cap || !prunable(versions, pinned, cap.saturating_sub(1), false).is_empty() {
+            return Ok(());
+        }
+        Err(RegistryError::TooManyVersions {
+            name: name.into(),
+            count: versions.len(),
+        })
+    }
+
+    /// Removes the oldest versions of `name` that are neither pinned nor
+    /// the latest until it has at most `max_versions`; returns them.
+    pub fn prune(&self, name: &str, pinned: &BTreeSet<u32>) -> Result<Vec<u32>, RegistryError> {
+        let doomed = {
+            let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+            let cap = usize::try_from(self.caps.max_versions).unwrap_or(usize::MAX);
+            match index.get(name) {
+                Some(versions) => prunable(versions, pinned, cap, true),
+                None => Vec::new(),
+            }
+        };
+        for v in &doomed {
+            self.remove_version(name, *v)?;
+        }
+        Ok(doomed)
+    }
+
+    /// Compiled plugin versions held in memory now.
+    #[cfg(test)]
+    pub fn compiled_count(&self) -> usize {
+        self.compiled.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     pub fn list(&self) -> Vec<PluginInfo> {
@@ -249,6 +375,7 @@ impl Registry {
         self.compiled
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .entries
             .remove(&(name.to_string(), version));
         let pdir = self.dir.join(name);
         for ext in ["wasm", "json"] {
@@ -270,6 +397,7 @@ impl Registry {
         self.compiled
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .entries
             .retain(|(n, _), _| n != name);
         let pdir = self.dir.join(name);
         std::fs::remove_dir_all(&pdir).map_err(|e| io(&pdir, e))?;
@@ -330,9 +458,22 @@ impl Registry {
         self.compiled
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key, plugin.clone());
+            .insert(key, plugin.clone(), self.caps.max_compiled);
         Ok(plugin)
     }
+}
+
+/// The oldest versions to remove so that at most `keep` remain, never a
+/// pinned one, nor the latest when `keep_latest` (unpinned users read it).
+fn prunable(versions: &BTreeMap<u32, VersionInfo>, pinned: &BTreeSet<u32>, keep: usize, keep_latest: bool) -> Vec<u32> {
+    let excess = versions.len().saturating_sub(keep);
+    let latest = versions.keys().next_back().copied().filter(|_| keep_latest);
+    versions
+        .keys()
+        .copied()
+        .filter(|v| !pinned.contains(v) && Some(*v) != latest)
+        .take(excess)
+        .collect()
 }
 
 fn wrong_kind(name: &str, wanted: PluginKind, found: PluginKind) -> RegistryError {

@@ -98,9 +98,11 @@ fn a_bad_config_and_the_wrong_world_are_refused_with_the_plugin_named() {
 fn the_registry_hands_out_compaction_plugins_by_kind() {
     let dir = tempfile::tempdir().unwrap();
     let reg = Registry::open(dir.path(), runtime()).unwrap();
-    let info = reg.put("keys", &wasm::read(wasm::JSON_KEY)).unwrap();
+    let info = reg
+        .put("keys", &wasm::read(wasm::JSON_KEY), &Default::default())
+        .unwrap();
     assert_eq!(info.kind, PluginKind::Compaction);
-    reg.put("up", &wasm::read(wasm::UPPER)).unwrap();
+    reg.put("up", &wasm::read(wasm::UPPER), &Default::default()).unwrap();
     let p = reg.compaction("keys", None).unwrap();
     let mut inst = p.instantiate(&config(&[("pointer", "/k")])).unwrap();
     assert_eq!(
