@@ -197,3 +197,36 @@ async fn an_upload_waiting_too_long_for_a_compile_slot_is_busy() {
     let (s, v) = call(&app, Method::PUT, "/plugins/up", wasm::read(wasm::UPPER)).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
 }
+
+#[tokio::test]
+async fn deleting_a_pipeline_whose_plugin_sleeps_in_wasi_does_not_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        data_dir: dir.path().to_path_buf(),
+        plugin_call_timeout: std::time::Duration::from_millis(500),
+        ..Settings::default()
+    };
+    let h = Host::open(settings).await.unwrap();
+    let app = crate::http::router(h.clone());
+    let (s, v) = call(&app, Method::PUT, "/plugins/sleeper", wasm::read(wasm::SLEEPER)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    for stream in ["in", "out"] {
+        let body = serde_json::to_vec(&json!({ "name": stream })).unwrap();
+        let (s, v) = call(&app, Method::POST, "/streams", body).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let body = serde_json::to_vec(&json!([{"value": "sleep"}])).unwrap();
+    let (s, v) = call(&app, Method::POST, "/streams/in/partitions/0/records", body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let pipe = json!({"name": "p", "input": "in", "output": "out", "plugin": "sleeper"});
+    let (s, v) = call(&app, Method::POST, "/pipelines", serde_json::to_vec(&pipe).unwrap()).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    // Let the task reach the sleeping call, then delete and shut down.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let (s, v) = call(&app, Method::DELETE, "/pipelines/p", vec![]).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    h.shutdown().await;
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(3), "stopping took {took:?}");
+}
