@@ -29,6 +29,8 @@ pub enum ErrorKind {
     Conflict,
     /// The request is larger than allowed.
     TooLarge,
+    /// The request body is not of a type the endpoint takes.
+    UnsupportedType,
     /// A plugin failed at run time (trap, timeout, memory limit, error, bad output).
     PluginFailed,
     /// Temporarily unable; retry later (shutting down, storage failed).

@@ -45,9 +45,33 @@ where
     }
 }
 
-/// The whole body, within the request size limit.
+/// A JSON request body, whole, within the request size limit.
+///
+/// A non-empty body must be declared `application/json` (or a `+json`
+/// type): a browser page can send `text/plain` or form bodies to any site
+/// without asking first, but not JSON, so this shuts that door even when
+/// no token is set. An empty body needs no type.
 #[derive(Debug)]
 pub struct Body(pub Bytes);
+
+/// Whether `content_type` names JSON (`application/json`,
+/// `application/<x>+json`, parameters such as `charset` allowed).
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn not_json(found: Option<&str>) -> ApiError {
+    let found = found.map_or_else(
+        || "none".to_string(),
+        |t| format!("`{}`", t.chars().take(100).collect::<String>()),
+    );
+    ApiError(Error::new(
+        ErrorKind::UnsupportedType,
+        "unsupported_media_type",
+        format!("the body must be JSON with `Content-Type: application/json` (found: {found})"),
+    ))
+}
 
 impl FromRequest<Host> for Body {
     type Rejection = ApiError;
@@ -55,9 +79,22 @@ impl FromRequest<Host> for Body {
     /// The whole body, within `[http] body_timeout` (a client trickling
     /// its body holds a request slot no longer than that).
     async fn from_request(req: Request, host: &Host) -> Result<Self, ApiError> {
+        let content_type = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap_or("(not text)").to_string());
+        if let Some(t) = content_type.as_deref().filter(|t| !is_json(t)) {
+            return Err(not_json(Some(t)));
+        }
         let timeout = host.settings().http.body_timeout;
         match tokio::time::timeout(timeout, Bytes::from_request(req, host)).await {
-            Ok(body) => Ok(Body(body?)),
+            Ok(body) => {
+                let body = body?;
+                if content_type.is_none() && !body.is_empty() {
+                    return Err(not_json(None));
+                }
+                Ok(Body(body))
+            }
             Err(_) => Err(Error::new(
                 ErrorKind::Invalid,
                 "body_timeout",

@@ -4,7 +4,8 @@
 //! gives its operation, the wire types' `ToSchema` derives give the schemas,
 //! and [`super::api`] registers routes and operations in one place (so a
 //! route cannot be served without being documented). This module adds the
-//! document-wide parts (info, tags, the bearer scheme) and the few
+//! document-wide parts (info, tags, the bearer scheme, the 415 answer of
+//! every JSON body) and the few
 //! documentation-only types for shapes the code does not name.
 
 use std::sync::OnceLock;
@@ -71,7 +72,37 @@ impl utoipa::Modify for BearerScheme {
 /// The document, built once.
 pub fn document() -> &'static Result<String, String> {
     static DOC: OnceLock<Result<String, String>> = OnceLock::new();
-    DOC.get_or_init(|| super::api().into_openapi().to_json().map_err(|e| e.to_string()))
+    DOC.get_or_init(|| {
+        let mut doc = super::api().into_openapi();
+        document_json_bodies(&mut doc);
+        doc.to_json().map_err(|e| e.to_string())
+    })
+}
+
+/// Adds the 415 answer to every operation taking a JSON body: the body
+/// extractor refuses any other `Content-Type`, whatever the route.
+fn document_json_bodies(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let refused = ResponseBuilder::new()
+        .description("`unsupported_media_type`: the body is not declared `application/json`")
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build();
+    for item in doc.paths.paths.values_mut() {
+        for op in [&mut item.post, &mut item.put, &mut item.patch].into_iter().flatten() {
+            let json = op
+                .request_body
+                .as_ref()
+                .is_some_and(|b| b.content.contains_key("application/json"));
+            if json {
+                op.responses.responses.insert("415".into(), refused.clone().into());
+            }
+        }
+    }
 }
 
 /// This document

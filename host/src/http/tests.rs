@@ -33,7 +33,10 @@ pub(super) async fn request(
     body: Body,
     token: Option<&str>,
 ) -> (StatusCode, Value) {
-    let mut req = Request::builder().method(method).uri(uri);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json");
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
@@ -386,4 +389,56 @@ async fn a_produce_over_the_record_cap_is_refused_whole() {
     let (s, v) = call(&app, Method::POST, uri, three, None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     h.shutdown().await;
+}
+
+#[tokio::test]
+async fn json_bodies_must_be_declared_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = crate::http::router(host(dir.path(), None).await);
+    let send = |content_type: Option<&'static str>, body: &'static str| {
+        let app = app.clone();
+        async move {
+            let mut req = Request::builder().method(Method::POST).uri("/streams");
+            if let Some(t) = content_type {
+                req = req.header("content-type", t);
+            }
+            let resp = app.oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null))
+        }
+    };
+    // What a page on another site can send without asking first.
+    for (t, body) in [
+        (Some("text/plain"), r#"{"name":"a"}"#),
+        (Some("application/x-www-form-urlencoded"), r#"{"name":"a"}"#),
+        (Some("multipart/form-data; boundary=x"), r#"{"name":"a"}"#),
+        (None, r#"{"name":"a"}"#),
+    ] {
+        let (s, v) = send(t, body).await;
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            "{t:?}: {v}"
+        );
+    }
+    let (s, v) = call(&app, Method::GET, "/streams", "", None).await;
+    assert_eq!(
+        (s, &v["streams"]),
+        (StatusCode::OK, &json!([])),
+        "a refused body created something"
+    );
+    let (s, v) = send(Some("application/json; charset=utf-8"), r#"{"name":"a"}"#).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = send(Some("application/vnd.sluice+json"), r#"{"name":"b"}"#).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    // The document says so for every JSON body.
+    let doc: Value = serde_json::from_str(crate::http::openapi::document().as_ref().unwrap()).unwrap();
+    for (path, method) in [("/streams", "post"), ("/pipelines", "post"), ("/views", "post")] {
+        assert!(
+            doc["paths"][path][method]["responses"]["415"].is_object(),
+            "{method} {path}"
+        );
+    }
+    assert!(doc["paths"]["/plugins/{name}"]["put"]["responses"]["415"].is_null());
 }

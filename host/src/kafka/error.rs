@@ -33,7 +33,7 @@ pub(super) fn code_of(e: &Error) -> i16 {
         "invalid_producer_epoch" => K::InvalidProducerEpoch,
         "unauthorized" => K::SaslAuthenticationFailed,
         _ => match e.kind() {
-            ErrorKind::Invalid => K::InvalidRequest,
+            ErrorKind::Invalid | ErrorKind::UnsupportedType => K::InvalidRequest,
             ErrorKind::Unauthorized => K::SaslAuthenticationFailed,
             ErrorKind::Forbidden => K::ClusterAuthorizationFailed,
             ErrorKind::NotFound => K::UnknownTopicOrPartition,
