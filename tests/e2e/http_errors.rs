@@ -430,7 +430,10 @@ async fn check_auth(server: &Server, token: &str) {
         .send()
         .await
         .unwrap();
-    assert_eq!(expect_json(resp, StatusCode::OK).await["offsets"], json!([0]));
+    assert_eq!(
+        expect_json(resp, StatusCode::OK).await,
+        json!({"base_offset": 0, "count": 1})
+    );
     // A rejected produce wrote nothing.
     let resp = c.post(&url).json(&json!([{"value": "sneaky"}])).send().await.unwrap();
     expect_error(resp, StatusCode::UNAUTHORIZED, "unauthorized").await;

@@ -97,12 +97,13 @@ pub fn parse_produce_body(body: &[u8]) -> Result<Vec<RecordIn>, Error> {
     parsed.map_err(|e| Error::invalid(format!("malformed records JSON: {e}")))
 }
 
-/// The answer to a produce: the offsets the records got, in order.
+/// The answer to a produce: the records got the consecutive offsets
+/// `base_offset .. base_offset + count`, in request order (no per-record
+/// list: its size would grow with the request).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProduceOut {
     pub base_offset: u64,
     pub count: u32,
-    pub offsets: Vec<u64>,
 }
 
 /// A stored record as a read returns it.
