@@ -30,6 +30,7 @@ mod plugins_http;
 mod quickstart;
 mod replication;
 mod replication_support;
+mod schema;
 mod shutdown;
 mod soak_connections;
 mod support;

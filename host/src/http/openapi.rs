@@ -74,32 +74,68 @@ pub fn document() -> &'static Result<String, String> {
     static DOC: OnceLock<Result<String, String>> = OnceLock::new();
     DOC.get_or_init(|| {
         let mut doc = super::api().into_openapi();
-        document_json_bodies(&mut doc);
+        document_shared_answers(&mut doc);
         doc.to_json().map_err(|e| e.to_string())
     })
 }
 
-/// Adds the 415 answer to every operation taking a JSON body: the body
-/// extractor refuses any other `Content-Type`, whatever the route.
-fn document_json_bodies(doc: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-    let refused = ResponseBuilder::new()
-        .description("`unsupported_media_type`: the body is not declared `application/json`")
-        .content(
-            "application/json",
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("ErrorBody")))
-                .build(),
-        )
-        .build();
-    for item in doc.paths.paths.values_mut() {
-        for op in [&mut item.post, &mut item.put, &mut item.patch].into_iter().flatten() {
+/// Adds the answers that whole groups of routes share, from the layer
+/// that gives them: 415 to every operation taking a JSON body (the body
+/// extractor refuses any other `Content-Type`), 400 to every operation with
+/// path or query parameters (their extractors refuse malformed ones, and
+/// names are checked), and 404 `not_in_cluster` to every internal route (a
+/// node without `[cluster]` has none).
+fn document_shared_answers(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{ContentBuilder, Ref, Response, ResponseBuilder};
+    let error = |description: &str| -> Response {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    let refused = error("`unsupported_media_type`: the body is not declared `application/json`");
+    let not_in_cluster = error("`not_in_cluster`: this node has no `[cluster]` section, so no internal routes");
+    let bad_parameter = error("`invalid_request`: a path or query parameter is malformed or not allowed");
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let internal = path.starts_with("/internal/");
+        for op in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
             let json = op
                 .request_body
                 .as_ref()
                 .is_some_and(|b| b.content.contains_key("application/json"));
             if json {
                 op.responses.responses.insert("415".into(), refused.clone().into());
+            }
+            let parameters = op.parameters.as_ref().is_some_and(|p| {
+                p.iter()
+                    .any(|p| matches!(p.parameter_in, ParameterIn::Path | ParameterIn::Query))
+            });
+            if parameters {
+                op.responses
+                    .responses
+                    .entry("400".into())
+                    .or_insert_with(|| bad_parameter.clone().into());
+            }
+            if internal {
+                op.responses
+                    .responses
+                    .entry("404".into())
+                    .or_insert_with(|| not_in_cluster.clone().into());
             }
         }
     }
