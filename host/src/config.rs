@@ -23,6 +23,9 @@ pub use http_limits::HttpSettings;
 #[path = "config_plugins.rs"]
 mod plugin_limits;
 pub use plugin_limits::PluginSettings;
+#[path = "config_tls.rs"]
+mod tls_files;
+pub use tls_files::TlsSettings;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -137,6 +140,8 @@ pub struct Settings {
     pub http: HttpSettings,
     /// Plugin upload, version and pipeline limits (`[plugins]`).
     pub plugins: PluginSettings,
+    /// TLS on both listeners and between peers (`[tls]`; off by default).
+    pub tls: TlsSettings,
 }
 
 /// `kafka_listen` in TOML: an address, or `"off"`.
@@ -242,7 +247,9 @@ impl Default for ClusterSettings {
 
 impl ClusterSettings {
     /// The nodes by numeric id with their base URLs, checked.
-    pub fn peers(&self) -> Result<std::collections::BTreeMap<u32, String>, Error> {
+    /// Node id -> base URL; a bare `host:port` gets `scheme` (`https` when
+    /// `[tls]` is set).
+    pub fn peers(&self, scheme: &str) -> Result<std::collections::BTreeMap<u32, String>, Error> {
         let bad = |m: String| Error::invalid(format!("bad setting: cluster: {m}"));
         let mut out = std::collections::BTreeMap::new();
         for (id, addr) in &self.nodes {
@@ -257,7 +264,7 @@ impl ClusterSettings {
             let url = if addr.starts_with("http://") || addr.starts_with("https://") {
                 addr.to_string()
             } else {
-                format!("http://{addr}")
+                format!("{scheme}://{addr}")
             };
             reqwest::Url::parse(&url).map_err(|e| bad(format!("node {id} address `{addr}`: {e}")))?;
             out.insert(id, url);
@@ -345,6 +352,7 @@ impl Default for Settings {
             groups: GroupSettings::default(),
             http: HttpSettings::default(),
             plugins: PluginSettings::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -431,6 +439,9 @@ impl Settings {
         if let Err(m) = self.plugins.validate() {
             return bad(m);
         }
+        if let Err(m) = self.tls.validate() {
+            return bad(m);
+        }
         if self.kafka_max_connections == 0 {
             return bad("kafka_max_connections must be positive".into());
         }
@@ -455,7 +466,7 @@ impl Settings {
                 }
                 Some(_) => {}
             }
-            c.peers()?;
+            c.peers("http")?;
             c.kafka_peers()?;
             if c.replication_max_bytes.as_u64() < 1024 || c.replication_max_bytes.as_u64() > 1024 * 1024 * 1024 {
                 return bad("cluster.replication_max_bytes must be between 1 KiB and 1 GiB".into());

@@ -41,6 +41,7 @@ pub(crate) mod pipeline;
 pub(crate) mod plugin;
 mod task;
 pub(crate) mod tier;
+pub mod tls;
 pub(crate) mod wal;
 
 #[cfg(test)]

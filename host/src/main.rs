@@ -201,11 +201,15 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
         );
     }
     let host = Host::open(settings).await?;
-    tracing::info!(%addr, data_dir = %host.settings().data_dir.display(), "sluice listening on http://{addr}");
+    let (scheme, kafka_tls) = match host.settings().tls.enabled() {
+        true => ("https", " over TLS"),
+        false => ("http", ""),
+    };
+    tracing::info!(%addr, data_dir = %host.settings().data_dir.display(), "sluice listening on {scheme}://{addr}");
     let kafka = match kafka {
         Some(listener) => {
             let kafka_addr = listener.local_addr()?;
-            tracing::info!(%kafka_addr, "sluice listening for Kafka clients on {kafka_addr}");
+            tracing::info!(%kafka_addr, "sluice listening for Kafka clients on {kafka_addr}{kafka_tls}");
             Some(tokio::spawn(sluice_host::kafka::serve(host.clone(), listener)))
         }
         None => {

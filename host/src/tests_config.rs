@@ -103,7 +103,7 @@ fn cluster_section_is_parsed_and_checked() {
     s.validate().unwrap();
     let c = s.cluster.as_ref().unwrap();
     assert_eq!(c.replica_lag_max, Duration::from_secs(2));
-    let peers = c.peers().unwrap();
+    let peers = c.peers("http").unwrap();
     assert_eq!(peers[&1], "http://127.0.0.1:8081");
     assert_eq!(peers[&2], "http://127.0.0.1:8082");
     for bad in [

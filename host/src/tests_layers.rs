@@ -44,6 +44,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("config_groups", &[]),
     // The `[http]` section.
     ("config_http", &[]),
+    // The `[plugins]` and `[tls]` sections.
+    ("config_plugins", &[]),
+    ("config_tls", &[]),
+    // TLS configurations built from `[tls]`.
+    ("tls", &["config", "error"]),
     // The open-file limit and the connection caps that fit it.
     ("fdlimit", &["config"]),
     ("task", &["error"]),
@@ -52,6 +57,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "error",
             "config",
+            "tls",
             "task",
             "tier",
             "pipeline",

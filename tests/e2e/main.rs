@@ -35,4 +35,5 @@ mod shutdown;
 mod soak_connections;
 mod support;
 mod tiering;
+mod tls;
 mod workload;

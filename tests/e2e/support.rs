@@ -75,6 +75,9 @@ pub struct ServerOptions {
     /// Start the server with this open-file limit, soft and hard (as
     /// `ulimit -n N` would), through util-linux's `prlimit`.
     pub nofile_limit: Option<u64>,
+    /// The node serves HTTPS (its config has `[tls]`): URLs are `https://`
+    /// and readiness is polled trusting this PEM certificate.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl ServerOptions {
@@ -133,7 +136,8 @@ impl Server {
     }
 
     pub fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.options.tls_ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// `path` must start with `/`.
@@ -283,10 +287,12 @@ impl Server {
     /// Polls `GET /health` until it answers 200 `{"status":"ok"}`. Returns
     /// the exit status if the process dies first; panics on timeout.
     async fn wait_ready(&mut self) -> Result<(), ExitStatus> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(1))
-            .build()
-            .expect("client");
+        let mut client = reqwest::Client::builder().timeout(Duration::from_secs(1));
+        if let Some(ca) = &self.options.tls_ca {
+            let pem = std::fs::read(ca).expect("read the test CA");
+            client = client.tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).expect("PEM"));
+        }
+        let client = client.build().expect("client");
         let url = self.url("/health");
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {

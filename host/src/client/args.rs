@@ -34,9 +34,13 @@ pub enum Command {
 /// `SLUICE_AUTH_TOKEN` only, so it never shows in `ps`.
 #[derive(Args, Debug, Clone)]
 pub struct Conn {
-    /// Server base URL.
+    /// Server base URL (`https://` for a node with `[tls]`).
     #[arg(long, env = "SLUICE_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
     pub server: String,
+    /// PEM file of the CA (or self-signed certificate) an `https://` server's
+    /// certificate must chain to; default: the system's trusted roots.
+    #[arg(long, env = "SLUICE_CA", global = true)]
+    pub ca: Option<std::path::PathBuf>,
     /// `table` for people, `json` for scripts.
     #[arg(long, value_enum, default_value_t = Output::Table, global = true)]
     pub output: Output,

@@ -24,18 +24,39 @@ impl Client {
         self.timeout
     }
 
-    pub fn new(server: &str, token: Option<String>, timeout: Duration) -> Result<Client, ClientError> {
+    /// `ca`: PEM certificates an `https://` server must chain to (instead
+    /// of the system's roots).
+    pub fn new(
+        server: &str,
+        token: Option<String>,
+        timeout: Duration,
+        ca: Option<&std::path::Path>,
+    ) -> Result<Client, ClientError> {
         let base = server.trim_end_matches('/').to_string();
         let parsed = reqwest::Url::parse(&base)
             .map_err(|e| ClientError::input(format!("invalid --server URL `{base}`: {e}")))?;
-        if parsed.scheme() != "http" {
+        if parsed.scheme() != "http" && parsed.scheme() != "https" {
             return Err(ClientError::input(format!(
-                "invalid --server URL `{base}`: the server speaks plain http:// (put a TLS proxy in front for https)"
+                "invalid --server URL `{base}`: use http:// or https://"
             )));
         }
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .connect_timeout(timeout.min(Duration::from_secs(10)));
+        if let Some(ca) = ca {
+            let pem = std::fs::read(ca)
+                .map_err(|e| ClientError::input(format!("cannot read --ca `{}`: {e}", ca.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| ClientError::input(format!("--ca `{}` is not PEM certificates: {e}", ca.display())))?;
+            if certs.is_empty() {
+                return Err(ClientError::input(format!(
+                    "--ca `{}` holds no PEM certificate",
+                    ca.display()
+                )));
+            }
+            http = http.tls_certs_only(certs);
+        }
+        let http = http
             .build()
             .map_err(|e| ClientError::input(format!("cannot set up the HTTP client: {e}")))?;
         Ok(Client {
@@ -179,10 +200,22 @@ mod tests {
     }
 
     #[test]
-    fn only_http_urls() {
+    fn only_http_and_https_urls() {
         let t = Duration::from_secs(1);
-        assert!(Client::new("http://127.0.0.1:1/", None, t).is_ok());
-        assert!(matches!(Client::new("https://x", None, t), Err(ClientError::Input(_))));
-        assert!(matches!(Client::new("not a url", None, t), Err(ClientError::Input(_))));
+        assert!(Client::new("http://127.0.0.1:1/", None, t, None).is_ok());
+        assert!(Client::new("https://x", None, t, None).is_ok());
+        assert!(matches!(
+            Client::new("ftp://x", None, t, None),
+            Err(ClientError::Input(_))
+        ));
+        assert!(matches!(
+            Client::new("not a url", None, t, None),
+            Err(ClientError::Input(_))
+        ));
+        let missing = std::path::Path::new("/nonexistent/ca.pem");
+        assert!(matches!(
+            Client::new("https://x", None, t, Some(missing)),
+            Err(ClientError::Input(_))
+        ));
     }
 }

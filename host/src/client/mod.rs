@@ -61,7 +61,7 @@ async fn execute(cmd: Command) -> Result<(), ClientError> {
         other => other,
     };
     let token = std::env::var(TOKEN_ENV).ok();
-    let c = Client::new(&conn.server, token, conn.timeout)?;
+    let c = Client::new(&conn.server, token, conn.timeout, conn.ca.as_deref())?;
     let out = conn.output;
     match cmd {
         Command::Stream(a) => commands::stream(&c, out, a.cmd).await,

@@ -112,12 +112,18 @@ impl Cluster {
         log: Arc<Log>,
         max_batch_bytes: u64,
         data_dir: &std::path::Path,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Arc<Cluster>, ClusterError> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let peers = settings
-            .peers()
+            .peers(scheme)
             .map_err(|e| ClusterError::NotConfigured(e.message().to_string()))?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(settings.peer_timeout)
+        let mut client = reqwest::Client::builder().connect_timeout(settings.peer_timeout);
+        if let Some(tls) = tls {
+            // Exactly `[tls] ca` (or the node's own certificates) is trusted.
+            client = client.use_preconfigured_tls((*tls).clone());
+        }
+        let client = client
             .build()
             .map_err(|e| ClusterError::NotConfigured(format!("HTTP client: {e}")))?;
         let secret = settings.secret.clone().unwrap_or_default();

@@ -8,6 +8,8 @@
 //! `max_concurrent_requests` requests run at once, except the probes
 //! (`/health`, `/ready`), which are never held back; a failed `accept`
 //! (descriptors exhausted) pauses accepting briefly instead of spinning.
+//! With `[tls]`, every connection is TLS: its handshake must finish within
+//! `idle_timeout`, in the connection's own task.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -40,6 +42,7 @@ pub async fn serve(
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let requests = Arc::new(Semaphore::new(limits.max_concurrent_requests));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let tls = host.tls_acceptor();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -77,9 +80,35 @@ pub async fn serve(
             .timer(TokioTimer::new())
             .header_read_timeout(limits.idle_timeout)
             .keep_alive(true);
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let (watcher, tls) = (graceful.watcher(), tls.clone());
+        let handshake_timeout = limits.idle_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let served = match tls {
+                None => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                // The handshake runs here, not in the accept loop: a client
+                // that stalls it holds only its own connection, and no
+                // longer than the idle timeout.
+                Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        watcher
+                            .watch(builder.serve_connection(TokioIo::new(stream), service))
+                            .await
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        Ok(())
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake timed out");
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, "HTTP connection ended with an error");
             }
             drop(permit);

@@ -1,13 +1,15 @@
 //! One Kafka connection: length-prefixed frames in, answers out, strictly in
 //! order. Limits: a frame bigger than `kafka_max_frame_bytes` or a pause of
 //! `kafka_idle_timeout` between requests (or inside one) closes the
-//! connection; so does a frame `dispatch` cannot make sense of.
+//! connection; so does a frame `dispatch` cannot make sense of. With
+//! `[tls]`, the connection is TLS from its first byte: the handshake must
+//! finish within the idle timeout.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 
 use super::Ctx;
@@ -49,7 +51,20 @@ pub(super) async fn run(ctx: Arc<Ctx>, stream: TcpStream, peer: SocketAddr) {
         sasl_ready: false,
     };
     crate::metrics::kafka_connections(1);
-    let end = serve(&ctx, &mut conn, stream).await;
+    let end = match &ctx.tls {
+        None => {
+            let (read, write) = stream.into_split();
+            serve(&ctx, &mut conn, read, write).await
+        }
+        Some(acceptor) => match tokio::time::timeout(ctx.idle, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => {
+                let (read, write) = tokio::io::split(stream);
+                serve(&ctx, &mut conn, read, write).await
+            }
+            Ok(Err(e)) => End::Refused(format!("TLS handshake failed: {e}")),
+            Err(_) => End::Idle,
+        },
+    };
     crate::metrics::kafka_connections(-1);
     match end {
         End::Closed => tracing::debug!(%peer, "kafka: connection closed by the client"),
@@ -67,8 +82,7 @@ const MAX_IN_FLIGHT: usize = 32;
 /// half awaits and writes their answers in the same order. Reading goes on
 /// while earlier requests wait for durability, so one connection's
 /// appends share group commits.
-async fn serve(ctx: &Arc<Ctx>, conn: &mut Conn, stream: TcpStream) -> End {
-    let (read, write) = stream.into_split();
+async fn serve(ctx: &Arc<Ctx>, conn: &mut Conn, read: impl AsyncRead + Unpin, write: impl AsyncWrite + Unpin) -> End {
     let (tx, rx) = tokio::sync::mpsc::channel(MAX_IN_FLIGHT);
     let reader = read_requests(ctx, conn, read, tx);
     let writer = write_answers(write, rx);
@@ -90,7 +104,7 @@ async fn serve(ctx: &Arc<Ctx>, conn: &mut Conn, stream: TcpStream) -> End {
 async fn read_requests(
     ctx: &Arc<Ctx>,
     conn: &mut Conn,
-    read: tokio::net::tcp::OwnedReadHalf,
+    read: impl AsyncRead + Unpin,
     tx: tokio::sync::mpsc::Sender<Step>,
 ) -> End {
     let mut read = BufReader::with_capacity(64 * 1024, read);
@@ -107,7 +121,7 @@ async fn read_requests(
     }
 }
 
-async fn write_answers(write: tokio::net::tcp::OwnedWriteHalf, mut rx: tokio::sync::mpsc::Receiver<Step>) -> End {
+async fn write_answers(write: impl AsyncWrite + Unpin, mut rx: tokio::sync::mpsc::Receiver<Step>) -> End {
     let mut write = BufWriter::with_capacity(64 * 1024, write);
     loop {
         // Answers are flushed before anything waits: the next request, or
@@ -161,7 +175,7 @@ async fn write_answers(write: tokio::net::tcp::OwnedWriteHalf, mut rx: tokio::sy
 }
 
 /// One frame's body (after its 4-byte length).
-async fn read_frame(read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>, max: usize) -> Result<Bytes, End> {
+async fn read_frame(read: &mut BufReader<impl AsyncRead + Unpin>, max: usize) -> Result<Bytes, End> {
     let mut len = [0u8; 4];
     match read.read_exact(&mut len).await {
         Ok(_) => {}

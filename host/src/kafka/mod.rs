@@ -35,6 +35,8 @@ pub(crate) struct Ctx {
     node_id: i32,
     max_frame: usize,
     idle: Duration,
+    /// `[tls]`: every connection is TLS.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Serves the Kafka protocol for `host` on `listener` until the node starts
@@ -49,6 +51,7 @@ pub async fn serve(host: Host, listener: TcpListener) -> Result<(), Error> {
             .map_or(0, |c| i32::try_from(c.node_id).unwrap_or(i32::MAX)),
         max_frame: usize::try_from(settings.kafka_max_frame_bytes.as_u64()).unwrap_or(usize::MAX),
         idle: settings.kafka_idle_timeout,
+        tls: host.tls_acceptor(),
         host: host.clone(),
     });
     let permits = Arc::new(tokio::sync::Semaphore::new(settings.kafka_max_connections));

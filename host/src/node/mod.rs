@@ -105,6 +105,8 @@ struct Inner {
     view_instances: views::InstancePool,
     /// Plugin uploads compiling now (`[plugins] max_concurrent_compiles`).
     compile_slots: tokio::sync::Semaphore,
+    /// `[tls]`, loaded at start (`None`: plain TCP).
+    tls: Option<crate::tls::Tls>,
 }
 
 type TimeIndexes = std::collections::HashMap<(u32, u32), Arc<tokio::sync::Mutex<time_index::TimeIndex>>>;
@@ -151,6 +153,7 @@ impl Host {
         prefix: object_store::path::Path,
     ) -> Result<Host, Error> {
         settings.validate()?;
+        let tls = crate::tls::load(&settings.tls)?;
         std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
             Error::new(
                 ErrorKind::Internal,
@@ -186,7 +189,8 @@ impl Host {
         let cluster = match &settings.cluster {
             Some(c) => {
                 let max_batch = settings.max_batch_bytes.as_u64();
-                let cluster = Cluster::new(c.clone(), log.clone(), max_batch, &settings.data_dir)?;
+                let peer_tls = tls.as_ref().map(|t| t.client.clone());
+                let cluster = Cluster::new(c.clone(), log.clone(), max_batch, &settings.data_dir, peer_tls)?;
                 cluster.sync_leadership().await;
                 cluster.start();
                 Some(cluster)
@@ -213,12 +217,21 @@ impl Host {
                 groups,
                 view_instances: views::InstancePool::default(),
                 compile_slots: tokio::sync::Semaphore::new(compiles),
+                tls,
             }),
         })
     }
 
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    /// The server side of `[tls]` for the listeners (`None`: plain TCP).
+    pub fn tls_acceptor(&self) -> Option<tokio_rustls::TlsAcceptor> {
+        self.inner
+            .tls
+            .as_ref()
+            .map(|t| tokio_rustls::TlsAcceptor::from(t.server.clone()))
     }
 
     /// The stream log under this node (tests and tools).

@@ -164,7 +164,7 @@ pub(super) fn brokers(ctx: &Ctx, conn: &Conn) -> Vec<(i32, String, i32)> {
         return vec![(ctx.node_id, my_host, i32::from(my_port))];
     };
     let kafka = cluster.kafka_peers().unwrap_or_default();
-    let http = cluster.peers().unwrap_or_default();
+    let http = cluster.peers("http").unwrap_or_default();
     http.iter()
         .map(|(id, url)| {
             let (host, port) = if *id == cluster.node_id {
