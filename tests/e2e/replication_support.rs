@@ -44,6 +44,17 @@ pub(crate) fn three_ports() -> [u16; 3] {
     [ports[0], ports[1], ports[2]]
 }
 
+/// HTTP and Kafka ports for three nodes, all different.
+pub(crate) fn cluster_ports() -> ([u16; 3], [u16; 3]) {
+    let ports = three_ports();
+    loop {
+        let kafka = three_ports();
+        if kafka.iter().all(|p| !ports.contains(p)) {
+            return (ports, kafka);
+        }
+    }
+}
+
 pub(crate) fn node_config(id: u32, ports: &[u16; 3], kafka: &[u16; 3], replication_max_bytes: &str) -> String {
     // Top-level keys before the `[cluster]` table.
     format!(
@@ -72,13 +83,7 @@ impl Cluster {
     /// Starts the three nodes (concurrently) and creates stream [`STREAM`]
     /// with one partition on all three, node 1 leading.
     pub(crate) async fn start(replication_max_bytes: &str) -> Cluster {
-        let ports = three_ports();
-        let kafka = loop {
-            let k = three_ports();
-            if k.iter().all(|p| !ports.contains(p)) {
-                break k;
-            }
-        };
+        let (ports, kafka) = cluster_ports();
         let options = |id: u32| ServerOptions {
             config: Some(node_config(id, &ports, &kafka, replication_max_bytes)),
             port: Some(ports[id as usize - 1]),

@@ -17,7 +17,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::kafka_support::kcat;
-use crate::replication_support::{node_config, three_ports};
+use crate::replication_support::{cluster_ports, node_config};
 use crate::support::{Server, ServerOptions, expect_json};
 
 /// A self-signed certificate for `localhost` and 127.0.0.1, written as
@@ -167,13 +167,7 @@ async fn a_missing_key_stops_the_node_at_start_naming_the_file() {
 async fn a_cluster_replicates_over_https() {
     let certs = tempfile::tempdir().expect("temp dir");
     let (cert, key) = self_signed(certs.path());
-    let ports = three_ports();
-    let kafka = loop {
-        let k = three_ports();
-        if k.iter().all(|p| !ports.contains(p)) {
-            break k;
-        }
-    };
+    let (ports, kafka) = cluster_ports();
     let options = |id: u32| ServerOptions {
         config: Some(node_config(id, &ports, &kafka, "1MiB") + &tls_section(&cert, &key)),
         port: Some(ports[id as usize - 1]),
