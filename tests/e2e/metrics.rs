@@ -151,3 +151,30 @@ async fn metrics_need_the_token_when_one_is_set() {
         .expect("GET /metrics");
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_resolve_to_nothing_never_become_labels() {
+    let server = Server::start().await;
+    let client = support::client();
+    support::create_stream(&client, &server, "real", 1).await;
+    for i in 0..50 {
+        let resp = client
+            .post(server.url(&format!("/streams/ghost-{i}/partitions/0/records")))
+            .json(&json!([{"value": "x"}]))
+            .send()
+            .await
+            .expect("produce");
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        // A partition the real stream does not have, too.
+        let resp = client
+            .post(server.url(&format!("/streams/real/partitions/{}/records", 100 + i)))
+            .json(&json!([{"value": "x"}]))
+            .send()
+            .await
+            .expect("produce");
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    }
+    let text = scrape(&client, &server).await;
+    assert!(!text.contains("ghost-"), "unresolved names became labels:\n{text}");
+    nonzero(&text, "sluice_append_errors_total", &["stream=\"\""]);
+}

@@ -127,7 +127,17 @@ impl Log {
         let rx = match self.enqueue_entry(&stream, partition, records, extra).await {
             Ok(rx) => rx,
             Err(e) => {
-                ::metrics::counter!(m::APPEND_ERRORS, "stream" => stream).increment(1);
+                // A name that resolved to nothing is not a label: a client
+                // naming random streams would grow /metrics without bound.
+                let unresolved = matches!(
+                    e,
+                    LogError::StreamNotFound { .. }
+                        | LogError::PartitionNotFound { .. }
+                        | LogError::IsView { .. }
+                        | LogError::InvalidName { .. }
+                );
+                let label = if unresolved { String::new() } else { stream };
+                ::metrics::counter!(m::APPEND_ERRORS, "stream" => label).increment(1);
                 return Err(e);
             }
         };
