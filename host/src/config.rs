@@ -57,6 +57,9 @@ pub struct Settings {
     pub max_streams: u32,
     /// Most partitions over all streams of the node.
     pub max_total_partitions: u64,
+    /// Upper bound on a stream's `compaction_memory_bytes` (one compaction
+    /// run's memory); a stream asking for more is refused.
+    pub max_compaction_memory_bytes: ByteSize,
     /// Upper bound on `max_records` of one read.
     pub max_read_records: usize,
     /// Upper bound on `max_bytes` of one read.
@@ -321,6 +324,7 @@ impl Default for Settings {
             max_partitions: 1024,
             max_streams: 10_000,
             max_total_partitions: 100_000,
+            max_compaction_memory_bytes: ByteSize::gib(1),
             max_read_records: 10_000,
             max_read_bytes: ByteSize::mib(64),
             plugin_memory_bytes: ByteSize::mib(64),
@@ -387,6 +391,9 @@ impl Settings {
                 "queue_depth, max_partitions, max_streams, max_total_partitions and max_read_records must be positive"
                     .into(),
             );
+        }
+        if self.max_compaction_memory_bytes.as_u64() < crate::log::meta::Compaction::MIN_MEMORY_BYTES {
+            return bad("max_compaction_memory_bytes must be at least 16 MiB".into());
         }
         if self.max_read_bytes.as_u64() == 0 {
             return bad("max_read_bytes must be positive".into());
@@ -505,6 +512,7 @@ impl Settings {
             upload_rate: self.upload_rate.as_u64(),
             cold_cache_bytes: usize::try_from(self.cold_cache_bytes.as_u64()).unwrap_or(usize::MAX),
             gc_grace: self.gc_grace,
+            max_compaction_memory_bytes: self.max_compaction_memory_bytes.as_u64(),
             remote: crate::tier::RemoteOptions {
                 timeout: self.remote_timeout,
                 retries: self.remote_retries,

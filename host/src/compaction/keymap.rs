@@ -46,12 +46,22 @@ pub struct KeyMap {
 
 impl KeyMap {
     /// A map whose table fits in `bytes` (at least one key).
+    #[cfg(test)]
     pub fn with_memory(bytes: u64) -> KeyMap {
-        let max_keys = max_keys_for(bytes);
-        KeyMap {
-            map: HashMap::with_capacity(max_keys),
-            max_keys,
+        match Self::try_with_memory(bytes) {
+            Ok(map) => map,
+            Err(e) => panic!("{e}"),
         }
+    }
+
+    /// A map whose table fits in `bytes` (at least one key), allocated now;
+    /// an allocation the system refuses is an error, not an abort.
+    pub fn try_with_memory(bytes: u64) -> Result<KeyMap, String> {
+        let max_keys = max_keys_for(bytes);
+        let mut map = HashMap::new();
+        map.try_reserve(max_keys)
+            .map_err(|e| format!("cannot allocate the compaction key map ({bytes} bytes for {max_keys} keys): {e}"))?;
+        Ok(KeyMap { map, max_keys })
     }
 
     /// Records `offset` as the latest for `key` (offsets arrive in order).
@@ -110,6 +120,14 @@ fn max_keys_for(bytes: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_allocation_the_system_refuses_is_an_error_not_an_abort() {
+        let err = KeyMap::try_with_memory(u64::MAX / 2)
+            .err()
+            .expect("no machine has this memory");
+        assert!(err.contains("cannot allocate the compaction key map"), "{err}");
+    }
 
     #[test]
     fn keeps_the_latest_offset_and_refuses_new_keys_when_full() {

@@ -135,3 +135,48 @@ async fn compaction_settings_are_validated_shown_and_kept() {
     assert_eq!(after, before);
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn compaction_memory_above_the_node_cap_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = crate::Settings {
+        data_dir: dir.path().to_path_buf(),
+        max_compaction_memory_bytes: bytesize::ByteSize::mib(32),
+        ..crate::Settings::default()
+    };
+    let app = crate::http::router(crate::Host::open(settings).await.unwrap());
+    let ask = |name: &str, bytes: u64| {
+        serde_json::json!({"name": name, "cleanup": "compact",
+            "compaction": {"plugin": "sluice:record-key", "compaction_memory_bytes": bytes}})
+        .to_string()
+    };
+    let (s, v) = super::tests::request(
+        &app,
+        axum::http::Method::POST,
+        "/streams",
+        axum::body::Body::from(ask("big", 64 << 20)),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, super::tests::code(&v)),
+        (axum::http::StatusCode::BAD_REQUEST, "invalid_request"),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_compaction_memory_bytes"),
+        "{v}"
+    );
+    let (s, v) = super::tests::request(
+        &app,
+        axum::http::Method::POST,
+        "/streams",
+        axum::body::Body::from(ask("fits", 32 << 20)),
+        None,
+    )
+    .await;
+    assert_eq!(s, axum::http::StatusCode::CREATED, "{v}");
+}

@@ -255,6 +255,13 @@ impl Host {
     ) -> Result<StreamInfo, Error> {
         committed::refuse_internal(name, "create")?;
         config.validate().map_err(Error::invalid)?;
+        let cap = self.inner.settings.max_compaction_memory_bytes;
+        if let Some(c) = config.compaction.as_ref().filter(|c| c.memory_bytes > cap.as_u64()) {
+            return Err(Error::invalid(format!(
+                "compaction_memory_bytes {} is more than this node's max_compaction_memory_bytes ({cap})",
+                c.memory_bytes
+            )));
+        }
         if config.replication.is_some() {
             return self.create_replicated(name, partitions, config).await;
         }

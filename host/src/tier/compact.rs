@@ -338,7 +338,10 @@ impl Tier {
         cp: Checkpoint,
         decider: &mut Decider,
     ) -> Result<(KeyMap, u64), String> {
-        let mut map = KeyMap::with_memory(crate::compaction::map_bytes(cfg.memory_bytes));
+        // A stream created before the node's cap was lowered still gets
+        // no more than the cap; a refused allocation fails this run only.
+        let memory = cfg.memory_bytes.min(self.opts.max_compaction_memory_bytes);
+        let mut map = KeyMap::try_with_memory(crate::compaction::map_bytes(memory))?;
         let dirty_end = dirty.last().map_or(cp.cleaned_end, |s| s.end_offset);
         let mut stop = cp.resume.map_or(dirty_end, |r| r.stop.min(dirty_end));
         for seg in dirty.iter().take_while(|s| s.base_offset < stop) {

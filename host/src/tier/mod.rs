@@ -71,6 +71,8 @@ pub struct TierOptions {
     /// How often the uploader looks for work when idle.
     pub tick: Duration,
     pub remote: RemoteOptions,
+    /// Memory one compaction run may use, whatever its stream asks for.
+    pub max_compaction_memory_bytes: u64,
 }
 
 impl Default for TierOptions {
@@ -84,6 +86,7 @@ impl Default for TierOptions {
             gc_grace: Duration::from_secs(600),
             tick: Duration::from_millis(250),
             remote: RemoteOptions::default(),
+            max_compaction_memory_bytes: 1024 * 1024 * 1024,
         }
     }
 }
