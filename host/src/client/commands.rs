@@ -92,7 +92,7 @@ pub async fn stream(c: &Client, out: Output, cmd: StreamCmd) -> Result<(), Clien
             })
         }
         StreamCmd::List => {
-            let list = c.get("/streams").await?;
+            let list = c.get_all("/streams", "streams").await?;
             show(out, &list, || {
                 let mut t = Table::new(&["NAME", "PARTITIONS", "RECORDS", "CLEANUP", "CREATED"]);
                 for s in arr(&list["streams"]) {
@@ -201,7 +201,7 @@ pub async fn plugin(c: &Client, out: Output, cmd: PluginCmd) -> Result<(), Clien
             })
         }
         PluginCmd::List => {
-            let list = c.get("/plugins").await?;
+            let list = c.get_all("/plugins", "plugins").await?;
             show(out, &list, || {
                 let mut t = Table::new(&["NAME", "LATEST", "KIND", "SIZE", "UPLOADED", "VERSIONS"]);
                 for p in arr(&list["plugins"]) {
@@ -270,7 +270,7 @@ pub async fn pipeline(c: &Client, out: Output, cmd: PipelineCmd) -> Result<(), C
             (c.post("/pipelines", &body).await?, "created")
         }
         PipelineCmd::List => {
-            let list = c.get("/pipelines").await?;
+            let list = c.get_all("/pipelines", "pipelines").await?;
             return show(out, &list, || {
                 let mut t = Table::new(&[
                     "NAME", "STATE", "INPUT", "OUTPUT", "PLUGIN", "IN", "OUT", "LAG", "ERROR",
@@ -422,9 +422,9 @@ pub async fn status(c: &Client, out: Output, a: StatusArgs) -> Result<(), Client
         });
     }
     let health = c.get("/health").await?;
-    let streams = c.get("/streams").await?;
-    let plugins = c.get("/plugins").await?;
-    let pipelines = c.get("/pipelines").await?;
+    let streams = c.get_all("/streams", "streams").await?;
+    let plugins = c.get_all("/plugins", "plugins").await?;
+    let pipelines = c.get_all("/pipelines", "pipelines").await?;
     let failed = arr(&pipelines["pipelines"])
         .iter()
         .filter(|p| p["state"] == "failed")

@@ -63,7 +63,7 @@ fn offsets_table(offsets: &Value) -> String {
 pub async fn group(c: &Client, out: Output, cmd: GroupCmd) -> Result<(), ClientError> {
     match cmd {
         GroupCmd::List => {
-            let v = c.get("/groups").await?;
+            let v = c.get_all("/groups", "groups").await?;
             show(out, &v, || {
                 let mut t = Table::new(&["GROUP", "STATE", "PROTOCOL TYPE"]);
                 for g in arr(&v["groups"]) {

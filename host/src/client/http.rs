@@ -91,6 +91,30 @@ impl Client {
         self.send(self.request(Method::GET, path)).await
     }
 
+    /// Every item of the list at `path` (its array `field`), following
+    /// `next_after` across pages; answers `{field: [...]}`.
+    pub async fn get_all(&self, path: &str, field: &str) -> Result<Value, ClientError> {
+        let mut items = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut req = self.request(Method::GET, path).query(&[("limit", "10000")]);
+            if let Some(a) = &after {
+                req = req.query(&[("after", a.as_str())]);
+            }
+            let mut page = self.send(req).await?;
+            if let Some(arr) = page.get_mut(field).and_then(Value::as_array_mut) {
+                items.append(arr);
+            }
+            match page.get("next_after").and_then(Value::as_str) {
+                Some(next) if Some(next) != after.as_deref() => after = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        let mut out = serde_json::Map::new();
+        out.insert(field.to_string(), Value::Array(items));
+        Ok(Value::Object(out))
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
         self.send(self.request(Method::POST, path).json(body)).await
     }

@@ -74,7 +74,7 @@ pub async fn view(c: &Client, out: Output, cmd: ViewCmd) -> Result<(), ClientErr
             show(out, &v, || format!("view `{name}` created over `{on}`\n"))
         }
         ViewCmd::List => {
-            let v = c.get("/views").await?;
+            let v = c.get_all("/views", "views").await?;
             show(out, &v, || {
                 let mut t = Table::new(&["NAME", "INPUT", "PLUGIN", "PARTITIONS", "CONFIG"]);
                 for w in arr(&v["views"]) {

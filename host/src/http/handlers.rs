@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Body, Path, Query};
 use super::openapi::ProduceBody;
+use super::pagination::{PageQuery, page};
 use super::wire::{
     CompactRequestedOut, CompactionStatusOut, ConsumeOut, ConsumeQuery, CreateStream, Encoding, HealthOut, ProduceOut,
     RecordOut, StreamOut, StreamsOut, parse_produce_body,
@@ -124,15 +125,18 @@ pub async fn create_stream(State(host): State<Host>, Body(body): Body) -> Res<(S
 }
 
 /// List streams
-#[utoipa::path(get, path = "/streams", tag = "streams",
+#[utoipa::path(get, path = "/streams", tag = "streams", params(PageQuery),
     responses(
-        (status = 200, description = "Every stream", body = StreamsOut),
+        (status = 200, description = "One page of streams, by name", body = StreamsOut),
+        (status = 400, description = "`invalid_request` (bad `limit`)", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
     ))]
-pub async fn list_streams(State(host): State<Host>) -> Json<StreamsOut> {
-    Json(StreamsOut {
-        streams: host.list_streams().into_iter().map(StreamOut::from).collect(),
-    })
+pub async fn list_streams(State(host): State<Host>, Query(q): Query<PageQuery>) -> Res<Json<StreamsOut>> {
+    let (streams, next_after) = page(host.list_streams(), |s| &s.name, &q)?;
+    Ok(Json(StreamsOut {
+        streams: streams.into_iter().map(StreamOut::from).collect(),
+        next_after,
+    }))
 }
 
 /// Describe a stream

@@ -9,8 +9,9 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::error::ErrorBody;
-use super::extract::{Body, Path};
+use super::extract::{Body, Path, Query};
 use super::handlers::Res;
+use super::pagination::{PageQuery, page};
 use crate::error::Error;
 use crate::node::{CommittedOffset, GroupView, Host, OffsetCommit, ResetTo};
 
@@ -26,6 +27,9 @@ pub struct GroupOut {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GroupsOut {
     pub groups: Vec<GroupOut>,
+    /// Set when more items follow: the `after` of the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -71,16 +75,16 @@ pub struct OffsetsOut {
 /// List consumer groups
 ///
 /// Groups with members, and groups that only have committed offsets.
-#[utoipa::path(get, path = "/groups", tag = "groups",
+#[utoipa::path(get, path = "/groups", tag = "groups", params(PageQuery),
     responses(
-        (status = 200, description = "Every group", body = GroupsOut),
+        (status = 200, description = "One page of groups, by id", body = GroupsOut),
+        (status = 400, description = "`invalid_request` (bad `limit`)", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
     ))]
-pub async fn list_groups(State(host): State<Host>) -> Res<Json<GroupsOut>> {
-    let groups = host
-        .list_groups()
-        .await?
+pub async fn list_groups(State(host): State<Host>, Query(q): Query<PageQuery>) -> Res<Json<GroupsOut>> {
+    let (groups, next_after) = page(host.list_groups().await?, |g| &g.group_id, &q)?;
+    let groups = groups
         .into_iter()
         .map(|g| GroupOut {
             group: g.group_id,
@@ -88,7 +92,7 @@ pub async fn list_groups(State(host): State<Host>) -> Res<Json<GroupsOut>> {
             protocol_type: g.protocol_type,
         })
         .collect();
-    Ok(Json(GroupsOut { groups }))
+    Ok(Json(GroupsOut { groups, next_after }))
 }
 
 /// Describe a consumer group

@@ -5,9 +5,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 use super::error::ErrorBody;
-use super::extract::{Body, Path, PluginBody};
+use super::extract::{Body, Path, PluginBody, Query};
 use super::handlers::Res;
 use super::openapi::PluginInfoDoc;
+use super::pagination::{PageQuery, page};
 use super::wire::{CreatePipeline, PipelinesOut, PluginVersionOut, PluginsOut};
 use crate::error::Error;
 use crate::node::Host;
@@ -51,15 +52,15 @@ pub async fn put_plugin(
 }
 
 /// List plugins
-#[utoipa::path(get, path = "/plugins", tag = "plugins",
+#[utoipa::path(get, path = "/plugins", tag = "plugins", params(PageQuery),
     responses(
-        (status = 200, description = "Every plugin and its versions", body = PluginsOut),
+        (status = 200, description = "One page of plugins and their versions, by name", body = PluginsOut),
+        (status = 400, description = "`invalid_request` (bad `limit`)", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
     ))]
-pub async fn list_plugins(State(host): State<Host>) -> Json<PluginsOut> {
-    Json(PluginsOut {
-        plugins: host.list_plugins(),
-    })
+pub async fn list_plugins(State(host): State<Host>, Query(q): Query<PageQuery>) -> Res<Json<PluginsOut>> {
+    let (plugins, next_after) = page(host.list_plugins(), |p| &p.name, &q)?;
+    Ok(Json(PluginsOut { plugins, next_after }))
 }
 
 /// Describe a plugin
@@ -129,15 +130,15 @@ pub async fn create_pipeline(State(host): State<Host>, Body(body): Body) -> Res<
 }
 
 /// List pipelines
-#[utoipa::path(get, path = "/pipelines", tag = "pipelines",
+#[utoipa::path(get, path = "/pipelines", tag = "pipelines", params(PageQuery),
     responses(
-        (status = 200, description = "Every pipeline's status", body = PipelinesOut),
+        (status = 200, description = "One page of pipelines' statuses, by name", body = PipelinesOut),
+        (status = 400, description = "`invalid_request` (bad `limit`)", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
     ))]
-pub async fn list_pipelines(State(host): State<Host>) -> Json<PipelinesOut> {
-    Json(PipelinesOut {
-        pipelines: host.list_pipelines().await,
-    })
+pub async fn list_pipelines(State(host): State<Host>, Query(q): Query<PageQuery>) -> Res<Json<PipelinesOut>> {
+    let (pipelines, next_after) = page(host.list_pipelines().await, |p| &p.name, &q)?;
+    Ok(Json(PipelinesOut { pipelines, next_after }))
 }
 
 /// Pipeline status

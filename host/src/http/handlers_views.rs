@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::error::ErrorBody;
 use super::extract::{Body, Path, Query};
 use super::handlers::Res;
+use super::pagination::{PageQuery, page};
 use crate::error::Error;
 use crate::node::{Host, ViewInfo, ViewSpec};
 
@@ -35,6 +36,9 @@ pub struct CreateView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ViewsOut {
     pub views: Vec<ViewInfo>,
+    /// Set when more items follow: the `after` of the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
 }
 
 /// Query of a view delete.
@@ -79,16 +83,16 @@ pub async fn create_view(State(host): State<Host>, Body(body): Body) -> Res<(Sta
 }
 
 /// List views
-#[utoipa::path(get, path = "/views", tag = "views",
+#[utoipa::path(get, path = "/views", tag = "views", params(PageQuery),
     responses(
-        (status = 200, description = "Every view", body = ViewsOut),
+        (status = 200, description = "One page of views, by name", body = ViewsOut),
+        (status = 400, description = "`invalid_request` (bad `limit`)", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
     ))]
-pub async fn list_views(State(host): State<Host>) -> Res<Json<ViewsOut>> {
-    Ok(Json(ViewsOut {
-        views: host.list_views().await?,
-    }))
+pub async fn list_views(State(host): State<Host>, Query(q): Query<PageQuery>) -> Res<Json<ViewsOut>> {
+    let (views, next_after) = page(host.list_views().await?, |v| &v.name, &q)?;
+    Ok(Json(ViewsOut { views, next_after }))
 }
 
 /// Describe a view

@@ -16,6 +16,7 @@ pub mod handlers_groups;
 pub mod handlers_plugins;
 pub mod handlers_views;
 pub mod openapi;
+pub mod pagination;
 mod serve;
 pub mod wire;
 

@@ -180,3 +180,56 @@ async fn compaction_memory_above_the_node_cap_is_refused() {
     .await;
     assert_eq!(s, axum::http::StatusCode::CREATED, "{v}");
 }
+
+#[tokio::test]
+async fn lists_come_in_pages_by_name() {
+    use axum::http::{Method, StatusCode};
+    let dir = tempfile::tempdir().unwrap();
+    let settings = crate::Settings {
+        data_dir: dir.path().to_path_buf(),
+        ..crate::Settings::default()
+    };
+    let app = crate::http::router(crate::Host::open(settings).await.unwrap());
+    let call = |method: Method, uri: String, body: String| {
+        let app = app.clone();
+        async move { super::tests::request(&app, method, &uri, axum::body::Body::from(body), None).await }
+    };
+    for name in ["e", "a", "d", "c", "b"] {
+        let (s, v) = call(Method::POST, "/streams".into(), format!(r#"{{"name":"{name}"}}"#)).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let mut seen = Vec::new();
+    let mut uri = "/streams?limit=2".to_string();
+    loop {
+        let (s, v) = call(Method::GET, uri.clone(), String::new()).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let names: Vec<String> = v["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect();
+        assert!(names.len() <= 2, "{v}");
+        seen.extend(names);
+        match v["next_after"].as_str() {
+            Some(next) => uri = format!("/streams?limit=2&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["a", "b", "c", "d", "e"]);
+    for bad in [
+        "/streams?limit=0",
+        "/streams?limit=10001",
+        "/plugins?limit=x",
+        "/groups?page=2",
+    ] {
+        let (s, v) = call(Method::GET, bad.into(), String::new()).await;
+        assert_eq!(
+            (s, super::tests::code(&v)),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{bad}: {v}"
+        );
+    }
+    let (s, v) = call(Method::GET, "/views?limit=1".into(), String::new()).await;
+    assert_eq!((s, &v), (StatusCode::OK, &serde_json::json!({"views": []})));
+}

@@ -458,12 +458,18 @@ fn default_batch_records() -> u32 {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PipelinesOut {
     pub pipelines: Vec<crate::node::PipelineStatus>,
+    /// Set when more items follow: the `after` of the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PluginsOut {
     #[schema(value_type = Vec<super::openapi::PluginInfoDoc>)]
     pub plugins: Vec<crate::node::PluginInfo>,
+    /// Set when more items follow: the `after` of the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
 }
 
 /// The answer to an upload: the plugin's name and the version stored.
@@ -478,6 +484,9 @@ pub struct PluginVersionOut {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StreamsOut {
     pub streams: Vec<StreamOut>,
+    /// Set when more items follow: the `after` of the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
