@@ -499,7 +499,7 @@ fn print_tables(rows: &[(Case, Outcome)]) {
     println!("| records | keys | memory | map max keys | map table MiB | segments | produce s | drain s |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (c, o) in rows {
-        let map = KeyMap::with_memory(sluice_host::bench::map_bytes(c.memory));
+        let map = KeyMap::try_with_memory(sluice_host::bench::map_bytes(c.memory)).expect("key map");
         println!(
             "| {} | {} | {} MiB | {} | {:.1} | {} | {:.2} | {:.2} |",
             c.records,
@@ -529,7 +529,9 @@ fn print_tables(rows: &[(Case, Outcome)]) {
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (c, o) in rows {
-        let map = KeyMap::with_memory(sluice_host::bench::map_bytes(c.memory)).allocated_bytes();
+        let map = KeyMap::try_with_memory(sluice_host::bench::map_bytes(c.memory))
+            .expect("key map")
+            .allocated_bytes();
         let rss = match (o.rss_base, o.rss_peak) {
             (Some(b), Some(p)) => format!("{:.1}", mib(p.saturating_sub(b))),
             _ => "n/a".into(),
