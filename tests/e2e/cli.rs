@@ -193,7 +193,13 @@ async fn bad_input_is_refused_before_anything_is_sent() {
     .fails(2, "not KEY=VALUE");
     sluice(s, &["stream", "frobnicate"]).fails(2, "unrecognized subcommand");
     sluice_with("ftp://127.0.0.1:1", &["status"], b"", &[]).fails(2, "invalid --server URL");
-    sluice_with("https://127.0.0.1:1", &["status", "--ca", "/nonexistent/ca.pem"], b"", &[]).fails(2, "cannot read --ca");
+    sluice_with(
+        "https://127.0.0.1:1",
+        &["status", "--ca", "/nonexistent/ca.pem"],
+        b"",
+        &[],
+    )
+    .fails(2, "cannot read --ca");
     // Input the server refuses: its code.
     sluice(s, &["consume", "t", "--plugin", "nope"]).fails(1, "plugin_not_found");
 }
