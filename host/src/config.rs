@@ -49,6 +49,9 @@ pub struct Settings {
     pub max_group_bytes: ByteSize,
     /// Appends waiting for the WAL writer before producers are slowed down.
     pub queue_depth: usize,
+    /// Payload bytes waiting for the WAL writer (queued or being made
+    /// durable) before producers are slowed down.
+    pub wal_queue_bytes: ByteSize,
     /// Memory for recent batches served to tailing readers without disk reads.
     pub cache_bytes: ByteSize,
     /// Most partitions a stream may have.
@@ -320,6 +323,7 @@ impl Default for Settings {
             segment_bytes: ByteSize::mib(128),
             max_group_bytes: ByteSize::mib(16),
             queue_depth: 4096,
+            wal_queue_bytes: ByteSize::gib(1),
             cache_bytes: ByteSize::mib(64),
             max_partitions: 1024,
             max_streams: 10_000,
@@ -391,6 +395,9 @@ impl Settings {
                 "queue_depth, max_partitions, max_streams, max_total_partitions and max_read_records must be positive"
                     .into(),
             );
+        }
+        if self.wal_queue_bytes.as_u64() < 1024 * 1024 {
+            return bad("wal_queue_bytes must be at least 1 MiB".into());
         }
         if self.max_compaction_memory_bytes.as_u64() < crate::log::meta::Compaction::MIN_MEMORY_BYTES {
             return bad("max_compaction_memory_bytes must be at least 16 MiB".into());
@@ -540,6 +547,7 @@ impl Settings {
                 segment_bytes: self.segment_bytes.as_u64(),
                 max_group_bytes: to_usize(self.max_group_bytes),
                 queue_depth: self.queue_depth,
+                queue_bytes: to_usize(self.wal_queue_bytes),
                 max_entry_bytes: to_usize(self.max_batch_bytes),
                 faults: crate::wal::Faults::default(),
             },

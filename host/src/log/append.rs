@@ -200,7 +200,7 @@ impl Log {
         // Reserve queue space first (this may wait and is cancel-safe), then
         // assign offsets and enqueue under the partition lock, so queue order
         // (hence LSN order) matches offset order within the partition.
-        let permit = self.wal.reserve().await?;
+        let permit = self.wal.reserve(payload.len()).await?;
         let (tx, rx) = oneshot::channel();
         {
             let mut st = part.lock();

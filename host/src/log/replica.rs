@@ -138,7 +138,7 @@ impl Log {
                 max,
             });
         }
-        let permit = self.wal.reserve().await?;
+        let permit = self.wal.reserve(batch.payload.len()).await?;
         let (tx, rx) = oneshot::channel();
         let mut st = part.lock();
         match &st.replica {

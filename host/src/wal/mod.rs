@@ -71,6 +71,10 @@ pub struct Options {
     pub max_group_bytes: usize,
     /// Appends that may wait in the queue before `reserve` waits.
     pub queue_depth: usize,
+    /// Payload bytes that may wait in the queue (queued, being written or
+    /// synced) before `reserve` waits; one entry bigger than this still
+    /// goes through, alone.
+    pub queue_bytes: usize,
     /// Largest accepted payload of one entry.
     pub max_entry_bytes: usize,
     /// Fault injection for tests (inactive unless switched on).
@@ -129,6 +133,7 @@ impl Default for Options {
             segment_bytes: 128 * 1024 * 1024,
             max_group_bytes: 16 * 1024 * 1024,
             queue_depth: 4096,
+            queue_bytes: 1024 * 1024 * 1024,
             max_entry_bytes: 64 * 1024 * 1024,
             faults: Faults::default(),
         }
@@ -161,6 +166,8 @@ pub struct Wal {
     backend: Backend,
     progress: Arc<Progress>,
     max_entry_bytes: usize,
+    /// The queue's byte budget and its size in permits.
+    queue_bytes: (Arc<tokio::sync::Semaphore>, u32),
     worker: Mutex<Option<Worker>>,
     epoch: Option<u64>,
 }
@@ -170,6 +177,19 @@ pub struct Wal {
 pub struct Permit<'a> {
     permit: mpsc::Permit<'a, Command>,
     max_entry_bytes: usize,
+    /// The payload bytes reserved; released once the append completes.
+    bytes: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Bytes per permit of the queue's byte budget (permits count in `u32`).
+const QUEUE_UNIT: usize = 1024;
+
+/// The byte budget of a WAL queue of `bytes` payload bytes.
+fn queue_budget(bytes: usize) -> (Arc<tokio::sync::Semaphore>, u32) {
+    let units = u32::try_from(bytes.div_ceil(QUEUE_UNIT).max(1))
+        .unwrap_or(u32::MAX)
+        .min(tokio::sync::Semaphore::MAX_PERMITS as u32);
+    (Arc::new(tokio::sync::Semaphore::new(units as usize)), units)
 }
 
 impl Permit<'_> {
@@ -182,6 +202,11 @@ impl Permit<'_> {
             }));
             return;
         }
+        let bytes = self.bytes;
+        let done: Completion = Box::new(move |r| {
+            drop(bytes);
+            done(r)
+        });
         self.permit.send(Command::Append(AppendRequest { meta, payload, done }));
     }
 }
@@ -222,6 +247,7 @@ impl Wal {
         progress.trim_lsn.store(recovered.trim_lsn, Ordering::Release);
         let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
         let max_entry_bytes = opts.max_entry_bytes.min(MAX_PAYLOAD_LEN);
+        let queue_bytes = opts.queue_bytes;
         let writer = Writer {
             dir: dir.to_path_buf(),
             opts,
@@ -248,6 +274,7 @@ impl Wal {
             backend: Backend::Local(table),
             progress,
             max_entry_bytes,
+            queue_bytes: queue_budget(queue_bytes),
             worker: Mutex::new(Some(Worker::Thread(thread))),
             epoch: None,
         };
@@ -271,6 +298,7 @@ impl Wal {
         progress.trim_lsn.store(recovered.trim_lsn, Ordering::Release);
         let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
         let max_entry_bytes = opts.max_entry_bytes.min(MAX_PAYLOAD_LEN);
+        let queue_bytes = opts.queue_bytes;
         let writer = object_writer::ObjectWriter {
             remote: replayed.remote.clone(),
             opts: obj,
@@ -294,6 +322,7 @@ impl Wal {
             }),
             progress,
             max_entry_bytes,
+            queue_bytes: queue_budget(queue_bytes),
             worker: Mutex::new(Some(Worker::Task(task))),
             epoch: Some(replayed.epoch),
         };
@@ -301,18 +330,37 @@ impl Wal {
     }
 
     /// Waits for room in the append queue.
-    pub async fn reserve(&self) -> Result<Permit<'_>, WalError> {
+    /// Reserves a place in the queue for an entry of `bytes` payload bytes:
+    /// waits while `queue_depth` entries or `queue_bytes` bytes are ahead.
+    pub async fn reserve(&self, bytes: usize) -> Result<Permit<'_>, WalError> {
+        let (budget, total) = &self.queue_bytes;
+        let units = u32::try_from(bytes.div_ceil(QUEUE_UNIT))
+            .unwrap_or(u32::MAX)
+            .min(*total);
+        let bytes = budget
+            .clone()
+            .acquire_many_owned(units)
+            .await
+            .map_err(|_| WalError::Closed)?;
         let permit = self.tx.reserve().await.map_err(|_| WalError::Closed)?;
         Ok(Permit {
             permit,
             max_entry_bytes: self.max_entry_bytes,
+            bytes,
         })
+    }
+
+    /// Payload bytes the queue holds now (reserved and not yet durable),
+    /// rounded up to whole KiB.
+    pub fn queued_bytes(&self) -> usize {
+        let (budget, total) = &self.queue_bytes;
+        (*total as usize).saturating_sub(budget.available_permits()) * QUEUE_UNIT
     }
 
     /// Appends one entry and waits until it is durable.
     pub async fn append(&self, meta: EntryMeta, payload: Bytes) -> Result<Appended, WalError> {
         let (tx, rx) = oneshot::channel();
-        self.reserve().await?.append(
+        self.reserve(payload.len()).await?.append(
             meta,
             payload,
             Box::new(move |r| {

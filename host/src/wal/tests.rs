@@ -205,7 +205,7 @@ fn concurrent_appends_are_acknowledged_in_lsn_order() {
                 for i in 0..200u64 {
                     let (tx, rx) = tokio::sync::oneshot::channel();
                     let order = order.clone();
-                    wal.reserve().await.unwrap().append(
+                    wal.reserve(64).await.unwrap().append(
                         meta(t * 1000 + i),
                         payload(i, 64),
                         Box::new(move |r| {
@@ -382,4 +382,36 @@ fn a_segment_roll_without_file_descriptors_is_put_off_not_fatal() {
     assert!(rec.cut.is_none());
     assert_prefix(&seen, &[1024; 30], 30);
     rt.block_on(wal.shutdown());
+}
+
+#[test]
+fn the_queue_is_bounded_by_bytes_and_a_lone_big_entry_still_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let opts = Options {
+            queue_bytes: 64 * 1024,
+            ..Options::default()
+        };
+        let (wal, _, _) = reopen(dir.path(), opts);
+        // A held reservation of the whole budget makes the next one wait.
+        let held = wal.reserve(64 * 1024).await.unwrap();
+        assert_eq!(wal.queued_bytes(), 64 * 1024);
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(100), wal.reserve(1)).await;
+        assert!(waited.is_err(), "a reservation past the byte budget did not wait");
+        // Its append completing gives the budget back.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        held.append(
+            meta(0),
+            payload(0, 64 * 1024),
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.await.unwrap().unwrap();
+        assert_eq!(wal.queued_bytes(), 0);
+        // An entry bigger than the whole budget goes through alone.
+        wal.append(meta(1), payload(1, 200 * 1024)).await.unwrap();
+        assert_eq!(wal.queued_bytes(), 0);
+        wal.shutdown().await;
+    });
 }

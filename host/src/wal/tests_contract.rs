@@ -127,7 +127,7 @@ pub(super) async fn append_concurrently(
                 let id = first_id + t * per_task + i;
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let order = order.clone();
-                wal.reserve().await.unwrap().append(
+                wal.reserve(size(id)).await.unwrap().append(
                     meta(id),
                     payload(id, size(id)),
                     Box::new(move |r: Result<Appended, WalError>| {

@@ -157,7 +157,7 @@ async fn uploads_finishing_out_of_order_are_acknowledged_in_lsn_order() {
     for i in 0..60u64 {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (acked, inner) = (acked.clone(), f.inner().clone());
-        wal.reserve().await.unwrap().append(
+        wal.reserve(300).await.unwrap().append(
             meta(i),
             payload(i, 300),
             Box::new(move |r| {
@@ -416,7 +416,7 @@ pub(super) async fn queue(
         let done: Completion = Box::new(move |r| {
             let _ = tx.send(r);
         });
-        wal.reserve().await.unwrap().append(meta(i), payload(i, 300), done);
+        wal.reserve(300).await.unwrap().append(meta(i), payload(i, 300), done);
         v.push(rx);
     }
     v
