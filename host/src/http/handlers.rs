@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Body, Path, Query};
+use super::extract::{Body, BudgetedBody, Path, Query};
 use super::openapi::ProduceBody;
 use super::pagination::{PageQuery, page};
 use super::wire::{
@@ -254,7 +254,7 @@ pub async fn produce(
     State(host): State<Host>,
     Path((stream, partition)): Path<(String, u32)>,
     Query(q): Query<ProduceQuery>,
-    Body(body): Body,
+    BudgetedBody { body, .. }: BudgetedBody,
 ) -> Res<Json<ProduceOut>> {
     let records = parse_produce_body(&body)?;
     let max = host.settings().http.max_records_per_request;

@@ -233,3 +233,43 @@ async fn lists_come_in_pages_by_name() {
     let (s, v) = call(Method::GET, "/views?limit=1".into(), String::new()).await;
     assert_eq!((s, &v), (StatusCode::OK, &serde_json::json!({"views": []})));
 }
+
+#[tokio::test]
+async fn produce_bodies_wait_for_the_in_flight_budget_before_they_are_read() {
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = crate::Settings {
+        data_dir: dir.path().to_path_buf(),
+        ..crate::Settings::default()
+    };
+    settings.http.max_in_flight_bytes = bytesize::ByteSize::mib(1);
+    let host = crate::Host::open(settings).await.unwrap();
+    host.create_stream("s", 1).await.unwrap();
+    let app = crate::http::router(host);
+    let produce = |body: axum::body::Body, len: usize| {
+        Request::post("/streams/s/partitions/0/records")
+            .header("content-type", "application/json")
+            .header("content-length", len.to_string())
+            .body(body)
+            .unwrap()
+    };
+    // A 1 MiB body that arrives slowly holds the whole budget.
+    let big = format!(r#"[{{"value":"{}"}}]"#, "x".repeat((1 << 20) - 14));
+    assert_eq!(big.len(), 1 << 20);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let first = tokio::spawn(
+        app.clone()
+            .oneshot(produce(axum::body::Body::from_stream(stream), big.len())),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let small = r#"[{"value":"small"}]"#;
+    let mut second = tokio::spawn(app.clone().oneshot(produce(axum::body::Body::from(small), small.len())));
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(300), &mut second).await;
+    assert!(waited.is_err(), "a produce past the in-flight budget did not wait");
+    tx.send(Ok(bytes::Bytes::from(big))).await.unwrap();
+    drop(tx);
+    assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(second.await.unwrap().unwrap().status(), StatusCode::OK);
+}
