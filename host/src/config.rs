@@ -52,6 +52,11 @@ pub struct Settings {
     /// Payload bytes waiting for the WAL writer (queued or being made
     /// durable) before producers are slowed down.
     pub wal_queue_bytes: ByteSize,
+    /// Request bytes held at once while they are read and decoded, over
+    /// both listeners: HTTP produce bodies (by `Content-Length`, or
+    /// `max_request_bytes` without one) and Kafka frames over 64 KiB. More
+    /// wait before they are read.
+    pub max_in_flight_bytes: ByteSize,
     /// Memory for recent batches served to tailing readers without disk reads.
     pub cache_bytes: ByteSize,
     /// Most partitions a stream may have.
@@ -324,6 +329,7 @@ impl Default for Settings {
             max_group_bytes: ByteSize::mib(16),
             queue_depth: 4096,
             wal_queue_bytes: ByteSize::gib(1),
+            max_in_flight_bytes: ByteSize::mib(256),
             cache_bytes: ByteSize::mib(64),
             max_partitions: 1024,
             max_streams: 10_000,
@@ -396,8 +402,8 @@ impl Settings {
                     .into(),
             );
         }
-        if self.wal_queue_bytes.as_u64() < 1024 * 1024 {
-            return bad("wal_queue_bytes must be at least 1 MiB".into());
+        if self.wal_queue_bytes.as_u64() < 1024 * 1024 || self.max_in_flight_bytes.as_u64() < 1024 * 1024 {
+            return bad("wal_queue_bytes and max_in_flight_bytes must be at least 1 MiB".into());
         }
         if self.max_compaction_memory_bytes.as_u64() < crate::log::meta::Compaction::MIN_MEMORY_BYTES {
             return bad("max_compaction_memory_bytes must be at least 16 MiB".into());

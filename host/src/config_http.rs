@@ -24,11 +24,6 @@ pub struct HttpSettings {
     pub max_concurrent_requests: usize,
     /// Records one produce request may carry.
     pub max_records_per_request: usize,
-    /// Produce request bodies held at once over all connections (each
-    /// counts its `Content-Length`, or `max_request_bytes` when it has
-    /// none) while they are read, decoded and wait for the WAL; more wait
-    /// before their bodies are read.
-    pub max_in_flight_bytes: bytesize::ByteSize,
 }
 
 impl Default for HttpSettings {
@@ -39,7 +34,6 @@ impl Default for HttpSettings {
             max_connections: 10_000,
             max_concurrent_requests: 1_024,
             max_records_per_request: 100_000,
-            max_in_flight_bytes: bytesize::ByteSize::mib(256),
         }
     }
 }
@@ -54,9 +48,6 @@ impl HttpSettings {
                 "http.max_connections, http.max_concurrent_requests and http.max_records_per_request must be positive"
                     .into(),
             );
-        }
-        if self.max_in_flight_bytes.as_u64() < 1024 * 1024 {
-            return Err("http.max_in_flight_bytes must be at least 1 MiB".into());
         }
         Ok(())
     }

@@ -150,31 +150,12 @@ impl FromRequest<Host> for PluginBody {
 }
 
 /// The body of a produce request, read only once its size fits the node's
-/// `[http] max_in_flight_bytes` budget; the budget is held until the
-/// handler is done with it (decoded, appended and acknowledged).
+/// `max_in_flight_bytes` budget; the budget is held until the handler is
+/// done with it (decoded, appended and acknowledged).
 #[derive(Debug)]
 pub struct BudgetedBody {
     pub body: Bytes,
-    _budget: Option<tokio::sync::OwnedSemaphorePermit>,
-}
-
-/// The node-wide budget of produce body bytes, in KiB permits.
-#[derive(Debug, Clone)]
-pub struct InFlight {
-    budget: std::sync::Arc<tokio::sync::Semaphore>,
-    total: u32,
-}
-
-impl InFlight {
-    pub fn new(bytes: u64) -> InFlight {
-        let total = u32::try_from(bytes.div_ceil(1024).max(1))
-            .unwrap_or(u32::MAX)
-            .min(tokio::sync::Semaphore::MAX_PERMITS as u32);
-        InFlight {
-            budget: std::sync::Arc::new(tokio::sync::Semaphore::new(total as usize)),
-            total,
-        }
-    }
+    _budget: crate::node::InFlight,
 }
 
 impl FromRequest<Host> for BudgetedBody {
@@ -187,20 +168,8 @@ impl FromRequest<Host> for BudgetedBody {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or_else(|| host.settings().max_request_bytes.as_u64());
-        let permit = match req.extensions().get::<InFlight>().cloned() {
-            Some(f) => {
-                let units = u32::try_from(declared.div_ceil(1024)).unwrap_or(u32::MAX).min(f.total);
-                Some(f.budget.acquire_many_owned(units).await.map_err(|_| {
-                    ApiError(Error::new(
-                        ErrorKind::Unavailable,
-                        "shutting_down",
-                        "the node is shutting down",
-                    ))
-                })?)
-            }
-            None => None,
-        };
+        let budget = host.reserve_in_flight(declared).await?;
         let Body(body) = Body::from_request(req, host).await?;
-        Ok(BudgetedBody { body, _budget: permit })
+        Ok(BudgetedBody { body, _budget: budget })
     }
 }

@@ -111,9 +111,6 @@ pub fn router(host: Host) -> Router {
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::Extension(extract::InFlight::new(
-            host.settings().http.max_in_flight_bytes.as_u64(),
-        )))
         .layer(axum::middleware::from_fn_with_state(host.clone(), auth::require_token))
         .layer(axum::middleware::from_fn_with_state(host.clone(), auth::same_site))
         .with_state(host)

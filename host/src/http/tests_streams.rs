@@ -243,7 +243,7 @@ async fn produce_bodies_wait_for_the_in_flight_budget_before_they_are_read() {
         data_dir: dir.path().to_path_buf(),
         ..crate::Settings::default()
     };
-    settings.http.max_in_flight_bytes = bytesize::ByteSize::mib(1);
+    settings.max_in_flight_bytes = bytesize::ByteSize::mib(1);
     let host = crate::Host::open(settings).await.unwrap();
     host.create_stream("s", 1).await.unwrap();
     let app = crate::http::router(host);

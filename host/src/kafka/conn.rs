@@ -109,12 +109,16 @@ async fn read_requests(
 ) -> End {
     let mut read = BufReader::with_capacity(64 * 1024, read);
     loop {
-        let frame = match tokio::time::timeout(ctx.idle, read_frame(&mut read, ctx.max_frame)).await {
+        let frame = match tokio::time::timeout(ctx.idle, read_frame(ctx, &mut read)).await {
             Err(_) => return End::Idle,
             Ok(Err(e)) => return e,
             Ok(Ok(frame)) => frame,
         };
+        let (frame, budget) = frame;
         let step = dispatch::handle(ctx, conn, frame).await;
+        // Decoded and handed on (a produce is in the WAL queue, which
+        // bounds its own bytes): the frame's share of the budget is back.
+        drop(budget);
         if tx.send(step).await.is_err() {
             return End::Closed;
         }
@@ -175,7 +179,15 @@ async fn write_answers(write: impl AsyncWrite + Unpin, mut rx: tokio::sync::mpsc
 }
 
 /// One frame's body (after its 4-byte length).
-async fn read_frame(read: &mut BufReader<impl AsyncRead + Unpin>, max: usize) -> Result<Bytes, End> {
+/// Frames at least this big reserve their size from the node's
+/// `max_in_flight_bytes` before they are read.
+const BUDGETED_FRAME: usize = 64 * 1024;
+
+async fn read_frame(
+    ctx: &Ctx,
+    read: &mut BufReader<impl AsyncRead + Unpin>,
+) -> Result<(Bytes, Option<crate::node::InFlight>), End> {
+    let max = ctx.max_frame;
     let mut len = [0u8; 4];
     match read.read_exact(&mut len).await {
         Ok(_) => {}
@@ -191,6 +203,13 @@ async fn read_frame(read: &mut BufReader<impl AsyncRead + Unpin>, max: usize) ->
             )));
         }
     };
+    let budget = match len >= BUDGETED_FRAME {
+        true => match ctx.host.reserve_in_flight(len as u64).await {
+            Ok(b) => Some(b),
+            Err(e) => return Err(End::Refused(e.to_string())),
+        },
+        false => None,
+    };
     // Grows as bytes arrive: announcing a big frame costs nothing until sent.
     let mut body = Vec::with_capacity(len.min(64 * 1024));
     let got = (&mut *read)
@@ -203,5 +222,5 @@ async fn read_frame(read: &mut BufReader<impl AsyncRead + Unpin>, max: usize) ->
             "connection ended {got} bytes into a frame of {len}"
         )));
     }
-    Ok(Bytes::from(body))
+    Ok((Bytes::from(body), budget))
 }

@@ -29,6 +29,7 @@ pub use crate::pipeline::Status as PipelineStatus;
 pub use crate::plugin::{PluginInfo, VersionInfo};
 pub use crate::tier::TierStatus;
 pub use crate::tier::compact::CompactionStatus;
+pub use in_flight::InFlight;
 
 /// Running plugins without a node (`sluice plugin test`): the same runtime,
 /// limits and world detection a node uses.
@@ -41,6 +42,7 @@ mod committed;
 mod committed_store;
 mod coordinators;
 mod groups;
+mod in_flight;
 mod offsets;
 mod plugins;
 mod readiness;
@@ -107,6 +109,8 @@ struct Inner {
     compile_slots: tokio::sync::Semaphore,
     /// `[tls]`, loaded at start (`None`: plain TCP).
     tls: Option<crate::tls::Tls>,
+    /// Request bytes being read and decoded (`max_in_flight_bytes`).
+    in_flight: in_flight::Budget,
 }
 
 type TimeIndexes = std::collections::HashMap<(u32, u32), Arc<tokio::sync::Mutex<time_index::TimeIndex>>>;
@@ -176,6 +180,7 @@ impl Host {
         let runtime = Runtime::new(settings.plugin_limits())?;
         let caps = settings.registry_caps();
         let compiles = settings.plugins.max_concurrent_compiles;
+        let in_flight_bytes = settings.max_in_flight_bytes.as_u64();
         let (log, plugins) = blocking(move || -> Result<(Log, Registry), Error> {
             let log = Log::open(&dir, opts)?;
             let plugins = Registry::open_with(&dir, runtime, caps)?;
@@ -218,6 +223,7 @@ impl Host {
                 view_instances: views::InstancePool::default(),
                 compile_slots: tokio::sync::Semaphore::new(compiles),
                 tls,
+                in_flight: in_flight::Budget::new(in_flight_bytes),
             }),
         })
     }
