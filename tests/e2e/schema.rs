@@ -28,7 +28,9 @@ async fn every_answer_matches_the_openapi_document_and_none_is_a_server_error() 
     let out = tokio::task::spawn_blocking({
         let (st, url) = (st.to_path_buf(), server.url("/openapi.json"));
         move || {
+            // st keeps a cache in its working directory: not in the checkout.
             Command::new(st)
+                .current_dir(std::env::temp_dir())
                 .args(["run", &url, "--checks", CHECKS, "--max-examples", &examples])
                 .args(["--seed", &seed.to_string(), "--request-timeout", "30", "--no-color"])
                 .output()
