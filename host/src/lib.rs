@@ -30,6 +30,9 @@ pub mod config;
 pub(crate) mod error;
 pub mod fdlimit;
 pub(crate) mod fsutil;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod groups;
 pub mod http;
 pub mod kafka;

@@ -223,6 +223,24 @@ fn run_bad_input(server: &Listener) {
     f.put_slice(&[0xff; 40]);
     send_raw(&mut s, &f);
     assert!(closed(&mut s));
+    // Lengths that claim more than the frame holds: a Metadata v0 topics
+    // array of i32::MAX entries (14 bytes that once asked for a 154 GB
+    // allocation and aborted the node), the same as a compact array (v9),
+    // and a client id string longer than the frame.
+    let mut huge_array = header(3, 0, 6);
+    huge_array.put_i32(i32::MAX);
+    let mut huge_compact = header(3, 9, 7);
+    huge_compact.put_u8(0); // no tagged fields in the header
+    huge_compact.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    let mut huge_string = BytesMut::new();
+    huge_string.put_slice(&[0, 3, 0, 0, 0, 0, 0, 8]);
+    huge_string.put_i16(i16::MAX);
+    for frame in [huge_array, huge_compact, huge_string] {
+        let mut s = server.connect();
+        send_raw(&mut s, &frame);
+        assert!(closed(&mut s), "frame {frame:?} should close its connection");
+    }
+    api_versions_ok(&mut good);
     // A frame over kafka_max_frame_bytes is refused from its length alone.
     let mut s = server.connect();
     s.write_all(&(64 * 1024 * 1024i32).to_be_bytes()).expect("write");

@@ -23,11 +23,11 @@ use crate::node::Record;
 
 /// Bytes before a batch's records: base offset (8), length (4), then the
 /// 49 bytes the length counts up to the records.
-pub(super) const HEADER_LEN: usize = 61;
+pub(crate) const HEADER_LEN: usize = 61;
 /// Bytes of a batch counted by its length field, before the records.
 const LENGTH_COUNTED_HEADER: usize = HEADER_LEN - 12;
 /// Where the CRC-covered part starts (attributes onwards).
-pub(super) const CRC_START: usize = 21;
+pub(crate) const CRC_START: usize = 21;
 /// The smallest record: seven one-byte varints and the attributes byte.
 const MIN_RECORD_LEN: usize = 7;
 
@@ -38,7 +38,7 @@ const ATTR_CONTROL: i16 = 1 << 5;
 
 /// Why a produced record set was refused; each maps to one Kafka error code.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum BatchError {
+pub(crate) enum BatchError {
     /// Framing, CRC or record encoding is wrong (CORRUPT_MESSAGE).
     #[error("corrupt record batch: {0}")]
     Corrupt(String),
@@ -62,7 +62,7 @@ impl From<Inflate> for BatchError {
 
 /// The idempotent-producer fields of a batch (`producer_id` -1: none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct ProducerFields {
+pub(crate) struct ProducerFields {
     pub producer_id: i64,
     pub producer_epoch: i16,
     pub base_sequence: i32,
@@ -70,14 +70,14 @@ pub(super) struct ProducerFields {
 
 /// One decoded batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Produced {
+pub(crate) struct Produced {
     pub records: Vec<Record>,
     pub producer: ProducerFields,
 }
 
 /// Decodes every batch of a produce request's record set. `cap` bounds one
 /// batch's size, compressed and decompressed.
-pub(super) fn decode_batches(data: &Bytes, cap: usize, now_ms: u64) -> Result<Vec<Produced>, BatchError> {
+pub(crate) fn decode_batches(data: &Bytes, cap: usize, now_ms: u64) -> Result<Vec<Produced>, BatchError> {
     let mut rest = data.clone();
     let mut out = Vec::new();
     if rest.is_empty() {

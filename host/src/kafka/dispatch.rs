@@ -22,7 +22,7 @@ use super::conn::Conn;
 use super::{Ctx, apis, legacy};
 
 /// The APIs and versions this node answers: (API, lowest, highest).
-pub(super) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 0, 9),
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 6),
@@ -48,7 +48,7 @@ pub(super) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
 
 /// Produce versions advertised but answered with UNSUPPORTED_VERSION
 /// (they carry message sets, not record batches).
-pub(super) const LEGACY_PRODUCE: std::ops::RangeInclusive<i16> = 0..=2;
+pub(crate) const LEGACY_PRODUCE: std::ops::RangeInclusive<i16> = 0..=2;
 
 /// What the connection does with a request.
 pub(super) enum Reply {

@@ -19,7 +19,7 @@ pub(super) fn produce(_ctx: &Ctx, _conn: &mut Conn, frame: Bytes, version: i16) 
     }
 }
 
-fn answer(mut frame: Bytes, version: i16) -> Result<Option<Bytes>, &'static str> {
+pub(crate) fn answer(mut frame: Bytes, version: i16) -> Result<Option<Bytes>, &'static str> {
     let need = |b: &Bytes, n: usize| if b.remaining() < n { Err("truncated") } else { Ok(()) };
     need(&frame, 8)?;
     frame.advance(4);

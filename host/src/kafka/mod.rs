@@ -20,13 +20,13 @@ use crate::error::{Error, ErrorKind};
 use crate::node::Host;
 
 mod apis;
-mod batch;
+pub(crate) mod batch;
 mod compress;
 mod conn;
-mod dispatch;
+pub(crate) mod dispatch;
 mod encode;
 mod error;
-mod legacy;
+pub(crate) mod legacy;
 
 /// What every connection of a listener shares.
 pub(crate) struct Ctx {

@@ -62,6 +62,10 @@ pub fn encode_batch(records: &[Record]) -> Result<Bytes, String> {
 
 /// Decodes a batch of `count` records starting at `base_offset`.
 pub fn decode_batch(batch: &Bytes, base_offset: u64, count: u32) -> Result<Vec<OffsetRecord>, DecodeError> {
+    if base_offset.checked_add(u64::from(count)).is_none() {
+        let (what, len) = ("record count past the last offset", count as usize);
+        return Err(DecodeError::TooLong { what, len });
+    }
     let views = decode_records(batch, count)?;
     Ok(views
         .into_iter()

@@ -118,7 +118,7 @@ pub fn decode_header(buf: &[u8]) -> Result<ObjectHeader, Corruption> {
     };
     if h.entries == 0 || h.last_lsn.checked_sub(h.first_lsn) != Some(h.entries as u64 - 1) {
         return Err(Corruption::LsnGap {
-            expected: h.first_lsn + (h.entries as u64).saturating_sub(1),
+            expected: h.first_lsn.saturating_add((h.entries as u64).saturating_sub(1)),
             found: h.last_lsn,
         });
     }
@@ -130,7 +130,7 @@ pub fn decode_object(buf: &[u8]) -> Result<(ObjectHeader, Vec<ObjectEntry>), Cor
     let header = decode_header(buf)?;
     let mut entries = Vec::with_capacity(header.entries.min(1 << 20) as usize);
     let mut pos = OBJECT_HEADER_LEN;
-    let mut expected = header.first_lsn;
+    let mut expected = Some(header.first_lsn);
     while pos < buf.len() {
         let raw: &[u8; ENTRY_HEADER_LEN] = buf
             .get(pos..pos + ENTRY_HEADER_LEN)
@@ -143,7 +143,8 @@ pub fn decode_object(buf: &[u8]) -> Result<(ObjectHeader, Vec<ObjectEntry>), Cor
         if !entry_crc_ok(&h, raw, payload) {
             return Err(Corruption::BadCrc);
         }
-        if h.lsn != expected || h.lsn > header.last_lsn {
+        if Some(h.lsn) != expected || h.lsn > header.last_lsn {
+            let expected = expected.unwrap_or(u64::MAX);
             return Err(Corruption::LsnGap { expected, found: h.lsn });
         }
         entries.push(ObjectEntry {
@@ -152,7 +153,8 @@ pub fn decode_object(buf: &[u8]) -> Result<(ObjectHeader, Vec<ObjectEntry>), Cor
             payload_pos: pos + ENTRY_HEADER_LEN,
             payload_len: h.payload_len,
         });
-        expected += 1;
+        // None past u64::MAX: no entry can follow.
+        expected = h.lsn.checked_add(1);
         pos += ENTRY_HEADER_LEN + h.payload_len;
     }
     if entries.len() != header.entries as usize {

@@ -246,7 +246,8 @@ fn scan_segment(
         if !entry_crc_ok(&header, &raw, &payload) {
             return Ok(Err((pos, Corruption::BadCrc)));
         }
-        if header.lsn != *expected {
+        // An entry at u64::MAX would leave no next LSN: refused like a gap.
+        if header.lsn != *expected || header.lsn == u64::MAX {
             return Ok(Err((
                 pos,
                 Corruption::LsnGap {
