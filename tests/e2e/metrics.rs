@@ -112,11 +112,7 @@ async fn the_named_series_count_what_the_node_did() {
         "sluice_http_request_seconds_count",
         &[r#"route="/plugins/{name}""#],
     );
-    // State gauges exist for every partition and pipeline (lag may be 0).
-    assert!(
-        sample(&text, "sluice_upload_lag_bytes", &[r#"stream="m""#, r#"partition="0""#]).is_some(),
-        "{text}"
-    );
+    // A pipeline's lag gauge exists whatever its value.
     assert!(
         sample(&text, "sluice_pipeline_lag_records", &[r#"pipeline="up""#]).is_some(),
         "{text}"
@@ -177,4 +173,54 @@ async fn names_that_resolve_to_nothing_never_become_labels() {
     let text = scrape(&client, &server).await;
     assert!(!text.contains("ghost-"), "unresolved names became labels:\n{text}");
     nonzero(&text, "sluice_append_errors_total", &["stream=\"\""]);
+}
+
+/// A scrape names only partitions with something to report: of a stream
+/// of 200 idle partitions, only the one holding data not yet uploaded has
+/// an upload-lag series. Deleting the stream removes all its series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_partitions_and_deleted_streams_have_no_series() {
+    let config = "upload_min_bytes = \"1GiB\"\nupload_interval = \"1h\"\n".to_string();
+    let server = Server::start_with(ServerOptions {
+        config: Some(config),
+        ..ServerOptions::default()
+    })
+    .await;
+    let client = support::client();
+    support::create_stream(&client, &server, "wide", 200).await;
+    let records: Vec<_> = (0..5).map(|i| json!({"value": format!("v{i}")})).collect();
+    let resp = client
+        .post(server.url("/streams/wide/partitions/3/records"))
+        .json(&json!(records))
+        .send()
+        .await
+        .expect("produce");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let page = support::expect_json(consume(&client, &server, "wide", 3, "").await, StatusCode::OK).await;
+    assert_eq!(values(&page).len(), 5);
+
+    let text = scrape(&client, &server).await;
+    let lag_series = text
+        .lines()
+        .filter(|l| l.starts_with(r#"sluice_upload_lag_records{stream="wide""#))
+        .count();
+    assert_eq!(lag_series, 1, "only the partition with data to upload:\n{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "sluice_upload_lag_records",
+            &[r#"stream="wide""#, r#"partition="3""#]
+        ),
+        Some(5.0)
+    );
+    nonzero(&text, "sluice_append_records_total", &[r#"stream="wide""#]);
+    nonzero(&text, "sluice_read_records_total", &[r#"stream="wide""#]);
+
+    let resp = client.delete(server.url("/streams/wide")).send().await.expect("delete");
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let text = scrape(&client, &server).await;
+    assert!(
+        !text.contains(r#"stream="wide""#),
+        "series of a deleted stream:\n{text}"
+    );
 }

@@ -98,8 +98,7 @@ impl Cluster {
                     backoff
                 }
                 Err(e) => {
-                    ::metrics::counter!(crate::metrics::REPLICATION_FETCH_ERRORS, "stream" => stream.clone())
-                        .increment(1);
+                    crate::metrics::add(&stream, crate::metrics::StreamCounter::ReplicationFetchErrors, 1);
                     failures += 1;
                     frag = None;
                     let msg = e.to_string();
@@ -324,7 +323,11 @@ impl Cluster {
     async fn append(&self, view: &ReplicaView, batches: Vec<RawBatch>) -> Result<(), ClusterError> {
         let len: usize = batches.iter().map(|b| b.payload.len()).sum();
         self.log.append_replica(&view.stream, view.partition, batches).await?;
-        ::metrics::counter!(crate::metrics::REPLICATION_BYTES, "stream" => view.stream.clone()).increment(len as u64);
+        crate::metrics::add(
+            &view.stream,
+            crate::metrics::StreamCounter::ReplicationBytes,
+            len as u64,
+        );
         Ok(())
     }
 }

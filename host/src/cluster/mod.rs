@@ -315,6 +315,23 @@ impl Cluster {
         Ok(out)
     }
 
+    /// Stream, partition and status of every replicated partition this node
+    /// leads (`leading`) or follows, in stream and partition order.
+    pub fn statuses(&self, leading: bool) -> Vec<(String, u32, ReplicationStatus)> {
+        let mut out: Vec<_> = self
+            .log
+            .replicas()
+            .into_iter()
+            .filter(|v| (v.state.leadership.leader == self.node_id) == leading)
+            .filter_map(|v| {
+                let st = self.status(&v.stream, v.partition).ok()?;
+                Some((v.stream, v.partition, st))
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        out
+    }
+
     /// A copy of a led partition's tracker (a fresh one before any fetch).
     fn tracker_of(&self, v: &crate::log::replica::ReplicaView, now: Instant) -> Tracker {
         lock(&self.trackers)

@@ -99,6 +99,9 @@ pub(super) mod codes {
     pub fn unknown_topic() -> i16 {
         K::UnknownTopicOrPartition.code()
     }
+    pub fn unknown_server_error() -> i16 {
+        K::UnknownServerError.code()
+    }
     pub fn unsupported_version() -> i16 {
         K::UnsupportedVersion.code()
     }

@@ -137,7 +137,7 @@ impl Log {
                         | LogError::InvalidName { .. }
                 );
                 let label = if unresolved { String::new() } else { stream };
-                ::metrics::counter!(m::APPEND_ERRORS, "stream" => label).increment(1);
+                m::add(&label, m::StreamCounter::AppendErrors, 1);
                 return Err(e);
             }
         };
@@ -149,10 +149,10 @@ impl Log {
             match &res {
                 Ok(_) => {
                     ::metrics::histogram!(m::APPEND_SECONDS).record(started.elapsed().as_secs_f64());
-                    ::metrics::counter!(m::APPEND_RECORDS, "stream" => stream.clone()).increment(count);
-                    ::metrics::counter!(m::APPEND_BYTES, "stream" => stream).increment(bytes as u64);
+                    m::add(&stream, m::StreamCounter::AppendRecords, count);
+                    m::add(&stream, m::StreamCounter::AppendBytes, bytes as u64);
                 }
-                Err(_) => ::metrics::counter!(m::APPEND_ERRORS, "stream" => stream).increment(1),
+                Err(_) => m::add(&stream, m::StreamCounter::AppendErrors, 1),
             }
             res
         }))
@@ -258,7 +258,7 @@ impl Log {
         tx: oneshot::Sender<Result<Appended, WalError>>,
         also: impl FnOnce() + Send + 'static,
     ) -> wal::Completion {
-        let (cache, indexed) = (self.cache.clone(), self.indexed_lsn.clone());
+        let (cache, indexed, touched) = (self.cache.clone(), self.indexed_lsn.clone(), self.touched.clone());
         Box::new(move |res| {
             let res = res.map(|a| {
                 b.part.commit(BatchRef {
@@ -270,6 +270,7 @@ impl Log {
                     producer: b.producer,
                 });
                 also();
+                touched.insert((b.stream_id, b.partition));
                 cache.insert((b.stream_id, b.partition, b.base_offset), b.cached);
                 indexed.fetch_max(a.lsn + 1, Ordering::AcqRel);
                 Appended {

@@ -159,6 +159,8 @@ pub struct Log {
     indexed_lsn: Arc<AtomicU64>,
     /// Where offsets no longer in the WAL are read from.
     cold: OnceLock<Arc<dyn ColdStore>>,
+    /// Partitions with new durable batches, for the uploader.
+    touched: Arc<tiering::Touched>,
     opts: Options,
 }
 
@@ -199,6 +201,7 @@ impl Log {
         Ok(Log {
             indexed_lsn: Arc::new(AtomicU64::new(recovered.next_lsn)),
             cold: OnceLock::new(),
+            touched: Arc::default(),
             progress,
             producers,
             data_dir: data_dir.to_path_buf(),
@@ -292,7 +295,13 @@ impl Log {
             partitions: parts,
         });
         let info = describe(&stream);
+        let id = stream.meta.id;
         self.write_streams().insert(name.into(), stream);
+        // The uploader learns the new partitions' tiered range (and
+        // claims them for retention) on its next round.
+        for p in 0..partitions {
+            self.touched.insert((id, p));
+        }
         Ok(info)
     }
 
@@ -309,6 +318,8 @@ impl Log {
         self.apply_control(&mut snap, &ControlOp::DeleteStream { id: stream.meta.id })
             .await?;
         self.write_streams().remove(name);
+        // Its series go with it (a new stream of that name starts at zero).
+        crate::metrics::forget_stream(name);
         self.cache.remove_stream(stream.meta.id);
         Ok(())
     }

@@ -5,6 +5,10 @@
 //! ([`Log::read`]) or as runs of stored record bodies ([`Log::read_runs`],
 //! for faces that re-encode them without building records first).
 //!
+//! Walking batches is CPU work: more than `WALK_ON_WORKER_BYTES` of them (or
+//! any read from the WAL files) is walked on a blocking thread, so a read
+//! of a huge batch never stalls the async workers other requests share.
+//!
 //! Invariants: at least one record is returned when one exists, even if it
 //! alone exceeds `max_bytes`, so a consumer always makes progress; a batch
 //! trimmed between planning and reading is planned again (a bounded number
@@ -128,8 +132,7 @@ impl Log {
                 Plan::Cold { until } => self.read_cold(&s, partition, until, &mut acc).await?,
             };
             if done {
-                ::metrics::counter!(crate::metrics::READ_RECORDS, "stream" => stream.to_string())
-                    .increment(acc.taken as u64);
+                crate::metrics::add(stream, crate::metrics::StreamCounter::ReadRecords, acc.taken as u64);
                 return Ok((acc, range.start..range.end));
             }
         }
@@ -154,19 +157,26 @@ impl Log {
             .await
             .map_err(|e| err(acc.next, e))?;
         let before = acc.next;
-        for b in read.batches {
-            let full = acc
-                .push(&b.payload, b.base_offset, b.count, until)
-                .map_err(|e| LogError::Corrupt {
-                    stream: s.meta.name.clone(),
-                    partition,
-                    offset: b.base_offset,
-                    reason: e.to_string(),
-                })?;
-            if full {
-                return Ok(true);
-            }
-            acc.next = acc.next.max(b.end().min(until));
+        let total = read
+            .batches
+            .iter()
+            .fold(0u64, |sum, b| sum.saturating_add(b.payload.len() as u64));
+        let full = if total < WALK_ON_WORKER_BYTES {
+            take_cold(&s.meta.name, partition, &read.batches, until, acc)?
+        } else {
+            let (name, batches) = (s.meta.name.clone(), read.batches);
+            let mut owned = std::mem::take(acc);
+            let (owned, res) = tokio::task::spawn_blocking(move || {
+                let res = take_cold(&name, partition, &batches, until, &mut owned);
+                (owned, res)
+            })
+            .await
+            .map_err(|e| WalError::Poisoned(format!("read task failed: {e}")))?;
+            *acc = owned;
+            res?
+        };
+        if full {
+            return Ok(true);
         }
         // Offsets covered without records (removed by compaction) are skipped.
         acc.next = acc.next.max(read.covered_until.min(until));
@@ -177,7 +187,9 @@ impl Log {
     }
 
     /// Fetches and decodes planned batches into `acc`; returns whether a
-    /// limit was reached.
+    /// limit was reached. Cached batches under [`WALK_ON_WORKER_BYTES`] are
+    /// walked here; anything read from the WAL, or bigger, on a blocking
+    /// thread, so no reader stalls the async workers.
     async fn read_planned(
         &self,
         s: &Stream,
@@ -186,43 +198,81 @@ impl Log {
         acc: &mut Acc,
     ) -> Result<bool, LogError> {
         let id = s.meta.id;
-        // All cached (a tailing reader): no blocking task at all.
+        // All cached (a tailing reader): no blocking task when small.
         let cached: Option<Vec<Bytes>> = plan
             .iter()
             .map(|b| self.cache.get(&(id, partition, b.base_offset)))
             .collect();
-        let payloads = match cached {
-            Some(p) => p,
-            None => {
-                let (wal, cache, plan) = (self.wal.clone(), self.cache.clone(), plan.to_vec());
-                tokio::task::spawn_blocking(move || {
-                    plan.iter()
-                        .map(|b| super::tiering::load_payload(&cache, &wal, id, partition, b))
-                        .collect::<Result<Vec<Bytes>, WalError>>()
-                })
-                .await
-                .map_err(|e| WalError::Poisoned(format!("read task failed: {e}")))??
-            }
-        };
-        for (b, payload) in plan.iter().zip(payloads) {
-            let full = acc
-                .push(&payload, b.base_offset, b.count, u64::MAX)
-                .map_err(|e| LogError::Corrupt {
-                    stream: s.meta.name.clone(),
-                    partition,
-                    offset: b.base_offset,
-                    reason: e.to_string(),
-                })?;
-            if full {
-                return Ok(true);
-            }
-            acc.next = acc.next.max(b.end());
+        let total = plan.iter().fold(0u64, |sum, b| sum.saturating_add(b.payload_len()));
+        if let Some(payloads) = &cached
+            && total < WALK_ON_WORKER_BYTES
+        {
+            return take_planned(&s.meta.name, partition, plan, payloads, acc);
         }
-        Ok(acc.full())
+        let (wal, cache, plan) = (self.wal.clone(), self.cache.clone(), plan.to_vec());
+        let name = s.meta.name.clone();
+        let mut owned = std::mem::take(acc);
+        let (owned, res) = tokio::task::spawn_blocking(move || {
+            let payloads = match cached {
+                Some(p) => Ok(p),
+                None => plan
+                    .iter()
+                    .map(|b| super::tiering::load_payload(&cache, &wal, id, partition, b))
+                    .collect::<Result<Vec<Bytes>, WalError>>()
+                    .map_err(LogError::from),
+            };
+            let res = payloads.and_then(|p| take_planned(&name, partition, &plan, &p, &mut owned));
+            (owned, res)
+        })
+        .await
+        .map_err(|e| WalError::Poisoned(format!("read task failed: {e}")))?;
+        *acc = owned;
+        res
     }
 }
 
+/// Cached batches smaller than this (together) are walked on the async
+/// worker that serves the read; bigger ones on a blocking thread.
+const WALK_ON_WORKER_BYTES: u64 = 1024 * 1024;
+
+/// Takes records from batches read from the object store into `acc`, up to
+/// `until`; returns whether a limit was reached.
+fn take_cold(
+    stream: &str,
+    partition: u32,
+    batches: &[super::ColdBatch],
+    until: u64,
+    acc: &mut Acc,
+) -> Result<bool, LogError> {
+    for b in batches {
+        if acc.push_checked(stream, partition, &b.payload, b.base_offset, b.count, until)? {
+            return Ok(true);
+        }
+        acc.next = acc.next.max(b.end().min(until));
+    }
+    Ok(false)
+}
+
+/// Takes records from the planned batches' payloads into `acc`; returns
+/// whether a limit was reached.
+fn take_planned(
+    stream: &str,
+    partition: u32,
+    plan: &[BatchRef],
+    payloads: &[Bytes],
+    acc: &mut Acc,
+) -> Result<bool, LogError> {
+    for (b, payload) in plan.iter().zip(payloads) {
+        if acc.push_checked(stream, partition, payload, b.base_offset, b.count, u64::MAX)? {
+            return Ok(true);
+        }
+        acc.next = acc.next.max(b.end());
+    }
+    Ok(acc.full())
+}
+
 /// Records gathered by one read, and its limits.
+#[derive(Default)]
 pub(super) struct Acc {
     /// Decoded records (unless `keep_runs`).
     records: Vec<OffsetRecord>,
@@ -309,6 +359,25 @@ impl Acc {
             });
         }
         Ok(stopped == Some(true))
+    }
+
+    /// [`Acc::push`], a batch that does not decode reported as corrupt.
+    fn push_checked(
+        &mut self,
+        stream: &str,
+        partition: u32,
+        payload: &Bytes,
+        base_offset: u64,
+        count: u32,
+        until: u64,
+    ) -> Result<bool, LogError> {
+        self.push(payload, base_offset, count, until)
+            .map_err(|e| LogError::Corrupt {
+                stream: stream.to_string(),
+                partition,
+                offset: base_offset,
+                reason: e.to_string(),
+            })
     }
 
     fn full(&self) -> bool {

@@ -452,3 +452,46 @@ async fn stream_and_total_partition_caps_hold() {
     log.create_stream("c", 2).await.unwrap();
     log.shutdown().await;
 }
+
+/// A read that must walk a big batch (to its last record) does the walk on
+/// a blocking thread: on a one-thread runtime, another task keeps running
+/// while the read is in progress. Walked on the async worker, the ticker
+/// would get no turn until the read returned.
+#[tokio::test(flavor = "current_thread")]
+async fn a_big_batch_is_walked_off_the_async_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.create_stream("s", 1).await.unwrap();
+    let records: Vec<Record> = (0..300_000).map(|i| rec(&format!("{i:07}"))).collect();
+    let last = records.len() as u64 - 1;
+    log.append("s", 0, &records).await.unwrap();
+
+    let reading = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ticks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let ticker = {
+        let (reading, ticks) = (reading.clone(), ticks.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                if reading.load(std::sync::atomic::Ordering::SeqCst) {
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        })
+    };
+    let mut walked = 0;
+    for _ in 0..5 {
+        reading.store(true, std::sync::atomic::Ordering::SeqCst);
+        let b = log.read("s", 0, last, 10, 1 << 20).await.unwrap();
+        reading.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(values(&b), vec![format!("{last:07}")]);
+        walked += 1;
+    }
+    ticker.abort();
+    let ticks = ticks.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        ticks >= 5,
+        "{ticks} ticks during {walked} reads of a 300,000-record batch"
+    );
+    log.shutdown().await;
+}

@@ -9,8 +9,9 @@
 //!   start and floor and every pipeline position, so a restart knows what
 //!   the trimmed entries said.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -79,34 +80,80 @@ impl Log {
 
     /// Every partition of every stream.
     pub fn tier_partitions(&self) -> Vec<TierPartition> {
-        let streams: Vec<Arc<Stream>> = self.read_streams().values().cloned().collect();
+        self.tier_partitions_where(|_, _| true)
+    }
+
+    /// The partitions of one stream (none if there is no such stream).
+    pub fn stream_tier_partitions(&self, name: &str) -> Vec<TierPartition> {
+        let Some(s) = self.read_streams().get(name).cloned() else {
+            return Vec::new();
+        };
+        (0..s.partitions.len() as u32)
+            .filter_map(|i| tier_partition(&s, i))
+            .collect()
+    }
+
+    /// The partitions of the streams `keep` selects by their retention and
+    /// compaction policy.
+    pub fn tier_partitions_where(
+        &self,
+        keep: impl Fn(&Retention, Option<&meta::Compaction>) -> bool,
+    ) -> Vec<TierPartition> {
+        let streams: Vec<Arc<Stream>> = self
+            .read_streams()
+            .values()
+            .filter(|s| keep(&s.meta.retention, s.meta.compaction.as_ref()))
+            .cloned()
+            .collect();
         let mut out = Vec::new();
         for s in streams {
-            for (i, p) in s.partitions.iter().enumerate() {
-                out.push(TierPartition {
-                    stream: s.meta.name.clone(),
-                    stream_id: s.meta.id,
-                    partition: i as u32,
-                    retention: s.meta.retention,
-                    compaction: s.meta.compaction.clone(),
-                    state: p.clone(),
-                });
+            out.extend((0..s.partitions.len() as u32).filter_map(|i| tier_partition(&s, i)));
+        }
+        out
+    }
+
+    /// The partitions named by `keys` (stream id, partition) that still
+    /// exist, in one pass over the streams.
+    pub fn tier_partitions_of(&self, keys: &HashSet<(u32, u32)>) -> Vec<TierPartition> {
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        let mut by_stream: HashMap<u32, Vec<u32>> = HashMap::new();
+        for &(id, partition) in keys {
+            by_stream.entry(id).or_default().push(partition);
+        }
+        let streams: Vec<Arc<Stream>> = self
+            .read_streams()
+            .values()
+            .filter(|s| by_stream.contains_key(&s.meta.id))
+            .cloned()
+            .collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for s in streams {
+            if let Some(parts) = by_stream.get_mut(&s.meta.id) {
+                parts.sort_unstable();
+                out.extend(parts.iter().filter_map(|&i| tier_partition(&s, i)));
             }
         }
         out
     }
 
+    /// Takes the partitions (stream id, partition) that indexed a durable
+    /// batch since the last call: what the uploader has new work in.
+    pub fn take_touched(&self) -> HashSet<(u32, u32)> {
+        self.touched.take()
+    }
+
+    /// The partitions that took a durable batch since the last
+    /// [`Log::take_touched`], leaving them for it.
+    pub fn touched_keys(&self) -> HashSet<(u32, u32)> {
+        self.touched.keys()
+    }
+
     /// One partition, by stream id.
     pub fn tier_partition(&self, stream_id: u32, partition: u32) -> Option<TierPartition> {
         let s = self.read_streams().values().find(|s| s.meta.id == stream_id).cloned()?;
-        Some(TierPartition {
-            stream: s.meta.name.clone(),
-            stream_id,
-            partition,
-            retention: s.meta.retention,
-            compaction: s.meta.compaction.clone(),
-            state: s.partitions.get(partition as usize)?.clone(),
-        })
+        tier_partition(&s, partition)
     }
 
     /// Deleted streams whose objects have not been deleted yet.
@@ -208,4 +255,35 @@ pub(crate) fn load_payload(
     }
     let p = wal.read(b.lsn, b.location)?;
     Ok(p.slice(..p.len().saturating_sub(b.trailer as usize)))
+}
+
+/// Partition `i` of stream `s` as the uploader sees it.
+fn tier_partition(s: &Stream, i: u32) -> Option<TierPartition> {
+    Some(TierPartition {
+        stream: s.meta.name.clone(),
+        stream_id: s.meta.id,
+        partition: i,
+        retention: s.meta.retention,
+        compaction: s.meta.compaction.clone(),
+        state: s.partitions.get(i as usize)?.clone(),
+    })
+}
+
+/// Partitions (stream id, partition) that indexed a durable batch since
+/// the uploader last took the set; one insert per batch completion.
+#[derive(Debug, Default)]
+pub(super) struct Touched(Mutex<HashSet<(u32, u32)>>);
+
+impl Touched {
+    pub(super) fn insert(&self, key: (u32, u32)) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+    }
+
+    fn keys(&self) -> HashSet<(u32, u32)> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn take(&self) -> HashSet<(u32, u32)> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }

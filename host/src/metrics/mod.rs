@@ -4,7 +4,10 @@
 //! Counters and histograms are recorded where things happen (the `metrics`
 //! crate's macros are cheap no-ops while no recorder is installed); gauges
 //! that describe state (WAL size, upload lag, pipeline lag) are set from the
-//! node's state at each scrape, so they are never stale.
+//! node's state at each scrape, so they are never stale. Series that must
+//! be able to go away — per-stream counters, per-partition state — are kept
+//! and rendered by [`text`] instead of the recorder, which cannot remove a
+//! series: a deleted stream's series go with it.
 //!
 //! Invariants: the recorder is installed at most once per process, the first
 //! time a node opens; an embedding application that installed its own
@@ -17,6 +20,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+mod text;
+pub use text::{StreamCounter, add, forget_stream, header, render_stream_counters, sample};
 
 /// Records appended (label `stream`).
 pub const APPEND_RECORDS: &str = "sluice_append_records_total";
@@ -127,14 +133,10 @@ pub fn handle() -> Option<PrometheusHandle> {
 /// HELP lines for the series (units follow the Prometheus conventions).
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(APPEND_RECORDS, "Records appended");
-    describe_counter!(APPEND_BYTES, "Bytes of record batches appended");
     describe_histogram!(
         APPEND_SECONDS,
         "Seconds from an append call to its durable acknowledgement"
     );
-    describe_counter!(APPEND_ERRORS, "Appends that failed");
-    describe_counter!(READ_RECORDS, "Records returned by reads");
     describe_counter!(WAL_FSYNCS, "WAL group commits (one fdatasync each)");
     describe_counter!(
         WAL_ROLLS_PUT_OFF,
@@ -160,8 +162,6 @@ fn describe() {
     describe_gauge!(WAL_RECOVERED_ENTRIES, "WAL entries the last start-up recovery replayed");
     describe_gauge!(WAL_BYTES, "Bytes of WAL segment files on disk");
     describe_gauge!(WAL_SEGMENTS, "WAL segment files on disk");
-    describe_gauge!(UPLOAD_LAG_BYTES, "WAL bytes not yet in the object store");
-    describe_gauge!(UPLOAD_LAG_RECORDS, "Records not yet in the object store");
     describe_counter!(UPLOADS, "Segment objects uploaded");
     describe_counter!(UPLOAD_BYTES, "Bytes of segment objects uploaded");
     describe_counter!(UPLOAD_ERRORS, "Failed upload attempts");
@@ -169,17 +169,6 @@ fn describe() {
     describe_histogram!(PLUGIN_CALL_SECONDS, "Seconds per plugin export call");
     describe_counter!(PLUGIN_TRAPS, "Plugin calls that trapped or hit a limit");
     describe_counter!(PLUGIN_ERRORS, "Plugin calls that returned the plugin's error");
-    describe_gauge!(PIPELINE_LAG_RECORDS, "Input records a pipeline has not processed");
-    describe_gauge!(
-        CONSUMER_LAG_RECORDS,
-        "Records after a consumer group's committed offset"
-    );
-    describe_counter!(COMPACTION_RUNS, "Compaction runs finished");
-    describe_counter!(COMPACTION_ERRORS, "Compaction runs failed");
-    describe_gauge!(REPLICA_LAG_RECORDS, "Records a replica misses up to its leader's end");
-    describe_gauge!(ISR_SIZE, "Replicas in a led partition's in-sync set");
-    describe_counter!(REPLICATION_FETCH_ERRORS, "Follower fetches that failed");
-    describe_counter!(REPLICATION_BYTES, "Bytes followers appended from their leaders");
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered");
     describe_gauge!(KAFKA_CONNECTIONS, "Open Kafka protocol connections");
     describe_counter!(KAFKA_REQUESTS, "Kafka requests answered, by API");

@@ -43,6 +43,7 @@ mod committed_store;
 mod coordinators;
 mod groups;
 mod in_flight;
+mod metrics;
 mod offsets;
 mod plugins;
 mod readiness;
@@ -291,9 +292,8 @@ impl Host {
         Ok(self
             .inner
             .log
-            .tier_partitions()
+            .stream_tier_partitions(name)
             .into_iter()
-            .filter(|p| p.stream == name)
             .map(|p| {
                 let range = p.state.range();
                 let mark = p.state.mark();
@@ -342,6 +342,11 @@ impl Host {
     /// Asks the uploader to look for work now (tests, tools).
     pub fn wake_uploader(&self) {
         self.inner.tier.wake();
+    }
+
+    /// Partition visits by the uploader since the node opened (tests, tools).
+    pub fn uploader_visits(&self) -> u64 {
+        self.inner.tier.visits()
     }
 
     /// Deletes a stream; refused while a pipeline reads or writes it.
@@ -556,61 +561,6 @@ impl Host {
     /// Faces call it when they begin to drain; [`Host::shutdown`] does too.
     pub fn begin_stopping(&self) {
         self.inner.stopping.send_replace(true);
-    }
-
-    /// The Prometheus text exposition of every series, with the state gauges
-    /// (WAL size, upload lag, pipeline lag) set from the node as of now.
-    pub async fn render_metrics(&self) -> Result<String, Error> {
-        let Some(handle) = self.inner.metrics.clone() else {
-            return Err(Error::new(
-                ErrorKind::Unavailable,
-                "metrics_unavailable",
-                "another metrics recorder was installed in this process before the node opened",
-            ));
-        };
-        let wal = self.inner.log.wal();
-        let (bytes, files) = if wal.is_object() {
-            (0, wal.segments().len() as u64)
-        } else {
-            let dir = wal.dir().to_path_buf();
-            blocking(move || crate::fsutil::dir_size(&dir)).await?
-        };
-        metrics::gauge!(crate::metrics::WAL_BYTES).set(bytes as f64);
-        metrics::gauge!(crate::metrics::WAL_SEGMENTS).set(files as f64);
-        for s in self.list_streams() {
-            for p in self.stream_status(&s.name).unwrap_or_default() {
-                let labels = [("stream", s.name.clone()), ("partition", p.partition.to_string())];
-                metrics::gauge!(crate::metrics::UPLOAD_LAG_BYTES, &labels).set(p.upload_lag_bytes as f64);
-                metrics::gauge!(crate::metrics::UPLOAD_LAG_RECORDS, &labels).set(p.upload_lag_records as f64);
-                if let Some(r) = p.replication.as_ref().filter(|r| r.is_leader) {
-                    metrics::gauge!(crate::metrics::ISR_SIZE, &labels).set(r.in_sync.len() as f64);
-                    for replica in &r.replicas {
-                        let labels = [
-                            ("stream", s.name.clone()),
-                            ("partition", p.partition.to_string()),
-                            ("replica", replica.node.to_string()),
-                        ];
-                        metrics::gauge!(crate::metrics::REPLICA_LAG_RECORDS, &labels).set(replica.lag as f64);
-                    }
-                }
-            }
-        }
-        for p in self.list_pipelines().await {
-            let lag: u64 = p.partitions.iter().map(|q| q.lag).sum();
-            metrics::gauge!(crate::metrics::PIPELINE_LAG_RECORDS, "pipeline" => p.name.clone()).set(lag as f64);
-        }
-        for (group, c) in self.loaded_offsets().await {
-            if let Ok(end) = self.stream_end(&c.stream, c.partition) {
-                let labels = [
-                    ("group", group),
-                    ("stream", c.stream),
-                    ("partition", c.partition.to_string()),
-                ];
-                metrics::gauge!(crate::metrics::CONSUMER_LAG_RECORDS, &labels).set(end.saturating_sub(c.offset) as f64);
-            }
-        }
-        handle.run_upkeep();
-        Ok(handle.render())
     }
 
     /// Stops accepting appends, syncs what is queued, and stops the WAL.

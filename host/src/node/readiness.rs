@@ -27,25 +27,26 @@ impl Host {
         if let Some(why) = self.inner.log.wal().failure() {
             problems.push(format!("the WAL refuses appends until a restart: {why}"));
         }
-        // One pass over the partitions (a stream's status would walk them
-        // all once per stream).
-        for p in self.inner.log.tier_partitions() {
-            let at = format!("stream `{}` partition {}", p.stream, p.partition);
-            let tier = self.inner.tier.status(p.stream_id, p.partition);
-            if tier.fenced {
-                problems.push(format!("{at}: tiering is fenced (another node writes its objects)"));
-            } else if let Some(e) = &tier.last_error {
-                problems.push(format!("{at}: tiering failed: {e}"));
-            }
-            let replication = self.replication_status(&p.stream, p.partition);
+        // Only partitions with a problem are named: the tier keeps which,
+        // the cluster walks the partitions this node follows.
+        for (stream, partition, problem) in self.inner.tier.problems() {
+            problems.push(format!("stream `{stream}` partition {partition}: {problem}"));
+        }
+        let followed = self
+            .inner
+            .cluster
+            .as_ref()
+            .map(|c| c.statuses(false))
+            .unwrap_or_default();
+        for (stream, partition, replication) in followed {
             let stalled = replication
+                .follower
                 .as_ref()
-                .and_then(|r| r.follower.as_ref())
                 .filter(|f| f.state == "stalled" || f.failures >= STALLED_AFTER_FAILURES);
             if let Some(f) = stalled {
                 let why = f.last_error.as_deref().unwrap_or("no answer");
                 problems.push(format!(
-                    "{at}: replication from node {} is stalled ({} failures: {why})",
+                    "stream `{stream}` partition {partition}: replication from node {} is stalled ({} failures: {why})",
                     f.leader, f.failures
                 ));
             }

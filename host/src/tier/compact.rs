@@ -151,7 +151,7 @@ impl Tier {
             .unwrap_or_else(|p| p.into_inner())
             .drain()
             .collect();
-        for p in self.log.tier_partitions() {
+        for p in self.log.tier_partitions_where(|_, c| c.is_some()) {
             let Some(cfg) = p.compaction.clone() else { continue };
             let forced = requested.contains(&p.stream_id);
             let key = (p.stream_id, p.partition);
@@ -175,13 +175,9 @@ impl Tier {
                 }
             });
             match &result {
-                Ok(Some(_)) => {
-                    metrics::counter!(crate::metrics::COMPACTION_RUNS, "stream" => p.stream.to_string()).increment(1)
-                }
+                Ok(Some(_)) => crate::metrics::add(&p.stream, crate::metrics::StreamCounter::CompactionRuns, 1),
                 Ok(None) => {}
-                Err(_) => {
-                    metrics::counter!(crate::metrics::COMPACTION_ERRORS, "stream" => p.stream.to_string()).increment(1)
-                }
+                Err(_) => crate::metrics::add(&p.stream, crate::metrics::StreamCounter::CompactionErrors, 1),
             }
             if let Err(e) = result {
                 tracing::warn!(stream = %p.stream, partition = p.partition, error = %e, "compaction failed");

@@ -38,6 +38,8 @@ mod tests_record_key;
 #[cfg(test)]
 mod tests_retention;
 #[cfg(test)]
+mod tests_scheduling;
+#[cfg(test)]
 mod tests_store;
 
 use std::collections::HashMap;
@@ -142,6 +144,10 @@ pub struct Tier {
     plugins: std::sync::OnceLock<Arc<crate::plugin::Registry>>,
     /// Streams (by id) whose compaction was asked for.
     compact_requests: Mutex<std::collections::HashSet<u32>>,
+    /// Partitions (stream id, partition) a round left with work.
+    active: Mutex<std::collections::HashSet<(u32, u32)>>,
+    /// Partition visits by the uploader since start (tests watch it).
+    visits: std::sync::atomic::AtomicU64,
 }
 
 impl Tier {
@@ -162,6 +168,8 @@ impl Tier {
             task: Mutex::new(None),
             plugins: std::sync::OnceLock::new(),
             compact_requests: Mutex::new(Default::default()),
+            active: Mutex::new(Default::default()),
+            visits: Default::default(),
         });
         log.set_cold_store(Arc::new(cold::Cold(Arc::downgrade(&tier))));
         tier
@@ -179,6 +187,12 @@ impl Tier {
     /// Asks the uploader to look for work now.
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// Partition visits by the uploader since start: an idle partition
+    /// adds none per round (tests, tools).
+    pub fn visits(&self) -> u64 {
+        self.visits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stops the uploader: the chunk being uploaded may finish (bounded by

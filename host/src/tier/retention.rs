@@ -23,8 +23,17 @@ use crate::log::TierPartition;
 const KEEP_VERSIONS: u64 = 10;
 
 impl Tier {
-    pub(super) async fn retention_round(&self) {
-        for p in self.log.tier_partitions() {
+    /// Applies retention to the partitions of streams with a retention
+    /// policy; with `full`, to every partition (garbage of streams without
+    /// a policy, the periodic sweep).
+    pub(super) async fn retention_round(&self, full: bool) {
+        let parts = if full {
+            self.log.tier_partitions()
+        } else {
+            self.log
+                .tier_partitions_where(|r, _| r.ms.is_some() || r.bytes.is_some())
+        };
+        for p in parts {
             let key = (p.stream_id, p.partition);
             let (claimed, fenced) = self.with_part(key, |s| (s.claimed, s.fenced));
             let has_retention = p.retention.ms.is_some() || p.retention.bytes.is_some();

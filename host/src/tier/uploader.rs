@@ -1,14 +1,22 @@
 //! The background uploader: turns WAL batches into segment objects, commits
 //! manifests, trims the WAL, and runs retention.
 //!
-//! One task visits every partition in turn and uploads at most one chunk
+//! One task visits partitions in turn and uploads at most one chunk
 //! (≤ `upload_chunk_bytes`) per partition per round, then trims the WAL.
+//! A round visits only the partitions that may have work: those that took
+//! a durable batch since the last round (the log records them) and those
+//! left with work by an earlier round (data waiting for `upload_interval`
+//! or `upload_min_bytes`, a retry, an unknown manifest). Every partition is
+//! visited at start-up and then once per `FULL_SCAN_EVERY`, as a safety
+//! net; an idle partition costs nothing per tick.
 //! A backlog of any size is therefore a sequence of bounded uploads, and the
 //! node serves reads and appends from the WAL the whole time. A failing
 //! partition records its error and is retried after an exponential backoff
 //! (capped), without holding up the others; a fenced partition stops.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::manifest::{self, Manifest, SegmentMeta};
@@ -22,12 +30,17 @@ use crate::log::TierPartition;
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 /// How often the backlog is reported in the log while it drains.
 const BACKLOG_REPORT_EVERY: Duration = Duration::from_secs(5);
+/// How often every partition is visited, whether or not it took data
+/// (and retention runs over streams without a policy, for their garbage).
+pub(super) const FULL_SCAN_EVERY: Duration = Duration::from_secs(60);
 
 impl Tier {
     pub(super) async fn run(self: Arc<Self>) {
         let mut stop = self.stop.subscribe();
         let mut last_report = Instant::now() - BACKLOG_REPORT_EVERY;
         let mut last_retention = Instant::now();
+        let mut last_scan: Option<Instant> = None;
+        let mut last_full_retention = Instant::now();
         // The first round trims too: what an earlier run (or another node
         // on the same store) already tiered leaves the WAL index at once.
         let mut first = true;
@@ -35,7 +48,11 @@ impl Tier {
             if *stop.borrow() {
                 return;
             }
-            let uploaded = self.round(&stop).await;
+            let full = last_scan.is_none_or(|t| t.elapsed() >= FULL_SCAN_EVERY);
+            if full {
+                last_scan = Some(Instant::now());
+            }
+            let uploaded = self.round(&stop, full).await;
             if uploaded > 0 || std::mem::take(&mut first) {
                 if let Err(e) = self.log.trim_tiered().await {
                     tracing::warn!(error = %e, "WAL trim after upload failed");
@@ -53,7 +70,11 @@ impl Tier {
                 continue;
             }
             if last_retention.elapsed() >= self.opts.tick * 4 {
-                self.retention_round().await;
+                let full = last_full_retention.elapsed() >= FULL_SCAN_EVERY;
+                if full {
+                    last_full_retention = Instant::now();
+                }
+                self.retention_round(full).await;
                 self.compaction_round().await;
                 last_retention = Instant::now();
             } else if self.compaction_requested() {
@@ -70,37 +91,142 @@ impl Tier {
     }
 
     /// Bytes in the WAL not yet in the object store, over all partitions.
+    /// Only partitions the uploader keeps as active can hold any (and those
+    /// that took data since its last round).
     pub fn backlog_bytes(&self) -> u64 {
-        self.log.tier_partitions().iter().map(|p| p.state.lag().bytes).sum()
+        let mut keys = self.active_keys();
+        keys.extend(self.log.touched_keys());
+        self.log
+            .tier_partitions_of(&keys)
+            .iter()
+            .map(|p| p.state.lag().bytes)
+            .sum()
     }
 
-    /// One pass over all partitions; returns how many chunks were uploaded.
-    async fn round(&self, stop: &tokio::sync::watch::Receiver<bool>) -> usize {
+    /// Partitions with data not yet in the object store, with how much.
+    /// Only partitions the uploader keeps as active can have any (and those
+    /// that took data since its last round): O(those), not O(partitions).
+    pub fn lagging(&self) -> Vec<(String, u32, crate::log::partition::Lag)> {
+        let mut keys = self.active_keys();
+        keys.extend(self.log.touched_keys());
+        let mut out: Vec<_> = self
+            .log
+            .tier_partitions_of(&keys)
+            .into_iter()
+            .map(|p| (p.stream, p.partition, p.state.lag()))
+            .filter(|(_, _, lag)| lag.records > 0)
+            .collect();
+        out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        out
+    }
+
+    /// Partitions whose tiering is fenced or whose last attempt failed, by
+    /// stream name, with what is wrong; one pass over the tier's own state
+    /// without touching the partitions.
+    pub fn problems(&self) -> Vec<(String, u32, String)> {
+        let troubled: std::collections::HashMap<(u32, u32), String> = self
+            .parts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(|(k, s)| {
+                let problem = if s.fenced {
+                    "tiering is fenced (another node writes its objects)".to_string()
+                } else {
+                    format!("tiering failed: {}", s.last_error.as_ref()?)
+                };
+                Some((*k, problem))
+            })
+            .collect();
+        let keys: HashSet<(u32, u32)> = troubled.keys().copied().collect();
+        let mut out: Vec<_> = self
+            .log
+            .tier_partitions_of(&keys)
+            .into_iter()
+            .filter_map(|p| {
+                let problem = troubled.get(&(p.stream_id, p.partition))?.clone();
+                Some((p.stream, p.partition, problem))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The partitions the next round visits (see the module doc).
+    fn active_keys(&self) -> HashSet<(u32, u32)> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// One pass over the partitions that may have work (all of them when
+    /// `full`); returns how many chunks were uploaded.
+    async fn round(&self, stop: &tokio::sync::watch::Receiver<bool>, full: bool) -> usize {
+        let touched = self.log.take_touched();
+        let parts = {
+            let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+            let mut keys = std::mem::take(&mut *active);
+            if full {
+                None
+            } else {
+                keys.extend(touched);
+                Some(keys)
+            }
+        };
+        let parts = match parts {
+            None => self.log.tier_partitions(),
+            Some(keys) => self.log.tier_partitions_of(&keys),
+        };
         let mut uploaded = 0;
-        for p in self.log.tier_partitions() {
+        let mut rest = parts.into_iter();
+        while let Some(p) = rest.next() {
             if *stop.borrow() {
+                // Whatever was not visited keeps its claim on the next run.
+                let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+                active.insert((p.stream_id, p.partition));
+                active.extend(rest.map(|p| (p.stream_id, p.partition)));
                 break;
             }
-            let key = (p.stream_id, p.partition);
-            let skip = self.with_part(key, |s| s.fenced || s.retry_at.is_some_and(|t| Instant::now() < t));
-            if skip {
-                continue;
-            }
-            match self.sync_partition(&p).await {
-                Ok(did) => {
-                    self.with_part(key, |s| {
-                        s.failures = 0;
-                        s.retry_at = None;
-                        if did {
-                            s.last_error = None;
-                        }
-                    });
-                    uploaded += did as usize;
-                }
-                Err(e) => self.record_failure(&p, e),
+            self.visits.fetch_add(1, Ordering::Relaxed);
+            self.visit(&p, &mut uploaded).await;
+            if self.has_work(&p) {
+                self.active
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert((p.stream_id, p.partition));
             }
         }
         uploaded
+    }
+
+    /// Whether a later round must visit `p` even if it takes no new data:
+    /// untiered data, a retry, or a manifest not read yet (unless fenced).
+    fn has_work(&self, p: &TierPartition) -> bool {
+        let (fenced, retry, known) = self.with_part((p.stream_id, p.partition), |s| {
+            (s.fenced, s.retry_at.is_some(), s.manifest.is_some())
+        });
+        !fenced && (retry || !known || p.state.lag().records > 0)
+    }
+
+    /// Uploads the partition's next chunk if it is due, unless it is fenced
+    /// or waiting to be retried; counts an upload in `uploaded`.
+    async fn visit(&self, p: &TierPartition, uploaded: &mut usize) {
+        let key = (p.stream_id, p.partition);
+        let skip = self.with_part(key, |s| s.fenced || s.retry_at.is_some_and(|t| Instant::now() < t));
+        if skip {
+            return;
+        }
+        match self.sync_partition(p).await {
+            Ok(did) => {
+                self.with_part(key, |s| {
+                    s.failures = 0;
+                    s.retry_at = None;
+                    if did {
+                        s.last_error = None;
+                    }
+                });
+                *uploaded += did as usize;
+            }
+            Err(e) => self.record_failure(p, e),
+        }
     }
 
     pub(super) fn record_failure(&self, p: &TierPartition, e: TierError) {

@@ -97,6 +97,10 @@ impl Queued {
     }
 }
 
+/// Record sets smaller than this are decoded on the connection's async
+/// worker; bigger ones on a blocking thread.
+const DECODE_ON_WORKER_BYTES: usize = 256 * 1024;
+
 /// Checks one partition's record set and queues its appends.
 async fn queue(
     ctx: &Ctx,
@@ -116,7 +120,17 @@ async fn queue(
     let start = info.partitions.get(partition as usize).map_or(0, |r| r.start);
     let data = records.unwrap_or_default();
     let cap = usize::try_from(host.settings().max_batch_bytes.as_u64()).unwrap_or(usize::MAX);
-    let batches = decode_batches(&data, cap, crate::fsutil::now_ms()).map_err(|e| (batch_code(&e), e.to_string()))?;
+    let now = crate::fsutil::now_ms();
+    // Decompressing and checking a big record set takes milliseconds: on
+    // a blocking thread, so other connections' requests go on meanwhile.
+    let decoded = if data.len() < DECODE_ON_WORKER_BYTES {
+        decode_batches(&data, cap, now)
+    } else {
+        tokio::task::spawn_blocking(move || decode_batches(&data, cap, now))
+            .await
+            .map_err(|e| (codes::unknown_server_error(), format!("decode task failed: {e}")))?
+    };
+    let batches = decoded.map_err(|e| (batch_code(&e), e.to_string()))?;
     let fail = |e: crate::Error| (code_of(&e), e.to_string());
     let mut pending = Vec::new();
     if batches.iter().all(|b| b.producer.producer_id < 0) {
