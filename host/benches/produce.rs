@@ -10,8 +10,7 @@
 //! count payload bytes only (not the WAL's entry headers).
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,7 +21,10 @@ use sluice_host::bench::{EntryKind, EntryMeta, Wal, WalOptions as Options};
 
 #[path = "common/dd.rs"]
 mod dd;
+#[path = "common/disk.rs"]
+mod disk;
 use dd::dd_reference;
+use disk::{bench_base_dir, filesystem_of, percentile};
 
 const RECORD_BYTES: usize = 1024;
 const PRODUCERS: [usize; 4] = [1, 4, 16, 64];
@@ -122,52 +124,6 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where to put the temp dir: `CARGO_TARGET_TMPDIR` (set by cargo when
-/// building benches; inside the target dir), else the system temp dir, unless
-/// that is a RAM file system, in which case the workspace `target/`.
-fn bench_base_dir() -> anyhow::Result<PathBuf> {
-    if let Some(d) = option_env!("CARGO_TARGET_TMPDIR") {
-        let d = PathBuf::from(d);
-        std::fs::create_dir_all(&d).with_context(|| format!("create {}", d.display()))?;
-        return Ok(d);
-    }
-    let tmp = std::env::temp_dir();
-    let fs = filesystem_of(&tmp)?;
-    if fs.fstype != "tmpfs" && fs.fstype != "ramfs" {
-        return Ok(tmp);
-    }
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-tmp");
-    std::fs::create_dir_all(&d).with_context(|| format!("create {}", d.display()))?;
-    Ok(d)
-}
-
-struct FsInfo {
-    source: String,
-    fstype: String,
-    target: String,
-}
-
-/// Asks `df` which file system `path` lives on.
-fn filesystem_of(path: &Path) -> anyhow::Result<FsInfo> {
-    let out = Command::new("df")
-        .arg("--output=source,fstype,target")
-        .arg(path)
-        .output()
-        .context("run df")?;
-    if !out.status.success() {
-        bail!("df {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().nth(1).context("df printed no data line")?;
-    let mut cols = line.split_whitespace();
-    let mut next = || cols.next().map(str::to_owned).context("short df line");
-    Ok(FsInfo {
-        source: next()?,
-        fstype: next()?,
-        target: next()?,
-    })
-}
-
 async fn run_config(
     dir: &Path,
     producers: usize,
@@ -225,14 +181,6 @@ async fn run_config(
         syncs,
         latencies,
     })
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[idx]
 }
 
 fn print_row(producers: usize, records_per_entry: usize, r: &RunResult, dd_mbps: f64) {

@@ -1,0 +1,381 @@
+//! The WAL commit path next to its peers: Sluice's WAL, okaywal and
+//! raft-engine driven by the same closed-loop workload in one run, plus the
+//! disk's own limits measured in the same directory.
+//!
+//! Run with `cargo bench -p sluice-host --bench wal_peers`
+//! (`SLUICE_BENCH_QUICK=1` for a smoke run). Each producer appends one entry
+//! and waits until it is durable (fdatasync on every commit, in every
+//! system), then appends the next. Per entry size (1 KiB, 64 KiB) and
+//! producer count (1, 4, 16, 64) the three systems run back to back, in a
+//! rotating order, `ROUNDS` times; the best round of each is reported (the
+//! same treatment for all). Payloads are pseudo-random, so raft-engine's
+//! batch compression (left at its default) gains nothing a real payload
+//! would not.
+//!
+//! Physical limits in the same run: the latency of one `pwrite` +
+//! `fdatasync` of 4 KiB into written blocks and of an entry's size into a
+//! fallocated, a written and a growing file; the fastest is one producer's
+//! limit (1/p50). And `dd ... conv=fdatasync` for streaming writes.
+
+use std::io::Write as _;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use sluice_host::bench::{EntryKind, EntryMeta, Wal, WalOptions};
+
+#[path = "common/dd.rs"]
+mod dd;
+#[path = "common/disk.rs"]
+mod disk;
+use dd::dd_reference;
+use disk::{bench_base_dir, filesystem_of, percentile};
+
+const PRODUCERS: [usize; 4] = [1, 4, 16, 64];
+const ENTRY_BYTES: [usize; 2] = [1024, 64 * 1024];
+const ROUNDS: usize = 2;
+const SYSTEMS: [System; 3] = [System::Sluice, System::Okaywal, System::RaftEngine];
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum System {
+    Sluice,
+    Okaywal,
+    RaftEngine,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::Sluice => "sluice",
+            System::Okaywal => "okaywal 0.3",
+            System::RaftEngine => "raft-engine 0.4",
+        }
+    }
+}
+
+/// One system's run of one configuration.
+struct Run {
+    appends: u64,
+    wall: Duration,
+    /// Per-append latencies, ascending.
+    latencies: Vec<Duration>,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.appends as f64 / self.wall.as_secs_f64()
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let quick = std::env::var("SLUICE_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let per_run = if quick {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(3)
+    };
+    let base = bench_base_dir()?;
+    let tmp = tempfile::Builder::new()
+        .prefix("sluice-bench-wal-peers-")
+        .tempdir_in(&base)
+        .with_context(|| format!("create temp dir in {}", base.display()))?;
+    let dir = tmp.path();
+    let fs = filesystem_of(dir)?;
+    if fs.fstype == "tmpfs" || fs.fstype == "ramfs" {
+        bail!("{} is on {} (not a real disk)", dir.display(), fs.fstype);
+    }
+    println!(
+        "# WAL commit path: Sluice, okaywal, raft-engine{}",
+        if quick { " (QUICK)" } else { "" }
+    );
+    println!();
+    println!("filesystem: {} ({}) mounted on {}", fs.source, fs.fstype, fs.target);
+    println!("per run: {per_run:?}, best of {ROUNDS} rounds per system, rotating order");
+    let samples = if quick { 200 } else { 2000 };
+    let mut limits = Vec::new();
+    for &entry in &ENTRY_BYTES {
+        println!("durable writes of {} KiB entries, one at a time:", entry / 1024);
+        let limit = sync_limit(dir, entry, samples)?;
+        println!("  -> one producer's limit: {limit:.0} appends/s");
+        limits.push(limit);
+    }
+    let dd_mbps = dd_reference(dir, if quick { 64 } else { 1024 })?;
+    println!("dd conv=fdatasync: {dd_mbps:.1} MB/s");
+    println!();
+    println!(
+        "| entry | producers | system | appends/s | MB/s | p50 ms | p99 ms | sluice / best peer | sluice / limit |"
+    );
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|");
+    std::io::stdout().flush()?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("build tokio runtime")?;
+    let mut order = 0usize;
+    for (&entry, &limit) in ENTRY_BYTES.iter().zip(&limits) {
+        let payload = Bytes::from(pseudo_random(entry));
+        for &producers in &PRODUCERS {
+            let mut best: Vec<Option<Run>> = SYSTEMS.iter().map(|_| None).collect();
+            for _ in 0..ROUNDS {
+                for k in 0..SYSTEMS.len() {
+                    let i = (order + k) % SYSTEMS.len();
+                    let sub = dir.join(format!("{}-{entry}-{producers}", SYSTEMS[i].name().replace(' ', "_")));
+                    let run = match SYSTEMS[i] {
+                        System::Sluice => rt.block_on(sluice(&sub, producers, &payload, per_run))?,
+                        System::Okaywal => okaywal(&sub, producers, &payload, per_run)?,
+                        System::RaftEngine => raft_engine(&sub, producers, &payload, per_run)?,
+                    };
+                    std::fs::remove_dir_all(&sub).with_context(|| format!("remove {}", sub.display()))?;
+                    if best[i].as_ref().is_none_or(|b| run.rate() > b.rate()) {
+                        best[i] = Some(run);
+                    }
+                }
+                order += 1;
+            }
+            let rates: Vec<f64> = best.iter().map(|r| r.as_ref().map_or(0.0, Run::rate)).collect();
+            let peer = rates[1].max(rates[2]);
+            for (i, run) in best.iter().enumerate() {
+                let Some(run) = run else { continue };
+                let is_sluice = SYSTEMS[i] == System::Sluice;
+                let vs_peer = if is_sluice {
+                    format!("{:.2}x", run.rate() / peer)
+                } else {
+                    String::new()
+                };
+                let vs_limit = if is_sluice && producers == 1 {
+                    format!("{:.0}%", run.rate() / limit * 100.0)
+                } else if is_sluice && entry >= 64 * 1024 {
+                    format!("{:.0}% of dd", run.rate() * entry as f64 / 1e6 / dd_mbps * 100.0)
+                } else {
+                    String::new()
+                };
+                println!(
+                    "| {} KiB | {producers} | {} | {:.0} | {:.1} | {:.3} | {:.3} | {vs_peer} | {vs_limit} |",
+                    entry / 1024,
+                    SYSTEMS[i].name(),
+                    run.rate(),
+                    run.rate() * entry as f64 / 1e6,
+                    ms(percentile(&run.latencies, 0.50)),
+                    ms(percentile(&run.latencies, 0.99)),
+                );
+            }
+            std::io::stdout().flush()?;
+        }
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Bytes that do not compress (xorshift).
+fn pseudo_random(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+struct SyncLatency {
+    p50: Duration,
+    p99: Duration,
+}
+
+/// How a file is prepared for the synced writes of [`sync_latency`].
+#[derive(Clone, Copy)]
+enum Prepared {
+    /// Every block written (zeros) and synced beforehand.
+    Written,
+    /// Blocks reserved with `fallocate`, never written.
+    Allocated,
+    /// Nothing: each write extends the file.
+    Growing,
+}
+
+/// `n` writes of `len` bytes at successive offsets, each followed by
+/// `fdatasync`, into a file prepared as `how`.
+fn sync_latency(dir: &Path, how: Prepared, len: usize, n: usize) -> anyhow::Result<SyncLatency> {
+    let path = dir.join("fsync.bin");
+    let block = pseudo_random(len);
+    let file = std::fs::File::create(&path).context("create fsync.bin")?;
+    let total = (len * n) as u64;
+    match how {
+        Prepared::Written => file.write_all_at(&vec![0u8; len * n], 0).context("write zeros")?,
+        Prepared::Allocated => {
+            rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, total).context("fallocate")?
+        }
+        Prepared::Growing => {}
+    }
+    file.sync_all().context("sync prepared file")?;
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        file.write_all_at(&block, (i * len) as u64).context("pwrite")?;
+        file.sync_data().context("fdatasync")?;
+        lat.push(t.elapsed());
+    }
+    drop(file);
+    std::fs::remove_file(&path).context("remove fsync.bin")?;
+    lat.sort_unstable();
+    Ok(SyncLatency {
+        p50: percentile(&lat, 0.50),
+        p99: percentile(&lat, 0.99),
+    })
+}
+
+/// The fastest durable write of `entry` bytes this disk offers one
+/// producer, over the ways a log can lay out its file (and, for entries of
+/// at most 4 KiB, a 4 KiB write into written blocks); prints each.
+/// Returns appends/s at the best p50.
+fn sync_limit(dir: &Path, entry: usize, n: usize) -> anyhow::Result<f64> {
+    let patterns = [
+        ("4 KiB into written blocks", Prepared::Written, 4096),
+        ("entry-size appends, fallocated file", Prepared::Allocated, entry),
+        ("entry-size appends, written file", Prepared::Written, entry),
+        ("entry-size appends, growing file", Prepared::Growing, entry),
+    ];
+    let mut best = Duration::MAX;
+    for (name, how, len) in patterns.into_iter().filter(|p| p.2 == entry || entry <= 4096) {
+        let l = sync_latency(dir, how, len, n)?;
+        println!(
+            "  {name} ({} B) + fdatasync: p50 {:.3} ms, p99 {:.3} ms",
+            len,
+            ms(l.p50),
+            ms(l.p99)
+        );
+        best = best.min(l.p50);
+    }
+    Ok(1.0 / best.as_secs_f64())
+}
+
+/// Sluice's WAL: producers are tasks on a multi-thread runtime, as in the
+/// node.
+async fn sluice(dir: &Path, producers: usize, payload: &Bytes, per_run: Duration) -> anyhow::Result<Run> {
+    let (wal, _) = Wal::open(dir, WalOptions::default(), &mut |_| {}).context("open Sluice WAL")?;
+    let wal = Arc::new(wal);
+    let start = Instant::now();
+    let deadline = start + per_run;
+    let mut tasks = Vec::with_capacity(producers);
+    for p in 0..producers {
+        let (wal, payload) = (wal.clone(), payload.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(4096);
+            let mut offset = 0u64;
+            while Instant::now() < deadline {
+                let meta = EntryMeta {
+                    kind: EntryKind::Records,
+                    stream: 1,
+                    partition: p as u32,
+                    base_offset: offset,
+                    count: 1,
+                };
+                let t = Instant::now();
+                wal.append(meta, payload.clone()).await?;
+                lat.push(t.elapsed());
+                offset += 1;
+            }
+            anyhow::Ok(lat)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.context("producer task panicked")??);
+    }
+    let wall = start.elapsed();
+    wal.shutdown().await;
+    Ok(finish(latencies, wall))
+}
+
+/// Runs `producers` OS threads, each looping `append` until the deadline.
+fn threads(
+    producers: usize,
+    per_run: Duration,
+    append: impl Fn(usize) -> anyhow::Result<()> + Send + Sync + 'static,
+) -> anyhow::Result<Run> {
+    let append = Arc::new(append);
+    let failed = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let deadline = start + per_run;
+    let handles: Vec<_> = (0..producers)
+        .map(|p| {
+            let (append, failed) = (append.clone(), failed.clone());
+            std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
+                let mut lat = Vec::with_capacity(4096);
+                while Instant::now() < deadline && !failed.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    if let Err(e) = append(p) {
+                        failed.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                    lat.push(t.elapsed());
+                }
+                Ok(lat)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for h in handles {
+        match h.join() {
+            Ok(lat) => latencies.extend(lat?),
+            Err(_) => bail!("producer thread panicked"),
+        }
+    }
+    Ok(finish(latencies, start.elapsed()))
+}
+
+fn finish(mut latencies: Vec<Duration>, wall: Duration) -> Run {
+    latencies.sort_unstable();
+    Run {
+        appends: latencies.len() as u64,
+        wall,
+        latencies,
+    }
+}
+
+/// okaywal: one entry with one chunk per append; `commit` returns once the
+/// entry is synced (okaywal batches concurrent commits into one sync).
+fn okaywal(dir: &Path, producers: usize, payload: &Bytes, per_run: Duration) -> anyhow::Result<Run> {
+    let wal = okaywal::WriteAheadLog::recover(dir, okaywal::LogVoid).context("open okaywal")?;
+    let payload = payload.clone();
+    let log = wal.clone();
+    let run = threads(producers, per_run, move |_| {
+        let mut entry = log.begin_entry()?;
+        entry.write_chunk(&payload)?;
+        entry.commit()?;
+        Ok(())
+    })?;
+    wal.shutdown().context("shut okaywal down")?;
+    Ok(run)
+}
+
+/// raft-engine: one batch holding one key-value put per append (each
+/// producer its own region and key, overwritten so memory stays flat),
+/// written with `sync = true` (raft-engine groups concurrent writers).
+fn raft_engine(dir: &Path, producers: usize, payload: &Bytes, per_run: Duration) -> anyhow::Result<Run> {
+    let cfg = raft_engine::Config {
+        dir: dir.to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let engine = Arc::new(raft_engine::Engine::open(cfg).context("open raft-engine")?);
+    let payload = payload.to_vec();
+    let log = engine.clone();
+    let run = threads(producers, per_run, move |p| {
+        let mut batch = raft_engine::LogBatch::default();
+        batch.put(p as u64 + 1, b"k".to_vec(), payload.clone())?;
+        log.write(&mut batch, true)?;
+        Ok(())
+    })?;
+    drop(engine);
+    Ok(run)
+}
