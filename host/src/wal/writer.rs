@@ -2,6 +2,9 @@
 //!
 //! Invariants:
 //! * LSNs are assigned in the order requests leave the queue, densely.
+//! * A group takes what is queued; after a group of n > 1 entries the writer
+//!   waits up to `GATHER_FOR` for n, so producers acknowledged together
+//!   share the next fsync (a lone producer never waits).
 //! * A group is written with one `write` per segment touched and made durable
 //!   with `fdatasync` before any of its completions runs.
 //! * Completions run on this thread, one after another, in LSN order; a
