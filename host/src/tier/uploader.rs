@@ -94,13 +94,9 @@ impl Tier {
     /// Only partitions the uploader keeps as active can hold any (and those
     /// that took data since its last round).
     pub fn backlog_bytes(&self) -> u64 {
-        let mut keys = self.active_keys();
-        keys.extend(self.log.touched_keys());
-        self.log
-            .tier_partitions_of(&keys)
+        self.lagging()
             .iter()
-            .map(|p| p.state.lag().bytes)
-            .sum()
+            .fold(0u64, |sum, (_, _, lag)| sum.saturating_add(lag.bytes))
     }
 
     /// Partitions with data not yet in the object store, with how much.
