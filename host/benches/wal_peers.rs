@@ -3,7 +3,8 @@
 //! disk's own limits measured in the same directory.
 //!
 //! Run with `cargo bench -p sluice-host --bench wal_peers`
-//! (`SLUICE_BENCH_QUICK=1` for a smoke run). Each producer appends one entry
+//! (`SLUICE_BENCH_QUICK=1` for a smoke run; `SLUICE_BENCH_ONLY=1x1,64x16`
+//! runs only those `KiB x producers` configurations). Each producer appends one entry
 //! and waits until it is durable (fdatasync on every commit, in every
 //! system), then appends the next. Per entry size (1 KiB, 64 KiB) and
 //! producer count (1, 4, 16, 64) the three systems run back to back, in a
@@ -120,6 +121,9 @@ fn main() -> anyhow::Result<()> {
     for (&entry, &limit) in ENTRY_BYTES.iter().zip(&limits) {
         let payload = Bytes::from(pseudo_random(entry));
         for &producers in &PRODUCERS {
+            if !selected(entry, producers) {
+                continue;
+            }
             let mut best: Vec<Option<Run>> = SYSTEMS.iter().map(|_| None).collect();
             for _ in 0..ROUNDS {
                 for k in 0..SYSTEMS.len() {
@@ -168,6 +172,17 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `SLUICE_BENCH_ONLY` (a list of `KiBxproducers`, e.g.
+/// `1x1,64x16`) selects this configuration; everything runs without it.
+fn selected(entry: usize, producers: usize) -> bool {
+    match std::env::var("SLUICE_BENCH_ONLY") {
+        Ok(only) if !only.trim().is_empty() => only
+            .split(',')
+            .any(|c| c.trim() == format!("{}x{producers}", entry / 1024)),
+        _ => true,
+    }
 }
 
 fn ms(d: Duration) -> f64 {

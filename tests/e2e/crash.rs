@@ -1,12 +1,13 @@
 //! Crash safety: SIGKILL the server while concurrent producers write, restart
 //! it on the same data dir, repeat, and check that every acknowledged record
 //! survived at its acknowledged offset and nothing was duplicated or reordered.
-//! A second test also tears the WAL tail (junk appended after the crash, as a
-//! write cut short by a power loss would leave) before each restart.
+//! A second test also tears the WAL tail (junk written right after the last
+//! entry after the crash, as a write cut short by a power loss would leave)
+//! before each restart.
 
 use std::fs::OpenOptions;
-use std::io::Write;
-use std::path::PathBuf;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::support::{self, Rng, Server};
@@ -96,6 +97,22 @@ fn newest_segment(server: &Server) -> PathBuf {
         .unwrap_or_else(|| panic!("no *.wal segment in {}", dir.display()))
 }
 
+/// Where a WAL segment's entries end: after its 40-byte header, each entry
+/// is its u32 LE length field plus 8 bytes; zeros (written ahead by the
+/// WAL writer) or the end of the file end the walk.
+fn entries_end(segment: &Path) -> u64 {
+    let bytes = std::fs::read(segment).unwrap_or_else(|e| panic!("read {}: {e}", segment.display()));
+    let mut pos = 40usize;
+    while let Some(field) = bytes.get(pos..pos + 4) {
+        let len = u32::from_le_bytes([field[0], field[1], field[2], field[3]]) as usize;
+        if len == 0 || pos + 8 + len > bytes.len() {
+            break;
+        }
+        pos += 8 + len;
+    }
+    pos as u64
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn torn_wal_tail_after_a_crash_is_cut_and_acknowledged_records_kept() {
     let (mut rng, seed) = Rng::from_env_or_time();
@@ -118,19 +135,21 @@ async fn torn_wal_tail_after_a_crash_is_cut_and_acknowledged_records_kept() {
         let (acked, _, _) = load.finish(&mut ledger).await;
 
         let segment = newest_segment(&server);
-        let len = |p: &PathBuf| std::fs::metadata(p).expect("segment metadata").len();
-        let clean_len = len(&segment);
-        let mut f = OpenOptions::new().append(true).open(&segment).expect("open segment");
-        f.write_all(junk).expect("append junk");
+        let clean_end = entries_end(&segment);
+        let f = OpenOptions::new().write(true).open(&segment).expect("open segment");
+        f.write_all_at(junk, clean_end)
+            .expect("write junk after the last entry");
         drop(f);
 
         server.restart().await;
         let stats = workload::check(&server, "torn", 2, &mut ledger).await;
-        // Nothing was written since the restart: recovery cut exactly the junk.
-        assert_eq!(
-            len(&segment),
-            clean_len,
-            "{}: length after recovery of a {what} tail",
+        // Nothing was written since the restart: recovery cut exactly the
+        // junk (zeros after the last entry are the segment's clean end).
+        assert_eq!(entries_end(&segment), clean_end, "{what}: entries after recovery");
+        let bytes = std::fs::read(&segment).expect("read segment");
+        assert!(
+            bytes[clean_end as usize..].iter().all(|&b| b == 0),
+            "{}: junk of a {what} tail left after recovery",
             segment.display()
         );
         println!(

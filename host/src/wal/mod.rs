@@ -33,6 +33,8 @@ pub mod writer;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_ahead;
+#[cfg(test)]
 mod tests_contract;
 #[cfg(test)]
 mod tests_object;
@@ -227,9 +229,9 @@ impl Wal {
         let (seg_first, seg_path, file, seg_len) = match recovered.segments.last() {
             Some((first, path)) => {
                 let file = std::fs::OpenOptions::new()
-                    .append(true)
+                    .write(true)
                     .open(path)
-                    .map_err(|e| WalError::io("open segment for append", path, e))?;
+                    .map_err(|e| WalError::io("open segment for writing", path, e))?;
                 (*first, path.clone(), file, recovered.tail_len)
             }
             None => {
@@ -248,6 +250,12 @@ impl Wal {
         let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
         let max_entry_bytes = opts.max_entry_bytes.min(MAX_PAYLOAD_LEN);
         let queue_bytes = opts.queue_bytes;
+        // Zeros written ahead before a restart are written over, not cut.
+        let file_len = file
+            .metadata()
+            .map_err(|e| WalError::io("stat segment", &seg_path, e))?
+            .len()
+            .max(seg_len);
         let writer = Writer {
             dir: dir.to_path_buf(),
             opts,
@@ -255,6 +263,7 @@ impl Wal {
             seg_first,
             seg_path,
             seg_len,
+            file_len,
             next_lsn: recovered.next_lsn,
             trim_lsn: recovered.trim_lsn,
             live,

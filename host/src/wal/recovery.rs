@@ -3,8 +3,11 @@
 //! The recovered log is the longest valid, LSN-contiguous run of entries
 //! starting at the trim point. What recovery tolerates and what it does:
 //!
-//! * a torn tail (entry cut short, bad CRC or bad header at the end): the
-//!   segment is truncated at the start of that entry;
+//! * zero bytes after the last entry (the writer writes zeros ahead of the
+//!   active segment's end): the segment ends cleanly there, nothing is cut;
+//! * a torn tail (entry cut short, or a bad CRC or zero header with only
+//!   zeros after it, at the end): the segment is truncated at the start of
+//!   that entry;
 //! * corruption or an LSN gap in the middle: the same cut, and every later
 //!   segment is renamed `*.dropped`; the cut-off bytes of the damaged segment
 //!   are copied to a `*.dropped` file first. Nothing past the cut is served,
@@ -223,16 +226,30 @@ fn scan_segment(
         .map_err(|e| WalError::io("read segment", path, e))?;
     let mut pos = SEGMENT_HEADER_LEN as u64;
     let mut payload = Vec::new();
+    let rest_is_zero = |r: &mut BufReader<File>| rest_is_zero(r).map_err(|e| WalError::io("read segment", path, e));
     loop {
         if pos == file_len {
             return Ok(Ok(pos));
         }
         if file_len - pos < ENTRY_HEADER_LEN as u64 {
-            return Ok(Err((pos, Corruption::Truncated)));
+            return Ok(if rest_is_zero(&mut r)? {
+                Ok(pos)
+            } else {
+                Err((pos, Corruption::Truncated))
+            });
         }
         let mut raw = [0u8; ENTRY_HEADER_LEN];
         r.read_exact(&mut raw)
             .map_err(|e| WalError::io("read segment", path, e))?;
+        if raw.iter().all(|&b| b == 0) {
+            // Zeros written ahead: the clean end, unless a torn write left
+            // bytes after them.
+            return Ok(if rest_is_zero(&mut r)? {
+                Ok(pos)
+            } else {
+                Err((pos, Corruption::Truncated))
+            });
+        }
         let header = match decode_entry_header(&raw) {
             Ok(h) => h,
             Err(c) => return Ok(Err((pos, c))),
@@ -244,7 +261,13 @@ fn scan_segment(
         r.read_exact(&mut payload)
             .map_err(|e| WalError::io("read segment", path, e))?;
         if !entry_crc_ok(&header, &raw, &payload) {
-            return Ok(Err((pos, Corruption::BadCrc)));
+            // Written only in part into the zeros ahead: a torn tail.
+            let reason = if rest_is_zero(&mut r)? {
+                Corruption::Truncated
+            } else {
+                Corruption::BadCrc
+            };
+            return Ok(Err((pos, reason)));
         }
         // An entry at u64::MAX would leave no next LSN: refused like a gap.
         if header.lsn != *expected || header.lsn == u64::MAX {
@@ -272,6 +295,20 @@ fn scan_segment(
         }
         *expected += 1;
         pos += len as u64;
+    }
+}
+
+/// Whether everything `r` has left to read is zero bytes.
+fn rest_is_zero(r: &mut impl Read) -> std::io::Result<bool> {
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        match r.read(&mut chunk) {
+            Ok(0) => return Ok(true),
+            Ok(n) if chunk[..n].iter().all(|&b| b == 0) => {}
+            Ok(_) => return Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 

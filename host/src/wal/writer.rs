@@ -11,9 +11,16 @@
 //!   completion that follows another saw the earlier one finish.
 //! * After any failed write or sync the writer is poisoned: every pending and
 //!   later append fails, so the log never has a hole that later entries skip.
+//! * Groups are written at the segment's length with positional writes. After
+//!   a small group the writer keeps zero bytes written ahead of that length
+//!   (`ZERO_AHEAD`), so the next syncs overwrite allocated blocks of a file
+//!   whose size does not change, and fdatasync has no metadata to commit.
+//!   Recovery reads zeros after the last entry as the segment's clean end; a
+//!   segment is cut to its entries before the next one is created, so only
+//!   the active segment ever has zeros after its end.
 
 use std::fs::File;
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +39,17 @@ use crate::fsutil::{sync_dir, write_atomic};
 /// back before it writes the next (see [`Writer::run`]): a fraction of one
 /// fdatasync, so a lone producer (whose group had one entry) never waits.
 const GATHER_FOR: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// How far ahead of a segment's end zeros are kept written (see the module
+/// invariants); topped up when less than half of it is left.
+pub const ZERO_AHEAD: u64 = 1024 * 1024;
+
+/// Groups up to this size get zeros written ahead of them. Bigger groups
+/// stream at the disk's rate, where writing every block twice would cost
+/// more than the metadata a sync of a growing file commits.
+const ZERO_FILL_MAX_GROUP: usize = 32 * 1024;
+
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 /// Called once with the outcome of an append, on the writer thread. It must
 /// be quick and must not wait on the WAL.
@@ -80,6 +98,9 @@ pub struct Writer {
     pub seg_first: u64,
     pub seg_path: PathBuf,
     pub seg_len: u64,
+    /// The active segment's file length: `seg_len` plus any zeros written
+    /// ahead of it.
+    pub file_len: u64,
     pub next_lsn: u64,
     pub trim_lsn: u64,
     /// First LSNs of live segments, ascending; the last is `seg_first`.
@@ -195,7 +216,11 @@ impl Writer {
         }
         let commit_started = std::time::Instant::now();
         if result.is_ok() {
+            let small = self.buf.len() <= ZERO_FILL_MAX_GROUP;
             result = self.flush_buf().and_then(|()| {
+                if small {
+                    self.zero_ahead()?;
+                }
                 let synced = if self.opts.faults.sync_fails() {
                     Err(std::io::Error::other("injected failure (wal::sync::err)"))
                 } else {
@@ -233,10 +258,28 @@ impl Writer {
             return Ok(());
         }
         self.file
-            .write_all(&self.buf)
+            .write_all_at(&self.buf, self.seg_len)
             .map_err(|e| WalError::io("write segment", &self.seg_path, e))?;
         self.seg_len += self.buf.len() as u64;
+        self.file_len = self.file_len.max(self.seg_len);
         self.buf.clear();
+        Ok(())
+    }
+
+    /// Keeps at least half of `ZERO_AHEAD` zero bytes written after the
+    /// segment's end, never past `segment_bytes`.
+    fn zero_ahead(&mut self) -> Result<(), WalError> {
+        if self.seg_len + ZERO_AHEAD / 2 <= self.file_len {
+            return Ok(());
+        }
+        let target = (self.seg_len + ZERO_AHEAD).min(self.opts.segment_bytes);
+        while self.file_len < target {
+            let n = (target - self.file_len).min(ZEROS.len() as u64) as usize;
+            self.file
+                .write_all_at(&ZEROS[..n], self.file_len)
+                .map_err(|e| WalError::io("write zeros ahead in segment", &self.seg_path, e))?;
+            self.file_len += n as u64;
+        }
         Ok(())
     }
 
@@ -247,6 +290,12 @@ impl Writer {
     /// shortage never fails the WAL. Nothing is on disk yet when that
     /// happens (`create_segment` takes its descriptors first).
     fn roll(&mut self) -> Result<(), WalError> {
+        if self.file_len > self.seg_len {
+            self.file
+                .set_len(self.seg_len)
+                .map_err(|e| WalError::io("cut segment to its entries", &self.seg_path, e))?;
+            self.file_len = self.seg_len;
+        }
         self.file
             .sync_data()
             .map_err(|e| WalError::io("fdatasync segment", &self.seg_path, e))?;
@@ -278,6 +327,7 @@ impl Writer {
         self.seg_first = self.next_lsn;
         self.seg_path = path;
         self.seg_len = SEGMENT_HEADER_LEN as u64;
+        self.file_len = self.seg_len;
         tracing::debug!(first_lsn = self.seg_first, "rolled WAL segment");
         Ok(())
     }
