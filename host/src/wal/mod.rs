@@ -28,6 +28,7 @@ pub mod object_recovery;
 mod object_writer;
 pub mod recovery;
 pub mod segment;
+mod syncer;
 pub mod writer;
 
 #[cfg(test)]
@@ -42,6 +43,8 @@ mod tests_object;
 mod tests_object_epochs;
 #[cfg(test)]
 mod tests_object_fences;
+#[cfg(test)]
+mod tests_syncer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -259,7 +262,7 @@ impl Wal {
         let writer = Writer {
             dir: dir.to_path_buf(),
             opts,
-            file,
+            file: Arc::new(file),
             seg_first,
             seg_path,
             seg_len,

@@ -6,9 +6,13 @@
 //!   waits up to `GATHER_FOR` for n, so producers acknowledged together
 //!   share the next fsync (a lone producer never waits).
 //! * A group is written with one `write` per segment touched and made durable
-//!   with `fdatasync` before any of its completions runs.
-//! * Completions run on this thread, one after another, in LSN order; a
-//!   completion that follows another saw the earlier one finish.
+//!   with `fdatasync` before any of its completions runs. Groups of
+//!   `HAND_OVER_FROM` bytes or more, and every group while earlier ones are
+//!   there, are synced and completed on the sync thread (`syncer.rs`) while
+//!   this thread writes the next; the others here.
+//! * Completions run one after another, in LSN order (on this thread only
+//!   when nothing is in flight on the sync thread); a completion that
+//!   follows another saw the earlier one finish.
 //! * After any failed write or sync the writer is poisoned: every pending and
 //!   later append fails, so the log never has a hole that later entries skip.
 //! * Groups are written at the segment's length with positional writes. After
@@ -32,6 +36,7 @@ use super::error::WalError;
 use super::format::{EntryMeta, SEGMENT_HEADER_LEN, encode_entry, encode_trim, entry_len};
 use super::recovery::{Location, TRIM_FILE};
 use super::segment::{SegmentTable, create_segment};
+use super::syncer::{Syncer, Written};
 use super::{Appended, Options};
 use crate::fsutil::{sync_dir, write_atomic};
 
@@ -48,6 +53,10 @@ pub const ZERO_AHEAD: u64 = 1024 * 1024;
 /// stream at the disk's rate, where writing every block twice would cost
 /// more than the metadata a sync of a growing file commits.
 const ZERO_FILL_MAX_GROUP: usize = 32 * 1024;
+
+/// Groups from this size on are synced on the sync thread while the
+/// writer writes the next: writing them takes long enough to overlap.
+const HAND_OVER_FROM: usize = 512 * 1024;
 
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
@@ -94,7 +103,7 @@ impl Progress {
 pub struct Writer {
     pub dir: PathBuf,
     pub opts: Options,
-    pub file: File,
+    pub file: Arc<File>,
     pub seg_first: u64,
     pub seg_path: PathBuf,
     pub seg_len: u64,
@@ -115,6 +124,11 @@ pub struct Writer {
 
 impl Writer {
     pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        // Without a sync thread every group is synced here, as it is
+        // whenever none is in flight there.
+        let mut syncer = Syncer::start(self.progress.clone(), self.opts.faults.clone())
+            .inspect_err(|e| tracing::warn!(error = %e, "no WAL sync thread; groups are synced by the writer"))
+            .ok();
         let mut next: Option<Command> = None;
         // Entries in the last group: the producers that will likely be
         // back right after their acknowledgements.
@@ -124,7 +138,12 @@ impl Writer {
                 Some(c) => c,
                 None => match rx.blocking_recv() {
                     Some(c) => c,
-                    None => return,
+                    None => {
+                        if let Some(s) = syncer.as_mut() {
+                            s.finish();
+                        }
+                        return;
+                    }
                 },
             };
             match cmd {
@@ -154,13 +173,19 @@ impl Writer {
                             },
                         }
                     }
-                    last_group = group.len();
-                    self.commit(group);
+                    let group_len = group.len();
+                    let handed_over = self.commit(group, syncer.as_ref());
+                    // Producers of a group still syncing are not coming
+                    // back yet: nothing to gather for.
+                    last_group = if handed_over { 0 } else { group_len };
                 }
                 Command::Trim { lsn, done, .. } => {
                     let _ = done.send(self.trim(lsn));
                 }
                 Command::Shutdown(done) => {
+                    if let Some(s) = syncer.as_mut() {
+                        s.finish();
+                    }
                     if self.poisoned.is_none()
                         && let Err(e) = self.file.sync_data()
                     {
@@ -173,12 +198,21 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, group: Vec<AppendRequest>) {
+    /// Writes `group` and makes it durable: here, or (for a big group, or
+    /// while earlier groups are there) on the sync thread, so the next group
+    /// is written while this one syncs. Returns whether it was handed over.
+    fn commit(&mut self, group: Vec<AppendRequest>, syncer: Option<&Syncer>) -> bool {
+        // Busy first: the sync thread publishes a failure before it counts
+        // the failed group done, so when nothing is in flight any failure
+        // is visible below, and a group synced here can never be
+        // acknowledged after one that failed there.
+        let busy = syncer.is_some_and(Syncer::busy);
+        if self.poisoned.is_none() {
+            self.poisoned = self.progress.failed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        }
         if let Some(why) = &self.poisoned {
-            for r in group {
-                (r.done)(Err(WalError::Poisoned(why.clone())));
-            }
-            return;
+            let acks = group.into_iter().map(|r| (r.done, dummy_appended())).collect();
+            return self.finish_failed(acks, WalError::Poisoned(why.clone()), syncer, busy);
         }
         let mut acks: Vec<(Completion, Appended)> = Vec::with_capacity(group.len());
         self.buf.clear();
@@ -190,13 +224,7 @@ impl Writer {
                 result = self.flush_buf().and_then(|()| self.roll());
             }
             if result.is_err() {
-                acks.push((
-                    r.done,
-                    Appended {
-                        lsn: 0,
-                        location: dummy_location(),
-                    },
-                ));
+                acks.push((r.done, dummy_appended()));
                 continue;
             }
             let location = Location {
@@ -215,41 +243,81 @@ impl Writer {
             self.next_lsn += 1;
         }
         let commit_started = std::time::Instant::now();
+        let group_bytes = self.buf.len();
         if result.is_ok() {
-            let small = self.buf.len() <= ZERO_FILL_MAX_GROUP;
             result = self.flush_buf().and_then(|()| {
-                if small {
+                if group_bytes <= ZERO_FILL_MAX_GROUP {
                     self.zero_ahead()?;
                 }
-                let synced = if self.opts.faults.sync_fails() {
-                    Err(std::io::Error::other("injected failure (wal::sync::err)"))
-                } else {
-                    self.file.sync_data()
-                };
-                synced.map_err(|e| WalError::io("fdatasync segment", &self.seg_path, e))
+                Ok(())
             });
         }
-        match result {
-            Ok(()) => {
-                self.progress.syncs.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(crate::metrics::WAL_FSYNCS).increment(1);
-                metrics::histogram!(crate::metrics::WAL_FSYNC_SECONDS).record(commit_started.elapsed().as_secs_f64());
-                self.progress.next_lsn.store(self.next_lsn, Ordering::Release);
-                for (done, appended) in acks {
-                    done(Ok(appended));
-                }
-            }
-            Err(e) => {
-                let why = e.to_string();
-                tracing::error!(error = %why, "WAL write failed; refusing further appends until restart");
-                self.poisoned = Some(why.clone());
-                self.progress.set_failed(&why);
-                let mut first = Some(e);
-                for (done, _) in acks {
-                    done(Err(first.take().unwrap_or_else(|| WalError::Poisoned(why.clone()))));
-                }
-            }
+        if let Err(e) = result {
+            return self.finish_failed(acks, e, syncer, busy);
         }
+        if let Some(syncer) = syncer
+            && (busy || group_bytes >= HAND_OVER_FROM)
+        {
+            syncer.hand_over(Written {
+                file: self.file.clone(),
+                path: self.seg_path.clone(),
+                acks,
+                next_lsn: self.next_lsn,
+                failed: None,
+            });
+            return true;
+        }
+        let synced = if self.opts.faults.sync_fails() {
+            Err(std::io::Error::other("injected failure (wal::sync::err)"))
+        } else {
+            self.file.sync_data()
+        };
+        if let Err(e) = synced {
+            return self.finish_failed(acks, WalError::io("fdatasync segment", &self.seg_path, e), syncer, busy);
+        }
+        self.progress.syncs.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(crate::metrics::WAL_FSYNCS).increment(1);
+        metrics::histogram!(crate::metrics::WAL_FSYNC_SECONDS).record(commit_started.elapsed().as_secs_f64());
+        self.progress.next_lsn.store(self.next_lsn, Ordering::Release);
+        for (done, appended) in acks {
+            done(Ok(appended));
+        }
+        false
+    }
+
+    /// Fails a group and poisons the writer; the completions run after
+    /// those of groups still on the sync thread. Returns whether the group
+    /// was handed over.
+    fn finish_failed(
+        &mut self,
+        acks: Vec<(Completion, Appended)>,
+        e: WalError,
+        syncer: Option<&Syncer>,
+        busy: bool,
+    ) -> bool {
+        let why = e.to_string();
+        if self.poisoned.is_none() {
+            tracing::error!(error = %why, "WAL write failed; refusing further appends until restart");
+            self.progress.set_failed(&why);
+            self.poisoned = Some(why.clone());
+        }
+        if let Some(syncer) = syncer
+            && busy
+        {
+            syncer.hand_over(Written {
+                file: self.file.clone(),
+                path: self.seg_path.clone(),
+                acks,
+                next_lsn: self.next_lsn,
+                failed: Some(e),
+            });
+            return true;
+        }
+        let mut first = Some(e);
+        for (done, _) in acks {
+            done(Err(first.take().unwrap_or_else(|| WalError::Poisoned(why.clone()))));
+        }
+        false
     }
 
     /// Writes the group buffer to the current segment.
@@ -323,7 +391,7 @@ impl Writer {
         }
         self.table.insert(self.next_lsn, path.clone())?;
         self.live.push(self.next_lsn);
-        self.file = file;
+        self.file = Arc::new(file);
         self.seg_first = self.next_lsn;
         self.seg_path = path;
         self.seg_len = SEGMENT_HEADER_LEN as u64;
@@ -334,7 +402,8 @@ impl Writer {
 
     /// Persists a new trim point, then deletes segments wholly below it.
     fn trim(&mut self, lsn: u64) -> Result<u64, WalError> {
-        let lsn = lsn.min(self.next_lsn);
+        // Never past what is durable (groups may still be syncing).
+        let lsn = lsn.min(self.progress.next_lsn.load(Ordering::Acquire));
         if lsn <= self.trim_lsn {
             return Ok(self.trim_lsn);
         }
@@ -364,10 +433,13 @@ fn out_of_descriptors(e: &WalError) -> bool {
     matches!(e, WalError::Io { source, .. } if matches!(source.raw_os_error(), Some(EMFILE | ENFILE)))
 }
 
-fn dummy_location() -> Location {
-    Location {
-        segment: 0,
-        pos: 0,
-        len: 0,
+fn dummy_appended() -> Appended {
+    Appended {
+        lsn: 0,
+        location: Location {
+            segment: 0,
+            pos: 0,
+            len: 0,
+        },
     }
 }
