@@ -3,8 +3,9 @@
 //! disk's own limits measured in the same directory.
 //!
 //! Run with `cargo bench -p sluice-host --bench wal_peers`
-//! (`SLUICE_BENCH_QUICK=1` for a smoke run; `SLUICE_BENCH_ONLY=1x1,64x16`
-//! runs only those `KiB x producers` configurations). Each producer appends one entry
+//! (`SLUICE_BENCH_QUICK=1` for a smoke run; `SLUICE_BENCH_ONLY=1x1,64x16,http`
+//! runs only those `KiB x producers` configurations and the HTTP section).
+//! Each producer appends one entry
 //! and waits until it is durable (fdatasync on every commit, in every
 //! system), then appends the next. Per entry size (1 KiB, 64 KiB) and
 //! producer count (1, 4, 16, 64) the three systems run back to back, in a
@@ -17,6 +18,10 @@
 //! `fdatasync` of 4 KiB into written blocks and of an entry's size into a
 //! fallocated, a written and a growing file; the fastest is one producer's
 //! limit (1/p50). And `dd ... conv=fdatasync` for streaming writes.
+//!
+//! Last, the produce path on top: `wrk` posting one 1 KiB record per
+//! request over 16 connections to a node served in this process, next to
+//! Sluice's WAL at 16 producers in the same run (skipped without `wrk`).
 
 use std::io::Write as _;
 use std::os::unix::fs::FileExt;
@@ -33,12 +38,18 @@ use sluice_host::bench::{EntryKind, EntryMeta, Wal, WalOptions};
 mod dd;
 #[path = "common/disk.rs"]
 mod disk;
+#[path = "common/http_wrk.rs"]
+mod http_wrk;
 use dd::dd_reference;
 use disk::{bench_base_dir, filesystem_of, percentile};
 
 const PRODUCERS: [usize; 4] = [1, 4, 16, 64];
 const ENTRY_BYTES: [usize; 2] = [1024, 64 * 1024];
 const ROUNDS: usize = 2;
+/// The HTTP section: one record of this size per request, this many
+/// connections.
+const HTTP_RECORD: usize = 1024;
+const HTTP_CONNECTIONS: usize = 16;
 const SYSTEMS: [System; 3] = [System::Sluice, System::Okaywal, System::RaftEngine];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -118,10 +129,12 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("build tokio runtime")?;
     let mut order = 0usize;
+    // Sluice's WAL at the HTTP section's concurrency, for its ratio.
+    let mut wal_at_http_load: Option<f64> = None;
     for (&entry, &limit) in ENTRY_BYTES.iter().zip(&limits) {
         let payload = Bytes::from(pseudo_random(entry));
         for &producers in &PRODUCERS {
-            if !selected(entry, producers) {
+            if !selected(&format!("{}x{producers}", entry / 1024)) {
                 continue;
             }
             let mut best: Vec<Option<Run>> = SYSTEMS.iter().map(|_| None).collect();
@@ -142,6 +155,9 @@ fn main() -> anyhow::Result<()> {
                 order += 1;
             }
             let rates: Vec<f64> = best.iter().map(|r| r.as_ref().map_or(0.0, Run::rate)).collect();
+            if entry == HTTP_RECORD && producers == HTTP_CONNECTIONS {
+                wal_at_http_load = Some(rates[0]);
+            }
             let peer = rates[1].max(rates[2]);
             for (i, run) in best.iter().enumerate() {
                 let Some(run) = run else { continue };
@@ -171,16 +187,49 @@ fn main() -> anyhow::Result<()> {
             std::io::stdout().flush()?;
         }
     }
+    if selected("http") {
+        http_section(&rt, dir, per_run, wal_at_http_load)?;
+    }
     Ok(())
 }
 
-/// Whether `SLUICE_BENCH_ONLY` (a list of `KiBxproducers`, e.g.
-/// `1x1,64x16`) selects this configuration; everything runs without it.
-fn selected(entry: usize, producers: usize) -> bool {
+/// wrk against a node next to the WAL alone at the same concurrency (run
+/// here if the table above did not).
+fn http_section(rt: &tokio::runtime::Runtime, dir: &Path, per_run: Duration, wal: Option<f64>) -> anyhow::Result<()> {
+    let wal = match wal {
+        Some(w) => w,
+        None => {
+            let sub = dir.join("sluice-http-reference");
+            let payload = Bytes::from(pseudo_random(HTTP_RECORD));
+            let run = rt.block_on(sluice(&sub, HTTP_CONNECTIONS, &payload, per_run))?;
+            std::fs::remove_dir_all(&sub).with_context(|| format!("remove {}", sub.display()))?;
+            run.rate()
+        }
+    };
+    let sub = dir.join("http");
+    std::fs::create_dir_all(&sub).with_context(|| format!("create {}", sub.display()))?;
+    let run = rt.block_on(http_wrk::http_produce(&sub, HTTP_CONNECTIONS, per_run * 2))?;
+    std::fs::remove_dir_all(&sub).with_context(|| format!("remove {}", sub.display()))?;
+    println!();
+    match run {
+        None => println!("HTTP produce: skipped (no `wrk` on PATH; Debian package `wrk`)"),
+        Some(r) => println!(
+            "HTTP produce (wrk, {HTTP_CONNECTIONS} connections, one {} KiB record per request): {:.0} requests/s, p50 {:.3} ms, p99 {:.3} ms = {:.0}% of Sluice's WAL at {HTTP_CONNECTIONS} producers ({wal:.0} appends/s)",
+            HTTP_RECORD / 1024,
+            r.requests_per_s,
+            r.p50_ms,
+            r.p99_ms,
+            r.requests_per_s / wal * 100.0
+        ),
+    }
+    Ok(())
+}
+
+/// Whether `SLUICE_BENCH_ONLY` (a list of `KiBxproducers` and `http`,
+/// e.g. `1x1,64x16`) selects this part; everything runs without it.
+fn selected(part: &str) -> bool {
     match std::env::var("SLUICE_BENCH_ONLY") {
-        Ok(only) if !only.trim().is_empty() => only
-            .split(',')
-            .any(|c| c.trim() == format!("{}x{producers}", entry / 1024)),
+        Ok(only) if !only.trim().is_empty() => only.split(',').any(|c| c.trim() == part),
         _ => true,
     }
 }
