@@ -75,6 +75,9 @@ struct Run {
     wall: Duration,
     /// Per-append latencies, ascending.
     latencies: Vec<Duration>,
+    /// fdatasync calls, where the system counts them (Sluice): appends per
+    /// sync shows how many producers each group commit took.
+    syncs: Option<u64>,
 }
 
 impl Run {
@@ -119,9 +122,9 @@ fn main() -> anyhow::Result<()> {
     println!("dd conv=fdatasync: {dd_mbps:.1} MB/s");
     println!();
     println!(
-        "| entry | producers | system | appends/s | MB/s | p50 ms | p99 ms | sluice / best peer | sluice / limit |"
+        "| entry | producers | system | appends/s | MB/s | p50 ms | p99 ms | appends/sync | sluice / best peer | sluice / limit |"
     );
-    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     std::io::stdout().flush()?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -174,8 +177,11 @@ fn main() -> anyhow::Result<()> {
                 } else {
                     String::new()
                 };
+                let per_sync = run.syncs.map_or(String::new(), |s| {
+                    format!("{:.1}", run.appends as f64 / s.max(1) as f64)
+                });
                 println!(
-                    "| {} KiB | {producers} | {} | {:.0} | {:.1} | {:.3} | {:.3} | {vs_peer} | {vs_limit} |",
+                    "| {} KiB | {producers} | {} | {:.0} | {:.1} | {:.3} | {:.3} | {per_sync} | {vs_peer} | {vs_limit} |",
                     entry / 1024,
                     SYSTEMS[i].name(),
                     run.rate(),
@@ -357,8 +363,11 @@ async fn sluice(dir: &Path, producers: usize, payload: &Bytes, per_run: Duration
         latencies.extend(t.await.context("producer task panicked")??);
     }
     let wall = start.elapsed();
+    let syncs = wal.syncs();
     wal.shutdown().await;
-    Ok(finish(latencies, wall))
+    let mut run = finish(latencies, wall);
+    run.syncs = Some(syncs);
+    Ok(run)
 }
 
 /// Runs `producers` OS threads, each looping `append` until the deadline.
@@ -404,6 +413,7 @@ fn finish(mut latencies: Vec<Duration>, wall: Duration) -> Run {
         appends: latencies.len() as u64,
         wall,
         latencies,
+        syncs: None,
     }
 }
 

@@ -100,6 +100,13 @@ pub fn entry_len(payload_len: usize) -> usize {
 
 /// Appends one framed entry to `out`.
 pub fn encode_entry(out: &mut Vec<u8>, lsn: u64, meta: &EntryMeta, payload: &[u8]) {
+    encode_entry_header(out, lsn, meta, payload);
+    out.extend_from_slice(payload);
+}
+
+/// Appends the 40-byte header of the entry that frames `payload` (its CRC
+/// covers the payload) to `out`; the payload must follow it on disk.
+pub fn encode_entry_header(out: &mut Vec<u8>, lsn: u64, meta: &EntryMeta, payload: &[u8]) {
     let start = out.len();
     let len = ENTRY_FIXED_LEN + payload.len() as u32;
     out.extend_from_slice(&len.to_le_bytes());
@@ -111,8 +118,7 @@ pub fn encode_entry(out: &mut Vec<u8>, lsn: u64, meta: &EntryMeta, payload: &[u8
     out.extend_from_slice(&meta.partition.to_le_bytes());
     out.extend_from_slice(&meta.base_offset.to_le_bytes());
     out.extend_from_slice(&meta.count.to_le_bytes());
-    out.extend_from_slice(payload);
-    let crc = crc32c::crc32c(&out[start + 8..]);
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&out[start + 8..]), payload);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 

@@ -20,6 +20,7 @@
 
 pub mod error;
 pub mod format;
+mod group_buf;
 pub mod object;
 pub mod object_acks;
 mod object_epochs;
@@ -274,7 +275,7 @@ impl Wal {
             progress: progress.clone(),
             poisoned: None,
             roll_put_off: false,
-            buf: Vec::new(),
+            buf: Default::default(),
         };
         let thread = std::thread::Builder::new()
             .name("sluice-wal".into())

@@ -5,7 +5,8 @@
 //! * A group takes what is queued; after a group of n > 1 entries the writer
 //!   waits up to `GATHER_FOR` for n, so producers acknowledged together
 //!   share the next fsync (a lone producer never waits).
-//! * A group is written with one `write` per segment touched and made durable
+//! * A group is written with one positional vectored write per segment
+//!   touched (`group_buf.rs`: big payloads are not copied) and made durable
 //!   with `fdatasync` before any of its completions runs. Groups of
 //!   `HAND_OVER_FROM` bytes or more, and every group while earlier ones are
 //!   there, are synced and completed on the sync thread (`syncer.rs`) while
@@ -33,7 +34,8 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::WalError;
-use super::format::{EntryMeta, SEGMENT_HEADER_LEN, encode_entry, encode_trim, entry_len};
+use super::format::{EntryMeta, SEGMENT_HEADER_LEN, encode_trim, entry_len};
+use super::group_buf::GroupBuf;
 use super::recovery::{Location, TRIM_FILE};
 use super::segment::{SegmentTable, create_segment};
 use super::syncer::{Syncer, Written};
@@ -122,7 +124,7 @@ pub struct Writer {
     pub poisoned: Option<String>,
     /// A roll was put off for lack of descriptors (logged once per episode).
     pub roll_put_off: bool,
-    pub buf: Vec<u8>,
+    pub buf: GroupBuf,
 }
 
 impl Writer {
@@ -235,7 +237,7 @@ impl Writer {
                 pos: self.seg_len + self.buf.len() as u64,
                 len: len as u32,
             };
-            encode_entry(&mut self.buf, self.next_lsn, &r.meta, &r.payload);
+            self.buf.push_entry(self.next_lsn, &r.meta, &r.payload);
             acks.push((
                 r.done,
                 Appended {
@@ -328,8 +330,8 @@ impl Writer {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.file
-            .write_all_at(&self.buf, self.seg_len)
+        self.buf
+            .write_at(&self.file, self.seg_len)
             .map_err(|e| WalError::io("write segment", &self.seg_path, e))?;
         self.seg_len += self.buf.len() as u64;
         self.file_len = self.file_len.max(self.seg_len);
