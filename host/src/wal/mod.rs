@@ -27,6 +27,7 @@ mod object_epochs;
 pub mod object_format;
 pub mod object_recovery;
 mod object_writer;
+mod prepare;
 pub mod recovery;
 pub mod segment;
 mod syncer;
@@ -44,6 +45,8 @@ mod tests_object;
 mod tests_object_epochs;
 #[cfg(test)]
 mod tests_object_fences;
+#[cfg(test)]
+mod tests_prepare;
 #[cfg(test)]
 mod tests_syncer;
 
@@ -276,6 +279,8 @@ impl Wal {
             poisoned: None,
             roll_put_off: false,
             buf: Default::default(),
+            preparing: None,
+            mean_group: 0,
         };
         let thread = std::thread::Builder::new()
             .name("sluice-wal".into())

@@ -23,6 +23,11 @@
 //!   Recovery reads zeros after the last entry as the segment's clean end; a
 //!   segment is cut to its entries before the next one is created, so only
 //!   the active segment ever has zeros after its end.
+//! * Once the active segment is half full, and unless groups stream (mean
+//!   group of `HAND_OVER_FROM` or more), the next segment is prepared full
+//!   of zeros on its own thread (`prepare.rs`); the roll takes it when it is
+//!   ready and creates a segment as before when not, so groups of every
+//!   size then sync into written blocks with no top-ups on the way.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -36,6 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::error::WalError;
 use super::format::{EntryMeta, SEGMENT_HEADER_LEN, encode_trim, entry_len};
 use super::group_buf::GroupBuf;
+use super::prepare::Preparing;
 use super::recovery::{Location, TRIM_FILE};
 use super::segment::{SegmentTable, create_segment};
 use super::syncer::{Syncer, Written};
@@ -94,6 +100,8 @@ pub struct Progress {
     pub trim_lsn: AtomicU64,
     /// Number of fdatasync calls (group commits), for metrics and benchmarks.
     pub syncs: AtomicU64,
+    /// Segment rolls into a file prepared ahead (see `prepare.rs`).
+    pub prepared_rolls: AtomicU64,
     /// Why the writer refuses appends, once it failed (readiness shows it).
     pub failed: std::sync::Mutex<Option<String>>,
 }
@@ -125,6 +133,10 @@ pub struct Writer {
     /// A roll was put off for lack of descriptors (logged once per episode).
     pub roll_put_off: bool,
     pub buf: GroupBuf,
+    /// The next segment, being prepared (see `prepare.rs`).
+    pub preparing: Option<Preparing>,
+    /// Bytes per group, a decaying mean: whether groups stream.
+    pub mean_group: usize,
 }
 
 impl Writer {
@@ -147,6 +159,7 @@ impl Writer {
                         if let Some(s) = syncer.as_mut() {
                             s.finish();
                         }
+                        self.cancel_preparation();
                         return;
                     }
                 },
@@ -196,6 +209,7 @@ impl Writer {
                     {
                         tracing::error!(error = %e, "final WAL sync failed");
                     }
+                    self.cancel_preparation();
                     let _ = done.send(());
                     return;
                 }
@@ -260,6 +274,9 @@ impl Writer {
         if let Err(e) = result {
             return self.finish_failed(acks, e, syncer, busy);
         }
+        // Mean group size, decaying (weight 1/8 per group).
+        self.mean_group = self.mean_group - self.mean_group / 8 + group_bytes / 8;
+        self.prepare_next();
         if let Some(syncer) = syncer
             && (busy || group_bytes >= HAND_OVER_FROM)
         {
@@ -375,10 +392,13 @@ impl Writer {
         let created = if self.opts.faults.segment_creates_fail() {
             let injected = std::io::Error::from_raw_os_error(EMFILE);
             Err(WalError::io("create segment", &self.dir, injected))
+        } else if let Some(prepared) = self.take_prepared() {
+            prepared.install(&self.dir, self.next_lsn, self.trim_lsn)
         } else {
             create_segment(&self.dir, self.next_lsn, self.trim_lsn)
+                .map(|(path, file)| (path, file, SEGMENT_HEADER_LEN as u64))
         };
-        let (path, file) = match created {
+        let (path, file, file_len) = match created {
             Ok(created) => created,
             Err(e) if out_of_descriptors(&e) => {
                 if !self.roll_put_off {
@@ -400,9 +420,52 @@ impl Writer {
         self.seg_first = self.next_lsn;
         self.seg_path = path;
         self.seg_len = SEGMENT_HEADER_LEN as u64;
-        self.file_len = self.seg_len;
-        tracing::debug!(first_lsn = self.seg_first, "rolled WAL segment");
+        self.file_len = file_len.max(self.seg_len);
+        if file_len > self.seg_len {
+            self.progress.prepared_rolls.fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::debug!(
+            first_lsn = self.seg_first,
+            prepared = file_len > self.seg_len,
+            "rolled WAL segment"
+        );
         Ok(())
+    }
+
+    /// Starts preparing the next segment once the active one is half full
+    /// (a WAL that never gets there never pays for a prepared file), unless
+    /// groups stream at the disk's rate: big groups gain little from written
+    /// blocks, and writing every segment twice would take the bandwidth and
+    /// the CPU they need.
+    fn prepare_next(&mut self) {
+        if self.preparing.is_some() || self.seg_len < self.opts.segment_bytes / 2 || self.mean_group >= HAND_OVER_FROM {
+            return;
+        }
+        match Preparing::start(&self.dir, self.opts.segment_bytes) {
+            Ok(p) => self.preparing = Some(p),
+            Err(e) => tracing::warn!(error = %e, "WAL segment not prepared ahead; it is created at the roll"),
+        }
+    }
+
+    /// The prepared next segment, if its preparation is done and worked. A
+    /// preparation still running is left to run (the next roll may use it).
+    fn take_prepared(&mut self) -> Option<super::prepare::Prepared> {
+        if !self.preparing.as_ref().is_some_and(Preparing::is_finished) {
+            return None;
+        }
+        match self.preparing.take()?.join() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL segment preparation failed; creating the segment at the roll");
+                None
+            }
+        }
+    }
+
+    fn cancel_preparation(&mut self) {
+        if let Some(p) = self.preparing.take() {
+            p.cancel();
+        }
     }
 
     /// Persists a new trim point, then deletes segments wholly below it.
