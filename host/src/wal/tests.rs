@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 
-use super::tests_contract::{meta, payload};
+use super::tests_contract::{meta, payload, rt};
 use super::*;
 
 fn small_opts() -> Options {
@@ -16,13 +16,6 @@ fn small_opts() -> Options {
         segment_bytes: 4096,
         ..Options::default()
     }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// An entry seen by recovery: (lsn, base_offset, payload).

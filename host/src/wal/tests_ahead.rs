@@ -9,16 +9,9 @@ use std::path::{Path, PathBuf};
 
 use super::error::Corruption;
 use super::format::encode_entry;
-use super::tests_contract::{meta, payload};
+use super::tests_contract::{meta, payload, rt};
 use super::writer::ZERO_AHEAD;
 use super::*;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Opens the WAL in `dir`, returning the recovered payloads in LSN order.
 fn open(dir: &Path, opts: &Options) -> (Wal, Recovered, Vec<Vec<u8>>) {

@@ -16,6 +16,14 @@ use super::object::{ObjectOptions, Prepared, prepare};
 use super::*;
 use crate::objstore::{Remote, RemoteOptions};
 
+/// A current-thread runtime for driving a WAL from a test.
+pub(super) fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 pub(super) fn meta(i: u64) -> EntryMeta {
     EntryMeta {
         kind: EntryKind::Records,

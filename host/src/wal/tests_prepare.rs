@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use super::tests_contract::{meta, payload};
+use super::tests_contract::{meta, payload, rt};
 use super::*;
 
 const SEGMENT: u64 = 256 * 1024;
@@ -16,13 +16,6 @@ fn opts() -> Options {
         segment_bytes: SEGMENT,
         ..Options::default()
     }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn open(dir: &Path) -> (Wal, Vec<Vec<u8>>) {
