@@ -24,9 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use super::error::WalError;
-use super::format::{SegmentHeader, encode_segment_header};
-use super::segment::segment_name;
-use crate::fsutil::now_ms;
+use super::segment::install_segment;
 
 /// Zeros written per call while preparing.
 const CHUNK: usize = 1024 * 1024;
@@ -128,22 +126,6 @@ impl Prepared {
 
     fn install_inner(&self, dir: &Path, first_lsn: u64, trim_lsn: u64) -> Result<PathBuf, WalError> {
         let dir_handle = File::open(dir).map_err(|e| WalError::io("open WAL directory", dir, e))?;
-        let header = encode_segment_header(&SegmentHeader {
-            first_lsn,
-            trim_lsn,
-            created_ms: now_ms(),
-        });
-        self.file
-            .write_all_at(&header, 0)
-            .map_err(|e| WalError::io("write segment header", &self.path, e))?;
-        self.file
-            .sync_data()
-            .map_err(|e| WalError::io("sync segment header", &self.path, e))?;
-        let path = dir.join(segment_name(first_lsn));
-        std::fs::rename(&self.path, &path).map_err(|e| WalError::io("rename segment", &path, e))?;
-        dir_handle
-            .sync_all()
-            .map_err(|e| WalError::io("sync WAL directory", dir, e))?;
-        Ok(path)
+        install_segment(&dir_handle, dir, &self.path, &self.file, first_lsn, trim_lsn)
     }
 }

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -39,28 +38,45 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
 /// on disk.
 pub fn create_segment(dir: &Path, first_lsn: u64, trim_lsn: u64) -> Result<(PathBuf, File), WalError> {
     let dir_handle = File::open(dir).map_err(|e| WalError::io("open WAL directory", dir, e))?;
-    let path = dir.join(segment_name(first_lsn));
     let tmp = dir.join(format!("{}.tmp", segment_name(first_lsn)));
-    let header = encode_segment_header(&SegmentHeader {
-        first_lsn,
-        trim_lsn,
-        created_ms: now_ms(),
-    });
-    let mut f = OpenOptions::new()
+    let f = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&tmp)
         .map_err(|e| WalError::io("create segment", &tmp, e))?;
-    f.write_all(&header)
-        .map_err(|e| WalError::io("write segment header", &tmp, e))?;
-    f.sync_all().map_err(|e| WalError::io("sync segment header", &tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| WalError::io("rename segment", &path, e))?;
+    let path = install_segment(&dir_handle, dir, &tmp, &f, first_lsn, trim_lsn)?;
+    Ok((path, f))
+}
+
+/// Makes `file`, open under the temporary name `tmp`, the segment starting
+/// at `first_lsn`: its header written at the start and synced, the file
+/// renamed to its final name, the directory (`dir_handle`) synced. Returns
+/// the final path.
+pub fn install_segment(
+    dir_handle: &File,
+    dir: &Path,
+    tmp: &Path,
+    file: &File,
+    first_lsn: u64,
+    trim_lsn: u64,
+) -> Result<PathBuf, WalError> {
+    let header = encode_segment_header(&SegmentHeader {
+        first_lsn,
+        trim_lsn,
+        created_ms: now_ms(),
+    });
+    file.write_all_at(&header, 0)
+        .map_err(|e| WalError::io("write segment header", tmp, e))?;
+    file.sync_all()
+        .map_err(|e| WalError::io("sync segment header", tmp, e))?;
+    let path = dir.join(segment_name(first_lsn));
+    std::fs::rename(tmp, &path).map_err(|e| WalError::io("rename segment", &path, e))?;
     dir_handle
         .sync_all()
         .map_err(|e| WalError::io("sync WAL directory", dir, e))?;
     debug_assert_eq!(header.len(), SEGMENT_HEADER_LEN);
-    Ok((path, f))
+    Ok(path)
 }
 
 /// Read handles of the live segments, keyed by first LSN. The writer adds
