@@ -555,7 +555,7 @@ impl Settings {
                 queue_depth: self.queue_depth,
                 queue_bytes: to_usize(self.wal_queue_bytes),
                 max_entry_bytes: to_usize(self.max_batch_bytes),
-                faults: crate::wal::Faults::default(),
+                ..crate::wal::Options::default()
             },
             wal_backend: crate::log::WalBackend::Local,
             cache_bytes: to_usize(self.cache_bytes),

@@ -46,7 +46,8 @@ impl Log {
         partition: u32,
         records: &[Record],
     ) -> Result<PendingAppend, LogError> {
-        self.queue_measured(stream, partition, records, Trailer::None).await
+        self.queue_measured(stream, partition, records, Trailer::None, false)
+            .await
     }
 
     /// Queues an idempotent producer's batch: a batch already written (a
@@ -71,7 +72,7 @@ impl Log {
             }
             producers::Check::Append => {
                 let pending = self
-                    .queue_measured(stream, partition, records, Trailer::Producer(batch))
+                    .queue_measured(stream, partition, records, Trailer::Producer(batch), false)
                     .await?;
                 Ok(Box::pin(async move {
                     let res = pending.await;
@@ -107,24 +108,30 @@ impl Log {
         records: &[Record],
         extra: Trailer,
     ) -> Result<Appended, LogError> {
-        self.queue_measured(stream, partition, records, extra).await?.await
+        self.queue_measured(stream, partition, records, extra, true)
+            .await?
+            .await
     }
 
     /// Queues a batch (offsets assigned, in the WAL's queue) and returns what
     /// waits for it to be durable, counted and timed in the node's metrics.
+    /// With `lead`, a caller about to wait commits the batch itself when the
+    /// WAL's writer is idle (`wal::Lead`); callers that queue several before
+    /// waiting leave grouping to the writer.
     async fn queue_measured(
         &self,
         stream: &str,
         partition: u32,
         records: &[Record],
         extra: Trailer,
+        lead: bool,
     ) -> Result<PendingAppend, LogError> {
         use crate::metrics as m;
         let started = std::time::Instant::now();
         let stream = stream.to_string();
         let count = records.len() as u64;
         let bytes: usize = records.iter().map(Record::size).sum();
-        let rx = match self.enqueue_entry(&stream, partition, records, extra).await {
+        let rx = match self.enqueue_entry(&stream, partition, records, extra, lead).await {
             Ok(rx) => rx,
             Err(e) => {
                 // A name that resolved to nothing is not a label: a client
@@ -167,6 +174,7 @@ impl Log {
         partition: u32,
         records: &[Record],
         extra: Trailer,
+        lead: bool,
     ) -> Result<Durability, LogError> {
         if records.is_empty() {
             return Err(LogError::InvalidBatch("a batch needs at least one record".into()));
@@ -202,7 +210,7 @@ impl Log {
         // (hence LSN order) matches offset order within the partition.
         let permit = self.wal.reserve(payload.len()).await?;
         let (tx, rx) = oneshot::channel();
-        {
+        let queued = {
             let mut st = part.lock();
             if let Some(r) = &st.replica
                 && Some(r.leadership.leader) != self.opts.node_id
@@ -245,7 +253,11 @@ impl Log {
                     producer_table.record((stream_id, partition, b.producer_id), &b, base_offset, count)
                 }
             });
-            permit.append(entry, payload, done);
+            permit.append_led(entry, payload, done)
+        };
+        // Outside the partition lock: leading blocks for one sync.
+        if lead {
+            queued.now();
         }
         Ok(rx)
     }

@@ -21,6 +21,7 @@
 pub mod error;
 pub mod format;
 mod group_buf;
+mod leader;
 pub mod object;
 pub mod object_acks;
 mod object_epochs;
@@ -39,6 +40,8 @@ mod tests;
 mod tests_ahead;
 #[cfg(test)]
 mod tests_contract;
+#[cfg(test)]
+mod tests_lead;
 #[cfg(test)]
 mod tests_object;
 #[cfg(test)]
@@ -86,6 +89,10 @@ pub struct Options {
     pub queue_bytes: usize,
     /// Largest accepted payload of one entry.
     pub max_entry_bytes: usize,
+    /// A producer that finds the writer idle commits its append itself
+    /// while groups sync faster than this on average (it blocks its thread
+    /// for one sync; see [`Lead::now`]). Zero turns that off.
+    pub lead_sync_max: std::time::Duration,
     /// Fault injection for tests (inactive unless switched on).
     pub faults: Faults,
 }
@@ -144,6 +151,7 @@ impl Default for Options {
             queue_depth: 4096,
             queue_bytes: 1024 * 1024 * 1024,
             max_entry_bytes: 64 * 1024 * 1024,
+            lead_sync_max: std::time::Duration::from_micros(250),
             faults: Faults::default(),
         }
     }
@@ -172,6 +180,9 @@ enum Worker {
 pub struct Wal {
     dir: PathBuf,
     tx: mpsc::Sender<Command>,
+    /// The local writer's driver (`leader.rs`); declared after `tx` so the
+    /// writer thread is woken once the queue is closed.
+    shared: Option<WakeOnDrop>,
     backend: Backend,
     progress: Arc<Progress>,
     max_entry_bytes: usize,
@@ -185,6 +196,7 @@ pub struct Wal {
 /// a caller can reserve, then assign offsets and send under a lock.
 pub struct Permit<'a> {
     permit: mpsc::Permit<'a, Command>,
+    shared: Option<&'a Arc<leader::Shared>>,
     max_entry_bytes: usize,
     /// The payload bytes reserved; released once the append completes.
     bytes: tokio::sync::OwnedSemaphorePermit,
@@ -201,15 +213,49 @@ fn queue_budget(bytes: usize) -> (Arc<tokio::sync::Semaphore>, u32) {
     (Arc::new(tokio::sync::Semaphore::new(units as usize)), units)
 }
 
-impl Permit<'_> {
+/// Commits an append queued with [`Permit::append_led`]: [`Lead::now`]
+/// does it in place when the writer is idle, or wakes the writer; dropped,
+/// it wakes the writer.
+#[must_use = "an append queued for leading waits until the lead runs or is dropped"]
+pub struct Lead<'a> {
+    shared: Option<&'a Arc<leader::Shared>>,
+}
+
+impl Lead<'_> {
+    /// Commits the queued append here if the writer is idle (blocking this
+    /// thread for one sync; `done` has then run when this returns), or
+    /// hands it to the writer thread. Call it outside any lock.
+    pub fn now(mut self) {
+        if let Some(shared) = self.shared.take() {
+            leader::lead(shared);
+        }
+    }
+}
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            shared.wake();
+        }
+    }
+}
+
+impl<'a> Permit<'a> {
     /// Queues an append; `done` runs once it is durable (or failed).
     pub fn append(self, meta: EntryMeta, payload: Bytes, done: Completion) {
+        drop(self.append_led(meta, payload, done));
+    }
+
+    /// Queues an append without waking the writer: the caller then leads it
+    /// ([`Lead::now`], outside its locks), so a lone producer's append
+    /// costs no hand-off to the writer thread and back.
+    pub fn append_led(self, meta: EntryMeta, payload: Bytes, done: Completion) -> Lead<'a> {
         if payload.len() > self.max_entry_bytes {
             done(Err(WalError::EntryTooLarge {
                 size: payload.len(),
                 max: self.max_entry_bytes,
             }));
-            return;
+            return Lead { shared: None };
         }
         let bytes = self.bytes;
         let done: Completion = Box::new(move |r| {
@@ -217,6 +263,19 @@ impl Permit<'_> {
             done(r)
         });
         self.permit.send(Command::Append(AppendRequest { meta, payload, done }));
+        if let Some(shared) = self.shared {
+            shared.sent();
+        }
+        Lead { shared: self.shared }
+    }
+}
+
+/// Wakes the writer thread when the handle goes (after the queue closed).
+struct WakeOnDrop(Arc<leader::Shared>);
+
+impl Drop for WakeOnDrop {
+    fn drop(&mut self) {
+        self.0.wake();
     }
 }
 
@@ -281,14 +340,19 @@ impl Wal {
             buf: Default::default(),
             preparing: None,
             mean_group: 0,
+            sync_micros: 0,
         };
+        let shared = leader::Shared::new(writer, rx);
+        let driven = shared.clone();
         let thread = std::thread::Builder::new()
             .name("sluice-wal".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || leader::run_thread(driven))
             .map_err(|e| WalError::io("spawn WAL writer thread", dir, e))?;
+        shared.set_thread(thread.thread().clone());
         let wal = Wal {
             dir: dir.to_path_buf(),
             tx,
+            shared: Some(WakeOnDrop(shared)),
             backend: Backend::Local(table),
             progress,
             max_entry_bytes,
@@ -333,6 +397,7 @@ impl Wal {
         let wal = Wal {
             dir: dir.to_path_buf(),
             tx,
+            shared: None,
             backend: Backend::Object(object::Reader {
                 remote: replayed.remote,
                 objects: replayed.objects,
@@ -363,6 +428,7 @@ impl Wal {
         let permit = self.tx.reserve().await.map_err(|_| WalError::Closed)?;
         Ok(Permit {
             permit,
+            shared: self.shared.as_ref().map(|s| &s.0),
             max_entry_bytes: self.max_entry_bytes,
             bytes,
         })
@@ -375,17 +441,31 @@ impl Wal {
         (*total as usize).saturating_sub(budget.available_permits()) * QUEUE_UNIT
     }
 
-    /// Appends one entry and waits until it is durable.
+    /// Appends one entry and waits until it is durable (committing it in
+    /// place when the writer is idle, see [`Lead::now`]).
     pub async fn append(&self, meta: EntryMeta, payload: Bytes) -> Result<Appended, WalError> {
         let (tx, rx) = oneshot::channel();
-        self.reserve(payload.len()).await?.append(
-            meta,
-            payload,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
+        self.reserve(payload.len())
+            .await?
+            .append_led(
+                meta,
+                payload,
+                Box::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            )
+            .now();
         rx.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// Sends a command other than an append and wakes the writer.
+    async fn command(&self, cmd: Command) -> Result<(), WalError> {
+        self.tx.send(cmd).await.map_err(|_| WalError::Closed)?;
+        if let Some(s) = &self.shared {
+            s.0.sent();
+            s.0.wake();
+        }
+        Ok(())
     }
 
     /// Reads back the payload of the entry at `location`, checking its CRC.
@@ -411,10 +491,7 @@ impl Wal {
     /// log's metadata as of the trim) with the trim point, before deleting.
     pub async fn trim_with(&self, lsn: u64, checkpoint: Option<Bytes>) -> Result<u64, WalError> {
         let (done, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Trim { lsn, checkpoint, done })
-            .await
-            .map_err(|_| WalError::Closed)?;
+        self.command(Command::Trim { lsn, checkpoint, done }).await?;
         rx.await.map_err(|_| WalError::Closed)?
     }
 
@@ -438,7 +515,7 @@ impl Wal {
     /// Drains queued appends, syncs, and stops the writer thread.
     pub async fn shutdown(&self) {
         let (done, rx) = oneshot::channel();
-        if self.tx.send(Command::Shutdown(done)).await.is_ok() {
+        if self.command(Command::Shutdown(done)).await.is_ok() {
             let _ = rx.await;
         }
         let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -469,6 +546,11 @@ impl Wal {
     /// Group commits so far (fdatasync calls, or objects acknowledged).
     pub fn syncs(&self) -> u64 {
         self.progress.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Groups a producer committed in place (see [`Lead::now`]).
+    pub fn led(&self) -> u64 {
+        self.progress.led.load(Ordering::Relaxed)
     }
 
     /// First LSNs of the live segments (or objects).

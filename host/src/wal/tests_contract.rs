@@ -24,6 +24,16 @@ pub(super) fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A multi-thread runtime of `workers` workers (producers on several
+/// threads; producers may commit in place, see `leader.rs`).
+pub(super) fn rt_multi(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 pub(super) fn meta(i: u64) -> EntryMeta {
     EntryMeta {
         kind: EntryKind::Records,

@@ -12,14 +12,6 @@ use super::*;
 /// Big enough that every group holding one is synced on the sync thread.
 const BIG: usize = 600 * 1024;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// What each completion saw, in the order completions ran: the LSN, or
 /// `None` for a failed append.
 type Outcomes = Arc<Mutex<Vec<Option<u64>>>>;
@@ -48,7 +40,7 @@ fn size_of(appender: u64) -> usize {
 #[test]
 fn big_and_small_groups_are_acknowledged_in_lsn_order_and_recovered() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = rt();
+    let rt = super::tests_contract::rt_multi(4);
     let outcomes: Outcomes = Arc::default();
     let acked = rt.block_on(async {
         let (wal, _) = Wal::open(dir.path(), Options::default(), &mut |_| {}).unwrap();
@@ -98,7 +90,7 @@ fn big_and_small_groups_are_acknowledged_in_lsn_order_and_recovered() {
 #[test]
 fn a_failed_sync_on_the_sync_thread_fails_every_later_append() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = rt();
+    let rt = super::tests_contract::rt_multi(4);
     let opts = Options::default();
     let faults = opts.faults.clone();
     let outcomes: Outcomes = Arc::default();

@@ -1,18 +1,18 @@
-//! The single writer thread: group commit, segment rolling and trimming.
+//! The writer's state: group commit, segment rolling and trimming. One
+//! committer at a time drives it (`leader.rs`: the writer thread, or a
+//! producer that finds the writer idle).
 //!
 //! Invariants:
 //! * LSNs are assigned in the order requests leave the queue, densely.
-//! * A group takes what is queued; after a group of n > 1 entries the writer
-//!   waits up to `GATHER_FOR` for n, so producers acknowledged together
-//!   share the next fsync (a lone producer never waits).
+//! * A group takes what is queued (`leader.rs` gathers it).
 //! * A group is written with one positional vectored write per segment
 //!   touched (`group_buf.rs`: big payloads are not copied) and made durable
 //!   with `fdatasync` before any of its completions runs. Groups of
 //!   `HAND_OVER_FROM` bytes or more, and every group while earlier ones are
 //!   there, are synced and completed on the sync thread (`syncer.rs`) while
 //!   this thread writes the next; the others here.
-//! * Completions run one after another, in LSN order (on this thread only
-//!   when nothing is in flight on the sync thread); a completion that
+//! * Completions run one after another, in LSN order (on the committer's
+//!   thread only when nothing is in flight on the sync thread); a completion that
 //!   follows another saw the earlier one finish.
 //! * After any failed write or sync the writer is poisoned: every pending and
 //!   later append fails, so the log never has a hole that later entries skip.
@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::error::WalError;
 use super::format::{EntryMeta, SEGMENT_HEADER_LEN, encode_trim, entry_len};
@@ -47,11 +47,6 @@ use super::segment::{SegmentTable, create_segment};
 use super::syncer::{Syncer, Written};
 use super::{Appended, Options};
 use crate::fsutil::{sync_dir, write_atomic};
-
-/// Longest the writer waits for the producers of the last group to come
-/// back before it writes the next (see [`Writer::run`]): a fraction of one
-/// fdatasync, so a lone producer (whose group had one entry) never waits.
-const GATHER_FOR: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// How far ahead of a segment's end zeros are kept written (see the module
 /// invariants); topped up when less than half of it is left. The sync after
@@ -102,6 +97,8 @@ pub struct Progress {
     pub syncs: AtomicU64,
     /// Segment rolls into a file prepared ahead (see `prepare.rs`).
     pub prepared_rolls: AtomicU64,
+    /// Groups committed in place by a producer (see `leader.rs`).
+    pub led: AtomicU64,
     /// Why the writer refuses appends, once it failed (readiness shows it).
     pub failed: std::sync::Mutex<Option<String>>,
 }
@@ -137,90 +134,34 @@ pub struct Writer {
     pub preparing: Option<Preparing>,
     /// Bytes per group, a decaying mean: whether groups stream.
     pub mean_group: usize,
+    /// Microseconds per write and fdatasync of a group synced here, a
+    /// decaying mean: whether a producer may commit in place (`leader.rs`).
+    pub sync_micros: u64,
 }
 
 impl Writer {
-    pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        // Without a sync thread every group is synced here, as it is
-        // whenever none is in flight there.
-        let mut syncer = Syncer::start(self.progress.clone(), self.opts.faults.clone())
-            .inspect_err(|e| tracing::warn!(error = %e, "no WAL sync thread; groups are synced by the writer"))
-            .ok();
-        let mut next: Option<Command> = None;
-        // Entries in the last group: the producers that will likely be
-        // back right after their acknowledgements.
-        let mut last_group = 0usize;
-        loop {
-            let cmd = match next.take() {
-                Some(c) => c,
-                None => match rx.blocking_recv() {
-                    Some(c) => c,
-                    None => {
-                        if let Some(s) = syncer.as_mut() {
-                            s.finish();
-                        }
-                        self.cancel_preparation();
-                        return;
-                    }
-                },
-            };
-            match cmd {
-                Command::Append(first) => {
-                    let mut group_bytes = first.payload.len();
-                    let mut group = vec![first];
-                    // The producers acknowledged by the last group come
-                    // back one by one: wait a moment (never more than
-                    // GATHER_FOR) for as many as were in it, so one fsync
-                    // takes them all instead of about half.
-                    let gather_until = (last_group > 1).then(|| std::time::Instant::now() + GATHER_FOR);
-                    while group_bytes < self.opts.max_group_bytes {
-                        match rx.try_recv() {
-                            Ok(Command::Append(r)) => {
-                                group_bytes += r.payload.len();
-                                group.push(r);
-                            }
-                            Ok(other) => {
-                                next = Some(other);
-                                break;
-                            }
-                            Err(_) => match gather_until {
-                                Some(t) if group.len() < last_group && std::time::Instant::now() < t => {
-                                    std::thread::yield_now();
-                                }
-                                _ => break,
-                            },
-                        }
-                    }
-                    let group_len = group.len();
-                    let handed_over = self.commit(group, syncer.as_ref());
-                    // Producers of a group still syncing are not coming
-                    // back yet: nothing to gather for.
-                    last_group = if handed_over { 0 } else { group_len };
-                }
-                Command::Trim { lsn, done, .. } => {
-                    let _ = done.send(self.trim(lsn));
-                }
-                Command::Shutdown(done) => {
-                    if let Some(s) = syncer.as_mut() {
-                        s.finish();
-                    }
-                    if self.poisoned.is_none()
-                        && let Err(e) = self.file.sync_data()
-                    {
-                        tracing::error!(error = %e, "final WAL sync failed");
-                    }
-                    self.cancel_preparation();
-                    let _ = done.send(());
-                    return;
-                }
-            }
+    /// Fails the writer: every later append fails.
+    pub(super) fn fail(&mut self, why: &str) {
+        if self.poisoned.is_none() {
+            tracing::error!(error = %why, "WAL writer failed; refusing further appends until restart");
+            self.progress.set_failed(why);
+            self.poisoned = Some(why.to_string());
+        }
+    }
+
+    /// Syncs the active segment once more before the writer stops.
+    pub(super) fn final_sync(&mut self) {
+        if self.poisoned.is_none()
+            && let Err(e) = self.file.sync_data()
+        {
+            tracing::error!(error = %e, "final WAL sync failed");
         }
     }
 
     /// Writes `group` and makes it durable: here, or (for a big group, or
     /// while earlier groups are there) on the sync thread, so the next group
     /// is written while this one syncs. Returns whether it was handed over.
-    fn commit(&mut self, group: Vec<AppendRequest>, syncer: Option<&Syncer>) -> bool {
+    pub(super) fn commit(&mut self, group: Vec<AppendRequest>, syncer: Option<&Syncer>) -> bool {
         // Busy first: the sync thread publishes a failure before it counts
         // the failed group done, so when nothing is in flight any failure
         // is visible below, and a group synced here can never be
@@ -298,8 +239,11 @@ impl Writer {
             return self.finish_failed(acks, WalError::io("fdatasync segment", &self.seg_path, e), syncer, busy);
         }
         self.progress.syncs.fetch_add(1, Ordering::Relaxed);
+        let took = commit_started.elapsed();
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.sync_micros = self.sync_micros - self.sync_micros / 8 + micros / 8;
         metrics::counter!(crate::metrics::WAL_FSYNCS).increment(1);
-        metrics::histogram!(crate::metrics::WAL_FSYNC_SECONDS).record(commit_started.elapsed().as_secs_f64());
+        metrics::histogram!(crate::metrics::WAL_FSYNC_SECONDS).record(took.as_secs_f64());
         self.progress.next_lsn.store(self.next_lsn, Ordering::Release);
         for (done, appended) in acks {
             done(Ok(appended));
@@ -462,14 +406,14 @@ impl Writer {
         }
     }
 
-    fn cancel_preparation(&mut self) {
+    pub(super) fn cancel_preparation(&mut self) {
         if let Some(p) = self.preparing.take() {
             p.cancel();
         }
     }
 
     /// Persists a new trim point, then deletes segments wholly below it.
-    fn trim(&mut self, lsn: u64) -> Result<u64, WalError> {
+    pub(super) fn trim(&mut self, lsn: u64) -> Result<u64, WalError> {
         // Never past what is durable (groups may still be syncing).
         let lsn = lsn.min(self.progress.next_lsn.load(Ordering::Acquire));
         if lsn <= self.trim_lsn {

@@ -1,0 +1,278 @@
+//! Who drives the local writer: its own thread, or a producer that finds
+//! it idle and commits its append in place.
+//!
+//! The writer's state, the queue's receiving end and the sync thread live
+//! in one [`Core`] behind a mutex; whoever holds it takes commands from the
+//! queue in order, so LSN order is queue order whoever commits, and every
+//! rule of `writer.rs` (durable before acknowledged, completions in LSN
+//! order, fail-stop, the sync thread's ordering) holds for both.
+//!
+//! A lone producer pays for its append twice over if it hands it to the
+//! writer thread: one wake-up of the writer, one of the producer's task
+//! when the acknowledgement comes back (about 14 µs against an 85 µs sync
+//! on the machine docs/BENCHMARKS.md reports). So a producer whose append
+//! finds the writer idle commits it itself, on its own thread, and returns
+//! with the acknowledgement already run ([`lead`]). It does that only when
+//! nothing is there for the writer to gather (the last group had at most
+//! one entry), nothing is syncing on the sync thread, its runtime has other
+//! workers (a multi-thread Tokio runtime) and recent syncs were quick
+//! (`Options::lead_sync_max`, 250 µs by default): the worker is blocked for
+//! one sync, as long as a short computation. Otherwise it wakes the writer thread.
+//!
+//! Invariants:
+//! * A command in the queue is always taken by someone: its sender either
+//!   wakes the writer thread or leads; a leader that leaves commands behind
+//!   wakes the writer thread; the thread looks for work after every wake-up
+//!   and parks only when no command is counted in `pending`.
+//! * A producer commits at most one group in place, then hands the rest to
+//!   the writer thread.
+//! * After a group of n > 1 entries the writer thread waits up to
+//!   `GATHER_FOR` for n, so producers acknowledged together share the next
+//!   fsync (a lone producer never waits, and never leads into a gather).
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::{self, error::TryRecvError};
+
+use super::syncer::Syncer;
+use super::writer::{Command, Writer};
+
+/// Longest the writer waits for the producers of the last group to come
+/// back before it writes the next: a fraction of one fdatasync, so a lone
+/// producer (whose group had one entry) never waits.
+const GATHER_FOR: Duration = Duration::from_micros(50);
+
+/// What producers and the writer thread share.
+pub struct Shared {
+    core: Mutex<Core>,
+    /// Commands sent and not yet taken from the queue. A sender counts after
+    /// sending, so this may be below zero for a moment.
+    pending: AtomicI64,
+    /// The writer thread, to wake it.
+    thread: OnceLock<std::thread::Thread>,
+}
+
+/// The writer and everything only its driver touches.
+pub struct Core {
+    writer: Writer,
+    rx: mpsc::Receiver<Command>,
+    syncer: Option<Syncer>,
+    /// A command taken from the queue behind a group, handled next.
+    next: Option<Command>,
+    /// Entries in the last group: the producers that will likely be back
+    /// right after their acknowledgements.
+    last_group: usize,
+    stopped: bool,
+}
+
+impl Shared {
+    pub fn new(writer: Writer, rx: mpsc::Receiver<Command>) -> Arc<Shared> {
+        // Without a sync thread every group is synced by the committer, as
+        // it is whenever none is in flight there.
+        let syncer = Syncer::start(writer.progress.clone(), writer.opts.faults.clone())
+            .inspect_err(|e| tracing::warn!(error = %e, "no WAL sync thread; groups are synced by the writer"))
+            .ok();
+        Arc::new(Shared {
+            core: Mutex::new(Core {
+                writer,
+                rx,
+                syncer,
+                next: None,
+                last_group: 0,
+                stopped: false,
+            }),
+            pending: AtomicI64::new(0),
+            thread: OnceLock::new(),
+        })
+    }
+
+    /// Counts a command just sent.
+    pub fn sent(&self) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Wakes the writer thread (cheap when it is awake).
+    pub fn wake(&self) {
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+
+    pub fn set_thread(&self, thread: std::thread::Thread) {
+        let _ = self.thread.set(thread);
+    }
+
+    /// The core, even after a panic in a completion: the writer is then
+    /// failed, so nothing more is acknowledged on a state it may have left
+    /// half updated.
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|p| {
+            let mut core = p.into_inner();
+            core.writer.fail("a WAL completion panicked");
+            core
+        })
+    }
+}
+
+/// The writer thread: takes and commits commands until the queue closes or
+/// a shutdown.
+pub fn run_thread(shared: Arc<Shared>) {
+    loop {
+        if shared.lock().drain(&shared) {
+            return;
+        }
+        if shared.pending.load(Ordering::Acquire) <= 0 {
+            std::thread::park();
+        }
+    }
+}
+
+/// Commits the queue's first group here if the writer is idle (see the
+/// module doc); wakes the writer thread otherwise, and whenever something is
+/// left in the queue.
+pub fn lead(shared: &Shared) {
+    if !may_block_here() {
+        shared.wake();
+        return;
+    }
+    let Ok(mut core) = shared.core.try_lock() else {
+        shared.wake();
+        return;
+    };
+    if !core.can_lead() {
+        drop(core);
+        shared.wake();
+        return;
+    }
+    let led = match core.take(shared) {
+        Some(Command::Append(first)) => {
+            core.append_group(first, shared);
+            true
+        }
+        Some(other) => {
+            core.next = Some(other);
+            false
+        }
+        None => false,
+    };
+    if led {
+        core.writer.progress.led.fetch_add(1, Ordering::Relaxed);
+    }
+    let left = core.next.is_some() || core.stopped;
+    drop(core);
+    if left || shared.pending.load(Ordering::Acquire) > 0 {
+        shared.wake();
+    }
+}
+
+/// Whether this thread may block for one sync: a worker of a multi-thread
+/// Tokio runtime (others take its tasks) or a thread outside any runtime.
+fn may_block_here() -> bool {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread,
+        Err(_) => true,
+    }
+}
+
+impl Core {
+    fn can_lead(&self) -> bool {
+        !self.stopped
+            && self.next.is_none()
+            && self.last_group <= 1
+            && !self.syncer.as_ref().is_some_and(Syncer::busy)
+            && Duration::from_micros(self.writer.sync_micros) < self.writer.opts.lead_sync_max
+    }
+
+    /// The next command, if any; marks the core stopped when the queue is
+    /// closed and empty.
+    fn take(&mut self, shared: &Shared) -> Option<Command> {
+        if let Some(c) = self.next.take() {
+            return Some(c);
+        }
+        match self.rx.try_recv() {
+            Ok(c) => {
+                shared.pending.fetch_sub(1, Ordering::AcqRel);
+                Some(c)
+            }
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => {
+                self.stop();
+                None
+            }
+        }
+    }
+
+    /// Handles every command queued now. Returns whether the writer stopped.
+    fn drain(&mut self, shared: &Shared) -> bool {
+        while !self.stopped {
+            match self.take(shared) {
+                None => break,
+                Some(Command::Append(first)) => self.append_group(first, shared),
+                Some(Command::Trim { lsn, done, .. }) => {
+                    let _ = done.send(self.writer.trim(lsn));
+                }
+                Some(Command::Shutdown(done)) => {
+                    self.stop();
+                    let _ = done.send(());
+                }
+            }
+        }
+        self.stopped
+    }
+
+    /// Gathers a group behind `first` and commits it.
+    fn append_group(&mut self, first: super::writer::AppendRequest, shared: &Shared) {
+        let mut group_bytes = first.payload.len();
+        let mut group = vec![first];
+        // The producers acknowledged by the last group come back one by
+        // one: wait a moment (never more than GATHER_FOR) for as many as
+        // were in it, so one fsync takes them all instead of about half.
+        let gather_until = (self.last_group > 1).then(|| Instant::now() + GATHER_FOR);
+        while group_bytes < self.writer.opts.max_group_bytes {
+            match self.rx.try_recv() {
+                Ok(Command::Append(r)) => {
+                    shared.pending.fetch_sub(1, Ordering::AcqRel);
+                    group_bytes += r.payload.len();
+                    group.push(r);
+                }
+                Ok(other) => {
+                    shared.pending.fetch_sub(1, Ordering::AcqRel);
+                    self.next = Some(other);
+                    break;
+                }
+                Err(_) => match gather_until {
+                    Some(t) if group.len() < self.last_group && Instant::now() < t => {
+                        std::thread::yield_now();
+                    }
+                    _ => break,
+                },
+            }
+        }
+        let group_len = group.len();
+        let handed_over = self.writer.commit(group, self.syncer.as_ref());
+        // Producers of a group still syncing are not coming back yet:
+        // nothing to gather for.
+        self.last_group = if handed_over { 0 } else { group_len };
+    }
+
+    /// Waits for the sync thread, syncs the segment and stops preparing.
+    /// The queue is closed: later sends fail, and appends still queued are
+    /// dropped unanswered (their callers see the WAL closed), as when the
+    /// writer thread ends.
+    fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        self.rx.close();
+        while self.rx.try_recv().is_ok() {}
+        self.next = None;
+        if let Some(s) = self.syncer.as_mut() {
+            s.finish();
+        }
+        self.writer.final_sync();
+        self.writer.cancel_preparation();
+    }
+}
