@@ -27,8 +27,10 @@
 //! * A producer commits at most one group in place, then hands the rest to
 //!   the writer thread.
 //! * After a group of n > 1 entries the writer thread waits up to
-//!   `GATHER_FOR` for n, so producers acknowledged together share the next
-//!   fsync (a lone producer never waits, and never leads into a gather).
+//!   `GATHER_FOR` for the first of them to come back, yielding rather than
+//!   parked, then up to `GATHER_FOR` for n, so producers acknowledged
+//!   together share the next fsync (a lone producer never waits, and never
+//!   leads into a gather).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -117,11 +119,23 @@ impl Shared {
 }
 
 /// The writer thread: takes and commits commands until the queue closes or
-/// a shutdown.
+/// a shutdown. After a group of several entries it does not park at once:
+/// their producers are coming back, and the first of them would otherwise
+/// pay for waking this thread (yielding, at most `GATHER_FOR`).
 pub fn run_thread(shared: Arc<Shared>) {
     loop {
-        if shared.lock().drain(&shared) {
-            return;
+        let expect_more = {
+            let mut core = shared.lock();
+            if core.drain(&shared) {
+                return;
+            }
+            core.last_group > 1
+        };
+        if expect_more {
+            let until = Instant::now() + GATHER_FOR;
+            while shared.pending.load(Ordering::Acquire) <= 0 && Instant::now() < until {
+                std::thread::yield_now();
+            }
         }
         if shared.pending.load(Ordering::Acquire) <= 0 {
             std::thread::park();
