@@ -199,17 +199,21 @@ impl Core {
             && Duration::from_micros(self.writer.sync_micros) < self.writer.opts.lead_sync_max
     }
 
+    /// Takes a command from the queue, uncounting it in `pending`.
+    fn recv(&mut self, shared: &Shared) -> Result<Command, TryRecvError> {
+        let c = self.rx.try_recv()?;
+        shared.pending.fetch_sub(1, Ordering::AcqRel);
+        Ok(c)
+    }
+
     /// The next command, if any; marks the core stopped when the queue is
     /// closed and empty.
     fn take(&mut self, shared: &Shared) -> Option<Command> {
         if let Some(c) = self.next.take() {
             return Some(c);
         }
-        match self.rx.try_recv() {
-            Ok(c) => {
-                shared.pending.fetch_sub(1, Ordering::AcqRel);
-                Some(c)
-            }
+        match self.recv(shared) {
+            Ok(c) => Some(c),
             Err(TryRecvError::Empty) => None,
             Err(TryRecvError::Disconnected) => {
                 self.stop();
@@ -245,14 +249,12 @@ impl Core {
         // were in it, so one fsync takes them all instead of about half.
         let gather_until = (self.last_group > 1).then(|| Instant::now() + GATHER_FOR);
         while group_bytes < self.writer.opts.max_group_bytes {
-            match self.rx.try_recv() {
+            match self.recv(shared) {
                 Ok(Command::Append(r)) => {
-                    shared.pending.fetch_sub(1, Ordering::AcqRel);
                     group_bytes += r.payload.len();
                     group.push(r);
                 }
                 Ok(other) => {
-                    shared.pending.fetch_sub(1, Ordering::AcqRel);
                     self.next = Some(other);
                     break;
                 }

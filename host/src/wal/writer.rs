@@ -143,7 +143,7 @@ impl Writer {
     /// Fails the writer: every later append fails.
     pub(super) fn fail(&mut self, why: &str) {
         if self.poisoned.is_none() {
-            tracing::error!(error = %why, "WAL writer failed; refusing further appends until restart");
+            tracing::error!(error = %why, "WAL write failed; refusing further appends until restart");
             self.progress.set_failed(why);
             self.poisoned = Some(why.to_string());
         }
@@ -262,11 +262,7 @@ impl Writer {
         busy: bool,
     ) -> bool {
         let why = e.to_string();
-        if self.poisoned.is_none() {
-            tracing::error!(error = %why, "WAL write failed; refusing further appends until restart");
-            self.progress.set_failed(&why);
-            self.poisoned = Some(why.clone());
-        }
+        self.fail(&why);
         if let Some(syncer) = syncer
             && busy
         {
