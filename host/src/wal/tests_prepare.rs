@@ -95,3 +95,38 @@ fn a_prepared_file_left_by_a_crash_is_removed_and_nothing_is_lost() {
     assert!(!left.exists());
     rt.block_on(wal.shutdown());
 }
+
+#[test]
+fn big_groups_roll_into_created_segments_and_recover() {
+    // 256 KiB entries one at a time: groups above `PREPARE_BELOW`, whose
+    // second write would cost more than a prepared file saves.
+    const BIG: usize = 256 * 1024;
+    const { assert!(BIG >= super::writer::PREPARE_BELOW) };
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let opts = Options {
+        segment_bytes: 4 * 1024 * 1024,
+        ..Options::default()
+    };
+    let (wal, _) = Wal::open(dir.path(), opts.clone(), &mut |_| {}).unwrap();
+    let mut saw_preparation = false;
+    rt.block_on(async {
+        for i in 0..40 {
+            wal.append(meta(i), payload(i, BIG)).await.unwrap();
+            saw_preparation |= !temp_files(dir.path()).is_empty();
+            if i % 4 == 3 {
+                // Time enough for a preparation to finish before a roll.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    });
+    assert!(wal.segments().len() >= 3, "{} segments", wal.segments().len());
+    assert_eq!(wal.progress.prepared_rolls.load(Ordering::Relaxed), 0);
+    assert!(!saw_preparation, "a segment was prepared for big groups");
+    rt.block_on(wal.shutdown());
+    let mut seen = Vec::new();
+    let (wal, _) = Wal::open(dir.path(), opts, &mut |e| seen.push(e.payload.to_vec())).unwrap();
+    let want: Vec<Vec<u8>> = (0..40).map(|i| payload(i, BIG).to_vec()).collect();
+    assert!(seen == want, "recovered {} entries, not the 40 appended", seen.len());
+    rt.block_on(wal.shutdown());
+}

@@ -23,8 +23,8 @@
 //!   Recovery reads zeros after the last entry as the segment's clean end; a
 //!   segment is cut to its entries before the next one is created, so only
 //!   the active segment ever has zeros after its end.
-//! * Once the active segment is half full, and unless groups stream (mean
-//!   group of `HAND_OVER_FROM` or more), the next segment is prepared full
+//! * Once the active segment is half full, and unless groups are big (mean
+//!   group of `PREPARE_BELOW` or more), the next segment is prepared full
 //!   of zeros on its own thread (`prepare.rs`); the roll takes it when it is
 //!   ready and creates a segment as before when not, so groups of every
 //!   size then sync into written blocks with no top-ups on the way.
@@ -63,6 +63,14 @@ const ZERO_FILL_MAX_GROUP: usize = 32 * 1024;
 /// Groups from this size on are synced on the sync thread while the
 /// writer writes the next: writing them takes long enough to overlap.
 const HAND_OVER_FROM: usize = 512 * 1024;
+
+/// Segments are prepared ahead (`prepare.rs`) only while the mean group is
+/// below this. A prepared file spares each sync the metadata commit of a
+/// growing file (60–90 µs on the machine docs/BENCHMARKS.md reports) but
+/// writes every byte twice; from groups of about this size on, the second
+/// write costs the disk more time than the metadata saves, and while the
+/// zeros are written (and synced) the groups' own syncs wait behind them.
+pub const PREPARE_BELOW: usize = 128 * 1024;
 
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
@@ -374,11 +382,11 @@ impl Writer {
 
     /// Starts preparing the next segment once the active one is half full
     /// (a WAL that never gets there never pays for a prepared file), unless
-    /// groups stream at the disk's rate: big groups gain little from written
+    /// groups are big (`PREPARE_BELOW`): they gain little from written
     /// blocks, and writing every segment twice would take the bandwidth and
     /// the CPU they need.
     fn prepare_next(&mut self) {
-        if self.preparing.is_some() || self.seg_len < self.opts.segment_bytes / 2 || self.mean_group >= HAND_OVER_FROM {
+        if self.preparing.is_some() || self.seg_len < self.opts.segment_bytes / 2 || self.mean_group >= PREPARE_BELOW {
             return;
         }
         match Preparing::start(&self.dir, self.opts.segment_bytes) {
