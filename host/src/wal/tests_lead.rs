@@ -50,6 +50,56 @@ fn a_lone_producer_commits_its_appends_in_place() {
     assert_eq!(seen, (0..200).map(|i| (FIRST_LSN + i, i)).collect::<Vec<_>>());
 }
 
+/// Four producers: groups still take all of them (the writer thread waits
+/// for the group's producers to come back), and the last one back commits
+/// the group in place.
+#[test]
+fn the_last_producer_back_commits_the_group_in_place() {
+    const PRODUCERS: u64 = 4;
+    const EACH: u64 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = open(dir.path(), opts());
+    let wal = Arc::new(wal);
+    let rt = multi_thread();
+    let per_producer: Vec<Vec<u64>> = rt.block_on(async {
+        let tasks: Vec<_> = (0..PRODUCERS)
+            .map(|p| {
+                let wal = wal.clone();
+                tokio::spawn(async move {
+                    let mut lsns = Vec::new();
+                    for i in 0..EACH {
+                        let id = p * EACH + i;
+                        lsns.push(wal.append(meta(id), payload(id, 1024)).await.unwrap().lsn);
+                    }
+                    lsns
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    let n = PRODUCERS * EACH;
+    let mut all: Vec<u64> = per_producer.concat();
+    all.sort_unstable();
+    assert_eq!(all, (FIRST_LSN..FIRST_LSN + n).collect::<Vec<_>>());
+    let (syncs, led) = (wal.syncs(), wal.led());
+    let per_sync = n as f64 / syncs as f64;
+    assert!(
+        per_sync >= 2.0,
+        "{per_sync:.2} appends per sync: groups no longer gather"
+    );
+    assert!(
+        led * 10 >= syncs,
+        "only {led} of {syncs} groups committed in place by a producer"
+    );
+    rt.block_on(wal.shutdown());
+    let (_wal, seen) = open(dir.path(), opts());
+    assert_eq!(seen.len() as u64, n);
+}
+
 #[test]
 fn a_current_thread_runtime_or_a_slow_disk_never_leads() {
     let dir = tempfile::tempdir().unwrap();
