@@ -42,6 +42,10 @@ def run_confluent(a, f):
         "session.timeout.ms": a.get("session_timeout_ms", 6000),
         "heartbeat.interval.ms": 500,
         "partition.assignment.strategy": a.get("assignor", "range"),
+        # A member that joined while its metadata had no partitions of the
+        # topic (a cluster just started) sees them on the next refresh and
+        # rebalances; librdkafka's default waits 5 minutes for that.
+        "topic.metadata.refresh.interval.ms": 1000,
     }
     c = Consumer(conf)
 
