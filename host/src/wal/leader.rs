@@ -69,8 +69,9 @@ pub struct Shared {
     pending: AtomicI64,
     /// The writer thread, to wake it.
     thread: OnceLock<std::thread::Thread>,
-    /// Entries in the last group committed here (`Core::last_group`, read
-    /// without the lock): how many producers are expected back.
+    /// Entries in the last group committed here, 0 when it was handed to
+    /// the sync thread (its producers are not coming back yet): how many
+    /// producers are expected back. Written under the core's lock.
     expect: AtomicUsize,
     /// Groups committed so far: the writer thread stops waiting for a group
     /// that a producer has committed in place.
@@ -84,9 +85,6 @@ pub struct Core {
     syncer: Option<Syncer>,
     /// A command taken from the queue behind a group, handled next.
     next: Option<Command>,
-    /// Entries in the last group: the producers that will likely be back
-    /// right after their acknowledgements.
-    last_group: usize,
     stopped: bool,
 }
 
@@ -103,7 +101,6 @@ impl Shared {
                 rx,
                 syncer,
                 next: None,
-                last_group: 0,
                 stopped: false,
             }),
             pending: AtomicI64::new(0),
@@ -143,8 +140,7 @@ impl Shared {
 
 /// The writer thread: takes and commits commands until the queue closes or
 /// a shutdown. After a group of several entries it does not park at once:
-/// their producers are coming back, and the first of them would otherwise
-/// pay for waking this thread (yielding, at most `GATHER_FOR`).
+/// their producers are coming back ([`wait_for_group`]).
 pub fn run_thread(shared: Arc<Shared>) {
     loop {
         if shared.lock().drain(&shared) {
@@ -206,12 +202,8 @@ pub fn lead(shared: &Shared) {
     // commits the group; the others leave it to the writer thread, which
     // waits for the rest.
     let expect = shared.expect.load(Ordering::Acquire);
-    if expect > LEAD_GROUPS_UP_TO {
-        shared.wake();
-        return;
-    }
-    let expect = i64::try_from(expect).unwrap_or(i64::MAX);
-    if expect > 1 && shared.pending.load(Ordering::Acquire) < expect {
+    let queued = usize::try_from(shared.pending.load(Ordering::Acquire)).unwrap_or(0);
+    if expect > LEAD_GROUPS_UP_TO || (expect > 1 && queued < expect) {
         shared.wake();
         return;
     }
@@ -292,7 +284,7 @@ impl Core {
                 None => break,
                 Some(Command::Append(first)) => {
                     self.append_group(first, shared);
-                    if self.last_group > 1 {
+                    if shared.expect.load(Ordering::Acquire) > 1 {
                         // Its producers are coming back: wait for them
                         // (`wait_for_group`) rather than take the first alone.
                         break;
@@ -331,8 +323,9 @@ impl Core {
         let handed_over = self.writer.commit(group, self.syncer.as_ref());
         // Producers of a group still syncing are not coming back yet:
         // nothing to gather for.
-        self.last_group = if handed_over { 0 } else { group_len };
-        shared.expect.store(self.last_group, Ordering::Release);
+        shared
+            .expect
+            .store(if handed_over { 0 } else { group_len }, Ordering::Release);
         shared.groups.fetch_add(1, Ordering::AcqRel);
     }
 
