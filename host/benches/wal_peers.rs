@@ -4,13 +4,16 @@
 //!
 //! Run with `cargo bench -p sluice-host --bench wal_peers`
 //! (`SLUICE_BENCH_QUICK=1` for a smoke run; `SLUICE_BENCH_ONLY=1x1,64x16,http`
-//! runs only those `KiB x producers` configurations and the HTTP section).
+//! runs only those `KiB x producers` configurations and the HTTP section;
+//! `SLUICE_BENCH_SPARES=0` runs Sluice's WAL without recycled segments).
 //! Each producer appends one entry
 //! and waits until it is durable (fdatasync on every commit, in every
 //! system), then appends the next. Per entry size (1 KiB, 64 KiB) and
 //! producer count (1, 4, 16, 64) the three systems run back to back, in a
 //! rotating order, `ROUNDS` times; the best round of each is reported (the
-//! same treatment for all). Payloads are pseudo-random, so raft-engine's
+//! same treatment for all). Sluice's WAL is trimmed whenever it has rolled
+//! (okaywal checkpoints its files as they fill), so both reuse trimmed
+//! files as they would in a node that keeps up. Payloads are pseudo-random, so raft-engine's
 //! batch compression (left at its default) gains nothing a real payload
 //! would not.
 //!
@@ -360,7 +363,11 @@ fn sync_limit(dir: &Path, entry: usize, n: usize) -> anyhow::Result<Limit> {
 /// Sluice's WAL: producers are tasks on a multi-thread runtime, as in the
 /// node.
 async fn sluice(dir: &Path, producers: usize, payload: &Bytes, per_run: Duration) -> anyhow::Result<Run> {
-    let (wal, _) = Wal::open(dir, WalOptions::default(), &mut |_| {}).context("open Sluice WAL")?;
+    let mut opts = WalOptions::default();
+    if let Ok(spares) = std::env::var("SLUICE_BENCH_SPARES") {
+        opts.spare_segments = spares.parse().context("SLUICE_BENCH_SPARES")?;
+    }
+    let (wal, _) = Wal::open(dir, opts, &mut |_| {}).context("open Sluice WAL")?;
     let wal = Arc::new(wal);
     let start = Instant::now();
     let deadline = start + per_run;
@@ -386,11 +393,27 @@ async fn sluice(dir: &Path, producers: usize, payload: &Bytes, per_run: Duration
             anyhow::Ok(lat)
         }));
     }
+    // Trimmed as it fills, as okaywal checkpoints its files: what a node
+    // whose tiering keeps up does, so both reach their steady state of
+    // recycled files within a run.
+    let trimming = {
+        let wal = wal.clone();
+        tokio::spawn(async move {
+            while Instant::now() < deadline {
+                if wal.segments().len() >= 2 {
+                    wal.trim(wal.next_lsn()).await?;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            anyhow::Ok(())
+        })
+    };
     let mut latencies = Vec::new();
     for t in tasks {
         latencies.extend(t.await.context("producer task panicked")??);
     }
     let wall = start.elapsed();
+    trimming.await.context("trimming task panicked")??;
     let syncs = wal.syncs();
     wal.shutdown().await;
     let mut run = finish(latencies, wall);

@@ -47,6 +47,11 @@ pub struct Settings {
     /// give more throughput per fsync, smaller ones bound the latency of the
     /// first append in the group.
     pub max_group_bytes: ByteSize,
+    /// Trimmed WAL segments kept on disk and reused as later segments
+    /// (their blocks are written, so syncs into them commit no metadata and
+    /// no zeros are written ahead); each holds up to `segment_bytes` of
+    /// disk. Zero deletes every trimmed segment.
+    pub wal_spare_segments: usize,
     /// Appends waiting for the WAL writer before producers are slowed down.
     pub queue_depth: usize,
     /// Payload bytes waiting for the WAL writer (queued or being made
@@ -327,6 +332,7 @@ impl Default for Settings {
             max_batch_bytes: ByteSize::mib(64),
             segment_bytes: ByteSize::mib(128),
             max_group_bytes: ByteSize::mib(16),
+            wal_spare_segments: 2,
             queue_depth: 4096,
             wal_queue_bytes: ByteSize::gib(1),
             max_in_flight_bytes: ByteSize::mib(256),
@@ -552,6 +558,7 @@ impl Settings {
             wal: crate::wal::Options {
                 segment_bytes: self.segment_bytes.as_u64(),
                 max_group_bytes: to_usize(self.max_group_bytes),
+                spare_segments: self.wal_spare_segments,
                 queue_depth: self.queue_depth,
                 queue_bytes: to_usize(self.wal_queue_bytes),
                 max_entry_bytes: to_usize(self.max_batch_bytes),

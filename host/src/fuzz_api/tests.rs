@@ -122,6 +122,7 @@ fn wal_seeds() -> Seeds {
         first_lsn: 1,
         trim_lsn: 0,
         created_ms: 5,
+        recycled: false,
     })
     .to_vec();
     for (i, (m, payload)) in entries().iter().enumerate() {
@@ -131,6 +132,7 @@ fn wal_seeds() -> Seeds {
         first_lsn: 100,
         trim_lsn: 99,
         created_ms: 5,
+        recycled: true,
     })
     .to_vec();
     vec![

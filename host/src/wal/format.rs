@@ -9,7 +9,9 @@
 //! | magic  | version | crc32c | first_lsn | trim_lsn | created_ms |
 //! | 8 B    | u32     | u32    | u64       | u64      | u64        |
 //! +--------+---------+--------+-----------+----------+------------+
-//!   magic = "SLUICEWL"; crc covers bytes 0..12 and 16..40.
+//!   magic = "SLUICEWL"; crc covers bytes 0..12 and 16..40;
+//!   version 1, or 2 in a recycled file (bytes after the last entry may be
+//!   the file's earlier contents).
 //!
 //! entry (40-byte header + payload)
 //! +-----+--------+-----+------+--------+--------+-----------+-------+---------+
@@ -41,6 +43,9 @@ pub const MAX_PAYLOAD_LEN: usize = 256 * 1024 * 1024;
 
 const SEGMENT_MAGIC: &[u8; 8] = b"SLUICEWL";
 const SEGMENT_VERSION: u32 = 1;
+/// The version of a segment written into a recycled file: the same layout,
+/// but the bytes after its last entry may be the file's earlier contents.
+const SEGMENT_VERSION_RECYCLED: u32 = 2;
 const TRIM_MAGIC: &[u8; 8] = b"SLTRIM01";
 /// Size of the trim marker file.
 pub const TRIM_LEN: usize = 20;
@@ -156,12 +161,20 @@ pub struct SegmentHeader {
     pub first_lsn: u64,
     pub trim_lsn: u64,
     pub created_ms: u64,
+    /// Written into a recycled file (version 2): what follows the last
+    /// entry may be entries and bytes of the file's earlier life.
+    pub recycled: bool,
 }
 
 pub fn encode_segment_header(h: &SegmentHeader) -> [u8; SEGMENT_HEADER_LEN] {
     let mut out = [0u8; SEGMENT_HEADER_LEN];
     out[0..8].copy_from_slice(SEGMENT_MAGIC);
-    out[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+    let version = if h.recycled {
+        SEGMENT_VERSION_RECYCLED
+    } else {
+        SEGMENT_VERSION
+    };
+    out[8..12].copy_from_slice(&version.to_le_bytes());
     out[16..24].copy_from_slice(&h.first_lsn.to_le_bytes());
     out[24..32].copy_from_slice(&h.trim_lsn.to_le_bytes());
     out[32..40].copy_from_slice(&h.created_ms.to_le_bytes());
@@ -175,7 +188,7 @@ pub fn decode_segment_header(buf: &[u8; SEGMENT_HEADER_LEN]) -> Result<SegmentHe
         return Err(Corruption::BadMagic);
     }
     let version = u32_at(buf, 8);
-    if version != SEGMENT_VERSION {
+    if version != SEGMENT_VERSION && version != SEGMENT_VERSION_RECYCLED {
         return Err(Corruption::UnsupportedVersion(version));
     }
     if u32_at(buf, 12) != segment_header_crc(buf) {
@@ -185,6 +198,7 @@ pub fn decode_segment_header(buf: &[u8; SEGMENT_HEADER_LEN]) -> Result<SegmentHe
         first_lsn: u64_at(buf, 16),
         trim_lsn: u64_at(buf, 24),
         created_ms: u64_at(buf, 32),
+        recycled: version == SEGMENT_VERSION_RECYCLED,
     })
 }
 
@@ -272,8 +286,14 @@ mod tests {
             first_lsn: 42,
             trim_lsn: 7,
             created_ms: 1234,
+            recycled: false,
         };
+        let recycled = SegmentHeader { recycled: true, ..h };
+        let raw = encode_segment_header(&recycled);
+        assert_eq!(u32::from_le_bytes(raw[8..12].try_into().unwrap()), 2);
+        assert_eq!(decode_segment_header(&raw).unwrap(), recycled);
         let mut raw = encode_segment_header(&h);
+        assert_eq!(u32::from_le_bytes(raw[8..12].try_into().unwrap()), 1);
         assert_eq!(decode_segment_header(&raw).unwrap(), h);
         raw[20] ^= 0x10;
         assert_eq!(decode_segment_header(&raw), Err(Corruption::BadCrc));

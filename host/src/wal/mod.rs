@@ -51,6 +51,8 @@ mod tests_object_fences;
 #[cfg(test)]
 mod tests_prepare;
 #[cfg(test)]
+mod tests_recycle;
+#[cfg(test)]
 mod tests_syncer;
 
 use std::path::{Path, PathBuf};
@@ -89,6 +91,11 @@ pub struct Options {
     pub queue_bytes: usize,
     /// Largest accepted payload of one entry.
     pub max_entry_bytes: usize,
+    /// Trimmed segments kept on disk to be recycled as later ones (their
+    /// blocks are written, so syncs into them commit no metadata and no
+    /// zeros are written ahead); more are deleted. Zero deletes every
+    /// trimmed segment.
+    pub spare_segments: usize,
     /// A producer that finds the writer idle commits its append itself
     /// while groups sync faster than this on average (it blocks its thread
     /// for one sync; see [`Lead::now`]). Zero turns that off.
@@ -151,6 +158,7 @@ impl Default for Options {
             queue_depth: 4096,
             queue_bytes: 1024 * 1024 * 1024,
             max_entry_bytes: 64 * 1024 * 1024,
+            spare_segments: 2,
             lead_sync_max: std::time::Duration::from_micros(250),
             faults: Faults::default(),
         }
@@ -322,6 +330,10 @@ impl Wal {
             .map_err(|e| WalError::io("stat segment", &seg_path, e))?
             .len()
             .max(seg_len);
+        let mut spares = recovered.spares.clone();
+        for extra in spares.split_off(spares.len().min(opts.spare_segments)) {
+            std::fs::remove_file(&extra).map_err(|e| WalError::io("remove spare segment", &extra, e))?;
+        }
         let writer = Writer {
             dir: dir.to_path_buf(),
             opts,
@@ -339,6 +351,7 @@ impl Wal {
             roll_put_off: false,
             buf: Default::default(),
             preparing: None,
+            spares,
             mean_group: 0,
             sync_micros: 0,
         };
@@ -477,8 +490,15 @@ impl Wal {
         };
         let seg = table.get(location.segment).ok_or(WalError::Trimmed { lsn })?;
         let mut buf = vec![0u8; location.len as usize];
-        seg.read_exact_at(&mut buf, location.pos)?;
-        check_entry(lsn, Bytes::from(buf), location.pos, || seg.path.clone())
+        let read = seg
+            .read_exact_at(&mut buf, location.pos)
+            .and_then(|()| check_entry(lsn, Bytes::from(buf), location.pos, || seg.path.clone()));
+        match read {
+            // Trimmed while it was read: a recycled file may hold newer
+            // entries there (or be shorter), which the LSN check refuses.
+            Err(_) if table.get(location.segment).is_none() => Err(WalError::Trimmed { lsn }),
+            read => read,
+        }
     }
 
     /// Persists `lsn` as the trim point and deletes whole segments below it.

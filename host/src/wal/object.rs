@@ -356,6 +356,7 @@ impl Prepared {
                 tail_len: 0,
                 entries,
                 cut,
+                spares: Vec::new(),
             },
         })
     }

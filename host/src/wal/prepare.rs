@@ -15,6 +15,11 @@
 //!   directory after the writer is gone.
 //! * A failed preparation costs nothing but the fallback: the writer then
 //!   creates the segment as usual.
+//! * A trimmed segment kept as a spare (`*.spare`) is prepared by making it
+//!   `segment_bytes` long (zeros only where it is shorter) and syncing that:
+//!   its blocks are written already. Its header then says it is recycled,
+//!   because its earlier entries follow the new ones (`recovery.rs`). A
+//!   cancelled recycling leaves the spare in place.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -34,12 +39,14 @@ pub struct Prepared {
     path: PathBuf,
     file: File,
     len: u64,
+    recycled: bool,
 }
 
 /// A preparation running on its thread.
 pub struct Preparing {
     stop: Arc<AtomicBool>,
     path: PathBuf,
+    recycled: bool,
     handle: JoinHandle<Result<Prepared, WalError>>,
 }
 
@@ -50,13 +57,28 @@ impl Preparing {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let path = dir.join(format!("prepared-{nanos}.wal.tmp"));
+        Self::spawn(dir, path, len, false)
+    }
+
+    /// Starts preparing the spare at `spare` (a trimmed segment) as a file
+    /// of `len` bytes.
+    pub fn recycle(dir: &Path, spare: PathBuf, len: u64) -> Result<Preparing, WalError> {
+        Self::spawn(dir, spare, len, true)
+    }
+
+    fn spawn(dir: &Path, path: PathBuf, len: u64, recycled: bool) -> Result<Preparing, WalError> {
         let stop = Arc::new(AtomicBool::new(false));
         let (thread_path, thread_stop) = (path.clone(), stop.clone());
         let handle = std::thread::Builder::new()
             .name("sluice-wal-prep".into())
-            .spawn(move || prepare(thread_path, len, &thread_stop))
+            .spawn(move || prepare(thread_path, len, recycled, &thread_stop))
             .map_err(|e| WalError::io("start segment preparation thread", dir, e))?;
-        Ok(Preparing { stop, path, handle })
+        Ok(Preparing {
+            stop,
+            path,
+            recycled,
+            handle,
+        })
     }
 
     pub fn is_finished(&self) -> bool {
@@ -75,24 +97,49 @@ impl Preparing {
         }
     }
 
-    /// Stops the preparation, waits for its thread and removes its file.
+    /// Stops the preparation, waits for its thread and removes its file (a
+    /// spare stays, for the next start).
     pub fn cancel(self) {
         self.stop.store(true, Ordering::Relaxed);
-        let path = self.path.clone();
+        let (path, recycled) = (self.path.clone(), self.recycled);
         let _ = self.join();
-        let _ = std::fs::remove_file(&path);
+        if !recycled {
+            let _ = std::fs::remove_file(&path);
+        }
     }
 }
 
-fn prepare(path: PathBuf, len: u64, stop: &AtomicBool) -> Result<Prepared, WalError> {
+fn prepare(path: PathBuf, len: u64, recycled: bool, stop: &AtomicBool) -> Result<Prepared, WalError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
-        .create_new(true)
+        .create_new(!recycled)
         .open(&path)
         .map_err(|e| WalError::io("create prepared segment", &path, e))?;
+    let mut at = if recycled {
+        let have = file
+            .metadata()
+            .map_err(|e| WalError::io("stat spare segment", &path, e))?
+            .len();
+        if have >= len {
+            if have > len {
+                file.set_len(len)
+                    .map_err(|e| WalError::io("cut spare segment", &path, e))?;
+                file.sync_all()
+                    .map_err(|e| WalError::io("sync spare segment", &path, e))?;
+            }
+            return Ok(Prepared {
+                path,
+                file,
+                len,
+                recycled,
+            });
+        }
+        have
+    } else {
+        0
+    };
     let zeros = vec![0u8; CHUNK];
-    let mut at = 0u64;
     while at < len {
         if stop.load(Ordering::Relaxed) {
             return Err(WalError::io(
@@ -108,10 +155,20 @@ fn prepare(path: PathBuf, len: u64, stop: &AtomicBool) -> Result<Prepared, WalEr
     }
     file.sync_all()
         .map_err(|e| WalError::io("sync prepared segment", &path, e))?;
-    Ok(Prepared { path, file, len })
+    Ok(Prepared {
+        path,
+        file,
+        len,
+        recycled,
+    })
 }
 
 impl Prepared {
+    /// Whether this file held an earlier segment.
+    pub fn is_recycled(&self) -> bool {
+        self.recycled
+    }
+
     /// Makes this file the segment starting at `first_lsn`: header written
     /// and synced, renamed into place, directory synced. Returns the
     /// segment's path, file and file length. On failure the file is
@@ -126,6 +183,14 @@ impl Prepared {
 
     fn install_inner(&self, dir: &Path, first_lsn: u64, trim_lsn: u64) -> Result<PathBuf, WalError> {
         let dir_handle = File::open(dir).map_err(|e| WalError::io("open WAL directory", dir, e))?;
-        install_segment(&dir_handle, dir, &self.path, &self.file, first_lsn, trim_lsn)
+        install_segment(
+            &dir_handle,
+            dir,
+            &self.path,
+            &self.file,
+            first_lsn,
+            trim_lsn,
+            self.recycled,
+        )
     }
 }

@@ -16,7 +16,14 @@
 //!   segment headers (each records the trim LSN at its creation), so data is
 //!   never discarded because a marker is absent;
 //! * segments wholly below the trim point are deleted (an interrupted trim is
-//!   finished), except the last one, which fixes the next LSN.
+//!   finished), except the last one, which fixes the next LSN;
+//! * a recycled last segment (header version 2) is followed by its file's
+//!   earlier contents: its first bad entry is its clean end, unless an entry
+//!   of the log (good CRC, LSN from there on) starts anywhere after it, which
+//!   makes it corruption in the middle, cut as above;
+//! * spares (`*.spare`, trimmed segments kept for recycling) are handed to
+//!   the writer if every entry they hold is below the next LSN, and removed
+//!   otherwise.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read, Write};
@@ -27,7 +34,7 @@ use super::format::{
     ENTRY_HEADER_LEN, EntryMeta, SEGMENT_HEADER_LEN, decode_entry_header, decode_segment_header, decode_trim,
     entry_crc_ok,
 };
-use super::segment::{DROPPED_SUFFIX, parse_segment_name};
+use super::segment::{DROPPED_SUFFIX, parse_segment_name, parse_spare_name};
 use crate::fsutil::{now_ms, sync_dir};
 
 /// Name of the trim marker file inside the WAL directory.
@@ -77,13 +84,15 @@ pub struct Recovered {
     /// Entries handed to the visitor.
     pub entries: u64,
     pub cut: Option<Cut>,
+    /// Spares the writer may recycle.
+    pub spares: Vec<PathBuf>,
 }
 
 /// Scans `dir` and calls `visit` for each entry at or above the trim point,
 /// in LSN order.
 pub fn recover(dir: &Path, visit: &mut dyn FnMut(RecoveredEntry<'_>)) -> Result<Recovered, WalError> {
     fs::create_dir_all(dir).map_err(|e| WalError::io("create WAL directory", dir, e))?;
-    let mut segments = list_segments(dir)?;
+    let (mut segments, spares) = list_segments(dir)?;
     let trim_file = fs::read(dir.join(TRIM_FILE)).ok().and_then(|b| decode_trim(&b));
 
     // Headers, up to the first unreadable one; trim = max over marker and headers.
@@ -144,8 +153,11 @@ pub fn recover(dir: &Path, visit: &mut dyn FnMut(RecoveredEntry<'_>)) -> Result<
             break;
         }
         expected = first;
-        match scan_segment(path, first, trim_lsn, &mut expected, &mut entries, visit)? {
+        let scanned = scan_segment(path, first, trim_lsn, &mut expected, &mut entries, visit)?;
+        let recycled_last = i + 1 == segments.len() && headers.get(i).is_some_and(|h| h.recycled);
+        match scanned {
             Ok(len) => tail_len = len,
+            Err((pos, _)) if recycled_last && !live_entry_after(path, pos, expected)? => tail_len = pos,
             Err((pos, reason)) => {
                 cut_at = Some((i, pos, reason));
                 break;
@@ -168,6 +180,17 @@ pub fn recover(dir: &Path, visit: &mut dyn FnMut(RecoveredEntry<'_>)) -> Result<
             Some(c)
         }
     };
+    // A spare's entries are all below its bound: recycled into a segment
+    // that starts below it (the log was wiped but the spare kept), one of
+    // them could read as an entry of the new segment.
+    let mut kept = Vec::new();
+    for (bound, path) in spares {
+        if bound <= expected {
+            kept.push(path);
+        } else {
+            fs::remove_file(&path).map_err(|e| WalError::io("remove spare segment", &path, e))?;
+        }
+    }
     Ok(Recovered {
         next_lsn: expected,
         trim_lsn,
@@ -175,11 +198,16 @@ pub fn recover(dir: &Path, visit: &mut dyn FnMut(RecoveredEntry<'_>)) -> Result<
         tail_len,
         entries,
         cut,
+        spares: kept,
     })
 }
 
-fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
+/// The segments (first LSN, path), ascending, and the spares (bound, path).
+type Listing = (Vec<(u64, PathBuf)>, Vec<(u64, PathBuf)>);
+
+fn list_segments(dir: &Path) -> Result<Listing, WalError> {
     let mut out = Vec::new();
+    let mut spares = Vec::new();
     let rd = fs::read_dir(dir).map_err(|e| WalError::io("list WAL directory", dir, e))?;
     for ent in rd {
         let ent = ent.map_err(|e| WalError::io("list WAL directory", dir, e))?;
@@ -187,6 +215,8 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
         let Some(name) = name.to_str() else { continue };
         if let Some(lsn) = parse_segment_name(name) {
             out.push((lsn, ent.path()));
+        } else if let Some(bound) = parse_spare_name(name) {
+            spares.push((bound, ent.path()));
         } else if name.ends_with(".tmp") {
             // A segment or marker that never got its final name: it holds no
             // acknowledged entry (entries are written only after the rename).
@@ -195,7 +225,7 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
         }
     }
     out.sort_by_key(|(lsn, _)| *lsn);
-    Ok(out)
+    Ok((out, spares))
 }
 
 fn read_segment_header(path: &Path) -> Result<Result<super::format::SegmentHeader, Corruption>, WalError> {
@@ -296,6 +326,53 @@ fn scan_segment(
         *expected += 1;
         pos += len as u64;
     }
+}
+
+/// Whether an entry of the log (known kind, good CRC, an LSN from
+/// `from_lsn` on) starts anywhere after `pos` in the segment at `path`: then
+/// the bad entry at `pos` is corruption with the log going on after it, not
+/// the end of the log followed by a recycled file's earlier entries (all
+/// below the segment's first LSN) or a torn write into them.
+fn live_entry_after(path: &Path, pos: u64, from_lsn: u64) -> Result<bool, WalError> {
+    use std::os::unix::fs::FileExt;
+    const WINDOW: usize = 1 << 20;
+    let f = File::open(path).map_err(|e| WalError::io("open segment", path, e))?;
+    let len = f.metadata().map_err(|e| WalError::io("stat segment", path, e))?.len();
+    // The rest of the file holds fewer entries than this.
+    let span = len.saturating_sub(pos) / ENTRY_HEADER_LEN as u64 + 1;
+    let mut buf = vec![0u8; WINDOW + ENTRY_HEADER_LEN];
+    let mut payload = Vec::new();
+    let mut at = pos.saturating_add(1);
+    while at.saturating_add(ENTRY_HEADER_LEN as u64) <= len {
+        let n = usize::try_from(len - at).unwrap_or(usize::MAX).min(buf.len());
+        f.read_exact_at(&mut buf[..n], at)
+            .map_err(|e| WalError::io("read segment", path, e))?;
+        let starts = n + 1 - ENTRY_HEADER_LEN;
+        for off in 0..starts {
+            let Ok(raw) = <&[u8; ENTRY_HEADER_LEN]>::try_from(&buf[off..off + ENTRY_HEADER_LEN]) else {
+                continue;
+            };
+            let lsn = u64::from_le_bytes([raw[8], raw[9], raw[10], raw[11], raw[12], raw[13], raw[14], raw[15]]);
+            if lsn < from_lsn || lsn - from_lsn >= span {
+                continue;
+            }
+            let Ok(header) = decode_entry_header(raw) else {
+                continue;
+            };
+            let start = at + (off + ENTRY_HEADER_LEN) as u64;
+            if len - start < header.payload_len as u64 {
+                continue;
+            }
+            payload.resize(header.payload_len, 0);
+            f.read_exact_at(&mut payload, start)
+                .map_err(|e| WalError::io("read segment", path, e))?;
+            if entry_crc_ok(&header, raw, &payload) {
+                return Ok(true);
+            }
+        }
+        at += starts as u64;
+    }
+    Ok(false)
 }
 
 /// Whether everything `r` has left to read is zero bytes.

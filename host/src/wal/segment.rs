@@ -18,6 +18,22 @@ use crate::fsutil::now_ms;
 pub const SEGMENT_SUFFIX: &str = ".wal";
 /// Suffix given to files that recovery cut out of the log (kept, never read).
 pub const DROPPED_SUFFIX: &str = ".dropped";
+/// Suffix of a trimmed segment kept to be recycled as a later one; never
+/// read as part of the log.
+pub const SPARE_SUFFIX: &str = ".spare";
+
+/// The name of a spare whose entries all have LSNs below `bound` (the first
+/// LSN of the segment that followed it): a spare is recycled only into a
+/// segment starting at `bound` or later, so none of its entries can ever
+/// read as one of the new segment's.
+pub fn spare_name(bound: u64) -> String {
+    format!("{bound:020}{SPARE_SUFFIX}")
+}
+
+/// Parses a spare's name back into its bound.
+pub fn parse_spare_name(name: &str) -> Option<u64> {
+    parse_digits(name.strip_suffix(SPARE_SUFFIX)?)
+}
 
 pub fn segment_name(first_lsn: u64) -> String {
     format!("{first_lsn:020}{SEGMENT_SUFFIX}")
@@ -25,7 +41,10 @@ pub fn segment_name(first_lsn: u64) -> String {
 
 /// Parses a segment file name back into its first LSN.
 pub fn parse_segment_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    parse_digits(name.strip_suffix(SEGMENT_SUFFIX)?)
+}
+
+fn parse_digits(digits: &str) -> Option<u64> {
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -45,14 +64,15 @@ pub fn create_segment(dir: &Path, first_lsn: u64, trim_lsn: u64) -> Result<(Path
         .truncate(true)
         .open(&tmp)
         .map_err(|e| WalError::io("create segment", &tmp, e))?;
-    let path = install_segment(&dir_handle, dir, &tmp, &f, first_lsn, trim_lsn)?;
+    let path = install_segment(&dir_handle, dir, &tmp, &f, first_lsn, trim_lsn, false)?;
     Ok((path, f))
 }
 
 /// Makes `file`, open under the temporary name `tmp`, the segment starting
 /// at `first_lsn`: its header written at the start and synced, the file
 /// renamed to its final name, the directory (`dir_handle`) synced. Returns
-/// the final path.
+/// the final path. `recycled`: the file held an earlier segment, whose
+/// bytes may follow the new one's entries (the header says so).
 pub fn install_segment(
     dir_handle: &File,
     dir: &Path,
@@ -60,11 +80,13 @@ pub fn install_segment(
     file: &File,
     first_lsn: u64,
     trim_lsn: u64,
+    recycled: bool,
 ) -> Result<PathBuf, WalError> {
     let header = encode_segment_header(&SegmentHeader {
         first_lsn,
         trim_lsn,
         created_ms: now_ms(),
+        recycled,
     });
     file.write_all_at(&header, 0)
         .map_err(|e| WalError::io("write segment header", tmp, e))?;
@@ -143,5 +165,8 @@ mod tests {
         assert!(segment_name(9) < segment_name(10));
         assert_eq!(parse_segment_name("00000000000000000001.wal.dropped"), None);
         assert_eq!(parse_segment_name("1.wal"), None);
+        assert_eq!(parse_spare_name(&spare_name(77)), Some(77));
+        assert_eq!(parse_segment_name(&spare_name(77)), None);
+        assert_eq!(parse_spare_name(&segment_name(77)), None);
     }
 }

@@ -28,6 +28,12 @@
 //!   of zeros on its own thread (`prepare.rs`); the roll takes it when it is
 //!   ready and creates a segment as before when not, so groups of every
 //!   size then sync into written blocks with no top-ups on the way.
+//! * Trimmed segments are kept as spares (`*.spare`, up to
+//!   `Options::spare_segments`) instead of being deleted, and the next
+//!   segment is prepared from a spare when there is one, whatever the group
+//!   size: its blocks are written already, so it costs no zeros. A spare is
+//!   renamed only after the trim point is persisted, and removed from the
+//!   readers' table first (a read racing the recycle fails its LSN check).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -105,6 +111,8 @@ pub struct Progress {
     pub syncs: AtomicU64,
     /// Segment rolls into a file prepared ahead (see `prepare.rs`).
     pub prepared_rolls: AtomicU64,
+    /// Of those, rolls into a recycled spare.
+    pub recycled_rolls: AtomicU64,
     /// Groups committed in place by a producer (see `leader.rs`).
     pub led: AtomicU64,
     /// Why the writer refuses appends, once it failed (readiness shows it).
@@ -140,6 +148,8 @@ pub struct Writer {
     pub buf: GroupBuf,
     /// The next segment, being prepared (see `prepare.rs`).
     pub preparing: Option<Preparing>,
+    /// Trimmed segments kept for recycling (see `retire`).
+    pub spares: Vec<PathBuf>,
     /// Bytes per group, a decaying mean: whether groups stream.
     pub mean_group: usize,
     /// Microseconds per write and fdatasync of a group synced here, a
@@ -341,6 +351,9 @@ impl Writer {
             let injected = std::io::Error::from_raw_os_error(EMFILE);
             Err(WalError::io("create segment", &self.dir, injected))
         } else if let Some(prepared) = self.take_prepared() {
+            if prepared.is_recycled() {
+                self.progress.recycled_rolls.fetch_add(1, Ordering::Relaxed);
+            }
             prepared.install(&self.dir, self.next_lsn, self.trim_lsn)
         } else {
             create_segment(&self.dir, self.next_lsn, self.trim_lsn)
@@ -381,12 +394,25 @@ impl Writer {
     }
 
     /// Starts preparing the next segment once the active one is half full
-    /// (a WAL that never gets there never pays for a prepared file), unless
-    /// groups are big (`PREPARE_BELOW`): they gain little from written
-    /// blocks, and writing every segment twice would take the bandwidth and
-    /// the CPU they need.
+    /// (a WAL that never gets there never pays for a prepared file): from a
+    /// spare when there is one, else full of zeros unless groups are big
+    /// (`PREPARE_BELOW`): they gain little from written blocks, and writing
+    /// every segment twice would take the bandwidth and the CPU they need.
     fn prepare_next(&mut self) {
-        if self.preparing.is_some() || self.seg_len < self.opts.segment_bytes / 2 || self.mean_group >= PREPARE_BELOW {
+        if self.preparing.is_some() || self.seg_len < self.opts.segment_bytes / 2 {
+            return;
+        }
+        if let Some(spare) = self.spares.pop() {
+            match Preparing::recycle(&self.dir, spare.clone(), self.opts.segment_bytes) {
+                Ok(p) => self.preparing = Some(p),
+                Err(e) => {
+                    tracing::warn!(error = %e, "WAL spare segment not recycled; the next segment is created at the roll");
+                    self.spares.push(spare);
+                }
+            }
+            return;
+        }
+        if self.mean_group >= PREPARE_BELOW {
             return;
         }
         match Preparing::start(&self.dir, self.opts.segment_bytes) {
@@ -416,7 +442,8 @@ impl Writer {
         }
     }
 
-    /// Persists a new trim point, then deletes segments wholly below it.
+    /// Persists a new trim point, then deletes segments wholly below it
+    /// (keeping up to `spare_segments` of them as spares).
     pub(super) fn trim(&mut self, lsn: u64) -> Result<u64, WalError> {
         // Never past what is durable (groups may still be syncing).
         let lsn = lsn.min(self.progress.next_lsn.load(Ordering::Acquire));
@@ -431,11 +458,31 @@ impl Writer {
             let first = self.live[0];
             let path = self.dir.join(super::segment::segment_name(first));
             self.table.remove(first);
-            std::fs::remove_file(&path).map_err(|e| WalError::io("remove trimmed segment", &path, e))?;
+            self.retire(&path, self.live[1])?;
             self.live.remove(0);
         }
         sync_dir(&self.dir).map_err(|e| WalError::io("sync WAL directory", &self.dir, e))?;
         Ok(lsn)
+    }
+}
+
+impl Writer {
+    /// Keeps the trimmed segment at `path` (its entries below `bound`) as a
+    /// spare while there is room for one, else deletes it.
+    fn retire(&mut self, path: &std::path::Path, bound: u64) -> Result<(), WalError> {
+        if self.spares.len() < self.opts.spare_segments {
+            let spare = self.dir.join(super::segment::spare_name(bound));
+            match std::fs::rename(path, &spare) {
+                Ok(()) => {
+                    self.spares.push(spare);
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, segment = %path.display(), "trimmed WAL segment not kept as a spare")
+                }
+            }
+        }
+        std::fs::remove_file(path).map_err(|e| WalError::io("remove trimmed segment", path, e))
     }
 }
 
