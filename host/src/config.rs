@@ -332,7 +332,7 @@ impl Default for Settings {
             max_batch_bytes: ByteSize::mib(64),
             segment_bytes: ByteSize::mib(128),
             max_group_bytes: ByteSize::mib(16),
-            wal_spare_segments: 2,
+            wal_spare_segments: 4,
             queue_depth: 4096,
             wal_queue_bytes: ByteSize::gib(1),
             max_in_flight_bytes: ByteSize::mib(256),

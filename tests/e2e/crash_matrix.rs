@@ -15,7 +15,8 @@
 //! an object WAL), and short cycles land before the first checkpoint.
 //!
 //! Rows: local WAL; local WAL with aggressive tiering (1 KiB chunks, so
-//! verification reads cold data); object WAL on moto with the data dir
+//! verification reads cold data, and 64 KiB segments, so trimmed segments
+//! are recycled and kills land in recycled files); object WAL on moto with the data dir
 //! wiped before every restart; object WAL without wiping.
 //!
 //! `SLUICE_CRASH_CYCLES=N` sets the cycles per row (default 16, some 10 to
@@ -58,7 +59,7 @@ impl Row {
         let eager = "upload_min_bytes = \"1B\"\nupload_interval = \"0s\"\n";
         let config = match (self, s3) {
             (Row::Local, _) => String::new(),
-            (Row::LocalTiered, _) => format!("upload_chunk_bytes = \"1KiB\"\n{eager}"),
+            (Row::LocalTiered, _) => format!("upload_chunk_bytes = \"1KiB\"\nsegment_bytes = \"64KiB\"\n{eager}"),
             (Row::ObjectWiped | Row::ObjectKept, Some((_, bucket))) => {
                 let tiering = if self == Row::ObjectWiped {
                     format!("upload_chunk_bytes = \"4KiB\"\n{eager}")
@@ -100,6 +101,8 @@ struct Tally {
     early_kills: u32,
     /// Checks that read offsets served only by the object store.
     cold_checks: u32,
+    /// Kills that left a recycled file among the WAL's segments.
+    recycled_kills: u32,
 }
 
 /// One configuration's test: the node, the model of what it acknowledged,
@@ -172,6 +175,9 @@ impl Run {
         }
         self.server().kill();
         self.tally.kills += 1;
+        if recycled_segment_live(self.server()) {
+            self.tally.recycled_kills += 1;
+        }
         let acked = match load {
             Some(l) => l.finish(&mut self.ledger).await.0,
             None => 0,
@@ -281,6 +287,13 @@ async fn run_row(row: Row) {
         // boundary cases are), but the last cycle runs a full load.
         fresh = run.rng.range(0, 4) == 0 && cycle + 2 < cycles();
     }
+    // Short episodes may not roll far enough to recycle a segment: a few
+    // more full cycles (bounded) until a kill leaves one to recover.
+    let mut more = 0;
+    while row == Row::LocalTiered && run.tally.recycled_kills == 0 && more < 8 && cycles() >= 8 {
+        run.cycle(cycles() + more, false, true).await;
+        more += 1;
+    }
     if row.tiered() && run.tally.cold_checks == 0 {
         // Tiering may not have caught up with a short run: wait (bounded)
         // for the WAL to be trimmed, then check once more, reading cold.
@@ -295,7 +308,7 @@ async fn run_row(row: Row) {
     println!(
         "{row:?}: {} cycles in {:?}: {} episodes, {} kills ({} within 40 ms, {} during recovery), {} wipes; \
          {} acked records and {} acked admin requests all kept ({} cut short by a kill); \
-         {} checks read tiered data",
+         {} checks read tiered data; {} kills left recycled segments",
         cycles(),
         started.elapsed(),
         t.episodes,
@@ -306,7 +319,12 @@ async fn run_row(row: Row) {
         t.acked_records,
         t.admin_acked,
         t.admin_cut,
-        t.cold_checks
+        t.cold_checks,
+        t.recycled_kills
+    );
+    assert!(
+        row != Row::LocalTiered || t.recycled_kills > 0 || cycles() < 8,
+        "{row:?}: no kill left a recycled segment to recover"
     );
     assert!(
         !row.tiered() || t.cold_checks > 0,
@@ -337,6 +355,18 @@ async fn object_wal_wiped_before_every_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn object_wal_kept() {
     run_row(Row::ObjectKept).await;
+}
+
+/// Whether a live local WAL segment is a recycled file (header version 2,
+/// docs/FORMATS.md).
+fn recycled_segment_live(server: &Server) -> bool {
+    let Ok(dir) = std::fs::read_dir(server.data_dir().join("wal")) else {
+        return false;
+    };
+    dir.filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .filter_map(|p| std::fs::read(p).ok())
+        .any(|b| b.get(8..12) == Some(&2u32.to_le_bytes()[..]))
 }
 
 /// The highest `wal_start_offset` of [`MAIN`]'s partitions: above 0, a

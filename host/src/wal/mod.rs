@@ -158,7 +158,7 @@ impl Default for Options {
             queue_depth: 4096,
             queue_bytes: 1024 * 1024 * 1024,
             max_entry_bytes: 64 * 1024 * 1024,
-            spare_segments: 2,
+            spare_segments: 4,
             lead_sync_max: std::time::Duration::from_micros(250),
             faults: Faults::default(),
         }
