@@ -11,7 +11,9 @@
 //! system), then appends the next. Per entry size (1 KiB, 64 KiB) and
 //! producer count (1, 4, 16, 64) the three systems run back to back, in a
 //! rotating order, `ROUNDS` times; the best round of each is reported (the
-//! same treatment for all). Sluice's WAL is trimmed whenever it has rolled
+//! same treatment for all). Each run measures 3 s after 1 s of warm-up
+//! (files created, Sluice's first segments rolled and trimmed), the same
+//! for all. Sluice's WAL is trimmed whenever it has rolled
 //! (okaywal checkpoints its files as they fill), so both reuse trimmed
 //! files as they would in a node that keeps up. Payloads are pseudo-random, so raft-engine's
 //! batch compression (left at its default) gains nothing a real payload
@@ -95,9 +97,15 @@ impl Run {
 fn main() -> anyhow::Result<()> {
     let quick = std::env::var("SLUICE_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
     let per_run = if quick {
-        Duration::from_millis(500)
+        Window {
+            warmup: Duration::from_millis(200),
+            measure: Duration::from_millis(500),
+        }
     } else {
-        Duration::from_secs(3)
+        Window {
+            warmup: Duration::from_secs(1),
+            measure: Duration::from_secs(3),
+        }
     };
     let base = bench_base_dir()?;
     let tmp = tempfile::Builder::new()
@@ -115,7 +123,10 @@ fn main() -> anyhow::Result<()> {
     );
     println!();
     println!("filesystem: {} ({}) mounted on {}", fs.source, fs.fstype, fs.target);
-    println!("per run: {per_run:?}, best of {ROUNDS} rounds per system, rotating order");
+    println!(
+        "per run: {:?} measured after {:?} of warm-up, best of {ROUNDS} rounds per system, rotating order",
+        per_run.measure, per_run.warmup
+    );
     let samples = if quick { 200 } else { 2000 };
     let mut limits = Vec::new();
     for &entry in &ENTRY_BYTES {
@@ -214,7 +225,7 @@ fn main() -> anyhow::Result<()> {
 
 /// wrk against a node next to the WAL alone at the same concurrency (run
 /// here if the table above did not).
-fn http_section(rt: &tokio::runtime::Runtime, dir: &Path, per_run: Duration, wal: Option<f64>) -> anyhow::Result<()> {
+fn http_section(rt: &tokio::runtime::Runtime, dir: &Path, per_run: Window, wal: Option<f64>) -> anyhow::Result<()> {
     let wal = match wal {
         Some(w) => w,
         None => {
@@ -227,7 +238,7 @@ fn http_section(rt: &tokio::runtime::Runtime, dir: &Path, per_run: Duration, wal
     };
     let sub = dir.join("http");
     std::fs::create_dir_all(&sub).with_context(|| format!("create {}", sub.display()))?;
-    let run = rt.block_on(http_wrk::http_produce(&sub, HTTP_CONNECTIONS, per_run * 2))?;
+    let run = rt.block_on(http_wrk::http_produce(&sub, HTTP_CONNECTIONS, per_run.measure * 2))?;
     std::fs::remove_dir_all(&sub).with_context(|| format!("remove {}", sub.display()))?;
     println!();
     match run {
@@ -362,15 +373,14 @@ fn sync_limit(dir: &Path, entry: usize, n: usize) -> anyhow::Result<Limit> {
 
 /// Sluice's WAL: producers are tasks on a multi-thread runtime, as in the
 /// node.
-async fn sluice(dir: &Path, producers: usize, payload: &Bytes, per_run: Duration) -> anyhow::Result<Run> {
+async fn sluice(dir: &Path, producers: usize, payload: &Bytes, per_run: Window) -> anyhow::Result<Run> {
     let mut opts = WalOptions::default();
     if let Ok(spares) = std::env::var("SLUICE_BENCH_SPARES") {
         opts.spare_segments = spares.parse().context("SLUICE_BENCH_SPARES")?;
     }
     let (wal, _) = Wal::open(dir, opts, &mut |_| {}).context("open Sluice WAL")?;
     let wal = Arc::new(wal);
-    let start = Instant::now();
-    let deadline = start + per_run;
+    let (measured_from, deadline) = per_run.bounds();
     let mut tasks = Vec::with_capacity(producers);
     for p in 0..producers {
         let (wal, payload) = (wal.clone(), payload.clone());
@@ -387,7 +397,9 @@ async fn sluice(dir: &Path, producers: usize, payload: &Bytes, per_run: Duration
                 };
                 let t = Instant::now();
                 wal.append(meta, payload.clone()).await?;
-                lat.push(t.elapsed());
+                if t >= measured_from {
+                    lat.push(t.elapsed());
+                }
                 offset += 1;
             }
             anyhow::Ok(lat)
@@ -403,18 +415,20 @@ async fn sluice(dir: &Path, producers: usize, payload: &Bytes, per_run: Duration
                 if wal.segments().len() >= 2 {
                     wal.trim(wal.next_lsn()).await?;
                 }
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             anyhow::Ok(())
         })
     };
+    tokio::time::sleep_until(measured_from.into()).await;
+    let syncs_before = wal.syncs();
     let mut latencies = Vec::new();
     for t in tasks {
         latencies.extend(t.await.context("producer task panicked")??);
     }
-    let wall = start.elapsed();
+    let wall = measured_from.elapsed();
     trimming.await.context("trimming task panicked")??;
-    let syncs = wal.syncs();
+    let syncs = wal.syncs() - syncs_before;
     wal.shutdown().await;
     let mut run = finish(latencies, wall);
     run.syncs = Some(syncs);
@@ -424,13 +438,12 @@ async fn sluice(dir: &Path, producers: usize, payload: &Bytes, per_run: Duration
 /// Runs `producers` OS threads, each looping `append` until the deadline.
 fn threads(
     producers: usize,
-    per_run: Duration,
+    per_run: Window,
     append: impl Fn(usize) -> anyhow::Result<()> + Send + Sync + 'static,
 ) -> anyhow::Result<Run> {
     let append = Arc::new(append);
     let failed = Arc::new(AtomicBool::new(false));
-    let start = Instant::now();
-    let deadline = start + per_run;
+    let (measured_from, deadline) = per_run.bounds();
     let handles: Vec<_> = (0..producers)
         .map(|p| {
             let (append, failed) = (append.clone(), failed.clone());
@@ -442,7 +455,9 @@ fn threads(
                         failed.store(true, Ordering::Relaxed);
                         return Err(e);
                     }
-                    lat.push(t.elapsed());
+                    if t >= measured_from {
+                        lat.push(t.elapsed());
+                    }
                 }
                 Ok(lat)
             })
@@ -455,7 +470,23 @@ fn threads(
             Err(_) => bail!("producer thread panicked"),
         }
     }
-    Ok(finish(latencies, start.elapsed()))
+    Ok(finish(latencies, measured_from.elapsed()))
+}
+
+/// One system's run: `warmup` unmeasured (files created, first segments
+/// rolled and trimmed), then `measure` measured.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    warmup: Duration,
+    measure: Duration,
+}
+
+impl Window {
+    /// When measuring starts and when the run ends, from now.
+    fn bounds(self) -> (Instant, Instant) {
+        let from = Instant::now() + self.warmup;
+        (from, from + self.measure)
+    }
 }
 
 fn finish(mut latencies: Vec<Duration>, wall: Duration) -> Run {
@@ -470,7 +501,7 @@ fn finish(mut latencies: Vec<Duration>, wall: Duration) -> Run {
 
 /// okaywal: one entry with one chunk per append; `commit` returns once the
 /// entry is synced (okaywal batches concurrent commits into one sync).
-fn okaywal(dir: &Path, producers: usize, payload: &Bytes, per_run: Duration) -> anyhow::Result<Run> {
+fn okaywal(dir: &Path, producers: usize, payload: &Bytes, per_run: Window) -> anyhow::Result<Run> {
     let wal = okaywal::WriteAheadLog::recover(dir, okaywal::LogVoid).context("open okaywal")?;
     let payload = payload.clone();
     let log = wal.clone();
@@ -487,7 +518,7 @@ fn okaywal(dir: &Path, producers: usize, payload: &Bytes, per_run: Duration) -> 
 /// raft-engine: one batch holding one key-value put per append (each
 /// producer its own region and key, overwritten so memory stays flat),
 /// written with `sync = true` (raft-engine groups concurrent writers).
-fn raft_engine(dir: &Path, producers: usize, payload: &Bytes, per_run: Duration) -> anyhow::Result<Run> {
+fn raft_engine(dir: &Path, producers: usize, payload: &Bytes, per_run: Window) -> anyhow::Result<Run> {
     let cfg = raft_engine::Config {
         dir: dir.to_string_lossy().into_owned(),
         ..Default::default()
