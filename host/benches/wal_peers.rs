@@ -29,7 +29,8 @@
 //!
 //! Last, the produce path on top: `wrk` posting one 1 KiB record per
 //! request over 16 connections to a node served in this process, next to
-//! Sluice's WAL at 16 producers in the same run (skipped without `wrk`).
+//! Sluice's WAL at 16 producers in the same run (skipped without `wrk`), and
+//! the same wrk on `GET /health`: the HTTP stack's own ceiling there.
 
 use std::io::Write as _;
 use std::os::unix::fs::FileExt;
@@ -243,14 +244,24 @@ fn http_section(rt: &tokio::runtime::Runtime, dir: &Path, per_run: Window, wal: 
     println!();
     match run {
         None => println!("HTTP produce: skipped (no `wrk` on PATH; Debian package `wrk`)"),
-        Some(r) => println!(
-            "HTTP produce (wrk, {HTTP_CONNECTIONS} connections, one {} KiB record per request): {:.0} requests/s, p50 {:.3} ms, p99 {:.3} ms = {:.0}% of Sluice's WAL at {HTTP_CONNECTIONS} producers ({wal:.0} appends/s)",
-            HTTP_RECORD / 1024,
-            r.requests_per_s,
-            r.p50_ms,
-            r.p99_ms,
-            r.requests_per_s / wal * 100.0
-        ),
+        Some(runs) => {
+            let (r, h) = (&runs.produce, &runs.health);
+            println!(
+                "HTTP produce (wrk, {HTTP_CONNECTIONS} connections, one {} KiB record per request): {:.0} requests/s, p50 {:.3} ms, p99 {:.3} ms = {:.0}% of Sluice's WAL at {HTTP_CONNECTIONS} producers ({wal:.0} appends/s)",
+                HTTP_RECORD / 1024,
+                r.requests_per_s,
+                r.p50_ms,
+                r.p99_ms,
+                r.requests_per_s / wal * 100.0
+            );
+            println!(
+                "HTTP alone (the same wrk on GET /health of that node): {:.0} requests/s, p50 {:.3} ms = {:.0}% of the WAL at {HTTP_CONNECTIONS}; produce = {:.0}% of it",
+                h.requests_per_s,
+                h.p50_ms,
+                h.requests_per_s / wal * 100.0,
+                r.requests_per_s / h.requests_per_s * 100.0
+            );
+        }
     }
     Ok(())
 }

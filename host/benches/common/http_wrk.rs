@@ -1,7 +1,10 @@
 //! HTTP produce measured with an external load generator: `wrk` (Debian
 //! package `wrk`) posts single 1 KiB records, one per request, over keep-alive
 //! connections to a node served in this process, on the same disk as the
-//! WAL benchmark, spread over the stream's partitions.
+//! WAL benchmark, spread over the stream's partitions. Then the same wrk
+//! against `GET /health` of that node: the HTTP stack alone (no body, no
+//! WAL) with the load generator on the same cores, the ceiling of any
+//! request the node answers.
 
 use std::path::Path;
 use std::process::Command;
@@ -19,10 +22,16 @@ pub struct WrkRun {
 
 const PARTITIONS: u32 = 16;
 
+/// Produce through HTTP and `GET /health` of the same node.
+pub struct HttpRuns {
+    pub produce: WrkRun,
+    pub health: WrkRun,
+}
+
 /// Serves a fresh node with its data in `dir` and runs wrk against it with
-/// `connections` connections for `duration`. `Ok(None)` when wrk is not
-/// installed.
-pub async fn http_produce(dir: &Path, connections: usize, duration: Duration) -> anyhow::Result<Option<WrkRun>> {
+/// `connections` connections for `duration`, producing, then on
+/// `/health`. `Ok(None)` when wrk is not installed.
+pub async fn http_produce(dir: &Path, connections: usize, duration: Duration) -> anyhow::Result<Option<HttpRuns>> {
     if Command::new("wrk").arg("--version").output().is_err() {
         return Ok(None);
     }
@@ -39,20 +48,34 @@ pub async fn http_produce(dir: &Path, connections: usize, duration: Duration) ->
 
     let script = dir.join("produce.lua");
     std::fs::write(&script, lua_script()).with_context(|| format!("write {}", script.display()))?;
+    let produce = wrk(connections, duration, Some(&script), &format!("http://{addr}")).await;
+    let health = match &produce {
+        Ok(_) => wrk(connections, duration, None, &format!("http://{addr}/health")).await,
+        Err(_) => Err(anyhow::anyhow!("not run")),
+    };
+    server.abort();
+    host.shutdown().await;
+    Ok(Some(HttpRuns {
+        produce: produce?,
+        health: health?,
+    }))
+}
+
+/// One wrk run: with `script` (a Lua request generator) or plain GETs.
+async fn wrk(connections: usize, duration: Duration, script: Option<&Path>, url: &str) -> anyhow::Result<WrkRun> {
     let mut wrk = Command::new("wrk");
     wrk.arg("-t2")
         .arg(format!("-c{connections}"))
         .arg(format!("-d{}s", duration.as_secs().max(1)))
-        .arg("--latency")
-        .arg("-s")
-        .arg(&script)
-        .arg(format!("http://{addr}"));
+        .arg("--latency");
+    if let Some(script) = script {
+        wrk.arg("-s").arg(script);
+    }
+    wrk.arg(url);
     let out = tokio::task::spawn_blocking(move || wrk.output())
         .await
         .context("wrk thread")?
         .context("run wrk")?;
-    server.abort();
-    host.shutdown().await;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() || text.contains("Non-2xx") || text.contains("Socket errors") {
         bail!(
@@ -61,7 +84,7 @@ pub async fn http_produce(dir: &Path, connections: usize, duration: Duration) ->
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok(Some(parse(&text)?))
+    parse(&text)
 }
 
 /// One request per call: `[{"value": 1024 × "x"}]` to the next partition.
