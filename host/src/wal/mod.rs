@@ -30,6 +30,7 @@ pub mod object_recovery;
 mod object_writer;
 mod prepare;
 pub mod recovery;
+mod recycled_tail;
 pub mod segment;
 mod syncer;
 pub mod writer;

@@ -18,9 +18,10 @@
 //! * segments wholly below the trim point are deleted (an interrupted trim is
 //!   finished), except the last one, which fixes the next LSN;
 //! * a recycled last segment (header version 2) is followed by its file's
-//!   earlier contents: its first bad entry is its clean end, unless an entry
-//!   of the log (good CRC, LSN from there on) starts anywhere after it, which
-//!   makes it corruption in the middle, cut as above;
+//!   earlier contents: its first bad entry is its end (`recycled_tail.rs`),
+//!   unless an entry of the log (good CRC, LSN from there on) starts
+//!   anywhere after it, which makes it corruption in the middle, cut as
+//!   above;
 //! * spares (`*.spare`, trimmed segments kept for recycling) are handed to
 //!   the writer if every entry they hold is below the next LSN, and removed
 //!   otherwise.
@@ -34,6 +35,7 @@ use super::format::{
     ENTRY_HEADER_LEN, EntryMeta, SEGMENT_HEADER_LEN, decode_entry_header, decode_segment_header, decode_trim,
     entry_crc_ok,
 };
+use super::recycled_tail::{keep_torn_entry, live_entry_after};
 use super::segment::{DROPPED_SUFFIX, parse_segment_name, parse_spare_name};
 use crate::fsutil::{now_ms, sync_dir};
 
@@ -137,6 +139,9 @@ pub fn recover(dir: &Path, visit: &mut dyn FnMut(RecoveredEntry<'_>)) -> Result<
     let mut entries = 0u64;
     let mut cut_at: Option<(usize, u64, Corruption)> = None;
     let mut tail_len = 0u64;
+    // The end of a recycled last segment, when a write of the next entry
+    // was torn there.
+    let mut torn: Option<Cut> = None;
     for (i, (seg_lsn, path)) in segments.iter().enumerate() {
         if let Some((bad, reason)) = &bad_header
             && *bad == i
@@ -157,7 +162,10 @@ pub fn recover(dir: &Path, visit: &mut dyn FnMut(RecoveredEntry<'_>)) -> Result<
         let recycled_last = i + 1 == segments.len() && headers.get(i).is_some_and(|h| h.recycled);
         match scanned {
             Ok(len) => tail_len = len,
-            Err((pos, _)) if recycled_last && !live_entry_after(path, pos, expected)? => tail_len = pos,
+            Err((pos, reason)) if recycled_last && !live_entry_after(path, pos, expected)? => {
+                tail_len = pos;
+                torn = keep_torn_entry(dir, path, pos, expected, reason)?;
+            }
             Err((pos, reason)) => {
                 cut_at = Some((i, pos, reason));
                 break;
@@ -166,7 +174,7 @@ pub fn recover(dir: &Path, visit: &mut dyn FnMut(RecoveredEntry<'_>)) -> Result<
     }
 
     let cut = match cut_at {
-        None => None,
+        None => torn,
         Some((i, pos, reason)) => {
             let c = cut_segments(dir, &segments, i, pos, reason)?;
             segments.truncate(if pos == 0 { i } else { i + 1 });
@@ -326,53 +334,6 @@ fn scan_segment(
         *expected += 1;
         pos += len as u64;
     }
-}
-
-/// Whether an entry of the log (known kind, good CRC, an LSN from
-/// `from_lsn` on) starts anywhere after `pos` in the segment at `path`: then
-/// the bad entry at `pos` is corruption with the log going on after it, not
-/// the end of the log followed by a recycled file's earlier entries (all
-/// below the segment's first LSN) or a torn write into them.
-fn live_entry_after(path: &Path, pos: u64, from_lsn: u64) -> Result<bool, WalError> {
-    use std::os::unix::fs::FileExt;
-    const WINDOW: usize = 1 << 20;
-    let f = File::open(path).map_err(|e| WalError::io("open segment", path, e))?;
-    let len = f.metadata().map_err(|e| WalError::io("stat segment", path, e))?.len();
-    // The rest of the file holds fewer entries than this.
-    let span = len.saturating_sub(pos) / ENTRY_HEADER_LEN as u64 + 1;
-    let mut buf = vec![0u8; WINDOW + ENTRY_HEADER_LEN];
-    let mut payload = Vec::new();
-    let mut at = pos.saturating_add(1);
-    while at.saturating_add(ENTRY_HEADER_LEN as u64) <= len {
-        let n = usize::try_from(len - at).unwrap_or(usize::MAX).min(buf.len());
-        f.read_exact_at(&mut buf[..n], at)
-            .map_err(|e| WalError::io("read segment", path, e))?;
-        let starts = n + 1 - ENTRY_HEADER_LEN;
-        for off in 0..starts {
-            let Ok(raw) = <&[u8; ENTRY_HEADER_LEN]>::try_from(&buf[off..off + ENTRY_HEADER_LEN]) else {
-                continue;
-            };
-            let lsn = u64::from_le_bytes([raw[8], raw[9], raw[10], raw[11], raw[12], raw[13], raw[14], raw[15]]);
-            if lsn < from_lsn || lsn - from_lsn >= span {
-                continue;
-            }
-            let Ok(header) = decode_entry_header(raw) else {
-                continue;
-            };
-            let start = at + (off + ENTRY_HEADER_LEN) as u64;
-            if len - start < header.payload_len as u64 {
-                continue;
-            }
-            payload.resize(header.payload_len, 0);
-            f.read_exact_at(&mut payload, start)
-                .map_err(|e| WalError::io("read segment", path, e))?;
-            if entry_crc_ok(&header, raw, &payload) {
-                return Ok(true);
-            }
-        }
-        at += starts as u64;
-    }
-    Ok(false)
 }
 
 /// Whether everything `r` has left to read is zero bytes.

@@ -1,7 +1,7 @@
 //! Recycled segments: trimmed segments are kept as spares and reused, and
 //! recovery reads a recycled file's earlier entries (or a torn write into
-//! them) after the last entry as the log's end, while corruption with
-//! entries of the log after it is still cut.
+//! them, copied aside) after the last entry as the log's end, while
+//! corruption with entries of the log after it is still cut.
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -115,11 +115,21 @@ fn a_torn_write_into_a_recycled_segment_is_its_end() {
     f.write_all_at(&entry[..entry.len() / 2], recovered.tail_len).unwrap();
     drop(f);
 
+    let file_len = std::fs::metadata(&last).unwrap().len();
+
     let (wal, again, seen) = reopen(dir.path(), 2);
-    assert!(again.cut.is_none(), "a torn write read as corruption: {:?}", again.cut);
     assert_eq!(again.next_lsn, 201);
     assert_eq!(again.tail_len, recovered.tail_len);
     assert_eq!(seen, expected(again.trim_lsn, 201));
+    // The torn entry (it names the next LSN) is copied aside, as a torn
+    // tail is in any segment; the file keeps its length and old bytes.
+    let cut = again.cut.expect("the torn entry was not reported");
+    assert_eq!(cut.pos, recovered.tail_len);
+    assert_eq!(cut.dropped_files.len(), 1);
+    let kept = std::fs::read(&cut.dropped_files[0]).unwrap();
+    assert_eq!(kept.len(), entry.len());
+    assert_eq!(kept[..entry.len() / 2], entry[..entry.len() / 2]);
+    assert_eq!(std::fs::metadata(&last).unwrap().len(), file_len);
     rt().block_on(async {
         wal.append(meta(200), payload(200, LEN)).await.unwrap();
         wal.shutdown().await;
@@ -188,4 +198,66 @@ fn without_spares_trimmed_segments_are_deleted() {
     assert!(recovered.cut.is_none());
     assert_eq!(seen, expected(recovered.trim_lsn, 121));
     rt().block_on(wal.shutdown());
+}
+
+/// A recycled WAL built once; each case works on a copy.
+fn template() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        recycled_wal(dir.path());
+        dir
+    })
+    .path()
+}
+
+fn copy_of(from: &Path) -> tempfile::TempDir {
+    let to = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.path().join(e.file_name())).unwrap();
+    }
+    to
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, .. Default::default() })]
+
+    /// A byte flipped in the payload of any entry of a recycled last
+    /// segment loses that entry and those after it, nothing before, and
+    /// keeps them aside: corruption, not the end of the log.
+    #[test]
+    fn a_damaged_entry_in_a_recycled_segment_is_cut_and_kept(
+        pick in proptest::prelude::any::<proptest::sample::Index>(),
+        at in 0usize..LEN,
+        mask in 1u8..=255,
+    ) {
+        let dir = copy_of(template());
+        let (last, _) = last_segment(dir.path());
+        let first: u64 = last.file_stem().unwrap().to_string_lossy().parse().unwrap();
+        let (wal, before, _) = reopen(dir.path(), 2);
+        rt().block_on(wal.shutdown());
+        // Entries in the last segment: LSNs first..201, all LEN bytes.
+        let n = (before.next_lsn - first) as usize;
+        proptest::prop_assume!(n > 0);
+        let k = pick.index(n);
+        let entry_len = (format::ENTRY_HEADER_LEN + LEN) as u64;
+        let pos = format::SEGMENT_HEADER_LEN as u64 + k as u64 * entry_len;
+        let byte = pos + format::ENTRY_HEADER_LEN as u64 + at as u64;
+        let f = std::fs::OpenOptions::new().read(true).write(true).open(&last).unwrap();
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, byte).unwrap();
+        f.write_all_at(&[b[0] ^ mask], byte).unwrap();
+        drop(f);
+
+        let damaged = first + k as u64;
+        let (wal, rec, seen) = reopen(dir.path(), 2);
+        proptest::prop_assert_eq!(rec.next_lsn, damaged);
+        proptest::prop_assert_eq!(&seen, &expected(rec.trim_lsn, damaged));
+        let cut = rec.cut.expect("a damaged entry was not reported");
+        proptest::prop_assert_eq!(cut.pos, pos);
+        let kept: u64 = cut.dropped_files.iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+        proptest::prop_assert!(kept >= (before.next_lsn - damaged) * entry_len);
+        rt().block_on(wal.shutdown());
+    }
 }
