@@ -19,6 +19,7 @@
 //!   snapshot with `as_of_lsn` 0 covers no entry).
 
 pub mod error;
+mod faults;
 pub mod format;
 mod group_buf;
 mod leader;
@@ -65,6 +66,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::{Corruption, WalError};
+pub use faults::Faults;
 pub use format::{EntryKind, EntryMeta};
 pub use recovery::{Location, Recovered, RecoveredEntry};
 pub use writer::Completion;
@@ -103,52 +105,6 @@ pub struct Options {
     pub lead_sync_max: std::time::Duration,
     /// Fault injection for tests (inactive unless switched on).
     pub faults: Faults,
-}
-
-/// Failpoints of the WAL writer, for tests on real files (compiled into
-/// tests only; empty otherwise). Each handle is per WAL (clones share it),
-/// so parallel tests do not interfere.
-#[derive(Debug, Clone, Default)]
-pub struct Faults {
-    #[cfg(test)]
-    fail_syncs: Arc<std::sync::atomic::AtomicBool>,
-    #[cfg(test)]
-    fail_segment_creates: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Faults {
-    /// `wal::sync::err`: while on, every fdatasync of a group reports an error.
-    #[cfg(test)]
-    pub fn fail_syncs(&self, on: bool) {
-        self.fail_syncs.store(on, Ordering::SeqCst);
-    }
-
-    #[cfg(test)]
-    pub(crate) fn sync_fails(&self) -> bool {
-        self.fail_syncs.load(Ordering::SeqCst)
-    }
-
-    /// `wal::segment::emfile`: while on, creating a segment fails as if the
-    /// process had no descriptor left (EMFILE).
-    #[cfg(test)]
-    pub fn fail_segment_creates(&self, on: bool) {
-        self.fail_segment_creates.store(on, Ordering::SeqCst);
-    }
-
-    #[cfg(test)]
-    pub(crate) fn segment_creates_fail(&self) -> bool {
-        self.fail_segment_creates.load(Ordering::SeqCst)
-    }
-
-    #[cfg(not(test))]
-    pub(crate) fn sync_fails(&self) -> bool {
-        false
-    }
-
-    #[cfg(not(test))]
-    pub(crate) fn segment_creates_fail(&self) -> bool {
-        false
-    }
 }
 
 impl Default for Options {
