@@ -32,7 +32,7 @@ async fn every_answer_matches_the_openapi_document_and_none_is_a_server_error() 
             Command::new(st)
                 .current_dir(std::env::temp_dir())
                 .args(["run", &url, "--checks", CHECKS, "--max-examples", &examples])
-                .args(["--seed", &seed.to_string(), "--request-timeout", "30", "--no-color"])
+                .args(["--seed", &seed.to_string(), "--request-timeout", "75", "--no-color"])
                 .output()
                 .expect("run st")
         }
