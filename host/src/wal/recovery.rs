@@ -27,7 +27,7 @@
 //!   otherwise.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::error::{Corruption, WalError};
@@ -35,8 +35,8 @@ use super::format::{
     ENTRY_HEADER_LEN, EntryMeta, SEGMENT_HEADER_LEN, decode_entry_header, decode_segment_header, decode_trim,
     entry_crc_ok,
 };
-use super::recycled_tail::{keep_torn_entry, live_entry_after};
-use super::segment::{DROPPED_SUFFIX, parse_segment_name, parse_spare_name};
+use super::recycled_tail::RecycledTail;
+use super::segment::{dropped_path, parse_segment_name, parse_spare_name, save_dropped_bytes};
 use crate::fsutil::{now_ms, sync_dir};
 
 /// Name of the trim marker file inside the WAL directory.
@@ -162,11 +162,15 @@ pub fn recover(dir: &Path, visit: &mut dyn FnMut(RecoveredEntry<'_>)) -> Result<
         let recycled_last = i + 1 == segments.len() && headers.get(i).is_some_and(|h| h.recycled);
         match scanned {
             Ok(len) => tail_len = len,
-            Err((pos, reason)) if recycled_last && !live_entry_after(path, pos, expected)? => {
-                tail_len = pos;
-                torn = keep_torn_entry(dir, path, pos, expected, reason)?;
-            }
             Err((pos, reason)) => {
+                if recycled_last {
+                    let tail = RecycledTail::open(path)?;
+                    if !tail.live_entry_after(pos, expected)? {
+                        tail_len = pos;
+                        torn = tail.keep_torn_entry(dir, pos, expected, reason)?;
+                        continue;
+                    }
+                }
                 cut_at = Some((i, pos, reason));
                 break;
             }
@@ -359,15 +363,11 @@ fn cut_segments(
     reason: Corruption,
 ) -> Result<Cut, WalError> {
     let stamp = now_ms();
-    let aside = |p: &Path, extra: &str| -> PathBuf {
-        let mut name = p.file_name().unwrap_or_default().to_os_string();
-        name.push(format!(".{stamp}{extra}{DROPPED_SUFFIX}"));
-        dir.join(name)
-    };
+    let aside = |p: &Path| dropped_path(dir, p, stamp, "");
     let mut dropped = Vec::new();
     let seg_path = &segments[i].1;
     if pos == 0 {
-        let to = aside(seg_path, "");
+        let to = aside(seg_path);
         fs::rename(seg_path, &to).map_err(|e| WalError::io("move damaged segment aside", seg_path, e))?;
         dropped.push(to);
     } else {
@@ -387,12 +387,7 @@ fn cut_segments(
                 .map_err(|e| WalError::io("seek segment", seg_path, e))?;
             f.read_to_end(&mut rest)
                 .map_err(|e| WalError::io("read segment tail", seg_path, e))?;
-            let to = aside(seg_path, &format!(".at-{pos}"));
-            let mut out = File::create(&to).map_err(|e| WalError::io("save cut-off bytes", &to, e))?;
-            out.write_all(&rest)
-                .map_err(|e| WalError::io("save cut-off bytes", &to, e))?;
-            out.sync_all().map_err(|e| WalError::io("sync cut-off bytes", &to, e))?;
-            dropped.push(to);
+            dropped.push(save_dropped_bytes(dir, seg_path, stamp, pos, &rest)?);
         }
         f.set_len(pos)
             .map_err(|e| WalError::io("truncate segment", seg_path, e))?;
@@ -400,7 +395,7 @@ fn cut_segments(
             .map_err(|e| WalError::io("sync truncated segment", seg_path, e))?;
     }
     for (_, later) in &segments[i + 1..] {
-        let to = aside(later, "");
+        let to = aside(later);
         fs::rename(later, &to).map_err(|e| WalError::io("move later segment aside", later, e))?;
         dropped.push(to);
     }

@@ -35,6 +35,32 @@ pub fn parse_spare_name(name: &str) -> Option<u64> {
     parse_digits(name.strip_suffix(SPARE_SUFFIX)?)
 }
 
+/// The name recovery gives a file it moves or copies out of the log:
+/// `<segment>.<stamp><extra>.dropped` (`extra` is `.at-<pos>` for the cut-off
+/// bytes of a segment kept in part, empty for a whole segment).
+pub fn dropped_path(dir: &Path, segment: &Path, stamp: u64, extra: &str) -> PathBuf {
+    let mut name = segment.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{stamp}{extra}{DROPPED_SUFFIX}"));
+    dir.join(name)
+}
+
+/// Writes `bytes`, cut off `segment` at `pos`, to a new `*.at-<pos>.dropped`
+/// file and syncs it (the directory is the caller's to sync). Never writes
+/// over an existing file.
+pub fn save_dropped_bytes(dir: &Path, segment: &Path, stamp: u64, pos: u64, bytes: &[u8]) -> Result<PathBuf, WalError> {
+    use std::io::Write;
+    let to = dropped_path(dir, segment, stamp, &format!(".at-{pos}"));
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&to)
+        .map_err(|e| WalError::io("save cut-off bytes", &to, e))?;
+    out.write_all(bytes)
+        .map_err(|e| WalError::io("save cut-off bytes", &to, e))?;
+    out.sync_all().map_err(|e| WalError::io("sync cut-off bytes", &to, e))?;
+    Ok(to)
+}
+
 pub fn segment_name(first_lsn: u64) -> String {
     format!("{first_lsn:020}{SEGMENT_SUFFIX}")
 }
