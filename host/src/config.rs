@@ -150,6 +150,9 @@ pub struct Settings {
     /// (Kafka's `producer.id.expiration.ms`).
     #[serde(with = "humantime_serde")]
     pub kafka_producer_expiry: Duration,
+    /// Bytes of Kafka record batches kept ready to send to consumers (the
+    /// fetch cache); 0 turns it off.
+    pub kafka_fetch_cache_bytes: ByteSize,
     /// Consumer groups (`[groups]`).
     pub groups: GroupSettings,
     /// HTTP connection and request limits (`[http]`).
@@ -369,6 +372,7 @@ impl Default for Settings {
             kafka_auto_create_topics: false,
             kafka_default_partitions: 1,
             kafka_producer_expiry: Duration::from_secs(24 * 3600),
+            kafka_fetch_cache_bytes: ByteSize::mib(256),
             groups: GroupSettings::default(),
             http: HttpSettings::default(),
             plugins: PluginSettings::default(),

@@ -327,15 +327,17 @@ impl Listener {
 
 /// Fetch v11 over raw frames: the high watermark and log start offset, a
 /// fetch from the middle of a batch, and OFFSET_OUT_OF_RANGE past the end.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fetch_reports_watermarks_and_offset_out_of_range() {
+type FetchAnswer = (i16, i64, i64, Vec<i64>);
+
+/// kcat produces five records as one batch; then three raw Fetch requests:
+/// from offset 2, at the end, past the end.
+async fn fetch_answers(server: &Server) -> (FetchAnswer, FetchAnswer, FetchAnswer) {
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     use kafka_protocol::messages::{FetchRequest, FetchResponse};
-    let server = Server::start().await;
-    support::create_stream(&support::client(), &server, "f", 1).await;
+    support::create_stream(&support::client(), server, "f", 1).await;
     kcat(&["-b", &server.kafka(), "-P", "-t", "f", "-p", "0"], b"a\nb\nc\nd\ne\n");
     let l = Listener(server.kafka());
-    let answers = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let mut s = l.connect();
         let mut fetch = |offset: i64| {
             let mut p = FetchPartition::default();
@@ -376,10 +378,41 @@ async fn fetch_reports_watermarks_and_offset_out_of_range() {
         (fetch(2), fetch(5), fetch(9))
     })
     .await
-    .expect("join");
-    assert_eq!(answers.0, (0, 5, 0, vec![2, 3, 4]), "from the middle of the batch");
+    .expect("join")
+}
+
+/// Fetch from the middle of a batch, at the end and past it. From the fetch
+/// cache (the produced batch, whole, as Kafka answers) and, with the cache
+/// off, converted from the log (from the fetch offset on); clients skip
+/// offsets below the one they asked for either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_reports_watermarks_and_offset_out_of_range() {
+    let cached = Server::start().await;
+    let answers = fetch_answers(&cached).await;
+    assert_eq!(
+        answers.0,
+        (0, 5, 0, vec![0, 1, 2, 3, 4]),
+        "the whole batch holding offset 2"
+    );
     assert_eq!(answers.1, (0, 5, 0, vec![]), "at the end: nothing, no error");
     assert_eq!(answers.2.0, 1, "OFFSET_OUT_OF_RANGE past the end");
+    assert!(fetch_cache_hits(&cached).await >= 1.0, "answered from the fetch cache");
+
+    let uncached = Server::start_with(ServerOptions {
+        config: Some("kafka_fetch_cache_bytes = 0\n".into()),
+        ..ServerOptions::default()
+    })
+    .await;
+    let answers = fetch_answers(&uncached).await;
+    assert_eq!(answers.0, (0, 5, 0, vec![2, 3, 4]), "from the fetch offset on");
+    assert_eq!(answers.1, (0, 5, 0, vec![]), "at the end: nothing, no error");
+    assert_eq!(answers.2.0, 1, "OFFSET_OUT_OF_RANGE past the end");
+    assert_eq!(fetch_cache_hits(&uncached).await, 0.0);
+}
+
+/// Partition fetches the node answered from its fetch cache so far.
+async fn fetch_cache_hits(server: &Server) -> f64 {
+    crate::kafka_support::metric_sum(server, "sluice_kafka_fetch_cache_total", "result=\"hit\"").await
 }
 
 /// Connection limits: over `kafka_max_connections` a client waits in the

@@ -296,14 +296,7 @@ async fn http_commits_reach_kafka_clients_and_bad_commits_change_nothing() {
         .map(|o| o["lag"].as_u64().expect("lag"))
         .collect();
     assert_eq!(lags, [3, 8], "{view}");
-    let metrics = c
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::kafka_support::metrics_text(&server).await;
     assert!(
         metrics.contains(r#"sluice_consumer_lag_records{group="h",stream="t",partition="0"} 3"#),
         "{metrics}"

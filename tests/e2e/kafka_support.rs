@@ -6,6 +6,8 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+use crate::support::Server;
+
 /// The driver script for the Python clients.
 pub fn clients_py() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/kafka/clients.py")
@@ -102,4 +104,27 @@ pub async fn finish_sequence(producer: std::process::Child, count: u64) -> Value
     assert_eq!(report["delivered"], count, "{report}");
     assert_eq!(report["errors"], serde_json::json!([]), "{report}");
     report
+}
+
+/// The server's `GET /metrics` text.
+pub async fn metrics_text(server: &Server) -> String {
+    crate::support::client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// The sum of metric `name`'s samples whose line contains `with` (a label,
+/// or "" for all).
+pub async fn metric_sum(server: &Server, name: &str, with: &str) -> f64 {
+    metrics_text(server)
+        .await
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(with))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

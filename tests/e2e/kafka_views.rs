@@ -78,18 +78,7 @@ fn got(evs: &[Value]) -> BTreeSet<(u64, u64, String)> {
 
 /// The node's plugin calls so far.
 async fn plugin_calls(server: &Server) -> f64 {
-    let text = support::client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .filter(|l| l.starts_with("sluice_plugin_calls_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    crate::kafka_support::metric_sum(server, "sluice_plugin_calls_total", "").await
 }
 
 async fn view_through_a_group(lib: &str) {

@@ -73,6 +73,10 @@ pub(crate) struct ProducerFields {
 pub(crate) struct Produced {
     pub records: Vec<Record>,
     pub producer: ProducerFields,
+    /// The batch as sent, when it reads back exactly as its records are
+    /// stored (offset deltas 0, 1, ...; create times, none negative; no
+    /// null value or header value): a fetch may then send these bytes.
+    pub verbatim: Option<Bytes>,
 }
 
 /// Decodes every batch of a produce request's record set. `cap` bounds one
@@ -164,19 +168,21 @@ fn decode_one(batch: Bytes, cap: usize, now_ms: u64) -> Result<Produced, BatchEr
         other => return Err(BatchError::Corrupt(format!("unknown compression codec {other}"))),
     };
     let body = inflate(&batch.slice(HEADER_LEN..), codec, cap)?;
+    let log_append = attributes & ATTR_LOG_APPEND_TIME != 0;
+    let mut exact = !log_append;
     if count.checked_mul(MIN_RECORD_LEN).is_none_or(|min| min > body.len()) {
         return Err(BatchError::Corrupt(format!(
             "{count} records cannot fit in {} bytes",
             body.len()
         )));
     }
-    let log_append = attributes & ATTR_LOG_APPEND_TIME != 0;
     let mut reader = Reader { buf: body };
     let mut records = Vec::with_capacity(count);
     for i in 0..count {
-        let record = reader
-            .record(base_timestamp, log_append, now_ms)
+        let (record, as_sent) = reader
+            .record(base_timestamp, log_append, now_ms, i)
             .map_err(|e| BatchError::Corrupt(format!("record {i}: {e}")))?;
+        exact &= as_sent;
         records.push(record);
     }
     if !reader.buf.is_empty() {
@@ -185,7 +191,11 @@ fn decode_one(batch: Bytes, cap: usize, now_ms: u64) -> Result<Produced, BatchEr
             reader.buf.len()
         )));
     }
-    Ok(Produced { records, producer })
+    Ok(Produced {
+        records,
+        producer,
+        verbatim: exact.then_some(batch),
+    })
 }
 
 /// Reads records off a decompressed body, slicing keys and values without copies.
@@ -194,7 +204,15 @@ struct Reader {
 }
 
 impl Reader {
-    fn record(&mut self, base_timestamp: i64, log_append: bool, now_ms: u64) -> Result<Record, String> {
+    /// The record at `index`, and whether it reads back as sent (see
+    /// [`Produced::verbatim`]).
+    fn record(
+        &mut self,
+        base_timestamp: i64,
+        log_append: bool,
+        now_ms: u64,
+        index: usize,
+    ) -> Result<(Record, bool), String> {
         let len = usize::try_from(self.varint()?).map_err(|_| "negative record length".to_string())?;
         if len > self.buf.len() {
             return Err(format!("length {len} runs past the batch"));
@@ -204,9 +222,11 @@ impl Reader {
         };
         let _attributes = rec.byte()?;
         let ts_delta = rec.varlong()?;
-        let _offset_delta = rec.varint()?;
+        let offset_delta = rec.varint()?;
         let key = rec.bytes()?;
-        let value = rec.bytes()?.unwrap_or_default();
+        let value = rec.bytes()?;
+        let mut as_sent = value.is_some() && usize::try_from(offset_delta).is_ok_and(|d| d == index);
+        let value = value.unwrap_or_default();
         let header_count = usize::try_from(rec.varint()?).map_err(|_| "negative header count".to_string())?;
         if header_count > rec.buf.len() / 2 {
             return Err(format!("{header_count} headers cannot fit in the record"));
@@ -215,19 +235,23 @@ impl Reader {
         for _ in 0..header_count {
             let name = rec.bytes()?.ok_or("a header without a name")?;
             let name = String::from_utf8(name.to_vec()).map_err(|_| "a header name is not UTF-8".to_string())?;
-            headers.push((name, rec.bytes()?.unwrap_or_default()));
+            let value = rec.bytes()?;
+            as_sent &= value.is_some();
+            headers.push((name, value.unwrap_or_default()));
         }
         if !rec.buf.is_empty() {
             return Err(format!("{} bytes after the record's headers", rec.buf.len()));
         }
         let timestamp = base_timestamp.checked_add(ts_delta).filter(|t| *t >= 0 && !log_append);
+        as_sent &= timestamp.is_some();
         let timestamp_ms = timestamp.and_then(|t| u64::try_from(t).ok()).unwrap_or(now_ms);
-        Ok(Record {
+        let record = Record {
             key,
             value,
             headers,
             timestamp_ms,
-        })
+        };
+        Ok((record, as_sent))
     }
 
     fn byte(&mut self) -> Result<u8, String> {

@@ -163,6 +163,81 @@ fn fetched_batches_decode_with_the_kafka_crate_and_keep_repeated_headers() {
     assert_eq!(back, want);
 }
 
+/// A batch marked verbatim reads back, through the crate's decoder, as
+/// the records stored from it do through the fetch encoder: a fetch may
+/// send either. Batches that would not read back as sent are not marked.
+#[test]
+fn only_batches_that_read_back_as_sent_are_verbatim() {
+    for compression in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let records: Vec<KRecord> = (0..20)
+            .map(|i| {
+                let key = (i % 3 != 0).then_some(if i % 3 == 1 { "" } else { "k" });
+                kafka_record(i, key, Some("value"), &[("h", Some("a")), ("h2", Some(""))])
+            })
+            .collect();
+        let sent = kafka_encode(&records, compression);
+        let produced = decode_batches(&sent, 1 << 20, 5).unwrap();
+        assert_eq!(produced.len(), 1);
+        let verbatim = produced[0].verbatim.clone().expect("verbatim");
+        assert_eq!(verbatim, sent);
+        let stored: Vec<OffsetRecord> = produced[0]
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| OffsetRecord {
+                offset: i as u64,
+                record: r.clone(),
+            })
+            .collect();
+        let mut converted = BytesMut::new();
+        encode_batches(&mut converted, &stored, 0);
+        let mut a = verbatim.clone();
+        let mut b = converted.freeze();
+        let from_sent = RecordBatchDecoder::decode_all(&mut a).unwrap();
+        let from_stored = RecordBatchDecoder::decode_all(&mut b).unwrap();
+        let fields = |sets: &[kafka_protocol::records::RecordSet]| -> Vec<_> {
+            sets.iter()
+                .flat_map(|s| &s.records)
+                .map(|r| (r.offset, r.timestamp, r.key.clone(), r.value.clone(), r.headers.clone()))
+                .collect()
+        };
+        assert_eq!(fields(&from_sent), fields(&from_stored), "{compression:?}");
+    }
+
+    let not_as_sent = |records: Vec<KRecord>| {
+        let sent = kafka_encode(&records, Compression::None);
+        let produced = decode_batches(&sent, 1 << 20, 5).unwrap();
+        produced.iter().all(|p| p.verbatim.is_none())
+    };
+    let ok = |i| kafka_record(i, Some("k"), Some("v"), &[]);
+    assert!(!not_as_sent((0..3).map(ok).collect()), "the control case is verbatim");
+    // A null value is stored as an empty one.
+    assert!(not_as_sent(vec![ok(0), kafka_record(1, None, None, &[]), ok(2)]));
+    // So is a null header value.
+    assert!(not_as_sent(vec![
+        ok(0),
+        kafka_record(1, None, Some("v"), &[("h", None)])
+    ]));
+    // A negative timestamp is replaced by the node's clock.
+    let mut early = ok(1);
+    early.timestamp = -5;
+    assert!(not_as_sent(vec![early]));
+    // Log-append time: the node's clock too. (The crate's encoder does not
+    // write that attribute: set it and the CRC here.)
+    let mut appended = BytesMut::from(&kafka_encode(&(0..2).map(ok).collect::<Vec<_>>(), Compression::None)[..]);
+    appended[22] |= 1 << 3;
+    let crc = crc32c::crc32c(&appended[CRC_START..]);
+    appended[17..21].copy_from_slice(&crc.to_be_bytes());
+    let produced = decode_batches(&appended.freeze(), 1 << 20, 5).unwrap();
+    assert!(produced[0].verbatim.is_none());
+}
+
 #[test]
 fn bad_batches_are_refused_with_the_right_kind() {
     let good = kafka_encode(&[kafka_record(0, Some("k"), Some("v"), &[])], Compression::None);

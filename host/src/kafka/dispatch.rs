@@ -181,7 +181,13 @@ async fn start(ctx: &Arc<Ctx>, conn: &mut Conn, mut frame: Bytes) -> Started {
 
 /// The response header and body, encoded.
 pub(super) fn encode(correlation_id: i32, header_version: i16, version: i16, body: &ResponseKind) -> Reply {
-    let mut buf = BytesMut::with_capacity(256);
+    // A Fetch answer can be many MiB: sized up front, it is written once
+    // instead of copied through every doubling of the buffer.
+    let body_size = match body {
+        ResponseKind::Fetch(r) => r.compute_size(version).unwrap_or(0),
+        _ => 0,
+    };
+    let mut buf = BytesMut::with_capacity(256 + body_size);
     let mut header = ResponseHeader::default();
     header.correlation_id = correlation_id;
     if let Err(e) = header.encode(&mut buf, header_version) {

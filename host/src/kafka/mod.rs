@@ -6,7 +6,9 @@
 //! wait in the accept queue), one task per connection, and stopping when
 //! the node stops. Invariants: a connection's requests are answered strictly
 //! in order; a frame that cannot be read or decoded closes that connection
-//! only; nothing here stores state beyond a connection's lifetime.
+//! only; nothing here outlives a connection except the listener's fetch
+//! cache (`cache.rs`), which holds copies of stored records, never the only
+//! copy.
 //!
 //! What is supported, and the client settings known to work, are listed in
 //! `docs/KAFKA.md`.
@@ -21,6 +23,7 @@ use crate::node::Host;
 
 mod apis;
 pub(crate) mod batch;
+mod cache;
 mod compress;
 mod conn;
 pub(crate) mod dispatch;
@@ -37,6 +40,8 @@ pub(crate) struct Ctx {
     idle: Duration,
     /// `[tls]`: every connection is TLS.
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Record batches ready to send (`kafka_fetch_cache_bytes`).
+    cache: cache::FetchCache,
 }
 
 /// Serves the Kafka protocol for `host` on `listener` until the node starts
@@ -52,6 +57,7 @@ pub async fn serve(host: Host, listener: TcpListener) -> Result<(), Error> {
         max_frame: usize::try_from(settings.kafka_max_frame_bytes.as_u64()).unwrap_or(usize::MAX),
         idle: settings.kafka_idle_timeout,
         tls: host.tls_acceptor(),
+        cache: cache::FetchCache::new(usize::try_from(settings.kafka_fetch_cache_bytes.as_u64()).unwrap_or(usize::MAX)),
         host: host.clone(),
     });
     let permits = Arc::new(tokio::sync::Semaphore::new(settings.kafka_max_connections));

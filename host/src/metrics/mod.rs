@@ -92,6 +92,10 @@ pub const REPLICATION_BYTES: &str = "sluice_replication_bytes_total";
 pub const KAFKA_CONNECTIONS: &str = "sluice_kafka_connections";
 pub const KAFKA_REQUESTS: &str = "sluice_kafka_requests_total";
 pub const KAFKA_REQUEST_SECONDS: &str = "sluice_kafka_request_seconds";
+/// Kafka fetches of a partition answered from the fetch cache or not, and
+/// the bytes the cache holds.
+pub const KAFKA_FETCH_CACHE: &str = "sluice_kafka_fetch_cache_total";
+pub const KAFKA_FETCH_CACHE_BYTES: &str = "sluice_kafka_fetch_cache_bytes";
 /// HTTP requests by route template, method and status, and their duration.
 pub const HTTP_REQUESTS: &str = "sluice_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "sluice_http_request_seconds";
@@ -173,6 +177,14 @@ fn describe() {
     describe_gauge!(KAFKA_CONNECTIONS, "Open Kafka protocol connections");
     describe_counter!(KAFKA_REQUESTS, "Kafka requests answered, by API");
     describe_histogram!(KAFKA_REQUEST_SECONDS, "Time to answer a Kafka request, by API");
+    describe_counter!(
+        KAFKA_FETCH_CACHE,
+        "Kafka partition fetches answered from the fetch cache (hit) or from the log (miss)"
+    );
+    describe_gauge!(
+        KAFKA_FETCH_CACHE_BYTES,
+        "Bytes of record batches in the Kafka fetch cache"
+    );
     describe_histogram!(HTTP_REQUEST_SECONDS, "Seconds per HTTP request");
 }
 

@@ -108,8 +108,8 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Partiti
         };
         return part;
     };
-    let (start, visible_end, leader_epoch) = match visible(ctx, &want.stream, partition) {
-        Ok(v) => (v.start, v.end, v.leader_epoch),
+    let (start, visible_end, leader_epoch, cache_key) = match visible(ctx, &want.stream, partition) {
+        Ok(v) => (v.start, v.end, v.leader_epoch, v.cache_key),
         Err(code) => {
             part.error_code = code;
             return part;
@@ -150,12 +150,22 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Partiti
         }
         return part;
     }
+    if let Some(hit) = cache_key.and_then(|key| ctx.cache.get(key, leader_epoch, offset, visible_end, budget, first)) {
+        part.records = Some(hit);
+        return part;
+    }
     match host.read_runs(&want.stream, partition, offset, limits).await {
         Ok(read) => {
             part.log_start_offset = offset_of(read.start_offset);
             let mut buf = BytesMut::new();
             match encode_runs(&mut buf, &read.runs, visible_end, leader_epoch) {
-                Ok(()) => part.records = Some(buf.freeze()),
+                Ok(()) => {
+                    let answer = buf.freeze();
+                    if let Some(key) = cache_key {
+                        ctx.cache.insert_converted(key, leader_epoch, &answer);
+                    }
+                    part.records = Some(answer);
+                }
                 Err(e) => {
                     tracing::warn!(stream = %want.stream, partition, offset, error = %e, "kafka fetch: stored records do not decode");
                     part.error_code = kafka_protocol::ResponseError::CorruptMessage.code();

@@ -115,6 +115,9 @@ struct Visible {
     /// the high watermark.
     end: u64,
     leader_epoch: i32,
+    /// The fetch cache's key for it, unless its records must not be served
+    /// from the cache (a view, or a stream with compaction).
+    cache_key: Option<super::cache::Key>,
 }
 
 /// The visible range of `stream` partition `partition` (of a view: of its
@@ -134,10 +137,12 @@ fn visible(ctx: &Ctx, stream: &str, partition: u32) -> Result<Visible, i16> {
         Some(s) => (s.high_watermark.min(range.end), s.epoch as i32),
         None => (range.end, 0),
     };
+    let cacheable = view.is_none() && info.compaction.is_none();
     Ok(Visible {
         start: range.start,
         end,
         leader_epoch,
+        cache_key: cacheable.then_some((info.id, partition)),
     })
 }
 

@@ -47,6 +47,7 @@ async fn lookup(ctx: &Ctx, stream: &str, index: i32, timestamp: i64) -> Result<(
         start,
         end,
         leader_epoch: epoch,
+        ..
     } = visible(ctx, stream, partition)?;
     match timestamp {
         LATEST => Ok((offset_of(end), -1, epoch)),

@@ -8,13 +8,18 @@
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 
+use std::sync::Arc;
+
+use bytes::Bytes;
+
 use super::super::Ctx;
-use super::super::batch::decode_batches;
+use super::super::batch::{Produced, decode_batches};
+use super::super::cache::Key;
 use super::super::error::{batch_code, code_of, codes};
 use super::{Answer, offset_of, partition_of, str_bytes, topic_name};
 use crate::node::{Acks, PendingAppend, ProducerBatch};
 
-pub(super) async fn handle(ctx: &Ctx, r: ProduceRequest) -> Answer {
+pub(super) async fn handle(ctx: &Arc<Ctx>, r: ProduceRequest) -> Answer {
     let acks = match r.acks {
         0 | 1 => Some(Acks::Leader),
         -1 => Some(Acks::All),
@@ -41,6 +46,7 @@ pub(super) async fn handle(ctx: &Ctx, r: ProduceRequest) -> Answer {
         topics.push((name, parts));
     }
     let silent = r.acks == 0;
+    let ctx = ctx.clone();
     Answer::Later(Box::pin(async move {
         let mut out = ProduceResponse::default();
         for (name, parts) in topics {
@@ -52,7 +58,7 @@ pub(super) async fn handle(ctx: &Ctx, r: ProduceRequest) -> Answer {
                 resp.base_offset = -1;
                 resp.log_append_time_ms = -1;
                 let done = match queued {
-                    Ok(q) => q.finish().await,
+                    Ok(q) => q.finish(&ctx).await,
                     Err(e) => Err(e),
                 };
                 match done {
@@ -81,17 +87,42 @@ type Failure = (i16, String);
 
 /// One partition's queued appends and its log start offset.
 struct Queued {
-    pending: Vec<PendingAppend>,
+    pending: Vec<Pending>,
     start: u64,
+    /// Where the batches go in the fetch cache (stream id and partition,
+    /// leader epoch), if the stream's records may be cached.
+    cache: Option<(Key, i32)>,
+}
+
+/// One queued append and, per batch in it, its record count and its bytes
+/// when a fetch may send them as they are.
+struct Pending {
+    append: PendingAppend,
+    batches: Vec<(u32, Option<Bytes>)>,
 }
 
 impl Queued {
-    /// Waits for every append; (base offset of the first, log start offset).
-    async fn finish(self) -> Result<(i64, i64), Failure> {
+    /// Waits for every append; (base offset of the first, log start
+    /// offset). Acknowledged batches that read back as sent go into the
+    /// fetch cache at the offsets they got.
+    async fn finish(self, ctx: &Ctx) -> Result<(i64, i64), Failure> {
         let mut base = None;
         for p in self.pending {
-            let appended = p.await.map_err(|e| (code_of(&e), e.to_string()))?;
+            let appended = p.append.await.map_err(|e| (code_of(&e), e.to_string()))?;
             base.get_or_insert(appended.base_offset);
+            let Some((key, epoch)) = self.cache else {
+                continue;
+            };
+            let mut at = appended.base_offset;
+            for (count, bytes) in p.batches {
+                let Some(last) = at.checked_add(u64::from(count)).and_then(|end| end.checked_sub(1)) else {
+                    break;
+                };
+                if let Some(bytes) = bytes {
+                    ctx.cache.insert_produced(key, epoch, at, last, &bytes);
+                }
+                at = last.saturating_add(1);
+            }
         }
         Ok((offset_of(base.unwrap_or(0)), offset_of(self.start)))
     }
@@ -118,6 +149,10 @@ async fn queue(
     }
     let info = host.describe_stream(stream).map_err(|e| (code_of(&e), e.to_string()))?;
     let start = info.partitions.get(partition as usize).map_or(0, |r| r.start);
+    let cache = info.compaction.is_none().then(|| {
+        let epoch = host.replication_status(stream, partition).map_or(0, |s| s.epoch as i32);
+        ((info.id, partition), epoch)
+    });
     let data = records.unwrap_or_default();
     let cap = usize::try_from(host.settings().max_batch_bytes.as_u64()).unwrap_or(usize::MAX);
     let now = crate::fsutil::now_ms();
@@ -133,26 +168,34 @@ async fn queue(
     let batches = decoded.map_err(|e| (batch_code(&e), e.to_string()))?;
     let fail = |e: crate::Error| (code_of(&e), e.to_string());
     let mut pending = Vec::new();
+    let keep = cache.is_some();
+    let sent = |b: &mut Produced| {
+        let count = u32::try_from(b.records.len()).unwrap_or(u32::MAX);
+        (count, if keep { b.verbatim.take() } else { None })
+    };
     if batches.iter().all(|b| b.producer.producer_id < 0) {
+        let mut batches = batches;
+        let kept = batches.iter_mut().map(sent).collect();
         let records: Vec<_> = batches.into_iter().flat_map(|b| b.records).collect();
-        pending.push(
-            host.append_queued(stream, partition, &records, acks, None)
-                .await
-                .map_err(fail)?,
-        );
-        return Ok(Queued { pending, start });
+        let append = host
+            .append_queued(stream, partition, &records, acks, None)
+            .await
+            .map_err(fail)?;
+        pending.push(Pending { append, batches: kept });
+        return Ok(Queued { pending, start, cache });
     }
-    for b in batches {
+    for mut b in batches {
+        let kept = vec![sent(&mut b)];
         let producer = ProducerBatch {
             producer_id: b.producer.producer_id,
             epoch: b.producer.producer_epoch,
             base_sequence: b.producer.base_sequence,
         };
-        pending.push(
-            host.append_queued(stream, partition, &b.records, acks, Some(producer))
-                .await
-                .map_err(fail)?,
-        );
+        let append = host
+            .append_queued(stream, partition, &b.records, acks, Some(producer))
+            .await
+            .map_err(fail)?;
+        pending.push(Pending { append, batches: kept });
     }
-    Ok(Queued { pending, start })
+    Ok(Queued { pending, start, cache })
 }
