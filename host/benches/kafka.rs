@@ -3,8 +3,10 @@
 //! (librdkafka, its default batching) and over HTTP (4 connections, 500
 //! records per request), `dd ... conv=fdatasync` in the same directory, and
 //! a kcat consumer reading everything back (hot: the WAL in the page cache,
-//! and as much as `kafka_fetch_cache_bytes` holds in the fetch cache), with
-//! librdkafka's default fetch sizes and with 16 MiB per partition, the
+//! and as much as `kafka_fetch_cache_bytes` holds in the fetch cache of the
+//! listener kcat produced through; alternating with reads through a second
+//! listener without a cache), with librdkafka's default fetch sizes and
+//! with 16 MiB per partition, the
 //! HTTP-produced records once (converted from the log: they enter the cache
 //! only when read), and again after the node moved it all to the object
 //! store and restarted with the cache off (tiered). The other fetch rows are
@@ -56,6 +58,11 @@ async fn run(records: u64) -> anyhow::Result<()> {
     let kafka = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let (http_addr, kafka_addr) = (http.local_addr()?, kafka.local_addr()?);
     tokio::spawn(sluice_host::kafka::serve(host.clone(), kafka));
+    // A second listener without a fetch cache: every fetch converts stored
+    // records, for an A/B within the run.
+    let uncached = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let u = uncached.local_addr()?.to_string();
+    tokio::spawn(sluice_host::kafka::serve_with_cache(host.clone(), uncached, 0));
     let serving = host.clone();
     tokio::spawn(async move { sluice_host::http::serve(&serving, http, std::future::pending()).await });
     host.create_stream("kafka", 1).await?;
@@ -118,14 +125,25 @@ async fn run(records: u64) -> anyhow::Result<()> {
     for _ in 0..3 {
         fixed = fixed.min(consume(&b, "one", 1, &[])?);
     }
-    let fetch_default = median_consume(&b, "kafka", records, &[])?.saturating_sub(fixed);
     let big = [
         "-X",
         "fetch.max.bytes=67108864",
         "-X",
         "max.partition.fetch.bytes=16777216",
     ];
-    let fetch_big = median_consume(&b, "kafka", records, &big)?.saturating_sub(fixed);
+    // Cached and converted reads alternate, three of each per row.
+    let mut default_runs = (Vec::new(), Vec::new());
+    let mut big_runs = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        default_runs.0.push(consume(&b, "kafka", records, &[])?);
+        default_runs.1.push(consume(&u, "kafka", records, &[])?);
+        big_runs.0.push(consume(&b, "kafka", records, &big)?);
+        big_runs.1.push(consume(&u, "kafka", records, &big)?);
+    }
+    let fetch_default = median(default_runs.0).saturating_sub(fixed);
+    let fetch_default_converted = median(default_runs.1).saturating_sub(fixed);
+    let fetch_big = median(big_runs.0).saturating_sub(fixed);
+    let fetch_big_converted = median(big_runs.1).saturating_sub(fixed);
     let fetch_http = consume(&b, "http", records, &[])?.saturating_sub(fixed);
 
     // Tiered: the node restarts with eager tiering until the WAL no longer
@@ -153,7 +171,12 @@ async fn run(records: u64) -> anyhow::Result<()> {
         host.wake_uploader();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let fetch_tiered = median_consume(&b, "kafka", records, &big)?.saturating_sub(fixed);
+    let fetch_tiered = median(vec![
+        consume(&b, "kafka", records, &big)?,
+        consume(&b, "kafka", records, &big)?,
+        consume(&b, "kafka", records, &big)?,
+    ])
+    .saturating_sub(fixed);
 
     let mbps = |d: Duration| bytes / d.as_secs_f64() / 1e6;
     let rps = |d: Duration| records as f64 / d.as_secs_f64();
@@ -172,8 +195,22 @@ async fn run(records: u64) -> anyhow::Result<()> {
     for (name, d) in [
         ("Kafka produce, kcat (librdkafka), acks=all", kafka_produce),
         ("HTTP produce, 4 connections x 500 records", http_produce),
-        ("Kafka fetch, kcat defaults (1 MiB per partition), hot", fetch_default),
-        ("Kafka fetch, kcat, max.partition.fetch.bytes=16MiB, hot", fetch_big),
+        (
+            "Kafka fetch, kcat defaults (1 MiB per partition), hot, fetch cache",
+            fetch_default,
+        ),
+        (
+            "Kafka fetch, kcat defaults, hot, no cache (converted)",
+            fetch_default_converted,
+        ),
+        (
+            "Kafka fetch, kcat, max.partition.fetch.bytes=16MiB, hot, fetch cache",
+            fetch_big,
+        ),
+        (
+            "Kafka fetch, kcat, 16 MiB, hot, no cache (converted)",
+            fetch_big_converted,
+        ),
         (
             "Kafka fetch of the HTTP-produced records (converted), first read, kcat defaults, hot",
             fetch_http,
@@ -194,15 +231,10 @@ async fn run(records: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The median of three [`consume`] runs (run-to-run spread here is large).
-fn median_consume(bootstrap: &str, topic: &str, records: u64, extra: &[&str]) -> anyhow::Result<Duration> {
-    let mut runs = [
-        consume(bootstrap, topic, records, extra)?,
-        consume(bootstrap, topic, records, extra)?,
-        consume(bootstrap, topic, records, extra)?,
-    ];
+/// The middle run (run-to-run spread here is large).
+fn median(mut runs: Vec<Duration>) -> Duration {
     runs.sort();
-    Ok(runs[1])
+    runs.get(runs.len() / 2).copied().unwrap_or_default()
 }
 
 /// Reads `topic` partition 0 from the start to its end with kcat; the wall

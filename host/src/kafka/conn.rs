@@ -165,6 +165,22 @@ async fn write_answers(write: impl AsyncWrite + Unpin, mut rx: tokio::sync::mpsc
                     return End::Io(e);
                 }
             }
+            Reply::SendParts(parts) => {
+                let total = parts.iter().map(|p| p.len()).fold(0usize, usize::saturating_add);
+                let Ok(len) = i32::try_from(total) else {
+                    return End::Refused(format!("an answer of {total} bytes does not fit a frame"));
+                };
+                let written = async {
+                    write.write_all(&len.to_be_bytes()).await?;
+                    for part in &parts {
+                        write.write_all(part).await?;
+                    }
+                    Ok::<(), std::io::Error>(())
+                };
+                if let Err(e) = written.await {
+                    return End::Io(e);
+                }
+            }
             Reply::Nothing => {}
             Reply::Close(why) => {
                 let _ = write.flush().await;

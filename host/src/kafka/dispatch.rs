@@ -54,6 +54,8 @@ pub(crate) const LEGACY_PRODUCE: std::ops::RangeInclusive<i16> = 0..=2;
 pub(super) enum Reply {
     /// Write this answer (response header and body, without the length).
     Send(Bytes),
+    /// Write this answer, in parts (`splice`), without the length.
+    SendParts(Vec<Bytes>),
     /// No answer (Produce with acks=0).
     Nothing,
     /// Close the connection, for this reason (logged).
@@ -181,17 +183,19 @@ async fn start(ctx: &Arc<Ctx>, conn: &mut Conn, mut frame: Bytes) -> Started {
 
 /// The response header and body, encoded.
 pub(super) fn encode(correlation_id: i32, header_version: i16, version: i16, body: &ResponseKind) -> Reply {
-    // A Fetch answer can be many MiB: sized up front, it is written once
-    // instead of copied through every doubling of the buffer.
-    let body_size = match body {
-        ResponseKind::Fetch(r) => r.compute_size(version).unwrap_or(0),
-        _ => 0,
-    };
-    let mut buf = BytesMut::with_capacity(256 + body_size);
+    let mut buf = BytesMut::with_capacity(256);
     let mut header = ResponseHeader::default();
     header.correlation_id = correlation_id;
     if let Err(e) = header.encode(&mut buf, header_version) {
         return Reply::Close(format!("cannot encode a response header: {e}"));
+    }
+    if let ResponseKind::Fetch(r) = body {
+        if let Some(parts) = super::splice::encode_fetch(buf.clone(), r, version) {
+            return Reply::SendParts(parts);
+        }
+        // Sized up front, the answer is written once instead of copied
+        // through every doubling of the buffer.
+        buf.reserve(r.compute_size(version).unwrap_or(0));
     }
     match body.encode(&mut buf, version) {
         Ok(()) => Reply::Send(buf.freeze()),

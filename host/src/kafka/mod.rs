@@ -30,6 +30,7 @@ pub(crate) mod dispatch;
 mod encode;
 mod error;
 pub(crate) mod legacy;
+mod splice;
 
 /// What every connection of a listener shares.
 pub(crate) struct Ctx {
@@ -48,6 +49,14 @@ pub(crate) struct Ctx {
 /// stopping ([`Host::begin_stopping`], e.g. by the HTTP face's drain). Open
 /// connections are closed then; their in-flight requests end with them.
 pub async fn serve(host: Host, listener: TcpListener) -> Result<(), Error> {
+    let cache_bytes = host.settings().kafka_fetch_cache_bytes.as_u64();
+    serve_with_cache(host, listener, cache_bytes).await
+}
+
+/// [`serve`] with a fetch cache of `fetch_cache_bytes` instead of the
+/// node's `kafka_fetch_cache_bytes` (0: none). Each listener has its own
+/// cache, filled by the batches produced through it.
+pub async fn serve_with_cache(host: Host, listener: TcpListener, fetch_cache_bytes: u64) -> Result<(), Error> {
     let settings = host.settings();
     let ctx = Arc::new(Ctx {
         node_id: settings
@@ -57,7 +66,7 @@ pub async fn serve(host: Host, listener: TcpListener) -> Result<(), Error> {
         max_frame: usize::try_from(settings.kafka_max_frame_bytes.as_u64()).unwrap_or(usize::MAX),
         idle: settings.kafka_idle_timeout,
         tls: host.tls_acceptor(),
-        cache: cache::FetchCache::new(usize::try_from(settings.kafka_fetch_cache_bytes.as_u64()).unwrap_or(usize::MAX)),
+        cache: cache::FetchCache::new(usize::try_from(fetch_cache_bytes).unwrap_or(usize::MAX)),
         host: host.clone(),
     });
     let permits = Arc::new(tokio::sync::Semaphore::new(settings.kafka_max_connections));
