@@ -154,7 +154,9 @@ impl FetchCache {
 
     fn find(&self, key: Key, epoch: i32, offset: u64, end: u64, budget: usize, first: bool) -> Option<Bytes> {
         let mut inner = self.lock();
-        if !inner.admit_epoch(key, epoch) {
+        // A lookup never adds a partition: fetches of partitions nothing
+        // was cached for leave no trace.
+        if !inner.parts.contains_key(&key) || !inner.admit_epoch(key, epoch) {
             return None;
         }
         let part = inner.parts.get(&key)?;
