@@ -141,8 +141,9 @@ impl FetchCache {
 
     /// Whole cached batches from the one holding `offset`, contiguous, all
     /// below `end`, up to `budget` bytes (the first batch always, however
-    /// big, when `first`). `None`: the log must be read.
-    pub fn get(&self, key: Key, epoch: i32, offset: u64, end: u64, budget: usize, first: bool) -> Option<Bytes> {
+    /// big, when `first`), each its own buffer. `None`: the log must be
+    /// read.
+    pub fn get(&self, key: Key, epoch: i32, offset: u64, end: u64, budget: usize, first: bool) -> Option<Vec<Bytes>> {
         if self.cap == 0 {
             return None;
         }
@@ -152,7 +153,7 @@ impl FetchCache {
         found
     }
 
-    fn find(&self, key: Key, epoch: i32, offset: u64, end: u64, budget: usize, first: bool) -> Option<Bytes> {
+    fn find(&self, key: Key, epoch: i32, offset: u64, end: u64, budget: usize, first: bool) -> Option<Vec<Bytes>> {
         let mut inner = self.lock();
         // A lookup never adds a partition: fetches of partitions nothing
         // was cached for leave no trace.
@@ -182,18 +183,7 @@ impl FetchCache {
             next = e.last.saturating_add(1);
             at = part.batches.range(next..).next().map(|(&b, e)| (b, e));
         }
-        drop(inner);
-        match picked.len() {
-            0 => None,
-            1 => picked.pop(),
-            _ => {
-                let mut out = BytesMut::with_capacity(total);
-                for b in &picked {
-                    out.extend_from_slice(b);
-                }
-                Some(out.freeze())
-            }
-        }
+        (!picked.is_empty()).then_some(picked)
     }
 }
 

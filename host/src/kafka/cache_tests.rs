@@ -52,15 +52,20 @@ fn encode_records(n: i64, value_len: usize) -> Bytes {
     buf.freeze()
 }
 
-/// Offsets of the records in `bytes`, checking every batch's CRC.
-fn offsets(bytes: &Bytes) -> Vec<i64> {
-    let mut b = bytes.clone();
+/// The batches of a hit, joined.
+fn joined(parts: Vec<Bytes>) -> Bytes {
+    parts.concat().into()
+}
+
+/// Offsets of the records in `parts`, checking every batch's CRC.
+fn offsets(parts: &[Bytes]) -> Vec<i64> {
+    let mut b = joined(parts.to_vec());
     let sets = RecordBatchDecoder::decode_all(&mut b).unwrap();
     sets.iter().flat_map(|s| &s.records).map(|r| r.offset).collect()
 }
 
-fn epoch_of(bytes: &Bytes) -> i32 {
-    i32::from_be_bytes(bytes[12..16].try_into().unwrap())
+fn epoch_of(parts: &[Bytes]) -> i32 {
+    i32::from_be_bytes(parts[0][12..16].try_into().unwrap())
 }
 
 #[test]

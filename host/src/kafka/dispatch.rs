@@ -15,11 +15,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::messages::{ApiKey, FetchResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::conn::Conn;
-use super::{Ctx, apis, legacy};
+use super::{Ctx, apis, legacy, splice};
 
 /// The APIs and versions this node answers: (API, lowest, highest).
 pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
@@ -119,6 +119,13 @@ fn finish(answer: apis::Answer, api: ApiKey, correlation_id: i32, version: i16, 
     metrics::histogram!(crate::metrics::KAFKA_REQUEST_SECONDS, "api" => name).record(started.elapsed().as_secs_f64());
     match answer {
         apis::Answer::Respond(body) => encode(correlation_id, api.response_header_version(version), version, &body),
+        apis::Answer::Fetch(r, parts) => encode_fetch(
+            correlation_id,
+            api.response_header_version(version),
+            version,
+            *r,
+            &parts,
+        ),
         apis::Answer::Silent => Reply::Nothing,
         apis::Answer::Close(why) => Reply::Close(why),
         apis::Answer::Later(_) => Reply::Close(format!("{api:?}: an answer deferred twice")),
@@ -181,6 +188,27 @@ async fn start(ctx: &Arc<Ctx>, conn: &mut Conn, mut frame: Bytes) -> Started {
     Started::Running(answer, request)
 }
 
+/// A Fetch answer: in parts (`splice`), or joined and encoded plainly.
+fn encode_fetch(
+    correlation_id: i32,
+    header_version: i16,
+    version: i16,
+    mut r: FetchResponse,
+    parts: &splice::Parts,
+) -> Reply {
+    let mut head = BytesMut::with_capacity(16);
+    let mut header = ResponseHeader::default();
+    header.correlation_id = correlation_id;
+    if let Err(e) = header.encode(&mut head, header_version) {
+        return Reply::Close(format!("cannot encode a response header: {e}"));
+    }
+    if let Some(out) = splice::encode_fetch(head, &r, parts, version) {
+        return Reply::SendParts(out);
+    }
+    splice::join(&mut r, parts);
+    encode(correlation_id, header_version, version, &ResponseKind::Fetch(r))
+}
+
 /// The response header and body, encoded.
 pub(super) fn encode(correlation_id: i32, header_version: i16, version: i16, body: &ResponseKind) -> Reply {
     let mut buf = BytesMut::with_capacity(256);
@@ -190,9 +218,6 @@ pub(super) fn encode(correlation_id: i32, header_version: i16, version: i16, bod
         return Reply::Close(format!("cannot encode a response header: {e}"));
     }
     if let ResponseKind::Fetch(r) = body {
-        if let Some(parts) = super::splice::encode_fetch(buf.clone(), r, version) {
-            return Reply::SendParts(parts);
-        }
         // Sized up front, the answer is written once instead of copied
         // through every doubling of the buffer.
         buf.reserve(r.compute_size(version).unwrap_or(0));

@@ -5,13 +5,15 @@
 //! big records are swapped for a short marker, the rest of the answer is
 //! encoded (a few hundred bytes), and the frame goes out as parts: the
 //! encoded pieces between the markers, each records field's length prefix
-//! and the records' own bytes.
+//! and the records' own bytes. A partition's records may also come as
+//! several buffers (cached batches, [`Parts`]), never joined.
 //!
 //! Invariants: the parts are byte for byte what the codec would have
 //! written (the tests compare); a marker is accepted only where the codec
 //! put one — in order, with the length prefix of a marker-sized field in
 //! front — and anything else falls back to the plain encoding.
 
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
 
@@ -48,18 +50,41 @@ fn marker(index: u32) -> Bytes {
     m.freeze()
 }
 
-/// `r` encoded after `head` (the response header) as parts, when it has
-/// records worth sending apart; `None`: encode it the plain way.
-pub(super) fn encode_fetch(head: BytesMut, r: &FetchResponse, version: i16) -> Option<Vec<Bytes>> {
-    let mut shell = r.clone();
-    let mut big: Vec<Bytes> = Vec::new();
-    for topic in &mut shell.responses {
-        for part in &mut topic.partitions {
-            if let Some(records) = part.records.as_ref().filter(|b| b.len() >= SPLICE_MIN) {
-                let index = u32::try_from(big.len()).ok()?;
-                big.push(records.clone());
-                part.records = Some(marker(index));
+/// Records of a Fetch answer kept out of it, as several buffers: by
+/// (topic, partition) position in the answer, whose own records field is
+/// then `None`.
+pub(crate) type Parts = HashMap<(usize, usize), Vec<Bytes>>;
+
+/// Puts each partition's [`Parts`] into its records field, joined (for
+/// the plain encoding).
+pub(super) fn join(r: &mut FetchResponse, parts: &Parts) {
+    for (&(t, p), bufs) in parts {
+        if let Some(part) = r.responses.get_mut(t).and_then(|t| t.partitions.get_mut(p)) {
+            let mut out = BytesMut::with_capacity(bufs.iter().map(Bytes::len).sum());
+            for b in bufs {
+                out.extend_from_slice(b);
             }
+            part.records = Some(out.freeze());
+        }
+    }
+}
+
+/// `r` encoded after `head` (the response header) as parts, when it has
+/// records worth sending apart (or `parts`); `None`: [`join`] and encode
+/// it the plain way.
+pub(super) fn encode_fetch(head: BytesMut, r: &FetchResponse, parts: &Parts, version: i16) -> Option<Vec<Bytes>> {
+    let mut shell = r.clone();
+    let mut big: Vec<Vec<Bytes>> = Vec::new();
+    for (t, topic) in shell.responses.iter_mut().enumerate() {
+        for (p, part) in topic.partitions.iter_mut().enumerate() {
+            let bufs = match (parts.get(&(t, p)), part.records.as_ref()) {
+                (Some(bufs), _) => bufs.clone(),
+                (None, Some(records)) if records.len() >= SPLICE_MIN => vec![records.clone()],
+                _ => continue,
+            };
+            let index = u32::try_from(big.len()).ok()?;
+            big.push(bufs);
+            part.records = Some(marker(index));
         }
     }
     if big.is_empty() {
@@ -70,7 +95,7 @@ pub(super) fn encode_fetch(head: BytesMut, r: &FetchResponse, version: i16) -> O
     let buf = buf.freeze();
     let prefix = marker_prefix();
     let flexible = version >= FLEXIBLE_FROM;
-    let mut parts = Vec::with_capacity(big.len() * 3 + 1);
+    let mut out = Vec::with_capacity(big.len() * 3 + 1);
     let mut from = 0usize;
     let mut found = 0usize;
     let mut at = 0usize;
@@ -81,6 +106,7 @@ pub(super) fn encode_fetch(head: BytesMut, r: &FetchResponse, version: i16) -> O
             return None;
         }
         let records = big.get(found)?;
+        let records_len = records.iter().map(Bytes::len).fold(0usize, usize::saturating_add);
         let len_start = if flexible {
             // Compact bytes: unsigned varint of length + 1 (17: one byte).
             (pos.checked_sub(1)?, buf[pos.checked_sub(1)?] == (MARKER_LEN as u8 + 1))
@@ -92,15 +118,15 @@ pub(super) fn encode_fetch(head: BytesMut, r: &FetchResponse, version: i16) -> O
         if !prefix_ok || len_at < from {
             return None;
         }
-        parts.push(buf.slice(from..len_at));
+        out.push(buf.slice(from..len_at));
         let mut len = BytesMut::with_capacity(10);
         if flexible {
-            put_unsigned_varint(&mut len, u64::try_from(records.len()).ok()?.checked_add(1)?);
+            put_unsigned_varint(&mut len, u64::try_from(records_len).ok()?.checked_add(1)?);
         } else {
-            len.put_i32(i32::try_from(records.len()).ok()?);
+            len.put_i32(i32::try_from(records_len).ok()?);
         }
-        parts.push(len.freeze());
-        parts.push(records.clone());
+        out.push(len.freeze());
+        out.extend(records.iter().cloned());
         from = pos + MARKER_LEN;
         at = from;
         found += 1;
@@ -108,8 +134,8 @@ pub(super) fn encode_fetch(head: BytesMut, r: &FetchResponse, version: i16) -> O
     if found != big.len() {
         return None;
     }
-    parts.push(buf.slice(from..));
-    Some(parts)
+    out.push(buf.slice(from..));
+    Some(out)
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -164,7 +190,7 @@ mod tests {
                 head.put_i32(42);
                 let mut plain = head.clone();
                 r.encode(&mut plain, version).unwrap();
-                let parts = encode_fetch(head, &r, version).expect("spliced");
+                let parts = encode_fetch(head, &r, &Parts::new(), version).expect("spliced");
                 let joined: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
                 assert_eq!(joined, plain.to_vec(), "v{version} {sizes:?}");
             }
@@ -172,8 +198,25 @@ mod tests {
     }
 
     #[test]
+    fn records_in_several_buffers_go_out_unjoined_as_the_joined_encoding() {
+        for version in 4..=12 {
+            let mut r = response(&[10, 0, 200_000]);
+            let bufs: Vec<Bytes> = (0..5u8).map(|i| Bytes::from(vec![i; 100 + usize::from(i)])).collect();
+            let mut parts = Parts::new();
+            parts.insert((0, 1), bufs.clone());
+            let spliced = encode_fetch(BytesMut::new(), &r, &parts, version).expect("spliced");
+            assert!(spliced.iter().any(|p| p.as_ptr() == bufs[3].as_ptr()), "not copied");
+            join(&mut r, &parts);
+            let mut plain = BytesMut::new();
+            r.encode(&mut plain, version).unwrap();
+            let joined: Vec<u8> = spliced.iter().flat_map(|p| p.iter().copied()).collect();
+            assert_eq!(joined, plain.to_vec(), "v{version}");
+        }
+    }
+
+    #[test]
     fn small_answers_are_left_to_the_codec() {
-        assert!(encode_fetch(BytesMut::new(), &response(&[100, SPLICE_MIN - 1]), 12).is_none());
+        assert!(encode_fetch(BytesMut::new(), &response(&[100, SPLICE_MIN - 1]), &Parts::new(), 12).is_none());
     }
 
     #[test]
@@ -186,7 +229,10 @@ mod tests {
         p.high_watermark = i64::from_be_bytes(m[..8].try_into().unwrap());
         p.last_stable_offset = i64::from_be_bytes(m[8..].try_into().unwrap());
         for version in [4, 11, 12] {
-            assert!(encode_fetch(BytesMut::new(), &r, version).is_none(), "v{version}");
+            assert!(
+                encode_fetch(BytesMut::new(), &r, &Parts::new(), version).is_none(),
+                "v{version}"
+            );
         }
     }
 }

@@ -14,13 +14,14 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
 use super::super::Ctx;
 use super::super::encode::{encode_runs, encode_view};
 use super::super::error::{code_of, codes};
+use super::super::splice::Parts;
 use super::{offset_of, partition_of, topic_name, visible};
 use crate::node::ReadLimits;
 
@@ -35,11 +36,14 @@ struct Want {
     max_bytes: usize,
 }
 
-pub(super) async fn handle(ctx: &Ctx, r: FetchRequest, version: i16) -> FetchResponse {
+/// The answer, and the records of partitions answered from the fetch cache
+/// kept out of it as their cached batches (`splice::Parts`).
+pub(super) async fn handle(ctx: &Ctx, r: FetchRequest, version: i16) -> (FetchResponse, Parts) {
     let mut out = FetchResponse::default();
+    let mut parts = Parts::new();
     if version >= 7 && (r.session_id != 0 || r.session_epoch > 0) {
         out.error_code = codes::fetch_session_not_found();
-        return out;
+        return (out, parts);
     }
     let mut wants = Vec::new();
     for (t, topic) in r.topics.iter().enumerate() {
@@ -65,14 +69,18 @@ pub(super) async fn handle(ctx: &Ctx, r: FetchRequest, version: i16) -> FetchRes
     let wait = Duration::from_millis(u64::try_from(r.max_wait_ms).unwrap_or(0)).min(MAX_WAIT);
     let deadline = Instant::now() + wait;
     loop {
-        let (parts, bytes) = read_all(ctx, &wants, max_bytes).await;
+        let (read, bytes) = read_all(ctx, &wants, max_bytes).await;
         let now = Instant::now();
-        let errors = parts.iter().any(|p| p.error_code != 0);
+        let errors = read.iter().any(|(p, _)| p.error_code != 0);
         if bytes >= min_bytes || errors || now >= deadline || wants.is_empty() {
-            for (want, part) in wants.iter().zip(parts) {
-                out.responses[want.topic].partitions.push(part);
+            for (want, (part, cached)) in wants.iter().zip(read) {
+                let partitions = &mut out.responses[want.topic].partitions;
+                if let Some(batches) = cached {
+                    parts.insert((want.topic, partitions.len()), batches);
+                }
+                partitions.push(part);
             }
-            return out;
+            return (out, parts);
         }
         let waited = Instant::now();
         wait_any(ctx, &wants, deadline - now).await;
@@ -84,19 +92,27 @@ pub(super) async fn handle(ctx: &Ctx, r: FetchRequest, version: i16) -> FetchRes
     }
 }
 
-async fn read_all(ctx: &Ctx, wants: &[Want], max_bytes: usize) -> (Vec<PartitionData>, usize) {
+/// A partition's answer, and its records as cached batches when they came
+/// from the fetch cache (its records field is then `None`).
+type Read = (PartitionData, Option<Vec<Bytes>>);
+
+async fn read_all(ctx: &Ctx, wants: &[Want], max_bytes: usize) -> (Vec<Read>, usize) {
     let mut total = 0usize;
     let mut parts = Vec::with_capacity(wants.len());
     for want in wants {
         let budget = want.max_bytes.min(max_bytes.saturating_sub(total));
-        let part = read_one(ctx, want, budget, total == 0).await;
-        total = total.saturating_add(part.records.as_ref().map_or(0, |r| r.len()));
-        parts.push(part);
+        let (part, cached) = read_one(ctx, want, budget, total == 0).await;
+        let len = match &cached {
+            Some(batches) => batches.iter().map(Bytes::len).fold(0usize, usize::saturating_add),
+            None => part.records.as_ref().map_or(0, Bytes::len),
+        };
+        total = total.saturating_add(len);
+        parts.push((part, cached));
     }
     (parts, total)
 }
 
-async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> PartitionData {
+async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Read {
     let mut part = PartitionData::default();
     part.partition_index = want.index;
     let host = &ctx.host;
@@ -106,13 +122,13 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Partiti
         } else {
             kafka_protocol::ResponseError::OffsetOutOfRange.code()
         };
-        return part;
+        return (part, None);
     };
     let (start, visible_end, leader_epoch, cache_key) = match visible(ctx, &want.stream, partition) {
         Ok(v) => (v.start, v.end, v.leader_epoch, v.cache_key),
         Err(code) => {
             part.error_code = code;
-            return part;
+            return (part, None);
         }
     };
     part.high_watermark = offset_of(visible_end);
@@ -120,10 +136,10 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Partiti
     part.log_start_offset = offset_of(start);
     if offset < start || offset > visible_end {
         part.error_code = kafka_protocol::ResponseError::OffsetOutOfRange.code();
-        return part;
+        return (part, None);
     }
     if offset == visible_end || (budget == 0 && !first) {
-        return part;
+        return (part, None);
     }
     let limits = ReadLimits {
         max_records: host.settings().max_read_records,
@@ -148,11 +164,10 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Partiti
                 part.error_code = code_of(&e);
             }
         }
-        return part;
+        return (part, None);
     }
     if let Some(hit) = cache_key.and_then(|key| ctx.cache.get(key, leader_epoch, offset, visible_end, budget, first)) {
-        part.records = Some(hit);
-        return part;
+        return (part, Some(hit));
     }
     match host.read_runs(&want.stream, partition, offset, limits).await {
         Ok(read) => {
@@ -174,7 +189,7 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Partiti
         }
         Err(e) => part.error_code = code_of(&e),
     }
-    part
+    (part, None)
 }
 
 /// Waits until any wanted partition may have records past its fetch offset,

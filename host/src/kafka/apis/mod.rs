@@ -21,6 +21,8 @@ pub(super) mod versions;
 /// What a handler wants done.
 pub(super) enum Answer {
     Respond(Box<ResponseKind>),
+    /// A Fetch answer and the records kept out of it (see `splice`).
+    Fetch(Box<kafka_protocol::messages::FetchResponse>, super::splice::Parts),
     /// Produce with acks=0: no answer.
     Silent,
     /// Close the connection (failed authentication).
@@ -52,7 +54,8 @@ pub(super) async fn handle(
         RequestKind::Fetch(r) => {
             let ctx = ctx.clone();
             Answer::Later(Box::pin(async move {
-                Answer::respond(ResponseKind::Fetch(fetch::handle(&ctx, r, version).await))
+                let (response, parts) = fetch::handle(&ctx, r, version).await;
+                Answer::Fetch(Box::new(response), parts)
             }))
         }
         RequestKind::ListOffsets(r) => respond(ResponseKind::ListOffsets(offsets::handle(ctx, r, version).await)),
