@@ -133,8 +133,10 @@ impl FetchCache {
         if batches.iter().any(|&(base, last, _)| inner.overlaps(key, base, last)) {
             return;
         }
+        // Each batch in a buffer of its own: a slice would keep the whole
+        // answer alive after its other batches were evicted.
         for (base, last, range) in batches {
-            inner.put(key, base, last, answer.slice(range));
+            inner.put(key, base, last, Bytes::copy_from_slice(&answer[range]));
         }
         metrics::gauge!(crate::metrics::KAFKA_FETCH_CACHE_BYTES).set(inner.bytes as f64);
     }
