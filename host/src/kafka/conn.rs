@@ -125,6 +125,19 @@ async fn read_requests(
     }
 }
 
+/// Writes one answer frame: its length, then its parts in order.
+async fn write_frame(write: &mut (impl AsyncWrite + Unpin), parts: &[bytes::Bytes]) -> Result<(), End> {
+    let total = parts.iter().map(|p| p.len()).fold(0usize, usize::saturating_add);
+    let Ok(len) = i32::try_from(total) else {
+        return Err(End::Refused(format!("an answer of {total} bytes does not fit a frame")));
+    };
+    write.write_all(&len.to_be_bytes()).await.map_err(End::Io)?;
+    for part in parts {
+        write.write_all(part).await.map_err(End::Io)?;
+    }
+    Ok(())
+}
+
 async fn write_answers(write: impl AsyncWrite + Unpin, mut rx: tokio::sync::mpsc::Receiver<Step>) -> End {
     let mut write = BufWriter::with_capacity(64 * 1024, write);
     loop {
@@ -154,31 +167,13 @@ async fn write_answers(write: impl AsyncWrite + Unpin, mut rx: tokio::sync::mpsc
         };
         match reply {
             Reply::Send(answer) => {
-                let Ok(len) = i32::try_from(answer.len()) else {
-                    return End::Refused(format!("an answer of {} bytes does not fit a frame", answer.len()));
-                };
-                let written = async {
-                    write.write_all(&len.to_be_bytes()).await?;
-                    write.write_all(&answer).await
-                };
-                if let Err(e) = written.await {
-                    return End::Io(e);
+                if let Err(end) = write_frame(&mut write, std::slice::from_ref(&answer)).await {
+                    return end;
                 }
             }
             Reply::SendParts(parts) => {
-                let total = parts.iter().map(|p| p.len()).fold(0usize, usize::saturating_add);
-                let Ok(len) = i32::try_from(total) else {
-                    return End::Refused(format!("an answer of {total} bytes does not fit a frame"));
-                };
-                let written = async {
-                    write.write_all(&len.to_be_bytes()).await?;
-                    for part in &parts {
-                        write.write_all(part).await?;
-                    }
-                    Ok::<(), std::io::Error>(())
-                };
-                if let Err(e) = written.await {
-                    return End::Io(e);
+                if let Err(end) = write_frame(&mut write, &parts).await {
+                    return end;
                 }
             }
             Reply::Nothing => {}

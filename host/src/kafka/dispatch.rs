@@ -196,12 +196,10 @@ fn encode_fetch(
     mut r: FetchResponse,
     parts: &splice::Parts,
 ) -> Reply {
-    let mut head = BytesMut::with_capacity(16);
-    let mut header = ResponseHeader::default();
-    header.correlation_id = correlation_id;
-    if let Err(e) = header.encode(&mut head, header_version) {
-        return Reply::Close(format!("cannot encode a response header: {e}"));
-    }
+    let head = match response_header(correlation_id, header_version) {
+        Ok(head) => head,
+        Err(reply) => return reply,
+    };
     if let Some(out) = splice::encode_fetch(head, &r, parts, version) {
         return Reply::SendParts(out);
     }
@@ -209,14 +207,23 @@ fn encode_fetch(
     encode(correlation_id, header_version, version, &ResponseKind::Fetch(r))
 }
 
-/// The response header and body, encoded.
-pub(super) fn encode(correlation_id: i32, header_version: i16, version: i16, body: &ResponseKind) -> Reply {
+/// The response header, encoded (`Err`: the connection closes).
+fn response_header(correlation_id: i32, header_version: i16) -> Result<BytesMut, Reply> {
     let mut buf = BytesMut::with_capacity(256);
     let mut header = ResponseHeader::default();
     header.correlation_id = correlation_id;
-    if let Err(e) = header.encode(&mut buf, header_version) {
-        return Reply::Close(format!("cannot encode a response header: {e}"));
+    match header.encode(&mut buf, header_version) {
+        Ok(()) => Ok(buf),
+        Err(e) => Err(Reply::Close(format!("cannot encode a response header: {e}"))),
     }
+}
+
+/// The response header and body, encoded.
+pub(super) fn encode(correlation_id: i32, header_version: i16, version: i16, body: &ResponseKind) -> Reply {
+    let mut buf = match response_header(correlation_id, header_version) {
+        Ok(buf) => buf,
+        Err(reply) => return reply,
+    };
     if let ResponseKind::Fetch(r) = body {
         // Sized up front, the answer is written once instead of copied
         // through every doubling of the buffer.
