@@ -140,13 +140,19 @@ fn visible(ctx: &Ctx, stream: &str, partition: u32) -> Result<Visible, i16> {
         Some(s) => (s.high_watermark.min(range.end), s.epoch as i32),
         None => (range.end, 0),
     };
-    let cacheable = view.is_none() && info.compaction.is_none();
     Ok(Visible {
         start: range.start,
         end,
         leader_epoch,
-        cache_key: cacheable.then_some((info.id, partition)),
+        cache_key: cache_key(&info, partition, view.is_some()),
     })
+}
+
+/// The fetch cache's key for `info`'s partition, unless its records must not
+/// be served from the cache: a view's are its plugin's output, and
+/// compaction removes records below the head.
+fn cache_key(info: &crate::node::StreamInfo, partition: u32, view: bool) -> Option<super::cache::Key> {
+    (!view && info.compaction.is_none()).then_some((info.id, partition))
 }
 
 /// A Sluice offset as a Kafka one.

@@ -149,9 +149,9 @@ async fn queue(
     }
     let info = host.describe_stream(stream).map_err(|e| (code_of(&e), e.to_string()))?;
     let start = info.partitions.get(partition as usize).map_or(0, |r| r.start);
-    let cache = info.compaction.is_none().then(|| {
+    let cache = super::cache_key(&info, partition, false).map(|key| {
         let epoch = host.replication_status(stream, partition).map_or(0, |s| s.epoch as i32);
-        ((info.id, partition), epoch)
+        (key, epoch)
     });
     let data = records.unwrap_or_default();
     let cap = usize::try_from(host.settings().max_batch_bytes.as_u64()).unwrap_or(usize::MAX);
