@@ -11,7 +11,13 @@
 //! only when read), and again after the node moved it all to the object
 //! store and restarted with the cache off (tiered). The other fetch rows are
 //! the median of three reads.
-//! `SLUICE_BENCH_FETCH_CACHE_MIB` sets the cache's size.
+//! `SLUICE_BENCH_FETCH_CACHE_MIB` sets the cache's size. The same records
+//! are also produced by a librdkafka C producer that costs less CPU than
+//! kcat (`common/rdkafka_producer.c`, built with `cc` when librdkafka's
+//! headers are installed); `SLUICE_BENCH_ONLY=produce` stops after the
+//! produce rows, and `SLUICE_BENCH_NO_TIER=1` keeps the node from tiering
+//! while records arrive (by default it uploads every 16 MiB, to the file
+//! store on the same disk, which doubles what is written).
 //!
 //! Run with `cargo bench -p sluice-host --bench kafka` (needs `kcat` on
 //! PATH); `SLUICE_BENCH_QUICK=1` for a smoke run with less data. MB/s are
@@ -27,6 +33,8 @@ use sluice_host::{Host, Settings};
 
 #[path = "common/dd.rs"]
 mod dd;
+#[path = "common/rdkafka.rs"]
+mod rdkafka;
 
 const VALUE_BYTES: usize = 1024;
 
@@ -52,6 +60,12 @@ async fn run(records: u64) -> anyhow::Result<()> {
     {
         settings.kafka_fetch_cache_bytes = bytesize::ByteSize::mib(mib);
     }
+    // The produce path alone: no tiering while the bench runs (the tiered
+    // row below restarts with eager tiering as before).
+    if std::env::var("SLUICE_BENCH_NO_TIER").is_ok_and(|v| !v.is_empty() && v != "0") {
+        settings.upload_min_bytes = bytesize::ByteSize::gib(1024);
+        settings.upload_interval = Duration::from_secs(3600);
+    }
     let cache_mib = settings.kafka_fetch_cache_bytes.as_u64() >> 20;
     let host = Host::open(settings).await?;
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -68,6 +82,7 @@ async fn run(records: u64) -> anyhow::Result<()> {
     host.create_stream("kafka", 1).await?;
     host.create_stream("http", 1).await?;
     host.create_stream("one", 1).await?;
+    host.create_stream("rdkafka", 1).await?;
 
     let lines = root.path().join("records.txt");
     {
@@ -102,6 +117,56 @@ async fn run(records: u64) -> anyhow::Result<()> {
     let stored = host.describe_stream("kafka")?.partitions[0].end;
     if stored != records {
         bail!("kcat produced {stored} of {records} records");
+    }
+
+    // The same records from a client that costs less than kcat.
+    let lean = match rdkafka::build(root.path()) {
+        Ok(exe) => {
+            let node_cpu = process_cpu_seconds();
+            let (took, client_cpu) = rdkafka::produce(&exe, &b, "rdkafka", records, VALUE_BYTES)?;
+            let node_cpu = process_cpu_seconds() - node_cpu;
+            let stored = host.describe_stream("rdkafka")?.partitions[0].end;
+            if stored != records {
+                bail!("rdkafka_producer produced {stored} of {records} records");
+            }
+            Some((took, client_cpu, node_cpu))
+        }
+        Err(e) => {
+            println!("librdkafka C producer skipped: {e:#}");
+            None
+        }
+    };
+    let cpu_line = |who: &str, took: Duration, client: f64, node: f64| {
+        println!(
+            "{who}: {:.2} s wall; CPU: client {client:.2} s, node {node:.2} s ({:.0}% of the 2 cores)",
+            took.as_secs_f64(),
+            100.0 * (client + node) / (2.0 * took.as_secs_f64())
+        )
+    };
+    let mbps = |d: Duration| bytes / d.as_secs_f64() / 1e6;
+    let rps = |d: Duration| records as f64 / d.as_secs_f64();
+    let row = |name: &str, d: Duration| {
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.0}% |",
+            rps(d),
+            mbps(d),
+            100.0 * mbps(d) / dd_mbps
+        )
+    };
+    if std::env::var("SLUICE_BENCH_ONLY").is_ok_and(|v| v == "produce") {
+        println!("{records} records of {VALUE_BYTES} B; dd conv=fdatasync: {dd_mbps:.0} MB/s");
+        cpu_line("Kafka produce, kcat", kafka_produce, client_cpu, node_cpu);
+        if let Some((took, client, node)) = lean {
+            cpu_line("Kafka produce, librdkafka C producer", took, client, node);
+        }
+        println!("| path | records/s | MB/s | vs dd |");
+        println!("|---|---:|---:|---:|");
+        row("Kafka produce, kcat (librdkafka), acks=all", kafka_produce);
+        if let Some((took, _, _)) = lean {
+            row("Kafka produce, librdkafka C producer, acks=all", took);
+        }
+        host.shutdown().await;
+        return Ok(());
     }
 
     let started = Instant::now();
@@ -178,20 +243,20 @@ async fn run(records: u64) -> anyhow::Result<()> {
     ])
     .saturating_sub(fixed);
 
-    let mbps = |d: Duration| bytes / d.as_secs_f64() / 1e6;
-    let rps = |d: Duration| records as f64 / d.as_secs_f64();
     println!(
         "{records} records of {VALUE_BYTES} B; dd conv=fdatasync: {dd_mbps:.0} MB/s; kcat's fixed consume time \
          {:.2} s (taken off the fetch rows); fetch cache {cache_mib} MiB",
         fixed.as_secs_f64()
     );
-    println!(
-        "Kafka produce: {:.2} s wall; CPU: kcat {client_cpu:.2} s, node {node_cpu:.2} s ({:.0}% of the 2 cores)",
-        kafka_produce.as_secs_f64(),
-        100.0 * (client_cpu + node_cpu) / (2.0 * kafka_produce.as_secs_f64())
-    );
+    cpu_line("Kafka produce, kcat", kafka_produce, client_cpu, node_cpu);
+    if let Some((took, client, node)) = lean {
+        cpu_line("Kafka produce, librdkafka C producer", took, client, node);
+    }
     println!("| path | records/s | MB/s | vs dd |");
     println!("|---|---:|---:|---:|");
+    if let Some((took, _, _)) = lean {
+        row("Kafka produce, librdkafka C producer, acks=all", took);
+    }
     for (name, d) in [
         ("Kafka produce, kcat (librdkafka), acks=all", kafka_produce),
         ("HTTP produce, 4 connections x 500 records", http_produce),
@@ -220,12 +285,7 @@ async fn run(records: u64) -> anyhow::Result<()> {
             fetch_tiered,
         ),
     ] {
-        println!(
-            "| {name} | {:.0} | {:.0} | {:.0}% |",
-            rps(d),
-            mbps(d),
-            100.0 * mbps(d) / dd_mbps
-        );
+        row(name, d);
     }
     host.shutdown().await;
     Ok(())

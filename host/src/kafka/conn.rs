@@ -221,8 +221,11 @@ async fn read_frame(
         },
         false => None,
     };
-    // Grows as bytes arrive: announcing a big frame costs nothing until sent.
-    let mut body = Vec::with_capacity(len.min(64 * 1024));
+    // A budgeted frame's size is reserved from `max_in_flight_bytes`, so
+    // its buffer is taken whole (pages the client never sends are never
+    // touched); a small one is small. Growing a big body by doubling would
+    // copy it about once more.
+    let mut body = Vec::with_capacity(len);
     let got = (&mut *read)
         .take(len as u64)
         .read_to_end(&mut body)
