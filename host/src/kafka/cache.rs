@@ -29,6 +29,8 @@
 //!   plugin's output).
 //! * The bytes held never exceed `kafka_fetch_cache_bytes`; 0 turns the
 //!   cache off.
+//! * Partitions of deleted streams are forgotten by the listener's sweep
+//!   (`retain_streams`, every `CACHE_SWEEP_EVERY`), not left to eviction.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
@@ -84,7 +86,6 @@ impl FetchCache {
     }
 
     /// Bytes held now.
-    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.lock().bytes
     }
@@ -113,6 +114,35 @@ impl FetchCache {
             }
         }
         inner.put(key, base, last, bytes.freeze());
+        metrics::gauge!(crate::metrics::KAFKA_FETCH_CACHE_BYTES).set(inner.bytes as f64);
+    }
+
+    /// Forgets every partition of the streams `live` says are gone (a
+    /// deleted stream's entries would otherwise stay until produced
+    /// batches push them out).
+    pub fn retain_streams(&self, live: impl Fn(u32) -> bool) {
+        let mut inner = self.lock();
+        let gone: Vec<Key> = inner.parts.keys().filter(|(id, _)| !live(*id)).copied().collect();
+        if gone.is_empty() {
+            return;
+        }
+        for key in gone {
+            if let Some(part) = inner.parts.remove(&key) {
+                for e in part.batches.values() {
+                    inner.bytes = inner.bytes.saturating_sub(e.bytes.len());
+                    inner.entries = inner.entries.saturating_sub(1);
+                }
+            }
+        }
+        // Their places in the eviction order go too.
+        let parts = &inner.parts;
+        let order: VecDeque<_> = inner
+            .order
+            .iter()
+            .filter(|(k, _, _)| parts.contains_key(k))
+            .copied()
+            .collect();
+        inner.order = order;
         metrics::gauge!(crate::metrics::KAFKA_FETCH_CACHE_BYTES).set(inner.bytes as f64);
     }
 

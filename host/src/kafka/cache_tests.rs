@@ -190,3 +190,35 @@ fn a_cache_of_zero_bytes_holds_nothing() {
     assert_eq!(cache.bytes(), 0);
     assert!(cache.get(KEY, 0, 0, 5, 1 << 20, true).is_none());
 }
+
+#[test]
+fn partitions_of_deleted_streams_are_forgotten() {
+    let batch = produced(1, 1000);
+    let cache = FetchCache::new(1 << 20);
+    let gone: Key = (8, 1);
+    for offset in 0..3 {
+        cache.insert_produced(KEY, 0, offset, offset, &batch);
+        cache.insert_produced(gone, 0, offset, offset, &batch);
+    }
+    assert_eq!(cache.bytes(), 6 * batch.len());
+    cache.retain_streams(|id| id == KEY.0);
+    assert_eq!(cache.bytes(), 3 * batch.len());
+    assert!(cache.get(gone, 0, 0, 3, 1 << 20, true).is_none());
+    assert_eq!(offsets(&cache.get(KEY, 0, 0, 3, 1 << 20, true).unwrap()), [0, 1, 2]);
+    // Eviction goes on in order among what is left.
+    let small = FetchCache::new(3 * batch.len());
+    small.insert_produced(gone, 0, 0, 0, &batch);
+    for offset in 0..2 {
+        small.insert_produced(KEY, 0, offset, offset, &batch);
+    }
+    small.retain_streams(|id| id == KEY.0);
+    for offset in 2..4 {
+        small.insert_produced(KEY, 0, offset, offset, &batch);
+    }
+    assert_eq!(small.bytes(), 3 * batch.len());
+    assert!(
+        small.get(KEY, 0, 0, 4, 1 << 20, true).is_none(),
+        "the oldest went first"
+    );
+    assert_eq!(offsets(&small.get(KEY, 0, 1, 4, 1 << 20, true).unwrap()), [1, 2, 3]);
+}

@@ -53,6 +53,29 @@ pub async fn serve(host: Host, listener: TcpListener) -> Result<(), Error> {
     serve_with_cache(host, listener, cache_bytes).await
 }
 
+/// How often a listener's fetch cache forgets the partitions of deleted
+/// streams.
+const CACHE_SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Forgets cached partitions of streams that no longer exist, until the
+/// listener (its context) is gone.
+async fn sweep_cache(ctx: std::sync::Weak<Ctx>) {
+    let mut tick = tokio::time::interval(CACHE_SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(ctx) = ctx.upgrade() else {
+            return;
+        };
+        if ctx.cache.bytes() == 0 {
+            continue;
+        }
+        let live: std::collections::HashSet<u32> = ctx.host.list_streams().iter().map(|s| s.id).collect();
+        ctx.cache.retain_streams(|id| live.contains(&id));
+    }
+}
+
 /// [`serve`] with a fetch cache of `fetch_cache_bytes` instead of the
 /// node's `kafka_fetch_cache_bytes` (0: none). Each listener has its own
 /// cache, filled by the batches produced through it.
@@ -69,6 +92,9 @@ pub async fn serve_with_cache(host: Host, listener: TcpListener, fetch_cache_byt
         cache: cache::FetchCache::new(usize::try_from(fetch_cache_bytes).unwrap_or(usize::MAX)),
         host: host.clone(),
     });
+    if fetch_cache_bytes > 0 {
+        tokio::spawn(sweep_cache(Arc::downgrade(&ctx)));
+    }
     let permits = Arc::new(tokio::sync::Semaphore::new(settings.kafka_max_connections));
     let mut connections = tokio::task::JoinSet::new();
     let stopped = host.stopped();
