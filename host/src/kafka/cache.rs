@@ -128,21 +128,11 @@ impl FetchCache {
         }
         for key in gone {
             if let Some(part) = inner.parts.remove(&key) {
-                for e in part.batches.values() {
-                    inner.bytes = inner.bytes.saturating_sub(e.bytes.len());
-                    inner.entries = inner.entries.saturating_sub(1);
-                }
+                inner.uncount(&part.batches);
             }
         }
         // Their places in the eviction order go too.
-        let parts = &inner.parts;
-        let order: VecDeque<_> = inner
-            .order
-            .iter()
-            .filter(|(k, _, _)| parts.contains_key(k))
-            .copied()
-            .collect();
-        inner.order = order;
+        inner.prune_order();
         metrics::gauge!(crate::metrics::KAFKA_FETCH_CACHE_BYTES).set(inner.bytes as f64);
     }
 
@@ -230,12 +220,24 @@ impl Inner {
         if epoch > part.epoch {
             let dropped = std::mem::take(&mut part.batches);
             part.epoch = epoch;
-            for e in dropped.values() {
-                self.bytes = self.bytes.saturating_sub(e.bytes.len());
-                self.entries = self.entries.saturating_sub(1);
-            }
+            self.uncount(&dropped);
         }
         true
+    }
+
+    /// Takes entries just removed from their partition off the totals.
+    fn uncount(&mut self, removed: &BTreeMap<u64, Entry>) {
+        for e in removed.values() {
+            self.bytes = self.bytes.saturating_sub(e.bytes.len());
+            self.entries = self.entries.saturating_sub(1);
+        }
+    }
+
+    /// Drops eviction-queue places whose entry is gone.
+    fn prune_order(&mut self) {
+        let parts = &self.parts;
+        self.order
+            .retain(|(k, b, s)| parts.get(k).and_then(|p| p.batches.get(b)).is_some_and(|e| e.seq == *s));
     }
 
     fn overlaps(&self, key: Key, base: u64, last: u64) -> bool {
@@ -262,9 +264,7 @@ impl Inner {
         // Entries dropped by an epoch change stay queued; keep the queue
         // near the number of live entries.
         if self.order.len() > self.entries.saturating_mul(2).saturating_add(1024) {
-            let parts = &self.parts;
-            self.order
-                .retain(|(k, b, s)| parts.get(k).and_then(|p| p.batches.get(b)).is_some_and(|e| e.seq == *s));
+            self.prune_order();
         }
     }
 

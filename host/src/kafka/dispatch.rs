@@ -200,11 +200,11 @@ fn encode_fetch(
         Ok(head) => head,
         Err(reply) => return reply,
     };
-    if let Some(out) = splice::encode_fetch(head, &r, parts, version) {
+    if let Some(out) = splice::encode_fetch(&head, &r, parts, version) {
         return Reply::SendParts(out);
     }
     splice::join(&mut r, parts);
-    encode(correlation_id, header_version, version, &ResponseKind::Fetch(r))
+    encode_body(head, version, &ResponseKind::Fetch(r))
 }
 
 /// The response header, encoded (`Err`: the connection closes).
@@ -220,10 +220,14 @@ fn response_header(correlation_id: i32, header_version: i16) -> Result<BytesMut,
 
 /// The response header and body, encoded.
 pub(super) fn encode(correlation_id: i32, header_version: i16, version: i16, body: &ResponseKind) -> Reply {
-    let mut buf = match response_header(correlation_id, header_version) {
-        Ok(buf) => buf,
-        Err(reply) => return reply,
-    };
+    match response_header(correlation_id, header_version) {
+        Ok(head) => encode_body(head, version, body),
+        Err(reply) => reply,
+    }
+}
+
+/// `body` encoded after the response header already in `buf`.
+fn encode_body(mut buf: BytesMut, version: i16, body: &ResponseKind) -> Reply {
     if let ResponseKind::Fetch(r) = body {
         // Sized up front, the answer is written once instead of copied
         // through every doubling of the buffer.

@@ -72,7 +72,7 @@ pub(super) fn join(r: &mut FetchResponse, parts: &Parts) {
 /// `r` encoded after `head` (the response header) as parts, when it has
 /// records worth sending apart (or `parts`); `None`: [`join`] and encode
 /// it the plain way.
-pub(super) fn encode_fetch(head: BytesMut, r: &FetchResponse, parts: &Parts, version: i16) -> Option<Vec<Bytes>> {
+pub(super) fn encode_fetch(head: &BytesMut, r: &FetchResponse, parts: &Parts, version: i16) -> Option<Vec<Bytes>> {
     let mut shell = r.clone();
     let mut big: Vec<Vec<Bytes>> = Vec::new();
     for (t, topic) in shell.responses.iter_mut().enumerate() {
@@ -90,7 +90,7 @@ pub(super) fn encode_fetch(head: BytesMut, r: &FetchResponse, parts: &Parts, ver
     if big.is_empty() {
         return None;
     }
-    let mut buf = head;
+    let mut buf = head.clone();
     shell.encode(&mut buf, version).ok()?;
     let buf = buf.freeze();
     let prefix = marker_prefix();
@@ -190,7 +190,7 @@ mod tests {
                 head.put_i32(42);
                 let mut plain = head.clone();
                 r.encode(&mut plain, version).unwrap();
-                let parts = encode_fetch(head, &r, &Parts::new(), version).expect("spliced");
+                let parts = encode_fetch(&head, &r, &Parts::new(), version).expect("spliced");
                 let joined: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
                 assert_eq!(joined, plain.to_vec(), "v{version} {sizes:?}");
             }
@@ -204,7 +204,7 @@ mod tests {
             let bufs: Vec<Bytes> = (0..5u8).map(|i| Bytes::from(vec![i; 100 + usize::from(i)])).collect();
             let mut parts = Parts::new();
             parts.insert((0, 1), bufs.clone());
-            let spliced = encode_fetch(BytesMut::new(), &r, &parts, version).expect("spliced");
+            let spliced = encode_fetch(&BytesMut::new(), &r, &parts, version).expect("spliced");
             assert!(spliced.iter().any(|p| p.as_ptr() == bufs[3].as_ptr()), "not copied");
             join(&mut r, &parts);
             let mut plain = BytesMut::new();
@@ -216,7 +216,7 @@ mod tests {
 
     #[test]
     fn small_answers_are_left_to_the_codec() {
-        assert!(encode_fetch(BytesMut::new(), &response(&[100, SPLICE_MIN - 1]), &Parts::new(), 12).is_none());
+        assert!(encode_fetch(&BytesMut::new(), &response(&[100, SPLICE_MIN - 1]), &Parts::new(), 12).is_none());
     }
 
     #[test]
@@ -230,7 +230,7 @@ mod tests {
         p.last_stable_offset = i64::from_be_bytes(m[8..].try_into().unwrap());
         for version in [4, 11, 12] {
             assert!(
-                encode_fetch(BytesMut::new(), &r, &Parts::new(), version).is_none(),
+                encode_fetch(&BytesMut::new(), &r, &Parts::new(), version).is_none(),
                 "v{version}"
             );
         }
