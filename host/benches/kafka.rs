@@ -136,19 +136,23 @@ async fn run(records: u64) -> anyhow::Result<()> {
             100.0 * mbps(d) / dd_mbps
         )
     };
-    if std::env::var("SLUICE_BENCH_ONLY").is_ok_and(|v| v == "produce") {
-        let lean = lean_produce(&host, root.path(), &b, records)?;
-        println!("{records} records of {VALUE_BYTES} B; dd conv=fdatasync: {dd_mbps:.0} MB/s");
+    // CPU lines, the table's head and its Kafka produce rows.
+    let produce_rows = |lean: Option<(Duration, f64, f64)>| {
         cpu_line("Kafka produce, kcat", kafka_produce, client_cpu, node_cpu);
         if let Some((took, client, node)) = lean {
             cpu_line("Kafka produce, librdkafka C producer", took, client, node);
         }
         println!("| path | records/s | MB/s | vs dd |");
         println!("|---|---:|---:|---:|");
-        row("Kafka produce, kcat (librdkafka), acks=all", kafka_produce);
         if let Some((took, _, _)) = lean {
             row("Kafka produce, librdkafka C producer, acks=all", took);
         }
+        row("Kafka produce, kcat (librdkafka), acks=all", kafka_produce);
+    };
+    if std::env::var("SLUICE_BENCH_ONLY").is_ok_and(|v| v == "produce") {
+        let lean = lean_produce(&host, root.path(), &b, records)?;
+        println!("{records} records of {VALUE_BYTES} B; dd conv=fdatasync: {dd_mbps:.0} MB/s");
+        produce_rows(lean);
         host.shutdown().await;
         return Ok(());
     }
@@ -234,17 +238,8 @@ async fn run(records: u64) -> anyhow::Result<()> {
          {:.2} s (taken off the fetch rows); fetch cache {cache_mib} MiB",
         fixed.as_secs_f64()
     );
-    cpu_line("Kafka produce, kcat", kafka_produce, client_cpu, node_cpu);
-    if let Some((took, client, node)) = lean {
-        cpu_line("Kafka produce, librdkafka C producer", took, client, node);
-    }
-    println!("| path | records/s | MB/s | vs dd |");
-    println!("|---|---:|---:|---:|");
-    if let Some((took, _, _)) = lean {
-        row("Kafka produce, librdkafka C producer, acks=all", took);
-    }
+    produce_rows(lean);
     for (name, d) in [
-        ("Kafka produce, kcat (librdkafka), acks=all", kafka_produce),
         ("HTTP produce, 4 connections x 500 records", http_produce),
         (
             "Kafka fetch, kcat defaults (1 MiB per partition), hot, fetch cache",
