@@ -9,11 +9,13 @@
 //! Each producer appends one entry
 //! and waits until it is durable (fdatasync on every commit, in every
 //! system), then appends the next. Per entry size (1 KiB, 64 KiB) and
-//! producer count (1, 4, 16, 64) the three systems run back to back, in a
+//! producer count (1, 4, 16, 64) the three systems (and, at one producer,
+//! the bare loop below) run back to back, in a
 //! rotating order, `ROUNDS` times; the best round of each is reported (the
 //! same treatment for all). Each run measures 3 s after 1 s of warm-up
 //! (files created, Sluice's first segments rolled and trimmed), the same
-//! for all. Sluice's WAL is trimmed whenever it has rolled
+//! for all, after the last run's files are removed, the filesystem synced
+//! and the disk left idle for `SETTLE_FOR`. Sluice's WAL is trimmed whenever it has rolled
 //! (okaywal checkpoints its files as they fill), so both reuse trimmed
 //! files as they would in a node that keeps up. Payloads are pseudo-random, so raft-engine's
 //! batch compression (left at its default) gains nothing a real payload
@@ -65,6 +67,8 @@ const ROUNDS: usize = 2;
 const HTTP_RECORD: usize = 1024;
 const HTTP_CONNECTIONS: usize = 16;
 const SYSTEMS: [System; 4] = [System::Sluice, System::Okaywal, System::RaftEngine, System::Disk];
+/// The disk left idle between two runs (after a sync of the filesystem).
+const SETTLE_FOR: Duration = Duration::from_millis(300);
 /// The bare loop's file: written blocks that its writes cycle through.
 const DISK_LOOP_REGION: usize = 64 << 20;
 
@@ -193,6 +197,7 @@ fn main() -> anyhow::Result<()> {
                         System::Disk => disk_loop(&sub, &payload, per_run)?,
                     };
                     std::fs::remove_dir_all(&sub).with_context(|| format!("remove {}", sub.display()))?;
+                    settle(dir)?;
                     if best[i].as_ref().is_none_or(|b| run.rate() > b.rate()) {
                         best[i] = Some(run);
                     }
@@ -292,6 +297,16 @@ fn http_section(rt: &tokio::runtime::Runtime, dir: &Path, per_run: Window, wal: 
             );
         }
     }
+    Ok(())
+}
+
+/// Between two runs: the last run's files are removed; the filesystem's
+/// work on that (journal commits, freed blocks) is flushed and the disk
+/// left alone for a moment, so no system runs in the wake of another.
+fn settle(dir: &Path) -> anyhow::Result<()> {
+    let d = std::fs::File::open(dir).with_context(|| format!("open {}", dir.display()))?;
+    rustix::fs::syncfs(&d).context("syncfs")?;
+    std::thread::sleep(SETTLE_FOR);
     Ok(())
 }
 
