@@ -1,0 +1,117 @@
+//! Tests of stream metadata: control entries, the snapshot and names.
+
+use super::*;
+
+#[test]
+fn stream_config_is_checked_in_one_place() {
+    let compaction = Compaction {
+        plugin: "p".into(),
+        plugin_version: None,
+        config: Vec::new(),
+        delete: false,
+        delete_retention_ms: 0,
+        min_compaction_lag_ms: 0,
+        min_cleanable_dirty_ppm: 500_000,
+        memory_bytes: Compaction::DEFAULT_MEMORY_BYTES,
+    };
+    let ok = StreamConfig {
+        compaction: Some(compaction.clone()),
+        ..StreamConfig::default()
+    };
+    assert_eq!(ok.validate(), Ok(()));
+    assert_eq!(StreamConfig::default().validate(), Ok(()));
+    let bad = |c: StreamConfig, needle: &str| {
+        let err = c.validate().unwrap_err();
+        assert!(err.contains(needle), "{err}");
+    };
+    let retention = |ms, bytes| Retention { ms, bytes };
+    bad(retention(Some(0), None).into(), "retention must be positive");
+    bad(retention(None, Some(0)).into(), "retention must be positive");
+    let with = |f: &dyn Fn(&mut Compaction)| {
+        let mut c = compaction.clone();
+        f(&mut c);
+        StreamConfig {
+            compaction: Some(c),
+            ..StreamConfig::default()
+        }
+    };
+    bad(
+        with(&|c| c.min_cleanable_dirty_ppm = 1_000_001),
+        "min_cleanable_dirty_ratio",
+    );
+    bad(with(&|c| c.memory_bytes = 1), "compaction_memory_bytes");
+    let mut retained = ok.clone();
+    retained.retention = retention(Some(1000), None);
+    bad(retained, "compact,delete");
+    let replicated = |factor| StreamConfig {
+        replication: Some(Replication {
+            factor,
+            assignment: Vec::new(),
+        }),
+        ..StreamConfig::default()
+    };
+    bad(replicated(0), "replication_factor");
+    assert_eq!(replicated(3).validate(), Ok(()));
+    let mut both = replicated(3);
+    both.compaction = Some(compaction);
+    bad(both, "not supported yet");
+}
+
+#[test]
+fn snapshot_round_trip_and_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(load_snapshot(dir.path()).is_none());
+    let mut s = Snapshot::new();
+    let m = StreamMeta {
+        id: 4,
+        name: "a".into(),
+        partitions: 2,
+        created_ms: 1,
+        retention: Retention::default(),
+        compaction: None,
+        replication: None,
+    };
+    s.apply(10, &ControlOp::CreateStream(m));
+    s.apply(11, &ControlOp::DeleteStream { id: 4 });
+    assert_eq!(s.next_stream_id, 5);
+    assert!(s.streams.is_empty());
+    store_snapshot(dir.path(), &s).unwrap();
+    assert_eq!(load_snapshot(dir.path()), Some(s));
+    std::fs::write(snapshot_path(dir.path()), b"{not json").unwrap();
+    assert!(load_snapshot(dir.path()).is_none());
+}
+
+#[test]
+fn epoch_history_answers_where_an_epoch_ends() {
+    let mut l = Leadership::initial(1);
+    assert_eq!(l.last_epoch(0), None);
+    assert_eq!(l.last_epoch(5), Some(0));
+    l.begin(1, 2, 10);
+    l.begin(3, 1, 25);
+    assert_eq!(l.history, vec![(0, 0), (1, 10), (3, 25)]);
+    assert_eq!(l.last_epoch(10), Some(0));
+    assert_eq!(l.last_epoch(11), Some(1));
+    assert_eq!(l.last_epoch(40), Some(3));
+    assert_eq!(l.end_of_epoch(0, 40), Some(10));
+    assert_eq!(l.end_of_epoch(1, 40), Some(25));
+    assert_eq!(
+        l.end_of_epoch(2, 40),
+        Some(25),
+        "an epoch that wrote nothing ends where the next begins"
+    );
+    assert_eq!(l.end_of_epoch(3, 40), Some(40));
+    assert_eq!(l.end_of_epoch(4, 40), None, "the asker knows a newer epoch");
+    l.truncate(10);
+    assert_eq!(l.history, vec![(0, 0)]);
+    l.begin(4, 3, 8);
+    assert_eq!(l.history, vec![(0, 0), (4, 8)]);
+    assert_eq!((l.epoch, l.leader), (4, 3));
+}
+
+#[test]
+fn names_are_checked() {
+    assert!(validate_name("orders.v1-eu_2").is_ok());
+    for bad in ["", "..", "a/b", "sp ace", &"x".repeat(129), "é"] {
+        assert!(validate_name(bad).is_err(), "{bad:?} accepted");
+    }
+}
