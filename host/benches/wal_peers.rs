@@ -150,7 +150,6 @@ fn main() -> anyhow::Result<()> {
         per_run.measure, per_run.warmup
     );
     let samples = if quick { 200 } else { 2000 };
-    let mut limits = Vec::new();
     for &entry in &ENTRY_BYTES {
         println!("durable writes of {} KiB entries, one at a time:", entry / 1024);
         let limit = sync_limit(dir, entry, samples)?;
@@ -158,7 +157,6 @@ fn main() -> anyhow::Result<()> {
             "  -> fastest loop of this survey: {:.0} appends/s (1/p50 of the fastest p50: {:.0}/s); the limit in the table is the loop run beside the systems",
             limit.by_loop, limit.by_p50
         );
-        limits.push(limit);
     }
     let dd_mbps = dd_reference(dir, if quick { 64 } else { 1024 })?;
     println!("dd conv=fdatasync: {dd_mbps:.1} MB/s");
@@ -176,7 +174,7 @@ fn main() -> anyhow::Result<()> {
     let mut order = 0usize;
     // Sluice's WAL at the HTTP section's concurrency, for its ratio.
     let mut wal_at_http_load: Option<f64> = None;
-    for (&entry, &limit) in ENTRY_BYTES.iter().zip(&limits) {
+    for &entry in &ENTRY_BYTES {
         let payload = Bytes::from(pseudo_random(entry));
         for &producers in &PRODUCERS {
             if !selected(&format!("{}x{producers}", entry / 1024)) {
@@ -211,12 +209,11 @@ fn main() -> anyhow::Result<()> {
             let peer = rates[1].max(rates[2]);
             // One producer's limit: the bare loop's best round, and 1/p50
             // of it (the survey above, measured once, is printed for
-            // reference).
-            let loop_limit = best[3].as_ref().map(|r| Limit {
+            // reference only). It runs at one producer only.
+            let limit = best[3].as_ref().map(|r| Limit {
                 by_loop: r.rate(),
                 by_p50: 1.0 / percentile(&r.latencies, 0.50).as_secs_f64().max(1e-9),
             });
-            let limit = loop_limit.unwrap_or(limit);
             for (i, run) in best.iter().enumerate() {
                 let Some(run) = run else { continue };
                 let is_sluice = SYSTEMS[i] == System::Sluice;
@@ -225,7 +222,7 @@ fn main() -> anyhow::Result<()> {
                 } else {
                     String::new()
                 };
-                let vs_limit = if is_sluice && producers == 1 {
+                let vs_limit = if let (true, Some(limit)) = (is_sluice, limit) {
                     format!(
                         "{:.0}% ({:.0}% of 1/p50)",
                         run.rate() / limit.by_loop * 100.0,
