@@ -7,8 +7,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::kafka_support::{hex, kcat, py, py_command};
-use crate::support::{self, Server};
+use crate::fault_proxy::FaultProxy;
+use crate::kafka_support::{Sequence, hex, kcat, py};
+use crate::support::{self, Server, ServerOptions};
 
 const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
 
@@ -259,40 +260,103 @@ async fn confluent_kafka_and_kafka_python_round_trip_across_faces_and_find_offse
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotent_producer_loses_and_duplicates_nothing_through_kill_9() {
     const COUNT: u64 = 20_000;
-    let mut server = Server::start().await;
+    let proxy = FaultProxy::bind().await;
+    let mut server = Server::start_with(ServerOptions::args(&["--kafka-advertised", &proxy.addr()])).await;
+    let plan = Kills {
+        at: &[COUNT / 4, COUNT * 3 / 5],
+        wait_trimmed: false,
+        wipe: false,
+    };
+    idempotent_producer_through_kills(&mut server, &proxy, COUNT, &plan).await;
+}
+
+/// When [`idempotent_producer_through_kills`] kills the server, and what it
+/// waits for first.
+pub(crate) struct Kills<'a> {
+    /// Partition ends at which answers are held and the server killed.
+    pub at: &'a [u64],
+    /// Wait until the WAL was trimmed past everything stored, so producer
+    /// state can only come from the metadata snapshot.
+    pub wait_trimmed: bool,
+    /// Delete the data dir before every restart (stateless nodes).
+    pub wipe: bool,
+}
+
+/// A confluent-kafka producer with `enable.idempotence` sends `count`
+/// values in order to partition 0 of a new stream `idem` through `proxy`
+/// (the server must advertise the proxy's address). At each of the plan's
+/// points the proxy holds back the server's answers until the server has
+/// stored batches the client was never told about; then the server is
+/// SIGKILLed and restarted on the same ports, and the client retries those
+/// batches. Every value must be stored exactly once, in order.
+pub(crate) async fn idempotent_producer_through_kills(
+    server: &mut Server,
+    proxy: &FaultProxy,
+    count: u64,
+    plan: &Kills<'_>,
+) {
+    proxy.set_target(server.kafka());
     let c = support::client();
-    support::create_stream(&c, &server, "idem", 1).await;
+    support::create_stream(&c, server, "idem", 1).await;
     let args = json!({
-        "bootstrap": server.kafka(), "topic": "idem", "count": COUNT, "pace_every": 20,
+        "bootstrap": proxy.addr(), "topic": "idem", "count": count, "pace_every": 20,
         "config": {"enable.idempotence": true, "acks": "all", "message.timeout.ms": 120000,
                    "reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 200}
     });
-    let producer = py_command("confluent", "produce_sequence", &args)
-        .spawn()
-        .expect("spawn producer");
-    // Kill while the producer is mid-stream, twice, restarting on the same ports.
-    for kill_at in [COUNT / 4, COUNT * 3 / 5] {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let producer = Sequence::spawn(&args);
+    for &at in plan.at {
+        let mut end = match wait_end(server, |end| end >= at).await {
+            Ok(end) => end,
+            Err(end) => producer.stalled(server, &format!("the kill point {at}: stalled at {end}")),
+        };
+        if end >= count {
+            producer.stalled(server, &format!("the producer finished before the kill at {at}"));
+        }
+        proxy.hold();
+        // Batches keep arriving (up to librdkafka's five in flight) and are
+        // stored, their answers held; wait until that stops.
+        let held_from = end;
+        end = match wait_end(server, |e| e > held_from).await {
+            Ok(end) => end,
+            Err(end) => producer.stalled(
+                server,
+                &format!("a batch after the hold at {held_from}: stalled at {end}"),
+            ),
+        };
         loop {
-            let end = http_end(&server).await;
-            if end >= kill_at {
-                assert!(end < COUNT, "the producer finished before the kill at {kill_at}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = http_end(server).await;
+            if now == end {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "producer stalled at {end}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            end = now;
         }
+        if plan.wait_trimmed {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while support::wal_starts(&c, server, "idem").await.0[0] < end {
+                if std::time::Instant::now() > deadline {
+                    producer.stalled(server, &format!("the WAL was not trimmed past {end} in 60 s"));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        println!("kill at {at}: {} records stored but not answered", end - held_from);
         server.kill();
+        proxy.cut_and_release();
+        if plan.wipe {
+            let data = server.data_dir();
+            std::fs::remove_dir_all(data).unwrap_or_else(|e| panic!("remove {}: {e}", data.display()));
+        }
         tokio::time::sleep(Duration::from_millis(300)).await;
         server.restart().await;
     }
-    crate::kafka_support::finish_sequence(producer, COUNT).await;
+    producer.finish(count).await;
     // Every value exactly once, in the order produced.
     let mut next = 0u64;
     let mut offset = 0;
-    while next < COUNT {
-        let records = http_records(&server, "idem", 0, offset).await;
-        assert!(!records.is_empty(), "only {next} of {COUNT} records stored");
+    while next < count {
+        let records = http_records(server, "idem", 0, offset).await;
+        assert!(!records.is_empty(), "only {next} of {count} records stored");
         for r in &records {
             let v: u64 = String::from_utf8(b64(&r["value"])).unwrap().parse().unwrap();
             assert_eq!(v, next, "at offset {}: duplicate or gap", r["offset"]);
@@ -300,7 +364,23 @@ async fn an_idempotent_producer_loses_and_duplicates_nothing_through_kill_9() {
             offset = r["offset"].as_u64().unwrap() + 1;
         }
     }
-    assert_eq!(http_end(&server).await, COUNT, "records beyond the sequence");
+    assert_eq!(http_end(server).await, count, "records beyond the sequence");
+}
+
+/// Polls the end of `idem` until `done` holds; after 60 s, the end it
+/// stalled at.
+async fn wait_end(server: &Server, done: impl Fn(u64) -> bool) -> Result<u64, u64> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let end = http_end(server).await;
+        if done(end) {
+            return Ok(end);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(end);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn http_end(server: &Server) -> u64 {

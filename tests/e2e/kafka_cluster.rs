@@ -9,7 +9,7 @@ use base64::Engine as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::kafka_support::{py, py_command};
+use crate::kafka_support::py;
 use crate::replication_support::{Cluster, STREAM, wait_for};
 use crate::support::expect_json;
 
@@ -29,9 +29,7 @@ async fn acks_all_from_a_kafka_client_follows_a_leader_move() {
         "config": {"acks": "all", "enable.idempotence": true, "message.timeout.ms": 60000,
                    "topic.metadata.refresh.interval.ms": 1000, "retry.backoff.ms": 50}
     });
-    let producer = py_command("confluent", "produce_sequence", &args)
-        .spawn()
-        .expect("spawn producer");
+    let producer = crate::kafka_support::Sequence::spawn(&args);
     wait_for("a third of the records on node 1", Duration::from_secs(60), || async {
         let end = end_offset(&cluster, 1).await;
         if end >= COUNT / 3 {
@@ -46,7 +44,7 @@ async fn acks_all_from_a_kafka_client_follows_a_leader_move() {
     let moved_at = moved["log_end"].as_u64().expect("log_end");
     assert!(moved_at < COUNT, "the producer finished before the move: {moved}");
 
-    crate::kafka_support::finish_sequence(producer, COUNT).await;
+    producer.finish(COUNT).await;
 
     // Every acknowledged value is on the new leader, first occurrences in
     // the order produced.

@@ -95,15 +95,69 @@ pub fn kcat_read_all(bootstrap: &str, topic: &str, partition: u32, format: &str)
 
 /// Waits for a `produce_sequence` run to end; asserts it delivered `count`
 /// records without an error and returns its report.
-pub async fn finish_sequence(producer: std::process::Child, count: u64) -> Value {
-    let out = tokio::task::spawn_blocking(move || producer.wait_with_output())
-        .await
-        .expect("join the producer")
-        .expect("producer output");
-    let report = parse_py("confluent", "produce_sequence", &out);
-    assert_eq!(report["delivered"], count, "{report}");
-    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
-    report
+/// A confluent-kafka `produce_sequence` running in the background. Its
+/// stderr (librdkafka logs a line per failed connection, so many while a
+/// server restarts) goes to a file, never to a pipe nobody reads while the
+/// test waits, which would stop the producer once the pipe is full.
+pub struct Sequence {
+    child: std::process::Child,
+    stderr: tempfile::NamedTempFile,
+}
+
+impl Sequence {
+    pub fn spawn(args: &Value) -> Sequence {
+        let stderr = tempfile::NamedTempFile::new().expect("stderr file");
+        let child = py_command("confluent", "produce_sequence", args)
+            .stderr(stderr.reopen().expect("reopen stderr file"))
+            .spawn()
+            .expect("spawn producer");
+        Sequence { child, stderr }
+    }
+
+    /// The producer's stderr so far (its last 40 lines).
+    pub fn stderr_tail(&self) -> String {
+        last_lines(self.stderr.path(), 40)
+    }
+
+    /// Waits for the producer and checks it delivered all `count` values
+    /// without an error; returns its report.
+    pub async fn finish(self, count: u64) -> Value {
+        let Sequence { child, stderr } = self;
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .expect("join the producer")
+            .expect("producer output");
+        let tail = last_lines(stderr.path(), 40);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "produce_sequence failed ({}):\n{tail}\n{stdout}",
+            out.status
+        );
+        let report: Value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("produce_sequence printed no JSON ({e}): {stdout}\n{tail}"));
+        assert_eq!(report["delivered"], count, "{report}\n{tail}");
+        assert_eq!(report["errors"], serde_json::json!([]), "{report}\n{tail}");
+        report
+    }
+
+    /// Kills the producer and fails the test with what it and the server
+    /// said.
+    pub fn stalled(mut self, server: &Server, what: &str) -> ! {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        panic!(
+            "{what}\nproducer stderr:\n{}\nserver log:\n{}",
+            self.stderr_tail(),
+            server.log_tail(60)
+        );
+    }
+}
+
+fn last_lines(path: &std::path::Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// The server's `GET /metrics` text.
