@@ -13,14 +13,17 @@ use serde_json::{Value, json};
 
 use crate::support::{self, Server, ServerOptions};
 
-const PARTITIONS: u32 = 6;
-const PER_PARTITION: u64 = 100;
+pub(crate) const PARTITIONS: u32 = 6;
+pub(crate) const PER_PARTITION: u64 = 100;
 
 fn driver() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/kafka/group_consumer.py")
 }
 
-/// One group member: a Python process appending its events to `out`.
+/// One group member: a Python process appending its events to `out`. Its
+/// stderr goes to `<out>.stderr`, never to a pipe nobody reads while the
+/// test waits (librdkafka logs a line per failed connection, and a full
+/// pipe would stop the member).
 pub(crate) struct Member {
     child: Child,
     out: PathBuf,
@@ -38,12 +41,13 @@ impl Member {
     /// A member driven by `args` (see `group_consumer.py`).
     pub(crate) fn start_with(lib: &str, args: Value) -> Member {
         let out = PathBuf::from(args["out"].as_str().expect("out"));
+        let stderr = std::fs::File::create(stderr_path(&out)).expect("member stderr file");
         let child = Command::new(sluice_test_artifacts::kafka_clients::python())
             .arg(driver())
             .args([lib, &args.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .expect("start a group member");
         Member { child, out }
@@ -51,6 +55,13 @@ impl Member {
 
     pub(crate) fn events(&self) -> Vec<Value> {
         events(&self.out)
+    }
+
+    /// The last 40 lines the member wrote to stderr.
+    pub(crate) fn stderr_tail(&self) -> String {
+        let text = std::fs::read_to_string(stderr_path(&self.out)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
     pub(crate) fn kill(&mut self) {
@@ -63,20 +74,30 @@ impl Member {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("poll member") {
-                let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
-                }
-                assert!(status.success(), "group member failed ({status}): {err}");
+                assert!(
+                    status.success(),
+                    "group member failed ({status}): {}",
+                    self.stderr_tail()
+                );
                 return self.events();
             }
             if Instant::now() > deadline {
                 self.kill();
-                panic!("group member did not finish in {within:?}: {:?}", self.events().last());
+                panic!(
+                    "group member did not finish in {within:?}: {:?}\n{}",
+                    self.events().last(),
+                    self.stderr_tail()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+fn stderr_path(out: &Path) -> PathBuf {
+    let mut p = out.as_os_str().to_owned();
+    p.push(".stderr");
+    PathBuf::from(p)
 }
 
 fn events(path: &Path) -> Vec<Value> {
@@ -95,7 +116,7 @@ pub(crate) fn consumed(evs: &[Value]) -> Vec<(u64, u64)> {
         .collect()
 }
 
-async fn produce_all(server: &Server, topic: &str, round: &str) {
+pub(crate) async fn produce_all(server: &Server, topic: &str, round: &str) {
     let c = support::client();
     for p in 0..PARTITIONS {
         let records: Vec<Value> = (0..PER_PARTITION)
@@ -106,7 +127,7 @@ async fn produce_all(server: &Server, topic: &str, round: &str) {
 }
 
 /// Every commit in the offsets stream, per (group, topic, partition), in order.
-async fn commit_history(server: &Server) -> BTreeMap<String, Vec<u64>> {
+pub(crate) async fn commit_history(server: &Server) -> BTreeMap<String, Vec<u64>> {
     let c = support::client();
     let url = format!(
         "{}?offset=0&max_records=100000",
