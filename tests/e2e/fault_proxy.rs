@@ -1,8 +1,11 @@
 //! A TCP proxy in front of a real server, for faults a real client cannot
 //! be made to hit on cue: it forwards both ways, can hold back the server's
 //! answers while the client's requests still arrive (so the server has
-//! stored what the client was never told about), and can cut every
-//! connection at once. New connections go to the target set last.
+//! stored what the client was never told about), can cut every connection
+//! at once, and can partition the link (nothing passes either way, and no
+//! connection is closed) and heal it for new connections only, leaving the
+//! old ones silently dead as a real partition leaves TCP connections. New
+//! connections go to the target set last.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,9 +18,13 @@ use tokio::task::AbortHandle;
 
 #[derive(Default)]
 struct Shared {
+    /// No answer passes.
     hold: AtomicBool,
+    /// Nothing passes either way.
+    partition: AtomicBool,
     target: Mutex<Option<String>>,
-    conns: Mutex<Vec<AbortHandle>>,
+    /// Each connection's task and its own "nothing passes, ever again".
+    conns: Mutex<Vec<(AbortHandle, Arc<AtomicBool>)>>,
 }
 
 pub struct FaultProxy {
@@ -38,8 +45,9 @@ impl FaultProxy {
             while let Ok((client, _)) = listener.accept().await {
                 let target = s.target.lock().unwrap().clone();
                 let Some(target) = target else { continue };
-                let conn = tokio::spawn(forward(client, target, s.clone()));
-                s.conns.lock().unwrap().push(conn.abort_handle());
+                let dead = Arc::new(AtomicBool::new(false));
+                let conn = tokio::spawn(forward(client, target, s.clone(), dead.clone()));
+                s.conns.lock().unwrap().push((conn.abort_handle(), dead));
             }
         })
         .abort_handle();
@@ -62,50 +70,77 @@ impl FaultProxy {
     /// Closes every connection (answers held are dropped) and lets answers
     /// through again on new ones.
     pub fn cut_and_release(&self) {
-        for c in self.shared.conns.lock().unwrap().drain(..) {
+        for (c, _) in self.shared.conns.lock().unwrap().drain(..) {
             c.abort();
         }
         self.shared.hold.store(false, Ordering::SeqCst);
+    }
+
+    /// From now on no byte passes either way, on any connection, old or
+    /// new; none is closed.
+    pub fn partition(&self) {
+        self.shared.partition.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends the partition for new connections; every connection open now
+    /// stays silent and open for good.
+    pub fn heal_new_connections_only(&self) {
+        for (_, dead) in self.shared.conns.lock().unwrap().iter() {
+            dead.store(true, Ordering::SeqCst);
+        }
+        self.shared.partition.store(false, Ordering::SeqCst);
     }
 }
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.accept.abort();
-        for c in self.shared.conns.lock().unwrap().drain(..) {
+        for (c, _) in self.shared.conns.lock().unwrap().drain(..) {
             c.abort();
         }
     }
 }
 
-async fn forward(client: TcpStream, target: String, shared: Arc<Shared>) {
+async fn forward(client: TcpStream, target: String, shared: Arc<Shared>, dead: Arc<AtomicBool>) {
     let Ok(server) = TcpStream::connect(&target).await else {
         return;
     };
-    let (mut cr, mut cw) = client.into_split();
-    let (mut sr, mut sw) = server.into_split();
-    let up = async move {
-        let _ = tokio::io::copy(&mut cr, &mut sw).await;
-    };
-    let down = async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let Ok(n) = sr.read(&mut buf).await else { return };
-            if n == 0 {
-                return;
-            }
-            // Checked after the read: what arrives once held stays here.
-            while shared.hold.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            if cw.write_all(&buf[..n]).await.is_err() {
-                return;
-            }
-        }
-    };
+    let (cr, cw) = client.into_split();
+    let (sr, sw) = server.into_split();
+    let (s_up, d_up) = (shared.clone(), dead.clone());
+    let up = pump(cr, sw, move || {
+        s_up.partition.load(Ordering::SeqCst) || d_up.load(Ordering::SeqCst)
+    });
+    let down = pump(sr, cw, move || {
+        shared.hold.load(Ordering::SeqCst) || shared.partition.load(Ordering::SeqCst) || dead.load(Ordering::SeqCst)
+    });
     // Either side closing ends the connection (both halves drop).
     tokio::select! {
         () = up => {}
         () = down => {}
+    }
+}
+
+/// Copies `from` to `to`; whatever was read while `blocked()` waits here
+/// until it is not.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    blocked: impl Fn() -> bool,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = from.read(&mut buf).await.unwrap_or(0);
+        // Checked after the read: what arrives once blocked stays here,
+        // and so does a close.
+        while blocked() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if n == 0 {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
     }
 }

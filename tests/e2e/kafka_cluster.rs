@@ -68,7 +68,7 @@ async fn acks_all_from_a_kafka_client_follows_a_leader_move() {
     );
 }
 
-async fn end_offset(cluster: &Cluster, id: u32) -> u64 {
+pub(crate) async fn end_offset(cluster: &Cluster, id: u32) -> u64 {
     let resp = cluster
         .client
         .get(cluster.node(id).url(&format!("/streams/{STREAM}")))
@@ -79,7 +79,7 @@ async fn end_offset(cluster: &Cluster, id: u32) -> u64 {
     body["partitions"][0]["end_offset"].as_u64().expect("end_offset")
 }
 
-async fn read_all(cluster: &Cluster, id: u32) -> Vec<u64> {
+pub(crate) async fn read_all(cluster: &Cluster, id: u32) -> Vec<u64> {
     let mut out = Vec::new();
     let mut offset = 0;
     loop {

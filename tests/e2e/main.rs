@@ -32,6 +32,7 @@ mod plugin_dev;
 mod plugins_http;
 mod quickstart;
 mod replication;
+mod replication_partition;
 mod replication_support;
 mod schema;
 mod shutdown;

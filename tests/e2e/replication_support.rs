@@ -83,9 +83,15 @@ impl Cluster {
     /// Starts the three nodes (concurrently) and creates stream [`STREAM`]
     /// with one partition on all three, node 1 leading.
     pub(crate) async fn start(replication_max_bytes: &str) -> Cluster {
+        Cluster::start_edited(replication_max_bytes, |_, config| config).await
+    }
+
+    /// [`Cluster::start`] with each node's config passed through `edit`
+    /// (node id, config) first.
+    pub(crate) async fn start_edited(replication_max_bytes: &str, edit: impl Fn(u32, String) -> String) -> Cluster {
         let (ports, kafka) = cluster_ports();
         let options = |id: u32| ServerOptions {
-            config: Some(node_config(id, &ports, &kafka, replication_max_bytes)),
+            config: Some(edit(id, node_config(id, &ports, &kafka, replication_max_bytes))),
             port: Some(ports[id as usize - 1]),
             kafka_port: Some(kafka[id as usize - 1]),
             ..ServerOptions::default()
