@@ -7,7 +7,9 @@
 //! * every answer is read with a size cap, and a batch above the limit
 //!   arrives in fragments reassembled in a buffer of at most
 //!   `max_batch_bytes`;
-//! * an unreachable leader is retried with capped exponential backoff;
+//! * an unreachable leader (the connection refused, or no whole answer
+//!   within the call's timeout, as across a network partition, however
+//!   long) is retried with capped exponential backoff and no bound;
 //!   any other failure (garbage, a truncated or oversized answer, a closed
 //!   connection mid-answer, an error status, an answer that moves nothing)
 //!   counts, and after `fetch_failures_max` of them in a row without
@@ -89,8 +91,8 @@ impl Cluster {
                 }
                 Ok(Step::Wait) => self.settings.fetch_wait,
                 Err(ClusterError::Unreachable { reason, .. }) => {
-                    // The leader is down or restarting: not this request's
-                    // fault; retried with backoff and no bound.
+                    // The leader is down, restarting or cut off: not this
+                    // request's fault; retried with backoff and no bound.
                     set(&status, |s| {
                         s.state = "backoff".into();
                         s.last_error = Some(format!("leader {leader} unreachable: {reason}"));

@@ -465,9 +465,11 @@ impl Cluster {
             url: url.clone(),
             reason: e.to_string(),
         };
+        // Refused, or silent until the timeout (a partitioned link, or a
+        // peer too busy to answer): the peer is unreachable, not wrong.
         let mut resp = match req.send().await {
             Ok(r) => r,
-            Err(e) if e.is_connect() => return Err(unreachable(e)),
+            Err(e) if e.is_connect() || e.is_timeout() => return Err(unreachable(e)),
             Err(e) => return Err(ClusterError::bad(format!("node {node}: {e}"))),
         };
         let status = resp.status();
@@ -481,6 +483,7 @@ impl Cluster {
                     buf.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
+                Err(e) if e.is_timeout() => return Err(unreachable(e)),
                 Err(e) => return Err(ClusterError::bad(format!("node {node} answer broke off: {e}"))),
             }
         }

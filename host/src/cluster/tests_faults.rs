@@ -3,7 +3,8 @@
 //! oversized answers, answers that move nothing, error statuses, or closes
 //! the connection mid-answer. The follower stops after
 //! `fetch_failures_max` requests, says why in status, and asks no more.
-//! An unreachable leader, by contrast, is retried with backoff.
+//! An unreachable leader, by contrast, is retried with backoff, and so is
+//! one that never answers (a network partition).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -83,6 +84,13 @@ async fn fake_leader(listener: TcpListener, counts: Counts) {
             let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             let stream = req["stream"].as_str().unwrap_or("?").to_string();
             *counts.lock().unwrap().entry(stream.clone()).or_default() += 1;
+            if stream == "silent" {
+                // Reads the request and never answers, the connection
+                // left open: a leader across a network partition.
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                drop(sock);
+                return;
+            }
             let base = serde_json::json!({"leader": 1, "leader_epoch": 0, "history": [[0, 0]],
                 "high_watermark": 0, "log_start": 0, "log_end": 10, "in_sync": [1, 2]});
             let answer = match stream.as_str() {
@@ -138,7 +146,7 @@ async fn a_misbehaving_leader_stops_the_follower_after_a_bounded_number_of_reque
                 .collect(),
             replication_max_bytes: bytesize::ByteSize::kib(64),
             fetch_failures_max: max_failures,
-            peer_timeout: Duration::from_secs(2),
+            peer_timeout: Duration::from_millis(500),
             fetch_wait: Duration::from_millis(100),
             ..ClusterSettings::default()
         }),
@@ -159,6 +167,7 @@ async fn a_misbehaving_leader_stops_the_follower_after_a_bounded_number_of_reque
         host.create_from_spec(&spec(mode, 1)).await.unwrap();
     }
     host.create_from_spec(&spec("unreachable", 3)).await.unwrap();
+    host.create_from_spec(&spec("silent", 1)).await.unwrap();
     for mode in MODES {
         wait_until(&format!("the `{mode}` follower stalls"), async || {
             host.replication_status(mode, 0)
@@ -193,6 +202,15 @@ async fn a_misbehaving_leader_stops_the_follower_after_a_bounded_number_of_reque
     })
     .await;
     let f = host.replication_status("unreachable", 0).unwrap().follower.unwrap();
+    assert_eq!((f.state.as_str(), f.failures), ("backoff", 0), "{f:?}");
+    assert!(f.last_error.unwrap_or_default().contains("unreachable"));
+    // So is a leader that never answers: every call times out, and none
+    // counts towards the stop.
+    wait_until("the `silent` leader asked more often than failures stop", async || {
+        counts.lock().unwrap().get("silent").copied().unwrap_or(0) > max_failures + 1
+    })
+    .await;
+    let f = host.replication_status("silent", 0).unwrap().follower.unwrap();
     assert_eq!((f.state.as_str(), f.failures), ("backoff", 0), "{f:?}");
     assert!(f.last_error.unwrap_or_default().contains("unreachable"));
     host.shutdown().await;
