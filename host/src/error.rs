@@ -39,6 +39,8 @@ pub enum ErrorKind {
     Misdirected,
     /// Waiting for other nodes took too long; the outcome is unknown to them.
     Timeout,
+    /// The disk holding the data dir is full (or over quota).
+    StorageFull,
     /// Stored data is damaged.
     Data,
     /// A bug or an unexpected environment failure.
@@ -94,6 +96,15 @@ impl Error {
     }
 }
 
+/// No space left on the device, or over a disk quota: the operator frees
+/// space (and restarts the node, whose WAL fail-stops on any write error).
+fn is_storage_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
 impl From<WalError> for Error {
     fn from(e: WalError) -> Self {
         let (kind, code) = match &e {
@@ -103,6 +114,7 @@ impl From<WalError> for Error {
             WalError::EntryTooLarge { .. } => (ErrorKind::TooLarge, "payload_too_large"),
             WalError::Corrupt { .. } => (ErrorKind::Data, "data_corrupt"),
             WalError::Trimmed { .. } => (ErrorKind::NotFound, "trimmed"),
+            WalError::Io { source, .. } if is_storage_full(source) => (ErrorKind::StorageFull, "disk_full"),
             WalError::Io { .. } => (ErrorKind::Internal, "io_error"),
         };
         Error::new(kind, code, e.to_string()).with_source(e)
@@ -168,6 +180,7 @@ impl From<LogError> for Error {
             LogError::BatchTooLarge { .. } => (ErrorKind::TooLarge, "payload_too_large"),
             LogError::OffsetOutOfRange { .. } => (ErrorKind::Invalid, "offset_out_of_range"),
             LogError::Corrupt { .. } => (ErrorKind::Data, "data_corrupt"),
+            LogError::MetaIo { source, .. } if is_storage_full(source) => (ErrorKind::StorageFull, "disk_full"),
             LogError::MetaIo { .. } => (ErrorKind::Internal, "io_error"),
             LogError::ColdRead { .. } => (ErrorKind::Unavailable, "object_store_unavailable"),
             LogError::NotLeader { .. } => (ErrorKind::Misdirected, "not_leader"),
@@ -175,7 +188,12 @@ impl From<LogError> for Error {
             LogError::ProducerSequence { .. } => (ErrorKind::Conflict, "out_of_order_sequence"),
             LogError::ProducerFenced { .. } => (ErrorKind::Conflict, "invalid_producer_epoch"),
             LogError::ReplicaMismatch { .. } => (ErrorKind::Conflict, "replica_mismatch"),
-            LogError::Wal(_) => (ErrorKind::Internal, "io_error"),
+            LogError::Wal(_) => {
+                if let LogError::Wal(w) = e {
+                    return w.into();
+                }
+                (ErrorKind::Internal, "io_error")
+            }
         };
         Error::new(kind, code, e.to_string()).with_source(e)
     }

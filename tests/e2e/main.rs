@@ -9,6 +9,7 @@ mod compaction;
 mod crash;
 mod crash_matrix;
 mod crash_world;
+mod disk_full;
 mod fault_proxy;
 mod http_errors;
 mod http_limits;

@@ -78,6 +78,8 @@ pub struct ServerOptions {
     /// The node serves HTTPS (its config has `[tls]`): URLs are `https://`
     /// and readiness is polled trusting this PEM certificate.
     pub tls_ca: Option<PathBuf>,
+    /// The data dir (default: `data` in the server's own temp dir).
+    pub data_dir: Option<PathBuf>,
 }
 
 impl ServerOptions {
@@ -114,7 +116,7 @@ impl Server {
             .prefix("sluice-e2e-")
             .tempdir()
             .expect("temp dir");
-        let data_dir = root.path().join("data");
+        let data_dir = options.data_dir.clone().unwrap_or_else(|| root.path().join("data"));
         let log_path = root.path().join("server.log");
         let mut server = Server {
             root,

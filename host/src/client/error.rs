@@ -94,6 +94,7 @@ impl ClientError {
                 "the server cannot serve this now; retry later and check its log"
             }
             "wal_fenced" => "another node took over this node's object-store WAL; restart it or stop it",
+            "disk_full" => "the server's data dir is out of disk space: free some, then restart the server",
             "invalid_plugin" | "wrong_plugin_world" | "incompatible_plugin" => {
                 "build the plugin with guest-sdk for wasm32-wasip2 (see guest-sdk/README.md)"
             }

@@ -48,6 +48,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Misdirected => StatusCode::MISDIRECTED_REQUEST,
         ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
         ErrorKind::Data | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -142,7 +143,37 @@ impl From<QueryRejection> for ApiError {
 
 #[cfg(test)]
 mod tests {
-    use super::without_paths;
+    use super::{status_of, without_paths};
+    use crate::error::Error;
+    use crate::log::LogError;
+    use crate::wal::WalError;
+
+    #[test]
+    fn a_full_disk_is_507_disk_full_wherever_the_write_was() {
+        let full = || std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let quota = std::io::Error::from(std::io::ErrorKind::QuotaExceeded);
+        let errors: [Error; 4] = [
+            WalError::io("write segment", "/d/wal/1.wal", full()).into(),
+            LogError::Wal(WalError::io("write segment", "/d/wal/1.wal", quota)).into(),
+            LogError::MetaIo {
+                path: "/d/meta/streams.json".into(),
+                source: full(),
+            }
+            .into(),
+            LogError::Wal(WalError::io("fdatasync segment", "/d/wal/1.wal", full())).into(),
+        ];
+        for e in errors {
+            assert_eq!((e.code(), status_of(e.kind()).as_u16()), ("disk_full", 507), "{e}");
+        }
+        // Other I/O errors stay 500 `io_error`; a WAL failed earlier is 503.
+        let other: Error = WalError::io("write segment", "/d/wal/1.wal", std::io::Error::other("EIO")).into();
+        assert_eq!((other.code(), status_of(other.kind()).as_u16()), ("io_error", 500));
+        let failed: Error = LogError::Wal(WalError::Poisoned("disk full".into())).into();
+        assert_eq!(
+            (failed.code(), status_of(failed.kind()).as_u16()),
+            ("storage_failed", 503)
+        );
+    }
 
     #[test]
     fn answers_name_no_server_paths() {

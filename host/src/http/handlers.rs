@@ -114,6 +114,7 @@ pub async fn track(req: axum::extract::Request, next: axum::middleware::Next) ->
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+        (status = 507, description = "`disk_full`: the data dir's disk is full; free space, then restart the node", body = ErrorBody),
     ))]
 pub async fn create_stream(State(host): State<Host>, Body(body): Body) -> Res<(StatusCode, Json<StreamOut>)> {
     let req: CreateStream =
@@ -219,6 +220,7 @@ pub async fn compaction_status(State(host): State<Host>, Path(name): Path<String
         (status = 409, description = "`stream_in_use` by a pipeline or a view; `view_read_only` (the name is a view)", body = ErrorBody),
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+        (status = 507, description = "`disk_full`: the data dir's disk is full; free space, then restart the node", body = ErrorBody),
     ))]
 pub async fn delete_stream(State(host): State<Host>, Path(name): Path<String>) -> Res<StatusCode> {
     host.delete_stream(&name).await?;
@@ -248,6 +250,7 @@ pub async fn delete_stream(State(host): State<Host>, Path(name): Path<String>) -
         (status = 421, description = "`not_leader`: another node leads this partition", body = ErrorBody),
         (status = 500, description = "`io_error`, `data_corrupt`, `internal`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+        (status = 507, description = "`disk_full`: the data dir's disk is full; free space, then restart the node", body = ErrorBody),
         (status = 504, description = "`replication_timeout` (`acks=all`): durable on the leader, not yet on every in-sync replica", body = ErrorBody),
     ))]
 pub async fn produce(

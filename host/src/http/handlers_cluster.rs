@@ -94,6 +94,7 @@ pub async fn raw_read(
         (status = 409, description = "`stream_exists` (a different stream of that name)", body = ErrorBody),
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+        (status = 507, description = "`disk_full`: the data dir's disk is full; free space, then restart the node", body = ErrorBody),
     ))]
 pub async fn create_stream(State(host): State<Host>, Body(body): Body) -> Res<Json<StreamOut>> {
     let spec: StreamSpec = json(body, "stream spec")?;
@@ -114,6 +115,7 @@ pub struct DeleteIn {
         (status = 404, description = "`stream_not_found`", body = ErrorBody),
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+        (status = 507, description = "`disk_full`: the data dir's disk is full; free space, then restart the node", body = ErrorBody),
     ))]
 pub async fn delete_stream(State(host): State<Host>, Body(body): Body) -> Res<StatusCode> {
     let req: DeleteIn = json(body, "delete request")?;
@@ -144,6 +146,7 @@ pub async fn partition_state(State(host): State<Host>, Body(body): Body) -> Res<
         (status = 409, description = "`stale_epoch`, `stream_mismatch`", body = ErrorBody),
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+        (status = 507, description = "`disk_full`: the data dir's disk is full; free space, then restart the node", body = ErrorBody),
     ))]
 pub async fn apply_leader(State(host): State<Host>, Body(body): Body) -> Res<Json<PartitionState>> {
     let change: LeaderChange = json(body, "leader change")?;

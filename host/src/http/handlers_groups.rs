@@ -125,6 +125,7 @@ pub async fn describe_group(State(host): State<Host>, Path(group): Path<String>)
         (status = 421, description = "`not_coordinator`: in a cluster, another node coordinates the group", body = ErrorBody),
         (status = 409, description = "`group_not_empty`, `rebalance_in_progress`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+        (status = 507, description = "`disk_full`: the data dir's disk is full; free space, then restart the node", body = ErrorBody),
     ))]
 pub async fn commit_offsets(
     State(host): State<Host>,

@@ -110,6 +110,7 @@ pub async fn delete_plugin(State(host): State<Host>, Path(name): Path<String>) -
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+        (status = 507, description = "`disk_full`: the data dir's disk is full; free space, then restart the node", body = ErrorBody),
     ))]
 pub async fn create_pipeline(State(host): State<Host>, Body(body): Body) -> Res<(StatusCode, Json<PipelineStatus>)> {
     let req: CreatePipeline =

@@ -68,6 +68,7 @@ pub struct DeleteViewQuery {
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+        (status = 507, description = "`disk_full`: the data dir's disk is full; free space, then restart the node", body = ErrorBody),
     ))]
 pub async fn create_view(State(host): State<Host>, Body(body): Body) -> Res<(StatusCode, Json<ViewInfo>)> {
     let req: CreateView =
@@ -125,6 +126,7 @@ pub async fn describe_view(State(host): State<Host>, Path(name): Path<String>) -
         (status = 409, description = "`view_in_use`: groups have offsets on it", body = ErrorBody),
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+        (status = 507, description = "`disk_full`: the data dir's disk is full; free space, then restart the node", body = ErrorBody),
     ))]
 pub async fn delete_view(
     State(host): State<Host>,

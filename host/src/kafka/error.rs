@@ -24,7 +24,7 @@ pub(super) fn code_of(e: &Error) -> i16 {
         "not_enough_replicas" => K::NotEnoughReplicas,
         "replication_timeout" => K::RequestTimedOut,
         "shutting_down" | "replica_unavailable" => K::LeaderNotAvailable,
-        "storage_failed" | "wal_fenced" | "object_store_unavailable" | "data_corrupt" | "io_error" => {
+        "storage_failed" | "wal_fenced" | "object_store_unavailable" | "data_corrupt" | "io_error" | "disk_full" => {
             K::KafkaStorageError
         }
         "invalid_config" => K::InvalidConfig,
@@ -43,7 +43,7 @@ pub(super) fn code_of(e: &Error) -> i16 {
             ErrorKind::Unavailable => K::LeaderNotAvailable,
             ErrorKind::Misdirected => K::NotLeaderOrFollower,
             ErrorKind::Timeout => K::RequestTimedOut,
-            ErrorKind::Data => K::KafkaStorageError,
+            ErrorKind::Data | ErrorKind::StorageFull => K::KafkaStorageError,
             ErrorKind::Internal => K::UnknownServerError,
         },
     };
@@ -162,6 +162,7 @@ mod tests {
         assert_eq!(code_of(&e(ErrorKind::Unavailable, "not_enough_replicas")), 19);
         assert_eq!(code_of(&e(ErrorKind::Invalid, "invalid_name")), 17);
         assert_eq!(code_of(&e(ErrorKind::Internal, "something_new")), -1);
+        assert_eq!(code_of(&e(ErrorKind::StorageFull, "disk_full")), 56);
         assert_eq!(batch_code(&BatchError::Corrupt("x".into())), 2);
         assert_eq!(batch_code(&BatchError::TooLarge("x".into())), 10);
     }
