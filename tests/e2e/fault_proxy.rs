@@ -8,7 +8,7 @@
 //! connections go to the target set last.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +22,8 @@ struct Shared {
     hold: AtomicBool,
     /// Nothing passes either way.
     partition: AtomicBool,
+    /// Reads of answers waiting here now.
+    held_answers: AtomicUsize,
     target: Mutex<Option<String>>,
     /// Each connection's task and its own "nothing passes, ever again".
     conns: Mutex<Vec<(AbortHandle, Arc<AtomicBool>)>>,
@@ -67,6 +69,11 @@ impl FaultProxy {
         self.shared.hold.store(true, Ordering::SeqCst);
     }
 
+    /// Whether some answer is being held back now.
+    pub fn holds_answers(&self) -> bool {
+        self.shared.held_answers.load(Ordering::SeqCst) > 0
+    }
+
     /// Closes every connection (answers held are dropped) and lets answers
     /// through again on new ones.
     pub fn cut_and_release(&self) {
@@ -108,11 +115,12 @@ async fn forward(client: TcpStream, target: String, shared: Arc<Shared>, dead: A
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
     let (s_up, d_up) = (shared.clone(), dead.clone());
-    let up = pump(cr, sw, move || {
+    let up = pump(cr, sw, None, move || {
         s_up.partition.load(Ordering::SeqCst) || d_up.load(Ordering::SeqCst)
     });
-    let down = pump(sr, cw, move || {
-        shared.hold.load(Ordering::SeqCst) || shared.partition.load(Ordering::SeqCst) || dead.load(Ordering::SeqCst)
+    let s_down = shared.clone();
+    let down = pump(sr, cw, Some(shared), move || {
+        s_down.hold.load(Ordering::SeqCst) || s_down.partition.load(Ordering::SeqCst) || dead.load(Ordering::SeqCst)
     });
     // Either side closing ends the connection (both halves drop).
     tokio::select! {
@@ -122,10 +130,11 @@ async fn forward(client: TcpStream, target: String, shared: Arc<Shared>, dead: A
 }
 
 /// Copies `from` to `to`; whatever was read while `blocked()` waits here
-/// until it is not.
+/// until it is not (counted in `answers`' held answers meanwhile).
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
+    answers: Option<Arc<Shared>>,
     blocked: impl Fn() -> bool,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
@@ -133,8 +142,11 @@ async fn pump(
         let n = from.read(&mut buf).await.unwrap_or(0);
         // Checked after the read: what arrives once blocked stays here,
         // and so does a close.
-        while blocked() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        if blocked() {
+            let _counted = answers.as_ref().filter(|_| n > 0).map(|s| Held::count(&s.held_answers));
+            while blocked() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
         }
         if n == 0 {
             return;
@@ -142,5 +154,21 @@ async fn pump(
         if to.write_all(&buf[..n]).await.is_err() {
             return;
         }
+    }
+}
+
+/// One held read, counted while it lives (also when its task is aborted).
+struct Held<'a>(&'a AtomicUsize);
+
+impl<'a> Held<'a> {
+    fn count(n: &'a AtomicUsize) -> Held<'a> {
+        n.fetch_add(1, Ordering::SeqCst);
+        Held(n)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -313,10 +313,11 @@ pub(crate) async fn idempotent_producer_through_kills(
             producer.stalled(server, &format!("the producer finished before the kill at {at}"));
         }
         proxy.hold();
-        // Batches keep arriving (up to librdkafka's five in flight) and are
-        // stored, their answers held; wait until that stops.
+        // The batch in flight is stored after the hold, or its answer is
+        // held here already; either way the client was never told. Then
+        // wait until nothing more arrives (librdkafka may send more).
         let held_from = end;
-        end = match wait_end(server, |e| e > held_from).await {
+        end = match wait_end(server, |e| e > held_from || proxy.holds_answers()).await {
             Ok(end) => end,
             Err(end) => producer.stalled(
                 server,
@@ -331,6 +332,9 @@ pub(crate) async fn idempotent_producer_through_kills(
             }
             end = now;
         }
+        if !proxy.holds_answers() {
+            producer.stalled(server, &format!("no answer held at the kill at {at} (end {end})"));
+        }
         if plan.wait_trimmed {
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
             while support::wal_starts(&c, server, "idem").await.0[0] < end {
@@ -340,7 +344,7 @@ pub(crate) async fn idempotent_producer_through_kills(
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        println!("kill at {at}: {} records stored but not answered", end - held_from);
+        println!("kill at {at}: answers held from end {held_from}, end {end}");
         server.kill();
         proxy.cut_and_release();
         if plan.wipe {
