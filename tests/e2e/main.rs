@@ -40,5 +40,6 @@ mod shutdown;
 mod soak_connections;
 mod support;
 mod tiering;
+mod tiering_partition;
 mod tls;
 mod workload;
