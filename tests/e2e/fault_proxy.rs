@@ -56,6 +56,20 @@ impl FaultProxy {
         FaultProxy { addr, shared, accept }
     }
 
+    /// A proxy in front of `s3`, and the environment that points a node's
+    /// object store at the proxy instead.
+    pub async fn in_front_of_s3(s3: &sluice_test_artifacts::moto::S3Server) -> (FaultProxy, Vec<(String, String)>) {
+        let proxy = FaultProxy::bind().await;
+        let mut envs = s3.env_vars();
+        for (k, v) in &mut envs {
+            if k == "AWS_ENDPOINT" {
+                proxy.set_target(v.trim_start_matches("http://").to_string());
+                *v = format!("http://{}", proxy.addr());
+            }
+        }
+        (proxy, envs)
+    }
+
     pub fn addr(&self) -> String {
         self.addr.to_string()
     }
@@ -87,6 +101,12 @@ impl FaultProxy {
     /// new; none is closed.
     pub fn partition(&self) {
         self.shared.partition.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends the partition: what waited passes, on the old connections too
+    /// (a partition shorter than TCP's retransmission timeout).
+    pub fn heal(&self) {
+        self.shared.partition.store(false, Ordering::SeqCst);
     }
 
     /// Ends the partition for new connections; every connection open now

@@ -27,6 +27,7 @@ mod metrics;
 mod object_wal;
 mod object_wal_groups;
 mod object_wal_idempotent;
+mod object_wal_partition;
 mod pipeline;
 mod plugin_api;
 mod plugin_dev;

@@ -35,14 +35,7 @@ async fn uploads_resume_after_a_partition_from_the_object_store() {
         return;
     };
     let bucket = s3.unique_bucket("e2e-tier-partition");
-    let proxy = FaultProxy::bind().await;
-    let mut envs = s3.env_vars();
-    for (k, v) in &mut envs {
-        if k == "AWS_ENDPOINT" {
-            proxy.set_target(v.trim_start_matches("http://").to_string());
-            *v = format!("http://{}", proxy.addr());
-        }
-    }
+    let (proxy, envs) = FaultProxy::in_front_of_s3(s3).await;
     let config = format!(
         "object_store = \"s3://{bucket}/node\"\nupload_chunk_bytes = \"64KiB\"\nupload_min_bytes = \"1B\"\n\
          upload_interval = \"0s\"\nremote_timeout = \"2s\"\nremote_retries = 1\ncache_bytes = \"1MiB\"\n\
