@@ -188,12 +188,7 @@ impl From<LogError> for Error {
             LogError::ProducerSequence { .. } => (ErrorKind::Conflict, "out_of_order_sequence"),
             LogError::ProducerFenced { .. } => (ErrorKind::Conflict, "invalid_producer_epoch"),
             LogError::ReplicaMismatch { .. } => (ErrorKind::Conflict, "replica_mismatch"),
-            LogError::Wal(_) => {
-                if let LogError::Wal(w) = e {
-                    return w.into();
-                }
-                (ErrorKind::Internal, "io_error")
-            }
+            LogError::Wal(_) => (ErrorKind::Internal, "io_error"),
         };
         Error::new(kind, code, e.to_string()).with_source(e)
     }
