@@ -94,6 +94,14 @@ impl Member {
     }
 }
 
+/// A member the test did not finish or kill is killed with it, so no
+/// client outlives its test (one left running keeps polling a dead server).
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 fn stderr_path(out: &Path) -> PathBuf {
     let mut p = out.as_os_str().to_owned();
     p.push(".stderr");

@@ -100,8 +100,19 @@ pub fn kcat_read_all(bootstrap: &str, topic: &str, partition: u32, format: &str)
 /// server restarts) goes to a file, never to a pipe nobody reads while the
 /// test waits, which would stop the producer once the pipe is full.
 pub struct Sequence {
-    child: std::process::Child,
+    /// Taken by [`Sequence::finish`]; killed on drop otherwise (a failed
+    /// test leaves no producer running).
+    child: Option<std::process::Child>,
     stderr: tempfile::NamedTempFile,
+}
+
+impl Drop for Sequence {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 impl Sequence {
@@ -111,7 +122,10 @@ impl Sequence {
             .stderr(stderr.reopen().expect("reopen stderr file"))
             .spawn()
             .expect("spawn producer");
-        Sequence { child, stderr }
+        Sequence {
+            child: Some(child),
+            stderr,
+        }
     }
 
     /// The producer's stderr so far (its last 40 lines).
@@ -121,13 +135,13 @@ impl Sequence {
 
     /// Waits for the producer and checks it delivered all `count` values
     /// without an error; returns its report.
-    pub async fn finish(self, count: u64) -> Value {
-        let Sequence { child, stderr } = self;
+    pub async fn finish(mut self, count: u64) -> Value {
+        let child = self.child.take().expect("a running producer");
         let out = tokio::task::spawn_blocking(move || child.wait_with_output())
             .await
             .expect("join the producer")
             .expect("producer output");
-        let tail = last_lines(stderr.path(), 40);
+        let tail = self.stderr_tail();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -143,14 +157,10 @@ impl Sequence {
 
     /// Kills the producer and fails the test with what it and the server
     /// said.
-    pub fn stalled(mut self, server: &Server, what: &str) -> ! {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        panic!(
-            "{what}\nproducer stderr:\n{}\nserver log:\n{}",
-            self.stderr_tail(),
-            server.log_tail(60)
-        );
+    pub fn stalled(self, server: &Server, what: &str) -> ! {
+        let tail = self.stderr_tail();
+        drop(self);
+        panic!("{what}\nproducer stderr:\n{tail}\nserver log:\n{}", server.log_tail(60));
     }
 }
 
