@@ -1,12 +1,13 @@
-//! A network partition between a follower and its leader, with real
-//! processes: node 3 reaches node 1 only through a proxy. While
-//! confluent-kafka produces with acks=all (idempotent), the link goes
-//! silent both ways with no connection closed; the leader drops node 3
-//! from the in-sync set and keeps answering with nodes 1 and 2. The link
-//! then heals for new connections only, the old ones left dead as a real
-//! partition leaves them: node 3's calls on them must time out, and it
-//! must reconnect, catch up and rejoin the in-sync set, holding the
-//! leader's batches byte for byte, every value exactly once.
+//! Network partitions between followers and their leader, with real
+//! processes: followers reach node 1 only through a proxy while
+//! confluent-kafka produces with acks=all (idempotent). The link goes
+//! silent both ways with no connection closed, then heals for new
+//! connections only, the old ones left dead as a real partition leaves
+//! them: a follower's calls on them must time out, and it must reconnect,
+//! catch up and rejoin the in-sync set, holding the leader's batches byte
+//! for byte, every value exactly once. With one follower cut off, acks=all
+//! goes on with the other; with both, acks=all is refused until they are
+//! back.
 
 use std::time::Duration;
 
@@ -16,6 +17,36 @@ use crate::fault_proxy::FaultProxy;
 use crate::kafka_cluster::{end_offset, read_all};
 use crate::kafka_support::Sequence;
 use crate::replication_support::{Cluster, STREAM, wait_for};
+use crate::support::expect_error;
+
+/// `config` with node 1's address in `nodes` replaced by `via`, and
+/// `extra` lines added to `[cluster]`.
+fn route_node_1_via(config: &str, via: &str, extra: &str) -> String {
+    let mut out = String::new();
+    for line in config.lines() {
+        if line.starts_with("nodes = ") {
+            let routed = line
+                .split(", ")
+                .map(|part| match part.split_once(" = \"") {
+                    Some((key, _)) if key.ends_with("\"1\"") => format!("{key} = \"{via}\""),
+                    _ => part.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push_str(&routed);
+            if !routed.ends_with('}') {
+                out.push_str(" }");
+            }
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+        if line == "[cluster]" {
+            out.push_str(extra);
+        }
+    }
+    out
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_follower_leaves_the_in_sync_set_and_catches_up_after_the_heal() {
@@ -23,41 +54,14 @@ async fn a_partitioned_follower_leaves_the_in_sync_set_and_catches_up_after_the_
     let proxy = FaultProxy::bind().await;
     let via = proxy.addr();
     // Node 3's way to node 1 is the proxy; its calls time out after 2 s,
-    // and two failed fetches in a row would stop it.
+    // and two failed fetches in a row would stop it (a partition outlasts
+    // a few calls: they must not count as a misbehaving leader's failures).
     let cluster = Cluster::start_edited("1MiB", |id, config| {
-        if id != 3 {
-            return config;
+        if id == 3 {
+            route_node_1_via(&config, &via, "peer_timeout = \"2s\"\nfetch_failures_max = 2\n")
+        } else {
+            config
         }
-        let mut out = String::new();
-        for line in config.lines() {
-            if line.starts_with("nodes = ") {
-                let to_one = line
-                    .split(", ")
-                    .map(|part| {
-                        let (key, _) = part.split_once(" = \"").expect("a node address");
-                        if key.ends_with("\"1\"") {
-                            format!("{key} = \"{via}\"")
-                        } else {
-                            part.to_string()
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                out.push_str(&to_one);
-                if !to_one.ends_with('}') {
-                    out.push_str(" }");
-                }
-            } else {
-                out.push_str(line);
-            }
-            out.push('\n');
-            if line == "[cluster]" {
-                // A partition outlasts a few calls: they must not count
-                // as a misbehaving leader's failures, which stop a follower.
-                out.push_str("peer_timeout = \"2s\"\nfetch_failures_max = 2\n");
-            }
-        }
-        out
     })
     .await;
     let node1 = cluster.node(1).base();
@@ -76,24 +80,10 @@ async fn a_partitioned_follower_leaves_the_in_sync_set_and_catches_up_after_the_
         })
     };
     until_end(COUNT / 5, "a fifth of the records on node 1").await;
-    let in_sync = |want: serde_json::Value, what: &'static str| {
-        let cluster = &cluster;
-        wait_for(what, Duration::from_secs(30), move || {
-            let want = want.clone();
-            async move {
-                let r = cluster.replication(1).await;
-                if r["in_sync"] == want {
-                    Ok(())
-                } else {
-                    Err(r.to_string())
-                }
-            }
-        })
-    };
-    in_sync(json!([1, 2, 3]), "all three in sync before the partition").await;
+    wait_in_sync(&cluster, json!([1, 2, 3]), "all three in sync before the partition").await;
 
     proxy.partition();
-    in_sync(json!([1, 2]), "node 3 out of the in-sync set").await;
+    wait_in_sync(&cluster, json!([1, 2]), "node 3 out of the in-sync set").await;
     let out_at = end_offset(&cluster, 1).await;
     assert!(out_at < COUNT, "the producer finished before node 3 fell out");
     // acks=all goes on with nodes 1 and 2 while node 3 is cut off.
@@ -117,4 +107,86 @@ async fn a_partitioned_follower_leaves_the_in_sync_set_and_catches_up_after_the_
         values.len()
     );
     println!("node 3 fell out at {out_at}, was at {lagging} in the partition, caught up to {end}");
+}
+
+/// The leader's `in_sync` set is `want` within 30 s.
+async fn wait_in_sync(cluster: &Cluster, want: serde_json::Value, what: &str) {
+    wait_for(what, Duration::from_secs(30), || {
+        let want = want.clone();
+        async move {
+            let r = cluster.replication(1).await;
+            if r["in_sync"] == want {
+                Ok(())
+            } else {
+                Err(r.to_string())
+            }
+        }
+    })
+    .await
+}
+
+/// Both followers reach the leader only through the proxy, so a partition
+/// cuts the leader off from all of them while the producer still reaches
+/// it: acks=all is then refused (`not_enough_replicas`), the idempotent
+/// producer retries, and once the followers are back every value is on
+/// all three replicas exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_its_followers_answers_acks_all_only_once_they_are_back() {
+    const COUNT: u64 = 4_000;
+    let proxy = FaultProxy::bind().await;
+    let via = proxy.addr();
+    let cluster = Cluster::start_edited("1MiB", |id, config| {
+        if id == 1 {
+            config
+        } else {
+            route_node_1_via(&config, &via, "peer_timeout = \"2s\"\nfetch_failures_max = 2\n")
+        }
+    })
+    .await;
+    proxy.set_target(cluster.node(1).base().trim_start_matches("http://").to_string());
+    let args = json!({
+        "bootstrap": cluster.kafka_bootstrap(), "topic": STREAM, "count": COUNT, "pace_every": 10,
+        "config": {"acks": "all", "enable.idempotence": true, "message.timeout.ms": 60000}
+    });
+    let producer = Sequence::spawn(&args);
+    wait_for("a fifth of the records on node 1", Duration::from_secs(60), || async {
+        let end = end_offset(&cluster, 1).await;
+        if end >= COUNT / 5 {
+            Ok(end)
+        } else {
+            Err(end.to_string())
+        }
+    })
+    .await;
+    wait_in_sync(&cluster, json!([1, 2, 3]), "all three in sync before the partition").await;
+
+    proxy.partition();
+    wait_in_sync(&cluster, json!([1]), "both followers out of the in-sync set").await;
+    // With one replica in sync (min_insync_replicas 2), acks=all is refused
+    // before anything is written.
+    let resp = cluster
+        .client
+        .post(format!("{}?acks=all", cluster.records_url(1)))
+        .json(&json!([{"value": "refused"}]))
+        .send()
+        .await
+        .expect("produce during the partition");
+    expect_error(resp, reqwest::StatusCode::SERVICE_UNAVAILABLE, "not_enough_replicas").await;
+    assert!(
+        end_offset(&cluster, 1).await < COUNT,
+        "the producer finished before the partition"
+    );
+
+    proxy.heal_new_connections_only();
+    producer.finish(COUNT).await;
+    let end = cluster.wait_converged(1, Duration::from_secs(60)).await;
+    cluster.assert_identical(1).await;
+    for id in [2, 3] {
+        let values = read_all(&cluster, id).await;
+        assert!(
+            values.iter().copied().eq(0..COUNT),
+            "node {id} does not hold every value once, in order ({} records, end {end})",
+            values.len()
+        );
+    }
 }
