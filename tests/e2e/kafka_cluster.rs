@@ -30,15 +30,7 @@ async fn acks_all_from_a_kafka_client_follows_a_leader_move() {
                    "topic.metadata.refresh.interval.ms": 1000, "retry.backoff.ms": 50}
     });
     let producer = crate::kafka_support::Sequence::spawn(&args);
-    wait_for("a third of the records on node 1", Duration::from_secs(60), || async {
-        let end = end_offset(&cluster, 1).await;
-        if end >= COUNT / 3 {
-            Ok(end)
-        } else {
-            Err(end.to_string())
-        }
-    })
-    .await;
+    wait_end_at_least(&cluster, COUNT / 3, "a third of the records on node 1").await;
     let moved = cluster.move_leader(2).await;
     assert_eq!(moved["leader"], 2, "{moved}");
     let moved_at = moved["log_end"].as_u64().expect("log_end");
@@ -77,6 +69,16 @@ pub(crate) async fn end_offset(cluster: &Cluster, id: u32) -> u64 {
         .expect("GET stream");
     let body: Value = resp.json().await.expect("json");
     body["partitions"][0]["end_offset"].as_u64().expect("end_offset")
+}
+
+/// Waits (60 s at most) until node 1's log ends at `at_least` or later;
+/// returns that end.
+pub(crate) async fn wait_end_at_least(cluster: &Cluster, at_least: u64, what: &str) -> u64 {
+    wait_for(what, Duration::from_secs(60), || async {
+        let end = end_offset(cluster, 1).await;
+        if end >= at_least { Ok(end) } else { Err(end.to_string()) }
+    })
+    .await
 }
 
 pub(crate) async fn read_all(cluster: &Cluster, id: u32) -> Vec<u64> {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::fault_proxy::FaultProxy;
-use crate::kafka_cluster::{end_offset, read_all};
+use crate::kafka_cluster::{end_offset, read_all, wait_end_at_least};
 use crate::kafka_support::Sequence;
 use crate::replication_support::{Cluster, STREAM, wait_for};
 use crate::support::expect_error;
@@ -51,35 +51,10 @@ fn route_node_1_via(config: &str, via: &str, extra: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_follower_leaves_the_in_sync_set_and_catches_up_after_the_heal() {
     const COUNT: u64 = 6_000;
-    let proxy = FaultProxy::bind().await;
-    let via = proxy.addr();
-    // Node 3's way to node 1 is the proxy; its calls time out after 2 s,
-    // and two failed fetches in a row would stop it (a partition outlasts
-    // a few calls: they must not count as a misbehaving leader's failures).
-    let cluster = Cluster::start_edited("1MiB", |id, config| {
-        if id == 3 {
-            route_node_1_via(&config, &via, "peer_timeout = \"2s\"\nfetch_failures_max = 2\n")
-        } else {
-            config
-        }
-    })
-    .await;
-    let node1 = cluster.node(1).base();
-    proxy.set_target(node1.trim_start_matches("http://").to_string());
-
-    let args = json!({
-        "bootstrap": cluster.kafka_bootstrap(), "topic": STREAM, "count": COUNT, "pace_every": 10,
-        "config": {"acks": "all", "enable.idempotence": true, "message.timeout.ms": 60000}
-    });
-    let producer = Sequence::spawn(&args);
-    let until_end = |at_least: u64, what: &'static str| {
-        let cluster = &cluster;
-        wait_for(what, Duration::from_secs(60), move || async move {
-            let end = end_offset(cluster, 1).await;
-            if end >= at_least { Ok(end) } else { Err(end.to_string()) }
-        })
-    };
-    until_end(COUNT / 5, "a fifth of the records on node 1").await;
+    // Node 3's calls time out after 2 s, and two failed fetches in a row
+    // would stop it (a partition outlasts a few calls: they must not count
+    // as a misbehaving leader's failures).
+    let (proxy, cluster, producer) = start(&[3], COUNT).await;
     wait_in_sync(&cluster, json!([1, 2, 3]), "all three in sync before the partition").await;
 
     proxy.partition();
@@ -87,7 +62,7 @@ async fn a_partitioned_follower_leaves_the_in_sync_set_and_catches_up_after_the_
     let out_at = end_offset(&cluster, 1).await;
     assert!(out_at < COUNT, "the producer finished before node 3 fell out");
     // acks=all goes on with nodes 1 and 2 while node 3 is cut off.
-    until_end(out_at + 500, "acks=all answered without node 3").await;
+    wait_end_at_least(&cluster, out_at + 500, "acks=all answered without node 3").await;
     let r3 = cluster.replication(3).await;
     let lagging = r3["log_end_offset"].as_u64().expect("log_end_offset");
     assert!(
@@ -107,6 +82,31 @@ async fn a_partitioned_follower_leaves_the_in_sync_set_and_catches_up_after_the_
         values.len()
     );
     println!("node 3 fell out at {out_at}, was at {lagging} in the partition, caught up to {end}");
+}
+
+/// A cluster whose nodes `routed` reach node 1 through a new proxy (their
+/// calls time out after 2 s; two failed fetches in a row stop them), and a
+/// confluent-kafka producer sending `count` values with acks=all
+/// (idempotent), a fifth of them on node 1 already.
+async fn start(routed: &[u32], count: u64) -> (FaultProxy, Cluster, Sequence) {
+    let proxy = FaultProxy::bind().await;
+    let via = proxy.addr();
+    let cluster = Cluster::start_edited("1MiB", |id, config| {
+        if routed.contains(&id) {
+            route_node_1_via(&config, &via, "peer_timeout = \"2s\"\nfetch_failures_max = 2\n")
+        } else {
+            config
+        }
+    })
+    .await;
+    proxy.set_target(cluster.node(1).base().trim_start_matches("http://").to_string());
+    let args = json!({
+        "bootstrap": cluster.kafka_bootstrap(), "topic": STREAM, "count": count, "pace_every": 10,
+        "config": {"acks": "all", "enable.idempotence": true, "message.timeout.ms": 60000}
+    });
+    let producer = Sequence::spawn(&args);
+    wait_end_at_least(&cluster, count / 5, "a fifth of the records on node 1").await;
+    (proxy, cluster, producer)
 }
 
 /// The leader's `in_sync` set is `want` within 30 s.
@@ -133,31 +133,7 @@ async fn wait_in_sync(cluster: &Cluster, want: serde_json::Value, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_cut_off_from_its_followers_answers_acks_all_only_once_they_are_back() {
     const COUNT: u64 = 4_000;
-    let proxy = FaultProxy::bind().await;
-    let via = proxy.addr();
-    let cluster = Cluster::start_edited("1MiB", |id, config| {
-        if id == 1 {
-            config
-        } else {
-            route_node_1_via(&config, &via, "peer_timeout = \"2s\"\nfetch_failures_max = 2\n")
-        }
-    })
-    .await;
-    proxy.set_target(cluster.node(1).base().trim_start_matches("http://").to_string());
-    let args = json!({
-        "bootstrap": cluster.kafka_bootstrap(), "topic": STREAM, "count": COUNT, "pace_every": 10,
-        "config": {"acks": "all", "enable.idempotence": true, "message.timeout.ms": 60000}
-    });
-    let producer = Sequence::spawn(&args);
-    wait_for("a fifth of the records on node 1", Duration::from_secs(60), || async {
-        let end = end_offset(&cluster, 1).await;
-        if end >= COUNT / 5 {
-            Ok(end)
-        } else {
-            Err(end.to_string())
-        }
-    })
-    .await;
+    let (proxy, cluster, producer) = start(&[2, 3], COUNT).await;
     wait_in_sync(&cluster, json!([1, 2, 3]), "all three in sync before the partition").await;
 
     proxy.partition();
