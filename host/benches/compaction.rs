@@ -277,7 +277,7 @@ fn run_case(case: Case, chunk: u64, base: &Path) -> anyhow::Result<Outcome> {
         };
         host.create_stream_with(STREAM, 1, cfg).await?;
         let marker = Record {
-            value: Bytes::from_static(br#"{"note":"bench marker, no id"}"#),
+            value: Some(Bytes::from_static(br#"{"note":"bench marker, no id"}"#)),
             ..Record::default()
         };
         host.append(STREAM, 0, &[marker]).await?;
@@ -405,7 +405,7 @@ async fn produce(host: &Host, case: Case) -> anyhow::Result<()> {
         let n = BATCH.min(case.records - i);
         let batch: Vec<Record> = (i..i + n)
             .map(|i| Record {
-                value: value(i, case.keys),
+                value: Some(value(i, case.keys)),
                 ..Record::default()
             })
             .collect();
@@ -434,7 +434,7 @@ async fn verify(host: &Host, case: Case) -> anyhow::Result<()> {
             ensure!(Some(r.offset) == want, "offset {} where {want:?} was due", r.offset);
             if r.offset > 0 {
                 ensure!(
-                    r.record.value == value(r.offset - 1, case.keys),
+                    r.record.value_bytes() == value(r.offset - 1, case.keys),
                     "offset {} changed",
                     r.offset
                 );

@@ -115,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
             "t",
             1,
             &[Record {
-                value: Bytes::from_static(&[b'x'; 64]),
+                value: Some(Bytes::from_static(&[b'x'; 64])),
                 ..Record::default()
             }],
         )

@@ -168,7 +168,7 @@ async fn run(records: u64) -> anyhow::Result<()> {
         0,
         &[sluice_host::Record {
             key: None,
-            value: bytes::Bytes::from_static(b"x"),
+            value: Some(bytes::Bytes::from_static(b"x")),
             headers: Vec::new(),
             timestamp_ms: 1,
         }],

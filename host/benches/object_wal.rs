@@ -336,7 +336,7 @@ async fn open(config: &Config, moto: Option<&S3Server>, dir: &Path) -> anyhow::R
 fn records(n: usize) -> Vec<Record> {
     (0..n)
         .map(|i| Record {
-            value: Bytes::from(vec![b'a' + (i % 26) as u8; RECORD_BYTES]),
+            value: Some(Bytes::from(vec![b'a' + (i % 26) as u8; RECORD_BYTES])),
             ..Record::default()
         })
         .collect()

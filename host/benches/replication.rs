@@ -87,7 +87,7 @@ async fn start(dir: &std::path::Path, n: u32) -> Vec<Host> {
 fn records(n: usize) -> Vec<Record> {
     (0..n)
         .map(|i| Record {
-            value: Bytes::from(vec![b'a' + (i % 26) as u8; RECORD_BYTES]),
+            value: Some(Bytes::from(vec![b'a' + (i % 26) as u8; RECORD_BYTES])),
             ..Record::default()
         })
         .collect()

@@ -33,7 +33,7 @@ fn records(start: usize) -> Vec<Record> {
     (0..100)
         .map(|i| Record {
             key: Some(Bytes::from(format!("k{}", start * 100 + i))),
-            value: Bytes::from(vec![b'x'; 1024]),
+            value: Some(Bytes::from(vec![b'x'; 1024])),
             headers: Vec::new(),
             timestamp_ms: 1_700_000_000_000,
         })

@@ -204,7 +204,7 @@ async fn produce(host: &Host, parts: u32, bytes: u64) -> anyhow::Result<u64> {
         (0..RECORDS_PER_BATCH as u64)
             .map(|i| Record {
                 key: None,
-                value: value.clone(),
+                value: Some(value.clone()),
                 headers: Vec::new(),
                 timestamp_ms: 1_700_000_000_000 + i,
             })
@@ -357,13 +357,13 @@ async fn read_partition(host: Host, partition: u32, end: u64) -> anyhow::Result<
             "partition {partition}: no records at {next} (end {end})"
         );
         for r in &b.records {
-            let ok = r.offset == next && r.record.value.len() == RECORD_BYTES;
+            let ok = r.offset == next && r.record.value_bytes().len() == RECORD_BYTES;
             ensure!(
                 ok,
                 "partition {partition}: unexpected record {} where {next} was due",
                 r.offset
             );
-            bytes += r.record.value.len() as u64;
+            bytes += r.record.value_bytes().len() as u64;
             next += 1;
         }
     }

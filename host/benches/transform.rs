@@ -250,7 +250,7 @@ fn make_records(n: usize, size: usize) -> Vec<OffsetRecord> {
             offset: 1_000 + i as u64,
             record: Record {
                 key: Some(Bytes::from(format!("key-{i:06}"))),
-                value: Bytes::from(make_value(size, i % 2 == 0, i)),
+                value: Some(Bytes::from(make_value(size, i % 2 == 0, i))),
                 headers: vec![("source".to_string(), Bytes::from_static(b"bench"))],
                 timestamp_ms: 1_700_000_000_000 + i as u64,
             },

@@ -71,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
         let batch: Vec<Record> = chunk
             .iter()
             .map(|i| Record {
-                value: Bytes::from(value(*i)),
+                value: Some(Bytes::from(value(*i))),
                 ..Record::default()
             })
             .collect();
@@ -94,7 +94,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|i| OffsetRecord {
             offset: i,
             record: Record {
-                value: Bytes::from(value(i)),
+                value: Some(Bytes::from(value(i))),
                 ..Record::default()
             },
         })

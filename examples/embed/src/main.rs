@@ -36,7 +36,7 @@ async fn run(data_dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
     let batch: Vec<Record> = (0..3)
         .map(|i| Record {
             key: Some(Bytes::from(format!("user-{i}"))),
-            value: Bytes::from(format!(r#"{{"page":"/home","n":{i}}}"#)),
+            value: Some(Bytes::from(format!(r#"{{"page":"/home","n":{i}}}"#))),
             headers: vec![("source".into(), Bytes::from_static(b"example"))],
             timestamp_ms: 1_700_000_000_000 + i,
         })
@@ -54,7 +54,7 @@ async fn run(data_dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
             "offset {} key {:?} value {}",
             r.offset,
             r.record.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
-            String::from_utf8_lossy(&r.record.value)
+            String::from_utf8_lossy(r.record.value_bytes())
         ));
     }
     out.push(format!(

@@ -16,6 +16,8 @@
 //! | u64          | u32       |     | u32       |       | u16       |         |
 //! +--------------+-----------+-----+-----------+-------+-----------+---------+
 //!   key_len+1 = 0 encodes "no key" (distinct from an empty key)
+//!   value_len = 0xFFFF_FFFF encodes a null value (distinct from an empty
+//!   one; no value bytes follow)
 //!   header: name_len u16 | name (UTF-8) | value_len u32 | value
 //!
 //! plugin batch
@@ -39,6 +41,8 @@ pub const MAX_FIELD: usize = u32::MAX as usize - 1;
 pub const RECORD_FRAMING: usize = 8 + 4 + 4 + 2;
 /// Bytes each header adds besides its name and value.
 pub const HEADER_FRAMING: usize = 2 + 4;
+/// The `value_len` that encodes a null value (longer than `MAX_FIELD`).
+pub const NULL_VALUE_LEN: u32 = u32::MAX;
 
 /// Why bytes are not a valid encoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +75,10 @@ impl std::error::Error for WireError {}
 pub struct RecordView<'a> {
     pub timestamp_ms: u64,
     pub key: Option<&'a [u8]>,
+    /// The value; empty when it is null (`value_is_null`).
     pub value: &'a [u8],
+    /// The record has a null value (a Kafka tombstone), not an empty one.
+    pub value_is_null: bool,
     headers: Headers<'a>,
     /// The whole encoded body, for copying a record through unchanged.
     pub raw: &'a [u8],
@@ -80,6 +87,11 @@ pub struct RecordView<'a> {
 impl<'a> RecordView<'a> {
     pub fn headers(&self) -> Headers<'a> {
         self.headers
+    }
+
+    /// The value, `None` when it is null.
+    pub fn value_opt(&self) -> Option<&'a [u8]> {
+        (!self.value_is_null).then_some(self.value)
     }
 }
 
@@ -140,7 +152,7 @@ impl<'a> Iterator for HeaderIter<'a> {
     }
 }
 
-/// Appends one record body to `out`.
+/// Appends one record body with a (non-null) value to `out`.
 pub fn encode_record<'h>(
     out: &mut Vec<u8>,
     timestamp_ms: u64,
@@ -148,8 +160,19 @@ pub fn encode_record<'h>(
     value: &[u8],
     headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
 ) -> Result<(), WireError> {
+    encode_record_nullable(out, timestamp_ms, key, Some(value), headers)
+}
+
+/// Appends one record body to `out`; a `None` value is stored as null.
+pub fn encode_record_nullable<'h>(
+    out: &mut Vec<u8>,
+    timestamp_ms: u64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+) -> Result<(), WireError> {
     check_len("key", key.map_or(0, <[u8]>::len), MAX_FIELD)?;
-    check_len("value", value.len(), MAX_FIELD)?;
+    check_len("value", value.map_or(0, <[u8]>::len), MAX_FIELD)?;
     out.extend_from_slice(&timestamp_ms.to_le_bytes());
     match key {
         None => out.extend_from_slice(&0u32.to_le_bytes()),
@@ -158,8 +181,13 @@ pub fn encode_record<'h>(
             out.extend_from_slice(k);
         }
     }
-    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    out.extend_from_slice(value);
+    match value {
+        None => out.extend_from_slice(&NULL_VALUE_LEN.to_le_bytes()),
+        Some(v) => {
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            out.extend_from_slice(v);
+        }
+    }
     let count_at = out.len();
     out.extend_from_slice(&[0, 0]);
     let mut count = 0usize;
@@ -195,8 +223,10 @@ pub fn decode_record<'a>(buf: &'a [u8], pos: &mut usize, index: u32) -> Result<R
         0 => None,
         n => Some(r.take(n as usize - 1).ok_or(t.clone())?),
     };
-    let vlen = r.u32().ok_or(t.clone())? as usize;
-    let value = r.take(vlen).ok_or(t.clone())?;
+    let (value, value_is_null) = match r.u32().ok_or(t.clone())? {
+        NULL_VALUE_LEN => (&buf[r.pos..r.pos], true),
+        vlen => (r.take(vlen as usize).ok_or(t.clone())?, false),
+    };
     let count = r.u16().ok_or(t.clone())?;
     let headers_start = r.pos;
     for _ in 0..count {
@@ -211,6 +241,7 @@ pub fn decode_record<'a>(buf: &'a [u8], pos: &mut usize, index: u32) -> Result<R
         timestamp_ms,
         key,
         value,
+        value_is_null,
         headers: Headers {
             buf: &buf[headers_start..r.pos],
             count,
@@ -261,9 +292,21 @@ impl BatchWriter {
         value: &[u8],
         headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
     ) -> Result<(), WireError> {
+        self.push_nullable(offset, timestamp_ms, key, Some(value), headers)
+    }
+
+    /// Appends a record built from parts; a `None` value is null.
+    pub fn push_nullable<'h>(
+        &mut self,
+        offset: u64,
+        timestamp_ms: u64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+    ) -> Result<(), WireError> {
         let mark = self.buf.len();
         self.buf.extend_from_slice(&offset.to_le_bytes());
-        if let Err(e) = encode_record(&mut self.buf, timestamp_ms, key, value, headers) {
+        if let Err(e) = encode_record_nullable(&mut self.buf, timestamp_ms, key, value, headers) {
             self.buf.truncate(mark);
             return Err(e);
         }

@@ -85,3 +85,29 @@ fn bad_header_name_is_reported() {
         Err(WireError::HeaderName { index: 7 })
     );
 }
+
+#[test]
+fn null_value_is_distinct_from_empty() {
+    let mut out = Vec::new();
+    encode_record_nullable(&mut out, 5, Some(b"k"), None, [("h", &b"x"[..])]).unwrap();
+    encode_record_nullable(&mut out, 6, Some(b"k"), Some(b""), []).unwrap();
+    encode_record(&mut out, 7, None, b"v", []).unwrap();
+    let views = decode_records(&out, 3).unwrap();
+    assert_eq!(views[0].value_opt(), None);
+    assert!(views[0].value_is_null && views[0].value.is_empty());
+    assert_eq!(views[0].headers().get("h"), Some(&b"x"[..]));
+    assert_eq!(views[1].value_opt(), Some(&b""[..]));
+    assert_eq!(views[2].value_opt(), Some(&b"v"[..]));
+    // Copied through unchanged, the null survives.
+    let mut w = BatchWriter::default();
+    for (i, v) in views.iter().enumerate() {
+        w.push_raw(i as u64, v).unwrap();
+    }
+    let batch = w.finish();
+    let back = decode_batch(&batch).unwrap();
+    assert!(back[0].record.value_is_null && !back[1].record.value_is_null);
+    // A null record body is its framing and key only.
+    let mut one = Vec::new();
+    encode_record_nullable(&mut one, 0, None, None, []).unwrap();
+    assert_eq!(one.len(), RECORD_FRAMING);
+}

@@ -125,7 +125,7 @@ fn read_records(a: &PluginTestArgs) -> Result<Vec<OffsetRecord>, ClientError> {
             .value
             .iter()
             .map(|v| Record {
-                value: Bytes::from(v.clone()),
+                value: Some(Bytes::from(v.clone())),
                 timestamp_ms: now_ms(),
                 ..Record::default()
             })
@@ -188,7 +188,7 @@ fn report_json(name: &str, input: &[OffsetRecord], report: &Report) -> Value {
                     json!({
                         "offset": r.offset,
                         "key": r.record.key.as_deref().map(bytes_json),
-                        "value": bytes_json(&r.record.value),
+                        "value": r.record.value.as_deref().map(bytes_json),
                         "decision": decision,
                         "compaction_key": key.map(bytes_json),
                     })
@@ -221,7 +221,7 @@ fn transform_table(output: &[OffsetRecord]) -> String {
         t.row(vec![
             r.offset.to_string(),
             opt_text(r.record.key.as_deref()),
-            text(&r.record.value),
+            opt_text(r.record.value.as_deref()),
             if headers.is_empty() {
                 "-".into()
             } else {
@@ -239,7 +239,7 @@ fn compaction_table(input: &[OffsetRecord], decisions: &[Decision]) -> String {
         t.row(vec![
             r.offset.to_string(),
             opt_text(r.record.key.as_deref()),
-            text(&r.record.value),
+            opt_text(r.record.value.as_deref()),
             decision.to_string(),
             opt_text(key),
         ]);
@@ -282,7 +282,7 @@ mod tests {
         let recs =
             parse_records(br#"[{"key":"k","value":{"base64":"AP8="},"headers":{"h":"v"},"timestamp":7}]"#).unwrap();
         assert_eq!(recs[0].key.as_deref(), Some(&b"k"[..]));
-        assert_eq!(&recs[0].value[..], &[0u8, 0xff][..]);
+        assert_eq!(recs[0].value_bytes(), &[0u8, 0xff][..]);
         assert_eq!(recs[0].headers, vec![("h".to_string(), Bytes::from_static(b"v"))]);
         assert_eq!(recs[0].timestamp_ms, 7);
         assert_eq!(
@@ -307,7 +307,7 @@ mod tests {
         let input = [OffsetRecord {
             offset: 0,
             record: Record {
-                value: Bytes::from_static(b"v"),
+                value: Some(Bytes::from_static(b"v")),
                 ..Record::default()
             },
         }];

@@ -259,7 +259,11 @@ fn check_record(r: &Value) -> Result<(), String> {
             return Err(format!("unknown field `{k}` (key, value, headers, timestamp)"));
         }
     }
-    byte_field(o.get("value").ok_or("missing `value`")?, "`value`")?;
+    // `null` is a null value (a tombstone in a compacted stream).
+    let value = o.get("value").ok_or("missing `value`")?;
+    if !value.is_null() {
+        byte_field(value, "`value`")?;
+    }
     if let Some(k) = o.get("key").filter(|k| !k.is_null()) {
         byte_field(k, "`key`")?;
     }
@@ -379,6 +383,7 @@ pub async fn consume(c: &Client, out: Output, a: ConsumeArgs) -> Result<(), Clie
 /// A record's value as raw bytes (base64 fields decoded).
 fn value_bytes(v: &Value) -> Vec<u8> {
     match v {
+        Value::Null => Vec::new(),
         Value::String(s) => s.as_bytes().to_vec(),
         other => match other["base64"].as_str().map(|b| STANDARD.decode(b)) {
             Some(Ok(bytes)) => bytes,
@@ -421,6 +426,8 @@ mod tests {
         assert!(bad(b"[{\"value\":").contains("invalid JSON"));
         assert!(bad(br#"[{"valu":"a"}]"#).contains("unknown field `valu`"));
         assert!(bad(br#"[{"key":"a"}]"#).contains("missing `value`"));
+        assert_eq!(parse_json_records(br#"[{"key":"a","value":null}]"#).unwrap().len(), 1);
+        assert!(value_bytes(&Value::Null).is_empty());
         assert!(bad(br#"[{"value":{"base64":"!!"}}]"#).contains("base64"));
         assert!(bad(br#"[{"value":"a","timestamp":-1}]"#).contains("timestamp"));
         assert!(bad(br#"[1]"#).contains("record 0"));

@@ -89,7 +89,7 @@ pub(crate) fn big(i: usize, len: usize) -> Record {
     let value: Vec<u8> = (0..len).map(|j| ((i * 31 + j) % 251) as u8).collect();
     Record {
         key: Some(Bytes::from(format!("k{i}"))),
-        value: Bytes::from(value),
+        value: Some(Bytes::from(value)),
         ..Record::default()
     }
 }
@@ -248,7 +248,7 @@ async fn values(h: &Host) -> Vec<Bytes> {
             return out;
         }
         at = r.next_offset;
-        out.extend(r.records.into_iter().map(|r| r.record.value));
+        out.extend(r.records.into_iter().map(|r| r.record.value.unwrap_or_default()));
     }
 }
 
@@ -367,7 +367,7 @@ async fn a_dead_leaders_unreplicated_tail_is_truncated_when_it_returns() {
             && batches(&n1.host, "s").await == batches(&n2.host, "s").await
     })
     .await;
-    let want: Vec<Bytes> = (0..9).map(|i| big(i, 3000).value).collect();
+    let want: Vec<Bytes> = (0..9).map(|i| big(i, 3000).value.unwrap_or_default()).collect();
     assert_eq!(values(&n2.host).await, want, "acknowledged records on the new leader");
     // Node 1 after a restart still has the truncation.
     stop(n1).await;

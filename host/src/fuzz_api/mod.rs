@@ -452,7 +452,11 @@ pub fn wire_batch(data: &[u8]) {
                 assert!(v.headers().get(name).is_some());
             }
             assert!(raw.push_raw(r.offset, v).is_ok());
-            assert!(parts.push(r.offset, v.timestamp_ms, v.key, v.value, headers).is_ok());
+            assert!(
+                parts
+                    .push_nullable(r.offset, v.timestamp_ms, v.key, v.value_opt(), headers)
+                    .is_ok()
+            );
         }
         assert_eq!(raw.len() as usize, batch.len());
         assert_eq!(raw.finish(), data, "push_raw reproduces the batch");
@@ -464,7 +468,10 @@ pub fn wire_batch(data: &[u8]) {
             assert_eq!(views.len(), count as usize);
             let mut out = Vec::with_capacity(bodies.len());
             for v in &views {
-                assert!(sluice_wire::encode_record(&mut out, v.timestamp_ms, v.key, v.value, v.headers()).is_ok());
+                assert!(
+                    sluice_wire::encode_record_nullable(&mut out, v.timestamp_ms, v.key, v.value_opt(), v.headers())
+                        .is_ok()
+                );
             }
             assert_eq!(out, bodies, "record bodies re-encode to their bytes");
         }

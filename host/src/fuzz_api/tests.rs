@@ -61,7 +61,7 @@ fn records(n: usize) -> Vec<record::Record> {
     (0..n)
         .map(|i| record::Record {
             key: (i % 2 == 0).then(|| Bytes::from(format!("key-{i}"))),
-            value: Bytes::from(format!("value {i}")),
+            value: Some(Bytes::from(format!("value {i}"))),
             headers: if i == 1 {
                 vec![("h".into(), Bytes::from_static(b"v")), ("h".into(), Bytes::new())]
             } else {
@@ -343,7 +343,9 @@ fn wire_seeds() -> Seeds {
     let mut w = sluice_wire::BatchWriter::default();
     for (i, r) in records(3).iter().enumerate() {
         let headers = r.headers.iter().map(|(n, v)| (n.as_str(), v.as_ref()));
-        w.push(40 + i as u64, r.timestamp_ms, r.key.as_deref(), &r.value, headers)
+        // The second record's value is null.
+        let value = (i != 1).then(|| r.value_bytes());
+        w.push_nullable(40 + i as u64, r.timestamp_ms, r.key.as_deref(), value, headers)
             .unwrap();
     }
     let mut bodies = 3u32.to_le_bytes().to_vec();

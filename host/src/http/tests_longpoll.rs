@@ -21,7 +21,7 @@ async fn host(dir: &std::path::Path) -> Host {
 
 fn rec(v: &str) -> Record {
     Record {
-        value: bytes::Bytes::from(v.to_string()),
+        value: Some(bytes::Bytes::from(v.to_string())),
         ..Record::default()
     }
 }

@@ -188,6 +188,19 @@ async fn refs_resolve_and_operations_are_complete() {
     assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
 
+    // A record's value is required and may be null (a tombstone).
+    let record_in = &doc["components"]["schemas"]["RecordIn"];
+    assert!(
+        record_in["required"]
+            .as_array()
+            .is_some_and(|r| r.contains(&json!("value"))),
+        "{record_in}"
+    );
+    assert!(
+        record_in["properties"]["value"].to_string().contains("null"),
+        "{record_in}"
+    );
+
     let mut refs = Vec::new();
     walk_refs(&doc, &mut refs);
     assert!(refs.len() > 20, "suspiciously few $refs: {}", refs.len());

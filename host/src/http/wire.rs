@@ -52,12 +52,23 @@ impl BytesJson {
 pub struct RecordIn {
     #[serde(default)]
     pub key: Option<BytesJson>,
-    pub value: BytesJson,
+    /// Required; `null` is a null value (a tombstone in a compacted stream,
+    /// read back as `null`), distinct from `""`. A missing field is an
+    /// error, so a typo never writes a tombstone.
+    #[serde(deserialize_with = "present_or_null")]
+    #[schema(required = true)]
+    pub value: Option<BytesJson>,
     #[serde(default)]
     pub headers: BTreeMap<String, BytesJson>,
     /// Milliseconds since the Unix epoch; the server's clock when absent.
     #[serde(default)]
     pub timestamp: Option<u64>,
+}
+
+/// A required field that may be `null` (serde would make an `Option`
+/// field optional).
+fn present_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<BytesJson>, D::Error> {
+    Option::<BytesJson>::deserialize(d)
 }
 
 impl RecordIn {
@@ -70,7 +81,7 @@ impl RecordIn {
         }
         Ok(Record {
             key: self.key.map(|k| k.into_bytes(&at("key"))).transpose()?,
-            value: self.value.into_bytes(&at("value"))?,
+            value: self.value.map(|v| v.into_bytes(&at("value"))).transpose()?,
             headers,
             timestamp_ms: self.timestamp.unwrap_or_else(now_ms),
         })
@@ -112,7 +123,8 @@ pub struct RecordOut {
     pub offset: u64,
     pub timestamp: u64,
     pub key: Option<BytesJson>,
-    pub value: BytesJson,
+    /// `null` for a null value (a Kafka tombstone).
+    pub value: Option<BytesJson>,
     pub headers: BTreeMap<String, BytesJson>,
 }
 
@@ -122,7 +134,7 @@ impl RecordOut {
             offset: r.offset,
             timestamp: r.record.timestamp_ms,
             key: r.record.key.as_ref().map(|k| BytesJson::from_bytes(k, force_base64)),
-            value: BytesJson::from_bytes(&r.record.value, force_base64),
+            value: r.record.value.as_ref().map(|v| BytesJson::from_bytes(v, force_base64)),
             headers: r
                 .record
                 .headers
@@ -523,9 +535,18 @@ mod tests {
             .enumerate()
             .map(|(i, r)| r.into_record(i).unwrap())
             .collect();
-        assert_eq!(recs[0].value, Bytes::from_static(b"hi"));
+        assert_eq!(recs[0].value, Some(Bytes::from_static(b"hi")));
         assert_eq!(recs[1].key, Some(Bytes::from_static(&[0, 1])));
-        assert_eq!(recs[1].value, Bytes::from_static(&[0xff]));
+        assert_eq!(recs[1].value, Some(Bytes::from_static(&[0xff])));
+        // `null` is a null value, `""` an empty one, and the field is required.
+        let nulls: Vec<RecordIn> = serde_json::from_str(r#"[{"key":"k","value":null},{"value":""}]"#).unwrap();
+        let nulls: Vec<Record> = nulls.into_iter().map(|r| r.into_record(0).unwrap()).collect();
+        assert_eq!(
+            (nulls[0].value.clone(), nulls[1].value.clone()),
+            (None, Some(Bytes::new()))
+        );
+        let missing = serde_json::from_str::<Vec<RecordIn>>(r#"[{"key":"k"}]"#).unwrap_err();
+        assert!(missing.to_string().contains("missing field `value`"), "{missing}");
         let bad: Vec<RecordIn> = serde_json::from_str(r#"[{"value":{"base64":"!!"}}]"#).unwrap();
         let err = bad.into_iter().next().unwrap().into_record(0).unwrap_err();
         assert!(err.message().contains("base64"), "{}", err.message());

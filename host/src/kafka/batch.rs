@@ -3,8 +3,8 @@
 //! Produce: every batch of a partition's record set is checked before
 //! anything of it is used — length, magic, CRC-32C, record count against the
 //! bytes that could hold it, a bounded decompression (`compress`) — then its
-//! records become [`Record`]s: key (absent stays absent), value (a null value
-//! becomes an empty one), headers in order with duplicates kept (a null
+//! records become [`Record`]s: key (absent stays absent), value (null stays
+//! null, distinct from empty), headers in order with duplicates kept (a null
 //! header value becomes empty), and the record's create time (the node's
 //! clock for log-append-time batches or a negative timestamp).
 //!
@@ -75,7 +75,7 @@ pub(crate) struct Produced {
     pub producer: ProducerFields,
     /// The batch as sent, when it reads back exactly as its records are
     /// stored (offset deltas 0, 1, ...; create times, none negative; no
-    /// null value or header value): a fetch may then send these bytes.
+    /// null header value): a fetch may then send these bytes.
     pub verbatim: Option<Bytes>,
 }
 
@@ -225,8 +225,7 @@ impl Reader {
         let offset_delta = rec.varint()?;
         let key = rec.bytes()?;
         let value = rec.bytes()?;
-        let mut as_sent = value.is_some() && usize::try_from(offset_delta).is_ok_and(|d| d == index);
-        let value = value.unwrap_or_default();
+        let mut as_sent = usize::try_from(offset_delta).is_ok_and(|d| d == index);
         let header_count = usize::try_from(rec.varint()?).map_err(|_| "negative header count".to_string())?;
         if header_count > rec.buf.len() / 2 {
             return Err(format!("{header_count} headers cannot fit in the record"));

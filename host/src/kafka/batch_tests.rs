@@ -105,8 +105,9 @@ fn batches_from_the_kafka_crate_decode_with_every_codec() {
                 _ => Some(Bytes::from_static(b"k")),
             };
             assert_eq!(r.key, want_key, "{codec:?} record {i}");
-            let want_value = if i == 4 { "" } else { "value" };
-            assert_eq!(r.value, Bytes::from(want_value));
+            // Record 4's value is null and stays null.
+            let want_value = (i != 4).then(|| Bytes::from("value"));
+            assert_eq!(r.value, want_value, "{codec:?} record {i}");
             assert_eq!(r.timestamp_ms, 1_700_000_000_000 + i as u64 * 10);
             assert_eq!(
                 r.headers,
@@ -125,7 +126,7 @@ fn fetched_batches_decode_with_the_kafka_crate_and_keep_repeated_headers() {
             offset: *offset,
             record: Record {
                 key: (i != 1).then(|| Bytes::from(format!("key{i}"))),
-                value: Bytes::from(vec![i as u8; 300]),
+                value: Some(Bytes::from(vec![i as u8; 300])),
                 headers: vec![("a".into(), Bytes::from("1")), ("a".into(), Bytes::from("2"))],
                 timestamp_ms: 1_000 + (3 - i as u64) * 7,
             },
@@ -140,7 +141,7 @@ fn fetched_batches_decode_with_the_kafka_crate_and_keep_repeated_headers() {
     for (d, r) in decoded.iter().zip(&records) {
         assert_eq!(d.offset as u64, r.offset);
         assert_eq!(d.key, r.record.key);
-        assert_eq!(d.value.as_ref(), Some(&r.record.value));
+        assert_eq!(d.value.as_ref(), r.record.value.as_ref());
         assert_eq!(d.timestamp as u64, r.record.timestamp_ms);
         assert_eq!(d.partition_leader_epoch, 3);
     }
@@ -178,7 +179,12 @@ fn only_batches_that_read_back_as_sent_are_verbatim() {
         let records: Vec<KRecord> = (0..20)
             .map(|i| {
                 let key = (i % 3 != 0).then_some(if i % 3 == 1 { "" } else { "k" });
-                kafka_record(i, key, Some("value"), &[("h", Some("a")), ("h2", Some(""))])
+                kafka_record(
+                    i,
+                    key,
+                    (i % 5 != 2).then_some("value"),
+                    &[("h", Some("a")), ("h2", Some(""))],
+                )
             })
             .collect();
         let sent = kafka_encode(&records, compression);
@@ -217,9 +223,9 @@ fn only_batches_that_read_back_as_sent_are_verbatim() {
     };
     let ok = |i| kafka_record(i, Some("k"), Some("v"), &[]);
     assert!(!not_as_sent((0..3).map(ok).collect()), "the control case is verbatim");
-    // A null value is stored as an empty one.
-    assert!(not_as_sent(vec![ok(0), kafka_record(1, None, None, &[]), ok(2)]));
-    // So is a null header value.
+    // A null value is stored as null: the batch reads back as sent.
+    assert!(!not_as_sent(vec![ok(0), kafka_record(1, None, None, &[]), ok(2)]));
+    // A null header value is stored as an empty one.
     assert!(not_as_sent(vec![
         ok(0),
         kafka_record(1, None, Some("v"), &[("h", None)])
@@ -297,7 +303,7 @@ proptest::proptest! {
             offset: i as u64,
             record: Record {
                 key: (i % 2 == 0).then(|| Bytes::from(v.clone())),
-                value: Bytes::from(v.clone()),
+                value: Some(Bytes::from(v.clone())),
                 headers: vec![("x".into(), Bytes::from(v.clone()))],
                 timestamp_ms: ts + i as u64,
             },

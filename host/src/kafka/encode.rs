@@ -20,7 +20,7 @@ struct Rec<'a> {
     offset: u64,
     timestamp: i64,
     key: Option<&'a [u8]>,
-    value: &'a [u8],
+    value: Option<&'a [u8]>,
     headers: Hdrs<'a>,
 }
 
@@ -89,7 +89,7 @@ pub(super) fn encode_runs(
                 offset,
                 timestamp: timestamp(v.timestamp_ms),
                 key: v.key,
-                value: v.value,
+                value: v.value_opt(),
                 headers: Hdrs::Stored(v.headers()),
             });
         }
@@ -111,7 +111,7 @@ pub(super) fn encode_view(out: &mut BytesMut, records: &[OffsetRecord], from: u6
             offset: r.offset,
             timestamp: timestamp(r.record.timestamp_ms),
             key: r.record.key.as_deref(),
-            value: &r.record.value,
+            value: r.record.value.as_deref(),
             headers: Hdrs::Built(&r.record.headers),
         })
         .collect();
@@ -178,7 +178,7 @@ fn record_len(r: &Rec<'_>, base_ts: i64, base_offset: u64) -> usize {
     1 + varlong_len(r.timestamp.wrapping_sub(base_ts))
         + varlong_len(r.offset.saturating_sub(base_offset) as i64)
         + bytes_len(r.key)
-        + bytes_len(Some(r.value))
+        + bytes_len(r.value)
         + varlong_len(r.headers.len() as i64)
         + headers
 }
@@ -211,7 +211,7 @@ fn encode_one(out: &mut BytesMut, recs: &[Rec<'_>], base: u64, last_delta: i32, 
         put_varlong(out, r.timestamp.wrapping_sub(base_ts));
         put_varlong(out, r.offset.saturating_sub(base) as i64);
         put_bytes(out, r.key);
-        put_bytes(out, Some(r.value));
+        put_bytes(out, r.value);
         put_varlong(out, r.headers.len() as i64);
         for (n, v) in r.headers.iter() {
             put_bytes(out, Some(n.as_bytes()));
@@ -234,7 +234,14 @@ pub(super) mod tests {
         let mut out = Vec::new();
         for r in records {
             let headers = r.headers.iter().map(|(n, v)| (n.as_str(), v.as_ref()));
-            sluice_wire::encode_record(&mut out, r.timestamp_ms, r.key.as_deref(), &r.value, headers).unwrap();
+            sluice_wire::encode_record_nullable(
+                &mut out,
+                r.timestamp_ms,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                headers,
+            )
+            .unwrap();
         }
         out.into()
     }
@@ -265,7 +272,7 @@ pub(super) mod tests {
     fn records_at_or_past_the_end_are_not_written_and_bad_runs_are_errors() {
         let records: Vec<Record> = (0..5)
             .map(|i| Record {
-                value: bytes::Bytes::from(vec![i as u8; 10]),
+                value: Some(bytes::Bytes::from(vec![i as u8; 10])),
                 timestamp_ms: 100 + i,
                 ..Record::default()
             })

@@ -7,13 +7,15 @@
 //! Decoded byte fields share the batch buffer (no copy).
 
 use bytes::Bytes;
-use sluice_wire::{HEADER_FRAMING, RECORD_FRAMING, decode_records, encode_record};
+use sluice_wire::{HEADER_FRAMING, RECORD_FRAMING, decode_records, encode_record_nullable};
 
 /// One record as produced and consumed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Record {
     pub key: Option<Bytes>,
-    pub value: Bytes,
+    /// `None` is a null value (a Kafka tombstone), distinct from an empty
+    /// one.
+    pub value: Option<Bytes>,
     pub headers: Vec<(String, Bytes)>,
     /// Milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
@@ -29,10 +31,15 @@ pub struct OffsetRecord {
 pub use sluice_wire::WireError as DecodeError;
 
 impl Record {
+    /// The value's bytes; empty when the value is null.
+    pub fn value_bytes(&self) -> &[u8] {
+        self.value.as_deref().unwrap_or_default()
+    }
+
     /// Bytes this record counts for in read limits: key + value + headers.
     pub fn size(&self) -> usize {
         self.key.as_ref().map_or(0, |k| k.len())
-            + self.value.len()
+            + self.value_bytes().len()
             + self.headers.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
     }
 
@@ -42,11 +49,11 @@ impl Record {
 }
 
 fn encode_one(out: &mut Vec<u8>, r: &Record) -> Result<(), DecodeError> {
-    encode_record(
+    encode_record_nullable(
         out,
         r.timestamp_ms,
         r.key.as_deref(),
-        &r.value,
+        r.value.as_deref(),
         r.headers.iter().map(|(n, v)| (n.as_str(), v.as_ref())),
     )
 }
@@ -81,7 +88,7 @@ pub fn decode_batch(batch: &Bytes, base_offset: u64, count: u32) -> Result<Vec<O
 pub fn from_view(batch: &Bytes, v: &sluice_wire::RecordView<'_>) -> Record {
     Record {
         key: v.key.map(|k| batch.slice_ref(k)),
-        value: batch.slice_ref(v.value),
+        value: v.value_opt().map(|val| batch.slice_ref(val)),
         headers: v
             .headers()
             .iter()
@@ -100,13 +107,13 @@ mod tests {
         (
             any::<u64>(),
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
-            proptest::collection::vec(any::<u8>(), 0..200),
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..200)),
             proptest::collection::vec(("[a-z]{0,8}", proptest::collection::vec(any::<u8>(), 0..20)), 0..4),
         )
             .prop_map(|(ts, key, value, headers)| Record {
                 timestamp_ms: ts,
                 key: key.map(Bytes::from),
-                value: Bytes::from(value),
+                value: value.map(Bytes::from),
                 headers: headers.into_iter().map(|(n, v)| (n, Bytes::from(v))).collect(),
             })
     }
@@ -131,6 +138,22 @@ mod tests {
             let res = decode_batch(&enc.slice(..cut), 0, records.len() as u32);
             prop_assert!(res.is_err());
         }
+    }
+
+    #[test]
+    fn null_value_differs_from_empty_value() {
+        let a = Record {
+            value: Some(Bytes::new()),
+            ..Default::default()
+        };
+        let b = Record {
+            value: None,
+            ..Default::default()
+        };
+        let dec = decode_batch(&encode_batch(&[a.clone(), b.clone()]).unwrap(), 0, 2).unwrap();
+        assert_eq!(dec[0].record.value.as_deref(), Some(&b""[..]));
+        assert_eq!(dec[1].record.value, None);
+        assert_eq!(b.value_bytes(), b"");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::*;
 fn rec(v: &str) -> Record {
     Record {
         key: Some(Bytes::from(format!("k-{v}"))),
-        value: Bytes::from(v.to_string()),
+        value: Some(Bytes::from(v.to_string())),
         headers: vec![("h".into(), Bytes::from_static(b"x"))],
         timestamp_ms: 1_700_000_000_000,
     }
@@ -24,7 +24,7 @@ fn open(dir: &Path) -> Log {
 fn values(b: &ReadBatch) -> Vec<String> {
     b.records
         .iter()
-        .map(|r| String::from_utf8(r.record.value.to_vec()).unwrap())
+        .map(|r| String::from_utf8(r.record.value_bytes().to_vec()).unwrap())
         .collect()
 }
 
@@ -195,7 +195,7 @@ async fn bad_inputs_are_refused_and_change_nothing() {
         Err(LogError::StreamNotFound { .. })
     ));
     let huge = Record {
-        value: Bytes::from(vec![0u8; 65 * 1024 * 1024]),
+        value: Some(Bytes::from(vec![0u8; 65 * 1024 * 1024])),
         ..Default::default()
     };
     assert!(matches!(

@@ -175,7 +175,7 @@ impl Host {
             slot.0.push(i);
             slot.1.push(Record {
                 key: Some(key.into()),
-                value: value.into(),
+                value: Some(value.into()),
                 headers: Vec::new(),
                 timestamp_ms: now,
             });
@@ -233,11 +233,11 @@ fn apply(map: &mut Offsets, seq: u64, r: &Record) {
         tracing::warn!("skipping an offsets record without a readable key");
         return;
     };
-    if r.value.is_empty() {
+    if r.value_bytes().is_empty() {
         map.apply(key, seq, None);
         return;
     }
-    match serde_json::from_slice::<Value>(&r.value) {
+    match serde_json::from_slice::<Value>(r.value_bytes()) {
         Ok(v) => {
             let value = v.into_committed(&key);
             map.apply(key, seq, Some(value));

@@ -77,7 +77,7 @@ async fn offsets_by_time_are_exact_on_wal_tiered_and_restarted_data() {
             .iter()
             .map(|i| Record {
                 key: None,
-                value: Bytes::from(format!("{i:0>64}")),
+                value: Some(Bytes::from(format!("{i:0>64}"))),
                 headers: Vec::new(),
                 timestamp_ms: ts(*i),
             })
@@ -105,7 +105,7 @@ async fn a_producer_retry_is_recognised_after_its_wal_entries_are_trimmed() {
         let records: Vec<Record> = (0..100)
             .map(|i| Record {
                 key: None,
-                value: Bytes::from(vec![b'v'; 200 + i]),
+                value: Some(Bytes::from(vec![b'v'; 200 + i])),
                 headers: Vec::new(),
                 timestamp_ms: 1,
             })

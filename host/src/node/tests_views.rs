@@ -45,7 +45,7 @@ async fn setup(host: &Host) {
     let records: Vec<Record> = (0..200)
         .map(|i| Record {
             key: Some(Bytes::from(format!("k{i}"))),
-            value: Bytes::from(value(i)),
+            value: Some(Bytes::from(value(i))),
             ..Record::default()
         })
         .collect();
@@ -63,7 +63,10 @@ async fn read_all(host: &Host, name: &str) -> (Vec<(u64, String)>, Vec<u64>) {
     loop {
         let b = host.read(name, 0, offset, limits).await.expect("read");
         for r in &b.records {
-            got.push((r.offset, String::from_utf8(r.record.value.to_vec()).expect("utf8")));
+            got.push((
+                r.offset,
+                String::from_utf8(r.record.value_bytes().to_vec()).expect("utf8"),
+            ));
         }
         ends.push(b.next_offset);
         if b.next_offset >= b.end_offset {
@@ -147,7 +150,7 @@ async fn bad_view_requests_are_refused_with_clear_errors_and_change_nothing() {
     assert_eq!(code(host.create_view(other).await), "plugin_not_found");
 
     let rec = [Record {
-        value: Bytes::from_static(b"{}"),
+        value: Some(Bytes::from_static(b"{}")),
         ..Record::default()
     }];
     let err = host.append("errors", 0, &rec).await.expect_err("read-only");
@@ -237,10 +240,10 @@ async fn an_unpinned_view_follows_a_new_plugin_version_and_a_pinned_one_stays() 
     host.put_plugin("jf", wasm::read(wasm::UPPER)).await.expect("v2");
     let b = host.read("latest", 0, 0, limits).await.expect("read");
     assert_eq!(b.records.len(), 10);
-    assert_eq!(b.records[1].record.value, Bytes::from(value(1).to_uppercase()));
+    assert_eq!(b.records[1].record.value, Some(Bytes::from(value(1).to_uppercase())));
     let b = host.read("pinned", 0, 0, limits).await.expect("read");
     assert_eq!(b.records.len(), 4);
-    assert_eq!(b.records[0].record.value, Bytes::from(value(0)));
+    assert_eq!(b.records[0].record.value, Some(Bytes::from(value(0))));
     host.shutdown().await;
 }
 

@@ -39,7 +39,7 @@ fn recs(values: &[String]) -> Vec<Record> {
     values
         .iter()
         .map(|v| Record {
-            value: Bytes::from(v.clone()),
+            value: Some(Bytes::from(v.clone())),
             ..Record::default()
         })
         .collect()
@@ -55,7 +55,7 @@ async fn all_values(h: &Host, stream: &str) -> Vec<String> {
             max_bytes: usize::MAX,
         };
         for r in h.read(stream, p, 0, limits).await.unwrap().records {
-            out.push(String::from_utf8(r.record.value.to_vec()).unwrap());
+            out.push(String::from_utf8(r.record.value_bytes().to_vec()).unwrap());
         }
     }
     out

@@ -35,7 +35,7 @@ fn recs(values: &[&str]) -> Vec<OffsetRecord> {
             offset: 100 + i as u64,
             record: Record {
                 key: Some(Bytes::from(format!("k{i}"))),
-                value: Bytes::from(v.to_string()),
+                value: Some(Bytes::from(v.to_string())),
                 headers: vec![("trace".into(), Bytes::from_static(b"\x00\x01"))],
                 timestamp_ms: 1_000 + i as u64,
             },
@@ -45,7 +45,7 @@ fn recs(values: &[&str]) -> Vec<OffsetRecord> {
 
 fn values(out: &[Record]) -> Vec<String> {
     out.iter()
-        .map(|r| String::from_utf8(r.value.to_vec()).unwrap())
+        .map(|r| String::from_utf8(r.value_bytes().to_vec()).unwrap())
         .collect()
 }
 

@@ -40,7 +40,7 @@ fn recs(values: &[&str]) -> Vec<OffsetRecord> {
             offset: 100 + i as u64,
             record: Record {
                 key: Some(Bytes::from(format!("k{i}"))),
-                value: Bytes::from(v.to_string()),
+                value: Some(Bytes::from(v.to_string())),
                 headers: vec![
                     ("trace".into(), Bytes::from_static(b"\x00\x01")),
                     ("source".into(), Bytes::from(format!("s{i}"))),
@@ -53,7 +53,7 @@ fn recs(values: &[&str]) -> Vec<OffsetRecord> {
 
 fn values(out: &[Record]) -> Vec<String> {
     out.iter()
-        .map(|r| String::from_utf8(r.value.to_vec()).unwrap())
+        .map(|r| String::from_utf8(r.value_bytes().to_vec()).unwrap())
         .collect()
 }
 
@@ -182,7 +182,7 @@ fn fan_out_emits_one_record_per_element_with_its_index() {
         .iter()
         .map(|r| {
             let index = std::str::from_utf8(header(&r.record, "sluice-fanout-index").unwrap()).unwrap();
-            (r.offset, std::str::from_utf8(&r.record.value).unwrap(), index)
+            (r.offset, std::str::from_utf8(r.record.value_bytes()).unwrap(), index)
         })
         .collect();
     assert_eq!(

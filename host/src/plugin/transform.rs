@@ -134,7 +134,9 @@ pub fn encode_input(records: &[OffsetRecord]) -> Result<Vec<u8>, sluice_wire::Wi
             r.offset,
             rec.timestamp_ms,
             rec.key.as_deref(),
-            &rec.value,
+            // Plugins see a null value as empty: plugins built before null
+            // values existed could not decode one.
+            rec.value_bytes(),
             rec.headers.iter().map(|(n, v)| (n.as_str(), v.as_ref())),
         )?;
     }
@@ -150,7 +152,7 @@ pub fn decode_output(output: &Bytes) -> Result<Vec<OffsetRecord>, sluice_wire::W
             offset: r.offset,
             record: Record {
                 key: r.record.key.map(|k| output.slice_ref(k)),
-                value: output.slice_ref(r.record.value),
+                value: r.record.value_opt().map(|v| output.slice_ref(v)),
                 headers: r
                     .record
                     .headers()

@@ -63,11 +63,11 @@ impl Decider {
 }
 
 /// The built-in policy (`Compaction::RECORD_KEY`): the record's key; an
-/// empty value is a tombstone; a record without a key is always kept.
+/// null or empty value is a tombstone; a record without a key is always kept.
 fn by_record_key(r: &crate::log::Record) -> Decision {
     match &r.key {
         None => Decision::KeepAlways,
-        Some(k) if r.value.is_empty() => Decision::Tombstone(k.to_vec()),
+        Some(k) if r.value_bytes().is_empty() => Decision::Tombstone(k.to_vec()),
         Some(k) => Decision::Key(k.to_vec()),
     }
 }

@@ -50,7 +50,7 @@ pub(super) fn store(kind: Store, dir: &std::path::Path) -> Option<(Arc<dyn Objec
 pub(super) fn rec(i: u64) -> Record {
     Record {
         key: Some(Bytes::from(format!("k{}", i % 7))),
-        value: Bytes::from(format!("value-{i}-{}", "x".repeat((i % 300) as usize))),
+        value: Some(Bytes::from(format!("value-{i}-{}", "x".repeat((i % 300) as usize)))),
         headers: vec![("n".into(), Bytes::from(i.to_string()))],
         timestamp_ms: 1_700_000_000_000 + i,
     }

@@ -33,7 +33,7 @@ fn compaction(plugin: &str, config: &[(&str, &str)]) -> Compaction {
 
 fn json_rec(v: String) -> Record {
     Record {
-        value: Bytes::from(v),
+        value: Some(Bytes::from(v)),
         ..Record::default()
     }
 }
@@ -95,7 +95,7 @@ async fn latest_per_key_survives(kind: Store) {
     let latest = |recs: &[crate::OffsetRecord]| {
         let mut m = BTreeMap::new();
         for r in recs {
-            let v: serde_json::Value = serde_json::from_slice(&r.record.value).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(r.record.value_bytes()).unwrap();
             if let Some(id) = v["id"].as_str() {
                 m.insert(id.to_string(), (r.offset, r.record.value.clone()));
             }
@@ -159,7 +159,7 @@ async fn a_trapping_policy_fails_the_run_and_changes_nothing() {
         .iter()
         .map(|v| Record {
             key: Some(Bytes::from_static(b"same")),
-            value: Bytes::from(v.to_string()),
+            value: Some(Bytes::from(v.to_string())),
             ..Record::default()
         })
         .collect();
@@ -202,7 +202,7 @@ async fn a_failing_or_hanging_store_fails_the_run_in_bounded_time_then_it_succee
         let recs: Vec<Record> = (0..10u64)
             .map(|i| Record {
                 key: Some(Bytes::from(format!("k{}", (b * 10 + i) % 5))),
-                value: Bytes::from(format!("v{}", b * 10 + i)),
+                value: Some(Bytes::from(format!("v{}", b * 10 + i))),
                 ..Record::default()
             })
             .collect();
@@ -290,7 +290,7 @@ async fn more_keys_than_the_map_holds_compact_in_several_rounds() {
                     let n = b * 1000 + i;
                     Record {
                         key: Some(Bytes::from(format!("{}", n % KEYS))),
-                        value: Bytes::from(format!("v{n}")),
+                        value: Some(Bytes::from(format!("v{n}"))),
                         ..Record::default()
                     }
                 })
@@ -319,7 +319,7 @@ async fn more_keys_than_the_map_holds_compact_in_several_rounds() {
     let offsets: Vec<u64> = after.iter().map(|r| r.offset).collect();
     assert_eq!(offsets, (N - KEYS..N).collect::<Vec<_>>(), "latest per key only");
     for r in &after {
-        assert_eq!(r.record.value, Bytes::from(format!("v{}", r.offset)));
+        assert_eq!(r.record.value, Some(Bytes::from(format!("v{}", r.offset))));
     }
     host.shutdown().await;
 }

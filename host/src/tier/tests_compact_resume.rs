@@ -42,7 +42,7 @@ fn policy() -> StreamConfig {
 fn rec(n: u64) -> Record {
     Record {
         key: Some(Bytes::from(format!("k{}", n % KEYS))),
-        value: Bytes::from(format!("v{n}:{}", "x".repeat(300))),
+        value: Some(Bytes::from(format!("v{n}:{}", "x".repeat(300)))),
         ..Record::default()
     }
 }

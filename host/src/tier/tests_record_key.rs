@@ -15,7 +15,7 @@ use crate::{Compaction, Host, OffsetCommit, Record, StreamConfig};
 fn keyed(key: Option<&str>, value: &str) -> Record {
     Record {
         key: key.map(|k| Bytes::from(k.to_string())),
-        value: Bytes::from(value.to_string()),
+        value: Some(Bytes::from(value.to_string())),
         ..Record::default()
     }
 }
@@ -80,7 +80,12 @@ async fn the_record_key_policy_keeps_the_latest_per_key_and_honours_tombstones()
     let got: Vec<(u64, String)> = read_all(&host, "users", 0)
         .await
         .into_iter()
-        .map(|r| (r.offset, String::from_utf8(r.record.value.to_vec()).expect("utf8")))
+        .map(|r| {
+            (
+                r.offset,
+                String::from_utf8(r.record.value_bytes().to_vec()).expect("utf8"),
+            )
+        })
         .collect();
     let mut want: Vec<(u64, String)> = latest.into_values().flatten().collect();
     want.sort();
