@@ -1,5 +1,6 @@
-//! Running third-party Kafka clients against a test server: kcat, and
-//! confluent-kafka / kafka-python through `kafka/clients.py`.
+//! Running third-party Kafka clients against a test server: kcat,
+//! confluent-kafka / kafka-python through `kafka/clients.py`, and KafkaJS
+//! through `kafka/kafkajs.js`.
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -41,6 +42,21 @@ pub fn parse_py(lib: &str, cmd: &str, out: &Output) -> Value {
         out.status
     );
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{lib} {cmd}: not JSON ({e}): {stdout}\n{stderr}"))
+}
+
+/// Runs `kafka/kafkajs.js <cmd> <args>` with Node.js and KafkaJS and
+/// returns its JSON answer; panics with the client's stderr if it fails.
+pub fn js(cmd: &str, args: &Value) -> Value {
+    use sluice_test_artifacts::kafka_clients::kafkajs;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/kafka/kafkajs.js");
+    let out = Command::new(kafkajs::node())
+        .arg(script)
+        .args([cmd, &args.to_string()])
+        .env("NODE_PATH", kafkajs::node_modules())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run node");
+    parse_py("kafkajs", cmd, &out)
 }
 
 /// Runs kcat with `args` and `stdin`; returns stdout, panics on failure.

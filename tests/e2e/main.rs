@@ -21,6 +21,7 @@ mod kafka_compact;
 mod kafka_groups;
 mod kafka_groups_bad_input;
 mod kafka_groups_faults;
+mod kafka_js;
 mod kafka_nulls;
 mod kafka_support;
 mod kafka_views;

@@ -4,8 +4,9 @@
 //!
 //! [`moto`] provides a real S3-protocol server (moto) for tests, installed
 //! into `.ci/moto-venv` on first use; [`kafka_clients`] provides third-party
-//! Kafka clients (`kcat`, and a python with confluent-kafka and kafka-python
-//! from `.ci/kafka-venv`), installed on first use the same way;
+//! Kafka clients (`kcat`, a python with confluent-kafka and kafka-python
+//! from `.ci/kafka-venv`, and KafkaJS from `.ci/kafkajs`), installed on
+//! first use the same way;
 //! [`schemathesis`] provides `st` for the OpenAPI schema test, the same way.
 
 mod installer;

@@ -2,7 +2,8 @@
 //! (the Debian package `kcat`, librdkafka inside), and a python3 that imports
 //! [confluent-kafka](https://pypi.org/project/confluent-kafka/) (librdkafka
 //! again, bundled in its wheel) and
-//! [kafka-python](https://pypi.org/project/kafka-python/) (pure Python).
+//! [kafka-python](https://pypi.org/project/kafka-python/) (pure Python),
+//! and KafkaJS ([`kafkajs`], JavaScript, run by Node.js).
 //! This module owns finding them and, on a fresh machine, installing them.
 //!
 //! The python ([`python`]), in order:
@@ -42,6 +43,7 @@ use std::time::Duration;
 use crate::installer::{log_path, resolve_executable, run_logged, tail};
 use crate::venv::Venv;
 
+pub mod kafkajs;
 mod kcat;
 
 /// Environment variable naming a python that already imports
