@@ -177,6 +177,7 @@ impl From<LogError> for Error {
             LogError::InvalidName { .. } | LogError::InvalidPartitions { .. } | LogError::InvalidBatch(_) => {
                 (ErrorKind::Invalid, "invalid_request")
             }
+            LogError::InvalidConfig(_) => (ErrorKind::Invalid, "invalid_config"),
             LogError::BatchTooLarge { .. } => (ErrorKind::TooLarge, "payload_too_large"),
             LogError::OffsetOutOfRange { .. } => (ErrorKind::Invalid, "offset_out_of_range"),
             LogError::Corrupt { .. } => (ErrorKind::Data, "data_corrupt"),

@@ -107,6 +107,18 @@ pub enum StreamCmd {
     List,
     /// Show a stream's settings and per-partition offsets.
     Describe { name: String },
+    /// Change a stream's retention (the other settings stay as created).
+    Alter {
+        name: String,
+        /// Drop tiered data older than this many milliseconds; `none`
+        /// removes the limit.
+        #[arg(long, value_name = "MS|none")]
+        retention_ms: Option<String>,
+        /// Keep about this much tiered data per partition, e.g. `1GiB`;
+        /// `none` removes the limit.
+        #[arg(long, value_name = "SIZE|none")]
+        retention_bytes: Option<String>,
+    },
     /// Delete a stream and its data.
     Delete { name: String },
 }

@@ -107,6 +107,29 @@ pub async fn stream(c: &Client, out: Output, cmd: StreamCmd) -> Result<(), Clien
                 t.render()
             })
         }
+        StreamCmd::Alter {
+            name,
+            retention_ms,
+            retention_bytes,
+        } => {
+            let mut body = json!({});
+            if let Some(ms) = retention_ms {
+                body["retention_ms"] =
+                    limit_arg("--retention-ms", &ms, |v| v.parse::<u64>().map_err(|e| e.to_string()))?;
+            }
+            if let Some(b) = retention_bytes {
+                body["retention_bytes"] = limit_arg("--retention-bytes", &b, |v| {
+                    v.parse::<bytesize::ByteSize>().map(|b| b.as_u64())
+                })?;
+            }
+            if body.as_object().is_some_and(Map::is_empty) {
+                return Err(ClientError::input(
+                    "nothing to change: give --retention-ms or --retention-bytes",
+                ));
+            }
+            let s = c.patch(&format!("/streams/{}", seg(&name)), &body).await?;
+            show(out, &s, || describe_stream(&s))
+        }
         StreamCmd::Describe { name } => {
             let s = c.get(&format!("/streams/{}", seg(&name))).await?;
             show(out, &s, || describe_stream(&s))
@@ -116,6 +139,16 @@ pub async fn stream(c: &Client, out: Output, cmd: StreamCmd) -> Result<(), Clien
             show(out, &json!({"deleted": name}), || format!("deleted stream `{name}`\n"))
         }
     }
+}
+
+/// A retention flag's value: `none` is JSON null, anything else `parse`d.
+fn limit_arg(flag: &str, v: &str, parse: impl Fn(&str) -> Result<u64, String>) -> Result<Value, ClientError> {
+    if v.eq_ignore_ascii_case("none") {
+        return Ok(Value::Null);
+    }
+    parse(v)
+        .map(|n| json!(n))
+        .map_err(|e| ClientError::input(format!("{flag} `{v}`: {e} (or `none`)")))
 }
 
 /// Records currently held: the sum of `end - start` over partitions.

@@ -14,6 +14,7 @@ pub mod handlers;
 pub mod handlers_cluster;
 pub mod handlers_groups;
 pub mod handlers_plugins;
+pub mod handlers_settings;
 pub mod handlers_views;
 pub mod openapi;
 pub mod pagination;
@@ -43,6 +44,7 @@ use self::handlers as h;
 use self::handlers_cluster as c;
 use self::handlers_groups as g;
 use self::handlers_plugins as p;
+use self::handlers_settings as s;
 use self::handlers_views as v;
 use crate::node::Host;
 pub use serve::serve;
@@ -55,7 +57,7 @@ pub use serve::serve;
 ///
 /// - `GET /health`, `GET /ready` (503 with reasons when not ready), `GET /metrics`, `GET /openapi.json` (this API's OpenAPI
 ///   document; like `/health`, open without a token)
-/// - `GET|POST /streams`, `GET|DELETE /streams/{name}`,
+/// - `GET|POST /streams`, `GET|PATCH|DELETE /streams/{name}`,
 ///   `GET /streams/{name}/status`
 /// - `POST /streams/{name}/compact`, `GET /streams/{name}/compaction`
 /// - `GET|POST /streams/{name}/partitions/{partition}/records`
@@ -77,7 +79,7 @@ pub(crate) fn api() -> OpenApiRouter<Host> {
         .routes(routes!(h::metrics))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(h::list_streams, h::create_stream))
-        .routes(routes!(h::describe_stream, h::delete_stream))
+        .routes(routes!(h::describe_stream, h::delete_stream, s::alter_stream))
         .routes(routes!(h::stream_status))
         .routes(routes!(h::compact_stream))
         .routes(routes!(h::compaction_status))

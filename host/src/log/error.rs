@@ -36,6 +36,9 @@ pub enum LogError {
     InvalidPartitions { count: u32, max: u32 },
     #[error("invalid batch: {0}")]
     InvalidBatch(String),
+    /// Stream settings that do not go together, or cannot change.
+    #[error("{0}")]
+    InvalidConfig(String),
     #[error("batch of {size} bytes exceeds the maximum of {max} bytes")]
     BatchTooLarge { size: usize, max: usize },
     #[error("offset {offset} is out of range for stream `{stream}` partition {partition} (valid: {start}..={end})")]

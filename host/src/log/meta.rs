@@ -58,6 +58,11 @@ pub enum ControlOp {
     DeleteView {
         name: String,
     },
+    /// A stream's retention changed (the other settings stay).
+    SetRetention {
+        id: u32,
+        retention: Retention,
+    },
 }
 
 /// How a stream's partitions are spread over a cluster's nodes.
@@ -281,6 +286,31 @@ pub struct Retention {
     pub bytes: Option<u64>,
 }
 
+/// A change to a stream's retention: `None` leaves a limit as it is,
+/// `Some(None)` removes it, `Some(Some(n))` sets it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionChange {
+    pub ms: Option<Option<u64>>,
+    pub bytes: Option<Option<u64>>,
+}
+
+impl RetentionChange {
+    /// Both limits replaced by `r`'s.
+    pub fn replace_with(r: Retention) -> Self {
+        RetentionChange {
+            ms: Some(r.ms),
+            bytes: Some(r.bytes),
+        }
+    }
+
+    pub fn applied_to(&self, r: Retention) -> Retention {
+        Retention {
+            ms: self.ms.unwrap_or(r.ms),
+            bytes: self.bytes.unwrap_or(r.bytes),
+        }
+    }
+}
+
 /// Where a partition's data starts, kept so that a restart after the WAL was
 /// trimmed knows the offsets that live only in the object store.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -365,6 +395,11 @@ impl Snapshot {
                 if let Some(r) = &m.replication {
                     let first = |p: &Vec<u32>| Leadership::initial(p.first().copied().unwrap_or(0));
                     self.leadership.insert(m.id, r.assignment.iter().map(first).collect());
+                }
+            }
+            ControlOp::SetRetention { id, retention } => {
+                if let Some(m) = self.streams.get_mut(id) {
+                    m.retention = *retention;
                 }
             }
             ControlOp::DeleteStream { id } => {

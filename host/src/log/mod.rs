@@ -324,6 +324,50 @@ impl Log {
         Ok(())
     }
 
+    /// Changes a stream's retention, checked with its other settings as at
+    /// creation; `validate_only` changes nothing. Durable before it returns;
+    /// tiering applies it from its next pass. Replicated streams keep the
+    /// retention they were created with.
+    pub async fn set_retention(
+        &self,
+        name: &str,
+        change: meta::RetentionChange,
+        validate_only: bool,
+    ) -> Result<StreamInfo, LogError> {
+        let mut snap = self.admin.lock().await;
+        let stream = self.stream(name)?;
+        let retention = change.applied_to(stream.meta.retention);
+        if stream.meta.replication.is_some() {
+            return Err(LogError::InvalidConfig(format!(
+                "the retention of replicated stream {name:?} is set when it is created; changing it is not supported yet"
+            )));
+        }
+        let config = meta::StreamConfig {
+            retention,
+            compaction: stream.meta.compaction.clone(),
+            replication: None,
+        };
+        config.validate().map_err(LogError::InvalidConfig)?;
+        let id = stream.meta.id;
+        if validate_only {
+            let mut info = describe(&stream);
+            info.retention = retention;
+            return Ok(info);
+        }
+        self.apply_control(&mut snap, &ControlOp::SetRetention { id, retention })
+            .await?;
+        let changed = Arc::new(Stream {
+            meta: StreamMeta {
+                retention,
+                ..stream.meta.clone()
+            },
+            partitions: stream.partitions.clone(),
+        });
+        let info = describe(&changed);
+        self.write_streams().insert(name.into(), changed);
+        Ok(info)
+    }
+
     /// Makes a control entry durable, applies it and stores the snapshot.
     async fn apply_control(&self, snap: &mut Snapshot, op: &ControlOp) -> Result<(), LogError> {
         let payload = serde_json::to_vec(op).map_err(|e| LogError::InvalidBatch(e.to_string()))?;

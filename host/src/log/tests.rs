@@ -495,3 +495,52 @@ async fn a_big_batch_is_walked_off_the_async_worker() {
     );
     log.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_changed_retention_survives_reopen_from_the_snapshot_and_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.create_stream("s", 1).await.unwrap();
+    let set = |ms, bytes| meta::RetentionChange { ms, bytes };
+    let info = log
+        .set_retention("s", set(Some(Some(60_000)), None), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        info.retention,
+        meta::Retention {
+            ms: Some(60_000),
+            bytes: None
+        }
+    );
+    // Only the named limit changes; `Some(None)` removes one.
+    let info = log
+        .set_retention("s", set(None, Some(Some(4096))), false)
+        .await
+        .unwrap();
+    assert_eq!((info.retention.ms, info.retention.bytes), (Some(60_000), Some(4096)));
+    let info = log.set_retention("s", set(Some(None), None), false).await.unwrap();
+    assert_eq!((info.retention.ms, info.retention.bytes), (None, Some(4096)));
+    // Validate-only answers the result and changes nothing.
+    let dry = log.set_retention("s", set(Some(Some(1)), None), true).await.unwrap();
+    assert_eq!(dry.retention.ms, Some(1));
+    assert_eq!(log.describe_stream("s").unwrap().retention.ms, None);
+    // Refused: zero, and a stream that is not there.
+    let zero = log
+        .set_retention("s", set(None, Some(Some(0))), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(zero, LogError::InvalidConfig(_)), "{zero}");
+    let none = log.set_retention("nope", set(None, None), false).await.unwrap_err();
+    assert!(matches!(none, LogError::StreamNotFound { .. }), "{none}");
+    log.shutdown().await;
+    for round in 0..2 {
+        if round == 1 {
+            std::fs::remove_file(meta::snapshot_path(dir.path())).unwrap();
+        }
+        let log = open(dir.path());
+        let r = log.describe_stream("s").unwrap().retention;
+        assert_eq!((r.ms, r.bytes), (None, Some(4096)), "round {round}");
+        log.shutdown().await;
+    }
+}

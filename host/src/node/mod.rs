@@ -21,7 +21,7 @@ pub use crate::cluster::ReplicationStatus;
 pub use crate::cluster::leader::RawReadRequest;
 pub use crate::cluster::moves::{LeaderChange, PartitionRef, PartitionState};
 pub use crate::cluster::wire::FetchRequest;
-pub use crate::log::meta::{Compaction, PipelineMeta, Replication, Retention, StreamConfig};
+pub use crate::log::meta::{Compaction, PipelineMeta, Replication, Retention, RetentionChange, StreamConfig};
 pub use crate::log::partition::Range as PartitionRange;
 pub use crate::log::producers::ProducerBatch;
 pub use crate::log::{Appended, OffsetRecord, ReadBatch, Record, RecordRun, RunRead, StreamInfo};
@@ -47,6 +47,7 @@ mod metrics;
 mod offsets;
 mod plugins;
 mod readiness;
+mod retention;
 #[cfg(test)]
 mod tests_derived;
 #[cfg(test)]

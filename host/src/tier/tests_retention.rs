@@ -3,6 +3,7 @@
 
 use super::manifest;
 use super::tests::{Store, check, eager, on_every_store, produce, read_all, store, wait_for};
+use crate::node::{Compaction, RetentionChange, StreamConfig};
 use crate::objstore::faults::{Fault, FaultyStore, Op};
 use crate::{Host, Retention};
 
@@ -57,3 +58,50 @@ async fn a_failed_retention_commit_deletes_nothing_still_named(kind: Store) {
 }
 
 on_every_store!(a_failed_retention_commit_deletes_nothing_still_named);
+
+/// A retention set after the data was tiered drops what it no longer keeps,
+/// and a compacted stream keeps refusing one.
+async fn a_retention_set_later_applies_to_data_already_tiered(kind: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((store, prefix)) = store(kind, dir.path()) else {
+        return;
+    };
+    let host = Host::open_with_store(eager(dir.path()), store, prefix).await.unwrap();
+    host.create_stream("t", 1).await.unwrap();
+    produce(&host, "t", 0, 60, 10).await;
+    wait_for(&host, "t", "everything tiered", |p| p.tier.tiered_end == 600).await;
+    assert_eq!(host.stream_status("t").unwrap()[0].start_offset, 0);
+    let change = RetentionChange {
+        ms: None,
+        bytes: Some(Some(16 * 1024)),
+    };
+    let info = host.set_retention("t", change, false).await.unwrap();
+    assert_eq!(info.retention.bytes, Some(16 * 1024));
+    wait_for(&host, "t", "the new retention to move the start", |p| {
+        p.start_offset > 0 && p.tier.tiered_bytes <= 16 * 1024
+    })
+    .await;
+    let st = host.stream_status("t").unwrap()[0].clone();
+    check(&read_all(&host, "t", st.start_offset).await, st.start_offset, 600);
+
+    host.create_stream_with(
+        "c",
+        1,
+        StreamConfig {
+            compaction: Some(Compaction::by_record_key(false)),
+            ..StreamConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let err = host.set_retention("c", change, false).await.unwrap_err();
+    assert_eq!(err.code(), "invalid_config", "{err}");
+    let err = host
+        .set_retention("__consumer_offsets", change, false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_request", "{err}");
+    host.shutdown().await;
+}
+
+on_every_store!(a_retention_set_later_applies_to_data_already_tiered);

@@ -165,6 +165,31 @@ def confluent_create_topic(a):
         return {"ok": False, "error": str(e)}
 
 
+def confluent_alter_configs(a):
+    """IncrementalAlterConfigs: SET a["set"] {name: value}, DELETE a["delete"]."""
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    admin = AdminClient({"bootstrap.servers": a["bootstrap"]})
+    entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in a.get("set", {}).items()]
+    entries += [ConfigEntry(k, None, incremental_operation=AlterConfigOpType.DELETE) for k in a.get("delete", [])]
+    res = ConfigResource(ResourceType.TOPIC, a["topic"], incremental_configs=entries)
+    fut = admin.incremental_alter_configs([res], validate_only=a.get("validate_only", False))[res]
+    try:
+        fut.result(20)
+        return {"ok": True}
+    except Exception as e:  # the Kafka error, reported to the test
+        return {"ok": False, "error": str(e)}
+
+
+def confluent_describe_configs(a):
+    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+    admin = AdminClient({"bootstrap.servers": a["bootstrap"]})
+    res = ConfigResource(ResourceType.TOPIC, a["topic"])
+    configs = admin.describe_configs([res])[res].result(20)
+    return {"configs": {k: v.value for k, v in configs.items()}}
+
+
 def confluent_committed(a):
     from confluent_kafka import Consumer, TopicPartition
 
@@ -266,6 +291,21 @@ def kp_create_topic(a):
         admin.close()
 
 
+def kp_alter_configs(a):
+    """AlterConfigs (a["incremental"] false) or IncrementalAlterConfigs."""
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"])
+    try:
+        out = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, a["topic"], configs=a["configs"])],
+                                  incremental=a.get("incremental"))
+        return {"result": {str(k): {n: repr(v) for n, v in r.items()} for k, r in out.items()}}
+    except Exception as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+    finally:
+        admin.close()
+
+
 def kp_delete_topic(a):
     from kafka.admin import KafkaAdminClient
 
@@ -293,6 +333,9 @@ COMMANDS = {
     ("kafkapython", "offsets_for_times"): kp_offsets_for_times,
     ("kafkapython", "create_topic"): kp_create_topic,
     ("kafkapython", "delete_topic"): kp_delete_topic,
+    ("kafkapython", "alter_configs"): kp_alter_configs,
+    ("confluent", "alter_configs"): confluent_alter_configs,
+    ("confluent", "describe_configs"): confluent_describe_configs,
 }
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::Ctx;
 use super::conn::Conn;
 
+mod configs;
 mod fetch;
 mod group_offsets;
 mod groups;
@@ -62,6 +63,10 @@ pub(super) async fn handle(
         RequestKind::CreateTopics(r) => respond(ResponseKind::CreateTopics(topics::create(ctx, r).await)),
         RequestKind::DeleteTopics(r) => respond(ResponseKind::DeleteTopics(topics::delete(ctx, r, version).await)),
         RequestKind::DescribeConfigs(r) => respond(ResponseKind::DescribeConfigs(topics::describe_configs(ctx, r))),
+        RequestKind::AlterConfigs(r) => respond(ResponseKind::AlterConfigs(configs::alter(ctx, r).await)),
+        RequestKind::IncrementalAlterConfigs(r) => respond(ResponseKind::IncrementalAlterConfigs(
+            configs::incremental(ctx, r).await,
+        )),
         RequestKind::InitProducerId(r) => respond(ResponseKind::InitProducerId(producer_id::handle(ctx, r))),
         RequestKind::SaslHandshake(r) => respond(ResponseKind::SaslHandshake(sasl::handshake(conn, r))),
         RequestKind::SaslAuthenticate(r) => sasl::authenticate(ctx, conn, r),

@@ -1,9 +1,10 @@
-//! CreateTopics, DeleteTopics and DescribeConfigs: topics are streams.
+//! CreateTopics, DeleteTopics and DescribeConfigs: topics are streams
+//! (changing configs: `configs`).
 //!
 //! Topic configs map to stream settings: `retention.ms` and
 //! `retention.bytes` (-1: unlimited), `cleanup.policy` `delete`, `compact`
-//! or `compact,delete` (compaction by record key, the built-in policy; an
-//! empty value is a tombstone). Any other config is refused with INVALID_CONFIG rather than
+//! or `compact,delete` (compaction by record key, the built-in policy; a
+//! null or empty value is a tombstone). Any other config is refused with INVALID_CONFIG rather than
 //! silently ignored. A replication factor above 1 creates a replicated
 //! stream (a `[cluster]` is needed).
 
@@ -18,11 +19,29 @@ use kafka_protocol::messages::{
 use super::super::Ctx;
 use super::super::error::{code_of, codes};
 use super::{str_bytes, topic_name};
-use crate::node::{Compaction, Host, Replication, StreamConfig};
+use crate::node::{Compaction, Host, Replication, StreamConfig, StreamInfo};
 
-/// DescribeConfigs resource types.
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
+/// Config resource types.
+pub(super) const RESOURCE_TOPIC: i8 = 2;
+pub(super) const RESOURCE_BROKER: i8 = 4;
+
+/// DescribeConfigs config sources and types (Kafka's `ConfigSource`,
+/// `ConfigType`).
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+const TYPE_INT: i8 = 3;
+const TYPE_LONG: i8 = 5;
+const TYPE_LIST: i8 = 7;
+
+/// A topic's `cleanup.policy`.
+pub(super) fn cleanup_policy(info: &StreamInfo) -> &'static str {
+    match &info.compaction {
+        None => "delete",
+        Some(c) if c.delete => "compact,delete",
+        Some(_) => "compact",
+    }
+}
 
 /// Creates `stream` with the default partition count if it does not exist
 /// (auto-creation); errors surface on the call that follows.
@@ -131,13 +150,7 @@ async fn create_one(
 }
 
 fn apply_config(config: &mut StreamConfig, name: &str, value: &str) -> Result<(), String> {
-    let limit = |v: &str| -> Result<Option<u64>, String> {
-        match v.trim().parse::<i64>() {
-            Ok(-1) => Ok(None),
-            Ok(n) if n > 0 => Ok(Some(n as u64)),
-            _ => Err(format!("`{name}` must be -1 or a positive number, not `{v}`")),
-        }
-    };
+    let limit = |v: &str| super::configs::limit(name, v);
     match name {
         "retention.ms" => config.retention.ms = limit(value)?,
         "retention.bytes" => config.retention.bytes = limit(value)?,
@@ -192,32 +205,48 @@ pub(super) fn describe_configs(ctx: &Ctx, r: DescribeConfigsRequest) -> Describe
             RESOURCE_TOPIC => match ctx.host.describe_stream(resource.resource_name.as_str()) {
                 Ok(info) => {
                     let unlimited = |v: Option<u64>| v.map_or("-1".to_string(), |v| v.to_string());
+                    // Where each value comes from (clients such as
+                    // kafka-python read it before altering): set on the
+                    // topic, or the default; max.message.bytes is the
+                    // node's own setting.
+                    let topic_or_default = |set: bool| if set { SOURCE_TOPIC } else { SOURCE_DEFAULT };
                     let entries = [
-                        ("retention.ms", unlimited(info.retention.ms)),
-                        ("retention.bytes", unlimited(info.retention.bytes)),
+                        (
+                            "retention.ms",
+                            unlimited(info.retention.ms),
+                            topic_or_default(info.retention.ms.is_some()),
+                            TYPE_LONG,
+                        ),
+                        (
+                            "retention.bytes",
+                            unlimited(info.retention.bytes),
+                            topic_or_default(info.retention.bytes.is_some()),
+                            TYPE_LONG,
+                        ),
                         (
                             "cleanup.policy",
-                            match &info.compaction {
-                                None => "delete",
-                                Some(c) if c.delete => "compact,delete",
-                                Some(_) => "compact",
-                            }
-                            .to_string(),
+                            cleanup_policy(&info).to_string(),
+                            topic_or_default(info.compaction.is_some()),
+                            TYPE_LIST,
                         ),
                         (
                             "max.message.bytes",
                             ctx.host.settings().max_batch_bytes.as_u64().to_string(),
+                            SOURCE_STATIC_BROKER,
+                            TYPE_INT,
                         ),
                     ];
                     let wanted = resource.configuration_keys.as_ref();
                     res.configs = entries
                         .into_iter()
-                        .filter(|(k, _)| wanted.is_none_or(|w| w.iter().any(|x| x.as_str() == *k)))
-                        .map(|(k, v)| {
+                        .filter(|(k, ..)| wanted.is_none_or(|w| w.iter().any(|x| x.as_str() == *k)))
+                        .map(|(k, v, source, config_type)| {
                             let mut c = DescribeConfigsResourceResult::default();
                             c.name = str_bytes(k);
                             c.value = Some(str_bytes(v));
                             c.read_only = k == "max.message.bytes";
+                            c.config_source = source;
+                            c.config_type = config_type;
                             c
                         })
                         .collect();

@@ -1,0 +1,84 @@
+//! `PATCH /streams/{name}`: changing a stream's settings after creation.
+//! Only retention can change; a field left out stays as it is and `null`
+//! removes that limit. The node checks the result with the stream's other
+//! settings, as at creation.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Deserializer};
+
+use super::error::ErrorBody;
+use super::extract::{Body, Path};
+use super::handlers::Res;
+use super::wire::StreamOut;
+use crate::error::Error;
+use crate::node::{Host, RetentionChange};
+
+/// `PATCH /streams/{name}` body.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlterStream {
+    /// Drop tiered segments older than this many milliseconds; `null`:
+    /// no time limit; left out: unchanged.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>, nullable)]
+    pub retention_ms: Option<Option<u64>>,
+    /// Drop the oldest tiered segments while a partition holds more;
+    /// `null`: no size limit; left out: unchanged.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>, nullable)]
+    pub retention_bytes: Option<Option<u64>>,
+}
+
+/// A field that is present: `Some(None)` for `null`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
+    Option::<u64>::deserialize(d).map(Some)
+}
+
+/// Change a stream's settings
+///
+/// Retention only: `retention_ms` and `retention_bytes`. Durable when
+/// answered; tiering applies it from its next pass.
+#[utoipa::path(patch, path = "/streams/{name}", tag = "streams", request_body = AlterStream,
+    params(("name" = String, Path, description = "Stream name")),
+    responses(
+        (status = 200, description = "The stream with its new settings", body = StreamOut),
+        (status = 400, body = ErrorBody,
+            description = "`invalid_request` (malformed body, a reserved name), `invalid_config` (retention \
+                on a `compact` stream, zero, or a replicated stream)"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`", body = ErrorBody),
+        (status = 409, description = "`view_read_only`: the name is a view", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
+        (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+        (status = 507, description = "`disk_full`: the data dir's disk is full; free space, then restart the node", body = ErrorBody),
+    ))]
+pub async fn alter_stream(
+    State(host): State<Host>,
+    Path(name): Path<String>,
+    Body(body): Body,
+) -> Res<Json<StreamOut>> {
+    let req: AlterStream =
+        serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("malformed stream settings JSON: {e}")))?;
+    let change = RetentionChange {
+        ms: req.retention_ms,
+        bytes: req.retention_bytes,
+    };
+    Ok(Json(host.set_retention(&name, change, false).await?.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn left_out_null_and_a_number_differ() {
+        let a: AlterStream = serde_json::from_str(r#"{"retention_ms": null, "retention_bytes": 5}"#).unwrap();
+        assert_eq!((a.retention_ms, a.retention_bytes), (Some(None), Some(Some(5))));
+        let b: AlterStream = serde_json::from_str("{}").unwrap();
+        assert_eq!((b.retention_ms, b.retention_bytes), (None, None));
+        assert!(serde_json::from_str::<AlterStream>(r#"{"partitions": 3}"#).is_err());
+        assert!(serde_json::from_str::<AlterStream>(r#"{"retention_ms": -1}"#).is_err());
+    }
+}

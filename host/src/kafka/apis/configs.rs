@@ -1,0 +1,159 @@
+//! AlterConfigs and IncrementalAlterConfigs: changing a topic's retention.
+//!
+//! Of a topic's configs only `retention.ms` and `retention.bytes` change
+//! after creation (-1: unlimited). IncrementalAlterConfigs SETs or DELETEs
+//! them (DELETE: back to the default, unlimited); AlterConfigs replaces
+//! both (one left out: unlimited, as Kafka reverts it to its default).
+//! `cleanup.policy` is accepted only at its current value, and every other
+//! config, broker configs included, is refused with INVALID_CONFIG, never
+//! ignored. Each resource gets its own answer; `validate_only` checks and
+//! changes nothing.
+
+use kafka_protocol::messages::{
+    AlterConfigsRequest, AlterConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    alter_configs_response, incremental_alter_configs_response,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::super::Ctx;
+use super::super::error::{code_of, codes};
+use super::str_bytes;
+use super::topics::{RESOURCE_BROKER, RESOURCE_TOPIC, cleanup_policy};
+use crate::node::RetentionChange;
+
+/// IncrementalAlterConfigs operations.
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+
+/// A refused resource: (error code, message).
+type Refusal = (i16, String);
+
+/// One resource of either request: type, name, `(config, operation,
+/// value)` changes; and what became of it.
+type Changes = (i8, StrBytes, Vec<(String, i8, Option<String>)>);
+type Outcome = (i8, StrBytes, Result<(), Refusal>);
+
+pub(super) async fn alter(ctx: &Ctx, r: AlterConfigsRequest) -> AlterConfigsResponse {
+    let resources = r.resources.into_iter().map(|res| {
+        let configs = res
+            .configs
+            .iter()
+            .map(|c| (c.name.to_string(), OP_SET, c.value.as_ref().map(|v| v.to_string())));
+        (res.resource_type, res.resource_name, configs.collect())
+    });
+    let mut out = AlterConfigsResponse::default();
+    for (resource_type, resource_name, result) in alter_all(ctx, resources.collect(), true, r.validate_only).await {
+        let mut res = alter_configs_response::AlterConfigsResourceResponse::default();
+        (res.resource_type, res.resource_name) = (resource_type, resource_name);
+        (res.error_code, res.error_message) = refusal(result);
+        out.responses.push(res);
+    }
+    out
+}
+
+pub(super) async fn incremental(ctx: &Ctx, r: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+    let resources = r.resources.into_iter().map(|res| {
+        let configs = res.configs.iter().map(|c| {
+            let value = c.value.as_ref().map(|v| v.to_string());
+            (c.name.to_string(), c.config_operation, value)
+        });
+        (res.resource_type, res.resource_name, configs.collect())
+    });
+    let mut out = IncrementalAlterConfigsResponse::default();
+    for (resource_type, resource_name, result) in alter_all(ctx, resources.collect(), false, r.validate_only).await {
+        let mut res = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
+        (res.resource_type, res.resource_name) = (resource_type, resource_name);
+        (res.error_code, res.error_message) = refusal(result);
+        out.responses.push(res);
+    }
+    out
+}
+
+async fn alter_all(ctx: &Ctx, resources: Vec<Changes>, replace: bool, validate_only: bool) -> Vec<Outcome> {
+    let mut out = Vec::with_capacity(resources.len());
+    for (resource_type, name, configs) in resources {
+        let result = alter_one(ctx, resource_type, name.as_str(), &configs, replace, validate_only).await;
+        out.push((resource_type, name, result));
+    }
+    out
+}
+
+/// A resource's error code and message (0 and none when it succeeded).
+fn refusal(result: Result<(), Refusal>) -> (i16, Option<StrBytes>) {
+    match result {
+        Ok(()) => (0, None),
+        Err((code, message)) => (code, Some(str_bytes(message))),
+    }
+}
+
+/// Checks and applies one resource's changes: `(name, operation, value)`;
+/// `replace` (AlterConfigs) resets what is not named.
+async fn alter_one(
+    ctx: &Ctx,
+    resource_type: i8,
+    name: &str,
+    configs: &[(String, i8, Option<String>)],
+    replace: bool,
+    validate_only: bool,
+) -> Result<(), Refusal> {
+    let invalid = |m: String| (codes::invalid_config(), m);
+    match resource_type {
+        RESOURCE_TOPIC => {}
+        RESOURCE_BROKER => {
+            return Err(invalid(
+                "broker configs are set in the node's config file and cannot change at run time".into(),
+            ));
+        }
+        other => {
+            return Err((
+                codes::invalid_request(),
+                format!("resource type {other} is not supported"),
+            ));
+        }
+    }
+    let info = ctx
+        .host
+        .describe_stream(name)
+        .map_err(|e| (code_of(&e), e.to_string()))?;
+    let mut change = if replace {
+        RetentionChange::replace_with(Default::default())
+    } else {
+        RetentionChange::default()
+    };
+    for (key, op, value) in configs {
+        let target = match key.as_str() {
+            "retention.ms" => &mut change.ms,
+            "retention.bytes" => &mut change.bytes,
+            "cleanup.policy" if *op == OP_SET && value.as_deref().map(str::trim) == Some(cleanup_policy(&info)) => {
+                continue;
+            }
+            "cleanup.policy" => {
+                return Err(invalid(format!(
+                    "cleanup.policy is set when a topic is created and stays `{}`",
+                    cleanup_policy(&info)
+                )));
+            }
+            other => return Err(invalid(format!("topic config `{other}` cannot be changed"))),
+        };
+        *target = Some(match (*op, value.as_deref()) {
+            (OP_DELETE, _) => None,
+            (OP_SET, Some(v)) => limit(key, v).map_err(invalid)?,
+            (OP_SET, None) => return Err(invalid(format!("`{key}` needs a value"))),
+            (other, _) => return Err(invalid(format!("operation {other} does not apply to `{key}`"))),
+        });
+    }
+    ctx.host
+        .set_retention(name, change, validate_only)
+        .await
+        .map(|_| ())
+        .map_err(|e| (code_of(&e), e.to_string()))
+}
+
+/// A retention limit: -1 is none, otherwise a positive number.
+pub(super) fn limit(key: &str, v: &str) -> Result<Option<u64>, String> {
+    match v.trim().parse::<i64>() {
+        Ok(-1) => Ok(None),
+        Ok(n) if n > 0 => Ok(Some(n as u64)),
+        _ => Err(format!("`{key}` must be -1 or a positive number, not `{v}`")),
+    }
+}

@@ -1,0 +1,162 @@
+//! Changing a topic's retention after creation, with clients nobody here
+//! wrote (kafka-python's AlterConfigs and IncrementalAlterConfigs,
+//! confluent-kafka's IncrementalAlterConfigs and DescribeConfigs), over
+//! HTTP (`PATCH /streams/{name}`) and with the CLI; the change survives a
+//! kill -9, and what cannot change is refused with the right code.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::cli_support::sluice;
+use crate::kafka_support::py;
+use crate::support::{self, Server};
+
+fn describe(b: &str) -> Value {
+    py(
+        "confluent",
+        "describe_configs",
+        &json!({"bootstrap": b, "topic": "cfg"}),
+    )["configs"]
+        .clone()
+}
+
+fn retention(configs: &Value) -> (String, String) {
+    let s = |k: &str| {
+        configs[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {k}: {configs}"))
+            .to_string()
+    };
+    (s("retention.ms"), s("retention.bytes"))
+}
+
+fn pair(ms: &str, bytes: &str) -> (String, String) {
+    (ms.to_string(), bytes.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_retention_changes_over_kafka_http_and_the_cli() {
+    let mut server = Server::start().await;
+    let b = server.kafka();
+    let created = py(
+        "kafkapython",
+        "create_topic",
+        &json!({"bootstrap": b, "topic": "cfg", "partitions": 1}),
+    );
+    assert_eq!(created["ok"], true, "{created}");
+    let before = describe(&b);
+    assert_eq!(retention(&before), pair("-1", "-1"), "{before}");
+    assert_eq!(before["cleanup.policy"], "delete", "{before}");
+
+    // kafka-python: IncrementalAlterConfigs (its default), then AlterConfigs,
+    // which it fills in with the other keys set on the topic (it reads
+    // them, and where they come from, with DescribeConfigs first).
+    let alter = |configs: Value, incremental: Option<bool>| {
+        let out = py(
+            "kafkapython",
+            "alter_configs",
+            &json!({"bootstrap": b, "topic": "cfg", "configs": configs, "incremental": incremental}),
+        );
+        assert_eq!(out["result"]["topic"]["cfg"], "'OK'", "{out}");
+    };
+    alter(json!({"retention.ms": "3600000"}), None);
+    alter(json!({"retention.bytes": "1048576"}), Some(false));
+    assert_eq!(retention(&describe(&b)), pair("3600000", "1048576"));
+
+    // confluent-kafka: IncrementalAlterConfigs.
+    let incremental = |args: Value| {
+        let mut a = json!({"bootstrap": b, "topic": "cfg"});
+        a.as_object_mut()
+            .expect("object")
+            .extend(args.as_object().expect("object").clone());
+        py("confluent", "alter_configs", &a)
+    };
+    let dry = incremental(json!({"set": {"retention.ms": "1000"}, "validate_only": true}));
+    assert_eq!(dry["ok"], true, "{dry}");
+    assert_eq!(
+        retention(&describe(&b)),
+        pair("3600000", "1048576"),
+        "validate_only changed it"
+    );
+    let deleted = incremental(json!({"delete": ["retention.ms"]}));
+    assert_eq!(deleted["ok"], true, "{deleted}");
+    assert_eq!(retention(&describe(&b)), pair("-1", "1048576"));
+    for (args, code) in [
+        (json!({"set": {"cleanup.policy": "compact"}}), "INVALID_CONFIG"),
+        (json!({"set": {"max.message.bytes": "1000"}}), "INVALID_CONFIG"),
+        (json!({"set": {"retention.ms": "0"}}), "INVALID_CONFIG"),
+        (
+            json!({"topic": "nope", "set": {"retention.ms": "1000"}}),
+            "UNKNOWN_TOPIC_OR_PART",
+        ),
+    ] {
+        let out = incremental(args.clone());
+        assert_eq!(out["ok"], false, "{args}: {out}");
+        assert!(out["error"].as_str().is_some_and(|e| e.contains(code)), "{args}: {out}");
+    }
+
+    // The change is durable: kill -9, restart, still there.
+    server.kill();
+    server.restart().await;
+    assert_eq!(retention(&describe(&server.kafka())), pair("-1", "1048576"));
+
+    // HTTP: a field left out stays, null removes a limit.
+    let c = support::client();
+    let patch = |body: Value| c.patch(server.url("/streams/cfg")).json(&body).send();
+    let s = support::expect_json(
+        patch(json!({"retention_ms": 60000})).await.expect("PATCH"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        (s["retention_ms"].as_u64(), s["retention_bytes"].as_u64()),
+        (Some(60000), Some(1048576)),
+        "{s}"
+    );
+    let s = support::expect_json(
+        patch(json!({"retention_bytes": null})).await.expect("PATCH"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        (s["retention_ms"].as_u64(), s["retention_bytes"].as_u64()),
+        (Some(60000), None),
+        "{s}"
+    );
+    let zero = patch(json!({"retention_ms": 0})).await.expect("PATCH");
+    support::expect_error(zero, StatusCode::BAD_REQUEST, "invalid_config").await;
+    let other = patch(json!({"partitions": 3})).await.expect("PATCH");
+    support::expect_error(other, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let missing = c
+        .patch(server.url("/streams/nope"))
+        .json(&json!({"retention_ms": 1}))
+        .send()
+        .await
+        .expect("PATCH");
+    support::expect_error(missing, StatusCode::NOT_FOUND, "stream_not_found").await;
+
+    // The CLI, and Kafka sees what HTTP and the CLI set.
+    let out = sluice(
+        &server,
+        &[
+            "stream",
+            "alter",
+            "cfg",
+            "--retention-ms",
+            "none",
+            "--retention-bytes",
+            "2MiB",
+            "--output",
+            "json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(
+        (out["retention_ms"].as_u64(), out["retention_bytes"].as_u64()),
+        (None, Some(2 * 1024 * 1024)),
+        "{out}"
+    );
+    sluice(&server, &["stream", "alter", "cfg"]).fails(2, "nothing to change");
+    assert_eq!(retention(&describe(&server.kafka())), pair("-1", "2097152"));
+}
