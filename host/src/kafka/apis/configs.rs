@@ -124,7 +124,9 @@ async fn alter_one(
         let target = match key.as_str() {
             "retention.ms" => &mut change.ms,
             "retention.bytes" => &mut change.bytes,
-            "cleanup.policy" if *op == OP_SET && value.as_deref().map(str::trim) == Some(cleanup_policy(&info)) => {
+            "cleanup.policy"
+                if *op == OP_SET && value.as_deref().map(policies) == Some(policies(cleanup_policy(&info))) =>
+            {
                 continue;
             }
             "cleanup.policy" => {
@@ -149,11 +151,35 @@ async fn alter_one(
         .map_err(|e| (code_of(&e), e.to_string()))
 }
 
+/// A `cleanup.policy` list in a comparable form (`delete,compact` is
+/// `compact,delete`).
+fn policies(v: &str) -> Vec<&str> {
+    let mut p: Vec<&str> = v.split(',').map(str::trim).collect();
+    p.sort_unstable();
+    p
+}
+
 /// A retention limit: -1 is none, otherwise a positive number.
 pub(super) fn limit(key: &str, v: &str) -> Result<Option<u64>, String> {
     match v.trim().parse::<i64>() {
         Ok(-1) => Ok(None),
         Ok(n) if n > 0 => Ok(Some(n as u64)),
         _ => Err(format!("`{key}` must be -1 or a positive number, not `{v}`")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_compare_in_any_order_and_limits_parse() {
+        assert_eq!(policies("delete, compact"), policies("compact,delete"));
+        assert_ne!(policies("compact"), policies("compact,delete"));
+        assert_eq!(limit("retention.ms", " -1 "), Ok(None));
+        assert_eq!(limit("retention.ms", "5"), Ok(Some(5)));
+        for bad in ["0", "-2", "x", ""] {
+            assert!(limit("retention.ms", bad).is_err(), "{bad}");
+        }
     }
 }
