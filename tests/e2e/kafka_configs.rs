@@ -125,7 +125,7 @@ async fn topic_retention_changes_over_kafka_http_and_the_cli() {
     );
     let zero = patch(json!({"retention_ms": 0})).await.expect("PATCH");
     support::expect_error(zero, StatusCode::BAD_REQUEST, "invalid_config").await;
-    let other = patch(json!({"partitions": 3})).await.expect("PATCH");
+    let other = patch(json!({"name": "x"})).await.expect("PATCH");
     support::expect_error(other, StatusCode::BAD_REQUEST, "invalid_request").await;
     let missing = c
         .patch(server.url("/streams/nope"))

@@ -107,9 +107,12 @@ pub enum StreamCmd {
     List,
     /// Show a stream's settings and per-partition offsets.
     Describe { name: String },
-    /// Change a stream's retention (the other settings stay as created).
+    /// Change a stream's retention, or give it more partitions.
     Alter {
         name: String,
+        /// A larger partition count (the new partitions start empty).
+        #[arg(short, long)]
+        partitions: Option<u32>,
         /// Drop tiered data older than this many milliseconds; `none`
         /// removes the limit.
         #[arg(long, value_name = "MS|none")]

@@ -109,10 +109,14 @@ pub async fn stream(c: &Client, out: Output, cmd: StreamCmd) -> Result<(), Clien
         }
         StreamCmd::Alter {
             name,
+            partitions,
             retention_ms,
             retention_bytes,
         } => {
             let mut body = json!({});
+            if let Some(n) = partitions {
+                body["partitions"] = json!(n);
+            }
             if let Some(ms) = retention_ms {
                 body["retention_ms"] =
                     limit_arg("--retention-ms", &ms, |v| v.parse::<u64>().map_err(|e| e.to_string()))?;
@@ -124,7 +128,7 @@ pub async fn stream(c: &Client, out: Output, cmd: StreamCmd) -> Result<(), Clien
             }
             if body.as_object().is_some_and(Map::is_empty) {
                 return Err(ClientError::input(
-                    "nothing to change: give --retention-ms or --retention-bytes",
+                    "nothing to change: give --partitions, --retention-ms or --retention-bytes",
                 ));
             }
             let s = c.patch(&format!("/streams/{}", seg(&name)), &body).await?;

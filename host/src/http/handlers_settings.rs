@@ -1,7 +1,7 @@
-//! `PATCH /streams/{name}`: changing a stream's settings after creation.
-//! Only retention can change; a field left out stays as it is and `null`
-//! removes that limit. The node checks the result with the stream's other
-//! settings, as at creation.
+//! `PATCH /streams/{name}`: changing a stream's settings after creation:
+//! its retention (a field left out stays as it is, `null` removes that
+//! limit) and its partition count (grown only). Every change asked for is
+//! checked before any is made.
 
 use axum::Json;
 use axum::extract::State;
@@ -28,6 +28,11 @@ pub struct AlterStream {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u64>, nullable)]
     pub retention_bytes: Option<Option<u64>>,
+    /// A larger partition count (never fewer); the new partitions start
+    /// empty.
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub partitions: Option<u32>,
 }
 
 /// A field that is present: `Some(None)` for `null`.
@@ -37,18 +42,20 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Er
 
 /// Change a stream's settings
 ///
-/// Retention only: `retention_ms` and `retention_bytes`. Durable when
-/// answered; tiering applies it from its next pass.
+/// `retention_ms` and `retention_bytes`, and a larger `partitions` count.
+/// Durable when answered; tiering applies a retention from its next pass,
+/// and pipelines using the stream restart to use new partitions.
 #[utoipa::path(patch, path = "/streams/{name}", tag = "streams", request_body = AlterStream,
     params(("name" = String, Path, description = "Stream name")),
     responses(
         (status = 200, description = "The stream with its new settings", body = StreamOut),
         (status = 400, body = ErrorBody,
-            description = "`invalid_request` (malformed body, a reserved name), `invalid_config` (retention \
-                on a `compact` stream, zero, or a replicated stream)"),
+            description = "`invalid_request` (malformed body, a reserved name, more partitions than \
+                `max_partitions`), `invalid_config` (retention on a `compact` stream, zero, fewer partitions, a \
+                replicated stream)"),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`stream_not_found`", body = ErrorBody),
-        (status = 409, description = "`view_read_only`: the name is a view", body = ErrorBody),
+        (status = 409, description = "`view_read_only`: the name is a view; `node_full`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
@@ -65,7 +72,20 @@ pub async fn alter_stream(
         ms: req.retention_ms,
         bytes: req.retention_bytes,
     };
-    Ok(Json(host.set_retention(&name, change, false).await?.into()))
+    let retention = change.ms.is_some() || change.bytes.is_some();
+    if let Some(n) = req.partitions {
+        host.add_partitions(&name, n, true).await?;
+    }
+    if retention {
+        host.set_retention(&name, change, true).await?;
+    }
+    if let Some(n) = req.partitions {
+        host.add_partitions(&name, n, false).await?;
+    }
+    if retention {
+        host.set_retention(&name, change, false).await?;
+    }
+    Ok(Json(host.describe_stream(&name)?.into()))
 }
 
 #[cfg(test)]
@@ -78,7 +98,13 @@ mod tests {
         assert_eq!((a.retention_ms, a.retention_bytes), (Some(None), Some(Some(5))));
         let b: AlterStream = serde_json::from_str("{}").unwrap();
         assert_eq!((b.retention_ms, b.retention_bytes), (None, None));
-        assert!(serde_json::from_str::<AlterStream>(r#"{"partitions": 3}"#).is_err());
+        assert!(serde_json::from_str::<AlterStream>(r#"{"name": "x"}"#).is_err());
+        assert_eq!(
+            serde_json::from_str::<AlterStream>(r#"{"partitions": 3}"#)
+                .unwrap()
+                .partitions,
+            Some(3)
+        );
         assert!(serde_json::from_str::<AlterStream>(r#"{"retention_ms": -1}"#).is_err());
     }
 }

@@ -111,6 +111,9 @@ pub(super) mod codes {
     pub fn invalid_partitions() -> i16 {
         K::InvalidPartitions.code()
     }
+    pub fn invalid_replica_assignment() -> i16 {
+        K::InvalidReplicaAssignment.code()
+    }
     pub fn invalid_replication_factor() -> i16 {
         K::InvalidReplicationFactor.code()
     }

@@ -58,6 +58,11 @@ pub enum ControlOp {
     DeleteView {
         name: String,
     },
+    /// A stream grew to `partitions` partitions (never fewer).
+    AddPartitions {
+        id: u32,
+        partitions: u32,
+    },
     /// A stream's retention changed (the other settings stay).
     SetRetention {
         id: u32,
@@ -395,6 +400,11 @@ impl Snapshot {
                 if let Some(r) = &m.replication {
                     let first = |p: &Vec<u32>| Leadership::initial(p.first().copied().unwrap_or(0));
                     self.leadership.insert(m.id, r.assignment.iter().map(first).collect());
+                }
+            }
+            ControlOp::AddPartitions { id, partitions } => {
+                if let Some(m) = self.streams.get_mut(id) {
+                    m.partitions = m.partitions.max(*partitions);
                 }
             }
             ControlOp::SetRetention { id, retention } => {

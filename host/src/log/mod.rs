@@ -22,6 +22,7 @@ mod read;
 pub mod record;
 mod recovery;
 pub mod replica;
+mod settings;
 pub mod tiering;
 pub mod views;
 
@@ -324,50 +325,6 @@ impl Log {
         Ok(())
     }
 
-    /// Changes a stream's retention, checked with its other settings as at
-    /// creation; `validate_only` changes nothing. Durable before it returns;
-    /// tiering applies it from its next pass. Replicated streams keep the
-    /// retention they were created with.
-    pub async fn set_retention(
-        &self,
-        name: &str,
-        change: meta::RetentionChange,
-        validate_only: bool,
-    ) -> Result<StreamInfo, LogError> {
-        let mut snap = self.admin.lock().await;
-        let stream = self.stream(name)?;
-        let retention = change.applied_to(stream.meta.retention);
-        if stream.meta.replication.is_some() {
-            return Err(LogError::InvalidConfig(format!(
-                "the retention of replicated stream {name:?} is set when it is created; changing it is not supported yet"
-            )));
-        }
-        let config = meta::StreamConfig {
-            retention,
-            compaction: stream.meta.compaction.clone(),
-            replication: None,
-        };
-        config.validate().map_err(LogError::InvalidConfig)?;
-        let id = stream.meta.id;
-        if validate_only {
-            let mut info = describe(&stream);
-            info.retention = retention;
-            return Ok(info);
-        }
-        self.apply_control(&mut snap, &ControlOp::SetRetention { id, retention })
-            .await?;
-        let changed = Arc::new(Stream {
-            meta: StreamMeta {
-                retention,
-                ..stream.meta.clone()
-            },
-            partitions: stream.partitions.clone(),
-        });
-        let info = describe(&changed);
-        self.write_streams().insert(name.into(), changed);
-        Ok(info)
-    }
-
     /// Makes a control entry durable, applies it and stores the snapshot.
     async fn apply_control(&self, snap: &mut Snapshot, op: &ControlOp) -> Result<(), LogError> {
         let payload = serde_json::to_vec(op).map_err(|e| LogError::InvalidBatch(e.to_string()))?;
@@ -444,6 +401,13 @@ impl Log {
 
 fn new_partitions(n: u32) -> Vec<Arc<Partition>> {
     (0..n).map(|_| Arc::new(Partition::default())).collect()
+}
+
+/// Adds empty partitions to `ps` until it has `n`.
+fn grow(ps: &mut Vec<Arc<Partition>>, n: u32) {
+    while ps.len() < n as usize {
+        ps.push(Arc::new(Partition::default()));
+    }
 }
 
 fn describe(s: &Stream) -> StreamInfo {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::meta::{self, ControlOp, Snapshot};
 use super::partition::{BatchRef, Partition};
-use super::{EntryKind, LogError, Options, Stream, WalBackend, new_partitions, producers, progress};
+use super::{EntryKind, LogError, Options, Stream, WalBackend, grow, new_partitions, producers, progress};
 use crate::wal::{self, WalError};
 
 /// The Tokio runtime an object-store WAL needs while the log opens.
@@ -135,6 +135,11 @@ impl Replay {
                         ControlOp::DeleteStream { id } => {
                             self.parts.remove(id);
                         }
+                        ControlOp::AddPartitions { id, partitions } => {
+                            if let Some(ps) = self.parts.get_mut(id) {
+                                grow(ps, *partitions);
+                            }
+                        }
                         ControlOp::Truncate { id, partition, offset } => {
                             if let Some(p) = self.parts.get(id).and_then(|v| v.get(*partition as usize)) {
                                 p.truncate(*offset);
@@ -228,7 +233,8 @@ impl Replay {
             .streams
             .values()
             .map(|m| {
-                let partitions = parts.remove(&m.id).unwrap_or_else(|| new_partitions(m.partitions));
+                let mut partitions = parts.remove(&m.id).unwrap_or_default();
+                grow(&mut partitions, m.partitions);
                 for (p, l) in partitions.iter().zip(snap.leadership.get(&m.id).into_iter().flatten()) {
                     p.set_replica(l.clone());
                 }

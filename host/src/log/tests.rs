@@ -544,3 +544,52 @@ async fn a_changed_retention_survives_reopen_from_the_snapshot_and_the_wal() {
         log.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn added_partitions_take_records_and_survive_reopen_from_the_snapshot_and_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.create_stream("s", 1).await.unwrap();
+    log.append("s", 0, &[rec("p0")]).await.unwrap();
+    // Validate-only and refusals change nothing.
+    assert_eq!(log.add_partitions("s", 3, true).await.unwrap().partitions.len(), 3);
+    assert_eq!(log.describe_stream("s").unwrap().partitions.len(), 1);
+    for (n, what) in [(1, "same count"), (0, "fewer")] {
+        let e = log.add_partitions("s", n, false).await.unwrap_err();
+        assert!(matches!(e, LogError::InvalidConfig(_)), "{what}: {e}");
+    }
+    let too_many = log
+        .add_partitions("s", Options::default().max_partitions + 1, false)
+        .await;
+    assert!(
+        matches!(too_many, Err(LogError::InvalidPartitions { .. })),
+        "{too_many:?}"
+    );
+    let grown = log.add_partitions("s", 3, false).await.unwrap();
+    assert_eq!(
+        grown.partitions.iter().map(|p| p.end).collect::<Vec<_>>(),
+        vec![1, 0, 0]
+    );
+    log.append("s", 2, &[rec("p2-a"), rec("p2-b")]).await.unwrap();
+    log.shutdown().await;
+    for round in 0..2 {
+        if round == 1 {
+            std::fs::remove_file(meta::snapshot_path(dir.path())).unwrap();
+        }
+        let log = open(dir.path());
+        let ends: Vec<u64> = log
+            .describe_stream("s")
+            .unwrap()
+            .partitions
+            .iter()
+            .map(|p| p.end)
+            .collect();
+        assert_eq!(ends, vec![1, 0, 2], "round {round}");
+        assert_eq!(
+            values(&log.read("s", 2, 0, 10, 1 << 20).await.unwrap()),
+            vec!["p2-a", "p2-b"]
+        );
+        assert_eq!(values(&log.read("s", 0, 0, 10, 1 << 20).await.unwrap()), vec!["p0"]);
+        log.shutdown().await;
+    }
+}

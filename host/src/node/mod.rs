@@ -47,7 +47,7 @@ mod metrics;
 mod offsets;
 mod plugins;
 mod readiness;
-mod retention;
+mod settings;
 #[cfg(test)]
 mod tests_derived;
 #[cfg(test)]

@@ -148,6 +148,19 @@ impl Pipelines {
         self.status(name).await
     }
 
+    /// Restarts the running pipelines that read or write `stream` (it grew:
+    /// tasks are per input partition, and each picks its output partition
+    /// when it starts). Positions are durable, so nothing is read twice.
+    pub async fn restart_using(self: &Arc<Self>, stream: &str) {
+        let mut running = self.running.lock().await;
+        for m in self.log.pipelines().await {
+            if (m.input == stream || m.output == stream) && running.contains_key(&m.name) {
+                stop(&mut running, &m.name).await;
+                self.spawn(&mut running, m);
+            }
+        }
+    }
+
     pub async fn delete(&self, name: &str) -> Result<(), PipelineError> {
         let mut running = self.running.lock().await;
         self.log.pipeline(name).await?;

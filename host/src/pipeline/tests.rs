@@ -213,3 +213,46 @@ async fn bad_pipeline_specs_are_refused() {
     assert_eq!(h.list_pipelines().await.len(), 1);
     h.shutdown().await;
 }
+
+/// Input and output streams that grow: the pipeline restarts its tasks,
+/// reads the new input partitions and writes to the new output ones, and
+/// processes nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_follows_streams_that_grow() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = host(dir.path()).await;
+    h.create_stream("in", 1).await.unwrap();
+    h.create_stream("out", 1).await.unwrap();
+    h.put_plugin("upper", wasm::read(wasm::UPPER)).await.unwrap();
+    h.create_pipeline(spec("p", "upper")).await.unwrap();
+    let batch = |from: usize, to: usize| (from..to).map(|i| format!("v{i}")).collect::<Vec<_>>();
+    h.append("in", 0, &recs(&batch(0, 20))).await.unwrap();
+    assert_eq!(wait_for(&h, "out", 20).await.len(), 20);
+
+    h.add_partitions("in", 3, false).await.unwrap();
+    h.add_partitions("out", 2, false).await.unwrap();
+    h.append("in", 2, &recs(&batch(20, 30))).await.unwrap();
+    h.append("in", 0, &recs(&batch(30, 35))).await.unwrap();
+    h.append("in", 1, &recs(&batch(35, 40))).await.unwrap();
+    let got = wait_for(&h, "out", 40).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let mut after = all_values(&h, "out").await;
+    assert_eq!(got, after, "output kept growing after all input was processed");
+    after.sort();
+    let mut want: Vec<String> = (0..40).map(|i| format!("V{i}")).collect();
+    want.sort();
+    assert_eq!(after, want, "every input exactly once");
+    // Input partitions 0 and 2 write to output partition 0 (2 % 2), input
+    // partition 1 to the new output partition 1.
+    let ends: Vec<u64> = h
+        .describe_stream("out")
+        .unwrap()
+        .partitions
+        .iter()
+        .map(|p| p.end)
+        .collect();
+    assert_eq!(ends, vec![35, 5]);
+    let st = h.pipeline_status("p").await.unwrap();
+    assert_eq!(st.partitions.len(), 3, "{st:?}");
+    h.shutdown().await;
+}

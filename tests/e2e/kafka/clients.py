@@ -190,6 +190,19 @@ def confluent_describe_configs(a):
     return {"configs": {k: v.value for k, v in configs.items()}}
 
 
+def confluent_create_partitions(a):
+    from confluent_kafka.admin import AdminClient, NewPartitions
+
+    admin = AdminClient({"bootstrap.servers": a["bootstrap"]})
+    fut = admin.create_partitions([NewPartitions(a["topic"], a["count"])],
+                                  validate_only=a.get("validate_only", False))[a["topic"]]
+    try:
+        fut.result(20)
+        return {"ok": True}
+    except Exception as e:  # the Kafka error, reported to the test
+        return {"ok": False, "error": str(e)}
+
+
 def confluent_committed(a):
     from confluent_kafka import Consumer, TopicPartition
 
@@ -306,6 +319,19 @@ def kp_alter_configs(a):
         admin.close()
 
 
+def kp_create_partitions(a):
+    from kafka.admin import KafkaAdminClient, NewPartitions
+
+    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"])
+    try:
+        admin.create_partitions({a["topic"]: NewPartitions(a["count"])})
+        return {"ok": True}
+    except Exception as e:
+        return {"ok": False, "error": f"{type(e).__name__}: {e}"}
+    finally:
+        admin.close()
+
+
 def kp_delete_topic(a):
     from kafka.admin import KafkaAdminClient
 
@@ -335,6 +361,8 @@ COMMANDS = {
     ("kafkapython", "delete_topic"): kp_delete_topic,
     ("kafkapython", "alter_configs"): kp_alter_configs,
     ("confluent", "alter_configs"): confluent_alter_configs,
+    ("confluent", "create_partitions"): confluent_create_partitions,
+    ("kafkapython", "create_partitions"): kp_create_partitions,
     ("confluent", "describe_configs"): confluent_describe_configs,
 }
 

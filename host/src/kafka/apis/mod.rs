@@ -63,6 +63,9 @@ pub(super) async fn handle(
         RequestKind::CreateTopics(r) => respond(ResponseKind::CreateTopics(topics::create(ctx, r).await)),
         RequestKind::DeleteTopics(r) => respond(ResponseKind::DeleteTopics(topics::delete(ctx, r, version).await)),
         RequestKind::DescribeConfigs(r) => respond(ResponseKind::DescribeConfigs(topics::describe_configs(ctx, r))),
+        RequestKind::CreatePartitions(r) => {
+            respond(ResponseKind::CreatePartitions(topics::create_partitions(ctx, r).await))
+        }
         RequestKind::AlterConfigs(r) => respond(ResponseKind::AlterConfigs(configs::alter(ctx, r).await)),
         RequestKind::IncrementalAlterConfigs(r) => respond(ResponseKind::IncrementalAlterConfigs(
             configs::incremental(ctx, r).await,

@@ -1,5 +1,7 @@
-//! CreateTopics, DeleteTopics and DescribeConfigs: topics are streams
-//! (changing configs: `configs`).
+//! CreateTopics, DeleteTopics, CreatePartitions and DescribeConfigs:
+//! topics are streams (changing configs: `configs`). CreatePartitions grows
+//! a stream (never shrinks it); replica assignments may only name this
+//! node, and replicated streams keep their partition count.
 //!
 //! Topic configs map to stream settings: `retention.ms` and
 //! `retention.bytes` (-1: unlimited), `cleanup.policy` `delete`, `compact`
@@ -8,12 +10,13 @@
 //! silently ignored. A replication factor above 1 creates a replicated
 //! stream (a `[cluster]` is needed).
 
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
 use kafka_protocol::messages::{
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest,
-    DescribeConfigsResponse,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
 };
 
 use super::super::Ctx;
@@ -171,6 +174,65 @@ fn apply_config(config: &mut StreamConfig, name: &str, value: &str) -> Result<()
         other => return Err(format!("topic config `{other}` is not supported")),
     }
     Ok(())
+}
+
+pub(super) async fn create_partitions(ctx: &Ctx, r: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let mut out = CreatePartitionsResponse::default();
+    for topic in r.topics {
+        let mut res = CreatePartitionsTopicResult::default();
+        if let Err((code, message)) = grow_one(ctx, &topic, r.validate_only).await {
+            res.error_code = code;
+            res.error_message = Some(str_bytes(message));
+        }
+        res.name = topic.name;
+        out.results.push(res);
+    }
+    out
+}
+
+async fn grow_one(
+    ctx: &Ctx,
+    topic: &kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic,
+    validate_only: bool,
+) -> Result<(), (i16, String)> {
+    let name = topic.name.0.as_str();
+    let info = ctx
+        .host
+        .describe_stream(name)
+        .map_err(|e| (code_of(&e), e.to_string()))?;
+    let current = info.partitions.len();
+    let count = usize::try_from(topic.count).unwrap_or(0);
+    if count <= current {
+        return Err((
+            codes::invalid_partitions(),
+            format!("topic `{name}` has {current} partitions; the count can only grow"),
+        ));
+    }
+    let elsewhere = |a: &kafka_protocol::messages::create_partitions_request::CreatePartitionsAssignment| {
+        a.broker_ids.iter().any(|b| b.0 != ctx.node_id) || a.broker_ids.len() != 1
+    };
+    if let Some(a) = &topic.assignments
+        && (a.len() != count - current || a.iter().any(elsewhere))
+    {
+        return Err((
+            codes::invalid_replica_assignment(),
+            format!(
+                "new partitions of `{name}` can only be placed on this node ({})",
+                ctx.node_id
+            ),
+        ));
+    }
+    ctx.host
+        .add_partitions(name, count as u32, validate_only)
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            let code = match e.code() {
+                "invalid_request" if e.message().contains("partition") => codes::invalid_partitions(),
+                _ => code_of(&e),
+            };
+            (code, e.to_string())
+        })
 }
 
 pub(super) async fn delete(ctx: &Ctx, r: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {

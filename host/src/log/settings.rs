@@ -1,0 +1,118 @@
+//! Changing a stream after creation: its retention, and its partition count
+//! (grown only). Each change is one control entry, durable before the call
+//! returns and replayed by recovery like the stream's creation; the
+//! stream's entry in the map is replaced by one with the new settings and
+//! the same partition states. Replicated streams keep what they were
+//! created with (their nodes would have to change together).
+
+use std::sync::Arc;
+
+use super::meta::{self, ControlOp, StreamMeta};
+use super::{LogError, Stream, StreamInfo, describe, grow};
+
+impl super::Log {
+    /// Changes a stream's retention, checked with its other settings as at
+    /// creation; `validate_only` changes nothing. Durable before it returns;
+    /// tiering applies it from its next pass. Replicated streams keep the
+    /// retention they were created with.
+    pub async fn set_retention(
+        &self,
+        name: &str,
+        change: meta::RetentionChange,
+        validate_only: bool,
+    ) -> Result<StreamInfo, LogError> {
+        let mut snap = self.admin.lock().await;
+        let stream = self.stream(name)?;
+        let retention = change.applied_to(stream.meta.retention);
+        if stream.meta.replication.is_some() {
+            return Err(LogError::InvalidConfig(format!(
+                "the retention of replicated stream {name:?} is set when it is created; changing it is not supported yet"
+            )));
+        }
+        let config = meta::StreamConfig {
+            retention,
+            compaction: stream.meta.compaction.clone(),
+            replication: None,
+        };
+        config.validate().map_err(LogError::InvalidConfig)?;
+        let id = stream.meta.id;
+        if validate_only {
+            let mut info = describe(&stream);
+            info.retention = retention;
+            return Ok(info);
+        }
+        self.apply_control(&mut snap, &ControlOp::SetRetention { id, retention })
+            .await?;
+        let changed = Arc::new(Stream {
+            meta: StreamMeta {
+                retention,
+                ..stream.meta.clone()
+            },
+            partitions: stream.partitions.clone(),
+        });
+        let info = describe(&changed);
+        self.write_streams().insert(name.into(), changed);
+        Ok(info)
+    }
+
+    /// Grows `name` to `partitions` partitions; `validate_only` changes
+    /// nothing. The new partitions start empty at offset 0.
+    pub async fn add_partitions(
+        &self,
+        name: &str,
+        partitions: u32,
+        validate_only: bool,
+    ) -> Result<StreamInfo, LogError> {
+        let mut snap = self.admin.lock().await;
+        let stream = self.stream(name)?;
+        let current = stream.meta.partitions;
+        if stream.meta.replication.is_some() {
+            return Err(LogError::InvalidConfig(format!(
+                "replicated stream {name:?} keeps the {current} partitions it was created with; adding partitions is not supported yet"
+            )));
+        }
+        if partitions <= current {
+            return Err(LogError::InvalidConfig(format!(
+                "stream {name:?} has {current} partitions; the count can only grow (asked for {partitions})"
+            )));
+        }
+        if partitions > self.opts.max_partitions {
+            return Err(LogError::InvalidPartitions {
+                count: partitions,
+                max: self.opts.max_partitions,
+            });
+        }
+        let total: u64 = snap.streams.values().map(|s| u64::from(s.partitions)).sum();
+        let added = u64::from(partitions - current);
+        if total.saturating_add(added) > self.opts.max_total_partitions {
+            return Err(LogError::NodeFull {
+                what: format!(
+                    "{total} partitions; {added} more would pass `max_total_partitions` ({})",
+                    self.opts.max_total_partitions
+                ),
+            });
+        }
+        let mut parts = stream.partitions.clone();
+        grow(&mut parts, partitions);
+        let grown = Arc::new(Stream {
+            meta: StreamMeta {
+                partitions,
+                ..stream.meta.clone()
+            },
+            partitions: parts,
+        });
+        if validate_only {
+            return Ok(describe(&grown));
+        }
+        let id = stream.meta.id;
+        self.apply_control(&mut snap, &ControlOp::AddPartitions { id, partitions })
+            .await?;
+        let info = describe(&grown);
+        self.write_streams().insert(name.into(), grown);
+        // The uploader learns the new partitions on its next round.
+        for p in current..partitions {
+            self.touched.insert((id, p));
+        }
+        Ok(info)
+    }
+}

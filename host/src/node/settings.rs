@@ -1,0 +1,42 @@
+//! Changing a stream after it was created (HTTP `PATCH /streams/{name}`,
+//! Kafka AlterConfigs, IncrementalAlterConfigs and CreatePartitions): its
+//! retention, and its partition count (grown only).
+//!
+//! The log checks a new retention with the stream's other settings by the
+//! same rule as at creation, and makes each change durable as a control
+//! entry before the call returns. Replicated streams keep what they were
+//! created with: their nodes tier and hold partitions on their own, and a
+//! change reaching some replicas and not others would be worse than none.
+//! Pipelines reading or writing a stream that grew restart their tasks, so
+//! they read the new partitions and spread output over them.
+
+use super::Host;
+use super::committed;
+use crate::error::Error;
+use crate::log::StreamInfo;
+use crate::log::meta::RetentionChange;
+
+impl Host {
+    /// Changes `name`'s retention; `validate_only` checks without changing
+    /// anything. Answers the stream as it is (or would be) afterwards.
+    pub async fn set_retention(
+        &self,
+        name: &str,
+        change: RetentionChange,
+        validate_only: bool,
+    ) -> Result<StreamInfo, Error> {
+        committed::refuse_internal(name, "change")?;
+        Ok(self.inner.log.set_retention(name, change, validate_only).await?)
+    }
+
+    /// Grows `name` to `partitions` partitions; `validate_only` checks
+    /// without changing anything.
+    pub async fn add_partitions(&self, name: &str, partitions: u32, validate_only: bool) -> Result<StreamInfo, Error> {
+        committed::refuse_internal(name, "add partitions to")?;
+        let info = self.inner.log.add_partitions(name, partitions, validate_only).await?;
+        if !validate_only {
+            self.inner.pipelines.restart_using(name).await;
+        }
+        Ok(info)
+    }
+}
