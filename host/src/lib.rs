@@ -13,11 +13,11 @@
 //! # let dir = tempfile::tempdir().unwrap();
 //! let host = Host::open(Settings { data_dir: dir.path().into(), ..Settings::default() }).await?;
 //! host.create_stream("events", 1).await?;
-//! let rec = Record { value: "hello".into(), ..Record::default() };
+//! let rec = Record { value: Some("hello".into()), ..Record::default() };
 //! let appended = host.append("events", 0, &[rec]).await?; // durable once this returns
 //! assert_eq!(appended.base_offset, 0);
 //! let read = host.read("events", 0, 0, ReadLimits::default()).await?;
-//! assert_eq!(read.records[0].record.value, "hello");
+//! assert_eq!(read.records[0].record.value_bytes(), b"hello");
 //! host.shutdown().await;
 //! # Ok(())
 //! # }
