@@ -122,6 +122,15 @@ pub enum StreamCmd {
         #[arg(long, value_name = "SIZE|none")]
         retention_bytes: Option<String>,
     },
+    /// Delete a partition's records below an offset (its start moves there).
+    DeleteRecords {
+        name: String,
+        #[arg(short, long, default_value_t = 0)]
+        partition: u32,
+        /// Delete the records below this offset; without it, every record.
+        #[arg(long)]
+        before: Option<u64>,
+    },
     /// Delete a stream and its data.
     Delete { name: String },
 }

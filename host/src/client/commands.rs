@@ -138,6 +138,23 @@ pub async fn stream(c: &Client, out: Output, cmd: StreamCmd) -> Result<(), Clien
             let s = c.get(&format!("/streams/{}", seg(&name))).await?;
             show(out, &s, || describe_stream(&s))
         }
+        StreamCmd::DeleteRecords {
+            name,
+            partition,
+            before,
+        } => {
+            let mut path = format!("/streams/{}/partitions/{partition}/records", seg(&name));
+            if let Some(b) = before {
+                path.push_str(&format!("?before={b}"));
+            }
+            let out_json = c.delete(&path).await?;
+            show(out, &out_json, || {
+                format!(
+                    "stream `{name}` partition {partition} now starts at offset {}\n",
+                    cell(&out_json["start_offset"])
+                )
+            })
+        }
         StreamCmd::Delete { name } => {
             c.delete(&format!("/streams/{}", seg(&name))).await?;
             show(out, &json!({"deleted": name}), || format!("deleted stream `{name}`\n"))

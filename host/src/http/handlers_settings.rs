@@ -1,14 +1,15 @@
 //! `PATCH /streams/{name}`: changing a stream's settings after creation:
 //! its retention (a field left out stays as it is, `null` removes that
 //! limit) and its partition count (grown only). Every change asked for is
-//! checked before any is made.
+//! checked before any is made. `DELETE .../records?before=N`: deleting a
+//! partition's records below an offset (its start moves there).
 
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Deserializer};
 
 use super::error::ErrorBody;
-use super::extract::{Body, Path};
+use super::extract::{Body, Path, Query};
 use super::handlers::Res;
 use super::wire::StreamOut;
 use crate::error::Error;
@@ -86,6 +87,55 @@ pub async fn alter_stream(
         host.set_retention(&name, change, false).await?;
     }
     Ok(Json(host.describe_stream(&name)?.into()))
+}
+
+/// Query of `DELETE /streams/{name}/partitions/{partition}/records`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteRecordsQuery {
+    /// Delete the records below this offset (at most the end); without it,
+    /// every record.
+    pub before: Option<u64>,
+}
+
+/// The partition's start after a deletion.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DeletedOut {
+    /// The first offset still readable.
+    pub start_offset: u64,
+}
+
+/// Delete a partition's records below an offset
+///
+/// The partition's start moves to `before` (Kafka's DeleteRecords): the
+/// records below are no longer readable, durably, and tiered segments
+/// wholly below go with the next retention pass. Offsets are never reused.
+#[utoipa::path(delete, path = "/streams/{name}/partitions/{partition}/records", tag = "records",
+    params(
+        ("name" = String, Path, description = "Stream name"),
+        ("partition" = u32, Path, description = "Partition index, from 0"),
+        DeleteRecordsQuery,
+    ),
+    responses(
+        (status = 200, description = "The partition's new start", body = DeletedOut),
+        (status = 400, body = ErrorBody,
+            description = "`offset_out_of_range` (`before` past the end), `invalid_config` (a replicated stream, \
+                or one compacted without `delete`), `invalid_request` (a reserved name, a bad query)"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`, `partition_not_found`", body = ErrorBody),
+        (status = 409, description = "`view_read_only`: the name is a view", body = ErrorBody),
+        (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
+        (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+        (status = 507, description = "`disk_full`: the data dir's disk is full; free space, then restart the node", body = ErrorBody),
+    ))]
+pub async fn delete_records(
+    State(host): State<Host>,
+    Path((name, partition)): Path<(String, u32)>,
+    Query(q): Query<DeleteRecordsQuery>,
+) -> Res<Json<DeletedOut>> {
+    let start_offset = host.delete_records(&name, partition, q.before).await?;
+    Ok(Json(DeletedOut { start_offset }))
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ pub use serve::serve;
 /// - `GET|POST /streams`, `GET|PATCH|DELETE /streams/{name}`,
 ///   `GET /streams/{name}/status`
 /// - `POST /streams/{name}/compact`, `GET /streams/{name}/compaction`
-/// - `GET|POST /streams/{name}/partitions/{partition}/records`
+/// - `GET|POST|DELETE /streams/{name}/partitions/{partition}/records`
 /// - `GET /plugins`, `GET|PUT|DELETE /plugins/{name}`
 /// - `GET|POST /pipelines`, `GET|DELETE /pipelines/{name}`,
 ///   `POST /pipelines/{name}/pause`, `POST /pipelines/{name}/resume`
@@ -83,7 +83,7 @@ pub(crate) fn api() -> OpenApiRouter<Host> {
         .routes(routes!(h::stream_status))
         .routes(routes!(h::compact_stream))
         .routes(routes!(h::compaction_status))
-        .routes(routes!(h::consume, h::produce))
+        .routes(routes!(h::consume, h::produce, s::delete_records))
         .routes(routes!(p::list_plugins))
         .routes(routes!(p::describe_plugin, p::put_plugin, p::delete_plugin))
         .routes(routes!(p::list_pipelines, p::create_pipeline))

@@ -96,6 +96,9 @@ pub(super) fn commit_code(e: &CommitRefused) -> i16 {
 pub(super) mod codes {
     use kafka_protocol::ResponseError as K;
 
+    pub fn offset_out_of_range() -> i16 {
+        K::OffsetOutOfRange.code()
+    }
     pub fn unknown_topic() -> i16 {
         K::UnknownTopicOrPartition.code()
     }

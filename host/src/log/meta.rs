@@ -58,6 +58,14 @@ pub enum ControlOp {
     DeleteView {
         name: String,
     },
+    /// Records of a partition below `offset` were deleted (its start moved
+    /// there; Kafka DeleteRecords). Applied to the index on every replay,
+    /// as `Truncate` is.
+    SetStart {
+        id: u32,
+        partition: u32,
+        offset: u64,
+    },
     /// A stream grew to `partitions` partitions (never fewer).
     AddPartitions {
         id: u32,
@@ -400,6 +408,16 @@ impl Snapshot {
                 if let Some(r) = &m.replication {
                     let first = |p: &Vec<u32>| Leadership::initial(p.first().copied().unwrap_or(0));
                     self.leadership.insert(m.id, r.assignment.iter().map(first).collect());
+                }
+            }
+            ControlOp::SetStart { id, partition, offset } => {
+                let partitions = self.streams.get(id).map_or(0, |m| m.partitions as usize);
+                let marks = self.marks.entry(*id).or_default();
+                if marks.len() < partitions {
+                    marks.resize(partitions, PartitionMark::default());
+                }
+                if let Some(m) = marks.get_mut(*partition as usize) {
+                    m.start = m.start.max(*offset);
                 }
             }
             ControlOp::AddPartitions { id, partitions } => {

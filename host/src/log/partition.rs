@@ -304,13 +304,30 @@ impl Partition {
         Ok((Plan::Hot(plan), range))
     }
 
-    /// Restores what the snapshot says after the WAL was trimmed.
+    /// Restores what the snapshot says after the WAL was trimmed. The start
+    /// may lie above the floor (records deleted in the WAL's range); replay
+    /// ends with [`Partition::settle_start`].
     pub fn restore(&self, mark: super::meta::PartitionMark) {
         let mut st = self.lock();
-        st.start_offset = mark.start.min(mark.floor);
+        st.start_offset = st.start_offset.max(mark.start);
         st.end_offset = st.end_offset.max(mark.floor);
         st.next_offset = st.next_offset.max(mark.floor);
         st.tiered_end = st.tiered_end.max(mark.floor);
+    }
+
+    /// Deletes the records below `offset` (at most the end): nothing below
+    /// it is readable any more. Never moves the start back.
+    pub fn delete_before(&self, offset: u64) -> u64 {
+        let mut st = self.lock();
+        st.start_offset = st.start_offset.max(offset.min(st.end_offset));
+        st.start_offset
+    }
+
+    /// After replay: a start past what the WAL still holds (its tail was
+    /// cut) comes back to the end, so the range stays `start <= end`.
+    pub fn settle_start(&self) {
+        let mut st = self.lock();
+        st.start_offset = st.start_offset.min(st.end_offset);
     }
 
     pub fn mark(&self) -> super::meta::PartitionMark {

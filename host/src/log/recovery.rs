@@ -119,13 +119,19 @@ impl Replay {
         match e.meta.kind {
             // Truncations apply to the index, which is rebuilt from every
             // WAL entry, whatever the snapshot covers.
-            EntryKind::Control if self.base.covers(e.lsn) => {
-                if let Ok(ControlOp::Truncate { id, partition, offset }) = serde_json::from_slice(e.payload)
-                    && let Some(p) = self.parts.get(&id).and_then(|v| v.get(partition as usize))
-                {
-                    p.truncate(offset);
+            EntryKind::Control if self.base.covers(e.lsn) => match serde_json::from_slice(e.payload) {
+                Ok(ControlOp::Truncate { id, partition, offset }) => {
+                    if let Some(p) = self.parts.get(&id).and_then(|v| v.get(partition as usize)) {
+                        p.truncate(offset);
+                    }
                 }
-            }
+                Ok(ControlOp::SetStart { id, partition, offset }) => {
+                    if let Some(p) = self.parts.get(&id).and_then(|v| v.get(partition as usize)) {
+                        p.delete_before(offset);
+                    }
+                }
+                _ => {}
+            },
             EntryKind::Control => match serde_json::from_slice::<ControlOp>(e.payload) {
                 Ok(op) => {
                     match &op {
@@ -143,6 +149,11 @@ impl Replay {
                         ControlOp::Truncate { id, partition, offset } => {
                             if let Some(p) = self.parts.get(id).and_then(|v| v.get(*partition as usize)) {
                                 p.truncate(*offset);
+                            }
+                        }
+                        ControlOp::SetStart { id, partition, offset } => {
+                            if let Some(p) = self.parts.get(id).and_then(|v| v.get(*partition as usize)) {
+                                p.delete_before(*offset);
                             }
                         }
                         _ => {}
@@ -235,6 +246,9 @@ impl Replay {
             .map(|m| {
                 let mut partitions = parts.remove(&m.id).unwrap_or_default();
                 grow(&mut partitions, m.partitions);
+                for p in &partitions {
+                    p.settle_start();
+                }
                 for (p, l) in partitions.iter().zip(snap.leadership.get(&m.id).into_iter().flatten()) {
                     p.set_replica(l.clone());
                 }

@@ -1,5 +1,5 @@
-//! Changing a stream after creation: its retention, and its partition count
-//! (grown only). Each change is one control entry, durable before the call
+//! Changing a stream after creation: its retention, its partition count
+//! (grown only), and a partition's start (records deleted below it). Each change is one control entry, durable before the call
 //! returns and replayed by recovery like the stream's creation; the
 //! stream's entry in the map is replaced by one with the new settings and
 //! the same partition states. Replicated streams keep what they were
@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::meta::{self, ControlOp, StreamMeta};
-use super::{LogError, Stream, StreamInfo, describe, grow};
+use super::{LogError, Stream, StreamInfo, describe, grow, partition_of};
 
 impl super::Log {
     /// Changes a stream's retention, checked with its other settings as at
@@ -114,5 +114,46 @@ impl super::Log {
             self.touched.insert((id, p));
         }
         Ok(info)
+    }
+
+    /// Deletes the records of `partition` below `before` (`None`: all of
+    /// them, up to the end readers see): its start moves there, durably,
+    /// and never back. Answers the new start. Refused on replicated
+    /// streams and on streams compacted without `delete`.
+    pub async fn delete_records(&self, name: &str, partition: u32, before: Option<u64>) -> Result<u64, LogError> {
+        let mut snap = self.admin.lock().await;
+        let stream = self.stream(name)?;
+        let part = partition_of(&stream, partition)?;
+        if stream.meta.replication.is_some() {
+            return Err(LogError::InvalidConfig(format!(
+                "records of replicated stream {name:?} cannot be deleted yet"
+            )));
+        }
+        if stream.meta.compaction.as_ref().is_some_and(|c| !c.delete) {
+            return Err(LogError::InvalidConfig(format!(
+                "stream {name:?} is compacted without `delete`: its records go by key, not by offset"
+            )));
+        }
+        let range = part.range();
+        let offset = before.unwrap_or(range.end);
+        if offset > range.end {
+            return Err(LogError::OffsetOutOfRange {
+                stream: name.into(),
+                partition,
+                offset,
+                start: range.start,
+                end: range.end,
+            });
+        }
+        if offset <= range.start {
+            return Ok(range.start);
+        }
+        let op = ControlOp::SetStart {
+            id: stream.meta.id,
+            partition,
+            offset,
+        };
+        self.apply_control(&mut snap, &op).await?;
+        Ok(part.delete_before(offset))
     }
 }

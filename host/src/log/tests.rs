@@ -593,3 +593,55 @@ async fn added_partitions_take_records_and_survive_reopen_from_the_snapshot_and_
         log.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn deleted_records_stay_deleted_across_reopen_from_the_snapshot_and_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.create_stream("s", 2).await.unwrap();
+    let batch: Vec<Record> = (0..10).map(|i| rec(&format!("v{i}"))).collect();
+    log.append("s", 0, &batch).await.unwrap();
+    assert_eq!(log.delete_records("s", 0, Some(4)).await.unwrap(), 4);
+    // Never back; past the end refused; `None` is the end.
+    assert_eq!(log.delete_records("s", 0, Some(2)).await.unwrap(), 4);
+    let past = log.delete_records("s", 0, Some(11)).await.unwrap_err();
+    assert!(matches!(past, LogError::OffsetOutOfRange { .. }), "{past}");
+    assert_eq!(log.delete_records("s", 1, None).await.unwrap(), 0);
+    let below = log.read("s", 0, 3, 10, 1 << 20).await.unwrap_err();
+    assert!(matches!(below, LogError::OffsetOutOfRange { start: 4, .. }), "{below}");
+    assert_eq!(
+        values(&log.read("s", 0, 4, 2, 1 << 20).await.unwrap()),
+        vec!["v4", "v5"]
+    );
+    // A stream compacted without `delete` refuses: its records go by key.
+    let config = meta::StreamConfig {
+        compaction: Some(meta::Compaction::by_record_key(false)),
+        ..meta::StreamConfig::default()
+    };
+    log.create_stream_with("c", 1, config).await.unwrap();
+    let compacted = log.delete_records("c", 0, None).await.unwrap_err();
+    assert!(matches!(compacted, LogError::InvalidConfig(_)), "{compacted}");
+    log.shutdown().await;
+    for round in 0..2 {
+        if round == 1 {
+            std::fs::remove_file(meta::snapshot_path(dir.path())).unwrap();
+        }
+        let log = open(dir.path());
+        let info = log.describe_stream("s").unwrap();
+        assert_eq!(
+            (info.partitions[0].start, info.partitions[0].end),
+            (4, 10),
+            "round {round}"
+        );
+        assert_eq!(values(&log.read("s", 0, 4, 1, 1 << 20).await.unwrap()), vec!["v4"]);
+        // Later deletions go on from there, up to the end.
+        if round == 1 {
+            assert_eq!(log.delete_records("s", 0, None).await.unwrap(), 10);
+        }
+        log.shutdown().await;
+    }
+    let log = open(dir.path());
+    let p = &log.describe_stream("s").unwrap().partitions[0];
+    assert_eq!((p.start, p.end), (10, 10));
+    log.shutdown().await;
+}

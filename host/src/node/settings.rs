@@ -39,4 +39,16 @@ impl Host {
         }
         Ok(info)
     }
+
+    /// Deletes the records of `partition` below `before` (`None`: every
+    /// record readers see): the partition's start moves there, durably.
+    /// Answers the new start. Tiered segments wholly below it go with the
+    /// next retention pass.
+    pub async fn delete_records(&self, stream: &str, partition: u32, before: Option<u64>) -> Result<u64, Error> {
+        committed::refuse_internal(stream, "delete records of")?;
+        let start = self.inner.log.delete_records(stream, partition, before).await?;
+        let id = self.inner.log.describe_stream(stream)?.id;
+        self.inner.tier.records_deleted(id, partition);
+        Ok(start)
+    }
 }

@@ -146,6 +146,9 @@ pub struct Tier {
     compact_requests: Mutex<std::collections::HashSet<u32>>,
     /// Partitions (stream id, partition) a round left with work.
     active: Mutex<std::collections::HashSet<(u32, u32)>>,
+    /// Partitions whose records were deleted below an offset since the last
+    /// retention round: it drops their segments wholly below it.
+    deleted: Mutex<std::collections::HashSet<(u32, u32)>>,
     /// Partition visits by the uploader since start (tests watch it).
     visits: std::sync::atomic::AtomicU64,
 }
@@ -169,6 +172,7 @@ impl Tier {
             plugins: std::sync::OnceLock::new(),
             compact_requests: Mutex::new(Default::default()),
             active: Mutex::new(Default::default()),
+            deleted: Mutex::new(Default::default()),
             visits: Default::default(),
         });
         log.set_cold_store(Arc::new(cold::Cold(Arc::downgrade(&tier))));

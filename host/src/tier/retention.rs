@@ -1,7 +1,8 @@
 //! Retention and garbage collection of tiered data.
 //!
 //! Retention drops whole segments from the front of a partition (by their
-//! age, and while the partition holds more bytes than allowed) with one
+//! age, while the partition holds more bytes than allowed, and those wholly
+//! below its start once its records there were deleted) with one
 //! manifest commit; the dropped objects go on the manifest's garbage list
 //! and are deleted after `gc_grace`, so a reader that planned with the old
 //! manifest can still finish. Objects of deleted streams are deleted too.
@@ -27,16 +28,23 @@ impl Tier {
     /// policy; with `full`, to every partition (garbage of streams without
     /// a policy, the periodic sweep).
     pub(super) async fn retention_round(&self, full: bool) {
+        let deleted = std::mem::take(&mut *self.deleted.lock().unwrap_or_else(|p| p.into_inner()));
         let parts = if full {
             self.log.tier_partitions()
         } else {
-            self.log
-                .tier_partitions_where(|r, _| r.ms.is_some() || r.bytes.is_some())
+            let mut parts = self
+                .log
+                .tier_partitions_where(|r, _| r.ms.is_some() || r.bytes.is_some());
+            let known: std::collections::HashSet<(u32, u32)> =
+                parts.iter().map(|p| (p.stream_id, p.partition)).collect();
+            let rest = deleted.difference(&known).copied().collect();
+            parts.extend(self.log.tier_partitions_of(&rest));
+            parts
         };
         for p in parts {
             let key = (p.stream_id, p.partition);
             let (claimed, fenced) = self.with_part(key, |s| (s.claimed, s.fenced));
-            let has_retention = p.retention.ms.is_some() || p.retention.bytes.is_some();
+            let has_retention = p.retention.ms.is_some() || p.retention.bytes.is_some() || deleted.contains(&key);
             // Partitions this node writes are swept; ones with a retention
             // policy are claimed for it even when no new data arrives.
             if fenced || !(claimed || has_retention && p.state.range().end > 0) {
@@ -49,6 +57,16 @@ impl Tier {
         self.forget_deleted_streams().await;
     }
 
+    /// Notes that `partition`'s records were deleted below some offset: the
+    /// next retention round drops its segments wholly below it.
+    pub fn records_deleted(&self, stream_id: u32, partition: u32) {
+        self.deleted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((stream_id, partition));
+        self.wake();
+    }
+
     /// Drops expired segments and deletes garbage past its grace period.
     pub(super) async fn apply_retention(&self, p: &TierPartition) -> Result<(), TierError> {
         let current = self.manifest(p, true).await?;
@@ -57,10 +75,13 @@ impl Tier {
         let mut next: Manifest = (*current).clone();
         let mut total: u64 = next.bytes();
         let mut drop = 0;
+        // Records below the partition's start were deleted (DeleteRecords).
+        let start = p.state.range().start;
         for s in &next.segments {
             let expired = p.retention.ms.is_some_and(|ms| now.saturating_sub(s.created_ms) > ms);
             let oversize = p.retention.bytes.is_some_and(|b| total > b);
-            if !expired && !oversize {
+            let deleted = s.end_offset <= start;
+            if !expired && !oversize && !deleted {
                 break;
             }
             total = total.saturating_sub(s.size);

@@ -126,18 +126,26 @@ pub(super) fn check(records: &[crate::OffsetRecord], from: u64, to: u64) {
     }
 }
 
-/// Uploads, trims the WAL, reads cold data back, restarts, continues.
-async fn round_trip(kind: Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let Some((store, prefix)) = store(kind, dir.path()) else {
-        return;
-    };
-    let host = Host::open_with_store(eager(dir.path()), store.clone(), prefix.clone())
+/// An eager host on a fresh store of `kind` whose stream `t` (one
+/// partition) holds 600 records, all tiered; `None` (with a note) when the
+/// store is not available.
+pub(super) async fn tiered_600(kind: Store, dir: &std::path::Path) -> Option<(Host, Arc<dyn ObjectStore>, Path)> {
+    let (store, prefix) = store(kind, dir)?;
+    let host = Host::open_with_store(eager(dir), store.clone(), prefix.clone())
         .await
         .unwrap();
     host.create_stream("t", 1).await.unwrap();
     produce(&host, "t", 0, 60, 10).await;
     wait_for(&host, "t", "everything tiered", |p| p.tier.tiered_end == 600).await;
+    Some((host, store, prefix))
+}
+
+/// Uploads, trims the WAL, reads cold data back, restarts, continues.
+async fn round_trip(kind: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((host, store, prefix)) = tiered_600(kind, dir.path()).await else {
+        return;
+    };
     wait_for(&host, "t", "WAL trimmed", |p| p.wal_start_offset > 0).await;
     let st = host.stream_status("t").unwrap()[0].clone();
     assert!(st.tier.segments > 5, "4 KiB chunks make many segments: {st:?}");

@@ -2,7 +2,8 @@
 //! deletes nothing the live manifest still names, even with no grace period.
 
 use super::manifest;
-use super::tests::{Store, check, eager, on_every_store, produce, read_all, store, wait_for};
+use super::tests::{Store, check, eager, on_every_store, produce, read_all, store, tiered_600, wait_for};
+use crate::ReadLimits;
 use crate::node::{Compaction, RetentionChange, StreamConfig};
 use crate::objstore::faults::{Fault, FaultyStore, Op};
 use crate::{Host, Retention};
@@ -63,13 +64,9 @@ on_every_store!(a_failed_retention_commit_deletes_nothing_still_named);
 /// and a compacted stream keeps refusing one.
 async fn a_retention_set_later_applies_to_data_already_tiered(kind: Store) {
     let dir = tempfile::tempdir().unwrap();
-    let Some((store, prefix)) = store(kind, dir.path()) else {
+    let Some((host, ..)) = tiered_600(kind, dir.path()).await else {
         return;
     };
-    let host = Host::open_with_store(eager(dir.path()), store, prefix).await.unwrap();
-    host.create_stream("t", 1).await.unwrap();
-    produce(&host, "t", 0, 60, 10).await;
-    wait_for(&host, "t", "everything tiered", |p| p.tier.tiered_end == 600).await;
     assert_eq!(host.stream_status("t").unwrap()[0].start_offset, 0);
     let change = RetentionChange {
         ms: None,
@@ -105,3 +102,29 @@ async fn a_retention_set_later_applies_to_data_already_tiered(kind: Store) {
 }
 
 on_every_store!(a_retention_set_later_applies_to_data_already_tiered);
+
+/// Records deleted below an offset: tiered segments wholly below it are
+/// dropped on a retention pass (the stream has no retention of its own),
+/// and the start holds through a restart after the WAL was trimmed.
+async fn deleted_records_drop_their_tiered_segments(kind: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((host, store, prefix)) = tiered_600(kind, dir.path()).await else {
+        return;
+    };
+    let before = host.stream_status("t").unwrap()[0].tier.segments;
+    assert_eq!(host.delete_records("t", 0, Some(450)).await.unwrap(), 450);
+    wait_for(&host, "t", "segments below 450 dropped", |p| {
+        p.start_offset == 450 && p.tier.segments < before
+    })
+    .await;
+    check(&read_all(&host, "t", 450).await, 450, 600);
+    let err = host.read("t", 0, 449, ReadLimits::default()).await.unwrap_err();
+    assert_eq!(err.code(), "offset_out_of_range");
+    host.shutdown().await;
+    let host = Host::open_with_store(eager(dir.path()), store, prefix).await.unwrap();
+    assert_eq!(host.stream_status("t").unwrap()[0].start_offset, 450);
+    check(&read_all(&host, "t", 450).await, 450, 600);
+    host.shutdown().await;
+}
+
+on_every_store!(deleted_records_drop_their_tiered_segments);

@@ -203,6 +203,20 @@ def confluent_create_partitions(a):
         return {"ok": False, "error": str(e)}
 
 
+def confluent_delete_records(a):
+    """Deletes records below a["before"] (-1: the high watermark) of one partition."""
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": a["bootstrap"]})
+    tp = TopicPartition(a["topic"], a["partition"], a["before"])
+    try:
+        res = admin.delete_records([tp])[tp].result(20)
+        return {"ok": True, "low_watermark": res.low_watermark}
+    except Exception as e:  # the Kafka error, reported to the test
+        return {"ok": False, "error": str(e)}
+
+
 def confluent_committed(a):
     from confluent_kafka import Consumer, TopicPartition
 
@@ -332,6 +346,20 @@ def kp_create_partitions(a):
         admin.close()
 
 
+def kp_delete_records(a):
+    from kafka import TopicPartition
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"])
+    try:
+        out = admin.delete_records({TopicPartition(a["topic"], a["partition"]): a["before"]})
+        return {"ok": True, "result": {str(k): str(v) for k, v in out.items()}}
+    except Exception as e:
+        return {"ok": False, "error": f"{type(e).__name__}: {e}"}
+    finally:
+        admin.close()
+
+
 def kp_delete_topic(a):
     from kafka.admin import KafkaAdminClient
 
@@ -362,6 +390,8 @@ COMMANDS = {
     ("kafkapython", "alter_configs"): kp_alter_configs,
     ("confluent", "alter_configs"): confluent_alter_configs,
     ("confluent", "create_partitions"): confluent_create_partitions,
+    ("confluent", "delete_records"): confluent_delete_records,
+    ("kafkapython", "delete_records"): kp_delete_records,
     ("kafkapython", "create_partitions"): kp_create_partitions,
     ("confluent", "describe_configs"): confluent_describe_configs,
 }

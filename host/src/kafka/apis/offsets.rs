@@ -1,9 +1,12 @@
 //! ListOffsets (v1–v6): the earliest offset (-2), the latest (-1: the high
 //! watermark), or the first offset whose record's timestamp is at or after
 //! a time (offset -1 and timestamp -1 when no record is that recent).
+//! DeleteRecords (v0–v2) moves a partition's start (its low watermark) up to
+//! an offset (-1: the high watermark); the records below are gone.
 
+use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
-use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse};
 
 use super::super::Ctx;
 use super::super::error::{code_of, codes};
@@ -64,4 +67,37 @@ async fn lookup(ctx: &Ctx, stream: &str, index: i32, timestamp: i64) -> Result<(
         }
         _ => Err(codes::invalid_request()),
     }
+}
+
+pub(super) async fn delete_records(ctx: &Ctx, r: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let mut out = DeleteRecordsResponse::default();
+    for topic in r.topics {
+        let mut t = DeleteRecordsTopicResult::default();
+        for p in topic.partitions {
+            let mut res = DeleteRecordsPartitionResult::default();
+            res.partition_index = p.partition_index;
+            res.low_watermark = -1;
+            let before = match p.offset {
+                LATEST => Ok(None),
+                o => u64::try_from(o).map(Some).map_err(|_| codes::offset_out_of_range()),
+            };
+            let result = match (partition_of(p.partition_index), before) {
+                (None, _) => Err(codes::unknown_topic()),
+                (_, Err(code)) => Err(code),
+                (Some(partition), Ok(before)) => ctx
+                    .host
+                    .delete_records(topic.name.0.as_str(), partition, before)
+                    .await
+                    .map_err(|e| code_of(&e)),
+            };
+            match result {
+                Ok(start) => res.low_watermark = offset_of(start),
+                Err(code) => res.error_code = code,
+            }
+            t.partitions.push(res);
+        }
+        t.name = topic.name;
+        out.topics.push(t);
+    }
+    out
 }
