@@ -1,9 +1,11 @@
 //! Changing a stream after creation: its retention, its partition count
-//! (grown only), and a partition's start (records deleted below it). Each change is one control entry, durable before the call
-//! returns and replayed by recovery like the stream's creation; the
+//! (grown only), and a partition's start (records deleted below it, never
+//! moved back). Each change is one control entry, durable before the call
+//! returns and replayed by recovery like the stream's creation; a changed
 //! stream's entry in the map is replaced by one with the new settings and
-//! the same partition states. Replicated streams keep what they were
-//! created with (their nodes would have to change together).
+//! the same partition states. Changes are serialized by the admin lock.
+//! Replicated streams keep what they were created with (their nodes would
+//! have to change together).
 
 use std::sync::Arc;
 

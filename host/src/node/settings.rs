@@ -1,6 +1,7 @@
-//! Changing a stream after it was created (HTTP `PATCH /streams/{name}`,
-//! Kafka AlterConfigs, IncrementalAlterConfigs and CreatePartitions): its
-//! retention, and its partition count (grown only).
+//! Changing a stream after it was created (HTTP `PATCH /streams/{name}` and
+//! `DELETE .../records`, Kafka AlterConfigs, IncrementalAlterConfigs,
+//! CreatePartitions and DeleteRecords): its retention, its partition count
+//! (grown only), and a partition's start (records deleted below it).
 //!
 //! The log checks a new retention with the stream's other settings by the
 //! same rule as at creation, and makes each change durable as a control
