@@ -144,6 +144,31 @@ async fn kafkajs_produces_consumes_and_shares_a_group_across_faces() {
     assert_eq!(committed, vec![(0, 20), (1, 6)], "{view}");
 }
 
+/// KafkaJS's admin client changes a topic after creation: retention
+/// (AlterConfigs), more partitions, records deleted below an offset; a
+/// smaller partition count is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafkajs_admin_alters_grows_and_deletes_records() {
+    let server = Server::start().await;
+    let c = support::client();
+    support::create_stream(&c, &server, "js", 1).await;
+    let records: Vec<Value> = (0..10).map(|i| json!({"value": format!("r{i}")})).collect();
+    support::produce(&c, &server, "js", 0, &json!(records)).await;
+    let out = js(
+        "manage",
+        &json!({"bootstrap": server.kafka(), "topic": "js", "retention_ms": 3_600_000,
+                "partitions": 3, "delete_before": 4}),
+    );
+    assert_eq!(out["configs"]["retention.ms"], "3600000", "{out}");
+    assert_eq!(out["offsets"], json!([[0, 4, 10], [1, 0, 0], [2, 0, 0]]), "{out}");
+    assert!(out["shrink"].as_str().is_some_and(|e| e.contains("partition")), "{out}");
+    let resp = c.get(server.url("/streams/js")).send().await.expect("GET");
+    let (status, body) = support::json_of(resp).await;
+    assert!(status.is_success(), "{body}");
+    assert_eq!(body["retention_ms"], 3_600_000, "{body}");
+    assert_eq!(body["partitions"][0]["start_offset"], 4, "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafkajs_transactions_are_refused_and_write_nothing() {
     let server = Server::start().await;

@@ -3,7 +3,7 @@
 // object. Byte fields are hex; null stays null. Found through NODE_PATH.
 'use strict';
 
-const { Kafka, logLevel, CompressionTypes } = require('kafkajs');
+const { Kafka, logLevel, CompressionTypes, ConfigResourceTypes } = require('kafkajs');
 
 const hx = (b) => (b === null || b === undefined ? null : Buffer.from(b).toString('hex'));
 const unhex = (s) => (s === null || s === undefined ? null : Buffer.from(s, 'hex'));
@@ -154,6 +154,37 @@ async function admin(a) {
   return out;
 }
 
+// Changes a topic with the admin client: its retention (AlterConfigs), its
+// partition count, and its records below an offset; reports what
+// DescribeConfigs and the offsets say afterwards.
+async function manage(a) {
+  const adm = client(a).admin();
+  await adm.connect();
+  try {
+    const topic = { type: ConfigResourceTypes.TOPIC, name: a.topic };
+    await adm.alterConfigs({
+      validateOnly: false,
+      resources: [{ ...topic, configEntries: [{ name: 'retention.ms', value: String(a.retention_ms) }] }],
+    });
+    await adm.createPartitions({ topicPartitions: [{ topic: a.topic, count: a.partitions }] });
+    await adm.deleteTopicRecords({ topic: a.topic, partitions: [{ partition: 0, offset: String(a.delete_before) }] });
+    const described = await adm.describeConfigs({ includeSynonyms: false, resources: [topic] });
+    const configs = Object.fromEntries(described.resources[0].configEntries.map((c) => [c.configName, c.configValue]));
+    const offsets = (await adm.fetchTopicOffsets(a.topic))
+      .map((p) => [p.partition, Number(p.low), Number(p.high)])
+      .sort((x, y) => x[0] - y[0]);
+    let shrink = null;
+    try {
+      await adm.createPartitions({ topicPartitions: [{ topic: a.topic, count: 1 }] });
+    } catch (e) {
+      shrink = `${e.name}: ${e.message}`;
+    }
+    return { configs, offsets, shrink };
+  } finally {
+    await adm.disconnect();
+  }
+}
+
 // A transactional producer: the node refuses transactions, and KafkaJS must
 // say so instead of hanging or half-writing.
 async function transactional(a) {
@@ -172,7 +203,7 @@ async function transactional(a) {
   }
 }
 
-const commands = { produce, consume, group, admin, transactional };
+const commands = { produce, consume, group, admin, manage, transactional };
 
 (async () => {
   const [cmd, json] = process.argv.slice(2);
