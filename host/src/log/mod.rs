@@ -28,6 +28,8 @@ pub mod views;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_settings;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

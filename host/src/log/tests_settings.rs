@@ -1,0 +1,219 @@
+//! Changes to a stream after creation (`settings.rs`): retention, more
+//! partitions, records deleted below an offset. Each must survive reopening
+//! from the snapshot, from the WAL alone, and on the object WAL from an
+//! empty data dir.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::tests::{open, rec, values};
+use super::*;
+
+#[tokio::test]
+async fn a_changed_retention_survives_reopen_from_the_snapshot_and_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.create_stream("s", 1).await.unwrap();
+    let set = |ms, bytes| meta::RetentionChange { ms, bytes };
+    let info = log
+        .set_retention("s", set(Some(Some(60_000)), None), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        info.retention,
+        meta::Retention {
+            ms: Some(60_000),
+            bytes: None
+        }
+    );
+    // Only the named limit changes; `Some(None)` removes one.
+    let info = log
+        .set_retention("s", set(None, Some(Some(4096))), false)
+        .await
+        .unwrap();
+    assert_eq!((info.retention.ms, info.retention.bytes), (Some(60_000), Some(4096)));
+    let info = log.set_retention("s", set(Some(None), None), false).await.unwrap();
+    assert_eq!((info.retention.ms, info.retention.bytes), (None, Some(4096)));
+    // Validate-only answers the result and changes nothing.
+    let dry = log.set_retention("s", set(Some(Some(1)), None), true).await.unwrap();
+    assert_eq!(dry.retention.ms, Some(1));
+    assert_eq!(log.describe_stream("s").unwrap().retention.ms, None);
+    // Refused: zero, and a stream that is not there.
+    let zero = log
+        .set_retention("s", set(None, Some(Some(0))), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(zero, LogError::InvalidConfig(_)), "{zero}");
+    let none = log.set_retention("nope", set(None, None), false).await.unwrap_err();
+    assert!(matches!(none, LogError::StreamNotFound { .. }), "{none}");
+    log.shutdown().await;
+    for round in 0..2 {
+        if round == 1 {
+            std::fs::remove_file(meta::snapshot_path(dir.path())).unwrap();
+        }
+        let log = open(dir.path());
+        let r = log.describe_stream("s").unwrap().retention;
+        assert_eq!((r.ms, r.bytes), (None, Some(4096)), "round {round}");
+        log.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn added_partitions_take_records_and_survive_reopen_from_the_snapshot_and_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.create_stream("s", 1).await.unwrap();
+    log.append("s", 0, &[rec("p0")]).await.unwrap();
+    // Validate-only and refusals change nothing.
+    assert_eq!(log.add_partitions("s", 3, true).await.unwrap().partitions.len(), 3);
+    assert_eq!(log.describe_stream("s").unwrap().partitions.len(), 1);
+    for (n, what) in [(1, "same count"), (0, "fewer")] {
+        let e = log.add_partitions("s", n, false).await.unwrap_err();
+        assert!(matches!(e, LogError::InvalidConfig(_)), "{what}: {e}");
+    }
+    let too_many = log
+        .add_partitions("s", Options::default().max_partitions + 1, false)
+        .await;
+    assert!(
+        matches!(too_many, Err(LogError::InvalidPartitions { .. })),
+        "{too_many:?}"
+    );
+    let grown = log.add_partitions("s", 3, false).await.unwrap();
+    assert_eq!(
+        grown.partitions.iter().map(|p| p.end).collect::<Vec<_>>(),
+        vec![1, 0, 0]
+    );
+    log.append("s", 2, &[rec("p2-a"), rec("p2-b")]).await.unwrap();
+    log.shutdown().await;
+    for round in 0..2 {
+        if round == 1 {
+            std::fs::remove_file(meta::snapshot_path(dir.path())).unwrap();
+        }
+        let log = open(dir.path());
+        let ends: Vec<u64> = log
+            .describe_stream("s")
+            .unwrap()
+            .partitions
+            .iter()
+            .map(|p| p.end)
+            .collect();
+        assert_eq!(ends, vec![1, 0, 2], "round {round}");
+        assert_eq!(
+            values(&log.read("s", 2, 0, 10, 1 << 20).await.unwrap()),
+            vec!["p2-a", "p2-b"]
+        );
+        assert_eq!(values(&log.read("s", 0, 0, 10, 1 << 20).await.unwrap()), vec!["p0"]);
+        log.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn deleted_records_stay_deleted_across_reopen_from_the_snapshot_and_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.create_stream("s", 2).await.unwrap();
+    let batch: Vec<Record> = (0..10).map(|i| rec(&format!("v{i}"))).collect();
+    log.append("s", 0, &batch).await.unwrap();
+    assert_eq!(log.delete_records("s", 0, Some(4)).await.unwrap(), 4);
+    // Never back; past the end refused; `None` is the end.
+    assert_eq!(log.delete_records("s", 0, Some(2)).await.unwrap(), 4);
+    let past = log.delete_records("s", 0, Some(11)).await.unwrap_err();
+    assert!(matches!(past, LogError::OffsetOutOfRange { .. }), "{past}");
+    assert_eq!(log.delete_records("s", 1, None).await.unwrap(), 0);
+    let below = log.read("s", 0, 3, 10, 1 << 20).await.unwrap_err();
+    assert!(matches!(below, LogError::OffsetOutOfRange { start: 4, .. }), "{below}");
+    assert_eq!(
+        values(&log.read("s", 0, 4, 2, 1 << 20).await.unwrap()),
+        vec!["v4", "v5"]
+    );
+    // A stream compacted without `delete` refuses: its records go by key.
+    let config = meta::StreamConfig {
+        compaction: Some(meta::Compaction::by_record_key(false)),
+        ..meta::StreamConfig::default()
+    };
+    log.create_stream_with("c", 1, config).await.unwrap();
+    let compacted = log.delete_records("c", 0, None).await.unwrap_err();
+    assert!(matches!(compacted, LogError::InvalidConfig(_)), "{compacted}");
+    log.shutdown().await;
+    for round in 0..2 {
+        if round == 1 {
+            std::fs::remove_file(meta::snapshot_path(dir.path())).unwrap();
+        }
+        let log = open(dir.path());
+        let info = log.describe_stream("s").unwrap();
+        assert_eq!(
+            (info.partitions[0].start, info.partitions[0].end),
+            (4, 10),
+            "round {round}"
+        );
+        assert_eq!(values(&log.read("s", 0, 4, 1, 1 << 20).await.unwrap()), vec!["v4"]);
+        // Later deletions go on from there, up to the end.
+        if round == 1 {
+            assert_eq!(log.delete_records("s", 0, None).await.unwrap(), 10);
+        }
+        log.shutdown().await;
+    }
+    let log = open(dir.path());
+    let p = &log.describe_stream("s").unwrap().partitions[0];
+    assert_eq!((p.start, p.end), (10, 10));
+    log.shutdown().await;
+}
+
+/// On the object WAL, every change comes back into an empty data dir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_survives_an_empty_data_dir_on_the_object_wal() {
+    use crate::objstore::{Remote, RemoteOptions};
+    let remote = Remote::new(
+        Arc::new(object_store::memory::InMemory::new()),
+        object_store::path::Path::from("node"),
+        RemoteOptions::default(),
+    );
+    let opts = Options {
+        wal_backend: WalBackend::Object {
+            remote,
+            opts: wal::object::ObjectOptions {
+                interval: Duration::from_millis(2),
+                ..Default::default()
+            },
+        },
+        ..Options::default()
+    };
+    let open_object = |dir: PathBuf| {
+        let opts = opts.clone();
+        async move {
+            tokio::task::spawn_blocking(move || Log::open(&dir, opts))
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let first = tempfile::tempdir().unwrap();
+    let log = open_object(first.path().to_path_buf()).await;
+    log.create_stream("s", 1).await.unwrap();
+    let batch: Vec<Record> = (0..5).map(|i| rec(&format!("v{i}"))).collect();
+    log.append("s", 0, &batch).await.unwrap();
+    let change = meta::RetentionChange {
+        ms: Some(Some(60_000)),
+        bytes: None,
+    };
+    log.set_retention("s", change, false).await.unwrap();
+    log.add_partitions("s", 2, false).await.unwrap();
+    log.append("s", 1, &[rec("p1")]).await.unwrap();
+    assert_eq!(log.delete_records("s", 0, Some(3)).await.unwrap(), 3);
+    // No shutdown: the process is gone.
+    drop(log);
+
+    let wiped = tempfile::tempdir().unwrap();
+    let log = open_object(wiped.path().to_path_buf()).await;
+    let info = log.describe_stream("s").unwrap();
+    assert_eq!(info.retention.ms, Some(60_000));
+    let ranges: Vec<(u64, u64)> = info.partitions.iter().map(|p| (p.start, p.end)).collect();
+    assert_eq!(ranges, vec![(3, 5), (0, 1)]);
+    assert_eq!(
+        values(&log.read("s", 0, 3, 10, 1 << 20).await.unwrap()),
+        vec!["v3", "v4"]
+    );
+    assert_eq!(values(&log.read("s", 1, 0, 10, 1 << 20).await.unwrap()), vec!["p1"]);
+    log.shutdown().await;
+}
