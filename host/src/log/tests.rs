@@ -278,15 +278,15 @@ async fn pipeline_positions_survive_reopen_from_the_wal_alone() {
 /// kept its data dir but lost the metadata snapshot. A log that numbered
 /// its first entry 0 lost the first stream here: an absent snapshot's
 /// `as_of_lsn` of 0 was taken to cover it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_first_entries_of_an_object_wal_survive_an_empty_data_dir() {
+/// Options of a log whose WAL is in a fresh in-memory object store.
+pub(super) fn object_wal_options() -> Options {
     use crate::objstore::{Remote, RemoteOptions};
     let remote = Remote::new(
         Arc::new(object_store::memory::InMemory::new()),
         object_store::path::Path::from("node"),
         RemoteOptions::default(),
     );
-    let opts = Options {
+    Options {
         wal_backend: WalBackend::Object {
             remote,
             opts: wal::object::ObjectOptions {
@@ -295,16 +295,21 @@ async fn the_first_entries_of_an_object_wal_survive_an_empty_data_dir() {
             },
         },
         ..Options::default()
-    };
-    let open = |dir: PathBuf| {
-        let opts = opts.clone();
-        async move {
-            tokio::task::spawn_blocking(move || Log::open(&dir, opts))
-                .await
-                .unwrap()
-                .unwrap()
-        }
-    };
+    }
+}
+
+/// Opens a log off the async workers (an object WAL blocks while it opens).
+pub(super) async fn open_blocking(dir: PathBuf, opts: Options) -> Log {
+    tokio::task::spawn_blocking(move || Log::open(&dir, opts))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_entries_of_an_object_wal_survive_an_empty_data_dir() {
+    let opts = object_wal_options();
+    let open = |dir: PathBuf| open_blocking(dir, opts.clone());
     let first = tempfile::tempdir().unwrap();
     let log = open(first.path().to_path_buf()).await;
     log.create_stream("s", 1).await.unwrap();

@@ -4,10 +4,8 @@
 //! empty data dir.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
-use super::tests::{open, rec, values};
+use super::tests::{object_wal_options, open, open_blocking, rec, values};
 use super::*;
 
 #[tokio::test]
@@ -163,31 +161,8 @@ async fn deleted_records_stay_deleted_across_reopen_from_the_snapshot_and_the_wa
 /// On the object WAL, every change comes back into an empty data dir.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_change_survives_an_empty_data_dir_on_the_object_wal() {
-    use crate::objstore::{Remote, RemoteOptions};
-    let remote = Remote::new(
-        Arc::new(object_store::memory::InMemory::new()),
-        object_store::path::Path::from("node"),
-        RemoteOptions::default(),
-    );
-    let opts = Options {
-        wal_backend: WalBackend::Object {
-            remote,
-            opts: wal::object::ObjectOptions {
-                interval: Duration::from_millis(2),
-                ..Default::default()
-            },
-        },
-        ..Options::default()
-    };
-    let open_object = |dir: PathBuf| {
-        let opts = opts.clone();
-        async move {
-            tokio::task::spawn_blocking(move || Log::open(&dir, opts))
-                .await
-                .unwrap()
-                .unwrap()
-        }
-    };
+    let opts = object_wal_options();
+    let open_object = |dir: PathBuf| open_blocking(dir, opts.clone());
     let first = tempfile::tempdir().unwrap();
     let log = open_object(first.path().to_path_buf()).await;
     log.create_stream("s", 1).await.unwrap();
