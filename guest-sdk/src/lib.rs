@@ -33,7 +33,7 @@ use std::sync::OnceLock;
 pub mod json_pointer;
 
 pub use sluice_sdk_macros::{compaction_policy, transform};
-pub use sluice_wire::{HeaderIter, Headers};
+pub use sluice_wire::{HeaderIter, Headers, NullableHeaderIter};
 
 /// A record of the input batch.
 #[derive(Debug, Clone, Copy)]

@@ -251,7 +251,7 @@ fn make_records(n: usize, size: usize) -> Vec<OffsetRecord> {
             record: Record {
                 key: Some(Bytes::from(format!("key-{i:06}"))),
                 value: Some(Bytes::from(make_value(size, i % 2 == 0, i))),
-                headers: vec![("source".to_string(), Bytes::from_static(b"bench"))],
+                headers: vec![("source".to_string(), Some(Bytes::from_static(b"bench")))],
                 timestamp_ms: 1_700_000_000_000 + i as u64,
             },
         })

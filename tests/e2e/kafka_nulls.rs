@@ -1,8 +1,8 @@
-//! Null values (Kafka tombstones) with clients nobody here wrote: produced
-//! by confluent-kafka, kafka-python and over HTTP, they read back null —
-//! never empty — through every client and face, from the fetch cache and,
-//! after a kill -9 and a restart, converted from the stored records. Empty
-//! values read back empty.
+//! Null values (Kafka tombstones) and null header values with clients
+//! nobody here wrote: produced by confluent-kafka, kafka-python and over
+//! HTTP, they read back null — never empty — through every client and
+//! face, from the fetch cache and, after a kill -9 and a restart, converted
+//! from the stored records. Empty values read back empty.
 
 use serde_json::{Value, json};
 
@@ -27,10 +27,30 @@ fn expected() -> Vec<(Option<String>, Option<String>)> {
     ]
 }
 
-fn as_clients_send(records: &[(Option<String>, Option<String>)]) -> Vec<Value> {
+/// Record `i`'s headers, in order: `n` null, `e` empty (hex). kafka-python
+/// (records 4 and 5) refuses null header values, so it sends only `e`;
+/// HTTP (6 and 7) takes headers as a JSON object, in name order.
+fn headers(i: usize) -> Value {
+    match i {
+        4 | 5 => json!([["e", ""]]),
+        6 | 7 => json!([["e", ""], ["n", null]]),
+        _ => json!([["n", null], ["e", ""]]),
+    }
+}
+
+/// The same as HTTP shows them.
+fn http_headers(i: usize) -> Value {
+    match i {
+        4 | 5 => json!({"e": ""}),
+        _ => json!({"n": null, "e": ""}),
+    }
+}
+
+fn as_clients_send(records: &[(Option<String>, Option<String>)], first: usize) -> Vec<Value> {
     records
         .iter()
-        .map(|(k, v)| json!({"key": k, "value": v, "partition": 0}))
+        .enumerate()
+        .map(|(i, (k, v))| json!({"key": k, "value": v, "partition": 0, "headers": headers(first + i)}))
         .collect()
 }
 
@@ -43,6 +63,7 @@ fn read_back(out: &Value) -> Vec<(Option<String>, Option<String>)> {
         .enumerate()
         .map(|(i, r)| {
             assert_eq!(r["offset"], i as u64, "{out}");
+            assert_eq!(r["headers"], headers(i), "headers of {i}: {out}");
             let s = |f: &str| r[f].as_str().map(str::to_string);
             (s("key"), s("value"))
         })
@@ -97,7 +118,9 @@ async fn check_every_reader(server: &Server, want: &[(Option<String>, Option<Str
         .as_array()
         .expect("records")
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(i, r)| {
+            assert_eq!(r["headers"], http_headers(i), "{r}");
             let s = |f: &str| r[f].as_str().map(|t| hex(t.as_bytes()));
             (s("key"), s("value"))
         })
@@ -123,16 +146,17 @@ async fn null_values_stay_null_across_clients_faces_and_restarts() {
     let sent = py(
         "confluent",
         "produce",
-        &json!({"bootstrap": b, "topic": "n", "records": as_clients_send(&want[..4]), "linger_ms": 50}),
+        &json!({"bootstrap": b, "topic": "n", "records": as_clients_send(&want[..4], 0), "linger_ms": 50}),
     );
     assert_eq!(sent["results"].as_array().map(Vec::len), Some(4), "{sent}");
     let sent = py(
         "kafkapython",
         "produce",
-        &json!({"bootstrap": b, "topic": "n", "records": as_clients_send(&want[4..6])}),
+        &json!({"bootstrap": b, "topic": "n", "records": as_clients_send(&want[4..6], 4)}),
     );
     assert_eq!(sent["results"].as_array().map(Vec::len), Some(2), "{sent}");
-    let http = json!([{"key": "h-null", "value": null}, {"key": "h-empty", "value": ""}]);
+    let hs = json!({"n": null, "e": ""});
+    let http = json!([{"key": "h-null", "value": null, "headers": hs}, {"key": "h-empty", "value": "", "headers": hs}]);
     assert_eq!(support::produce(&c, &server, "n", 0, &http).await, vec![6, 7]);
 
     // Right after produce: the confluent batch comes from the fetch cache.

@@ -37,7 +37,7 @@ async fn run(data_dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
         .map(|i| Record {
             key: Some(Bytes::from(format!("user-{i}"))),
             value: Some(Bytes::from(format!(r#"{{"page":"/home","n":{i}}}"#))),
-            headers: vec![("source".into(), Bytes::from_static(b"example"))],
+            headers: vec![("source".into(), Some(Bytes::from_static(b"example")))],
             timestamp_ms: 1_700_000_000_000 + i,
         })
         .collect();

@@ -19,6 +19,7 @@
 //!   value_len = 0xFFFF_FFFF encodes a null value (distinct from an empty
 //!   one; no value bytes follow)
 //!   header: name_len u16 | name (UTF-8) | value_len u32 | value
+//!   (a header's value_len = 0xFFFF_FFFF: a null header value)
 //!
 //! plugin batch
 //! +-------+--------------------------------------------+
@@ -116,8 +117,15 @@ impl<'a> Headers<'a> {
         self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
+    /// Names and values; a null value reads as empty (see
+    /// [`Headers::iter_nullable`]).
     pub fn iter(&self) -> HeaderIter<'a> {
-        HeaderIter {
+        HeaderIter(self.iter_nullable())
+    }
+
+    /// Names and values, a null value as `None`.
+    pub fn iter_nullable(&self) -> NullableHeaderIter<'a> {
+        NullableHeaderIter {
             r: Reader { buf: self.buf, pos: 0 },
             left: self.count,
         }
@@ -132,13 +140,22 @@ impl<'a> IntoIterator for Headers<'a> {
     }
 }
 
-pub struct HeaderIter<'a> {
+pub struct HeaderIter<'a>(NullableHeaderIter<'a>);
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = (&'a str, &'a [u8]);
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(n, v)| (n, v.unwrap_or_default()))
+    }
+}
+
+pub struct NullableHeaderIter<'a> {
     r: Reader<'a>,
     left: u16,
 }
 
-impl<'a> Iterator for HeaderIter<'a> {
-    type Item = (&'a str, &'a [u8]);
+impl<'a> Iterator for NullableHeaderIter<'a> {
+    type Item = (&'a str, Option<&'a [u8]>);
     fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 {
             return None;
@@ -147,8 +164,10 @@ impl<'a> Iterator for HeaderIter<'a> {
         // Validated at decode time, so these cannot fail; stop quietly if they do.
         let n = self.r.u16()? as usize;
         let name = std::str::from_utf8(self.r.take(n)?).ok()?;
-        let vlen = self.r.u32()? as usize;
-        Some((name, self.r.take(vlen)?))
+        match self.r.u32()? {
+            NULL_VALUE_LEN => Some((name, None)),
+            vlen => Some((name, Some(self.r.take(vlen as usize)?))),
+        }
     }
 }
 
@@ -160,16 +179,23 @@ pub fn encode_record<'h>(
     value: &[u8],
     headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
 ) -> Result<(), WireError> {
-    encode_record_nullable(out, timestamp_ms, key, Some(value), headers)
+    encode_record_nullable(
+        out,
+        timestamp_ms,
+        key,
+        Some(value),
+        headers.into_iter().map(|(n, v)| (n, Some(v))),
+    )
 }
 
-/// Appends one record body to `out`; a `None` value is stored as null.
+/// Appends one record body to `out`; a `None` value or header value is
+/// stored as null.
 pub fn encode_record_nullable<'h>(
     out: &mut Vec<u8>,
     timestamp_ms: u64,
     key: Option<&[u8]>,
     value: Option<&[u8]>,
-    headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+    headers: impl IntoIterator<Item = (&'h str, Option<&'h [u8]>)>,
 ) -> Result<(), WireError> {
     check_len("key", key.map_or(0, <[u8]>::len), MAX_FIELD)?;
     check_len("value", value.map_or(0, <[u8]>::len), MAX_FIELD)?;
@@ -195,11 +221,16 @@ pub fn encode_record_nullable<'h>(
         count += 1;
         check_len("header list", count, MAX_HEADERS)?;
         check_len("header name", name.len(), MAX_HEADER_NAME)?;
-        check_len("header value", v.len(), MAX_FIELD)?;
+        check_len("header value", v.map_or(0, <[u8]>::len), MAX_FIELD)?;
         out.extend_from_slice(&(name.len() as u16).to_le_bytes());
         out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        out.extend_from_slice(v);
+        match v {
+            None => out.extend_from_slice(&NULL_VALUE_LEN.to_le_bytes()),
+            Some(v) => {
+                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                out.extend_from_slice(v);
+            }
+        }
     }
     out[count_at..count_at + 2].copy_from_slice(&(count as u16).to_le_bytes());
     Ok(())
@@ -233,8 +264,12 @@ pub fn decode_record<'a>(buf: &'a [u8], pos: &mut usize, index: u32) -> Result<R
         let n = r.u16().ok_or(t.clone())? as usize;
         let name = r.take(n).ok_or(t.clone())?;
         std::str::from_utf8(name).map_err(|_| WireError::HeaderName { index })?;
-        let vlen = r.u32().ok_or(t.clone())? as usize;
-        r.take(vlen).ok_or(t.clone())?;
+        match r.u32().ok_or(t.clone())? {
+            NULL_VALUE_LEN => {}
+            vlen => {
+                r.take(vlen as usize).ok_or(t.clone())?;
+            }
+        }
     }
     *pos = r.pos;
     Ok(RecordView {
@@ -292,17 +327,19 @@ impl BatchWriter {
         value: &[u8],
         headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
     ) -> Result<(), WireError> {
+        let headers = headers.into_iter().map(|(n, v)| (n, Some(v)));
         self.push_nullable(offset, timestamp_ms, key, Some(value), headers)
     }
 
-    /// Appends a record built from parts; a `None` value is null.
+    /// Appends a record built from parts; a `None` value or header value is
+    /// null.
     pub fn push_nullable<'h>(
         &mut self,
         offset: u64,
         timestamp_ms: u64,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
-        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+        headers: impl IntoIterator<Item = (&'h str, Option<&'h [u8]>)>,
     ) -> Result<(), WireError> {
         let mark = self.buf.len();
         self.buf.extend_from_slice(&offset.to_le_bytes());

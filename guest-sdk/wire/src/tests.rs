@@ -89,13 +89,17 @@ fn bad_header_name_is_reported() {
 #[test]
 fn null_value_is_distinct_from_empty() {
     let mut out = Vec::new();
-    encode_record_nullable(&mut out, 5, Some(b"k"), None, [("h", &b"x"[..])]).unwrap();
+    encode_record_nullable(&mut out, 5, Some(b"k"), None, [("h", Some(&b"x"[..])), ("n", None)]).unwrap();
     encode_record_nullable(&mut out, 6, Some(b"k"), Some(b""), []).unwrap();
     encode_record(&mut out, 7, None, b"v", []).unwrap();
     let views = decode_records(&out, 3).unwrap();
     assert_eq!(views[0].value_opt(), None);
     assert!(views[0].value_is_null && views[0].value.is_empty());
     assert_eq!(views[0].headers().get("h"), Some(&b"x"[..]));
+    // A null header value: `None` to those who ask, empty to the rest.
+    let nullable: Vec<_> = views[0].headers().iter_nullable().collect();
+    assert_eq!(nullable, vec![("h", Some(&b"x"[..])), ("n", None)]);
+    assert_eq!(views[0].headers().get("n"), Some(&b""[..]));
     assert_eq!(views[1].value_opt(), Some(&b""[..]));
     assert_eq!(views[2].value_opt(), Some(&b"v"[..]));
     // Copied through unchanged, the null survives.

@@ -216,7 +216,7 @@ fn transform_table(output: &[OffsetRecord]) -> String {
             .record
             .headers
             .iter()
-            .map(|(n, v)| format!("{}={}", text(n.as_bytes()), text(v)))
+            .map(|(n, v)| format!("{}={}", text(n.as_bytes()), opt_text(v.as_deref())))
             .collect();
         t.row(vec![
             r.offset.to_string(),
@@ -283,7 +283,7 @@ mod tests {
             parse_records(br#"[{"key":"k","value":{"base64":"AP8="},"headers":{"h":"v"},"timestamp":7}]"#).unwrap();
         assert_eq!(recs[0].key.as_deref(), Some(&b"k"[..]));
         assert_eq!(recs[0].value_bytes(), &[0u8, 0xff][..]);
-        assert_eq!(recs[0].headers, vec![("h".to_string(), Bytes::from_static(b"v"))]);
+        assert_eq!(recs[0].headers, vec![("h".to_string(), Some(Bytes::from_static(b"v")))]);
         assert_eq!(recs[0].timestamp_ms, 7);
         assert_eq!(
             parse_records(b"{\"value\":\"a\"}\n{\"value\":\"b\"}\n").unwrap().len(),

@@ -270,7 +270,7 @@ fn check_record(r: &Value) -> Result<(), String> {
     match o.get("headers") {
         None | Some(Value::Null) => {}
         Some(Value::Object(h)) => {
-            for (name, v) in h {
+            for (name, v) in h.iter().filter(|(_, v)| !v.is_null()) {
                 byte_field(v, &format!("header `{name}`"))?;
             }
         }

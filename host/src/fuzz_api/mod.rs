@@ -446,8 +446,9 @@ pub fn wire_batch(data: &[u8]) {
         for r in &batch {
             let v = &r.record;
             assert!(v.raw.len() <= data.len());
-            let headers: Vec<(&str, &[u8])> = v.headers().iter().collect();
+            let headers: Vec<(&str, Option<&[u8]>)> = v.headers().iter_nullable().collect();
             assert_eq!(headers.len(), v.headers().len());
+            assert_eq!(v.headers().iter().count(), headers.len());
             if let Some((name, _)) = headers.first() {
                 assert!(v.headers().get(name).is_some());
             }
@@ -469,8 +470,14 @@ pub fn wire_batch(data: &[u8]) {
             let mut out = Vec::with_capacity(bodies.len());
             for v in &views {
                 assert!(
-                    sluice_wire::encode_record_nullable(&mut out, v.timestamp_ms, v.key, v.value_opt(), v.headers())
-                        .is_ok()
+                    sluice_wire::encode_record_nullable(
+                        &mut out,
+                        v.timestamp_ms,
+                        v.key,
+                        v.value_opt(),
+                        v.headers().iter_nullable()
+                    )
+                    .is_ok()
                 );
             }
             assert_eq!(out, bodies, "record bodies re-encode to their bytes");

@@ -63,7 +63,11 @@ fn records(n: usize) -> Vec<record::Record> {
             key: (i % 2 == 0).then(|| Bytes::from(format!("key-{i}"))),
             value: Some(Bytes::from(format!("value {i}"))),
             headers: if i == 1 {
-                vec![("h".into(), Bytes::from_static(b"v")), ("h".into(), Bytes::new())]
+                vec![
+                    ("h".into(), Some(Bytes::from_static(b"v"))),
+                    ("h".into(), Some(Bytes::new())),
+                    ("n".into(), None),
+                ]
             } else {
                 Vec::new()
             },
@@ -342,7 +346,7 @@ fn kafka_seeds() -> Seeds {
 fn wire_seeds() -> Seeds {
     let mut w = sluice_wire::BatchWriter::default();
     for (i, r) in records(3).iter().enumerate() {
-        let headers = r.headers.iter().map(|(n, v)| (n.as_str(), v.as_ref()));
+        let headers = r.headers.iter().map(|(n, v)| (n.as_str(), v.as_deref()));
         // The second record's value is null.
         let value = (i != 1).then(|| r.value_bytes());
         w.push_nullable(40 + i as u64, r.timestamp_ms, r.key.as_deref(), value, headers)

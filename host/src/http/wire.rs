@@ -46,6 +46,11 @@ impl BytesJson {
     }
 }
 
+/// A header's value: a byte field, or `null` for a null value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(transparent)]
+pub struct HeaderValue(pub Option<BytesJson>);
+
 /// A record to produce.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -58,8 +63,9 @@ pub struct RecordIn {
     #[serde(deserialize_with = "present_or_null")]
     #[schema(required = true)]
     pub value: Option<BytesJson>,
+    /// Header values; `null` is a null value.
     #[serde(default)]
-    pub headers: BTreeMap<String, BytesJson>,
+    pub headers: BTreeMap<String, HeaderValue>,
     /// Milliseconds since the Unix epoch; the server's clock when absent.
     #[serde(default)]
     pub timestamp: Option<u64>,
@@ -76,7 +82,9 @@ impl RecordIn {
         let at = |f: &str| format!("record {index}: {f}");
         let mut headers = Vec::with_capacity(self.headers.len());
         for (name, v) in self.headers {
-            let value = v.into_bytes(&at(&format!("header `{name}`")))?;
+            let value =
+                v.0.map(|v| v.into_bytes(&at(&format!("header `{name}`"))))
+                    .transpose()?;
             headers.push((name, value));
         }
         Ok(Record {
@@ -125,7 +133,8 @@ pub struct RecordOut {
     pub key: Option<BytesJson>,
     /// `null` for a null value (a Kafka tombstone).
     pub value: Option<BytesJson>,
-    pub headers: BTreeMap<String, BytesJson>,
+    /// Header values; `null` for a null value.
+    pub headers: BTreeMap<String, HeaderValue>,
 }
 
 impl RecordOut {
@@ -139,7 +148,12 @@ impl RecordOut {
                 .record
                 .headers
                 .iter()
-                .map(|(n, v)| (n.clone(), BytesJson::from_bytes(v, force_base64)))
+                .map(|(n, v)| {
+                    (
+                        n.clone(),
+                        HeaderValue(v.as_ref().map(|v| BytesJson::from_bytes(v, force_base64))),
+                    )
+                })
                 .collect(),
         }
     }

@@ -4,8 +4,8 @@
 //! anything of it is used — length, magic, CRC-32C, record count against the
 //! bytes that could hold it, a bounded decompression (`compress`) — then its
 //! records become [`Record`]s: key (absent stays absent), value (null stays
-//! null, distinct from empty), headers in order with duplicates kept (a null
-//! header value becomes empty), and the record's create time (the node's
+//! null, distinct from empty), headers in order with duplicates kept (null
+//! values stay null), and the record's create time (the node's
 //! clock for log-append-time batches or a negative timestamp).
 //!
 //! Fetch answers are written by `encode`.
@@ -74,8 +74,8 @@ pub(crate) struct Produced {
     pub records: Vec<Record>,
     pub producer: ProducerFields,
     /// The batch as sent, when it reads back exactly as its records are
-    /// stored (offset deltas 0, 1, ...; create times, none negative; no
-    /// null header value): a fetch may then send these bytes.
+    /// stored (offset deltas 0, 1, ...; create times, none negative): a
+    /// fetch may then send these bytes.
     pub verbatim: Option<Bytes>,
 }
 
@@ -234,9 +234,7 @@ impl Reader {
         for _ in 0..header_count {
             let name = rec.bytes()?.ok_or("a header without a name")?;
             let name = String::from_utf8(name.to_vec()).map_err(|_| "a header name is not UTF-8".to_string())?;
-            let value = rec.bytes()?;
-            as_sent &= value.is_some();
-            headers.push((name, value.unwrap_or_default()));
+            headers.push((name, rec.bytes()?));
         }
         if !rec.buf.is_empty() {
             return Err(format!("{} bytes after the record's headers", rec.buf.len()));

@@ -10,7 +10,7 @@
 //! nothing goes through a scratch buffer.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use sluice_wire::{HeaderIter, Headers, WireError, decode_record};
+use sluice_wire::{Headers, NullableHeaderIter, WireError, decode_record};
 
 use super::batch::{CRC_START, HEADER_LEN};
 use crate::node::{OffsetRecord, RecordRun};
@@ -28,7 +28,7 @@ struct Rec<'a> {
 #[derive(Clone, Copy)]
 enum Hdrs<'a> {
     Stored(Headers<'a>),
-    Built(&'a [(String, Bytes)]),
+    Built(&'a [(String, Option<Bytes>)]),
 }
 
 impl<'a> Hdrs<'a> {
@@ -41,23 +41,23 @@ impl<'a> Hdrs<'a> {
 
     fn iter(self) -> HdrIter<'a> {
         match self {
-            Hdrs::Stored(h) => HdrIter::Stored(h.iter()),
+            Hdrs::Stored(h) => HdrIter::Stored(h.iter_nullable()),
             Hdrs::Built(h) => HdrIter::Built(h.iter()),
         }
     }
 }
 
 enum HdrIter<'a> {
-    Stored(HeaderIter<'a>),
-    Built(std::slice::Iter<'a, (String, Bytes)>),
+    Stored(NullableHeaderIter<'a>),
+    Built(std::slice::Iter<'a, (String, Option<Bytes>)>),
 }
 
 impl<'a> Iterator for HdrIter<'a> {
-    type Item = (&'a str, &'a [u8]);
+    type Item = (&'a str, Option<&'a [u8]>);
     fn next(&mut self) -> Option<Self::Item> {
         match self {
             HdrIter::Stored(i) => i.next(),
-            HdrIter::Built(i) => i.next().map(|(n, v)| (n.as_str(), v.as_ref())),
+            HdrIter::Built(i) => i.next().map(|(n, v)| (n.as_str(), v.as_deref())),
         }
     }
 }
@@ -173,7 +173,7 @@ fn put_bytes(out: &mut BytesMut, b: Option<&[u8]>) {
 fn record_len(r: &Rec<'_>, base_ts: i64, base_offset: u64) -> usize {
     let mut headers = 0usize;
     for (n, v) in r.headers.iter() {
-        headers += bytes_len(Some(n.as_bytes())) + bytes_len(Some(v));
+        headers += bytes_len(Some(n.as_bytes())) + bytes_len(v);
     }
     1 + varlong_len(r.timestamp.wrapping_sub(base_ts))
         + varlong_len(r.offset.saturating_sub(base_offset) as i64)
@@ -215,7 +215,7 @@ fn encode_one(out: &mut BytesMut, recs: &[Rec<'_>], base: u64, last_delta: i32, 
         put_varlong(out, r.headers.len() as i64);
         for (n, v) in r.headers.iter() {
             put_bytes(out, Some(n.as_bytes()));
-            put_bytes(out, Some(v));
+            put_bytes(out, v);
         }
     }
     let length = (out.len() - start - 12) as i32;
@@ -233,7 +233,7 @@ pub(super) mod tests {
     pub(in crate::kafka) fn bodies(records: &[Record]) -> bytes::Bytes {
         let mut out = Vec::new();
         for r in records {
-            let headers = r.headers.iter().map(|(n, v)| (n.as_str(), v.as_ref()));
+            let headers = r.headers.iter().map(|(n, v)| (n.as_str(), v.as_deref()));
             sluice_wire::encode_record_nullable(
                 &mut out,
                 r.timestamp_ms,

@@ -16,7 +16,8 @@ pub struct Record {
     /// `None` is a null value (a Kafka tombstone), distinct from an empty
     /// one.
     pub value: Option<Bytes>,
-    pub headers: Vec<(String, Bytes)>,
+    /// Names and values in order, repeats kept; `None` is a null value.
+    pub headers: Vec<(String, Option<Bytes>)>,
     /// Milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
 }
@@ -40,7 +41,11 @@ impl Record {
     pub fn size(&self) -> usize {
         self.key.as_ref().map_or(0, |k| k.len())
             + self.value_bytes().len()
-            + self.headers.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
+            + self
+                .headers
+                .iter()
+                .map(|(n, v)| n.len() + v.as_ref().map_or(0, Bytes::len))
+                .sum::<usize>()
     }
 
     fn encoded_len(&self) -> usize {
@@ -54,7 +59,7 @@ fn encode_one(out: &mut Vec<u8>, r: &Record) -> Result<(), DecodeError> {
         r.timestamp_ms,
         r.key.as_deref(),
         r.value.as_deref(),
-        r.headers.iter().map(|(n, v)| (n.as_str(), v.as_ref())),
+        r.headers.iter().map(|(n, v)| (n.as_str(), v.as_deref())),
     )
 }
 
@@ -91,8 +96,8 @@ pub fn from_view(batch: &Bytes, v: &sluice_wire::RecordView<'_>) -> Record {
         value: v.value_opt().map(|val| batch.slice_ref(val)),
         headers: v
             .headers()
-            .iter()
-            .map(|(n, val)| (n.to_string(), batch.slice_ref(val)))
+            .iter_nullable()
+            .map(|(n, val)| (n.to_string(), val.map(|val| batch.slice_ref(val))))
             .collect(),
         timestamp_ms: v.timestamp_ms,
     }
@@ -108,13 +113,19 @@ mod tests {
             any::<u64>(),
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..200)),
-            proptest::collection::vec(("[a-z]{0,8}", proptest::collection::vec(any::<u8>(), 0..20)), 0..4),
+            proptest::collection::vec(
+                (
+                    "[a-z]{0,8}",
+                    proptest::option::of(proptest::collection::vec(any::<u8>(), 0..20)),
+                ),
+                0..4,
+            ),
         )
             .prop_map(|(ts, key, value, headers)| Record {
                 timestamp_ms: ts,
                 key: key.map(Bytes::from),
                 value: value.map(Bytes::from),
-                headers: headers.into_iter().map(|(n, v)| (n, Bytes::from(v))).collect(),
+                headers: headers.into_iter().map(|(n, v)| (n, v.map(Bytes::from))).collect(),
             })
     }
 

@@ -12,7 +12,7 @@ pub(super) fn rec(v: &str) -> Record {
     Record {
         key: Some(Bytes::from(format!("k-{v}"))),
         value: Some(Bytes::from(v.to_string())),
-        headers: vec![("h".into(), Bytes::from_static(b"x"))],
+        headers: vec![("h".into(), Some(Bytes::from_static(b"x")))],
         timestamp_ms: 1_700_000_000_000,
     }
 }

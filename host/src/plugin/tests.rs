@@ -36,7 +36,7 @@ fn recs(values: &[&str]) -> Vec<OffsetRecord> {
             record: Record {
                 key: Some(Bytes::from(format!("k{i}"))),
                 value: Some(Bytes::from(v.to_string())),
-                headers: vec![("trace".into(), Bytes::from_static(b"\x00\x01"))],
+                headers: vec![("trace".into(), Some(Bytes::from_static(b"\x00\x01")))],
                 timestamp_ms: 1_000 + i as u64,
             },
         })
@@ -58,7 +58,7 @@ fn upper_maps_and_filters_keeping_keys_headers_and_timestamps() {
     assert_eq!(out[1].key.as_deref(), Some(&b"k2"[..]));
     assert_eq!(
         out[1].headers,
-        vec![("trace".to_string(), Bytes::from_static(b"\x00\x01"))]
+        vec![("trace".to_string(), Some(Bytes::from_static(b"\x00\x01")))]
     );
     assert_eq!(out[1].timestamp_ms, 1_002);
     // The same instance serves many batches.

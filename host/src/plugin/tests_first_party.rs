@@ -42,8 +42,8 @@ fn recs(values: &[&str]) -> Vec<OffsetRecord> {
                 key: Some(Bytes::from(format!("k{i}"))),
                 value: Some(Bytes::from(v.to_string())),
                 headers: vec![
-                    ("trace".into(), Bytes::from_static(b"\x00\x01")),
-                    ("source".into(), Bytes::from(format!("s{i}"))),
+                    ("trace".into(), Some(Bytes::from_static(b"\x00\x01"))),
+                    ("source".into(), Some(Bytes::from(format!("s{i}")))),
                 ],
                 timestamp_ms: 1_000 + i as u64,
             },
@@ -58,7 +58,10 @@ fn values(out: &[Record]) -> Vec<String> {
 }
 
 fn header<'a>(r: &'a Record, name: &str) -> Option<&'a [u8]> {
-    r.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_ref())
+    r.headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| v.as_deref())
 }
 
 /// Asserts that instantiating `plugin` with `pairs` is refused with a message containing `needle`.

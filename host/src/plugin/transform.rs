@@ -137,7 +137,10 @@ pub fn encode_input(records: &[OffsetRecord]) -> Result<Vec<u8>, sluice_wire::Wi
             // Plugins see a null value as empty: plugins built before null
             // values existed could not decode one.
             rec.value_bytes(),
-            rec.headers.iter().map(|(n, v)| (n.as_str(), v.as_ref())),
+            // Null header values too (see above).
+            rec.headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_deref().unwrap_or_default())),
         )?;
     }
     Ok(w.finish())
@@ -157,7 +160,7 @@ pub fn decode_output(output: &Bytes) -> Result<Vec<OffsetRecord>, sluice_wire::W
                     .record
                     .headers()
                     .iter()
-                    .map(|(n, v)| (n.to_string(), output.slice_ref(v)))
+                    .map(|(n, v)| (n.to_string(), Some(output.slice_ref(v))))
                     .collect(),
                 timestamp_ms: r.record.timestamp_ms,
             },

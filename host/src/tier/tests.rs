@@ -51,7 +51,7 @@ pub(super) fn rec(i: u64) -> Record {
     Record {
         key: Some(Bytes::from(format!("k{}", i % 7))),
         value: Some(Bytes::from(format!("value-{i}-{}", "x".repeat((i % 300) as usize)))),
-        headers: vec![("n".into(), Bytes::from(i.to_string()))],
+        headers: vec![("n".into(), Some(Bytes::from(i.to_string())))],
         timestamp_ms: 1_700_000_000_000 + i,
     }
 }
