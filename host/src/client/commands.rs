@@ -394,6 +394,11 @@ fn describe_pipeline(p: &Value) -> String {
         cell(&p["records_in"]),
         cell(&p["records_out"]),
     );
+    if let Some(n) = p["records_skipped"].as_u64().filter(|n| *n > 0) {
+        text.push_str(&format!(
+            "skipped:    {n} input records deleted before they were read\n"
+        ));
+    }
     if let Some(e) = p["error"].as_str() {
         text.push_str(&format!("error:      {e}\n"));
     }

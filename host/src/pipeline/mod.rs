@@ -12,7 +12,11 @@
 //! * at most one task per (pipeline, input partition) runs at a time: pause,
 //!   delete and shutdown wait for the tasks to finish before returning;
 //! * a batch whose transform fails is not written; the pipeline is paused
-//!   (durably) with the error and the failing offset in its status.
+//!   (durably) with the error and the failing offset in its status;
+//! * input deleted below the position before it was read (DeleteRecords,
+//!   retention) is skipped: the position moves to the partition's start,
+//!   durably, and `records_skipped` counts what was lost;
+//! * a stream that grows restarts the tasks of the pipelines using it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -58,6 +62,9 @@ pub struct Status {
     pub error: Option<String>,
     pub records_in: u64,
     pub records_out: u64,
+    /// Input records deleted (or dropped by retention) before the pipeline
+    /// read them, since this node started.
+    pub records_skipped: u64,
     pub partitions: Vec<PartitionStatus>,
 }
 
@@ -75,6 +82,7 @@ pub struct PartitionStatus {
 struct Counters {
     records_in: AtomicU64,
     records_out: AtomicU64,
+    records_skipped: AtomicU64,
     error: std::sync::Mutex<Option<String>>,
 }
 
@@ -237,6 +245,7 @@ impl Pipelines {
             error,
             records_in: c.records_in.load(Ordering::Relaxed),
             records_out: c.records_out.load(Ordering::Relaxed),
+            records_skipped: c.records_skipped.load(Ordering::Relaxed),
             partitions,
         }
     }
@@ -344,6 +353,26 @@ impl Task {
                         "input stream `{}` no longer exists",
                         m.input
                     )));
+                }
+                // The records at the position are gone (deleted below an
+                // offset, or dropped by retention) before the pipeline read
+                // them: nothing can bring them back, so go on from the
+                // partition's start, durably, and say so.
+                Err(LogError::OffsetOutOfRange { start, .. }) if start > position => {
+                    tracing::warn!(
+                        pipeline = %m.name, partition = self.partition, from = position, to = start,
+                        "input records were deleted before the pipeline read them; going on from the start"
+                    );
+                    self.counters
+                        .records_skipped
+                        .fetch_add(start - position, Ordering::Relaxed);
+                    let progress = Progress {
+                        pipeline: m.id,
+                        input_partition: self.partition,
+                        next_offset: start,
+                    };
+                    log.append_output(&m.output, out_partition, &[], progress).await?;
+                    continue;
                 }
                 Err(e) => return Err(e.into()),
             };

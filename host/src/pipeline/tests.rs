@@ -256,3 +256,32 @@ async fn a_pipeline_follows_streams_that_grow() {
     assert_eq!(st.partitions.len(), 3, "{st:?}");
     h.shutdown().await;
 }
+
+/// Input records deleted before the pipeline read them: it goes on from
+/// the partition's new start instead of failing, and counts what it lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_goes_on_past_input_records_deleted_before_it_read_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = host(dir.path()).await;
+    h.create_stream("in", 1).await.unwrap();
+    h.create_stream("out", 1).await.unwrap();
+    h.put_plugin("upper", wasm::read(wasm::UPPER)).await.unwrap();
+    h.create_pipeline(spec("p", "upper")).await.unwrap();
+    h.pause_pipeline("p").await.unwrap();
+    let batch = |from: usize, to: usize| (from..to).map(|i| format!("v{i}")).collect::<Vec<_>>();
+    h.append("in", 0, &recs(&batch(0, 20))).await.unwrap();
+    h.delete_records("in", 0, Some(12)).await.unwrap();
+    h.resume_pipeline("p").await.unwrap();
+    let got = wait_for(&h, "out", 8).await;
+    assert_eq!(got, (12..20).map(|i| format!("V{i}")).collect::<Vec<_>>());
+    let st = h.pipeline_status("p").await.unwrap();
+    assert_eq!((st.state, st.records_skipped), ("running", 12), "{st:?}");
+    assert_eq!(st.partitions[0].position, 20);
+    // Durable: after a restart it does not go back.
+    h.shutdown().await;
+    let h = host(dir.path()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(all_values(&h, "out").await.len(), 8);
+    assert_eq!(h.pipeline_status("p").await.unwrap().state, "running");
+    h.shutdown().await;
+}
