@@ -20,6 +20,17 @@ async fn host(dir: &std::path::Path) -> Host {
     .unwrap()
 }
 
+/// A host with streams `in` and `out` (one partition each) and pipeline
+/// `p` through plugin `name` (built at `wasm_path`), running.
+async fn one_to_one(dir: &std::path::Path, name: &str, wasm_path: &str) -> Host {
+    let h = host(dir).await;
+    h.create_stream("in", 1).await.unwrap();
+    h.create_stream("out", 1).await.unwrap();
+    h.put_plugin(name, wasm::read(wasm_path)).await.unwrap();
+    h.create_pipeline(spec("p", name)).await.unwrap();
+    h
+}
+
 fn spec(name: &str, plugin: &str) -> PipelineMeta {
     PipelineMeta {
         id: 0,
@@ -120,11 +131,7 @@ async fn transforms_exactly_once_across_pause_resume_and_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_batch_pauses_the_pipeline_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let h = host(dir.path()).await;
-    h.create_stream("in", 1).await.unwrap();
-    h.create_stream("out", 1).await.unwrap();
-    h.put_plugin("panicker", wasm::read(wasm::PANICKER)).await.unwrap();
-    h.create_pipeline(spec("p", "panicker")).await.unwrap();
+    let h = one_to_one(dir.path(), "panicker", wasm::PANICKER).await;
     h.append("in", 0, &recs(&["a".into(), "b".into()])).await.unwrap();
     wait_for(&h, "out", 2).await;
     h.append("in", 0, &recs(&["c".into(), "panic".into(), "d".into()]))
@@ -220,11 +227,7 @@ async fn bad_pipeline_specs_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_follows_streams_that_grow() {
     let dir = tempfile::tempdir().unwrap();
-    let h = host(dir.path()).await;
-    h.create_stream("in", 1).await.unwrap();
-    h.create_stream("out", 1).await.unwrap();
-    h.put_plugin("upper", wasm::read(wasm::UPPER)).await.unwrap();
-    h.create_pipeline(spec("p", "upper")).await.unwrap();
+    let h = one_to_one(dir.path(), "upper", wasm::UPPER).await;
     let batch = |from: usize, to: usize| (from..to).map(|i| format!("v{i}")).collect::<Vec<_>>();
     h.append("in", 0, &recs(&batch(0, 20))).await.unwrap();
     assert_eq!(wait_for(&h, "out", 20).await.len(), 20);
@@ -262,11 +265,7 @@ async fn a_pipeline_follows_streams_that_grow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_goes_on_past_input_records_deleted_before_it_read_them() {
     let dir = tempfile::tempdir().unwrap();
-    let h = host(dir.path()).await;
-    h.create_stream("in", 1).await.unwrap();
-    h.create_stream("out", 1).await.unwrap();
-    h.put_plugin("upper", wasm::read(wasm::UPPER)).await.unwrap();
-    h.create_pipeline(spec("p", "upper")).await.unwrap();
+    let h = one_to_one(dir.path(), "upper", wasm::UPPER).await;
     h.pause_pipeline("p").await.unwrap();
     let batch = |from: usize, to: usize| (from..to).map(|i| format!("v{i}")).collect::<Vec<_>>();
     h.append("in", 0, &recs(&batch(0, 20))).await.unwrap();
