@@ -151,6 +151,15 @@ def confluent_metadata(a):
     }
 
 
+def _outcome(fut):
+    """An admin future's result: ok, or the Kafka error for the test."""
+    try:
+        fut.result(20)
+        return {"ok": True}
+    except Exception as e:  # the Kafka error, reported to the test
+        return {"ok": False, "error": str(e)}
+
+
 def confluent_create_topic(a):
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -158,11 +167,7 @@ def confluent_create_topic(a):
     topic = NewTopic(a["topic"], num_partitions=a["partitions"], replication_factor=a.get("replication", 1),
                      config=a.get("config", {}))
     fut = admin.create_topics([topic])[a["topic"]]
-    try:
-        fut.result(20)
-        return {"ok": True}
-    except Exception as e:  # the Kafka error, reported to the test
-        return {"ok": False, "error": str(e)}
+    return _outcome(fut)
 
 
 def confluent_alter_configs(a):
@@ -174,11 +179,7 @@ def confluent_alter_configs(a):
     entries += [ConfigEntry(k, None, incremental_operation=AlterConfigOpType.DELETE) for k in a.get("delete", [])]
     res = ConfigResource(ResourceType.TOPIC, a["topic"], incremental_configs=entries)
     fut = admin.incremental_alter_configs([res], validate_only=a.get("validate_only", False))[res]
-    try:
-        fut.result(20)
-        return {"ok": True}
-    except Exception as e:  # the Kafka error, reported to the test
-        return {"ok": False, "error": str(e)}
+    return _outcome(fut)
 
 
 def confluent_describe_configs(a):
@@ -196,11 +197,7 @@ def confluent_create_partitions(a):
     admin = AdminClient({"bootstrap.servers": a["bootstrap"]})
     fut = admin.create_partitions([NewPartitions(a["topic"], a["count"])],
                                   validate_only=a.get("validate_only", False))[a["topic"]]
-    try:
-        fut.result(20)
-        return {"ok": True}
-    except Exception as e:  # the Kafka error, reported to the test
-        return {"ok": False, "error": str(e)}
+    return _outcome(fut)
 
 
 def confluent_delete_records(a):
