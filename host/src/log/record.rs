@@ -89,6 +89,18 @@ pub fn decode_batch(batch: &Bytes, base_offset: u64, count: u32) -> Result<Vec<O
         .collect())
 }
 
+/// The largest timestamp among a batch's `count` records (`None` for an
+/// empty batch).
+pub fn max_timestamp(batch: &[u8], count: u32) -> Result<Option<u64>, DecodeError> {
+    let mut pos = 0;
+    let mut max = None;
+    for i in 0..count {
+        let v = sluice_wire::decode_record(batch, &mut pos, i)?;
+        max = max.max(Some(v.timestamp_ms));
+    }
+    Ok(max)
+}
+
 /// The record `v` decoded from `batch`, its byte fields sharing `batch`.
 pub fn from_view(batch: &Bytes, v: &sluice_wire::RecordView<'_>) -> Record {
     Record {

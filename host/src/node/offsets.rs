@@ -38,7 +38,21 @@ impl Host {
             all.entry((info.id, partition)).or_default().clone()
         };
         let mut index = index.lock().await;
-        // Bring the index up to the partition's end.
+        // Bring the index up to the partition's end: below its start
+        // nothing can be read, tiered segments come from the manifest, the
+        // rest is read.
+        if let Some(r) = info.partitions.get(partition as usize) {
+            index.skip_to(r.start);
+        }
+        match self.inner.tier.time_spans(info.id, partition, index.covered()).await {
+            Ok(spans) => {
+                for s in spans {
+                    index.observe_span(s.base_offset, s.end_offset, s.max_timestamp_ms);
+                }
+            }
+            // Reading the segments instead is slower but as exact.
+            Err(e) => tracing::warn!(stream, partition, error = %e, "tiered timestamps unknown"),
+        }
         let covered = index.covered();
         self.scan(stream, partition, covered, |offset, ts| {
             index.observe(offset, ts);

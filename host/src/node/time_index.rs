@@ -2,20 +2,26 @@
 //! first record at or after a time (Kafka ListOffsets by timestamp, and
 //! `?timestamp=` on HTTP reads).
 //!
-//! Every [`EVERY`] records it keeps a point: an offset and the largest
-//! timestamp of all records below it. Those maxima never decrease along the
+//! It keeps points: an offset and the largest timestamp of all records below
+//! it (or a value above that). Those maxima never decrease along the
 //! offsets, so a binary search finds the last point whose records are all
 //! older than the time asked for; the answer is at or after it and, unless
-//! compaction removed records since, before the next point — a lookup reads
-//! at most about [`EVERY`] records.
+//! compaction removed records since, before the next point. Points come
+//! from two sources:
+//! * tiered segments whose manifest entry records their largest timestamp:
+//!   one point per segment boundary, without reading the segment;
+//! * records read through the normal read path (WAL, cache or object store
+//!   for older segments): one point every [`EVERY`] records.
 //!
-//! Derived state, never stored: it is built on first use by reading the
-//! partition through the normal read path (WAL, cache or object store, so
-//! tiering is covered) and extended by later lookups with the records
-//! appended since. After a restart it is rebuilt the same way. Retention and
-//! compaction only remove records, which can only lower a prefix maximum:
-//! the points stay safe lower bounds for where to start, so answers stay
-//! exact; compaction can only make the read after the point longer.
+//! Derived state, never stored: it is built on first use and extended by
+//! later lookups with the records appended since. After a restart it is
+//! rebuilt the same way — from the manifest for tiered data, by reading the
+//! rest. A lookup reads from its point to the answer: at most about
+//! [`EVERY`] records in read data, at most one segment in tiered data.
+//! Retention and compaction only remove records, which can only lower a
+//! prefix maximum: the points stay safe lower bounds for where to start, so
+//! answers stay exact; compaction can only make the read after the point
+//! longer.
 
 /// Records between two points.
 pub(super) const EVERY: u64 = 1024;
@@ -50,6 +56,28 @@ impl TimeIndex {
         self.max = self.max.max(timestamp_ms);
         self.covered = offset.saturating_add(1);
         self.since_point += 1;
+    }
+
+    /// Takes a tiered span `base..end` whose records are all at or below
+    /// `max_timestamp_ms` as observed, if it starts at or before
+    /// `covered()` and ends after it (else it is ignored).
+    pub(super) fn observe_span(&mut self, base: u64, end: u64, max_timestamp_ms: u64) {
+        if base > self.covered || end <= self.covered {
+            return;
+        }
+        if self.covered > 0 && self.points.last().is_none_or(|(o, _)| *o < self.covered) {
+            self.points.push((self.covered, self.max));
+        }
+        self.max = self.max.max(max_timestamp_ms);
+        self.covered = end;
+        // The next record or span starts a point where this span ends.
+        self.since_point = EVERY;
+    }
+
+    /// Moves `covered()` up to `start` (records below a partition's start
+    /// can no longer be read, so no answer lies there).
+    pub(super) fn skip_to(&mut self, start: u64) {
+        self.covered = self.covered.max(start);
     }
 
     /// An offset below which every record is older than `timestamp_ms`.
@@ -95,5 +123,28 @@ mod tests {
         }
         idx.observe(3, 0); // already covered: ignored
         assert_eq!(idx.covered(), n);
+    }
+
+    #[test]
+    fn spans_give_points_at_their_bounds_and_records_follow() {
+        let mut idx = TimeIndex::default();
+        idx.skip_to(100); // records below 100 were deleted
+        idx.observe_span(0, 50, 9); // wholly below: ignored
+        idx.observe_span(200, 300, 9); // leaves a hole: ignored
+        assert_eq!(idx.covered(), 100);
+        // Segments 100..1000 (times up to 500) and 1000..2000 (up to 900).
+        idx.observe_span(50, 1_000, 500);
+        idx.observe_span(1_000, 2_000, 900);
+        idx.observe_span(1_500, 1_800, 5_000); // already covered: ignored
+        assert_eq!(idx.covered(), 2_000);
+        for o in 2_000..2_010 {
+            idx.observe(o, 1_000 + o);
+        }
+        assert_eq!(idx.start_for(400), 100, "may lie in the first segment");
+        assert_eq!(idx.start_for(501), 1_000, "the first segment is older");
+        assert_eq!(idx.start_for(900), 1_000);
+        assert_eq!(idx.start_for(901), 2_000, "both segments are older");
+        assert_eq!(idx.start_for(u64::MAX), 2_000);
+        assert_eq!(idx.points(), 3);
     }
 }

@@ -200,3 +200,35 @@ impl Tier {
             .collect())
     }
 }
+
+/// A tiered segment's offsets and the largest timestamp in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeSpan {
+    pub base_offset: u64,
+    pub end_offset: u64,
+    /// At or above every record timestamp in `base_offset..end_offset`.
+    pub max_timestamp_ms: u64,
+}
+
+impl Tier {
+    /// The partition's tiered segments that end after `from`, in offset
+    /// order, up to the first whose largest timestamp is not recorded
+    /// (written before it was). Reads the manifest if this node has not yet.
+    pub async fn time_spans(&self, stream_id: u32, partition: u32, from: u64) -> Result<Vec<TimeSpan>, TierError> {
+        let Some(p) = self.log.tier_partition(stream_id, partition) else {
+            return Ok(Vec::new());
+        };
+        let m = self.manifest(&p, false).await?;
+        Ok(m.segments
+            .iter()
+            .filter(|s| s.end_offset > from)
+            .map_while(|s| {
+                Some(TimeSpan {
+                    base_offset: s.base_offset,
+                    end_offset: s.end_offset,
+                    max_timestamp_ms: s.max_timestamp_ms?,
+                })
+            })
+            .collect())
+    }
+}

@@ -156,6 +156,9 @@ async fn round_trip(kind: Store) {
     for seg in &m.segments {
         let single = seg.end_offset - seg.base_offset <= 10;
         assert!(seg.size <= 4096 || single, "segment over the chunk size: {seg:?}");
+        // `rec(i)` is stamped `1_700_000_000_000 + i`.
+        let newest = 1_700_000_000_000 + seg.end_offset - 1;
+        assert_eq!(seg.max_timestamp_ms, Some(newest), "{seg:?}");
     }
     assert_eq!((st.upload_lag_records, st.tier.last_error.clone()), (0, None));
     check(&read_all(&host, "t", 0).await, 0, 600);
