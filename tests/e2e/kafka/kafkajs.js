@@ -115,6 +115,10 @@ async function group(a) {
     return members.every((m) => m.me.assigned.length > 0) && held.length === a.partitions && new Set(held).size === a.partitions;
   };
   while (!settled() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  // What each member holds now: the first member to leave below makes the
+  // group rebalance, and the others may be handed its partitions before
+  // they leave too.
+  const assigned = members.map((m) => m.me.assigned.slice());
   // Let the last batches' commits go out before leaving the group.
   await new Promise((r) => setTimeout(r, 500));
   for (const m of members) await m.consumer.disconnect();
@@ -124,7 +128,7 @@ async function group(a) {
   const described = await admin.describeGroups([a.group]);
   await admin.disconnect();
   return {
-    members: members.map((m) => m.me),
+    members: members.map((m, i) => ({ consumed: m.me.consumed, assigned: assigned[i] })),
     committed: committed[0].partitions.map((p) => [p.partition, Number(p.offset)]),
     state: described.groups[0].state,
   };
