@@ -272,8 +272,9 @@ fn repair_tier_segment(obj: &mut [u8]) {
     let index_pos = le64(obj, f + 32)
         .and_then(|p| usize::try_from(p).ok())
         .unwrap_or(usize::MAX);
-    if index_pos <= f && (f - index_pos).is_multiple_of(INDEX_ENTRY_LEN) {
-        for at in (index_pos..f).step_by(INDEX_ENTRY_LEN) {
+    let entry_len = tier_seg::entry_len(&obj[f..f + 8]).unwrap_or(INDEX_ENTRY_LEN);
+    if index_pos <= f && (f - index_pos).is_multiple_of(entry_len) {
+        for at in (index_pos..f).step_by(entry_len) {
             let (Some(pos), Some(len)) = (le64(obj, at + 8), le32(obj, at + 20)) else {
                 continue;
             };

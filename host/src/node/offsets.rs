@@ -59,8 +59,18 @@ impl Host {
             false
         })
         .await?;
-        let start = index.start_for(timestamp_ms);
+        let mut start = index.start_for(timestamp_ms);
         drop(index);
+        // In tiered data, skip to the batch that may hold the answer.
+        match self
+            .inner
+            .tier
+            .time_start(info.id, partition, start, timestamp_ms)
+            .await
+        {
+            Ok(s) => start = start.max(s),
+            Err(e) => tracing::warn!(stream, partition, error = %e, "tiered batch timestamps unknown"),
+        }
         let mut found = None;
         self.scan(stream, partition, start, |offset, ts| {
             if ts >= timestamp_ms {

@@ -67,11 +67,12 @@ async fn check_all(host: &Host, when: &str) {
     }
 }
 
-/// A host on `dir` with stream `t` holding records `0..N` at `ts(i)`.
-async fn filled(dir: &std::path::Path) -> Host {
+/// A host on `dir` with stream `t` holding records `0..N` at `ts(i)`,
+/// appended `per` at a time.
+async fn filled(dir: &std::path::Path, per: usize) -> Host {
     let host = Host::open(settings(dir)).await.unwrap();
     host.create_stream("t", 1).await.unwrap();
-    for chunk in (0..N).collect::<Vec<_>>().chunks(250) {
+    for chunk in (0..N).collect::<Vec<_>>().chunks(per) {
         let records: Vec<Record> = chunk
             .iter()
             .map(|i| Record {
@@ -89,7 +90,7 @@ async fn filled(dir: &std::path::Path) -> Host {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_by_time_are_exact_on_wal_tiered_and_restarted_data() {
     let dir = tempfile::tempdir().unwrap();
-    let host = filled(dir.path()).await;
+    let host = filled(dir.path(), 250).await;
     check_all(&host, "in the WAL").await;
     // Tier until most offsets are only in the object store.
     tier_past(&host, "t", N / 2 + 1).await;
@@ -123,29 +124,49 @@ fn segment_files(dir: &std::path::Path) -> Vec<(std::ops::Range<u64>, std::path:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_a_restart_a_lookup_by_time_reads_no_segment_before_the_answer() {
+async fn after_a_restart_a_lookup_by_time_reads_only_the_batch_holding_the_answer() {
     let dir = tempfile::tempdir().unwrap();
-    let host = filled(dir.path()).await;
+    // 25 records per batch, so each tiered segment holds several.
+    let host = filled(dir.path(), 25).await;
     tier_past(&host, "t", N / 2 + 1).await;
     host.shutdown().await;
     drop(host);
-    // The segments before the one holding the answer are gone from the
-    // object store: the time index must come from the manifest, not from
-    // reading them.
-    let answer = 1_500;
+    // The answer: three quarters into the segment holding offset 1,500
+    // (never a record stamped in the past, so it is its own answer).
     let segments = segment_files(dir.path());
-    let before: Vec<_> = segments.iter().filter(|(r, _)| r.end <= answer).collect();
+    let (range, path) = segments.iter().find(|(r, _)| r.contains(&1_500)).unwrap();
+    let answer = range.start + (range.end - range.start) * 3 / 4;
+    let answer = if answer.is_multiple_of(37) { answer + 1 } else { answer };
+    // Every segment before it is gone, and every batch of its own segment
+    // before the answer's fails its checksum: the lookup must find its
+    // way from the manifest and the segment's index alone.
+    let before: Vec<_> = segments.iter().filter(|(r, _)| r.end <= range.start).collect();
     assert!(before.len() > 3, "{segments:?}");
-    assert!(segments.iter().any(|(r, _)| r.contains(&answer)), "{segments:?}");
-    for (_, path) in before {
-        std::fs::remove_file(path).unwrap();
+    for (_, p) in before {
+        std::fs::remove_file(p).unwrap();
     }
+    let mut obj = std::fs::read(path).unwrap();
+    let f = obj.len() - crate::tier::segment::FOOTER_LEN;
+    let index_pos = u64::from_le_bytes(obj[f + 32..f + 40].try_into().unwrap()) as usize;
+    let (_, index) = crate::tier::segment::parse_tail(&obj[index_pos..]).unwrap();
+    let spoiled: Vec<_> = index.iter().filter(|e| e.end() <= answer).collect();
+    assert!(spoiled.len() > 2, "{index:?}");
+    for e in spoiled {
+        obj[e.pos as usize + crate::tier::segment::BATCH_HEADER_LEN] ^= 0xFF;
+    }
+    std::fs::write(path, obj).unwrap();
     let host = Host::open(settings(dir.path())).await.unwrap();
     let got = host.offset_for_timestamp("t", 0, ts(answer)).await.unwrap();
     assert_eq!(got.map(|g| g.offset), Some(answer));
     // Offsets still in the WAL are found the same way.
     let got = host.offset_for_timestamp("t", 0, ts(N - 2)).await.unwrap();
     assert_eq!(got.map(|g| g.offset), Some(N - 2));
+    // A spoiled batch is still reported when it is read.
+    let err = host
+        .offset_for_timestamp("t", 0, ts(range.start) - 1)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "object_store_unavailable", "{err:?}");
     host.shutdown().await;
 }
 

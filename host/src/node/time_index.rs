@@ -17,7 +17,8 @@
 //! later lookups with the records appended since. After a restart it is
 //! rebuilt the same way — from the manifest for tiered data, by reading the
 //! rest. A lookup reads from its point to the answer: at most about
-//! [`EVERY`] records in read data, at most one segment in tiered data.
+//! [`EVERY`] records in read data; in tiered data, from the first batch
+//! whose largest timestamp (in the segment's index) is recent enough.
 //! Retention and compaction only remove records, which can only lower a
 //! prefix maximum: the points stay safe lower bounds for where to start, so
 //! answers stay exact; compaction can only make the read after the point

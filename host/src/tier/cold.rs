@@ -231,4 +231,31 @@ impl Tier {
             })
             .collect())
     }
+
+    /// Where to start reading for the first record at or after
+    /// `timestamp_ms`, given that none below `from` qualifies: the first
+    /// batch at or after `from` in `from`'s segment whose largest timestamp
+    /// is not older (from the segment's index, no batch read), or the
+    /// segment's end if none is. `from` itself if it is not tiered.
+    pub async fn time_start(
+        &self,
+        stream_id: u32,
+        partition: u32,
+        from: u64,
+        timestamp_ms: u64,
+    ) -> Result<u64, TierError> {
+        let Some(p) = self.log.tier_partition(stream_id, partition) else {
+            return Ok(from);
+        };
+        let m = self.manifest(&p, false).await?;
+        let Some(seg) = m.find(from).cloned() else {
+            return Ok(from);
+        };
+        let index = self.segment_index(&p, &seg).await?;
+        let first = index.partition_point(|e| e.end() <= from);
+        Ok(index[first..]
+            .iter()
+            .find(|e| e.max_timestamp_ms >= timestamp_ms)
+            .map_or(seg.end_offset, |e| e.base_offset.max(from)))
+    }
 }

@@ -172,6 +172,9 @@ impl CompactedWriter {
     /// Completes the object; its footer keeps the original segment's range.
     pub(super) async fn finish(mut self) -> Result<SegmentMeta, String> {
         self.flush().await?;
+        // The kept records' largest timestamp; with none kept, the
+        // original's still bounds the (empty) range.
+        let max_timestamp_ms = self.writer.max_timestamp().or(self.seg.max_timestamp_ms);
         let (tail, footer) = self.writer.finish_at(self.seg.end_offset);
         self.upload.write(&tail).await.map_err(|e| e.to_string())?;
         let size = self
@@ -183,6 +186,7 @@ impl CompactedWriter {
             key: self.name,
             size,
             index_pos: footer.index_pos,
+            max_timestamp_ms,
             ..self.seg
         })
     }

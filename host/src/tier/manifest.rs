@@ -32,9 +32,10 @@ pub struct SegmentMeta {
     /// When the segment was written (ms since the epoch); time retention
     /// measures from here, so it is append time, not producer time.
     pub created_ms: u64,
-    /// The largest record timestamp in the segment, or above it (a
-    /// compacted copy keeps its original's); absent in segments written
-    /// before it was recorded. Offsets by time skip whole segments with it.
+    /// At or above every record timestamp in the segment (a compacted copy
+    /// that kept no record keeps its original's); absent in segments
+    /// written before it was recorded. Offsets by time skip whole segments
+    /// with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_timestamp_ms: Option<u64>,
 }

@@ -6,10 +6,17 @@
 //! ```text
 //! batch*   := header(24 B) payload
 //! header   := base_offset u64 | count u32 | len u32 | crc32c(payload) u32 | 0 u32
-//! index    := (base_offset u64 | pos u64 | count u32 | len u32)*   -- one per batch
-//! footer   := magic "SLSEGv01" | batches u32 | index_crc u32 | first_offset u64
+//! index    := (base_offset u64 | pos u64 | count u32 | len u32
+//!              | max_timestamp_ms u64)*                           -- one per batch
+//! footer   := magic "SLSEGv02" | batches u32 | index_crc u32 | first_offset u64
 //!             | end_offset u64 | index_pos u64 | footer_crc u32 | 0 u32   (48 B)
 //! ```
+//!
+//! `max_timestamp_ms` is the largest record timestamp in the batch
+//! (`u64::MAX`: unknown), so a search by time reads only the batch it needs.
+//! Objects written before it existed carry magic "SLSEGv01" and 24-byte
+//! index entries without it; they are read as well, every batch's largest
+//! timestamp unknown.
 //!
 //! The payload is a record batch in the WAL's record encoding (no progress
 //! trailer). Invariants: batches are in offset order, non-overlapping, and
@@ -22,10 +29,24 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-pub const MAGIC: &[u8; 8] = b"SLSEGv01";
+use crate::log::record;
+
+pub const MAGIC: &[u8; 8] = b"SLSEGv02";
+/// The magic of objects written before index entries carried timestamps.
+pub const MAGIC_V1: &[u8; 8] = b"SLSEGv01";
 pub const BATCH_HEADER_LEN: usize = 24;
-pub const INDEX_ENTRY_LEN: usize = 24;
+pub const INDEX_ENTRY_LEN: usize = 32;
+pub const INDEX_ENTRY_LEN_V1: usize = 24;
 pub const FOOTER_LEN: usize = 48;
+
+/// The index entry length of an object whose footer starts with `magic`.
+pub fn entry_len(magic: &[u8]) -> Option<usize> {
+    match magic {
+        m if m == MAGIC => Some(INDEX_ENTRY_LEN),
+        m if m == MAGIC_V1 => Some(INDEX_ENTRY_LEN_V1),
+        _ => None,
+    }
+}
 
 /// One batch as listed in a segment's index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +57,9 @@ pub struct IndexEntry {
     pub count: u32,
     /// Payload length (without the header).
     pub len: u32,
+    /// At or above every record timestamp in the batch (`u64::MAX`:
+    /// unknown).
+    pub max_timestamp_ms: u64,
 }
 
 impl IndexEntry {
@@ -111,14 +135,25 @@ impl SegmentWriter {
         b.put_u32_le(crc32c::crc32c(payload));
         b.put_u32_le(0);
         b.put_slice(payload);
+        // Unknown if the payload is not a record batch this node decodes
+        // (its bytes are kept as they are either way).
+        let max_timestamp_ms = record::max_timestamp(payload, count).ok().flatten().unwrap_or(u64::MAX);
         self.index.push(IndexEntry {
             base_offset,
             pos: self.pos,
             count,
             len,
+            max_timestamp_ms,
         });
         self.pos += b.len() as u64;
         Ok(b.freeze())
+    }
+
+    /// The largest record timestamp among the batches pushed so far, if
+    /// every batch's is known.
+    pub fn max_timestamp(&self) -> Option<u64> {
+        let max = self.index.iter().map(|e| e.max_timestamp_ms).max()?;
+        (max != u64::MAX).then_some(max)
     }
 
     /// The index and footer that close the object, plus the footer's facts.
@@ -165,6 +200,7 @@ fn put_entry(b: &mut BytesMut, e: &IndexEntry) {
     b.put_u64_le(e.pos);
     b.put_u32_le(e.count);
     b.put_u32_le(e.len);
+    b.put_u64_le(e.max_timestamp_ms);
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -186,9 +222,7 @@ pub fn parse_tail(tail: &[u8]) -> Result<(Footer, Vec<IndexEntry>), String> {
         return Err(format!("tail of {} bytes is shorter than the footer", tail.len()));
     }
     let f = &tail[tail.len() - FOOTER_LEN..];
-    if &f[..8] != MAGIC {
-        return Err("bad footer magic".into());
-    }
+    let entry_len = entry_len(&f[..8]).ok_or("bad footer magic")?;
     if crc32c::crc32c(&f[..40]) != u32_at(f, 40) || u32_at(f, 44) != 0 {
         return Err("footer checksum mismatch".into());
     }
@@ -200,19 +234,24 @@ pub fn parse_tail(tail: &[u8]) -> Result<(Footer, Vec<IndexEntry>), String> {
         index_pos: u64_at(f, 32),
     };
     let index = &tail[..tail.len() - FOOTER_LEN];
-    if index.len() != footer.batches as usize * INDEX_ENTRY_LEN {
+    if index.len() as u64 != u64::from(footer.batches) * entry_len as u64 {
         return Err(format!("index of {} bytes for {} batches", index.len(), footer.batches));
     }
     if crc32c::crc32c(index) != footer.index_crc {
         return Err("index checksum mismatch".into());
     }
     let entries: Vec<IndexEntry> = index
-        .chunks_exact(INDEX_ENTRY_LEN)
+        .chunks_exact(entry_len)
         .map(|c| IndexEntry {
             base_offset: u64_at(c, 0),
             pos: u64_at(c, 8),
             count: u32_at(c, 16),
             len: u32_at(c, 20),
+            max_timestamp_ms: if entry_len == INDEX_ENTRY_LEN {
+                u64_at(c, 24)
+            } else {
+                u64::MAX
+            },
         })
         .collect();
     // Offsets and byte positions both increase, without overlaps, and every
@@ -302,6 +341,78 @@ mod tests {
         let range = index[1].pos as usize..index[2].byte_range().end as usize;
         let payloads = split_batches(&Bytes::copy_from_slice(&obj[range]), &index[1..]).unwrap();
         assert_eq!(payloads, vec![Bytes::from_static(b"cde"), Bytes::new()]);
+    }
+
+    fn records(stamps: &[u64]) -> Bytes {
+        let recs: Vec<_> = stamps
+            .iter()
+            .map(|t| crate::Record {
+                key: None,
+                value: Some(Bytes::from_static(b"v")),
+                headers: Vec::new(),
+                timestamp_ms: *t,
+            })
+            .collect();
+        record::encode_batch(&recs).unwrap()
+    }
+
+    #[test]
+    fn each_batch_keeps_its_largest_timestamp() {
+        let (a, b) = (records(&[50, 70, 60]), records(&[10]));
+        let (obj, footer) = build(&[(0, 3, &a[..]), (3, 1, &b[..])]);
+        let (_, index) = parse_tail(&obj[footer.index_pos as usize..]).unwrap();
+        let maxima: Vec<_> = index.iter().map(|e| e.max_timestamp_ms).collect();
+        assert_eq!(maxima, vec![70, 10]);
+        let mut w = SegmentWriter::new();
+        w.push(0, 3, &a).unwrap();
+        w.push(3, 1, &b).unwrap();
+        assert_eq!(w.max_timestamp(), Some(70));
+        // A payload that is not a record batch: unknown, for the batch and
+        // for the segment.
+        w.push(4, 1, b"x").unwrap();
+        assert_eq!(w.index[2].max_timestamp_ms, u64::MAX);
+        assert_eq!(w.max_timestamp(), None);
+        assert_eq!(SegmentWriter::new().max_timestamp(), None);
+    }
+
+    /// Objects written before index entries carried timestamps still read.
+    #[test]
+    fn a_version_1_object_reads_with_unknown_timestamps() {
+        let (obj, footer) = build(&[(10, 2, b"ab"), (12, 1, b"cde")]);
+        let (_, index) = parse_tail(&obj[footer.index_pos as usize..]).unwrap();
+        // The same object as the previous version wrote it.
+        let mut old = obj[..footer.index_pos as usize].to_vec();
+        let mut ix = BytesMut::new();
+        for e in &index {
+            ix.put_u64_le(e.base_offset);
+            ix.put_u64_le(e.pos);
+            ix.put_u32_le(e.count);
+            ix.put_u32_le(e.len);
+        }
+        old.extend_from_slice(&ix);
+        let mut f = BytesMut::new();
+        f.put_slice(MAGIC_V1);
+        f.put_u32_le(2);
+        f.put_u32_le(crc32c::crc32c(&ix));
+        f.put_u64_le(10);
+        f.put_u64_le(13);
+        f.put_u64_le(footer.index_pos);
+        let crc = crc32c::crc32c(&f);
+        f.put_u32_le(crc);
+        f.put_u32_le(0);
+        old.extend_from_slice(&f);
+        let (f1, index1) = parse_tail(&old[footer.index_pos as usize..]).unwrap();
+        assert_eq!((f1.first_offset, f1.end_offset, f1.batches), (10, 13, 2));
+        let unknown: Vec<_> = index
+            .iter()
+            .map(|e| IndexEntry {
+                max_timestamp_ms: u64::MAX,
+                ..*e
+            })
+            .collect();
+        assert_eq!(index1, unknown);
+        let payloads = split_batches(&Bytes::copy_from_slice(&old[..footer.index_pos as usize]), &index1).unwrap();
+        assert_eq!(payloads, vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cde")]);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::plan;
 use super::segment::{self, SegmentWriter};
 use super::{PartState, Tier, TierError};
 use crate::fsutil::now_ms;
-use crate::log::{TierPartition, record};
+use crate::log::TierPartition;
 
 /// Longest wait before a failing partition is tried again.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
@@ -335,9 +335,6 @@ impl Tier {
         let path = self.remote.path(&rel);
         let mut upload = self.remote.upload(path);
         let mut writer = SegmentWriter::new();
-        // The segment's largest timestamp; unknown if a payload fails to
-        // decode (the upload goes on: the bytes are CRC-checked as they are).
-        let mut max_ts = Some(None);
         for b in &batches {
             let log = self.log.clone();
             let (sid, part, bref) = (p.stream_id, p.partition, *b);
@@ -351,7 +348,6 @@ impl Tier {
                     return Err(e);
                 }
             };
-            max_ts = max_ts.and_then(|m| Some(m.max(record::max_timestamp(&payload, b.count).ok()?)));
             let bytes = match writer.push(b.base_offset, b.count, &payload) {
                 Ok(bytes) => bytes,
                 Err(reason) => {
@@ -362,6 +358,7 @@ impl Tier {
             self.limiter.acquire(bytes.len() as u64).await;
             upload.write(&bytes).await?;
         }
+        let max_timestamp_ms = writer.max_timestamp();
         let (tail, footer) = writer.finish();
         self.limiter.acquire(tail.len() as u64).await;
         upload.write(&tail).await?;
@@ -375,7 +372,7 @@ impl Tier {
             size,
             index_pos: footer.index_pos,
             created_ms: now_ms(),
-            max_timestamp_ms: max_ts.flatten(),
+            max_timestamp_ms,
         });
         let committed = manifest::commit(&self.remote, &current, next).await?;
         tracing::debug!(
