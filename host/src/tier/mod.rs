@@ -183,6 +183,7 @@ impl Tier {
     pub fn start(self: &Arc<Self>) {
         let mut task = self.task.lock().unwrap_or_else(|p| p.into_inner());
         if task.is_none() {
+            self.activate_lagging();
             let me = self.clone();
             *task = Some(tokio::spawn(async move { me.run().await }));
         }

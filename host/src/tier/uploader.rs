@@ -92,7 +92,8 @@ impl Tier {
 
     /// Bytes in the WAL not yet in the object store, over all partitions.
     /// Only partitions the uploader keeps as active can hold any (and those
-    /// that took data since its last round).
+    /// that took data since its last round); [`Tier::start`] makes every
+    /// partition recovery left with such data active.
     pub fn backlog_bytes(&self) -> u64 {
         self.lagging()
             .iter()
@@ -148,6 +149,19 @@ impl Tier {
         out
     }
 
+    /// Makes the partitions with data not yet uploaded active (at start:
+    /// recovery indexes batches without marking them touched).
+    pub(super) fn activate_lagging(&self) {
+        let lagging: Vec<_> = self
+            .log
+            .tier_partitions()
+            .into_iter()
+            .filter(|p| p.state.lag().records > 0)
+            .map(|p| (p.stream_id, p.partition))
+            .collect();
+        self.active.lock().unwrap_or_else(|p| p.into_inner()).extend(lagging);
+    }
+
     /// The partitions the next round visits (see the module doc).
     fn active_keys(&self) -> HashSet<(u32, u32)> {
         self.active.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -155,22 +169,28 @@ impl Tier {
 
     /// One pass over the partitions that may have work (all of them when
     /// `full`); returns how many chunks were uploaded.
+    ///
+    /// A partition stays in `active` until a visit finds it without work,
+    /// so [`Tier::lagging`] sees every partition with data to upload during
+    /// the round too (before, those not yet visited dropped out of the
+    /// backlog and the upload-lag metric while a round ran).
     async fn round(&self, stop: &tokio::sync::watch::Receiver<bool>, full: bool) -> usize {
         let touched = self.log.take_touched();
         let parts = {
             let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
-            let mut keys = std::mem::take(&mut *active);
-            if full {
-                None
-            } else {
-                keys.extend(touched);
-                Some(keys)
-            }
+            active.extend(touched);
+            (!full).then(|| active.clone())
         };
         let parts = match parts {
             None => self.log.tier_partitions(),
             Some(keys) => self.log.tier_partitions_of(&keys),
         };
+        // Partitions that no longer exist (a deleted stream) leave `active`.
+        let live: HashSet<(u32, u32)> = parts.iter().map(|p| (p.stream_id, p.partition)).collect();
+        self.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k| live.contains(k));
         let mut uploaded = 0;
         let mut rest = parts.into_iter();
         while let Some(p) = rest.next() {
@@ -183,11 +203,12 @@ impl Tier {
             }
             self.visits.fetch_add(1, Ordering::Relaxed);
             self.visit(&p, &mut uploaded).await;
-            if self.has_work(&p) {
-                self.active
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert((p.stream_id, p.partition));
+            let work = self.has_work(&p);
+            let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+            if work {
+                active.insert((p.stream_id, p.partition));
+            } else {
+                active.remove(&(p.stream_id, p.partition));
             }
         }
         uploaded
