@@ -17,7 +17,12 @@
 //!    is 0 (polled every 10 ms), then until the WAL is trimmed;
 //! 2. Hosts opened afresh read every partition from offset 0 with
 //!    `Host::read` (1 MiB per read, one reader task per partition): once with
-//!    a 1 MiB cold cache, then twice with a cache bigger than the data.
+//!    a 1 MiB cold cache, then twice with a cache bigger than the data;
+//! 3. with one partition, the first Host of step 2 first looks up the
+//!    offset of a time 60% into the data (`Host::offset_for_timestamp`), as
+//!    a Kafka ListOffsets by time after a restart does; the read pass then
+//!    checks the answer. Before segments recorded their timestamps, that
+//!    first lookup read the whole partition: the read pass is its cost.
 //!
 //! MB/s are decimal (10^6 B/s) of record values (1024 B per record).
 
@@ -75,6 +80,13 @@ struct Upload {
     ends: Vec<u64>,
 }
 
+/// The first lookup by time after a restart.
+struct Lookup {
+    wall: Duration,
+    gets: u64,
+    offset: u64,
+}
+
 struct ReadPass {
     cache: u64,
     pass: u32,
@@ -83,7 +95,12 @@ struct ReadPass {
     wall: Duration,
     calls: u64,
     gets: u64,
+    lookup: Option<Lookup>,
 }
+
+/// Record `j` of the `i`-th batch appended (all partitions) is stamped
+/// `BASE_TS + i * RECORDS_PER_BATCH + j`.
+const BASE_TS: u64 = 1_700_000_000_000;
 
 fn main() -> anyhow::Result<()> {
     let quick = std::env::var("SLUICE_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
@@ -153,6 +170,25 @@ fn main() -> anyhow::Result<()> {
     for (kind, parts, chunk, r) in &reads {
         print_read(*kind, *parts, *chunk, r);
     }
+    println!();
+    println!("First lookup by time after a restart (1 partition), against reading the partition once:");
+    println!();
+    println!("| store | chunk | MiB | lookup ms | GETs | read s | GETs | lookup / read |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (kind, _, chunk, r) in &reads {
+        if let Some(l) = &r.lookup {
+            println!(
+                "| {} | {chunk} MiB | {:.0} | {:.1} | {} | {:.2} | {} | {:.4} |",
+                kind.name(),
+                r.bytes as f64 / (1u64 << 20) as f64,
+                l.wall.as_secs_f64() * 1e3,
+                l.gets,
+                r.wall.as_secs_f64(),
+                r.gets,
+                l.wall.as_secs_f64() / r.wall.as_secs_f64(),
+            );
+        }
+    }
     Ok(())
 }
 
@@ -200,27 +236,25 @@ fn new_store(kind: Kind, moto: Option<&S3Server>, dir: &Path) -> anyhow::Result<
 /// batch `i` to partition `i % parts`. Returns the records appended.
 async fn produce(host: &Host, parts: u32, bytes: u64) -> anyhow::Result<u64> {
     let value = Bytes::from(vec![0x5a; RECORD_BYTES]);
-    let batch: Arc<Vec<Record>> = Arc::new(
-        (0..RECORDS_PER_BATCH as u64)
-            .map(|i| Record {
-                key: None,
-                value: Some(value.clone()),
-                headers: Vec::new(),
-                timestamp_ms: 1_700_000_000_000 + i,
-            })
-            .collect(),
-    );
     let batches = bytes / (RECORDS_PER_BATCH * RECORD_BYTES) as u64;
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..PRODUCERS {
-        let (host, batch, next) = (host.clone(), batch.clone(), next.clone());
+        let (host, value, next) = (host.clone(), value.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= batches {
                     return anyhow::Ok(());
                 }
+                let batch: Vec<Record> = (0..RECORDS_PER_BATCH as u64)
+                    .map(|j| Record {
+                        key: None,
+                        value: Some(value.clone()),
+                        headers: Vec::new(),
+                        timestamp_ms: BASE_TS + i * RECORDS_PER_BATCH as u64 + j,
+                    })
+                    .collect();
                 host.append(STREAM, (i % u64::from(parts)) as u32, &batch).await?;
             }
         }));
@@ -313,6 +347,23 @@ async fn read_back(run: &Run, cache: u64, passes: u32, ends: &[u64]) -> anyhow::
             .all(|p| p.tier.tiered_end == p.end_offset))
     })
     .await?;
+    // A time 60% into the data; one partition only, so the read pass below
+    // is what the lookup used to cost.
+    let total: u64 = ends.iter().sum();
+    let target = (ends.len() == 1 && cache == SMALL_CACHE).then_some(BASE_TS + total * 6 / 10);
+    let mut lookup = None;
+    if let Some(t) = target {
+        let gets0 = store.calls(Op::Get);
+        let t0 = Instant::now();
+        let found = host.offset_for_timestamp(STREAM, 0, t).await?;
+        let wall = t0.elapsed();
+        let found = found.context("no record at or after the time looked up")?;
+        lookup = Some(Lookup {
+            wall,
+            gets: store.calls(Op::Get) - gets0,
+            offset: found.offset,
+        });
+    }
     let mut out = Vec::new();
     for pass in 1..=passes {
         let gets0 = store.calls(Op::Get);
@@ -320,12 +371,19 @@ async fn read_back(run: &Run, cache: u64, passes: u32, ends: &[u64]) -> anyhow::
         let tasks: Vec<_> = ends
             .iter()
             .enumerate()
-            .map(|(p, &end)| tokio::spawn(read_partition(host.clone(), p as u32, end)))
+            .map(|(p, &end)| tokio::spawn(read_partition(host.clone(), p as u32, end, target)))
             .collect();
         let (mut records, mut bytes, mut calls) = (0, 0, 0);
         for task in tasks {
-            let (r, b, c) = task.await??;
+            let (r, b, c, first) = task.await??;
             (records, bytes, calls) = (records + r, bytes + b, calls + c);
+            if let Some(l) = &lookup {
+                ensure!(
+                    first == Some(l.offset),
+                    "lookup by time answered {}, the read found {first:?}",
+                    l.offset
+                );
+            }
         }
         out.push(ReadPass {
             cache,
@@ -335,20 +393,26 @@ async fn read_back(run: &Run, cache: u64, passes: u32, ends: &[u64]) -> anyhow::
             wall: t.elapsed(),
             calls,
             gets: store.calls(Op::Get) - gets0,
+            lookup: if pass == 1 { lookup.take() } else { None },
         });
     }
     host.shutdown().await;
     Ok(out)
 }
 
-/// Reads offsets `0..end` of one partition; returns records, value bytes and
-/// `Host::read` calls.
-async fn read_partition(host: Host, partition: u32, end: u64) -> anyhow::Result<(u64, u64, u64)> {
+/// Reads offsets `0..end` of one partition; returns records, value bytes,
+/// `Host::read` calls and the first offset stamped at or after `target`.
+async fn read_partition(
+    host: Host,
+    partition: u32,
+    end: u64,
+    target: Option<u64>,
+) -> anyhow::Result<(u64, u64, u64, Option<u64>)> {
     let limits = ReadLimits {
         max_records: 10_000,
         max_bytes: READ_BYTES,
     };
-    let (mut next, mut bytes, mut calls) = (0u64, 0u64, 0u64);
+    let (mut next, mut bytes, mut calls, mut first) = (0u64, 0u64, 0u64, None);
     while next < end {
         let b = host.read(STREAM, partition, next, limits).await?;
         calls += 1;
@@ -364,10 +428,13 @@ async fn read_partition(host: Host, partition: u32, end: u64) -> anyhow::Result<
                 r.offset
             );
             bytes += r.record.value_bytes().len() as u64;
+            if first.is_none() && target.is_some_and(|t| r.record.timestamp_ms >= t) {
+                first = Some(r.offset);
+            }
             next += 1;
         }
     }
-    Ok((end, bytes, calls))
+    Ok((end, bytes, calls, first))
 }
 
 /// Deletes every object of the store (moto keeps them in its memory).

@@ -4,8 +4,14 @@
 use super::{Host, ReadLimits};
 use crate::error::Error;
 
-/// Records read per step while searching by time.
+/// Most records read per step while searching by time.
 const SCAN_RECORDS: usize = 10_000;
+
+/// What the search for an answer reads first, in records and bytes (then 4
+/// times more per step, up to [`SCAN_RECORDS`] and `max_read_bytes`): the
+/// answer is usually close to where it starts, often in the first batch
+/// (cold reads fetch by bytes, at least one batch).
+const FIRST_SCAN: (usize, usize) = (256, 256 * 1024);
 
 /// Where a time search landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +60,7 @@ impl Host {
             Err(e) => tracing::warn!(stream, partition, error = %e, "tiered timestamps unknown"),
         }
         let covered = index.covered();
-        self.scan(stream, partition, covered, |offset, ts| {
+        self.scan(stream, partition, covered, false, |offset, ts| {
             index.observe(offset, ts);
             false
         })
@@ -72,7 +78,7 @@ impl Host {
             Err(e) => tracing::warn!(stream, partition, error = %e, "tiered batch timestamps unknown"),
         }
         let mut found = None;
-        self.scan(stream, partition, start, |offset, ts| {
+        self.scan(stream, partition, start, true, |offset, ts| {
             if ts >= timestamp_ms {
                 found = Some(TimeOffset {
                     offset,
@@ -103,17 +109,26 @@ impl Host {
     }
 
     /// Reads `partition` from `from` (or its start, if later) to its end,
-    /// calling `each(offset, timestamp)` until it returns true.
+    /// calling `each(offset, timestamp)` until it returns true; with
+    /// `small_start`, the reads start at [`FIRST_SCAN`] and grow.
     async fn scan(
         &self,
         stream: &str,
         partition: u32,
         from: u64,
+        small_start: bool,
         mut each: impl FnMut(u64, u64) -> bool,
     ) -> Result<(), Error> {
-        let limits = ReadLimits {
+        let full = ReadLimits {
             max_records: SCAN_RECORDS,
             max_bytes: usize::try_from(self.settings().max_read_bytes.as_u64()).unwrap_or(usize::MAX),
+        };
+        let mut limits = match small_start {
+            true => ReadLimits {
+                max_records: FIRST_SCAN.0,
+                max_bytes: FIRST_SCAN.1.min(full.max_bytes),
+            },
+            false => full,
         };
         let mut offset = from;
         loop {
@@ -145,6 +160,10 @@ impl Host {
                 return Ok(());
             }
             offset = batch.next_offset;
+            limits = ReadLimits {
+                max_records: limits.max_records.saturating_mul(4).min(full.max_records),
+                max_bytes: limits.max_bytes.saturating_mul(4).min(full.max_bytes),
+            };
         }
     }
 
