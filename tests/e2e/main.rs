@@ -27,6 +27,7 @@ mod kafka_js;
 mod kafka_nulls;
 mod kafka_partitions;
 mod kafka_support;
+mod kafka_time_tiered;
 mod kafka_views;
 mod metrics;
 mod object_wal;
