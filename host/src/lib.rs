@@ -57,7 +57,7 @@ pub use node::{
     Appended, Compaction, CompactionStatus, OffsetRecord, PipelineMeta, PipelineStatus, PluginInfo, ReadBatch, Record,
     Replication, ReplicationStatus, Retention, StreamConfig, StreamInfo, TierStatus, VersionInfo,
 };
-pub use node::{CommitRefused, CommittedOffset, OffsetCommit, ViewInfo, ViewSpec};
+pub use node::{CommitRefused, CommittedOffset, DiskSpace, OffsetCommit, PartitionBytes, ViewInfo, ViewSpec};
 
 /// Internals the benchmarks drive directly (the WAL alone, the plugin
 /// runtime, the compaction key map). Not a stable API.

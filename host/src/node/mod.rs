@@ -30,6 +30,7 @@ pub use crate::plugin::{PluginInfo, VersionInfo};
 pub use crate::tier::TierStatus;
 pub use crate::tier::compact::CompactionStatus;
 pub use in_flight::InFlight;
+pub use storage::{DiskSpace, PartitionBytes};
 
 /// Running plugins without a node (`sluice plugin test`): the same runtime,
 /// limits and world detection a node uses.
@@ -48,6 +49,7 @@ mod offsets;
 mod plugins;
 mod readiness;
 mod settings;
+mod storage;
 #[cfg(test)]
 mod tests_derived;
 #[cfg(test)]

@@ -357,6 +357,19 @@ def kp_delete_records(a):
         admin.close()
 
 
+def kp_describe_log_dirs(a):
+    """Each broker's log dirs; `topics` as kafka-python takes it (None: all)."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"])
+    try:
+        return {"ok": True, "brokers": admin.describe_log_dirs(topic_partitions=a.get("topics"))}
+    except Exception as e:
+        return {"ok": False, "error": f"{type(e).__name__}: {e}"}
+    finally:
+        admin.close()
+
+
 def kp_delete_topic(a):
     from kafka.admin import KafkaAdminClient
 
@@ -389,6 +402,7 @@ COMMANDS = {
     ("confluent", "create_partitions"): confluent_create_partitions,
     ("confluent", "delete_records"): confluent_delete_records,
     ("kafkapython", "delete_records"): kp_delete_records,
+    ("kafkapython", "describe_log_dirs"): kp_describe_log_dirs,
     ("kafkapython", "create_partitions"): kp_create_partitions,
     ("confluent", "describe_configs"): confluent_describe_configs,
 }

@@ -11,6 +11,7 @@ mod configs;
 mod fetch;
 mod group_offsets;
 mod groups;
+mod log_dirs;
 mod metadata;
 mod offsets;
 mod produce;
@@ -63,6 +64,7 @@ pub(super) async fn handle(
         RequestKind::CreateTopics(r) => respond(ResponseKind::CreateTopics(topics::create(ctx, r).await)),
         RequestKind::DeleteTopics(r) => respond(ResponseKind::DeleteTopics(topics::delete(ctx, r, version).await)),
         RequestKind::DescribeConfigs(r) => respond(ResponseKind::DescribeConfigs(topics::describe_configs(ctx, r))),
+        RequestKind::DescribeLogDirs(r) => respond(ResponseKind::DescribeLogDirs(log_dirs::describe(ctx, r))),
         RequestKind::DeleteRecords(r) => respond(ResponseKind::DeleteRecords(offsets::delete_records(ctx, r).await)),
         RequestKind::CreatePartitions(r) => {
             respond(ResponseKind::CreatePartitions(topics::create_partitions(ctx, r).await))
