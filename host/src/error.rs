@@ -207,6 +207,7 @@ impl From<GroupError> for Error {
             GroupError::GroupMaxSizeReached => (ErrorKind::Conflict, "group_max_size_reached"),
             GroupError::GroupIdNotFound => (ErrorKind::NotFound, "group_not_found"),
             GroupError::NonEmptyGroup => (ErrorKind::Conflict, "group_not_empty"),
+            GroupError::GroupSubscribedToTopic => (ErrorKind::Conflict, "group_subscribed_to_topic"),
             GroupError::FencedInstanceId => (ErrorKind::Conflict, "fenced_instance_id"),
             GroupError::InvalidGroupId => (ErrorKind::Invalid, "invalid_group_id"),
             GroupError::TooManyGroups => (ErrorKind::Conflict, "too_many_groups"),

@@ -26,6 +26,7 @@ mod kafka_groups_faults;
 mod kafka_js;
 mod kafka_log_dirs;
 mod kafka_nulls;
+mod kafka_offset_delete;
 mod kafka_partitions;
 mod kafka_support;
 mod kafka_time_tiered;

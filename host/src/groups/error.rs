@@ -35,6 +35,10 @@ pub enum GroupError {
     /// Only an empty group can be deleted.
     #[error("the group still has members")]
     NonEmptyGroup,
+    /// A member of the group subscribes to the topic: its committed offsets
+    /// stay (OffsetDelete).
+    #[error("a member of the group subscribes to the topic")]
+    GroupSubscribedToTopic,
     /// The static instance id now belongs to another member id.
     #[error("the group instance id is now held by another member id")]
     FencedInstanceId,

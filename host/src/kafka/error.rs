@@ -72,6 +72,7 @@ pub(super) fn group_code(e: &GroupError) -> i16 {
         GroupError::GroupMaxSizeReached => K::GroupMaxSizeReached,
         GroupError::GroupIdNotFound => K::GroupIdNotFound,
         GroupError::NonEmptyGroup => K::NonEmptyGroup,
+        GroupError::GroupSubscribedToTopic => K::GroupSubscribedToTopic,
         GroupError::FencedInstanceId => K::FencedInstanceId,
         GroupError::InvalidGroupId => K::InvalidGroupId,
         // No Kafka code says "too many groups on this node": a policy refusal.

@@ -223,7 +223,9 @@ impl Host {
         self.delete_offsets_where(|k| k.1 == topic).await
     }
 
-    async fn delete_offsets_where(&self, doomed: impl Fn(&Key) -> bool) -> Result<usize, Error> {
+    /// Deletes the committed offsets whose key `doomed` picks (durably, as
+    /// empty values); returns how many.
+    pub(super) async fn delete_offsets_where(&self, doomed: impl Fn(&Key) -> bool) -> Result<usize, Error> {
         let guard = self.offsets_loaded().await?;
         let changes: Vec<(Key, Option<Value>)> = guard
             .live

@@ -156,6 +156,81 @@ impl From<GroupOpError> for Error {
     }
 }
 
+impl Host {
+    /// Deletes `group`'s committed offsets of the (stream, partition)s
+    /// named (Kafka OffsetDelete); one answer per partition, in order: done
+    /// (also when none was committed), or `GroupSubscribedToTopic` when a
+    /// member consumes its stream. The group must exist (members or
+    /// committed offsets; else `GroupIdNotFound`). A group with members is
+    /// refused whole unless it is a consumer group (`NonEmptyGroup`), and
+    /// while it rebalances (`RebalanceInProgress`): its members'
+    /// subscriptions are known once it is stable.
+    pub async fn delete_group_offsets(
+        &self,
+        group: &str,
+        partitions: &[(String, u32)],
+    ) -> Result<Vec<Result<(), GroupError>>, GroupOpError> {
+        if group.is_empty() {
+            return Err(GroupOpError::Group(GroupError::InvalidGroupId));
+        }
+        self.check_coordinator(group).map_err(GroupOpError::Group)?;
+        let desc = self.describe_group(group);
+        let mut subscribed = std::collections::HashSet::new();
+        if let Some(d) = desc.as_ref().filter(|d| !d.members.is_empty()) {
+            if d.protocol_type != "consumer" {
+                return Err(GroupOpError::Group(GroupError::NonEmptyGroup));
+            }
+            if d.state != crate::groups::GroupState::Stable {
+                return Err(GroupOpError::Group(GroupError::RebalanceInProgress));
+            }
+            for m in &d.members {
+                let topics = decode_subscription(&m.metadata).ok_or(GroupOpError::Group(GroupError::NonEmptyGroup))?;
+                subscribed.extend(topics);
+            }
+        }
+        let committed = self.committed_offsets(group).await.map_err(GroupOpError::Node)?;
+        if desc.is_none() && committed.is_empty() {
+            return Err(GroupOpError::Group(GroupError::GroupIdNotFound));
+        }
+        let out: Vec<Result<(), GroupError>> = partitions
+            .iter()
+            .map(|(stream, _)| match subscribed.contains(stream) {
+                true => Err(GroupError::GroupSubscribedToTopic),
+                false => Ok(()),
+            })
+            .collect();
+        let doomed: std::collections::HashSet<(&str, u32)> = partitions
+            .iter()
+            .zip(&out)
+            .filter(|(_, r)| r.is_ok())
+            .map(|((s, p), _)| (s.as_str(), *p))
+            .collect();
+        self.delete_offsets_where(|k| k.0 == group && doomed.contains(&(k.1.as_str(), k.2)))
+            .await
+            .map_err(GroupOpError::Node)?;
+        Ok(out)
+    }
+}
+
+/// A consumer-protocol message (version prefix, then the body at that
+/// version, clamped to those the crate knows); `None` if the bytes are not
+/// one.
+fn decode_consumer_protocol<T: kafka_protocol::protocol::Decodable>(bytes: &bytes::Bytes) -> Option<T> {
+    let mut buf = bytes.clone();
+    if buf.len() < 2 {
+        return None;
+    }
+    let version = i16::from_be_bytes([buf[0], buf[1]]);
+    bytes::Buf::advance(&mut buf, 2);
+    T::decode(&mut buf, version.clamp(0, 3)).ok()
+}
+
+/// The topics of a consumer-protocol subscription.
+fn decode_subscription(bytes: &bytes::Bytes) -> Option<Vec<String>> {
+    let s: kafka_protocol::messages::ConsumerProtocolSubscription = decode_consumer_protocol(bytes)?;
+    Some(s.topics.into_iter().map(|t| t.to_string()).collect())
+}
+
 /// One member, with its assignment decoded (consumer protocol).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct MemberView {
@@ -209,18 +284,9 @@ pub enum ResetTo {
     Timestamp(u64),
 }
 
-/// A consumer-protocol assignment as (stream, partitions); `None` if the
-/// bytes are not one.
+/// A consumer-protocol assignment as (stream, partitions).
 fn decode_assignment(bytes: &bytes::Bytes) -> Option<Vec<AssignedPartitions>> {
-    use kafka_protocol::messages::ConsumerProtocolAssignment;
-    use kafka_protocol::protocol::Decodable;
-    let mut buf = bytes.clone();
-    if buf.len() < 2 {
-        return None;
-    }
-    let version = i16::from_be_bytes([buf[0], buf[1]]);
-    bytes::Buf::advance(&mut buf, 2);
-    let a = ConsumerProtocolAssignment::decode(&mut buf, version.clamp(0, 3)).ok()?;
+    let a: kafka_protocol::messages::ConsumerProtocolAssignment = decode_consumer_protocol(bytes)?;
     Some(
         a.assigned_partitions
             .into_iter()

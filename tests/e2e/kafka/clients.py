@@ -370,6 +370,23 @@ def kp_describe_log_dirs(a):
         admin.close()
 
 
+def kp_delete_group_offsets(a):
+    """OffsetDelete: `partitions` as [[topic, partition], ...]; each one's
+    error class name ("NoError" when deleted)."""
+    from kafka import TopicPartition
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"])
+    try:
+        tps = [TopicPartition(t, p) for t, p in a["partitions"]]
+        out = admin.delete_group_offsets(a["group"], tps)
+        return {"ok": True, "result": {f"{tp.topic}-{tp.partition}": e.__name__ for tp, e in out.items()}}
+    except Exception as e:
+        return {"ok": False, "error": f"{type(e).__name__}: {e}"}
+    finally:
+        admin.close()
+
+
 def kp_delete_topic(a):
     from kafka.admin import KafkaAdminClient
 
@@ -403,6 +420,7 @@ COMMANDS = {
     ("confluent", "delete_records"): confluent_delete_records,
     ("kafkapython", "delete_records"): kp_delete_records,
     ("kafkapython", "describe_log_dirs"): kp_describe_log_dirs,
+    ("kafkapython", "delete_group_offsets"): kp_delete_group_offsets,
     ("kafkapython", "create_partitions"): kp_create_partitions,
     ("confluent", "describe_configs"): confluent_describe_configs,
 }

@@ -13,6 +13,7 @@ mod group_offsets;
 mod groups;
 mod log_dirs;
 mod metadata;
+mod offset_delete;
 mod offsets;
 mod produce;
 mod producer_id;
@@ -80,6 +81,7 @@ pub(super) async fn handle(
             ctx, conn, r, version,
         ))),
         RequestKind::OffsetCommit(r) => respond(ResponseKind::OffsetCommit(group_offsets::commit(ctx, r).await)),
+        RequestKind::OffsetDelete(r) => respond(ResponseKind::OffsetDelete(offset_delete::delete(ctx, r).await)),
         RequestKind::OffsetFetch(r) => respond(ResponseKind::OffsetFetch(group_offsets::fetch(ctx, r, version).await)),
         RequestKind::JoinGroup(r) => {
             let (ctx, host) = (ctx.clone(), conn.peer.ip().to_string());
