@@ -2,13 +2,15 @@
 //! committed offsets of some partitions go (durably: they stay gone after a
 //! kill -9), while a member of the group consumes a topic its offsets
 //! there stay (GROUP_SUBSCRIBED_TO_TOPIC) and the others still go; an
-//! unknown group and an unknown partition get their error codes.
+//! unknown group and an unknown partition get their error codes. The CLI
+//! (`sluice group delete-offsets`, over HTTP) does the same.
 
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::cli_support::sluice;
 use crate::kafka_groups::Member;
 use crate::kafka_support::py;
 use crate::support::{self, Server};
@@ -103,7 +105,27 @@ async fn kafka_python_deletes_group_offsets_except_of_topics_the_group_consumes(
         left.len() == 1 && left[0].0 == "a",
         "a's offset stays, b's went: {left:?}"
     );
+    // The same over HTTP and the CLI: refused whole while `a` is consumed.
+    sluice(&server, &["group", "delete-offsets", "g", "a"]).fails(1, "(group_subscribed_to_topic, HTTP 409)");
     std::fs::write(&stop, b"").expect("stop the member");
+    member.finish(Duration::from_secs(30));
+    let run = sluice(
+        &server,
+        &[
+            "group",
+            "delete-offsets",
+            "g",
+            "a",
+            "--partition",
+            "0",
+            "--output",
+            "json",
+        ],
+    )
+    .ok();
+    assert_eq!(run.json()["offsets"], json!([]), "{run:?}");
+    assert_eq!(committed(&server, "g").await, vec![]);
+    sluice(&server, &["group", "delete-offsets", "g", "nope"]).fails(1, "stream_not_found");
 
     // A group nobody knows.
     let out = delete(&b, "nobody", json!([["a", 0]]));

@@ -1,4 +1,4 @@
-//! `sluice group list|describe|reset|delete`: consumer groups over the
+//! `sluice group list|describe|reset|delete|delete-offsets`: consumer groups over the
 //! HTTP API (`/groups`), as tables or the server's JSON.
 
 use clap::{Args, Subcommand};
@@ -44,6 +44,15 @@ pub enum GroupCmd {
     },
     /// Delete a group without members, and its committed offsets.
     Delete { group: String },
+    /// Delete a group's committed offsets on a stream (refused while a
+    /// member consumes it).
+    DeleteOffsets {
+        group: String,
+        stream: String,
+        /// Only this partition; all when absent.
+        #[arg(long)]
+        partition: Option<u32>,
+    },
 }
 
 fn offsets_table(offsets: &Value) -> String {
@@ -119,6 +128,18 @@ pub async fn group(c: &Client, out: Output, cmd: GroupCmd) -> Result<(), ClientE
                 body["partitions"] = json!(partitions);
             }
             let v = c.post(&format!("/groups/{}/reset", seg(&group)), &body).await?;
+            show(out, &v, || offsets_table(&v["offsets"]))
+        }
+        GroupCmd::DeleteOffsets {
+            group,
+            stream,
+            partition,
+        } => {
+            let mut path = format!("/groups/{}/offsets?stream={}", seg(&group), seg(&stream));
+            if let Some(p) = partition {
+                path.push_str(&format!("&partition={p}"));
+            }
+            let v = c.delete(&path).await?;
             show(out, &v, || offsets_table(&v["offsets"]))
         }
         GroupCmd::Delete { group } => {

@@ -197,6 +197,40 @@ pub async fn reset_group(
     Ok(Json(OffsetsOut { offsets }))
 }
 
+/// Query of `DELETE /groups/{group}/offsets`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteOffsetsQuery {
+    /// The stream (or view) whose offsets go.
+    pub stream: String,
+    /// Only this partition; every partition the group committed on when absent.
+    pub partition: Option<u32>,
+}
+
+/// Delete a group's committed offsets on a stream
+///
+/// Kafka's OffsetDelete over HTTP: refused while a member of the group
+/// consumes the stream, or while the group rebalances.
+#[utoipa::path(delete, path = "/groups/{group}/offsets", tag = "groups",
+    params(("group" = String, Path, description = "Group id"), DeleteOffsetsQuery),
+    responses(
+        (status = 200, description = "Deleted: the group's offsets left on that stream", body = OffsetsOut),
+        (status = 400, description = "`invalid_request`, `invalid_group_id`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`group_not_found`, `stream_not_found`, `partition_not_found`", body = ErrorBody),
+        (status = 421, description = "`not_coordinator`: in a cluster, another node coordinates the group", body = ErrorBody),
+        (status = 409, description = "`group_subscribed_to_topic`, `rebalance_in_progress`, `group_not_empty` (members of another protocol)", body = ErrorBody),
+    ))]
+pub async fn delete_offsets(
+    State(host): State<Host>,
+    Path(group): Path<String>,
+    Query(q): Query<DeleteOffsetsQuery>,
+) -> Res<Json<OffsetsOut>> {
+    let offsets = host.delete_group_stream_offsets(&group, &q.stream, q.partition).await?;
+    Ok(Json(OffsetsOut { offsets }))
+}
+
 /// Delete a consumer group
 ///
 /// Only a group without members; its committed offsets are deleted too.

@@ -66,7 +66,7 @@ pub use serve::serve;
 ///   `POST /pipelines/{name}/pause`, `POST /pipelines/{name}/resume`
 /// - `GET|POST /views`, `GET|DELETE /views/{name}` (read a view like a stream)
 /// - `GET /groups`, `GET|DELETE /groups/{group}`, `POST /groups/{group}/offsets`,
-///   `POST /groups/{group}/reset`
+///   `DELETE /groups/{group}/offsets?stream=`, `POST /groups/{group}/reset`
 /// - `POST /streams/{name}/partitions/{partition}/leader` (manual leader move)
 /// - internal, between nodes: `POST /internal/replication/fetch`,
 ///   `POST /internal/replication/read`,
@@ -94,7 +94,7 @@ pub(crate) fn api() -> OpenApiRouter<Host> {
         .routes(routes!(v::describe_view, v::delete_view))
         .routes(routes!(g::list_groups))
         .routes(routes!(g::describe_group, g::delete_group))
-        .routes(routes!(g::commit_offsets))
+        .routes(routes!(g::commit_offsets, g::delete_offsets))
         .routes(routes!(g::reset_group))
         .routes(routes!(c::fetch))
         .routes(routes!(c::raw_read))

@@ -212,6 +212,37 @@ impl Host {
     }
 }
 
+impl Host {
+    /// Deletes `group`'s committed offsets on `stream` (one partition, or
+    /// every partition it committed on), as [`Host::delete_group_offsets`]
+    /// does, as one answer: refused whole when a member consumes `stream`.
+    /// Returns the group's offsets left on `stream`.
+    pub async fn delete_group_stream_offsets(
+        &self,
+        group: &str,
+        stream: &str,
+        partition: Option<u32>,
+    ) -> Result<Vec<CommittedOffset>, Error> {
+        self.stream_end(stream, partition.unwrap_or(0))?;
+        let on_stream = |o: &CommittedOffset| o.stream == stream;
+        let partitions: Vec<(String, u32)> = match partition {
+            Some(p) => vec![(stream.to_string(), p)],
+            None => {
+                let all = self.committed_offsets(group).await?;
+                all.iter()
+                    .filter(|o| on_stream(o))
+                    .map(|o| (stream.to_string(), o.partition))
+                    .collect()
+            }
+        };
+        for r in self.delete_group_offsets(group, &partitions).await? {
+            r?;
+        }
+        let left = self.committed_offsets(group).await?;
+        Ok(left.into_iter().filter(on_stream).collect())
+    }
+}
+
 /// A consumer-protocol message (version prefix, then the body at that
 /// version, clamped to those the crate knows); `None` if the bytes are not
 /// one.
