@@ -50,14 +50,24 @@ impl Host {
         if let Some(r) = info.partitions.get(partition as usize) {
             index.skip_to(r.start);
         }
-        match self.inner.tier.time_spans(info.id, partition, index.covered()).await {
-            Ok(spans) => {
-                for s in spans {
-                    index.observe_span(s.base_offset, s.end_offset, s.max_timestamp_ms);
+        // Offsets below the WAL's first batch are only in the object store;
+        // a lookup in what the WAL holds never asks the store.
+        let only_tiered = |o: u64| {
+            self.inner
+                .log
+                .tier_partition(info.id, partition)
+                .is_some_and(|p| o < p.state.mark().floor)
+        };
+        if only_tiered(index.covered()) {
+            match self.inner.tier.time_spans(info.id, partition, index.covered()).await {
+                Ok(spans) => {
+                    for s in spans {
+                        index.observe_span(s.base_offset, s.end_offset, s.max_timestamp_ms);
+                    }
                 }
+                // Reading the segments instead is slower but as exact.
+                Err(e) => tracing::warn!(stream, partition, error = %e, "tiered timestamps unknown"),
             }
-            // Reading the segments instead is slower but as exact.
-            Err(e) => tracing::warn!(stream, partition, error = %e, "tiered timestamps unknown"),
         }
         let covered = index.covered();
         self.scan(stream, partition, covered, false, |offset, ts| {
@@ -68,14 +78,16 @@ impl Host {
         let mut start = index.start_for(timestamp_ms);
         drop(index);
         // In tiered data, skip to the batch that may hold the answer.
-        match self
-            .inner
-            .tier
-            .time_start(info.id, partition, start, timestamp_ms)
-            .await
-        {
-            Ok(s) => start = start.max(s),
-            Err(e) => tracing::warn!(stream, partition, error = %e, "tiered batch timestamps unknown"),
+        if only_tiered(start) {
+            match self
+                .inner
+                .tier
+                .time_start(info.id, partition, start, timestamp_ms)
+                .await
+            {
+                Ok(s) => start = start.max(s),
+                Err(e) => tracing::warn!(stream, partition, error = %e, "tiered batch timestamps unknown"),
+            }
         }
         let mut found = None;
         self.scan(stream, partition, start, true, |offset, ts| {

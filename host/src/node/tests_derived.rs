@@ -71,6 +71,12 @@ async fn check_all(host: &Host, when: &str) {
 /// appended `per` at a time.
 async fn filled(dir: &std::path::Path, per: usize) -> Host {
     let host = Host::open(settings(dir)).await.unwrap();
+    fill(&host, per).await;
+    host
+}
+
+/// Creates stream `t` and appends records `0..N` at `ts(i)`, `per` at a time.
+async fn fill(host: &Host, per: usize) {
     host.create_stream("t", 1).await.unwrap();
     for chunk in (0..N).collect::<Vec<_>>().chunks(per) {
         let records: Vec<Record> = chunk
@@ -84,7 +90,6 @@ async fn filled(dir: &std::path::Path, per: usize) -> Host {
             .collect();
         host.append("t", 0, &records).await.unwrap();
     }
-    host
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,5 +232,36 @@ async fn a_producer_retry_is_recognised_after_its_wal_entries_are_trimmed() {
         .await
         .unwrap();
     assert!(host.allocate_producer_id() > pid);
+    host.shutdown().await;
+}
+
+/// With the object store's manifests out of reach (every listing held), a
+/// lookup by time in what the WAL holds still answers: it never asks the
+/// store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_in_what_the_wal_holds_never_asks_the_object_store() {
+    use crate::objstore::faults::{FaultyStore, Op};
+    let dir = tempfile::tempdir().unwrap();
+    let faulty = FaultyStore::new(std::sync::Arc::new(object_store::memory::InMemory::new()));
+    let gate = faulty.hold_matching(Op::List, "/manifest", None);
+    let host = Host::open_with_store(settings(dir.path()), faulty.clone(), Default::default())
+        .await
+        .unwrap();
+    fill(&host, 100).await;
+    // The uploader is stuck listing the partition's manifests.
+    for _ in 0..400 {
+        if gate.arrived() > 0 {
+            break;
+        }
+        host.wake_uploader();
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(gate.arrived() > 0, "the uploader never listed the manifests");
+    let got = tokio::time::timeout(Duration::from_secs(20), host.offset_for_timestamp("t", 0, ts(500)))
+        .await
+        .expect("the lookup waited for the object store")
+        .unwrap();
+    assert_eq!(got.map(|g| g.offset), Some(500));
+    gate.release();
     host.shutdown().await;
 }
