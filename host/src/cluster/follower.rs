@@ -178,6 +178,23 @@ impl Cluster {
             self.log.truncate(&view.stream, view.partition, offset).await?;
             return Ok(Step::Progress);
         }
+        if h.log_start > view.log_end && h.batches.is_empty() && h.fragment.is_none() && !h.draining {
+            // The leader's retention passed this replica's end while it was
+            // away: what it holds is gone there too, so its log goes on at
+            // the leader's start.
+            tracing::warn!(
+                stream = view.stream,
+                partition = view.partition,
+                end = view.log_end,
+                leader_start = h.log_start,
+                "this replica ends below its leader's start; its log restarts there"
+            );
+            *frag = None;
+            self.log
+                .reset_replica(&view.stream, view.partition, h.log_start)
+                .await?;
+            return Ok(Step::Progress);
+        }
         let appended = self.append_answer(view, frag, &resp).await?;
         if !h.draining {
             let end = self.log.replica(&view.stream, view.partition)?.log_end;

@@ -196,6 +196,15 @@ impl Cluster {
         let (hw, in_sync) = self.note_fetch(&view, req.replica, req.fetch_offset);
         header.high_watermark = hw;
         header.in_sync = in_sync;
+        if req.fetch_offset < view.log_start && req.fragment.is_none() {
+            // Below this leader's start (its retention passed the follower
+            // while it was away): no records, and the header's `log_start`
+            // tells the follower where its log goes on.
+            return Ok(FetchResponse {
+                header,
+                data: Bytes::new(),
+            });
+        }
         let max_bytes = req.max_bytes.min(self.settings.replication_max_bytes.as_u64()).max(1);
         if let Some(ask) = req.fragment {
             return self.fragment(&req, header, ask.base_offset, ask.index, max_bytes).await;

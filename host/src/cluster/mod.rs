@@ -25,6 +25,8 @@ mod tests_cold;
 #[cfg(test)]
 mod tests_faults;
 #[cfg(test)]
+mod tests_retention_gap;
+#[cfg(test)]
 mod tests_safety;
 
 use std::collections::{BTreeMap, HashMap};

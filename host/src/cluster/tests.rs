@@ -104,12 +104,37 @@ pub(crate) fn replicated(factor: u32) -> StreamConfig {
     }
 }
 
-/// Every stored batch of a partition on one node, from offset 0.
+/// Small WAL segments and upload chunks, uploaded at once.
+pub(crate) fn eager_tiering(s: &mut Settings) {
+    s.segment_bytes = bytesize::ByteSize::kib(64);
+    s.upload_chunk_bytes = bytesize::ByteSize::kib(16);
+    s.upload_min_bytes = bytesize::ByteSize::b(1);
+    s.upload_interval = Duration::ZERO;
+    s.gc_grace = Duration::ZERO;
+}
+
+/// One record on stream `s` with every node in sync, then node 3 stops
+/// (popped from `nodes`) and 300 batches of two 1,000-byte records follow.
+pub(crate) async fn write_while_node3_is_down(nodes: &mut Vec<Node>) {
+    nodes[0]
+        .host
+        .append_acks("s", 0, &[big(0, 1000)], Acks::All)
+        .await
+        .unwrap();
+    stop(nodes.pop().unwrap()).await;
+    for i in 1..300 {
+        let recs = [big(i * 2, 1000), big(i * 2 + 1, 1000)];
+        nodes[0].host.append_acks("s", 0, &recs, Acks::All).await.unwrap();
+    }
+}
+
+/// Every stored batch of a partition on one node, from its start.
 pub(crate) async fn batches(h: &Host, stream: &str) -> Vec<crate::log::replica::RawBatch> {
     let log = &h.log();
-    let end = log.replica(stream, 0).unwrap().log_end;
+    let view = log.replica(stream, 0).unwrap();
+    let end = view.log_end;
     let mut out = Vec::new();
-    let mut at = 0;
+    let mut at = view.log_start;
     while at < end {
         let got = log.raw_batches(stream, 0, at, 1 << 30, 1000).await.unwrap();
         at = got.last().unwrap().end();

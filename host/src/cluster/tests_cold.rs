@@ -3,40 +3,20 @@
 //! the fetch from cold segments, and the follower's batches still equal
 //! the leader's byte for byte.
 
-use std::time::Duration;
-
-use bytesize::ByteSize;
 use tokio::net::TcpListener;
 
-use super::tests::{batches, big, cluster_with, replicated, start_with, stop, wait_until};
-use crate::Settings;
-use crate::node::Acks;
-
-fn eager(s: &mut Settings) {
-    s.segment_bytes = ByteSize::kib(64);
-    s.upload_chunk_bytes = ByteSize::kib(16);
-    s.upload_min_bytes = ByteSize::b(1);
-    s.upload_interval = Duration::ZERO;
-    s.gc_grace = Duration::ZERO;
-}
+use super::tests::{
+    batches, cluster_with, eager_tiering as eager, replicated, start_with, stop, wait_until, write_while_node3_is_down,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_catches_up_from_the_leaders_object_store() {
     let dir = tempfile::tempdir().unwrap();
     let (mut nodes, addrs) = cluster_with(dir.path(), 3, &eager).await;
     nodes[0].host.create_stream_with("s", 1, replicated(3)).await.unwrap();
-    nodes[0]
-        .host
-        .append_acks("s", 0, &[big(0, 1000)], Acks::All)
-        .await
-        .unwrap();
-    stop(nodes.pop().unwrap()).await;
     // 600 KiB in 300 batches: many WAL segments, all tiered once node 3
     // has left the in-sync set.
-    for i in 1..300 {
-        let recs = [big(i * 2, 1000), big(i * 2 + 1, 1000)];
-        nodes[0].host.append_acks("s", 0, &recs, Acks::All).await.unwrap();
-    }
+    write_while_node3_is_down(&mut nodes).await;
     let leader = nodes[0].host.clone();
     wait_until("the leader tiers and trims its WAL", async || {
         leader.wake_uploader();

@@ -66,6 +66,15 @@ pub enum ControlOp {
         partition: u32,
         offset: u64,
     },
+    /// A follower's log ended below its leader's start (the leader's
+    /// retention passed it while it was away): its records were dropped
+    /// and it goes on at `offset`, above its old end. Applied to the index
+    /// on every replay, as `Truncate` is.
+    ResetReplica {
+        id: u32,
+        partition: u32,
+        offset: u64,
+    },
     /// A stream grew to `partitions` partitions (never fewer).
     AddPartitions {
         id: u32,
@@ -399,6 +408,17 @@ impl Snapshot {
         }
     }
 
+    /// The mark of stream `id`'s `partition` (marks of a stream grow to its
+    /// partition count first).
+    fn mark_mut(&mut self, id: u32, partition: u32) -> Option<&mut PartitionMark> {
+        let partitions = self.streams.get(&id).map_or(0, |m| m.partitions as usize);
+        let marks = self.marks.entry(id).or_default();
+        if marks.len() < partitions {
+            marks.resize(partitions, PartitionMark::default());
+        }
+        marks.get_mut(partition as usize)
+    }
+
     /// Applies a control entry written at `lsn`.
     pub fn apply(&mut self, lsn: u64, op: &ControlOp) {
         match op {
@@ -411,13 +431,14 @@ impl Snapshot {
                 }
             }
             ControlOp::SetStart { id, partition, offset } => {
-                let partitions = self.streams.get(id).map_or(0, |m| m.partitions as usize);
-                let marks = self.marks.entry(*id).or_default();
-                if marks.len() < partitions {
-                    marks.resize(partitions, PartitionMark::default());
-                }
-                if let Some(m) = marks.get_mut(*partition as usize) {
+                if let Some(m) = self.mark_mut(*id, *partition) {
                     m.start = m.start.max(*offset);
+                }
+            }
+            ControlOp::ResetReplica { id, partition, offset } => {
+                if let Some(m) = self.mark_mut(*id, *partition) {
+                    m.start = m.start.max(*offset);
+                    m.floor = m.floor.max(*offset);
                 }
             }
             ControlOp::AddPartitions { id, partitions } => {

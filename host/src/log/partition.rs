@@ -323,6 +323,21 @@ impl Partition {
         st.start_offset
     }
 
+    /// A follower's log restarts at `offset`, above its end (its leader's
+    /// start moved past it): every record it held is dropped, and nothing
+    /// below `offset` is readable. Never moves the end back.
+    pub fn reset_to(&self, offset: u64) {
+        let mut st = self.lock();
+        if offset <= st.end_offset {
+            return;
+        }
+        st.batches.clear();
+        st.start_offset = offset;
+        st.end_offset = offset;
+        st.next_offset = st.next_offset.max(offset);
+        self.publish(&st);
+    }
+
     /// After replay: a start past what the WAL still holds (its tail was
     /// cut) comes back to the end, so the range stays `start <= end`.
     pub fn settle_start(&self) {

@@ -130,6 +130,11 @@ impl Replay {
                         p.delete_before(offset);
                     }
                 }
+                Ok(ControlOp::ResetReplica { id, partition, offset }) => {
+                    if let Some(p) = self.parts.get(&id).and_then(|v| v.get(partition as usize)) {
+                        p.reset_to(offset);
+                    }
+                }
                 _ => {}
             },
             EntryKind::Control => match serde_json::from_slice::<ControlOp>(e.payload) {
@@ -154,6 +159,11 @@ impl Replay {
                         ControlOp::SetStart { id, partition, offset } => {
                             if let Some(p) = self.parts.get(id).and_then(|v| v.get(*partition as usize)) {
                                 p.delete_before(*offset);
+                            }
+                        }
+                        ControlOp::ResetReplica { id, partition, offset } => {
+                            if let Some(p) = self.parts.get(id).and_then(|v| v.get(*partition as usize)) {
+                                p.reset_to(*offset);
                             }
                         }
                         _ => {}

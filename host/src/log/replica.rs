@@ -302,21 +302,19 @@ impl Log {
             if offset >= st.end_offset {
                 return Ok(st.end_offset);
             }
+            let mismatch = |reason: String| LogError::ReplicaMismatch {
+                stream: stream.into(),
+                partition,
+                offset,
+                reason,
+            };
             if offset < floor {
-                return Err(LogError::ReplicaMismatch {
-                    stream: stream.into(),
-                    partition,
-                    offset,
-                    reason: format!("offsets below {floor} are in the object store and are never truncated"),
-                });
+                return Err(mismatch(format!(
+                    "offsets below {floor} are in the object store and are never truncated"
+                )));
             }
             if st.next_offset > st.end_offset {
-                return Err(LogError::ReplicaMismatch {
-                    stream: stream.into(),
-                    partition,
-                    offset,
-                    reason: "appends are in flight".into(),
-                });
+                return Err(mismatch("appends are in flight".into()));
             }
         }
         let op = ControlOp::Truncate {
@@ -330,6 +328,48 @@ impl Log {
         self.cache
             .remove_where(|k: &(u32, u32, u64)| k.0 == id && k.1 == partition && k.2 >= end);
         Ok(end)
+    }
+
+    /// Drops this follower's records and goes on at `offset`, above its end:
+    /// its leader's log starts there (retention passed this replica while
+    /// it was away). Returns the new end.
+    pub async fn reset_replica(&self, stream: &str, partition: u32, offset: u64) -> Result<u64, LogError> {
+        let mut snap = self.admin.lock().await;
+        let s = self.stream(stream)?;
+        let part = partition_of(&s, partition)?;
+        {
+            let st = part.lock();
+            if offset <= st.end_offset {
+                return Ok(st.end_offset);
+            }
+            let refused = match &st.replica {
+                Some(r) if Some(r.leadership.leader) == self.opts.node_id => {
+                    Some("only a follower's log restarts at its leader's start")
+                }
+                None => Some("the partition is not replicated"),
+                Some(_) if st.next_offset > st.end_offset => Some("appends are in flight"),
+                Some(_) => None,
+            };
+            if let Some(reason) = refused {
+                return Err(LogError::ReplicaMismatch {
+                    stream: stream.into(),
+                    partition,
+                    offset,
+                    reason: reason.into(),
+                });
+            }
+        }
+        let op = ControlOp::ResetReplica {
+            id: s.meta.id,
+            partition,
+            offset,
+        };
+        self.apply_control(&mut snap, &op).await?;
+        part.reset_to(offset);
+        let id = s.meta.id;
+        self.cache
+            .remove_where(|k: &(u32, u32, u64)| k.0 == id && k.1 == partition);
+        Ok(offset)
     }
 
     /// Records a new leadership of a replicated partition (durable first).

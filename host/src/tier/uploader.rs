@@ -338,6 +338,25 @@ impl Tier {
         let Some(first) = batches.first() else {
             return Ok(false);
         };
+        if first.base_offset > current.end_offset && p.state.range().start >= first.base_offset {
+            // The partition restarted above what the store holds (a
+            // follower's log goes on at its leader's start): nothing below
+            // is readable, so the manifest starts there too, its segments
+            // garbage.
+            let mut next = (*current).clone();
+            let now = now_ms();
+            for s in next.segments.drain(..) {
+                next.garbage.push(manifest::Garbage {
+                    key: s.key,
+                    since_ms: now,
+                });
+            }
+            next.start_offset = first.base_offset;
+            next.end_offset = first.base_offset;
+            let committed = manifest::commit(&self.remote, &current, next).await?;
+            self.set_manifest(p, committed);
+            return Ok(true);
+        }
         if first.base_offset != current.end_offset {
             return Err(TierError::Corrupt {
                 path: self
