@@ -6,7 +6,7 @@ use kafka_protocol::ResponseError as K;
 
 use super::batch::BatchError;
 use crate::error::{Error, ErrorKind};
-use crate::node::{CommitRefused, GroupError};
+use crate::node::{CommitRefused, GroupError, GroupOpError};
 
 /// The Kafka error code for a node error.
 pub(super) fn code_of(e: &Error) -> i16 {
@@ -82,6 +82,15 @@ pub(super) fn group_code(e: &GroupError) -> i16 {
         GroupError::NotCoordinator { .. } => K::NotCoordinator,
     }
     .code()
+}
+
+/// The Kafka error code for a group operation that also touches stored
+/// offsets: the coordinator's refusal, or the node's error.
+pub(super) fn group_op_code(e: &GroupOpError) -> i16 {
+    match e {
+        GroupOpError::Group(g) => group_code(g),
+        GroupOpError::Node(n) => code_of(n),
+    }
 }
 
 /// The Kafka error code for one partition's refused offset commit.

@@ -117,26 +117,14 @@ impl Replay {
     /// Applies one recovered entry.
     pub(super) fn visit(&mut self, e: wal::RecoveredEntry<'_>) {
         match e.meta.kind {
-            // Truncations apply to the index, which is rebuilt from every
-            // WAL entry, whatever the snapshot covers.
-            EntryKind::Control if self.base.covers(e.lsn) => match serde_json::from_slice(e.payload) {
-                Ok(ControlOp::Truncate { id, partition, offset }) => {
-                    if let Some(p) = self.parts.get(&id).and_then(|v| v.get(partition as usize)) {
-                        p.truncate(offset);
-                    }
+            // Truncations, starts and replica resets apply to the index,
+            // which is rebuilt from every WAL entry, whatever the snapshot
+            // covers.
+            EntryKind::Control if self.base.covers(e.lsn) => {
+                if let Ok(op) = serde_json::from_slice::<ControlOp>(e.payload) {
+                    self.apply_to_index(&op);
                 }
-                Ok(ControlOp::SetStart { id, partition, offset }) => {
-                    if let Some(p) = self.parts.get(&id).and_then(|v| v.get(partition as usize)) {
-                        p.delete_before(offset);
-                    }
-                }
-                Ok(ControlOp::ResetReplica { id, partition, offset }) => {
-                    if let Some(p) = self.parts.get(&id).and_then(|v| v.get(partition as usize)) {
-                        p.reset_to(offset);
-                    }
-                }
-                _ => {}
-            },
+            }
             EntryKind::Control => match serde_json::from_slice::<ControlOp>(e.payload) {
                 Ok(op) => {
                     match &op {
@@ -151,28 +139,37 @@ impl Replay {
                                 grow(ps, *partitions);
                             }
                         }
-                        ControlOp::Truncate { id, partition, offset } => {
-                            if let Some(p) = self.parts.get(id).and_then(|v| v.get(*partition as usize)) {
-                                p.truncate(*offset);
-                            }
-                        }
-                        ControlOp::SetStart { id, partition, offset } => {
-                            if let Some(p) = self.parts.get(id).and_then(|v| v.get(*partition as usize)) {
-                                p.delete_before(*offset);
-                            }
-                        }
-                        ControlOp::ResetReplica { id, partition, offset } => {
-                            if let Some(p) = self.parts.get(id).and_then(|v| v.get(*partition as usize)) {
-                                p.reset_to(*offset);
-                            }
-                        }
-                        _ => {}
+                        other => self.apply_to_index(other),
                     }
                     self.snap.apply(e.lsn, &op);
                 }
                 Err(err) => tracing::error!(lsn = e.lsn, error = %err, "unreadable control entry skipped"),
             },
             EntryKind::Records | EntryKind::RecordsWithProgress | EntryKind::RecordsWithProducer => self.index(e),
+        }
+    }
+
+    /// Applies a control entry that moves a partition's index (a
+    /// truncation, a start, a replica reset); others are ignored here.
+    fn apply_to_index(&self, op: &ControlOp) {
+        let part = |id: &u32, partition: &u32| self.parts.get(id).and_then(|v| v.get(*partition as usize));
+        match op {
+            ControlOp::Truncate { id, partition, offset } => {
+                if let Some(p) = part(id, partition) {
+                    p.truncate(*offset);
+                }
+            }
+            ControlOp::SetStart { id, partition, offset } => {
+                if let Some(p) = part(id, partition) {
+                    p.delete_before(*offset);
+                }
+            }
+            ControlOp::ResetReplica { id, partition, offset } => {
+                if let Some(p) = part(id, partition) {
+                    p.reset_to(*offset);
+                }
+            }
+            _ => {}
         }
     }
 

@@ -210,9 +210,7 @@ impl Host {
             .map_err(GroupOpError::Node)?;
         Ok(out)
     }
-}
 
-impl Host {
     /// Deletes `group`'s committed offsets on `stream` (one partition, or
     /// every partition it committed on), as [`Host::delete_group_offsets`]
     /// does, as one answer: refused whole when a member consumes `stream`.

@@ -18,9 +18,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::super::Ctx;
-use super::super::error::{code_of, group_code};
+use super::super::error::{code_of, group_code, group_op_code};
 use super::str_bytes;
-use crate::node::{GroupError, GroupOpError, JoinRequest, SyncRequest};
+use crate::node::{GroupError, JoinRequest, SyncRequest};
 
 fn millis(ms: i32) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
@@ -231,8 +231,7 @@ pub(super) async fn delete(ctx: &Ctx, r: DeleteGroupsRequest) -> DeleteGroupsRes
         let mut res = DeletableGroupResult::default();
         res.error_code = match ctx.host.delete_group(id.0.as_str()).await {
             Ok(()) => 0,
-            Err(GroupOpError::Group(e)) => group_code(&e),
-            Err(GroupOpError::Node(e)) => code_of(&e),
+            Err(e) => group_op_code(&e),
         };
         res.group_id = id;
         out.results.push(res);

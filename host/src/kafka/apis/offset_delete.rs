@@ -10,13 +10,13 @@ use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponseParti
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
 use super::super::Ctx;
-use super::super::error::{code_of, codes, group_code};
+use super::super::error::{codes, group_code, group_op_code};
 use super::partition_of;
-use crate::node::GroupOpError;
 
 pub(super) async fn delete(ctx: &Ctx, r: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let mut out = OffsetDeleteResponse::default();
-    // Per partition: its answer so far (`None`: to be asked of the group).
+    // The partitions this node holds, asked of the group in one call; each
+    // response partition keeps its index here (`None`: already answered).
     let mut asked: Vec<(String, u32)> = Vec::new();
     let mut topics = Vec::new();
     for t in r.topics {
@@ -45,10 +45,7 @@ pub(super) async fn delete(ctx: &Ctx, r: OffsetDeleteRequest) -> OffsetDeleteRes
     let results = match ctx.host.delete_group_offsets(r.group_id.as_str(), &asked).await {
         Ok(results) => results,
         Err(e) => {
-            out.error_code = match e {
-                GroupOpError::Group(g) => group_code(&g),
-                GroupOpError::Node(n) => code_of(&n),
-            };
+            out.error_code = group_op_code(&e);
             return out;
         }
     };
