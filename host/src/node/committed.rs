@@ -128,6 +128,11 @@ impl Offsets {
         self.seq.retain(|k, _| !gone(&k.0));
     }
 
+    /// Everything `group` has committed.
+    pub(super) fn of_group(&self, group: &str) -> Vec<CommittedOffset> {
+        self.live.range(group_range(group)).map(|(_, v)| v.clone()).collect()
+    }
+
     /// Applies a durable change found at stream offset `seq`, unless a
     /// later one is applied already (commits become durable in stream
     /// order, but their callers may come back in another).
@@ -153,6 +158,16 @@ impl Host {
     ) -> Result<Vec<Result<(), CommitRefused>>, Error> {
         self.check_coordinator(group)?;
         let guard = self.offsets_loaded().await?;
+        self.commit_offsets_locked(guard, group, commits).await
+    }
+
+    /// As [`Host::commit_offsets`], under a lock the caller already holds.
+    pub(super) async fn commit_offsets_locked(
+        &self,
+        guard: tokio::sync::MutexGuard<'_, Offsets>,
+        group: &str,
+        commits: &[OffsetCommit],
+    ) -> Result<Vec<Result<(), CommitRefused>>, Error> {
         let now = crate::fsutil::now_ms();
         let mut results = Vec::with_capacity(commits.len());
         let mut changes = Vec::new();
@@ -189,7 +204,7 @@ impl Host {
     pub async fn committed_offsets(&self, group: &str) -> Result<Vec<CommittedOffset>, Error> {
         self.check_coordinator(group)?;
         let guard = self.offsets_loaded().await?;
-        Ok(guard.live.range(group_range(group)).map(|(_, v)| v.clone()).collect())
+        Ok(guard.of_group(group))
     }
 
     /// Groups with committed offsets.
@@ -198,11 +213,6 @@ impl Host {
         let mut out: Vec<String> = guard.live.keys().map(|k| k.0.clone()).collect();
         out.dedup();
         Ok(out)
-    }
-
-    /// Deletes `group`'s committed offsets (durably, as empty values).
-    pub async fn delete_committed_offsets(&self, group: &str) -> Result<usize, Error> {
-        self.delete_offsets_where(|k| k.0 == group).await
     }
 
     /// Groups with offsets committed on `topic` (a stream or a view).
@@ -227,6 +237,16 @@ impl Host {
     /// empty values); returns how many.
     pub(super) async fn delete_offsets_where(&self, doomed: impl Fn(&Key) -> bool) -> Result<usize, Error> {
         let guard = self.offsets_loaded().await?;
+        self.delete_offsets_locked(guard, doomed).await
+    }
+
+    /// As [`Host::delete_offsets_where`], under a lock the caller already
+    /// holds (so what it checked first stays true: no commit lands between).
+    pub(super) async fn delete_offsets_locked(
+        &self,
+        guard: tokio::sync::MutexGuard<'_, Offsets>,
+        doomed: impl Fn(&Key) -> bool,
+    ) -> Result<usize, Error> {
         let changes: Vec<(Key, Option<Value>)> = guard
             .live
             .keys()

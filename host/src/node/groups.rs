@@ -134,12 +134,18 @@ impl Host {
     /// Deletes a group without members, and its committed offsets.
     pub async fn delete_group(&self, group: &str) -> Result<(), GroupOpError> {
         self.check_coordinator(group).map_err(GroupOpError::Group)?;
+        // Held from the deletion of the (empty) group to that of its offsets,
+        // so a commit by a member that joins in between lands after them.
+        let guard = self.offsets_loaded().await.map_err(GroupOpError::Node)?;
         let known = match self.inner.groups.delete(group) {
             Ok(()) => true,
             Err(GroupError::GroupIdNotFound) => false,
             Err(e) => return Err(GroupOpError::Group(e)),
         };
-        let deleted = self.delete_committed_offsets(group).await.map_err(GroupOpError::Node)?;
+        let deleted = self
+            .delete_offsets_locked(guard, |k| k.0 == group)
+            .await
+            .map_err(GroupOpError::Node)?;
         if !known && deleted == 0 {
             return Err(GroupOpError::Group(GroupError::GroupIdNotFound));
         }
@@ -174,6 +180,9 @@ impl Host {
             return Err(GroupOpError::Group(GroupError::InvalidGroupId));
         }
         self.check_coordinator(group).map_err(GroupOpError::Group)?;
+        // Held from the membership check to the deletion, so no commit by a
+        // member that joined in between lands first and is deleted.
+        let guard = self.offsets_loaded().await.map_err(GroupOpError::Node)?;
         let desc = self.describe_group(group);
         let mut subscribed = std::collections::HashSet::new();
         if let Some(d) = desc.as_ref().filter(|d| !d.members.is_empty()) {
@@ -188,8 +197,7 @@ impl Host {
                 subscribed.extend(topics);
             }
         }
-        let committed = self.committed_offsets(group).await.map_err(GroupOpError::Node)?;
-        if desc.is_none() && committed.is_empty() {
+        if desc.is_none() && guard.of_group(group).is_empty() {
             return Err(GroupOpError::Group(GroupError::GroupIdNotFound));
         }
         let out: Vec<Result<(), GroupError>> = partitions
@@ -205,7 +213,7 @@ impl Host {
             .filter(|(_, r)| r.is_ok())
             .map(|((s, p), _)| (s.as_str(), *p))
             .collect();
-        self.delete_offsets_where(|k| k.0 == group && doomed.contains(&(k.1.as_str(), k.2)))
+        self.delete_offsets_locked(guard, |k| k.0 == group && doomed.contains(&(k.1.as_str(), k.2)))
             .await
             .map_err(GroupOpError::Node)?;
         Ok(out)
@@ -388,6 +396,9 @@ impl Host {
             return Err(GroupError::InvalidGroupId.into());
         }
         self.check_coordinator(group)?;
+        // Held from the membership check to the commit, so a member that
+        // joins in between commits after it, not before.
+        let guard = self.offsets_loaded().await?;
         if self.describe_group(group).is_some_and(|d| !d.members.is_empty()) {
             return Err(GroupError::NonEmptyGroup.into());
         }
@@ -398,7 +409,7 @@ impl Host {
                 return Err(Error::invalid(refused.to_string()));
             }
         }
-        for r in self.commit_offsets(group, commits).await? {
+        for r in self.commit_offsets_locked(guard, group, commits).await? {
             r.map_err(|e| Error::invalid(e.to_string()))?;
         }
         Ok(())

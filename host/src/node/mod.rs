@@ -53,6 +53,8 @@ mod storage;
 #[cfg(test)]
 mod tests_derived;
 #[cfg(test)]
+mod tests_groups;
+#[cfg(test)]
 mod tests_views;
 mod time_index;
 mod views;

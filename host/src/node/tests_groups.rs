@@ -1,0 +1,168 @@
+//! Group and offset deletion against members joining at the same time:
+//! what a deletion checks about the group's members stays true until the
+//! offsets are gone, as Kafka's coordinator does under the group's lock.
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::ConsumerProtocolSubscription;
+use kafka_protocol::protocol::{Encodable, StrBytes};
+
+use super::{GroupOpError, Host, OffsetCommit};
+use crate::Settings;
+use crate::groups::{GroupError, JoinRequest, SyncRequest};
+
+async fn open(dir: &std::path::Path) -> Host {
+    let mut settings = Settings {
+        data_dir: dir.to_path_buf(),
+        kafka_listen: None,
+        ..Settings::default()
+    };
+    settings.groups.initial_rebalance_delay = Duration::ZERO;
+    Host::open(settings).await.expect("open")
+}
+
+/// Consumer-protocol metadata subscribing to `topics` (version 0).
+fn subscription(topics: &[&str]) -> Bytes {
+    let mut s = ConsumerProtocolSubscription::default();
+    s.topics = topics.iter().map(|t| StrBytes::from_string(t.to_string())).collect();
+    let mut buf = BytesMut::new();
+    buf.put_i16(0);
+    s.encode(&mut buf, 0).expect("encode");
+    buf.freeze()
+}
+
+/// One member joins `group` subscribed to `topics` and syncs: the group is
+/// stable with it.
+async fn join_alone(host: &Host, group: &str, topics: &[&str]) {
+    let joined = host
+        .join_group(JoinRequest {
+            group_id: group.into(),
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout: Duration::from_secs(30),
+            rebalance_timeout: Duration::from_secs(30),
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), subscription(topics))],
+            ..JoinRequest::default()
+        })
+        .await
+        .expect("join");
+    let member = joined.member_id.clone();
+    host.sync_group(SyncRequest {
+        group_id: group.into(),
+        generation_id: joined.generation_id,
+        member_id: member.clone(),
+        assignments: vec![(member, Bytes::new())],
+        ..SyncRequest::default()
+    })
+    .await
+    .expect("sync");
+}
+
+async fn commit(host: &Host, group: &str, stream: &str, offset: u64) {
+    let c = OffsetCommit {
+        stream: stream.into(),
+        partition: 0,
+        offset,
+        leader_epoch: -1,
+        metadata: None,
+    };
+    for r in host.commit_offsets(group, &[c]).await.expect("commit") {
+        r.expect("accepted");
+    }
+}
+
+/// Lets spawned work run until it waits on something.
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+#[tokio::test]
+async fn offset_delete_sees_a_member_that_joined_while_it_waited() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let host = open(dir.path()).await;
+    host.create_stream("b", 1).await.expect("stream");
+    commit(&host, "g", "b", 7).await;
+
+    // The deletion is asked while another offsets operation is running.
+    let held = host.offsets_loaded().await.expect("offsets");
+    let deleting = tokio::spawn({
+        let host = host.clone();
+        async move { host.delete_group_offsets("g", &[("b".into(), 0)]).await }
+    });
+    settle().await;
+    // Meanwhile a member joins, consuming `b`.
+    join_alone(&host, "g", &["b"]).await;
+    drop(held);
+
+    let answers = deleting.await.expect("task").expect("delete");
+    assert!(
+        matches!(answers.as_slice(), [Err(GroupError::GroupSubscribedToTopic)]),
+        "{answers:?}"
+    );
+    let left = host.committed_offsets("g").await.expect("offsets");
+    assert_eq!(left.iter().map(|o| o.offset).collect::<Vec<_>>(), vec![7]);
+}
+
+#[tokio::test]
+async fn group_delete_sees_a_member_that_joined_while_it_waited() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let host = open(dir.path()).await;
+    host.create_stream("b", 1).await.expect("stream");
+    commit(&host, "g", "b", 7).await;
+
+    let held = host.offsets_loaded().await.expect("offsets");
+    let deleting = tokio::spawn({
+        let host = host.clone();
+        async move { host.delete_group("g").await }
+    });
+    settle().await;
+    join_alone(&host, "g", &["b"]).await;
+    drop(held);
+
+    let refused = deleting.await.expect("task");
+    assert!(
+        matches!(refused, Err(GroupOpError::Group(GroupError::NonEmptyGroup))),
+        "{refused:?}"
+    );
+    let left = host.committed_offsets("g").await.expect("offsets");
+    assert_eq!(left.iter().map(|o| o.offset).collect::<Vec<_>>(), vec![7]);
+}
+
+#[tokio::test]
+async fn offsets_set_from_outside_see_a_member_that_joined_while_they_waited() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let host = open(dir.path()).await;
+    host.create_stream("b", 1).await.expect("stream");
+    commit(&host, "g", "b", 7).await;
+
+    let held = host.offsets_loaded().await.expect("offsets");
+    let setting = tokio::spawn({
+        let host = host.clone();
+        async move {
+            let c = OffsetCommit {
+                stream: "b".into(),
+                partition: 0,
+                offset: 0,
+                leader_epoch: -1,
+                metadata: None,
+            };
+            host.set_group_offsets("g", &[c]).await
+        }
+    });
+    settle().await;
+    join_alone(&host, "g", &["b"]).await;
+    drop(held);
+
+    let refused = setting.await.expect("task");
+    assert!(
+        refused.as_ref().is_err_and(|e| e.code() == "group_not_empty"),
+        "{refused:?}"
+    );
+    let left = host.committed_offsets("g").await.expect("offsets");
+    assert_eq!(left.iter().map(|o| o.offset).collect::<Vec<_>>(), vec![7]);
+}
