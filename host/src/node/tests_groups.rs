@@ -81,88 +81,65 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
-#[tokio::test]
-async fn offset_delete_sees_a_member_that_joined_while_it_waited() {
+/// Runs `op` on group `g` (offset 7 committed on `b`, no members) while
+/// another offsets operation holds their lock; meanwhile a member joins,
+/// consuming `b`. Returns what `op` answered and the offsets left.
+async fn while_a_member_joins<T, F>(op: impl FnOnce(Host) -> F) -> (T, Vec<u64>)
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
     let dir = tempfile::tempdir().expect("tmp");
     let host = open(dir.path()).await;
     host.create_stream("b", 1).await.expect("stream");
     commit(&host, "g", "b", 7).await;
 
-    // The deletion is asked while another offsets operation is running.
     let held = host.offsets_loaded().await.expect("offsets");
-    let deleting = tokio::spawn({
-        let host = host.clone();
-        async move { host.delete_group_offsets("g", &[("b".into(), 0)]).await }
-    });
+    let running = tokio::spawn(op(host.clone()));
     settle().await;
-    // Meanwhile a member joins, consuming `b`.
     join_alone(&host, "g", &["b"]).await;
     drop(held);
 
-    let answers = deleting.await.expect("task").expect("delete");
+    let answer = running.await.expect("task");
+    let left = host.committed_offsets("g").await.expect("offsets");
+    (answer, left.iter().map(|o| o.offset).collect())
+}
+
+#[tokio::test]
+async fn offset_delete_sees_a_member_that_joined_while_it_waited() {
+    let (answers, left) =
+        while_a_member_joins(|host| async move { host.delete_group_offsets("g", &[("b".into(), 0)]).await }).await;
+    let answers = answers.expect("delete");
     assert!(
         matches!(answers.as_slice(), [Err(GroupError::GroupSubscribedToTopic)]),
         "{answers:?}"
     );
-    let left = host.committed_offsets("g").await.expect("offsets");
-    assert_eq!(left.iter().map(|o| o.offset).collect::<Vec<_>>(), vec![7]);
+    assert_eq!(left, vec![7]);
 }
 
 #[tokio::test]
 async fn group_delete_sees_a_member_that_joined_while_it_waited() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let host = open(dir.path()).await;
-    host.create_stream("b", 1).await.expect("stream");
-    commit(&host, "g", "b", 7).await;
-
-    let held = host.offsets_loaded().await.expect("offsets");
-    let deleting = tokio::spawn({
-        let host = host.clone();
-        async move { host.delete_group("g").await }
-    });
-    settle().await;
-    join_alone(&host, "g", &["b"]).await;
-    drop(held);
-
-    let refused = deleting.await.expect("task");
+    let (refused, left) = while_a_member_joins(|host| async move { host.delete_group("g").await }).await;
     assert!(
         matches!(refused, Err(GroupOpError::Group(GroupError::NonEmptyGroup))),
         "{refused:?}"
     );
-    let left = host.committed_offsets("g").await.expect("offsets");
-    assert_eq!(left.iter().map(|o| o.offset).collect::<Vec<_>>(), vec![7]);
+    assert_eq!(left, vec![7]);
 }
 
 #[tokio::test]
 async fn offsets_set_from_outside_see_a_member_that_joined_while_they_waited() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let host = open(dir.path()).await;
-    host.create_stream("b", 1).await.expect("stream");
-    commit(&host, "g", "b", 7).await;
-
-    let held = host.offsets_loaded().await.expect("offsets");
-    let setting = tokio::spawn({
-        let host = host.clone();
-        async move {
-            let c = OffsetCommit {
-                stream: "b".into(),
-                partition: 0,
-                offset: 0,
-                leader_epoch: -1,
-                metadata: None,
-            };
-            host.set_group_offsets("g", &[c]).await
-        }
-    });
-    settle().await;
-    join_alone(&host, "g", &["b"]).await;
-    drop(held);
-
-    let refused = setting.await.expect("task");
+    let reset = OffsetCommit {
+        stream: "b".into(),
+        partition: 0,
+        offset: 0,
+        leader_epoch: -1,
+        metadata: None,
+    };
+    let (refused, left) = while_a_member_joins(|host| async move { host.set_group_offsets("g", &[reset]).await }).await;
     assert!(
         refused.as_ref().is_err_and(|e| e.code() == "group_not_empty"),
         "{refused:?}"
     );
-    let left = host.committed_offsets("g").await.expect("offsets");
-    assert_eq!(left.iter().map(|o| o.offset).collect::<Vec<_>>(), vec![7]);
+    assert_eq!(left, vec![7]);
 }
