@@ -231,7 +231,9 @@ impl From<ClusterError> for Error {
             }
             ClusterError::NotConfigured(_) | ClusterError::Invalid(_) => (ErrorKind::Invalid, "invalid_request"),
             ClusterError::Mismatch { .. } => (ErrorKind::Conflict, "stream_mismatch"),
-            ClusterError::AcksTimeout { .. } => (ErrorKind::Timeout, "replication_timeout"),
+            ClusterError::AcksTimeout { .. } | ClusterError::StartTimeout { .. } => {
+                (ErrorKind::Timeout, "replication_timeout")
+            }
             ClusterError::StaleEpoch { .. } => (ErrorKind::Conflict, "stale_epoch"),
             ClusterError::NotEnoughReplicas { .. } => (ErrorKind::Unavailable, "not_enough_replicas"),
             ClusterError::Log(_) => (ErrorKind::Internal, "internal"),

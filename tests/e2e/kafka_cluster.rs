@@ -61,6 +61,11 @@ async fn acks_all_from_a_kafka_client_follows_a_leader_move() {
 }
 
 pub(crate) async fn end_offset(cluster: &Cluster, id: u32) -> u64 {
+    partition_offset(cluster, id, "end_offset").await
+}
+
+/// `offset` (`start_offset`, `end_offset`) of partition 0 as node `id` has it.
+pub(crate) async fn partition_offset(cluster: &Cluster, id: u32, offset: &str) -> u64 {
     let resp = cluster
         .client
         .get(cluster.node(id).url(&format!("/streams/{STREAM}")))
@@ -68,7 +73,9 @@ pub(crate) async fn end_offset(cluster: &Cluster, id: u32) -> u64 {
         .await
         .expect("GET stream");
     let body: Value = resp.json().await.expect("json");
-    body["partitions"][0]["end_offset"].as_u64().expect("end_offset")
+    body["partitions"][0][offset]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{offset}: {body}"))
 }
 
 /// Waits (60 s at most) until node 1's log ends at `at_least` or later;

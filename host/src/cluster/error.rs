@@ -32,6 +32,17 @@ pub enum ClusterError {
         timeout_ms: u64,
     },
     #[error(
+        "records of stream `{stream}` partition {partition} below {offset} are deleted on the leader; in-sync \
+         replicas {behind:?} did not confirm it within {timeout_ms} ms and still hold them"
+    )]
+    StartTimeout {
+        stream: String,
+        partition: u32,
+        offset: u64,
+        behind: Vec<u32>,
+        timeout_ms: u64,
+    },
+    #[error(
         "node {node} leads stream `{stream}` partition {partition} at epoch {epoch}, older than epoch {newer} a peer knows"
     )]
     StaleEpoch {

@@ -196,6 +196,9 @@ impl Cluster {
             return Ok(Step::Progress);
         }
         let appended = self.append_answer(view, frag, &resp).await?;
+        // Records the leader deleted go here too once this log holds its
+        // start (the next fetch tells the leader).
+        self.log.follow_start(&view.stream, view.partition, h.log_start).await?;
         if !h.draining {
             let end = self.log.replica(&view.stream, view.partition)?.log_end;
             self.log
@@ -241,6 +244,7 @@ impl Cluster {
                 self.settings.fetch_wait.as_millis() as u64
             },
             max_bytes,
+            log_start: Some(view.log_start),
         }
     }
 

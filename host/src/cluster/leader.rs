@@ -52,6 +52,8 @@ pub struct FollowerState {
     /// When it last asked for an offset at or past the leader's end.
     pub caught_up: Instant,
     pub last_fetch: Option<Instant>,
+    /// Its log start, from its last fetch (`None`: it did not say).
+    pub log_start: Option<u64>,
 }
 
 /// A led partition's followers under one epoch.
@@ -77,6 +79,7 @@ impl Tracker {
                         log_end: 0,
                         caught_up: now,
                         last_fetch: None,
+                        log_start: None,
                     },
                 )
             })
@@ -109,6 +112,24 @@ impl Tracker {
                 f.caught_up = now;
             }
         }
+    }
+
+    /// Notes the log start a follower's fetch reported.
+    pub fn started(&mut self, replica: u32, log_start: Option<u64>) {
+        if let Some(f) = self.followers.get_mut(&replica) {
+            f.log_start = log_start;
+        }
+    }
+
+    /// The in-sync followers whose log starts below `offset` (or that did
+    /// not say where theirs starts).
+    pub fn starting_below(&self, me: u32, offset: u64, now: Instant, lag_max: Duration) -> Vec<u32> {
+        let in_sync = self.in_sync(me, now, lag_max);
+        self.followers
+            .iter()
+            .filter(|(r, f)| in_sync.contains(r) && f.log_start.is_none_or(|s| s < offset))
+            .map(|(r, _)| *r)
+            .collect()
     }
 
     /// Recomputes the high watermark from the in-sync followers.
@@ -187,13 +208,13 @@ impl Cluster {
         };
         if let Some(d) = diverged {
             header.diverged = Some(d.min(view.log_end));
-            header.in_sync = self.note_fetch(&view, req.replica, 0).1;
+            header.in_sync = self.note_fetch(&view, &req, 0).1;
             return Ok(FetchResponse {
                 header,
                 data: Bytes::new(),
             });
         }
-        let (hw, in_sync) = self.note_fetch(&view, req.replica, req.fetch_offset);
+        let (hw, in_sync) = self.note_fetch(&view, &req, req.fetch_offset);
         header.high_watermark = hw;
         header.in_sync = in_sync;
         if req.fetch_offset < view.log_start && req.fragment.is_none() {
@@ -219,6 +240,7 @@ impl Cluster {
             }
             let now = self.log.replica(&req.stream, req.partition)?;
             header.log_end = now.log_end;
+            header.log_start = now.log_start;
             header.high_watermark = now.state.high_watermark;
         }
         self.answer(&req, header, max_bytes).await
@@ -272,6 +294,46 @@ impl Cluster {
         }
     }
 
+    /// Waits until every in-sync follower of a partition this node leads
+    /// reports its log starting at `offset` or later (they follow the
+    /// leader's start once their log holds it), at most `acks_timeout`.
+    /// Kafka's DeleteRecords waits for its low watermark the same way.
+    pub async fn wait_followers_start(&self, stream: &str, partition: u32, offset: u64) -> Result<(), ClusterError> {
+        let timeout = self.settings.acks_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let v = self.log.replica(stream, partition)?;
+            let lead = &v.state.leadership;
+            if lead.leader != self.node_id {
+                return Err(crate::log::LogError::NotLeader {
+                    stream: stream.into(),
+                    partition,
+                    node: self.node_id,
+                    leader: lead.leader,
+                    epoch: lead.epoch,
+                }
+                .into());
+            }
+            let now = Instant::now();
+            let behind =
+                self.tracker_of(&v, now)
+                    .starting_below(self.node_id, offset, now, self.settings.replica_lag_max);
+            if behind.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClusterError::StartTimeout {
+                    stream: stream.into(),
+                    partition,
+                    offset,
+                    behind,
+                    timeout_ms: timeout.as_millis() as u64,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stored batches from `offset` on as this node holds them (any
     /// replica; no tracking): tools and tests compare replicas with it.
     pub async fn serve_read(&self, req: RawReadRequest) -> Result<FetchResponse, ClusterError> {
@@ -289,6 +351,7 @@ impl Cluster {
             fragment: None,
             wait_ms: 0,
             max_bytes: req.max_bytes,
+            log_start: None,
         };
         self.answer(&fetch, header, req.max_bytes.clamp(1, 64 * 1024 * 1024))
             .await
@@ -339,7 +402,8 @@ impl Cluster {
 
     /// Notes a follower's fetch offset; returns the high watermark and the
     /// in-sync set.
-    fn note_fetch(&self, view: &ReplicaView, replica: u32, offset: u64) -> (u64, Vec<u32>) {
+    fn note_fetch(&self, view: &ReplicaView, req: &FetchRequest, offset: u64) -> (u64, Vec<u32>) {
+        let replica = req.replica;
         let now = Instant::now();
         let lag_max = self.settings.replica_lag_max;
         let (hw, in_sync) = {
@@ -352,6 +416,7 @@ impl Cluster {
                 *t = Tracker::new(view, self.node_id, now);
             }
             t.fetched(replica, offset, view.log_end, now);
+            t.started(replica, req.log_start);
             (
                 t.advance(self.node_id, view.log_end, now, lag_max),
                 t.in_sync(self.node_id, now, lag_max),

@@ -23,6 +23,8 @@ mod tests;
 #[cfg(test)]
 mod tests_cold;
 #[cfg(test)]
+mod tests_delete_records;
+#[cfg(test)]
 mod tests_faults;
 #[cfg(test)]
 mod tests_retention_gap;

@@ -23,9 +23,9 @@ pub const MAX_BATCHES: usize = 1000;
 /// Room for the header on top of the data in one answer.
 pub const HEADER_ROOM: usize = 256 * 1024;
 
-/// What a follower asks for.
+/// What a follower asks for. Fields a leader does not know are ignored,
+/// so a follower of a newer build can fetch from it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct FetchRequest {
     pub stream: String,
     /// The stream's creation time: its identity across nodes.
@@ -46,6 +46,10 @@ pub struct FetchRequest {
     pub wait_ms: u64,
     /// The most data bytes the follower accepts.
     pub max_bytes: u64,
+    /// The follower's log start: records below it are deleted there
+    /// (`None` from a follower that does not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_start: Option<u64>,
 }
 
 /// Which fragment of which batch.

@@ -372,6 +372,39 @@ impl Log {
         Ok(offset)
     }
 
+    /// Moves this follower's start up to its leader's, `offset`, when that
+    /// lies within its log (records deleted there are deleted here too).
+    /// Durable first, as a client's deletion. Returns the start in force.
+    pub async fn follow_start(&self, stream: &str, partition: u32, offset: u64) -> Result<u64, LogError> {
+        // Most answers change nothing: no admin lock for them.
+        let unchanged = |s: &Stream| -> Result<Option<u64>, LogError> {
+            let part = partition_of(s, partition)?;
+            let st = part.lock();
+            let follows = st
+                .replica
+                .as_ref()
+                .is_some_and(|r| Some(r.leadership.leader) != self.opts.node_id);
+            let moves = follows && offset > st.start_offset && offset <= st.end_offset;
+            Ok((!moves).then_some(st.start_offset))
+        };
+        if let Some(start) = unchanged(&*self.stream(stream)?)? {
+            return Ok(start);
+        }
+        let mut snap = self.admin.lock().await;
+        let s = self.stream(stream)?;
+        if let Some(start) = unchanged(&s)? {
+            return Ok(start);
+        }
+        let part = partition_of(&s, partition)?;
+        let op = ControlOp::SetStart {
+            id: s.meta.id,
+            partition,
+            offset,
+        };
+        self.apply_control(&mut snap, &op).await?;
+        Ok(part.delete_before(offset))
+    }
+
     /// Records a new leadership of a replicated partition (durable first).
     pub async fn set_leadership(&self, stream: &str, partition: u32, state: Leadership) -> Result<(), LogError> {
         let mut snap = self.admin.lock().await;

@@ -4,8 +4,9 @@
 //! returns and replayed by recovery like the stream's creation; a changed
 //! stream's entry in the map is replaced by one with the new settings and
 //! the same partition states. Changes are serialized by the admin lock.
-//! Replicated streams keep what they were created with (their nodes would
-//! have to change together).
+//! Replicated streams keep the retention and partitions they were created
+//! with (their nodes would have to change together); records are deleted
+//! on a partition's leader, whose followers then move their start to its.
 
 use std::sync::Arc;
 
@@ -120,16 +121,23 @@ impl super::Log {
 
     /// Deletes the records of `partition` below `before` (`None`: all of
     /// them, up to the end readers see): its start moves there, durably,
-    /// and never back. Answers the new start. Refused on replicated
-    /// streams and on streams compacted without `delete`.
+    /// and never back. Answers the new start. On a replicated partition
+    /// only its leader deletes (its followers follow its start); refused on
+    /// streams compacted without `delete`.
     pub async fn delete_records(&self, name: &str, partition: u32, before: Option<u64>) -> Result<u64, LogError> {
         let mut snap = self.admin.lock().await;
         let stream = self.stream(name)?;
         let part = partition_of(&stream, partition)?;
-        if stream.meta.replication.is_some() {
-            return Err(LogError::InvalidConfig(format!(
-                "records of replicated stream {name:?} cannot be deleted yet"
-            )));
+        if let Some((r, _)) = part.replica()
+            && Some(r.leadership.leader) != self.opts.node_id
+        {
+            return Err(LogError::NotLeader {
+                stream: name.into(),
+                partition,
+                node: self.opts.node_id.unwrap_or(0),
+                leader: r.leadership.leader,
+                epoch: r.leadership.epoch,
+            });
         }
         if stream.meta.compaction.as_ref().is_some_and(|c| !c.delete) {
             return Err(LogError::InvalidConfig(format!(

@@ -244,7 +244,7 @@ impl Host {
     }
 
     /// A log error as the node's, with the leader's address on `not_leader`.
-    fn log_error(&self, stream: &str, partition: u32, e: crate::log::LogError) -> Error {
+    pub(super) fn log_error(&self, stream: &str, partition: u32, e: crate::log::LogError) -> Error {
         match e {
             crate::log::LogError::NotLeader { leader, .. } => self.not_leader(stream, partition, leader),
             e => e.into(),

@@ -1,0 +1,99 @@
+//! Deleting records of a three-node replicated stream with clients nobody
+//! here wrote (confluent-kafka's and kafka-python's DeleteRecords, sent to
+//! the partition's leader): the answer comes once every replica starts at
+//! the new offset; after a leader move the new leader deletes; a follower
+//! refuses (421 `not_leader` over HTTP); a follower killed with kill -9
+//! keeps its start.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::kafka_cluster::partition_offset;
+use crate::kafka_support::py;
+use crate::replication_support::{Cluster, NODES, STREAM};
+use crate::support;
+
+fn delete(lib: &str, bootstrap: &str, before: i64) -> Value {
+    py(
+        lib,
+        "delete_records",
+        &json!({"bootstrap": bootstrap, "topic": STREAM, "partition": 0, "before": before}),
+    )
+}
+
+async fn start_offset(cluster: &Cluster, id: u32) -> u64 {
+    partition_offset(cluster, id, "start_offset").await
+}
+
+async fn starts(cluster: &Cluster) -> Vec<u64> {
+    let mut out = Vec::new();
+    for id in NODES {
+        out.push(start_offset(cluster, id).await);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_clients_delete_records_on_every_replica_of_a_replicated_topic() {
+    let mut cluster = Cluster::start("1MiB").await;
+    let values: Vec<String> = (0..30).map(|i| format!("v{i}")).collect();
+    cluster.produce(1, "all", &values).await;
+    let bootstrap = cluster.kafka_bootstrap();
+
+    let out = delete("confluent", &bootstrap, 10);
+    assert_eq!(
+        (out["ok"].as_bool(), out["low_watermark"].as_i64()),
+        (Some(true), Some(10)),
+        "{out}"
+    );
+    assert_eq!(starts(&cluster).await, vec![10, 10, 10]);
+
+    // A follower does not delete.
+    let resp = cluster
+        .client
+        .delete(
+            cluster
+                .node(3)
+                .url(&format!("/streams/{STREAM}/partitions/0/records?before=12")),
+        )
+        .send()
+        .await
+        .expect("DELETE");
+    support::expect_error(resp, StatusCode::MISDIRECTED_REQUEST, "not_leader").await;
+
+    // After a move, the client finds the new leader; it deletes there.
+    cluster.move_leader(2).await;
+    let out = delete("kafkapython", &bootstrap, 20);
+    assert_eq!(out["ok"], true, "{out}");
+    assert!(out.to_string().contains("'low_watermark': 20"), "{out}");
+    assert_eq!(starts(&cluster).await, vec![20, 20, 20]);
+
+    // A follower's start is durable: kill -9, restart.
+    cluster.node_mut(3).kill();
+    cluster.node_mut(3).restart().await;
+    assert_eq!(start_offset(&cluster, 3).await, 20);
+    let below = cluster
+        .client
+        .get(format!("{}?offset=19", cluster.records_url(3)))
+        .send()
+        .await
+        .expect("GET");
+    support::expect_error(below, StatusCode::BAD_REQUEST, "offset_out_of_range").await;
+
+    // Consumers from the earliest offset begin at the new start.
+    let got = py(
+        "confluent",
+        "consume",
+        &json!({"bootstrap": bootstrap, "topic": STREAM, "partition": 0, "offset": -2, "count": 2, "timeout": 10}),
+    );
+    let offsets: Vec<u64> = got["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| r["offset"].as_u64().expect("offset"))
+        .collect();
+    assert_eq!(offsets, vec![20, 21], "{got}");
+    cluster.wait_converged(2, Duration::from_secs(30)).await;
+}
