@@ -66,16 +66,21 @@ pub(crate) async fn end_offset(cluster: &Cluster, id: u32) -> u64 {
 
 /// `offset` (`start_offset`, `end_offset`) of partition 0 as node `id` has it.
 pub(crate) async fn partition_offset(cluster: &Cluster, id: u32, offset: &str) -> u64 {
+    let body = stream_of(cluster, id).await;
+    body["partitions"][0][offset]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{offset}: {body}"))
+}
+
+/// `GET /streams/{STREAM}` on node `id`.
+pub(crate) async fn stream_of(cluster: &Cluster, id: u32) -> Value {
     let resp = cluster
         .client
         .get(cluster.node(id).url(&format!("/streams/{STREAM}")))
         .send()
         .await
         .expect("GET stream");
-    let body: Value = resp.json().await.expect("json");
-    body["partitions"][0][offset]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{offset}: {body}"))
+    expect_json(resp, StatusCode::OK).await
 }
 
 /// Waits (60 s at most) until node 1's log ends at `at_least` or later;

@@ -16,7 +16,7 @@ mod http_limits;
 mod kafka;
 mod kafka_bad_input;
 mod kafka_cluster;
-mod kafka_cluster_delete;
+mod kafka_cluster_admin;
 mod kafka_cluster_groups;
 mod kafka_compact;
 mod kafka_configs;

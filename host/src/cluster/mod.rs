@@ -21,9 +21,9 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_cold;
+mod tests_changes;
 #[cfg(test)]
-mod tests_delete_records;
+mod tests_cold;
 #[cfg(test)]
 mod tests_faults;
 #[cfg(test)]

@@ -16,7 +16,7 @@ use super::extract::{Body, Path};
 use super::wire::StreamOut;
 use crate::error::Error;
 use crate::node::{FetchRequest, LeaderChange, PartitionRef, PartitionState, RawReadRequest};
-use crate::node::{Host, StreamSpec};
+use crate::node::{Host, RetentionSpec, StreamSpec};
 
 type Res<T> = Result<T, ApiError>;
 
@@ -99,6 +99,27 @@ pub async fn raw_read(
 pub async fn create_stream(State(host): State<Host>, Body(body): Body) -> Res<Json<StreamOut>> {
     let spec: StreamSpec = json(body, "stream spec")?;
     Ok(Json(host.create_from_spec(&spec).await?.into()))
+}
+
+/// Set a replicated stream's retention here (internal)
+///
+/// The node whose client changed a replicated stream's retention asks
+/// every other node to set the same value. The same value again is a
+/// success.
+#[utoipa::path(post, path = "/internal/streams/retention", tag = "cluster", request_body = RetentionSpec,
+    responses(
+        (status = 200, description = "Set (or already so)", body = StreamOut),
+        (status = 400, description = "`invalid_request`, `invalid_config`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`", body = ErrorBody),
+        (status = 409, description = "`stream_mismatch` (another stream of that name)", body = ErrorBody),
+        (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
+        (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+        (status = 507, description = "`disk_full`: the data dir's disk is full; free space, then restart the node", body = ErrorBody),
+    ))]
+pub async fn set_retention(State(host): State<Host>, Body(body): Body) -> Res<Json<StreamOut>> {
+    let spec: RetentionSpec = json(body, "retention")?;
+    Ok(Json(host.set_retention_from_peer(&spec).await?.into()))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -4,9 +4,10 @@
 //! returns and replayed by recovery like the stream's creation; a changed
 //! stream's entry in the map is replaced by one with the new settings and
 //! the same partition states. Changes are serialized by the admin lock.
-//! Replicated streams keep the retention and partitions they were created
-//! with (their nodes would have to change together); records are deleted
-//! on a partition's leader, whose followers then move their start to its.
+//! Replicated streams keep the partitions they were created with; their
+//! retention is set on each node (the facade sets every node's), and
+//! records are deleted on a partition's leader, whose followers then move
+//! their start to its.
 
 use std::sync::Arc;
 
@@ -16,8 +17,8 @@ use super::{LogError, Stream, StreamInfo, describe, grow, partition_of};
 impl super::Log {
     /// Changes a stream's retention, checked with its other settings as at
     /// creation; `validate_only` changes nothing. Durable before it returns;
-    /// tiering applies it from its next pass. Replicated streams keep the
-    /// retention they were created with.
+    /// tiering applies it from its next pass. On a replicated stream this
+    /// changes this node's copy only (the facade changes every node's).
     pub async fn set_retention(
         &self,
         name: &str,
@@ -27,15 +28,10 @@ impl super::Log {
         let mut snap = self.admin.lock().await;
         let stream = self.stream(name)?;
         let retention = change.applied_to(stream.meta.retention);
-        if stream.meta.replication.is_some() {
-            return Err(LogError::InvalidConfig(format!(
-                "the retention of replicated stream {name:?} is set when it is created; changing it is not supported yet"
-            )));
-        }
         let config = meta::StreamConfig {
             retention,
             compaction: stream.meta.compaction.clone(),
-            replication: None,
+            replication: stream.meta.replication.clone(),
         };
         config.validate().map_err(LogError::InvalidConfig)?;
         let id = stream.meta.id;

@@ -79,33 +79,13 @@ impl Host {
             retention: config.retention,
             replication: r.clone(),
         };
-        let timeout = cluster.settings().peer_timeout;
-        let others: Vec<u32> = cluster
-            .peers()
-            .keys()
-            .copied()
-            .filter(|n| *n != cluster.node_id())
-            .collect();
-        let calls = others
-            .iter()
-            .map(|n| cluster.post_capped(*n, "/internal/streams", &spec, 64 * 1024, timeout));
-        let results = futures::future::join_all(calls).await;
-        let failed: Vec<String> = others
-            .iter()
-            .zip(results)
-            .filter_map(|(n, r)| r.err().map(|e| format!("node {n}: {e}")))
-            .collect();
-        if !failed.is_empty() {
-            return Err(Error::new(
-                ErrorKind::Unavailable,
-                "replica_unavailable",
-                format!(
-                    "stream `{name}` could not be created on every node ({}); nodes that answered have it: \
-                     delete it and create it again once all nodes are up",
-                    failed.join("; ")
-                ),
-            ));
-        }
+        self.on_every_peer("/internal/streams", &spec, |failed| {
+            format!(
+                "stream `{name}` could not be created on every node ({failed}); nodes that answered have it: \
+                 delete it and create it again once all nodes are up"
+            )
+        })
+        .await?;
         self.create_from_spec(&spec).await
     }
 
@@ -145,6 +125,44 @@ impl Host {
     /// Deletes a replicated stream on the other nodes (best effort: a node
     /// that is down keeps it; the errors are returned).
     pub(super) async fn delete_on_peers(&self, name: &str) -> Vec<String> {
+        let body = serde_json::json!({ "name": name });
+        self.on_peers("/internal/streams/delete", &body)
+            .await
+            .into_iter()
+            .filter_map(|(n, e)| match e {
+                ClusterError::Peer { code, .. } if code == "stream_not_found" => None,
+                e => Some(format!("node {n}: {e}")),
+            })
+            .collect()
+    }
+
+    /// [`Host::on_peers`], failing with `replica_unavailable` and the
+    /// message `say` makes of the failures when any node failed.
+    pub(super) async fn on_every_peer<T: Serialize + Sync>(
+        &self,
+        path: &str,
+        body: &T,
+        say: impl FnOnce(&str) -> String,
+    ) -> Result<(), Error> {
+        let failed: Vec<String> = self
+            .on_peers(path, body)
+            .await
+            .into_iter()
+            .map(|(n, e)| format!("node {n}: {e}"))
+            .collect();
+        if failed.is_empty() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            "replica_unavailable",
+            say(&failed.join("; ")),
+        ))
+    }
+
+    /// Posts `body` to `path` on every other node of the cluster at once
+    /// (none without a cluster); the nodes that failed, and why.
+    pub(super) async fn on_peers<T: Serialize + Sync>(&self, path: &str, body: &T) -> Vec<(u32, ClusterError)> {
         let Some(cluster) = &self.inner.cluster else {
             return Vec::new();
         };
@@ -155,19 +173,14 @@ impl Host {
             .copied()
             .filter(|n| *n != cluster.node_id())
             .collect();
-        let body = serde_json::json!({ "name": name });
         let calls = others
             .iter()
-            .map(|n| cluster.post_capped(*n, "/internal/streams/delete", &body, 64 * 1024, timeout));
+            .map(|n| cluster.post_capped(*n, path, body, 64 * 1024, timeout));
         let results = futures::future::join_all(calls).await;
         others
-            .iter()
+            .into_iter()
             .zip(results)
-            .filter_map(|(n, r)| match r {
-                Err(ClusterError::Peer { code, .. }) if code == "stream_not_found" => None,
-                Err(e) => Some(format!("node {n}: {e}")),
-                Ok(_) => None,
-            })
+            .filter_map(|(n, r)| r.err().map(|e| (n, e)))
             .collect()
     }
 

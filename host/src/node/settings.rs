@@ -5,23 +5,38 @@
 //!
 //! The log checks a new retention with the stream's other settings by the
 //! same rule as at creation, and makes each change durable as a control
-//! entry before the call returns. Replicated streams keep the retention and
-//! partitions they were created with: their nodes tier and hold partitions
-//! on their own, and a change reaching some replicas and not others would
-//! be worse than none. Records are deleted on a partition's leader; its
-//! followers move their start to the leader's as they fetch.
+//! entry before the call returns. Replicated streams keep the partitions
+//! they were created with. Their nodes tier and hold partitions on their
+//! own: a new retention is set on every other node, then on this one (a
+//! node that missed it is reported, and setting it again is safe). Records
+//! are deleted on a partition's leader; its followers move their start to
+//! the leader's as they fetch.
 //! Pipelines reading or writing a stream that grew restart their tasks, so
 //! they read the new partitions and spread output over them.
+
+use serde::{Deserialize, Serialize};
 
 use super::Host;
 use super::committed;
 use crate::error::Error;
 use crate::log::StreamInfo;
-use crate::log::meta::RetentionChange;
+use crate::log::meta::{Retention, RetentionChange};
+
+/// A replicated stream's new retention, as one node tells the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RetentionSpec {
+    pub name: String,
+    /// The stream's creation time: its identity across nodes.
+    pub created_ms: u64,
+    pub retention: Retention,
+}
 
 impl Host {
     /// Changes `name`'s retention; `validate_only` checks without changing
     /// anything. Answers the stream as it is (or would be) afterwards.
+    /// A replicated stream's retention is set on every other node first,
+    /// then here (`replica_unavailable` when a node did not take it: set it
+    /// again once every node is up).
     pub async fn set_retention(
         &self,
         name: &str,
@@ -29,7 +44,44 @@ impl Host {
         validate_only: bool,
     ) -> Result<StreamInfo, Error> {
         committed::refuse_internal(name, "change")?;
-        Ok(self.inner.log.set_retention(name, change, validate_only).await?)
+        let log = &self.inner.log;
+        let meta = log.stream_meta(name)?;
+        if meta.replication.is_none() || validate_only {
+            return Ok(log.set_retention(name, change, validate_only).await?);
+        }
+        let checked = log.set_retention(name, change, true).await?;
+        let spec = RetentionSpec {
+            name: name.into(),
+            created_ms: meta.created_ms,
+            retention: checked.retention,
+        };
+        self.on_every_peer("/internal/streams/retention", &spec, |failed| {
+            format!(
+                "the retention of stream `{name}` was not set on every node ({failed}); nodes that answered have \
+                 it, this one does not: set it again once all nodes are up"
+            )
+        })
+        .await?;
+        let whole = RetentionChange::replace_with(spec.retention);
+        Ok(log.set_retention(name, whole, false).await?)
+    }
+
+    /// Sets a replicated stream's retention as another node asked (the
+    /// same value again is a success).
+    pub async fn set_retention_from_peer(&self, spec: &RetentionSpec) -> Result<StreamInfo, Error> {
+        let meta = self.inner.log.stream_meta(&spec.name)?;
+        if meta.created_ms != spec.created_ms || meta.replication.is_none() {
+            return Err(crate::cluster::ClusterError::Mismatch {
+                stream: spec.name.clone(),
+                reason: format!(
+                    "created at {} here, at {} on the asking node",
+                    meta.created_ms, spec.created_ms
+                ),
+            }
+            .into());
+        }
+        let whole = RetentionChange::replace_with(spec.retention);
+        Ok(self.inner.log.set_retention(&spec.name, whole, false).await?)
     }
 
     /// Grows `name` to `partitions` partitions; `validate_only` checks

@@ -1,16 +1,17 @@
-//! Deleting records of a three-node replicated stream with clients nobody
-//! here wrote (confluent-kafka's and kafka-python's DeleteRecords, sent to
-//! the partition's leader): the answer comes once every replica starts at
-//! the new offset; after a leader move the new leader deletes; a follower
+//! Admin changes to a three-node replicated stream with clients nobody here
+//! wrote. DeleteRecords (confluent-kafka's and kafka-python's, sent to the
+//! partition's leader): the answer comes once every replica starts at the
+//! new offset; after a leader move the new leader deletes; a follower
 //! refuses (421 `not_leader` over HTTP); a follower killed with kill -9
-//! keeps its start.
+//! keeps its start. AlterConfigs and IncrementalAlterConfigs of retention,
+//! asked of any node, reach every node.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::kafka_cluster::partition_offset;
+use crate::kafka_cluster::{partition_offset, stream_of};
 use crate::kafka_support::py;
 use crate::replication_support::{Cluster, NODES, STREAM};
 use crate::support;
@@ -96,4 +97,44 @@ async fn kafka_clients_delete_records_on_every_replica_of_a_replicated_topic() {
         .collect();
     assert_eq!(offsets, vec![20, 21], "{got}");
     cluster.wait_converged(2, Duration::from_secs(30)).await;
+}
+
+/// A replicated topic's retention changed with kafka-python's AlterConfigs
+/// and confluent-kafka's IncrementalAlterConfigs, whichever node they ask:
+/// every node has the new value, also after a kill -9.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_clients_change_a_replicated_topics_retention_on_every_node() {
+    let mut cluster = Cluster::start("1MiB").await;
+    let bootstrap = cluster.kafka_bootstrap();
+    let out = py(
+        "kafkapython",
+        "alter_configs",
+        &json!({"bootstrap": cluster.node(3).kafka(), "topic": STREAM,
+                "configs": {"retention.ms": "3600000"}, "incremental": true}),
+    );
+    assert_eq!(out["result"]["topic"][STREAM], "'OK'", "{out}");
+    let out = py(
+        "confluent",
+        "alter_configs",
+        &json!({"bootstrap": bootstrap, "topic": STREAM, "set": {"retention.bytes": "1073741824"}}),
+    );
+    assert_eq!(out["ok"], true, "{out}");
+    for id in NODES {
+        let s = stream_of(&cluster, id).await;
+        assert_eq!(
+            (s["retention_ms"].as_u64(), s["retention_bytes"].as_u64()),
+            (Some(3_600_000), Some(1 << 30)),
+            "node {id}: {s}"
+        );
+    }
+    cluster.node_mut(2).kill();
+    cluster.node_mut(2).restart().await;
+    let s = stream_of(&cluster, 2).await;
+    assert_eq!(s["retention_ms"], 3_600_000, "{s}");
+    let configs = py(
+        "confluent",
+        "describe_configs",
+        &json!({"bootstrap": cluster.node(2).kafka(), "topic": STREAM}),
+    );
+    assert_eq!(configs["configs"]["retention.bytes"], "1073741824", "{configs}");
 }

@@ -1,10 +1,13 @@
-//! Records deleted on a replicated partition: only its leader deletes,
-//! and it answers once every in-sync follower's log starts there too; a
-//! follower keeps that start across its restart, and one that was down
-//! follows it when it comes back.
+//! Changes to a replicated stream after its creation. Records deleted:
+//! only a partition's leader deletes, and it answers once every in-sync
+//! follower's log starts there too; a follower keeps that start across its
+//! restart, and one that was down follows it when it comes back. A new
+//! retention, asked of any node, is set on every node; a node that is down
+//! is reported, and asking again once it is back sets it everywhere.
 
 use super::tests::{Node, big, cluster, replicated, restart, stop, wait_until};
 use crate::Host;
+use crate::log::meta::{Retention, RetentionChange};
 use crate::node::Acks;
 
 fn start_of(h: &Host) -> u64 {
@@ -61,6 +64,65 @@ async fn records_deleted_on_the_leader_are_deleted_on_every_replica() {
         n3.log().replica("s", 0).unwrap().log_end == leader_end
     })
     .await;
+    for n in nodes {
+        stop(n).await;
+    }
+}
+
+fn retention_of(h: &Host) -> Retention {
+    h.describe_stream("s").unwrap().retention
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_retention_asked_of_any_node_is_set_on_every_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut nodes, addrs) = cluster(dir.path(), 3).await;
+    nodes[0].host.create_stream_with("s", 1, replicated(3)).await.unwrap();
+    let hour = Retention {
+        ms: Some(3_600_000),
+        bytes: None,
+    };
+    let set_ms = RetentionChange {
+        ms: Some(hour.ms),
+        bytes: None,
+    };
+    // Asked of a follower; validate_only changes nothing anywhere.
+    let checked = nodes[1].host.set_retention("s", set_ms, true).await.unwrap();
+    assert_eq!(checked.retention, hour);
+    for n in &nodes {
+        assert_eq!(retention_of(&n.host), Retention::default());
+    }
+    let info = nodes[1].host.set_retention("s", set_ms, false).await.unwrap();
+    assert_eq!(info.retention, hour);
+    for n in &nodes {
+        assert_eq!(retention_of(&n.host), hour);
+    }
+
+    // Node 3 is down: the change is reported, made on node 2 only.
+    stop(nodes.pop().unwrap()).await;
+    let both = Retention {
+        ms: Some(3_600_000),
+        bytes: Some(1 << 30),
+    };
+    let set_bytes = RetentionChange {
+        ms: None,
+        bytes: Some(both.bytes),
+    };
+    let refused = nodes[0].host.set_retention("s", set_bytes, false).await.unwrap_err();
+    assert_eq!(refused.code(), "replica_unavailable", "{refused}");
+    assert_eq!(retention_of(&nodes[0].host), hour);
+    assert_eq!(retention_of(&nodes[1].host), both);
+
+    // Back, and asked again: every node has it, node 3 after a restart too.
+    nodes.push(restart(dir.path(), 3, &addrs).await);
+    nodes[0].host.set_retention("s", set_bytes, false).await.unwrap();
+    for n in &nodes {
+        assert_eq!(retention_of(&n.host), both);
+    }
+    stop(nodes.pop().unwrap()).await;
+    let n3 = restart(dir.path(), 3, &addrs).await;
+    assert_eq!(retention_of(&n3.host), both);
+    nodes.push(n3);
     for n in nodes {
         stop(n).await;
     }
