@@ -4,7 +4,7 @@
 //! new offset; after a leader move the new leader deletes; a follower
 //! refuses (421 `not_leader` over HTTP); a follower killed with kill -9
 //! keeps its start. AlterConfigs and IncrementalAlterConfigs of retention,
-//! asked of any node, reach every node.
+//! and CreatePartitions, asked of any node, reach every node.
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::kafka_cluster::{partition_offset, stream_of};
 use crate::kafka_support::py;
-use crate::replication_support::{Cluster, NODES, STREAM};
+use crate::replication_support::{Cluster, NODES, STREAM, wait_for};
 use crate::support;
 
 fn delete(lib: &str, bootstrap: &str, before: i64) -> Value {
@@ -137,4 +137,71 @@ async fn kafka_clients_change_a_replicated_topics_retention_on_every_node() {
         &json!({"bootstrap": cluster.node(2).kafka(), "topic": STREAM}),
     );
     assert_eq!(configs["configs"]["retention.bytes"], "1073741824", "{configs}");
+}
+
+/// A replicated topic grown with confluent-kafka's and kafka-python's
+/// CreatePartitions: every node has the new partitions, led round-robin;
+/// librdkafka finds each one's leader and produces to it with acks=all,
+/// and the records are on every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_clients_add_partitions_to_a_replicated_topic() {
+    let cluster = Cluster::start("1MiB").await;
+    let bootstrap = cluster.kafka_bootstrap();
+    let out = py(
+        "confluent",
+        "create_partitions",
+        &json!({"bootstrap": bootstrap, "topic": STREAM, "count": 2}),
+    );
+    assert_eq!(out["ok"], true, "{out}");
+    let out = py(
+        "kafkapython",
+        "create_partitions",
+        &json!({"bootstrap": cluster.node(2).kafka(), "topic": STREAM, "count": 3}),
+    );
+    assert_eq!(out["ok"], true, "{out}");
+    for id in NODES {
+        let s = stream_of(&cluster, id).await;
+        assert_eq!(
+            s["replication"]["assignment"],
+            json!([[1, 2, 3], [2, 3, 1], [3, 1, 2]]),
+            "node {id}: {s}"
+        );
+    }
+    let meta = py("confluent", "metadata", &json!({"bootstrap": bootstrap}));
+    let leaders: Vec<&Value> = (0..3)
+        .map(|p| &meta["topics"][STREAM][p.to_string()]["leader"])
+        .collect();
+    assert_eq!(leaders, vec![&json!(1), &json!(2), &json!(3)], "{meta}");
+
+    let records: Vec<Value> = (0..30)
+        .map(|i| json!({"value": crate::kafka_support::hex(format!("v{i}").as_bytes()), "partition": i % 3}))
+        .collect();
+    let out = py(
+        "confluent",
+        "produce",
+        &json!({"bootstrap": bootstrap, "topic": STREAM, "records": records,
+                "config": {"acks": "all", "enable.idempotence": true}}),
+    );
+    let results = out["results"].as_array().expect("results");
+    assert!(
+        results.len() == 30 && results.iter().all(|r| r["error"].is_null()),
+        "{out}"
+    );
+    // Followers learn the high watermark with their next fetch.
+    for id in NODES {
+        wait_for(
+            &format!("node {id} to show every record"),
+            Duration::from_secs(30),
+            || async {
+                let s = stream_of(&cluster, id).await;
+                let ends: Vec<Option<u64>> = (0..3).map(|p| s["partitions"][p]["end_offset"].as_u64()).collect();
+                if ends == vec![Some(10); 3] {
+                    Ok(())
+                } else {
+                    Err(s.to_string())
+                }
+            },
+        )
+        .await;
+    }
 }

@@ -436,7 +436,7 @@ impl Cluster {
             }
             if let Some(n) = replicas.iter().find(|n| !self.peers.contains_key(n)) {
                 return Err(ClusterError::Invalid(format!(
-                    "partition {p}: node {n} is not in the cluster"
+                    "partition {p}: replica node {n} is not in the cluster"
                 )));
             }
         }

@@ -2,7 +2,8 @@
 //! only a partition's leader deletes, and it answers once every in-sync
 //! follower's log starts there too; a follower keeps that start across its
 //! restart, and one that was down follows it when it comes back. A new
-//! retention, asked of any node, is set on every node; a node that is down
+//! retention or new partitions, asked of any node, are set on every node
+//! (new partitions replicated from their own leaders); a node that is down
 //! is reported, and asking again once it is back sets it everywhere.
 
 use super::tests::{Node, big, cluster, replicated, restart, stop, wait_until};
@@ -123,6 +124,81 @@ async fn a_new_retention_asked_of_any_node_is_set_on_every_node() {
     let n3 = restart(dir.path(), 3, &addrs).await;
     assert_eq!(retention_of(&n3.host), both);
     nodes.push(n3);
+    for n in nodes {
+        stop(n).await;
+    }
+}
+
+fn assignment_of(h: &Host) -> Vec<Vec<u32>> {
+    h.describe_stream("s").unwrap().replication.unwrap().assignment
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_added_on_any_node_are_added_and_replicated_on_every_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut nodes, addrs) = cluster(dir.path(), 3).await;
+    nodes[0].host.create_stream_with("s", 1, replicated(3)).await.unwrap();
+
+    // A bad assignment, or validate_only, changes nothing anywhere.
+    let bad = nodes[1]
+        .host
+        .add_partitions_assigned("s", 2, Some(vec![vec![1, 9, 2]]), false)
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), "invalid_request", "{bad}");
+    let dry = nodes[1].host.add_partitions("s", 3, true).await.unwrap();
+    assert_eq!(dry.partitions.len(), 3);
+    for n in &nodes {
+        assert_eq!(assignment_of(&n.host), vec![vec![1, 2, 3]]);
+    }
+
+    // Asked of a follower: round-robin, as at creation, on every node.
+    nodes[1].host.add_partitions("s", 3, false).await.unwrap();
+    let placed = vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]];
+    for n in &nodes {
+        assert_eq!(assignment_of(&n.host), placed);
+    }
+    // Each new partition takes acks=all appends on its leader only, and
+    // its followers hold them.
+    for (p, leader) in [(1u32, 1usize), (2, 2)] {
+        let appended = nodes[leader]
+            .host
+            .append_acks("s", p, &[big(p as usize, 100)], Acks::All)
+            .await
+            .unwrap();
+        assert_eq!(appended.base_offset, 0);
+        let other = (leader + 1) % 3;
+        let refused = nodes[other]
+            .host
+            .append_acks("s", p, &[big(0, 10)], Acks::All)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), "not_leader", "{refused}");
+        for n in &nodes {
+            assert_eq!(n.host.log().replica("s", p).unwrap().log_end, 1, "partition {p}");
+        }
+    }
+
+    // Node 3 is down: reported; asked again once it is back, every node
+    // grows, and a restart keeps the partitions and their leaders.
+    stop(nodes.pop().unwrap()).await;
+    let refused = nodes[0].host.add_partitions("s", 4, false).await.unwrap_err();
+    assert_eq!(refused.code(), "replica_unavailable", "{refused}");
+    assert_eq!(assignment_of(&nodes[0].host).len(), 3);
+    assert_eq!(assignment_of(&nodes[1].host).len(), 4);
+    nodes.push(restart(dir.path(), 3, &addrs).await);
+    nodes[0].host.add_partitions("s", 4, false).await.unwrap();
+    for n in &nodes {
+        assert_eq!(assignment_of(&n.host).len(), 4);
+    }
+    stop(nodes.pop().unwrap()).await;
+    nodes.push(restart(dir.path(), 3, &addrs).await);
+    assert_eq!(assignment_of(&nodes[2].host)[..3], placed[..]);
+    nodes[2]
+        .host
+        .append_acks("s", 2, &[big(7, 100)], Acks::All)
+        .await
+        .unwrap();
     for n in nodes {
         stop(n).await;
     }

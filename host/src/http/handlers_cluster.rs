@@ -16,7 +16,7 @@ use super::extract::{Body, Path};
 use super::wire::StreamOut;
 use crate::error::Error;
 use crate::node::{FetchRequest, LeaderChange, PartitionRef, PartitionState, RawReadRequest};
-use crate::node::{Host, RetentionSpec, StreamSpec};
+use crate::node::{Host, PartitionsSpec, RetentionSpec, StreamSpec};
 
 type Res<T> = Result<T, ApiError>;
 
@@ -120,6 +120,27 @@ pub async fn create_stream(State(host): State<Host>, Body(body): Body) -> Res<Js
 pub async fn set_retention(State(host): State<Host>, Body(body): Body) -> Res<Json<StreamOut>> {
     let spec: RetentionSpec = json(body, "retention")?;
     Ok(Json(host.set_retention_from_peer(&spec).await?.into()))
+}
+
+/// Add partitions to a replicated stream here (internal)
+///
+/// The node whose client grew a replicated stream asks every other node to
+/// add the same partitions, placed on the same replicas. The same
+/// partitions again are a success.
+#[utoipa::path(post, path = "/internal/streams/partitions", tag = "cluster", request_body = PartitionsSpec,
+    responses(
+        (status = 200, description = "Added (or already there)", body = StreamOut),
+        (status = 400, description = "`invalid_request`, `invalid_config`, `invalid_partitions`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`", body = ErrorBody),
+        (status = 409, description = "`stream_mismatch` (another stream of that name), `node_full` (`max_total_partitions` reached here)", body = ErrorBody),
+        (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
+        (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+        (status = 507, description = "`disk_full`: the data dir's disk is full; free space, then restart the node", body = ErrorBody),
+    ))]
+pub async fn add_partitions(State(host): State<Host>, Body(body): Body) -> Res<Json<StreamOut>> {
+    let spec: PartitionsSpec = json(body, "partitions")?;
+    Ok(Json(host.add_partitions_from_peer(&spec).await?.into()))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -75,10 +75,14 @@ pub enum ControlOp {
         partition: u32,
         offset: u64,
     },
-    /// A stream grew to `partitions` partitions (never fewer).
+    /// A stream grew to `partitions` partitions (never fewer). On a
+    /// replicated stream `assignment` lists the new partitions' replicas,
+    /// in order, each led first by its first replica.
     AddPartitions {
         id: u32,
         partitions: u32,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        assignment: Vec<Vec<u32>>,
     },
     /// A stream's retention changed (the other settings stay).
     SetRetention {
@@ -441,9 +445,21 @@ impl Snapshot {
                     m.floor = m.floor.max(*offset);
                 }
             }
-            ControlOp::AddPartitions { id, partitions } => {
-                if let Some(m) = self.streams.get_mut(id) {
-                    m.partitions = m.partitions.max(*partitions);
+            ControlOp::AddPartitions {
+                id,
+                partitions,
+                assignment,
+            } => {
+                if let Some(m) = self.streams.get_mut(id).filter(|m| *partitions > m.partitions) {
+                    m.partitions = *partitions;
+                    if let Some(r) = m.replication.as_mut() {
+                        r.assignment.extend(assignment.iter().cloned());
+                        let first = |p: &Vec<u32>| Leadership::initial(p.first().copied().unwrap_or(0));
+                        self.leadership
+                            .entry(*id)
+                            .or_default()
+                            .extend(assignment.iter().map(first));
+                    }
                 }
             }
             ControlOp::SetRetention { id, retention } => {

@@ -134,7 +134,7 @@ impl Replay {
                         ControlOp::DeleteStream { id } => {
                             self.parts.remove(id);
                         }
-                        ControlOp::AddPartitions { id, partitions } => {
+                        ControlOp::AddPartitions { id, partitions, .. } => {
                             if let Some(ps) = self.parts.get_mut(id) {
                                 grow(ps, *partitions);
                             }

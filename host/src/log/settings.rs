@@ -4,10 +4,10 @@
 //! returns and replayed by recovery like the stream's creation; a changed
 //! stream's entry in the map is replaced by one with the new settings and
 //! the same partition states. Changes are serialized by the admin lock.
-//! Replicated streams keep the partitions they were created with; their
-//! retention is set on each node (the facade sets every node's), and
-//! records are deleted on a partition's leader, whose followers then move
-//! their start to its.
+//! A replicated stream's retention and partitions are set on each node
+//! (the facade sets every node's; new partitions come with their
+//! replicas), and records are deleted on a partition's leader, whose
+//! followers then move their start to its.
 
 use std::sync::Arc;
 
@@ -62,14 +62,24 @@ impl super::Log {
         partitions: u32,
         validate_only: bool,
     ) -> Result<StreamInfo, LogError> {
+        self.add_partitions_assigned(name, partitions, Vec::new(), validate_only)
+            .await
+    }
+
+    /// As [`super::Log::add_partitions`]; a replicated stream's new
+    /// partitions are placed on the replicas `assignment` lists (one list
+    /// per new partition, in order, its first replica leading), which
+    /// must be empty for a stream that is not replicated.
+    pub async fn add_partitions_assigned(
+        &self,
+        name: &str,
+        partitions: u32,
+        assignment: Vec<Vec<u32>>,
+        validate_only: bool,
+    ) -> Result<StreamInfo, LogError> {
         let mut snap = self.admin.lock().await;
         let stream = self.stream(name)?;
         let current = stream.meta.partitions;
-        if stream.meta.replication.is_some() {
-            return Err(LogError::InvalidConfig(format!(
-                "replicated stream {name:?} keeps the {current} partitions it was created with; adding partitions is not supported yet"
-            )));
-        }
         if partitions <= current {
             return Err(LogError::InvalidConfig(format!(
                 "stream {name:?} has {current} partitions; the count can only grow (asked for {partitions})"
@@ -81,9 +91,32 @@ impl super::Log {
                 max: self.opts.max_partitions,
             });
         }
+        let added = partitions - current;
+        let mut meta = StreamMeta {
+            partitions,
+            ..stream.meta.clone()
+        };
+        match meta.replication.as_mut() {
+            Some(r)
+                if assignment.len() == added as usize && assignment.iter().all(|a| a.len() == r.factor as usize) =>
+            {
+                r.assignment.extend(assignment.iter().cloned());
+            }
+            Some(r) => {
+                return Err(LogError::InvalidConfig(format!(
+                    "replicated stream {name:?} needs {} replicas for each of its {added} new partitions",
+                    r.factor
+                )));
+            }
+            None if !assignment.is_empty() => {
+                return Err(LogError::InvalidConfig(format!(
+                    "stream {name:?} is not replicated: its partitions are not assigned to nodes"
+                )));
+            }
+            None => {}
+        }
         let total: u64 = snap.streams.values().map(|s| u64::from(s.partitions)).sum();
-        let added = u64::from(partitions - current);
-        if total.saturating_add(added) > self.opts.max_total_partitions {
+        if total.saturating_add(u64::from(added)) > self.opts.max_total_partitions {
             return Err(LogError::NodeFull {
                 what: format!(
                     "{total} partitions; {added} more would pass `max_total_partitions` ({})",
@@ -94,18 +127,23 @@ impl super::Log {
         let mut parts = stream.partitions.clone();
         grow(&mut parts, partitions);
         let grown = Arc::new(Stream {
-            meta: StreamMeta {
-                partitions,
-                ..stream.meta.clone()
-            },
+            meta,
             partitions: parts,
         });
         if validate_only {
             return Ok(describe(&grown));
         }
         let id = stream.meta.id;
-        self.apply_control(&mut snap, &ControlOp::AddPartitions { id, partitions })
-            .await?;
+        let op = ControlOp::AddPartitions {
+            id,
+            partitions,
+            assignment,
+        };
+        self.apply_control(&mut snap, &op).await?;
+        let leadership = snap.leadership.get(&id).into_iter().flatten();
+        for (p, l) in grown.partitions.iter().zip(leadership).skip(current as usize) {
+            p.set_replica(l.clone());
+        }
         let info = describe(&grown);
         self.write_streams().insert(name.into(), grown);
         // The uploader learns the new partitions on its next round.

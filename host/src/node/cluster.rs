@@ -40,7 +40,7 @@ pub struct StreamSpec {
 }
 
 impl Host {
-    fn cluster(&self) -> Result<&std::sync::Arc<crate::cluster::Cluster>, Error> {
+    pub(super) fn cluster(&self) -> Result<&std::sync::Arc<crate::cluster::Cluster>, Error> {
         self.inner.cluster.as_ref().ok_or_else(|| {
             ClusterError::NotConfigured("replication needs a [cluster] section in the node's config".into()).into()
         })

@@ -22,6 +22,33 @@ use crate::error::Error;
 use crate::log::StreamInfo;
 use crate::log::meta::{Retention, RetentionChange};
 
+/// New partitions of a replicated stream, as one node tells the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PartitionsSpec {
+    pub name: String,
+    /// The stream's creation time: its identity across nodes.
+    pub created_ms: u64,
+    /// The stream's partition count afterwards.
+    pub partitions: u32,
+    /// The new partitions' replicas, in order, the first leading.
+    pub assignment: Vec<Vec<u32>>,
+}
+
+/// `Ok` when `meta` is the replicated stream another node asks about.
+fn same_stream(meta: &crate::log::meta::StreamMeta, name: &str, created_ms: u64) -> Result<(), Error> {
+    if meta.created_ms == created_ms && meta.replication.is_some() {
+        return Ok(());
+    }
+    Err(crate::cluster::ClusterError::Mismatch {
+        stream: name.into(),
+        reason: format!(
+            "created at {} here, at {created_ms} on the asking node",
+            meta.created_ms
+        ),
+    }
+    .into())
+}
+
 /// A replicated stream's new retention, as one node tells the others.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RetentionSpec {
@@ -70,16 +97,7 @@ impl Host {
     /// same value again is a success).
     pub async fn set_retention_from_peer(&self, spec: &RetentionSpec) -> Result<StreamInfo, Error> {
         let meta = self.inner.log.stream_meta(&spec.name)?;
-        if meta.created_ms != spec.created_ms || meta.replication.is_none() {
-            return Err(crate::cluster::ClusterError::Mismatch {
-                stream: spec.name.clone(),
-                reason: format!(
-                    "created at {} here, at {} on the asking node",
-                    meta.created_ms, spec.created_ms
-                ),
-            }
-            .into());
-        }
+        same_stream(&meta, &spec.name, spec.created_ms)?;
         let whole = RetentionChange::replace_with(spec.retention);
         Ok(self.inner.log.set_retention(&spec.name, whole, false).await?)
     }
@@ -87,11 +105,83 @@ impl Host {
     /// Grows `name` to `partitions` partitions; `validate_only` checks
     /// without changing anything.
     pub async fn add_partitions(&self, name: &str, partitions: u32, validate_only: bool) -> Result<StreamInfo, Error> {
+        self.add_partitions_assigned(name, partitions, None, validate_only)
+            .await
+    }
+
+    /// As [`Host::add_partitions`]. A replicated stream's new partitions go
+    /// on the replicas `assignment` lists (one list per new partition, its
+    /// first replica leading; `None`: round-robin, as at creation), on
+    /// every other node first, then here (`replica_unavailable` when a
+    /// node did not take them: ask again once every node is up).
+    pub async fn add_partitions_assigned(
+        &self,
+        name: &str,
+        partitions: u32,
+        assignment: Option<Vec<Vec<u32>>>,
+        validate_only: bool,
+    ) -> Result<StreamInfo, Error> {
         committed::refuse_internal(name, "add partitions to")?;
-        let info = self.inner.log.add_partitions(name, partitions, validate_only).await?;
-        if !validate_only {
-            self.inner.pipelines.restart_using(name).await;
+        let log = &self.inner.log;
+        let meta = log.stream_meta(name)?;
+        let Some(replication) = &meta.replication else {
+            let info = log
+                .add_partitions_assigned(name, partitions, assignment.unwrap_or_default(), validate_only)
+                .await?;
+            if !validate_only {
+                self.inner.pipelines.restart_using(name).await;
+            }
+            return Ok(info);
+        };
+        let cluster = self.cluster()?;
+        let added = match assignment {
+            Some(a) => a,
+            None => {
+                let all = cluster.assign(partitions, replication.factor)?;
+                all.into_iter().skip(meta.partitions as usize).collect()
+            }
+        };
+        cluster.check_assignment(&added, replication.factor)?;
+        let checked = log
+            .add_partitions_assigned(name, partitions, added.clone(), true)
+            .await?;
+        if validate_only {
+            return Ok(checked);
         }
+        let spec = PartitionsSpec {
+            name: name.into(),
+            created_ms: meta.created_ms,
+            partitions,
+            assignment: added,
+        };
+        self.on_every_peer("/internal/streams/partitions", &spec, |failed| {
+            format!(
+                "stream `{name}` did not grow to {partitions} partitions on every node ({failed}); nodes that \
+                 answered have them, this one does not: ask again once all nodes are up"
+            )
+        })
+        .await?;
+        self.add_partitions_from_peer(&spec).await
+    }
+
+    /// Adds a replicated stream's partitions as another node asked (the
+    /// same partitions again are a success).
+    pub async fn add_partitions_from_peer(&self, spec: &PartitionsSpec) -> Result<StreamInfo, Error> {
+        let log = &self.inner.log;
+        let meta = log.stream_meta(&spec.name)?;
+        same_stream(&meta, &spec.name, spec.created_ms)?;
+        let from = (spec.partitions as usize).saturating_sub(spec.assignment.len());
+        let held = meta.replication.as_ref().and_then(|r| r.assignment.get(from..));
+        if meta.partitions == spec.partitions && held == Some(&spec.assignment[..]) {
+            return Ok(log.describe_stream(&spec.name)?);
+        }
+        let info = log
+            .add_partitions_assigned(&spec.name, spec.partitions, spec.assignment.clone(), false)
+            .await?;
+        if let Some(c) = &self.inner.cluster {
+            c.wake();
+        }
+        self.inner.pipelines.restart_using(&spec.name).await;
         Ok(info)
     }
 

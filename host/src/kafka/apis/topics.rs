@@ -143,6 +143,7 @@ async fn create_one(
         .await
         .map_err(|e| {
             let code = match e.code() {
+                "invalid_request" if e.message().contains("replicas") => codes::invalid_replica_assignment(),
                 "invalid_request" if e.message().contains("partition") => codes::invalid_partitions(),
                 "invalid_request" if e.message().contains("replica") => codes::invalid_replication_factor(),
                 _ => code_of(&e),
@@ -208,8 +209,23 @@ async fn grow_one(
             format!("topic `{name}` has {current} partitions; the count can only grow"),
         ));
     }
+    // A replicated topic's new partitions go where the assignments say
+    // (the cluster checks the nodes); others only on this node.
+    let replicated = info.replication.is_some();
     let elsewhere = |a: &kafka_protocol::messages::create_partitions_request::CreatePartitionsAssignment| {
-        a.broker_ids.iter().any(|b| b.0 != ctx.node_id) || a.broker_ids.len() != 1
+        !replicated && (a.broker_ids.iter().any(|b| b.0 != ctx.node_id) || a.broker_ids.len() != 1)
+    };
+    let assigned: Option<Vec<Vec<u32>>> = match &topic.assignments {
+        Some(a) if replicated => {
+            let nodes = |a: &kafka_protocol::messages::create_partitions_request::CreatePartitionsAssignment| {
+                a.broker_ids
+                    .iter()
+                    .map(|b| u32::try_from(b.0).unwrap_or(u32::MAX))
+                    .collect()
+            };
+            Some(a.iter().map(nodes).collect())
+        }
+        _ => None,
     };
     if let Some(a) = &topic.assignments
         && (a.len() != count - current || a.iter().any(elsewhere))
@@ -223,11 +239,12 @@ async fn grow_one(
         ));
     }
     ctx.host
-        .add_partitions(name, count as u32, validate_only)
+        .add_partitions_assigned(name, count as u32, assigned, validate_only)
         .await
         .map(|_| ())
         .map_err(|e| {
             let code = match e.code() {
+                "invalid_request" if e.message().contains("replicas") => codes::invalid_replica_assignment(),
                 "invalid_request" if e.message().contains("partition") => codes::invalid_partitions(),
                 _ => code_of(&e),
             };
