@@ -4,7 +4,8 @@
 //! new offset; after a leader move the new leader deletes; a follower
 //! refuses (421 `not_leader` over HTTP); a follower killed with kill -9
 //! keeps its start. AlterConfigs and IncrementalAlterConfigs of retention,
-//! and CreatePartitions, asked of any node, reach every node.
+//! and CreatePartitions, asked of any node, reach every node; a compacted
+//! topic is replicated.
 
 use std::time::Duration;
 
@@ -204,4 +205,40 @@ async fn kafka_clients_add_partitions_to_a_replicated_topic() {
         )
         .await;
     }
+}
+
+/// A compacted topic with replication factor 3 (as Kafka Connect creates
+/// its internal topics): created on every node, compacted on each, and
+/// described as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_topic_is_replicated_on_every_node() {
+    let cluster = Cluster::start("1MiB").await;
+    let bootstrap = cluster.kafka_bootstrap();
+    let out = py(
+        "confluent",
+        "create_topic",
+        &json!({"bootstrap": bootstrap, "topic": "connect-configs", "partitions": 1, "replication": 3,
+                "config": {"cleanup.policy": "compact"}}),
+    );
+    assert_eq!(out["ok"], true, "{out}");
+    for id in NODES {
+        let resp = cluster
+            .client
+            .get(cluster.node(id).url("/streams/connect-configs"))
+            .send()
+            .await
+            .expect("GET stream");
+        let s = support::expect_json(resp, StatusCode::OK).await;
+        assert_eq!(
+            (&s["cleanup"], s["replication"]["factor"].as_u64()),
+            (&json!("compact"), Some(3)),
+            "node {id}: {s}"
+        );
+    }
+    let configs = py(
+        "confluent",
+        "describe_configs",
+        &json!({"bootstrap": cluster.node(3).kafka(), "topic": "connect-configs"}),
+    );
+    assert_eq!(configs["configs"]["cleanup.policy"], "compact", "{configs}");
 }

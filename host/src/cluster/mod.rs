@@ -25,6 +25,8 @@ mod tests_changes;
 #[cfg(test)]
 mod tests_cold;
 #[cfg(test)]
+mod tests_compacted;
+#[cfg(test)]
 mod tests_faults;
 #[cfg(test)]
 mod tests_retention_gap;

@@ -162,6 +162,7 @@ async fn a_misbehaving_leader_stops_the_follower_after_a_bounded_number_of_reque
             factor: 2,
             assignment: vec![vec![leader, 2]],
         },
+        compaction: None,
     };
     for mode in MODES {
         host.create_from_spec(&spec(mode, 1)).await.unwrap();

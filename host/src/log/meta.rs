@@ -192,13 +192,15 @@ pub struct StreamMeta {
 }
 
 /// How a stream is compacted (see docs/design/0002-compaction.md).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Compaction {
     /// The compaction policy plugin and its pinned version (latest if `None`).
     pub plugin: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin_version: Option<u32>,
+    /// `[key, value]` pairs.
     #[serde(default)]
+    #[schema(value_type = Vec<Vec<String>>)]
     pub config: Vec<(String, String)>,
     /// `compact,delete`: retention also applies; `compact` alone keeps the
     /// latest record per key forever.
@@ -279,13 +281,8 @@ impl StreamConfig {
                 return Err("retention needs cleanup \"compact,delete\" on a compacted stream".into());
             }
         }
-        if let Some(rep) = &self.replication {
-            if rep.factor == 0 {
-                return Err("replication_factor must be at least 1".into());
-            }
-            if self.compaction.is_some() {
-                return Err("compaction of replicated streams is not supported yet (see docs/OPERATIONS.md)".into());
-            }
+        if self.replication.as_ref().is_some_and(|rep| rep.factor == 0) {
+            return Err("replication_factor must be at least 1".into());
         }
         Ok(())
     }

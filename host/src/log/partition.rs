@@ -66,6 +66,16 @@ pub struct ReplicaState {
 }
 
 impl State {
+    /// Where a read from `offset` goes to the object store: below the WAL's
+    /// first batch, unless `offset` lies in a gap before it that nothing
+    /// tiered covers (a compacted leader's, on a follower): readers step
+    /// over that gap to the batch.
+    fn cold_until(&self, offset: u64) -> Option<u64> {
+        let hot_start = self.batches.first().map_or(self.end_offset, |b| b.base_offset);
+        let in_gap = !self.batches.is_empty() && offset >= self.tiered_end;
+        (offset < hot_start && !in_gap).then_some(hot_start)
+    }
+
     /// The end readers see: the high watermark on a replicated partition
     /// (never below what is already tiered), else the end of the log.
     pub fn visible_end(&self) -> u64 {
@@ -180,9 +190,8 @@ impl Partition {
                 end: st.end_offset,
             });
         }
-        let hot_start = st.batches.first().map_or(st.end_offset, |b| b.base_offset);
-        if offset < hot_start {
-            return Ok(Plan::Cold { until: hot_start });
+        if let Some(until) = st.cold_until(offset) {
+            return Ok(Plan::Cold { until });
         }
         let first = st.batches.partition_point(|b| b.end() <= offset);
         let mut bytes = 0u64;
@@ -283,9 +292,8 @@ impl Partition {
         if offset < range.start || offset > range.end {
             return Err(range);
         }
-        let hot_start = st.batches.first().map_or(st.end_offset, |b| b.base_offset);
-        if offset < hot_start {
-            return Ok((Plan::Cold { until: hot_start }, range));
+        if let Some(until) = st.cold_until(offset) {
+            return Ok((Plan::Cold { until }, range));
         }
         let first = st.batches.partition_point(|b| b.end() <= offset);
         let mut plan = Vec::new();

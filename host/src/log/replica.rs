@@ -153,9 +153,11 @@ impl Log {
             }
             Some(_) => {}
         }
-        // Exactly the next offsets: nothing older (held already), no gap
-        // (a hole readers would stop at), no range past the last offset.
-        if batch.base_offset != st.next_offset {
+        // The next offsets: nothing older (held already), no range past the
+        // last offset, and no gap unless compaction on the leader left one
+        // (readers step over it, as over a compacted segment's).
+        let gap_allowed = s.meta.compaction.is_some() && batch.base_offset > st.next_offset;
+        if batch.base_offset != st.next_offset && !gap_allowed {
             return Err(mismatch(format!(
                 "the batch starts at {}, the partition ends at {}",
                 batch.base_offset, st.next_offset
@@ -223,9 +225,12 @@ impl Log {
             start,
             end,
         };
-        for _ in 0..8 {
+        // Where the read goes on from: past ranges compaction emptied.
+        let mut at = offset;
+        let mut trimmed = 0;
+        while trimmed < 8 {
             match part
-                .plan_raw(offset, max_bytes, max_batches)
+                .plan_raw(at, max_bytes, max_batches)
                 .map_err(|r| out_of_range(r.start, r.end))?
             {
                 Plan::Cold { until } => {
@@ -240,11 +245,8 @@ impl Log {
                         .get()
                         .ok_or_else(|| err("no object store is attached".into()))?;
                     let want = usize::try_from(max_bytes).unwrap_or(usize::MAX);
-                    let read = cold
-                        .read(s.meta.id, partition, offset, until, want)
-                        .await
-                        .map_err(err)?;
-                    return Ok(read
+                    let read = cold.read(s.meta.id, partition, at, until, want).await.map_err(err)?;
+                    let batches: Vec<RawBatch> = read
                         .batches
                         .into_iter()
                         .filter(|b| b.base_offset < until)
@@ -255,7 +257,14 @@ impl Log {
                             payload: b.payload,
                             producer: None,
                         })
-                        .collect());
+                        .collect();
+                    // A compacted range may hold no record at all: go on
+                    // past it (each read covers more, so this ends).
+                    if batches.is_empty() && read.covered_until > at {
+                        at = read.covered_until;
+                        continue;
+                    }
+                    return Ok(batches);
                 }
                 Plan::Hot(plan) => {
                     let (id, plan2) = (s.meta.id, plan.clone());
@@ -269,7 +278,10 @@ impl Log {
                     .await
                     .map_err(|e| WalError::Poisoned(format!("read task failed: {e}")))?;
                     match read {
-                        Err(WalError::Trimmed { .. }) => continue,
+                        Err(WalError::Trimmed { .. }) => {
+                            trimmed += 1;
+                            continue;
+                        }
                         Err(e) => return Err(e.into()),
                         Ok(payloads) => {
                             return Ok(plan

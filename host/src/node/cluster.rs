@@ -10,7 +10,7 @@ use super::Host;
 use crate::cluster::moves::{LeaderChange, PartitionState};
 use crate::cluster::{ClusterError, ReplicationStatus};
 use crate::error::{Error, ErrorKind};
-use crate::log::meta::{Replication, Retention, StreamConfig};
+use crate::log::meta::{Compaction, Replication, Retention, StreamConfig};
 use crate::log::producers::ProducerBatch;
 use crate::log::{Appended, Record, StreamInfo};
 
@@ -37,6 +37,9 @@ pub struct StreamSpec {
     pub created_ms: u64,
     pub retention: Retention,
     pub replication: Replication,
+    /// Compaction settings; every node compacts its own copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compaction: Option<Compaction>,
 }
 
 impl Host {
@@ -78,6 +81,7 @@ impl Host {
             created_ms: crate::fsutil::now_ms(),
             retention: config.retention,
             replication: r.clone(),
+            compaction: config.compaction.clone(),
         };
         self.on_every_peer("/internal/streams", &spec, |failed| {
             format!(
@@ -106,7 +110,7 @@ impl Host {
         }
         let config = StreamConfig {
             retention: spec.retention,
-            compaction: None,
+            compaction: spec.compaction.clone(),
             replication: Some(spec.replication.clone()),
         };
         // A peer's request gets the same checks as a client's.

@@ -67,6 +67,8 @@ impl Host {
                 factor,
                 assignment: cluster.assign(partitions, factor)?,
             },
+            // Kept about as big as the live offsets, as on a single node.
+            compaction: Some(crate::log::meta::Compaction::by_record_key(false)),
         })
     }
 

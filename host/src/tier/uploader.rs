@@ -357,7 +357,11 @@ impl Tier {
             self.set_manifest(p, committed);
             return Ok(true);
         }
-        if first.base_offset != current.end_offset {
+        // A compacted stream's follower may hold gaps its leader's
+        // compaction left (see `Log::append_replica`): its segments start
+        // where the store ends and keep the gaps, as compacted ones do.
+        let gapped = p.compaction.is_some() && p.state.replica().is_some();
+        if first.base_offset != current.end_offset && !(gapped && first.base_offset > current.end_offset) {
             return Err(TierError::Corrupt {
                 path: self
                     .remote
@@ -370,11 +374,15 @@ impl Tier {
             });
         }
         let end = batches.last().map_or(first.base_offset, |b| b.end());
-        let name = format!("{:020}-{:020}-e{}.seg", first.base_offset, end, current.epoch);
+        let base = current.end_offset;
+        let name = format!("{base:020}-{end:020}-e{}.seg", current.epoch);
         let rel = manifest::segment_rel(p.stream_id, p.partition, &name);
         let path = self.remote.path(&rel);
         let mut upload = self.remote.upload(path);
-        let mut writer = SegmentWriter::new();
+        let mut writer = match gapped {
+            true => SegmentWriter::with_gaps(base),
+            false => SegmentWriter::new(),
+        };
         for b in &batches {
             let log = self.log.clone();
             let (sid, part, bref) = (p.stream_id, p.partition, *b);
@@ -407,7 +415,7 @@ impl Tier {
         next.end_offset = end;
         next.segments.push(SegmentMeta {
             key: name,
-            base_offset: first.base_offset,
+            base_offset: base,
             end_offset: end,
             size,
             index_pos: footer.index_pos,
@@ -416,7 +424,7 @@ impl Tier {
         });
         let committed = manifest::commit(&self.remote, &current, next).await?;
         tracing::debug!(
-            stream = %p.stream, partition = p.partition, base = first.base_offset, end, size,
+            stream = %p.stream, partition = p.partition, base, end, size,
             "segment uploaded"
         );
         self.set_manifest(p, committed);
