@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::kafka_cluster::{partition_offset, stream_of};
-use crate::kafka_support::py;
+use crate::kafka_support::{offsets_of, py};
 use crate::replication_support::{Cluster, NODES, STREAM, wait_for};
 use crate::support;
 
@@ -90,12 +90,7 @@ async fn kafka_clients_delete_records_on_every_replica_of_a_replicated_topic() {
         "consume",
         &json!({"bootstrap": bootstrap, "topic": STREAM, "partition": 0, "offset": -2, "count": 2, "timeout": 10}),
     );
-    let offsets: Vec<u64> = got["records"]
-        .as_array()
-        .expect("records")
-        .iter()
-        .map(|r| r["offset"].as_u64().expect("offset"))
-        .collect();
+    let offsets = offsets_of(&got);
     assert_eq!(offsets, vec![20, 21], "{got}");
     cluster.wait_converged(2, Duration::from_secs(30)).await;
 }

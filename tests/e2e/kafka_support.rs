@@ -208,3 +208,13 @@ pub async fn metric_sum(server: &Server, name: &str, with: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// The offsets of the records a `consume` command returned.
+pub fn offsets_of(got: &Value) -> Vec<u64> {
+    got["records"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no records: {got}"))
+        .iter()
+        .map(|r| r["offset"].as_u64().expect("offset"))
+        .collect()
+}

@@ -25,6 +25,7 @@ mod kafka_groups;
 mod kafka_groups_bad_input;
 mod kafka_groups_faults;
 mod kafka_js;
+mod kafka_leader_epoch;
 mod kafka_log_dirs;
 mod kafka_nulls;
 mod kafka_offset_delete;

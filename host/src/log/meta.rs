@@ -91,6 +91,8 @@ pub enum ControlOp {
     },
 }
 
+pub use super::leadership::Leadership;
+
 /// How a stream's partitions are spread over a cluster's nodes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Replication {
@@ -98,62 +100,6 @@ pub struct Replication {
     pub factor: u32,
     /// Per partition: the replicas' node ids, the first leader first.
     pub assignment: Vec<Vec<u32>>,
-}
-
-/// Who leads a replicated partition, since when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Leadership {
-    pub leader: u32,
-    pub epoch: u32,
-    /// `(epoch, first offset written in it)`, ascending in both: the epoch
-    /// of the record at offset `o` is the last entry with a start `<= o`.
-    pub history: Vec<(u32, u64)>,
-}
-
-impl Leadership {
-    /// The first leadership of a partition: its first replica, epoch 0.
-    pub fn initial(leader: u32) -> Self {
-        Leadership {
-            leader,
-            epoch: 0,
-            history: vec![(0, 0)],
-        }
-    }
-
-    /// The epoch of the last record below `end` (`None` when empty).
-    pub fn last_epoch(&self, end: u64) -> Option<u32> {
-        self.history
-            .iter()
-            .rev()
-            .find(|(_, start)| *start < end)
-            .map(|(e, _)| *e)
-    }
-
-    /// Where the records of `epoch` end in a log ending at `end`: the start
-    /// of the first later epoch, or `end` for the newest. `None` when this
-    /// history has no such epoch or an older one (the asker is ahead of us).
-    pub fn end_of_epoch(&self, epoch: u32, end: u64) -> Option<u64> {
-        if epoch > self.epoch {
-            return None;
-        }
-        match self.history.iter().find(|(e, _)| *e > epoch) {
-            Some((_, start)) => Some((*start).min(end)),
-            None => Some(end),
-        }
-    }
-
-    /// Starts `epoch` with `leader` at offset `start`.
-    pub fn begin(&mut self, epoch: u32, leader: u32, start: u64) {
-        self.history.retain(|(e, s)| *e < epoch && *s <= start);
-        self.history.push((epoch, start));
-        self.epoch = epoch;
-        self.leader = leader;
-    }
-
-    /// Forgets epochs that started at or after `offset` (a truncation).
-    pub fn truncate(&mut self, offset: u64) {
-        self.history.retain(|(_, s)| *s < offset);
-    }
 }
 
 /// What is durable about a pipeline (its progress is kept separately).

@@ -13,6 +13,7 @@
 mod append;
 pub mod cache;
 pub mod error;
+pub mod leadership;
 pub mod meta;
 pub mod partition;
 pub mod pipelines;

@@ -223,3 +223,41 @@ mod tests {
         host.shutdown().await;
     }
 }
+
+/// Where a leader epoch's records end (Kafka OffsetForLeaderEpoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochEnd {
+    /// The partition's current leader epoch here (0 when not replicated).
+    pub current: u32,
+    /// The newest epoch at most the one asked for, and the offset where its
+    /// records end; `None` when the one asked for is newer than `current`.
+    pub found: Option<(u32, u64)>,
+}
+
+impl Host {
+    /// Where the records of leader epoch `epoch` end on `stream` (of a
+    /// view: its input) `partition`, as Kafka clients validate their
+    /// position after a leader change: on a replicated partition from its
+    /// leader's epoch history (`not_leader` elsewhere), otherwise a single
+    /// epoch 0 that ends at the log's end.
+    pub fn epoch_end(&self, stream: &str, partition: u32, epoch: u32) -> Result<EpochEnd, Error> {
+        let source = self.source_of(stream);
+        let stream = source.as_deref().unwrap_or(stream);
+        let end = self.stream_end(stream, partition)?;
+        let Ok(view) = self.inner.log.replica(stream, partition) else {
+            let lead = crate::log::meta::Leadership::initial(0);
+            return Ok(EpochEnd {
+                current: 0,
+                found: lead.epoch_end(epoch, end),
+            });
+        };
+        let lead = &view.state.leadership;
+        if Some(lead.leader) != self.inner.log.node_id() {
+            return Err(self.not_leader(stream, partition, lead.leader));
+        }
+        Ok(EpochEnd {
+            current: lead.epoch,
+            found: lead.epoch_end(epoch, view.log_end),
+        })
+    }
+}

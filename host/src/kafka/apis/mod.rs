@@ -11,6 +11,7 @@ mod configs;
 mod fetch;
 mod group_offsets;
 mod groups;
+mod leader_epoch;
 mod log_dirs;
 mod metadata;
 mod offset_delete;
@@ -81,6 +82,9 @@ pub(super) async fn handle(
             ctx, conn, r, version,
         ))),
         RequestKind::OffsetCommit(r) => respond(ResponseKind::OffsetCommit(group_offsets::commit(ctx, r).await)),
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            respond(ResponseKind::OffsetForLeaderEpoch(leader_epoch::handle(ctx, r)))
+        }
         RequestKind::OffsetDelete(r) => respond(ResponseKind::OffsetDelete(offset_delete::delete(ctx, r).await)),
         RequestKind::OffsetFetch(r) => respond(ResponseKind::OffsetFetch(group_offsets::fetch(ctx, r, version).await)),
         RequestKind::JoinGroup(r) => {

@@ -1,0 +1,124 @@
+//! OffsetForLeaderEpoch: raw requests get each epoch's end from the
+//! leader's history (and Kafka's error codes), and a librdkafka consumer
+//! reading through a leader move validates its position with it and reads
+//! every record once, in order.
+
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+use kafka_protocol::messages::{
+    ApiKey, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, RequestHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use serde_json::json;
+
+use crate::kafka_bad_input::{Listener, answer, send_raw};
+use crate::kafka_support::{metric_sum, offsets_of, py};
+use crate::replication_support::{Cluster, STREAM};
+
+/// (error, epoch, end offset) per asked (topic, partition, current epoch,
+/// epoch), over one OffsetForLeaderEpoch request of `version`.
+fn ask(kafka: &str, version: i16, asks: &[(&str, i32, i32, i32)]) -> Vec<(i16, i32, i64)> {
+    let mut s = Listener(kafka.to_string()).connect();
+    let mut req = OffsetForLeaderEpochRequest::default();
+    req.replica_id = kafka_protocol::messages::BrokerId(-1);
+    for (topic, partition, current, epoch) in asks {
+        let mut p = OffsetForLeaderPartition::default();
+        p.partition = *partition;
+        p.current_leader_epoch = *current;
+        p.leader_epoch = *epoch;
+        let mut t = OffsetForLeaderTopic::default();
+        t.topic = TopicName(StrBytes::from_string(topic.to_string()));
+        t.partitions = vec![p];
+        req.topics.push(t);
+    }
+    let mut h = RequestHeader::default();
+    h.request_api_key = ApiKey::OffsetForLeaderEpoch as i16;
+    h.request_api_version = version;
+    h.correlation_id = 7;
+    let mut buf = BytesMut::new();
+    h.encode(&mut buf, ApiKey::OffsetForLeaderEpoch.request_header_version(version))
+        .expect("header");
+    req.encode(&mut buf, version).expect("request");
+    send_raw(&mut s, &buf);
+    let mut a = answer(&mut s).expect("answered");
+    assert_eq!(a.get_i32(), 7);
+    if ApiKey::OffsetForLeaderEpoch.response_header_version(version) >= 1 {
+        assert_eq!(a.get_u8(), 0, "no tagged fields in the header");
+    }
+    let r = OffsetForLeaderEpochResponse::decode(&mut a, version).expect("decode");
+    r.topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (p.error_code, p.leader_epoch, p.end_offset))
+        })
+        .collect()
+}
+
+const NONE: i16 = 0;
+const UNKNOWN_TOPIC: i16 = 3;
+const NOT_LEADER: i16 = 6;
+const FENCED: i16 = 74;
+const UNKNOWN_EPOCH: i16 = 75;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn epochs_end_where_the_history_says_and_a_consumer_validates_through_a_move() {
+    let cluster = Cluster::start("1MiB").await;
+    let values: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+    cluster.produce(1, "all", &values).await;
+    let (n1, n2) = (cluster.node(1).kafka(), cluster.node(2).kafka());
+    for version in [2, 4] {
+        assert_eq!(
+            ask(
+                &n1,
+                version,
+                &[(STREAM, 0, 0, 0), (STREAM, 0, -1, 3), (STREAM, 0, 1, 0)]
+            ),
+            vec![(NONE, 0, 100), (NONE, -1, -1), (UNKNOWN_EPOCH, -1, -1)]
+        );
+    }
+    assert_eq!(
+        ask(&n1, 3, &[("nope", 0, -1, 0), (STREAM, -1, -1, 0), (STREAM, 1, -1, 0)]),
+        vec![(UNKNOWN_TOPIC, -1, -1); 3]
+    );
+
+    // A consumer reads the first 100, then the leadership moves to node 2
+    // at offset 100 and 100 more records follow there.
+    let bootstrap = cluster.kafka_bootstrap();
+    let consumer = tokio::task::spawn_blocking(move || {
+        py(
+            "confluent",
+            "consume",
+            &json!({"bootstrap": bootstrap, "topic": STREAM, "partition": 0, "offset": 0, "count": 200,
+                    "timeout": 60, "config": {"topic.metadata.refresh.interval.ms": 1000,
+                                              "fetch.wait.max.ms": 100}}),
+        )
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let moved = cluster.move_leader(2).await;
+    assert_eq!(moved["leader"], 2, "{moved}");
+    let more: Vec<String> = (100..200).map(|i| i.to_string()).collect();
+    cluster.produce(2, "all", &more).await;
+
+    assert_eq!(
+        ask(&n2, 4, &[(STREAM, 0, 1, 0), (STREAM, 0, 1, 1), (STREAM, 0, 0, 1)]),
+        vec![(NONE, 0, 100), (NONE, 1, 200), (FENCED, -1, -1)]
+    );
+    assert_eq!(ask(&n1, 4, &[(STREAM, 0, -1, 0)]), vec![(NOT_LEADER, -1, -1)]);
+
+    let got = consumer.await.expect("consumer task");
+    let offsets = offsets_of(&got);
+    assert_eq!(offsets, (0..200).collect::<Vec<u64>>());
+    let asked = metric_sum(
+        cluster.node(2),
+        "sluice_kafka_requests_total",
+        "api=\"offset_for_leader_epoch\"",
+    )
+    .await;
+    // One of them is this test's own.
+    println!("node 2 answered {asked} OffsetForLeaderEpoch requests");
+    assert!(asked >= 2.0, "the consumer never validated its position: {asked}");
+}
