@@ -1,7 +1,8 @@
 //! OffsetForLeaderEpoch: raw requests get each epoch's end from the
-//! leader's history (and Kafka's error codes), and a librdkafka consumer
-//! reading through a leader move validates its position with it and reads
-//! every record once, in order.
+//! leader's history (and Kafka's error codes), fetches naming another
+//! epoch than the leader's are refused, and a librdkafka consumer reading
+//! through a leader move validates its position and reads every record
+//! once, in order.
 
 use std::time::Duration;
 
@@ -58,6 +59,38 @@ fn ask(kafka: &str, version: i16, asks: &[(&str, i32, i32, i32)]) -> Vec<(i16, i
         .collect()
 }
 
+/// The error of a Fetch (v11) of partition 0 from offset 0 naming
+/// `current` as the leader epoch.
+fn fetch_error(kafka: &str, current: i32) -> i16 {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse};
+    let mut s = Listener(kafka.to_string()).connect();
+    let mut p = FetchPartition::default();
+    p.partition = 0;
+    p.current_leader_epoch = current;
+    p.partition_max_bytes = 1 << 16;
+    let mut t = FetchTopic::default();
+    t.topic = TopicName(StrBytes::from_static_str(STREAM));
+    t.partitions = vec![p];
+    let mut req = FetchRequest::default();
+    req.max_bytes = 1 << 16;
+    req.session_epoch = -1;
+    req.topics = vec![t];
+    let mut h = RequestHeader::default();
+    h.request_api_key = ApiKey::Fetch as i16;
+    h.request_api_version = 11;
+    h.correlation_id = 8;
+    let mut buf = BytesMut::new();
+    h.encode(&mut buf, ApiKey::Fetch.request_header_version(11))
+        .expect("header");
+    req.encode(&mut buf, 11).expect("request");
+    send_raw(&mut s, &buf);
+    let mut a = answer(&mut s).expect("Fetch answered");
+    assert_eq!(a.get_i32(), 8);
+    let r = FetchResponse::decode(&mut a, 11).expect("decode FetchResponse");
+    r.responses[0].partitions[0].error_code
+}
+
 const NONE: i16 = 0;
 const UNKNOWN_TOPIC: i16 = 3;
 const NOT_LEADER: i16 = 6;
@@ -108,6 +141,9 @@ async fn epochs_end_where_the_history_says_and_a_consumer_validates_through_a_mo
         vec![(NONE, 0, 100), (NONE, 1, 200), (FENCED, -1, -1)]
     );
     assert_eq!(ask(&n1, 4, &[(STREAM, 0, -1, 0)]), vec![(NOT_LEADER, -1, -1)]);
+    // Fetches naming another epoch than the leader's are refused.
+    let fetched: Vec<i16> = [-1, 0, 1, 2].iter().map(|e| fetch_error(&n2, *e)).collect();
+    assert_eq!(fetched, vec![NONE, FENCED, NONE, UNKNOWN_EPOCH]);
 
     let got = consumer.await.expect("consumer task");
     let offsets = offsets_of(&got);

@@ -8,6 +8,9 @@
 //! `min_bytes` ready, the answer waits up to `max_wait_ms` for new records
 //! on any requested partition. Fetch sessions are not kept: every answer is
 //! a full one with session id 0, which tells clients to send full requests.
+//! A partition's `current_leader_epoch` (v9+) older than this leader's is
+//! FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH: the client
+//! refreshes its metadata and validates its position first.
 //! A view is read through its plugin; its answer is one batch that ends
 //! where the read ended, so filtered-out offsets are skipped (an empty
 //! batch when nothing passed).
@@ -34,6 +37,8 @@ struct Want {
     index: i32,
     offset: i64,
     max_bytes: usize,
+    /// The leader epoch the client believes current (-1: not said).
+    current_leader_epoch: i32,
 }
 
 /// The answer, and the records of partitions answered from the fetch cache
@@ -57,6 +62,7 @@ pub(super) async fn handle(ctx: &Ctx, r: FetchRequest, version: i16) -> (FetchRe
                 index: p.partition,
                 offset: p.fetch_offset,
                 max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
+                current_leader_epoch: p.current_leader_epoch,
             });
         }
     }
@@ -131,6 +137,15 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Read {
             return (part, None);
         }
     };
+    // A client whose leader epoch is not this leader's refreshes its
+    // metadata (and validates its position) before reading here.
+    if want.current_leader_epoch >= 0 && want.current_leader_epoch != leader_epoch {
+        part.error_code = match want.current_leader_epoch < leader_epoch {
+            true => kafka_protocol::ResponseError::FencedLeaderEpoch.code(),
+            false => kafka_protocol::ResponseError::UnknownLeaderEpoch.code(),
+        };
+        return (part, None);
+    }
     part.high_watermark = offset_of(visible_end);
     part.last_stable_offset = offset_of(visible_end);
     part.log_start_offset = offset_of(start);
