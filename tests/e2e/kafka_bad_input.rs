@@ -325,6 +325,45 @@ impl Listener {
     }
 }
 
+/// A Fetch (v11) of `topic` partition 0 from `offset` (naming `current` as
+/// the leader epoch; -1: none) over raw frames; its partition's answer.
+pub(crate) fn raw_fetch(
+    s: &mut TcpStream,
+    topic: &str,
+    offset: i64,
+    current: i32,
+) -> kafka_protocol::messages::fetch_response::PartitionData {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse};
+    let mut p = FetchPartition::default();
+    p.partition = 0;
+    p.fetch_offset = offset;
+    p.current_leader_epoch = current;
+    p.partition_max_bytes = 1 << 20;
+    let mut t = FetchTopic::default();
+    t.topic = TopicName(StrBytes::from_string(topic.into()));
+    t.partitions = vec![p];
+    let mut req = FetchRequest::default();
+    req.max_wait_ms = 0;
+    req.min_bytes = 0;
+    req.max_bytes = 1 << 20;
+    req.session_epoch = -1;
+    req.topics = vec![t];
+    let mut h = RequestHeader::default();
+    h.request_api_key = ApiKey::Fetch as i16;
+    h.request_api_version = 11;
+    h.correlation_id = 5;
+    let mut buf = BytesMut::new();
+    h.encode(&mut buf, ApiKey::Fetch.request_header_version(11))
+        .expect("header");
+    req.encode(&mut buf, 11).expect("request");
+    send_raw(s, &buf);
+    let mut a = answer(s).expect("Fetch answered");
+    assert_eq!(a.get_i32(), 5);
+    let r = FetchResponse::decode(&mut a, 11).expect("decode FetchResponse");
+    r.responses[0].partitions[0].clone()
+}
+
 /// Fetch v11 over raw frames: the high watermark and log start offset, a
 /// fetch from the middle of a batch, and OFFSET_OUT_OF_RANGE past the end.
 type FetchAnswer = (i16, i64, i64, Vec<i64>);
@@ -332,40 +371,13 @@ type FetchAnswer = (i16, i64, i64, Vec<i64>);
 /// kcat produces five records as one batch; then three raw Fetch requests:
 /// from offset 2, at the end, past the end.
 async fn fetch_answers(server: &Server) -> (FetchAnswer, FetchAnswer, FetchAnswer) {
-    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    use kafka_protocol::messages::{FetchRequest, FetchResponse};
     support::create_stream(&support::client(), server, "f", 1).await;
     kcat(&["-b", &server.kafka(), "-P", "-t", "f", "-p", "0"], b"a\nb\nc\nd\ne\n");
     let l = Listener(server.kafka());
     tokio::task::spawn_blocking(move || {
         let mut s = l.connect();
         let mut fetch = |offset: i64| {
-            let mut p = FetchPartition::default();
-            p.partition = 0;
-            p.fetch_offset = offset;
-            p.partition_max_bytes = 1 << 20;
-            let mut t = FetchTopic::default();
-            t.topic = TopicName(StrBytes::from_static_str("f"));
-            t.partitions = vec![p];
-            let mut req = FetchRequest::default();
-            req.max_wait_ms = 0;
-            req.min_bytes = 0;
-            req.max_bytes = 1 << 20;
-            req.session_epoch = -1;
-            req.topics = vec![t];
-            let mut h = RequestHeader::default();
-            h.request_api_key = ApiKey::Fetch as i16;
-            h.request_api_version = 11;
-            h.correlation_id = 5;
-            let mut buf = BytesMut::new();
-            h.encode(&mut buf, ApiKey::Fetch.request_header_version(11))
-                .expect("header");
-            req.encode(&mut buf, 11).expect("request");
-            send_raw(&mut s, &buf);
-            let mut a = answer(&mut s).expect("Fetch answered");
-            assert_eq!(a.get_i32(), 5);
-            let r = FetchResponse::decode(&mut a, 11).expect("decode FetchResponse");
-            let p = r.responses[0].partitions[0].clone();
+            let p = raw_fetch(&mut s, "f", offset, -1);
             let mut records = p.records.clone().unwrap_or_default();
             let offsets: Vec<i64> = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut records)
                 .expect("record batches")

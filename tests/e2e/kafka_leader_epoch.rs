@@ -14,7 +14,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use serde_json::json;
 
-use crate::kafka_bad_input::{Listener, answer, send_raw};
+use crate::kafka_bad_input::{Listener, answer, raw_fetch, send_raw};
 use crate::kafka_support::{metric_sum, offsets_of, py};
 use crate::replication_support::{Cluster, STREAM};
 
@@ -59,36 +59,9 @@ fn ask(kafka: &str, version: i16, asks: &[(&str, i32, i32, i32)]) -> Vec<(i16, i
         .collect()
 }
 
-/// The error of a Fetch (v11) of partition 0 from offset 0 naming
-/// `current` as the leader epoch.
+/// The error of a Fetch of partition 0 naming `current` as the leader epoch.
 fn fetch_error(kafka: &str, current: i32) -> i16 {
-    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    use kafka_protocol::messages::{FetchRequest, FetchResponse};
-    let mut s = Listener(kafka.to_string()).connect();
-    let mut p = FetchPartition::default();
-    p.partition = 0;
-    p.current_leader_epoch = current;
-    p.partition_max_bytes = 1 << 16;
-    let mut t = FetchTopic::default();
-    t.topic = TopicName(StrBytes::from_static_str(STREAM));
-    t.partitions = vec![p];
-    let mut req = FetchRequest::default();
-    req.max_bytes = 1 << 16;
-    req.session_epoch = -1;
-    req.topics = vec![t];
-    let mut h = RequestHeader::default();
-    h.request_api_key = ApiKey::Fetch as i16;
-    h.request_api_version = 11;
-    h.correlation_id = 8;
-    let mut buf = BytesMut::new();
-    h.encode(&mut buf, ApiKey::Fetch.request_header_version(11))
-        .expect("header");
-    req.encode(&mut buf, 11).expect("request");
-    send_raw(&mut s, &buf);
-    let mut a = answer(&mut s).expect("Fetch answered");
-    assert_eq!(a.get_i32(), 8);
-    let r = FetchResponse::decode(&mut a, 11).expect("decode FetchResponse");
-    r.responses[0].partitions[0].error_code
+    raw_fetch(&mut Listener(kafka.to_string()).connect(), STREAM, 0, current).error_code
 }
 
 const NONE: i16 = 0;
