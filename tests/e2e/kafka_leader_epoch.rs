@@ -1,8 +1,8 @@
 //! OffsetForLeaderEpoch: raw requests get each epoch's end from the
-//! leader's history (and Kafka's error codes), fetches naming another
-//! epoch than the leader's are refused, and a librdkafka consumer reading
-//! through a leader move validates its position and reads every record
-//! once, in order.
+//! leader's history (and Kafka's error codes), fetches and offset lookups
+//! naming another epoch than the leader's are refused, and a librdkafka
+//! consumer reading through a leader move validates its position and reads
+//! every record once, in order.
 
 use std::time::Duration;
 
@@ -64,6 +64,37 @@ fn fetch_error(kafka: &str, current: i32) -> i16 {
     raw_fetch(&mut Listener(kafka.to_string()).connect(), STREAM, 0, current).error_code
 }
 
+/// The error of a ListOffsets (v4) of partition 0's latest offset naming
+/// `current` as the leader epoch.
+fn list_offsets_error(kafka: &str, current: i32) -> i16 {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+    let mut s = Listener(kafka.to_string()).connect();
+    let mut p = ListOffsetsPartition::default();
+    p.partition_index = 0;
+    p.current_leader_epoch = current;
+    p.timestamp = -1;
+    let mut t = ListOffsetsTopic::default();
+    t.name = TopicName(StrBytes::from_static_str(STREAM));
+    t.partitions = vec![p];
+    let mut req = ListOffsetsRequest::default();
+    req.replica_id = kafka_protocol::messages::BrokerId(-1);
+    req.topics = vec![t];
+    let mut h = RequestHeader::default();
+    h.request_api_key = ApiKey::ListOffsets as i16;
+    h.request_api_version = 4;
+    h.correlation_id = 6;
+    let mut buf = BytesMut::new();
+    h.encode(&mut buf, ApiKey::ListOffsets.request_header_version(4))
+        .expect("header");
+    req.encode(&mut buf, 4).expect("request");
+    send_raw(&mut s, &buf);
+    let mut a = answer(&mut s).expect("ListOffsets answered");
+    assert_eq!(a.get_i32(), 6);
+    let r = ListOffsetsResponse::decode(&mut a, 4).expect("decode ListOffsetsResponse");
+    r.topics[0].partitions[0].error_code
+}
+
 const NONE: i16 = 0;
 const UNKNOWN_TOPIC: i16 = 3;
 const NOT_LEADER: i16 = 6;
@@ -117,6 +148,8 @@ async fn epochs_end_where_the_history_says_and_a_consumer_validates_through_a_mo
     // Fetches naming another epoch than the leader's are refused.
     let fetched: Vec<i16> = [-1, 0, 1, 2].iter().map(|e| fetch_error(&n2, *e)).collect();
     assert_eq!(fetched, vec![NONE, FENCED, NONE, UNKNOWN_EPOCH]);
+    let listed: Vec<i16> = [-1, 0, 1, 2].iter().map(|e| list_offsets_error(&n2, *e)).collect();
+    assert_eq!(listed, vec![NONE, FENCED, NONE, UNKNOWN_EPOCH]);
 
     let got = consumer.await.expect("consumer task");
     let offsets = offsets_of(&got);

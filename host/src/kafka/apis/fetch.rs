@@ -25,7 +25,7 @@ use super::super::Ctx;
 use super::super::encode::{encode_runs, encode_view};
 use super::super::error::{code_of, codes};
 use super::super::splice::Parts;
-use super::{offset_of, partition_of, topic_name, visible};
+use super::{check_epoch, offset_of, partition_of, topic_name, visible};
 use crate::node::ReadLimits;
 
 /// The longest long-poll this node honours.
@@ -139,11 +139,8 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Read {
     };
     // A client whose leader epoch is not this leader's refreshes its
     // metadata (and validates its position) before reading here.
-    if want.current_leader_epoch >= 0 && want.current_leader_epoch != leader_epoch {
-        part.error_code = match want.current_leader_epoch < leader_epoch {
-            true => kafka_protocol::ResponseError::FencedLeaderEpoch.code(),
-            false => kafka_protocol::ResponseError::UnknownLeaderEpoch.code(),
-        };
+    if let Err(code) = check_epoch(want.current_leader_epoch, leader_epoch) {
+        part.error_code = code;
         return (part, None);
     }
     part.high_watermark = offset_of(visible_end);

@@ -7,13 +7,12 @@
 //! (the client's metadata is ahead; it retries); an epoch newer than the
 //! current one gets epoch and offset -1, as Kafka answers.
 
-use kafka_protocol::ResponseError as K;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
 use super::super::Ctx;
 use super::super::error::{code_of, codes};
-use super::{offset_of, partition_of};
+use super::{check_epoch, offset_of, partition_of};
 
 pub(super) fn handle(ctx: &Ctx, r: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
     let mut out = OffsetForLeaderEpochResponse::default();
@@ -55,13 +54,6 @@ fn answer(ctx: &Ctx, topic: &str, index: i32, current: i32, epoch: i32) -> Resul
         return Ok(None);
     };
     let found = ctx.host.epoch_end(topic, partition, epoch).map_err(|e| code_of(&e))?;
-    if let Ok(current) = u32::try_from(current) {
-        if current < found.current {
-            return Err(K::FencedLeaderEpoch.code());
-        }
-        if current > found.current {
-            return Err(K::UnknownLeaderEpoch.code());
-        }
-    }
+    check_epoch(current, i32::try_from(found.current).unwrap_or(i32::MAX))?;
     Ok(found.found)
 }

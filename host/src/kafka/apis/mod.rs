@@ -127,6 +127,17 @@ fn partition_of(index: i32) -> Option<u32> {
     u32::try_from(index).ok()
 }
 
+/// Kafka's check of the leader epoch a client names (`current`; -1: none)
+/// against this leader's: older is FENCED_LEADER_EPOCH, newer
+/// UNKNOWN_LEADER_EPOCH, and the client refreshes its metadata.
+fn check_epoch(current: i32, leader_epoch: i32) -> Result<(), i16> {
+    match current {
+        c if c < 0 || c == leader_epoch => Ok(()),
+        c if c < leader_epoch => Err(kafka_protocol::ResponseError::FencedLeaderEpoch.code()),
+        _ => Err(kafka_protocol::ResponseError::UnknownLeaderEpoch.code()),
+    }
+}
+
 /// What a reader of one partition may see on this node.
 struct Visible {
     /// First offset still stored.

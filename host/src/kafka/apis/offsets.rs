@@ -1,8 +1,10 @@
 //! ListOffsets (v1–v6): the earliest offset (-2), the latest (-1: the high
 //! watermark), or the first offset whose record's timestamp is at or after
 //! a time (offset -1 and timestamp -1 when no record is that recent).
-//! DeleteRecords (v0–v2) moves a partition's start (its low watermark) up to
-//! an offset (-1: the high watermark); the records below are gone.
+//! A `current_leader_epoch` (v4+) other than the leader's is refused as
+//! Fetch refuses it. DeleteRecords (v0–v2) moves a partition's start (its
+//! low watermark) up to an offset (-1: the high watermark); the records
+//! below are gone.
 
 use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
@@ -10,7 +12,7 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, List
 
 use super::super::Ctx;
 use super::super::error::{code_of, codes};
-use super::{Visible, offset_of, partition_of, topic_name, visible};
+use super::{Visible, check_epoch, offset_of, partition_of, topic_name, visible};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -25,7 +27,8 @@ pub(super) async fn handle(ctx: &Ctx, r: ListOffsetsRequest, version: i16) -> Li
             resp.partition_index = p.partition_index;
             resp.timestamp = -1;
             resp.offset = -1;
-            match lookup(ctx, topic.name.0.as_str(), p.partition_index, p.timestamp).await {
+            let asked = (p.partition_index, p.current_leader_epoch, p.timestamp);
+            match lookup(ctx, topic.name.0.as_str(), asked).await {
                 Ok((offset, timestamp, epoch)) => {
                     resp.offset = offset;
                     resp.timestamp = timestamp;
@@ -42,8 +45,10 @@ pub(super) async fn handle(ctx: &Ctx, r: ListOffsetsRequest, version: i16) -> Li
     out
 }
 
-/// (offset, timestamp, leader epoch) for one partition.
-async fn lookup(ctx: &Ctx, stream: &str, index: i32, timestamp: i64) -> Result<(i64, i64, i32), i16> {
+/// (offset, timestamp, leader epoch) for one partition asked as (index,
+/// current leader epoch, timestamp).
+async fn lookup(ctx: &Ctx, stream: &str, asked: (i32, i32, i64)) -> Result<(i64, i64, i32), i16> {
+    let (index, current, timestamp) = asked;
     let host = &ctx.host;
     let partition = partition_of(index).ok_or_else(codes::unknown_topic)?;
     let Visible {
@@ -52,6 +57,7 @@ async fn lookup(ctx: &Ctx, stream: &str, index: i32, timestamp: i64) -> Result<(
         leader_epoch: epoch,
         ..
     } = visible(ctx, stream, partition)?;
+    check_epoch(current, epoch)?;
     match timestamp {
         LATEST => Ok((offset_of(end), -1, epoch)),
         EARLIEST => Ok((offset_of(start), -1, epoch)),
