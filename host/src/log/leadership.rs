@@ -37,16 +37,10 @@ impl Leadership {
     }
 
     /// Where the records of `epoch` end in a log ending at `end`: the start
-    /// of the first later epoch, or `end` for the newest. `None` when this
-    /// history has no such epoch or an older one (the asker is ahead of us).
+    /// of the first later epoch, or `end` for the newest. `None` for an
+    /// epoch newer than the current one (the asker is ahead of us).
     pub fn end_of_epoch(&self, epoch: u32, end: u64) -> Option<u64> {
-        if epoch > self.epoch {
-            return None;
-        }
-        match self.history.iter().find(|(e, _)| *e > epoch) {
-            Some((_, start)) => Some((*start).min(end)),
-            None => Some(end),
-        }
+        self.epoch_end(epoch, end).map(|(_, ends)| ends)
     }
 
     /// Kafka's OffsetForLeaderEpoch on a log ending at `end`: the newest

@@ -54,6 +54,10 @@ pub struct State {
     pub tiered_end: u64,
     /// Set on a replicated partition.
     pub replica: Option<ReplicaState>,
+    /// A batch was committed past the end: a gap its compacted leader left
+    /// (only a follower of a compacted stream takes one). Reads step over
+    /// gaps only then; elsewhere a hole is an error, not data to skip.
+    pub gapped: bool,
 }
 
 /// A replicated partition's leadership and high watermark on this node.
@@ -72,7 +76,7 @@ impl State {
     /// over that gap to the batch.
     fn cold_until(&self, offset: u64) -> Option<u64> {
         let hot_start = self.batches.first().map_or(self.end_offset, |b| b.base_offset);
-        let in_gap = !self.batches.is_empty() && offset >= self.tiered_end;
+        let in_gap = self.gapped && !self.batches.is_empty() && offset >= self.tiered_end;
         (offset < hot_start && !in_gap).then_some(hot_start)
     }
 
@@ -138,6 +142,7 @@ impl Partition {
         if b.base_offset < st.end_offset {
             return false;
         }
+        st.gapped |= b.base_offset > st.end_offset;
         st.end_offset = b.end();
         st.next_offset = st.next_offset.max(st.end_offset);
         st.batches.push(b);
