@@ -204,6 +204,50 @@ async fn partitions_added_on_any_node_are_added_and_replicated_on_every_node() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_and_plugins_are_checked_before_a_replicated_stream_changes() {
+    use sluice_test_artifacts as wasm;
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, _) = cluster(dir.path(), 3).await;
+    // A count past `max_partitions` is refused before anything is sized by
+    // it (the assignment used to be built first: billions of lists).
+    let huge = nodes[0]
+        .host
+        .create_stream_with("big", u32::MAX, replicated(3))
+        .await
+        .unwrap_err();
+    assert_eq!(huge.code(), "invalid_request", "{huge}");
+    nodes[0].host.create_stream_with("s", 1, replicated(3)).await.unwrap();
+    let huge = nodes[1].host.add_partitions("s", u32::MAX, false).await.unwrap_err();
+    assert_eq!(huge.code(), "invalid_request", "{huge}");
+
+    // A compaction plugin must be on every node: each checks its own.
+    let mut cfg = replicated(3);
+    let mut policy = crate::log::meta::Compaction::by_record_key(false);
+    policy.plugin = "keys".into();
+    policy.config = vec![("pointer".into(), "/id".into())];
+    cfg.compaction = Some(policy);
+    nodes[0]
+        .host
+        .put_plugin("keys", wasm::read(wasm::JSON_KEY))
+        .await
+        .unwrap();
+    let missing = nodes[0].host.create_stream_with("c", 1, cfg.clone()).await.unwrap_err();
+    assert_eq!(missing.code(), "replica_unavailable", "{missing}");
+    assert!(missing.to_string().contains("keys"), "{missing}");
+    assert!(nodes[0].host.describe_stream("c").is_err());
+    for n in &nodes[1..] {
+        n.host.put_plugin("keys", wasm::read(wasm::JSON_KEY)).await.unwrap();
+    }
+    nodes[0].host.create_stream_with("c2", 1, cfg).await.unwrap();
+    for n in &nodes {
+        assert!(n.host.describe_stream("c2").unwrap().compaction.is_some());
+    }
+    for n in nodes {
+        stop(n).await;
+    }
+}
+
 #[test]
 fn a_fetch_request_from_another_build_parses() {
     let older = r#"{"stream":"s","created_ms":1,"partition":0,"replica":2,"fetch_offset":5,

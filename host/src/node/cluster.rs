@@ -58,6 +58,7 @@ impl Host {
         mut config: StreamConfig,
     ) -> Result<StreamInfo, Error> {
         let cluster = self.cluster()?;
+        self.check_partition_count(partitions)?;
         let Some(r) = config.replication.as_mut() else {
             return Err(Error::invalid("no replication asked for"));
         };
@@ -115,6 +116,7 @@ impl Host {
         };
         // A peer's request gets the same checks as a client's.
         config.validate().map_err(Error::invalid)?;
+        self.check_compaction_plugin(&config).await?;
         let info = self
             .inner
             .log

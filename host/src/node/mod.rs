@@ -275,9 +275,16 @@ impl Host {
                 c.memory_bytes
             )));
         }
+        self.check_compaction_plugin(&config).await?;
         if config.replication.is_some() {
             return self.create_replicated(name, partitions, config).await;
         }
+        Ok(self.inner.log.create_stream_with(name, partitions, config).await?)
+    }
+
+    /// A compaction plugin `config` names must be here and take its config
+    /// (every node of a replicated stream checks its own).
+    pub(crate) async fn check_compaction_plugin(&self, config: &StreamConfig) -> Result<(), Error> {
         if let Some(c) = config.compaction.as_ref().filter(|c| !c.is_record_key()) {
             let (plugins, c) = (self.inner.plugins.clone(), c.clone());
             blocking(move || -> Result<(), Error> {
@@ -288,7 +295,17 @@ impl Host {
             })
             .await??;
         }
-        Ok(self.inner.log.create_stream_with(name, partitions, config).await?)
+        Ok(())
+    }
+
+    /// Refuses a partition count above `max_partitions` before anything is
+    /// sized by it.
+    pub(crate) fn check_partition_count(&self, partitions: u32) -> Result<(), Error> {
+        let max = self.inner.settings.max_partitions;
+        if partitions > max {
+            return Err(crate::log::LogError::InvalidPartitions { count: partitions, max }.into());
+        }
+        Ok(())
     }
 
     /// Per partition: offsets, what is in the WAL, what is tiered, upload

@@ -5,12 +5,12 @@
 //!
 //! The log checks a new retention with the stream's other settings by the
 //! same rule as at creation, and makes each change durable as a control
-//! entry before the call returns. Replicated streams keep the partitions
-//! they were created with. Their nodes tier and hold partitions on their
-//! own: a new retention is set on every other node, then on this one (a
-//! node that missed it is reported, and setting it again is safe). Records
-//! are deleted on a partition's leader; its followers move their start to
-//! the leader's as they fetch.
+//! entry before the call returns. A replicated stream's nodes tier and hold
+//! partitions on their own: a new retention, or new partitions, are set on
+//! every other node, then on this one (a node that missed the change is
+//! reported, and asking again is safe). Records are deleted on a
+//! partition's leader; its followers move their start to the leader's as
+//! they fetch.
 //! Pipelines reading or writing a stream that grew restart their tasks, so
 //! they read the new partitions and spread output over them.
 
@@ -134,6 +134,7 @@ impl Host {
             return Ok(info);
         };
         let cluster = self.cluster()?;
+        self.check_partition_count(partitions)?;
         let added = match assignment {
             Some(a) => a,
             None => {
