@@ -52,14 +52,15 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Er
         (status = 200, description = "The stream with its new settings", body = StreamOut),
         (status = 400, body = ErrorBody,
             description = "`invalid_request` (malformed body, a reserved name, more partitions than \
-                `max_partitions`), `invalid_config` (retention on a `compact` stream, zero, fewer partitions, a \
-                replicated stream)"),
+                `max_partitions`, replicas not in the cluster), `invalid_config` (retention on a `compact` \
+                stream, zero, fewer partitions)"),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`stream_not_found`", body = ErrorBody),
         (status = 409, description = "`view_read_only`: the name is a view; `node_full`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
-        (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+        (status = 503, description = "`shutting_down`, `storage_failed`, `replica_unavailable` (a replicated \
+            stream: a node did not take the change; ask again once every node is up)", body = ErrorBody),
         (status = 507, description = "`disk_full`: the data dir's disk is full; free space, then restart the node", body = ErrorBody),
     ))]
 pub async fn alter_stream(
@@ -120,13 +121,17 @@ pub struct DeletedOut {
     responses(
         (status = 200, description = "The partition's new start", body = DeletedOut),
         (status = 400, body = ErrorBody,
-            description = "`offset_out_of_range` (`before` past the end), `invalid_config` (a replicated stream, \
-                or one compacted without `delete`), `invalid_request` (a reserved name, a bad query)"),
+            description = "`offset_out_of_range` (`before` past the end), `invalid_config` (a stream compacted \
+                without `delete`), `invalid_request` (a reserved name, a bad query)"),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`stream_not_found`, `partition_not_found`", body = ErrorBody),
         (status = 409, description = "`view_read_only`: the name is a view", body = ErrorBody),
+        (status = 421, description = "`not_leader`: a replicated partition's records are deleted on its leader \
+            (named in the message)", body = ErrorBody),
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+        (status = 504, description = "`replication_timeout`: deleted on the leader; not every in-sync replica \
+            confirmed within `acks_timeout` (they follow as they fetch)", body = ErrorBody),
         (status = 507, description = "`disk_full`: the data dir's disk is full; free space, then restart the node", body = ErrorBody),
     ))]
 pub async fn delete_records(

@@ -1,14 +1,16 @@
 //! CreateTopics, DeleteTopics, CreatePartitions and DescribeConfigs:
 //! topics are streams (changing configs: `configs`). CreatePartitions grows
 //! a stream (never shrinks it); replica assignments may only name this
-//! node, and replicated streams keep their partition count.
+//! node, except on a replicated stream, whose new partitions go on the
+//! replicas they name (or round-robin) on every node.
 //!
 //! Topic configs map to stream settings: `retention.ms` and
 //! `retention.bytes` (-1: unlimited), `cleanup.policy` `delete`, `compact`
 //! or `compact,delete` (compaction by record key, the built-in policy; a
-//! null or empty value is a tombstone). Any other config is refused with INVALID_CONFIG rather than
-//! silently ignored. A replication factor above 1 creates a replicated
-//! stream (a `[cluster]` is needed).
+//! null or empty value is a tombstone). Any other config is refused with
+//! INVALID_CONFIG rather than silently ignored. A replication factor above
+//! 1 creates a replicated stream (a `[cluster]` is needed), compacted on
+//! each node when asked.
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
