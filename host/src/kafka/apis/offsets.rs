@@ -6,6 +6,7 @@
 //! low watermark) up to an offset (-1: the high watermark); the records
 //! below are gone.
 
+use kafka_protocol::messages::delete_records_request::DeleteRecordsPartition;
 use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse};
@@ -79,23 +80,14 @@ pub(super) async fn delete_records(ctx: &Ctx, r: DeleteRecordsRequest) -> Delete
     let mut out = DeleteRecordsResponse::default();
     for topic in r.topics {
         let mut t = DeleteRecordsTopicResult::default();
-        for p in topic.partitions {
+        // The partitions go at once: on a replicated topic each answer
+        // waits for its followers, and those waits overlap.
+        let name = topic.name.0.as_str();
+        let answers = futures::future::join_all(topic.partitions.iter().map(|p| delete_one(ctx, name, p))).await;
+        for (p, result) in topic.partitions.iter().zip(answers) {
             let mut res = DeleteRecordsPartitionResult::default();
             res.partition_index = p.partition_index;
             res.low_watermark = -1;
-            let before = match p.offset {
-                LATEST => Ok(None),
-                o => u64::try_from(o).map(Some).map_err(|_| codes::offset_out_of_range()),
-            };
-            let result = match (partition_of(p.partition_index), before) {
-                (None, _) => Err(codes::unknown_topic()),
-                (_, Err(code)) => Err(code),
-                (Some(partition), Ok(before)) => ctx
-                    .host
-                    .delete_records(topic.name.0.as_str(), partition, before)
-                    .await
-                    .map_err(|e| code_of(&e)),
-            };
             match result {
                 Ok(start) => res.low_watermark = offset_of(start),
                 Err(code) => res.error_code = code,
@@ -106,4 +98,17 @@ pub(super) async fn delete_records(ctx: &Ctx, r: DeleteRecordsRequest) -> Delete
         out.topics.push(t);
     }
     out
+}
+
+/// The new start of one partition, or the error code.
+async fn delete_one(ctx: &Ctx, topic: &str, p: &DeleteRecordsPartition) -> Result<u64, i16> {
+    let partition = partition_of(p.partition_index).ok_or_else(codes::unknown_topic)?;
+    let before = match p.offset {
+        LATEST => None,
+        o => Some(u64::try_from(o).map_err(|_| codes::offset_out_of_range())?),
+    };
+    ctx.host
+        .delete_records(topic, partition, before)
+        .await
+        .map_err(|e| code_of(&e))
 }
