@@ -170,9 +170,10 @@ impl Compaction {
     /// The I/O reserve plus a 1 MiB key map.
     pub const MIN_MEMORY_BYTES: u64 = 16 * 1024 * 1024;
     /// The built-in policy (no plugin): a record's key is its compaction
-    /// key, an empty value deletes the key (a tombstone), and a record
-    /// without a key is kept. Kafka's `cleanup.policy=compact`. Plugin
-    /// names cannot contain `:`, so no plugin is ever mistaken for it.
+    /// key, a null value deletes the key (a tombstone; an empty one too
+    /// unless [`Compaction::TOMBSTONE`] says `null`), and a record without
+    /// a key is kept. Kafka's `cleanup.policy=compact`. Plugin names cannot
+    /// contain `:`, so no plugin is ever mistaken for it.
     pub const RECORD_KEY: &'static str = "sluice:record-key";
 
     /// The built-in record-key policy with the default settings.
@@ -192,6 +193,28 @@ impl Compaction {
     /// Whether this is the built-in record-key policy.
     pub fn is_record_key(&self) -> bool {
         self.plugin == Compaction::RECORD_KEY
+    }
+
+    /// The built-in policy's one setting: which values delete their key,
+    /// `null` (Kafka's rule) or `null_or_empty` (the default, so streams
+    /// compacted before the setting existed keep their rule).
+    pub const TOMBSTONE: &'static str = "tombstone";
+
+    /// The built-in record-key policy as Kafka's `cleanup.policy=compact`
+    /// means it: only a null value is a tombstone; an empty one is a value.
+    pub fn kafka_record_key(delete: bool) -> Compaction {
+        Compaction {
+            config: vec![(Compaction::TOMBSTONE.into(), "null".into())],
+            ..Compaction::by_record_key(delete)
+        }
+    }
+
+    /// Whether the built-in policy deletes a key on an empty value too.
+    pub fn empty_is_tombstone(&self) -> bool {
+        !self
+            .config
+            .iter()
+            .any(|(k, v)| k == Compaction::TOMBSTONE && v == "null")
     }
 }
 
@@ -225,6 +248,13 @@ impl StreamConfig {
             }
             if !c.delete && (r.ms.is_some() || r.bytes.is_some()) {
                 return Err("retention needs cleanup \"compact,delete\" on a compacted stream".into());
+            }
+            let known = |(k, v): &(String, String)| k == Compaction::TOMBSTONE && (v == "null" || v == "null_or_empty");
+            if c.is_record_key() && !c.config.iter().all(known) {
+                return Err(format!(
+                    "the built-in record-key policy takes only `{}` = `null` or `null_or_empty`",
+                    Compaction::TOMBSTONE
+                ));
             }
         }
         if self.replication.as_ref().is_some_and(|rep| rep.factor == 0) {

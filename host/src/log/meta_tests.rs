@@ -55,6 +55,21 @@ fn stream_config_is_checked_in_one_place() {
     let mut both = replicated(3);
     both.compaction = Some(compaction);
     assert_eq!(both.validate(), Ok(()));
+    // The built-in policy takes only its tombstone rule.
+    let built_in = |config: &[(&str, &str)]| StreamConfig {
+        compaction: Some(Compaction {
+            config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Compaction::by_record_key(false)
+        }),
+        ..StreamConfig::default()
+    };
+    for rule in ["null", "null_or_empty"] {
+        assert_eq!(built_in(&[("tombstone", rule)]).validate(), Ok(()));
+    }
+    bad(built_in(&[("tombstone", "empty")]), "tombstone");
+    bad(built_in(&[("pointer", "/id")]), "tombstone");
+    assert!(!Compaction::kafka_record_key(true).empty_is_tombstone());
+    assert!(Compaction::by_record_key(true).empty_is_tombstone());
 }
 
 #[test]

@@ -307,7 +307,9 @@ impl Tier {
     /// A fresh instance of the stream's policy plugin.
     async fn decider(&self, cfg: &Compaction) -> Result<Decider, String> {
         if cfg.is_record_key() {
-            return Ok(Decider::RecordKey);
+            return Ok(Decider::RecordKey {
+                empty_is_tombstone: cfg.empty_is_tombstone(),
+            });
         }
         let plugins = self.plugins.get().ok_or("no plugin registry attached")?.clone();
         let (name, version, config) = (cfg.plugin.clone(), cfg.plugin_version, cfg.config.clone());

@@ -36,7 +36,10 @@ pub(super) struct Cursor {
 /// blocking thread per call), or the built-in record-key policy.
 pub(super) enum Decider {
     Plugin(Option<CompactionInstance>),
-    RecordKey,
+    /// `empty_is_tombstone`: an empty value deletes its key too.
+    RecordKey {
+        empty_is_tombstone: bool,
+    },
 }
 
 impl Decider {
@@ -46,7 +49,10 @@ impl Decider {
 
     async fn decide(&mut self, records: &[OffsetRecord]) -> Result<Vec<Decision>, String> {
         let slot = match self {
-            Decider::RecordKey => return Ok(records.iter().map(|r| by_record_key(&r.record)).collect()),
+            Decider::RecordKey { empty_is_tombstone } => {
+                let empty = *empty_is_tombstone;
+                return Ok(records.iter().map(|r| by_record_key(&r.record, empty)).collect());
+            }
             Decider::Plugin(slot) => slot,
         };
         let mut inst = slot.take().ok_or("the plugin instance was lost")?;
@@ -62,12 +68,17 @@ impl Decider {
     }
 }
 
-/// The built-in policy (`Compaction::RECORD_KEY`): the record's key; an
-/// null or empty value is a tombstone; a record without a key is always kept.
-fn by_record_key(r: &crate::log::Record) -> Decision {
+/// The built-in policy (`Compaction::RECORD_KEY`): the record's key; a
+/// null value is a tombstone, and an empty one too unless the stream says
+/// only null (Kafka's rule); a record without a key is always kept.
+pub(super) fn by_record_key(r: &crate::log::Record, empty_is_tombstone: bool) -> Decision {
+    let tombstone = match &r.value {
+        None => true,
+        Some(v) => empty_is_tombstone && v.is_empty(),
+    };
     match &r.key {
         None => Decision::KeepAlways,
-        Some(k) if r.value_bytes().is_empty() => Decision::Tombstone(k.to_vec()),
+        Some(k) if tombstone => Decision::Tombstone(k.to_vec()),
         Some(k) => Decision::Key(k.to_vec()),
     }
 }

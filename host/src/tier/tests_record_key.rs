@@ -1,6 +1,7 @@
 //! The built-in record-key compaction policy through a real node: the
 //! latest record per key stays at its offset, an empty value deletes its
-//! key's older records, keyless records stay; and the node's own
+//! key's older records (only a null one under Kafka's rule, which keeps an
+//! empty value as a value), keyless records stay; and the node's own
 //! `__consumer_offsets` is compacted with it, so it stays about as big as
 //! the live offsets and a restart reads the same offsets back.
 
@@ -93,6 +94,58 @@ async fn the_record_key_policy_keeps_the_latest_per_key_and_honours_tombstones()
         got, want,
         "the latest per key (k3's tombstone too), and every keyless record"
     );
+    host.shutdown().await;
+}
+
+/// Once tombstones expire (a zero `delete_retention`), what each rule
+/// leaves of: k1 set then emptied, k2 set then nulled. Kafka's rule keeps
+/// k1's empty value; the older rule deletes k1 too.
+#[tokio::test]
+async fn kafkas_rule_keeps_an_empty_value_and_deletes_on_null() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((store, prefix)) = store(Store::Memory, dir.path()) else {
+        return;
+    };
+    let host = Host::open_with_store(eager(dir.path()), store, prefix)
+        .await
+        .expect("open");
+    let null = Record {
+        key: Some(Bytes::from("k2")),
+        value: None,
+        ..Record::default()
+    };
+    let records = [
+        keyed(Some("k1"), "a"),
+        keyed(Some("k2"), "b"),
+        keyed(Some("k1"), ""),
+        null,
+    ];
+    for (name, mut c) in [
+        ("kafka", Compaction::kafka_record_key(false)),
+        ("legacy", Compaction::by_record_key(false)),
+    ] {
+        c.min_cleanable_dirty_ppm = 0;
+        c.delete_retention_ms = 0;
+        let cfg = StreamConfig {
+            compaction: Some(c),
+            ..StreamConfig::default()
+        };
+        host.create_stream_with(name, 1, cfg).await.expect("create");
+        host.append(name, 0, &records).await.expect("append");
+    }
+    let mut left = BTreeMap::new();
+    for name in ["kafka", "legacy"] {
+        wait_for(&host, name, "everything tiered", |p| p.upload_lag_records == 0).await;
+        wait_compacted(&host, name, 4).await;
+        let got: Vec<(u64, Option<Bytes>)> = read_all(&host, name, 0)
+            .await
+            .into_iter()
+            .map(|r| (r.offset, r.record.value.clone()))
+            .collect();
+        left.insert(name, got);
+    }
+    assert_eq!(left["kafka"], vec![(2, Some(Bytes::new()))], "{left:?}");
+    assert_eq!(left["legacy"], vec![], "{left:?}");
     host.shutdown().await;
 }
 

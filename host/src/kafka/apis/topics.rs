@@ -6,8 +6,8 @@
 //!
 //! Topic configs map to stream settings: `retention.ms` and
 //! `retention.bytes` (-1: unlimited), `cleanup.policy` `delete`, `compact`
-//! or `compact,delete` (compaction by record key, the built-in policy; a
-//! null or empty value is a tombstone). Any other config is refused with
+//! or `compact,delete` (compaction by record key, the built-in policy; as
+//! in Kafka, only a null value is a tombstone). Any other config is refused with
 //! INVALID_CONFIG rather than silently ignored. A replication factor above
 //! 1 creates a replicated stream (a `[cluster]` is needed), compacted on
 //! each node when asked.
@@ -165,8 +165,8 @@ fn apply_config(config: &mut StreamConfig, name: &str, value: &str) -> Result<()
             policies.sort_unstable();
             config.compaction = match policies.as_slice() {
                 ["delete"] => None,
-                ["compact"] => Some(Compaction::by_record_key(false)),
-                ["compact", "delete"] => Some(Compaction::by_record_key(true)),
+                ["compact"] => Some(Compaction::kafka_record_key(false)),
+                ["compact", "delete"] => Some(Compaction::kafka_record_key(true)),
                 _ => {
                     return Err(format!(
                         "cleanup.policy `{value}`: use `delete`, `compact` or `compact,delete`"
