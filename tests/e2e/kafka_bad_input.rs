@@ -84,6 +84,26 @@ pub(crate) fn producer_batch(value_len: usize, producer_id: i64, epoch: i16, seq
     buf
 }
 
+/// Sends one request and decodes its answer.
+pub(crate) fn call<Req: Encodable, Resp: Decodable>(s: &mut TcpStream, api: ApiKey, version: i16, req: &Req) -> Resp {
+    let mut h = RequestHeader::default();
+    h.request_api_key = api as i16;
+    h.request_api_version = version;
+    h.correlation_id = 9;
+    h.client_id = Some(StrBytes::from_static_str("raw"));
+    let mut buf = BytesMut::new();
+    h.encode(&mut buf, api.request_header_version(version)).expect("header");
+    req.encode(&mut buf, version).expect("request");
+    send_raw(s, &buf);
+    let mut a = answer(s).unwrap_or_else(|| panic!("{api:?} answered"));
+    assert_eq!(a.get_i32(), 9, "correlation id");
+    if api.response_header_version(version) >= 1 {
+        // Tagged fields of the flexible response header (none expected).
+        assert_eq!(a.get_u8(), 0);
+    }
+    Resp::decode(&mut a, version).expect("decode the answer")
+}
+
 /// A Produce v7 request (acks=1) of `records` to `topic` partition `partition`.
 fn produce(s: &mut TcpStream, topic: &str, partition: i32, records: Bytes) -> ProduceResponse {
     produce_acks(s, topic, partition, records, 1)
@@ -107,18 +127,7 @@ pub(crate) fn produce_acks(
     req.acks = acks;
     req.timeout_ms = 5000;
     req.topic_data = vec![t];
-    let mut h = RequestHeader::default();
-    h.request_api_key = ApiKey::Produce as i16;
-    h.request_api_version = 7;
-    h.correlation_id = 9;
-    let mut buf = BytesMut::new();
-    h.encode(&mut buf, ApiKey::Produce.request_header_version(7))
-        .expect("header");
-    req.encode(&mut buf, 7).expect("request");
-    send_raw(s, &buf);
-    let mut a = answer(s).expect("Produce answered");
-    assert_eq!(a.get_i32(), 9);
-    ProduceResponse::decode(&mut a, 7).expect("decode ProduceResponse")
+    call(s, ApiKey::Produce, 7, &req)
 }
 
 fn error_of(r: &ProduceResponse) -> i16 {
@@ -349,18 +358,7 @@ pub(crate) fn raw_fetch(
     req.max_bytes = 1 << 20;
     req.session_epoch = -1;
     req.topics = vec![t];
-    let mut h = RequestHeader::default();
-    h.request_api_key = ApiKey::Fetch as i16;
-    h.request_api_version = 11;
-    h.correlation_id = 5;
-    let mut buf = BytesMut::new();
-    h.encode(&mut buf, ApiKey::Fetch.request_header_version(11))
-        .expect("header");
-    req.encode(&mut buf, 11).expect("request");
-    send_raw(s, &buf);
-    let mut a = answer(s).expect("Fetch answered");
-    assert_eq!(a.get_i32(), 5);
-    let r = FetchResponse::decode(&mut a, 11).expect("decode FetchResponse");
+    let r: FetchResponse = call(s, ApiKey::Fetch, 11, &req);
     r.responses[0].partitions[0].clone()
 }
 

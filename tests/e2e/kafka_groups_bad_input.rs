@@ -6,40 +6,19 @@
 
 use std::net::TcpStream;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopics};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     ApiKey, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, RequestHeader, SyncGroupRequest, SyncGroupResponse,
-    TopicName,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 
-use crate::kafka_bad_input::{Listener, answer, send_raw};
+use crate::kafka_bad_input::{Listener, call};
 use crate::support::{self, Server, ServerOptions};
-
-/// Sends one request and decodes its answer.
-fn call<Req: Encodable, Resp: Decodable>(s: &mut TcpStream, api: ApiKey, version: i16, req: &Req) -> Resp {
-    let mut h = RequestHeader::default();
-    h.request_api_key = api as i16;
-    h.request_api_version = version;
-    h.correlation_id = 9;
-    h.client_id = Some(StrBytes::from_static_str("raw"));
-    let mut buf = BytesMut::new();
-    h.encode(&mut buf, api.request_header_version(version)).expect("header");
-    req.encode(&mut buf, version).expect("request");
-    send_raw(s, &buf);
-    let mut a = answer(s).unwrap_or_else(|| panic!("{api:?} answered"));
-    assert_eq!(a.get_i32(), 9, "correlation id");
-    if api.response_header_version(version) >= 1 {
-        // Tagged fields of the flexible response header (none expected).
-        assert_eq!(a.get_u8(), 0);
-    }
-    Resp::decode(&mut a, version).expect("decode the answer")
-}
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())

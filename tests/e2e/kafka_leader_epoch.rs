@@ -6,15 +6,12 @@
 
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
-use kafka_protocol::messages::{
-    ApiKey, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, RequestHeader, TopicName,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::messages::{ApiKey, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use serde_json::json;
 
-use crate::kafka_bad_input::{Listener, answer, raw_fetch, send_raw};
+use crate::kafka_bad_input::{Listener, call, raw_fetch};
 use crate::kafka_support::{metric_sum, offsets_of, py};
 use crate::replication_support::{Cluster, STREAM};
 
@@ -34,21 +31,7 @@ fn ask(kafka: &str, version: i16, asks: &[(&str, i32, i32, i32)]) -> Vec<(i16, i
         t.partitions = vec![p];
         req.topics.push(t);
     }
-    let mut h = RequestHeader::default();
-    h.request_api_key = ApiKey::OffsetForLeaderEpoch as i16;
-    h.request_api_version = version;
-    h.correlation_id = 7;
-    let mut buf = BytesMut::new();
-    h.encode(&mut buf, ApiKey::OffsetForLeaderEpoch.request_header_version(version))
-        .expect("header");
-    req.encode(&mut buf, version).expect("request");
-    send_raw(&mut s, &buf);
-    let mut a = answer(&mut s).expect("answered");
-    assert_eq!(a.get_i32(), 7);
-    if ApiKey::OffsetForLeaderEpoch.response_header_version(version) >= 1 {
-        assert_eq!(a.get_u8(), 0, "no tagged fields in the header");
-    }
-    let r = OffsetForLeaderEpochResponse::decode(&mut a, version).expect("decode");
+    let r: OffsetForLeaderEpochResponse = call(&mut s, ApiKey::OffsetForLeaderEpoch, version, &req);
     r.topics
         .iter()
         .flat_map(|t| {
@@ -80,18 +63,7 @@ fn list_offsets_error(kafka: &str, current: i32) -> i16 {
     let mut req = ListOffsetsRequest::default();
     req.replica_id = kafka_protocol::messages::BrokerId(-1);
     req.topics = vec![t];
-    let mut h = RequestHeader::default();
-    h.request_api_key = ApiKey::ListOffsets as i16;
-    h.request_api_version = 4;
-    h.correlation_id = 6;
-    let mut buf = BytesMut::new();
-    h.encode(&mut buf, ApiKey::ListOffsets.request_header_version(4))
-        .expect("header");
-    req.encode(&mut buf, 4).expect("request");
-    send_raw(&mut s, &buf);
-    let mut a = answer(&mut s).expect("ListOffsets answered");
-    assert_eq!(a.get_i32(), 6);
-    let r = ListOffsetsResponse::decode(&mut a, 4).expect("decode ListOffsetsResponse");
+    let r: ListOffsetsResponse = call(&mut s, ApiKey::ListOffsets, 4, &req);
     r.topics[0].partitions[0].error_code
 }
 
