@@ -104,7 +104,7 @@ async fn connections_beyond_the_cap_wait_and_probes_skip_the_request_limit() {
     // The probe goes over the pool's idle connection: the cap of 3 is
     // already reached by that one, the long-poll's and the abandoned
     // request's (the server notices that one closed only when it reads).
-    let health = tokio::time::timeout(Duration::from_millis(800), c.get(server.url("/health")).send())
+    let health = tokio::time::timeout(Duration::from_millis(1500), c.get(server.url("/health")).send())
         .await
         .expect("health answers at once")
         .expect("health");
