@@ -238,6 +238,35 @@ impl ProducerTable {
         *max = (*max).max(b.producer_id);
     }
 
+    /// The producer of each batch this table still remembers on one
+    /// partition whose first offset is in `from..until`, by first offset
+    /// (with its record count): what a read from tiered segments, which
+    /// keep no producer fields, can give back to a follower.
+    pub fn remembered_in(
+        &self,
+        stream: u32,
+        partition: u32,
+        from: u64,
+        until: u64,
+    ) -> HashMap<u64, (ProducerBatch, u32)> {
+        let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = HashMap::new();
+        for ((s_id, p, producer_id), s) in states.iter() {
+            if (*s_id, *p) != (stream, partition) {
+                continue;
+            }
+            for w in s.recent.iter().filter(|w| (from..until).contains(&w.base_offset)) {
+                let b = ProducerBatch {
+                    producer_id: *producer_id,
+                    epoch: s.epoch,
+                    base_sequence: w.first_seq,
+                };
+                out.insert(w.base_offset, (b, w.count));
+            }
+        }
+        out
+    }
+
     /// Sets how long a producer's state outlives its last batch.
     pub fn set_expiry(&self, expiry: std::time::Duration) {
         let ms = u64::try_from(expiry.as_millis()).unwrap_or(u64::MAX);

@@ -246,16 +246,23 @@ impl Log {
                         .ok_or_else(|| err("no object store is attached".into()))?;
                     let want = usize::try_from(max_bytes).unwrap_or(usize::MAX);
                     let read = cold.read(s.meta.id, partition, at, until, want).await.map_err(err)?;
+                    // Segments keep no producer fields: give back those the
+                    // producer table still remembers (a batch compaction
+                    // shrank no longer matches its count and goes without).
+                    let known = self.producers.remembered_in(s.meta.id, partition, at, until);
                     let batches: Vec<RawBatch> = read
                         .batches
                         .into_iter()
                         .filter(|b| b.base_offset < until)
                         .take(max_batches.max(1))
                         .map(|b| RawBatch {
+                            producer: known
+                                .get(&b.base_offset)
+                                .filter(|(_, count)| *count == b.count)
+                                .map(|(p, _)| *p),
                             base_offset: b.base_offset,
                             count: b.count,
                             payload: b.payload,
-                            producer: None,
                         })
                         .collect();
                     // A compacted range may hold no record at all: go on
