@@ -52,7 +52,7 @@ mod tests_layers;
 
 pub use config::Settings;
 pub use error::{Error, ErrorKind};
-pub use node::{Acks, Host, PartitionStatus, ReadFilter, ReadLimits, StreamSpec, TimeOffset};
+pub use node::{Acks, Host, PartitionStatus, ReadFilter, ReadLimits, StreamSpec, TierOffsets, TimeOffset};
 pub use node::{
     Appended, Compaction, CompactionStatus, OffsetRecord, PipelineMeta, PipelineStatus, PluginInfo, ReadBatch, Record,
     Replication, ReplicationStatus, Retention, StreamConfig, StreamInfo, TierStatus, VersionInfo,

@@ -61,7 +61,7 @@ mod views;
 pub use cluster::{Acks, PendingAppend, StreamSpec};
 pub use committed::{CommitRefused, CommittedOffset, OffsetCommit};
 pub use groups::{GroupError, GroupOpError, GroupView, JoinRequest, ResetTo, SyncRequest};
-pub use offsets::TimeOffset;
+pub use offsets::{TierOffsets, TimeOffset};
 pub use readiness::Readiness;
 pub use settings::{PartitionsSpec, RetentionSpec};
 pub use views::{ViewInfo, ViewSpec};

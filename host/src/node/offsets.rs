@@ -1,5 +1,7 @@
 //! Finding offsets: the first record at or after a time (Kafka ListOffsets
-//! by timestamp, `?timestamp=` on HTTP reads), and checks the faces share.
+//! by timestamp, `?timestamp=` on HTTP reads), the first holding the
+//! largest timestamp, where the tiered and the WAL-held records meet, and
+//! checks the faces share.
 
 use super::{Host, ReadLimits};
 use crate::error::Error;
@@ -22,6 +24,17 @@ pub struct TimeOffset {
     pub timestamp_ms: u64,
 }
 
+/// Where a partition's records live (Kafka ListOffsets EARLIEST_LOCAL and
+/// LATEST_TIERED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierOffsets {
+    /// The first offset the WAL holds (the partition's end when it holds
+    /// none); below it records are only in the object store.
+    pub local_start: u64,
+    /// The end of the tiered records (`None`: no live record is tiered).
+    pub tiered_end: Option<u64>,
+}
+
 impl Host {
     /// The first record of `partition` with a timestamp at or after
     /// `timestamp_ms` (Kafka's ListOffsets rule: timestamps need not grow
@@ -37,30 +50,106 @@ impl Host {
         // A view's offsets are its input's.
         let source = self.source_of(stream);
         let stream = source.as_deref().unwrap_or(stream);
+        let (id, index) = self.caught_up_index(stream, partition).await?;
+        let start = index.start_for(timestamp_ms);
+        drop(index);
+        self.first_at_or_after(stream, partition, id, start, timestamp_ms).await
+    }
+
+    /// The first record of `partition` holding its largest timestamp
+    /// (Kafka's ListOffsets MAX_TIMESTAMP); `None` if it holds no record.
+    /// Exact: when the record that held the largest timestamp the index saw
+    /// was deleted since (retention, deleted records), the index is
+    /// rebuilt; if the rebuilt one still names a record that is gone (a
+    /// compacted segment's recorded maximum), the partition is read
+    /// through.
+    pub async fn max_timestamp(&self, stream: &str, partition: u32) -> Result<Option<TimeOffset>, Error> {
+        let source = self.source_of(stream);
+        let stream = source.as_deref().unwrap_or(stream);
+        for _ in 0..2 {
+            let (id, index) = self.caught_up_index(stream, partition).await?;
+            let Some(max) = index.max() else {
+                return Ok(None);
+            };
+            let start = index.start_for(max);
+            drop(index);
+            if let Some(found) = self.first_at_or_after(stream, partition, id, start, max).await? {
+                return Ok(Some(found));
+            }
+            self.inner
+                .time_index
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&(id, partition));
+        }
+        let mut best: Option<TimeOffset> = None;
+        self.scan(stream, partition, 0, false, |offset, ts| {
+            if best.is_none_or(|b| ts > b.timestamp_ms) {
+                best = Some(TimeOffset {
+                    offset,
+                    timestamp_ms: ts,
+                });
+            }
+            false
+        })
+        .await?;
+        Ok(best)
+    }
+
+    /// Where `partition`'s records stop being only in the object store and
+    /// where its tiered records end.
+    pub fn tier_offsets(&self, stream: &str, partition: u32) -> Result<TierOffsets, Error> {
+        let source = self.source_of(stream);
+        let stream = source.as_deref().unwrap_or(stream);
+        let info = self.describe_stream(stream)?;
+        self.stream_end(stream, partition)?;
+        let Some(p) = self.inner.log.tier_partition(info.id, partition) else {
+            return Err(crate::log::LogError::StreamNotFound { name: stream.into() }.into());
+        };
+        let mark = p.state.mark();
+        let tiered_end = p.state.lock().tiered_end;
+        Ok(TierOffsets {
+            local_start: mark.floor.max(mark.start),
+            tiered_end: (tiered_end > mark.start).then_some(tiered_end),
+        })
+    }
+
+    /// The partition's time index, brought up to the partition's end: below
+    /// its start nothing can be read, tiered segments come from the
+    /// manifest, the rest is read. Returns the stream's id with it.
+    async fn caught_up_index(
+        &self,
+        stream: &str,
+        partition: u32,
+    ) -> Result<(u32, tokio::sync::OwnedMutexGuard<super::time_index::TimeIndex>), Error> {
         let info = self.describe_stream(stream)?;
         self.stream_end(stream, partition)?;
         let index = {
             let mut all = self.inner.time_index.lock().unwrap_or_else(|e| e.into_inner());
             all.entry((info.id, partition)).or_default().clone()
         };
-        let mut index = index.lock().await;
-        // Bring the index up to the partition's end: below its start
-        // nothing can be read, tiered segments come from the manifest, the
-        // rest is read.
+        let mut index = index.lock_owned().await;
         if let Some(r) = info.partitions.get(partition as usize) {
             index.skip_to(r.start);
         }
-        // Offsets below the WAL's first batch are only in the object store;
-        // a lookup in what the WAL holds never asks the store.
-        let only_tiered = |o: u64| {
-            self.inner
-                .log
-                .tier_partition(info.id, partition)
-                .is_some_and(|p| o < p.state.mark().floor)
-        };
-        if only_tiered(index.covered()) {
+        if self.only_tiered(info.id, partition, index.covered()) {
             match self.inner.tier.time_spans(info.id, partition, index.covered()).await {
                 Ok(spans) => {
+                    let mut spans = spans.into_iter().peekable();
+                    // A segment cut by the partition's start recorded the
+                    // maximum of records deleted since too: its live
+                    // records are read instead.
+                    let from = index.covered();
+                    if let Some(until) = spans.next_if(|s| s.base_offset < from).map(|s| s.end_offset) {
+                        self.scan(stream, partition, from, false, |offset, ts| {
+                            if offset >= until {
+                                return true;
+                            }
+                            index.observe(offset, ts);
+                            false
+                        })
+                        .await?;
+                    }
                     for s in spans {
                         index.observe_span(s.base_offset, s.end_offset, s.max_timestamp_ms);
                     }
@@ -75,16 +164,31 @@ impl Host {
             false
         })
         .await?;
-        let mut start = index.start_for(timestamp_ms);
-        drop(index);
+        Ok((info.id, index))
+    }
+
+    /// Whether `offset` is below the WAL's first batch: only in the object
+    /// store (a lookup in what the WAL holds never asks the store).
+    fn only_tiered(&self, id: u32, partition: u32, offset: u64) -> bool {
+        self.inner
+            .log
+            .tier_partition(id, partition)
+            .is_some_and(|p| offset < p.state.mark().floor)
+    }
+
+    /// The first record at or after `timestamp_ms`, searched from `start`
+    /// (below it every record is older).
+    async fn first_at_or_after(
+        &self,
+        stream: &str,
+        partition: u32,
+        id: u32,
+        mut start: u64,
+        timestamp_ms: u64,
+    ) -> Result<Option<TimeOffset>, Error> {
         // In tiered data, skip to the batch that may hold the answer.
-        if only_tiered(start) {
-            match self
-                .inner
-                .tier
-                .time_start(info.id, partition, start, timestamp_ms)
-                .await
-            {
+        if self.only_tiered(id, partition, start) {
+            match self.inner.tier.time_start(id, partition, start, timestamp_ms).await {
                 Ok(s) => start = start.max(s),
                 Err(e) => tracing::warn!(stream, partition, error = %e, "tiered batch timestamps unknown"),
             }

@@ -265,3 +265,66 @@ async fn a_lookup_in_what_the_wal_holds_never_asks_the_object_store() {
     gate.release();
     host.shutdown().await;
 }
+
+/// A record far ahead of the others (a clock jump) at `i` = 700, two a
+/// little less far with the same time at 1,500 and 2,500, the rest rising.
+fn jumpy(i: u64) -> u64 {
+    let base = 1_700_000_000_000;
+    match i {
+        700 => base + 50_000_000,
+        1_500 | 2_500 => base + 40_000_000,
+        _ => base + i * 10,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_timestamp_stays_exact_when_its_record_is_deleted() {
+    const M: u64 = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::open(settings(dir.path())).await.unwrap();
+    host.create_stream("m", 1).await.unwrap();
+    for chunk in (0..M).collect::<Vec<_>>().chunks(100) {
+        let records: Vec<Record> = chunk
+            .iter()
+            .map(|i| Record {
+                value: Some(Bytes::from(format!("{i:0>64}"))),
+                timestamp_ms: jumpy(*i),
+                ..Record::default()
+            })
+            .collect();
+        host.append("m", 0, &records).await.unwrap();
+    }
+    // The first record holding the largest timestamp of `from..M`.
+    let want = |from: u64| {
+        let max = (from..M).map(jumpy).max().unwrap();
+        (from..M).find(|i| jumpy(*i) == max).unwrap()
+    };
+    let got = async |host: &Host| {
+        let g = host.max_timestamp("m", 0).await.unwrap().unwrap();
+        assert_eq!(g.timestamp_ms, jumpy(g.offset));
+        g.offset
+    };
+    assert_eq!(got(&host).await, 700, "in the WAL");
+    tier_past(&host, "m", 2_000).await;
+    let status = host.stream_status("m").unwrap()[0].clone();
+    let t = host.tier_offsets("m", 0).unwrap();
+    assert_eq!(t.local_start, status.wal_start_offset);
+    assert_eq!(t.tiered_end, Some(status.tier.tiered_end));
+    assert_eq!(got(&host).await, 700, "tiered");
+    // The index saw 700's timestamp; once 700 is gone the answer moves on.
+    host.delete_records("m", 0, Some(701)).await.unwrap();
+    assert_eq!(got(&host).await, want(701));
+    assert_eq!(want(701), 1_500, "the first of two");
+    host.shutdown().await;
+    drop(host);
+    let host = Host::open(settings(dir.path())).await.unwrap();
+    assert_eq!(got(&host).await, 1_500, "after a restart");
+    host.delete_records("m", 0, Some(1_501)).await.unwrap();
+    assert_eq!(got(&host).await, want(1_501));
+    assert_eq!(want(1_501), 2_500);
+    // Nothing left: no answer, and nothing is tiered any more.
+    host.delete_records("m", 0, None).await.unwrap();
+    assert_eq!(host.max_timestamp("m", 0).await.unwrap(), None);
+    assert_eq!(host.tier_offsets("m", 0).unwrap().tiered_end, None);
+    host.shutdown().await;
+}

@@ -35,6 +35,8 @@ pub(super) struct TimeIndex {
     covered: u64,
     /// Largest timestamp observed.
     max: u64,
+    /// A record or span was observed.
+    observed: bool,
     /// Records observed since the last point.
     since_point: u64,
 }
@@ -55,6 +57,7 @@ impl TimeIndex {
             self.since_point = 0;
         }
         self.max = self.max.max(timestamp_ms);
+        self.observed = true;
         self.covered = offset.saturating_add(1);
         self.since_point += 1;
     }
@@ -70,6 +73,7 @@ impl TimeIndex {
             self.points.push((self.covered, self.max));
         }
         self.max = self.max.max(max_timestamp_ms);
+        self.observed = true;
         self.covered = end;
         // The next record or span starts a point where this span ends.
         self.since_point = EVERY;
@@ -88,6 +92,12 @@ impl TimeIndex {
             0 => 0,
             i => self.points[i - 1].0,
         }
+    }
+
+    /// The largest timestamp observed (`None` before any record). Records
+    /// deleted since may have held it: at least every live record's.
+    pub(super) fn max(&self) -> Option<u64> {
+        self.observed.then_some(self.max)
     }
 
     #[cfg(test)]
@@ -122,8 +132,10 @@ mod tests {
                 );
             }
         }
-        idx.observe(3, 0); // already covered: ignored
+        idx.observe(3, u64::MAX); // already covered: ignored
         assert_eq!(idx.covered(), n);
+        assert_eq!(idx.max(), Some(ts(n - 1)));
+        assert_eq!(TimeIndex::default().max(), None);
     }
 
     #[test]

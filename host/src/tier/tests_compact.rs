@@ -129,6 +129,14 @@ async fn latest_per_key_survives(kind: Store) {
         let got = host.offset_for_timestamp("users", 0, t).await.unwrap();
         assert_eq!(got.map(|g| g.offset), want, "target {t}");
     }
+    // So does the first record with the largest timestamp.
+    let top = after.iter().map(|r| r.record.timestamp_ms).max();
+    let want = after
+        .iter()
+        .find(|r| Some(r.record.timestamp_ms) == top)
+        .map(|r| r.offset);
+    let got = host.max_timestamp("users", 0).await.unwrap();
+    assert_eq!(got.map(|g| g.offset), want);
     // New data after compaction still appends and reads normally.
     let a = host
         .append("users", 0, &[json_rec(r#"{"id":"k1","v":9999}"#.into())])

@@ -138,6 +138,24 @@ def confluent_offsets_for_times(a):
     return {"offsets": res, "low": low, "high": high}
 
 
+def confluent_list_offsets(a):
+    """Admin ListOffsets of one partition per spec: earliest, latest,
+    max_timestamp or a time; [offset, timestamp] each."""
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient, OffsetSpec
+
+    admin = AdminClient({"bootstrap.servers": a["bootstrap"]})
+    named = {"earliest": OffsetSpec.earliest(), "latest": OffsetSpec.latest(),
+             "max_timestamp": OffsetSpec.max_timestamp()}
+    out = []
+    for spec in a["specs"]:
+        tp = TopicPartition(a["topic"], a["partition"])
+        s = named[spec] if isinstance(spec, str) else OffsetSpec.for_timestamp(spec)
+        r = admin.list_offsets({tp: s}, request_timeout=20)[tp].result(20)
+        out.append([r.offset, r.timestamp])
+    return {"offsets": out}
+
+
 def confluent_metadata(a):
     from confluent_kafka.admin import AdminClient
 
@@ -289,6 +307,23 @@ def kp_offsets_for_times(a):
     return {"offsets": res, "low": low, "high": high}
 
 
+def kp_list_offsets(a):
+    """Admin ListOffsets of one partition per spec: earliest, latest,
+    max_timestamp, earliest_local, latest_tiered or a time."""
+    from kafka import TopicPartition
+    from kafka.admin import KafkaAdminClient, OffsetSpec
+
+    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"])
+    out = []
+    for spec in a["specs"]:
+        tp = TopicPartition(a["topic"], a["partition"])
+        s = OffsetSpec[spec.upper()] if isinstance(spec, str) else spec
+        r = admin.list_partition_offsets({tp: s})[tp]
+        out.append([r.offset, r.timestamp])
+    admin.close()
+    return {"offsets": out}
+
+
 def kp_committed(a):
     from kafka import KafkaConsumer, TopicPartition
 
@@ -423,6 +458,8 @@ COMMANDS = {
     ("kafkapython", "delete_group_offsets"): kp_delete_group_offsets,
     ("kafkapython", "create_partitions"): kp_create_partitions,
     ("confluent", "describe_configs"): confluent_describe_configs,
+    ("confluent", "list_offsets"): confluent_list_offsets,
+    ("kafkapython", "list_offsets"): kp_list_offsets,
 }
 
 if __name__ == "__main__":

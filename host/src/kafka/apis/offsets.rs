@@ -1,6 +1,11 @@
-//! ListOffsets (v1–v6): the earliest offset (-2), the latest (-1: the high
-//! watermark), or the first offset whose record's timestamp is at or after
-//! a time (offset -1 and timestamp -1 when no record is that recent).
+//! ListOffsets (v1–v10): the earliest offset (-2), the latest (-1: the high
+//! watermark), the first offset whose record's timestamp is at or after a
+//! time (offset -1 and timestamp -1 when no record is that recent), the
+//! first record with the largest timestamp (-3), the first offset the WAL
+//! holds (-4, Kafka's local log start) or the last tiered offset (-5; -1
+//! when no live record is tiered). Kafka answers these at any version, and
+//! so does this; v10's `timeout_ms` bounds nothing here (an object store
+//! read has its own timeout).
 //! A `current_leader_epoch` (v4+) other than the leader's is refused as
 //! Fetch refuses it. DeleteRecords (v0–v2) moves a partition's start (its
 //! low watermark) up to an offset (-1: the high watermark); the records
@@ -17,6 +22,9 @@ use super::{Visible, check_epoch, offset_of, partition_of, topic_name, visible};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
 
 pub(super) async fn handle(ctx: &Ctx, r: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let mut out = ListOffsetsResponse::default();
@@ -62,6 +70,21 @@ async fn lookup(ctx: &Ctx, stream: &str, asked: (i32, i32, i64)) -> Result<(i64,
     match timestamp {
         LATEST => Ok((offset_of(end), -1, epoch)),
         EARLIEST => Ok((offset_of(start), -1, epoch)),
+        MAX_TIMESTAMP => {
+            let found = host.max_timestamp(stream, partition).await.map_err(|e| code_of(&e))?;
+            Ok(match found {
+                Some(f) if f.offset < end => (offset_of(f.offset), offset_of(f.timestamp_ms), epoch),
+                _ => (-1, -1, epoch),
+            })
+        }
+        EARLIEST_LOCAL | LATEST_TIERED => {
+            let t = host.tier_offsets(stream, partition).map_err(|e| code_of(&e))?;
+            let offset = match timestamp {
+                EARLIEST_LOCAL => offset_of(t.local_start.clamp(start, end)),
+                _ => t.tiered_end.map_or(-1, |e| offset_of(e.min(end).saturating_sub(1))),
+            };
+            Ok((offset, -1, epoch))
+        }
         t if t >= 0 => {
             let found = host
                 .offset_for_timestamp(stream, partition, t as u64)
