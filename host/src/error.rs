@@ -236,6 +236,8 @@ impl From<ClusterError> for Error {
             }
             ClusterError::StaleEpoch { .. } => (ErrorKind::Conflict, "stale_epoch"),
             ClusterError::NotEnoughReplicas { .. } => (ErrorKind::Unavailable, "not_enough_replicas"),
+            ClusterError::NotInSync { .. } => (ErrorKind::Invalid, "not_in_sync"),
+            ClusterError::NoEligibleLeader { .. } => (ErrorKind::Unavailable, "no_eligible_leader"),
             ClusterError::Log(_) => (ErrorKind::Internal, "internal"),
         };
         Error::new(kind, code, e.to_string()).with_source(e)

@@ -62,6 +62,20 @@ pub enum ClusterError {
         in_sync: Vec<u32>,
         required: usize,
     },
+    #[error(
+        "node {node} is not in the in-sync set of stream `{stream}` partition {partition}; moving the leadership \
+         there can lose acknowledged records (add \"force\": true to do it anyway)"
+    )]
+    NotInSync { stream: String, partition: u32, node: u32 },
+    #[error(
+        "no replica of stream `{stream}` partition {partition} but its leader answered, so none can take over \
+         (replicas: {replicas:?})"
+    )]
+    NoEligibleLeader {
+        stream: String,
+        partition: u32,
+        replicas: Vec<u32>,
+    },
     #[error(transparent)]
     Log(#[from] LogError),
 }

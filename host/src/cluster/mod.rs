@@ -10,6 +10,7 @@
 //! Invariants: every call to a peer has a timeout and a cap on the answer's
 //! size; a node follows only the leader its durable leadership names.
 
+pub mod elect;
 pub mod error;
 pub mod follower;
 pub mod leader;
@@ -27,6 +28,8 @@ mod tests_cold;
 #[cfg(test)]
 mod tests_compacted;
 #[cfg(test)]
+mod tests_elect;
+#[cfg(test)]
 mod tests_faults;
 #[cfg(test)]
 mod tests_retention_gap;
@@ -41,6 +44,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
+pub use elect::ElectionKind;
 pub use error::ClusterError;
 use follower::{FollowerStatus, SharedStatus};
 use leader::Tracker;

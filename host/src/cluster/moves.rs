@@ -175,15 +175,7 @@ impl Cluster {
             )));
         }
         let timeout = self.settings.peer_timeout;
-        let at = PartitionRef {
-            stream: stream.into(),
-            partition,
-        };
-        let calls = view
-            .replicas
-            .iter()
-            .map(|n| self.post_json::<_, PartitionState>(*n, "/internal/partition/state", &at, timeout));
-        let states: Vec<PartitionState> = futures::future::join_all(calls).await.into_iter().flatten().collect();
+        let states = self.replica_states(stream, partition, &view.replicas).await;
         let newest = states
             .iter()
             .max_by_key(|s| s.epoch)
@@ -207,10 +199,11 @@ impl Cluster {
             None => t.follower_in_sync,
         };
         if !in_sync && !force {
-            return Err(ClusterError::Invalid(format!(
-                "node {target} is not in the in-sync set of stream `{stream}` partition {partition}; moving the \
-                 leadership there can lose acknowledged records (add \"force\": true to do it anyway)"
-            )));
+            return Err(ClusterError::NotInSync {
+                stream: stream.into(),
+                partition,
+                node: target,
+            });
         }
         let next_epoch = epoch.checked_add(1).ok_or_else(|| {
             ClusterError::Invalid(format!(
@@ -245,6 +238,20 @@ impl Cluster {
             }
         }
         Ok(moved)
+    }
+
+    /// The state of a partition on each of `replicas` that answers within
+    /// `peer_timeout` (this node's own included).
+    pub(super) async fn replica_states(&self, stream: &str, partition: u32, replicas: &[u32]) -> Vec<PartitionState> {
+        let at = PartitionRef {
+            stream: stream.into(),
+            partition,
+        };
+        let timeout = self.settings.peer_timeout;
+        let calls = replicas
+            .iter()
+            .map(|n| self.post_json::<_, PartitionState>(*n, "/internal/partition/state", &at, timeout));
+        futures::future::join_all(calls).await.into_iter().flatten().collect()
     }
 
     /// At start-up: for each partition this node leads, asks the other

@@ -220,7 +220,7 @@ pub struct MoveLeaderIn {
     request_body = MoveLeaderIn,
     responses(
         (status = 200, description = "The new leader's state", body = PartitionState),
-        (status = 400, description = "`invalid_request` (not a replica, not in sync, drain timed out), `not_replicated`", body = ErrorBody),
+        (status = 400, description = "`not_in_sync` (without `force`), `invalid_request` (not a replica, drain timed out), `not_replicated`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`stream_not_found`, `partition_not_found`", body = ErrorBody),
         (status = 409, description = "`stale_epoch`, `stream_mismatch`", body = ErrorBody),

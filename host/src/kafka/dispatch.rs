@@ -51,6 +51,7 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::ElectLeaders, 0, 2),
 ];
 
 /// Produce versions advertised but answered with UNSUPPORTED_VERSION
@@ -252,6 +253,7 @@ fn api_name(api: ApiKey) -> &'static str {
         ApiKey::Produce => "produce",
         ApiKey::Fetch => "fetch",
         ApiKey::ListOffsets => "list_offsets",
+        ApiKey::ElectLeaders => "elect_leaders",
         ApiKey::Metadata => "metadata",
         ApiKey::ApiVersions => "api_versions",
         ApiKey::CreateTopics => "create_topics",

@@ -50,6 +50,17 @@ pub(super) fn code_of(e: &Error) -> i16 {
     k.code()
 }
 
+/// The Kafka error code for an election that failed (ElectLeaders): the
+/// preferred replica out of sync or not answering, or no replica to take
+/// over; anything else as [`code_of`].
+pub(super) fn election_code(e: &Error) -> i16 {
+    match e.code() {
+        "not_in_sync" | "replica_unavailable" => K::PreferredLeaderNotAvailable.code(),
+        "no_eligible_leader" => K::EligibleLeadersNotAvailable.code(),
+        _ => code_of(e),
+    }
+}
+
 /// The Kafka error code for a refused record set.
 pub(super) fn batch_code(e: &BatchError) -> i16 {
     match e {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Host;
 use crate::cluster::moves::{LeaderChange, PartitionState};
-use crate::cluster::{ClusterError, ReplicationStatus};
+use crate::cluster::{ClusterError, ElectionKind, ReplicationStatus};
 use crate::error::{Error, ErrorKind};
 use crate::log::meta::{Compaction, Replication, Retention, StreamConfig};
 use crate::log::producers::ProducerBatch;
@@ -343,5 +343,33 @@ impl Host {
         force: bool,
     ) -> Result<PartitionState, Error> {
         Ok(self.cluster()?.move_leader(stream, partition, target, force).await?)
+    }
+
+    /// Runs a leader election (see [`ElectionKind`]); `None` when none is
+    /// needed, as on a partition that is not replicated (its one replica
+    /// leads) or of a view. The move runs to its end even if the caller
+    /// stops waiting: a move cut off halfway would leave the old leader
+    /// fenced and no new one.
+    pub async fn elect_leader(
+        &self,
+        stream: &str,
+        partition: u32,
+        kind: ElectionKind,
+    ) -> Result<Option<PartitionState>, Error> {
+        self.stream_end(stream, partition)?;
+        if self.inner.log.replica(stream, partition).is_err() {
+            return Ok(None);
+        }
+        let cluster = self.cluster()?.clone();
+        let stream = stream.to_string();
+        let run = tokio::spawn(async move { cluster.elect_leader(&stream, partition, kind).await });
+        match run.await {
+            Ok(done) => Ok(done?),
+            Err(e) => Err(Error::new(
+                ErrorKind::Internal,
+                "internal",
+                format!("the election task failed: {e}"),
+            )),
+        }
     }
 }

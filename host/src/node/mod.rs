@@ -17,10 +17,10 @@ use crate::tier::{Remote, Tier};
 
 // What the faces (HTTP, CLI) use of the subsystems, re-exported here: a
 // face depends on this facade alone.
-pub use crate::cluster::ReplicationStatus;
 pub use crate::cluster::leader::RawReadRequest;
 pub use crate::cluster::moves::{LeaderChange, PartitionRef, PartitionState};
 pub use crate::cluster::wire::FetchRequest;
+pub use crate::cluster::{ElectionKind, ReplicationStatus};
 pub use crate::log::meta::{Compaction, PipelineMeta, Replication, Retention, RetentionChange, StreamConfig};
 pub use crate::log::partition::Range as PartitionRange;
 pub use crate::log::producers::ProducerBatch;

@@ -156,6 +156,27 @@ def confluent_list_offsets(a):
     return {"offsets": out}
 
 
+def confluent_elect_leaders(a):
+    """ElectLeaders of a["type"] (preferred or unclean) on a["partitions"]
+    ([[topic, partition]], or None: all); per "topic:partition" None or the
+    error's name."""
+    from confluent_kafka import ElectionType, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": a["bootstrap"]})
+    kind = ElectionType.PREFERRED if a["type"] == "preferred" else ElectionType.UNCLEAN
+    parts = None if a["partitions"] is None else [TopicPartition(t, p) for t, p in a["partitions"]]
+    try:
+        res = admin.elect_leaders(kind, parts).result(60)
+    except Exception as e:  # the Kafka error, reported to the test
+        return {"error": str(e)}
+    def name(err):  # a KafkaError, or an exception carrying one
+        return err.name() if hasattr(err, "name") else err.args[0].name()
+
+    return {"results": {f"{tp.topic}:{tp.partition}": (None if err is None else name(err))
+                        for tp, err in res.items()}}
+
+
 def confluent_metadata(a):
     from confluent_kafka.admin import AdminClient
 
@@ -324,6 +345,26 @@ def kp_list_offsets(a):
     return {"offsets": out}
 
 
+def kp_elect_leaders(a):
+    """As confluent_elect_leaders; per "topic:partition" the error code."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"], request_timeout_ms=60000)
+    kind = 0 if a["type"] == "preferred" else 1
+    parts = None
+    if a["partitions"] is not None:
+        parts = {}
+        for t, p in a["partitions"]:
+            parts.setdefault(t, []).append(p)
+    r = admin.elect_leaders(kind, parts, timeout_ms=60000, raise_errors=False)
+    admin.close()
+    out = {}
+    for topic, results in r.replica_election_results:
+        for part in results:
+            out[f"{topic}:{part[0]}"] = part[1]
+    return {"results": out}
+
+
 def kp_committed(a):
     from kafka import KafkaConsumer, TopicPartition
 
@@ -460,6 +501,8 @@ COMMANDS = {
     ("confluent", "describe_configs"): confluent_describe_configs,
     ("confluent", "list_offsets"): confluent_list_offsets,
     ("kafkapython", "list_offsets"): kp_list_offsets,
+    ("confluent", "elect_leaders"): confluent_elect_leaders,
+    ("kafkapython", "elect_leaders"): kp_elect_leaders,
 }
 
 if __name__ == "__main__":

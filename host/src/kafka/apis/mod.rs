@@ -8,6 +8,7 @@ use super::Ctx;
 use super::conn::Conn;
 
 mod configs;
+mod elect;
 mod fetch;
 mod group_offsets;
 mod groups;
@@ -84,6 +85,12 @@ pub(super) async fn handle(
         RequestKind::OffsetCommit(r) => respond(ResponseKind::OffsetCommit(group_offsets::commit(ctx, r).await)),
         RequestKind::OffsetForLeaderEpoch(r) => {
             respond(ResponseKind::OffsetForLeaderEpoch(leader_epoch::handle(ctx, r)))
+        }
+        RequestKind::ElectLeaders(r) => {
+            let ctx = ctx.clone();
+            Answer::Later(Box::pin(async move {
+                Answer::respond(ResponseKind::ElectLeaders(elect::handle(&ctx, r, version).await))
+            }))
         }
         RequestKind::OffsetDelete(r) => respond(ResponseKind::OffsetDelete(offset_delete::delete(ctx, r).await)),
         RequestKind::OffsetFetch(r) => respond(ResponseKind::OffsetFetch(group_offsets::fetch(ctx, r, version).await)),

@@ -1,0 +1,95 @@
+//! Leader elections from Kafka admin clients nobody here wrote, on three
+//! node processes: confluent-kafka's PREFERRED election moves a partition
+//! back to its first replica after a move, and is not needed once it leads;
+//! with the leader killed (kill -9), it reports the preferred replica
+//! unavailable, and its UNCLEAN election hands the partition to a follower
+//! that takes acks=all produce; restarted, the first replica follows,
+//! catches up and leads again through kafka-python's PREFERRED election
+//! over all partitions, holding every record once, in order. An election that is
+//! not needed is ELECTION_NOT_NEEDED, or left out when all partitions were
+//! asked for without a list.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::kafka_cluster::read_all;
+use crate::kafka_support::py;
+use crate::replication_support::{Cluster, NODES, STREAM, wait_for};
+
+fn elect(lib: &str, bootstrap: &str, kind: &str, partitions: Value) -> Value {
+    py(
+        lib,
+        "elect_leaders",
+        &json!({"bootstrap": bootstrap, "type": kind, "partitions": partitions}),
+    )
+}
+
+/// Waits until every node in `on` names `leader` for partition 0 and it
+/// counts all of `in_sync` in sync.
+async fn wait_leader(cluster: &Cluster, on: &[u32], leader: u32, in_sync: Value) {
+    wait_for("the leader everywhere", Duration::from_secs(30), || async {
+        for id in on {
+            let r = cluster.replication(*id).await;
+            if r["leader"] != leader {
+                return Err(format!("node {id}: {r}"));
+            }
+        }
+        let r = cluster.replication(leader).await;
+        match r["in_sync"] == in_sync {
+            true => Ok(()),
+            false => Err(format!("leader {leader}: {r}")),
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_admin_clients_elect_preferred_and_unclean_leaders() {
+    let mut cluster = Cluster::start("1MiB").await;
+    let values: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+    cluster.produce(1, "all", &values).await;
+    let all = cluster.kafka_bootstrap();
+    let ours = json!([[STREAM, 0]]);
+    let key = format!("{STREAM}:0");
+
+    cluster.move_leader(3).await;
+    let out = elect("confluent", &all, "preferred", ours.clone());
+    assert_eq!(out["results"], json!({&key: null}), "elected: {out}");
+    wait_leader(&cluster, &NODES, 1, json!([1, 2, 3])).await;
+    let out = elect("confluent", &all, "preferred", ours.clone());
+    assert_eq!(out["results"][&key], "ELECTION_NOT_NEEDED", "{out}");
+
+    // Node 1 dies. Its followers' bootstrap list: nodes 2 and 3.
+    cluster.node_mut(1).kill();
+    let live = format!("{},{}", cluster.node(2).kafka(), cluster.node(3).kafka());
+    let out = elect("confluent", &live, "preferred", ours.clone());
+    assert_eq!(out["results"][&key], "PREFERRED_LEADER_NOT_AVAILABLE", "{out}");
+    // (kafka-python's admin client gives up when it picks node 1 for its
+    // controller lookup: the node's Metadata still lists it.)
+    let out = elect("confluent", &live, "unclean", ours.clone());
+    assert_eq!(out["results"], json!({&key: null}), "elected: {out}");
+    wait_leader(&cluster, &[2, 3], 2, json!([2, 3])).await;
+    let more: Vec<String> = (20..30).map(|i| i.to_string()).collect();
+    assert_eq!(cluster.produce(2, "all", &more).await.first(), Some(&20));
+    // The leader answers: no unclean election.
+    let out = elect("confluent", &live, "unclean", ours.clone());
+    assert_eq!(out["results"][&key], "ELECTION_NOT_NEEDED", "{out}");
+
+    // Node 1 comes back, follows node 2, then leads again.
+    cluster.node_mut(1).restart().await;
+    wait_leader(&cluster, &NODES, 2, json!([1, 2, 3])).await;
+    let out = elect("kafkapython", &all, "preferred", Value::Null);
+    assert_eq!(out["results"], json!({&key: 0}), "all partitions: {out}");
+    wait_leader(&cluster, &NODES, 1, json!([1, 2, 3])).await;
+    // librdkafka sends no list (all partitions): only elections that were
+    // needed are listed. kafka-python lists every partition itself.
+    let out = elect("confluent", &all, "preferred", Value::Null);
+    assert_eq!(out["results"], json!({}), "nothing to elect: {out}");
+    let out = elect("kafkapython", &all, "preferred", Value::Null);
+    assert_eq!(out["results"], json!({&key: 84}), "ELECTION_NOT_NEEDED: {out}");
+    let want: Vec<u64> = (0..30).collect();
+    for id in NODES {
+        assert_eq!(read_all(&cluster, id).await, want, "node {id}");
+    }
+}
