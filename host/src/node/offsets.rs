@@ -129,9 +129,8 @@ impl Host {
             all.entry((info.id, partition)).or_default().clone()
         };
         let mut index = index.lock_owned().await;
-        if let Some(r) = info.partitions.get(partition as usize) {
-            index.skip_to(r.start);
-        }
+        let start = info.partitions.get(partition as usize).map_or(0, |r| r.start);
+        index.skip_to(start);
         if self.only_tiered(info.id, partition, index.covered()) {
             match self.inner.tier.time_spans(info.id, partition, index.covered()).await {
                 Ok(spans) => {
@@ -140,7 +139,8 @@ impl Host {
                     // maximum of records deleted since too: its live
                     // records are read instead.
                     let from = index.covered();
-                    if let Some(until) = spans.next_if(|s| s.base_offset < from).map(|s| s.end_offset) {
+                    let cut = |s: &crate::tier::cold::TimeSpan| s.base_offset < from && s.base_offset < start;
+                    if let Some(until) = spans.next_if(cut).map(|s| s.end_offset) {
                         self.scan(stream, partition, from, false, |offset, ts| {
                             if offset >= until {
                                 return true;
