@@ -80,7 +80,7 @@ async fn lookup(ctx: &Ctx, stream: &str, asked: (i32, i32, i64)) -> Result<(i64,
         EARLIEST_LOCAL | LATEST_TIERED => {
             let t = host.tier_offsets(stream, partition).map_err(|e| code_of(&e))?;
             let offset = match timestamp {
-                EARLIEST_LOCAL => offset_of(t.local_start.clamp(start, end)),
+                EARLIEST_LOCAL => offset_of(t.local_start.max(start).min(end)),
                 _ => t.tiered_end.map_or(-1, |e| offset_of(e.min(end).saturating_sub(1))),
             };
             Ok((offset, -1, epoch))
