@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::cli_support::sluice;
-use crate::kafka_support::py;
+use crate::kafka_support::{hex, py};
 use crate::support::{self, Server};
 
 fn describe(b: &str) -> Value {
@@ -159,4 +159,74 @@ async fn topic_retention_changes_over_kafka_http_and_the_cli() {
     );
     sluice(&server, &["stream", "alter", "cfg"]).fails(2, "nothing to change");
     assert_eq!(retention(&describe(&server.kafka())), pair("-1", "2097152"));
+}
+
+/// The configs Kafka Streams gives its internal topics (repartition:
+/// `delete`, `segment.bytes`, `retention.ms=-1`, create time; changelog:
+/// `compact`, create time) create topics that work; a value Sluice cannot
+/// honour, or a malformed one, is INVALID_CONFIG and creates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_streams_internal_topic_configs_are_accepted() {
+    let server = Server::start().await;
+    let b = server.kafka();
+    let create = |lib: &str, topic: &str, config: Value| {
+        py(
+            lib,
+            "create_topic",
+            &json!({"bootstrap": b, "topic": topic, "partitions": 2, "config": config}),
+        )
+    };
+    let repartition = json!({"cleanup.policy": "delete", "segment.bytes": "52428800",
+        "retention.ms": "-1", "message.timestamp.type": "CreateTime"});
+    let out = create("confluent", "app-repartition", repartition);
+    assert_eq!(out["ok"], true, "{out}");
+    let changelog = json!({"cleanup.policy": "compact", "message.timestamp.type": "CreateTime"});
+    let out = create("kafkapython", "app-changelog", changelog);
+    assert_eq!(out["ok"], true, "{out}");
+    let configs = |topic: &str| {
+        py(
+            "confluent",
+            "describe_configs",
+            &json!({"bootstrap": b, "topic": topic}),
+        )["configs"]
+            .clone()
+    };
+    assert_eq!(configs("app-repartition")["retention.ms"], "-1");
+    assert_eq!(configs("app-changelog")["cleanup.policy"], "compact");
+
+    for (config, why) in [
+        (
+            json!({"message.timestamp.type": "LogAppendTime"}),
+            "can only be `CreateTime`",
+        ),
+        (json!({"segment.bytes": "lots"}), "must be a number"),
+        (json!({"compression.type": "zstd"}), "can only be `producer`"),
+        (json!({"min.insync.replicas": "2"}), "is not supported"),
+    ] {
+        let out = create("confluent", "refused", config.clone());
+        assert_eq!(out["ok"], false, "{config}: {out}");
+        let error = out["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("INVALID_CONFIG") && error.contains(why),
+            "{config}: {out}"
+        );
+    }
+    let c = support::client();
+    let resp = c.get(server.url("/streams/refused")).send().await.expect("GET");
+    support::expect_error(resp, StatusCode::NOT_FOUND, "stream_not_found").await;
+
+    // Records go through the repartition topic as through any other.
+    let records: Vec<Value> = (0..10)
+        .map(|i| json!({"value": hex(format!("v{i}").as_bytes()), "partition": 1}))
+        .collect();
+    let out = py(
+        "confluent",
+        "produce",
+        &json!({"bootstrap": b, "topic": "app-repartition", "records": records}),
+    );
+    let offsets: Vec<Value> = (0..10).map(|i| json!({"partition": 1, "offset": i})).collect();
+    assert_eq!(out["results"], json!(offsets), "{out}");
+    let url = format!("{}?offset=0", support::records_url(&server, "app-repartition", 1));
+    let page: Value = c.get(url).send().await.expect("GET").json().await.expect("json");
+    assert_eq!(page["records"].as_array().map(Vec::len), Some(10), "{page}");
 }

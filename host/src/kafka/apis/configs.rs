@@ -168,9 +168,71 @@ pub(super) fn limit(key: &str, v: &str) -> Result<Option<u64>, String> {
     }
 }
 
+/// Topic configs Kafka clients set at creation (Kafka Streams on its
+/// internal topics, for one) that only tune how a broker lays out its
+/// files, which Sluice does node-wide (`segment_bytes`, its WAL and
+/// tiering): accepted when well-formed, and change nothing.
+const LAYOUT_ONLY: &[&str] = &[
+    "segment.bytes",
+    "segment.ms",
+    "segment.jitter.ms",
+    "segment.index.bytes",
+    "index.interval.bytes",
+    "flush.messages",
+    "flush.ms",
+    "preallocate",
+    "file.delete.delay.ms",
+    "message.downconversion.enable",
+];
+
+/// Topic configs accepted only at the value that names what Sluice does
+/// anyway: the producer's create time is kept, the node never recompresses
+/// what a producer sent (it serves batches as sent while they are cached,
+/// else uncompressed), and no replica takes over by itself.
+const AS_SLUICE_DOES: &[(&str, &str)] = &[
+    ("message.timestamp.type", "CreateTime"),
+    ("compression.type", "producer"),
+    ("unclean.leader.election.enable", "false"),
+];
+
+/// Whether a topic config at creation is one that changes nothing here
+/// (`Some(Ok)`), is such a config with a value Sluice cannot honour
+/// (`Some(Err)`, the reason), or is another config (`None`).
+pub(super) fn without_effect(name: &str, value: &str) -> Option<Result<(), String>> {
+    if LAYOUT_ONLY.contains(&name) {
+        let v = value.trim();
+        let ok = v.parse::<i64>().is_ok_and(|n| n >= 0) || v == "true" || v == "false";
+        return Some(match ok {
+            true => Ok(()),
+            false => Err(format!("`{name}` must be a number or a boolean, not `{value}`")),
+        });
+    }
+    let (_, want) = AS_SLUICE_DOES.iter().find(|(n, _)| *n == name)?;
+    Some(match value.trim().eq_ignore_ascii_case(want) {
+        true => Ok(()),
+        false => Err(format!("`{name}` can only be `{want}` here, not `{value}`")),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layout_configs_change_nothing_and_others_need_sluices_value() {
+        assert_eq!(without_effect("segment.bytes", "52428800"), Some(Ok(())));
+        assert_eq!(without_effect("preallocate", "true"), Some(Ok(())));
+        assert!(matches!(without_effect("segment.bytes", "big"), Some(Err(_))));
+        assert!(matches!(without_effect("segment.ms", "-5"), Some(Err(_))));
+        assert_eq!(without_effect("message.timestamp.type", "CreateTime"), Some(Ok(())));
+        assert!(matches!(
+            without_effect("message.timestamp.type", "LogAppendTime"),
+            Some(Err(_))
+        ));
+        assert!(matches!(without_effect("compression.type", "zstd"), Some(Err(_))));
+        assert_eq!(without_effect("retention.ms", "5"), None);
+        assert_eq!(without_effect("min.insync.replicas", "2"), None);
+    }
 
     #[test]
     fn policies_compare_in_any_order_and_limits_parse() {

@@ -7,8 +7,10 @@
 //! Topic configs map to stream settings: `retention.ms` and
 //! `retention.bytes` (-1: unlimited), `cleanup.policy` `delete`, `compact`
 //! or `compact,delete` (compaction by record key, the built-in policy; as
-//! in Kafka, only a null value is a tombstone). Any other config is refused with
-//! INVALID_CONFIG rather than silently ignored. A replication factor above
+//! in Kafka, only a null value is a tombstone). Configs that only tune a
+//! broker's file layout, or that name what Sluice does anyway, are accepted
+//! and change nothing (`configs::without_effect`). Any other config is
+//! refused with INVALID_CONFIG rather than silently ignored. A replication factor above
 //! 1 creates a replicated stream (a `[cluster]` is needed), compacted on
 //! each node when asked.
 
@@ -174,7 +176,10 @@ fn apply_config(config: &mut StreamConfig, name: &str, value: &str) -> Result<()
                 }
             };
         }
-        other => return Err(format!("topic config `{other}` is not supported")),
+        other => match super::configs::without_effect(other, value) {
+            Some(accepted) => accepted?,
+            None => return Err(format!("topic config `{other}` is not supported")),
+        },
     }
     Ok(())
 }
