@@ -91,16 +91,25 @@ async fn connections_beyond_the_cap_wait_and_probes_skip_the_request_limit() {
         let url = format!("{}?offset=0&wait_ms=3000", support::records_url(&server, "t", 0));
         tokio::spawn(async move { support::client().get(url).send().await.map(|r| r.status()) })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let quick = reqwest::Client::builder()
         .timeout(Duration::from_millis(800))
         .build()
         .expect("client");
-    let held = quick.get(server.url("/streams")).send().await;
-    assert!(
-        held.is_err_and(|e| e.is_timeout()),
-        "a second request must wait for the slot"
-    );
+    // Until the long-poll has reached the node, a request may still get
+    // the slot; once it holds it, a request waits.
+    let mut held = false;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        match quick.get(server.url("/streams")).send().await {
+            Err(e) if e.is_timeout() => {
+                held = true;
+                break;
+            }
+            Err(e) => panic!("GET /streams: {e}"),
+            Ok(_) => assert!(!poll.is_finished(), "the long-poll ended before holding the slot"),
+        }
+    }
+    assert!(held, "a second request must wait for the slot");
     // The probe goes over the pool's idle connection: the cap of 3 is
     // already reached by that one, the long-poll's and the abandoned
     // request's (the server notices that one closed only when it reads).
