@@ -54,10 +54,13 @@ pub use config::Settings;
 pub use error::{Error, ErrorKind};
 pub use node::{Acks, Host, PartitionStatus, ReadFilter, ReadLimits, StreamSpec, TierOffsets, TimeOffset};
 pub use node::{
+    ActiveProducer, CommitRefused, CommittedOffset, DiskSpace, ElectionKind, OffsetCommit, PartitionBytes, ViewInfo,
+    ViewSpec,
+};
+pub use node::{
     Appended, Compaction, CompactionStatus, OffsetRecord, PipelineMeta, PipelineStatus, PluginInfo, ReadBatch, Record,
     Replication, ReplicationStatus, Retention, StreamConfig, StreamInfo, TierStatus, VersionInfo,
 };
-pub use node::{CommitRefused, CommittedOffset, DiskSpace, OffsetCommit, PartitionBytes, ViewInfo, ViewSpec};
 
 /// Internals the benchmarks drive directly (the WAL alone, the plugin
 /// runtime, the compaction key map). Not a stable API.

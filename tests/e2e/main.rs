@@ -31,6 +31,7 @@ mod kafka_log_dirs;
 mod kafka_nulls;
 mod kafka_offset_delete;
 mod kafka_partitions;
+mod kafka_producers;
 mod kafka_support;
 mod kafka_time_tiered;
 mod kafka_views;

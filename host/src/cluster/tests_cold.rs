@@ -70,6 +70,14 @@ async fn a_follower_catches_up_from_the_leaders_object_store() {
     // was lost): the same offsets, nothing written twice.
     let st = n3.host.move_leader("s", 0, 3, false).await.unwrap();
     assert_eq!(st.leader, 3, "{st:?}");
+    let active = n3.host.describe_producers("s", 0).unwrap();
+    let seen: Vec<_> = active
+        .iter()
+        .map(|p| (p.producer_id, p.epoch, p.last_sequence))
+        .collect();
+    assert_eq!(seen, [(77, 0, 5)], "the new leader knows the producer");
+    let err = leader.describe_producers("s", 0).unwrap_err();
+    assert_eq!(err.code(), "not_leader", "{err}");
     let again = n3
         .host
         .append_idempotent("s", 0, &idem(2), producer(4), Acks::All)

@@ -52,6 +52,7 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// Produce versions advertised but answered with UNSUPPORTED_VERSION
@@ -254,6 +255,7 @@ fn api_name(api: ApiKey) -> &'static str {
         ApiKey::Fetch => "fetch",
         ApiKey::ListOffsets => "list_offsets",
         ApiKey::ElectLeaders => "elect_leaders",
+        ApiKey::DescribeProducers => "describe_producers",
         ApiKey::Metadata => "metadata",
         ApiKey::ApiVersions => "api_versions",
         ApiKey::CreateTopics => "create_topics",

@@ -88,6 +88,18 @@ impl Log {
         self.producers.allocate_id(crate::fsutil::now_ms())
     }
 
+    /// The idempotent producers with state on a partition (Kafka
+    /// DescribeProducers).
+    pub fn active_producers(
+        &self,
+        stream: &str,
+        partition: u32,
+    ) -> Result<Vec<super::producers::ActiveProducer>, LogError> {
+        let s = self.stream(stream)?;
+        partition_of(&s, partition)?;
+        Ok(self.producers.active(s.meta.id, partition, crate::fsutil::now_ms()))
+    }
+
     /// Appends records with a pipeline's input position in the same WAL entry.
     pub async fn append_with_progress(
         &self,

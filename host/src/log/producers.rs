@@ -97,6 +97,19 @@ pub struct ProducerSnap {
     pub last_ms: u64,
 }
 
+/// A producer's state on one partition, as Kafka's DescribeProducers
+/// reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveProducer {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// The sequence number of its last record written (-1: none known).
+    pub last_sequence: i32,
+    /// Wall-clock ms when its last batch was written (or, after a restart,
+    /// replayed).
+    pub last_ms: u64,
+}
+
 /// What to do with a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
@@ -267,6 +280,26 @@ impl ProducerTable {
         out
     }
 
+    /// The producers with unexpired state on one partition, by id.
+    pub fn active(&self, stream: u32, partition: u32, now_ms: u64) -> Vec<ActiveProducer> {
+        let expiry = self.expiry_ms.load(Ordering::Relaxed);
+        let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<ActiveProducer> = states
+            .iter()
+            .filter(|((s_id, p, _), s)| {
+                (*s_id, *p) == (stream, partition) && s.last_ms.saturating_add(expiry) >= now_ms
+            })
+            .map(|((_, _, producer_id), s)| ActiveProducer {
+                producer_id: *producer_id,
+                epoch: s.epoch,
+                last_sequence: s.recent.back().map_or(-1, |w| w.last_seq),
+                last_ms: s.last_ms,
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
+    }
+
     /// Sets how long a producer's state outlives its last batch.
     pub fn set_expiry(&self, expiry: std::time::Duration) {
         let ms = u64::try_from(expiry.as_millis()).unwrap_or(u64::MAX);
@@ -411,6 +444,11 @@ mod tests {
             t.check(k2, &b(0, 9), 1),
             Err(LogError::ProducerSequence { .. })
         ));
+        // Described: k2 only (k's last write is long past the expiry).
+        let active = t.active(1, 0, 10_000_000_000_000 + 30_000);
+        assert_eq!(active.iter().map(|p| p.producer_id).collect::<Vec<_>>(), [10]);
+        assert_eq!((active[0].epoch, active[0].last_sequence), (0, 1));
+        assert!(t.active(1, 1, 0).is_empty(), "another partition");
         t.expire(10_000_000_000_000 + 61_000);
         assert_eq!(t.check(k2, &b(0, 9), 1).unwrap(), Check::Append);
         assert_eq!(t.check(k, &b(2, 7), 1).unwrap(), Check::Append, "k expired long ago");

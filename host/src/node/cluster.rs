@@ -11,7 +11,7 @@ use crate::cluster::moves::{LeaderChange, PartitionState};
 use crate::cluster::{ClusterError, ElectionKind, ReplicationStatus};
 use crate::error::{Error, ErrorKind};
 use crate::log::meta::{Compaction, Replication, Retention, StreamConfig};
-use crate::log::producers::ProducerBatch;
+use crate::log::producers::{ActiveProducer, ProducerBatch};
 use crate::log::{Appended, Record, StreamInfo};
 
 /// An append with its offsets and WAL place; resolves once acknowledged.
@@ -273,6 +273,23 @@ impl Host {
     /// A producer id never handed out before (Kafka InitProducerId).
     pub fn allocate_producer_id(&self) -> i64 {
         self.inner.log.allocate_producer_id()
+    }
+
+    /// The idempotent producers with state on `stream`/`partition`, by id
+    /// (Kafka DescribeProducers): on a replicated partition only its leader
+    /// answers (`not_leader` elsewhere); a view has none of its own.
+    pub fn describe_producers(&self, stream: &str, partition: u32) -> Result<Vec<ActiveProducer>, Error> {
+        self.stream_end(stream, partition)?;
+        if self.source_of(stream).is_some() {
+            return Ok(Vec::new());
+        }
+        if let Ok(view) = self.inner.log.replica(stream, partition) {
+            let leader = view.state.leadership.leader;
+            if Some(leader) != self.inner.log.node_id() {
+                return Err(self.not_leader(stream, partition, leader));
+            }
+        }
+        Ok(self.inner.log.active_producers(stream, partition)?)
     }
 
     /// The `not_leader` error naming the leader's address.

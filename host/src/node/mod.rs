@@ -23,7 +23,7 @@ pub use crate::cluster::wire::FetchRequest;
 pub use crate::cluster::{ElectionKind, ReplicationStatus};
 pub use crate::log::meta::{Compaction, PipelineMeta, Replication, Retention, RetentionChange, StreamConfig};
 pub use crate::log::partition::Range as PartitionRange;
-pub use crate::log::producers::ProducerBatch;
+pub use crate::log::producers::{ActiveProducer, ProducerBatch};
 pub use crate::log::{Appended, OffsetRecord, ReadBatch, Record, RecordRun, RunRead, StreamInfo};
 pub use crate::pipeline::Status as PipelineStatus;
 pub use crate::plugin::{PluginInfo, VersionInfo};

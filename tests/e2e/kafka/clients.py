@@ -365,6 +365,27 @@ def kp_elect_leaders(a):
     return {"results": out}
 
 
+def kp_describe_producers(a):
+    """DescribeProducers of a["partitions"] ([[topic, partition]]): per
+    "topic:partition" its producers [id, epoch, last sequence, last
+    timestamp], or the error."""
+    from kafka import TopicPartition
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"])
+    out = {}
+    for t, p in a["partitions"]:
+        tp = TopicPartition(t, p)
+        try:
+            state = admin.describe_producers([tp])[tp]
+            out[f"{t}:{p}"] = [[s.producer_id, s.producer_epoch, s.last_sequence, s.last_timestamp]
+                               for s in state.active_producers]
+        except Exception as e:  # the Kafka error, reported to the test
+            out[f"{t}:{p}"] = {"error": type(e).__name__}
+    admin.close()
+    return {"producers": out}
+
+
 def kp_committed(a):
     from kafka import KafkaConsumer, TopicPartition
 
@@ -503,6 +524,7 @@ COMMANDS = {
     ("kafkapython", "list_offsets"): kp_list_offsets,
     ("confluent", "elect_leaders"): confluent_elect_leaders,
     ("kafkapython", "elect_leaders"): kp_elect_leaders,
+    ("kafkapython", "describe_producers"): kp_describe_producers,
 }
 
 if __name__ == "__main__":

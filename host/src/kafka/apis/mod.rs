@@ -19,6 +19,7 @@ mod offset_delete;
 mod offsets;
 mod produce;
 mod producer_id;
+mod producers;
 mod sasl;
 mod topics;
 pub(super) mod versions;
@@ -86,6 +87,7 @@ pub(super) async fn handle(
         RequestKind::OffsetForLeaderEpoch(r) => {
             respond(ResponseKind::OffsetForLeaderEpoch(leader_epoch::handle(ctx, r)))
         }
+        RequestKind::DescribeProducers(r) => respond(ResponseKind::DescribeProducers(producers::handle(ctx, r))),
         RequestKind::ElectLeaders(r) => {
             let ctx = ctx.clone();
             Answer::Later(Box::pin(async move {
