@@ -14,6 +14,7 @@ pub mod elect;
 pub mod error;
 pub mod follower;
 pub mod leader;
+pub mod liveness;
 pub mod moves;
 pub mod peer_auth;
 pub mod upkeep;
@@ -83,6 +84,8 @@ pub struct Cluster {
     checks: Mutex<HashMap<(String, u32), Instant>>,
     /// The high watermarks last written to the checkpoint.
     checkpointed: Mutex<Vec<upkeep::Checkpointed>>,
+    /// Which peers this node's calls found down.
+    liveness: liveness::Liveness,
 }
 
 /// One replica of a partition, as its leader sees it.
@@ -153,7 +156,13 @@ impl Cluster {
             data_dir: data_dir.to_path_buf(),
             checks: Mutex::new(HashMap::new()),
             checkpointed: Mutex::new(Vec::new()),
+            liveness: liveness::Liveness::default(),
         }))
+    }
+
+    /// Whether this node's calls found `node` down (see [`liveness`]).
+    pub fn peer_down(&self, node: u32) -> bool {
+        node != self.node_id && self.liveness.down(node)
     }
 
     pub fn node_id(&self) -> u32 {
@@ -478,8 +487,16 @@ impl Cluster {
         // Refused, or silent until the timeout (a partitioned link, or a
         // peer too busy to answer): the peer is unreachable, not wrong.
         let mut resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) if e.is_connect() || e.is_timeout() => return Err(unreachable(e)),
+            Ok(r) => {
+                self.liveness.reached(node);
+                r
+            }
+            Err(e) if e.is_connect() || e.is_timeout() => {
+                if liveness::is_refused(&e) {
+                    self.liveness.refused(node);
+                }
+                return Err(unreachable(e));
+            }
             Err(e) => return Err(ClusterError::bad(format!("node {node}: {e}"))),
         };
         let status = resp.status();

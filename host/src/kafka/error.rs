@@ -165,6 +165,9 @@ pub(super) mod codes {
     pub fn coordinator_not_available() -> i16 {
         K::CoordinatorNotAvailable.code()
     }
+    pub fn leader_not_available() -> i16 {
+        K::LeaderNotAvailable.code()
+    }
     pub fn invalid_group_id() -> i16 {
         K::InvalidGroupId.code()
     }

@@ -270,6 +270,13 @@ impl Host {
         }
     }
 
+    /// Whether this node's calls to cluster node `node` were last refused a
+    /// connection, recently and with none reaching it since: evidence it
+    /// is down (false for this node, and without a cluster).
+    pub fn peer_down(&self, node: u32) -> bool {
+        self.inner.cluster.as_ref().is_some_and(|c| c.peer_down(node))
+    }
+
     /// A producer id never handed out before (Kafka InitProducerId).
     pub fn allocate_producer_id(&self) -> i64 {
         self.inner.log.allocate_producer_id()

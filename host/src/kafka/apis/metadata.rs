@@ -1,6 +1,7 @@
 //! Metadata: the brokers (this node, or every node of the cluster at its
-//! Kafka address) and the topics (streams) with each partition's leader,
-//! replicas and in-sync set. Views are topics too, with their input's
+//! Kafka address, but those this node found down) and the topics (streams)
+//! with each partition's leader (none, LEADER_NOT_AVAILABLE, when it is
+//! down), replicas, offline replicas and in-sync set. Views are topics too, with their input's
 //! partitions and leaders. Unknown topics are created only when
 //! `kafka_auto_create_topics` is on and the client allows it.
 
@@ -127,7 +128,15 @@ fn topic(ctx: &Ctx, info: &StreamInfo) -> MetadataResponseTopic {
             };
             match ctx.host.replication_status(&info.name, p) {
                 Some(s) => {
-                    m.leader_id = BrokerId(s.leader as i32);
+                    // A leader known to be down is none, as Kafka reports a
+                    // partition whose leader is offline.
+                    m.leader_id = match ctx.host.peer_down(s.leader) {
+                        true => {
+                            m.error_code = codes::leader_not_available();
+                            BrokerId(-1)
+                        }
+                        false => BrokerId(s.leader as i32),
+                    };
                     m.leader_epoch = s.epoch as i32;
                     let isr = if s.is_leader && !s.in_sync.is_empty() {
                         s.in_sync.iter().map(|n| *n as i32).collect()
@@ -142,6 +151,11 @@ fn topic(ctx: &Ctx, info: &StreamInfo) -> MetadataResponseTopic {
                     m.isr_nodes = vec![BrokerId(me)];
                 }
             }
+            m.offline_replicas = replicas
+                .iter()
+                .filter(|n| u32::try_from(**n).is_ok_and(|n| ctx.host.peer_down(n)))
+                .map(|n| BrokerId(*n))
+                .collect();
             m.replica_nodes = replicas.into_iter().map(BrokerId).collect();
             m
         })
@@ -149,7 +163,9 @@ fn topic(ctx: &Ctx, info: &StreamInfo) -> MetadataResponseTopic {
     t
 }
 
-/// Every node as (broker id, host, port) for clients.
+/// Every node as (broker id, host, port) for clients, but those this
+/// node's calls found down (Kafka lists live brokers only; clients then
+/// skip them, and a coordinator there is not available).
 pub(super) fn brokers(ctx: &Ctx, conn: &Conn) -> Vec<(i32, String, i32)> {
     let settings = ctx.host.settings();
     let (my_host, my_port) = match settings
@@ -166,6 +182,7 @@ pub(super) fn brokers(ctx: &Ctx, conn: &Conn) -> Vec<(i32, String, i32)> {
     let kafka = cluster.kafka_peers().unwrap_or_default();
     let http = cluster.peers("http").unwrap_or_default();
     http.iter()
+        .filter(|(id, _)| !ctx.host.peer_down(**id))
         .map(|(id, url)| {
             let (host, port) = if *id == cluster.node_id {
                 (my_host.clone(), my_port)
