@@ -1,9 +1,9 @@
 //! Metadata: the brokers (this node, or every node of the cluster at its
 //! Kafka address, but those this node found down) and the topics (streams)
 //! with each partition's leader (none, LEADER_NOT_AVAILABLE, when it is
-//! down), replicas, offline replicas and in-sync set. Views are topics too, with their input's
-//! partitions and leaders. Unknown topics are created only when
-//! `kafka_auto_create_topics` is on and the client allows it.
+//! down), replicas, offline replicas and in-sync set. Views are topics too,
+//! with their input's partitions and leaders. Unknown topics are created
+//! only when `kafka_auto_create_topics` is on and the client allows it.
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
