@@ -82,6 +82,21 @@ async fn kafka_admin_clients_elect_preferred_and_unclean_leaders() {
         }
     })
     .await;
+    let metrics = cluster
+        .client
+        .get(cluster.node(2).url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    for want in [
+        r#"sluice_cluster_peer_down{node="1"} 1"#,
+        r#"sluice_cluster_peer_down{node="3"} 0"#,
+    ] {
+        assert!(metrics.contains(want), "{want} missing from node 2's /metrics");
+    }
     let out = elect("kafkapython", &live, "unclean", ours.clone());
     assert_eq!(out["results"], json!({&key: 0}), "elected: {out}");
     wait_leader(&cluster, &[2, 3], 2, json!([2, 3])).await;

@@ -165,6 +165,11 @@ impl Cluster {
         node != self.node_id && self.liveness.down(node)
     }
 
+    /// The other nodes of the cluster, by id.
+    pub fn peer_ids(&self) -> Vec<u32> {
+        self.peers.keys().copied().filter(|n| *n != self.node_id).collect()
+    }
+
     pub fn node_id(&self) -> u32 {
         self.node_id
     }

@@ -84,6 +84,9 @@ pub const COMPACTION_ERRORS: &str = "sluice_compaction_errors_total";
 pub const REPLICA_LAG_RECORDS: &str = "sluice_replica_lag_records";
 /// Size of a led partition's in-sync set (labels `stream`, `partition`).
 pub const ISR_SIZE: &str = "sluice_isr_size";
+/// Per cluster peer: 1 when this node's calls found it down (label `node`;
+/// at scrape).
+pub const PEER_DOWN: &str = "sluice_cluster_peer_down";
 /// Follower fetches that failed (label `stream`).
 pub const REPLICATION_FETCH_ERRORS: &str = "sluice_replication_fetch_errors_total";
 /// Bytes a follower appended from its leader (label `stream`).

@@ -93,6 +93,19 @@ impl Host {
                 }
             }
         }
+        if let Some(c) = &self.inner.cluster {
+            let help = "1 when this node's last call to the peer was refused a connection, within 30 s, and none \
+                        reached it since (Kafka Metadata then leaves it out)";
+            header(out, m::PEER_DOWN, "gauge", help);
+            for node in c.peer_ids() {
+                sample(
+                    out,
+                    m::PEER_DOWN,
+                    &[("node", &node.to_string())],
+                    u64::from(c.peer_down(node)),
+                );
+            }
+        }
         let pipelines = self.list_pipelines().await;
         if !pipelines.is_empty() {
             let help = "Input records a pipeline has not processed";
