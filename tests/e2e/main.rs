@@ -14,6 +14,7 @@ mod fault_proxy;
 mod http_errors;
 mod http_limits;
 mod kafka;
+mod kafka_aiokafka;
 mod kafka_bad_input;
 mod kafka_cluster;
 mod kafka_cluster_admin;

@@ -76,6 +76,29 @@ impl Venv {
     /// Installs the requirements into the venv (unless another process did
     /// while this one waited for the lock) and returns the probe.
     pub fn install(&self) -> Result<PathBuf, String> {
+        self.install_if(|v| v.installed().is_none())
+    }
+
+    /// Makes the venv again, as [`Venv::install`], when its `check` fails
+    /// (made before a requirement was added, say), unless another process
+    /// did while this one waited for the lock.
+    pub fn reinstall(&self) -> Result<PathBuf, String> {
+        self.install_if(|v| match (v.installed(), v.check) {
+            (Some(probe), Some(check)) => {
+                let mut python = Command::new(probe);
+                python.arg("-c").arg(check);
+                let log = log_path(&format!("{}-check", v.label));
+                let failed = run_logged(python, &log, CHECK_TIMEOUT).is_err();
+                let _ = std::fs::remove_file(&log);
+                failed
+            }
+            _ => true,
+        })
+    }
+
+    /// Under the lock: installs if `needed` still says so, else returns the
+    /// probe.
+    fn install_if(&self, needed: impl Fn(&Venv) -> bool) -> Result<PathBuf, String> {
         let lock_path = workspace_root().join(self.lock);
         let _lock = lock(
             &lock_path,
@@ -84,7 +107,9 @@ impl Venv {
             &format!("installing {}", self.name),
         )
         .map_err(|e| self.cannot(&e))?;
-        if let Some(probe) = self.installed() {
+        if !needed(self)
+            && let Some(probe) = self.installed()
+        {
             return Ok(probe);
         }
         let venv = self.path();

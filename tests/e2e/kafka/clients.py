@@ -497,6 +497,82 @@ def kp_delete_topic(a):
         admin.close()
 
 
+# --- aiokafka --------------------------------------------------------------
+
+def aio_roundtrip(a):
+    """aiokafka end to end: creates a["topic"] (a["partitions"]) with its
+    admin client, produces a["records"] with an idempotent producer per
+    compression codec (one codec per record: a record's "codec"), then two
+    consumers of group a["group"] read everything there is and commit; and a
+    transactional producer is started. Reports what each step saw."""
+    import asyncio
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    b, topic = a["bootstrap"], a["topic"]
+
+    async def run():
+        admin = AIOKafkaAdminClient(bootstrap_servers=b)
+        await admin.start()
+        await admin.create_topics([NewTopic(topic, a["partitions"], 1)])
+        await admin.close()
+        produced = []
+        for codec in sorted({r.get("codec") or "none" for r in a["records"]}):
+            p = AIOKafkaProducer(bootstrap_servers=b, enable_idempotence=True, acks="all",
+                                 compression_type=None if codec == "none" else codec)
+            await p.start()
+            for r in a["records"]:
+                if (r.get("codec") or "none") != codec:
+                    continue
+                md = await p.send_and_wait(topic, value=unhex(r["value"]), key=unhex(r.get("key")),
+                                           partition=r["partition"], timestamp_ms=r["timestamp"],
+                                           headers=[(k, unhex(v)) for k, v in r.get("headers", [])])
+                produced.append([r["value"], md.partition, md.offset])
+            await p.stop()
+        tps = [TopicPartition(topic, i) for i in range(a["partitions"])]
+        consumers = [AIOKafkaConsumer(topic, bootstrap_servers=b, group_id=a["group"],
+                                      auto_offset_reset="earliest", enable_auto_commit=False)
+                     for _ in range(2)]
+        for c in consumers:
+            await c.start()
+        ends = await consumers[0].end_offsets(tps)
+        want = sum(ends.values())
+        seen, per_member = [], [0, 0]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while len(seen) < want and loop.time() < deadline:
+            for i, c in enumerate(consumers):
+                got = await c.getmany(timeout_ms=200)
+                for msgs in got.values():
+                    per_member[i] += len(msgs)
+                    seen += [{"partition": m.partition, "offset": m.offset, "key": hx(m.key),
+                              "value": hx(m.value), "timestamp": m.timestamp,
+                              "headers": [[k, hx(v)] for k, v in (m.headers or [])]} for m in msgs]
+                if got:
+                    await c.commit()
+        committed = {}
+        for tp in tps:
+            committed[str(tp.partition)] = await consumers[0].committed(tp)
+        for c in consumers:
+            await c.stop()
+        txn = AIOKafkaProducer(bootstrap_servers=b, transactional_id="sluice-e2e-txn")
+        try:
+            await txn.start()
+            txn_error = None
+        except Exception as e:  # the Kafka error, reported to the test
+            txn_error = type(e).__name__
+        finally:
+            try:
+                await txn.stop()
+            except Exception:
+                pass
+        return {"produced": produced, "records": seen, "per_member": per_member,
+                "ends": {str(tp.partition): o for tp, o in ends.items()},
+                "committed": committed, "transactional_error": txn_error}
+
+    return asyncio.run(run())
+
+
 COMMANDS = {
     ("confluent", "produce"): confluent_produce,
     ("confluent", "consume"): confluent_consume,
@@ -525,6 +601,7 @@ COMMANDS = {
     ("confluent", "elect_leaders"): confluent_elect_leaders,
     ("kafkapython", "elect_leaders"): kp_elect_leaders,
     ("kafkapython", "describe_producers"): kp_describe_producers,
+    ("aiokafka", "roundtrip"): aio_roundtrip,
 }
 
 if __name__ == "__main__":

@@ -1,21 +1,24 @@
 //! Third-party Kafka clients for the tests of sluice's Kafka face: `kcat`
 //! (the Debian package `kcat`, librdkafka inside), and a python3 that imports
 //! [confluent-kafka](https://pypi.org/project/confluent-kafka/) (librdkafka
-//! again, bundled in its wheel) and
-//! [kafka-python](https://pypi.org/project/kafka-python/) (pure Python),
-//! and KafkaJS ([`kafkajs`], JavaScript, run by Node.js).
+//! again, bundled in its wheel),
+//! [kafka-python](https://pypi.org/project/kafka-python/) (pure Python) and
+//! [aiokafka](https://pypi.org/project/aiokafka/) (asyncio, its own
+//! producer, fetcher and group coordinator), and KafkaJS ([`kafkajs`],
+//! JavaScript, run by Node.js).
 //! This module owns finding them and, on a fresh machine, installing them.
 //!
 //! The python ([`python`]), in order:
 //! 1. `SLUICE_KAFKA_PYTHON`: a python (a path, or a name on `PATH`) that
-//!    already imports both packages; checked once per process. `.ci/run`
-//!    sets it to its own `.ci/kafka-venv`.
+//!    already imports the three packages; checked once per process.
+//!    `.ci/run` sets it to its own `.ci/kafka-venv`.
 //! 2. Otherwise `<workspace>/.ci/kafka-venv/bin/python3`, installing
 //!    [`KAFKA_PY_REQUIREMENTS`] into that venv first if it is not complete
 //!    (`python3 -m venv`, then `pip install`, then an import check), once per
 //!    checkout, printing one line to stderr. As for moto's venv, installs
-//!    take turns on a lock (`.ci/kafka-venv.lock`) and a venv whose install
-//!    did not finish is rebuilt. This needs `python3` with its `venv` module
+//!    take turns on a lock (`.ci/kafka-venv.lock`), and a venv whose install
+//!    did not finish, or that fails the import check (made before a client
+//!    was pinned), is rebuilt. This needs `python3` with its `venv` module
 //!    (on Debian/Ubuntu the `python3-venv` package) and access to PyPI.
 //!
 //! `kcat` ([`kcat`]), in order: `SLUICE_KCAT` (a path, or a name on `PATH`);
@@ -54,23 +57,24 @@ pub const KCAT_VAR: &str = "SLUICE_KCAT";
 /// What gets installed into `.ci/kafka-venv`. `.ci/run` reads the pins from
 /// this line (keep it on one line), so this is the one place to change them.
 #[rustfmt::skip]
-pub const KAFKA_PY_REQUIREMENTS: &[&str] = &["confluent-kafka==2.16.1", "kafka-python==3.0.12", "lz4==4.4.5", "python-snappy==0.7.3", "zstandard==0.25.0"];
+pub const KAFKA_PY_REQUIREMENTS: &[&str] = &["confluent-kafka==2.16.1", "kafka-python==3.0.12", "aiokafka==0.14.0", "lz4==4.4.5", "python-snappy==0.7.3", "zstandard==0.25.0"];
 
 /// The venv and its lock, relative to the workspace root.
 const VENV_DIR: &str = ".ci/kafka-venv";
 const VENV_LOCK: &str = ".ci/kafka-venv.lock";
 /// What proves a python usable for the Kafka tests.
-const IMPORT_CHECK: &str = "import confluent_kafka, kafka";
+const IMPORT_CHECK: &str = "import confluent_kafka, kafka, aiokafka";
 /// Bound on checking the python named by `SLUICE_KAFKA_PYTHON`.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What else a user can do, for error messages about the python.
-const PYTHON_ALTERNATIVES: &str = "or set SLUICE_KAFKA_PYTHON to a python3 that imports confluent_kafka and kafka";
+const PYTHON_ALTERNATIVES: &str =
+    "or set SLUICE_KAFKA_PYTHON to a python3 that imports confluent_kafka, kafka and aiokafka";
 
 /// The Kafka clients' venv.
 const KAFKA_VENV: Venv = Venv {
     label: "kafka-clients",
-    name: "confluent-kafka and kafka-python",
+    name: "confluent-kafka, kafka-python and aiokafka",
     purpose: "the Kafka tests",
     dir: VENV_DIR,
     lock: VENV_LOCK,
@@ -80,8 +84,8 @@ const KAFKA_VENV: Venv = Venv {
     alternatives: PYTHON_ALTERNATIVES,
 };
 
-/// A python3 that imports `confluent_kafka` and `kafka` (see the module
-/// docs), found (and if need be installed) on first use.
+/// A python3 that imports `confluent_kafka`, `kafka` and `aiokafka` (see
+/// the module docs), found (and if need be installed) on first use.
 ///
 /// # Panics
 /// If there is none and it cannot be installed, with the reason and what to
@@ -141,7 +145,17 @@ pub fn pinned_version(package: &str) -> Option<&'static str> {
 /// `SLUICE_KAFKA_PYTHON` (checked), else the venv, installed if need be.
 fn find_python() -> Result<PathBuf, String> {
     let Some(value) = std::env::var_os(PYTHON_VAR) else {
-        return KAFKA_VENV.ensure();
+        let python = KAFKA_VENV.ensure()?;
+        // A venv made before a client was pinned lacks it: made again.
+        let mut cmd = Command::new(&python);
+        cmd.arg("-c").arg(IMPORT_CHECK);
+        let log = log_path("kafka-venv-check");
+        let complete = run_logged(cmd, &log, CHECK_TIMEOUT).is_ok();
+        let _ = std::fs::remove_file(&log);
+        return match complete {
+            true => Ok(python),
+            false => KAFKA_VENV.reinstall(),
+        };
     };
     let value = PathBuf::from(value);
     let python = resolve_executable(&value).ok_or_else(|| {
@@ -209,7 +223,8 @@ mod tests {
         let out = Command::new(python())
             .arg("-c")
             .arg(
-                "import confluent_kafka, kafka; print(confluent_kafka.version(), kafka.__version__); \
+                "import confluent_kafka, kafka, aiokafka; \
+                 print(confluent_kafka.version(), kafka.__version__, aiokafka.__version__); \
                  print(confluent_kafka.libversion()[0])",
             )
             .output()
@@ -225,20 +240,21 @@ mod tests {
         let versions = lines.next().unwrap_or_default();
         let librdkafka = lines.next().unwrap_or("?");
         let expected = format!(
-            "{} {}",
+            "{} {} {}",
             pinned_version("confluent-kafka").unwrap(),
-            pinned_version("kafka-python").unwrap()
+            pinned_version("kafka-python").unwrap(),
+            pinned_version("aiokafka").unwrap()
         );
         assert_eq!(
             versions,
             expected,
-            "versions printed by {} (confluent-kafka, kafka-python); a {VENV_DIR} made with older pins is \
-             not updated: delete it to reinstall",
+            "versions printed by {} (confluent-kafka, kafka-python, aiokafka); a {VENV_DIR} made with \
+             older pins is not updated: delete it to reinstall",
             python().display()
         );
         crate::installer::say(&format!(
-            "kafka-clients: kcat {version} at {}; confluent-kafka and kafka-python {versions} (librdkafka \
-             {librdkafka}) in {}",
+            "kafka-clients: kcat {version} at {}; confluent-kafka, kafka-python and aiokafka {versions} \
+             (librdkafka {librdkafka}) in {}",
             kcat().display(),
             python().display()
         ));
