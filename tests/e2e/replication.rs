@@ -298,11 +298,14 @@ async fn acks_all_records_survive_leader_kill_and_move() {
 
 /// The CLI creates a replicated stream, produces with `--acks all`, shows
 /// leaders and the in-sync set, and moves a leader; a produce to the old
-/// leader fails naming the new one.
+/// leader fails naming the new one. Elections: a preferred one brings the
+/// moved partition back and leaves the other; with its leader killed, a
+/// preferred election reports that partition failed (and the command
+/// fails) and an unclean one fails over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_creates_produces_to_and_moves_a_replicated_stream() {
     use crate::cli_support::{sluice, sluice_in};
-    let cluster = Cluster::start("1MiB").await;
+    let mut cluster = Cluster::start("1MiB").await;
     let (n1, n3) = (cluster.node(1), cluster.node(3));
     let created = sluice(
         n1,
@@ -337,4 +340,31 @@ async fn the_cli_creates_produces_to_and_moves_a_replicated_stream() {
     let read = sluice(n3, &["consume", "cli", "--output", "json"]).ok();
     assert_eq!(crate::cli_support::values(&read), vec!["a", "b", "c", "d"]);
     sluice(n1, &["stream", "create", "bad", "--replication-factor", "0"]).fails(2, "replication-factor");
+
+    // Partition 0 (replicas 1, 2, 3) goes back to node 1; partition 1's
+    // first replica already leads.
+    let elected = sluice(n3, &["stream", "elect", "cli"]).ok();
+    assert!(elected.stdout.contains("node 1 leads at epoch 2"), "{elected:#?}");
+    assert!(elected.stdout.contains("no election needed"), "{elected:#?}");
+    let again = sluice(n3, &["stream", "elect", "cli", "--output", "json"]).ok().json();
+    assert_eq!(
+        (again[0]["elected"].as_bool(), again[1]["elected"].as_bool()),
+        (Some(false), Some(false)),
+        "{again}"
+    );
+    let bad = cluster
+        .client
+        .post(n3.url("/streams/cli/partitions/0/elect"))
+        .json(&json!({"type": "sideways"}))
+        .send()
+        .await
+        .expect("POST .../elect");
+    support::expect_error(bad, StatusCode::BAD_REQUEST, "invalid_request").await;
+    cluster.node_mut(1).kill();
+    let n2 = cluster.node(2);
+    let failed = sluice(n2, &["stream", "elect", "cli"]).fails(1, "1 of 2 partition(s) of `cli` done");
+    assert!(failed.stdout.contains("failed:"), "{failed:#?}");
+    let over = sluice(n2, &["stream", "elect", "cli", "-p", "0", "--unclean"]).ok();
+    assert!(over.stdout.contains("node 2 leads at epoch 3"), "{over:#?}");
+    sluice_in(n2, &["produce", "cli", "-p", "0", "--acks", "all"], "e\n").ok();
 }

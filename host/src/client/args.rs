@@ -103,6 +103,21 @@ pub enum StreamCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Elect partition leaders by rule: the preferred replica (the first of
+    /// each partition's assignment) leads again if it is in sync, e.g.
+    /// after a node restarted; or, with `--unclean`, fail over from a
+    /// leader that does not answer.
+    Elect {
+        name: String,
+        /// One partition (default: every partition of the stream).
+        #[arg(short, long)]
+        partition: Option<u32>,
+        /// Only when the leader does not answer: the reachable replica in
+        /// sync as it last heard, then with the longest log, leads
+        /// (acknowledged records it misses are lost).
+        #[arg(long)]
+        unclean: bool,
+    },
     /// List streams.
     List,
     /// Show a stream's settings and per-partition offsets.

@@ -91,6 +91,11 @@ pub async fn stream(c: &Client, out: Output, cmd: StreamCmd) -> Result<(), Clien
                 )
             })
         }
+        StreamCmd::Elect {
+            name,
+            partition,
+            unclean,
+        } => elect(c, out, &name, partition, unclean).await,
         StreamCmd::List => {
             let list = c.get_all("/streams", "streams").await?;
             show(out, &list, || {
@@ -512,6 +517,61 @@ pub async fn status(c: &Client, out: Output, a: StatusArgs) -> Result<(), Client
 }
 
 /// `node N (epoch E)` of a replicated partition, `-` otherwise.
+/// `stream elect`: one election per partition, every partition tried; a
+/// failed one is shown with the rest and makes the command fail.
+async fn elect(c: &Client, out: Output, name: &str, one: Option<u32>, unclean: bool) -> Result<(), ClientError> {
+    let partitions: Vec<u32> = match one {
+        Some(p) => vec![p],
+        None => {
+            let info = c.get(&format!("/streams/{}", seg(name))).await?;
+            (0..arr(&info["partitions"]).len() as u32).collect()
+        }
+    };
+    let body = json!({"type": if unclean { "unclean" } else { "preferred" }});
+    let (mut results, mut failed) = (Vec::new(), None);
+    for p in &partitions {
+        let path = format!("/streams/{}/partitions/{p}/elect", seg(name));
+        match c.post(&path, &body).await {
+            Ok(mut r) => {
+                r["partition"] = json!(p);
+                results.push(r);
+            }
+            Err(e) => {
+                results.push(json!({"partition": p, "error": e.to_string()}));
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    let all = json!(results);
+    show(out, &all, || {
+        let mut t = Table::new(&["PARTITION", "RESULT"]);
+        for r in &results {
+            let result = match (&r["error"], r["elected"].as_bool()) {
+                (Value::String(e), _) => format!("failed: {e}"),
+                (_, Some(true)) => format!(
+                    "node {} leads at epoch {}",
+                    cell(&r["state"]["leader"]),
+                    cell(&r["state"]["epoch"])
+                ),
+                _ => "no election needed".into(),
+            };
+            t.row(vec![cell(&r["partition"]), result]);
+        }
+        t.render()
+    })?;
+    match failed {
+        Some(e) => Err(ClientError::Partial {
+            done: format!(
+                "{} of {} partition(s) of `{name}` done",
+                partitions.len() - results.iter().filter(|r| r["error"].is_string()).count(),
+                partitions.len()
+            ),
+            source: Box::new(e),
+        }),
+        None => Ok(()),
+    }
+}
+
 fn leader_cell(r: &Value) -> String {
     if r.is_null() {
         return "-".into();

@@ -15,7 +15,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Body, Path};
 use super::wire::StreamOut;
 use crate::error::Error;
-use crate::node::{FetchRequest, LeaderChange, PartitionRef, PartitionState, RawReadRequest};
+use crate::node::{ElectionKind, FetchRequest, LeaderChange, PartitionRef, PartitionState, RawReadRequest};
 use crate::node::{Host, PartitionsSpec, RetentionSpec, StreamSpec};
 
 type Res<T> = Result<T, ApiError>;
@@ -233,4 +233,71 @@ pub async fn move_leader(
 ) -> Res<Json<PartitionState>> {
     let req: MoveLeaderIn = json(body, "leader move")?;
     Ok(Json(host.move_leader(&stream, partition, req.node, req.force).await?))
+}
+
+/// Which election (see `POST .../elect`).
+#[derive(Debug, Default, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ElectType {
+    /// The first replica of the partition's assignment leads again, if it
+    /// is in sync.
+    #[default]
+    Preferred,
+    /// Only when the leader does not answer: the reachable replica in sync
+    /// as it last heard, then with the longest log, leads (a forced move:
+    /// acknowledged records it misses are lost).
+    Unclean,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ElectIn {
+    #[serde(default, rename = "type")]
+    pub kind: ElectType,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ElectOut {
+    /// False when no election was needed (the preferred replica leads; for
+    /// `unclean`, the leader answers; or the stream is not replicated).
+    pub elected: bool,
+    /// The new leader's state, when there was an election.
+    pub state: Option<PartitionState>,
+}
+
+/// Elect a partition's leader
+///
+/// A leader move chosen by rule, as Kafka's ElectLeaders: `preferred`
+/// brings the leadership back to the first replica of the assignment (after
+/// a node restarted, say) if it is in sync; `unclean` fails over from a
+/// leader that does not answer. Any node can be asked.
+#[utoipa::path(post, path = "/streams/{name}/partitions/{partition}/elect", tag = "cluster",
+    params(
+        ("name" = String, Path, description = "Stream name"),
+        ("partition" = u32, Path, description = "Partition index, from 0"),
+    ),
+    request_body = ElectIn,
+    responses(
+        (status = 200, description = "Elected, or no election needed", body = ElectOut),
+        (status = 400, description = "`not_in_sync` (the preferred replica), `invalid_request`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`, `partition_not_found`", body = ErrorBody),
+        (status = 409, description = "`stale_epoch`, `stream_mismatch`", body = ErrorBody),
+        (status = 503, description = "`replica_unavailable` (the preferred replica did not answer), `no_eligible_leader`", body = ErrorBody),
+    ))]
+pub async fn elect_leader(
+    State(host): State<Host>,
+    Path((stream, partition)): Path<(String, u32)>,
+    Body(body): Body,
+) -> Res<Json<ElectOut>> {
+    let req: ElectIn = json(body, "election")?;
+    let kind = match req.kind {
+        ElectType::Preferred => ElectionKind::Preferred,
+        ElectType::Unclean => ElectionKind::Unclean,
+    };
+    let state = host.elect_leader(&stream, partition, kind).await?;
+    Ok(Json(ElectOut {
+        elected: state.is_some(),
+        state,
+    }))
 }

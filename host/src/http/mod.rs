@@ -106,6 +106,7 @@ pub(crate) fn api() -> OpenApiRouter<Host> {
         .routes(routes!(c::partition_state))
         .routes(routes!(c::apply_leader))
         .routes(routes!(c::move_leader))
+        .routes(routes!(c::elect_leader))
 }
 
 pub fn router(host: Host) -> Router {
