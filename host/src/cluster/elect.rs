@@ -9,15 +9,18 @@ use super::Cluster;
 use super::error::ClusterError;
 use super::moves::PartitionState;
 
-/// Which election.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which election (also the `type` of `POST .../elect`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum ElectionKind {
     /// The first replica of the partition's assignment leads again, if it
     /// is in sync.
+    #[default]
     Preferred,
     /// Only when the leader does not answer: the reachable replica most
     /// likely to hold everything (in sync as it last heard, then the
-    /// longest log, then the assignment's order) leads.
+    /// longest log, then the assignment's order) leads (a forced move:
+    /// acknowledged records it misses are lost).
     Unclean,
 }
 

@@ -235,25 +235,11 @@ pub async fn move_leader(
     Ok(Json(host.move_leader(&stream, partition, req.node, req.force).await?))
 }
 
-/// Which election (see `POST .../elect`).
-#[derive(Debug, Default, Clone, Copy, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ElectType {
-    /// The first replica of the partition's assignment leads again, if it
-    /// is in sync.
-    #[default]
-    Preferred,
-    /// Only when the leader does not answer: the reachable replica in sync
-    /// as it last heard, then with the longest log, leads (a forced move:
-    /// acknowledged records it misses are lost).
-    Unclean,
-}
-
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ElectIn {
     #[serde(default, rename = "type")]
-    pub kind: ElectType,
+    pub kind: ElectionKind,
 }
 
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -291,11 +277,7 @@ pub async fn elect_leader(
     Body(body): Body,
 ) -> Res<Json<ElectOut>> {
     let req: ElectIn = json(body, "election")?;
-    let kind = match req.kind {
-        ElectType::Preferred => ElectionKind::Preferred,
-        ElectType::Unclean => ElectionKind::Unclean,
-    };
-    let state = host.elect_leader(&stream, partition, kind).await?;
+    let state = host.elect_leader(&stream, partition, req.kind).await?;
     Ok(Json(ElectOut {
         elected: state.is_some(),
         state,

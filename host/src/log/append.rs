@@ -89,14 +89,15 @@ impl Log {
     }
 
     /// The idempotent producers with state on a partition (Kafka
-    /// DescribeProducers).
+    /// DescribeProducers); only its leader answers.
     pub fn active_producers(
         &self,
         stream: &str,
         partition: u32,
     ) -> Result<Vec<super::producers::ActiveProducer>, LogError> {
         let s = self.stream(stream)?;
-        partition_of(&s, partition)?;
+        let part = partition_of(&s, partition)?;
+        self.refuse_follower(stream, partition, &part)?;
         Ok(self.producers.active(s.meta.id, partition, crate::fsutil::now_ms()))
     }
 

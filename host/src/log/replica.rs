@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use super::error::LogError;
 use super::meta::{ControlOp, Leadership, StreamMeta};
-use super::partition::{Plan, ReplicaState};
+use super::partition::{Partition, Plan, ReplicaState};
 use super::{Appended, Durable, Log, Stream, partition_of, producers, record};
 use crate::wal::{EntryKind, EntryMeta, WalError};
 
@@ -60,6 +60,21 @@ impl Log {
     /// This node's id in a cluster.
     pub fn node_id(&self) -> Option<u32> {
         self.opts.node_id
+    }
+
+    /// `NotLeader` when `part` is replicated and another node leads it (a
+    /// partition that is not replicated has no other leader).
+    pub(super) fn refuse_follower(&self, stream: &str, partition: u32, part: &Partition) -> Result<(), LogError> {
+        match part.replica() {
+            Some((r, _)) if Some(r.leadership.leader) != self.opts.node_id => Err(LogError::NotLeader {
+                stream: stream.into(),
+                partition,
+                node: self.opts.node_id.unwrap_or(0),
+                leader: r.leadership.leader,
+                epoch: r.leadership.epoch,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Every replicated partition of every stream.

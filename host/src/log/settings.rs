@@ -162,17 +162,7 @@ impl super::Log {
         let mut snap = self.admin.lock().await;
         let stream = self.stream(name)?;
         let part = partition_of(&stream, partition)?;
-        if let Some((r, _)) = part.replica()
-            && Some(r.leadership.leader) != self.opts.node_id
-        {
-            return Err(LogError::NotLeader {
-                stream: name.into(),
-                partition,
-                node: self.opts.node_id.unwrap_or(0),
-                leader: r.leadership.leader,
-                epoch: r.leadership.epoch,
-            });
-        }
+        self.refuse_follower(name, partition, &part)?;
         if stream.meta.compaction.as_ref().is_some_and(|c| !c.delete) {
             return Err(LogError::InvalidConfig(format!(
                 "stream {name:?} is compacted without `delete`: its records go by key, not by offset"

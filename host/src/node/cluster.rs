@@ -290,13 +290,9 @@ impl Host {
         if self.source_of(stream).is_some() {
             return Ok(Vec::new());
         }
-        if let Ok(view) = self.inner.log.replica(stream, partition) {
-            let leader = view.state.leadership.leader;
-            if Some(leader) != self.inner.log.node_id() {
-                return Err(self.not_leader(stream, partition, leader));
-            }
-        }
-        Ok(self.inner.log.active_producers(stream, partition)?)
+        (self.inner.log)
+            .active_producers(stream, partition)
+            .map_err(|e| self.log_error(stream, partition, e))
     }
 
     /// The `not_leader` error naming the leader's address.
