@@ -25,7 +25,7 @@ mod plugin_limits;
 pub use plugin_limits::PluginSettings;
 #[path = "config_tls.rs"]
 mod tls_files;
-pub use tls_files::TlsSettings;
+pub use tls_files::{ClientAuth, TlsSettings};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -192,7 +192,10 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
         None => None,
     };
     let kafka_beyond = settings.kafka_listen.is_some_and(|k| !k.ip().is_loopback());
-    if settings.auth_token.is_none() && (!settings.listen.ip().is_loopback() || kafka_beyond) {
+    if settings.auth_token.is_none()
+        && !settings.tls.certificates_required()
+        && (!settings.listen.ip().is_loopback() || kafka_beyond)
+    {
         tracing::warn!(
             listen = %settings.listen,
             kafka_listen = ?settings.kafka_listen,
@@ -201,15 +204,21 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
         );
     }
     let host = Host::open(settings).await?;
-    let (scheme, kafka_tls) = match host.settings().tls.enabled() {
+    let tls = &host.settings().tls;
+    let (scheme, kafka_tls) = match tls.enabled() {
         true => ("https", " over TLS"),
         false => ("http", ""),
     };
-    tracing::info!(%addr, data_dir = %host.settings().data_dir.display(), "sluice listening on {scheme}://{addr}");
+    let certs = match (&tls.client_ca, tls.certificates_required()) {
+        (None, _) => "",
+        (Some(_), true) => " (client certificates required)",
+        (Some(_), false) => " (client certificates requested)",
+    };
+    tracing::info!(%addr, data_dir = %host.settings().data_dir.display(), "sluice listening on {scheme}://{addr}{certs}");
     let kafka = match kafka {
         Some(listener) => {
             let kafka_addr = listener.local_addr()?;
-            tracing::info!(%kafka_addr, "sluice listening for Kafka clients on {kafka_addr}{kafka_tls}");
+            tracing::info!(%kafka_addr, "sluice listening for Kafka clients on {kafka_addr}{kafka_tls}{certs}");
             Some(tokio::spawn(sluice_host::kafka::serve(host.clone(), listener)))
         }
         None => {

@@ -6,7 +6,10 @@
 //! Invariants: with `[tls]` set, every listener accepts TLS only (a plain
 //! connection fails its handshake and is closed); a file that is missing,
 //! unreadable or holds no certificate or key stops the node at start with
-//! an error naming the file, never at the first connection.
+//! an error naming the file, never at the first connection. With
+//! `client_ca`, a certificate a client shows is verified against it during
+//! the handshake (a bad one fails the handshake), so a connection that has
+//! peer certificates after it ([`client_certified`]) has a verified one.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,7 +18,7 @@ use rustls::crypto::CryptoProvider;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::TlsSettings;
+use crate::config::{ClientAuth, TlsSettings};
 use crate::error::Error;
 
 /// A node's TLS configurations.
@@ -53,6 +56,23 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
     Ok(certs)
 }
 
+/// The trust anchors in `anchors`, read from `file`.
+fn trust(file: &Path, anchors: Vec<CertificateDer<'static>>) -> Result<rustls::RootCertStore, Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    for anchor in anchors {
+        roots
+            .add(anchor)
+            .map_err(|e| bad(file, &format!("not a usable trust anchor: {e}")))?;
+    }
+    Ok(roots)
+}
+
+/// Whether the client of a finished handshake showed a certificate, which
+/// the verifier (`[tls] client_ca`) has then checked.
+pub fn client_certified(conn: &rustls::ServerConnection) -> bool {
+    conn.peer_certificates().is_some_and(|c| !c.is_empty())
+}
+
 /// Loads `[tls]`; `None` when TLS is off.
 pub fn load(settings: &TlsSettings) -> Result<Option<Tls>, Error> {
     let (Some(cert_path), Some(key_path)) = (&settings.cert, &settings.key) else {
@@ -63,31 +83,48 @@ pub fn load(settings: &TlsSettings) -> Result<Option<Tls>, Error> {
         .map_err(|e| bad(key_path, &format!("cannot read a PEM private key: {e}")))?;
     let server = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::invalid(format!("bad setting: tls: {e}")))?
-        .with_no_client_auth()
-        .with_single_cert(certs.clone(), key)
-        .map_err(|e| {
-            bad(
-                cert_path,
-                &format!("certificate and key do not make a server identity: {e}"),
-            )
-        })?;
+        .map_err(|e| Error::invalid(format!("bad setting: tls: {e}")))?;
+    let server = match &settings.client_ca {
+        None => server.with_no_client_auth(),
+        Some(client_ca) => {
+            let roots = Arc::new(trust(client_ca, certificates(client_ca)?)?);
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider());
+            let verifier = match settings.client_auth.unwrap_or_default() {
+                ClientAuth::Required => verifier,
+                ClientAuth::Requested => verifier.allow_unauthenticated(),
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|e| bad(client_ca, &format!("cannot verify client certificates with it: {e}")))?;
+            server.with_client_cert_verifier(verifier)
+        }
+    };
+    let server = server.with_single_cert(certs.clone(), key.clone_key()).map_err(|e| {
+        bad(
+            cert_path,
+            &format!("certificate and key do not make a server identity: {e}"),
+        )
+    })?;
     let anchors = match &settings.ca {
         Some(ca) => certificates(ca)?,
-        None => certs,
+        None => certs.clone(),
     };
-    let mut roots = rustls::RootCertStore::empty();
-    let anchor_file = settings.ca.as_deref().unwrap_or(cert_path);
-    for anchor in anchors {
-        roots
-            .add(anchor)
-            .map_err(|e| bad(anchor_file, &format!("not a usable trust anchor: {e}")))?;
-    }
+    let roots = trust(settings.ca.as_deref().unwrap_or(cert_path), anchors)?;
     let client = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::invalid(format!("bad setting: tls: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    // A node that asks clients for certificates is in a cluster that uses
+    // them: it shows its own to peers that ask.
+    let client = match settings.client_ca {
+        None => client.with_no_client_auth(),
+        Some(_) => client.with_client_auth_cert(certs, key).map_err(|e| {
+            bad(
+                cert_path,
+                &format!("certificate and key do not make a client identity: {e}"),
+            )
+        })?,
+    };
     Ok(Some(Tls {
         server: Arc::new(server),
         client: Arc::new(client),

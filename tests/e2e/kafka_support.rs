@@ -61,6 +61,12 @@ pub fn js(cmd: &str, args: &Value) -> Value {
 
 /// Runs kcat with `args` and `stdin`; returns stdout, panics on failure.
 pub fn kcat(args: &[&str], stdin: &[u8]) -> String {
+    kcat_outcome(args, stdin).unwrap_or_else(|e| panic!("kcat {args:?} failed: {e}"))
+}
+
+/// Runs kcat with `args` and `stdin`: stdout, or its exit status and
+/// stderr when it fails.
+pub fn kcat_outcome(args: &[&str], stdin: &[u8]) -> Result<String, String> {
     use std::io::Write;
     let mut child = Command::new(sluice_test_artifacts::kafka_clients::kcat())
         .args(args)
@@ -76,9 +82,10 @@ pub fn kcat(args: &[&str], stdin: &[u8]) -> String {
         .write_all(stdin)
         .expect("write to kcat");
     let out = child.wait_with_output().expect("kcat output");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "kcat {args:?} failed ({}): {stderr}", out.status);
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    match out.status.success() {
+        true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        false => Err(format!("({}): {}", out.status, String::from_utf8_lossy(&out.stderr))),
+    }
 }
 
 /// Hex of bytes, as `clients.py` writes them.

@@ -56,4 +56,5 @@ mod support;
 mod tiering;
 mod tiering_partition;
 mod tls;
+mod tls_clients;
 mod workload;

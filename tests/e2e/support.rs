@@ -78,6 +78,9 @@ pub struct ServerOptions {
     /// The node serves HTTPS (its config has `[tls]`): URLs are `https://`
     /// and readiness is polled trusting this PEM certificate.
     pub tls_ca: Option<PathBuf>,
+    /// A PEM file with a client certificate and its key, shown when polling
+    /// readiness (a node with `[tls] client_ca` that requires one).
+    pub tls_client: Option<PathBuf>,
     /// The data dir (default: `data` in the server's own temp dir).
     pub data_dir: Option<PathBuf>,
 }
@@ -293,6 +296,10 @@ impl Server {
         if let Some(ca) = &self.options.tls_ca {
             let pem = std::fs::read(ca).expect("read the test CA");
             client = client.tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).expect("PEM"));
+        }
+        if let Some(identity) = &self.options.tls_client {
+            let pem = std::fs::read(identity).expect("read the test client identity");
+            client = client.identity(reqwest::Identity::from_pem(&pem).expect("PEM identity"));
         }
         let client = client.build().expect("client");
         let url = self.url("/health");

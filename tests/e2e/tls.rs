@@ -180,7 +180,14 @@ async fn a_cluster_replicates_over_https() {
         Server::start_with(options(2)),
         Server::start_with(options(3)),
     );
-    let c = https_client(&cert);
+    replicate_and_read_back(&https_client(&cert), [&n1, &n2, &n3], "replicated over https").await;
+}
+
+/// Creates a stream replicated on the three nodes (node 1 leading), writes
+/// `value` with `acks=all` and waits until both followers serve it: every
+/// peer call on the way crosses HTTPS.
+pub(crate) async fn replicate_and_read_back(c: &reqwest::Client, nodes: [&Server; 3], value: &str) {
+    let [n1, n2, n3] = nodes;
     let resp = c
         .post(n1.url("/streams"))
         .json(&json!({"name": "r", "partitions": 1, "replication_factor": 3, "assignment": [[1, 2, 3]]}))
@@ -190,14 +197,14 @@ async fn a_cluster_replicates_over_https() {
     expect_json(resp, StatusCode::CREATED).await;
     let resp = c
         .post(n1.url("/streams/r/partitions/0/records?acks=all"))
-        .json(&json!([{"value": "replicated over https"}]))
+        .json(&json!([{"value": value}]))
         .send()
         .await
         .expect("produce");
     assert_eq!(expect_json(resp, StatusCode::OK).await["count"], 1);
     // Both followers hold it (acks=all waited for them); a follower serves
     // it once the next fetch over HTTPS brings the high watermark.
-    for node in [&n2, &n3] {
+    for node in [n2, n3] {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             let resp = c
@@ -206,7 +213,7 @@ async fn a_cluster_replicates_over_https() {
                 .await
                 .expect("read");
             let body = expect_json(resp, StatusCode::OK).await;
-            if body["records"][0]["value"] == "replicated over https" {
+            if body["records"][0]["value"] == value {
                 break;
             }
             assert!(std::time::Instant::now() < deadline, "follower never served it: {body}");

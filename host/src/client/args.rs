@@ -41,6 +41,13 @@ pub struct Conn {
     /// certificate must chain to; default: the system's trusted roots.
     #[arg(long, env = "SLUICE_CA", global = true)]
     pub ca: Option<std::path::PathBuf>,
+    /// PEM client certificate (leaf first) for a node that asks for one
+    /// (`[tls] client_ca`); with `--client-key`.
+    #[arg(long, env = "SLUICE_CLIENT_CERT", global = true)]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `--client-cert`.
+    #[arg(long, env = "SLUICE_CLIENT_KEY", global = true)]
+    pub client_key: Option<std::path::PathBuf>,
     /// `table` for people, `json` for scripts.
     #[arg(long, value_enum, default_value_t = Output::Table, global = true)]
     pub output: Output,

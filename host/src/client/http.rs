@@ -8,6 +8,7 @@ use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
 
 use super::error::ClientError;
+use super::tls::TlsFiles;
 
 /// A connection to one server.
 pub struct Client {
@@ -24,13 +25,13 @@ impl Client {
         self.timeout
     }
 
-    /// `ca`: PEM certificates an `https://` server must chain to (instead
-    /// of the system's roots).
+    /// `tls`: the CA an `https://` server must chain to (instead of the
+    /// system's roots) and a client certificate to show it.
     pub fn new(
         server: &str,
         token: Option<String>,
         timeout: Duration,
-        ca: Option<&std::path::Path>,
+        tls: TlsFiles<'_>,
     ) -> Result<Client, ClientError> {
         let base = server.trim_end_matches('/').to_string();
         let parsed = reqwest::Url::parse(&base)
@@ -40,22 +41,10 @@ impl Client {
                 "invalid --server URL `{base}`: use http:// or https://"
             )));
         }
-        let mut http = reqwest::Client::builder()
+        let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)));
-        if let Some(ca) = ca {
-            let pem = std::fs::read(ca)
-                .map_err(|e| ClientError::input(format!("cannot read --ca `{}`: {e}", ca.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| ClientError::input(format!("--ca `{}` is not PEM certificates: {e}", ca.display())))?;
-            if certs.is_empty() {
-                return Err(ClientError::input(format!(
-                    "--ca `{}` holds no PEM certificate",
-                    ca.display()
-                )));
-            }
-            http = http.tls_certs_only(certs);
-        }
+        let http = super::tls::configure(http, tls)?;
         let http = http
             .build()
             .map_err(|e| ClientError::input(format!("cannot set up the HTTP client: {e}")))?;
@@ -230,19 +219,27 @@ mod tests {
     #[test]
     fn only_http_and_https_urls() {
         let t = Duration::from_secs(1);
-        assert!(Client::new("http://127.0.0.1:1/", None, t, None).is_ok());
-        assert!(Client::new("https://x", None, t, None).is_ok());
+        assert!(Client::new("http://127.0.0.1:1/", None, t, TlsFiles::default()).is_ok());
+        assert!(Client::new("https://x", None, t, TlsFiles::default()).is_ok());
         assert!(matches!(
-            Client::new("ftp://x", None, t, None),
+            Client::new("ftp://x", None, t, TlsFiles::default()),
             Err(ClientError::Input(_))
         ));
         assert!(matches!(
-            Client::new("not a url", None, t, None),
+            Client::new("not a url", None, t, TlsFiles::default()),
             Err(ClientError::Input(_))
         ));
         let missing = std::path::Path::new("/nonexistent/ca.pem");
         assert!(matches!(
-            Client::new("https://x", None, t, Some(missing)),
+            Client::new(
+                "https://x",
+                None,
+                t,
+                TlsFiles {
+                    ca: Some(missing),
+                    ..TlsFiles::default()
+                }
+            ),
             Err(ClientError::Input(_))
         ));
     }

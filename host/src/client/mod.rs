@@ -20,6 +20,7 @@ pub mod output;
 pub mod plugin_test;
 pub mod records;
 pub mod scaffold;
+pub mod tls;
 pub mod views;
 
 use std::process::ExitCode;
@@ -61,7 +62,12 @@ async fn execute(cmd: Command) -> Result<(), ClientError> {
         other => other,
     };
     let token = std::env::var(TOKEN_ENV).ok();
-    let c = Client::new(&conn.server, token, conn.timeout, conn.ca.as_deref())?;
+    let tls = tls::TlsFiles {
+        ca: conn.ca.as_deref(),
+        cert: conn.client_cert.as_deref(),
+        key: conn.client_key.as_deref(),
+    };
+    let c = Client::new(&conn.server, token, conn.timeout, tls)?;
     let out = conn.output;
     match cmd {
         Command::Stream(a) => commands::stream(&c, out, a.cmd).await,

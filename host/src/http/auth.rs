@@ -1,5 +1,7 @@
 //! Optional bearer-token guard for everything but `/health`, `/ready` and
-//! `/openapi.json` (the API's description, which holds no data), and the
+//! `/openapi.json` (the API's description, which holds no data), passed
+//! also by a client certificate verified in the TLS handshake (never for
+//! the internal routes), and the
 //! guard of the internal routes (`/internal/...`): only on a cluster node,
 //! only for another node proving its id with the cluster's secret (a client
 //! token is not enough), which handlers find as [`PeerNode`].
@@ -10,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
+use super::serve::ClientCertified;
 use crate::error::{Error, ErrorKind};
 use crate::node::Host;
 
@@ -49,7 +52,10 @@ pub async fn require_token(State(host): State<Host>, mut req: Request, next: Nex
             None => unauthorized("internal routes take a cluster node's proof (`Authorization: SluicePeer ...`)"),
         };
     }
-    if host.settings().auth_token.is_none() || OPEN_PATHS.contains(&req.uri().path()) {
+    if host.settings().auth_token.is_none()
+        || OPEN_PATHS.contains(&req.uri().path())
+        || req.extensions().get::<ClientCertified>().is_some()
+    {
         return next.run(req).await;
     }
     let presented = req

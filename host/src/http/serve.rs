@@ -9,7 +9,9 @@
 //! (`/health`, `/ready`), which are never held back; a failed `accept`
 //! (descriptors exhausted) pauses accepting briefly instead of spinning.
 //! With `[tls]`, every connection is TLS: its handshake must finish within
-//! `idle_timeout`, in the connection's own task.
+//! `idle_timeout`, in the connection's own task. Each request of a
+//! connection whose client showed a verified certificate carries
+//! [`ClientCertified`].
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,6 +25,11 @@ use tower::ServiceExt;
 
 use crate::error::Error;
 use crate::node::Host;
+
+/// Marks a request whose connection's client showed a certificate that
+/// chains to `[tls] client_ca`: it stands for the bearer token.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientCertified;
 
 /// Paths answered whatever the request limit: liveness and readiness.
 fn is_probe(path: &str) -> bool {
@@ -65,16 +72,22 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let (router, requests) = (router.clone(), requests.clone());
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let (router, requests) = (router.clone(), requests.clone());
-            async move {
-                let _slot = match is_probe(req.uri().path()) {
-                    true => None,
-                    false => requests.acquire_owned().await.ok(),
-                };
-                router.oneshot(req.map(axum::body::Body::new)).await
-            }
-        });
+        // `certified`: the connection's client showed a verified certificate.
+        let service = move |certified: bool| {
+            hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                let (router, requests) = (router.clone(), requests.clone());
+                if certified {
+                    req.extensions_mut().insert(ClientCertified);
+                }
+                async move {
+                    let _slot = match is_probe(req.uri().path()) {
+                        true => None,
+                        false => requests.acquire_owned().await.ok(),
+                    };
+                    router.oneshot(req.map(axum::body::Body::new)).await
+                }
+            })
+        };
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
@@ -86,7 +99,7 @@ pub async fn serve(
             let served = match tls {
                 None => {
                     watcher
-                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .watch(builder.serve_connection(TokioIo::new(stream), service(false)))
                         .await
                 }
                 // The handshake runs here, not in the accept loop: a client
@@ -94,8 +107,9 @@ pub async fn serve(
                 // longer than the idle timeout.
                 Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => {
+                        let certified = crate::tls::client_certified(stream.get_ref().1);
                         watcher
-                            .watch(builder.serve_connection(TokioIo::new(stream), service))
+                            .watch(builder.serve_connection(TokioIo::new(stream), service(certified)))
                             .await
                     }
                     Ok(Err(e)) => {

@@ -3,7 +3,8 @@
 //! `kafka_idle_timeout` between requests (or inside one) closes the
 //! connection; so does a frame `dispatch` cannot make sense of. With
 //! `[tls]`, the connection is TLS from its first byte: the handshake must
-//! finish within the idle timeout.
+//! finish within the idle timeout, and a client certificate verified in it
+//! authenticates the connection as SASL with the token does.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +22,8 @@ pub(super) struct Conn {
     pub local: SocketAddr,
     /// The client's address.
     pub peer: SocketAddr,
-    /// Passed SASL (or no token is set on the node).
+    /// Passed SASL, showed a client certificate (`[tls] client_ca`), or no
+    /// token is set on the node.
     pub authenticated: bool,
     /// A SaslHandshake chose PLAIN; SaslAuthenticate may follow.
     pub sasl_ready: bool,
@@ -58,6 +60,10 @@ pub(super) async fn run(ctx: Arc<Ctx>, stream: TcpStream, peer: SocketAddr) {
         }
         Some(acceptor) => match tokio::time::timeout(ctx.idle, acceptor.accept(stream)).await {
             Ok(Ok(stream)) => {
+                // A verified client certificate stands for the token.
+                if crate::tls::client_certified(stream.get_ref().1) {
+                    conn.authenticated = true;
+                }
                 let (read, write) = tokio::io::split(stream);
                 serve(&ctx, &mut conn, read, write).await
             }

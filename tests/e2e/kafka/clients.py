@@ -293,7 +293,9 @@ def kp_produce(a):
 def kp_consume(a):
     from kafka import KafkaConsumer, TopicPartition
 
-    c = KafkaConsumer(bootstrap_servers=a["bootstrap"], enable_auto_commit=False, group_id=None)
+    conf = dict(bootstrap_servers=a["bootstrap"], enable_auto_commit=False, group_id=None)
+    conf.update(a.get("config", {}))
+    c = KafkaConsumer(**conf)
     tp = TopicPartition(a["topic"], a["partition"])
     c.assign([tp])
     c.seek(tp, a["offset"])
