@@ -73,6 +73,28 @@ pub fn client_certified(conn: &rustls::ServerConnection) -> bool {
     conn.peer_certificates().is_some_and(|c| !c.is_empty())
 }
 
+/// The certificate (the leaf) the client of a finished handshake showed,
+/// verified against `[tls] client_ca`.
+pub fn client_certificate(conn: &rustls::ServerConnection) -> Option<CertificateDer<'static>> {
+    conn.peer_certificates()?.first().map(|c| c.clone().into_owned())
+}
+
+/// Whether `cert` names `host` (a DNS name or an IP address, in brackets or
+/// not) as a server certificate for that host would: the same check peers
+/// make of a node's certificate when they connect to its address.
+pub fn names(cert: &CertificateDer<'_>, host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let name = match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => rustls_pki_types::ServerName::IpAddress(ip.into()),
+        Err(_) => match rustls_pki_types::ServerName::try_from(bare) {
+            Ok(n) => n,
+            Err(_) => return false,
+        },
+    };
+    rustls::server::ParsedCertificate::try_from(cert)
+        .is_ok_and(|parsed| rustls::client::verify_server_name(&parsed, &name).is_ok())
+}
+
 /// Loads `[tls]`; `None` when TLS is off.
 pub fn load(settings: &TlsSettings) -> Result<Option<Tls>, Error> {
     let (Some(cert_path), Some(key_path)) = (&settings.cert, &settings.key) else {

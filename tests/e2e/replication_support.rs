@@ -56,6 +56,18 @@ pub(crate) fn cluster_ports() -> ([u16; 3], [u16; 3]) {
 }
 
 pub(crate) fn node_config(id: u32, ports: &[u16; 3], kafka: &[u16; 3], replication_max_bytes: &str) -> String {
+    node_config_at(id, ["127.0.0.1"; 3], ports, kafka, replication_max_bytes)
+}
+
+/// [`node_config`] with node i at `hosts[i - 1]`.
+pub(crate) fn node_config_at(
+    id: u32,
+    hosts: [&str; 3],
+    ports: &[u16; 3],
+    kafka: &[u16; 3],
+    replication_max_bytes: &str,
+) -> String {
+    let [h1, h2, h3] = hosts;
     // Top-level keys before the `[cluster]` table.
     format!(
         r#"max_request_bytes = "64MiB"
@@ -63,8 +75,8 @@ pub(crate) fn node_config(id: u32, ports: &[u16; 3], kafka: &[u16; 3], replicati
 [cluster]
 node_id = {id}
 secret = "{SECRET}"
-nodes = {{ "1" = "127.0.0.1:{p1}", "2" = "127.0.0.1:{p2}", "3" = "127.0.0.1:{p3}" }}
-kafka_nodes = {{ "1" = "127.0.0.1:{k1}", "2" = "127.0.0.1:{k2}", "3" = "127.0.0.1:{k3}" }}
+nodes = {{ "1" = "{h1}:{p1}", "2" = "{h2}:{p2}", "3" = "{h3}:{p3}" }}
+kafka_nodes = {{ "1" = "{h1}:{k1}", "2" = "{h2}:{k2}", "3" = "{h3}:{k3}" }}
 replication_max_bytes = "{replication_max_bytes}"
 replica_lag_max = "3s"
 acks_timeout = "20s"

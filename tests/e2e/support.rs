@@ -83,6 +83,9 @@ pub struct ServerOptions {
     pub tls_client: Option<PathBuf>,
     /// The data dir (default: `data` in the server's own temp dir).
     pub data_dir: Option<PathBuf>,
+    /// The loopback address both listeners bind (default `127.0.0.1`;
+    /// nodes told apart by address use `127.0.0.2` and so on).
+    pub ip: Option<String>,
 }
 
 impl ServerOptions {
@@ -135,14 +138,19 @@ impl Server {
         server
     }
 
+    /// The address both listeners bind, `127.0.0.1` by default.
+    fn ip(&self) -> &str {
+        self.options.ip.as_deref().unwrap_or("127.0.0.1")
+    }
+
     /// The Kafka bootstrap address, `127.0.0.1:PORT`.
     pub fn kafka(&self) -> String {
-        format!("127.0.0.1:{}", self.kafka_port)
+        format!("{}:{}", self.ip(), self.kafka_port)
     }
 
     pub fn base(&self) -> String {
         let scheme = if self.options.tls_ca.is_some() { "https" } else { "http" };
-        format!("{scheme}://127.0.0.1:{}", self.port)
+        format!("{scheme}://{}:{}", self.ip(), self.port)
     }
 
     /// `path` must start with `/`.
@@ -260,7 +268,7 @@ impl Server {
                 cmd.env_remove(k);
             }
         }
-        let listen = format!("127.0.0.1:{}", self.port);
+        let listen = format!("{}:{}", self.ip(), self.port);
         let kafka = self.kafka();
         if self.options.config_from_env {
             cmd.env("SLUICE_DATA_DIR", &self.data_dir)

@@ -9,7 +9,11 @@
 //!   in, and then needs the token (HTTP 401, Kafka connection closed before
 //!   SASL), while probes answer;
 //! - three nodes requiring certificates replicate over HTTPS: each shows
-//!   its own certificate to the peers it calls.
+//!   its own certificate to the peers it calls;
+//! - three nodes at three addresses, each with a certificate naming only
+//!   its own: a caller holding the cluster secret and node 3's certificate
+//!   cannot fetch in node 2's name, nor can a client certificate from the
+//!   same CA; each node in its own name can.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,7 +22,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::kafka_support::{hex, kcat_outcome, py};
-use crate::replication_support::{cluster_ports, node_config};
+use crate::replication_support::{SECRET, cluster_ports, node_config, node_config_at, peer_proof};
 use crate::support::{Server, ServerOptions, expect_json};
 use crate::tls::replicate_and_read_back;
 
@@ -367,4 +371,74 @@ async fn nodes_requiring_certificates_show_theirs_to_each_other() {
         Server::start_with(options(3)),
     );
     replicate_and_read_back(&https(&ca.pem, Some(&app)), [&n1, &n2, &n3], "over mutual tls").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_acts_only_in_the_name_its_certificate_gives() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let ca = Ca::new(d, "cluster");
+    let hosts = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
+    // Each node's certificate names its own address only.
+    let ids: Vec<_> = (0..3)
+        .map(|i| ca.issue(d, &format!("node{}", i + 1), &[hosts[i]]))
+        .collect();
+    let (_, _, app) = ca.issue(d, "app", &["app"]);
+    let (ports, kafka) = cluster_ports();
+    let options = |i: usize| {
+        let (cert, key, both) = &ids[i];
+        let id = u32::try_from(i + 1).expect("id");
+        ServerOptions {
+            config: Some(
+                node_config_at(id, hosts, &ports, &kafka, "1MiB")
+                    + &tls_section(cert, key, &ca.pem, &ca.pem, "required"),
+            ),
+            port: Some(ports[i]),
+            kafka_port: Some(kafka[i]),
+            tls_ca: Some(ca.pem.clone()),
+            tls_client: Some(both.clone()),
+            ip: Some(hosts[i].to_string()),
+            ..ServerOptions::default()
+        }
+    };
+    let (n1, n2, n3) = tokio::join!(
+        Server::start_with(options(0)),
+        Server::start_with(options(1)),
+        Server::start_with(options(2)),
+    );
+    // Every node's calls to its peers pass, each in its own name.
+    replicate_and_read_back(&https(&ca.pem, Some(&app)), [&n1, &n2, &n3], "in its own name").await;
+
+    let described = https(&ca.pem, Some(&app))
+        .get(n1.url("/streams/r"))
+        .send()
+        .await
+        .expect("describe");
+    let created_ms = expect_json(described, StatusCode::OK).await["created_ms"].clone();
+    let fetch = |replica: u32| {
+        json!({"stream": "r", "created_ms": created_ms, "partition": 0, "replica": replica,
+               "fetch_offset": 0, "leader_epoch": 0, "last_epoch": null, "max_bytes": 1024, "wait_ms": 0})
+    };
+    // (identity shown, node the proof names, expected status)
+    let cases = [
+        (&ids[2].2, 2, StatusCode::UNAUTHORIZED),
+        (&app, 2, StatusCode::UNAUTHORIZED),
+        (&ids[2].2, 3, StatusCode::OK),
+        (&ids[1].2, 2, StatusCode::OK),
+    ];
+    for (identity, node, expected) in cases {
+        let resp = https(&ca.pem, Some(identity))
+            .post(n1.url("/internal/replication/fetch"))
+            .header("authorization", peer_proof(SECRET, node))
+            .json(&fetch(node))
+            .send()
+            .await
+            .expect("fetch");
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        assert_eq!(status, expected, "{} as node {node}: {body}", identity.display());
+        if expected == StatusCode::UNAUTHORIZED {
+            assert!(body.contains("does not name the address"), "{body}");
+        }
+    }
 }

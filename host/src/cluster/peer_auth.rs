@@ -7,8 +7,10 @@
 //! its replica).
 //!
 //! A node holding the secret can compute any node's proof: the secret is
-//! shared by the cluster's nodes. Mutual TLS with a certificate per node is
-//! the stronger form (docs/SECURITY.md).
+//! shared by the cluster's nodes. With `[tls] client_ca`, the node facade
+//! also requires the calling connection's certificate to name the address
+//! of the node the proof names (`Host::verify_peer`), which binds the id to
+//! a certificate per node (docs/SECURITY.md).
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

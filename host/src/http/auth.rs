@@ -4,7 +4,9 @@
 //! the internal routes), and the
 //! guard of the internal routes (`/internal/...`): only on a cluster node,
 //! only for another node proving its id with the cluster's secret (a client
-//! token is not enough), which handlers find as [`PeerNode`].
+//! token is not enough) and, where nodes show certificates (`[tls]
+//! client_ca`), over a connection whose certificate names that node's
+//! address; handlers find it as [`PeerNode`].
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -39,17 +41,14 @@ pub async fn require_token(State(host): State<Host>, mut req: Request, next: Nex
             ))
             .into_response();
         }
-        let proved = req
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| host.verify_peer(v));
-        return match proved {
-            Some(node) => {
+        let authorization = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let certificate = req.extensions().get::<ClientCertified>().map(|c| &*c.0);
+        return match host.verify_peer(authorization, certificate) {
+            Ok(node) => {
                 req.extensions_mut().insert(PeerNode(node));
                 next.run(req).await
             }
-            None => unauthorized("internal routes take a cluster node's proof (`Authorization: SluicePeer ...`)"),
+            Err(why) => unauthorized(why),
         };
     }
     if host.settings().auth_token.is_none()

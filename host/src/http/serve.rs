@@ -27,9 +27,10 @@ use crate::error::Error;
 use crate::node::Host;
 
 /// Marks a request whose connection's client showed a certificate that
-/// chains to `[tls] client_ca`: it stands for the bearer token.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientCertified;
+/// chains to `[tls] client_ca` (here, its leaf): it stands for the bearer
+/// token, and tells which node an internal call comes from.
+#[derive(Debug, Clone)]
+pub struct ClientCertified(pub Arc<rustls_pki_types::CertificateDer<'static>>);
 
 /// Paths answered whatever the request limit: liveness and readiness.
 fn is_probe(path: &str) -> bool {
@@ -72,12 +73,12 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let (router, requests) = (router.clone(), requests.clone());
-        // `certified`: the connection's client showed a verified certificate.
-        let service = move |certified: bool| {
+        // `certified`: the certificate the connection's client showed.
+        let service = move |certified: Option<Arc<rustls_pki_types::CertificateDer<'static>>>| {
             hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 let (router, requests) = (router.clone(), requests.clone());
-                if certified {
-                    req.extensions_mut().insert(ClientCertified);
+                if let Some(cert) = &certified {
+                    req.extensions_mut().insert(ClientCertified(cert.clone()));
                 }
                 async move {
                     let _slot = match is_probe(req.uri().path()) {
@@ -99,7 +100,7 @@ pub async fn serve(
             let served = match tls {
                 None => {
                     watcher
-                        .watch(builder.serve_connection(TokioIo::new(stream), service(false)))
+                        .watch(builder.serve_connection(TokioIo::new(stream), service(None)))
                         .await
                 }
                 // The handshake runs here, not in the accept loop: a client
@@ -107,7 +108,7 @@ pub async fn serve(
                 // longer than the idle timeout.
                 Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => {
-                        let certified = crate::tls::client_certified(stream.get_ref().1);
+                        let certified = crate::tls::client_certificate(stream.get_ref().1).map(Arc::new);
                         watcher
                             .watch(builder.serve_connection(TokioIo::new(stream), service(certified)))
                             .await

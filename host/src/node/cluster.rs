@@ -310,12 +310,42 @@ impl Host {
         )
     }
 
-    /// The node an internal call's `Authorization` header proves (`None`:
-    /// no cluster here, or no valid proof of a cluster node).
-    pub fn verify_peer(&self, authorization: &str) -> Option<u32> {
-        let cluster = self.inner.cluster.as_ref()?;
-        let secret = cluster.settings().secret.as_deref()?;
-        crate::cluster::peer_auth::verify(secret, authorization).filter(|n| cluster.peers().contains_key(n))
+    /// The node an internal call proves it is, from its `Authorization`
+    /// header and, on a node with `[tls] client_ca`, the certificate its
+    /// connection showed: that must name the address of the node the proof
+    /// names (`[cluster] nodes`), so holding the secret is not enough to
+    /// act for another node. `Err` says what is missing.
+    pub fn verify_peer(
+        &self,
+        authorization: Option<&str>,
+        certificate: Option<&rustls_pki_types::CertificateDer<'_>>,
+    ) -> Result<u32, &'static str> {
+        const NO_PROOF: &str = "internal routes take a cluster node's proof (`Authorization: SluicePeer ...`)";
+        let cluster = self.inner.cluster.as_ref().ok_or(NO_PROOF)?;
+        let secret = cluster.settings().secret.as_deref().ok_or(NO_PROOF)?;
+        let node = authorization
+            .and_then(|a| crate::cluster::peer_auth::verify(secret, a))
+            .filter(|n| cluster.peers().contains_key(n))
+            .ok_or(NO_PROOF)?;
+        if self.inner.settings.tls.client_ca.is_none() {
+            return Ok(node);
+        }
+        let host = cluster
+            .peers()
+            .get(&node)
+            .and_then(|base| reqwest::Url::parse(base).ok())
+            .and_then(|u| u.host_str().map(str::to_string));
+        match (certificate, host) {
+            (Some(cert), Some(host)) if crate::tls::names(cert, &host) => Ok(node),
+            (None, _) => Err(
+                "internal calls to a node with client certificates come with the calling node's own \
+                 certificate",
+            ),
+            _ => Err(
+                "the connection's certificate does not name the address of the node the proof names \
+                 (`[cluster] nodes`): a node acts only in its own name",
+            ),
+        }
     }
 
     /// Whether this node is part of a cluster (internal routes exist).
