@@ -28,7 +28,15 @@ pub struct TlsSettings {
     /// certificate; `requested` lets such a connection in, to authenticate
     /// with the token instead (probes included).
     pub client_auth: Option<ClientAuth>,
+    /// How often the files above are read again; when one changed and they
+    /// load, new connections (and calls to peers) use them: certificates
+    /// rotate without a restart. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Option<std::time::Duration>,
 }
+
+/// `[tls] reload_interval` when not set.
+pub const RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Whether a client without a certificate may connect (`[tls] client_auth`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +61,11 @@ impl TlsSettings {
         self.client_ca.is_some() && self.client_auth.unwrap_or_default() == ClientAuth::Required
     }
 
+    /// How often the files are read again (`reload_interval`).
+    pub fn reload_every(&self) -> std::time::Duration {
+        self.reload_interval.unwrap_or(RELOAD_INTERVAL)
+    }
+
     pub(super) fn validate(&self) -> Result<(), String> {
         match (&self.cert, &self.key) {
             (Some(_), Some(_)) | (None, None) => {}
@@ -63,6 +76,12 @@ impl TlsSettings {
         }
         if self.client_ca.is_some() && self.cert.is_none() {
             return Err("tls.client_ca needs tls.cert and tls.key".into());
+        }
+        if self
+            .reload_interval
+            .is_some_and(|d| d < std::time::Duration::from_millis(100))
+        {
+            return Err("tls.reload_interval must be at least 100ms".into());
         }
         if self.client_auth.is_some() && self.client_ca.is_none() {
             return Err("tls.client_auth needs tls.client_ca (the CA client certificates chain to)".into());
@@ -83,6 +102,7 @@ mod tests {
             ca: None,
             client_ca: client_ca.then(|| "ca.pem".into()),
             client_auth: auth,
+            reload_interval: None,
         };
         assert_eq!(files(true, true, Some(ClientAuth::Requested)).validate(), Ok(()));
         assert_eq!(files(true, true, None).validate(), Ok(()));
@@ -98,5 +118,10 @@ mod tests {
                 .expect("parse");
         assert_eq!(parsed.client_auth, Some(ClientAuth::Requested));
         assert!(toml::from_str::<TlsSettings>("client_auth = \"sometimes\"\n").is_err());
+        let quick: TlsSettings =
+            toml::from_str("cert = \"c\"\nkey = \"k\"\nreload_interval = \"1ms\"\n").expect("parse");
+        let e = quick.validate().unwrap_err();
+        assert!(e.contains("reload_interval"), "{e}");
+        assert_eq!(files(true, false, None).reload_every(), RELOAD_INTERVAL);
     }
 }

@@ -10,9 +10,11 @@
 //! `client_ca`, a certificate a client shows is verified against it during
 //! the handshake (a bad one fails the handshake), so a connection that has
 //! peer certificates after it ([`client_certified`]) has a verified one.
+//! [`LiveTls`] holds the configuration new connections use and swaps it
+//! only for files that load as a whole.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use rustls::crypto::CryptoProvider;
 use rustls_pki_types::pem::PemObject;
@@ -21,7 +23,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use crate::config::{ClientAuth, TlsSettings};
 use crate::error::Error;
 
-/// A node's TLS configurations.
+/// A node's TLS configurations, as loaded once from `[tls]`.
 #[derive(Clone)]
 pub struct Tls {
     /// For the HTTP and Kafka listeners.
@@ -35,6 +37,68 @@ impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Tls { .. }")
     }
+}
+
+/// `[tls]` as last loaded, swapped when its files change (certificate
+/// rotation without a restart). A change that does not load (a key that
+/// does not match its certificate yet, a truncated file) leaves the last
+/// good configuration in place; the next change is tried again.
+pub struct LiveTls {
+    settings: TlsSettings,
+    current: RwLock<Arc<Tls>>,
+    /// The files' contents when last looked at, loaded or not.
+    seen: Mutex<Vec<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for LiveTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiveTls { .. }")
+    }
+}
+
+impl LiveTls {
+    /// Loads `[tls]`; `None` when TLS is off.
+    pub fn load(settings: &TlsSettings) -> Result<Option<LiveTls>, Error> {
+        let seen = fingerprint(settings)?;
+        Ok(load(settings)?.map(|tls| LiveTls {
+            settings: settings.clone(),
+            current: RwLock::new(Arc::new(tls)),
+            seen: Mutex::new(seen),
+        }))
+    }
+
+    /// The configuration new connections use.
+    pub fn current(&self) -> Arc<Tls> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Reads the files again and, when any changed since it last looked,
+    /// loads them and swaps them in: `Ok(true)`. `Err` when they changed
+    /// but do not load, or cannot be read; the configuration in use stays.
+    pub fn reload_if_changed(&self) -> Result<bool, Error> {
+        let now = fingerprint(&self.settings)?;
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            if *seen == now {
+                return Ok(false);
+            }
+            *seen = now;
+        }
+        let Some(tls) = load(&self.settings)? else {
+            return Ok(false);
+        };
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tls);
+        Ok(true)
+    }
+}
+
+/// The contents of every file `[tls]` names.
+fn fingerprint(settings: &TlsSettings) -> Result<Vec<Vec<u8>>, Error> {
+    [&settings.cert, &settings.key, &settings.ca, &settings.client_ca]
+        .into_iter()
+        .flatten()
+        .map(|p| std::fs::read(p).map_err(|e| bad(p, &format!("cannot read: {e}"))))
+        .collect()
 }
 
 fn provider() -> Arc<CryptoProvider> {

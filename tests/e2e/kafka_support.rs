@@ -208,9 +208,12 @@ pub async fn metrics_text(server: &Server) -> String {
 /// The sum of metric `name`'s samples whose line contains `with` (a label,
 /// or "" for all).
 pub async fn metric_sum(server: &Server, name: &str, with: &str) -> f64 {
-    metrics_text(server)
-        .await
-        .lines()
+    sum_in(&metrics_text(server).await, name, with)
+}
+
+/// [`metric_sum`] over a scrape's `text`.
+pub fn sum_in(text: &str, name: &str, with: &str) -> f64 {
+    text.lines()
         .filter(|l| l.starts_with(name) && l.contains(with))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()

@@ -57,4 +57,5 @@ mod tiering;
 mod tiering_partition;
 mod tls;
 mod tls_clients;
+mod tls_reload;
 mod workload;

@@ -29,14 +29,14 @@ use crate::tls::replicate_and_read_back;
 const TOKEN: &str = "mtls-test-token";
 
 /// A CA that signs certificates into `dir`.
-struct Ca {
+pub(crate) struct Ca {
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
     /// Its certificate, PEM.
-    pem: PathBuf,
+    pub(crate) pem: PathBuf,
 }
 
 impl Ca {
-    fn new(dir: &Path, name: &str) -> Ca {
+    pub(crate) fn new(dir: &Path, name: &str) -> Ca {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params.distinguished_name.push(rcgen::DnType::CommonName, name);
@@ -52,7 +52,7 @@ impl Ca {
 
     /// A certificate for `names` signed by this CA: (cert, key, both in one
     /// file) under `dir`.
-    fn issue(&self, dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
+    pub(crate) fn issue(&self, dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = rcgen::CertificateParams::new(names).expect("params");
         params.distinguished_name.push(rcgen::DnType::CommonName, stem);
@@ -70,7 +70,7 @@ impl Ca {
     }
 }
 
-fn tls_section(cert: &Path, key: &Path, ca: &Path, client_ca: &Path, auth: &str) -> String {
+pub(crate) fn tls_section(cert: &Path, key: &Path, ca: &Path, client_ca: &Path, auth: &str) -> String {
     format!(
         "\n[tls]\ncert = {:?}\nkey = {:?}\nca = {:?}\nclient_ca = {:?}\nclient_auth = {auth:?}\n",
         cert.display().to_string(),
@@ -82,7 +82,7 @@ fn tls_section(cert: &Path, key: &Path, ca: &Path, client_ca: &Path, auth: &str)
 
 /// An HTTPS client trusting `ca`, showing `identity` (cert and key in one
 /// PEM file) when given.
-fn https(ca: &Path, identity: Option<&Path>) -> reqwest::Client {
+pub(crate) fn https(ca: &Path, identity: Option<&Path>) -> reqwest::Client {
     let pem = std::fs::read(ca).expect("read CA");
     let mut b = reqwest::Client::builder()
         .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).expect("PEM"))
@@ -95,7 +95,7 @@ fn https(ca: &Path, identity: Option<&Path>) -> reqwest::Client {
 }
 
 /// kcat over TLS with `extra` settings; `Err` with its stderr when it fails.
-fn kcat_tls(args: &[&str], ca: &Path, extra: &[String], stdin: &[u8]) -> Result<String, String> {
+pub(crate) fn kcat_tls(args: &[&str], ca: &Path, extra: &[String], stdin: &[u8]) -> Result<String, String> {
     let ca = format!("ssl.ca.location={}", ca.display());
     let mut all: Vec<&str> = args.to_vec();
     // Fail fast instead of retrying a refused handshake for minutes.
@@ -115,7 +115,7 @@ fn kcat_tls(args: &[&str], ca: &Path, extra: &[String], stdin: &[u8]) -> Result<
     kcat_outcome(&all, stdin)
 }
 
-fn cert_settings(cert: &Path, key: &Path) -> Vec<String> {
+pub(crate) fn cert_settings(cert: &Path, key: &Path) -> Vec<String> {
     vec![
         format!("ssl.certificate.location={}", cert.display()),
         format!("ssl.key.location={}", key.display()),

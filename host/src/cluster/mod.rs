@@ -70,7 +70,8 @@ pub struct Cluster {
     settings: ClusterSettings,
     max_batch_bytes: u64,
     log: Arc<Log>,
-    client: reqwest::Client,
+    /// For calls to peers; rebuilt when `[tls]` files are reloaded.
+    client: std::sync::RwLock<reqwest::Client>,
     /// The cluster's secret: peer calls carry a proof of this node's id
     /// made with it ([`peer_auth`]).
     secret: String,
@@ -119,6 +120,21 @@ pub struct ReplicationStatus {
     pub follower: Option<FollowerStatus>,
 }
 
+/// The HTTP client for calls to peers: over HTTPS with `tls`, trusting
+/// exactly `[tls] ca` (or the node's own certificates).
+fn peer_client(
+    settings: &ClusterSettings,
+    tls: Option<&rustls::ClientConfig>,
+) -> Result<reqwest::Client, ClusterError> {
+    let mut client = reqwest::Client::builder().connect_timeout(settings.peer_timeout);
+    if let Some(tls) = tls {
+        client = client.use_preconfigured_tls(tls.clone());
+    }
+    client
+        .build()
+        .map_err(|e| ClusterError::NotConfigured(format!("HTTP client: {e}")))
+}
+
 impl Cluster {
     pub fn new(
         settings: ClusterSettings,
@@ -131,14 +147,7 @@ impl Cluster {
         let peers = settings
             .peers(scheme)
             .map_err(|e| ClusterError::NotConfigured(e.message().to_string()))?;
-        let mut client = reqwest::Client::builder().connect_timeout(settings.peer_timeout);
-        if let Some(tls) = tls {
-            // Exactly `[tls] ca` (or the node's own certificates) is trusted.
-            client = client.use_preconfigured_tls((*tls).clone());
-        }
-        let client = client
-            .build()
-            .map_err(|e| ClusterError::NotConfigured(format!("HTTP client: {e}")))?;
+        let client = peer_client(&settings, tls.as_deref())?;
         let secret = settings.secret.clone().unwrap_or_default();
         Ok(Arc::new(Cluster {
             node_id: settings.node_id,
@@ -146,7 +155,7 @@ impl Cluster {
             settings,
             max_batch_bytes,
             log,
-            client,
+            client: std::sync::RwLock::new(client),
             secret,
             trackers: Mutex::new(HashMap::new()),
             followers: Mutex::new(HashMap::new()),
@@ -176,6 +185,14 @@ impl Cluster {
 
     pub fn settings(&self) -> &ClusterSettings {
         &self.settings
+    }
+
+    /// Calls to peers from now on use `tls` (reloaded `[tls]` files);
+    /// calls in flight finish on the client they started with.
+    pub fn use_tls(&self, tls: &rustls::ClientConfig) -> Result<(), ClusterError> {
+        let client = peer_client(&self.settings, Some(tls))?;
+        *self.client.write().unwrap_or_else(|p| p.into_inner()) = client;
+        Ok(())
     }
 
     /// Node ids and base URLs, this node included.
@@ -479,7 +496,8 @@ impl Cluster {
             reason: "not in the cluster's nodes".into(),
         })?;
         let url = format!("{base}{path}");
-        let mut req = self.client.post(&url).json(body).timeout(timeout);
+        let client = self.client.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut req = client.post(&url).json(body).timeout(timeout);
         req = req.header(
             reqwest::header::AUTHORIZATION,
             peer_auth::header(&self.secret, self.node_id),

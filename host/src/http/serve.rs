@@ -50,7 +50,6 @@ pub async fn serve(
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let requests = Arc::new(Semaphore::new(limits.max_concurrent_requests));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let tls = host.tls_acceptor();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -94,7 +93,8 @@ pub async fn serve(
             .timer(TokioTimer::new())
             .header_read_timeout(limits.idle_timeout)
             .keep_alive(true);
-        let (watcher, tls) = (graceful.watcher(), tls.clone());
+        // Per connection: `[tls]` files reloaded since apply to it.
+        let (watcher, tls) = (graceful.watcher(), host.tls_acceptor());
         let handshake_timeout = limits.idle_timeout;
         tokio::spawn(async move {
             let served = match tls {

@@ -53,7 +53,8 @@ pub(super) async fn run(ctx: Arc<Ctx>, stream: TcpStream, peer: SocketAddr) {
         sasl_ready: false,
     };
     crate::metrics::kafka_connections(1);
-    let end = match &ctx.tls {
+    // `[tls]` as last loaded: every connection is TLS then.
+    let end = match ctx.host.tls_acceptor() {
         None => {
             let (read, write) = stream.into_split();
             serve(&ctx, &mut conn, read, write).await

@@ -39,8 +39,6 @@ pub(crate) struct Ctx {
     node_id: i32,
     max_frame: usize,
     idle: Duration,
-    /// `[tls]`: every connection is TLS.
-    tls: Option<tokio_rustls::TlsAcceptor>,
     /// Record batches ready to send (`kafka_fetch_cache_bytes`).
     cache: cache::FetchCache,
 }
@@ -88,7 +86,6 @@ pub async fn serve_with_cache(host: Host, listener: TcpListener, fetch_cache_byt
             .map_or(0, |c| i32::try_from(c.node_id).unwrap_or(i32::MAX)),
         max_frame: usize::try_from(settings.kafka_max_frame_bytes.as_u64()).unwrap_or(usize::MAX),
         idle: settings.kafka_idle_timeout,
-        tls: host.tls_acceptor(),
         cache: cache::FetchCache::new(usize::try_from(fetch_cache_bytes).unwrap_or(usize::MAX)),
         host: host.clone(),
     });

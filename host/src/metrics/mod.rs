@@ -93,6 +93,9 @@ pub const REPLICATION_FETCH_ERRORS: &str = "sluice_replication_fetch_errors_tota
 pub const REPLICATION_BYTES: &str = "sluice_replication_bytes_total";
 /// Open Kafka connections; Kafka requests by API and their duration.
 pub const KAFKA_CONNECTIONS: &str = "sluice_kafka_connections";
+/// `[tls]` files reloaded after they changed (label `result`: `ok`, or
+/// `error` when they did not load and the last good ones stay in use).
+pub const TLS_RELOADS: &str = "sluice_tls_reloads_total";
 pub const KAFKA_REQUESTS: &str = "sluice_kafka_requests_total";
 pub const KAFKA_REQUEST_SECONDS: &str = "sluice_kafka_request_seconds";
 /// Kafka fetches of a partition answered from the fetch cache or not, and
@@ -178,6 +181,10 @@ fn describe() {
     describe_counter!(PLUGIN_ERRORS, "Plugin calls that returned the plugin's error");
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered");
     describe_gauge!(KAFKA_CONNECTIONS, "Open Kafka protocol connections");
+    describe_counter!(
+        TLS_RELOADS,
+        "TLS files reloaded after a change (result ok, or error: the last good ones stay in use)"
+    );
     describe_counter!(KAFKA_REQUESTS, "Kafka requests answered, by API");
     describe_histogram!(KAFKA_REQUEST_SECONDS, "Time to answer a Kafka request, by API");
     describe_counter!(
@@ -206,4 +213,10 @@ pub fn spawn_upkeep(handle: PrometheusHandle) -> tokio::task::JoinHandle<()> {
 /// Counts a Kafka connection opening (`1`) or closing (`-1`).
 pub fn kafka_connections(delta: i8) {
     metrics::gauge!(KAFKA_CONNECTIONS).increment(f64::from(delta));
+}
+
+/// Counts one reload of changed `[tls]` files.
+pub fn tls_reload(ok: bool) {
+    let result = if ok { "ok" } else { "error" };
+    metrics::counter!(TLS_RELOADS, "result" => result).increment(1);
 }

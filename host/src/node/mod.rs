@@ -57,6 +57,7 @@ mod tests_groups;
 #[cfg(test)]
 mod tests_views;
 mod time_index;
+mod tls_reload;
 mod views;
 pub use cluster::{Acks, PendingAppend, StreamSpec};
 pub use committed::{CommitRefused, CommittedOffset, OffsetCommit};
@@ -114,8 +115,11 @@ struct Inner {
     view_instances: views::InstancePool,
     /// Plugin uploads compiling now (`[plugins] max_concurrent_compiles`).
     compile_slots: tokio::sync::Semaphore,
-    /// `[tls]`, loaded at start (`None`: plain TCP).
-    tls: Option<crate::tls::Tls>,
+    /// `[tls]`, loaded at start and reloaded when its files change
+    /// (`None`: plain TCP).
+    tls: Option<Arc<crate::tls::LiveTls>>,
+    /// The task that reloads `[tls]` files (`tls_reload.rs`).
+    tls_reload: Option<tokio::task::JoinHandle<()>>,
     /// Request bytes being read and decoded (`max_in_flight_bytes`).
     in_flight: in_flight::Budget,
 }
@@ -164,7 +168,7 @@ impl Host {
         prefix: object_store::path::Path,
     ) -> Result<Host, Error> {
         settings.validate()?;
-        let tls = crate::tls::load(&settings.tls)?;
+        let tls = crate::tls::LiveTls::load(&settings.tls)?.map(Arc::new);
         std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
             Error::new(
                 ErrorKind::Internal,
@@ -201,7 +205,7 @@ impl Host {
         let cluster = match &settings.cluster {
             Some(c) => {
                 let max_batch = settings.max_batch_bytes.as_u64();
-                let peer_tls = tls.as_ref().map(|t| t.client.clone());
+                let peer_tls = tls.as_ref().map(|t| t.current().client.clone());
                 let cluster = Cluster::new(c.clone(), log.clone(), max_batch, &settings.data_dir, peer_tls)?;
                 cluster.sync_leadership().await;
                 cluster.start();
@@ -213,6 +217,11 @@ impl Host {
         pipelines.start_all().await;
         let upkeep = metrics.clone().map(crate::metrics::spawn_upkeep);
         let groups = groups::coordinator(&settings.groups);
+        let stopping = tokio::sync::watch::Sender::new(false);
+        let tls_reload = tls.clone().map(|t| {
+            let every = settings.tls.reload_every();
+            tls_reload::spawn(t, every, cluster.clone(), stopping.subscribe())
+        });
         Ok(Host {
             inner: Arc::new(Inner {
                 settings,
@@ -223,13 +232,14 @@ impl Host {
                 cluster,
                 metrics,
                 upkeep,
-                stopping: tokio::sync::watch::Sender::new(false),
+                stopping,
                 time_index: std::sync::Mutex::default(),
                 committed: committed::Committed::default(),
                 groups,
                 view_instances: views::InstancePool::default(),
                 compile_slots: tokio::sync::Semaphore::new(compiles),
                 tls,
+                tls_reload,
                 in_flight: in_flight::Budget::new(in_flight_bytes),
             }),
         })
@@ -239,12 +249,13 @@ impl Host {
         &self.inner.settings
     }
 
-    /// The server side of `[tls]` for the listeners (`None`: plain TCP).
+    /// The server side of `[tls]` for a connection just accepted (`None`:
+    /// plain TCP): the files as last loaded.
     pub fn tls_acceptor(&self) -> Option<tokio_rustls::TlsAcceptor> {
         self.inner
             .tls
             .as_ref()
-            .map(|t| tokio_rustls::TlsAcceptor::from(t.server.clone()))
+            .map(|t| tokio_rustls::TlsAcceptor::from(t.current().server.clone()))
     }
 
     /// The stream log under this node (tests and tools).
@@ -591,6 +602,9 @@ impl Host {
         self.inner.stopping.send_replace(true);
         self.inner.groups.stop();
         if let Some(t) = &self.inner.upkeep {
+            t.abort();
+        }
+        if let Some(t) = &self.inner.tls_reload {
             t.abort();
         }
         self.inner.pipelines.stop_all().await;

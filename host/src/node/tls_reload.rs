@@ -1,0 +1,58 @@
+//! Certificate rotation without a restart: a task reads the `[tls]` files
+//! every `reload_interval` and, when they changed and load, swaps them in
+//! for new connections on both listeners and for calls to peers.
+//!
+//! Invariants: connections already open keep the configuration they were
+//! accepted with; a change that does not load leaves the last good
+//! configuration in use and is reported once (log and
+//! `sluice_tls_reloads_total{result="error"}`) until the files change
+//! again; the task stops when the node starts stopping.
+
+use std::sync::Arc;
+
+use crate::cluster::Cluster;
+use crate::tls::LiveTls;
+
+/// Starts the task (nothing to do without `[tls]`).
+pub(super) fn spawn(
+    tls: Arc<LiveTls>,
+    every: std::time::Duration,
+    cluster: Option<Arc<Cluster>>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stopping.wait_for(|s| *s) => return,
+            }
+            let checking = tls.clone();
+            match crate::task::blocking(move || checking.reload_if_changed())
+                .await
+                .and_then(|r| r)
+            {
+                Ok(false) => {}
+                Ok(true) => {
+                    let peers = cluster.as_ref().map(|c| c.use_tls(&tls.current().client)).transpose();
+                    match peers {
+                        Ok(_) => {
+                            tracing::info!("tls: certificates reloaded; new connections use them");
+                            crate::metrics::tls_reload(true);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "tls: reloaded for the listeners, but not for calls to peers");
+                            crate::metrics::tls_reload(false);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "tls: the files changed but do not load; the last good ones stay in use");
+                    crate::metrics::tls_reload(false);
+                }
+            }
+        }
+    })
+}
