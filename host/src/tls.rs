@@ -46,8 +46,9 @@ impl std::fmt::Debug for Tls {
 pub struct LiveTls {
     settings: TlsSettings,
     current: RwLock<Arc<Tls>>,
-    /// The files' contents when last looked at, loaded or not.
-    seen: Mutex<Vec<Vec<u8>>>,
+    /// The files' contents when last looked at (`None`: unreadable),
+    /// loaded or not: each state is tried, and reported, once.
+    seen: Mutex<Vec<Option<Vec<u8>>>>,
 }
 
 impl std::fmt::Debug for LiveTls {
@@ -59,7 +60,7 @@ impl std::fmt::Debug for LiveTls {
 impl LiveTls {
     /// Loads `[tls]`; `None` when TLS is off.
     pub fn load(settings: &TlsSettings) -> Result<Option<LiveTls>, Error> {
-        let seen = fingerprint(settings)?;
+        let seen = fingerprint(settings);
         Ok(load(settings)?.map(|tls| LiveTls {
             settings: settings.clone(),
             current: RwLock::new(Arc::new(tls)),
@@ -74,9 +75,10 @@ impl LiveTls {
 
     /// Reads the files again and, when any changed since it last looked,
     /// loads them and swaps them in: `Ok(true)`. `Err` when they changed
-    /// but do not load, or cannot be read; the configuration in use stays.
+    /// but do not load (or one cannot be read); the configuration in use
+    /// stays, and the same files are not tried again.
     pub fn reload_if_changed(&self) -> Result<bool, Error> {
-        let now = fingerprint(&self.settings)?;
+        let now = fingerprint(&self.settings);
         {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
             if *seen == now {
@@ -92,12 +94,13 @@ impl LiveTls {
     }
 }
 
-/// The contents of every file `[tls]` names.
-fn fingerprint(settings: &TlsSettings) -> Result<Vec<Vec<u8>>, Error> {
+/// The contents of every file `[tls]` names (`None`: unreadable; loading
+/// then says why).
+fn fingerprint(settings: &TlsSettings) -> Vec<Option<Vec<u8>>> {
     [&settings.cert, &settings.key, &settings.ca, &settings.client_ca]
         .into_iter()
         .flatten()
-        .map(|p| std::fs::read(p).map_err(|e| bad(p, &format!("cannot read: {e}"))))
+        .map(|p| std::fs::read(p).ok())
         .collect()
 }
 
@@ -215,4 +218,48 @@ pub fn load(settings: &TlsSettings) -> Result<Option<Tls>, Error> {
         server: Arc::new(server),
         client: Arc::new(client),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_identity(cert: &Path, key: &Path) {
+        let rcgen::CertifiedKey { cert: c, signing_key } =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+        std::fs::write(cert, c.pem()).expect("write cert");
+        std::fs::write(key, signing_key.serialize_pem()).expect("write key");
+    }
+
+    #[test]
+    fn changed_files_are_swapped_in_only_when_they_load_and_each_state_is_tried_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        write_identity(&cert, &key);
+        let settings = TlsSettings {
+            cert: Some(cert.clone()),
+            key: Some(key.clone()),
+            ..TlsSettings::default()
+        };
+        let live = LiveTls::load(&settings).expect("load").expect("on");
+        let first = live.current();
+        assert!(!live.reload_if_changed().expect("unchanged"));
+        // A certificate that does not parse: refused, the first stays.
+        std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nnot base64\n").expect("break");
+        assert!(live.reload_if_changed().is_err());
+        assert!(Arc::ptr_eq(&first, &live.current()));
+        // The same broken files are not tried (nor reported) again.
+        assert!(!live.reload_if_changed().expect("same state"));
+        // A new certificate whose key is gone: one error naming it, then quiet.
+        write_identity(&cert, &key);
+        std::fs::remove_file(&key).expect("remove");
+        let e = live.reload_if_changed().unwrap_err();
+        assert!(e.to_string().contains("k.pem"), "{e}");
+        assert!(!live.reload_if_changed().expect("same state"));
+        // A new identity that loads is swapped in.
+        write_identity(&cert, &key);
+        assert!(live.reload_if_changed().expect("reload"));
+        assert!(!Arc::ptr_eq(&first, &live.current()));
+        assert!(!live.reload_if_changed().expect("unchanged"));
+    }
 }

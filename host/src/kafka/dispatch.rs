@@ -179,7 +179,8 @@ async fn start(ctx: &Arc<Ctx>, conn: &mut Conn, mut frame: Bytes) -> Started {
     {
         return close(format!(
             "{api:?} before authentication: this node has a token, so clients authenticate with SASL PLAIN \
-             (any user name, the token as password) first"
+             (any user name, the token as password) first, or show a client certificate where the node asks \
+             for one (`[tls] client_ca`)"
         ));
     }
     let request = match RequestKind::decode(api, &mut frame, version) {
