@@ -108,7 +108,7 @@ pub async fn serve(
                 // longer than the idle timeout.
                 Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => {
-                        let certified = crate::tls::client_certificate(stream.get_ref().1).map(Arc::new);
+                        let certified = crate::node::client_certificate(stream.get_ref().1).map(Arc::new);
                         watcher
                             .watch(builder.serve_connection(TokioIo::new(stream), service(certified)))
                             .await
