@@ -219,6 +219,23 @@ pub fn sum_in(text: &str, name: &str, with: &str) -> f64 {
         .sum()
 }
 
+/// The values (hex) of partition `partition` of `topic` from `offset` on,
+/// `count` of them, read by kafka-python with client settings `config`.
+pub fn kp_values(bootstrap: &str, topic: &str, offset: u64, count: usize, config: &Value) -> Vec<String> {
+    let got = py(
+        "kafkapython",
+        "consume",
+        &serde_json::json!({"bootstrap": bootstrap, "topic": topic, "partition": 0, "offset": offset,
+                            "count": count, "config": config}),
+    );
+    got["records"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no records: {got}"))
+        .iter()
+        .map(|r| r["value"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// The offsets of the records a `consume` command returned.
 pub fn offsets_of(got: &Value) -> Vec<u64> {
     got["records"]

@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::kafka_support::{hex, kcat_outcome, py};
+use crate::kafka_support::{hex, kcat_outcome, kp_values, py};
 use crate::replication_support::{SECRET, cluster_ports, node_config, node_config_at, peer_proof};
 use crate::support::{Server, ServerOptions, expect_json};
 use crate::tls::replicate_and_read_back;
@@ -234,17 +234,7 @@ async fn a_client_certificate_is_all_kafka_http_and_cli_clients_need() {
         );
         assert_eq!(sent["results"][0]["offset"], offset, "{lib}: {sent}");
     }
-    let got = py(
-        "kafkapython",
-        "consume",
-        &json!({"bootstrap": bootstrap, "topic": "m", "partition": 0, "offset": 0, "count": 4, "config": kp}),
-    );
-    let values: Vec<Value> = got["records"]
-        .as_array()
-        .expect("records")
-        .iter()
-        .map(|r| r["value"].clone())
-        .collect();
+    let values = kp_values(&bootstrap, "m", 0, 4, &kp);
     assert_eq!(
         values,
         [
@@ -252,8 +242,7 @@ async fn a_client_certificate_is_all_kafka_http_and_cli_clients_need() {
             hex(b"over kafka"),
             hex(b"from librdkafka"),
             hex(b"from kafka-python")
-        ],
-        "{got}"
+        ]
     );
 
     // The CLI with --client-cert and --client-key, no token.

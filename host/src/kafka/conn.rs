@@ -25,8 +25,22 @@ pub(super) struct Conn {
     /// Passed SASL, showed a client certificate (`[tls] client_ca`), or no
     /// token is set on the node.
     pub authenticated: bool,
-    /// A SaslHandshake chose PLAIN; SaslAuthenticate may follow.
-    pub sasl_ready: bool,
+    /// Where SASL stands (SaslHandshake, then one or two SaslAuthenticate).
+    pub sasl: Sasl,
+}
+
+/// The SASL exchange of a connection.
+#[derive(Debug, Default)]
+pub(super) enum Sasl {
+    /// No handshake yet (or the last exchange ended).
+    #[default]
+    Idle,
+    /// The handshake chose PLAIN.
+    Plain,
+    /// The handshake chose a SCRAM mechanism; the client-first comes next.
+    ScramFirst(super::scram::Mechanism),
+    /// Server-first sent; the client-final comes next.
+    ScramFinal(Box<super::scram::Exchange>),
 }
 
 /// Why a connection ended.
@@ -50,7 +64,7 @@ pub(super) async fn run(ctx: Arc<Ctx>, stream: TcpStream, peer: SocketAddr) {
         local,
         peer,
         authenticated: ctx.host.settings().auth_token.is_none(),
-        sasl_ready: false,
+        sasl: Sasl::Idle,
     };
     crate::metrics::kafka_connections(1);
     // `[tls]` as last loaded: every connection is TLS then.

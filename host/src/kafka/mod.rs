@@ -30,6 +30,7 @@ pub(crate) mod dispatch;
 mod encode;
 mod error;
 pub(crate) mod legacy;
+mod scram;
 mod splice;
 
 /// What every connection of a listener shares.
@@ -41,6 +42,9 @@ pub(crate) struct Ctx {
     idle: Duration,
     /// Record batches ready to send (`kafka_fetch_cache_bytes`).
     cache: cache::FetchCache,
+    /// SCRAM keys derived from the token, one per mechanism (none without
+    /// a token).
+    scram: Vec<scram::Credentials>,
 }
 
 /// Serves the Kafka protocol for `host` on `listener` until the node starts
@@ -87,6 +91,10 @@ pub async fn serve_with_cache(host: Host, listener: TcpListener, fetch_cache_byt
         max_frame: usize::try_from(settings.kafka_max_frame_bytes.as_u64()).unwrap_or(usize::MAX),
         idle: settings.kafka_idle_timeout,
         cache: cache::FetchCache::new(usize::try_from(fetch_cache_bytes).unwrap_or(usize::MAX)),
+        scram: match &settings.auth_token {
+            Some(token) => scram::credentials_for(token).map_err(Error::invalid)?,
+            None => Vec::new(),
+        },
         host: host.clone(),
     });
     if fetch_cache_bytes > 0 {

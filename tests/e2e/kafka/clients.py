@@ -403,7 +403,7 @@ def kp_committed(a):
 def kp_create_topic(a):
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"])
+    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"], **a.get("client", {}))
     try:
         admin.create_topics([NewTopic(a["topic"], a["partitions"], a.get("replication", 1),
                                       topic_configs=a.get("config", {}))])

@@ -14,6 +14,8 @@ function client(a) {
     brokers: [a.bootstrap],
     logLevel: logLevel.NOTHING,
     retry: { retries: 8 },
+    // e.g. { mechanism: 'scram-sha-256', username, password }
+    ...(a.sasl ? { sasl: a.sasl } : {}),
   });
 }
 
