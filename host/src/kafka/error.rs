@@ -150,6 +150,9 @@ pub(super) mod codes {
     pub fn fetch_session_not_found() -> i16 {
         K::FetchSessionIdNotFound.code()
     }
+    pub fn invalid_fetch_session_epoch() -> i16 {
+        K::InvalidFetchSessionEpoch.code()
+    }
     pub fn transactions_unsupported() -> i16 {
         K::TransactionalIdAuthorizationFailed.code()
     }

@@ -45,6 +45,8 @@ pub(crate) struct Ctx {
     /// SCRAM keys derived from the token, one per mechanism (none without
     /// a token).
     scram: Vec<scram::Credentials>,
+    /// Consumers' fetch sessions (KIP-227).
+    fetch_sessions: apis::fetch_session::FetchSessions,
 }
 
 /// Serves the Kafka protocol for `host` on `listener` until the node starts
@@ -95,6 +97,7 @@ pub async fn serve_with_cache(host: Host, listener: TcpListener, fetch_cache_byt
             Some(token) => scram::credentials_for(token).map_err(Error::invalid)?,
             None => Vec::new(),
         },
+        fetch_sessions: apis::fetch_session::FetchSessions::default(),
         host: host.clone(),
     });
     if fetch_cache_bytes > 0 {

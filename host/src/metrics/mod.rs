@@ -93,6 +93,8 @@ pub const REPLICATION_FETCH_ERRORS: &str = "sluice_replication_fetch_errors_tota
 pub const REPLICATION_BYTES: &str = "sluice_replication_bytes_total";
 /// Open Kafka connections; Kafka requests by API and their duration.
 pub const KAFKA_CONNECTIONS: &str = "sluice_kafka_connections";
+/// Kafka fetch sessions open (KIP-227), all listeners.
+pub const KAFKA_FETCH_SESSIONS: &str = "sluice_kafka_fetch_sessions";
 /// `[tls]` files reloaded after they changed (label `result`: `ok`, or
 /// `error` when they did not load and the last good ones stay in use).
 pub const TLS_RELOADS: &str = "sluice_tls_reloads_total";
@@ -181,6 +183,7 @@ fn describe() {
     describe_counter!(PLUGIN_ERRORS, "Plugin calls that returned the plugin's error");
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered");
     describe_gauge!(KAFKA_CONNECTIONS, "Open Kafka protocol connections");
+    describe_gauge!(KAFKA_FETCH_SESSIONS, "Kafka fetch sessions open (KIP-227)");
     describe_counter!(
         TLS_RELOADS,
         "TLS files reloaded after a change (result ok, or error: the last good ones stay in use)"
@@ -219,4 +222,9 @@ pub fn kafka_connections(delta: i8) {
 pub fn tls_reload(ok: bool) {
     let result = if ok { "ok" } else { "error" };
     metrics::counter!(TLS_RELOADS, "result" => result).increment(1);
+}
+
+/// Fetch sessions opened (`delta` 1) or ended (-1).
+pub fn kafka_fetch_sessions(delta: i32) {
+    metrics::gauge!(KAFKA_FETCH_SESSIONS).increment(f64::from(delta));
 }

@@ -315,6 +315,54 @@ def kp_consume(a):
     return {"records": out}
 
 
+def kp_session_consume(a):
+    """Reads every partition of a["topic"] (a["partitions"]) from the start
+    with small fetches, so kafka-python's incremental fetch session carries
+    many fetches; after a["first"] records it produces a["more"] more (one
+    per partition in turn) and reads on until it has them all. Reports the
+    records and what kafka-python logged about its fetch sessions."""
+    import logging
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    seen = {"incremental": 0, "full_created": 0, "problems": []}
+
+    class Watch(logging.Handler):
+        def emit(self, record):
+            msg = record.getMessage()
+            if "sent an incremental fetch response for session" in msg:
+                seen["incremental"] += 1
+            elif "created a new incremental fetch session" in msg:
+                seen["full_created"] += 1
+            elif "invalid" in msg or "unable to process" in msg:
+                seen["problems"].append(msg)
+
+    log = logging.getLogger("kafka.consumer.fetcher")
+    log.setLevel(logging.DEBUG)
+    log.addHandler(Watch())
+    c = KafkaConsumer(bootstrap_servers=a["bootstrap"], enable_auto_commit=False, group_id=None,
+                      max_partition_fetch_bytes=a.get("partition_bytes", 256), fetch_max_wait_ms=100)
+    tps = [TopicPartition(a["topic"], p) for p in range(a["partitions"])]
+    c.assign(tps)
+    c.seek_to_beginning(*tps)
+    out = []
+    produced = False
+    deadline = time.time() + a.get("timeout", 60)
+    want = a["first"] + a["more"]
+    while len(out) < want and time.time() < deadline:
+        for _, msgs in c.poll(timeout_ms=200).items():
+            for m in msgs:
+                out.append({"partition": m.partition, "offset": m.offset, "value": hx(m.value)})
+        if not produced and len(out) >= a["first"]:
+            p = KafkaProducer(bootstrap_servers=a["bootstrap"])
+            for i in range(a["more"]):
+                p.send(a["topic"], value=b"more-%d" % i, partition=i % a["partitions"])
+            p.flush(30)
+            p.close()
+            produced = True
+    c.close()
+    return {"records": out, "sessions": seen}
+
+
 def kp_offsets_for_times(a):
     from kafka import KafkaConsumer, TopicPartition
 
@@ -586,6 +634,7 @@ COMMANDS = {
     ("kafkapython", "committed"): kp_committed,
     ("kafkapython", "produce"): kp_produce,
     ("kafkapython", "consume"): kp_consume,
+    ("kafkapython", "session_consume"): kp_session_consume,
     ("kafkapython", "offsets_for_times"): kp_offsets_for_times,
     ("kafkapython", "create_topic"): kp_create_topic,
     ("kafkapython", "delete_topic"): kp_delete_topic,

@@ -6,8 +6,9 @@
 //! with data returns at least one record however big (as Kafka does, so a
 //! big record never blocks a consumer). Long-poll: with fewer than
 //! `min_bytes` ready, the answer waits up to `max_wait_ms` for new records
-//! on any requested partition. Fetch sessions are not kept: every answer is
-//! a full one with session id 0, which tells clients to send full requests.
+//! on any requested partition. Fetch sessions (v7+, `fetch_session.rs`):
+//! the partitions read are the session's, and an incremental answer lists
+//! only those with something new.
 //! A partition's `current_leader_epoch` (v9+) older than this leader's is
 //! FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH: the client
 //! refreshes its metadata and validates its position first.
@@ -46,25 +47,35 @@ struct Want {
 pub(super) async fn handle(ctx: &Ctx, r: FetchRequest, version: i16) -> (FetchResponse, Parts) {
     let mut out = FetchResponse::default();
     let mut parts = Parts::new();
-    if version >= 7 && (r.session_id != 0 || r.session_epoch > 0) {
-        out.error_code = codes::fetch_session_not_found();
-        return (out, parts);
-    }
-    let mut wants = Vec::new();
-    for (t, topic) in r.topics.iter().enumerate() {
-        let mut resp = FetchableTopicResponse::default();
-        resp.topic = topic_name(topic.topic.0.as_str());
-        out.responses.push(resp);
-        for p in &topic.partitions {
-            wants.push(Want {
-                topic: t,
-                stream: topic.topic.0.as_str().to_string(),
-                index: p.partition,
-                offset: p.fetch_offset,
-                max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
-                current_leader_epoch: p.current_leader_epoch,
-            });
+    let (mode, listed) = match ctx.fetch_sessions.begin(&r, version) {
+        Ok(begun) => begun,
+        Err(code) => {
+            out.error_code = code;
+            return (out, parts);
         }
+    };
+    out.session_id = mode.session_id();
+    // Topics in order of first appearance; each want points at its topic.
+    let mut topics: Vec<String> = Vec::new();
+    let mut wants = Vec::with_capacity(listed.len());
+    let mut keys = Vec::with_capacity(listed.len());
+    for ((topic, index), cached) in listed {
+        let t = match topics.iter().position(|n| *n == topic) {
+            Some(t) => t,
+            None => {
+                topics.push(topic.clone());
+                topics.len() - 1
+            }
+        };
+        wants.push(Want {
+            topic: t,
+            stream: topic.clone(),
+            index,
+            offset: cached.fetch_offset,
+            max_bytes: usize::try_from(cached.max_bytes).unwrap_or(0),
+            current_leader_epoch: cached.current_leader_epoch,
+        });
+        keys.push((topic, index));
     }
     let max_bytes = if version >= 3 {
         usize::try_from(r.max_bytes).unwrap_or(0)
@@ -79,10 +90,33 @@ pub(super) async fn handle(ctx: &Ctx, r: FetchRequest, version: i16) -> (FetchRe
         let now = Instant::now();
         let errors = read.iter().any(|(p, _)| p.error_code != 0);
         if bytes >= min_bytes || errors || now >= deadline || wants.is_empty() {
-            for (want, (part, cached)) in wants.iter().zip(read) {
-                let partitions = &mut out.responses[want.topic].partitions;
+            let answers: Vec<_> = keys
+                .iter()
+                .zip(&read)
+                .map(|(key, (part, cached))| {
+                    (
+                        key,
+                        part,
+                        cached.is_some() || part.records.as_ref().is_some_and(|r| !r.is_empty()),
+                    )
+                })
+                .collect();
+            let include = ctx.fetch_sessions.finish(mode, &answers);
+            // Response topics as their first included partition comes.
+            let mut slots: Vec<Option<usize>> = vec![None; topics.len()];
+            for ((want, (part, cached)), included) in wants.iter().zip(read).zip(include) {
+                if !included {
+                    continue;
+                }
+                let slot = *slots[want.topic].get_or_insert_with(|| {
+                    let mut resp = FetchableTopicResponse::default();
+                    resp.topic = topic_name(&topics[want.topic]);
+                    out.responses.push(resp);
+                    out.responses.len() - 1
+                });
+                let partitions = &mut out.responses[slot].partitions;
                 if let Some(batches) = cached {
-                    parts.insert((want.topic, partitions.len()), batches);
+                    parts.insert((slot, partitions.len()), batches);
                 }
                 partitions.push(part);
             }

@@ -10,6 +10,7 @@ use super::conn::Conn;
 mod configs;
 mod elect;
 mod fetch;
+pub(super) mod fetch_session;
 mod group_offsets;
 mod groups;
 mod leader_epoch;

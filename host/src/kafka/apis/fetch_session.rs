@@ -1,0 +1,404 @@
+//! Fetch sessions (KIP-227, Fetch v7+): a consumer's partitions are kept
+//! here between fetches, so it sends only what changed (new partitions,
+//! moved offsets, partitions to forget) and is answered only for partitions
+//! with something new (records, a moved high watermark, log start or last
+//! stable offset, an error); the others are implied.
+//!
+//! Rules, as Kafka brokers apply them:
+//! * epoch 0 opens a session (closing the one named, if any) with the
+//!   request's partitions and is answered in full with the new session's
+//!   id; epoch -1 closes the one named and is answered in full without a
+//!   session (session id 0), as are all requests below v7;
+//! * epoch n > 0 continues session `session_id`: unknown (never opened,
+//!   closed, or evicted) is FETCH_SESSION_ID_NOT_FOUND, an epoch other than
+//!   the one expected INVALID_FETCH_SESSION_EPOCH (the client then opens a
+//!   new one); the expected epoch goes 1, 2, … and wraps to 1;
+//! * at most `MAX_SESSIONS` sessions per listener: opening one more
+//!   evicts the least recently used, whose client is told
+//!   FETCH_SESSION_ID_NOT_FOUND at its next fetch and opens another.
+//!
+//! Sessions live in memory: a restart (or a leader move to another node)
+//! ends them, and clients open new ones.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use kafka_protocol::messages::FetchRequest;
+use kafka_protocol::messages::fetch_response::PartitionData;
+
+use super::super::error::codes;
+
+/// Sessions kept per listener (Kafka's
+/// `max.incremental.fetch.session.cache.slots` default).
+pub const MAX_SESSIONS: usize = 1000;
+
+/// A partition of a session: what the client asked for last, and what it
+/// was last told.
+#[derive(Debug, Clone)]
+pub(super) struct Cached {
+    pub fetch_offset: i64,
+    pub max_bytes: i32,
+    pub current_leader_epoch: i32,
+    high_watermark: i64,
+    log_start_offset: i64,
+    last_stable_offset: i64,
+}
+
+impl Cached {
+    fn new(fetch_offset: i64, max_bytes: i32, current_leader_epoch: i32) -> Cached {
+        // Never told anything yet: the first answer includes it.
+        Cached {
+            fetch_offset,
+            max_bytes,
+            current_leader_epoch,
+            high_watermark: -1,
+            log_start_offset: -1,
+            last_stable_offset: -1,
+        }
+    }
+}
+
+/// A partition key: topic name and partition index.
+pub(super) type Key = (String, i32);
+
+struct Session {
+    partitions: BTreeMap<Key, Cached>,
+    next_epoch: i32,
+    /// When it was last used, on the listener's use counter (least
+    /// recently used goes first).
+    used: u64,
+}
+
+/// How a fetch is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// In full, session id 0.
+    Sessionless,
+    /// In full, opening session `id`.
+    Opened(i32),
+    /// Only changed partitions, continuing session `id`.
+    Incremental(i32),
+}
+
+impl Mode {
+    pub fn session_id(self) -> i32 {
+        match self {
+            Mode::Sessionless => 0,
+            Mode::Opened(id) | Mode::Incremental(id) => id,
+        }
+    }
+}
+
+/// Ends session `id`, if open.
+fn close(sessions: &mut HashMap<i32, Session>, id: i32) {
+    if sessions.remove(&id).is_some() {
+        crate::metrics::kafka_fetch_sessions(-1);
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct FetchSessions {
+    sessions: Mutex<HashMap<i32, Session>>,
+    /// Ids handed out so far (the next is derived from it).
+    issued: std::sync::atomic::AtomicU32,
+    /// Counts uses of sessions: the order of last use.
+    uses: std::sync::atomic::AtomicU64,
+}
+
+impl Drop for FetchSessions {
+    fn drop(&mut self) {
+        let open = self.sessions.get_mut().map_or(0, |s| s.len());
+        crate::metrics::kafka_fetch_sessions(-i32::try_from(open).unwrap_or(i32::MAX));
+    }
+}
+
+impl FetchSessions {
+    /// The partitions a fetch reads, in answer order, and how it is
+    /// answered; `Err` with a top-level error code.
+    pub(super) fn begin(&self, r: &FetchRequest, version: i16) -> Result<(Mode, Vec<(Key, Cached)>), i16> {
+        let requested = || {
+            r.topics.iter().flat_map(|t| {
+                t.partitions.iter().map(move |p| {
+                    let key = (t.topic.0.as_str().to_string(), p.partition);
+                    (
+                        key,
+                        Cached::new(p.fetch_offset, p.partition_max_bytes, p.current_leader_epoch),
+                    )
+                })
+            })
+        };
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if version < 7 || r.session_epoch < 0 {
+            if r.session_id != 0 {
+                close(&mut sessions, r.session_id);
+            }
+            return Ok((Mode::Sessionless, requested().collect()));
+        }
+        if r.session_epoch == 0 {
+            if r.session_id != 0 {
+                close(&mut sessions, r.session_id);
+            }
+            let partitions: BTreeMap<Key, Cached> = requested().collect();
+            if sessions.len() >= MAX_SESSIONS {
+                let oldest = sessions.iter().min_by_key(|(_, s)| s.used).map(|(id, _)| *id);
+                if let Some(id) = oldest {
+                    close(&mut sessions, id);
+                }
+            }
+            let id = self.fresh_id(&sessions);
+            let listed = partitions.iter().map(|(k, c)| (k.clone(), c.clone())).collect();
+            sessions.insert(
+                id,
+                Session {
+                    partitions,
+                    next_epoch: 1,
+                    used: self.tick(),
+                },
+            );
+            crate::metrics::kafka_fetch_sessions(1);
+            return Ok((Mode::Opened(id), listed));
+        }
+        let session = sessions
+            .get_mut(&r.session_id)
+            .ok_or_else(codes::fetch_session_not_found)?;
+        if session.next_epoch != r.session_epoch {
+            return Err(codes::invalid_fetch_session_epoch());
+        }
+        session.next_epoch = if r.session_epoch == i32::MAX {
+            1
+        } else {
+            r.session_epoch + 1
+        };
+        session.used = self.tick();
+        for (key, update) in requested() {
+            match session.partitions.get_mut(&key) {
+                Some(c) => {
+                    c.fetch_offset = update.fetch_offset;
+                    c.max_bytes = update.max_bytes;
+                    c.current_leader_epoch = update.current_leader_epoch;
+                }
+                None => {
+                    session.partitions.insert(key, update);
+                }
+            }
+        }
+        for forgotten in &r.forgotten_topics_data {
+            for p in &forgotten.partitions {
+                session.partitions.remove(&(forgotten.topic.0.as_str().to_string(), *p));
+            }
+        }
+        let listed = session.partitions.iter().map(|(k, c)| (k.clone(), c.clone())).collect();
+        Ok((Mode::Incremental(r.session_id), listed))
+    }
+
+    fn tick(&self) -> u64 {
+        self.uses.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A positive id no open session has.
+    fn fresh_id(&self, sessions: &HashMap<i32, Session>) -> i32 {
+        loop {
+            let n = self.issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // Spread over the positive range so ids are not guessable in
+            // order from the first; never 0 (no session) or negative.
+            let id = i32::try_from(n.wrapping_mul(2_654_435_761) % (i32::MAX as u32))
+                .unwrap_or(1)
+                .max(1);
+            if !sessions.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Which of the answers to send (`true`: include), recording what the
+    /// session's client is told. `answers[i]` answers `keys[i]`;
+    /// `has_records` says whether it carries records.
+    pub(super) fn finish(&self, mode: Mode, answers: &[(&Key, &PartitionData, bool)]) -> Vec<bool> {
+        let id = match mode {
+            Mode::Sessionless => return vec![true; answers.len()],
+            Mode::Opened(id) | Mode::Incremental(id) => id,
+        };
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(session) = sessions.get_mut(&id) else {
+            // Evicted meanwhile: answer everything read (every partition is
+            // in the client's session); its next fetch learns the news.
+            return vec![true; answers.len()];
+        };
+        answers
+            .iter()
+            .map(|(key, part, has_records)| {
+                let Some(c) = session.partitions.get_mut(*key) else {
+                    return matches!(mode, Mode::Opened(_));
+                };
+                let moved = c.high_watermark != part.high_watermark
+                    || c.log_start_offset != part.log_start_offset
+                    || c.last_stable_offset != part.last_stable_offset;
+                if part.error_code == 0 {
+                    c.high_watermark = part.high_watermark;
+                    c.log_start_offset = part.log_start_offset;
+                    c.last_stable_offset = part.last_stable_offset;
+                }
+                matches!(mode, Mode::Opened(_)) || *has_records || part.error_code != 0 || moved
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
+
+    use super::*;
+
+    fn request(id: i32, epoch: i32, parts: &[(&str, i32, i64)], forget: &[(&str, i32)]) -> FetchRequest {
+        let mut r = FetchRequest::default();
+        r.session_id = id;
+        r.session_epoch = epoch;
+        for (topic, p, offset) in parts {
+            let mut fp = FetchPartition::default();
+            fp.partition = *p;
+            fp.fetch_offset = *offset;
+            fp.partition_max_bytes = 1024;
+            fp.current_leader_epoch = -1;
+            let mut ft = FetchTopic::default();
+            ft.topic = TopicName(kafka_protocol::protocol::StrBytes::from_string(topic.to_string()));
+            ft.partitions = vec![fp];
+            r.topics.push(ft);
+        }
+        for (topic, p) in forget {
+            let mut f = ForgottenTopic::default();
+            f.topic = TopicName(kafka_protocol::protocol::StrBytes::from_string(topic.to_string()));
+            f.partitions = vec![*p];
+            r.forgotten_topics_data.push(f);
+        }
+        r
+    }
+
+    fn answer(hw: i64) -> PartitionData {
+        let mut p = PartitionData::default();
+        p.high_watermark = hw;
+        p.last_stable_offset = hw;
+        p.log_start_offset = 0;
+        p
+    }
+
+    fn keys(listed: &[(Key, Cached)]) -> Vec<(String, i32, i64)> {
+        listed
+            .iter()
+            .map(|((t, p), c)| (t.clone(), *p, c.fetch_offset))
+            .collect()
+    }
+
+    #[test]
+    fn a_session_answers_only_what_changed_and_keeps_its_partitions() {
+        let s = FetchSessions::default();
+        let (mode, listed) = s
+            .begin(&request(0, 0, &[("a", 0, 5), ("a", 1, 7)], &[]), 12)
+            .expect("open");
+        let Mode::Opened(id) = mode else { panic!("{mode:?}") };
+        assert!(id > 0);
+        assert_eq!(keys(&listed), [("a".into(), 0, 5), ("a".into(), 1, 7)]);
+        let ka = ("a".to_string(), 0);
+        let kb = ("a".to_string(), 1);
+        // The opening answer is whole.
+        let (a0, a1) = (answer(10), answer(7));
+        assert_eq!(s.finish(mode, &[(&ka, &a0, true), (&kb, &a1, false)]), [true, true]);
+        // Epoch 1 sends nothing: both partitions are read at their offsets;
+        // only the one with records is answered.
+        let (mode, listed) = s.begin(&request(id, 1, &[], &[]), 12).expect("epoch 1");
+        assert_eq!(mode, Mode::Incremental(id));
+        assert_eq!(keys(&listed), [("a".into(), 0, 5), ("a".into(), 1, 7)]);
+        assert_eq!(s.finish(mode, &[(&ka, &a0, true), (&kb, &a1, false)]), [true, false]);
+        // Epoch 2 moves partition 0, adds b/0, forgets a/1; a moved high
+        // watermark or an error is news too.
+        let (mode, listed) = s
+            .begin(&request(id, 2, &[("a", 0, 10), ("b", 0, 0)], &[("a", 1)]), 12)
+            .expect("2");
+        assert_eq!(keys(&listed), [("a".into(), 0, 10), ("b".into(), 0, 0)]);
+        let kc = ("b".to_string(), 0);
+        let mut err = answer(3);
+        err.error_code = 6;
+        assert_eq!(
+            s.finish(mode, &[(&ka, &answer(10), false), (&kc, &err, false)]),
+            [false, true]
+        );
+        let (mode, _) = s.begin(&request(id, 3, &[], &[]), 12).expect("3");
+        assert_eq!(
+            s.finish(mode, &[(&ka, &answer(11), false), (&kc, &answer(3), false)]),
+            [true, true]
+        );
+        let (mode, _) = s.begin(&request(id, 4, &[], &[]), 12).expect("4");
+        assert_eq!(
+            s.finish(mode, &[(&ka, &answer(11), false), (&kc, &answer(3), false)]),
+            [false, false]
+        );
+    }
+
+    #[test]
+    fn wrong_epochs_unknown_ids_and_closed_sessions_are_refused() {
+        let s = FetchSessions::default();
+        let (Mode::Opened(id), _) = s.begin(&request(0, 0, &[("a", 0, 0)], &[]), 7).expect("open") else {
+            panic!("no session")
+        };
+        assert_eq!(
+            s.begin(&request(id, 2, &[], &[]), 7).unwrap_err(),
+            codes::invalid_fetch_session_epoch()
+        );
+        assert_eq!(
+            s.begin(&request(id + 1, 1, &[], &[]), 7).unwrap_err(),
+            codes::fetch_session_not_found()
+        );
+        assert!(s.begin(&request(id, 1, &[], &[]), 7).is_ok());
+        // The same epoch again (a retried or concurrent fetch): refused.
+        assert_eq!(
+            s.begin(&request(id, 1, &[], &[]), 7).unwrap_err(),
+            codes::invalid_fetch_session_epoch()
+        );
+        // Epoch -1 closes it and is answered without a session.
+        let (mode, listed) = s.begin(&request(id, -1, &[("a", 0, 3)], &[]), 7).expect("close");
+        assert_eq!((mode, keys(&listed)), (Mode::Sessionless, vec![("a".into(), 0, 3)]));
+        assert_eq!(
+            s.begin(&request(id, 2, &[], &[]), 7).unwrap_err(),
+            codes::fetch_session_not_found()
+        );
+        // Below v7 there are no sessions at all.
+        assert_eq!(
+            s.begin(&request(0, 0, &[("a", 0, 0)], &[]), 6).expect("v6").0,
+            Mode::Sessionless
+        );
+        // Epochs wrap from the largest to 1.
+        let (Mode::Opened(id), _) = s.begin(&request(0, 0, &[("a", 0, 0)], &[]), 7).expect("open") else {
+            panic!("no session")
+        };
+        if let Some(session) = s.sessions.lock().expect("lock").get_mut(&id) {
+            session.next_epoch = i32::MAX;
+        }
+        assert!(s.begin(&request(id, i32::MAX, &[], &[]), 7).is_ok());
+        assert!(s.begin(&request(id, 1, &[], &[]), 7).is_ok());
+    }
+
+    #[test]
+    fn past_the_cap_the_least_recently_used_session_goes() {
+        let s = FetchSessions::default();
+        let mut ids = Vec::new();
+        for _ in 0..MAX_SESSIONS {
+            let (Mode::Opened(id), _) = s.begin(&request(0, 0, &[("a", 0, 0)], &[]), 7).expect("open") else {
+                panic!("no session")
+            };
+            ids.push(id);
+        }
+        // The first is used again, so the second is the oldest.
+        assert!(s.begin(&request(ids[0], 1, &[], &[]), 7).is_ok());
+        let (Mode::Opened(new), _) = s.begin(&request(0, 0, &[("a", 0, 0)], &[]), 7).expect("open") else {
+            panic!("no session")
+        };
+        assert!(!ids.contains(&new));
+        assert_eq!(s.sessions.lock().expect("lock").len(), MAX_SESSIONS);
+        assert_eq!(
+            s.begin(&request(ids[1], 1, &[], &[]), 7).unwrap_err(),
+            codes::fetch_session_not_found()
+        );
+        assert!(s.begin(&request(ids[0], 2, &[], &[]), 7).is_ok());
+    }
+}
