@@ -13,9 +13,11 @@
 //!   closed, or evicted) is FETCH_SESSION_ID_NOT_FOUND, an epoch other than
 //!   the one expected INVALID_FETCH_SESSION_EPOCH (the client then opens a
 //!   new one); the expected epoch goes 1, 2, … and wraps to 1;
-//! * at most `MAX_SESSIONS` sessions per listener: opening one more
-//!   evicts the least recently used, whose client is told
-//!   FETCH_SESSION_ID_NOT_FOUND at its next fetch and opens another.
+//! * at most `MAX_SESSIONS` sessions and `MAX_CACHED_PARTITIONS`
+//!   partitions in them per listener: opening one more evicts the least
+//!   recently used, whose client is told FETCH_SESSION_ID_NOT_FOUND at its
+//!   next fetch and opens another; a session of more than
+//!   `MAX_SESSION_PARTITIONS` is not kept (answered in full without one).
 //!
 //! Sessions live in memory: a restart (or a leader move to another node)
 //! ends them, and clients open new ones.
@@ -31,6 +33,14 @@ use super::super::error::codes;
 /// Sessions kept per listener (Kafka's
 /// `max.incremental.fetch.session.cache.slots` default).
 pub const MAX_SESSIONS: usize = 1000;
+
+/// Partitions one session may hold; a fetch of more is answered in full
+/// without a session.
+pub const MAX_SESSION_PARTITIONS: usize = 10_000;
+
+/// Partitions all sessions of a listener hold together (about 100 bytes
+/// each); past it the least recently used sessions go.
+pub const MAX_CACHED_PARTITIONS: usize = 500_000;
 
 /// A partition of a session: what the client asked for last, and what it
 /// was last told.
@@ -89,6 +99,28 @@ impl Mode {
     }
 }
 
+/// Closes the least recently used sessions (never `keep`) until one more
+/// session of `more` partitions fits both caps.
+fn make_room(sessions: &mut HashMap<i32, Session>, more: usize, keep: Option<i32>) {
+    let opening = usize::from(keep.is_none());
+    loop {
+        let cached: usize = sessions.values().map(|s| s.partitions.len()).sum();
+        let full = sessions.len() + opening > MAX_SESSIONS || cached.saturating_add(more) > MAX_CACHED_PARTITIONS;
+        if !full {
+            return;
+        }
+        let oldest = sessions
+            .iter()
+            .filter(|(id, _)| Some(**id) != keep)
+            .min_by_key(|(_, s)| s.used)
+            .map(|(id, _)| *id);
+        match oldest {
+            Some(id) => close(sessions, id),
+            None => return,
+        }
+    }
+}
+
 /// Ends session `id`, if open.
 fn close(sessions: &mut HashMap<i32, Session>, id: i32) {
     if sessions.remove(&id).is_some() {
@@ -139,12 +171,11 @@ impl FetchSessions {
                 close(&mut sessions, r.session_id);
             }
             let partitions: BTreeMap<Key, Cached> = requested().collect();
-            if sessions.len() >= MAX_SESSIONS {
-                let oldest = sessions.iter().min_by_key(|(_, s)| s.used).map(|(id, _)| *id);
-                if let Some(id) = oldest {
-                    close(&mut sessions, id);
-                }
+            if partitions.len() > MAX_SESSION_PARTITIONS {
+                // Too big to keep: answered in full, as without sessions.
+                return Ok((Mode::Sessionless, requested().collect()));
             }
+            make_room(&mut sessions, partitions.len(), None);
             let id = self.fresh_id(&sessions);
             let listed = partitions.iter().map(|(k, c)| (k.clone(), c.clone())).collect();
             sessions.insert(
@@ -187,7 +218,17 @@ impl FetchSessions {
                 session.partitions.remove(&(forgotten.topic.0.as_str().to_string(), *p));
             }
         }
+        let size = session.partitions.len();
         let listed = session.partitions.iter().map(|(k, c)| (k.clone(), c.clone())).collect();
+        if size > MAX_SESSION_PARTITIONS {
+            // Grown too big: the client opens another, which is answered
+            // without a session.
+            close(&mut sessions, r.session_id);
+            return Err(codes::fetch_session_not_found());
+        }
+        if !r.topics.is_empty() {
+            make_room(&mut sessions, 0, Some(r.session_id));
+        }
         Ok((Mode::Incremental(r.session_id), listed))
     }
 
@@ -400,5 +441,40 @@ mod tests {
             codes::fetch_session_not_found()
         );
         assert!(s.begin(&request(ids[0], 2, &[], &[]), 7).is_ok());
+    }
+
+    #[test]
+    fn sessions_too_big_to_keep_are_answered_without_one() {
+        let s = FetchSessions::default();
+        let many: Vec<(&str, i32, i64)> = (0..=MAX_SESSION_PARTITIONS)
+            .map(|p| ("a", i32::try_from(p).expect("index"), 0))
+            .collect();
+        let (mode, listed) = s.begin(&request(0, 0, &many, &[]), 7).expect("big");
+        assert_eq!((mode, listed.len()), (Mode::Sessionless, MAX_SESSION_PARTITIONS + 1));
+        assert!(s.sessions.lock().expect("lock").is_empty());
+        // Grown past the cap by an incremental fetch: closed, not found.
+        let (Mode::Opened(id), _) = s.begin(&request(0, 0, &many[..10], &[]), 7).expect("open") else {
+            panic!("no session")
+        };
+        assert_eq!(
+            s.begin(&request(id, 1, &many, &[]), 7).unwrap_err(),
+            codes::fetch_session_not_found()
+        );
+        assert!(s.sessions.lock().expect("lock").is_empty());
+        // The partitions of all sessions are capped too: opening sessions
+        // of 10,000 past 500,000 in all closes the oldest.
+        let big = &many[..MAX_SESSION_PARTITIONS];
+        let mut ids = Vec::new();
+        for _ in 0..=(MAX_CACHED_PARTITIONS / MAX_SESSION_PARTITIONS) {
+            let (Mode::Opened(id), _) = s.begin(&request(0, 0, big, &[]), 7).expect("open") else {
+                panic!("no session")
+            };
+            ids.push(id);
+        }
+        let sessions = s.sessions.lock().expect("lock");
+        let cached: usize = sessions.values().map(|x| x.partitions.len()).sum();
+        assert!(cached <= MAX_CACHED_PARTITIONS, "{cached}");
+        assert!(!sessions.contains_key(&ids[0]));
+        assert!(sessions.contains_key(&ids[ids.len() - 1]));
     }
 }
