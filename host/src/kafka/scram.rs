@@ -300,6 +300,25 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever a client sends, in either round, is answered or refused
+        /// without a panic; only a proof made from the token passes.
+        #[test]
+        fn arbitrary_messages_are_refused_without_a_panic(
+            first_msg in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            final_msg in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            text in "[a-z=,]{0,40}",
+        ) {
+            let creds = Credentials::derive(Mechanism::Sha256, b"t", b"s".to_vec(), 1);
+            let _ = first(&creds, &first_msg, "srv");
+            let _ = first(&creds, text.as_bytes(), "srv");
+            let (ex, _) = first(&creds, b"n,,n=u,r=c", "srv").expect("first");
+            proptest::prop_assert!(last(&ex, &creds, &final_msg).is_err());
+            let crafted = format!("c=biws,r=csrv,{},p=AAAA", text);
+            proptest::prop_assert!(last(&ex, &creds, crafted.as_bytes()).is_err());
+        }
+    }
+
     #[test]
     fn derived_credentials_check_a_real_client_proof() {
         // A client computes its proof from the password alone.
