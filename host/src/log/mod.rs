@@ -111,6 +111,17 @@ pub struct StreamInfo {
     pub replication: Option<meta::Replication>,
 }
 
+/// One partition's offsets with what a fetch or produce needs of its
+/// stream, without describing the stream's other partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionInfo {
+    /// The stream's id.
+    pub stream_id: u32,
+    pub range: partition::Range,
+    /// The stream is compacted.
+    pub compacted: bool,
+}
+
 /// The outcome of an append: offsets `base_offset .. base_offset + count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
@@ -358,6 +369,17 @@ impl Log {
     pub fn describe_stream(&self, name: &str) -> Result<StreamInfo, LogError> {
         let s = self.stream(name)?;
         Ok(describe(&s))
+    }
+
+    /// Partition `partition` of stream `name`: its offsets, the stream's id
+    /// and whether it is compacted (one partition's lock, not every one's).
+    pub fn describe_partition(&self, name: &str, partition: u32) -> Result<PartitionInfo, LogError> {
+        let s = self.stream(name)?;
+        Ok(PartitionInfo {
+            stream_id: s.meta.id,
+            range: partition_of(&s, partition)?.range(),
+            compacted: s.meta.compaction.is_some(),
+        })
     }
 
     /// Drains queued appends, syncs the WAL and stops its writer.

@@ -24,7 +24,7 @@ pub use crate::cluster::{ElectionKind, ReplicationStatus};
 pub use crate::log::meta::{Compaction, PipelineMeta, Replication, Retention, RetentionChange, StreamConfig};
 pub use crate::log::partition::Range as PartitionRange;
 pub use crate::log::producers::{ActiveProducer, ProducerBatch};
-pub use crate::log::{Appended, OffsetRecord, ReadBatch, Record, RecordRun, RunRead, StreamInfo};
+pub use crate::log::{Appended, OffsetRecord, PartitionInfo, ReadBatch, Record, RecordRun, RunRead, StreamInfo};
 pub use crate::pipeline::Status as PipelineStatus;
 pub use crate::plugin::{PluginInfo, VersionInfo};
 pub use crate::tier::TierStatus;
@@ -47,6 +47,7 @@ mod groups;
 mod in_flight;
 mod metrics;
 mod offsets;
+mod pipelines;
 mod plugins;
 mod readiness;
 mod settings;
@@ -248,15 +249,6 @@ impl Host {
 
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
-    }
-
-    /// The server side of `[tls]` for a connection just accepted (`None`:
-    /// plain TCP): the files as last loaded.
-    pub fn tls_acceptor(&self) -> Option<tokio_rustls::TlsAcceptor> {
-        self.inner
-            .tls
-            .as_ref()
-            .map(|t| tokio_rustls::TlsAcceptor::from(t.current().server.clone()))
     }
 
     /// The stream log under this node (tests and tools).
@@ -545,43 +537,6 @@ impl Host {
 
     pub fn describe_plugin(&self, name: &str) -> Result<PluginInfo, Error> {
         Ok(self.inner.plugins.get(name)?)
-    }
-
-    /// Creates and starts a pipeline (`id` and `created_ms` are assigned).
-    pub async fn create_pipeline(&self, spec: PipelineMeta) -> Result<PipelineStatus, Error> {
-        if spec.batch_records == 0 || spec.batch_records > 100_000 {
-            return Err(Error::invalid("batch_records must be between 1 and 100000"));
-        }
-        let cap = self.inner.settings.plugins.max_pipelines;
-        if self.inner.log.pipelines().await.len() >= cap {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                "node_full",
-                format!("the node has {cap} pipelines, the most plugins.max_pipelines allows"),
-            ));
-        }
-        Ok(self.inner.pipelines.create(spec).await?)
-    }
-
-    pub async fn list_pipelines(&self) -> Vec<PipelineStatus> {
-        self.inner.pipelines.list().await
-    }
-
-    pub async fn pipeline_status(&self, name: &str) -> Result<PipelineStatus, Error> {
-        Ok(self.inner.pipelines.status(name).await?)
-    }
-
-    pub async fn pause_pipeline(&self, name: &str) -> Result<PipelineStatus, Error> {
-        Ok(self.inner.pipelines.pause(name).await?)
-    }
-
-    /// Resumes a paused (or failed) pipeline from its durable position.
-    pub async fn resume_pipeline(&self, name: &str) -> Result<PipelineStatus, Error> {
-        Ok(self.inner.pipelines.resume(name).await?)
-    }
-
-    pub async fn delete_pipeline(&self, name: &str) -> Result<(), Error> {
-        Ok(self.inner.pipelines.delete(name).await?)
     }
 
     /// Resolves once the node starts stopping (see [`Host::begin_stopping`]).

@@ -36,6 +36,13 @@ pub struct TierOffsets {
 }
 
 impl Host {
+    /// One partition's offsets, its stream's id and whether the stream is
+    /// compacted: what a fetch or produce of one partition needs, at the
+    /// cost of that partition alone.
+    pub fn describe_partition(&self, stream: &str, partition: u32) -> Result<crate::log::PartitionInfo, Error> {
+        Ok(self.inner.log.describe_partition(stream, partition)?)
+    }
+
     /// The first record of `partition` with a timestamp at or after
     /// `timestamp_ms` (Kafka's ListOffsets rule: timestamps need not grow
     /// with offsets, the first match in offset order wins); `None` if no

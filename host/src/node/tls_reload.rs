@@ -1,6 +1,8 @@
-//! Certificate rotation without a restart: a task reads the `[tls]` files
-//! every `reload_interval` and, when they changed and load, swaps them in
-//! for new connections on both listeners and for calls to peers.
+//! TLS for the listeners, and certificate rotation without a restart: a
+//! task reads the `[tls]` files every `reload_interval` and, when they
+//! changed and load, swaps them in for new connections on both listeners
+//! (each takes the configuration in use when it is accepted,
+//! [`Host::tls_acceptor`]) and for calls to peers.
 //!
 //! Invariants: connections already open keep the configuration they were
 //! accepted with; a change that does not load leaves the last good
@@ -10,8 +12,20 @@
 
 use std::sync::Arc;
 
+use super::Host;
 use crate::cluster::Cluster;
 use crate::tls::LiveTls;
+
+impl Host {
+    /// The server side of `[tls]` for a connection just accepted (`None`:
+    /// plain TCP): the files as last loaded.
+    pub fn tls_acceptor(&self) -> Option<tokio_rustls::TlsAcceptor> {
+        self.inner
+            .tls
+            .as_ref()
+            .map(|t| tokio_rustls::TlsAcceptor::from(t.current().server.clone()))
+    }
+}
 
 /// Starts the task (nothing to do without `[tls]`).
 pub(super) fn spawn(

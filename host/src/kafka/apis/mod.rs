@@ -168,11 +168,12 @@ fn visible(ctx: &Ctx, stream: &str, partition: u32) -> Result<Visible, i16> {
     let host = &ctx.host;
     let view = host.view(stream);
     let stream = view.as_ref().map_or(stream, |v| v.input.as_str());
-    let info = host.describe_stream(stream).map_err(|e| super::error::code_of(&e))?;
-    let range = *info
-        .partitions
-        .get(partition as usize)
-        .ok_or_else(super::error::codes::unknown_topic)?;
+    // One partition's state: a fetch of many partitions must not describe
+    // the whole stream for each.
+    let info = host
+        .describe_partition(stream, partition)
+        .map_err(|e| super::error::code_of(&e))?;
+    let range = info.range;
     let (end, leader_epoch) = match host.replication_status(stream, partition) {
         Some(s) if !s.is_leader => return Err(kafka_protocol::ResponseError::NotLeaderOrFollower.code()),
         Some(s) => (s.high_watermark.min(range.end), s.epoch as i32),
@@ -189,8 +190,8 @@ fn visible(ctx: &Ctx, stream: &str, partition: u32) -> Result<Visible, i16> {
 /// The fetch cache's key for `info`'s partition, unless its records must not
 /// be served from the cache: a view's are its plugin's output, and
 /// compaction removes records below the head.
-fn cache_key(info: &crate::node::StreamInfo, partition: u32, view: bool) -> Option<super::cache::Key> {
-    (!view && info.compaction.is_none()).then_some((info.id, partition))
+fn cache_key(info: &crate::node::PartitionInfo, partition: u32, view: bool) -> Option<super::cache::Key> {
+    (!view && !info.compacted).then_some((info.stream_id, partition))
 }
 
 /// A Sluice offset as a Kafka one.

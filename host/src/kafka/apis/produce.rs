@@ -147,8 +147,10 @@ async fn queue(
     if host.settings().kafka_auto_create_topics {
         super::topics::ensure_exists(ctx, stream).await;
     }
-    let info = host.describe_stream(stream).map_err(|e| (code_of(&e), e.to_string()))?;
-    let start = info.partitions.get(partition as usize).map_or(0, |r| r.start);
+    let info = host
+        .describe_partition(stream, partition)
+        .map_err(|e| (code_of(&e), e.to_string()))?;
+    let start = info.range.start;
     let cache = super::cache_key(&info, partition, false).map(|key| {
         let epoch = host.replication_status(stream, partition).map_or(0, |s| s.epoch as i32);
         (key, epoch)
