@@ -31,6 +31,19 @@ pub struct Tls {
     /// For connections to peers: trusts `[tls] ca` (or the node's own
     /// certificates).
     pub client: Arc<rustls::ClientConfig>,
+    /// When the certificates of each file expire (seconds since the epoch;
+    /// a file's earliest): `cert`, `ca` (when set), `client_ca` (when set).
+    pub expiries: Vec<(&'static str, i64)>,
+}
+
+/// The earliest `notAfter` of `certs`, in seconds since the epoch (`None`
+/// when none parses: rustls has refused those already).
+pub fn expiry(certs: &[CertificateDer<'_>]) -> Option<i64> {
+    certs
+        .iter()
+        .filter_map(|c| x509_parser::parse_x509_certificate(c).ok())
+        .map(|(_, cert)| cert.validity().not_after.timestamp())
+        .min()
 }
 
 impl std::fmt::Debug for Tls {
@@ -194,10 +207,17 @@ pub fn load(settings: &TlsSettings) -> Result<Option<Tls>, Error> {
             &format!("certificate and key do not make a server identity: {e}"),
         )
     })?;
+    let mut expiries: Vec<(&'static str, i64)> = expiry(&certs).map(|t| ("cert", t)).into_iter().collect();
+    if let Some(client_ca) = &settings.client_ca {
+        expiries.extend(expiry(&certificates(client_ca)?).map(|t| ("client_ca", t)));
+    }
     let anchors = match &settings.ca {
         Some(ca) => certificates(ca)?,
         None => certs.clone(),
     };
+    if settings.ca.is_some() {
+        expiries.extend(expiry(&anchors).map(|t| ("ca", t)));
+    }
     let roots = trust(settings.ca.as_deref().unwrap_or(cert_path), anchors)?;
     let client = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -217,6 +237,7 @@ pub fn load(settings: &TlsSettings) -> Result<Option<Tls>, Error> {
     Ok(Some(Tls {
         server: Arc::new(server),
         client: Arc::new(client),
+        expiries,
     }))
 }
 
@@ -229,6 +250,20 @@ mod tests {
             rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
         std::fs::write(cert, c.pem()).expect("write cert");
         std::fs::write(key, signing_key.serialize_pem()).expect("write key");
+    }
+
+    #[test]
+    fn the_earliest_expiry_of_a_file_is_read() {
+        let cert = |year: i32| {
+            let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+            params.not_after = rcgen::date_time_ymd(year, 1, 1);
+            let key = rcgen::KeyPair::generate().expect("key");
+            params.self_signed(&key).expect("cert").der().clone()
+        };
+        // 2030-01-01 and 2031-01-01, 00:00 UTC.
+        assert_eq!(expiry(&[cert(2031), cert(2030)]), Some(1_893_456_000));
+        assert_eq!(expiry(&[cert(2031)]), Some(1_924_992_000));
+        assert_eq!(expiry(&[CertificateDer::from(vec![1, 2, 3])]), None);
     }
 
     #[test]

@@ -53,8 +53,23 @@ impl Ca {
     /// A certificate for `names` signed by this CA: (cert, key, both in one
     /// file) under `dir`.
     pub(crate) fn issue(&self, dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
+        self.issue_until(dir, stem, names, None)
+    }
+
+    /// [`Ca::issue`], valid until 1 January of `year` (rcgen's default
+    /// without).
+    pub(crate) fn issue_until(
+        &self,
+        dir: &Path,
+        stem: &str,
+        names: &[&str],
+        year: Option<i32>,
+    ) -> (PathBuf, PathBuf, PathBuf) {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = rcgen::CertificateParams::new(names).expect("params");
+        if let Some(year) = year {
+            params.not_after = rcgen::date_time_ymd(year, 1, 1);
+        }
         params.distinguished_name.push(rcgen::DnType::CommonName, stem);
         let key = rcgen::KeyPair::generate().expect("key");
         let cert = params.signed_by(&key, &self.issuer).expect("sign");

@@ -51,7 +51,8 @@ async fn certificates_rotate_without_a_restart() {
     let (old_ca, new_ca) = (Ca::new(d, "old"), Ca::new(d, "new"));
     let (old_node, old_key, _) = old_ca.issue(d, "old-node", &["localhost", "127.0.0.1"]);
     let (_, _, old_app) = old_ca.issue(d, "old-app", &["app"]);
-    let (new_node, new_key, _) = new_ca.issue(d, "new-node", &["localhost", "127.0.0.1"]);
+    // The new node certificate expires on 2040-01-01, 00:00 UTC.
+    let (new_node, new_key, _) = new_ca.issue_until(d, "new-node", &["localhost", "127.0.0.1"], Some(2040));
     let (new_app_cert, new_app_key, new_app) = new_ca.issue(d, "new-app", &["app"]);
     // The paths the node reads; they hold the old CA's material first.
     let live = d.join("live");
@@ -110,10 +111,15 @@ async fn certificates_rotate_without_a_restart() {
         (
             sum_in(&text, "sluice_tls_reloads_total", "result=\"ok\""),
             sum_in(&text, "sluice_tls_reloads_total", "result=\"error\""),
+            sum_in(&text, "sluice_tls_certificate_expiry_seconds", "file=\"cert\""),
         )
     };
-    let (ok, errors) = metrics().await;
+    let (ok, errors, expiry) = metrics().await;
     assert!(ok >= 1.0, "no reload counted: ok {ok}, errors {errors}");
+    assert_eq!(
+        expiry, 2_208_988_800.0,
+        "the node certificate's expiry after the rotation"
+    );
 
     // A broken certificate file is not taken: the new one stays in use.
     std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nnot base64\n").expect("break");

@@ -93,6 +93,9 @@ pub const REPLICATION_FETCH_ERRORS: &str = "sluice_replication_fetch_errors_tota
 pub const REPLICATION_BYTES: &str = "sluice_replication_bytes_total";
 /// Open Kafka connections; Kafka requests by API and their duration.
 pub const KAFKA_CONNECTIONS: &str = "sluice_kafka_connections";
+/// When the certificates of each `[tls]` file expire, in seconds since the
+/// epoch (label `file`: `cert`, `ca`, `client_ca`).
+pub const TLS_CERT_EXPIRY: &str = "sluice_tls_certificate_expiry_seconds";
 /// Kafka fetch sessions open (KIP-227), all listeners.
 pub const KAFKA_FETCH_SESSIONS: &str = "sluice_kafka_fetch_sessions";
 /// `[tls]` files reloaded after they changed (label `result`: `ok`, or
@@ -184,6 +187,10 @@ fn describe() {
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered");
     describe_gauge!(KAFKA_CONNECTIONS, "Open Kafka protocol connections");
     describe_gauge!(KAFKA_FETCH_SESSIONS, "Kafka fetch sessions open (KIP-227)");
+    describe_gauge!(
+        TLS_CERT_EXPIRY,
+        "When the earliest certificate of each [tls] file expires (seconds since the epoch)"
+    );
     describe_counter!(
         TLS_RELOADS,
         "TLS files reloaded after a change (result ok, or error: the last good ones stay in use)"
@@ -227,4 +234,10 @@ pub fn tls_reload(ok: bool) {
 /// Fetch sessions opened (`delta` 1) or ended (-1).
 pub fn kafka_fetch_sessions(delta: i32) {
     metrics::gauge!(KAFKA_FETCH_SESSIONS).increment(f64::from(delta));
+}
+
+/// When the certificates of `[tls]` file `file` expire.
+pub fn tls_certificate_expiry(file: &'static str, unix_seconds: i64) {
+    #[allow(clippy::cast_precision_loss)]
+    metrics::gauge!(TLS_CERT_EXPIRY, "file" => file).set(unix_seconds as f64);
 }

@@ -220,6 +220,9 @@ impl Host {
         let upkeep = metrics.clone().map(crate::metrics::spawn_upkeep);
         let groups = groups::coordinator(&settings.groups);
         let stopping = tokio::sync::watch::Sender::new(false);
+        if let Some(t) = &tls {
+            tls_reload::publish_expiries(&t.current());
+        }
         let tls_reload = tls.clone().map(|t| {
             let every = settings.tls.reload_every();
             tls_reload::spawn(t, every, cluster.clone(), stopping.subscribe())

@@ -27,6 +27,22 @@ impl Host {
     }
 }
 
+/// Certificates expiring within this long are warned about at each load.
+const EXPIRY_WARNING: i64 = 14 * 24 * 3600;
+
+/// Publishes when the loaded certificates expire, and warns about any
+/// expiring soon (or expired).
+pub(super) fn publish_expiries(tls: &crate::tls::Tls) {
+    let now = i64::try_from(crate::fsutil::now_ms() / 1000).unwrap_or(i64::MAX);
+    for (file, at) in &tls.expiries {
+        crate::metrics::tls_certificate_expiry(file, *at);
+        let left = at.saturating_sub(now);
+        if left < EXPIRY_WARNING {
+            tracing::warn!(file = %file, days_left = left / 86_400, "tls: a certificate expires soon or has expired; rotate it");
+        }
+    }
+}
+
 /// Starts the task (nothing to do without `[tls]`).
 pub(super) fn spawn(
     tls: Arc<LiveTls>,
@@ -53,6 +69,7 @@ pub(super) fn spawn(
                     let peers = cluster.as_ref().map(|c| c.use_tls(&tls.current().client)).transpose();
                     match peers {
                         Ok(_) => {
+                            publish_expiries(&tls.current());
                             tracing::info!("tls: certificates reloaded; new connections use them");
                             crate::metrics::tls_reload(true);
                         }
