@@ -9,7 +9,7 @@
 //! an error naming the file, never at the first connection. With
 //! `client_ca`, a certificate a client shows is verified against it during
 //! the handshake (a bad one fails the handshake), so a connection that has
-//! peer certificates after it ([`client_certified`]) has a verified one.
+//! peer certificates after it ([`client_certificate`]) has a verified one.
 //! [`LiveTls`] holds the configuration new connections use and swaps it
 //! only for files that load as a whole.
 
@@ -145,12 +145,6 @@ fn trust(file: &Path, anchors: Vec<CertificateDer<'static>>) -> Result<rustls::R
             .map_err(|e| bad(file, &format!("not a usable trust anchor: {e}")))?;
     }
     Ok(roots)
-}
-
-/// Whether the client of a finished handshake showed a certificate, which
-/// the verifier (`[tls] client_ca`) has then checked.
-pub fn client_certified(conn: &rustls::ServerConnection) -> bool {
-    conn.peer_certificates().is_some_and(|c| !c.is_empty())
 }
 
 /// The certificate (the leaf) the client of a finished handshake showed,

@@ -39,13 +39,40 @@ fn tls_section(cert: &Path, key: &Path) -> String {
     )
 }
 
-fn https_client(ca: &Path) -> reqwest::Client {
-    let pem = std::fs::read(ca).expect("read cert");
-    reqwest::Client::builder()
+/// An HTTPS client trusting `ca`, showing `identity` (cert and key in one
+/// PEM file) when given.
+pub(crate) fn https(ca: &Path, identity: Option<&Path>) -> reqwest::Client {
+    let pem = std::fs::read(ca).expect("read CA");
+    let mut b = reqwest::Client::builder()
         .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).expect("PEM"))
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client")
+        .timeout(Duration::from_secs(30));
+    if let Some(id) = identity {
+        let pem = std::fs::read(id).expect("read identity");
+        b = b.identity(reqwest::Identity::from_pem(&pem).expect("PEM identity"));
+    }
+    b.build().expect("client")
+}
+
+/// Creates stream `name` over `c` and produces one record with `key` and
+/// `value` to its partition 0, which lands at offset 0.
+pub(crate) async fn create_and_produce(c: &reqwest::Client, server: &Server, name: &str, key: &str, value: &str) {
+    let resp = c
+        .post(server.url("/streams"))
+        .json(&json!({"name": name}))
+        .send()
+        .await
+        .expect("POST /streams");
+    expect_json(resp, StatusCode::CREATED).await;
+    let resp = c
+        .post(server.url(&format!("/streams/{name}/partitions/0/records")))
+        .json(&json!([{"key": key, "value": value}]))
+        .send()
+        .await
+        .expect("produce");
+    assert_eq!(
+        expect_json(resp, StatusCode::OK).await,
+        json!({"base_offset": 0, "count": 1})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,24 +90,8 @@ async fn one_node_serves_https_and_kafka_over_tls_to_real_clients() {
         "{}",
         server.log_tail(50)
     );
-    let c = https_client(&cert);
-    let resp = c
-        .post(server.url("/streams"))
-        .json(&json!({"name": "t"}))
-        .send()
-        .await
-        .expect("POST");
-    expect_json(resp, StatusCode::CREATED).await;
-    let resp = c
-        .post(server.url("/streams/t/partitions/0/records"))
-        .json(&json!([{"key": "k", "value": "over https"}]))
-        .send()
-        .await
-        .expect("produce");
-    assert_eq!(
-        expect_json(resp, StatusCode::OK).await,
-        json!({"base_offset": 0, "count": 1})
-    );
+    let c = https(&cert, None);
+    create_and_produce(&c, &server, "t", "k", "over https").await;
 
     // Plain HTTP to the TLS port gets no HTTP answer.
     let plain = server.url("/health").replacen("https://", "http://", 1);
@@ -180,7 +191,7 @@ async fn a_cluster_replicates_over_https() {
         Server::start_with(options(2)),
         Server::start_with(options(3)),
     );
-    replicate_and_read_back(&https_client(&cert), [&n1, &n2, &n3], "replicated over https").await;
+    replicate_and_read_back(&https(&cert, None), [&n1, &n2, &n3], "replicated over https").await;
 }
 
 /// Creates a stream replicated on the three nodes (node 1 leading), writes

@@ -16,7 +16,6 @@
 //!   same CA; each node in its own name can.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -24,7 +23,7 @@ use serde_json::json;
 use crate::kafka_support::{hex, kcat_outcome, kp_values, py};
 use crate::replication_support::{SECRET, cluster_ports, node_config, node_config_at, peer_proof};
 use crate::support::{Server, ServerOptions, expect_json};
-use crate::tls::replicate_and_read_back;
+use crate::tls::{create_and_produce, https, replicate_and_read_back};
 
 const TOKEN: &str = "mtls-test-token";
 
@@ -93,20 +92,6 @@ pub(crate) fn tls_section(cert: &Path, key: &Path, ca: &Path, client_ca: &Path, 
         ca.display().to_string(),
         client_ca.display().to_string(),
     )
-}
-
-/// An HTTPS client trusting `ca`, showing `identity` (cert and key in one
-/// PEM file) when given.
-pub(crate) fn https(ca: &Path, identity: Option<&Path>) -> reqwest::Client {
-    let pem = std::fs::read(ca).expect("read CA");
-    let mut b = reqwest::Client::builder()
-        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).expect("PEM"))
-        .timeout(Duration::from_secs(30));
-    if let Some(id) = identity {
-        let pem = std::fs::read(id).expect("read identity");
-        b = b.identity(reqwest::Identity::from_pem(&pem).expect("PEM identity"));
-    }
-    b.build().expect("client")
 }
 
 /// kcat over TLS with `extra` settings; `Err` with its stderr when it fails.
@@ -179,20 +164,7 @@ async fn a_client_certificate_is_all_kafka_http_and_cli_clients_need() {
 
     // HTTPS with the certificate and no token.
     let c = https(&servers.pem, Some(&app));
-    let resp = c
-        .post(server.url("/streams"))
-        .json(&json!({"name": "m"}))
-        .send()
-        .await
-        .expect("POST /streams");
-    expect_json(resp, StatusCode::CREATED).await;
-    let resp = c
-        .post(server.url("/streams/m/partitions/0/records"))
-        .json(&json!([{"key": "h", "value": "over https"}]))
-        .send()
-        .await
-        .expect("produce");
-    assert_eq!(expect_json(resp, StatusCode::OK).await["base_offset"], 0);
+    create_and_produce(&c, &server, "m", "h", "over https").await;
     // Without a certificate, or with one from another CA, not even the
     // token gets an answer: the handshake fails.
     for (who, client) in [

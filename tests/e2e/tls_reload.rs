@@ -15,8 +15,8 @@ use serde_json::json;
 use crate::kafka_support::sum_in;
 use crate::replication_support::{cluster_ports, node_config};
 use crate::support::{Server, ServerOptions, expect_json};
-use crate::tls::replicate_and_read_back;
-use crate::tls_clients::{Ca, cert_settings, https, kcat_tls, tls_section};
+use crate::tls::{https, replicate_and_read_back};
+use crate::tls_clients::{Ca, cert_settings, kcat_tls, tls_section};
 
 /// Replaces `to` with `from` as rotation tools do (a new file renamed over
 /// the old one).

@@ -29,7 +29,7 @@ pub use crate::pipeline::Status as PipelineStatus;
 pub use crate::plugin::{PluginInfo, VersionInfo};
 pub use crate::tier::TierStatus;
 pub use crate::tier::compact::CompactionStatus;
-pub use crate::tls::{client_certificate, client_certified};
+pub use crate::tls::client_certificate;
 pub use in_flight::InFlight;
 pub use storage::{DiskSpace, PartitionBytes};
 
