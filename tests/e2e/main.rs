@@ -23,6 +23,7 @@ mod kafka_compact;
 mod kafka_configs;
 mod kafka_delete_records;
 mod kafka_elect;
+mod kafka_fetch_limits;
 mod kafka_fetch_sessions;
 mod kafka_groups;
 mod kafka_groups_bad_input;

@@ -16,6 +16,7 @@ use super::batch::{CRC_START, HEADER_LEN};
 use crate::node::{OffsetRecord, RecordRun};
 
 /// One record to write, borrowed from a decoded record or a stored body.
+#[derive(Clone, Copy)]
 struct Rec<'a> {
     offset: u64,
     timestamp: i64,
@@ -67,17 +68,26 @@ fn timestamp(ms: u64) -> i64 {
 }
 
 /// Appends the records of `runs` below `end` (the high watermark) as
-/// uncompressed batches, one or more per run. A run that does not decode is
+/// uncompressed batches, one or more per run, as many as fit in `budget`
+/// bytes of answer (batch headers included, as Kafka counts a partition's
+/// bytes). With `at_least_one`, the first record is written whatever its
+/// size (a big record never blocks a consumer); without, a first record
+/// that does not fit leaves nothing written. A run that does not decode is
 /// an error and nothing of it is written.
 pub(super) fn encode_runs(
     out: &mut BytesMut,
     runs: &[RecordRun],
     end: u64,
     leader_epoch: i32,
+    budget: usize,
+    at_least_one: bool,
 ) -> Result<(), WireError> {
+    let start = out.len();
     let mut recs = Vec::new();
     for run in runs {
         recs.clear();
+        let mut bound = BatchBound::default();
+        let mut full = false;
         let mut pos = 0;
         for i in 0..run.count {
             let offset = run.first_offset.saturating_add(u64::from(i));
@@ -85,17 +95,80 @@ pub(super) fn encode_runs(
                 break;
             }
             let v = decode_record(&run.bodies, &mut pos, i)?;
-            recs.push(Rec {
+            let rec = Rec {
                 offset,
                 timestamp: timestamp(v.timestamp_ms),
                 key: v.key,
                 value: v.value_opt(),
                 headers: Hdrs::Stored(v.headers()),
-            });
+            };
+            let written = out.len() - start;
+            let first = written == 0 && recs.is_empty();
+            if written.saturating_add(bound.with(&rec)) > budget && !(first && at_least_one) {
+                full = true;
+                break;
+            }
+            bound.add(&rec);
+            recs.push(rec);
         }
         encode_recs(out, &recs, leader_epoch);
+        if full {
+            break;
+        }
     }
     Ok(())
+}
+
+/// An upper bound of the bytes one batch of the records added so far takes
+/// as `encode_one` writes it: exact but for the timestamp deltas (each
+/// counted at the width of the batch's timestamp span) and the record
+/// length varints (counted as if those deltas took ten bytes). A batch
+/// split because its offsets span more than 32 bits would add a header;
+/// reads are limited far below that.
+#[derive(Default)]
+struct BatchBound {
+    /// The first record's offset: the batch's base.
+    base: Option<u64>,
+    min_ts: i64,
+    max_ts: i64,
+    /// Records' bytes without their timestamp deltas, length varints included.
+    rest: usize,
+    records: usize,
+}
+
+impl BatchBound {
+    /// The bound with `r` added.
+    fn with(&self, r: &Rec<'_>) -> usize {
+        let (base, min_ts, max_ts) = match self.base {
+            Some(base) => (base, self.min_ts.min(r.timestamp), self.max_ts.max(r.timestamp)),
+            None => (r.offset, r.timestamp, r.timestamp),
+        };
+        let ts = varlong_len(max_ts.wrapping_sub(min_ts));
+        let records = self.records.saturating_add(1);
+        HEADER_LEN
+            .saturating_add(self.rest)
+            .saturating_add(Self::rest_of(r, base))
+            .saturating_add(records.saturating_mul(ts))
+    }
+
+    fn add(&mut self, r: &Rec<'_>) {
+        let base = *self.base.get_or_insert(r.offset);
+        if self.records == 0 {
+            (self.min_ts, self.max_ts) = (r.timestamp, r.timestamp);
+        } else {
+            self.min_ts = self.min_ts.min(r.timestamp);
+            self.max_ts = self.max_ts.max(r.timestamp);
+        }
+        self.rest = self.rest.saturating_add(Self::rest_of(r, base));
+        self.records = self.records.saturating_add(1);
+    }
+
+    /// `r`'s bytes but its timestamp delta: `record_len` with a zero delta
+    /// (one byte, taken off), plus its length varint at the widest delta.
+    fn rest_of(r: &Rec<'_>, base: u64) -> usize {
+        let at_zero = record_len(&Rec { timestamp: 0, ..*r }, 0, base) - 1;
+        varlong_len(at_zero.saturating_add(10) as i64).saturating_add(at_zero)
+    }
 }
 
 /// Appends a view's read: the records below `next` (output records carry
@@ -283,7 +356,7 @@ pub(super) mod tests {
             bodies: bodies(&records),
         };
         let mut out = BytesMut::new();
-        encode_runs(&mut out, std::slice::from_ref(&run), 43, 0).unwrap();
+        encode_runs(&mut out, std::slice::from_ref(&run), 43, 0, usize::MAX, true).unwrap();
         let mut buf = out.freeze();
         let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut buf).unwrap();
         let offsets: Vec<i64> = sets.iter().flat_map(|s| &s.records).map(|r| r.offset).collect();
@@ -291,6 +364,96 @@ pub(super) mod tests {
 
         let bad = RecordRun { count: 6, ..run };
         let mut out = BytesMut::new();
-        assert!(encode_runs(&mut out, &[bad], u64::MAX, 0).is_err());
+        assert!(encode_runs(&mut out, &[bad], u64::MAX, 0, usize::MAX, true).is_err());
+    }
+
+    /// Records of `sizes` (value bytes) with `stamps`, from offset 10.
+    fn run_of(sizes: &[usize], stamps: &[u64]) -> RecordRun {
+        let records: Vec<Record> = sizes
+            .iter()
+            .zip(stamps)
+            .map(|(&n, &ts)| Record {
+                key: (n % 3 == 0).then(|| bytes::Bytes::from(vec![b'k'; n % 7])),
+                value: Some(bytes::Bytes::from(vec![b'v'; n])),
+                headers: if n % 2 == 0 {
+                    vec![("h".to_string(), Some(bytes::Bytes::from_static(b"x")))]
+                } else {
+                    vec![]
+                },
+                timestamp_ms: ts,
+            })
+            .collect();
+        RecordRun {
+            first_offset: 10,
+            count: records.len() as u32,
+            bodies: bodies(&records),
+        }
+    }
+
+    fn offsets_in(out: BytesMut) -> Vec<i64> {
+        let mut buf = out.freeze();
+        let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut buf).unwrap();
+        sets.iter().flat_map(|s| &s.records).map(|r| r.offset).collect()
+    }
+
+    #[test]
+    fn a_budget_counts_batch_bytes_and_keeps_one_record_only_when_asked() {
+        // Twenty five-byte records: each takes 12 bytes (length, attributes,
+        // timestamp and offset deltas, null key, value length, 5 bytes,
+        // header count) after a 61-byte batch header: 16 fit in 256.
+        let run = run_of(&[5; 20], &[1_000; 20]);
+        let mut out = BytesMut::new();
+        encode_runs(&mut out, std::slice::from_ref(&run), u64::MAX, 0, 256, true).unwrap();
+        assert!(out.len() <= 256, "{} bytes", out.len());
+        let offsets = offsets_in(out);
+        assert_eq!(offsets, (10..26).collect::<Vec<_>>());
+
+        // A record bigger than the budget: alone when it may be, else nothing.
+        let big = run_of(&[1_000, 5], &[1, 2]);
+        let mut out = BytesMut::new();
+        encode_runs(&mut out, std::slice::from_ref(&big), u64::MAX, 0, 256, true).unwrap();
+        assert_eq!(offsets_in(out), [10]);
+        let mut out = BytesMut::new();
+        encode_runs(&mut out, std::slice::from_ref(&big), u64::MAX, 0, 256, false).unwrap();
+        assert!(out.is_empty());
+    }
+
+    proptest::proptest! {
+        /// Whatever the records and their timestamps, the answer is a
+        /// prefix of them within the budget (but for a lone first record),
+        /// and with timestamps in order one more record would not fit but
+        /// for the bound's slack: up to a length-varint byte and two
+        /// timestamp bytes a record.
+        #[test]
+        fn answers_stay_within_their_budget(
+            records in proptest::collection::vec((0usize..300, 0u64..100_000), 1..40),
+            budget in 0usize..4_000,
+            at_least_one: bool,
+            ordered: bool,
+        ) {
+            let sizes: Vec<usize> = records.iter().map(|r| r.0).collect();
+            let mut stamps: Vec<u64> = records.iter().map(|r| r.1).collect();
+            if ordered {
+                stamps.sort_unstable();
+            }
+            let run = run_of(&sizes, &stamps);
+            let mut out = BytesMut::new();
+            encode_runs(&mut out, std::slice::from_ref(&run), u64::MAX, 0, budget, at_least_one).unwrap();
+            let len = out.len();
+            let offsets = offsets_in(out);
+            let n = offsets.len();
+            proptest::prop_assert_eq!(&offsets, &(10..10 + n as i64).collect::<Vec<_>>());
+            proptest::prop_assert!(len <= budget || (n == 1 && at_least_one), "{} bytes > {}", len, budget);
+            if at_least_one {
+                proptest::prop_assert!(n >= 1);
+            }
+            if ordered && n < sizes.len() && n > 0 {
+                let more = run_of(&sizes[..=n], &stamps[..=n]);
+                let mut out = BytesMut::new();
+                encode_runs(&mut out, std::slice::from_ref(&more), u64::MAX, 0, usize::MAX, true).unwrap();
+                let slack = 3 * (n + 1);
+                proptest::prop_assert!(out.len() + slack > budget, "{} bytes with one more, budget {}", out.len(), budget);
+            }
+        }
     }
 }

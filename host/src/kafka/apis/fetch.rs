@@ -1,10 +1,12 @@
 //! Fetch (v4–v12): records from each partition at the fetch offset, as
 //! uncompressed record batches, with the high watermark (on a replicated
 //! partition, what every in-sync replica holds; records above it are not
-//! served) and the log start offset. Limits: `partition_max_bytes` per
-//! partition and `max_bytes` per answer, except that the first partition
-//! with data returns at least one record however big (as Kafka does, so a
-//! big record never blocks a consumer). Long-poll: with fewer than
+//! served) and the log start offset. Limits, in record batch bytes as
+//! Kafka counts them: `partition_max_bytes` per partition and `max_bytes`
+//! per answer, except that the first partition with data returns at least
+//! one record however big (as Kafka does, so a big record never blocks a
+//! consumer); a later partition whose first record does not fit answers
+//! none (a session reads it first next time). Long-poll: with fewer than
 //! `min_bytes` ready, the answer waits up to `max_wait_ms` for new records
 //! on any requested partition. Fetch sessions (v7+, `fetch_session.rs`):
 //! the partitions read are the session's, and an incremental answer lists
@@ -219,7 +221,7 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Read {
         Ok(read) => {
             part.log_start_offset = offset_of(read.start_offset);
             let mut buf = BytesMut::new();
-            match encode_runs(&mut buf, &read.runs, visible_end, leader_epoch) {
+            match encode_runs(&mut buf, &read.runs, visible_end, leader_epoch, budget, first) {
                 Ok(()) => {
                     let answer = buf.freeze();
                     if let Some(key) = cache_key {

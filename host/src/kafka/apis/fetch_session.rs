@@ -19,6 +19,12 @@
 //!   next fetch and opens another; a session of more than
 //!   `MAX_SESSION_PARTITIONS` is not kept (answered in full without one).
 //!
+//! A session reads its partitions in its own order, and a partition that
+//! answers with records moves to the end of it (as Kafka brokers do), so
+//! when the answer's `max_bytes` runs out before the last partition, the
+//! next fetches start with those left out: no partition starves behind
+//! busier ones.
+//!
 //! Sessions live in memory: a restart (or a leader move to another node)
 //! ends them, and clients open new ones.
 
@@ -72,7 +78,11 @@ impl Cached {
 pub(super) type Key = (String, i32);
 
 struct Session {
-    partitions: BTreeMap<Key, Cached>,
+    partitions: HashMap<Key, (u64, Cached)>,
+    /// The read order: each partition under its place (the `u64` beside
+    /// it in `partitions`); places only grow, the next is `next_place`.
+    order: BTreeMap<u64, Key>,
+    next_place: u64,
     next_epoch: i32,
     /// When it was last used, on the listener's use counter (least
     /// recently used goes first).
@@ -122,6 +132,64 @@ fn make_room(sessions: &mut HashMap<i32, Session>, more: usize, keep: Option<i32
 }
 
 /// Ends session `id`, if open.
+impl Session {
+    fn new(partitions: impl IntoIterator<Item = (Key, Cached)>, used: u64) -> Session {
+        let mut s = Session {
+            partitions: HashMap::new(),
+            order: BTreeMap::new(),
+            next_place: 0,
+            next_epoch: 1,
+            used,
+        };
+        for (key, cached) in partitions {
+            s.upsert(key, cached);
+        }
+        s
+    }
+
+    /// Adds `key` at the end, or updates what its client asks of it.
+    fn upsert(&mut self, key: Key, update: Cached) {
+        match self.partitions.get_mut(&key) {
+            Some((_, c)) => {
+                c.fetch_offset = update.fetch_offset;
+                c.max_bytes = update.max_bytes;
+                c.current_leader_epoch = update.current_leader_epoch;
+            }
+            None => {
+                let place = self.next_place;
+                self.next_place += 1;
+                self.order.insert(place, key.clone());
+                self.partitions.insert(key, (place, update));
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some((place, _)) = self.partitions.remove(key) {
+            self.order.remove(&place);
+        }
+    }
+
+    /// Moves `key` to the end of the read order.
+    fn move_back(&mut self, key: &Key) {
+        if let Some((place, _)) = self.partitions.get_mut(key)
+            && let Some(k) = self.order.remove(place)
+        {
+            *place = self.next_place;
+            self.order.insert(self.next_place, k);
+            self.next_place += 1;
+        }
+    }
+
+    /// The partitions in read order.
+    fn listed(&self) -> Vec<(Key, Cached)> {
+        self.order
+            .values()
+            .filter_map(|k| self.partitions.get(k).map(|(_, c)| (k.clone(), c.clone())))
+            .collect()
+    }
+}
+
 fn close(sessions: &mut HashMap<i32, Session>, id: i32) {
     if sessions.remove(&id).is_some() {
         crate::metrics::kafka_fetch_sessions(-1);
@@ -170,22 +238,15 @@ impl FetchSessions {
             if r.session_id != 0 {
                 close(&mut sessions, r.session_id);
             }
-            let partitions: BTreeMap<Key, Cached> = requested().collect();
-            if partitions.len() > MAX_SESSION_PARTITIONS {
+            let session = Session::new(requested(), self.tick());
+            if session.partitions.len() > MAX_SESSION_PARTITIONS {
                 // Too big to keep: answered in full, as without sessions.
                 return Ok((Mode::Sessionless, requested().collect()));
             }
-            make_room(&mut sessions, partitions.len(), None);
+            make_room(&mut sessions, session.partitions.len(), None);
             let id = self.fresh_id(&sessions);
-            let listed = partitions.iter().map(|(k, c)| (k.clone(), c.clone())).collect();
-            sessions.insert(
-                id,
-                Session {
-                    partitions,
-                    next_epoch: 1,
-                    used: self.tick(),
-                },
-            );
+            let listed = session.listed();
+            sessions.insert(id, session);
             crate::metrics::kafka_fetch_sessions(1);
             return Ok((Mode::Opened(id), listed));
         }
@@ -202,24 +263,15 @@ impl FetchSessions {
         };
         session.used = self.tick();
         for (key, update) in requested() {
-            match session.partitions.get_mut(&key) {
-                Some(c) => {
-                    c.fetch_offset = update.fetch_offset;
-                    c.max_bytes = update.max_bytes;
-                    c.current_leader_epoch = update.current_leader_epoch;
-                }
-                None => {
-                    session.partitions.insert(key, update);
-                }
-            }
+            session.upsert(key, update);
         }
         for forgotten in &r.forgotten_topics_data {
             for p in &forgotten.partitions {
-                session.partitions.remove(&(forgotten.topic.0.as_str().to_string(), *p));
+                session.remove(&(forgotten.topic.0.as_str().to_string(), *p));
             }
         }
         let size = session.partitions.len();
-        let listed = session.partitions.iter().map(|(k, c)| (k.clone(), c.clone())).collect();
+        let listed = session.listed();
         if size > MAX_SESSION_PARTITIONS {
             // Grown too big: the client opens another, which is answered
             // without a session.
@@ -252,8 +304,9 @@ impl FetchSessions {
     }
 
     /// Which of the answers to send (`true`: include), recording what the
-    /// session's client is told. `answers[i]` answers `keys[i]`;
-    /// `has_records` says whether it carries records.
+    /// session's client is told and moving partitions answered with
+    /// records to the end of the session's order. `answers[i]` answers
+    /// `keys[i]`; `has_records` says whether it carries records.
     pub(super) fn finish(&self, mode: Mode, answers: &[(&Key, &PartitionData, bool)]) -> Vec<bool> {
         let id = match mode {
             Mode::Sessionless => return vec![true; answers.len()],
@@ -268,7 +321,10 @@ impl FetchSessions {
         answers
             .iter()
             .map(|(key, part, has_records)| {
-                let Some(c) = session.partitions.get_mut(*key) else {
+                if *has_records {
+                    session.move_back(key);
+                }
+                let Some((_, c)) = session.partitions.get_mut(*key) else {
                     return matches!(mode, Mode::Opened(_));
                 };
                 let moved = c.high_watermark != part.high_watermark
@@ -345,12 +401,12 @@ mod tests {
         // The opening answer is whole.
         let (a0, a1) = (answer(10), answer(7));
         assert_eq!(s.finish(mode, &[(&ka, &a0, true), (&kb, &a1, false)]), [true, true]);
-        // Epoch 1 sends nothing: both partitions are read at their offsets;
-        // only the one with records is answered.
+        // Epoch 1 sends nothing: both partitions are read at their offsets,
+        // a/0 last as it answered with records; only it is answered.
         let (mode, listed) = s.begin(&request(id, 1, &[], &[]), 12).expect("epoch 1");
         assert_eq!(mode, Mode::Incremental(id));
-        assert_eq!(keys(&listed), [("a".into(), 0, 5), ("a".into(), 1, 7)]);
-        assert_eq!(s.finish(mode, &[(&ka, &a0, true), (&kb, &a1, false)]), [true, false]);
+        assert_eq!(keys(&listed), [("a".into(), 1, 7), ("a".into(), 0, 5)]);
+        assert_eq!(s.finish(mode, &[(&kb, &a1, false), (&ka, &a0, true)]), [false, true]);
         // Epoch 2 moves partition 0, adds b/0, forgets a/1; a moved high
         // watermark or an error is news too.
         let (mode, listed) = s
@@ -374,6 +430,36 @@ mod tests {
             s.finish(mode, &[(&ka, &answer(11), false), (&kc, &answer(3), false)]),
             [false, false]
         );
+    }
+
+    /// Partitions answered with records go to the end of the read order,
+    /// so those an answer's byte limit left out come first next time.
+    #[test]
+    fn partitions_with_records_move_to_the_end_of_the_order() {
+        let s = FetchSessions::default();
+        let parts = [("t", 0, 0), ("t", 1, 0), ("t", 2, 0), ("t", 3, 0)];
+        let (mode, listed) = s.begin(&request(0, 0, &parts, &[]), 12).expect("open");
+        let Mode::Opened(id) = mode else { panic!("{mode:?}") };
+        let order = |listed: &[(Key, Cached)]| listed.iter().map(|((_, p), _)| *p).collect::<Vec<_>>();
+        assert_eq!(order(&listed), [0, 1, 2, 3]);
+        let k = |p: i32| ("t".to_string(), p);
+        let (k0, k1, k2, k3) = (k(0), k(1), k(2), k(3));
+        let hw = answer(9);
+        // The budget ran out after t/1: t/0 and t/1 answered with records.
+        s.finish(
+            mode,
+            &[(&k0, &hw, true), (&k1, &hw, true), (&k2, &hw, false), (&k3, &hw, false)],
+        );
+        let (mode, listed) = s.begin(&request(id, 1, &[], &[]), 12).expect("1");
+        assert_eq!(order(&listed), [2, 3, 0, 1]);
+        s.finish(
+            mode,
+            &[(&k2, &hw, true), (&k3, &hw, false), (&k0, &hw, false), (&k1, &hw, true)],
+        );
+        let (_, listed) = s.begin(&request(id, 2, &[("t", 3, 4)], &[("t", 0)]), 12).expect("2");
+        // An update keeps its place; a forgotten partition leaves the order.
+        assert_eq!(order(&listed), [3, 2, 1]);
+        assert_eq!(listed[0].1.fetch_offset, 4);
     }
 
     #[test]
