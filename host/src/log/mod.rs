@@ -396,6 +396,19 @@ impl Log {
         Ok(())
     }
 
+    /// A future that resolves once `partition` holds records at or after
+    /// `offset` (at once if it does), owning what it waits on: many of them
+    /// can wait together without holding the log.
+    pub fn records_waiter(
+        &self,
+        stream: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<impl std::future::Future<Output = ()> + Send + 'static, LogError> {
+        let part = partition_of(&*self.stream(stream)?, partition)?;
+        Ok(async move { part.wait_past(offset).await })
+    }
+
     pub fn wal(&self) -> &Wal {
         &self.wal
     }

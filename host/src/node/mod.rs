@@ -61,6 +61,7 @@ mod tests_views;
 mod time_index;
 mod tls_reload;
 mod views;
+mod waits;
 pub use cluster::{Acks, PendingAppend, StreamSpec};
 pub use committed::{CommitRefused, CommittedOffset, OffsetCommit};
 pub use groups::{GroupError, GroupOpError, GroupView, JoinRequest, ResetTo, SyncRequest};
@@ -487,27 +488,6 @@ impl Host {
             .log
             .read_runs(stream, partition, offset, max_records, max_bytes)
             .await?)
-    }
-
-    /// Waits (at most `wait`) until `partition` holds a record at or after
-    /// `offset`, or the node starts shutting down. A consumer that is caught
-    /// up calls this between reads instead of polling (long-poll).
-    pub async fn wait_for_records(
-        &self,
-        stream: &str,
-        partition: u32,
-        offset: u64,
-        wait: std::time::Duration,
-    ) -> Result<(), Error> {
-        let mut stopping = self.inner.stopping.subscribe();
-        let source = self.source_of(stream);
-        let stream = source.as_deref().unwrap_or(stream);
-        tokio::select! {
-            r = self.inner.log.wait_for_records(stream, partition, offset) => r?,
-            _ = tokio::time::sleep(wait) => {}
-            _ = stopping.wait_for(|s| *s) => {}
-        }
-        Ok(())
     }
 
     /// Reads like [`Host::read`], then passes the records through a transform

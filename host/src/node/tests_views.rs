@@ -9,7 +9,8 @@ use sluice_test_artifacts as wasm;
 use super::{OffsetCommit, ReadLimits, ViewSpec};
 use crate::{Host, Record, Settings};
 
-async fn open(dir: &std::path::Path) -> Host {
+/// A node on the local WAL in `dir`, without a Kafka listener.
+pub(super) async fn open(dir: &std::path::Path) -> Host {
     Host::open(Settings {
         data_dir: dir.to_path_buf(),
         kafka_listen: None,

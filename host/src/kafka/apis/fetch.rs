@@ -18,6 +18,8 @@
 //! where the read ended, so filtered-out offsets are skipped (an empty
 //! batch when nothing passed).
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -28,6 +30,7 @@ use super::super::Ctx;
 use super::super::encode::{encode_runs, encode_view};
 use super::super::error::{code_of, codes};
 use super::super::splice::Parts;
+use super::fetch_session::Key;
 use super::{check_epoch, offset_of, partition_of, topic_name, visible};
 use crate::node::ReadLimits;
 
@@ -36,8 +39,8 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 
 struct Want {
     topic: usize,
-    stream: String,
-    index: i32,
+    /// The topic name and partition index, as the session keys it.
+    key: Key,
     offset: i64,
     max_bytes: usize,
     /// The leader epoch the client believes current (-1: not said).
@@ -58,26 +61,21 @@ pub(super) async fn handle(ctx: &Ctx, r: FetchRequest, version: i16) -> (FetchRe
     };
     out.session_id = mode.session_id();
     // Topics in order of first appearance; each want points at its topic.
-    let mut topics: Vec<String> = Vec::new();
+    let mut topics: Vec<Arc<str>> = Vec::new();
+    let mut topic_at: HashMap<Arc<str>, usize> = HashMap::new();
     let mut wants = Vec::with_capacity(listed.len());
-    let mut keys = Vec::with_capacity(listed.len());
-    for ((topic, index), cached) in listed {
-        let t = match topics.iter().position(|n| *n == topic) {
-            Some(t) => t,
-            None => {
-                topics.push(topic.clone());
-                topics.len() - 1
-            }
-        };
+    for (key, cached) in listed {
+        let t = *topic_at.entry(key.0.clone()).or_insert_with(|| {
+            topics.push(key.0.clone());
+            topics.len() - 1
+        });
         wants.push(Want {
             topic: t,
-            stream: topic.clone(),
-            index,
+            key,
             offset: cached.fetch_offset,
             max_bytes: usize::try_from(cached.max_bytes).unwrap_or(0),
             current_leader_epoch: cached.current_leader_epoch,
         });
-        keys.push((topic, index));
     }
     let max_bytes = if version >= 3 {
         usize::try_from(r.max_bytes).unwrap_or(0)
@@ -92,12 +90,12 @@ pub(super) async fn handle(ctx: &Ctx, r: FetchRequest, version: i16) -> (FetchRe
         let now = Instant::now();
         let errors = read.iter().any(|(p, _)| p.error_code != 0);
         if bytes >= min_bytes || errors || now >= deadline || wants.is_empty() {
-            let answers: Vec<_> = keys
+            let answers: Vec<_> = wants
                 .iter()
                 .zip(&read)
-                .map(|(key, (part, cached))| {
+                .map(|(want, (part, cached))| {
                     (
-                        key,
+                        &want.key,
                         part,
                         cached.is_some() || part.records.as_ref().is_some_and(|r| !r.is_empty()),
                     )
@@ -125,7 +123,12 @@ pub(super) async fn handle(ctx: &Ctx, r: FetchRequest, version: i16) -> (FetchRe
             return (out, parts);
         }
         let waited = Instant::now();
-        wait_any(ctx, &wants, deadline - now).await;
+        let targets = wants.iter().filter_map(|w| {
+            let partition = partition_of(w.key.1)?;
+            let offset = u64::try_from(w.offset).ok()?;
+            Some((&*w.key.0, partition, offset))
+        });
+        ctx.host.wait_for_any(targets, deadline - now).await;
         // Records past the offset but not yet below the high watermark wake
         // the wait at once: pace the re-reads instead of spinning.
         if waited.elapsed() < Duration::from_millis(1) {
@@ -156,17 +159,18 @@ async fn read_all(ctx: &Ctx, wants: &[Want], max_bytes: usize) -> (Vec<Read>, us
 
 async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Read {
     let mut part = PartitionData::default();
-    part.partition_index = want.index;
+    let (stream, index) = (&*want.key.0, want.key.1);
+    part.partition_index = index;
     let host = &ctx.host;
-    let (Some(partition), Ok(offset)) = (partition_of(want.index), u64::try_from(want.offset)) else {
-        part.error_code = if want.index < 0 {
+    let (Some(partition), Ok(offset)) = (partition_of(index), u64::try_from(want.offset)) else {
+        part.error_code = if index < 0 {
             codes::unknown_topic()
         } else {
             kafka_protocol::ResponseError::OffsetOutOfRange.code()
         };
         return (part, None);
     };
-    let (start, visible_end, leader_epoch, cache_key) = match visible(ctx, &want.stream, partition) {
+    let (start, visible_end, leader_epoch, cache_key) = match visible(ctx, stream, partition) {
         Ok(v) => (v.start, v.end, v.leader_epoch, v.cache_key),
         Err(code) => {
             part.error_code = code;
@@ -193,8 +197,8 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Read {
         max_records: host.settings().max_read_records,
         max_bytes: budget.max(1),
     };
-    if host.view(&want.stream).is_some() {
-        match host.read(&want.stream, partition, offset, limits).await {
+    if host.view(stream).is_some() {
+        match host.read(stream, partition, offset, limits).await {
             Ok(read) => {
                 part.log_start_offset = offset_of(read.start_offset);
                 let mut buf = BytesMut::new();
@@ -208,7 +212,7 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Read {
                 part.records = Some(buf.freeze());
             }
             Err(e) => {
-                tracing::warn!(view = %want.stream, partition, offset, error = %e, "kafka fetch of a view failed");
+                tracing::warn!(view = %stream, partition, offset, error = %e, "kafka fetch of a view failed");
                 part.error_code = code_of(&e);
             }
         }
@@ -217,7 +221,7 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Read {
     if let Some(hit) = cache_key.and_then(|key| ctx.cache.get(key, leader_epoch, offset, visible_end, budget, first)) {
         return (part, Some(hit));
     }
-    match host.read_runs(&want.stream, partition, offset, limits).await {
+    match host.read_runs(stream, partition, offset, limits).await {
         Ok(read) => {
             part.log_start_offset = offset_of(read.start_offset);
             let mut buf = BytesMut::new();
@@ -230,7 +234,7 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Read {
                     part.records = Some(answer);
                 }
                 Err(e) => {
-                    tracing::warn!(stream = %want.stream, partition, offset, error = %e, "kafka fetch: stored records do not decode");
+                    tracing::warn!(stream = %stream, partition, offset, error = %e, "kafka fetch: stored records do not decode");
                     part.error_code = kafka_protocol::ResponseError::CorruptMessage.code();
                 }
             }
@@ -238,20 +242,4 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Read {
         Err(e) => part.error_code = code_of(&e),
     }
     (part, None)
-}
-
-/// Waits until any wanted partition may have records past its fetch offset,
-/// or `wait` passes.
-async fn wait_any(ctx: &Ctx, wants: &[Want], wait: Duration) {
-    let waits = wants.iter().filter_map(|w| {
-        let partition = partition_of(w.index)?;
-        let offset = u64::try_from(w.offset).ok()?;
-        Some(Box::pin(ctx.host.wait_for_records(&w.stream, partition, offset, wait)))
-    });
-    let waits: Vec<_> = waits.collect();
-    if waits.is_empty() {
-        tokio::time::sleep(wait).await;
-        return;
-    }
-    let _ = futures::future::select_all(waits).await;
 }

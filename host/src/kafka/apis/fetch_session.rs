@@ -29,7 +29,7 @@
 //! ends them, and clients open new ones.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::messages::fetch_response::PartitionData;
@@ -50,7 +50,7 @@ pub const MAX_CACHED_PARTITIONS: usize = 500_000;
 
 /// A partition of a session: what the client asked for last, and what it
 /// was last told.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Cached {
     pub fetch_offset: i64,
     pub max_bytes: i32,
@@ -75,13 +75,14 @@ impl Cached {
 }
 
 /// A partition key: topic name and partition index.
-pub(super) type Key = (String, i32);
+pub(super) type Key = (Arc<str>, i32);
 
 struct Session {
-    partitions: HashMap<Key, (u64, Cached)>,
-    /// The read order: each partition under its place (the `u64` beside
-    /// it in `partitions`); places only grow, the next is `next_place`.
-    order: BTreeMap<u64, Key>,
+    /// Each partition's place in `order`.
+    partitions: HashMap<Key, u64>,
+    /// The partitions in read order, under their places; places only
+    /// grow, the next is `next_place`.
+    order: BTreeMap<u64, (Key, Cached)>,
     next_place: u64,
     next_epoch: i32,
     /// When it was last used, on the listener's use counter (least
@@ -149,8 +150,8 @@ impl Session {
 
     /// Adds `key` at the end, or updates what its client asks of it.
     fn upsert(&mut self, key: Key, update: Cached) {
-        match self.partitions.get_mut(&key) {
-            Some((_, c)) => {
+        match self.cached_mut(&key) {
+            Some(c) => {
                 c.fetch_offset = update.fetch_offset;
                 c.max_bytes = update.max_bytes;
                 c.current_leader_epoch = update.current_leader_epoch;
@@ -158,35 +159,37 @@ impl Session {
             None => {
                 let place = self.next_place;
                 self.next_place += 1;
-                self.order.insert(place, key.clone());
-                self.partitions.insert(key, (place, update));
+                self.partitions.insert(key.clone(), place);
+                self.order.insert(place, (key, update));
             }
         }
     }
 
+    fn cached_mut(&mut self, key: &Key) -> Option<&mut Cached> {
+        let place = self.partitions.get(key)?;
+        self.order.get_mut(place).map(|(_, c)| c)
+    }
+
     fn remove(&mut self, key: &Key) {
-        if let Some((place, _)) = self.partitions.remove(key) {
+        if let Some(place) = self.partitions.remove(key) {
             self.order.remove(&place);
         }
     }
 
     /// Moves `key` to the end of the read order.
     fn move_back(&mut self, key: &Key) {
-        if let Some((place, _)) = self.partitions.get_mut(key)
-            && let Some(k) = self.order.remove(place)
+        if let Some(place) = self.partitions.get_mut(key)
+            && let Some(entry) = self.order.remove(place)
         {
             *place = self.next_place;
-            self.order.insert(self.next_place, k);
+            self.order.insert(self.next_place, entry);
             self.next_place += 1;
         }
     }
 
     /// The partitions in read order.
     fn listed(&self) -> Vec<(Key, Cached)> {
-        self.order
-            .values()
-            .filter_map(|k| self.partitions.get(k).map(|(_, c)| (k.clone(), c.clone())))
-            .collect()
+        self.order.values().cloned().collect()
     }
 }
 
@@ -218,8 +221,9 @@ impl FetchSessions {
     pub(super) fn begin(&self, r: &FetchRequest, version: i16) -> Result<(Mode, Vec<(Key, Cached)>), i16> {
         let requested = || {
             r.topics.iter().flat_map(|t| {
+                let name: Arc<str> = Arc::from(t.topic.0.as_str());
                 t.partitions.iter().map(move |p| {
-                    let key = (t.topic.0.as_str().to_string(), p.partition);
+                    let key = (name.clone(), p.partition);
                     (
                         key,
                         Cached::new(p.fetch_offset, p.partition_max_bytes, p.current_leader_epoch),
@@ -267,7 +271,7 @@ impl FetchSessions {
         }
         for forgotten in &r.forgotten_topics_data {
             for p in &forgotten.partitions {
-                session.remove(&(forgotten.topic.0.as_str().to_string(), *p));
+                session.remove(&(Arc::from(forgotten.topic.0.as_str()), *p));
             }
         }
         let size = session.partitions.len();
@@ -324,7 +328,7 @@ impl FetchSessions {
                 if *has_records {
                     session.move_back(key);
                 }
-                let Some((_, c)) = session.partitions.get_mut(*key) else {
+                let Some(c) = session.cached_mut(key) else {
                     return matches!(mode, Mode::Opened(_));
                 };
                 let moved = c.high_watermark != part.high_watermark
@@ -383,7 +387,7 @@ mod tests {
     fn keys(listed: &[(Key, Cached)]) -> Vec<(String, i32, i64)> {
         listed
             .iter()
-            .map(|((t, p), c)| (t.clone(), *p, c.fetch_offset))
+            .map(|((t, p), c)| (t.to_string(), *p, c.fetch_offset))
             .collect()
     }
 
@@ -396,8 +400,8 @@ mod tests {
         let Mode::Opened(id) = mode else { panic!("{mode:?}") };
         assert!(id > 0);
         assert_eq!(keys(&listed), [("a".into(), 0, 5), ("a".into(), 1, 7)]);
-        let ka = ("a".to_string(), 0);
-        let kb = ("a".to_string(), 1);
+        let ka = (Arc::<str>::from("a"), 0);
+        let kb = (Arc::<str>::from("a"), 1);
         // The opening answer is whole.
         let (a0, a1) = (answer(10), answer(7));
         assert_eq!(s.finish(mode, &[(&ka, &a0, true), (&kb, &a1, false)]), [true, true]);
@@ -413,7 +417,7 @@ mod tests {
             .begin(&request(id, 2, &[("a", 0, 10), ("b", 0, 0)], &[("a", 1)]), 12)
             .expect("2");
         assert_eq!(keys(&listed), [("a".into(), 0, 10), ("b".into(), 0, 0)]);
-        let kc = ("b".to_string(), 0);
+        let kc = (Arc::<str>::from("b"), 0);
         let mut err = answer(3);
         err.error_code = 6;
         assert_eq!(
@@ -442,7 +446,7 @@ mod tests {
         let Mode::Opened(id) = mode else { panic!("{mode:?}") };
         let order = |listed: &[(Key, Cached)]| listed.iter().map(|((_, p), _)| *p).collect::<Vec<_>>();
         assert_eq!(order(&listed), [0, 1, 2, 3]);
-        let k = |p: i32| ("t".to_string(), p);
+        let k = |p: i32| (Arc::<str>::from("t"), p);
         let (k0, k1, k2, k3) = (k(0), k(1), k(2), k(3));
         let hw = answer(9);
         // The budget ran out after t/1: t/0 and t/1 answered with records.
