@@ -153,6 +153,10 @@ pub struct Settings {
     /// Bytes of Kafka record batches kept ready to send to consumers (the
     /// fetch cache); 0 turns it off.
     pub kafka_fetch_cache_bytes: ByteSize,
+    /// The most record batch bytes one Fetch answer carries, whatever the
+    /// client asks (Kafka's broker `fetch.max.bytes`): with the connection
+    /// cap, it bounds what answers being built hold in memory.
+    pub kafka_fetch_max_bytes: ByteSize,
     /// Consumer groups (`[groups]`).
     pub groups: GroupSettings,
     /// HTTP connection and request limits (`[http]`).
@@ -373,6 +377,7 @@ impl Default for Settings {
             kafka_default_partitions: 1,
             kafka_producer_expiry: Duration::from_secs(24 * 3600),
             kafka_fetch_cache_bytes: ByteSize::mib(256),
+            kafka_fetch_max_bytes: ByteSize::mib(55),
             groups: GroupSettings::default(),
             http: HttpSettings::default(),
             plugins: PluginSettings::default(),
@@ -471,6 +476,9 @@ impl Settings {
         }
         if let Err(m) = self.tls.validate() {
             return bad(m);
+        }
+        if self.kafka_fetch_max_bytes.as_u64() < 1024 || self.kafka_fetch_max_bytes.as_u64() > i32::MAX as u64 {
+            return bad("kafka_fetch_max_bytes must be between 1 KiB and 2 GiB".into());
         }
         if self.kafka_max_connections == 0 {
             return bad("kafka_max_connections must be positive".into());

@@ -133,3 +133,16 @@ fn cluster_section_is_parsed_and_checked() {
         assert!(s.validate().unwrap_err().message().contains("cluster"), "{bad}");
     }
 }
+
+#[test]
+fn the_kafka_fetch_cap_is_parsed_and_checked() {
+    assert_eq!(Settings::default().kafka_fetch_max_bytes, ByteSize::mib(55));
+    let s = Settings::from_toml("kafka_fetch_max_bytes = \"4MiB\"").unwrap();
+    s.validate().unwrap();
+    assert_eq!(s.kafka_fetch_max_bytes, ByteSize::mib(4));
+    for bad in ["100B", "3GiB"] {
+        let s = Settings::from_toml(&format!("kafka_fetch_max_bytes = \"{bad}\"")).unwrap();
+        let e = s.validate().unwrap_err();
+        assert!(e.message().contains("kafka_fetch_max_bytes"), "{bad}: {}", e.message());
+    }
+}

@@ -3,7 +3,8 @@
 //! first partition with records always at least one record however big,
 //! any other partition nothing when its first record does not fit; and a
 //! fetch session reads first the partitions a full answer left out, so
-//! none starves behind busier ones. Raw Fetch v11 frames check the
+//! none starves behind busier ones; and the node's `kafka_fetch_max_bytes`
+//! caps an answer whatever the client asks. Raw Fetch v11 frames check the
 //! answers; kafka-python with tiny fetch sizes reads every record.
 
 use bytes::Bytes;
@@ -15,7 +16,7 @@ use serde_json::json;
 
 use crate::kafka_bad_input::{Listener, call};
 use crate::kafka_support::py;
-use crate::support::{Server, client, create_stream, produce};
+use crate::support::{Server, ServerOptions, client, create_stream, produce};
 
 /// `(partition, offset, partition_max_bytes)` of topic `topic`, in order.
 fn fetch(l: &Listener, topic: &str, parts: &[(i32, i64, i32)], max_bytes: i32, session: (i32, i32)) -> FetchResponse {
@@ -150,4 +151,40 @@ async fn fetch_limits_count_batch_bytes_and_sessions_rotate() {
             "partition {partition}: {got}"
         );
     }
+}
+
+/// A node capping answers at 2 KiB: a client asking for 1 MiB from each of
+/// two partitions of 600-byte records gets at most 2 KiB, from the first
+/// partition only, and reads on from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_caps_what_one_fetch_answer_carries() {
+    let server = Server::start_with(ServerOptions {
+        config: Some("kafka_fetch_max_bytes = \"2KiB\"\n".into()),
+        ..ServerOptions::default()
+    })
+    .await;
+    let c = client();
+    create_stream(&c, &server, "cap", 2).await;
+    let values: Vec<_> = (0..10)
+        .map(|i| json!({"value": format!("{i}{}", "x".repeat(599))}))
+        .collect();
+    produce(&c, &server, "cap", 0, &json!(values)).await;
+    produce(&c, &server, "cap", 1, &json!(values)).await;
+    let l = Listener(server.kafka());
+    let (first, second) = tokio::task::spawn_blocking(move || {
+        let parts = [(0, 0, 1 << 20), (1, 0, 1 << 20)];
+        let first = fetch(&l, "cap", &parts, 1 << 20, (0, -1));
+        let second = fetch(&l, "cap", &[(0, 3, 1 << 20), (1, 0, 1 << 20)], 1 << 20, (0, -1));
+        (first, second)
+    })
+    .await
+    .expect("join");
+    let (len, offsets) = records(answer(&first, 0).expect("answered"));
+    assert!(len <= 2048, "{len} bytes over the node's 2 KiB cap");
+    assert_eq!(offsets, [0, 1, 2], "three 600-byte records fit in 2 KiB");
+    let (_, offsets) = records(answer(&first, 1).expect("answered"));
+    assert!(offsets.is_empty(), "no room left: {offsets:?}");
+    let (len, offsets) = records(answer(&second, 0).expect("answered"));
+    assert!(len <= 2048, "{len}");
+    assert_eq!(offsets, [3, 4, 5]);
 }

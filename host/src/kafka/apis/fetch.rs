@@ -3,7 +3,8 @@
 //! partition, what every in-sync replica holds; records above it are not
 //! served) and the log start offset. Limits, in record batch bytes as
 //! Kafka counts them: `partition_max_bytes` per partition and `max_bytes`
-//! per answer, except that the first partition with data returns at least
+//! per answer (at most `kafka_fetch_max_bytes`, whatever the client asks),
+//! except that the first partition with data returns at least
 //! one record however big (as Kafka does, so a big record never blocks a
 //! consumer); a later partition whose first record does not fit answers
 //! none (a session reads it first next time). Long-poll: with fewer than
@@ -77,11 +78,14 @@ pub(super) async fn handle(ctx: &Ctx, r: FetchRequest, version: i16) -> (FetchRe
             current_leader_epoch: cached.current_leader_epoch,
         });
     }
+    // The node's cap (`kafka_fetch_max_bytes`) bounds what the client asks.
+    let cap = usize::try_from(ctx.host.settings().kafka_fetch_max_bytes.as_u64()).unwrap_or(usize::MAX);
     let max_bytes = if version >= 3 {
         usize::try_from(r.max_bytes).unwrap_or(0)
     } else {
         usize::MAX
-    };
+    }
+    .min(cap);
     let min_bytes = usize::try_from(r.min_bytes).unwrap_or(0);
     let wait = Duration::from_millis(u64::try_from(r.max_wait_ms).unwrap_or(0)).min(MAX_WAIT);
     let deadline = Instant::now() + wait;
