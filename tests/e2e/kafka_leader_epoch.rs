@@ -126,6 +126,56 @@ async fn epochs_end_where_the_history_says_and_a_consumer_validates_through_a_mo
     let got = consumer.await.expect("consumer task");
     let offsets = offsets_of(&got);
     assert_eq!(offsets, (0..200).collect::<Vec<u64>>());
+
+    // Records carry the epoch they were written in, not the leader's
+    // current one: 0 below offset 100, 1 from there, from the new leader
+    // (raw batches and librdkafka's view of them).
+    let written_in = |o: i64| i32::from(o >= 100);
+    let raw = tokio::task::spawn_blocking({
+        let n2 = n2.clone();
+        move || {
+            let mut s = Listener(n2).connect();
+            let mut labelled = Vec::new();
+            while labelled.len() < 200 {
+                let p = raw_fetch(&mut s, STREAM, labelled.len() as i64, -1);
+                let mut records = p.records.clone().unwrap_or_default();
+                let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut records).expect("batches");
+                let before = labelled.len();
+                labelled.extend(
+                    sets.iter()
+                        .flat_map(|set| &set.records)
+                        .filter(|r| r.offset >= before as i64)
+                        .map(|r| (r.offset, r.partition_leader_epoch)),
+                );
+                assert!(labelled.len() > before, "no progress at {before}");
+            }
+            labelled
+        }
+    })
+    .await
+    .expect("raw fetches");
+    assert_eq!(raw, (0..200).map(|o| (o, written_in(o))).collect::<Vec<_>>());
+    let again = tokio::task::spawn_blocking(move || {
+        py(
+            "confluent",
+            "consume",
+            &json!({"bootstrap": n2, "topic": STREAM, "partition": 0, "offset": 0, "count": 200, "timeout": 60}),
+        )
+    })
+    .await
+    .expect("consumer task");
+    let epochs: Vec<(i64, i32)> = again["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| {
+            (
+                r["offset"].as_i64().unwrap_or(-1),
+                r["leader_epoch"].as_i64().unwrap_or(-1) as i32,
+            )
+        })
+        .collect();
+    assert_eq!(epochs, (0..200).map(|o| (o, written_in(o))).collect::<Vec<_>>());
     let asked = metric_sum(
         cluster.node(2),
         "sluice_kafka_requests_total",

@@ -29,7 +29,7 @@ fn encode_batches(out: &mut BytesMut, records: &[OffsetRecord], leader_epoch: i3
             bodies: super::super::encode::tests::bodies(&rs),
         })
         .collect();
-    crate::kafka::encode::encode_runs(out, &runs, u64::MAX, leader_epoch, usize::MAX, true).unwrap();
+    crate::kafka::encode::encode_runs(out, &runs, u64::MAX, leader_epoch, &[], usize::MAX, true).unwrap();
 }
 
 fn kafka_record(i: i64, key: Option<&str>, value: Option<&str>, headers: &[(&str, Option<&str>)]) -> KRecord {

@@ -68,7 +68,10 @@ fn timestamp(ms: u64) -> i64 {
 }
 
 /// Appends the records of `runs` below `end` (the high watermark) as
-/// uncompressed batches, one or more per run, as many as fit in `budget`
+/// uncompressed batches, one or more per run, each record in a batch
+/// labelled with the leader epoch it was written in (`epochs`, as
+/// `Host::epoch_starts`; records before its first entry, or all when it is
+/// empty, get `leader_epoch`), as many as fit in `budget`
 /// bytes of answer (batch headers included, as Kafka counts a partition's
 /// bytes). With `at_least_one`, the first record is written whatever its
 /// size (a big record never blocks a consumer); without, a first record
@@ -79,14 +82,24 @@ pub(super) fn encode_runs(
     runs: &[RecordRun],
     end: u64,
     leader_epoch: i32,
+    epochs: &[(u32, u64)],
     budget: usize,
     at_least_one: bool,
 ) -> Result<(), WireError> {
+    let epoch_of = |offset: u64| match epochs.partition_point(|(_, start)| *start <= offset) {
+        0 => leader_epoch,
+        n => epochs
+            .get(n - 1)
+            .map_or(leader_epoch, |(e, _)| i32::try_from(*e).unwrap_or(i32::MAX)),
+    };
     let start = out.len();
     let mut recs = Vec::new();
     for run in runs {
         recs.clear();
         let mut bound = BatchBound::default();
+        // The epoch of the records in `recs`: a record of another ends
+        // their batch.
+        let mut epoch = leader_epoch;
         let mut full = false;
         let mut pos = 0;
         for i in 0..run.count {
@@ -102,6 +115,13 @@ pub(super) fn encode_runs(
                 value: v.value_opt(),
                 headers: Hdrs::Stored(v.headers()),
             };
+            let its_epoch = epoch_of(offset);
+            if its_epoch != epoch && !recs.is_empty() {
+                encode_recs(out, &recs, epoch);
+                recs.clear();
+                bound = BatchBound::default();
+            }
+            epoch = its_epoch;
             let written = out.len() - start;
             let first = written == 0 && recs.is_empty();
             if written.saturating_add(bound.with(&rec)) > budget && !(first && at_least_one) {
@@ -111,7 +131,7 @@ pub(super) fn encode_runs(
             bound.add(&rec);
             recs.push(rec);
         }
-        encode_recs(out, &recs, leader_epoch);
+        encode_recs(out, &recs, epoch);
         if full {
             break;
         }
@@ -356,7 +376,7 @@ pub(super) mod tests {
             bodies: bodies(&records),
         };
         let mut out = BytesMut::new();
-        encode_runs(&mut out, std::slice::from_ref(&run), 43, 0, usize::MAX, true).unwrap();
+        encode_runs(&mut out, std::slice::from_ref(&run), 43, 0, &[], usize::MAX, true).unwrap();
         let mut buf = out.freeze();
         let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut buf).unwrap();
         let offsets: Vec<i64> = sets.iter().flat_map(|s| &s.records).map(|r| r.offset).collect();
@@ -364,7 +384,7 @@ pub(super) mod tests {
 
         let bad = RecordRun { count: 6, ..run };
         let mut out = BytesMut::new();
-        assert!(encode_runs(&mut out, &[bad], u64::MAX, 0, usize::MAX, true).is_err());
+        assert!(encode_runs(&mut out, &[bad], u64::MAX, 0, &[], usize::MAX, true).is_err());
     }
 
     /// Records of `sizes` (value bytes) with `stamps`, from offset 10.
@@ -403,7 +423,7 @@ pub(super) mod tests {
         // header count) after a 61-byte batch header: 16 fit in 256.
         let run = run_of(&[5; 20], &[1_000; 20]);
         let mut out = BytesMut::new();
-        encode_runs(&mut out, std::slice::from_ref(&run), u64::MAX, 0, 256, true).unwrap();
+        encode_runs(&mut out, std::slice::from_ref(&run), u64::MAX, 0, &[], 256, true).unwrap();
         assert!(out.len() <= 256, "{} bytes", out.len());
         let offsets = offsets_in(out);
         assert_eq!(offsets, (10..26).collect::<Vec<_>>());
@@ -411,11 +431,53 @@ pub(super) mod tests {
         // A record bigger than the budget: alone when it may be, else nothing.
         let big = run_of(&[1_000, 5], &[1, 2]);
         let mut out = BytesMut::new();
-        encode_runs(&mut out, std::slice::from_ref(&big), u64::MAX, 0, 256, true).unwrap();
+        encode_runs(&mut out, std::slice::from_ref(&big), u64::MAX, 0, &[], 256, true).unwrap();
         assert_eq!(offsets_in(out), [10]);
         let mut out = BytesMut::new();
-        encode_runs(&mut out, std::slice::from_ref(&big), u64::MAX, 0, 256, false).unwrap();
+        encode_runs(&mut out, std::slice::from_ref(&big), u64::MAX, 0, &[], 256, false).unwrap();
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn each_batch_carries_the_epoch_its_records_were_written_in() {
+        // Offsets 10..30; epoch 0 from 0, 2 from 15, 5 from 25, 7 from 40.
+        let run = run_of(&[3; 20], &[5; 20]);
+        let epochs = [(0, 0), (2, 15), (5, 25), (7, 40)];
+        let mut out = BytesMut::new();
+        encode_runs(
+            &mut out,
+            std::slice::from_ref(&run),
+            u64::MAX,
+            7,
+            &epochs,
+            usize::MAX,
+            true,
+        )
+        .unwrap();
+        let mut buf = out.freeze();
+        let got: Vec<(i64, i32)> = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut buf)
+            .unwrap()
+            .iter()
+            .flat_map(|s| &s.records)
+            .map(|r| (r.offset, r.partition_leader_epoch))
+            .collect();
+        let want: Vec<(i64, i32)> = (10..30)
+            .map(|o| (o, [0, 2, 5][usize::from(o >= 15) + usize::from(o >= 25)]))
+            .collect();
+        assert_eq!(got, want);
+        // Without a history (not replicated) or before its first entry:
+        // the epoch given.
+        for epochs in [&[][..], &[(3, 20)][..]] {
+            let mut out = BytesMut::new();
+            encode_runs(&mut out, std::slice::from_ref(&run), 15, 4, epochs, usize::MAX, true).unwrap();
+            let mut buf = out.freeze();
+            let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut buf).unwrap();
+            assert!(
+                sets.iter()
+                    .flat_map(|s| &s.records)
+                    .all(|r| r.partition_leader_epoch == 4)
+            );
+        }
     }
 
     proptest::proptest! {
@@ -430,7 +492,11 @@ pub(super) mod tests {
             budget in 0usize..4_000,
             at_least_one: bool,
             ordered: bool,
+            mut starts in proptest::collection::vec(0u64..60, 0..4),
         ) {
+            starts.sort_unstable();
+            let epochs: Vec<(u32, u64)> = starts.iter().enumerate().map(|(e, s)| (e as u32 * 2, *s)).collect();
+            let epoch_of = |o: i64| epochs.iter().rev().find(|(_, s)| *s as i64 <= o).map_or(9, |(e, _)| *e as i32);
             let sizes: Vec<usize> = records.iter().map(|r| r.0).collect();
             let mut stamps: Vec<u64> = records.iter().map(|r| r.1).collect();
             if ordered {
@@ -438,8 +504,13 @@ pub(super) mod tests {
             }
             let run = run_of(&sizes, &stamps);
             let mut out = BytesMut::new();
-            encode_runs(&mut out, std::slice::from_ref(&run), u64::MAX, 0, budget, at_least_one).unwrap();
+            encode_runs(&mut out, std::slice::from_ref(&run), u64::MAX, 9, &epochs, budget, at_least_one).unwrap();
             let len = out.len();
+            let mut buf = out.clone().freeze();
+            let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut buf).unwrap();
+            for r in sets.iter().flat_map(|s| &s.records) {
+                proptest::prop_assert_eq!(r.partition_leader_epoch, epoch_of(r.offset), "offset {}", r.offset);
+            }
             let offsets = offsets_in(out);
             let n = offsets.len();
             proptest::prop_assert_eq!(&offsets, &(10..10 + n as i64).collect::<Vec<_>>());
@@ -450,7 +521,7 @@ pub(super) mod tests {
             if ordered && n < sizes.len() && n > 0 {
                 let more = run_of(&sizes[..=n], &stamps[..=n]);
                 let mut out = BytesMut::new();
-                encode_runs(&mut out, std::slice::from_ref(&more), u64::MAX, 0, usize::MAX, true).unwrap();
+                encode_runs(&mut out, std::slice::from_ref(&more), u64::MAX, 9, &epochs, usize::MAX, true).unwrap();
                 let slack = 3 * (n + 1);
                 proptest::prop_assert!(out.len() + slack > budget, "{} bytes with one more, budget {}", out.len(), budget);
             }

@@ -351,6 +351,18 @@ impl Host {
     /// position after a leader change: on a replicated partition from its
     /// leader's epoch history (`not_leader` elsewhere), otherwise a single
     /// epoch 0 that ends at the log's end.
+    /// A replicated partition's leader epochs as `(epoch, first offset
+    /// written in it)`, ascending: the epoch of the record at offset `o` is
+    /// the last entry starting at or before `o`. Empty for a partition that
+    /// is not replicated (all of its records are epoch 0).
+    pub fn epoch_starts(&self, stream: &str, partition: u32) -> Vec<(u32, u64)> {
+        self.inner
+            .log
+            .replica(stream, partition)
+            .map(|view| view.state.leadership.history)
+            .unwrap_or_default()
+    }
+
     pub fn epoch_end(&self, stream: &str, partition: u32, epoch: u32) -> Result<EpochEnd, Error> {
         let source = self.source_of(stream);
         let stream = source.as_deref().unwrap_or(stream);

@@ -119,6 +119,7 @@ def confluent_consume(a):
             "value": hx(m.value()),
             "headers": [[k, hx(v)] for k, v in (m.headers() or [])],
             "timestamp": ts,
+            "leader_epoch": m.leader_epoch(),
         })
     c.close()
     return {"records": out}

@@ -1,5 +1,6 @@
 //! Fetch (v4–v12): records from each partition at the fetch offset, as
-//! uncompressed record batches, with the high watermark (on a replicated
+//! uncompressed record batches labelled with the leader epoch their
+//! records were written in, with the high watermark (on a replicated
 //! partition, what every in-sync replica holds; records above it are not
 //! served) and the log start offset. Limits, in record batch bytes as
 //! Kafka counts them: `partition_max_bytes` per partition and `max_bytes`
@@ -229,7 +230,8 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Read {
         Ok(read) => {
             part.log_start_offset = offset_of(read.start_offset);
             let mut buf = BytesMut::new();
-            match encode_runs(&mut buf, &read.runs, visible_end, leader_epoch, budget, first) {
+            let epochs = host.epoch_starts(stream, partition);
+            match encode_runs(&mut buf, &read.runs, visible_end, leader_epoch, &epochs, budget, first) {
                 Ok(()) => {
                     let answer = buf.freeze();
                     if let Some(key) = cache_key {
