@@ -2,7 +2,8 @@
 //! wrote (kafka-python's AlterConfigs and IncrementalAlterConfigs,
 //! confluent-kafka's IncrementalAlterConfigs and DescribeConfigs), over
 //! HTTP (`PATCH /streams/{name}`) and with the CLI; the change survives a
-//! kill -9, and what cannot change is refused with the right code.
+//! kill -9, and what cannot change is refused with the right code. A
+//! broker's configs are the node's settings under Kafka's names.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -229,4 +230,84 @@ async fn kafka_streams_internal_topic_configs_are_accepted() {
     let url = format!("{}?offset=0", support::records_url(&server, "app-repartition", 1));
     let page: Value = c.get(url).send().await.expect("GET").json().await.expect("json");
     assert_eq!(page["records"].as_array().map(Vec::len), Some(10), "{page}");
+}
+
+/// A broker's configs, as confluent-kafka and kafka-python describe them:
+/// the node's settings under Kafka's names, read-only, those the config
+/// file set marked as such; another broker's id is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_configs_are_the_nodes_settings() {
+    let server = Server::start_with(support::ServerOptions {
+        config: Some("kafka_fetch_max_bytes = \"4MiB\"\n[groups]\ninitial_rebalance_delay = \"250ms\"\n".into()),
+        ..support::ServerOptions::default()
+    })
+    .await;
+    let b = server.kafka();
+    let got = py(
+        "confluent",
+        "describe_configs",
+        &json!({"bootstrap": b, "broker": "0", "detail": true}),
+    );
+    let configs = &got["configs"];
+    assert_eq!(configs["fetch.max.bytes"]["value"], "4194304", "{got}");
+    assert_eq!(configs["group.initial.rebalance.delay.ms"]["value"], "250", "{got}");
+    assert_eq!(configs["message.max.bytes"]["value"], "67108864", "{got}");
+    assert_eq!(configs["auto.create.topics.enable"]["value"], "false", "{got}");
+    assert_eq!(configs["broker.id"]["value"], "0", "{got}");
+    // librdkafka's names for Kafka's config sources.
+    assert_eq!(configs["fetch.max.bytes"]["source"], 4, "STATIC_BROKER_CONFIG: {got}");
+    assert_eq!(configs["message.max.bytes"]["source"], 5, "DEFAULT_CONFIG: {got}");
+    let all_read_only = configs
+        .as_object()
+        .expect("configs")
+        .values()
+        .all(|c| c["read_only"] == true);
+    assert!(all_read_only, "{got}");
+
+    let kp = py(
+        "kafkapython",
+        "describe_configs",
+        &json!({"bootstrap": b, "broker": "0"}),
+    );
+    assert_eq!(kp["configs"]["fetch.max.bytes"], "4194304", "{kp}");
+    assert_eq!(kp["configs"]["num.partitions"], "1", "{kp}");
+
+    // Clients send a broker's configs request to that broker: one naming
+    // another is refused (raw, as clients would not send it here).
+    let answer = tokio::task::spawn_blocking(move || {
+        use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+        use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsResponse};
+        let mut req = DescribeConfigsRequest::default();
+        for name in ["7", ""] {
+            let mut r = DescribeConfigsResource::default();
+            r.resource_type = 4;
+            r.configuration_keys = None;
+            r.resource_name = kafka_protocol::protocol::StrBytes::from_static_str(name);
+            req.resources.push(r);
+        }
+        let mut s = crate::kafka_bad_input::Listener(b).connect();
+        let r: DescribeConfigsResponse = crate::kafka_bad_input::call(&mut s, ApiKey::DescribeConfigs, 4, &req);
+        r.results
+            .iter()
+            .map(|x| {
+                (
+                    x.error_code,
+                    x.error_message.as_ref().map(|m| m.to_string()),
+                    x.configs.len(),
+                )
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("join");
+    assert_eq!(answer[0].0, 42, "INVALID_REQUEST: {answer:?}");
+    assert!(
+        answer[0].1.as_deref().unwrap_or_default().contains("ask broker 7"),
+        "{answer:?}"
+    );
+    assert_eq!(
+        (answer[1].0, answer[1].2 >= 10),
+        (0, true),
+        "the empty name: the defaults"
+    );
 }

@@ -223,11 +223,22 @@ def confluent_alter_configs(a):
 
 
 def confluent_describe_configs(a):
+    """A topic's configs (a["topic"]), or a broker's (a["broker"], its id):
+    values, and with a["detail"] also source and read-only flag."""
     from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
     admin = AdminClient({"bootstrap.servers": a["bootstrap"]})
-    res = ConfigResource(ResourceType.TOPIC, a["topic"])
-    configs = admin.describe_configs([res])[res].result(20)
+    if "broker" in a:
+        res = ConfigResource(ResourceType.BROKER, a["broker"])
+    else:
+        res = ConfigResource(ResourceType.TOPIC, a["topic"])
+    try:
+        configs = admin.describe_configs([res])[res].result(20)
+    except Exception as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+    if a.get("detail"):
+        return {"configs": {k: {"value": v.value, "source": v.source, "read_only": v.is_read_only}
+                            for k, v in configs.items()}}
     return {"configs": {k: v.value for k, v in configs.items()}}
 
 
@@ -478,6 +489,25 @@ def kp_alter_configs(a):
         admin.close()
 
 
+def kp_describe_configs(a):
+    """Every config of broker a["broker"] (its id), kafka-python's way."""
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"])
+    try:
+        out = admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, a["broker"])], config_filter="all")
+        flat = {}
+        for _, by_name in out.items():
+            for _, configs in by_name.items():
+                for k, v in configs.items():
+                    flat[k] = v.get("value") if isinstance(v, dict) else repr(v)
+        return {"configs": flat}
+    except Exception as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+    finally:
+        admin.close()
+
+
 def kp_create_partitions(a):
     from kafka.admin import KafkaAdminClient, NewPartitions
 
@@ -648,6 +678,7 @@ COMMANDS = {
     ("kafkapython", "delete_group_offsets"): kp_delete_group_offsets,
     ("kafkapython", "create_partitions"): kp_create_partitions,
     ("confluent", "describe_configs"): confluent_describe_configs,
+    ("kafkapython", "describe_configs"): kp_describe_configs,
     ("confluent", "list_offsets"): confluent_list_offsets,
     ("kafkapython", "list_offsets"): kp_list_offsets,
     ("confluent", "elect_leaders"): confluent_elect_leaders,

@@ -8,6 +8,7 @@ use super::Ctx;
 use super::conn::Conn;
 
 mod configs;
+mod describe_configs;
 mod elect;
 mod fetch;
 pub(super) mod fetch_session;
@@ -68,7 +69,9 @@ pub(super) async fn handle(
         RequestKind::ListOffsets(r) => respond(ResponseKind::ListOffsets(offsets::handle(ctx, r, version).await)),
         RequestKind::CreateTopics(r) => respond(ResponseKind::CreateTopics(topics::create(ctx, r).await)),
         RequestKind::DeleteTopics(r) => respond(ResponseKind::DeleteTopics(topics::delete(ctx, r, version).await)),
-        RequestKind::DescribeConfigs(r) => respond(ResponseKind::DescribeConfigs(topics::describe_configs(ctx, r))),
+        RequestKind::DescribeConfigs(r) => respond(ResponseKind::DescribeConfigs(describe_configs::describe_configs(
+            ctx, r,
+        ))),
         RequestKind::DescribeLogDirs(r) => respond(ResponseKind::DescribeLogDirs(log_dirs::describe(ctx, r))),
         RequestKind::DeleteRecords(r) => respond(ResponseKind::DeleteRecords(offsets::delete_records(ctx, r).await)),
         RequestKind::CreatePartitions(r) => {

@@ -1,4 +1,4 @@
-//! CreateTopics, DeleteTopics, CreatePartitions and DescribeConfigs:
+//! CreateTopics, DeleteTopics and CreatePartitions:
 //! topics are streams (changing configs: `configs`). CreatePartitions grows
 //! a stream (never shrinks it); replica assignments may only name this
 //! node, except on a replicated stream, whose new partitions go on the
@@ -17,10 +17,9 @@
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    DeleteTopicsResponse,
 };
 
 use super::super::Ctx;
@@ -31,15 +30,6 @@ use crate::node::{Compaction, Host, Replication, StreamConfig, StreamInfo};
 /// Config resource types.
 pub(super) const RESOURCE_TOPIC: i8 = 2;
 pub(super) const RESOURCE_BROKER: i8 = 4;
-
-/// DescribeConfigs config sources and types (Kafka's `ConfigSource`,
-/// `ConfigType`).
-const SOURCE_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
-const TYPE_INT: i8 = 3;
-const TYPE_LONG: i8 = 5;
-const TYPE_LIST: i8 = 7;
 
 /// A topic's `cleanup.policy`.
 pub(super) fn cleanup_policy(info: &StreamInfo) -> &'static str {
@@ -277,78 +267,6 @@ pub(super) async fn delete(ctx: &Ctx, r: DeleteTopicsRequest, version: i16) -> D
             res.error_message = Some(str_bytes(e.to_string()));
         }
         out.responses.push(res);
-    }
-    out
-}
-
-pub(super) fn describe_configs(ctx: &Ctx, r: DescribeConfigsRequest) -> DescribeConfigsResponse {
-    let mut out = DescribeConfigsResponse::default();
-    for resource in r.resources {
-        let mut res = DescribeConfigsResult::default();
-        res.resource_type = resource.resource_type;
-        res.resource_name = resource.resource_name.clone();
-        match resource.resource_type {
-            RESOURCE_TOPIC => match ctx.host.describe_stream(resource.resource_name.as_str()) {
-                Ok(info) => {
-                    let unlimited = |v: Option<u64>| v.map_or("-1".to_string(), |v| v.to_string());
-                    // Where each value comes from (clients such as
-                    // kafka-python read it before altering): set on the
-                    // topic, or the default; max.message.bytes is the
-                    // node's own setting.
-                    let topic_or_default = |set: bool| if set { SOURCE_TOPIC } else { SOURCE_DEFAULT };
-                    let entries = [
-                        (
-                            "retention.ms",
-                            unlimited(info.retention.ms),
-                            topic_or_default(info.retention.ms.is_some()),
-                            TYPE_LONG,
-                        ),
-                        (
-                            "retention.bytes",
-                            unlimited(info.retention.bytes),
-                            topic_or_default(info.retention.bytes.is_some()),
-                            TYPE_LONG,
-                        ),
-                        (
-                            "cleanup.policy",
-                            cleanup_policy(&info).to_string(),
-                            topic_or_default(info.compaction.is_some()),
-                            TYPE_LIST,
-                        ),
-                        (
-                            "max.message.bytes",
-                            ctx.host.settings().max_batch_bytes.as_u64().to_string(),
-                            SOURCE_STATIC_BROKER,
-                            TYPE_INT,
-                        ),
-                    ];
-                    let wanted = resource.configuration_keys.as_ref();
-                    res.configs = entries
-                        .into_iter()
-                        .filter(|(k, ..)| wanted.is_none_or(|w| w.iter().any(|x| x.as_str() == *k)))
-                        .map(|(k, v, source, config_type)| {
-                            let mut c = DescribeConfigsResourceResult::default();
-                            c.name = str_bytes(k);
-                            c.value = Some(str_bytes(v));
-                            c.read_only = k == "max.message.bytes";
-                            c.config_source = source;
-                            c.config_type = config_type;
-                            c
-                        })
-                        .collect();
-                }
-                Err(e) => {
-                    res.error_code = code_of(&e);
-                    res.error_message = Some(str_bytes(e.to_string()));
-                }
-            },
-            RESOURCE_BROKER => {}
-            other => {
-                res.error_code = codes::invalid_request();
-                res.error_message = Some(str_bytes(format!("resource type {other} is not supported")));
-            }
-        }
-        out.results.push(res);
     }
     out
 }
