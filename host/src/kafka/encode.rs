@@ -159,9 +159,11 @@ struct BatchBound {
 impl BatchBound {
     /// The bound with `r` added.
     fn with(&self, r: &Rec<'_>) -> usize {
-        let (base, min_ts, max_ts) = match self.base {
-            Some(base) => (base, self.min_ts.min(r.timestamp), self.max_ts.max(r.timestamp)),
-            None => (r.offset, r.timestamp, r.timestamp),
+        let base = self.base.unwrap_or(r.offset);
+        let (min_ts, max_ts) = if self.records == 0 {
+            (r.timestamp, r.timestamp)
+        } else {
+            (self.min_ts.min(r.timestamp), self.max_ts.max(r.timestamp))
         };
         let ts = varlong_len(max_ts.wrapping_sub(min_ts));
         let records = self.records.saturating_add(1);
@@ -195,9 +197,19 @@ impl BatchBound {
 /// their input record's offset) in one batch from `from` whose last offset
 /// is `next - 1`, so a client moves past filtered-out offsets, trailing
 /// ones included, even when nothing passed (an empty batch, as compaction
-/// leaves them). Nothing is written when `next <= from`.
-pub(super) fn encode_view(out: &mut BytesMut, records: &[OffsetRecord], from: u64, next: u64, leader_epoch: i32) {
-    let recs: Vec<Rec<'_>> = records
+/// leaves them). Nothing is written when `next <= from`. Within `budget`
+/// bytes as `encode_runs`: the batch then ends before the first record
+/// that does not fit (the client reads on from it).
+pub(super) fn encode_view(
+    out: &mut BytesMut,
+    records: &[OffsetRecord],
+    from: u64,
+    next: u64,
+    leader_epoch: i32,
+    budget: usize,
+    at_least_one: bool,
+) {
+    let mut recs: Vec<Rec<'_>> = records
         .iter()
         .filter(|r| r.offset >= from && r.offset < next)
         .map(|r| Rec {
@@ -208,6 +220,22 @@ pub(super) fn encode_view(out: &mut BytesMut, records: &[OffsetRecord], from: u6
             headers: Hdrs::Built(&r.record.headers),
         })
         .collect();
+    let mut bound = BatchBound {
+        base: Some(from),
+        ..BatchBound::default()
+    };
+    let mut next = next;
+    for (i, r) in recs.iter().enumerate() {
+        if bound.with(r) > budget && !(i == 0 && at_least_one) {
+            next = r.offset;
+            recs.truncate(i);
+            break;
+        }
+        bound.add(r);
+    }
+    if recs.is_empty() && HEADER_LEN > budget && !at_least_one {
+        return;
+    }
     let Some(span) = next.checked_sub(from).and_then(|n| n.checked_sub(1)) else {
         return;
     };
@@ -320,7 +348,7 @@ fn encode_one(out: &mut BytesMut, recs: &[Rec<'_>], base: u64, last_delta: i32, 
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::node::Record;
+    use crate::node::{OffsetRecord, Record};
 
     /// Records as the log stores them: `sluice_wire` bodies back to back.
     pub(in crate::kafka) fn bodies(records: &[Record]) -> bytes::Bytes {
@@ -478,6 +506,42 @@ pub(super) mod tests {
                     .all(|r| r.partition_leader_epoch == 4)
             );
         }
+    }
+
+    /// A view's batch within a budget: it ends before the first record
+    /// that does not fit, so the client reads on from that record.
+    #[test]
+    fn a_view_batch_ends_before_the_record_that_does_not_fit() {
+        let records: Vec<OffsetRecord> = [3u64, 5, 9]
+            .iter()
+            .map(|&offset| OffsetRecord {
+                offset,
+                record: Record {
+                    value: Some(bytes::Bytes::from(vec![b'v'; 40])),
+                    timestamp_ms: 7,
+                    ..Record::default()
+                },
+            })
+            .collect();
+        let batch = |budget: usize, at_least_one: bool| {
+            let mut out = BytesMut::new();
+            encode_view(&mut out, &records, 0, 12, 2, budget, at_least_one);
+            let bytes = out.freeze();
+            // Where the client reads on from: base offset + last offset delta.
+            let next = (bytes.len() >= 27).then(|| {
+                let base = i64::from_be_bytes(bytes[..8].try_into().unwrap());
+                base + i64::from(i32::from_be_bytes(bytes[23..27].try_into().unwrap())) + 1
+            });
+            let mut buf = bytes.clone();
+            let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut buf).unwrap();
+            let offsets: Vec<i64> = sets.iter().flat_map(|s| &s.records).map(|r| r.offset).collect();
+            (bytes.len(), offsets, next)
+        };
+        // Each record takes 47 bytes after the 61-byte header.
+        assert_eq!(batch(usize::MAX, true), (202, vec![3, 5, 9], Some(12)));
+        assert_eq!(batch(170, false), (155, vec![3, 5], Some(9)));
+        assert_eq!(batch(10, true), (108, vec![3], Some(5)));
+        assert_eq!(batch(10, false), (0, vec![], None));
     }
 
     proptest::proptest! {

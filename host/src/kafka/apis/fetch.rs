@@ -213,6 +213,8 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Read {
                     offset,
                     read.next_offset.min(visible_end),
                     leader_epoch,
+                    budget,
+                    first,
                 );
                 part.records = Some(buf.freeze());
             }
