@@ -5,10 +5,10 @@
 //! served) and the log start offset. Limits, in record batch bytes as
 //! Kafka counts them: `partition_max_bytes` per partition and `max_bytes`
 //! per answer (at most `kafka_fetch_max_bytes`, whatever the client asks),
-//! except that the first partition with data returns at least
-//! one record however big (as Kafka does, so a big record never blocks a
-//! consumer); a later partition whose first record does not fit answers
-//! none (a session reads it first next time). Long-poll: with fewer than
+//! except that the first partition with data returns at least one record
+//! however big (as Kafka does, so a big record never blocks a consumer); a
+//! later partition whose first record does not fit answers none (a session
+//! reads it first next time). Long-poll: with fewer than
 //! `min_bytes` ready, the answer waits up to `max_wait_ms` for new records
 //! on any requested partition. Fetch sessions (v7+, `fetch_session.rs`):
 //! the partitions read are the session's, and an incremental answer lists
