@@ -41,9 +41,11 @@ pub(super) fn cleanup_policy(info: &StreamInfo) -> &'static str {
 }
 
 /// Creates `stream` with the default partition count if it does not exist
-/// (auto-creation); errors surface on the call that follows.
+/// (auto-creation); errors surface on the call that follows. Produce asks
+/// this for every partition, so existence is one partition's lookup, not a
+/// description of the whole stream.
 pub(super) async fn ensure_exists(ctx: &Ctx, stream: &str) {
-    if ctx.host.describe_stream(stream).is_err()
+    if ctx.host.describe_partition(stream, 0).is_err()
         && ctx.host.view(stream).is_none()
         && Host::check_stream_name(stream).is_ok()
     {
