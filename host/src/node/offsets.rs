@@ -108,9 +108,8 @@ impl Host {
     pub fn tier_offsets(&self, stream: &str, partition: u32) -> Result<TierOffsets, Error> {
         let source = self.source_of(stream);
         let stream = source.as_deref().unwrap_or(stream);
-        let info = self.describe_stream(stream)?;
-        self.stream_end(stream, partition)?;
-        let Some(p) = self.inner.log.tier_partition(info.id, partition) else {
+        let info = self.inner.log.describe_partition(stream, partition)?;
+        let Some(p) = self.inner.log.tier_partition(info.stream_id, partition) else {
             return Err(crate::log::LogError::StreamNotFound { name: stream.into() }.into());
         };
         let mark = p.state.mark();
@@ -129,17 +128,21 @@ impl Host {
         stream: &str,
         partition: u32,
     ) -> Result<(u32, tokio::sync::OwnedMutexGuard<super::time_index::TimeIndex>), Error> {
-        let info = self.describe_stream(stream)?;
-        self.stream_end(stream, partition)?;
+        let info = self.inner.log.describe_partition(stream, partition)?;
         let index = {
             let mut all = self.inner.time_index.lock().unwrap_or_else(|e| e.into_inner());
-            all.entry((info.id, partition)).or_default().clone()
+            all.entry((info.stream_id, partition)).or_default().clone()
         };
         let mut index = index.lock_owned().await;
-        let start = info.partitions.get(partition as usize).map_or(0, |r| r.start);
+        let start = info.range.start;
         index.skip_to(start);
-        if self.only_tiered(info.id, partition, index.covered()) {
-            match self.inner.tier.time_spans(info.id, partition, index.covered()).await {
+        if self.only_tiered(info.stream_id, partition, index.covered()) {
+            match self
+                .inner
+                .tier
+                .time_spans(info.stream_id, partition, index.covered())
+                .await
+            {
                 Ok(spans) => {
                     let mut spans = spans.into_iter().peekable();
                     // A segment cut by the partition's start recorded the
@@ -171,7 +174,7 @@ impl Host {
             false
         })
         .await?;
-        Ok((info.id, index))
+        Ok((info.stream_id, index))
     }
 
     /// Whether `offset` is below the WAL's first batch: only in the object
@@ -219,16 +222,8 @@ impl Host {
     pub fn stream_end(&self, stream: &str, partition: u32) -> Result<u64, Error> {
         let source = self.source_of(stream);
         let stream = source.as_deref().unwrap_or(stream);
-        let info = self.describe_stream(stream)?;
-        match info.partitions.get(partition as usize) {
-            Some(r) => Ok(r.end),
-            None => Err(crate::log::LogError::PartitionNotFound {
-                stream: stream.into(),
-                partition,
-                partitions: info.partitions.len() as u32,
-            }
-            .into()),
-        }
+        // One partition's lookup: callers ask this per partition.
+        Ok(self.inner.log.describe_partition(stream, partition)?.range.end)
     }
 
     /// Reads `partition` from `from` (or its start, if later) to its end,
@@ -259,11 +254,7 @@ impl Host {
                 Ok(b) => b,
                 // Retention moved the start past `offset`: go on from it.
                 Err(e) if e.code() == "offset_out_of_range" || e.code() == "trimmed" => {
-                    let start = self
-                        .describe_stream(stream)?
-                        .partitions
-                        .get(partition as usize)
-                        .map(|r| r.start);
+                    let start = Some(self.inner.log.describe_partition(stream, partition)?.range.start);
                     match start {
                         Some(s) if s > offset => {
                             offset = s;
