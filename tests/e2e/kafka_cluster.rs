@@ -23,6 +23,12 @@ async fn acks_all_from_a_kafka_client_follows_a_leader_move() {
     assert_eq!(meta["topics"][STREAM]["0"]["leader"], 1, "{meta}");
     assert_eq!(meta["topics"][STREAM]["0"]["replicas"], json!([1, 2, 3]), "{meta}");
     assert_eq!(meta["brokers"].as_array().map(Vec::len), Some(3), "{meta}");
+    // Every node gives the replicated topic the same id.
+    let ids: Vec<String> = [1, 2, 3]
+        .iter()
+        .map(|n| crate::kafka_topic_ids::raw_topic_id(&cluster.node(*n).kafka(), STREAM))
+        .collect();
+    assert!(ids.iter().all(|i| *i == ids[0] && *i != "0".repeat(32)), "{ids:?}");
 
     let args = json!({
         "bootstrap": bootstrap, "topic": STREAM, "count": COUNT, "pace_every": 10,

@@ -38,6 +38,7 @@ mod kafka_producers;
 mod kafka_scram;
 mod kafka_support;
 mod kafka_time_tiered;
+mod kafka_topic_ids;
 mod kafka_views;
 mod metrics;
 mod object_wal;

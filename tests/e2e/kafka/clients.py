@@ -191,6 +191,41 @@ def confluent_metadata(a):
     }
 
 
+def confluent_topic_ids(a):
+    """Topic ids of a["topics"] as DescribeTopics (librdkafka) reports them,
+    as 32 hex digits."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": a["bootstrap"]})
+    out = {}
+    for name, fut in admin.describe_topics(TopicCollection(a["topics"])).items():
+        u = fut.result(20).topic_id
+        bits = ((u.get_most_significant_bits() & (2**64 - 1)) << 64) | (u.get_least_significant_bits() & (2**64 - 1))
+        out[name] = f"{bits:032x}"
+    return {"ids": out}
+
+
+def kp_describe_topics(a):
+    """kafka-python's describe_topics of a["ids"] (32 hex digits each, asked
+    by topic id): per id its name, id, error code and partition count."""
+    import uuid
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"])
+    try:
+        topics = admin.describe_topics([uuid.UUID(hex=i) for i in a["ids"]])
+        def hexed(i):
+            return None if i is None else (i if isinstance(i, uuid.UUID) else uuid.UUID(str(i))).hex
+        return {"topics": [{"name": t.get("name"), "topic_id": hexed(t.get("topic_id")),
+                            "error_code": t.get("error_code"), "partitions": len(t.get("partitions") or [])}
+                           for t in topics]}
+    except Exception as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+    finally:
+        admin.close()
+
+
 def _outcome(fut):
     """An admin future's result: ok, or the Kafka error for the test."""
     try:
@@ -678,6 +713,8 @@ COMMANDS = {
     ("kafkapython", "delete_group_offsets"): kp_delete_group_offsets,
     ("kafkapython", "create_partitions"): kp_create_partitions,
     ("confluent", "describe_configs"): confluent_describe_configs,
+    ("confluent", "topic_ids"): confluent_topic_ids,
+    ("kafkapython", "describe_topics"): kp_describe_topics,
     ("kafkapython", "describe_configs"): kp_describe_configs,
     ("confluent", "list_offsets"): confluent_list_offsets,
     ("kafkapython", "list_offsets"): kp_list_offsets,

@@ -4,6 +4,8 @@
 //! down), replicas, offline replicas and in-sync set. Views are topics too,
 //! with their input's partitions and leaders. Unknown topics are created
 //! only when `kafka_auto_create_topics` is on and the client allows it.
+//! Topics carry ids (v10+, `topic_ids`), and may be asked for by id; an
+//! unknown id is UNKNOWN_TOPIC_ID.
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -13,7 +15,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use super::super::Ctx;
 use super::super::conn::Conn;
 use super::super::error::{code_of, codes};
-use super::{str_bytes, topic_name};
+use super::{str_bytes, topic_ids, topic_name};
 use crate::error::Error;
 use crate::node::StreamInfo;
 
@@ -31,13 +33,14 @@ pub(super) async fn handle(ctx: &Ctx, conn: &Conn, r: MetadataRequest, version: 
         .collect();
     out.cluster_id = Some(str_bytes("sluice"));
     out.controller_id = BrokerId(ctx.node_id);
-    // v0: an empty list means every topic; v1+: null does.
-    let names: Option<Vec<String>> = match r.topics {
+    // v0: an empty list means every topic; v1+: null does. A topic is
+    // asked for by name, or (v10+) by id alone.
+    let names: Option<Vec<Result<String, uuid::Uuid>>> = match r.topics {
         None => None,
         Some(t) if t.is_empty() && version == 0 => None,
         Some(t) => Some(
             t.into_iter()
-                .filter_map(|t| t.name.map(|n| n.0.as_str().to_string()))
+                .map(|t| t.name.map(|n| n.0.as_str().to_string()).ok_or(t.topic_id))
                 .collect(),
         ),
     };
@@ -55,8 +58,20 @@ pub(super) async fn handle(ctx: &Ctx, conn: &Conn, r: MetadataRequest, version: 
         }
         Some(names) => {
             let mut topics = Vec::with_capacity(names.len());
-            for name in names {
-                topics.push(named_topic(ctx, &name, allow_create).await);
+            for asked in names {
+                let topic = match asked {
+                    Ok(name) => named_topic(ctx, &name, allow_create).await,
+                    Err(id) => match topic_ids::name_of(ctx, id) {
+                        Some(name) => named_topic(ctx, &name, false).await,
+                        None => {
+                            let mut t = MetadataResponseTopic::default();
+                            t.topic_id = id;
+                            t.error_code = kafka_protocol::ResponseError::UnknownTopicId.code();
+                            t
+                        }
+                    },
+                };
+                topics.push(topic);
             }
             topics
         }
@@ -89,6 +104,9 @@ fn view_topic(ctx: &Ctx, name: &str) -> Result<MetadataResponseTopic, Error> {
     let input = ctx.host.describe_view_input(name)?;
     let mut t = topic(ctx, &input);
     t.name = Some(topic_name(name));
+    if let Some(view) = ctx.host.view(name) {
+        t.topic_id = topic_ids::of_view(name, view.created_ms);
+    }
     t.is_internal = false;
     Ok(t)
 }
@@ -111,6 +129,7 @@ async fn stream_topic(ctx: &Ctx, name: &str, allow_create: bool) -> Result<Metad
 fn topic(ctx: &Ctx, info: &StreamInfo) -> MetadataResponseTopic {
     let mut t = MetadataResponseTopic::default();
     t.name = Some(topic_name(&info.name));
+    t.topic_id = topic_ids::of_stream(info);
     // The node's own streams (committed offsets): listed, marked internal.
     t.is_internal = info.name.starts_with("__");
     t.partitions = (0..info.partitions.len() as u32)

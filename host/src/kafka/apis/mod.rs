@@ -23,6 +23,7 @@ mod produce;
 mod producer_id;
 mod producers;
 mod sasl;
+mod topic_ids;
 mod topics;
 pub(super) mod versions;
 

@@ -1,0 +1,94 @@
+//! Topic ids (Metadata v10+): librdkafka's DescribeTopics sees an id per
+//! topic, the same after a kill -9 and restart, and a new one when a topic
+//! is deleted and created again under its name; kafka-python describes
+//! topics by id, and an unknown id is UNKNOWN_TOPIC_ID.
+
+use serde_json::{Value, json};
+
+use crate::kafka_support::py;
+use crate::support::{Server, client, create_stream};
+
+/// Topic name -> id (32 hex digits) as confluent-kafka reports them.
+fn ids(server: &Server, topics: &[&str]) -> serde_json::Map<String, Value> {
+    let got = py(
+        "confluent",
+        "topic_ids",
+        &json!({"bootstrap": server.kafka(), "topics": topics}),
+    );
+    got["ids"].as_object().cloned().unwrap_or_else(|| panic!("{got}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_have_stable_ids_and_can_be_described_by_them() {
+    let mut server = Server::start().await;
+    let c = client();
+    create_stream(&c, &server, "ta", 2).await;
+    create_stream(&c, &server, "tb", 3).await;
+    let first = ids(&server, &["ta", "tb"]);
+    let (ta, tb) = (
+        first["ta"].as_str().unwrap_or_default(),
+        first["tb"].as_str().unwrap_or_default(),
+    );
+    assert_eq!(ta.len(), 32, "{first:?}");
+    assert_ne!(ta, "0".repeat(32), "not the nil id");
+    assert_ne!(ta, tb);
+
+    // By id, kafka-python's way; an id no topic has is UNKNOWN_TOPIC_ID.
+    let unknown = "0123456789abcdef0123456789abcdef";
+    let got = py(
+        "kafkapython",
+        "describe_topics",
+        &json!({"bootstrap": server.kafka(), "ids": [ta, tb, unknown]}),
+    );
+    let topics = got["topics"].as_array().unwrap_or_else(|| panic!("{got}"));
+    let summary: Vec<(Value, Value, Value, Value)> = topics
+        .iter()
+        // No name for an unknown id (null, which kafka-python shows as "").
+        .map(|t| {
+            let name = json!(t["name"].as_str().unwrap_or_default());
+            (
+                name,
+                t["topic_id"].clone(),
+                t["error_code"].clone(),
+                t["partitions"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (json!("ta"), json!(ta), json!(0), json!(2)),
+            (json!("tb"), json!(tb), json!(0), json!(3)),
+            (json!(""), json!(unknown), json!(100), json!(0)),
+        ],
+        "{got}"
+    );
+
+    // The same ids after a kill -9 and restart.
+    server.kill();
+    server.restart().await;
+    assert_eq!(ids(&server, &["ta", "tb"]), first);
+
+    // Deleted and created again: a new topic, a new id.
+    let resp = c.delete(server.url("/streams/ta")).send().await.expect("delete");
+    assert!(resp.status().is_success(), "{}", resp.status());
+    create_stream(&c, &server, "ta", 2).await;
+    let again = ids(&server, &["ta", "tb"]);
+    assert_ne!(again["ta"], first["ta"], "a recreated topic has a new id");
+    assert_eq!(again["tb"], first["tb"]);
+}
+
+/// `topic`'s id as a raw Metadata v12 request to `kafka` answers it.
+pub(crate) fn raw_topic_id(kafka: &str, topic: &str) -> String {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, TopicName};
+    let mut t = MetadataRequestTopic::default();
+    t.name = Some(TopicName(kafka_protocol::protocol::StrBytes::from_string(topic.into())));
+    let mut req = MetadataRequest::default();
+    req.topics = Some(vec![t]);
+    let mut s = crate::kafka_bad_input::Listener(kafka.to_string()).connect();
+    let r: MetadataResponse = crate::kafka_bad_input::call(&mut s, ApiKey::Metadata, 12, &req);
+    let found = &r.topics[0];
+    assert_eq!(found.error_code, 0, "{topic} on {kafka}");
+    found.topic_id.simple().to_string()
+}
