@@ -26,7 +26,7 @@ async fn acks_all_from_a_kafka_client_follows_a_leader_move() {
     // Every node gives the replicated topic the same id.
     let ids: Vec<String> = [1, 2, 3]
         .iter()
-        .map(|n| crate::kafka_topic_ids::raw_topic_id(&cluster.node(*n).kafka(), STREAM))
+        .map(|n| crate::kafka_metadata::raw_topic_id(&cluster.node(*n).kafka(), STREAM))
         .collect();
     assert!(ids.iter().all(|i| *i == ids[0] && *i != "0".repeat(32)), "{ids:?}");
 

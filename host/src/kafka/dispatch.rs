@@ -53,6 +53,7 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::DescribeCluster, 0, 2),
 ];
 
 /// Produce versions advertised but answered with UNSUPPORTED_VERSION
@@ -257,6 +258,7 @@ fn api_name(api: ApiKey) -> &'static str {
         ApiKey::ListOffsets => "list_offsets",
         ApiKey::ElectLeaders => "elect_leaders",
         ApiKey::DescribeProducers => "describe_producers",
+        ApiKey::DescribeCluster => "describe_cluster",
         ApiKey::Metadata => "metadata",
         ApiKey::ApiVersions => "api_versions",
         ApiKey::CreateTopics => "create_topics",

@@ -226,6 +226,21 @@ def kp_describe_topics(a):
         admin.close()
 
 
+def kp_describe_cluster(a):
+    """kafka-python's describe_cluster (DescribeCluster when offered)."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"])
+    try:
+        d = admin.describe_cluster()
+        return {"cluster_id": d.get("cluster_id"), "controller_id": d.get("controller_id"),
+                "brokers": sorted([b.get("broker_id"), b.get("host"), b.get("port")] for b in d.get("brokers", []))}
+    except Exception as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+    finally:
+        admin.close()
+
+
 def _outcome(fut):
     """An admin future's result: ok, or the Kafka error for the test."""
     try:
@@ -715,6 +730,7 @@ COMMANDS = {
     ("confluent", "describe_configs"): confluent_describe_configs,
     ("confluent", "topic_ids"): confluent_topic_ids,
     ("kafkapython", "describe_topics"): kp_describe_topics,
+    ("kafkapython", "describe_cluster"): kp_describe_cluster,
     ("kafkapython", "describe_configs"): kp_describe_configs,
     ("confluent", "list_offsets"): confluent_list_offsets,
     ("kafkapython", "list_offsets"): kp_list_offsets,

@@ -5,12 +5,18 @@
 //! with their input's partitions and leaders. Unknown topics are created
 //! only when `kafka_auto_create_topics` is on and the client allows it.
 //! Topics carry ids (v10+, `topic_ids`), and may be asked for by id; an
-//! unknown id is UNKNOWN_TOPIC_ID.
+//! unknown id is UNKNOWN_TOPIC_ID. DescribeCluster (v0–2) answers the same
+//! brokers, cluster id and controller as Metadata; none is fenced, and only
+//! broker endpoints are described (asking for controllers is
+//! UNSUPPORTED_ENDPOINT_TYPE).
 
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse,
+};
 
 use super::super::Ctx;
 use super::super::conn::Conn;
@@ -18,6 +24,40 @@ use super::super::error::{code_of, codes};
 use super::{str_bytes, topic_ids, topic_name};
 use crate::error::Error;
 use crate::node::StreamInfo;
+
+/// The cluster id Metadata and DescribeCluster report.
+const CLUSTER_ID: &str = "sluice";
+
+/// Kafka's "authorized operations not given".
+const OPERATIONS_NOT_GIVEN: i32 = i32::MIN;
+
+pub(super) fn describe_cluster(ctx: &Ctx, conn: &Conn, r: DescribeClusterRequest) -> DescribeClusterResponse {
+    let mut out = DescribeClusterResponse::default();
+    out.endpoint_type = r.endpoint_type;
+    out.cluster_authorized_operations = OPERATIONS_NOT_GIVEN;
+    // 1: brokers (2: controllers, which this node does not have).
+    if r.endpoint_type != 1 {
+        out.error_code = kafka_protocol::ResponseError::UnsupportedEndpointType.code();
+        out.error_message = Some(str_bytes(format!(
+            "endpoint type {} is not supported: only brokers (1) are described",
+            r.endpoint_type
+        )));
+        return out;
+    }
+    out.cluster_id = str_bytes(CLUSTER_ID);
+    out.controller_id = BrokerId(ctx.node_id);
+    out.brokers = brokers(ctx, conn)
+        .into_iter()
+        .map(|(id, host, port)| {
+            let mut b = DescribeClusterBroker::default();
+            b.broker_id = BrokerId(id);
+            b.host = str_bytes(host);
+            b.port = port;
+            b
+        })
+        .collect();
+    out
+}
 
 pub(super) async fn handle(ctx: &Ctx, conn: &Conn, r: MetadataRequest, version: i16) -> MetadataResponse {
     let mut out = MetadataResponse::default();
@@ -31,7 +71,7 @@ pub(super) async fn handle(ctx: &Ctx, conn: &Conn, r: MetadataRequest, version: 
             b
         })
         .collect();
-    out.cluster_id = Some(str_bytes("sluice"));
+    out.cluster_id = Some(str_bytes(CLUSTER_ID));
     out.controller_id = BrokerId(ctx.node_id);
     // v0: an empty list means every topic; v1+: null does. A topic is
     // asked for by name, or (v10+) by id alone.

@@ -93,6 +93,9 @@ pub(super) async fn handle(
             respond(ResponseKind::OffsetForLeaderEpoch(leader_epoch::handle(ctx, r)))
         }
         RequestKind::DescribeProducers(r) => respond(ResponseKind::DescribeProducers(producers::handle(ctx, r))),
+        RequestKind::DescribeCluster(r) => {
+            respond(ResponseKind::DescribeCluster(metadata::describe_cluster(ctx, conn, r)))
+        }
         RequestKind::ElectLeaders(r) => {
             let ctx = ctx.clone();
             Answer::Later(Box::pin(async move {

@@ -1,7 +1,9 @@
 //! Topic ids (Metadata v10+): librdkafka's DescribeTopics sees an id per
 //! topic, the same after a kill -9 and restart, and a new one when a topic
 //! is deleted and created again under its name; kafka-python describes
-//! topics by id, and an unknown id is UNKNOWN_TOPIC_ID.
+//! topics by id, and an unknown id is UNKNOWN_TOPIC_ID. DescribeCluster:
+//! kafka-python's describe_cluster gets the brokers, cluster id and
+//! controller Metadata gives.
 
 use serde_json::{Value, json};
 
@@ -91,4 +93,31 @@ pub(crate) fn raw_topic_id(kafka: &str, topic: &str) -> String {
     let found = &r.topics[0];
     assert_eq!(found.error_code, 0, "{topic} on {kafka}");
     found.topic_id.simple().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_cluster_answers_what_metadata_does() {
+    let server = Server::start().await;
+    let got = py("kafkapython", "describe_cluster", &json!({"bootstrap": server.kafka()}));
+    let meta = py("confluent", "metadata", &json!({"bootstrap": server.kafka()}));
+    assert_eq!(got["cluster_id"], "sluice", "{got}");
+    assert_eq!(got["controller_id"], 0, "{got}");
+    assert_eq!(got["brokers"], meta["brokers"], "{got} {meta}");
+    let asked =
+        crate::kafka_support::metric_sum(&server, "sluice_kafka_requests_total", "api=\"describe_cluster\"").await;
+    assert!(asked >= 1.0, "kafka-python used DescribeCluster: {asked}");
+
+    // Controllers are not described.
+    let kafka = server.kafka();
+    let answer = tokio::task::spawn_blocking(move || {
+        use kafka_protocol::messages::{ApiKey, DescribeClusterRequest, DescribeClusterResponse};
+        let mut req = DescribeClusterRequest::default();
+        req.endpoint_type = 2;
+        let mut s = crate::kafka_bad_input::Listener(kafka).connect();
+        let r: DescribeClusterResponse = crate::kafka_bad_input::call(&mut s, ApiKey::DescribeCluster, 1, &req);
+        (r.error_code, r.brokers.len())
+    })
+    .await
+    .expect("join");
+    assert_eq!(answer, (115, 0), "UNSUPPORTED_ENDPOINT_TYPE");
 }
