@@ -206,39 +206,49 @@ def confluent_topic_ids(a):
     return {"ids": out}
 
 
-def kp_describe_topics(a):
-    """kafka-python's describe_topics of a["ids"] (32 hex digits each, asked
-    by topic id): per id its name, id, error code and partition count."""
-    import uuid
+def _kp_admin(a, call, ok_flag=False):
+    """Runs call(admin) with a kafka-python admin client for a["bootstrap"]
+    and closes it; an error raised is reported to the test as {"error": ...}
+    (with "ok": False when ok_flag)."""
     from kafka.admin import KafkaAdminClient
 
     admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"])
     try:
+        return call(admin)
+    except Exception as e:
+        out = {"error": f"{type(e).__name__}: {e}"}
+        if ok_flag:
+            out["ok"] = False
+        return out
+    finally:
+        admin.close()
+
+
+def kp_describe_topics(a):
+    """kafka-python's describe_topics of a["ids"] (32 hex digits each, asked
+    by topic id): per id its name, id, error code and partition count."""
+    import uuid
+
+    def call(admin):
         topics = admin.describe_topics([uuid.UUID(hex=i) for i in a["ids"]])
         def hexed(i):
             return None if i is None else (i if isinstance(i, uuid.UUID) else uuid.UUID(str(i))).hex
         return {"topics": [{"name": t.get("name"), "topic_id": hexed(t.get("topic_id")),
                             "error_code": t.get("error_code"), "partitions": len(t.get("partitions") or [])}
                            for t in topics]}
-    except Exception as e:
-        return {"error": f"{type(e).__name__}: {e}"}
-    finally:
-        admin.close()
+
+    return _kp_admin(a, call)
 
 
 def kp_describe_cluster(a):
     """kafka-python's describe_cluster (DescribeCluster when offered)."""
-    from kafka.admin import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"])
-    try:
+    def call(admin):
         d = admin.describe_cluster()
         return {"cluster_id": d.get("cluster_id"), "controller_id": d.get("controller_id"),
                 "brokers": sorted([b.get("broker_id"), b.get("host"), b.get("port")] for b in d.get("brokers", []))}
-    except Exception as e:
-        return {"error": f"{type(e).__name__}: {e}"}
-    finally:
-        admin.close()
+
+    return _kp_admin(a, call)
 
 
 def _outcome(fut):
@@ -526,25 +536,21 @@ def kp_create_topic(a):
 
 def kp_alter_configs(a):
     """AlterConfigs (a["incremental"] false) or IncrementalAlterConfigs."""
-    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
 
-    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"])
-    try:
+    def call(admin):
         out = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, a["topic"], configs=a["configs"])],
                                   incremental=a.get("incremental"))
         return {"result": {str(k): {n: repr(v) for n, v in r.items()} for k, r in out.items()}}
-    except Exception as e:
-        return {"error": f"{type(e).__name__}: {e}"}
-    finally:
-        admin.close()
+
+    return _kp_admin(a, call)
 
 
 def kp_describe_configs(a):
     """Every config of broker a["broker"] (its id), kafka-python's way."""
-    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
 
-    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"])
-    try:
+    def call(admin):
         out = admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, a["broker"])], config_filter="all")
         flat = {}
         for _, by_name in out.items():
@@ -552,80 +558,58 @@ def kp_describe_configs(a):
                 for k, v in configs.items():
                     flat[k] = v.get("value") if isinstance(v, dict) else repr(v)
         return {"configs": flat}
-    except Exception as e:
-        return {"error": f"{type(e).__name__}: {e}"}
-    finally:
-        admin.close()
+
+    return _kp_admin(a, call)
 
 
 def kp_create_partitions(a):
-    from kafka.admin import KafkaAdminClient, NewPartitions
+    from kafka.admin import NewPartitions
 
-    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"])
-    try:
+    def call(admin):
         admin.create_partitions({a["topic"]: NewPartitions(a["count"])})
         return {"ok": True}
-    except Exception as e:
-        return {"ok": False, "error": f"{type(e).__name__}: {e}"}
-    finally:
-        admin.close()
+
+    return _kp_admin(a, call, ok_flag=True)
 
 
 def kp_delete_records(a):
     from kafka import TopicPartition
-    from kafka.admin import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"])
-    try:
+    def call(admin):
         out = admin.delete_records({TopicPartition(a["topic"], a["partition"]): a["before"]})
         return {"ok": True, "result": {str(k): str(v) for k, v in out.items()}}
-    except Exception as e:
-        return {"ok": False, "error": f"{type(e).__name__}: {e}"}
-    finally:
-        admin.close()
+
+    return _kp_admin(a, call, ok_flag=True)
 
 
 def kp_describe_log_dirs(a):
     """Each broker's log dirs; `topics` as kafka-python takes it (None: all)."""
-    from kafka.admin import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"])
-    try:
+    def call(admin):
         return {"ok": True, "brokers": admin.describe_log_dirs(topic_partitions=a.get("topics"))}
-    except Exception as e:
-        return {"ok": False, "error": f"{type(e).__name__}: {e}"}
-    finally:
-        admin.close()
+
+    return _kp_admin(a, call, ok_flag=True)
 
 
 def kp_delete_group_offsets(a):
     """OffsetDelete: `partitions` as [[topic, partition], ...]; each one's
     error class name ("NoError" when deleted)."""
     from kafka import TopicPartition
-    from kafka.admin import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"])
-    try:
+    def call(admin):
         tps = [TopicPartition(t, p) for t, p in a["partitions"]]
         out = admin.delete_group_offsets(a["group"], tps)
         return {"ok": True, "result": {f"{tp.topic}-{tp.partition}": e.__name__ for tp, e in out.items()}}
-    except Exception as e:
-        return {"ok": False, "error": f"{type(e).__name__}: {e}"}
-    finally:
-        admin.close()
+
+    return _kp_admin(a, call, ok_flag=True)
 
 
 def kp_delete_topic(a):
-    from kafka.admin import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"])
-    try:
+    def call(admin):
         admin.delete_topics([a["topic"]])
         return {"ok": True}
-    except Exception as e:
-        return {"ok": False, "error": f"{type(e).__name__}: {e}"}
-    finally:
-        admin.close()
+
+    return _kp_admin(a, call, ok_flag=True)
 
 
 # --- aiokafka --------------------------------------------------------------
