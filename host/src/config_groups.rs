@@ -24,6 +24,16 @@ pub struct GroupSettings {
     /// rebalance completes (`group.initial.rebalance.delay.ms`).
     #[serde(with = "humantime_serde")]
     pub initial_rebalance_delay: Duration,
+    /// Consumer-protocol groups (ConsumerGroupHeartbeat): a member that
+    /// does not heartbeat for this long leaves the group
+    /// (`group.consumer.session.timeout.ms`).
+    #[serde(with = "humantime_serde")]
+    pub consumer_session_timeout: Duration,
+    /// Consumer-protocol groups: how often members heartbeat
+    /// (`group.consumer.heartbeat.interval.ms`); a member learns of a new
+    /// assignment at its next heartbeat.
+    #[serde(with = "humantime_serde")]
+    pub consumer_heartbeat_interval: Duration,
     /// In a cluster: partitions of the replicated `__consumer_offsets`
     /// (`offsets.topic.num.partitions`); a group's coordinator is the
     /// leader of the partition its id hashes to. A single node uses one.
@@ -39,6 +49,8 @@ impl Default for GroupSettings {
             min_session_timeout: Duration::from_secs(6),
             max_session_timeout: Duration::from_secs(30 * 60),
             initial_rebalance_delay: Duration::from_secs(3),
+            consumer_session_timeout: Duration::from_secs(45),
+            consumer_heartbeat_interval: Duration::from_secs(5),
             offsets_partitions: 4,
         }
     }
@@ -54,6 +66,16 @@ impl GroupSettings {
         }
         if !(1..=256).contains(&self.offsets_partitions) {
             return Err("groups.offsets_partitions must be between 1 and 256".into());
+        }
+        if self.consumer_heartbeat_interval < Duration::from_millis(100)
+            || self.consumer_heartbeat_interval >= self.consumer_session_timeout
+        {
+            return Err("groups.consumer_heartbeat_interval must be at least 100ms and below \
+                 groups.consumer_session_timeout"
+                .into());
+        }
+        if self.consumer_session_timeout > Duration::from_secs(30 * 60) {
+            return Err("groups.consumer_session_timeout must be at most 30m".into());
         }
         if self.initial_rebalance_delay > Duration::from_secs(300) {
             return Err("groups.initial_rebalance_delay must be at most 5m".into());

@@ -214,6 +214,13 @@ impl From<GroupError> for Error {
             GroupError::TooLarge => (ErrorKind::TooLarge, "payload_too_large"),
             GroupError::CoordinatorNotAvailable => (ErrorKind::Unavailable, "shutting_down"),
             GroupError::NotCoordinator { .. } => (ErrorKind::Misdirected, "not_coordinator"),
+            GroupError::FencedMemberEpoch => (ErrorKind::Conflict, "fenced_member_epoch"),
+            GroupError::StaleMemberEpoch => (ErrorKind::Conflict, "stale_member_epoch"),
+            GroupError::UnreleasedInstanceId => (ErrorKind::Conflict, "unreleased_instance_id"),
+            GroupError::UnsupportedAssignor => (ErrorKind::Invalid, "unsupported_assignor"),
+            GroupError::InvalidRegularExpression(_) => (ErrorKind::Invalid, "invalid_regular_expression"),
+            GroupError::InvalidRequest(_) => (ErrorKind::Invalid, "invalid_request"),
+            GroupError::UnsupportedVersion => (ErrorKind::Invalid, "unsupported_version"),
         };
         Error::new(kind, code, e.to_string()).with_source(e)
     }

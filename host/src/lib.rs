@@ -61,6 +61,10 @@ pub use node::{
     Appended, Compaction, CompactionStatus, OffsetRecord, PipelineMeta, PipelineStatus, PluginInfo, ReadBatch, Record,
     Replication, ReplicationStatus, Retention, StreamConfig, StreamInfo, TierStatus, VersionInfo,
 };
+pub use node::{
+    ConsumerGroupDescription, ConsumerGroupState, ConsumerHeartbeat, ConsumerHeartbeatAnswer,
+    ConsumerMemberDescription, TopicMeta, Topics,
+};
 
 /// Internals the benchmarks drive directly (the WAL alone, the plugin
 /// runtime, the compaction key map). Not a stable API.

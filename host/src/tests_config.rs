@@ -146,3 +146,23 @@ fn the_kafka_fetch_cap_is_parsed_and_checked() {
         assert!(e.message().contains("kafka_fetch_max_bytes"), "{bad}: {}", e.message());
     }
 }
+
+#[test]
+fn consumer_group_timings_parse_and_are_bounded() {
+    let s =
+        Settings::from_toml("[groups]\nconsumer_session_timeout = \"6s\"\nconsumer_heartbeat_interval = \"500ms\"\n")
+            .unwrap();
+    assert_eq!(s.groups.consumer_session_timeout, Duration::from_secs(6));
+    assert_eq!(s.groups.consumer_heartbeat_interval, Duration::from_millis(500));
+    s.validate().unwrap();
+    let d = Settings::default();
+    assert_eq!(d.groups.consumer_session_timeout, Duration::from_secs(45));
+    assert_eq!(d.groups.consumer_heartbeat_interval, Duration::from_secs(5));
+    for (session, heartbeat) in [(6_000, 6_000), (6_000, 50), (31 * 60_000, 5_000)] {
+        let mut s = Settings::default();
+        s.groups.consumer_session_timeout = Duration::from_millis(session);
+        s.groups.consumer_heartbeat_interval = Duration::from_millis(heartbeat);
+        let e = s.validate().unwrap_err().message().to_string();
+        assert!(e.contains("groups.consumer_"), "{session} {heartbeat}: {e}");
+    }
+}

@@ -155,9 +155,16 @@ pub(crate) async fn commit_history(server: &Server) -> BTreeMap<String, Vec<u64>
     out
 }
 
-async fn group_round_trip(lib: &str) {
+/// Members share a topic's partitions, one is killed, the server is
+/// killed: with `protocol` "consumer", members use the consumer group
+/// protocol (the server assigns; sessions of 6 s, heartbeats every 500 ms).
+pub(crate) async fn group_round_trip(lib: &str, protocol: Option<&str>) {
     let mut server = Server::start_with(ServerOptions {
-        config: Some("[groups]\ninitial_rebalance_delay = \"500ms\"\n".into()),
+        config: Some(
+            "[groups]\ninitial_rebalance_delay = \"500ms\"\nconsumer_session_timeout = \"6s\"\n\
+             consumer_heartbeat_interval = \"500ms\"\n"
+                .into(),
+        ),
         ..ServerOptions::default()
     })
     .await;
@@ -166,14 +173,18 @@ async fn group_round_trip(lib: &str) {
     produce_all(&server, topic, "a").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let b = server.kafka();
+    let start = |out: &Path, idle_exit: u64| {
+        let args = json!({
+            "bootstrap": b, "group": "g", "topic": topic, "out": out,
+            "idle_exit": idle_exit, "session_timeout_ms": 6000, "protocol": protocol,
+        });
+        Member::start_with(lib, args)
+    };
 
     // Three members share six partitions; one is killed partway through.
     let outs: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("m{i}.jsonl"))).collect();
-    let mut victim = Member::start(lib, &b, "g", topic, &outs[0], 0);
-    let others: Vec<Member> = outs[1..]
-        .iter()
-        .map(|o| Member::start(lib, &b, "g", topic, o, 15))
-        .collect();
+    let mut victim = start(&outs[0], 0);
+    let others: Vec<Member> = outs[1..].iter().map(|o| start(o, 15)).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     while consumed(&victim.events()).is_empty() {
         assert!(Instant::now() < deadline, "the first member never consumed");
@@ -209,7 +220,7 @@ async fn group_round_trip(lib: &str) {
     server.restart().await;
     produce_all(&server, topic, "b").await;
     let out = dir.path().join("after.jsonl");
-    let evs = Member::start(lib, &b, "g", topic, &out, 6).finish(Duration::from_secs(90));
+    let evs = start(&out, 6).finish(Duration::from_secs(90));
     let after: BTreeSet<(u64, u64)> = consumed(&evs).into_iter().collect();
     let want: BTreeSet<(u64, u64)> = (0..u64::from(PARTITIONS))
         .flat_map(|p| (PER_PARTITION..2 * PER_PARTITION).map(move |o| (p, o)))
@@ -222,12 +233,12 @@ async fn group_round_trip(lib: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confluent_group_shares_partitions_survives_a_killed_member_and_a_server_kill() {
-    group_round_trip("confluent").await;
+    group_round_trip("confluent", None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_python_group_shares_partitions_survives_a_killed_member_and_a_server_kill() {
-    group_round_trip("kafkapython").await;
+    group_round_trip("kafkapython", None).await;
 }
 
 /// Commits and resets over HTTP are what Kafka clients' OffsetFetch returns,

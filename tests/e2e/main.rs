@@ -21,6 +21,7 @@ mod kafka_cluster_admin;
 mod kafka_cluster_groups;
 mod kafka_compact;
 mod kafka_configs;
+mod kafka_consumer_protocol;
 mod kafka_delete_records;
 mod kafka_elect;
 mod kafka_fetch_limits;

@@ -1,9 +1,10 @@
 //! The errors of the consumer-group coordinator.
 //!
 //! Each variant is one answer a Kafka face translates into one Kafka error
-//! code (`MEMBER_ID_REQUIRED`, `UNKNOWN_MEMBER_ID`, ...); only
-//! `MemberIdRequired` carries data (the id the client must rejoin with). Errors are cheap to clone so one
-//! can be sent to every waiting request of a group.
+//! code (`MEMBER_ID_REQUIRED`, `UNKNOWN_MEMBER_ID`, ...). Only
+//! `MemberIdRequired` (the id the client must rejoin with), `InvalidRequest`
+//! and `InvalidRegularExpression` (what is wrong) carry data. Errors are
+//! cheap to clone so one can be sent to every waiting request of a group.
 
 /// Why a group request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,4 +60,29 @@ pub enum GroupError {
     /// group's offsets partition); the client asks FindCoordinator again.
     #[error("this node does not coordinate the group; node {node} does")]
     NotCoordinator { node: u32 },
+    /// Consumer protocol: the member's epoch is ahead of (or, in a
+    /// heartbeat, not a recent one of) the coordinator's; it must give up
+    /// its partitions and join again.
+    #[error("the member epoch is fenced; the member must join again")]
+    FencedMemberEpoch,
+    /// Consumer protocol: an offset commit or fetch names an older epoch
+    /// than the member's; it retries with the one its next heartbeat gets.
+    #[error("the member epoch is stale")]
+    StaleMemberEpoch,
+    /// Consumer protocol: another member still holds the static instance id.
+    #[error("the instance id is still held by another member of the group")]
+    UnreleasedInstanceId,
+    /// Consumer protocol: the server assignor asked for is not offered.
+    #[error("the server assignor is not supported (uniform and range are)")]
+    UnsupportedAssignor,
+    /// Consumer protocol: the subscription's regular expression is invalid.
+    #[error("invalid regular expression: {0}")]
+    InvalidRegularExpression(String),
+    /// A request missing what it must carry.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// A member of a consumer-protocol group committed with an
+    /// OffsetCommit version older than 9 (which has no member epoch).
+    #[error("members of a consumer-protocol group must commit with OffsetCommit v9 or later")]
+    UnsupportedVersion,
 }

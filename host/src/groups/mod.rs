@@ -28,6 +28,7 @@
 //! returns the current generation without a rebalance; the leader's join,
 //! or changed protocols, rebalance (as Kafka).
 
+mod consumer;
 mod error;
 mod group;
 mod member;
@@ -52,6 +53,10 @@ use std::time::Duration;
 use tokio::sync::oneshot::error::TryRecvError;
 use tokio::time::{Instant, MissedTickBehavior};
 
+pub use consumer::{
+    ASSIGNORS, ConsumerGroupDescription, ConsumerGroupState, ConsumerHeartbeat, ConsumerHeartbeatAnswer,
+    ConsumerMemberDescription, TopicMeta, Topics, WirePartitions,
+};
 pub use error::GroupError;
 pub use types::{
     GroupDescription, GroupListing, GroupState, JoinMember, JoinRequest, JoinResponse, Limits, MemberDescription,
@@ -81,6 +86,8 @@ pub struct Coordinator {
 
 struct Inner {
     groups: HashMap<String, Group>,
+    /// Consumer-protocol groups; an id is in at most one of the two maps.
+    consumers: HashMap<String, consumer::ConsumerGroup>,
     stopped: bool,
     /// Added to the clock; tests move time forward with it.
     skew: Duration,
@@ -161,6 +168,7 @@ impl Coordinator {
             limits,
             inner: Mutex::new(Inner {
                 groups: HashMap::new(),
+                consumers: HashMap::new(),
                 stopped: false,
                 skew: Duration::ZERO,
             }),
@@ -202,7 +210,13 @@ impl Coordinator {
             return Err(GroupError::CoordinatorNotAvailable);
         }
         let now = inner.now();
-        let count = inner.groups.len();
+        if let Some(g) = inner.consumers.get(&req.group_id) {
+            if !g.is_empty() {
+                return Err(GroupError::InconsistentGroupProtocol);
+            }
+            inner.consumers.remove(&req.group_id);
+        }
+        let count = inner.groups.len().saturating_add(inner.consumers.len());
         let group_id = req.group_id.clone();
         let group = match inner.groups.entry(group_id.clone()) {
             Entry::Occupied(e) => e.into_mut(),
@@ -398,12 +412,18 @@ impl Coordinator {
     /// CompletingRebalance; allowed while PreparingRebalance, as in Kafka
     /// (consumers commit before they rejoin). Passing counts as a
     /// heartbeat. The group id may be empty, as Kafka allows for commits.
+    ///
+    /// A consumer-protocol group takes commits from its members at their
+    /// current epoch, only with `member_epochs` (OffsetCommit v9+; older
+    /// versions are `UnsupportedVersion`), and simple commits only while it
+    /// has no members.
     pub fn check_commit(
         &self,
         group_id: &str,
         generation_id: i32,
         member_id: &str,
         group_instance_id: Option<&str>,
+        member_epochs: bool,
     ) -> Result<(), GroupError> {
         if group_id.len() > self.limits.max_id_bytes {
             return Err(GroupError::InvalidGroupId);
@@ -415,6 +435,14 @@ impl Coordinator {
             return Err(GroupError::CoordinatorNotAvailable);
         }
         let now = inner.now();
+        if let Some(g) = inner.consumers.get(group_id) {
+            return match (member_id.is_empty() && generation_id < 0, g.is_empty()) {
+                (true, true) => Ok(()),
+                (true, false) => Err(GroupError::UnknownMemberId),
+                (false, _) if !member_epochs => Err(GroupError::UnsupportedVersion),
+                (false, _) => g.check_member(member_id, generation_id),
+            };
+        }
         match inner.groups.get_mut(group_id) {
             Some(group) => group.check_commit(generation_id, member_id, group_instance_id, now),
             None if generation_id < 0 => Ok(()),
@@ -435,9 +463,16 @@ impl Coordinator {
             .map(|(id, g)| GroupListing {
                 group_id: id.clone(),
                 protocol_type: g.protocol_type().to_string(),
-                state: g.state(),
+                state: g.state().as_str().to_string(),
+                group_type: "classic",
             })
             .collect();
+        out.extend(inner.consumers.iter().map(|(id, g)| GroupListing {
+            group_id: id.clone(),
+            protocol_type: "consumer".to_string(),
+            state: g.state().as_str().to_string(),
+            group_type: "consumer",
+        }));
         out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         out
     }
@@ -448,6 +483,13 @@ impl Coordinator {
         let mut inner = self.lock();
         if inner.stopped {
             return Err(GroupError::CoordinatorNotAvailable);
+        }
+        if let Some(g) = inner.consumers.get(group_id) {
+            if !g.is_empty() {
+                return Err(GroupError::NonEmptyGroup);
+            }
+            inner.consumers.remove(group_id);
+            return Ok(());
         }
         match inner.groups.get(group_id).map(Group::state) {
             None => Err(GroupError::GroupIdNotFound),
@@ -471,6 +513,9 @@ impl Coordinator {
             group.expire(now, &self.limits);
         }
         inner.groups.retain(|_, g| !g.is_vacant());
+        for group in inner.consumers.values_mut() {
+            group.expire(now);
+        }
     }
 
     /// Spawns the task that calls [`expire_now`](Self::expire_now) every
@@ -508,6 +553,7 @@ impl Coordinator {
             group.shutdown();
         }
         inner.groups.clear();
+        inner.consumers.clear();
     }
 
     /// Moves this coordinator's clock forward and applies the deadlines.

@@ -311,23 +311,35 @@ async fn leaving_empties_the_group_and_only_an_empty_group_can_be_deleted() {
 #[tokio::test]
 async fn simple_commits_only_for_an_empty_group_and_member_commits_need_the_current_generation() {
     let c = Coordinator::new(limits());
-    assert_eq!(c.check_commit("g", -1, "", None), Ok(()), "unknown group");
-    assert_eq!(c.check_commit("g", 1, "m", None), Err(GroupError::IllegalGeneration));
+    assert_eq!(c.check_commit("g", -1, "", None, false), Ok(()), "unknown group");
+    assert_eq!(
+        c.check_commit("g", 1, "m", None, false),
+        Err(GroupError::IllegalGeneration)
+    );
     let joined = form(&c, "g", &["a", "b"]).within().await;
     let (a, b) = (&joined[0].member_id, &joined[1].member_id);
     assert_eq!(
-        c.check_commit("g", 1, a, None),
+        c.check_commit("g", 1, a, None, false),
         Err(GroupError::RebalanceInProgress),
         "CompletingRebalance"
     );
-    assert_eq!(c.check_commit("g", -1, "", None), Err(GroupError::IllegalGeneration));
+    assert_eq!(
+        c.check_commit("g", -1, "", None, false),
+        Err(GroupError::IllegalGeneration)
+    );
     c.sync(sync_req("g", 1, a, &[])).within().await.unwrap();
-    assert_eq!(c.check_commit("g", 1, b, None), Ok(()));
-    assert_eq!(c.check_commit("g", 0, b, None), Err(GroupError::IllegalGeneration));
-    assert_eq!(c.check_commit("g", 1, "ghost", None), Err(GroupError::UnknownMemberId));
+    assert_eq!(c.check_commit("g", 1, b, None, false), Ok(()));
+    assert_eq!(
+        c.check_commit("g", 0, b, None, false),
+        Err(GroupError::IllegalGeneration)
+    );
+    assert_eq!(
+        c.check_commit("g", 1, "ghost", None, false),
+        Err(GroupError::UnknownMemberId)
+    );
     let _wait = c.begin_join(req("g", "d"));
     assert_eq!(
-        c.check_commit("g", 1, b, None),
+        c.check_commit("g", 1, b, None, false),
         Ok(()),
         "members commit before they rejoin"
     );
@@ -336,8 +348,8 @@ async fn simple_commits_only_for_an_empty_group_and_member_commits_need_the_curr
     let d = c.describe("g").unwrap().members[0].member_id.clone();
     c.leave("g", &[(d, None)]).unwrap();
     assert_eq!(c.describe("g").unwrap().state, GroupState::Empty);
-    assert_eq!(c.check_commit("g", -1, "", None), Ok(()));
-    assert_eq!(c.check_commit("g", 2, a, None), Err(GroupError::UnknownMemberId));
+    assert_eq!(c.check_commit("g", -1, "", None, false), Ok(()));
+    assert_eq!(c.check_commit("g", 2, a, None, false), Err(GroupError::UnknownMemberId));
 }
 
 fn static_req(client: &str, instance: &str) -> JoinRequest {
@@ -376,7 +388,7 @@ async fn a_replaced_static_member_is_fenced() {
     old_sync.group_instance_id = Some("i-1".into());
     assert_eq!(c.sync(old_sync).within().await, Err(GroupError::FencedInstanceId));
     assert_eq!(
-        c.check_commit("g", 2, &first.member_id, Some("i-1")),
+        c.check_commit("g", 2, &first.member_id, Some("i-1"), false),
         Err(GroupError::FencedInstanceId)
     );
     assert_eq!(

@@ -35,6 +35,12 @@ pub struct Limits {
     /// Bytes of a group id, member id, instance id, client id, client host,
     /// protocol type or protocol name. Generated member ids always fit.
     pub max_id_bytes: usize,
+    /// Consumer-protocol groups: a member that does not heartbeat for this
+    /// long leaves (`group.consumer.session.timeout.ms`).
+    pub consumer_session: Duration,
+    /// Consumer-protocol groups: how often members heartbeat
+    /// (`group.consumer.heartbeat.interval.ms`).
+    pub consumer_heartbeat: Duration,
 }
 
 impl Default for Limits {
@@ -47,6 +53,8 @@ impl Default for Limits {
             initial_rebalance_delay: Duration::from_secs(3),
             max_metadata_bytes: 1 << 20,
             max_id_bytes: 255,
+            consumer_session: Duration::from_secs(45),
+            consumer_heartbeat: Duration::from_secs(5),
         }
     }
 }
@@ -181,5 +189,8 @@ pub struct MemberDescription {
 pub struct GroupListing {
     pub group_id: String,
     pub protocol_type: String,
-    pub state: GroupState,
+    /// As ListGroups names it (`Stable`, `Reconciling`, ...).
+    pub state: String,
+    /// `classic` or `consumer` (the group protocol, ListGroups v5).
+    pub group_type: &'static str,
 }

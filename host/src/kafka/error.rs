@@ -91,6 +91,13 @@ pub(super) fn group_code(e: &GroupError) -> i16 {
         GroupError::TooLarge => K::InvalidRequest,
         GroupError::CoordinatorNotAvailable => K::CoordinatorNotAvailable,
         GroupError::NotCoordinator { .. } => K::NotCoordinator,
+        GroupError::FencedMemberEpoch => K::FencedMemberEpoch,
+        GroupError::StaleMemberEpoch => K::StaleMemberEpoch,
+        GroupError::UnreleasedInstanceId => K::UnreleasedInstanceId,
+        GroupError::UnsupportedAssignor => K::UnsupportedAssignor,
+        GroupError::InvalidRegularExpression(_) => K::InvalidRegularExpression,
+        GroupError::InvalidRequest(_) => K::InvalidRequest,
+        GroupError::UnsupportedVersion => K::UnsupportedVersion,
     }
     .code()
 }

@@ -30,6 +30,8 @@ pub struct ListedGroup {
     pub group_id: String,
     pub protocol_type: String,
     pub state: String,
+    /// `classic` or `consumer` (the group protocol).
+    pub group_type: String,
 }
 
 /// The coordinator for `settings`, its expiry timers started.
@@ -40,6 +42,8 @@ pub(super) fn coordinator(settings: &crate::config::GroupSettings) -> Arc<Coordi
         min_session: settings.min_session_timeout,
         max_session: settings.max_session_timeout,
         initial_rebalance_delay: settings.initial_rebalance_delay,
+        consumer_session: settings.consumer_session_timeout,
+        consumer_heartbeat: settings.consumer_heartbeat_interval,
         ..Limits::default()
     });
     c.start_timers();
@@ -80,22 +84,37 @@ impl Host {
         self.inner.groups.leave(group, members)
     }
 
-    /// Whether an offset commit by this member and generation is accepted.
+    /// Whether an offset commit by this member and generation (with
+    /// `member_epochs`, OffsetCommit v9+: or member epoch) is accepted.
     pub fn check_group_commit(
         &self,
         group: &str,
         generation: i32,
         member: &str,
         instance: Option<&str>,
+        member_epochs: bool,
     ) -> Result<(), GroupError> {
         self.check_coordinator(group)?;
-        self.inner.groups.check_commit(group, generation, member, instance)
+        self.inner
+            .groups
+            .check_commit(group, generation, member, instance, member_epochs)
     }
 
     /// `Ok` when this node coordinates `group` (always, on a single node);
     /// else `NotCoordinator` naming the node that does.
     pub fn group_here(&self, group: &str) -> Result<(), GroupError> {
         self.check_coordinator(group)
+    }
+
+    /// Whether the group (of either protocol) has members now.
+    pub fn group_has_members(&self, group: &str) -> bool {
+        let classic = self.describe_group(group).is_some_and(|d| !d.members.is_empty());
+        classic
+            || self
+                .inner
+                .groups
+                .describe_consumer(group)
+                .is_some_and(|d| !d.members.is_empty())
     }
 
     /// The group's membership, if this node coordinates it and it has any.
@@ -115,7 +134,8 @@ impl Host {
             .map(|g| ListedGroup {
                 group_id: g.group_id,
                 protocol_type: g.protocol_type,
-                state: g.state.as_str().to_string(),
+                state: g.state,
+                group_type: g.group_type.to_string(),
             })
             .collect();
         for g in self.groups_with_offsets().await? {
@@ -124,6 +144,7 @@ impl Host {
                     group_id: g,
                     protocol_type: String::new(),
                     state: "Empty".into(),
+                    group_type: "classic".into(),
                 });
             }
         }
@@ -185,6 +206,12 @@ impl Host {
         let guard = self.offsets_loaded().await.map_err(GroupOpError::Node)?;
         let desc = self.describe_group(group);
         let mut subscribed = std::collections::HashSet::new();
+        let consumer = self.inner.groups.describe_consumer(group);
+        for m in consumer.iter().flat_map(|d| &d.members) {
+            subscribed.extend(m.subscribed_names.iter().cloned());
+            let held = m.assignment.iter().chain(&m.target);
+            subscribed.extend(held.map(|(topic, _, _)| topic.clone()));
+        }
         if let Some(d) = desc.as_ref().filter(|d| !d.members.is_empty()) {
             if d.protocol_type != "consumer" {
                 return Err(GroupOpError::Group(GroupError::NonEmptyGroup));
@@ -197,7 +224,7 @@ impl Host {
                 subscribed.extend(topics);
             }
         }
-        if desc.is_none() && guard.of_group(group).is_empty() {
+        if desc.is_none() && consumer.is_none() && guard.of_group(group).is_empty() {
             return Err(GroupOpError::Group(GroupError::GroupIdNotFound));
         }
         let out: Vec<Result<(), GroupError>> = partitions
@@ -340,8 +367,9 @@ impl Host {
     pub async fn group_view(&self, group: &str) -> Result<GroupView, Error> {
         self.check_coordinator(group)?;
         let desc = self.describe_group(group);
+        let consumer = self.inner.groups.describe_consumer(group);
         let offsets = self.committed_offsets(group).await?;
-        if desc.is_none() && offsets.is_empty() {
+        if desc.is_none() && consumer.is_none() && offsets.is_empty() {
             return Err(GroupError::GroupIdNotFound.into());
         }
         let offsets = offsets
@@ -359,8 +387,27 @@ impl Host {
                 }
             })
             .collect();
-        let (state, protocol_type, protocol, members) = match desc {
-            Some(d) => (
+        let (state, protocol_type, protocol, members) = match (desc, consumer) {
+            (_, Some(d)) => (
+                d.state.as_str().to_string(),
+                "consumer".to_string(),
+                d.assignor,
+                d.members
+                    .into_iter()
+                    .map(|m| MemberView {
+                        assignment: m
+                            .assignment
+                            .into_iter()
+                            .map(|(stream, _, partitions)| AssignedPartitions { stream, partitions })
+                            .collect(),
+                        member_id: m.member_id,
+                        instance_id: m.instance_id,
+                        client_id: m.client_id,
+                        client_host: m.client_host,
+                    })
+                    .collect(),
+            ),
+            (Some(d), None) => (
                 d.state.as_str().to_string(),
                 d.protocol_type,
                 d.protocol_name,
@@ -375,7 +422,7 @@ impl Host {
                     })
                     .collect(),
             ),
-            None => ("Empty".to_string(), String::new(), String::new(), Vec::new()),
+            (None, None) => ("Empty".to_string(), String::new(), String::new(), Vec::new()),
         };
         Ok(GroupView {
             group: group.to_string(),
@@ -399,10 +446,10 @@ impl Host {
         // Held from the membership check to the commit, so a member that
         // joins in between commits after it, not before.
         let guard = self.offsets_loaded().await?;
-        if self.describe_group(group).is_some_and(|d| !d.members.is_empty()) {
+        if self.group_has_members(group) {
             return Err(GroupError::NonEmptyGroup.into());
         }
-        self.check_group_commit(group, -1, "", None)?;
+        self.check_group_commit(group, -1, "", None, false)?;
         for c in commits {
             self.stream_end(&c.stream, c.partition)?;
             if let Some(refused) = super::committed::metadata_refusal(c) {

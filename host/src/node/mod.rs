@@ -42,6 +42,7 @@ pub mod offline {
 mod cluster;
 mod committed;
 mod committed_store;
+mod consumer_groups;
 mod coordinators;
 mod groups;
 mod in_flight;
@@ -62,6 +63,11 @@ mod time_index;
 mod tls_reload;
 mod views;
 mod waits;
+pub use crate::groups::ASSIGNORS as CONSUMER_ASSIGNORS;
+pub use crate::groups::{
+    ConsumerGroupDescription, ConsumerGroupState, ConsumerHeartbeat, ConsumerHeartbeatAnswer,
+    ConsumerMemberDescription, TopicMeta, Topics,
+};
 pub use cluster::{Acks, PendingAppend, StreamSpec};
 pub use committed::{CommitRefused, CommittedOffset, OffsetCommit};
 pub use groups::{GroupError, GroupOpError, GroupView, JoinRequest, ResetTo, SyncRequest};

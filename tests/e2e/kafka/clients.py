@@ -724,6 +724,10 @@ COMMANDS = {
     ("aiokafka", "roundtrip"): aio_roundtrip,
 }
 
+from group_admin import COMMANDS as GROUP_COMMANDS  # noqa: E402 (beside this file)
+
+COMMANDS.update(GROUP_COMMANDS)
+
 if __name__ == "__main__":
     lib, cmd, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     print(json.dumps(COMMANDS[(lib, cmd)](args)))

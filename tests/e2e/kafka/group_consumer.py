@@ -7,11 +7,15 @@ Usage: group_consumer.py <library> <json-args>
         every record batch), session_timeout_ms, stop_file (optional: once
         it exists, the member leaves the group cleanly and exits),
         tolerate_commit_errors (optional: a failed commit is an event, not
-        an exit, as while the coordinator moves)
+        an exit, as while the coordinator moves), protocol (optional,
+        confluent only: "consumer" joins with the consumer group protocol,
+        where the coordinator assigns and times sessions and heartbeats)
 
 Appends one JSON line per event to `out` (each with "t", the wall-clock
 time), flushed at once (the test may kill this process at any time):
-  {"ev": "assigned", "partitions": [..]}
+  {"ev": "assigned", "partitions": [..]}   (newly assigned, with "consumer"
+                                           only those added)
+  {"ev": "revoked", "partitions": [..]}    (confluent)
   {"ev": "record", "p": partition, "o": offset, "v": value}
   {"ev": "committed", "p": partition, "o": next offset}
   {"ev": "commit_failed", "error": text}   (with tolerate_commit_errors)
@@ -47,12 +51,20 @@ def run_confluent(a, f):
         # rebalances; librdkafka's default waits 5 minutes for that.
         "topic.metadata.refresh.interval.ms": 1000,
     }
+    if a.get("protocol") == "consumer":
+        # The coordinator owns these with this protocol; librdkafka refuses them.
+        for k in ("session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy"):
+            del conf[k]
+        conf["group.protocol"] = "consumer"
     c = Consumer(conf)
 
     def on_assign(consumer, parts):
         emit(f, ev="assigned", partitions=sorted(p.partition for p in parts))
 
-    c.subscribe([a["topic"]], on_assign=on_assign)
+    def on_revoke(consumer, parts):
+        emit(f, ev="revoked", partitions=sorted(p.partition for p in parts))
+
+    c.subscribe([a["topic"]], on_assign=on_assign, on_revoke=on_revoke)
     last = time.time()
     idle = a.get("idle_exit", 0)
     stop = a.get("stop_file")

@@ -147,7 +147,7 @@ fn broker_entries(s: &Settings, node_id: i32) -> Vec<Entry> {
     };
     // Topics keep everything unless set per topic.
     let fixed = |v: &str| (v.to_string(), false);
-    let entries: [(&'static str, (String, bool), i8); 16] = [
+    let entries: [(&'static str, (String, bool), i8); 19] = [
         ("broker.id", fixed(&node_id.to_string()), TYPE_INT),
         (
             "message.max.bytes",
@@ -203,6 +203,21 @@ fn broker_entries(s: &Settings, node_id: i32) -> Vec<Entry> {
             TYPE_INT,
         ),
         ("group.max.size", num(g.max_members, dg.max_members), TYPE_INT),
+        (
+            "group.consumer.session.timeout.ms",
+            ms(g.consumer_session_timeout, dg.consumer_session_timeout),
+            TYPE_INT,
+        ),
+        (
+            "group.consumer.heartbeat.interval.ms",
+            ms(g.consumer_heartbeat_interval, dg.consumer_heartbeat_interval),
+            TYPE_INT,
+        ),
+        (
+            "group.consumer.assignors",
+            (crate::node::CONSUMER_ASSIGNORS.join(","), false),
+            TYPE_LIST,
+        ),
         (
             "sasl.enabled.mechanisms",
             (mechanisms.to_string(), s.auth_token.is_some()),

@@ -74,7 +74,7 @@ pub(super) fn find_coordinator(
     out
 }
 
-pub(super) async fn commit(ctx: &Ctx, r: OffsetCommitRequest) -> OffsetCommitResponse {
+pub(super) async fn commit(ctx: &Ctx, r: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
     let mut out = OffsetCommitResponse::default();
     let group = r.group_id.0.as_str();
     let member = r.member_id.as_str();
@@ -107,7 +107,7 @@ pub(super) async fn commit(ctx: &Ctx, r: OffsetCommitRequest) -> OffsetCommitRes
     }
     if let Err(e) = ctx
         .host
-        .check_group_commit(group, r.generation_id_or_member_epoch, member, instance)
+        .check_group_commit(group, r.generation_id_or_member_epoch, member, instance, version >= 9)
     {
         all(&mut out, group_code(&e));
         return out;
@@ -187,7 +187,14 @@ pub(super) async fn fetch(ctx: &Ctx, r: OffsetFetchRequest, version: i16) -> Off
                     .map(|t| (t.name.0.as_str().to_string(), t.partition_indexes))
                     .collect::<Vec<_>>()
             });
-            let (code, topics) = group_offsets(ctx, g.group_id.0.as_str(), wanted).await;
+            let member = g.member_id.as_ref().map(|m| m.as_str());
+            let (code, topics) = match ctx
+                .host
+                .check_group_offset_fetch(g.group_id.0.as_str(), member, g.member_epoch)
+            {
+                Ok(()) => group_offsets(ctx, g.group_id.0.as_str(), wanted).await,
+                Err(e) => (group_code(&e), Vec::new()),
+            };
             let mut rg = OffsetFetchResponseGroup::default();
             rg.group_id = g.group_id;
             rg.error_code = code;

@@ -164,17 +164,19 @@ pub(super) fn leave(ctx: &Ctx, r: LeaveGroupRequest, version: i16) -> LeaveGroup
 pub(super) async fn list(ctx: &Ctx, r: ListGroupsRequest) -> ListGroupsResponse {
     let mut out = ListGroupsResponse::default();
     let states: Vec<String> = r.states_filter.iter().map(|s| s.as_str().to_lowercase()).collect();
+    let types: Vec<String> = r.types_filter.iter().map(|s| s.as_str().to_lowercase()).collect();
     match ctx.host.list_groups().await {
         Ok(groups) => {
             out.groups = groups
                 .into_iter()
                 .filter(|g| states.is_empty() || states.contains(&g.state.to_lowercase()))
+                .filter(|g| types.is_empty() || types.contains(&g.group_type))
                 .map(|g| {
                     let mut l = ListedGroup::default();
                     l.group_id = GroupId(str_bytes(g.group_id));
                     l.protocol_type = str_bytes(g.protocol_type);
                     l.group_state = str_bytes(g.state);
-                    l.group_type = str_bytes("classic");
+                    l.group_type = str_bytes(g.group_type);
                     l
                 })
                 .collect();
@@ -214,6 +216,15 @@ pub(super) fn describe(ctx: &Ctx, r: DescribeGroupsRequest) -> DescribeGroupsRes
                         dm
                     })
                     .collect();
+            }
+            // A consumer-protocol group is described by ConsumerGroupDescribe.
+            None if ctx
+                .host
+                .describe_consumer_group(id.0.as_str())
+                .is_ok_and(|d| d.is_some()) =>
+            {
+                g.error_code = group_code(&GroupError::GroupIdNotFound);
+                g.error_message = Some(str_bytes(format!("group {:?} is not a classic group", id.0.as_str())));
             }
             // Kafka describes an unknown group as Dead, without an error.
             None => g.group_state = str_bytes("Dead"),

@@ -8,6 +8,7 @@ use super::Ctx;
 use super::conn::Conn;
 
 mod configs;
+mod consumer_groups;
 mod describe_configs;
 mod elect;
 mod fetch;
@@ -88,7 +89,9 @@ pub(super) async fn handle(
         RequestKind::FindCoordinator(r) => respond(ResponseKind::FindCoordinator(group_offsets::find_coordinator(
             ctx, conn, r, version,
         ))),
-        RequestKind::OffsetCommit(r) => respond(ResponseKind::OffsetCommit(group_offsets::commit(ctx, r).await)),
+        RequestKind::OffsetCommit(r) => {
+            respond(ResponseKind::OffsetCommit(group_offsets::commit(ctx, r, version).await))
+        }
         RequestKind::OffsetForLeaderEpoch(r) => {
             respond(ResponseKind::OffsetForLeaderEpoch(leader_epoch::handle(ctx, r)))
         }
@@ -127,6 +130,19 @@ pub(super) async fn handle(
         RequestKind::ListGroups(r) => respond(ResponseKind::ListGroups(groups::list(ctx, r).await)),
         RequestKind::DescribeGroups(r) => respond(ResponseKind::DescribeGroups(groups::describe(ctx, r))),
         RequestKind::DeleteGroups(r) => respond(ResponseKind::DeleteGroups(groups::delete(ctx, r).await)),
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            let client = header
+                .client_id
+                .as_ref()
+                .map_or_else(String::new, |c| c.as_str().to_string());
+            let host = conn.peer.ip().to_string();
+            respond(ResponseKind::ConsumerGroupHeartbeat(consumer_groups::heartbeat(
+                ctx, client, host, r, version,
+            )))
+        }
+        RequestKind::ConsumerGroupDescribe(r) => {
+            respond(ResponseKind::ConsumerGroupDescribe(consumer_groups::describe(ctx, r)))
+        }
         other => Answer::Close(format!("no handler for {other:?}")),
     }
 }
