@@ -136,7 +136,21 @@ async fn members_hold_disjoint_partitions_and_the_group_is_described_listed_and_
         reqwest::StatusCode::OK,
     )
     .await;
-    assert_eq!(view["protocol_type"], "consumer", "{view}");
+    assert_eq!(
+        (view["protocol_type"].as_str(), view["group_type"].as_str()),
+        (Some("consumer"), Some("consumer")),
+        "{view}"
+    );
+    let listed = support::expect_json(
+        c.get(server.url("/groups")).send().await.expect("list"),
+        reqwest::StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        listed["groups"],
+        json!([{"group": "g", "state": "Stable", "protocol_type": "consumer", "group_type": "consumer"}]),
+        "{listed}"
+    );
     assert_eq!(view["members"].as_array().map(Vec::len), Some(2), "{view}");
 
     // Guarded: commits from outside, classic members, old epochs, bad requests.

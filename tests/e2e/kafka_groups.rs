@@ -413,7 +413,7 @@ async fn the_group_cli_lists_describes_resets_and_deletes() {
     let listed = sluice(&server, &["group", "list", "--output", "json"]).ok().json();
     assert_eq!(
         listed["groups"],
-        json!([{"group": "cli", "state": "Empty", "protocol_type": ""}])
+        json!([{"group": "cli", "state": "Empty", "protocol_type": "", "group_type": "classic"}])
     );
     let table = sluice(&server, &["group", "describe", "cli"]).ok().stdout;
     assert!(table.contains("LAG") && table.contains('7'), "{table}");

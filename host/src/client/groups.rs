@@ -74,9 +74,14 @@ pub async fn group(c: &Client, out: Output, cmd: GroupCmd) -> Result<(), ClientE
         GroupCmd::List => {
             let v = c.get_all("/groups", "groups").await?;
             show(out, &v, || {
-                let mut t = Table::new(&["GROUP", "STATE", "PROTOCOL TYPE"]);
+                let mut t = Table::new(&["GROUP", "STATE", "PROTOCOL TYPE", "GROUP TYPE"]);
                 for g in arr(&v["groups"]) {
-                    t.row(vec![cell(&g["group"]), cell(&g["state"]), cell(&g["protocol_type"])]);
+                    t.row(vec![
+                        cell(&g["group"]),
+                        cell(&g["state"]),
+                        cell(&g["protocol_type"]),
+                        cell(&g["group_type"]),
+                    ]);
                 }
                 t.render()
             })
@@ -84,7 +89,12 @@ pub async fn group(c: &Client, out: Output, cmd: GroupCmd) -> Result<(), ClientE
         GroupCmd::Describe { group } => {
             let v = c.get(&format!("/groups/{}", seg(&group))).await?;
             show(out, &v, || {
-                let mut text = format!("group `{}`: {}\n", group, cell(&v["state"]));
+                let mut text = format!(
+                    "group `{}` ({}): {}\n",
+                    group,
+                    cell(&v["group_type"]),
+                    cell(&v["state"])
+                );
                 let mut t = Table::new(&["MEMBER", "CLIENT", "HOST", "ASSIGNMENT"]);
                 for m in arr(&v["members"]) {
                     let assignment: Vec<String> = arr(&m["assignment"])

@@ -18,10 +18,15 @@ use crate::node::{CommittedOffset, GroupView, Host, OffsetCommit, ResetTo};
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GroupOut {
     pub group: String,
-    /// `Empty`, `PreparingRebalance`, `CompletingRebalance` or `Stable`.
+    /// `Empty`, `PreparingRebalance`, `CompletingRebalance` or `Stable`
+    /// (classic groups); `Empty`, `Reconciling` or `Stable` (consumer-protocol
+    /// groups).
     pub state: String,
     /// `consumer` for Kafka consumers; empty for a group that only has offsets.
     pub protocol_type: String,
+    /// `classic` (JoinGroup/SyncGroup, or only offsets) or `consumer` (the
+    /// consumer group protocol, ConsumerGroupHeartbeat).
+    pub group_type: String,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -90,6 +95,7 @@ pub async fn list_groups(State(host): State<Host>, Query(q): Query<PageQuery>) -
             group: g.group_id,
             state: g.state,
             protocol_type: g.protocol_type,
+            group_type: g.group_type,
         })
         .collect();
     Ok(Json(GroupsOut { groups, next_after }))

@@ -360,6 +360,11 @@ impl Log {
         meta::store_snapshot(&self.data_dir, snap)
     }
 
+    /// The names of every stream, unsorted (no partition is looked at).
+    pub fn stream_names(&self) -> Vec<String> {
+        self.read_streams().keys().cloned().collect()
+    }
+
     pub fn list_streams(&self) -> Vec<StreamInfo> {
         let mut v: Vec<StreamInfo> = self.read_streams().values().map(|s| describe(s)).collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));

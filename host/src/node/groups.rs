@@ -333,6 +333,8 @@ pub struct GroupView {
     pub group: String,
     pub state: String,
     pub protocol_type: String,
+    /// `classic` or `consumer` (the consumer group protocol).
+    pub group_type: String,
     pub protocol: String,
     pub members: Vec<MemberView>,
     pub offsets: Vec<OffsetView>,
@@ -387,6 +389,10 @@ impl Host {
                 }
             })
             .collect();
+        let group_type = match consumer {
+            Some(_) => "consumer",
+            None => "classic",
+        };
         let (state, protocol_type, protocol, members) = match (desc, consumer) {
             (_, Some(d)) => (
                 d.state.as_str().to_string(),
@@ -428,6 +434,7 @@ impl Host {
             group: group.to_string(),
             state,
             protocol_type,
+            group_type: group_type.to_string(),
             protocol,
             members,
             offsets,

@@ -427,6 +427,11 @@ impl Host {
         Ok(self.inner.log.delete_stream(name).await?)
     }
 
+    /// The names of every stream, unsorted (cheap: no offsets are read).
+    pub fn stream_names(&self) -> Vec<String> {
+        self.inner.log.stream_names()
+    }
+
     pub fn list_streams(&self) -> Vec<StreamInfo> {
         self.inner.log.list_streams()
     }

@@ -128,6 +128,8 @@ impl ConsumerGroup {
         let Some(m) = self.members.get_mut(&member_id) else {
             return Err(GroupError::UnknownMemberId);
         };
+        // A static member that heartbeats again is back.
+        m.left_static = false;
         if let Some(names) = &req.subscribed_names {
             let mut names = names.clone();
             names.sort();

@@ -234,6 +234,22 @@ fn members_leave_and_static_members_come_back_without_a_rebalance() {
         GroupError::UnreleasedInstanceId
     );
 
+    // A member that left for now and heartbeats again holds its instance.
+    c.consumer_heartbeat(beat("a", -2, None), &t).unwrap();
+    let a_epoch = c
+        .describe_consumer("g")
+        .unwrap()
+        .members
+        .iter()
+        .find(|m| m.member_id == "a")
+        .unwrap()
+        .member_epoch;
+    c.consumer_heartbeat(beat("a", a_epoch, None), &t).unwrap();
+    assert_eq!(
+        c.consumer_heartbeat(taken.clone(), &t).unwrap_err(),
+        GroupError::UnreleasedInstanceId
+    );
+
     // Leaving for now keeps the place; the instance comes back as a new member id.
     let left = c.consumer_heartbeat(beat("a", -2, None), &t).unwrap();
     assert_eq!(left.member_epoch, -2);

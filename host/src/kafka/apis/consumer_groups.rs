@@ -44,12 +44,8 @@ impl Topics for NodeTopics<'_> {
 
     fn names(&self) -> Vec<String> {
         let host = &self.0.host;
-        let mut names: Vec<String> = host
-            .list_streams()
-            .into_iter()
-            .map(|s| s.name)
-            .filter(|n| !n.starts_with("__"))
-            .collect();
+        let mut names: Vec<String> = host.stream_names();
+        names.retain(|n| !n.starts_with("__"));
         names.extend(host.list_view_names());
         names
     }
