@@ -22,6 +22,8 @@ mod member;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_model;
 
 use std::collections::BTreeSet;
 use std::collections::hash_map::Entry;
