@@ -225,3 +225,43 @@ async fn members_hold_disjoint_partitions_and_the_group_is_described_listed_and_
     let del = c.delete(server.url("/groups/g")).send().await.expect("delete");
     assert_eq!(del.status(), reqwest::StatusCode::NO_CONTENT);
 }
+
+/// A member subscribed by regular expression is given the partitions of
+/// topics created later that match, and none of those that do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regex_subscription_takes_in_matching_topics_created_later() {
+    let server = Server::start_with(ServerOptions {
+        config: Some(CONFIG.into()),
+        ..ServerOptions::default()
+    })
+    .await;
+    let c = support::client();
+    support::create_stream(&c, &server, "t1", 2).await;
+    support::create_stream(&c, &server, "other", 1).await;
+    let b = server.kafka();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, stop) = (dir.path().join("m.jsonl"), dir.path().join("m.stop"));
+    let m = Member::start_with(
+        "confluent",
+        json!({"bootstrap": b, "group": "g", "topic": "^t[0-9]+", "out": out, "idle_exit": 0,
+               "stop_file": stop, "protocol": "consumer"}),
+    );
+    let held = |g: &Value| -> Vec<Value> {
+        g["members"]
+            .get(0)
+            .and_then(|m| m["assignment"].as_array().cloned())
+            .unwrap_or_default()
+    };
+    let g = described_when(&b, "t1's partitions", |g| held(g).len() == 2);
+    assert_eq!(held(&g), vec![json!(["t1", 0]), json!(["t1", 1])], "{g}");
+    support::create_stream(&c, &server, "t2", 1).await;
+    support::create_stream(&c, &server, "x2", 1).await;
+    let g = described_when(&b, "t2's partition too", |g| held(g).len() == 3);
+    assert_eq!(
+        held(&g),
+        vec![json!(["t1", 0]), json!(["t1", 1]), json!(["t2", 0])],
+        "{g}"
+    );
+    std::fs::write(&stop, b"").expect("stop file");
+    m.finish(Duration::from_secs(60));
+}
