@@ -124,8 +124,43 @@ impl ConsumerGroup {
             e if e > 0 => self.check_epoch(&member_id, e, &req.owned)?,
             e => return Err(GroupError::InvalidRequest(format!("member epoch {e} is not valid"))),
         }
-        let mut changed = false;
+        let mut changed = self.update_member(&member_id, &req, regex, now, limits)?;
+        changed |= self.refresh_topics(topics);
+        if changed || req.member_epoch == JOIN && !self.target.contains_key(&member_id) {
+            self.changed();
+        }
+        let owned = req.owned.as_ref().map(|o| self.partitions_of(o));
+        let Some(m) = self.members.get(&member_id) else {
+            return Err(GroupError::UnknownMemberId);
+        };
+        let before = (m.epoch, m.assigned.clone());
+        let target = self.target.get(&member_id).cloned().unwrap_or_default();
+        let held = self.held_by_others(&member_id);
+        let epoch = self.epoch;
         let Some(m) = self.members.get_mut(&member_id) else {
+            return Err(GroupError::UnknownMemberId);
+        };
+        m.reconcile(&target, epoch, owned.as_ref(), &|tp| held.contains(tp), now);
+        let send = req.member_epoch == JOIN
+            || before != (m.epoch, m.assigned.clone())
+            || owned.as_ref().is_some_and(|o| *o != m.assigned);
+        let (epoch, assigned) = (m.epoch, send.then(|| m.assigned.clone()));
+        let assignment = assigned.map(|a| self.wire(&a));
+        Ok(answer(epoch, assignment))
+    }
+
+    /// Takes in what the heartbeat says of the member (`None` fields: no
+    /// change) and renews its session; whether the group must rebalance.
+    fn update_member(
+        &mut self,
+        member_id: &str,
+        req: &ConsumerHeartbeat,
+        regex: Option<(String, regex::Regex)>,
+        now: Instant,
+        limits: &Limits,
+    ) -> Result<bool, GroupError> {
+        let mut changed = false;
+        let Some(m) = self.members.get_mut(member_id) else {
             return Err(GroupError::UnknownMemberId);
         };
         // A static member that heartbeats again is back.
@@ -155,28 +190,7 @@ impl ConsumerGroup {
             m.rack_id = Some(r.clone());
         }
         m.session_deadline = now.checked_add(limits.consumer_session).unwrap_or(now);
-        changed |= self.refresh_topics(topics);
-        if changed || req.member_epoch == JOIN && !self.target.contains_key(&member_id) {
-            self.changed();
-        }
-        let owned = req.owned.as_ref().map(|o| self.partitions_of(o));
-        let Some(m) = self.members.get(&member_id) else {
-            return Err(GroupError::UnknownMemberId);
-        };
-        let before = (m.epoch, m.assigned.clone());
-        let target = self.target.get(&member_id).cloned().unwrap_or_default();
-        let held = self.held_by_others(&member_id);
-        let epoch = self.epoch;
-        let Some(m) = self.members.get_mut(&member_id) else {
-            return Err(GroupError::UnknownMemberId);
-        };
-        m.reconcile(&target, epoch, owned.as_ref(), &|tp| held.contains(tp), now);
-        let send = req.member_epoch == JOIN
-            || before != (m.epoch, m.assigned.clone())
-            || owned.as_ref().is_some_and(|o| *o != m.assigned);
-        let (epoch, assigned) = (m.epoch, send.then(|| m.assigned.clone()));
-        let assignment = assigned.map(|a| self.wire(&a));
-        Ok(answer(epoch, assignment))
+        Ok(changed)
     }
 
     /// A heartbeat with epoch 0: a new member, a member starting over, or a
