@@ -4,7 +4,7 @@
 //! (NOT_COORDINATOR over Kafka, 421 `not_coordinator` over HTTP); moving
 //! that partition's leadership moves the coordinator with the committed
 //! offsets, the member follows and goes on, and a new member afterwards
-//! starts exactly after the last commit.
+//! starts exactly after the last commit. Run with both group protocols.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -81,13 +81,28 @@ fn wait_committed(member: &Member, want: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_follows_its_coordinator_across_a_leader_move() {
-    let cluster = Cluster::start("1MiB").await;
+    follows_its_coordinator(None).await;
+}
+
+/// The same with the consumer group protocol: the new coordinator does not
+/// know the member, which joins again there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_protocol_group_follows_its_coordinator_across_a_leader_move() {
+    follows_its_coordinator(Some("consumer")).await;
+}
+
+async fn follows_its_coordinator(protocol: Option<&str>) {
+    let cluster = Cluster::start_edited("1MiB", |_, config| {
+        format!("{config}\n[groups]\nconsumer_session_timeout = \"6s\"\nconsumer_heartbeat_interval = \"500ms\"\n")
+    })
+    .await;
     let bootstrap = cluster.kafka_bootstrap();
     produce(&cluster, 0, 200).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let args = |out: &str| {
         json!({"bootstrap": bootstrap, "group": GROUP, "topic": STREAM, "out": dir.path().join(out),
-               "idle_exit": 0, "session_timeout_ms": 6000, "tolerate_commit_errors": true})
+               "idle_exit": 0, "session_timeout_ms": 6000, "tolerate_commit_errors": true,
+               "protocol": protocol})
     };
     let mut member = Member::start_with("confluent", args("m1.jsonl"));
     let first: BTreeSet<(u64, u64)> = (0..200).map(|o| (0, o)).collect();
@@ -112,6 +127,16 @@ async fn a_group_follows_its_coordinator_across_a_leader_move() {
         status["partitions"][partition as usize]["replication"]["leader"], before,
         "{status}"
     );
+    // Another node refuses the group's heartbeats: NOT_COORDINATOR (16).
+    let other = cluster
+        .node(NODES.into_iter().find(|n| *n != before).expect("another node"))
+        .kafka();
+    let answer = tokio::task::spawn_blocking(move || {
+        crate::kafka_consumer_protocol::raw_group_heartbeat(&other, GROUP, "elsewhere", 0, |_| {})
+    })
+    .await
+    .expect("raw heartbeat");
+    assert_eq!(answer.error_code, 16, "{answer:?}");
 
     // Move that partition's leadership: the coordinator moves with it.
     let target = NODES.into_iter().find(|n| *n != before).expect("another node");

@@ -52,15 +52,27 @@ fn described_when(b: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value 
     }
 }
 
-/// A raw ConsumerGroupHeartbeat (v1) answer.
+/// A raw ConsumerGroupHeartbeat (v1) answer for group "g".
 fn raw_heartbeat(
     b: &str,
     member: &str,
     epoch: i32,
     tweak: impl FnOnce(&mut ConsumerGroupHeartbeatRequest),
 ) -> ConsumerGroupHeartbeatResponse {
+    raw_group_heartbeat(b, "g", member, epoch, tweak)
+}
+
+/// A raw ConsumerGroupHeartbeat (v1) answer: a join of topic "t" unless
+/// `tweak` changes it.
+pub(crate) fn raw_group_heartbeat(
+    b: &str,
+    group: &str,
+    member: &str,
+    epoch: i32,
+    tweak: impl FnOnce(&mut ConsumerGroupHeartbeatRequest),
+) -> ConsumerGroupHeartbeatResponse {
     let mut r = ConsumerGroupHeartbeatRequest::default();
-    r.group_id = GroupId(StrBytes::from_static_str("g"));
+    r.group_id = GroupId(StrBytes::from_string(group.into()));
     r.member_id = StrBytes::from_string(member.into());
     r.member_epoch = epoch;
     r.rebalance_timeout_ms = 30_000;
