@@ -187,7 +187,12 @@ pub(crate) async fn group_round_trip(lib: &str, protocol: Option<&str>) {
     let others: Vec<Member> = outs[1..].iter().map(|o| start(o, 15)).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     while consumed(&victim.events()).is_empty() {
-        assert!(Instant::now() < deadline, "the first member never consumed");
+        assert!(
+            Instant::now() < deadline,
+            "the first member never consumed: {:?}\n{}",
+            victim.events(),
+            victim.stderr_tail()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     victim.kill();

@@ -141,9 +141,11 @@ impl ConsumerGroup {
             return Err(GroupError::UnknownMemberId);
         };
         m.reconcile(&target, epoch, owned.as_ref(), &|tp| held.contains(tp), now);
-        let send = req.member_epoch == JOIN
-            || before != (m.epoch, m.assigned.clone())
-            || owned.as_ref().is_some_and(|o| *o != m.assigned);
+        // As Kafka does: on a join, when it changed, and whenever the member
+        // reported what it owns (a client may have set an answer aside
+        // while it was still applying an earlier one; it then reports and
+        // expects the assignment again).
+        let send = req.member_epoch == JOIN || before != (m.epoch, m.assigned.clone()) || owned.is_some();
         let (epoch, assigned) = (m.epoch, send.then(|| m.assigned.clone()));
         let assignment = assigned.map(|a| self.wire(&a));
         Ok(answer(epoch, assignment))

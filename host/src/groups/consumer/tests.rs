@@ -118,7 +118,11 @@ fn a_partition_moves_only_after_its_owner_gives_it_up() {
     let got = parts(&b);
     assert_eq!(got.len(), 2);
     assert!(got.iter().all(|p| !kept.contains(p)), "{kept:?} {got:?}");
+    // A report of what it owns is answered with the assignment again;
+    // a heartbeat without one and no change, with none.
     let b = c.consumer_heartbeat(beat("b", 2, owned(id, &got)), &t).unwrap();
+    assert_eq!(parts(&b), got);
+    let b = c.consumer_heartbeat(beat("b", 2, None), &t).unwrap();
     assert!(b.assignment.is_none(), "no change, nothing sent");
     let desc = c.describe_consumer("g").unwrap();
     assert_eq!(
