@@ -184,8 +184,21 @@ pub(crate) async fn group_round_trip(lib: &str, protocol: Option<&str>) {
     // Three members share six partitions; one is killed partway through.
     let outs: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("m{i}.jsonl"))).collect();
     let mut victim = start(&outs[0], 0);
-    let others: Vec<Member> = outs[1..].iter().map(|o| start(o, 15)).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
+    if protocol.is_some() {
+        // The consumer protocol has no initial delay: members that join
+        // first consume at once. Without waiting, a slow-starting victim may
+        // find everything already consumed and committed by the others.
+        while consumed(&victim.events()).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the first member never consumed: {}",
+                victim.stderr_tail()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let others: Vec<Member> = outs[1..].iter().map(|o| start(o, 15)).collect();
     while consumed(&victim.events()).is_empty() {
         assert!(
             Instant::now() < deadline,
