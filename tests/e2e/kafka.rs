@@ -155,13 +155,19 @@ async fn confluent_kafka_and_kafka_python_round_trip_across_faces_and_find_offse
             "{out}"
         );
     }
-    // HTTP reads exactly what the Kafka client sent.
+    // HTTP reads exactly what the Kafka client sent: the repeated header
+    // name makes each record's headers a list, in order.
     let records = http_records(&server, "x", 0, 0).await;
     assert_eq!(records.len(), sent.len());
-    for (r, (key, value, ts)) in records.iter().zip(&sent) {
+    for (n, (r, (key, value, ts))) in records.iter().zip(&sent).enumerate() {
         assert_eq!(&b64(&r["key"]), key);
         assert_eq!(&b64(&r["value"]), value);
         assert_eq!(r["timestamp"], *ts);
+        assert_eq!(
+            r["headers"],
+            json!([{"name": "n", "value": n.to_string()}, {"name": "n", "value": "again"}]),
+            "{r}"
+        );
     }
     // kafka-python reads from the middle of a batch, headers in order.
     let got = py(
@@ -221,7 +227,9 @@ async fn confluent_kafka_and_kafka_python_round_trip_across_faces_and_find_offse
         .enumerate()
         .map(|(i, v)| {
             json!({"value": {"base64": base64::engine::general_purpose::STANDARD.encode(v)},
-                   "key": format!("k{i}"), "headers": {"src": "http"}, "timestamp": base_ts + i as u64})
+                   "key": format!("k{i}"), "timestamp": base_ts + i as u64,
+                   "headers": [{"name": "src", "value": "http"}, {"name": "at", "value": null},
+                               {"name": "src", "value": {"base64": "AP8="}}]})
         })
         .collect();
     support::produce(&c, &server, "x", 1, &json!(body)).await;
@@ -245,7 +253,10 @@ async fn confluent_kafka_and_kafka_python_round_trip_across_faces_and_find_offse
     for (i, v) in http_sent.iter().enumerate() {
         assert_eq!(got[i]["value"], hex(v));
         assert_eq!(got[i]["key"], hex(format!("k{i}").as_bytes()));
-        assert_eq!(got[i]["headers"], json!([["src", hex(b"http")]]));
+        assert_eq!(
+            got[i]["headers"],
+            json!([["src", hex(b"http")], ["at", null], ["src", "00ff"]])
+        );
         assert_eq!(got[i]["timestamp"], base_ts + i as u64);
     }
     let tail: Vec<&str> = got[10..].iter().map(|r| r["value"].as_str().unwrap()).collect();

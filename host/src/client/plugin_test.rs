@@ -177,7 +177,7 @@ fn report_json(name: &str, input: &[OffsetRecord], report: &Report) -> Value {
             "plugin": name,
             "kind": "transform",
             "input_records": input.len(),
-            "records": output.iter().map(|r| RecordOut::new(r, false)).collect::<Vec<_>>(),
+            "records": output.iter().map(|r| RecordOut::new(r, false, false)).collect::<Vec<_>>(),
         }),
         Report::Compaction(decisions) => {
             let rows: Vec<Value> = input

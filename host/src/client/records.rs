@@ -216,6 +216,14 @@ fn line_record(line: &[u8], sep: Option<&str>) -> Value {
 /// JSON records: an array, `{"records": [...]}`, or a sequence of record
 /// objects (one per line or concatenated). Checks each record's shape.
 pub fn parse_json_records(text: &[u8]) -> Result<Vec<Value>, String> {
+    // `Value` keeps one of two fields of the same name: refuse them first,
+    // as the server does, rather than send less than was written.
+    for (i, v) in serde_json::Deserializer::from_slice(text)
+        .into_iter::<NoRepeatedNames>()
+        .enumerate()
+    {
+        v.map_err(|e| format!("invalid JSON (value {}): {e}", i + 1))?;
+    }
     let mut values = Vec::new();
     for (i, v) in serde_json::Deserializer::from_slice(text)
         .into_iter::<Value>()
@@ -235,6 +243,57 @@ pub fn parse_json_records(text: &[u8]) -> Result<Vec<Value>, String> {
         check_record(r).map_err(|e| format!("record {i}: {e}"))?;
     }
     Ok(records)
+}
+
+/// Any JSON in which no object names a field twice (nothing is kept).
+struct NoRepeatedNames;
+
+impl<'de> serde::Deserialize<'de> for NoRepeatedNames {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, MapAccess, SeqAccess, Visitor};
+        struct Walk;
+        impl<'de> Visitor<'de> for Walk {
+            type Value = NoRepeatedNames;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NoRepeatedNames, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    if !seen.insert(name.clone()) {
+                        return Err(A::Error::custom(format!(
+                            "field `{name:.40}` is named twice in one object"
+                        )));
+                    }
+                    map.next_value::<NoRepeatedNames>()?;
+                }
+                Ok(NoRepeatedNames)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<NoRepeatedNames, A::Error> {
+                while seq.next_element::<NoRepeatedNames>()?.is_some() {}
+                Ok(NoRepeatedNames)
+            }
+            fn visit_bool<E: Error>(self, _: bool) -> Result<NoRepeatedNames, E> {
+                Ok(NoRepeatedNames)
+            }
+            fn visit_i64<E: Error>(self, _: i64) -> Result<NoRepeatedNames, E> {
+                Ok(NoRepeatedNames)
+            }
+            fn visit_u64<E: Error>(self, _: u64) -> Result<NoRepeatedNames, E> {
+                Ok(NoRepeatedNames)
+            }
+            fn visit_f64<E: Error>(self, _: f64) -> Result<NoRepeatedNames, E> {
+                Ok(NoRepeatedNames)
+            }
+            fn visit_str<E: Error>(self, _: &str) -> Result<NoRepeatedNames, E> {
+                Ok(NoRepeatedNames)
+            }
+            fn visit_unit<E: Error>(self) -> Result<NoRepeatedNames, E> {
+                Ok(NoRepeatedNames)
+            }
+        }
+        d.deserialize_any(Walk)
+    }
 }
 
 fn check_record(r: &Value) -> Result<(), String> {
@@ -274,7 +333,23 @@ fn check_record(r: &Value) -> Result<(), String> {
                 byte_field(v, &format!("header `{name}`"))?;
             }
         }
-        Some(_) => return Err("`headers` must be an object".to_string()),
+        // The list form, which may repeat a name: [{"name": ..., "value": ...}].
+        Some(Value::Array(list)) => {
+            for (i, e) in list.iter().enumerate() {
+                let entry = e.as_object().filter(|o| o.len() == 2);
+                let Some((Some(name), Some(v))) =
+                    entry.map(|o| (o.get("name").and_then(Value::as_str), o.get("value")))
+                else {
+                    return Err(format!("header {i} must be {{\"name\": \"...\", \"value\": ...}}"));
+                };
+                if !v.is_null() {
+                    byte_field(v, &format!("header `{name}`"))?;
+                }
+            }
+        }
+        Some(_) => {
+            return Err(r#"`headers` must be an object or a list of {"name": ..., "value": ...}"#.to_string());
+        }
     }
     match o.get("timestamp") {
         None | Some(Value::Null) => Ok(()),
@@ -431,6 +506,19 @@ mod tests {
         assert!(bad(br#"[{"value":{"base64":"!!"}}]"#).contains("base64"));
         assert!(bad(br#"[{"value":"a","timestamp":-1}]"#).contains("timestamp"));
         assert!(bad(br#"[1]"#).contains("record 0"));
+        // Headers: an object, or a list that may repeat a name; an object
+        // naming a field twice is refused rather than sent with one.
+        let list = br#"[{"value":"a","headers":[{"name":"h","value":"1"},{"name":"h","value":null}]}]"#;
+        assert_eq!(parse_json_records(list).unwrap()[0]["headers"][1]["value"], Value::Null);
+        assert!(bad(br#"[{"value":"a","headers":{"h":"1","h":"2"}}]"#).contains("`h` is named twice"));
+        assert!(bad(br#"{"value":"a","value":"b"}"#).contains("named twice"));
+        assert!(bad(br#"[{"value":"a","headers":[{"name":"h"}]}]"#).contains("header 0"));
+        assert!(bad(br#"[{"value":"a","headers":[{"name":"h","value":7}]}]"#).contains("header `h`"));
+        assert!(bad(br#"[{"value":"a","headers":"h=1"}]"#).contains("list of"));
+        // Header objects go on in the order written (serde_json's
+        // `preserve_order`), as the server stores them.
+        let ordered = parse_json_records(br#"[{"value":"a","headers":{"z":"1","a":"2"}}]"#).unwrap();
+        assert_eq!(ordered[0]["headers"].to_string(), r#"{"z":"1","a":"2"}"#);
     }
 
     #[test]

@@ -309,6 +309,9 @@ pub async fn produce(
             description = "About this many bytes at most (default 1048576)"),
         ("encoding" = Option<Encoding>, Query,
             description = "`auto` (default): text when UTF-8, else base64; `base64`: always base64"),
+        ("headers" = Option<String>, Query,
+            description = "`auto` (default): each record's headers as an object when its header names are unique, \
+                else as a list of `{name, value}`; `list`: always the list"),
         ("plugin" = Option<String>, Query,
             description = "Transform plugin to read through; its config is `config.KEY=VALUE` parameters"),
         ("plugin_version" = Option<u32>, Query, description = "Plugin version (default: the latest); needs `plugin`"),
@@ -361,7 +364,11 @@ pub async fn consume(
     };
     let force = q.encoding == Encoding::Base64;
     Ok(Json(ConsumeOut {
-        records: batch.records.iter().map(|r| RecordOut::new(r, force)).collect(),
+        records: batch
+            .records
+            .iter()
+            .map(|r| RecordOut::new(r, force, q.headers_as_list))
+            .collect(),
         next_offset: batch.next_offset,
         start_offset: batch.start_offset,
         end_offset: batch.end_offset,

@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod pagination;
 mod serve;
 pub mod wire;
+pub mod wire_headers;
 
 #[cfg(test)]
 mod tests;

@@ -186,6 +186,27 @@ async fn bad_inputs_get_json_errors_and_change_nothing() {
         ),
         (
             Method::GET,
+            format!("{recs}?headers=map"),
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            recs.into(),
+            r#"[{"value":"v","headers":{"h":"1","h":"2"}}]"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            recs.into(),
+            r#"[{"value":"v","headers":[{"name":"h"}]}]"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            Method::GET,
             format!("{recs}?encoding=rot13"),
             String::new(),
             StatusCode::BAD_REQUEST,
@@ -245,6 +266,18 @@ async fn bad_inputs_get_json_errors_and_change_nothing() {
     );
     let (_, v) = call(&app, Method::GET, &format!("{recs}?encoding=base64"), "", None).await;
     assert_eq!(v["records"][0]["key"], json!({"base64": "aw=="}));
+    // Headers that repeat a name go in as a list and come back as one, in
+    // order; `headers=list` gives the list form for every record.
+    let repeated = json!([{"name": "h", "value": "1"}, {"name": "n", "value": null}, {"name": "h", "value": "2"}]);
+    let body = json!([{"value": "v", "headers": repeated}]).to_string();
+    let (s, v) = call(&app, Method::POST, recs, &body, None).await;
+    assert_eq!((s, &v["base_offset"]), (StatusCode::OK, &json!(1)), "{v}");
+    let (_, v) = call(&app, Method::GET, &format!("{recs}?offset=0"), "", None).await;
+    assert_eq!(v["records"][0]["headers"], json!({"h": "v"}));
+    assert_eq!(v["records"][1]["headers"], repeated);
+    let (_, v) = call(&app, Method::GET, &format!("{recs}?offset=0&headers=list"), "", None).await;
+    assert_eq!(v["records"][0]["headers"], json!([{"name": "h", "value": "v"}]));
+    assert_eq!(v["records"][1]["headers"], repeated);
     h.shutdown().await;
 }
 

@@ -201,6 +201,28 @@ async fn refs_resolve_and_operations_are_complete() {
         "{record_in}"
     );
 
+    // Headers come as an object or as a list of {name, value} (which may
+    // repeat a name); reads give the same shape.
+    let headers = &doc["components"]["schemas"]["Headers"];
+    let forms: Vec<&Value> = headers["oneOf"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    assert_eq!(forms.len(), 2, "{headers}");
+    assert_eq!(forms[0]["type"], "object", "{headers}");
+    assert_eq!(
+        forms[1]["items"]["$ref"], "#/components/schemas/HeaderEntry",
+        "{headers}"
+    );
+    assert_eq!(
+        doc["components"]["schemas"]["HeaderEntry"]["required"],
+        json!(["name", "value"])
+    );
+    for shape in ["RecordIn", "RecordOut"] {
+        let h = doc["components"]["schemas"][shape]["properties"]["headers"].to_string();
+        assert!(h.contains("#/components/schemas/Headers"), "{shape}: {h}");
+    }
+
     let mut refs = Vec::new();
     walk_refs(&doc, &mut refs);
     assert!(refs.len() > 20, "suspiciously few $refs: {}", refs.len());

@@ -12,6 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::wire_headers::{HeadersDoc, HeadersJson};
 use crate::error::Error;
 use crate::fsutil::now_ms;
 use crate::node::{Compaction, OffsetRecord, PartitionRange, Record, Retention, StreamConfig, StreamInfo};
@@ -36,7 +37,7 @@ impl BytesJson {
         }
     }
 
-    fn from_bytes(b: &Bytes, force_base64: bool) -> BytesJson {
+    pub(super) fn from_bytes(b: &Bytes, force_base64: bool) -> BytesJson {
         match (force_base64, std::str::from_utf8(b)) {
             (false, Ok(s)) => BytesJson::Text(s.to_string()),
             _ => BytesJson::Base64 {
@@ -63,9 +64,11 @@ pub struct RecordIn {
     #[serde(deserialize_with = "present_or_null")]
     #[schema(required = true)]
     pub value: Option<BytesJson>,
-    /// Header values; `null` is a null value.
+    /// Headers: an object of header values (`null` is a null value), or a
+    /// list of `{"name", "value"}` that may repeat a name; kept in order.
     #[serde(default)]
-    pub headers: BTreeMap<String, HeaderValue>,
+    #[schema(value_type = Option<HeadersDoc>)]
+    pub headers: HeadersJson,
     /// Milliseconds since the Unix epoch; the server's clock when absent.
     #[serde(default)]
     pub timestamp: Option<u64>,
@@ -80,8 +83,8 @@ fn present_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Byte
 impl RecordIn {
     pub fn into_record(self, index: usize) -> Result<Record, Error> {
         let at = |f: &str| format!("record {index}: {f}");
-        let mut headers = Vec::with_capacity(self.headers.len());
-        for (name, v) in self.headers {
+        let mut headers = Vec::with_capacity(self.headers.entries.len());
+        for (name, v) in self.headers.entries {
             let value =
                 v.0.map(|v| v.into_bytes(&at(&format!("header `{name}`"))))
                     .transpose()?;
@@ -133,28 +136,21 @@ pub struct RecordOut {
     pub key: Option<BytesJson>,
     /// `null` for a null value (a Kafka tombstone).
     pub value: Option<BytesJson>,
-    /// Header values; `null` for a null value.
-    pub headers: BTreeMap<String, HeaderValue>,
+    /// Headers in order: an object of header values (`null` for a null
+    /// value) when the names are unique, else (or with `headers=list`) a
+    /// list of `{"name", "value"}`.
+    #[schema(value_type = HeadersDoc)]
+    pub headers: HeadersJson,
 }
 
 impl RecordOut {
-    pub fn new(r: &OffsetRecord, force_base64: bool) -> Self {
+    pub fn new(r: &OffsetRecord, force_base64: bool, headers_as_list: bool) -> Self {
         RecordOut {
             offset: r.offset,
             timestamp: r.record.timestamp_ms,
             key: r.record.key.as_ref().map(|k| BytesJson::from_bytes(k, force_base64)),
             value: r.record.value.as_ref().map(|v| BytesJson::from_bytes(v, force_base64)),
-            headers: r
-                .record
-                .headers
-                .iter()
-                .map(|(n, v)| {
-                    (
-                        n.clone(),
-                        HeaderValue(v.as_ref().map(|v| BytesJson::from_bytes(v, force_base64))),
-                    )
-                })
-                .collect(),
+            headers: HeadersJson::for_read(&r.record.headers, force_base64, headers_as_list),
         }
     }
 }
@@ -178,6 +174,8 @@ pub struct ConsumeQuery {
     pub max_records: Option<usize>,
     pub max_bytes: Option<usize>,
     pub encoding: Encoding,
+    /// `headers=list`: every record's headers in the list form.
+    pub headers_as_list: bool,
     /// `plugin`, `plugin_version` and `config.KEY=VALUE` pairs.
     pub filter: Option<crate::node::ReadFilter>,
     /// Long-poll: when nothing is at or after `offset`, wait up to this many
@@ -218,6 +216,15 @@ impl ConsumeQuery {
                             return Err(Error::invalid(format!(
                                 "unknown `encoding` `{other:.40}` (auto, base64)"
                             )));
+                        }
+                    }
+                }
+                "headers" => {
+                    q.headers_as_list = match v.as_str() {
+                        "auto" => false,
+                        "list" => true,
+                        other => {
+                            return Err(Error::invalid(format!("unknown `headers` `{other:.40}` (auto, list)")));
                         }
                     }
                 }
