@@ -29,11 +29,10 @@ fn expected() -> Vec<(Option<String>, Option<String>)> {
 
 /// Record `i`'s headers, in order: `n` null, `e` empty (hex). kafka-python
 /// (records 4 and 5) refuses null header values, so it sends only `e`;
-/// HTTP (6 and 7) takes headers as a JSON object, in name order.
+/// HTTP (6 and 7) sends them as a JSON object, kept in the order written.
 fn headers(i: usize) -> Value {
     match i {
         4 | 5 => json!([["e", ""]]),
-        6 | 7 => json!([["e", ""], ["n", null]]),
         _ => json!([["n", null], ["e", ""]]),
     }
 }
@@ -120,7 +119,8 @@ async fn check_every_reader(server: &Server, want: &[(Option<String>, Option<Str
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            assert_eq!(r["headers"], http_headers(i), "{r}");
+            // As text: the object keeps the record's order.
+            assert_eq!(r["headers"].to_string(), http_headers(i).to_string(), "{r}");
             let s = |f: &str| r[f].as_str().map(|t| hex(t.as_bytes()));
             (s("key"), s("value"))
         })
