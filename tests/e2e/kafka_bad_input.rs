@@ -319,8 +319,38 @@ fn run_bad_input(server: &Listener) {
         "CORRUPT_MESSAGE"
     );
 
+    // ListOffsets naming partition 0 twice: INVALID_REQUEST for both, as
+    // from Kafka; another partition in the request is still answered.
+    let asked = [("t", 0, -1i64), ("t", 0, -2), ("nope", 0, -1)];
+    let answered: Vec<(i16, i64)> = list_offsets(&mut s, &asked);
+    assert_eq!(answered, [(42, -1), (42, -1), (3, -1)]);
+    assert_eq!(list_offsets(&mut s, &asked[..1]), [(0, 1)], "the end, once asked once");
+
     // The first connection was never disturbed.
     api_versions_ok(&mut good);
+}
+
+/// (error, offset) per (topic, partition, timestamp) asked in one
+/// ListOffsets v7, each asked topic its own entry.
+fn list_offsets(s: &mut TcpStream, asked: &[(&str, i32, i64)]) -> Vec<(i16, i64)> {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+    let mut req = ListOffsetsRequest::default();
+    req.replica_id = kafka_protocol::messages::BrokerId(-1);
+    for (topic, partition, timestamp) in asked {
+        let mut p = ListOffsetsPartition::default();
+        p.partition_index = *partition;
+        p.timestamp = *timestamp;
+        let mut t = ListOffsetsTopic::default();
+        t.name = TopicName(StrBytes::from_string(topic.to_string()));
+        t.partitions = vec![p];
+        req.topics.push(t);
+    }
+    let r: ListOffsetsResponse = call(s, ApiKey::ListOffsets, 7, &req);
+    r.topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (p.error_code, p.offset)))
+        .collect()
 }
 
 /// The Kafka listener's address.

@@ -185,6 +185,13 @@ async fn bad_inputs_get_json_errors_and_change_nothing() {
             "invalid_request",
         ),
         (
+            Method::POST,
+            recs.into(),
+            r#"[{"value":"v","timestamp":9223372036854775808}]"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
             Method::GET,
             format!("{recs}?headers=map"),
             String::new(),

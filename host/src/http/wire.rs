@@ -71,8 +71,12 @@ pub struct RecordIn {
     pub headers: HeadersJson,
     /// Milliseconds since the Unix epoch; the server's clock when absent.
     #[serde(default)]
+    #[schema(maximum = 9223372036854775807_u64)]
     pub timestamp: Option<u64>,
 }
+
+/// The largest record timestamp produce takes: Kafka's (`i64::MAX` ms).
+pub const MAX_TIMESTAMP_MS: u64 = i64::MAX as u64;
 
 /// A required field that may be `null` (serde would make an `Option`
 /// field optional).
@@ -83,6 +87,13 @@ fn present_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Byte
 impl RecordIn {
     pub fn into_record(self, index: usize) -> Result<Record, Error> {
         let at = |f: &str| format!("record {index}: {f}");
+        // Kafka's timestamps are signed 64-bit: a later one could not be
+        // read back over Kafka as written.
+        if let Some(t) = self.timestamp.filter(|&t| t > MAX_TIMESTAMP_MS) {
+            return Err(Error::invalid(at(&format!(
+                "timestamp {t} is past the largest a record may carry ({MAX_TIMESTAMP_MS} ms)"
+            ))));
+        }
         let mut headers = Vec::with_capacity(self.headers.entries.len());
         for (name, v) in self.headers.entries {
             let value =

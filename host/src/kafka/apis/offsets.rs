@@ -7,9 +7,12 @@
 //! so does this; v10's `timeout_ms` bounds nothing here (an object store
 //! read has its own timeout).
 //! A `current_leader_epoch` (v4+) other than the leader's is refused as
-//! Fetch refuses it. DeleteRecords (v0–v2) moves a partition's start (its
+//! Fetch refuses it; a partition named twice in one request is
+//! INVALID_REQUEST (both times), as in Kafka. DeleteRecords (v0–v2) moves a partition's start (its
 //! low watermark) up to an offset (-1: the high watermark); the records
 //! below are gone.
+
+use std::collections::HashSet;
 
 use kafka_protocol::messages::delete_records_request::DeleteRecordsPartition;
 use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
@@ -28,14 +31,28 @@ const LATEST_TIERED: i64 = -5;
 
 pub(super) async fn handle(ctx: &Ctx, r: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let mut out = ListOffsetsResponse::default();
-    for topic in r.topics {
+    // A partition asked for twice gets INVALID_REQUEST both times, as from
+    // Kafka: which of two answers a client would keep is anyone's guess.
+    let mut seen = HashSet::new();
+    let twice: HashSet<(&str, i32)> = r
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.as_str(), p.partition_index)))
+        .filter(|k| !seen.insert(*k))
+        .collect();
+    for topic in &r.topics {
         let mut t = ListOffsetsTopicResponse::default();
         t.name = topic_name(topic.name.0.as_str());
-        for p in topic.partitions {
+        for p in &topic.partitions {
             let mut resp = ListOffsetsPartitionResponse::default();
             resp.partition_index = p.partition_index;
             resp.timestamp = -1;
             resp.offset = -1;
+            if twice.contains(&(topic.name.0.as_str(), p.partition_index)) {
+                resp.error_code = codes::invalid_request();
+                t.partitions.push(resp);
+                continue;
+            }
             let asked = (p.partition_index, p.current_leader_epoch, p.timestamp);
             match lookup(ctx, topic.name.0.as_str(), asked).await {
                 Ok((offset, timestamp, epoch)) => {
