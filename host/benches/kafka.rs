@@ -31,6 +31,9 @@ use anyhow::{Context, bail};
 use serde_json::json;
 use sluice_host::{Host, Settings};
 
+#[path = "common/cpu.rs"]
+mod cpu;
+use cpu::process_cpu_seconds;
 #[path = "common/dd.rs"]
 mod dd;
 #[path = "common/rdkafka.rs"]
@@ -360,17 +363,6 @@ fn kcat(args: &[&str]) -> anyhow::Result<f64> {
     };
     let cpu: Option<f64> = children.split_whitespace().map(seconds).sum();
     cpu.with_context(|| format!("cannot parse `times` output {children:?}"))
-}
-
-/// CPU seconds (user + system) this process used so far (Linux; 100 ticks/s).
-fn process_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The fields after the command name (which is in parentheses): utime
-    // and stime, fields 14 and 15 of the line, are 12th and 13th here.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// The same records over HTTP: 4 connections, 500 records per request.

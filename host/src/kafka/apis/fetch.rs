@@ -32,7 +32,7 @@ use super::super::Ctx;
 use super::super::encode::{encode_runs, encode_view};
 use super::super::error::{code_of, codes};
 use super::super::splice::Parts;
-use super::fetch_session::Key;
+use super::fetch_session::{Found, Key};
 use super::{check_epoch, offset_of, partition_of, topic_name, visible};
 use crate::node::ReadLimits;
 
@@ -93,23 +93,17 @@ pub(super) async fn handle(ctx: &Ctx, r: FetchRequest, version: i16) -> (FetchRe
     loop {
         let (read, bytes) = read_all(ctx, &wants, max_bytes).await;
         let now = Instant::now();
-        let errors = read.iter().any(|(p, _)| p.error_code != 0);
+        let errors = read.iter().any(|g| g.found.error_code != 0);
         if bytes >= min_bytes || errors || now >= deadline || wants.is_empty() {
             let answers: Vec<_> = wants
                 .iter()
                 .zip(&read)
-                .map(|(want, (part, cached))| {
-                    (
-                        &want.key,
-                        part,
-                        cached.is_some() || part.records.as_ref().is_some_and(|r| !r.is_empty()),
-                    )
-                })
+                .map(|(want, got)| (&want.key, &got.found, got.has_records()))
                 .collect();
             let include = ctx.fetch_sessions.finish(mode, &answers);
             // Response topics as their first included partition comes.
             let mut slots: Vec<Option<usize>> = vec![None; topics.len()];
-            for ((want, (part, cached)), included) in wants.iter().zip(read).zip(include) {
+            for ((want, got), included) in wants.iter().zip(read).zip(include) {
                 if !included {
                     continue;
                 }
@@ -120,6 +114,7 @@ pub(super) async fn handle(ctx: &Ctx, r: FetchRequest, version: i16) -> (FetchRe
                     out.responses.len() - 1
                 });
                 let partitions = &mut out.responses[slot].partitions;
+                let (part, cached) = got.answer(want.key.1);
                 if let Some(batches) = cached {
                     parts.insert((slot, partitions.len()), batches);
                 }
@@ -142,61 +137,90 @@ pub(super) async fn handle(ctx: &Ctx, r: FetchRequest, version: i16) -> (FetchRe
     }
 }
 
-/// A partition's answer, and its records as cached batches when they came
-/// from the fetch cache (its records field is then `None`).
-type Read = (PartitionData, Option<Vec<Bytes>>);
-
-async fn read_all(ctx: &Ctx, wants: &[Want], max_bytes: usize) -> (Vec<Read>, usize) {
-    let mut total = 0usize;
-    let mut parts = Vec::with_capacity(wants.len());
-    for want in wants {
-        let budget = want.max_bytes.min(max_bytes.saturating_sub(total));
-        let (part, cached) = read_one(ctx, want, budget, total == 0).await;
-        let len = match &cached {
-            Some(batches) => batches.iter().map(Bytes::len).fold(0usize, usize::saturating_add),
-            None => part.records.as_ref().map_or(0, Bytes::len),
-        };
-        total = total.saturating_add(len);
-        parts.push((part, cached));
-    }
-    (parts, total)
+/// What one partition's read found. Small on purpose: a session's idle
+/// partitions are read on every fetch and most are not answered, so the
+/// answer's `PartitionData` is built only for those that are.
+#[derive(Default)]
+struct Got {
+    found: Found,
+    records: Option<Bytes>,
+    /// The records as the fetch cache's batches (then `records` is `None`).
+    cached: Option<Vec<Bytes>>,
 }
 
-async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Read {
-    let mut part = PartitionData::default();
+impl Got {
+    fn error(code: i16) -> Got {
+        let mut g = Got::default();
+        g.found.error_code = code;
+        g
+    }
+
+    fn has_records(&self) -> bool {
+        self.cached.is_some() || self.records.as_ref().is_some_and(|r| !r.is_empty())
+    }
+
+    /// Record batch bytes carried.
+    fn len(&self) -> usize {
+        match &self.cached {
+            Some(batches) => batches.iter().map(Bytes::len).fold(0usize, usize::saturating_add),
+            None => self.records.as_ref().map_or(0, Bytes::len),
+        }
+    }
+
+    /// The partition's answer, and its cached batches to splice in.
+    fn answer(self, index: i32) -> (PartitionData, Option<Vec<Bytes>>) {
+        let mut part = PartitionData::default();
+        part.partition_index = index;
+        part.error_code = self.found.error_code;
+        part.high_watermark = self.found.high_watermark;
+        part.last_stable_offset = self.found.last_stable_offset;
+        part.log_start_offset = self.found.log_start_offset;
+        part.records = self.records;
+        (part, self.cached)
+    }
+}
+
+async fn read_all(ctx: &Ctx, wants: &[Want], max_bytes: usize) -> (Vec<Got>, usize) {
+    let mut total = 0usize;
+    let mut read = Vec::with_capacity(wants.len());
+    for want in wants {
+        let budget = want.max_bytes.min(max_bytes.saturating_sub(total));
+        let got = read_one(ctx, want, budget, total == 0).await;
+        total = total.saturating_add(got.len());
+        read.push(got);
+    }
+    (read, total)
+}
+
+async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Got {
     let (stream, index) = (&*want.key.0, want.key.1);
-    part.partition_index = index;
     let host = &ctx.host;
     let (Some(partition), Ok(offset)) = (partition_of(index), u64::try_from(want.offset)) else {
-        part.error_code = if index < 0 {
+        return Got::error(if index < 0 {
             codes::unknown_topic()
         } else {
             kafka_protocol::ResponseError::OffsetOutOfRange.code()
-        };
-        return (part, None);
+        });
     };
     let (start, visible_end, leader_epoch, cache_key) = match visible(ctx, stream, partition) {
         Ok(v) => (v.start, v.end, v.leader_epoch, v.cache_key),
-        Err(code) => {
-            part.error_code = code;
-            return (part, None);
-        }
+        Err(code) => return Got::error(code),
     };
     // A client whose leader epoch is not this leader's refreshes its
     // metadata (and validates its position) before reading here.
     if let Err(code) = check_epoch(want.current_leader_epoch, leader_epoch) {
-        part.error_code = code;
-        return (part, None);
+        return Got::error(code);
     }
-    part.high_watermark = offset_of(visible_end);
-    part.last_stable_offset = offset_of(visible_end);
-    part.log_start_offset = offset_of(start);
+    let mut got = Got::default();
+    got.found.high_watermark = offset_of(visible_end);
+    got.found.last_stable_offset = offset_of(visible_end);
+    got.found.log_start_offset = offset_of(start);
     if offset < start || offset > visible_end {
-        part.error_code = kafka_protocol::ResponseError::OffsetOutOfRange.code();
-        return (part, None);
+        got.found.error_code = kafka_protocol::ResponseError::OffsetOutOfRange.code();
+        return got;
     }
     if offset == visible_end || (budget == 0 && !first) {
-        return (part, None);
+        return got;
     }
     let limits = ReadLimits {
         max_records: host.settings().max_read_records,
@@ -205,7 +229,7 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Read {
     if host.view(stream).is_some() {
         match host.read(stream, partition, offset, limits).await {
             Ok(read) => {
-                part.log_start_offset = offset_of(read.start_offset);
+                got.found.log_start_offset = offset_of(read.start_offset);
                 let mut buf = BytesMut::new();
                 encode_view(
                     &mut buf,
@@ -216,21 +240,22 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Read {
                     budget,
                     first,
                 );
-                part.records = Some(buf.freeze());
+                got.records = Some(buf.freeze());
             }
             Err(e) => {
                 tracing::warn!(view = %stream, partition, offset, error = %e, "kafka fetch of a view failed");
-                part.error_code = code_of(&e);
+                got.found.error_code = code_of(&e);
             }
         }
-        return (part, None);
+        return got;
     }
     if let Some(hit) = cache_key.and_then(|key| ctx.cache.get(key, leader_epoch, offset, visible_end, budget, first)) {
-        return (part, Some(hit));
+        got.cached = Some(hit);
+        return got;
     }
     match host.read_runs(stream, partition, offset, limits).await {
         Ok(read) => {
-            part.log_start_offset = offset_of(read.start_offset);
+            got.found.log_start_offset = offset_of(read.start_offset);
             let mut buf = BytesMut::new();
             let epochs = host.epoch_starts(stream, partition);
             match encode_runs(&mut buf, &read.runs, visible_end, leader_epoch, &epochs, budget, first) {
@@ -239,15 +264,15 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Read {
                     if let Some(key) = cache_key {
                         ctx.cache.insert_converted(key, leader_epoch, &answer);
                     }
-                    part.records = Some(answer);
+                    got.records = Some(answer);
                 }
                 Err(e) => {
                     tracing::warn!(stream = %stream, partition, offset, error = %e, "kafka fetch: stored records do not decode");
-                    part.error_code = kafka_protocol::ResponseError::CorruptMessage.code();
+                    got.found.error_code = kafka_protocol::ResponseError::CorruptMessage.code();
                 }
             }
         }
-        Err(e) => part.error_code = code_of(&e),
+        Err(e) => got.found.error_code = code_of(&e),
     }
-    (part, None)
+    got
 }

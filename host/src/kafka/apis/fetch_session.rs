@@ -77,6 +77,29 @@ impl Cached {
 /// A partition key: topic name and partition index.
 pub(super) type Key = (Arc<str>, i32);
 
+/// What a fetch found for one partition, as far as its session cares (the
+/// fields of its answer that say whether it has news), with Kafka's
+/// defaults for a partition that answers only an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Found {
+    pub error_code: i16,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+}
+
+impl Default for Found {
+    fn default() -> Found {
+        let d = PartitionData::default();
+        Found {
+            error_code: d.error_code,
+            high_watermark: d.high_watermark,
+            last_stable_offset: d.last_stable_offset,
+            log_start_offset: d.log_start_offset,
+        }
+    }
+}
+
 struct Session {
     /// Each partition's place in `order`.
     partitions: HashMap<Key, u64>,
@@ -309,9 +332,9 @@ impl FetchSessions {
 
     /// Which of the answers to send (`true`: include), recording what the
     /// session's client is told and moving partitions answered with
-    /// records to the end of the session's order. `answers[i]` answers
-    /// `keys[i]`; `has_records` says whether it carries records.
-    pub(super) fn finish(&self, mode: Mode, answers: &[(&Key, &PartitionData, bool)]) -> Vec<bool> {
+    /// records to the end of the session's order. Each answer is (its
+    /// partition, what was found, whether it carries records).
+    pub(super) fn finish(&self, mode: Mode, answers: &[(&Key, &Found, bool)]) -> Vec<bool> {
         let id = match mode {
             Mode::Sessionless => return vec![true; answers.len()],
             Mode::Opened(id) | Mode::Incremental(id) => id,
@@ -376,12 +399,13 @@ mod tests {
         r
     }
 
-    fn answer(hw: i64) -> PartitionData {
-        let mut p = PartitionData::default();
-        p.high_watermark = hw;
-        p.last_stable_offset = hw;
-        p.log_start_offset = 0;
-        p
+    fn answer(hw: i64) -> Found {
+        Found {
+            error_code: 0,
+            high_watermark: hw,
+            last_stable_offset: hw,
+            log_start_offset: 0,
+        }
     }
 
     fn keys(listed: &[(Key, Cached)]) -> Vec<(String, i32, i64)> {
