@@ -363,22 +363,16 @@ impl ConsumerGroup {
     }
 
     pub fn wire(&self, partitions: &Partitions) -> WirePartitions {
-        let mut out: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-        for (t, p) in partitions {
-            out.entry(t.as_str()).or_default().push(*p);
-        }
-        out.into_iter()
+        by_topic(partitions)
+            .into_iter()
             .filter_map(|(t, ps)| self.topics.get(t).map(|m| (m.id, ps)))
             .collect()
     }
 
     /// Topic name and id of each topic with partitions in `partitions`.
     pub fn named(&self, partitions: &Partitions) -> Vec<(String, Uuid, Vec<i32>)> {
-        let mut out: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-        for (t, p) in partitions {
-            out.entry(t.as_str()).or_default().push(*p);
-        }
-        out.into_iter()
+        by_topic(partitions)
+            .into_iter()
             .map(|(t, ps)| (t.to_string(), self.topics.get(t).map_or(Uuid::nil(), |m| m.id), ps))
             .collect()
     }
@@ -421,4 +415,13 @@ fn compile(pattern: &str) -> Result<regex::Regex, GroupError> {
         .dfa_size_limit(1 << 20)
         .build()
         .map_err(|e| GroupError::InvalidRegularExpression(e.to_string()))
+}
+
+/// `partitions` grouped by topic name, topics in name order.
+fn by_topic(partitions: &Partitions) -> BTreeMap<&str, Vec<i32>> {
+    let mut out: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in partitions {
+        out.entry(t.as_str()).or_default().push(*p);
+    }
+    out
 }
