@@ -408,6 +408,69 @@ async fn http_commits_reach_kafka_clients_and_bad_commits_change_nothing() {
     support::expect_error(gone, reqwest::StatusCode::NOT_FOUND, "group_not_found").await;
 }
 
+/// Deleting a topic deletes the offsets groups committed on it, as Kafka
+/// does: after a kafka-python DeleteTopics and a confluent-kafka
+/// CreateTopics of the same name, neither client finds a committed offset
+/// there, and a confluent-kafka member of the group reads the new topic
+/// from its first record (it once resumed at the old topic's offset and
+/// skipped records). Offsets on other topics stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_topic_deletes_the_offsets_committed_on_it() {
+    let server = Server::start_with(ServerOptions {
+        config: Some("[groups]\ninitial_rebalance_delay = \"0s\"\n".into()),
+        ..ServerOptions::default()
+    })
+    .await;
+    let (c, b) = (support::client(), server.kafka());
+    let ten: Vec<Value> = (0..10).map(|i| json!({"value": format!("old-{i}")})).collect();
+    for topic in ["t", "keep"] {
+        support::create_stream(&c, &server, topic, 1).await;
+        support::produce(&c, &server, topic, 0, &json!(ten)).await;
+    }
+    let commit = json!({"offsets": [{"stream": "t", "partition": 0, "offset": 5},
+                                    {"stream": "keep", "partition": 0, "offset": 3}]});
+    let resp = c
+        .post(server.url("/groups/d/offsets"))
+        .json(&commit)
+        .send()
+        .await
+        .expect("commit");
+    support::expect_json(resp, reqwest::StatusCode::OK).await;
+
+    let deleted = crate::kafka_support::py("kafkapython", "delete_topic", &json!({"bootstrap": b, "topic": "t"}));
+    assert_eq!(deleted["ok"], true, "{deleted}");
+    let created = crate::kafka_support::py(
+        "confluent",
+        "create_topic",
+        &json!({"bootstrap": b, "topic": "t", "partitions": 1}),
+    );
+    assert_eq!(created["ok"], true, "{created}");
+    let twenty: Vec<Value> = (0..20).map(|i| json!({"value": format!("new-{i}")})).collect();
+    support::produce(&c, &server, "t", 0, &json!(twenty)).await;
+    for lib in ["confluent", "kafkapython"] {
+        let got = |topic: &str| {
+            crate::kafka_support::py(
+                lib,
+                "committed",
+                &json!({"bootstrap": b, "group": "d", "topic": topic, "partitions": [0]}),
+            )
+        };
+        assert_eq!(
+            got("t")["offsets"],
+            json!({"0": -1001}),
+            "{lib}: no offset on the new t"
+        );
+        assert_eq!(got("keep")["offsets"], json!({"0": 3}), "{lib}");
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("m.jsonl");
+    let member = Member::start("confluent", &b, "d", "t", &out, 4);
+    let evs = member.finish(Duration::from_secs(60));
+    let got: BTreeSet<(u64, u64)> = consumed(&evs).into_iter().collect();
+    assert_eq!(got, (0..20).map(|o| (0, o)).collect::<BTreeSet<_>>(), "{evs:?}");
+}
+
 /// `sluice group list|describe|reset|delete` against a real server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_group_cli_lists_describes_resets_and_deletes() {

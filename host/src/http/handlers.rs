@@ -211,6 +211,12 @@ pub async fn compaction_status(State(host): State<Host>, Path(name): Path<String
 }
 
 /// Delete a stream
+///
+/// Deletes the stream and the offsets every group committed on it (as
+/// Kafka does), so a stream created again under the name is read from
+/// each group's reset position. If the offsets could not be deleted, the
+/// stream is gone and the error says so; deleting it again (answered
+/// `stream_not_found`) deletes them.
 #[utoipa::path(delete, path = "/streams/{name}", tag = "streams",
     params(("name" = String, Path, description = "Stream name")),
     responses(
@@ -219,7 +225,8 @@ pub async fn compaction_status(State(host): State<Host>, Path(name): Path<String
         (status = 404, description = "`stream_not_found`", body = ErrorBody),
         (status = 409, description = "`stream_in_use` by a pipeline or a view; `view_read_only` (the name is a view)", body = ErrorBody),
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
-        (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
+        (status = 503, description = "`shutting_down`, `storage_failed`, `replica_unavailable`", body = ErrorBody),
+        (status = 504, description = "`replication_timeout`: the deletion of committed offsets was not acknowledged by every in-sync replica in time", body = ErrorBody),
         (status = 507, description = "`disk_full`: the data dir's disk is full; free space, then restart the node", body = ErrorBody),
     ))]
 pub async fn delete_stream(State(host): State<Host>, Path(name): Path<String>) -> Res<StatusCode> {

@@ -228,6 +228,26 @@ impl Host {
         Ok(out)
     }
 
+    /// Deletes every group's committed offsets on stream `name`, which is
+    /// gone, as Kafka does when a topic is deleted: a stream created later
+    /// under the name starts with none, so no group resumes in it at the
+    /// old stream's positions (skipping its first records). Only the groups
+    /// this node coordinates; each node deletes its own.
+    pub(super) async fn forget_stream_offsets(&self, name: &str) -> Result<(), Error> {
+        if self.view(name).is_some() {
+            return Ok(());
+        }
+        let n = self.delete_topic_offsets(name).await?;
+        if n > 0 {
+            tracing::info!(
+                stream = name,
+                offsets = n,
+                "deleted the offsets committed on a deleted stream"
+            );
+        }
+        Ok(())
+    }
+
     /// Deletes every group's offsets on `topic` (durably, as empty values).
     pub(super) async fn delete_topic_offsets(&self, topic: &str) -> Result<usize, Error> {
         self.delete_offsets_where(|k| k.1 == topic).await

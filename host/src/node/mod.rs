@@ -403,8 +403,19 @@ impl Host {
                 format!("stream `{name}` is used by a pipeline ({i} -> {o}); delete the pipeline first"),
             ));
         }
-        let replicated = self.inner.log.describe_stream(name)?.replication.is_some();
+        let replicated = match self.inner.log.describe_stream(name) {
+            Ok(info) => info.replication.is_some(),
+            Err(e) => {
+                // Gone already: offsets an earlier delete could not remove
+                // go now, so deleting again finishes that delete.
+                if matches!(e, crate::log::LogError::StreamNotFound { .. }) {
+                    self.forget_stream_offsets(name).await?;
+                }
+                return Err(e.into());
+            }
+        };
         self.inner.log.delete_stream(name).await?;
+        let forgot = self.forget_stream_offsets(name).await;
         if replicated {
             let failed = self.delete_on_peers(name).await;
             if !failed.is_empty() {
@@ -418,13 +429,24 @@ impl Host {
                 ));
             }
         }
-        Ok(())
+        forgot.map_err(|e| {
+            Error::new(
+                e.kind(),
+                e.code(),
+                format!(
+                    "stream `{name}` was deleted, but not the offsets groups committed on it ({e}); \
+                     delete it again to delete them"
+                ),
+            )
+        })
     }
 
     /// Deletes a stream on this node only (another node's delete of a
-    /// replicated stream).
+    /// replicated stream), and the offsets committed on it in the groups
+    /// this node coordinates.
     pub async fn delete_local(&self, name: &str) -> Result<(), Error> {
-        Ok(self.inner.log.delete_stream(name).await?)
+        self.inner.log.delete_stream(name).await?;
+        self.forget_stream_offsets(name).await
     }
 
     /// The names of every stream, unsorted (cheap: no offsets are read).
