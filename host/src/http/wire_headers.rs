@@ -210,7 +210,7 @@ mod tests {
 
     #[test]
     fn both_forms_parse_in_order() {
-        // (`json!` would sort the names; the server parses the body's text.)
+        // From text, as the server parses a body.
         let obj: HeadersJson = serde_json::from_str(r#"{"z": "1", "a": null}"#).unwrap();
         assert_eq!(
             obj.entries,

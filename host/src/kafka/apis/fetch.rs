@@ -175,7 +175,11 @@ impl Got {
         part.high_watermark = self.found.high_watermark;
         part.last_stable_offset = self.found.last_stable_offset;
         part.log_start_offset = self.found.log_start_offset;
-        part.records = self.records;
+        // Without records the default stays: an empty record set, not
+        // null (librdkafka 2.0 refuses a null one as a bad message set).
+        if let Some(records) = self.records {
+            part.records = Some(records);
+        }
         (part, self.cached)
     }
 }
