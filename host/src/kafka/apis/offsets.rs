@@ -8,9 +8,9 @@
 //! read has its own timeout).
 //! A `current_leader_epoch` (v4+) other than the leader's is refused as
 //! Fetch refuses it; a partition named twice in one request is
-//! INVALID_REQUEST (both times), as in Kafka. DeleteRecords (v0–v2) moves a partition's start (its
-//! low watermark) up to an offset (-1: the high watermark); the records
-//! below are gone.
+//! INVALID_REQUEST (both times), as in Kafka. DeleteRecords (v0–v2) moves
+//! a partition's start (its low watermark) up to an offset (-1: the high
+//! watermark); the records below are gone.
 
 use std::collections::HashSet;
 
