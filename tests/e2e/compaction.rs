@@ -17,35 +17,6 @@ upload_chunk_bytes = "8KiB"
 segment_bytes = "256KiB"
 "#;
 
-/// Reads a partition to its end, following `next_offset` across gaps.
-async fn read_gapped(client: &reqwest::Client, server: &Server, stream: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut offset = 0u64;
-    for _ in 0..10_000 {
-        let url = format!(
-            "{}?offset={offset}&max_records=500",
-            support::records_url(server, stream, 0)
-        );
-        let page = expect_json(client.get(&url).send().await.expect("GET records"), StatusCode::OK).await;
-        let records = page["records"].as_array().expect("records").clone();
-        let next = page["next_offset"].as_u64().expect("next_offset");
-        let end = page["end_offset"].as_u64().expect("end_offset");
-        for w in records.windows(2) {
-            assert!(
-                w[0]["offset"].as_u64() < w[1]["offset"].as_u64(),
-                "offsets out of order: {page}"
-            );
-        }
-        out.extend(records);
-        if next >= end {
-            return out;
-        }
-        assert!(next > offset, "no progress at {offset}: {page}");
-        offset = next;
-    }
-    panic!("read did not finish");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latest_per_key_survives_sigkill_during_compaction() {
     let (mut rng, seed) = Rng::from_env_or_time();
@@ -127,7 +98,7 @@ async fn latest_per_key_survives_sigkill_during_compaction() {
         "seed {seed}: compaction never covered the stream: {}",
         server.log_tail(20)
     );
-    let records = read_gapped(&client, &server, "users").await;
+    let records = support::read_gapped(&client, &server, "users", 0).await;
     let mut got: BTreeMap<String, (u64, String)> = BTreeMap::new();
     for r in &records {
         let value = r["value"].as_str().expect("text value").to_string();

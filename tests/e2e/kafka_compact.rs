@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use crate::kafka_support::{hex, py};
 use crate::support::{self, Server, ServerOptions, expect_json};
 
-const CONFIG: &str = r#"
+/// Tiering as soon as records arrive, in small segments, so compaction has
+/// closed segments to work on within a test.
+pub const CONFIG: &str = r#"
 upload_min_bytes = "1B"
 upload_interval = "0s"
 upload_chunk_bytes = "8KiB"

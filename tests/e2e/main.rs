@@ -37,6 +37,7 @@ mod kafka_nulls;
 mod kafka_offset_delete;
 mod kafka_partitions;
 mod kafka_producers;
+mod kafka_quix;
 mod kafka_scram;
 mod kafka_support;
 mod kafka_time_tiered;

@@ -542,6 +542,36 @@ pub async fn read_all(
     panic!("reading {stream}/{partition} did not reach the end");
 }
 
+/// Reads a partition to its end, following `next_offset` across gaps (the
+/// offsets compaction or retention dropped); checks offsets only rise.
+pub async fn read_gapped(client: &reqwest::Client, server: &Server, stream: &str, partition: u32) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut offset = 0u64;
+    for _ in 0..10_000 {
+        let url = format!(
+            "{}?offset={offset}&max_records=500",
+            records_url(server, stream, partition)
+        );
+        let page = expect_json(client.get(&url).send().await.expect("GET records"), StatusCode::OK).await;
+        let records = page["records"].as_array().expect("records").clone();
+        let next = page["next_offset"].as_u64().expect("next_offset");
+        let end = page["end_offset"].as_u64().expect("end_offset");
+        for w in records.windows(2) {
+            assert!(
+                w[0]["offset"].as_u64() < w[1]["offset"].as_u64(),
+                "offsets out of order: {page}"
+            );
+        }
+        out.extend(records);
+        if next >= end {
+            return out;
+        }
+        assert!(next > offset, "no progress at {offset}: {page}");
+        offset = next;
+    }
+    panic!("read did not finish");
+}
+
 /// A small deterministic PRNG (splitmix64), so a failing run can be replayed
 /// with `SLUICE_E2E_SEED`.
 #[derive(Debug, Clone)]

@@ -12,6 +12,7 @@
 mod installer;
 pub mod kafka_clients;
 pub mod moto;
+pub mod quixstreams;
 pub mod schemathesis;
 mod venv;
 
