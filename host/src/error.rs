@@ -178,6 +178,7 @@ impl From<LogError> for Error {
                 (ErrorKind::Invalid, "invalid_request")
             }
             LogError::InvalidConfig(_) => (ErrorKind::Invalid, "invalid_config"),
+            LogError::KeyRequired { .. } => (ErrorKind::Invalid, "key_required"),
             LogError::BatchTooLarge { .. } => (ErrorKind::TooLarge, "payload_too_large"),
             LogError::OffsetOutOfRange { .. } => (ErrorKind::Invalid, "offset_out_of_range"),
             LogError::Corrupt { .. } => (ErrorKind::Data, "data_corrupt"),

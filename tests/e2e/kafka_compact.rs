@@ -2,7 +2,8 @@
 //! kafka-python creates the topic, confluent-kafka produces keyed updates
 //! and a tombstone (a null value), the node tiers and compacts with its
 //! built-in record-key policy, and a consumer reads back exactly the latest
-//! record per key at its original offset.
+//! record per key at its original offset. A record without a key is
+//! refused, over Kafka and over HTTP.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -105,4 +106,34 @@ async fn a_compacted_topic_keeps_the_latest_record_per_key() {
         got, want,
         "the latest per key at its offset; k3's tombstone reads back null"
     );
+
+    // A record without a key could never be compacted away: refused over
+    // Kafka (INVALID_RECORD, as Kafka refuses it) and over HTTP, and
+    // nothing of either batch is written.
+    let keyless = py(
+        "confluent",
+        "produce",
+        &json!({"bootstrap": b, "topic": "users", "records": [{"value": hex(b"no key"), "partition": 0}]}),
+    );
+    let error = keyless["results"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("INVALID_RECORD"), "{keyless}");
+    let resp = c
+        .post(support::records_url(&server, "users", 0))
+        .json(&json!({"records": [{"key": "k1", "value": "v"}, {"value": "no key"}]}))
+        .send()
+        .await
+        .expect("POST");
+    let body = support::expect_error(resp, StatusCode::BAD_REQUEST, "key_required").await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("record 1")),
+        "{body}"
+    );
+    let info = expect_json(
+        c.get(server.url("/streams/users")).send().await.expect("GET"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(info["partitions"][0]["end_offset"], 201, "{info}");
 }

@@ -249,7 +249,8 @@ pub async fn delete_stream(State(host): State<Host>, Path(name): Path<String>) -
     request_body = ProduceBody,
     responses(
         (status = 200, description = "Appended", body = ProduceOut),
-        (status = 400, description = "`invalid_request` (malformed JSON, bad base64, no records)", body = ErrorBody),
+        (status = 400, description = "`invalid_request` (malformed JSON, bad base64, no records), \
+            `key_required` (a record without a key for a stream compacted by record key)", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`stream_not_found`, `partition_not_found`", body = ErrorBody),
         (status = 409, description = "`view_read_only`: the name is a view", body = ErrorBody),

@@ -28,6 +28,7 @@ pub(super) fn code_of(e: &Error) -> i16 {
             K::KafkaStorageError
         }
         "invalid_config" => K::InvalidConfig,
+        "key_required" => K::InvalidRecord,
         "stream_in_use" => K::PolicyViolation,
         "out_of_order_sequence" => K::OutOfOrderSequenceNumber,
         "invalid_producer_epoch" => K::InvalidProducerEpoch,

@@ -216,6 +216,14 @@ impl Log {
         }
         let s = self.stream(stream)?;
         let part = partition_of(&s, partition)?;
+        if s.meta.compaction.as_ref().is_some_and(|c| c.is_record_key())
+            && let Some(index) = records.iter().position(|r| r.key.is_none())
+        {
+            return Err(LogError::KeyRequired {
+                stream: stream.to_string(),
+                index,
+            });
+        }
         let count = records.len() as u32;
         let stream_id = s.meta.id;
         // Reserve queue space first (this may wait and is cancel-safe), then

@@ -36,6 +36,12 @@ pub enum LogError {
     InvalidPartitions { count: u32, max: u32 },
     #[error("invalid batch: {0}")]
     InvalidBatch(String),
+    /// A record without a key for a stream compacted by record key, where
+    /// it could never be compacted away (Kafka refuses it the same way).
+    #[error(
+        "record {index} of the batch has no key; stream `{stream}` is compacted by record key, so every record needs one"
+    )]
+    KeyRequired { stream: String, index: usize },
     /// Stream settings that do not go together, or cannot change.
     #[error("{0}")]
     InvalidConfig(String),
