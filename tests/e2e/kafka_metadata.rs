@@ -3,7 +3,9 @@
 //! is deleted and created again under its name; kafka-python describes
 //! topics by id, and an unknown id is UNKNOWN_TOPIC_ID. DescribeCluster:
 //! kafka-python's describe_cluster gets the brokers, cluster id and
-//! controller Metadata gives.
+//! controller Metadata gives. Authorized operations: librdkafka asking
+//! gets what a Kafka broker without an authorizer gives (the node has no
+//! ACLs), less what the node refuses on its own internal topic.
 
 use serde_json::{Value, json};
 
@@ -120,4 +122,52 @@ async fn describe_cluster_answers_what_metadata_does() {
     .await
     .expect("join");
     assert_eq!(answer, (115, 0), "UNSUPPORTED_ENDPOINT_TYPE");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_ask_get_the_authorized_operations_a_broker_without_acls_gives() {
+    let server = Server::start().await;
+    let c = client();
+    create_stream(&c, &server, "ta", 1).await;
+    // A commit creates the internal offsets topic.
+    let committed = c
+        .post(server.url("/groups/g1/offsets"))
+        .json(&json!({"offsets": [{"stream": "ta", "partition": 0, "offset": 0}]}))
+        .send()
+        .await
+        .expect("POST");
+    assert!(committed.status().is_success(), "{committed:?}");
+    let got = py(
+        "confluent",
+        "authorized",
+        &json!({"bootstrap": server.kafka(), "topics": ["ta", "__consumer_offsets"], "group": "g1"}),
+    );
+    let all_on_cluster = json!([
+        "ALTER",
+        "ALTER_CONFIGS",
+        "CLUSTER_ACTION",
+        "CREATE",
+        "DESCRIBE",
+        "DESCRIBE_CONFIGS",
+        "IDEMPOTENT_WRITE"
+    ]);
+    let all_on_topic = json!([
+        "ALTER",
+        "ALTER_CONFIGS",
+        "CREATE",
+        "DELETE",
+        "DESCRIBE",
+        "DESCRIBE_CONFIGS",
+        "READ",
+        "WRITE"
+    ]);
+    assert_eq!(got["cluster"], all_on_cluster, "{got}");
+    assert_eq!(got["cluster_unasked"], Value::Null, "not given unless asked: {got}");
+    assert_eq!(got["topics"]["ta"], all_on_topic, "{got}");
+    assert_eq!(
+        got["topics"]["__consumer_offsets"],
+        json!(["DESCRIBE", "DESCRIBE_CONFIGS", "READ"]),
+        "{got}"
+    );
+    assert_eq!(got["group"], json!(["DELETE", "DESCRIBE", "READ"]), "{got}");
 }

@@ -211,7 +211,8 @@ async fn kafka_python_group_on_a_view_gets_exactly_the_filtered_input() {
     view_through_a_group("kafkapython").await;
 }
 
-/// Metadata lists a view with its input's partitions; produce to it is
+/// Metadata lists a view with its input's partitions (its authorized
+/// operations read and describe only); produce to it is
 /// refused with a clear error and writes nothing; its name cannot be
 /// created as a topic or deleted as one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,6 +231,14 @@ async fn kafka_clients_see_a_view_as_a_read_only_topic() {
 
     let md = crate::kafka_support::py("confluent", "metadata", &json!({"bootstrap": b}));
     assert_eq!(md["topics"]["errors"].as_object().map(|p| p.len()), Some(2), "{md}");
+    // Asked for, its authorized operations say read-only; its input's do not.
+    let ops = crate::kafka_support::py(
+        "confluent",
+        "authorized",
+        &json!({"bootstrap": b, "topics": ["errors", "logs"], "group": "g"}),
+    );
+    assert_eq!(ops["topics"]["errors"], json!(["DESCRIBE", "READ"]), "{ops}");
+    assert!(ops["topics"]["logs"].to_string().contains("WRITE"), "{ops}");
 
     let records = json!([{"value": crate::kafka_support::hex(br#"{"level":"error"}"#), "partition": 0}]);
     let out = crate::kafka_support::py(

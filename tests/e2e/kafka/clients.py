@@ -203,6 +203,28 @@ def confluent_topic_ids(a):
     return {"ids": out}
 
 
+def confluent_authorized(a):
+    """The authorized operations librdkafka's admin client gets for the
+    cluster, a["topics"] and group a["group"] when it asks (names, sorted),
+    and for the cluster when it does not ask (None)."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": a["bootstrap"]})
+
+    def names(ops):
+        return None if ops is None else sorted(o.name for o in ops)
+
+    topics = admin.describe_topics(TopicCollection(a["topics"]), include_authorized_operations=True)
+    group = admin.describe_consumer_groups([a["group"]], include_authorized_operations=True)[a["group"]]
+    return {
+        "cluster": names(admin.describe_cluster(include_authorized_operations=True).result(20).authorized_operations),
+        "cluster_unasked": names(admin.describe_cluster().result(20).authorized_operations),
+        "topics": {t: names(f.result(20).authorized_operations) for t, f in topics.items()},
+        "group": names(group.result(20).authorized_operations),
+    }
+
+
 def _outcome(fut):
     """An admin future's result: ok, or the Kafka error for the test."""
     try:
@@ -376,6 +398,7 @@ COMMANDS = {
     ("confluent", "delete_records"): confluent_delete_records,
     ("confluent", "describe_configs"): confluent_describe_configs,
     ("confluent", "topic_ids"): confluent_topic_ids,
+    ("confluent", "authorized"): confluent_authorized,
     ("confluent", "list_offsets"): confluent_list_offsets,
     ("confluent", "elect_leaders"): confluent_elect_leaders,
     ("aiokafka", "roundtrip"): aio_roundtrip,

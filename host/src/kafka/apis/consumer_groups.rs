@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::super::Ctx;
 use super::super::error::group_code;
-use super::{str_bytes, topic_ids, topic_name};
+use super::{authorized, str_bytes, topic_ids, topic_name};
 use crate::node::{ConsumerHeartbeat, GroupError, TopicMeta, Topics};
 
 /// The node's streams and views as a group sees them.
@@ -136,10 +136,11 @@ pub(super) fn describe(ctx: &Ctx, r: ConsumerGroupDescribeRequest) -> ConsumerGr
     let mut out = ConsumerGroupDescribeResponse::default();
     for id in r.group_ids {
         let mut g = DescribedGroup::default();
-        g.authorized_operations = i32::MIN;
+        g.authorized_operations = authorized::NOT_GIVEN;
         let found = ctx.host.describe_consumer_group(id.0.as_str());
         match found {
             Ok(Some(d)) => {
+                g.authorized_operations = authorized::given(r.include_authorized_operations, authorized::GROUP);
                 g.group_state = str_bytes(d.state.as_str());
                 g.group_epoch = d.epoch;
                 g.assignment_epoch = d.assignment_epoch;

@@ -19,7 +19,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::super::Ctx;
 use super::super::error::{code_of, group_code, group_op_code};
-use super::str_bytes;
+use super::{authorized, str_bytes};
 use crate::node::{GroupError, JoinRequest, SyncRequest};
 
 fn millis(ms: i32) -> Duration {
@@ -193,7 +193,7 @@ pub(super) fn describe(ctx: &Ctx, r: DescribeGroupsRequest) -> DescribeGroupsRes
         if let Err(e) = ctx.host.group_here(id.0.as_str()) {
             g.error_code = group_code(&e);
             g.group_id = id;
-            g.authorized_operations = i32::MIN;
+            g.authorized_operations = authorized::NOT_GIVEN;
             out.groups.push(g);
             continue;
         }
@@ -230,7 +230,10 @@ pub(super) fn describe(ctx: &Ctx, r: DescribeGroupsRequest) -> DescribeGroupsRes
             None => g.group_state = str_bytes("Dead"),
         }
         g.group_id = id;
-        g.authorized_operations = i32::MIN;
+        g.authorized_operations = match g.error_code {
+            0 => authorized::given(r.include_authorized_operations, authorized::GROUP),
+            _ => authorized::NOT_GIVEN,
+        };
         out.groups.push(g);
     }
     out

@@ -21,20 +21,17 @@ use kafka_protocol::messages::{
 use super::super::Ctx;
 use super::super::conn::Conn;
 use super::super::error::{code_of, codes};
-use super::{str_bytes, topic_ids, topic_name};
+use super::{authorized, str_bytes, topic_ids, topic_name};
 use crate::error::Error;
 use crate::node::StreamInfo;
 
 /// The cluster id Metadata and DescribeCluster report.
 const CLUSTER_ID: &str = "sluice";
 
-/// Kafka's "authorized operations not given".
-const OPERATIONS_NOT_GIVEN: i32 = i32::MIN;
-
 pub(super) fn describe_cluster(ctx: &Ctx, conn: &Conn, r: DescribeClusterRequest) -> DescribeClusterResponse {
     let mut out = DescribeClusterResponse::default();
     out.endpoint_type = r.endpoint_type;
-    out.cluster_authorized_operations = OPERATIONS_NOT_GIVEN;
+    out.cluster_authorized_operations = authorized::given(r.include_cluster_authorized_operations, authorized::CLUSTER);
     // 1: brokers (2: controllers, which this node does not have).
     if r.endpoint_type != 1 {
         out.error_code = kafka_protocol::ResponseError::UnsupportedEndpointType.code();
@@ -116,6 +113,16 @@ pub(super) async fn handle(ctx: &Ctx, conn: &Conn, r: MetadataRequest, version: 
             topics
         }
     };
+    out.cluster_authorized_operations = authorized::given(r.include_cluster_authorized_operations, authorized::CLUSTER);
+    for t in &mut out.topics {
+        t.topic_authorized_operations = match t.error_code {
+            0 if !r.include_topic_authorized_operations => authorized::NOT_GIVEN,
+            0 if t.is_internal => authorized::INTERNAL,
+            0 if t.name.as_ref().is_some_and(|n| ctx.host.view(n.0.as_str()).is_some()) => authorized::VIEW,
+            0 => authorized::TOPIC,
+            _ => authorized::NOT_GIVEN,
+        };
+    }
     out
 }
 

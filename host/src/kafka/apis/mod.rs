@@ -7,6 +7,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::Ctx;
 use super::conn::Conn;
 
+mod authorized;
 mod configs;
 mod consumer_groups;
 mod describe_configs;
