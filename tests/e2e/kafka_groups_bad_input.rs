@@ -146,7 +146,10 @@ async fn bad_group_requests_get_their_codes_and_store_nothing() {
         let got = commit(&mut c, 0, &me, &[("t", 0, 9, None)]);
         assert_eq!(got[0].2, 22, "ILLEGAL_GENERATION");
         let got = commit(&mut c, -1, "", &[("t", 0, 9, None)]);
-        assert_ne!(got[0].2, 0, "a simple commit into a group with members");
+        assert_eq!(
+            got[0].2, 25,
+            "UNKNOWN_MEMBER_ID: a simple commit into a group with members"
+        );
         assert_eq!(committed(&mut c), 5);
 
         // Oversized metadata and group ids; more groups than the cap.

@@ -126,7 +126,7 @@ impl Group {
 
     /// OffsetCommit's membership check (Kafka's `validateOffsetCommit`):
     /// a simple commit (generation < 0, no member id, no instance id) only
-    /// for an Empty group; otherwise a current member of the current
+    /// for an Empty group (else UNKNOWN_MEMBER_ID); otherwise a current member of the current
     /// generation, refused while CompletingRebalance. Commits during
     /// PreparingRebalance are allowed, as in Kafka: members commit before
     /// they rejoin. A passing check counts as a heartbeat.
@@ -145,7 +145,9 @@ impl Group {
             self.touch(member_id, now);
             Ok(())
         } else if self.state != GroupState::Empty {
-            Err(GroupError::IllegalGeneration)
+            // Not a member of the group (Kafka's answer, which admin
+            // clients show as "the group has active members").
+            Err(GroupError::UnknownMemberId)
         } else {
             Ok(())
         }

@@ -325,7 +325,8 @@ async fn simple_commits_only_for_an_empty_group_and_member_commits_need_the_curr
     );
     assert_eq!(
         c.check_commit("g", -1, "", None, false),
-        Err(GroupError::IllegalGeneration)
+        Err(GroupError::UnknownMemberId),
+        "a simple commit into a group with members (Kafka's answer)"
     );
     c.sync(sync_req("g", 1, a, &[])).within().await.unwrap();
     assert_eq!(c.check_commit("g", 1, b, None, false), Ok(()));
