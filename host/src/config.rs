@@ -248,6 +248,12 @@ pub struct ClusterSettings {
     /// capped at the partition's replica count; fewer answer 503
     /// `not_enough_replicas`.
     pub min_insync_replicas: u32,
+    /// Replicas of a topic a Kafka client creates with the broker's default
+    /// (replication factor -1, and topics auto-created): Kafka's
+    /// `default.replication.factor`. Unset: the number of nodes, at most 3.
+    /// Kafka clients create only replicated topics in a cluster, so every
+    /// node knows them.
+    pub default_replication_factor: Option<u32>,
 }
 
 impl Default for ClusterSettings {
@@ -264,11 +270,19 @@ impl Default for ClusterSettings {
             fetch_wait: Duration::from_millis(500),
             fetch_failures_max: 8,
             min_insync_replicas: 2,
+            default_replication_factor: None,
         }
     }
 }
 
 impl ClusterSettings {
+    /// [`ClusterSettings::default_replication_factor`], or the number of
+    /// nodes capped at 3 when unset.
+    pub fn kafka_replication_factor(&self) -> u32 {
+        self.default_replication_factor
+            .unwrap_or_else(|| u32::try_from(self.nodes.len().min(3)).unwrap_or(3))
+    }
+
     /// The nodes by numeric id with their base URLs, checked.
     /// Node id -> base URL; a bare `host:port` gets `scheme` (`https` when
     /// `[tls]` is set).
@@ -511,6 +525,14 @@ impl Settings {
             }
             if c.fetch_failures_max == 0 || c.min_insync_replicas == 0 {
                 return bad("cluster.fetch_failures_max and cluster.min_insync_replicas must be positive".into());
+            }
+            if let Some(f) = c.default_replication_factor
+                && (f < 2 || f as usize > c.nodes.len())
+            {
+                return bad(format!(
+                    "cluster.default_replication_factor {f} must be between 2 and the number of nodes ({})",
+                    c.nodes.len()
+                ));
             }
             if c.peer_timeout < Duration::from_millis(10) || c.acks_timeout < Duration::from_millis(10) {
                 return bad("cluster.peer_timeout and cluster.acks_timeout must be at least 10ms".into());

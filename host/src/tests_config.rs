@@ -106,7 +106,26 @@ fn cluster_section_is_parsed_and_checked() {
     let peers = c.peers("http").unwrap();
     assert_eq!(peers[&1], "http://127.0.0.1:8081");
     assert_eq!(peers[&2], "http://127.0.0.1:8082");
+    // Unset: the node count, at most 3.
+    assert_eq!(c.kafka_replication_factor(), 2);
+    let mut five = c.clone();
+    five.nodes = (1..=5)
+        .map(|n| (n.to_string(), format!("127.0.0.1:{}", 8080 + n)))
+        .collect();
+    assert_eq!(five.kafka_replication_factor(), 3);
+    five.default_replication_factor = Some(5);
+    assert_eq!(five.kafka_replication_factor(), 5);
     for bad in [
+        r#"[cluster]
+        node_id = 1
+        secret = "s"
+        nodes = { "1" = "127.0.0.1:8081", "2" = "127.0.0.1:8082" }
+        default_replication_factor = 3"#,
+        r#"[cluster]
+        node_id = 1
+        secret = "s"
+        nodes = { "1" = "127.0.0.1:8081", "2" = "127.0.0.1:8082" }
+        default_replication_factor = 1"#,
         r#"[cluster]
         node_id = 3
         secret = "s"

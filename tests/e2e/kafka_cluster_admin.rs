@@ -237,3 +237,68 @@ async fn a_compacted_topic_is_replicated_on_every_node() {
     );
     assert_eq!(configs["configs"]["cleanup.policy"], "compact", "{configs}");
 }
+
+/// A topic a Kafka client creates in a cluster is replicated, so that
+/// every node knows it: with the default replication factor (-1) it gets
+/// `[cluster] default_replication_factor` replicas (here, unset: 3), and a
+/// client that reaches another node reads it. A factor of 1 would make a
+/// topic only one node knows, which clients asking another node are told
+/// does not exist: refused, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_created_over_kafka_in_a_cluster_are_known_to_every_node() {
+    let cluster = Cluster::start("1MiB").await;
+    let out = py(
+        "confluent",
+        "create_topic",
+        &json!({"bootstrap": cluster.node(1).kafka(), "topic": "dflt", "partitions": 2, "replication": -1}),
+    );
+    assert_eq!(out["ok"], true, "{out}");
+    for id in NODES {
+        let resp = cluster
+            .client
+            .get(cluster.node(id).url("/streams/dflt"))
+            .send()
+            .await
+            .expect("GET stream");
+        let s = support::expect_json(resp, StatusCode::OK).await;
+        assert_eq!(s["replication"]["factor"].as_u64(), Some(3), "node {id}: {s}");
+    }
+    let values: Vec<Value> = (0..5)
+        .map(|i| json!({"value": crate::kafka_support::hex(format!("v{i}").as_bytes()), "partition": 0}))
+        .collect();
+    let produced = py(
+        "confluent",
+        "produce",
+        &json!({"bootstrap": cluster.node(2).kafka(), "topic": "dflt", "records": values, "config": {"acks": "all"}}),
+    );
+    let offsets: Vec<Value> = produced["results"]
+        .as_array()
+        .map(|r| r.iter().map(|x| x["offset"].clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(offsets, [0, 1, 2, 3, 4], "{produced}");
+    let got = py(
+        "confluent",
+        "consume",
+        &json!({"bootstrap": cluster.node(3).kafka(), "topic": "dflt", "partition": 0, "offset": 0, "count": 5, "timeout": 30}),
+    );
+    assert_eq!(got["records"].as_array().map(Vec::len), Some(5), "{got}");
+
+    let one = py(
+        "confluent",
+        "create_topic",
+        &json!({"bootstrap": cluster.node(1).kafka(), "topic": "one", "partitions": 1, "replication": 1}),
+    );
+    assert_eq!(one["ok"], false, "{one}");
+    let error = one["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("INVALID_REPLICATION_FACTOR") && error.contains("every node knows it"),
+        "{one}"
+    );
+    let resp = cluster
+        .client
+        .get(cluster.node(1).url("/streams/one"))
+        .send()
+        .await
+        .expect("GET stream");
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND, "nothing was created");
+}

@@ -160,14 +160,11 @@ fn view_topic(ctx: &Ctx, name: &str) -> Result<MetadataResponseTopic, Error> {
 
 async fn stream_topic(ctx: &Ctx, name: &str, allow_create: bool) -> Result<MetadataResponseTopic, Error> {
     let found = match ctx.host.describe_stream(name) {
-        Err(e) if e.code() == "stream_not_found" && allow_create => {
-            let partitions = ctx.host.settings().kafka_default_partitions;
-            match ctx.host.create_stream(name, partitions).await {
-                Ok(info) => Ok(info),
-                Err(e) if e.code() == "stream_exists" => ctx.host.describe_stream(name),
-                Err(e) => Err(e),
-            }
-        }
+        Err(e) if e.code() == "stream_not_found" && allow_create => match super::topics::auto_create(ctx, name).await {
+            Ok(info) => Ok(info),
+            Err(e) if e.code() == "stream_exists" => ctx.host.describe_stream(name),
+            Err(e) => Err(e),
+        },
         other => other,
     };
     found.map(|info| topic(ctx, &info))

@@ -49,9 +49,20 @@ pub(super) async fn ensure_exists(ctx: &Ctx, stream: &str) {
         && ctx.host.view(stream).is_none()
         && Host::check_stream_name(stream).is_ok()
     {
-        let partitions = ctx.host.settings().kafka_default_partitions;
-        let _ = ctx.host.create_stream(stream, partitions).await;
+        let _ = auto_create(ctx, stream).await;
     }
+}
+
+/// Creates a topic a client named without creating it (`kafka_auto_create_topics`):
+/// the default partitions and, in a cluster, the default replication.
+pub(super) async fn auto_create(ctx: &Ctx, name: &str) -> Result<crate::node::StreamInfo, crate::Error> {
+    let partitions = ctx.host.settings().kafka_default_partitions;
+    let replication = replication_for(ctx, -1).map_err(|(_, m)| crate::Error::invalid(m))?;
+    let config = StreamConfig {
+        replication,
+        ..StreamConfig::default()
+    };
+    ctx.host.create_stream_with(name, partitions, config).await
 }
 
 pub(super) async fn create(ctx: &Ctx, r: CreateTopicsRequest) -> CreateTopicsResponse {
@@ -61,9 +72,9 @@ pub(super) async fn create(ctx: &Ctx, r: CreateTopicsRequest) -> CreateTopicsRes
         let mut res = CreatableTopicResult::default();
         res.name = topic_name(&name);
         match create_one(ctx, &name, &topic, r.validate_only).await {
-            Ok(partitions) => {
+            Ok((partitions, factor)) => {
                 res.num_partitions = partitions as i32;
-                res.replication_factor = topic.replication_factor.max(1);
+                res.replication_factor = i16::try_from(factor).unwrap_or(i16::MAX);
             }
             Err((code, message)) => {
                 res.error_code = code;
@@ -75,12 +86,50 @@ pub(super) async fn create(ctx: &Ctx, r: CreateTopicsRequest) -> CreateTopicsRes
     out
 }
 
+/// The replication of a topic created over Kafka with `asked` replicas
+/// (-1: the default). On a node alone, a topic is that node's. In a cluster
+/// of several nodes every such topic is replicated (-1: `[cluster]
+/// default_replication_factor`), so every node knows it: a topic on one
+/// node only would be unknown to clients that ask another node, and Kafka
+/// clients ask any node.
+pub(super) fn replication_for(ctx: &Ctx, asked: i16) -> Result<Option<Replication>, (i16, String)> {
+    let cluster = ctx.host.settings().cluster.as_ref().filter(|c| c.nodes.len() > 1);
+    let factor = match (asked, cluster) {
+        (-1 | 1, None) => return Ok(None),
+        (-1, Some(c)) => c.kafka_replication_factor(),
+        (1, Some(c)) => {
+            return Err((
+                codes::invalid_replication_factor(),
+                format!(
+                    "replication factor 1: in a cluster a topic created over Kafka is replicated, so that \
+                     every node knows it; ask for 2 to {} replicas, or -1 for the default ({}); a stream \
+                     on one node only is created over HTTP",
+                    c.nodes.len(),
+                    c.kafka_replication_factor()
+                ),
+            ));
+        }
+        (f, None) if f > 1 => {
+            return Err((
+                codes::invalid_replication_factor(),
+                format!("replication factor {f} needs a cluster; this node runs alone"),
+            ));
+        }
+        (f, Some(_)) if f > 1 => u32::from(f.unsigned_abs()),
+        (f, _) => return Err((codes::invalid_replication_factor(), format!("replication factor {f}"))),
+    };
+    Ok(Some(Replication {
+        factor,
+        assignment: Vec::new(),
+    }))
+}
+
 async fn create_one(
     ctx: &Ctx,
     name: &str,
     topic: &kafka_protocol::messages::create_topics_request::CreatableTopic,
     validate_only: bool,
-) -> Result<u32, (i16, String)> {
+) -> Result<(u32, u32), (i16, String)> {
     Host::check_stream_name(name).map_err(|e| {
         (
             kafka_protocol::ResponseError::InvalidTopicException.code(),
@@ -105,22 +154,8 @@ async fn create_one(
         let value = c.value.as_ref().map(|v| v.as_str().to_string()).unwrap_or_default();
         apply_config(&mut config, c.name.as_str(), &value).map_err(|m| (codes::invalid_config(), m))?;
     }
-    match topic.replication_factor {
-        -1 | 1 => {}
-        f if f > 1 => {
-            if ctx.host.settings().cluster.is_none() {
-                return Err((
-                    codes::invalid_replication_factor(),
-                    format!("replication factor {f} needs a cluster; this node runs alone"),
-                ));
-            }
-            config.replication = Some(Replication {
-                factor: f as u32,
-                assignment: Vec::new(),
-            });
-        }
-        f => return Err((codes::invalid_replication_factor(), format!("replication factor {f}"))),
-    }
+    config.replication = replication_for(ctx, topic.replication_factor)?;
+    let factor = config.replication.as_ref().map_or(1, |r| r.factor);
     if validate_only {
         config
             .validate()
@@ -131,7 +166,7 @@ async fn create_one(
                 format!("topic `{name}` exists"),
             ));
         }
-        return Ok(partitions);
+        return Ok((partitions, factor));
     }
     let info = ctx
         .host
@@ -146,7 +181,7 @@ async fn create_one(
             };
             (code, e.to_string())
         })?;
-    Ok(info.partitions.len() as u32)
+    Ok((info.partitions.len() as u32, factor))
 }
 
 fn apply_config(config: &mut StreamConfig, name: &str, value: &str) -> Result<(), String> {
