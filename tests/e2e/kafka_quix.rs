@@ -9,7 +9,7 @@
 //! deleted: the second run can count on only from what the node kept (the
 //! compacted changelog and the group's committed offsets). Each run ends
 //! with SIGTERM, as a deployment stops it; Quix then commits, so every word
-//! is counted exactly once.
+//! is counted exactly once. The same on three nodes, with a node killed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::kafka_support::{hex, py};
+use crate::replication_support::Cluster;
 use crate::support::{self, Server, ServerOptions, create_stream, expect_json, produce, read_all};
 
 const WORDS: u64 = 7;
@@ -42,7 +44,7 @@ async fn a_quix_word_count_counts_on_from_the_changelog_after_a_node_kill() {
     let state = tempfile::tempdir().expect("state dir");
 
     produce_words(&c, &server, 0..1400).await;
-    run_app(&server, state.path(), 1400).await;
+    run_app(&server, &server.kafka(), state.path(), 1400, None).await;
     assert_counts(&c, &server, 1400).await;
 
     let changelog = compact_changelog(&c, &server).await;
@@ -51,7 +53,7 @@ async fn a_quix_word_count_counts_on_from_the_changelog_after_a_node_kill() {
     std::fs::remove_dir_all(state.path()).expect("delete the application's local state");
 
     produce_words(&c, &server, 1400..2100).await;
-    run_app(&server, state.path(), 2100).await;
+    run_app(&server, &server.kafka(), state.path(), 2100, None).await;
     assert_counts(&c, &server, 2100).await;
     let cleanup = expect_json(
         c.get(server.url(&format!("/streams/{changelog}")))
@@ -65,6 +67,82 @@ async fn a_quix_word_count_counts_on_from_the_changelog_after_a_node_kill() {
         cleanup["cleanup"], "compact",
         "Quix creates its changelog compacted: {cleanup}"
     );
+}
+
+/// The same application on three nodes. The input topic is created over
+/// Kafka with the default replication (3 here), and Quix gives its own
+/// topics the input's; words are produced with acks=all through a client
+/// that knows all three nodes. Between the runs node 2, which leads some of
+/// their partitions, is killed with SIGKILL and restarted, and the
+/// application's local state is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quix_word_count_on_three_nodes_counts_on_after_a_node_kill() {
+    let mut cluster = Cluster::start("1MiB").await;
+    let b = cluster.kafka_bootstrap();
+    let created = py(
+        "confluent",
+        "create_topic",
+        &json!({"bootstrap": b, "topic": "words", "partitions": PARTITIONS, "replication": -1}),
+    );
+    assert_eq!(created["ok"], true, "{created}");
+    let state = tempfile::tempdir().expect("state dir");
+    let c = support::client();
+
+    produce_words_kafka(&b, 0..1400);
+    run_app(cluster.node(1), &b, state.path(), 1400, Some(3)).await;
+    assert_counts(&c, cluster.node(1), 1400).await;
+    let streams = expect_json(
+        c.get(cluster.node(2).url("/streams")).send().await.expect("GET"),
+        StatusCode::OK,
+    )
+    .await;
+    let quix: Vec<&Value> = streams["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .filter(|s| {
+            s["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("changelog__") || n.starts_with("repartition__") || n == "counts")
+        })
+        .collect();
+    assert_eq!(quix.len(), 3, "{streams}");
+    let mut led_by_2 = 0;
+    for s in quix {
+        assert_eq!(s["replication"]["factor"], 3, "{s}");
+        let assignment = s["replication"]["assignment"].as_array().expect("assignment");
+        led_by_2 += assignment.iter().filter(|replicas| replicas[0] == 2).count();
+    }
+    assert!(led_by_2 > 0, "node 2 leads none of Quix's partitions: {streams}");
+
+    cluster.node_mut(2).kill();
+    cluster.node_mut(2).restart().await;
+    std::fs::remove_dir_all(state.path()).expect("delete the application's local state");
+    produce_words_kafka(&b, 1400..2100);
+    run_app(cluster.node(1), &b, state.path(), 2100, Some(3)).await;
+    assert_counts(&c, cluster.node(1), 2100).await;
+}
+
+/// [`produce_words`] through confluent-kafka with acks=all.
+fn produce_words_kafka(bootstrap: &str, range: std::ops::Range<u64>) {
+    let records: Vec<Value> = range
+        .map(|i| {
+            json!({
+                "key": hex(i.to_string().as_bytes()),
+                "value": hex(json!({"w": format!("w{}", i % WORDS)}).to_string().as_bytes()),
+                "partition": i % u64::from(PARTITIONS),
+            })
+        })
+        .collect();
+    let n = records.len();
+    let out = py(
+        "confluent",
+        "produce",
+        &json!({"bootstrap": bootstrap, "topic": "words", "records": records, "config": {"acks": "all"}}),
+    );
+    let results = out["results"].as_array().expect("results");
+    assert_eq!(results.len(), n, "{out}");
+    assert!(results.iter().all(|r| r["error"].is_null()), "{out}");
 }
 
 /// Produces words `range` over HTTP, word `i % 7` at record `i`, spread
@@ -113,15 +191,16 @@ impl App {
 /// Runs the application until the counts topic holds `total` records (one
 /// per word counted), then stops it with SIGTERM and checks it exited
 /// cleanly.
-async fn run_app(server: &Server, state: &Path, total: u64) {
+async fn run_app(server: &Server, bootstrap: &str, state: &Path, total: u64, replication: Option<u32>) {
     let stderr = tempfile::NamedTempFile::new().expect("stderr file");
     let args = json!({
-        "bootstrap": server.kafka(),
+        "bootstrap": bootstrap,
         "group": "wordcount",
         "input": "words",
         "output": "counts",
         "state_dir": state,
         "commit_every": COMMIT_EVERY,
+        "replication": replication,
     });
     let child = Command::new(sluice_test_artifacts::quixstreams::python())
         .arg(script())

@@ -7,7 +7,7 @@ writes {"w": word, "n": count} to the output topic. Runs until SIGTERM,
 as in production; Quix commits its state and offsets when it stops.
 
 argv[1]: JSON {"bootstrap", "group", "input", "output", "state_dir",
-"commit_every"}: Quix commits (and writes the changelog) at least every
+"commit_every", "replication" (optional: the output topic's replicas)}: Quix commits (and writes the changelog) at least every
 second and after each commit_every messages.
 """
 
@@ -16,6 +16,7 @@ import logging
 import sys
 
 from quixstreams import Application
+from quixstreams.models.topics import TopicConfig
 
 
 def main():
@@ -31,7 +32,11 @@ def main():
         commit_every=args["commit_every"],
     )
     words = app.topic(args["input"], value_deserializer="json")
-    counts = app.topic(args["output"], value_serializer="json")
+    # The output topic's replicas (Quix's default is 1); Quix gives its own
+    # topics the input topic's.
+    replicas = args.get("replication")
+    config = TopicConfig(num_partitions=1, replication_factor=replicas) if replicas else None
+    counts = app.topic(args["output"], value_serializer="json", config=config)
     sdf = app.dataframe(words)
     sdf = sdf.group_by(lambda v: v["w"], name="byword")
 
