@@ -60,6 +60,17 @@ async fn preferred_and_unclean_elections() {
     let none = nodes[2].host.elect_leader("s", 0, ElectionKind::Unclean).await.unwrap();
     assert_eq!(none, None);
 
+    // Both followers have heard from node 1 that they are in sync (each
+    // learns it on its first fetch from the new leader), so the election
+    // below has two candidates in sync and takes the first in order.
+    for node in &nodes[1..] {
+        let host = node.host.clone();
+        wait_until("the followers in sync with node 1", async || {
+            host.replication_status("s", 0)
+                .is_some_and(|s| s.epoch == 2 && s.follower.is_some_and(|f| f.leader == 1 && f.in_sync))
+        })
+        .await;
+    }
     // Node 1 dies: the preferred replica is unavailable; an unclean
     // election moves the partition to node 2 (in sync, first in order).
     stop(nodes.remove(0)).await;
