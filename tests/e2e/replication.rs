@@ -368,3 +368,42 @@ async fn the_cli_creates_produces_to_and_moves_a_replicated_stream() {
     assert!(over.stdout.contains("node 2 leads at epoch 3"), "{over:#?}");
     sluice_in(n2, &["produce", "cli", "-p", "0", "--acks", "all"], "e\n").ok();
 }
+
+/// Deleting a replicated stream while a node is down deletes it on the
+/// nodes that answer and says to delete it again; once the node is back,
+/// deleting again from a node that no longer has it reaches the copy left
+/// behind. A stream of one node alone that shares a name is never deleted
+/// by another node's delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_again_reaches_the_copy_a_down_node_kept() {
+    let mut cluster = Cluster::start("1MiB").await;
+    let c = cluster.client.clone();
+    let url = |cluster: &Cluster, id: u32, name: &str| cluster.node(id).url(&format!("/streams/{name}"));
+    cluster.node_mut(3).kill();
+    let resp = c.delete(url(&cluster, 1, STREAM)).send().await.expect("DELETE");
+    let body = support::expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, "replica_unavailable").await;
+    assert!(body.to_string().contains("delete it again"), "{body}");
+    for id in [1, 2] {
+        let resp = c.get(url(&cluster, id, STREAM)).send().await.expect("GET");
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "node {id}");
+    }
+    cluster.node_mut(3).restart().await;
+    let resp = c.get(url(&cluster, 3, STREAM)).send().await.expect("GET");
+    assert_eq!(resp.status(), StatusCode::OK, "node 3 kept its copy while down");
+
+    // Node 2 has a stream of its own named like one node 1 is asked to
+    // delete: it stays.
+    support::create_stream(&c, cluster.node(2), "solo", 1).await;
+    let resp = c.delete(url(&cluster, 1, "solo")).send().await.expect("DELETE");
+    support::expect_error(resp, StatusCode::NOT_FOUND, "stream_not_found").await;
+    let resp = c.get(url(&cluster, 2, "solo")).send().await.expect("GET");
+    assert_eq!(resp.status(), StatusCode::OK, "another node's own stream stays");
+
+    // Deleting again, from node 2 (which no longer has it), reaches node 3.
+    let resp = c.delete(url(&cluster, 2, STREAM)).send().await.expect("DELETE");
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let resp = c.get(url(&cluster, 3, STREAM)).send().await.expect("GET");
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND, "the copy left behind is gone");
+    let resp = c.delete(url(&cluster, 1, STREAM)).send().await.expect("DELETE");
+    support::expect_error(resp, StatusCode::NOT_FOUND, "stream_not_found").await;
+}

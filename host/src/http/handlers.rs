@@ -216,7 +216,10 @@ pub async fn compaction_status(State(host): State<Host>, Path(name): Path<String
 /// Kafka does), so a stream created again under the name is read from
 /// each group's reset position. If the offsets could not be deleted, the
 /// stream is gone and the error says so; deleting it again (answered
-/// `stream_not_found`) deletes them.
+/// `stream_not_found`) deletes them. In a cluster, a replicated stream is
+/// deleted on every node; a node that is down keeps its copy (503
+/// `replica_unavailable`), and deleting again from any node, once it is
+/// back, deletes that copy.
 #[utoipa::path(delete, path = "/streams/{name}", tag = "streams",
     params(("name" = String, Path, description = "Stream name")),
     responses(

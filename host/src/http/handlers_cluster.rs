@@ -147,6 +147,10 @@ pub async fn add_partitions(State(host): State<Host>, Body(body): Body) -> Res<J
 #[serde(deny_unknown_fields)]
 pub struct DeleteIn {
     pub name: String,
+    /// Delete only a replicated stream of that name (a stream of this node
+    /// alone is answered `stream_not_found`).
+    #[serde(default)]
+    pub replicated_only: bool,
 }
 
 /// Delete a replicated stream here (internal)
@@ -161,7 +165,7 @@ pub struct DeleteIn {
     ))]
 pub async fn delete_stream(State(host): State<Host>, Body(body): Body) -> Res<StatusCode> {
     let req: DeleteIn = json(body, "delete request")?;
-    host.delete_local(&req.name).await?;
+    host.delete_local(&req.name, req.replicated_only).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

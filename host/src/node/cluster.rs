@@ -128,18 +128,31 @@ impl Host {
         Ok(info)
     }
 
-    /// Deletes a replicated stream on the other nodes (best effort: a node
-    /// that is down keeps it; the errors are returned).
-    pub(super) async fn delete_on_peers(&self, name: &str) -> Vec<String> {
-        let body = serde_json::json!({ "name": name });
-        self.on_peers("/internal/streams/delete", &body)
+    /// Deletes the replicated stream `name` on the other nodes (best effort:
+    /// a node that is down keeps it). A peer deletes only a replicated
+    /// stream of that name, never one of its own that is not replicated.
+    /// Returns how many peers deleted one, and the errors of those that
+    /// could not be asked.
+    pub(super) async fn delete_on_peers(&self, name: &str) -> (usize, Vec<String>) {
+        let Some(cluster) = &self.inner.cluster else {
+            return (0, Vec::new());
+        };
+        let peers = cluster.peers().len().saturating_sub(1);
+        let body = serde_json::json!({ "name": name, "replicated_only": true });
+        let mut absent = 0;
+        let failed: Vec<String> = self
+            .on_peers("/internal/streams/delete", &body)
             .await
             .into_iter()
             .filter_map(|(n, e)| match e {
-                ClusterError::Peer { code, .. } if code == "stream_not_found" => None,
+                ClusterError::Peer { code, .. } if code == "stream_not_found" => {
+                    absent += 1;
+                    None
+                }
                 e => Some(format!("node {n}: {e}")),
             })
-            .collect()
+            .collect();
+        (peers.saturating_sub(absent + failed.len()), failed)
     }
 
     /// [`Host::on_peers`], failing with `replica_unavailable` and the

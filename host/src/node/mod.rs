@@ -406,10 +406,28 @@ impl Host {
         let replicated = match self.inner.log.describe_stream(name) {
             Ok(info) => info.replication.is_some(),
             Err(e) => {
+                if !matches!(e, crate::log::LogError::StreamNotFound { .. }) {
+                    return Err(e.into());
+                }
                 // Gone already: offsets an earlier delete could not remove
-                // go now, so deleting again finishes that delete.
-                if matches!(e, crate::log::LogError::StreamNotFound { .. }) {
-                    self.forget_stream_offsets(name).await?;
+                // go now, and so do copies of a replicated stream on nodes
+                // that were down then, so deleting again finishes that
+                // delete (from any node).
+                self.forget_stream_offsets(name).await?;
+                let (deleted, failed) = self.delete_on_peers(name).await;
+                if !failed.is_empty() {
+                    return Err(Error::new(
+                        ErrorKind::Unavailable,
+                        "replica_unavailable",
+                        format!(
+                            "stream `{name}` is not on this node, and not every other node could be asked to \
+                             delete its copy ({}); delete it again",
+                            failed.join("; ")
+                        ),
+                    ));
+                }
+                if deleted > 0 {
+                    return Ok(());
                 }
                 return Err(e.into());
             }
@@ -417,7 +435,7 @@ impl Host {
         self.inner.log.delete_stream(name).await?;
         let forgot = self.forget_stream_offsets(name).await;
         if replicated {
-            let failed = self.delete_on_peers(name).await;
+            let (_, failed) = self.delete_on_peers(name).await;
             if !failed.is_empty() {
                 return Err(Error::new(
                     ErrorKind::Unavailable,
@@ -443,8 +461,16 @@ impl Host {
 
     /// Deletes a stream on this node only (another node's delete of a
     /// replicated stream), and the offsets committed on it in the groups
-    /// this node coordinates.
-    pub async fn delete_local(&self, name: &str) -> Result<(), Error> {
+    /// this node coordinates. With `replicated_only`, a stream of that name
+    /// that is not replicated (this node's own) is left alone and answered
+    /// `stream_not_found`.
+    pub async fn delete_local(&self, name: &str, replicated_only: bool) -> Result<(), Error> {
+        if replicated_only {
+            let info = self.inner.log.describe_stream(name)?;
+            if info.replication.is_none() {
+                return Err(crate::log::LogError::StreamNotFound { name: name.into() }.into());
+            }
+        }
         self.inner.log.delete_stream(name).await?;
         self.forget_stream_offsets(name).await
     }
