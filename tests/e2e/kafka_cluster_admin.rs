@@ -294,6 +294,14 @@ async fn topics_created_over_kafka_in_a_cluster_are_known_to_every_node() {
         error.contains("INVALID_REPLICATION_FACTOR") && error.contains("every node knows it"),
         "{one}"
     );
+    // The broker configs say so, as Kafka's do.
+    let configs = py(
+        "confluent",
+        "describe_configs",
+        &json!({"bootstrap": cluster.node(2).kafka(), "broker": "2"}),
+    );
+    assert_eq!(configs["configs"]["default.replication.factor"], "3", "{configs}");
+    assert_eq!(configs["configs"]["min.insync.replicas"], "2", "{configs}");
     let resp = cluster
         .client
         .get(cluster.node(1).url("/streams/one"))

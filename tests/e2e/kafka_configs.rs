@@ -254,6 +254,7 @@ async fn broker_configs_are_the_nodes_settings() {
     assert_eq!(configs["message.max.bytes"]["value"], "67108864", "{got}");
     assert_eq!(configs["auto.create.topics.enable"]["value"], "false", "{got}");
     assert_eq!(configs["broker.id"]["value"], "0", "{got}");
+    assert_eq!(configs["default.replication.factor"]["value"], "1", "{got}");
     // librdkafka's names for Kafka's config sources.
     assert_eq!(configs["fetch.max.bytes"]["source"], 4, "STATIC_BROKER_CONFIG: {got}");
     assert_eq!(configs["message.max.bytes"]["source"], 5, "DEFAULT_CONFIG: {got}");

@@ -147,7 +147,28 @@ fn broker_entries(s: &Settings, node_id: i32) -> Vec<Entry> {
     };
     // Topics keep everything unless set per topic.
     let fixed = |v: &str| (v.to_string(), false);
-    let entries: [(&'static str, (String, bool), i8); 19] = [
+    // Replication: a cluster's (topics created over Kafka are replicated
+    // there), else a node alone's one replica.
+    let cluster = s.cluster.as_ref().filter(|c| c.nodes.len() > 1);
+    let replication = cluster.map_or_else(
+        || fixed("1"),
+        |c| {
+            (
+                c.kafka_replication_factor().to_string(),
+                c.default_replication_factor.is_some(),
+            )
+        },
+    );
+    let min_insync = cluster.map_or_else(
+        || fixed("1"),
+        |c| {
+            num(
+                c.min_insync_replicas,
+                crate::config::ClusterSettings::default().min_insync_replicas,
+            )
+        },
+    );
+    let entries: [(&'static str, (String, bool), i8); 21] = [
         ("broker.id", fixed(&node_id.to_string()), TYPE_INT),
         (
             "message.max.bytes",
@@ -164,6 +185,8 @@ fn broker_entries(s: &Settings, node_id: i32) -> Vec<Entry> {
             num(s.kafka_default_partitions, d.kafka_default_partitions),
             TYPE_INT,
         ),
+        ("default.replication.factor", replication, TYPE_INT),
+        ("min.insync.replicas", min_insync, TYPE_INT),
         ("log.retention.ms", fixed("-1"), TYPE_LONG),
         ("log.retention.bytes", fixed("-1"), TYPE_LONG),
         ("log.cleanup.policy", fixed("delete"), TYPE_LIST),
@@ -258,6 +281,23 @@ mod tests {
             )
         );
         assert_eq!(get("group.initial.rebalance.delay.ms").1, "250");
+        // A node alone: one replica.
+        assert_eq!(get("default.replication.factor").1, "1");
+        assert_eq!(get("min.insync.replicas").1, "1");
+        // A cluster of four: its default (three), and its acks=all quorum.
+        s.cluster = Some(crate::config::ClusterSettings {
+            nodes: (1..=4)
+                .map(|n| (n.to_string(), format!("127.0.0.1:{}", 8080 + n)))
+                .collect(),
+            ..Default::default()
+        });
+        let entries = broker_entries(&s, 3);
+        let get = |k: &str| entries.iter().find(|e| e.0 == k).cloned().expect(k);
+        assert_eq!(
+            (get("default.replication.factor").1, get("default.replication.factor").2),
+            ("3".to_string(), SOURCE_DEFAULT)
+        );
+        assert_eq!(get("min.insync.replicas").1, "2");
         assert_eq!(get("group.initial.rebalance.delay.ms").2, SOURCE_STATIC_BROKER);
         assert_eq!(get("message.max.bytes").2, SOURCE_DEFAULT);
         assert_eq!(get("connections.max.idle.ms").1, "600000");
