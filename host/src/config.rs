@@ -275,6 +275,14 @@ impl Default for ClusterSettings {
     }
 }
 
+impl Settings {
+    /// The cluster settings when the node has peers; a node alone, or a
+    /// cluster of one node, acts alone (its streams are its own).
+    pub fn cluster_with_peers(&self) -> Option<&ClusterSettings> {
+        self.cluster.as_ref().filter(|c| c.nodes.len() > 1)
+    }
+}
+
 impl ClusterSettings {
     /// [`ClusterSettings::default_replication_factor`], or the number of
     /// nodes capped at 3 when unset.

@@ -182,9 +182,7 @@ impl Drop for App {
 
 impl App {
     fn tail(&self) -> String {
-        let text = std::fs::read_to_string(self.stderr.path()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        crate::kafka_support::last_lines(self.stderr.path(), 40)
     }
 }
 

@@ -187,7 +187,8 @@ impl Sequence {
     }
 }
 
-fn last_lines(path: &std::path::Path, n: usize) -> String {
+/// The last `n` lines of the text file at `path` (empty if unreadable).
+pub fn last_lines(path: &std::path::Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")

@@ -172,11 +172,7 @@ impl Host {
         if failed.is_empty() {
             return Ok(());
         }
-        Err(Error::new(
-            ErrorKind::Unavailable,
-            "replica_unavailable",
-            say(&failed.join("; ")),
-        ))
+        Err(replica_unavailable(say(&failed.join("; "))))
     }
 
     /// Posts `body` to `path` on every other node of the cluster at once
@@ -435,4 +431,10 @@ impl Host {
             )),
         }
     }
+}
+
+/// A change that reached some nodes but not all (503 `replica_unavailable`):
+/// `message` says which and what to do.
+pub(super) fn replica_unavailable(message: String) -> Error {
+    Error::new(ErrorKind::Unavailable, "replica_unavailable", message)
 }

@@ -416,15 +416,11 @@ impl Host {
                 self.forget_stream_offsets(name).await?;
                 let (deleted, failed) = self.delete_on_peers(name).await;
                 if !failed.is_empty() {
-                    return Err(Error::new(
-                        ErrorKind::Unavailable,
-                        "replica_unavailable",
-                        format!(
-                            "stream `{name}` is not on this node, and not every other node could be asked to \
-                             delete its copy ({}); delete it again",
-                            failed.join("; ")
-                        ),
-                    ));
+                    return Err(cluster::replica_unavailable(format!(
+                        "stream `{name}` is not on this node, and not every other node could be asked to \
+                         delete its copy ({}); delete it again",
+                        failed.join("; ")
+                    )));
                 }
                 if deleted > 0 {
                     return Ok(());
@@ -437,14 +433,10 @@ impl Host {
         if replicated {
             let (_, failed) = self.delete_on_peers(name).await;
             if !failed.is_empty() {
-                return Err(Error::new(
-                    ErrorKind::Unavailable,
-                    "replica_unavailable",
-                    format!(
-                        "stream `{name}` was deleted here but not on every node ({}); delete it again",
-                        failed.join("; ")
-                    ),
-                ));
+                return Err(cluster::replica_unavailable(format!(
+                    "stream `{name}` was deleted here but not on every node ({}); delete it again",
+                    failed.join("; ")
+                )));
             }
         }
         forgot.map_err(|e| {

@@ -149,7 +149,7 @@ fn broker_entries(s: &Settings, node_id: i32) -> Vec<Entry> {
     let fixed = |v: &str| (v.to_string(), false);
     // Replication: a cluster's (topics created over Kafka are replicated
     // there), else a node alone's one replica.
-    let cluster = s.cluster.as_ref().filter(|c| c.nodes.len() > 1);
+    let cluster = s.cluster_with_peers();
     let replication = cluster.map_or_else(
         || fixed("1"),
         |c| {

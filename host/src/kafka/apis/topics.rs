@@ -93,7 +93,7 @@ pub(super) async fn create(ctx: &Ctx, r: CreateTopicsRequest) -> CreateTopicsRes
 /// node only would be unknown to clients that ask another node, and Kafka
 /// clients ask any node.
 pub(super) fn replication_for(ctx: &Ctx, asked: i16) -> Result<Option<Replication>, (i16, String)> {
-    let cluster = ctx.host.settings().cluster.as_ref().filter(|c| c.nodes.len() > 1);
+    let cluster = ctx.host.settings().cluster_with_peers();
     let factor = match (asked, cluster) {
         (-1 | 1, None) => return Ok(None),
         (-1, Some(c)) => c.kafka_replication_factor(),
