@@ -3,14 +3,16 @@
 //! members share partitions and never hold one at the same time, a killed
 //! member's partitions move on after its session, commits (OffsetCommit
 //! v9) survive a kill -9 of the server; admin clients describe and list
-//! the group; classic members, stale epochs and bad requests are refused.
+//! the group (DescribeGroups, for classic groups, answers it as Kafka
+//! does); classic members, stale epochs and bad requests are refused.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{
-    ApiKey, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, GroupId, TopicName,
+    ApiKey, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, GroupId, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use serde_json::{Value, json};
@@ -207,6 +209,26 @@ async fn members_hold_disjoint_partitions_and_the_group_is_described_listed_and_
         answers,
         [110, 112, 128, 42],
         "fenced, unsupported assignor, bad regex, no member id"
+    );
+    // DescribeGroups (for classic groups) describes it as Dead; v6, which
+    // carries a message, adds GROUP_ID_NOT_FOUND, as Kafka answers.
+    let b2 = b.clone();
+    let described = tokio::task::spawn_blocking(move || {
+        [5, 6].map(|version| {
+            let mut r = DescribeGroupsRequest::default();
+            r.groups = vec![GroupId(StrBytes::from_static_str("g"))];
+            let mut s = Listener(b2.clone()).connect();
+            let got: DescribeGroupsResponse = call(&mut s, ApiKey::DescribeGroups, version, &r);
+            let g = &got.groups[0];
+            (g.error_code, g.group_state.to_string(), g.error_message.is_some())
+        })
+    })
+    .await
+    .expect("raw describes");
+    assert_eq!(
+        described,
+        [(0, "Dead".to_string(), false), (69, "Dead".to_string(), true)],
+        "v5, v6"
     );
 
     // One member leaves: the other takes all four.

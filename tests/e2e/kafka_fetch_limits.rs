@@ -50,7 +50,7 @@ fn answer(r: &FetchResponse, partition: i32) -> Option<&PartitionData> {
 }
 
 /// The answer's batch bytes and record offsets.
-fn records(p: &PartitionData) -> (usize, Vec<i64>) {
+pub(crate) fn records(p: &PartitionData) -> (usize, Vec<i64>) {
     let mut bytes: Bytes = p.records.clone().unwrap_or_default();
     let len = bytes.len();
     let offsets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut bytes)

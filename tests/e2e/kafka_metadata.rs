@@ -3,7 +3,9 @@
 //! is deleted and created again under its name; kafka-python describes
 //! topics by id, and an unknown id is UNKNOWN_TOPIC_ID. DescribeCluster:
 //! kafka-python's describe_cluster gets the brokers, cluster id and
-//! controller Metadata gives. Authorized operations: librdkafka asking
+//! controller Metadata gives. CreateTopics v7 answers a topic's id and
+//! DeleteTopics v6 deletes by it (kafka-python); Fetch v13+ reads by id,
+//! and an id of a deleted topic stays unknown. Authorized operations: librdkafka asking
 //! gets what a Kafka broker without an authorizer gives (the node has no
 //! ACLs), less what the node refuses on its own internal topic.
 
@@ -80,6 +82,162 @@ async fn topics_have_stable_ids_and_can_be_described_by_them() {
     let again = ids(&server, &["ta", "tb"]);
     assert_ne!(again["ta"], first["ta"], "a recreated topic has a new id");
     assert_eq!(again["tb"], first["tb"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_are_created_with_their_ids_and_deleted_by_them() {
+    let server = Server::start().await;
+    let c = client();
+    let b = server.kafka();
+    let exists = |name: &'static str| {
+        let (c, url) = (c.clone(), server.url(&format!("/streams/{name}")));
+        async move { c.get(url).send().await.expect("GET").status() == reqwest::StatusCode::OK }
+    };
+
+    // CreateTopics v7 answers the id Metadata gives the topic.
+    let created = py(
+        "kafkapython",
+        "create_topic",
+        &json!({"bootstrap": b, "topic": "byid", "partitions": 2}),
+    );
+    assert_eq!(created["ok"], true, "{created}");
+    let id = created["topic_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_string();
+    let meta = {
+        let b = b.clone();
+        tokio::task::spawn_blocking(move || raw_topic_id(&b, "byid"))
+            .await
+            .expect("join")
+    };
+    assert_eq!(id, meta);
+
+    // DeleteTopics v6 by an id no topic has: UNKNOWN_TOPIC_ID, nothing deleted.
+    let unknown = "0123456789abcdef0123456789abcdef";
+    let got = py("kafkapython", "delete_topic", &json!({"bootstrap": b, "id": unknown}));
+    assert_eq!(got["ok"], false, "{got}");
+    assert_eq!(got["topics"][0]["error_code"], 100, "{got}");
+    assert_eq!(got["topics"][0]["topic_id"], unknown, "{got}");
+    assert!(exists("byid").await);
+
+    // By the topic's id: deleted, answered with its name.
+    let got = py("kafkapython", "delete_topic", &json!({"bootstrap": b, "id": id}));
+    assert_eq!(got["ok"], true, "{got}");
+    assert_eq!(got["topics"][0]["name"], "byid", "{got}");
+    assert_eq!(got["topics"][0]["topic_id"], json!(id), "{got}");
+    assert!(!exists("byid").await, "deleted by id");
+
+    // By name, answered with the topic's id.
+    create_stream(&c, &server, "byname", 1).await;
+    let named_id = {
+        let b = b.clone();
+        tokio::task::spawn_blocking(move || raw_topic_id(&b, "byname"))
+            .await
+            .expect("join")
+    };
+    let got = py(
+        "kafkapython",
+        "delete_topic",
+        &json!({"bootstrap": b, "topic": "byname"}),
+    );
+    assert_eq!(got["ok"], true, "{got}");
+    assert_eq!(got["topics"][0]["topic_id"], json!(named_id), "{got}");
+    assert!(!exists("byname").await);
+
+    // Both a name and an id: INVALID_REQUEST, nothing deleted.
+    create_stream(&c, &server, "both", 1).await;
+    let both_id = {
+        let b = b.clone();
+        tokio::task::spawn_blocking(move || raw_topic_id(&b, "both"))
+            .await
+            .expect("join")
+    };
+    let code = tokio::task::spawn_blocking(move || {
+        use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+        use kafka_protocol::messages::{ApiKey, DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+        let mut t = DeleteTopicState::default();
+        t.name = Some(TopicName(kafka_protocol::protocol::StrBytes::from_static_str("both")));
+        t.topic_id = uuid::Uuid::parse_str(&both_id).expect("uuid");
+        let mut req = DeleteTopicsRequest::default();
+        req.topics = vec![t];
+        let mut s = crate::kafka_bad_input::Listener(b).connect();
+        let r: DeleteTopicsResponse = crate::kafka_bad_input::call(&mut s, ApiKey::DeleteTopics, 6, &req);
+        r.responses[0].error_code
+    })
+    .await
+    .expect("join");
+    assert_eq!(code, 42, "INVALID_REQUEST");
+    assert!(exists("both").await);
+}
+
+/// A raw Fetch (v13+: by topic id) of `id`, partition 0, from offset 0,
+/// opening a session (epoch 0): the answering topic's id, the partition's
+/// error code and the offsets of the records it carries.
+fn fetch_by_id(kafka: &str, id: &str, version: i16) -> (String, i16, Vec<i64>) {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
+    let mut p = FetchPartition::default();
+    p.partition = 0;
+    p.partition_max_bytes = 1 << 20;
+    let mut t = FetchTopic::default();
+    t.topic_id = uuid::Uuid::parse_str(id).expect("uuid");
+    t.partitions = vec![p];
+    let mut req = FetchRequest::default();
+    req.max_bytes = 1 << 20;
+    req.topics = vec![t];
+    let mut s = crate::kafka_bad_input::Listener(kafka.to_string()).connect();
+    let r: FetchResponse = crate::kafka_bad_input::call(&mut s, ApiKey::Fetch, version, &req);
+    let topic = &r.responses[0];
+    let part = &topic.partitions[0];
+    let (_, offsets) = crate::kafka_fetch_limits::records(part);
+    (topic.topic_id.simple().to_string(), part.error_code, offsets)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_names_topics_by_id_and_never_reads_a_new_incarnation_under_an_old_id() {
+    let server = Server::start().await;
+    let c = client();
+    let b = server.kafka();
+    create_stream(&c, &server, "f", 1).await;
+    crate::support::produce(
+        &c,
+        &server,
+        "f",
+        0,
+        &json!([{"value": "a"}, {"value": "b"}, {"value": "c"}]),
+    )
+    .await;
+    let (b2, first) = (b.clone(), {
+        let b = b.clone();
+        tokio::task::spawn_blocking(move || raw_topic_id(&b, "f"))
+            .await
+            .expect("join")
+    });
+    let id = first.clone();
+    let got = tokio::task::spawn_blocking(move || [13, 17].map(|v| fetch_by_id(&b2, &id, v)))
+        .await
+        .expect("join");
+    for answer in &got {
+        assert_eq!(answer, &(first.clone(), 0, vec![0, 1, 2]), "by id, answered by id");
+    }
+
+    // Deleted and created again: the old id is UNKNOWN_TOPIC_ID (not the
+    // new topic of that name); the new id reads the new topic.
+    let resp = c.delete(server.url("/streams/f")).send().await.expect("delete");
+    assert!(resp.status().is_success(), "{}", resp.status());
+    create_stream(&c, &server, "f", 1).await;
+    crate::support::produce(&c, &server, "f", 0, &json!([{"value": "new"}])).await;
+    let (b2, old) = (b.clone(), first.clone());
+    let (stale, fresh) = tokio::task::spawn_blocking(move || {
+        let new_id = raw_topic_id(&b2, "f");
+        (fetch_by_id(&b2, &old, 13), fetch_by_id(&b2, &new_id, 13))
+    })
+    .await
+    .expect("join");
+    assert_eq!(stale, (first.clone(), 100, vec![]), "UNKNOWN_TOPIC_ID");
+    assert_ne!(fresh.0, first);
+    assert_eq!((fresh.1, fresh.2), (0, vec![0]));
 }
 
 /// `topic`'s id as a raw Metadata v12 request to `kafka` answers it.

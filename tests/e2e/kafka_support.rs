@@ -1,6 +1,7 @@
 //! Running third-party Kafka clients against a test server: kcat,
-//! confluent-kafka / kafka-python through `kafka/clients.py`, and KafkaJS
-//! through `kafka/kafkajs.js`.
+//! confluent-kafka / kafka-python through `kafka/clients.py`, KafkaJS
+//! through `kafka/kafkajs.js` and @platformatic/kafka through
+//! `kafka/platformatic.mjs`.
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -47,16 +48,28 @@ pub fn parse_py(lib: &str, cmd: &str, out: &Output) -> Value {
 /// Runs `kafka/kafkajs.js <cmd> <args>` with Node.js and KafkaJS and
 /// returns its JSON answer; panics with the client's stderr if it fails.
 pub fn js(cmd: &str, args: &Value) -> Value {
-    use sluice_test_artifacts::kafka_clients::kafkajs;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/kafka/kafkajs.js");
-    let out = Command::new(kafkajs::node())
+    node_script("kafkajs.js", "kafkajs", cmd, args)
+}
+
+/// Runs `kafka/platformatic.mjs <cmd> <args>` with Node.js and
+/// @platformatic/kafka and returns the JSON it prints.
+pub fn platformatic(cmd: &str, args: &Value) -> Value {
+    node_script("platformatic.mjs", "platformatic", cmd, args)
+}
+
+fn node_script(script: &str, client: &str, cmd: &str, args: &Value) -> Value {
+    use sluice_test_artifacts::kafka_clients::node_clients;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/e2e/kafka")
+        .join(script);
+    let out = Command::new(node_clients::node())
         .arg(script)
         .args([cmd, &args.to_string()])
-        .env("NODE_PATH", kafkajs::node_modules())
+        .env("NODE_PATH", node_clients::node_modules())
         .stdin(Stdio::null())
         .output()
         .expect("run node");
-    parse_py("kafkajs", cmd, &out)
+    parse_py(client, cmd, &out)
 }
 
 /// Runs kcat with `args` and `stdin`; returns stdout, panics on failure.

@@ -36,6 +36,7 @@ mod kafka_metadata;
 mod kafka_nulls;
 mod kafka_offset_delete;
 mod kafka_partitions;
+mod kafka_platformatic;
 mod kafka_producers;
 mod kafka_quix;
 mod kafka_scram;

@@ -47,6 +47,8 @@ pub(crate) struct Ctx {
     scram: Vec<scram::Credentials>,
     /// Consumers' fetch sessions (KIP-227).
     fetch_sessions: apis::fetch_session::FetchSessions,
+    /// Topic ids to names (`apis::topic_ids`).
+    topic_ids: apis::topic_ids::TopicIds,
 }
 
 /// Serves the Kafka protocol for `host` on `listener` until the node starts
@@ -98,6 +100,7 @@ pub async fn serve_with_cache(host: Host, listener: TcpListener, fetch_cache_byt
             None => Vec::new(),
         },
         fetch_sessions: apis::fetch_session::FetchSessions::default(),
+        topic_ids: apis::topic_ids::TopicIds::default(),
         host: host.clone(),
     });
     if fetch_cache_bytes > 0 {

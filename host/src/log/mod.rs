@@ -376,6 +376,12 @@ impl Log {
         Ok(describe(&s))
     }
 
+    /// When stream `name` was created (which names this incarnation of it),
+    /// without describing its partitions.
+    pub fn stream_created_ms(&self, name: &str) -> Option<u64> {
+        self.read_streams().get(name).map(|s| s.meta.created_ms)
+    }
+
     /// Partition `partition` of stream `name`: its offsets, the stream's id
     /// and whether it is compacted (one partition's lock, not every one's).
     pub fn describe_partition(&self, name: &str, partition: u32) -> Result<PartitionInfo, LogError> {

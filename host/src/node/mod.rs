@@ -476,6 +476,12 @@ impl Host {
         self.inner.log.list_streams()
     }
 
+    /// When stream `name` was created (`None`: no such stream), without
+    /// describing its partitions.
+    pub fn stream_created_ms(&self, name: &str) -> Option<u64> {
+        self.inner.log.stream_created_ms(name)
+    }
+
     pub fn describe_stream(&self, name: &str) -> Result<StreamInfo, Error> {
         Ok(self.inner.log.describe_stream(name)?)
     }

@@ -5,7 +5,8 @@
 //! [`moto`] provides a real S3-protocol server (moto) for tests, installed
 //! into `.ci/moto-venv` on first use; [`kafka_clients`] provides third-party
 //! Kafka clients (`kcat`, a python with confluent-kafka and kafka-python
-//! from `.ci/kafka-venv`, and KafkaJS from `.ci/kafkajs`), installed on
+//! from `.ci/kafka-venv`, and KafkaJS and @platformatic/kafka from
+//! `.ci/node-kafka`), installed on
 //! first use the same way;
 //! [`schemathesis`] provides `st` for the OpenAPI schema test, the same way.
 

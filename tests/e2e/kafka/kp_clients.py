@@ -236,17 +236,26 @@ def kp_committed(a):
 
 
 def kp_create_topic(a):
+    """CreateTopics of a["topic"]; answers the topic's id (32 hex digits,
+    CreateTopics v7) as "topic_id"."""
     from kafka.admin import KafkaAdminClient, NewTopic
 
     admin = KafkaAdminClient(bootstrap_servers=a["bootstrap"], **a.get("client", {}))
     try:
-        admin.create_topics([NewTopic(a["topic"], a["partitions"], a.get("replication", 1),
-                                      topic_configs=a.get("config", {}))])
-        return {"ok": True}
+        out = admin.create_topics([NewTopic(a["topic"], a["partitions"], a.get("replication", 1),
+                                            topic_configs=a.get("config", {}))])
+        topic_id = (out.get("topics") or [{}])[0].get("topic_id")
+        return {"ok": True, "topic_id": None if topic_id is None else _uuid_hex(topic_id)}
     except Exception as e:
         return {"ok": False, "error": f"{type(e).__name__}: {e}"}
     finally:
         admin.close()
+
+
+def _uuid_hex(i):
+    import uuid
+
+    return None if i is None else (i if isinstance(i, uuid.UUID) else uuid.UUID(str(i))).hex
 
 
 def kp_alter_configs(a):
@@ -320,9 +329,24 @@ def kp_delete_group_offsets(a):
 
 
 def kp_delete_topic(a):
+    """DeleteTopics of a["topic"] (a name) or of a["id"] (32 hex digits:
+    by topic id, DeleteTopics v6). "topics" gives each answer's name, id
+    and error code; "ok" is whether every one is 0, "error" names the
+    first error."""
+    import uuid
+
+    from kafka.errors import for_code
+
     def call(admin):
-        admin.delete_topics([a["topic"]])
-        return {"ok": True}
+        asked = uuid.UUID(hex=a["id"]) if "id" in a else a["topic"]
+        out = admin.delete_topics([asked], raise_errors=False)
+        topics = [{"name": t.get("name"), "topic_id": _uuid_hex(t.get("topic_id")),
+                   "error_code": t.get("error_code")} for t in out.get("topics", [])]
+        answer = {"ok": all(t["error_code"] == 0 for t in topics), "topics": topics}
+        failed = [t["error_code"] for t in topics if t["error_code"] != 0]
+        if failed:
+            answer["error"] = for_code(failed[0]).__name__
+        return answer
 
     return _kp_admin(a, call, ok_flag=True)
 

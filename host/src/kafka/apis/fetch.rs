@@ -1,4 +1,5 @@
-//! Fetch (v4–v12): records from each partition at the fetch offset, as
+//! Fetch (v4–v17; from v13 topics are named by id, and an id no topic
+//! has is UNKNOWN_TOPIC_ID): records from each partition at the fetch offset, as
 //! uncompressed record batches labelled with the leader epoch their
 //! records were written in, with the high watermark (on a replicated
 //! partition, what every in-sync replica holds; records above it are not
@@ -32,8 +33,8 @@ use super::super::Ctx;
 use super::super::encode::{encode_runs, encode_view};
 use super::super::error::{code_of, codes};
 use super::super::splice::Parts;
-use super::fetch_session::{Found, Key};
-use super::{check_epoch, offset_of, partition_of, topic_name, visible};
+use super::fetch_session::{Found, Key, Topic};
+use super::{check_epoch, offset_of, partition_of, topic_ids, topic_name, visible};
 use crate::node::ReadLimits;
 
 /// The longest long-poll this node honours.
@@ -41,8 +42,11 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 
 struct Want {
     topic: usize,
-    /// The topic name and partition index, as the session keys it.
+    /// The topic (name or id) and partition index, as the session keys it.
     key: Key,
+    /// The stream or view read: the topic's name (`None`: an id no topic
+    /// has, UNKNOWN_TOPIC_ID).
+    stream: Option<Arc<str>>,
     offset: i64,
     max_bytes: usize,
     /// The leader epoch the client believes current (-1: not said).
@@ -62,17 +66,23 @@ pub(super) async fn handle(ctx: &Ctx, r: FetchRequest, version: i16) -> (FetchRe
         }
     };
     out.session_id = mode.session_id();
-    // Topics in order of first appearance; each want points at its topic.
-    let mut topics: Vec<Arc<str>> = Vec::new();
-    let mut topic_at: HashMap<Arc<str>, usize> = HashMap::new();
+    // Topics in order of first appearance, with the name each is read
+    // under; each want points at its topic.
+    let mut topics: Vec<(Topic, Option<Arc<str>>)> = Vec::new();
+    let mut topic_at: HashMap<Topic, usize> = HashMap::new();
     let mut wants = Vec::with_capacity(listed.len());
     for (key, cached) in listed {
         let t = *topic_at.entry(key.0.clone()).or_insert_with(|| {
-            topics.push(key.0.clone());
+            let stream = match &key.0 {
+                Topic::Name(name) => Some(name.clone()),
+                Topic::Id(id) => topic_ids::name_of(ctx, *id),
+            };
+            topics.push((key.0.clone(), stream));
             topics.len() - 1
         });
         wants.push(Want {
             topic: t,
+            stream: topics[t].1.clone(),
             key,
             offset: cached.fetch_offset,
             max_bytes: usize::try_from(cached.max_bytes).unwrap_or(0),
@@ -109,7 +119,10 @@ pub(super) async fn handle(ctx: &Ctx, r: FetchRequest, version: i16) -> (FetchRe
                 }
                 let slot = *slots[want.topic].get_or_insert_with(|| {
                     let mut resp = FetchableTopicResponse::default();
-                    resp.topic = topic_name(&topics[want.topic]);
+                    match &topics[want.topic].0 {
+                        Topic::Name(name) => resp.topic = topic_name(name),
+                        Topic::Id(id) => resp.topic_id = *id,
+                    }
                     out.responses.push(resp);
                     out.responses.len() - 1
                 });
@@ -126,7 +139,7 @@ pub(super) async fn handle(ctx: &Ctx, r: FetchRequest, version: i16) -> (FetchRe
         let targets = wants.iter().filter_map(|w| {
             let partition = partition_of(w.key.1)?;
             let offset = u64::try_from(w.offset).ok()?;
-            Some((&*w.key.0, partition, offset))
+            Some((w.stream.as_deref()?, partition, offset))
         });
         ctx.host.wait_for_any(targets, deadline - now).await;
         // Records past the offset but not yet below the high watermark wake
@@ -197,7 +210,10 @@ async fn read_all(ctx: &Ctx, wants: &[Want], max_bytes: usize) -> (Vec<Got>, usi
 }
 
 async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Got {
-    let (stream, index) = (&*want.key.0, want.key.1);
+    let index = want.key.1;
+    let Some(stream) = want.stream.as_deref() else {
+        return Got::error(kafka_protocol::ResponseError::UnknownTopicId.code());
+    };
     let host = &ctx.host;
     let (Some(partition), Ok(offset)) = (partition_of(index), u64::try_from(want.offset)) else {
         return Got::error(if index < 0 {

@@ -186,7 +186,7 @@ pub(super) async fn list(ctx: &Ctx, r: ListGroupsRequest) -> ListGroupsResponse 
     out
 }
 
-pub(super) fn describe(ctx: &Ctx, r: DescribeGroupsRequest) -> DescribeGroupsResponse {
+pub(super) fn describe(ctx: &Ctx, r: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
     let mut out = DescribeGroupsResponse::default();
     for id in r.groups {
         let mut g = DescribedGroup::default();
@@ -217,14 +217,19 @@ pub(super) fn describe(ctx: &Ctx, r: DescribeGroupsRequest) -> DescribeGroupsRes
                     })
                     .collect();
             }
-            // A consumer-protocol group is described by ConsumerGroupDescribe.
+            // A consumer-protocol group is described by ConsumerGroupDescribe:
+            // here it is Dead, and from v6 (which has an error message)
+            // GROUP_ID_NOT_FOUND, as Kafka answers.
             None if ctx
                 .host
                 .describe_consumer_group(id.0.as_str())
                 .is_ok_and(|d| d.is_some()) =>
             {
-                g.error_code = group_code(&GroupError::GroupIdNotFound);
-                g.error_message = Some(str_bytes(format!("group {:?} is not a classic group", id.0.as_str())));
+                g.group_state = str_bytes("Dead");
+                if version >= 6 {
+                    g.error_code = group_code(&GroupError::GroupIdNotFound);
+                    g.error_message = Some(str_bytes(format!("group {:?} is not a classic group", id.0.as_str())));
+                }
             }
             // Kafka describes an unknown group as Dead, without an error.
             None => g.group_state = str_bytes("Dead"),

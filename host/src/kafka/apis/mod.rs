@@ -25,7 +25,7 @@ mod produce;
 mod producer_id;
 mod producers;
 mod sasl;
-mod topic_ids;
+pub(super) mod topic_ids;
 mod topics;
 pub(super) mod versions;
 
@@ -129,7 +129,7 @@ pub(super) async fn handle(
         RequestKind::Heartbeat(r) => respond(ResponseKind::Heartbeat(groups::heartbeat(ctx, r))),
         RequestKind::LeaveGroup(r) => respond(ResponseKind::LeaveGroup(groups::leave(ctx, r, version))),
         RequestKind::ListGroups(r) => respond(ResponseKind::ListGroups(groups::list(ctx, r).await)),
-        RequestKind::DescribeGroups(r) => respond(ResponseKind::DescribeGroups(groups::describe(ctx, r))),
+        RequestKind::DescribeGroups(r) => respond(ResponseKind::DescribeGroups(groups::describe(ctx, r, version))),
         RequestKind::DeleteGroups(r) => respond(ResponseKind::DeleteGroups(groups::delete(ctx, r).await)),
         RequestKind::ConsumerGroupHeartbeat(r) => {
             let client = header

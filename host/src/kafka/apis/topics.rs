@@ -1,5 +1,5 @@
 //! CreateTopics, DeleteTopics and CreatePartitions:
-//! topics are streams (changing configs: `configs`). CreatePartitions grows
+//! topics are streams, answered with their ids (`topic_ids`) (changing configs: `configs`). CreatePartitions grows
 //! a stream (never shrinks it); replica assignments may only name this
 //! node, except on a replicated stream, whose new partitions go on the
 //! replicas they name (or round-robin) on every node.
@@ -22,9 +22,11 @@ use kafka_protocol::messages::{
     DeleteTopicsResponse,
 };
 
+use uuid::Uuid;
+
 use super::super::Ctx;
 use super::super::error::{code_of, codes};
-use super::{str_bytes, topic_name};
+use super::{str_bytes, topic_ids, topic_name};
 use crate::node::{Compaction, Host, Replication, StreamConfig, StreamInfo};
 
 /// Config resource types.
@@ -72,7 +74,8 @@ pub(super) async fn create(ctx: &Ctx, r: CreateTopicsRequest) -> CreateTopicsRes
         let mut res = CreatableTopicResult::default();
         res.name = topic_name(&name);
         match create_one(ctx, &name, &topic, r.validate_only).await {
-            Ok((partitions, factor)) => {
+            Ok((partitions, factor, id)) => {
+                res.topic_id = id;
                 res.num_partitions = partitions as i32;
                 res.replication_factor = i16::try_from(factor).unwrap_or(i16::MAX);
             }
@@ -129,7 +132,7 @@ async fn create_one(
     name: &str,
     topic: &kafka_protocol::messages::create_topics_request::CreatableTopic,
     validate_only: bool,
-) -> Result<(u32, u32), (i16, String)> {
+) -> Result<(u32, u32, Uuid), (i16, String)> {
     Host::check_stream_name(name).map_err(|e| {
         (
             kafka_protocol::ResponseError::InvalidTopicException.code(),
@@ -166,7 +169,7 @@ async fn create_one(
                 format!("topic `{name}` exists"),
             ));
         }
-        return Ok((partitions, factor));
+        return Ok((partitions, factor, Uuid::nil()));
     }
     let info = ctx
         .host
@@ -181,7 +184,7 @@ async fn create_one(
             };
             (code, e.to_string())
         })?;
-    Ok((info.partitions.len() as u32, factor))
+    Ok((info.partitions.len() as u32, factor, topic_ids::of_stream(&info)))
 }
 
 fn apply_config(config: &mut StreamConfig, name: &str, value: &str) -> Result<(), String> {
@@ -286,19 +289,48 @@ async fn grow_one(
         })
 }
 
+/// DeleteTopics. From v6 a topic is named by its name or by its id (not
+/// both: INVALID_REQUEST); an id no topic has is UNKNOWN_TOPIC_ID. Each
+/// answer gives the topic's name and, from v6, its id.
 pub(super) async fn delete(ctx: &Ctx, r: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
-    let names: Vec<String> = if version >= 6 {
+    let asked: Vec<(Option<String>, Uuid)> = if version >= 6 {
         r.topics
             .iter()
-            .filter_map(|t| t.name.as_ref().map(|n| n.0.as_str().to_string()))
+            .map(|t| (t.name.as_ref().map(|n| n.0.as_str().to_string()), t.topic_id))
             .collect()
     } else {
-        r.topic_names.iter().map(|n| n.0.as_str().to_string()).collect()
+        r.topic_names
+            .iter()
+            .map(|n| (Some(n.0.as_str().to_string()), Uuid::nil()))
+            .collect()
     };
     let mut out = DeleteTopicsResponse::default();
-    for name in names {
+    for (name, id) in asked {
         let mut res = DeletableTopicResult::default();
+        res.topic_id = id;
+        let name = match (name, id.is_nil()) {
+            (Some(name), true) => name,
+            (None, false) => match topic_ids::name_of(ctx, id) {
+                Some(name) => name.to_string(),
+                None => {
+                    res.error_code = kafka_protocol::ResponseError::UnknownTopicId.code();
+                    res.error_message = Some(str_bytes(format!("no topic has id {id}")));
+                    out.responses.push(res);
+                    continue;
+                }
+            },
+            (name, _) => {
+                res.name = name.as_deref().map(topic_name);
+                res.error_code = codes::invalid_request();
+                res.error_message = Some(str_bytes("name a topic by its name or by its id, not both"));
+                out.responses.push(res);
+                continue;
+            }
+        };
         res.name = Some(topic_name(&name));
+        if let Some(id) = topic_ids::of_name(ctx, &name) {
+            res.topic_id = id;
+        }
         if let Err(e) = ctx.host.delete_stream(&name).await {
             res.error_code = code_of(&e);
             res.error_message = Some(str_bytes(e.to_string()));

@@ -4,8 +4,8 @@
 //! again, bundled in its wheel),
 //! [kafka-python](https://pypi.org/project/kafka-python/) (pure Python) and
 //! [aiokafka](https://pypi.org/project/aiokafka/) (asyncio, its own
-//! producer, fetcher and group coordinator), and KafkaJS ([`kafkajs`],
-//! JavaScript, run by Node.js).
+//! producer, fetcher and group coordinator), and KafkaJS and
+//! @platformatic/kafka ([`node_clients`], JavaScript, run by Node.js).
 //! This module owns finding them and, on a fresh machine, installing them.
 //!
 //! The python ([`python`]), in order:
@@ -46,8 +46,8 @@ use std::time::Duration;
 use crate::installer::{log_path, resolve_executable, run_logged, tail};
 use crate::venv::Venv;
 
-pub mod kafkajs;
 mod kcat;
+pub mod node_clients;
 
 /// Environment variable naming a python that already imports
 /// `confluent_kafka` and `kafka`.
