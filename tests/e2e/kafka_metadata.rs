@@ -5,9 +5,10 @@
 //! kafka-python's describe_cluster gets the brokers, cluster id and
 //! controller Metadata gives. CreateTopics v7 answers a topic's id and
 //! DeleteTopics v6 deletes by it (kafka-python); Fetch v13+ reads by id,
-//! and an id of a deleted topic stays unknown. Authorized operations: librdkafka asking
-//! gets what a Kafka broker without an authorizer gives (the node has no
-//! ACLs), less what the node refuses on its own internal topic.
+//! and an id of a deleted topic stays unknown. Authorized operations:
+//! librdkafka asking gets what a Kafka broker without an authorizer gives
+//! (the node has no ACLs), less what the node refuses on its own internal
+//! topic; ACL requests are SECURITY_DISABLED.
 
 use serde_json::{Value, json};
 
@@ -328,4 +329,23 @@ async fn clients_that_ask_get_the_authorized_operations_a_broker_without_acls_gi
         "{got}"
     );
     assert_eq!(got["group"], json!(["DELETE", "DESCRIBE", "READ"]), "{got}");
+}
+
+/// The node has no authorizer: ACL requests are answered SECURITY_DISABLED,
+/// as a Kafka broker without one answers them, so admin tools report ACLs
+/// as not enabled instead of failing on an API the node does not offer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_requests_are_answered_as_a_broker_without_an_authorizer_answers() {
+    let server = Server::start().await;
+    let b = server.kafka();
+    let described = py("kafkapython", "describe_acls", &json!({"bootstrap": b}));
+    let error = described["error"].as_str().unwrap_or_else(|| panic!("{described}"));
+    assert!(error.starts_with("SecurityDisabledError"), "{described}");
+    assert!(error.contains("No Authorizer is configured"), "{described}");
+    // librdkafka: creating and deleting fail with the code; describing
+    // gives no ACLs (it does not report the answer's error).
+    let got = py("confluent", "acls", &json!({"bootstrap": b, "topic": "t"}));
+    assert_eq!(got["describe"], "ok", "{got}");
+    assert_eq!(got["create"]["code"], 54, "{got}");
+    assert_eq!(got["delete"]["code"], 54, "{got}");
 }

@@ -56,6 +56,9 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// Produce versions advertised but answered with UNSUPPORTED_VERSION
@@ -288,6 +291,9 @@ fn api_name(api: ApiKey) -> &'static str {
         ApiKey::DeleteGroups => "delete_groups",
         ApiKey::ConsumerGroupHeartbeat => "consumer_group_heartbeat",
         ApiKey::ConsumerGroupDescribe => "consumer_group_describe",
+        ApiKey::DescribeAcls => "describe_acls",
+        ApiKey::CreateAcls => "create_acls",
+        ApiKey::DeleteAcls => "delete_acls",
         _ => "other",
     }
 }

@@ -225,6 +225,34 @@ def confluent_authorized(a):
     }
 
 
+def confluent_acls(a):
+    """librdkafka's admin client describing, creating and deleting ACLs on
+    topic a["topic"]: each call's Kafka error code and message (or "ok")."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
+                                       AdminClient, ResourcePatternType, ResourceType)
+
+    admin = AdminClient({"bootstrap.servers": a["bootstrap"]})
+    binding = AclBinding(ResourceType.TOPIC, a["topic"], ResourcePatternType.LITERAL, "User:alice", "*",
+                         AclOperation.READ, AclPermissionType.ALLOW)
+    matching = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                                AclOperation.ANY, AclPermissionType.ANY)
+
+    def outcome(call):
+        try:
+            call()
+            return "ok"
+        except KafkaException as e:
+            err = e.args[0]
+            return {"code": err.code(), "message": err.str()}
+
+    return {
+        "describe": outcome(lambda: admin.describe_acls(matching).result(20)),
+        "create": outcome(lambda: [f.result(20) for f in admin.create_acls([binding]).values()]),
+        "delete": outcome(lambda: [f.result(20) for f in admin.delete_acls([matching]).values()]),
+    }
+
+
 def _outcome(fut):
     """An admin future's result: ok, or the Kafka error for the test."""
     try:
@@ -399,6 +427,7 @@ COMMANDS = {
     ("confluent", "describe_configs"): confluent_describe_configs,
     ("confluent", "topic_ids"): confluent_topic_ids,
     ("confluent", "authorized"): confluent_authorized,
+    ("confluent", "acls"): confluent_acls,
     ("confluent", "list_offsets"): confluent_list_offsets,
     ("confluent", "elect_leaders"): confluent_elect_leaders,
     ("aiokafka", "roundtrip"): aio_roundtrip,

@@ -41,6 +41,21 @@ def kp_describe_topics(a):
     return _kp_admin(a, call)
 
 
+def kp_describe_acls(a):
+    """kafka-python's describe_acls matching every ACL: the ACLs, or the
+    error it raises."""
+    from kafka.admin import (ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType,
+                             ResourcePatternFilter, ResourceType)
+
+    def call(admin):
+        every = ACLFilter(principal=None, host=None, operation=ACLOperation.ANY,
+                          permission_type=ACLPermissionType.ANY,
+                          resource_pattern=ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY))
+        return {"acls": [str(acl) for acl in admin.describe_acls(every)[0]]}
+
+    return _kp_admin(a, call)
+
+
 def kp_describe_cluster(a):
     """kafka-python's describe_cluster (DescribeCluster when offered)."""
 
@@ -366,6 +381,7 @@ COMMANDS = {
     ("kafkapython", "create_partitions"): kp_create_partitions,
     ("kafkapython", "describe_topics"): kp_describe_topics,
     ("kafkapython", "describe_cluster"): kp_describe_cluster,
+    ("kafkapython", "describe_acls"): kp_describe_acls,
     ("kafkapython", "describe_configs"): kp_describe_configs,
     ("kafkapython", "list_offsets"): kp_list_offsets,
     ("kafkapython", "elect_leaders"): kp_elect_leaders,

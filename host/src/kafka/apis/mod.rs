@@ -7,6 +7,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::Ctx;
 use super::conn::Conn;
 
+mod acls;
 mod authorized;
 mod configs;
 mod consumer_groups;
@@ -75,6 +76,9 @@ pub(super) async fn handle(
         RequestKind::DescribeConfigs(r) => respond(ResponseKind::DescribeConfigs(describe_configs::describe_configs(
             ctx, r,
         ))),
+        RequestKind::DescribeAcls(_) => respond(ResponseKind::DescribeAcls(acls::describe())),
+        RequestKind::CreateAcls(r) => respond(ResponseKind::CreateAcls(acls::create(&r))),
+        RequestKind::DeleteAcls(r) => respond(ResponseKind::DeleteAcls(acls::delete(&r))),
         RequestKind::DescribeLogDirs(r) => respond(ResponseKind::DescribeLogDirs(log_dirs::describe(ctx, r))),
         RequestKind::DeleteRecords(r) => respond(ResponseKind::DeleteRecords(offsets::delete_records(ctx, r).await)),
         RequestKind::CreatePartitions(r) => {
