@@ -117,6 +117,18 @@ pub(crate) fn produce_acks(
     records: Bytes,
     acks: i16,
 ) -> ProduceResponse {
+    produce_at(s, topic, partition, records, acks, 7)
+}
+
+/// [`produce_acks`] at Produce `version`.
+pub(crate) fn produce_at(
+    s: &mut TcpStream,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    acks: i16,
+    version: i16,
+) -> ProduceResponse {
     let mut p = PartitionProduceData::default();
     p.index = partition;
     p.records = Some(records);
@@ -127,7 +139,7 @@ pub(crate) fn produce_acks(
     req.acks = acks;
     req.timeout_ms = 5000;
     req.topic_data = vec![t];
-    call(s, ApiKey::Produce, 7, &req)
+    call(s, ApiKey::Produce, version, &req)
 }
 
 fn error_of(r: &ProduceResponse) -> i16 {

@@ -1,6 +1,8 @@
 //! OffsetForLeaderEpoch: raw requests get each epoch's end from the
 //! leader's history (and Kafka's error codes), fetches and offset lookups
-//! naming another epoch than the leader's are refused, and a librdkafka
+//! naming another epoch than the leader's are refused (from Fetch v16
+//! naming the leader and its endpoint, as Produce v10+ does to a node that
+//! does not lead), and a librdkafka
 //! consumer reading through a leader move validates its position and reads
 //! every record once, in order.
 
@@ -67,6 +69,34 @@ fn list_offsets_error(kafka: &str, current: i32) -> i16 {
     r.topics[0].partitions[0].error_code
 }
 
+/// A Fetch v16 (by topic id) of partition 0 of topic `id` naming
+/// `current` as the leader epoch: the partition's error, the leader it
+/// names (id, epoch) and the endpoints the answer gives ("id host:port").
+fn fetch_v16(kafka: &str, id: &str, current: i32) -> (i16, (i32, i32), Vec<String>) {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse};
+    let mut p = FetchPartition::default();
+    p.partition = 0;
+    p.current_leader_epoch = current;
+    p.partition_max_bytes = 1 << 20;
+    let mut t = FetchTopic::default();
+    t.topic_id = uuid::Uuid::parse_str(id).expect("uuid");
+    t.partitions = vec![p];
+    let mut req = FetchRequest::default();
+    req.max_bytes = 1 << 20;
+    req.session_epoch = -1;
+    req.topics = vec![t];
+    let r: FetchResponse = call(&mut Listener(kafka.to_string()).connect(), ApiKey::Fetch, 16, &req);
+    let part = &r.responses[0].partitions[0];
+    let leader = (part.current_leader.leader_id.0, part.current_leader.leader_epoch);
+    let endpoints = r
+        .node_endpoints
+        .iter()
+        .map(|e| format!("{} {}:{}", e.node_id.0, e.host.as_str(), e.port))
+        .collect();
+    (part.error_code, leader, endpoints)
+}
+
 const NONE: i16 = 0;
 const UNKNOWN_TOPIC: i16 = 3;
 const NOT_LEADER: i16 = 6;
@@ -120,6 +150,31 @@ async fn epochs_end_where_the_history_says_and_a_consumer_validates_through_a_mo
     // Fetches naming another epoch than the leader's are refused.
     let fetched: Vec<i16> = [-1, 0, 1, 2].iter().map(|e| fetch_error(&n2, *e)).collect();
     assert_eq!(fetched, vec![NONE, FENCED, NONE, UNKNOWN_EPOCH]);
+    // From v16 such an answer, and one from a node that does not lead,
+    // names the leader and where it listens (KIP-951).
+    let id = crate::kafka_metadata::raw_topic_id(&n2, STREAM);
+    let to_leader = vec![format!("2 {n2}")];
+    assert_eq!(fetch_v16(&n1, &id, -1), (NOT_LEADER, (2, 1), to_leader.clone()));
+    assert_eq!(fetch_v16(&n2, &id, 0), (FENCED, (2, 1), to_leader));
+    assert_eq!(fetch_v16(&n2, &id, 1), (NONE, (-1, -1), vec![]));
+    let produce_to_n1 = |version| {
+        let batch = crate::kafka_bad_input::producer_batch(5, -1, -1, -1).freeze();
+        let mut s = Listener(n1.clone()).connect();
+        let r = crate::kafka_bad_input::produce_at(&mut s, STREAM, 0, batch, 1, version);
+        let p = &r.responses[0].partition_responses[0];
+        let endpoints: Vec<String> = r
+            .node_endpoints
+            .iter()
+            .map(|e| format!("{} {}:{}", e.node_id.0, e.host.as_str(), e.port))
+            .collect();
+        (
+            p.error_code,
+            (p.current_leader.leader_id.0, p.current_leader.leader_epoch),
+            endpoints,
+        )
+    };
+    assert_eq!(produce_to_n1(10), (NOT_LEADER, (2, 1), vec![format!("2 {n2}")]));
+    assert_eq!(produce_to_n1(9), (NOT_LEADER, (-1, -1), vec![]));
     let listed: Vec<i16> = [-1, 0, 1, 2].iter().map(|e| list_offsets_error(&n2, *e)).collect();
     assert_eq!(listed, vec![NONE, FENCED, NONE, UNKNOWN_EPOCH]);
 

@@ -23,7 +23,7 @@ use super::{Ctx, apis, legacy, splice};
 
 /// The APIs and versions this node answers: (API, lowest, highest).
 pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 0, 9),
+    (ApiKey::Produce, 0, 11),
     (ApiKey::Fetch, 4, 17),
     (ApiKey::ListOffsets, 1, 10),
     (ApiKey::Metadata, 0, 12),

@@ -16,7 +16,11 @@
 //! only those with something new.
 //! A partition's `current_leader_epoch` (v9+) older than this leader's is
 //! FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH: the client
-//! refreshes its metadata and validates its position first.
+//! refreshes its metadata and validates its position first. With
+//! NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH the answer names the
+//! partition's leader and epoch (v12+) and that leader's endpoint (v16+),
+//! as Kafka brokers do (KIP-951), so clients go there without a Metadata
+//! round trip.
 //! A view is read through its plugin; its answer is one batch that ends
 //! where the read ended, so filtered-out offsets are skipped (an empty
 //! batch when nothing passed).
@@ -26,15 +30,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, NodeEndpoint, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 
 use super::super::Ctx;
 use super::super::encode::{encode_runs, encode_view};
 use super::super::error::{code_of, codes};
 use super::super::splice::Parts;
 use super::fetch_session::{Found, Key, Topic};
-use super::{check_epoch, offset_of, partition_of, topic_ids, topic_name, visible};
+use super::{check_epoch, current_leader, offset_of, partition_of, str_bytes, topic_ids, topic_name, visible};
 use crate::node::ReadLimits;
 
 /// The longest long-poll this node honours.
@@ -55,7 +59,12 @@ struct Want {
 
 /// The answer, and the records of partitions answered from the fetch cache
 /// kept out of it as their cached batches (`splice::Parts`).
-pub(super) async fn handle(ctx: &Ctx, r: FetchRequest, version: i16) -> (FetchResponse, Parts) {
+pub(super) async fn handle(
+    ctx: &Ctx,
+    r: FetchRequest,
+    version: i16,
+    local: std::net::SocketAddr,
+) -> (FetchResponse, Parts) {
     let mut out = FetchResponse::default();
     let mut parts = Parts::new();
     let (mode, listed) = match ctx.fetch_sessions.begin(&r, version) {
@@ -111,6 +120,7 @@ pub(super) async fn handle(ctx: &Ctx, r: FetchRequest, version: i16) -> (FetchRe
                 .map(|(want, got)| (&want.key, &got.found, got.has_records()))
                 .collect();
             let include = ctx.fetch_sessions.finish(mode, &answers);
+            let mut leaders = std::collections::BTreeSet::new();
             // Response topics as their first included partition comes.
             let mut slots: Vec<Option<usize>> = vec![None; topics.len()];
             for ((want, got), included) in wants.iter().zip(read).zip(include) {
@@ -126,12 +136,31 @@ pub(super) async fn handle(ctx: &Ctx, r: FetchRequest, version: i16) -> (FetchRe
                     out.responses.push(resp);
                     out.responses.len() - 1
                 });
+                if let Some((leader, _)) = got.leader {
+                    leaders.insert(leader);
+                }
                 let partitions = &mut out.responses[slot].partitions;
-                let (part, cached) = got.answer(want.key.1);
+                let (part, cached) = got.answer(want.key.1, version);
                 if let Some(batches) = cached {
                     parts.insert((slot, partitions.len()), batches);
                 }
                 partitions.push(part);
+            }
+            // Where the partitions answered NOT_LEADER_OR_FOLLOWER or
+            // FENCED_LEADER_EPOCH are led (v16+), so clients go there
+            // without asking Metadata first.
+            if version >= 16 && !leaders.is_empty() {
+                out.node_endpoints = super::metadata::brokers_at(ctx, local)
+                    .into_iter()
+                    .filter(|(id, _, _)| leaders.contains(id))
+                    .map(|(id, host, port)| {
+                        let mut e = NodeEndpoint::default();
+                        e.node_id = BrokerId(id);
+                        e.host = str_bytes(host);
+                        e.port = port;
+                        e
+                    })
+                    .collect();
             }
             return (out, parts);
         }
@@ -159,6 +188,9 @@ struct Got {
     records: Option<Bytes>,
     /// The records as the fetch cache's batches (then `records` is `None`).
     cached: Option<Vec<Bytes>>,
+    /// The partition's leader and its epoch, when the answer says this
+    /// node is not it (or the client's epoch is old).
+    leader: Option<(i32, i32)>,
 }
 
 impl Got {
@@ -180,9 +212,14 @@ impl Got {
         }
     }
 
-    /// The partition's answer, and its cached batches to splice in.
-    fn answer(self, index: i32) -> (PartitionData, Option<Vec<Bytes>>) {
+    /// The partition's answer at `version`, and its cached batches to
+    /// splice in.
+    fn answer(self, index: i32, version: i16) -> (PartitionData, Option<Vec<Bytes>>) {
         let mut part = PartitionData::default();
+        if let Some((leader, epoch)) = self.leader.filter(|_| version >= 12) {
+            part.current_leader.leader_id = BrokerId(leader);
+            part.current_leader.leader_epoch = epoch;
+        }
         part.partition_index = index;
         part.error_code = self.found.error_code;
         part.high_watermark = self.found.high_watermark;
@@ -224,12 +261,23 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Got {
     };
     let (start, visible_end, leader_epoch, cache_key) = match visible(ctx, stream, partition) {
         Ok(v) => (v.start, v.end, v.leader_epoch, v.cache_key),
-        Err(code) => return Got::error(code),
+        Err(code) => {
+            let mut got = Got::error(code);
+            if code == kafka_protocol::ResponseError::NotLeaderOrFollower.code() {
+                got.leader = current_leader(ctx, stream, partition);
+            }
+            return got;
+        }
     };
     // A client whose leader epoch is not this leader's refreshes its
-    // metadata (and validates its position) before reading here.
+    // metadata (and validates its position) before reading here; one that
+    // is behind is told this node leads.
     if let Err(code) = check_epoch(want.current_leader_epoch, leader_epoch) {
-        return Got::error(code);
+        let mut got = Got::error(code);
+        if code == kafka_protocol::ResponseError::FencedLeaderEpoch.code() {
+            got.leader = Some((ctx.node_id, leader_epoch));
+        }
+        return got;
     }
     let mut got = Got::default();
     got.found.high_watermark = offset_of(visible_end);

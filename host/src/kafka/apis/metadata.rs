@@ -230,6 +230,11 @@ fn topic(ctx: &Ctx, info: &StreamInfo) -> MetadataResponseTopic {
 /// node's calls found down (Kafka lists live brokers only; clients then
 /// skip them, and a coordinator there is not available).
 pub(super) fn brokers(ctx: &Ctx, conn: &Conn) -> Vec<(i32, String, i32)> {
+    brokers_at(ctx, conn.local)
+}
+
+/// [`brokers`] for a connection to this node's listener at `local`.
+pub(super) fn brokers_at(ctx: &Ctx, local: std::net::SocketAddr) -> Vec<(i32, String, i32)> {
     let settings = ctx.host.settings();
     let (my_host, my_port) = match settings
         .kafka_advertised
@@ -237,7 +242,7 @@ pub(super) fn brokers(ctx: &Ctx, conn: &Conn) -> Vec<(i32, String, i32)> {
         .and_then(|a| crate::config::split_host_port(a).ok())
     {
         Some(hp) => hp,
-        None => (conn.local.ip().to_string(), conn.local.port()),
+        None => (local.ip().to_string(), local.port()),
     };
     let Some(cluster) = &settings.cluster else {
         return vec![(ctx.node_id, my_host, i32::from(my_port))];

@@ -62,11 +62,11 @@ pub(super) async fn handle(
     match request {
         RequestKind::ApiVersions(_) => respond(ResponseKind::ApiVersions(versions::handle())),
         RequestKind::Metadata(r) => respond(ResponseKind::Metadata(metadata::handle(ctx, conn, r, version).await)),
-        RequestKind::Produce(r) => produce::handle(ctx, r).await,
+        RequestKind::Produce(r) => produce::handle(ctx, r, version, conn.local).await,
         RequestKind::Fetch(r) => {
-            let ctx = ctx.clone();
+            let (ctx, local) = (ctx.clone(), conn.local);
             Answer::Later(Box::pin(async move {
-                let (response, parts) = fetch::handle(&ctx, r, version).await;
+                let (response, parts) = fetch::handle(&ctx, r, version, local).await;
                 Answer::Fetch(Box::new(response), parts)
             }))
         }
@@ -174,6 +174,15 @@ fn check_epoch(current: i32, leader_epoch: i32) -> Result<(), i16> {
         c if c < leader_epoch => Err(kafka_protocol::ResponseError::FencedLeaderEpoch.code()),
         _ => Err(kafka_protocol::ResponseError::UnknownLeaderEpoch.code()),
     }
+}
+
+/// The leader of partition `partition` of `stream` (a view: of its input)
+/// and its epoch, as this node knows them, when it is replicated.
+fn current_leader(ctx: &Ctx, stream: &str, partition: u32) -> Option<(i32, i32)> {
+    let view = ctx.host.view(stream);
+    let stream = view.as_ref().map_or(stream, |v| v.input.as_str());
+    let s = ctx.host.replication_status(stream, partition)?;
+    Some((i32::try_from(s.leader).ok()?, i32::try_from(s.epoch).ok()?))
 }
 
 /// What a reader of one partition may see on this node.

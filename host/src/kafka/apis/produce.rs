@@ -3,10 +3,12 @@
 //! durable on the leader; acks=-1: on every in-sync replica of a replicated
 //! stream (on a single node, the same as 1); acks=0: appended, no answer.
 //! Partitions of one request are appended concurrently, so they share
-//! group commits.
+//! group commits. A partition this node does not lead is answered
+//! NOT_LEADER_OR_FOLLOWER naming its leader and epoch, with the leader's
+//! endpoint (v10+, KIP-951).
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::messages::produce_response::{NodeEndpoint, PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, ResponseKind};
 
 use std::sync::Arc;
 
@@ -16,10 +18,10 @@ use super::super::Ctx;
 use super::super::batch::{Produced, decode_batches};
 use super::super::cache::Key;
 use super::super::error::{batch_code, code_of, codes};
-use super::{Answer, offset_of, partition_of, str_bytes, topic_name};
+use super::{Answer, current_leader, offset_of, partition_of, str_bytes, topic_name};
 use crate::node::{Acks, PendingAppend, ProducerBatch};
 
-pub(super) async fn handle(ctx: &Arc<Ctx>, r: ProduceRequest) -> Answer {
+pub(super) async fn handle(ctx: &Arc<Ctx>, r: ProduceRequest, version: i16, local: std::net::SocketAddr) -> Answer {
     let acks = match r.acks {
         0 | 1 => Some(Acks::Leader),
         -1 => Some(Acks::All),
@@ -49,6 +51,7 @@ pub(super) async fn handle(ctx: &Arc<Ctx>, r: ProduceRequest) -> Answer {
     let ctx = ctx.clone();
     Answer::Later(Box::pin(async move {
         let mut out = ProduceResponse::default();
+        let mut leaders = std::collections::BTreeSet::new();
         for (name, parts) in topics {
             let mut t = TopicProduceResponse::default();
             t.name = topic_name(&name);
@@ -69,12 +72,33 @@ pub(super) async fn handle(ctx: &Arc<Ctx>, r: ProduceRequest) -> Answer {
                     Err((code, message)) => {
                         resp.error_code = code;
                         resp.error_message = Some(str_bytes(message));
+                        let not_leader = code == kafka_protocol::ResponseError::NotLeaderOrFollower.code();
+                        if let (true, Some(i)) = (not_leader && version >= 10, partition_of(index))
+                            && let Some((leader, epoch)) = current_leader(&ctx, &name, i)
+                        {
+                            resp.current_leader.leader_id = BrokerId(leader);
+                            resp.current_leader.leader_epoch = epoch;
+                            leaders.insert(leader);
+                        }
                     }
                 }
                 t.partition_responses.push(resp);
             }
             out.responses.push(t);
         }
+        // Where the partitions answered NOT_LEADER_OR_FOLLOWER are led
+        // (v10+), so the producer goes there without asking Metadata first.
+        out.node_endpoints = super::metadata::brokers_at(&ctx, local)
+            .into_iter()
+            .filter(|(id, _, _)| leaders.contains(id))
+            .map(|(id, host, port)| {
+                let mut e = NodeEndpoint::default();
+                e.node_id = BrokerId(id);
+                e.host = str_bytes(host);
+                e.port = port;
+                e
+            })
+            .collect();
         if silent {
             Answer::Silent
         } else {
