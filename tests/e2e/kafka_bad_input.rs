@@ -378,6 +378,30 @@ impl Listener {
 
 /// A Fetch (v11) of `topic` partition 0 from `offset` (naming `current` as
 /// the leader epoch; -1: none) over raw frames; its partition's answer.
+/// A sessionless Fetch at `version` (13+: topics by id) of partition 0 of
+/// the topic whose id is `id` (32 hex digits), from offset 0, naming
+/// `current` as the leader epoch.
+pub(crate) fn raw_fetch_by_id(
+    kafka: &str,
+    id: &str,
+    current: i32,
+    version: i16,
+) -> kafka_protocol::messages::FetchResponse {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    let mut p = FetchPartition::default();
+    p.partition = 0;
+    p.current_leader_epoch = current;
+    p.partition_max_bytes = 1 << 20;
+    let mut t = FetchTopic::default();
+    t.topic_id = uuid::Uuid::parse_str(id).expect("uuid");
+    t.partitions = vec![p];
+    let mut req = kafka_protocol::messages::FetchRequest::default();
+    req.max_bytes = 1 << 20;
+    req.session_epoch = -1;
+    req.topics = vec![t];
+    call(&mut Listener(kafka.to_string()).connect(), ApiKey::Fetch, version, &req)
+}
+
 pub(crate) fn raw_fetch(
     s: &mut TcpStream,
     topic: &str,

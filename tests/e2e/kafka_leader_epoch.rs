@@ -73,20 +73,7 @@ fn list_offsets_error(kafka: &str, current: i32) -> i16 {
 /// `current` as the leader epoch: the partition's error, the leader it
 /// names (id, epoch) and the endpoints the answer gives ("id host:port").
 fn fetch_v16(kafka: &str, id: &str, current: i32) -> (i16, (i32, i32), Vec<String>) {
-    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    use kafka_protocol::messages::{FetchRequest, FetchResponse};
-    let mut p = FetchPartition::default();
-    p.partition = 0;
-    p.current_leader_epoch = current;
-    p.partition_max_bytes = 1 << 20;
-    let mut t = FetchTopic::default();
-    t.topic_id = uuid::Uuid::parse_str(id).expect("uuid");
-    t.partitions = vec![p];
-    let mut req = FetchRequest::default();
-    req.max_bytes = 1 << 20;
-    req.session_epoch = -1;
-    req.topics = vec![t];
-    let r: FetchResponse = call(&mut Listener(kafka.to_string()).connect(), ApiKey::Fetch, 16, &req);
+    let r = crate::kafka_bad_input::raw_fetch_by_id(kafka, id, current, 16);
     let part = &r.responses[0].partitions[0];
     let leader = (part.current_leader.leader_id.0, part.current_leader.leader_epoch);
     let endpoints = r

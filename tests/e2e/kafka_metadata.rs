@@ -172,23 +172,11 @@ async fn topics_are_created_with_their_ids_and_deleted_by_them() {
     assert!(exists("both").await);
 }
 
-/// A raw Fetch (v13+: by topic id) of `id`, partition 0, from offset 0,
-/// opening a session (epoch 0): the answering topic's id, the partition's
-/// error code and the offsets of the records it carries.
+/// A raw sessionless Fetch (v13+: by topic id) of `id`, partition 0, from
+/// offset 0: the answering topic's id, the partition's error code and the
+/// offsets of the records it carries.
 fn fetch_by_id(kafka: &str, id: &str, version: i16) -> (String, i16, Vec<i64>) {
-    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
-    let mut p = FetchPartition::default();
-    p.partition = 0;
-    p.partition_max_bytes = 1 << 20;
-    let mut t = FetchTopic::default();
-    t.topic_id = uuid::Uuid::parse_str(id).expect("uuid");
-    t.partitions = vec![p];
-    let mut req = FetchRequest::default();
-    req.max_bytes = 1 << 20;
-    req.topics = vec![t];
-    let mut s = crate::kafka_bad_input::Listener(kafka.to_string()).connect();
-    let r: FetchResponse = crate::kafka_bad_input::call(&mut s, ApiKey::Fetch, version, &req);
+    let r = crate::kafka_bad_input::raw_fetch_by_id(kafka, id, -1, version);
     let topic = &r.responses[0];
     let part = &topic.partitions[0];
     let (_, offsets) = crate::kafka_fetch_limits::records(part);

@@ -38,7 +38,7 @@ use super::super::encode::{encode_runs, encode_view};
 use super::super::error::{code_of, codes};
 use super::super::splice::Parts;
 use super::fetch_session::{Found, Key, Topic};
-use super::{check_epoch, current_leader, offset_of, partition_of, str_bytes, topic_ids, topic_name, visible};
+use super::{check_epoch, current_leader, leader_endpoints, offset_of, partition_of, topic_ids, topic_name, visible};
 use crate::node::ReadLimits;
 
 /// The longest long-poll this node honours.
@@ -150,17 +150,9 @@ pub(super) async fn handle(
             // FENCED_LEADER_EPOCH are led (v16+), so clients go there
             // without asking Metadata first.
             if version >= 16 && !leaders.is_empty() {
-                out.node_endpoints = super::metadata::brokers_at(ctx, local)
-                    .into_iter()
-                    .filter(|(id, _, _)| leaders.contains(id))
-                    .map(|(id, host, port)| {
-                        let mut e = NodeEndpoint::default();
-                        e.node_id = BrokerId(id);
-                        e.host = str_bytes(host);
-                        e.port = port;
-                        e
-                    })
-                    .collect();
+                out.node_endpoints = leader_endpoints(ctx, local, &leaders, |id, host, port| {
+                    NodeEndpoint::default().with_node_id(id).with_host(host).with_port(port)
+                });
             }
             return (out, parts);
         }

@@ -185,6 +185,22 @@ fn current_leader(ctx: &Ctx, stream: &str, partition: u32) -> Option<(i32, i32)>
     Some((i32::try_from(s.leader).ok()?, i32::try_from(s.epoch).ok()?))
 }
 
+/// The endpoints of the nodes `leaders` for a client of this node's
+/// listener at `local`, each made by `endpoint` (Fetch and Produce each
+/// have their own endpoint type).
+fn leader_endpoints<T>(
+    ctx: &Ctx,
+    local: std::net::SocketAddr,
+    leaders: &std::collections::BTreeSet<i32>,
+    endpoint: impl Fn(kafka_protocol::messages::BrokerId, StrBytes, i32) -> T,
+) -> Vec<T> {
+    metadata::brokers_at(ctx, local)
+        .into_iter()
+        .filter(|(id, _, _)| leaders.contains(id))
+        .map(|(id, host, port)| endpoint(kafka_protocol::messages::BrokerId(id), str_bytes(host), port))
+        .collect()
+}
+
 /// What a reader of one partition may see on this node.
 struct Visible {
     /// First offset still stored.

@@ -18,7 +18,7 @@ use super::super::Ctx;
 use super::super::batch::{Produced, decode_batches};
 use super::super::cache::Key;
 use super::super::error::{batch_code, code_of, codes};
-use super::{Answer, current_leader, offset_of, partition_of, str_bytes, topic_name};
+use super::{Answer, current_leader, leader_endpoints, offset_of, partition_of, str_bytes, topic_name};
 use crate::node::{Acks, PendingAppend, ProducerBatch};
 
 pub(super) async fn handle(ctx: &Arc<Ctx>, r: ProduceRequest, version: i16, local: std::net::SocketAddr) -> Answer {
@@ -88,17 +88,9 @@ pub(super) async fn handle(ctx: &Arc<Ctx>, r: ProduceRequest, version: i16, loca
         }
         // Where the partitions answered NOT_LEADER_OR_FOLLOWER are led
         // (v10+), so the producer goes there without asking Metadata first.
-        out.node_endpoints = super::metadata::brokers_at(&ctx, local)
-            .into_iter()
-            .filter(|(id, _, _)| leaders.contains(id))
-            .map(|(id, host, port)| {
-                let mut e = NodeEndpoint::default();
-                e.node_id = BrokerId(id);
-                e.host = str_bytes(host);
-                e.port = port;
-                e
-            })
-            .collect();
+        out.node_endpoints = leader_endpoints(&ctx, local, &leaders, |id, host, port| {
+            NodeEndpoint::default().with_node_id(id).with_host(host).with_port(port)
+        });
         if silent {
             Answer::Silent
         } else {
