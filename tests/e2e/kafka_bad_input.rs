@@ -281,6 +281,14 @@ fn run_bad_input(server: &Listener) {
     assert_eq!(a.get_i32(), 3);
     assert_eq!(a.get_i16(), 35);
     assert!(a.get_i32() >= 10, "the supported list comes along");
+    // v4 (what Kafka 4 clients ask first) is answered as it is.
+    let mut req = kafka_protocol::messages::ApiVersionsRequest::default();
+    req.client_software_name = StrBytes::from_static_str("raw");
+    req.client_software_version = StrBytes::from_static_str("1");
+    let got: kafka_protocol::messages::ApiVersionsResponse = call(&mut server.connect(), ApiKey::ApiVersions, 4, &req);
+    assert_eq!(got.error_code, 0);
+    let listed = got.api_keys.iter().find(|k| k.api_key == ApiKey::ApiVersions as i16);
+    assert_eq!(listed.map(|k| (k.min_version, k.max_version)), Some((0, 4)));
 
     // Produce v2 (message sets): UNSUPPORTED_VERSION per partition.
     let mut f = header(0, 2, 4);
