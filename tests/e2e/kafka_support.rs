@@ -48,21 +48,24 @@ pub fn parse_py(lib: &str, cmd: &str, out: &Output) -> Value {
 /// Runs `kafka/kafkajs.js <cmd> <args>` with Node.js and KafkaJS and
 /// returns its JSON answer; panics with the client's stderr if it fails.
 pub fn js(cmd: &str, args: &Value) -> Value {
-    node_script("kafkajs.js", "kafkajs", cmd, args)
+    use sluice_test_artifacts::kafka_clients::node_clients;
+    node_script(node_clients::node(), "kafkajs.js", "kafkajs", cmd, args)
 }
 
 /// Runs `kafka/platformatic.mjs <cmd> <args>` with Node.js and
 /// @platformatic/kafka and returns the JSON it prints.
 pub fn platformatic(cmd: &str, args: &Value) -> Value {
-    node_script("platformatic.mjs", "platformatic", cmd, args)
+    use sluice_test_artifacts::kafka_clients::node_clients;
+    let node = node_clients::node_at_least(node_clients::PLATFORMATIC_NODE);
+    node_script(node, "platformatic.mjs", "platformatic", cmd, args)
 }
 
-fn node_script(script: &str, client: &str, cmd: &str, args: &Value) -> Value {
+fn node_script(node: &std::path::Path, script: &str, client: &str, cmd: &str, args: &Value) -> Value {
     use sluice_test_artifacts::kafka_clients::node_clients;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/e2e/kafka")
         .join(script);
-    let out = Command::new(node_clients::node())
+    let out = Command::new(node)
         .arg(script)
         .args([cmd, &args.to_string()])
         .env("NODE_PATH", node_clients::node_modules())

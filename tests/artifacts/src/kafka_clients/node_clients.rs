@@ -45,6 +45,38 @@ pub fn node() -> &'static Path {
     NODE.get_or_init(find_node).as_deref().unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The oldest Node.js @platformatic/kafka 1.35 runs on (its `engines`).
+pub const PLATFORMATIC_NODE: (u32, u32) = (20, 19);
+
+/// The Node.js executable, if it is at least `min` (major, minor); the
+/// tests of a client that needs a newer one call this.
+///
+/// # Panics
+/// If there is none, or it is older, saying what to install.
+pub fn node_at_least(min: (u32, u32)) -> &'static Path {
+    let node = node();
+    let out = Command::new(node).arg("--version").output();
+    let version = out
+        .as_ref()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    match parse_version(&version) {
+        Some(v) if v >= min => node,
+        _ => panic!(
+            "{} is Node.js {version:?}; this client needs {}.{} or newer (set {NODE_VAR})",
+            node.display(),
+            min.0,
+            min.1
+        ),
+    }
+}
+
+/// (major, minor) of `node --version`'s `v20.19.4`.
+fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let mut parts = v.trim().strip_prefix('v')?.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
 /// The `node_modules` directory holding the packages (for `NODE_PATH`),
 /// installed on first use.
 ///
@@ -173,6 +205,14 @@ mod tests {
             include_str!("node_clients.rs").lines().any(|l| l == line),
             "no line {line:?}"
         );
+    }
+
+    #[test]
+    fn node_versions_parse_to_major_and_minor() {
+        assert_eq!(parse_version("v20.20.2\n"), Some((20, 20)));
+        assert_eq!(parse_version("v18.19.0"), Some((18, 19)));
+        assert_eq!(parse_version("20.1"), None);
+        assert!(Some((18, 19)) < Some(PLATFORMATIC_NODE));
     }
 
     #[test]
