@@ -3,7 +3,8 @@
 //! (librdkafka), confluent-kafka (librdkafka again, through Python),
 //! kafka-python and KafkaJS. A wrong password fails with the node's reason
 //! and writes nothing; a node without a token refuses SCRAM (there is no
-//! password it could prove it knows).
+//! password it could prove it knows). OAUTHBEARER with the token as the
+//! bearer token, from confluent-kafka, kafka-python and KafkaJS.
 
 use serde_json::json;
 
@@ -104,4 +105,76 @@ async fn without_a_token_scram_is_refused_and_plain_connections_work() {
     assert!(err.contains("no token"), "{err}");
     let listed = kcat_with(&["-b", b.as_str(), "-L"], &[], b"").expect("plain");
     assert!(listed.contains("1 brokers"), "{listed}");
+}
+
+/// OAUTHBEARER with the token as the bearer token, as the clients' token
+/// callbacks give it: confluent-kafka (`oauth_cb`), kafka-python (a token
+/// provider) and KafkaJS (`oauthBearerProvider`) write; a wrong token is
+/// refused with the node's reason and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauthbearer_clients_authenticate_with_the_token_as_bearer_token() {
+    let server = Server::start_with(ServerOptions::args(&["--auth-token", TOKEN])).await;
+    let b = server.kafka();
+    let c = crate::support::client();
+    let resp = c
+        .post(server.url("/streams"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"name": "ob", "partitions": 1}))
+        .send()
+        .await
+        .expect("create");
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let oauth = json!({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "OAUTHBEARER"});
+    let record = |v: &str| json!([{"value": hex(v.as_bytes()), "partition": 0}]);
+
+    let sent = py(
+        "confluent",
+        "produce",
+        &json!({"bootstrap": b, "topic": "ob", "config": oauth, "oauth_token": TOKEN,
+                "records": record("confluent oauth")}),
+    );
+    assert_eq!(sent["results"][0]["offset"], 0, "{sent}");
+    let kp = json!({"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "OAUTHBEARER"});
+    let sent = py(
+        "kafkapython",
+        "produce",
+        &json!({"bootstrap": b, "topic": "ob", "config": kp, "oauth_token": TOKEN,
+                "records": record("kafka-python oauth")}),
+    );
+    assert_eq!(sent["results"][0]["offset"], 1, "{sent}");
+    let sent = js(
+        "produce",
+        &json!({"bootstrap": b, "topic": "ob", "sasl": {"mechanism": "oauthbearer", "token": TOKEN},
+                "records": record("kafkajs oauth")}),
+    );
+    assert_eq!(sent["results"][0]["offset"], 2, "{sent}");
+
+    // A wrong bearer token: refused, with the node's reason.
+    let mut short = oauth.clone();
+    short["message.timeout.ms"] = json!(5000);
+    let refused = py(
+        "confluent",
+        "produce",
+        &json!({"bootstrap": b, "topic": "ob", "config": short, "oauth_token": "wrong",
+                "records": record("must not land")}),
+    );
+    let err = refused["results"][0]["error"].as_str().unwrap_or_default().to_string();
+    assert!(!err.is_empty(), "{refused}");
+    let stream = c
+        .get(server.url("/streams/ob"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("GET");
+    let (status, body) = crate::support::json_of(stream).await;
+    assert!(status.is_success(), "{body}");
+    assert_eq!(body["partitions"][0]["end_offset"], 3, "nothing landed: {body}");
+    let kp_scram = json!({"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-256",
+                          "sasl_plain_username": "u", "sasl_plain_password": TOKEN});
+    let values = kp_values(&b, "ob", 0, 3, &kp_scram);
+    let want: Vec<String> = ["confluent oauth", "kafka-python oauth", "kafkajs oauth"]
+        .iter()
+        .map(|v| hex(v.as_bytes()))
+        .collect();
+    assert_eq!(values, want);
 }

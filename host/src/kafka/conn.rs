@@ -37,6 +37,8 @@ pub(super) enum Sasl {
     Idle,
     /// The handshake chose PLAIN.
     Plain,
+    /// The handshake chose OAUTHBEARER.
+    OAuthBearer,
     /// The handshake chose a SCRAM mechanism; the client-first comes next.
     ScramFirst(super::scram::Mechanism),
     /// Server-first sent; the client-final comes next.

@@ -25,6 +25,10 @@ def confluent_produce(a):
 
     conf = {"bootstrap.servers": a["bootstrap"], "linger.ms": a.get("linger_ms", 5)}
     conf.update(a.get("config", {}))
+    if a.get("oauth_token") is not None:
+        # OAUTHBEARER: librdkafka takes the bearer token from this callback.
+        token = a["oauth_token"]
+        conf["oauth_cb"] = lambda _config: (token, time.time() + 3600)
     p = Producer(conf)
     results = []
 

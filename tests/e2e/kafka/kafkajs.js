@@ -8,14 +8,20 @@ const { Kafka, logLevel, CompressionTypes, ConfigResourceTypes } = require('kafk
 const hx = (b) => (b === null || b === undefined ? null : Buffer.from(b).toString('hex'));
 const unhex = (s) => (s === null || s === undefined ? null : Buffer.from(s, 'hex'));
 
+function sasl(s) {
+  if (s.mechanism !== 'oauthbearer') return s;
+  return { mechanism: 'oauthbearer', oauthBearerProvider: async () => ({ value: s.token }) };
+}
+
 function client(a) {
   return new Kafka({
     clientId: 'sluice-e2e',
     brokers: [a.bootstrap],
     logLevel: logLevel.NOTHING,
     retry: { retries: 8 },
-    // e.g. { mechanism: 'scram-sha-256', username, password }
-    ...(a.sasl ? { sasl: a.sasl } : {}),
+    // e.g. { mechanism: 'scram-sha-256', username, password }, or
+    // { mechanism: 'oauthbearer', token } (the token the provider gives)
+    ...(a.sasl ? { sasl: sasl(a.sasl) } : {}),
   });
 }
 

@@ -67,11 +67,24 @@ def kp_describe_cluster(a):
     return _kp_admin(a, call)
 
 
+def _token_provider(token):
+    """A kafka-python OAUTHBEARER token provider that gives `token`."""
+    from kafka.net.sasl.oauth import AbstractTokenProvider
+
+    class Fixed(AbstractTokenProvider):
+        def token(self):
+            return token
+
+    return Fixed()
+
+
 def kp_produce(a):
     from kafka import KafkaProducer
 
     conf = dict(bootstrap_servers=a["bootstrap"], linger_ms=a.get("linger_ms", 5))
     conf.update(a.get("config", {}))
+    if a.get("oauth_token") is not None:
+        conf["sasl_oauth_token_provider"] = _token_provider(a["oauth_token"])
     p = KafkaProducer(**conf)
     futures = []
     for r in a["records"]:
