@@ -1,8 +1,8 @@
-//! CreateTopics, DeleteTopics and CreatePartitions:
-//! topics are streams, answered with their ids (`topic_ids`) (changing configs: `configs`). CreatePartitions grows
-//! a stream (never shrinks it); replica assignments may only name this
-//! node, except on a replicated stream, whose new partitions go on the
-//! replicas they name (or round-robin) on every node.
+//! CreateTopics, DeleteTopics and CreatePartitions: topics are streams
+//! (changing configs: `configs`), answered with their ids (`topic_ids`).
+//! CreatePartitions grows a stream (never shrinks it); replica assignments
+//! may only name this node, except on a replicated stream, whose new
+//! partitions go on the replicas they name (or round-robin) on every node.
 //!
 //! Topic configs map to stream settings: `retention.ms` and
 //! `retention.bytes` (-1: unlimited), `cleanup.policy` `delete`, `compact`
@@ -322,7 +322,9 @@ pub(super) async fn delete(ctx: &Ctx, r: DeleteTopicsRequest, version: i16) -> D
             (name, _) => {
                 res.name = name.as_deref().map(topic_name);
                 res.error_code = codes::invalid_request();
-                res.error_message = Some(str_bytes("name a topic by its name or by its id, not both"));
+                res.error_message = Some(str_bytes(
+                    "name a topic by its name or by its id: one of them, not both",
+                ));
                 out.responses.push(res);
                 continue;
             }
