@@ -251,8 +251,8 @@ pub struct ClusterSettings {
     /// Replicas of a topic a Kafka client creates with the broker's default
     /// (replication factor -1, and topics auto-created): Kafka's
     /// `default.replication.factor`. Unset: the number of nodes, at most 3.
-    /// Kafka clients create only replicated topics in a cluster, so every
-    /// node knows them.
+    /// Kafka clients create only replicated topics in a cluster (factor 1
+    /// included: one node holds it), so every node knows them.
     pub default_replication_factor: Option<u32>,
 }
 
@@ -535,10 +535,10 @@ impl Settings {
                 return bad("cluster.fetch_failures_max and cluster.min_insync_replicas must be positive".into());
             }
             if let Some(f) = c.default_replication_factor
-                && (f < 2 || f as usize > c.nodes.len())
+                && (f < 1 || f as usize > c.nodes.len())
             {
                 return bad(format!(
-                    "cluster.default_replication_factor {f} must be between 2 and the number of nodes ({})",
+                    "cluster.default_replication_factor {f} must be between 1 and the number of nodes ({})",
                     c.nodes.len()
                 ));
             }

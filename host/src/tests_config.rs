@@ -125,7 +125,7 @@ fn cluster_section_is_parsed_and_checked() {
         node_id = 1
         secret = "s"
         nodes = { "1" = "127.0.0.1:8081", "2" = "127.0.0.1:8082" }
-        default_replication_factor = 1"#,
+        default_replication_factor = 0"#,
         r#"[cluster]
         node_id = 3
         secret = "s"

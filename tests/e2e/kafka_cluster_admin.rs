@@ -241,12 +241,11 @@ async fn a_compacted_topic_is_replicated_on_every_node() {
 /// A topic a Kafka client creates in a cluster is replicated, so that
 /// every node knows it: with the default replication factor (-1) it gets
 /// `[cluster] default_replication_factor` replicas (here, unset: 3), and a
-/// client that reaches another node reads it. A factor of 1 would make a
-/// topic only one node knows, which clients asking another node are told
-/// does not exist: refused, saying why.
+/// client that reaches another node reads it. With a factor of 1 each
+/// partition lives on one node, and clients of any node still find it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_created_over_kafka_in_a_cluster_are_known_to_every_node() {
-    let cluster = Cluster::start("1MiB").await;
+    let mut cluster = Cluster::start("1MiB").await;
     let out = py(
         "confluent",
         "create_topic",
@@ -283,17 +282,84 @@ async fn topics_created_over_kafka_in_a_cluster_are_known_to_every_node() {
     );
     assert_eq!(got["records"].as_array().map(Vec::len), Some(5), "{got}");
 
+    // Factor 1: each partition on one node, and every node knows the
+    // topic and where each partition leads. Written through node 1 and read
+    // through node 3, acks=all (capped at the one replica).
     let one = py(
         "confluent",
         "create_topic",
-        &json!({"bootstrap": cluster.node(1).kafka(), "topic": "one", "partitions": 1, "replication": 1}),
+        &json!({"bootstrap": cluster.node(1).kafka(), "topic": "one", "partitions": 3, "replication": 1}),
     );
-    assert_eq!(one["ok"], false, "{one}");
-    let error = one["error"].as_str().unwrap_or_default();
-    assert!(
-        error.contains("INVALID_REPLICATION_FACTOR") && error.contains("every node knows it"),
-        "{one}"
+    assert_eq!(one["ok"], true, "{one}");
+    let mut holders = Vec::new();
+    for id in NODES {
+        let resp = cluster
+            .client
+            .get(cluster.node(id).url("/streams/one"))
+            .send()
+            .await
+            .expect("GET stream");
+        let s = support::expect_json(resp, StatusCode::OK).await;
+        assert_eq!(s["replication"]["factor"].as_u64(), Some(1), "node {id}: {s}");
+        holders.push(s["replication"]["assignment"].clone());
+    }
+    assert!(holders.windows(2).all(|w| w[0] == w[1]), "one assignment: {holders:?}");
+    let mut leaders: Vec<u64> = holders[0]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r[0].as_u64()).collect())
+        .unwrap_or_default();
+    leaders.sort_unstable();
+    assert_eq!(leaders, [1, 2, 3], "round-robin, one replica each: {holders:?}");
+    let values: Vec<Value> = (0..9)
+        .map(|i| json!({"value": crate::kafka_support::hex(format!("o{i}").as_bytes()), "partition": i % 3}))
+        .collect();
+    let produced = py(
+        "confluent",
+        "produce",
+        &json!({"bootstrap": cluster.node(1).kafka(), "topic": "one", "records": values, "config": {"acks": "all"}}),
     );
+    let ok = produced["results"]
+        .as_array()
+        .map_or(0, |r| r.iter().filter(|x| x["error"].is_null()).count());
+    assert_eq!(ok, 9, "{produced}");
+    for p in 0..3 {
+        let got = py(
+            "confluent",
+            "consume",
+            &json!({"bootstrap": cluster.node(3).kafka(), "topic": "one", "partition": p, "offset": 0, "count": 3, "timeout": 30}),
+        );
+        assert_eq!(got["records"].as_array().map(Vec::len), Some(3), "partition {p}: {got}");
+    }
+    // The node holding partition 2 goes down: the others take writes
+    // through the nodes that are up; back, it has its partition's records.
+    let down = holders[0][2][0]
+        .as_u64()
+        .and_then(|d| u32::try_from(d).ok())
+        .expect("holder");
+    let up = NODES.into_iter().find(|id| *id != down).expect("a node up");
+    cluster.node_mut(down).kill();
+    let others: Vec<Value> = (0..3u64)
+        .filter(|p| *p != 2)
+        .map(|p| json!({"value": crate::kafka_support::hex(b"while down"), "partition": p}))
+        .collect();
+    let produced = py(
+        "confluent",
+        "produce",
+        &json!({"bootstrap": cluster.node(up).kafka(), "topic": "one", "records": others,
+                "config": {"acks": "all", "message.timeout.ms": 20000}}),
+    );
+    let offsets: Vec<Value> = produced["results"]
+        .as_array()
+        .map(|r| r.iter().map(|x| x["offset"].clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(offsets, [3, 3], "{produced}");
+    cluster.node_mut(down).restart().await;
+    let got = py(
+        "confluent",
+        "consume",
+        &json!({"bootstrap": cluster.node(up).kafka(), "topic": "one", "partition": 2, "offset": 0, "count": 3, "timeout": 30}),
+    );
+    assert_eq!(got["records"].as_array().map(Vec::len), Some(3), "{got}");
     // The broker configs say so, as Kafka's do.
     let configs = py(
         "confluent",
@@ -302,11 +368,4 @@ async fn topics_created_over_kafka_in_a_cluster_are_known_to_every_node() {
     );
     assert_eq!(configs["configs"]["default.replication.factor"], "3", "{configs}");
     assert_eq!(configs["configs"]["min.insync.replicas"], "2", "{configs}");
-    let resp = cluster
-        .client
-        .get(cluster.node(1).url("/streams/one"))
-        .send()
-        .await
-        .expect("GET stream");
-    assert_eq!(resp.status(), StatusCode::NOT_FOUND, "nothing was created");
 }

@@ -96,7 +96,8 @@ pub use super::leadership::Leadership;
 /// How a stream's partitions are spread over a cluster's nodes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Replication {
-    /// Replicas per partition (at least 2; streams of factor 1 have none).
+    /// Replicas per partition (at least 1: a stream of factor 1 lives on
+    /// one node, and every node knows it and where it leads).
     pub factor: u32,
     /// Per partition: the replicas' node ids, the first leader first.
     pub assignment: Vec<Vec<u32>>,

@@ -262,7 +262,7 @@ impl Log {
             });
         }
         if let Some(r) = &config.replication
-            && (r.factor < 2 || r.assignment.len() != partitions as usize)
+            && (r.factor < 1 || r.assignment.len() != partitions as usize)
         {
             return Err(LogError::InvalidBatch(format!(
                 "a replication of factor {} needs an assignment for each of {partitions} partitions",

@@ -141,7 +141,7 @@ fn broker_entries(s: &Settings, node_id: i32) -> Vec<Entry> {
     }
     let ms = |v: Duration, default: Duration| num(v.as_millis(), default.as_millis());
     let mechanisms = if s.auth_token.is_some() {
-        "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
+        "PLAIN,OAUTHBEARER,SCRAM-SHA-256,SCRAM-SHA-512"
     } else {
         ""
     };

@@ -92,33 +92,22 @@ pub(super) async fn create(ctx: &Ctx, r: CreateTopicsRequest) -> CreateTopicsRes
 /// The replication of a topic created over Kafka with `asked` replicas
 /// (-1: the default). On a node alone, a topic is that node's. In a cluster
 /// of several nodes every such topic is replicated (-1: `[cluster]
-/// default_replication_factor`), so every node knows it: a topic on one
-/// node only would be unknown to clients that ask another node, and Kafka
-/// clients ask any node.
+/// default_replication_factor`), so every node knows it, factor 1
+/// included (one node holds it, the others know where it leads): a topic
+/// on one node only would be unknown to clients that ask another node, and
+/// Kafka clients ask any node.
 pub(super) fn replication_for(ctx: &Ctx, asked: i16) -> Result<Option<Replication>, (i16, String)> {
     let cluster = ctx.host.settings().cluster_with_peers();
     let factor = match (asked, cluster) {
         (-1 | 1, None) => return Ok(None),
         (-1, Some(c)) => c.kafka_replication_factor(),
-        (1, Some(c)) => {
-            return Err((
-                codes::invalid_replication_factor(),
-                format!(
-                    "replication factor 1: in a cluster a topic created over Kafka is replicated, so that \
-                     every node knows it; ask for 2 to {} replicas, or -1 for the default ({}); a stream \
-                     on one node only is created over HTTP",
-                    c.nodes.len(),
-                    c.kafka_replication_factor()
-                ),
-            ));
-        }
         (f, None) if f > 1 => {
             return Err((
                 codes::invalid_replication_factor(),
                 format!("replication factor {f} needs a cluster; this node runs alone"),
             ));
         }
-        (f, Some(_)) if f > 1 => u32::from(f.unsigned_abs()),
+        (f, Some(_)) if f >= 1 => u32::from(f.unsigned_abs()),
         (f, _) => return Err((codes::invalid_replication_factor(), format!("replication factor {f}"))),
     };
     Ok(Some(Replication {
