@@ -306,7 +306,8 @@ pub struct CreateStream {
     #[serde(default)]
     pub compaction: Option<CompactionIn>,
     /// Replicas per partition on a cluster (default 1: the receiving node
-    /// only).
+    /// only; 1 with an `assignment` of one node per partition: a
+    /// replicated stream of one replica, known to every node).
     #[serde(default)]
     #[schema(minimum = 1)]
     pub replication_factor: Option<u32>,
