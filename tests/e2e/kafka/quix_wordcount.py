@@ -1,4 +1,4 @@
-"""A Quix Streams word count, run by tests/e2e/kafka_frameworks.rs.
+"""A Quix Streams word count, run by tests/e2e/kafka_quix.rs.
 
 Reads JSON values {"w": word} from the input topic, regroups them by word
 (Quix repartitions through a topic it creates), counts each word in a
@@ -7,8 +7,10 @@ writes {"w": word, "n": count} to the output topic. Runs until SIGTERM,
 as in production; Quix commits its state and offsets when it stops.
 
 argv[1]: JSON {"bootstrap", "group", "input", "output", "state_dir",
-"commit_every", "replication" (optional: the output topic's replicas)}: Quix commits (and writes the changelog) at least every
-second and after each commit_every messages.
+"commit_every"}: Quix commits (and writes the changelog) at least every
+second and after each commit_every messages. Quix creates the output topic
+with its defaults (one partition, one replica) and its own topics with the
+input topic's partitions and replicas.
 """
 
 import json
@@ -16,7 +18,6 @@ import logging
 import sys
 
 from quixstreams import Application
-from quixstreams.models.topics import TopicConfig
 
 
 def main():
@@ -32,11 +33,7 @@ def main():
         commit_every=args["commit_every"],
     )
     words = app.topic(args["input"], value_deserializer="json")
-    # The output topic's replicas (Quix's default is 1); Quix gives its own
-    # topics the input topic's.
-    replicas = args.get("replication")
-    config = TopicConfig(num_partitions=1, replication_factor=replicas) if replicas else None
-    counts = app.topic(args["output"], value_serializer="json", config=config)
+    counts = app.topic(args["output"], value_serializer="json")
     sdf = app.dataframe(words)
     sdf = sdf.group_by(lambda v: v["w"], name="byword")
 
