@@ -8,7 +8,8 @@
 //! and an id of a deleted topic stays unknown. Authorized operations:
 //! librdkafka asking gets what a Kafka broker without an authorizer gives
 //! (the node has no ACLs), less what the node refuses on its own internal
-//! topic; ACL requests are SECURITY_DISABLED.
+//! topic; ACL requests are SECURITY_DISABLED, and ListTransactions lists
+//! none.
 
 use serde_json::{Value, json};
 
@@ -322,8 +323,9 @@ async fn clients_that_ask_get_the_authorized_operations_a_broker_without_acls_gi
 /// The node has no authorizer: ACL requests are answered SECURITY_DISABLED,
 /// as a Kafka broker without one answers them, so admin tools report ACLs
 /// as not enabled instead of failing on an API the node does not offer.
+/// It refuses transactions, so it lists none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acl_requests_are_answered_as_a_broker_without_an_authorizer_answers() {
+async fn acl_and_transaction_requests_are_answered_as_a_broker_without_them_answers() {
     let server = Server::start().await;
     let b = server.kafka();
     let described = py("kafkapython", "describe_acls", &json!({"bootstrap": b}));
@@ -336,4 +338,11 @@ async fn acl_requests_are_answered_as_a_broker_without_an_authorizer_answers() {
     assert_eq!(got["describe"], "ok", "{got}");
     assert_eq!(got["create"]["code"], 54, "{got}");
     assert_eq!(got["delete"]["code"], 54, "{got}");
+
+    let listed = py(
+        "kafkapython",
+        "list_transactions",
+        &json!({"bootstrap": b, "states": ["Ongoing"]}),
+    );
+    assert_eq!(listed["brokers"], json!({"0": []}), "{listed}");
 }

@@ -59,6 +59,7 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeAcls, 1, 3),
     (ApiKey::CreateAcls, 1, 3),
     (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::ListTransactions, 0, 1),
 ];
 
 /// Produce versions advertised but answered with UNSUPPORTED_VERSION
@@ -294,6 +295,7 @@ fn api_name(api: ApiKey) -> &'static str {
         ApiKey::DescribeAcls => "describe_acls",
         ApiKey::CreateAcls => "create_acls",
         ApiKey::DeleteAcls => "delete_acls",
+        ApiKey::ListTransactions => "list_transactions",
         _ => "other",
     }
 }

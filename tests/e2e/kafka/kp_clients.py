@@ -56,6 +56,17 @@ def kp_describe_acls(a):
     return _kp_admin(a, call)
 
 
+def kp_list_transactions(a):
+    """kafka-python's list_transactions (every broker): per broker id, the
+    transactional ids listed."""
+
+    def call(admin):
+        listed = admin.list_transactions(state_filters=a.get("states"))
+        return {"brokers": {str(b): [t.transactional_id for t in txns] for b, txns in listed.items()}}
+
+    return _kp_admin(a, call)
+
+
 def kp_describe_cluster(a):
     """kafka-python's describe_cluster (DescribeCluster when offered)."""
 
@@ -395,6 +406,7 @@ COMMANDS = {
     ("kafkapython", "describe_topics"): kp_describe_topics,
     ("kafkapython", "describe_cluster"): kp_describe_cluster,
     ("kafkapython", "describe_acls"): kp_describe_acls,
+    ("kafkapython", "list_transactions"): kp_list_transactions,
     ("kafkapython", "describe_configs"): kp_describe_configs,
     ("kafkapython", "list_offsets"): kp_list_offsets,
     ("kafkapython", "elect_leaders"): kp_elect_leaders,

@@ -28,6 +28,7 @@ mod producers;
 mod sasl;
 pub(super) mod topic_ids;
 mod topics;
+mod transactions;
 pub(super) mod versions;
 
 /// What a handler wants done.
@@ -76,6 +77,7 @@ pub(super) async fn handle(
         RequestKind::DescribeConfigs(r) => respond(ResponseKind::DescribeConfigs(describe_configs::describe_configs(
             ctx, r,
         ))),
+        RequestKind::ListTransactions(r) => respond(ResponseKind::ListTransactions(transactions::list(&r))),
         RequestKind::DescribeAcls(_) => respond(ResponseKind::DescribeAcls(acls::describe())),
         RequestKind::CreateAcls(r) => respond(ResponseKind::CreateAcls(acls::create(&r))),
         RequestKind::DeleteAcls(r) => respond(ResponseKind::DeleteAcls(acls::delete(&r))),
