@@ -123,7 +123,18 @@ async fn epochs_end_where_the_history_says_and_a_consumer_validates_through_a_mo
                                               "fetch.wait.max.ms": 100}}),
         )
     });
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // librdkafka fetches the next offset once it has a batch: a second
+    // fetch means it holds the first 100 records, at epoch 0, so the move
+    // below happens under a consumer with a position to validate (a
+    // consumer slow to start would otherwise begin at the new leader).
+    let started = std::time::Instant::now();
+    while metric_sum(cluster.node(1), "sluice_kafka_requests_total", "api=\"fetch\"").await < 2.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the consumer never fetched"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let moved = cluster.move_leader(2).await;
     assert_eq!(moved["leader"], 2, "{moved}");
     let more: Vec<String> = (100..200).map(|i| i.to_string()).collect();

@@ -38,7 +38,7 @@ use super::super::encode::{encode_runs, encode_view};
 use super::super::error::{code_of, codes};
 use super::super::splice::Parts;
 use super::fetch_session::{Found, Key, Topic};
-use super::{check_epoch, current_leader, leader_endpoints, offset_of, partition_of, topic_ids, topic_name, visible};
+use super::{check_epoch, leader_endpoints, offset_of, partition_of, topic_ids, topic_name, visible};
 use crate::node::ReadLimits;
 
 /// The longest long-poll this node honours.
@@ -253,11 +253,9 @@ async fn read_one(ctx: &Ctx, want: &Want, budget: usize, first: bool) -> Got {
     };
     let (start, visible_end, leader_epoch, cache_key) = match visible(ctx, stream, partition) {
         Ok(v) => (v.start, v.end, v.leader_epoch, v.cache_key),
-        Err(code) => {
-            let mut got = Got::error(code);
-            if code == kafka_protocol::ResponseError::NotLeaderOrFollower.code() {
-                got.leader = current_leader(ctx, stream, partition);
-            }
+        Err(refused) => {
+            let mut got = Got::error(refused.code);
+            got.leader = refused.leader;
             return got;
         }
     };

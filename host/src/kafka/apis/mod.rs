@@ -216,21 +216,41 @@ struct Visible {
     cache_key: Option<super::cache::Key>,
 }
 
+/// Why a partition cannot be read here: the Kafka error code and, on a
+/// follower (NOT_LEADER_OR_FOLLOWER), the leader and its epoch as this
+/// node knows them, for clients to go there directly (KIP-951).
+struct Refused {
+    code: i16,
+    leader: Option<(i32, i32)>,
+}
+
+impl From<Refused> for i16 {
+    fn from(r: Refused) -> i16 {
+        r.code
+    }
+}
+
 /// The visible range of `stream` partition `partition` (of a view: of its
-/// input), or the Kafka error code: unknown topic or partition, or
-/// NOT_LEADER_OR_FOLLOWER on a follower.
-fn visible(ctx: &Ctx, stream: &str, partition: u32) -> Result<Visible, i16> {
+/// input), or why not: unknown topic or partition, or
+/// NOT_LEADER_OR_FOLLOWER (with the leader) on a follower.
+fn visible(ctx: &Ctx, stream: &str, partition: u32) -> Result<Visible, Refused> {
     let host = &ctx.host;
     let view = host.view(stream);
     let stream = view.as_ref().map_or(stream, |v| v.input.as_str());
     // One partition's state: a fetch of many partitions must not describe
     // the whole stream for each.
-    let info = host
-        .describe_partition(stream, partition)
-        .map_err(|e| super::error::code_of(&e))?;
+    let info = host.describe_partition(stream, partition).map_err(|e| Refused {
+        code: super::error::code_of(&e),
+        leader: None,
+    })?;
     let range = info.range;
     let (end, leader_epoch) = match host.replication_status(stream, partition) {
-        Some(s) if !s.is_leader => return Err(kafka_protocol::ResponseError::NotLeaderOrFollower.code()),
+        Some(s) if !s.is_leader => {
+            return Err(Refused {
+                code: kafka_protocol::ResponseError::NotLeaderOrFollower.code(),
+                leader: i32::try_from(s.leader).ok().zip(i32::try_from(s.epoch).ok()),
+            });
+        }
         Some(s) => (s.high_watermark.min(range.end), s.epoch as i32),
         None => (range.end, 0),
     };

@@ -45,9 +45,9 @@ fn derive(kind: &[u8], name: &str, created_ms: u64) -> Uuid {
 
 /// The id topic `name` has now (a stream's, else a view's), if it exists.
 pub(super) fn of_name(ctx: &Ctx, name: &str) -> Option<Uuid> {
-    match ctx.host.describe_stream(name) {
-        Ok(info) => Some(of_stream(&info)),
-        Err(_) => ctx.host.view(name).map(|v| of_view(name, v.created_ms)),
+    match ctx.host.stream_created_ms(name) {
+        Some(ms) => Some(derive(b"stream", name, ms)),
+        None => ctx.host.view(name).map(|v| of_view(name, v.created_ms)),
     }
 }
 
