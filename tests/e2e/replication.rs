@@ -373,9 +373,11 @@ async fn the_cli_creates_produces_to_and_moves_a_replicated_stream() {
 /// nodes that answer and says to delete it again; once the node is back,
 /// deleting again from a node that no longer has it reaches the copy left
 /// behind. A stream of one node alone that shares a name is never deleted
-/// by another node's delete.
+/// by another node's delete. Creating a replicated stream while a node is
+/// down fails and leaves no copy on the nodes that took it, so creating it
+/// again once the node is back succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deleting_again_reaches_the_copy_a_down_node_kept() {
+async fn changes_a_down_node_misses_are_finished_later_or_taken_back() {
     let mut cluster = Cluster::start("1MiB").await;
     let c = cluster.client.clone();
     let url = |cluster: &Cluster, id: u32, name: &str| cluster.node(id).url(&format!("/streams/{name}"));
@@ -387,9 +389,38 @@ async fn deleting_again_reaches_the_copy_a_down_node_kept() {
         let resp = c.get(url(&cluster, id, STREAM)).send().await.expect("GET");
         assert_eq!(resp.status(), StatusCode::NOT_FOUND, "node {id}");
     }
+    let late = json!({"name": "late", "partitions": 2, "replication_factor": 2});
+    let resp = c
+        .post(cluster.node(1).url("/streams"))
+        .json(&late)
+        .send()
+        .await
+        .expect("POST");
+    let body = support::expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, "replica_unavailable").await;
+    assert!(body.to_string().contains("the others deleted it again"), "{body}");
+    for id in [1, 2] {
+        let resp = c.get(url(&cluster, id, "late")).send().await.expect("GET");
+        assert_eq!(
+            resp.status(),
+            StatusCode::NOT_FOUND,
+            "node {id} kept a half-made stream"
+        );
+    }
     cluster.node_mut(3).restart().await;
     let resp = c.get(url(&cluster, 3, STREAM)).send().await.expect("GET");
     assert_eq!(resp.status(), StatusCode::OK, "node 3 kept its copy while down");
+    let resp = c
+        .post(cluster.node(2).url("/streams"))
+        .json(&late)
+        .send()
+        .await
+        .expect("POST");
+    let made = support::expect_json(resp, StatusCode::CREATED).await;
+    for id in NODES {
+        let resp = c.get(url(&cluster, id, "late")).send().await.expect("GET");
+        let got = support::expect_json(resp, StatusCode::OK).await;
+        assert_eq!(got["created_ms"], made["created_ms"], "node {id}: {got}");
+    }
 
     // Node 2 has a stream of its own named like one node 1 is asked to
     // delete: it stays.

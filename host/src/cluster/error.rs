@@ -6,8 +6,16 @@ use crate::log::LogError;
 pub enum ClusterError {
     #[error("bad answer from a peer: {0}")]
     BadResponse(String),
+    /// `refused`: the connection was refused (or the node is not in the
+    /// cluster), so the request was never received; otherwise (a timeout)
+    /// it may have been.
     #[error("cannot reach node {node} ({url}): {reason}")]
-    Unreachable { node: u32, url: String, reason: String },
+    Unreachable {
+        node: u32,
+        url: String,
+        reason: String,
+        refused: bool,
+    },
     #[error("node {node} answered {status} {code}: {message}")]
     Peer {
         node: u32,

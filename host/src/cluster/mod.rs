@@ -494,6 +494,7 @@ impl Cluster {
             node,
             url: String::new(),
             reason: "not in the cluster's nodes".into(),
+            refused: true,
         })?;
         let url = format!("{base}{path}");
         let client = self.client.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -506,6 +507,7 @@ impl Cluster {
             node,
             url: url.clone(),
             reason: e.to_string(),
+            refused: liveness::is_refused(&e),
         };
         // Refused, or silent until the timeout (a partitioned link, or a
         // peer too busy to answer): the peer is unreachable, not wrong.

@@ -186,6 +186,7 @@ impl Cluster {
                 node: target,
                 url: self.peers.get(&target).cloned().unwrap_or_default(),
                 reason: "the target did not answer".into(),
+                refused: false,
             });
         };
         if old == target && t.epoch == epoch {

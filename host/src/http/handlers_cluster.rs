@@ -151,6 +151,11 @@ pub struct DeleteIn {
     /// alone is answered `stream_not_found`).
     #[serde(default)]
     pub replicated_only: bool,
+    /// Delete only the stream of that name created at this time (another
+    /// incarnation is answered `stream_not_found`): how a create that did
+    /// not reach every node is taken back.
+    #[serde(default)]
+    pub created_ms: Option<u64>,
 }
 
 /// Delete a replicated stream here (internal)
@@ -165,7 +170,8 @@ pub struct DeleteIn {
     ))]
 pub async fn delete_stream(State(host): State<Host>, Body(body): Body) -> Res<StatusCode> {
     let req: DeleteIn = json(body, "delete request")?;
-    host.delete_local(&req.name, req.replicated_only).await?;
+    host.delete_local(&req.name, req.replicated_only, req.created_ms)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

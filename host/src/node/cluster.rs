@@ -1,8 +1,10 @@
 //! The [`Host`]'s cluster operations: creating and deleting replicated
 //! streams on every node, `acks=all` appends, and replication status.
 //! Invariant: a replicated stream has the same name, partitions, creation
-//! time and assignment on every node; it is created on the peers first, so
-//! a failure leaves this node without it.
+//! time and assignment on every node; it is created on the peers first, and
+//! a create that some peer did not take is taken back from the others, so a
+//! failure leaves no node with it (unless a node could not be asked; the
+//! error names it).
 
 use serde::{Deserialize, Serialize};
 
@@ -84,14 +86,57 @@ impl Host {
             replication: r.clone(),
             compaction: config.compaction.clone(),
         };
-        self.on_every_peer("/internal/streams", &spec, |failed| {
-            format!(
-                "stream `{name}` could not be created on every node ({failed}); nodes that answered have it: \
-                 delete it and create it again once all nodes are up"
-            )
-        })
-        .await?;
+        let failed = self.on_peers("/internal/streams", &spec).await;
+        if !failed.is_empty() {
+            return Err(self.take_back(&spec, &failed).await);
+        }
         self.create_from_spec(&spec).await
+    }
+
+    /// Takes back a create that did not reach every node (`failed`): asks
+    /// every other node to delete that incarnation (a node that timed out
+    /// may have made it), so that creating again once the nodes are up
+    /// starts clean, as a Kafka CreateTopics that failed leaves no topic.
+    /// Returns the error to answer: `replica_unavailable`, naming the
+    /// nodes that may keep a copy if some could not be asked.
+    async fn take_back(&self, spec: &StreamSpec, failed: &[(u32, ClusterError)]) -> Error {
+        let name = &spec.name;
+        let why: Vec<String> = failed.iter().map(|(n, e)| format!("node {n}: {e}")).collect();
+        let body = serde_json::json!({ "name": name, "replicated_only": true, "created_ms": spec.created_ms });
+        // A node whose create was refused at connect, or answered with an
+        // error, made no copy; one that timed out may have.
+        let no_copy = |node: u32| {
+            failed.iter().any(|(n, e)| {
+                *n == node
+                    && matches!(
+                        e,
+                        ClusterError::Unreachable { refused: true, .. } | ClusterError::Peer { .. }
+                    )
+            })
+        };
+        let kept: Vec<String> = self
+            .on_peers("/internal/streams/delete", &body)
+            .await
+            .into_iter()
+            .filter(|(n, e)| {
+                !no_copy(*n) && !matches!(e, ClusterError::Peer { code, .. } if code == "stream_not_found")
+            })
+            .map(|(n, _)| n.to_string())
+            .collect();
+        if kept.is_empty() {
+            return replica_unavailable(format!(
+                "stream `{name}` was not created: not every node took it ({}); the others deleted it again, \
+                 create it again once all nodes are up",
+                why.join("; ")
+            ));
+        }
+        tracing::warn!(stream = %name, nodes = %kept.join(", "), "a failed create could not be taken back everywhere");
+        replica_unavailable(format!(
+            "stream `{name}` was not created: not every node took it ({}), and node(s) {} could not be asked to \
+             delete it again and may keep a copy: delete the stream once they are up, then create it again",
+            why.join("; "),
+            kept.join(", ")
+        ))
     }
 
     /// Creates a stream another node asked for; the same spec again is a

@@ -455,13 +455,15 @@ impl Host {
     /// replicated stream), and the offsets committed on it in the groups
     /// this node coordinates. With `replicated_only`, a stream of that name
     /// that is not replicated (this node's own) is left alone and answered
-    /// `stream_not_found`.
-    pub async fn delete_local(&self, name: &str, replicated_only: bool) -> Result<(), Error> {
-        if replicated_only {
-            let info = self.inner.log.describe_stream(name)?;
-            if info.replication.is_none() {
-                return Err(crate::log::LogError::StreamNotFound { name: name.into() }.into());
-            }
+    /// `stream_not_found`; with `created_ms`, so is a stream of that name
+    /// created at another time (another incarnation).
+    pub async fn delete_local(&self, name: &str, replicated_only: bool, created_ms: Option<u64>) -> Result<(), Error> {
+        let not_found = || -> Error { crate::log::LogError::StreamNotFound { name: name.into() }.into() };
+        if replicated_only && self.inner.log.describe_stream(name)?.replication.is_none() {
+            return Err(not_found());
+        }
+        if created_ms.is_some_and(|ms| self.inner.log.stream_created_ms(name) != Some(ms)) {
+            return Err(not_found());
         }
         self.inner.log.delete_stream(name).await?;
         self.forget_stream_offsets(name).await
