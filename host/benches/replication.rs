@@ -73,6 +73,7 @@ async fn start(dir: &std::path::Path, n: u32) -> Vec<Host> {
             replication: Some(Replication {
                 factor: n,
                 assignment: vec![(1..=n).collect()],
+                min_insync_replicas: None,
             }),
             ..StreamConfig::default()
         }

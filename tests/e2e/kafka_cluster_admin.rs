@@ -369,3 +369,114 @@ async fn topics_created_over_kafka_in_a_cluster_are_known_to_every_node() {
     assert_eq!(configs["configs"]["default.replication.factor"], "3", "{configs}");
     assert_eq!(configs["configs"]["min.insync.replicas"], "2", "{configs}");
 }
+
+/// A topic's own `min.insync.replicas`, as Kafka Connect, Debezium or a
+/// Strimzi topic set it at creation: every node keeps it, DescribeConfigs
+/// gives it as set on the topic (a topic without one: the node's default),
+/// and the leader enforces it. With one of three replicas down, acks=all
+/// writes to a topic that needs all three are refused NOT_ENOUGH_REPLICAS,
+/// while a topic under the node's default (2) takes them. Values no topic
+/// could meet are refused INVALID_CONFIG.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topics_own_min_insync_replicas_is_kept_on_every_node_and_enforced() {
+    let mut cluster = Cluster::start("1MiB").await;
+    let create = |topic: &str, min_insync: &str| {
+        py(
+            "confluent",
+            "create_topic",
+            &json!({"bootstrap": cluster.node(1).kafka(), "topic": topic, "partitions": 1, "replication": 3,
+                    "config": {"min.insync.replicas": min_insync}}),
+        )
+    };
+    for bad in ["4", "0", "two"] {
+        let out = create("never", bad);
+        assert_eq!(out["ok"], false, "{bad}: {out}");
+        assert!(out["error"].to_string().contains("INVALID_CONFIG"), "{bad}: {out}");
+    }
+    assert_eq!(create("strict", "3")["ok"], true);
+    assert_eq!(create("loose", "2")["ok"], true);
+    for id in NODES {
+        let resp = cluster
+            .client
+            .get(cluster.node(id).url("/streams/strict"))
+            .send()
+            .await
+            .expect("GET stream");
+        let s = support::expect_json(resp, StatusCode::OK).await;
+        assert_eq!(s["replication"]["min_insync_replicas"], 3, "node {id}: {s}");
+    }
+    let described = |topic: &str| {
+        py(
+            "confluent",
+            "describe_configs",
+            &json!({"bootstrap": cluster.node(2).kafka(), "topic": topic, "detail": true}),
+        )
+    };
+    let strict = described("strict");
+    assert_eq!(strict["configs"]["min.insync.replicas"]["value"], "3", "{strict}");
+    assert_eq!(
+        strict["configs"]["min.insync.replicas"]["source"], 1,
+        "TOPIC_CONFIG: {strict}"
+    );
+    let resp = cluster
+        .client
+        .post(cluster.node(1).url("/streams"))
+        .json(&json!({"name": "dflt", "partitions": 1, "replication_factor": 3}))
+        .send()
+        .await
+        .expect("POST /streams");
+    support::expect_json(resp, StatusCode::CREATED).await;
+    for (factor, min) in [(3, 4), (1, 2)] {
+        let resp = cluster
+            .client
+            .post(cluster.node(1).url("/streams"))
+            .json(&json!({"name": "never", "partitions": 1, "replication_factor": factor, "min_insync_replicas": min}))
+            .send()
+            .await
+            .expect("POST /streams");
+        let body = support::expect_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+        assert!(body.to_string().contains("min_insync_replicas"), "{body}");
+    }
+    let dflt = described("dflt");
+    assert_eq!(dflt["configs"]["min.insync.replicas"]["value"], "2", "{dflt}");
+    assert_eq!(
+        dflt["configs"]["min.insync.replicas"]["source"], 5,
+        "DEFAULT_CONFIG: {dflt}"
+    );
+
+    // A follower of both goes down.
+    let mut busy = Vec::new();
+    for topic in ["strict", "loose", "dflt"] {
+        let resp = cluster
+            .client
+            .get(cluster.node(1).url(&format!("/streams/{topic}")))
+            .send()
+            .await
+            .expect("GET stream");
+        let s = support::expect_json(resp, StatusCode::OK).await;
+        busy.push(s["replication"]["assignment"][0][0].as_u64());
+    }
+    let down = NODES
+        .into_iter()
+        .find(|id| !busy.contains(&Some(u64::from(*id))))
+        .expect("a node that leads none of them");
+    let up = NODES.into_iter().find(|id| *id != down).expect("a node up");
+    cluster.node_mut(down).kill();
+    let write = |topic: &str| {
+        let records = [json!({"value": crate::kafka_support::hex(b"while down"), "partition": 0})];
+        let out = py(
+            "confluent",
+            "produce",
+            &json!({"bootstrap": cluster.node(up).kafka(), "topic": topic, "records": records,
+                    "config": {"acks": "all", "retries": 0, "message.timeout.ms": 20000}}),
+        );
+        out["results"][0].clone()
+    };
+    let refused = write("strict");
+    assert!(
+        refused["error"].to_string().contains("Not enough in-sync replicas"),
+        "{refused}"
+    );
+    assert_eq!(write("loose")["offset"], 0);
+    assert_eq!(write("dflt")["offset"], 0);
+}

@@ -194,6 +194,10 @@ async fn kafka_streams_internal_topic_configs_are_accepted() {
     };
     assert_eq!(configs("app-repartition")["retention.ms"], "-1");
     assert_eq!(configs("app-changelog")["cleanup.policy"], "compact");
+    // A node alone has one replica per topic: a minimum of 1 is met.
+    let out = create("confluent", "app-min-one", json!({"min.insync.replicas": "1"}));
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(configs("app-min-one")["min.insync.replicas"], "1");
 
     for (config, why) in [
         (
@@ -202,7 +206,8 @@ async fn kafka_streams_internal_topic_configs_are_accepted() {
         ),
         (json!({"segment.bytes": "lots"}), "must be a number"),
         (json!({"compression.type": "zstd"}), "can only be `producer`"),
-        (json!({"min.insync.replicas": "2"}), "is not supported"),
+        (json!({"min.insync.replicas": "2"}), "more than the topic's 1 replica"),
+        (json!({"max.compaction.lag.ms": "1000"}), "is not supported"),
     ] {
         let out = create("confluent", "refused", config.clone());
         assert_eq!(out["ok"], false, "{config}: {out}");

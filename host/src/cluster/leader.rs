@@ -444,6 +444,7 @@ mod tests {
             created_ms: 1,
             partition: 0,
             replicas: vec![1, 2, 3],
+            min_insync_replicas: None,
             state: ReplicaState {
                 leadership: Leadership::initial(1),
                 high_watermark: 0,

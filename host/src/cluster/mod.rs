@@ -393,10 +393,12 @@ impl Cluster {
     }
 
     /// Refuses when this node leads the partition with fewer in-sync
-    /// replicas than `min_insync_replicas` (capped at the replica count).
+    /// replicas than the stream's `min_insync_replicas`, or else the
+    /// node's (capped at the replica count).
     pub fn check_min_in_sync(&self, stream: &str, partition: u32) -> Result<(), ClusterError> {
         let v = self.log.replica(stream, partition)?;
-        let required = (self.settings.min_insync_replicas as usize).min(v.replicas.len());
+        let min = v.min_insync_replicas.unwrap_or(self.settings.min_insync_replicas);
+        let required = (min as usize).min(v.replicas.len());
         match self.in_sync(stream, partition) {
             Some(isr) if isr.len() < required => Err(ClusterError::NotEnoughReplicas {
                 stream: stream.into(),

@@ -99,6 +99,7 @@ pub(crate) fn replicated(factor: u32) -> StreamConfig {
         replication: Some(Replication {
             factor,
             assignment: vec![vec![1, 2, 3]],
+            min_insync_replicas: None,
         }),
         ..StreamConfig::default()
     }

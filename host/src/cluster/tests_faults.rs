@@ -161,6 +161,7 @@ async fn a_misbehaving_leader_stops_the_follower_after_a_bounded_number_of_reque
         replication: Replication {
             factor: 2,
             assignment: vec![vec![leader, 2]],
+            min_insync_replicas: None,
         },
         compaction: None,
     };

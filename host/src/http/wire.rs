@@ -315,6 +315,13 @@ pub struct CreateStream {
     /// round-robin over the cluster's nodes).
     #[serde(default)]
     pub assignment: Option<Vec<Vec<u32>>>,
+    /// Replicated streams: with fewer replicas in sync, `acks=all`
+    /// appends are refused (`not_enough_replicas`); 1 to the factor
+    /// (default: the node's `[cluster] min_insync_replicas`, capped at
+    /// the factor).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub min_insync_replicas: Option<u32>,
 }
 
 /// A stream's compaction settings as posted.
@@ -382,9 +389,18 @@ impl CreateStream {
             (factor, assignment) => {
                 let assignment = assignment.clone().unwrap_or_default();
                 let factor = factor.unwrap_or_else(|| assignment.first().map_or(1, |a| a.len() as u32));
-                Some(crate::node::Replication { factor, assignment })
+                Some(crate::node::Replication {
+                    factor,
+                    assignment,
+                    min_insync_replicas: self.min_insync_replicas,
+                })
             }
         };
+        if replication.is_none() && self.min_insync_replicas.is_some_and(|m| m > 1) {
+            return Err(Error::invalid(
+                "min_insync_replicas above 1 needs a replicated stream (replication_factor above 1)",
+            ));
+        }
         Ok(StreamConfig {
             retention,
             compaction,

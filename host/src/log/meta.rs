@@ -101,6 +101,12 @@ pub struct Replication {
     pub factor: u32,
     /// Per partition: the replicas' node ids, the first leader first.
     pub assignment: Vec<Vec<u32>>,
+    /// With fewer replicas in sync than this, `acks=all` writes are
+    /// refused (Kafka's topic config `min.insync.replicas`); at most the
+    /// factor. `None`: the node's `[cluster] min_insync_replicas`, capped
+    /// at the replica count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_insync_replicas: Option<u32>,
 }
 
 /// What is durable about a pipeline (its progress is kept separately).
@@ -258,8 +264,20 @@ impl StreamConfig {
                 ));
             }
         }
-        if self.replication.as_ref().is_some_and(|rep| rep.factor == 0) {
-            return Err("replication_factor must be at least 1".into());
+        if let Some(rep) = &self.replication {
+            if rep.factor == 0 {
+                return Err("replication_factor must be at least 1".into());
+            }
+            match rep.min_insync_replicas {
+                Some(0) => return Err("min_insync_replicas must be at least 1".into()),
+                Some(m) if m > rep.factor => {
+                    return Err(format!(
+                        "min_insync_replicas {m} is more than the {} replicas: every acks=all write would be refused",
+                        rep.factor
+                    ));
+                }
+                _ => {}
+            }
         }
         Ok(())
     }

@@ -43,15 +43,23 @@ fn stream_config_is_checked_in_one_place() {
     let mut retained = ok.clone();
     retained.retention = retention(Some(1000), None);
     bad(retained, "compact,delete");
-    let replicated = |factor| StreamConfig {
+    let with_min = |factor, min_insync_replicas| StreamConfig {
         replication: Some(Replication {
             factor,
             assignment: Vec::new(),
+            min_insync_replicas,
         }),
         ..StreamConfig::default()
     };
+    let replicated = |factor| with_min(factor, None);
     bad(replicated(0), "replication_factor");
     assert_eq!(replicated(3).validate(), Ok(()));
+    // A stream's own minimum in-sync set: 1 to its factor.
+    for m in [1, 3] {
+        assert_eq!(with_min(3, Some(m)).validate(), Ok(()), "{m}");
+    }
+    bad(with_min(3, Some(0)), "at least 1");
+    bad(with_min(3, Some(4)), "more than the 3 replicas");
     let mut both = replicated(3);
     both.compaction = Some(compaction);
     assert_eq!(both.validate(), Ok(()));

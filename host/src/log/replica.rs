@@ -50,6 +50,8 @@ pub struct ReplicaView {
     pub partition: u32,
     /// Node ids holding this partition, first leader first.
     pub replicas: Vec<u32>,
+    /// The stream's own `min_insync_replicas`, if set.
+    pub min_insync_replicas: Option<u32>,
     pub state: ReplicaState,
     /// The end of the log on this node (above the high watermark too).
     pub log_end: u64,
@@ -494,11 +496,11 @@ fn view(s: &Stream, partition: u32) -> Result<ReplicaView, LogError> {
         partition,
     };
     let (state, log_end) = part.replica().ok_or_else(not)?;
-    let replicas = s
-        .meta
-        .replication
-        .as_ref()
-        .and_then(|r| r.assignment.get(partition as usize).cloned())
+    let replication = s.meta.replication.as_ref().ok_or_else(not)?;
+    let replicas = replication
+        .assignment
+        .get(partition as usize)
+        .cloned()
         .ok_or_else(not)?;
     Ok(ReplicaView {
         stream: s.meta.name.clone(),
@@ -506,6 +508,7 @@ fn view(s: &Stream, partition: u32) -> Result<ReplicaView, LogError> {
         created_ms: s.meta.created_ms,
         partition,
         replicas,
+        min_insync_replicas: replication.min_insync_replicas,
         state,
         log_end,
         log_start: part.range().start,

@@ -415,6 +415,7 @@ async fn a_replica_batch_must_start_at_the_partitions_end() {
         replication: Some(meta::Replication {
             factor: 2,
             assignment: vec![vec![1, 2]],
+            min_insync_replicas: None,
         }),
         ..meta::StreamConfig::default()
     };

@@ -66,6 +66,7 @@ impl Host {
             replication: Replication {
                 factor,
                 assignment: cluster.assign(partitions, factor)?,
+                min_insync_replicas: None,
             },
             // Kept about as big as the live offsets, as on a single node.
             compaction: Some(crate::log::meta::Compaction::by_record_key(false)),

@@ -87,6 +87,17 @@ fn topic(ctx: &Ctx, name: &str) -> Result<Vec<Entry>, (i16, String)> {
     // before altering): set on the topic, or the default;
     // max.message.bytes is the node's own setting.
     let topic_or_default = |set: bool| if set { SOURCE_TOPIC } else { SOURCE_DEFAULT };
+    // The topic's own, else what applies to it: the node's, capped at its
+    // replicas (a topic that is not replicated: 1).
+    let min_insync = match info.replication.as_ref().map(|r| (r.factor, r.min_insync_replicas)) {
+        Some((_, Some(own))) => (own, SOURCE_TOPIC),
+        Some((factor, None)) => {
+            let (node, set) = node_min_insync(ctx.host.settings());
+            let source = if set { SOURCE_STATIC_BROKER } else { SOURCE_DEFAULT };
+            (node.min(factor), source)
+        }
+        None => (1, SOURCE_DEFAULT),
+    };
     Ok(vec![
         (
             "retention.ms",
@@ -110,6 +121,13 @@ fn topic(ctx: &Ctx, name: &str) -> Result<Vec<Entry>, (i16, String)> {
             false,
         ),
         (
+            "min.insync.replicas",
+            min_insync.0.to_string(),
+            min_insync.1,
+            TYPE_INT,
+            false,
+        ),
+        (
             "max.message.bytes",
             ctx.host.settings().max_batch_bytes.as_u64().to_string(),
             SOURCE_STATIC_BROKER,
@@ -128,6 +146,15 @@ fn broker(ctx: &Ctx, name: &str) -> Result<Vec<Entry>, (i16, String)> {
         ));
     }
     Ok(broker_entries(ctx.host.settings(), ctx.node_id))
+}
+
+/// The node's `min.insync.replicas` (a node alone: 1), and whether its
+/// config file set it.
+fn node_min_insync(s: &Settings) -> (u32, bool) {
+    s.cluster_with_peers().map_or((1, false), |c| {
+        let default = crate::config::ClusterSettings::default().min_insync_replicas;
+        (c.min_insync_replicas, c.min_insync_replicas != default)
+    })
 }
 
 /// The node's settings under the Kafka broker configs of the same meaning.
@@ -159,15 +186,8 @@ fn broker_entries(s: &Settings, node_id: i32) -> Vec<Entry> {
             )
         },
     );
-    let min_insync = cluster.map_or_else(
-        || fixed("1"),
-        |c| {
-            num(
-                c.min_insync_replicas,
-                crate::config::ClusterSettings::default().min_insync_replicas,
-            )
-        },
-    );
+    let min_insync = node_min_insync(s);
+    let min_insync = (min_insync.0.to_string(), min_insync.1);
     let entries: [(&'static str, (String, bool), i8); 21] = [
         ("broker.id", fixed(&node_id.to_string()), TYPE_INT),
         (

@@ -9,7 +9,9 @@
 //! or `compact,delete` (compaction by record key, the built-in policy; as
 //! in Kafka, only a null value is a tombstone). Configs that only tune a
 //! broker's file layout, or that name what Sluice does anyway, are accepted
-//! and change nothing (`configs::without_effect`). Any other config is
+//! and change nothing (`configs::without_effect`). `min.insync.replicas`
+//! (1 to the replication factor) is kept with the topic's replication and
+//! enforced by its leaders. Any other config is
 //! refused with INVALID_CONFIG rather than silently ignored. A replication factor above
 //! 1 creates a replicated stream (a `[cluster]` is needed), compacted on
 //! each node when asked.
@@ -113,6 +115,7 @@ pub(super) fn replication_for(ctx: &Ctx, asked: i16) -> Result<Option<Replicatio
     Ok(Some(Replication {
         factor,
         assignment: Vec::new(),
+        min_insync_replicas: None,
     }))
 }
 
@@ -142,12 +145,28 @@ async fn create_one(
             .ok_or_else(|| (codes::invalid_partitions(), format!("{n} partitions")))?,
     };
     let mut config = StreamConfig::default();
+    let mut min_insync = None;
     for c in &topic.configs {
         let value = c.value.as_ref().map(|v| v.as_str().to_string()).unwrap_or_default();
+        if c.name.as_str() == "min.insync.replicas" {
+            min_insync = Some(positive(c.name.as_str(), &value).map_err(|m| (codes::invalid_config(), m))?);
+            continue;
+        }
         apply_config(&mut config, c.name.as_str(), &value).map_err(|m| (codes::invalid_config(), m))?;
     }
     config.replication = replication_for(ctx, topic.replication_factor)?;
     let factor = config.replication.as_ref().map_or(1, |r| r.factor);
+    if let Some(m) = min_insync.filter(|m| *m > factor) {
+        return Err((
+            codes::invalid_config(),
+            format!(
+                "min.insync.replicas {m} is more than the topic's {factor} replica(s): every acks=all write would be refused"
+            ),
+        ));
+    }
+    if let Some(r) = &mut config.replication {
+        r.min_insync_replicas = min_insync;
+    }
     if validate_only {
         config
             .validate()
@@ -174,6 +193,16 @@ async fn create_one(
             (code, e.to_string())
         })?;
     Ok((info.partitions.len() as u32, factor, topic_ids::of_stream(&info)))
+}
+
+/// A config that is a positive integer.
+fn positive(name: &str, value: &str) -> Result<u32, String> {
+    value
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| format!("`{name}` must be a positive number, not `{value}`"))
 }
 
 fn apply_config(config: &mut StreamConfig, name: &str, value: &str) -> Result<(), String> {
