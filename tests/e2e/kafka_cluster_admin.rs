@@ -462,21 +462,73 @@ async fn a_topics_own_min_insync_replicas_is_kept_on_every_node_and_enforced() {
         .expect("a node that leads none of them");
     let up = NODES.into_iter().find(|id| *id != down).expect("a node up");
     cluster.node_mut(down).kill();
-    let write = |topic: &str| {
-        let records = [json!({"value": crate::kafka_support::hex(b"while down"), "partition": 0})];
-        let out = py(
-            "confluent",
-            "produce",
-            &json!({"bootstrap": cluster.node(up).kafka(), "topic": topic, "records": records,
-                    "config": {"acks": "all", "retries": 0, "message.timeout.ms": 20000}}),
-        );
-        out["results"][0].clone()
-    };
-    let refused = write("strict");
+    let refused = write_all(&cluster.node(up).kafka(), "strict");
     assert!(
         refused["error"].to_string().contains("Not enough in-sync replicas"),
         "{refused}"
     );
-    assert_eq!(write("loose")["offset"], 0);
-    assert_eq!(write("dflt")["offset"], 0);
+    assert_eq!(write_all(&cluster.node(up).kafka(), "loose")["offset"], 0);
+    assert_eq!(write_all(&cluster.node(up).kafka(), "dflt")["offset"], 0);
+
+    // Back up, the topic's minimum changes on every node, over Kafka and
+    // over HTTP, and is enforced at its new value.
+    cluster.node_mut(down).restart().await;
+    let alter = |value: &str| {
+        py(
+            "confluent",
+            "alter_configs",
+            &json!({"bootstrap": cluster.node(2).kafka(), "topic": "strict", "set": {"min.insync.replicas": value}}),
+        )
+    };
+    let out = alter("4");
+    assert!(out["error"].to_string().contains("INVALID_CONFIG"), "{out}");
+    assert_eq!(alter("1")["ok"], true);
+    assert_eq!(own_min_insync(&cluster, "strict").await, vec![json!(1); 3]);
+    let patch = |id: u32, body: Value| {
+        cluster
+            .client
+            .patch(cluster.node(id).url("/streams/strict"))
+            .json(&body)
+            .send()
+    };
+    let resp = patch(3, json!({"min_insync_replicas": 4})).await.expect("PATCH");
+    support::expect_error(resp, StatusCode::BAD_REQUEST, "invalid_config").await;
+    let resp = patch(3, json!({"min_insync_replicas": null})).await.expect("PATCH");
+    support::expect_json(resp, StatusCode::OK).await;
+    assert_eq!(own_min_insync(&cluster, "strict").await, vec![Value::Null; 3]);
+    let resp = patch(1, json!({"min_insync_replicas": 2})).await.expect("PATCH");
+    support::expect_json(resp, StatusCode::OK).await;
+    assert_eq!(own_min_insync(&cluster, "strict").await, vec![json!(2); 3]);
+    cluster.node_mut(down).kill();
+    let taken = write_all(&cluster.node(up).kafka(), "strict");
+    assert!(taken["offset"].is_u64(), "{taken}");
+}
+
+/// One record written to partition 0 of `topic` with acks=all and no
+/// retries: its offset, or the error.
+fn write_all(bootstrap: &str, topic: &str) -> Value {
+    let records = [json!({"value": crate::kafka_support::hex(b"while down"), "partition": 0})];
+    let out = py(
+        "confluent",
+        "produce",
+        &json!({"bootstrap": bootstrap, "topic": topic, "records": records,
+                "config": {"acks": "all", "retries": 0, "message.timeout.ms": 20000}}),
+    );
+    out["results"][0].clone()
+}
+
+/// Each node's `min_insync_replicas` of `stream` (null: none of its own).
+async fn own_min_insync(cluster: &Cluster, stream: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for id in NODES {
+        let resp = cluster
+            .client
+            .get(cluster.node(id).url(&format!("/streams/{stream}")))
+            .send()
+            .await
+            .expect("GET stream");
+        let s = support::expect_json(resp, StatusCode::OK).await;
+        out.push(s["replication"]["min_insync_replicas"].clone());
+    }
+    out
 }

@@ -1,6 +1,7 @@
 //! `PATCH /streams/{name}`: changing a stream's settings after creation:
 //! its retention (a field left out stays as it is, `null` removes that
-//! limit) and its partition count (grown only). Every change asked for is
+//! limit), a replicated stream's `min_insync_replicas` (`null`: the
+//! node's again) and its partition count (grown only). Every change asked for is
 //! checked before any is made. `DELETE .../records?before=N`: deleting a
 //! partition's records below an offset (its start moves there).
 
@@ -34,16 +35,23 @@ pub struct AlterStream {
     #[serde(default)]
     #[schema(minimum = 1)]
     pub partitions: Option<u32>,
+    /// A replicated stream's own minimum in-sync set for `acks=all`, 1 to
+    /// its factor; `null`: the node's `[cluster] min_insync_replicas`
+    /// again; left out: unchanged.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, nullable, minimum = 1)]
+    pub min_insync_replicas: Option<Option<u32>>,
 }
 
 /// A field that is present: `Some(None)` for `null`.
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
-    Option::<u64>::deserialize(d).map(Some)
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Change a stream's settings
 ///
-/// `retention_ms` and `retention_bytes`, and a larger `partitions` count.
+/// `retention_ms` and `retention_bytes`, a replicated stream's
+/// `min_insync_replicas`, and a larger `partitions` count.
 /// Durable when answered; tiering applies a retention from its next pass,
 /// and pipelines using the stream restart to use new partitions.
 #[utoipa::path(patch, path = "/streams/{name}", tag = "streams", request_body = AlterStream,
@@ -81,11 +89,17 @@ pub async fn alter_stream(
     if retention {
         host.set_retention(&name, change, true).await?;
     }
+    if let Some(m) = req.min_insync_replicas {
+        host.set_min_insync(&name, m, true).await?;
+    }
     if let Some(n) = req.partitions {
         host.add_partitions(&name, n, false).await?;
     }
     if retention {
         host.set_retention(&name, change, false).await?;
+    }
+    if let Some(m) = req.min_insync_replicas {
+        host.set_min_insync(&name, m, false).await?;
     }
     Ok(Json(host.describe_stream(&name)?.into()))
 }

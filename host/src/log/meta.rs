@@ -89,6 +89,13 @@ pub enum ControlOp {
         id: u32,
         retention: Retention,
     },
+    /// A replicated stream's own minimum in-sync set changed (`None`: the
+    /// node's setting applies again).
+    SetMinInsync {
+        id: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_insync_replicas: Option<u32>,
+    },
 }
 
 pub use super::leadership::Leadership;
@@ -457,6 +464,14 @@ impl Snapshot {
             ControlOp::SetRetention { id, retention } => {
                 if let Some(m) = self.streams.get_mut(id) {
                     m.retention = *retention;
+                }
+            }
+            ControlOp::SetMinInsync {
+                id,
+                min_insync_replicas,
+            } => {
+                if let Some(r) = self.streams.get_mut(id).and_then(|m| m.replication.as_mut()) {
+                    r.min_insync_replicas = *min_insync_replicas;
                 }
             }
             ControlOp::DeleteStream { id } => {

@@ -1,6 +1,6 @@
-//! Changing a stream after creation: its retention, its partition count
-//! (grown only), and a partition's start (records deleted below it, never
-//! moved back). Each change is one control entry, durable before the call
+//! Changing a stream after creation: its retention, a replicated stream's
+//! minimum in-sync set, its partition count (grown only), and a
+//! partition's start (records deleted below it, never moved back). Each change is one control entry, durable before the call
 //! returns and replayed by recovery like the stream's creation; a changed
 //! stream's entry in the map is replaced by one with the new settings and
 //! the same partition states. Changes are serialized by the admin lock.
@@ -49,6 +49,60 @@ impl super::Log {
             },
             partitions: stream.partitions.clone(),
         });
+        let info = describe(&changed);
+        self.write_streams().insert(name.into(), changed);
+        Ok(info)
+    }
+
+    /// Sets a replicated stream's own minimum in-sync set (`None`: the
+    /// node's applies), checked with its factor as at creation;
+    /// `validate_only` changes nothing. A stream that is not replicated
+    /// has one replica: 1 or `None` leave it as it is, more is refused.
+    /// Durable before it returns; on a replicated stream this changes this
+    /// node's copy only (the facade changes every node's).
+    pub async fn set_min_insync(
+        &self,
+        name: &str,
+        min_insync_replicas: Option<u32>,
+        validate_only: bool,
+    ) -> Result<StreamInfo, LogError> {
+        let mut snap = self.admin.lock().await;
+        let stream = self.stream(name)?;
+        let Some(replication) = &stream.meta.replication else {
+            return match min_insync_replicas {
+                Some(m) if m > 1 => Err(LogError::InvalidConfig(format!(
+                    "min_insync_replicas {m} is more than the 1 replica of a stream that is not replicated"
+                ))),
+                Some(0) => Err(LogError::InvalidConfig("min_insync_replicas must be at least 1".into())),
+                _ => Ok(describe(&stream)),
+            };
+        };
+        let replication = meta::Replication {
+            min_insync_replicas,
+            ..replication.clone()
+        };
+        let config = meta::StreamConfig {
+            retention: stream.meta.retention,
+            compaction: stream.meta.compaction.clone(),
+            replication: Some(replication.clone()),
+        };
+        config.validate().map_err(LogError::InvalidConfig)?;
+        let changed = Arc::new(Stream {
+            meta: StreamMeta {
+                replication: Some(replication),
+                ..stream.meta.clone()
+            },
+            partitions: stream.partitions.clone(),
+        });
+        if validate_only || changed.meta == stream.meta {
+            return Ok(describe(&changed));
+        }
+        let id = stream.meta.id;
+        let op = ControlOp::SetMinInsync {
+            id,
+            min_insync_replicas,
+        };
+        self.apply_control(&mut snap, &op).await?;
         let info = describe(&changed);
         self.write_streams().insert(name.into(), changed);
         Ok(info)

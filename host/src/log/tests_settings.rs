@@ -1,5 +1,5 @@
-//! Changes to a stream after creation (`settings.rs`): retention, more
-//! partitions, records deleted below an offset. Each must survive reopening
+//! Changes to a stream after creation (`settings.rs`): retention, the
+//! minimum in-sync set, more partitions, records deleted below an offset. Each must survive reopening
 //! from the snapshot, from the WAL alone, and on the object WAL from an
 //! empty data dir.
 
@@ -53,6 +53,49 @@ async fn a_changed_retention_survives_reopen_from_the_snapshot_and_the_wal() {
         let log = open(dir.path());
         let r = log.describe_stream("s").unwrap().retention;
         assert_eq!((r.ms, r.bytes), (None, Some(4096)), "round {round}");
+        log.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_replicated_streams_own_min_insync_survives_reopen_from_the_snapshot_and_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || Options {
+        node_id: Some(1),
+        ..Options::default()
+    };
+    let log = Log::open(dir.path(), opts()).unwrap();
+    let replicated = meta::StreamConfig {
+        replication: Some(meta::Replication {
+            factor: 3,
+            assignment: vec![vec![1, 2, 3]],
+            min_insync_replicas: Some(3),
+        }),
+        ..meta::StreamConfig::default()
+    };
+    log.create_stream_with("r", 1, replicated).await.unwrap();
+    log.create_stream("alone", 1).await.unwrap();
+    let own = |info: StreamInfo| info.replication.and_then(|r| r.min_insync_replicas);
+    assert_eq!(own(log.describe_stream("r").unwrap()), Some(3));
+    // Validate-only answers the result and changes nothing.
+    assert_eq!(own(log.set_min_insync("r", Some(1), true).await.unwrap()), Some(1));
+    assert_eq!(own(log.describe_stream("r").unwrap()), Some(3));
+    assert_eq!(own(log.set_min_insync("r", None, false).await.unwrap()), None);
+    assert_eq!(own(log.set_min_insync("r", Some(2), false).await.unwrap()), Some(2));
+    // Refused: none, more than the replicas; on a stream of one replica
+    // anything above 1.
+    for (stream, m) in [("r", 0), ("r", 4), ("alone", 2)] {
+        let e = log.set_min_insync(stream, Some(m), false).await.unwrap_err();
+        assert!(matches!(e, LogError::InvalidConfig(_)), "{stream} {m}: {e}");
+    }
+    assert!(log.set_min_insync("alone", Some(1), false).await.is_ok());
+    log.shutdown().await;
+    for round in 0..2 {
+        if round == 1 {
+            std::fs::remove_file(meta::snapshot_path(dir.path())).unwrap();
+        }
+        let log = Log::open(dir.path(), opts()).unwrap();
+        assert_eq!(own(log.describe_stream("r").unwrap()), Some(2), "round {round}");
         log.shutdown().await;
     }
 }

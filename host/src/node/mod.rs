@@ -73,7 +73,7 @@ pub use committed::{CommitRefused, CommittedOffset, OffsetCommit};
 pub use groups::{GroupError, GroupOpError, GroupView, JoinRequest, ResetTo, SyncRequest};
 pub use offsets::{TierOffsets, TimeOffset};
 pub use readiness::Readiness;
-pub use settings::{PartitionsSpec, RetentionSpec};
+pub use settings::{MinInsyncSpec, PartitionsSpec, RetentionSpec};
 pub use views::{ViewInfo, ViewSpec};
 
 /// How much one read may return.

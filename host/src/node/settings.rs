@@ -1,13 +1,14 @@
 //! Changing a stream after it was created (HTTP `PATCH /streams/{name}` and
 //! `DELETE .../records`, Kafka AlterConfigs, IncrementalAlterConfigs,
-//! CreatePartitions and DeleteRecords): its retention, its partition count
-//! (grown only), and a partition's start (records deleted below it).
+//! CreatePartitions and DeleteRecords): its retention, a replicated
+//! stream's minimum in-sync set, its partition count (grown only), and a
+//! partition's start (records deleted below it).
 //!
 //! The log checks a new retention with the stream's other settings by the
 //! same rule as at creation, and makes each change durable as a control
 //! entry before the call returns. A replicated stream's nodes tier and hold
-//! partitions on their own: a new retention, or new partitions, are set on
-//! every other node, then on this one (a node that missed the change is
+//! partitions on their own: a new retention, minimum in-sync set or new
+//! partitions are set on every other node, then on this one (a node that missed the change is
 //! reported, and asking again is safe). Records are deleted on a
 //! partition's leader; its followers move their start to the leader's as
 //! they fetch.
@@ -58,7 +59,66 @@ pub struct RetentionSpec {
     pub retention: Retention,
 }
 
+/// A replicated stream's own minimum in-sync set, as one node tells the
+/// others (`None`: the node's setting applies).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MinInsyncSpec {
+    pub name: String,
+    /// The stream's creation time: its identity across nodes.
+    pub created_ms: u64,
+    #[serde(default)]
+    pub min_insync_replicas: Option<u32>,
+}
+
 impl Host {
+    /// Sets `name`'s own minimum in-sync set (`None`: the node's
+    /// `[cluster] min_insync_replicas` applies again); `validate_only`
+    /// checks without changing anything. A replicated stream's is set on
+    /// every other node first, then here (`replica_unavailable` when a
+    /// node did not take it: set it again once every node is up).
+    pub async fn set_min_insync(
+        &self,
+        name: &str,
+        min_insync_replicas: Option<u32>,
+        validate_only: bool,
+    ) -> Result<StreamInfo, Error> {
+        committed::refuse_internal(name, "change")?;
+        let log = &self.inner.log;
+        let checked = log.set_min_insync(name, min_insync_replicas, true).await?;
+        if validate_only {
+            return Ok(checked);
+        }
+        let meta = log.stream_meta(name)?;
+        if meta.replication.is_some() {
+            let spec = MinInsyncSpec {
+                name: name.into(),
+                created_ms: meta.created_ms,
+                min_insync_replicas,
+            };
+            self.on_every_peer("/internal/streams/min-insync", &spec, |failed| {
+                format!(
+                    "the min_insync_replicas of stream `{name}` was not set on every node ({failed}); nodes that \
+                     answered have it, this one does not: set it again once all nodes are up"
+                )
+            })
+            .await?;
+        }
+        Ok(log.set_min_insync(name, min_insync_replicas, false).await?)
+    }
+
+    /// Sets a replicated stream's own minimum in-sync set as another node
+    /// asked (the same value again is a success).
+    pub async fn set_min_insync_from_peer(&self, spec: &MinInsyncSpec) -> Result<StreamInfo, Error> {
+        let meta = self.inner.log.stream_meta(&spec.name)?;
+        same_stream(&meta, &spec.name, spec.created_ms)?;
+        Ok(self
+            .inner
+            .log
+            .set_min_insync(&spec.name, spec.min_insync_replicas, false)
+            .await?)
+    }
+
     /// Changes `name`'s retention; `validate_only` checks without changing
     /// anything. Answers the stream as it is (or would be) afterwards.
     /// A replicated stream's retention is set on every other node first,

@@ -1,9 +1,11 @@
 //! AlterConfigs and IncrementalAlterConfigs: changing a topic's retention.
 //!
-//! Of a topic's configs only `retention.ms` and `retention.bytes` change
-//! after creation (-1: unlimited). IncrementalAlterConfigs SETs or DELETEs
-//! them (DELETE: back to the default, unlimited); AlterConfigs replaces
-//! both (one left out: unlimited, as Kafka reverts it to its default).
+//! Of a topic's configs `retention.ms` and `retention.bytes` (-1:
+//! unlimited) and `min.insync.replicas` (1 to the replication factor)
+//! change after creation. IncrementalAlterConfigs SETs or DELETEs them
+//! (DELETE: back to the default: unlimited, the node's minimum);
+//! AlterConfigs replaces them all (one left out goes back to its default,
+//! as Kafka reverts it).
 //! `cleanup.policy` is accepted only at its current value, and every other
 //! config, broker configs included, is refused with INVALID_CONFIG, never
 //! ignored. Each resource gets its own answer; `validate_only` checks and
@@ -120,7 +122,20 @@ async fn alter_one(
     } else {
         RetentionChange::default()
     };
+    // The topic's own min.insync.replicas: `Some(None)` back to the node's
+    // (AlterConfigs resets it unless named; only asked when it has one).
+    let own_min = info.replication.as_ref().and_then(|r| r.min_insync_replicas);
+    let mut min_insync = (replace && own_min.is_some()).then_some(None);
     for (key, op, value) in configs {
+        if key == "min.insync.replicas" {
+            min_insync = Some(match (*op, value.as_deref()) {
+                (OP_DELETE, _) => None,
+                (OP_SET, Some(v)) => Some(super::topics::positive(key, v).map_err(invalid)?),
+                (OP_SET, None) => return Err(invalid(format!("`{key}` needs a value"))),
+                (other, _) => return Err(invalid(format!("operation {other} does not apply to `{key}`"))),
+            });
+            continue;
+        }
         let target = match key.as_str() {
             "retention.ms" => &mut change.ms,
             "retention.bytes" => &mut change.bytes,
@@ -144,11 +159,19 @@ async fn alter_one(
             (other, _) => return Err(invalid(format!("operation {other} does not apply to `{key}`"))),
         });
     }
+    let failed = |e: crate::Error| (code_of(&e), e.to_string());
+    // Both checked before either is made.
+    if let Some(m) = min_insync {
+        ctx.host.set_min_insync(name, m, true).await.map_err(failed)?;
+    }
     ctx.host
         .set_retention(name, change, validate_only)
         .await
-        .map(|_| ())
-        .map_err(|e| (code_of(&e), e.to_string()))
+        .map_err(failed)?;
+    if let Some(m) = min_insync.filter(|_| !validate_only) {
+        ctx.host.set_min_insync(name, m, false).await.map_err(failed)?;
+    }
+    Ok(())
 }
 
 /// A `cleanup.policy` list in a comparable form (`delete,compact` is

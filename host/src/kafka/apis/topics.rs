@@ -196,7 +196,7 @@ async fn create_one(
 }
 
 /// A config that is a positive integer.
-fn positive(name: &str, value: &str) -> Result<u32, String> {
+pub(super) fn positive(name: &str, value: &str) -> Result<u32, String> {
     value
         .trim()
         .parse::<u32>()
