@@ -297,7 +297,8 @@ async fn acks_all_records_survive_leader_kill_and_move() {
 }
 
 /// The CLI creates a replicated stream, produces with `--acks all`, shows
-/// leaders and the in-sync set, and moves a leader; a produce to the old
+/// leaders and the in-sync set, sets and clears a stream's own minimum
+/// in-sync set, and moves a leader; a produce to the old
 /// leader fails naming the new one. Elections: a preferred one brings the
 /// moved partition back and leaves the other; with its leader killed, a
 /// preferred election reports that partition failed (and the command
@@ -317,12 +318,25 @@ async fn the_cli_creates_produces_to_and_moves_a_replicated_stream() {
             "2",
             "--replication-factor",
             "3",
+            "--min-insync-replicas",
+            "3",
             "--output",
             "json",
         ],
     )
     .ok();
     assert_eq!(created.json()["replication"]["factor"], 3, "{created:#?}");
+    let described = sluice(n3, &["stream", "describe", "cli"]).ok();
+    assert!(
+        described
+            .stdout
+            .contains("3 per partition, min in-sync 3 (the stream's)"),
+        "{described:#?}"
+    );
+    let altered = sluice(n3, &["stream", "alter", "cli", "--min-insync-replicas", "none"]).ok();
+    assert!(altered.stdout.contains("min in-sync the node's"), "{altered:#?}");
+    sluice(n3, &["stream", "alter", "cli", "--min-insync-replicas", "0"]).fails(2, "at least 1");
+    sluice(n3, &["stream", "alter", "cli", "--min-insync-replicas", "4"]).fails(1, "more than the 3 replicas");
     sluice_in(n1, &["produce", "cli", "--acks", "all"], "a\nb\nc\n").ok();
     let status = sluice(n1, &["status", "cli"]).ok();
     assert!(status.stdout.contains("node 1 (epoch 0)"), "{status:#?}");

@@ -96,6 +96,10 @@ pub enum StreamCmd {
         /// Replicas per partition on a cluster (default 1: this node only).
         #[arg(long)]
         replication_factor: Option<u32>,
+        /// In-sync replicas `acks=all` needs, 1 to the factor (default:
+        /// the node's `[cluster] min_insync_replicas`).
+        #[arg(long)]
+        min_insync_replicas: Option<u32>,
     },
     /// Move a partition's leadership to another replica (manual failover).
     Leader {
@@ -129,7 +133,8 @@ pub enum StreamCmd {
     List,
     /// Show a stream's settings and per-partition offsets.
     Describe { name: String },
-    /// Change a stream's retention, or give it more partitions.
+    /// Change a stream's retention or minimum in-sync replicas, or give it
+    /// more partitions.
     Alter {
         name: String,
         /// A larger partition count (the new partitions start empty).
@@ -143,6 +148,10 @@ pub enum StreamCmd {
         /// `none` removes the limit.
         #[arg(long, value_name = "SIZE|none")]
         retention_bytes: Option<String>,
+        /// In-sync replicas `acks=all` needs on a replicated stream, 1 to
+        /// its factor; `none`: the node's setting again.
+        #[arg(long, value_name = "N|none")]
+        min_insync_replicas: Option<String>,
     },
     /// Delete a partition's records below an offset (its start moves there).
     DeleteRecords {

@@ -35,6 +35,7 @@ pub async fn stream(c: &Client, out: Output, cmd: StreamCmd) -> Result<(), Clien
             compaction_plugin,
             compaction_config,
             replication_factor,
+            min_insync_replicas,
         } => {
             if partitions == 0 {
                 return Err(ClientError::input("--partitions must be at least 1"));
@@ -43,6 +44,11 @@ pub async fn stream(c: &Client, out: Output, cmd: StreamCmd) -> Result<(), Clien
             match replication_factor {
                 Some(0) => return Err(ClientError::input("--replication-factor must be at least 1")),
                 Some(f) => body["replication_factor"] = json!(f),
+                None => {}
+            }
+            match min_insync_replicas {
+                Some(0) => return Err(ClientError::input("--min-insync-replicas must be at least 1")),
+                Some(m) => body["min_insync_replicas"] = json!(m),
                 None => {}
             }
             if let Some(ms) = retention_ms {
@@ -117,6 +123,7 @@ pub async fn stream(c: &Client, out: Output, cmd: StreamCmd) -> Result<(), Clien
             partitions,
             retention_ms,
             retention_bytes,
+            min_insync_replicas,
         } => {
             let mut body = json!({});
             if let Some(n) = partitions {
@@ -131,9 +138,15 @@ pub async fn stream(c: &Client, out: Output, cmd: StreamCmd) -> Result<(), Clien
                     v.parse::<bytesize::ByteSize>().map(|b| b.as_u64())
                 })?;
             }
+            if let Some(m) = min_insync_replicas {
+                body["min_insync_replicas"] = limit_arg("--min-insync-replicas", &m, |v| match v.parse::<u64>() {
+                    Ok(0) => Err("must be at least 1".to_string()),
+                    parsed => parsed.map_err(|e| e.to_string()),
+                })?;
+            }
             if body.as_object().is_some_and(Map::is_empty) {
                 return Err(ClientError::input(
-                    "nothing to change: give --partitions, --retention-ms or --retention-bytes",
+                    "nothing to change: give --partitions, --retention-ms, --retention-bytes or --min-insync-replicas",
                 ));
             }
             let s = c.patch(&format!("/streams/{}", seg(&name)), &body).await?;
@@ -201,6 +214,16 @@ fn describe_stream(s: &Value) -> String {
     }
     if let Some(b) = s["retention_bytes"].as_u64() {
         text.push_str(&format!("retention:  {} per partition\n", bytes(b)));
+    }
+    if let Some(r) = s.get("replication").filter(|r| r.is_object()) {
+        let min = match r["min_insync_replicas"].as_u64() {
+            Some(m) => format!("{m} (the stream's)"),
+            None => "the node's".to_string(),
+        };
+        text.push_str(&format!(
+            "replicas:   {} per partition, min in-sync {min}\n",
+            cell(&r["factor"])
+        ));
     }
     if let Some(comp) = s.get("compaction").filter(|c| c.is_object()) {
         text.push_str(&format!(
