@@ -44,8 +44,8 @@ async fn a_quix_word_count_counts_on_from_the_changelog_after_a_node_kill() {
     let state = tempfile::tempdir().expect("state dir");
 
     produce_words(&c, &server, 0..1400).await;
-    run_app(&server, &server.kafka(), state.path(), 1400).await;
-    assert_counts(&c, &server, 1400).await;
+    run_app(&[&server], &server.kafka(), state.path(), 1400).await;
+    assert_counts(&c, &[&server], 1400).await;
 
     let changelog = compact_changelog(&c, &server).await;
     server.kill();
@@ -53,8 +53,8 @@ async fn a_quix_word_count_counts_on_from_the_changelog_after_a_node_kill() {
     std::fs::remove_dir_all(state.path()).expect("delete the application's local state");
 
     produce_words(&c, &server, 1400..2100).await;
-    run_app(&server, &server.kafka(), state.path(), 2100).await;
-    assert_counts(&c, &server, 2100).await;
+    run_app(&[&server], &server.kafka(), state.path(), 2100).await;
+    assert_counts(&c, &[&server], 2100).await;
     let cleanup = expect_json(
         c.get(server.url(&format!("/streams/{changelog}")))
             .send()
@@ -90,8 +90,9 @@ async fn a_quix_word_count_on_three_nodes_counts_on_after_a_node_kill() {
     let c = support::client();
 
     produce_words_kafka(&b, 0..1400);
-    run_app(cluster.node(1), &b, state.path(), 1400).await;
-    assert_counts(&c, cluster.node(1), 1400).await;
+    let nodes = || [cluster.node(1), cluster.node(2), cluster.node(3)];
+    run_app(&nodes(), &b, state.path(), 1400).await;
+    assert_counts(&c, &nodes(), 1400).await;
     let streams = expect_json(
         c.get(cluster.node(2).url("/streams")).send().await.expect("GET"),
         StatusCode::OK,
@@ -121,8 +122,9 @@ async fn a_quix_word_count_on_three_nodes_counts_on_after_a_node_kill() {
     cluster.node_mut(2).restart().await;
     std::fs::remove_dir_all(state.path()).expect("delete the application's local state");
     produce_words_kafka(&b, 1400..2100);
-    run_app(cluster.node(1), &b, state.path(), 2100).await;
-    assert_counts(&c, cluster.node(1), 2100).await;
+    let nodes = [cluster.node(1), cluster.node(2), cluster.node(3)];
+    run_app(&nodes, &b, state.path(), 2100).await;
+    assert_counts(&c, &nodes, 2100).await;
 }
 
 /// [`produce_words`] through confluent-kafka with acks=all.
@@ -189,9 +191,10 @@ impl App {
 }
 
 /// Runs the application until the counts topic holds `total` records (one
-/// per word counted), then stops it with SIGTERM and checks it exited
-/// cleanly.
-async fn run_app(server: &Server, bootstrap: &str, state: &Path, total: u64) {
+/// per word counted) on one of `servers` (its one replica's node), then
+/// stops it with SIGTERM and checks it exited cleanly.
+async fn run_app(servers: &[&Server], bootstrap: &str, state: &Path, total: u64) {
+    let server = servers[0];
     let stderr = tempfile::NamedTempFile::new().expect("stderr file");
     let args = json!({
         "bootstrap": bootstrap,
@@ -216,7 +219,7 @@ async fn run_app(server: &Server, bootstrap: &str, state: &Path, total: u64) {
     let c = support::client();
     let deadline = Instant::now() + RUN_LIMIT;
     loop {
-        let counted = end_offsets(&c, server, "counts").await.iter().sum::<u64>();
+        let counted = counts_on(&c, servers).await.1;
         if counted >= total {
             break;
         }
@@ -271,9 +274,24 @@ async fn end_offsets(c: &reqwest::Client, server: &Server, stream: &str) -> Vec<
         .collect()
 }
 
-/// Reads the counts topic over HTTP and checks that each word was counted
-/// 1, 2, 3, … in order with no count missing or repeated, `total` in all.
-async fn assert_counts(c: &reqwest::Client, server: &Server, total: u64) {
+/// The node of `servers` that holds the most of the counts topic (its one
+/// replica), and how many records it holds.
+async fn counts_on<'a>(c: &reqwest::Client, servers: &[&'a Server]) -> (&'a Server, u64) {
+    let mut best = (servers[0], 0);
+    for s in servers {
+        let held = end_offsets(c, s, "counts").await.iter().sum::<u64>();
+        if held > best.1 {
+            best = (s, held);
+        }
+    }
+    best
+}
+
+/// Reads the counts topic over HTTP from the node of `servers` that holds
+/// it and checks that each word was counted 1, 2, 3, … in order with no
+/// count missing or repeated, `total` in all.
+async fn assert_counts(c: &reqwest::Client, servers: &[&Server], total: u64) {
+    let server = counts_on(c, servers).await.0;
     let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for p in 0..end_offsets(c, server, "counts").await.len() {
         for r in read_all(c, server, "counts", p as u32, "").await {

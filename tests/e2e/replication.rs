@@ -307,13 +307,15 @@ async fn acks_all_records_survive_leader_kill_and_move() {
 async fn the_cli_creates_produces_to_and_moves_a_replicated_stream() {
     use crate::cli_support::{sluice, sluice_in};
     let mut cluster = Cluster::start("1MiB").await;
+    // Its name's default assignment starts at node 1: partition 0 on
+    // nodes 1, 2, 3 (led by 1), partition 1 on 2, 3, 1.
     let (n1, n3) = (cluster.node(1), cluster.node(3));
     let created = sluice(
         n1,
         &[
             "stream",
             "create",
-            "cli",
+            "from-cli",
             "-p",
             "2",
             "--replication-factor",
@@ -326,41 +328,43 @@ async fn the_cli_creates_produces_to_and_moves_a_replicated_stream() {
     )
     .ok();
     assert_eq!(created.json()["replication"]["factor"], 3, "{created:#?}");
-    let described = sluice(n3, &["stream", "describe", "cli"]).ok();
+    let described = sluice(n3, &["stream", "describe", "from-cli"]).ok();
     assert!(
         described
             .stdout
             .contains("3 per partition, min in-sync 3 (the stream's)"),
         "{described:#?}"
     );
-    let altered = sluice(n3, &["stream", "alter", "cli", "--min-insync-replicas", "none"]).ok();
+    let altered = sluice(n3, &["stream", "alter", "from-cli", "--min-insync-replicas", "none"]).ok();
     assert!(altered.stdout.contains("min in-sync the node's"), "{altered:#?}");
-    sluice(n3, &["stream", "alter", "cli", "--min-insync-replicas", "0"]).fails(2, "at least 1");
-    sluice(n3, &["stream", "alter", "cli", "--min-insync-replicas", "4"]).fails(1, "more than the 3 replicas");
-    sluice_in(n1, &["produce", "cli", "--acks", "all"], "a\nb\nc\n").ok();
-    let status = sluice(n1, &["status", "cli"]).ok();
+    sluice(n3, &["stream", "alter", "from-cli", "--min-insync-replicas", "0"]).fails(2, "at least 1");
+    sluice(n3, &["stream", "alter", "from-cli", "--min-insync-replicas", "4"]).fails(1, "more than the 3 replicas");
+    sluice_in(n1, &["produce", "from-cli", "--acks", "all"], "a\nb\nc\n").ok();
+    let status = sluice(n1, &["status", "from-cli"]).ok();
     assert!(status.stdout.contains("node 1 (epoch 0)"), "{status:#?}");
     assert!(
         status.stdout.contains("1,2,3"),
         "in-sync set of partition 0: {status:#?}"
     );
-    let moved = sluice(n3, &["stream", "leader", "cli", "-p", "0", "--node", "3"]).ok();
+    let moved = sluice(n3, &["stream", "leader", "from-cli", "-p", "0", "--node", "3"]).ok();
     assert!(
         moved.stdout.contains("node 3 leads at epoch 1 (log end 3)"),
         "{moved:#?}"
     );
-    sluice_in(n1, &["produce", "cli", "--acks", "all"], "d\n").fails(1, "node 3");
-    sluice_in(n3, &["produce", "cli", "--acks", "all"], "d\n").ok();
-    let read = sluice(n3, &["consume", "cli", "--output", "json"]).ok();
+    sluice_in(n1, &["produce", "from-cli", "--acks", "all"], "d\n").fails(1, "node 3");
+    sluice_in(n3, &["produce", "from-cli", "--acks", "all"], "d\n").ok();
+    let read = sluice(n3, &["consume", "from-cli", "--output", "json"]).ok();
     assert_eq!(crate::cli_support::values(&read), vec!["a", "b", "c", "d"]);
     sluice(n1, &["stream", "create", "bad", "--replication-factor", "0"]).fails(2, "replication-factor");
 
     // Partition 0 (replicas 1, 2, 3) goes back to node 1; partition 1's
     // first replica already leads.
-    let elected = sluice(n3, &["stream", "elect", "cli"]).ok();
+    let elected = sluice(n3, &["stream", "elect", "from-cli"]).ok();
     assert!(elected.stdout.contains("node 1 leads at epoch 2"), "{elected:#?}");
     assert!(elected.stdout.contains("no election needed"), "{elected:#?}");
-    let again = sluice(n3, &["stream", "elect", "cli", "--output", "json"]).ok().json();
+    let again = sluice(n3, &["stream", "elect", "from-cli", "--output", "json"])
+        .ok()
+        .json();
     assert_eq!(
         (again[0]["elected"].as_bool(), again[1]["elected"].as_bool()),
         (Some(false), Some(false)),
@@ -368,7 +372,7 @@ async fn the_cli_creates_produces_to_and_moves_a_replicated_stream() {
     );
     let bad = cluster
         .client
-        .post(n3.url("/streams/cli/partitions/0/elect"))
+        .post(n3.url("/streams/from-cli/partitions/0/elect"))
         .json(&json!({"type": "sideways"}))
         .send()
         .await
@@ -376,11 +380,11 @@ async fn the_cli_creates_produces_to_and_moves_a_replicated_stream() {
     support::expect_error(bad, StatusCode::BAD_REQUEST, "invalid_request").await;
     cluster.node_mut(1).kill();
     let n2 = cluster.node(2);
-    let failed = sluice(n2, &["stream", "elect", "cli"]).fails(1, "1 of 2 partition(s) of `cli` done");
+    let failed = sluice(n2, &["stream", "elect", "from-cli"]).fails(1, "1 of 2 partition(s) of `from-cli` done");
     assert!(failed.stdout.contains("failed:"), "{failed:#?}");
-    let over = sluice(n2, &["stream", "elect", "cli", "-p", "0", "--unclean"]).ok();
+    let over = sluice(n2, &["stream", "elect", "from-cli", "-p", "0", "--unclean"]).ok();
     assert!(over.stdout.contains("node 2 leads at epoch 3"), "{over:#?}");
-    sluice_in(n2, &["produce", "cli", "-p", "0", "--acks", "all"], "e\n").ok();
+    sluice_in(n2, &["produce", "from-cli", "-p", "0", "--acks", "all"], "e\n").ok();
 }
 
 /// Deleting a replicated stream while a node is down deletes it on the

@@ -135,6 +135,21 @@ fn peer_client(
         .map_err(|e| ClusterError::NotConfigured(format!("HTTP client: {e}")))
 }
 
+/// Partition `p` on `factor` consecutive nodes of `ids` from the
+/// `start + p`-th (modulo their count), the first leading. `factor` is at
+/// most `ids.len()`, so each partition's replicas are distinct.
+fn round_robin(ids: &[u32], start: usize, partitions: u32, factor: u32) -> Vec<Vec<u32>> {
+    let Some(n) = std::num::NonZeroUsize::new(ids.len()) else {
+        return vec![Vec::new(); partitions as usize];
+    };
+    // Reduced first, so the sums below stay small (partitions and factor
+    // are u32) and the rotation never wraps.
+    let start = start % n;
+    (0..partitions as usize)
+        .map(|p| (0..factor as usize).map(|i| ids[(start + p + i) % n]).collect())
+        .collect()
+}
+
 impl Cluster {
     pub fn new(
         settings: ClusterSettings,
@@ -447,9 +462,38 @@ impl Cluster {
         }
     }
 
-    /// The default assignment: partition `p` on `factor` consecutive nodes
-    /// starting at the `p`-th (round-robin), its first replica leading.
-    pub fn assign(&self, partitions: u32, factor: u32) -> Result<Vec<Vec<u32>>, ClusterError> {
+    /// The default assignment of stream `stream`: partition `p` on
+    /// `factor` consecutive nodes (round-robin), its first replica leading.
+    /// Each stream's partition 0 starts at a node picked by its name's
+    /// hash, so the leaders of many small streams spread over the nodes
+    /// instead of all landing on the first (Kafka picks a random start);
+    /// the same name always gets the same assignment.
+    pub fn assign(&self, stream: &str, partitions: u32, factor: u32) -> Result<Vec<Vec<u32>>, ClusterError> {
+        self.assign_from(crc32c::crc32c(stream.as_bytes()) as usize, partitions, factor)
+    }
+
+    /// The default assignment of all `partitions` of stream `stream`,
+    /// which has `existing` (its first partitions): the rotation its
+    /// partition 0 started (so partitions added later go on with it,
+    /// whoever chose the first ones), else as [`Cluster::assign`].
+    pub fn assign_grown(
+        &self,
+        stream: &str,
+        existing: &[Vec<u32>],
+        partitions: u32,
+        factor: u32,
+    ) -> Result<Vec<Vec<u32>>, ClusterError> {
+        let first = existing.first().and_then(|r| r.first());
+        match first.and_then(|l| self.peers.keys().position(|n| n == l)) {
+            Some(start) => self.assign_from(start, partitions, factor),
+            None => self.assign(stream, partitions, factor),
+        }
+    }
+
+    /// As [`Cluster::assign`], partition 0 starting at the `start`-th node
+    /// (modulo the node count). The internal offsets stream starts at the
+    /// first, as every build has made it: each node computes its spec.
+    pub fn assign_from(&self, start: usize, partitions: u32, factor: u32) -> Result<Vec<Vec<u32>>, ClusterError> {
         let ids: Vec<u32> = self.peers.keys().copied().collect();
         if factor as usize > ids.len() {
             return Err(ClusterError::Invalid(format!(
@@ -457,9 +501,7 @@ impl Cluster {
                 ids.len()
             )));
         }
-        Ok((0..partitions as usize)
-            .map(|p| (0..factor as usize).map(|i| ids[(p + i) % ids.len()]).collect())
-            .collect())
+        Ok(round_robin(&ids, start, partitions, factor))
     }
 
     /// Checks an explicit assignment against the cluster.

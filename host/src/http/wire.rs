@@ -312,7 +312,8 @@ pub struct CreateStream {
     #[schema(minimum = 1)]
     pub replication_factor: Option<u32>,
     /// Per partition, the replicas' node ids, the leader first (default:
-    /// round-robin over the cluster's nodes).
+    /// round-robin over the cluster's nodes, from a node the stream's name
+    /// picks).
     #[serde(default)]
     pub assignment: Option<Vec<Vec<u32>>>,
     /// Replicated streams: with fewer replicas in sync, `acks=all`

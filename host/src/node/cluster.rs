@@ -65,7 +65,7 @@ impl Host {
             return Err(Error::invalid("no replication asked for"));
         };
         if r.assignment.is_empty() {
-            r.assignment = cluster.assign(partitions, r.factor)?;
+            r.assignment = cluster.assign(name, partitions, r.factor)?;
         }
         if r.assignment.len() != partitions as usize {
             return Err(Error::invalid(format!(

@@ -65,7 +65,7 @@ impl Host {
             retention: Retention::default(),
             replication: Replication {
                 factor,
-                assignment: cluster.assign(partitions, factor)?,
+                assignment: cluster.assign_from(0, partitions, factor)?,
                 min_insync_replicas: None,
             },
             // Kept about as big as the live offsets, as on a single node.

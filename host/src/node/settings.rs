@@ -198,7 +198,7 @@ impl Host {
         let added = match assignment {
             Some(a) => a,
             None => {
-                let all = cluster.assign(partitions, replication.factor)?;
+                let all = cluster.assign_grown(name, &replication.assignment, partitions, replication.factor)?;
                 all.into_iter().skip(meta.partitions as usize).collect()
             }
         };
