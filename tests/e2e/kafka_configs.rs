@@ -317,3 +317,106 @@ async fn broker_configs_are_the_nodes_settings() {
         "the empty name: the defaults"
     );
 }
+
+/// A compacted topic created with Kafka's compaction settings
+/// (`delete.retention.ms`, `min.compaction.lag.ms`,
+/// `min.cleanable.dirty.ratio`) is compacted with them: HTTP shows them on
+/// the stream, DescribeConfigs gives them as set on the topic (on other
+/// topics, Kafka's defaults), and AlterConfigs takes them only at their
+/// current values, as kafka-python's AlterConfigs sends every key set on
+/// the topic. Malformed values are INVALID_CONFIG.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compacted_topics_take_kafkas_compaction_settings() {
+    let server = Server::start().await;
+    let b = server.kafka();
+    let create = |topic: &str, config: Value| {
+        py(
+            "confluent",
+            "create_topic",
+            &json!({"bootstrap": b, "topic": topic, "partitions": 1, "config": config}),
+        )
+    };
+    let tuned = json!({"cleanup.policy": "compact", "delete.retention.ms": "100",
+        "min.compaction.lag.ms": "2000", "min.cleanable.dirty.ratio": "0.01"});
+    assert_eq!(create("tuned", tuned)["ok"], true);
+    for (config, why) in [
+        (
+            json!({"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "2"}),
+            "between 0 and 1",
+        ),
+        (
+            json!({"cleanup.policy": "compact", "delete.retention.ms": "-5"}),
+            "milliseconds",
+        ),
+    ] {
+        let out = create("never", config.clone());
+        let error = out["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("INVALID_CONFIG") && error.contains(why),
+            "{config}: {out}"
+        );
+    }
+    let resp = support::client()
+        .get(server.url("/streams/tuned"))
+        .send()
+        .await
+        .expect("GET stream");
+    let s = support::expect_json(resp, StatusCode::OK).await;
+    let c = &s["compaction"];
+    assert_eq!(
+        (
+            &c["delete_retention_ms"],
+            &c["min_compaction_lag_ms"],
+            &c["min_cleanable_dirty_ratio"]
+        ),
+        (&json!(100), &json!(2000), &json!(0.01)),
+        "{s}"
+    );
+    let described = |topic: &str| {
+        py(
+            "confluent",
+            "describe_configs",
+            &json!({"bootstrap": b, "topic": topic, "detail": true}),
+        )["configs"]
+            .clone()
+    };
+    let got = described("tuned");
+    let seen = |configs: &Value, k: &str| (configs[k]["value"].clone(), configs[k]["source"].clone());
+    assert_eq!(seen(&got, "delete.retention.ms"), (json!("100"), json!(1)), "{got}");
+    assert_eq!(seen(&got, "min.compaction.lag.ms"), (json!("2000"), json!(1)), "{got}");
+    assert_eq!(
+        seen(&got, "min.cleanable.dirty.ratio"),
+        (json!("0.01"), json!(1)),
+        "{got}"
+    );
+    assert_eq!(create("plain", json!({}))["ok"], true);
+    let plain = described("plain");
+    assert_eq!(
+        seen(&plain, "delete.retention.ms"),
+        (json!("86400000"), json!(5)),
+        "{plain}"
+    );
+    assert_eq!(
+        seen(&plain, "min.cleanable.dirty.ratio"),
+        (json!("0.5"), json!(5)),
+        "{plain}"
+    );
+
+    // kafka-python's AlterConfigs sends the keys set on the topic along.
+    let out = py(
+        "kafkapython",
+        "alter_configs",
+        &json!({"bootstrap": b, "topic": "tuned", "configs": {"retention.ms": "-1"}, "incremental": false}),
+    );
+    assert_eq!(out["result"]["topic"]["tuned"], "'OK'", "{out}");
+    let out = py(
+        "confluent",
+        "alter_configs",
+        &json!({"bootstrap": b, "topic": "tuned", "set": {"delete.retention.ms": "5"}}),
+    );
+    let error = out["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("INVALID_CONFIG") && error.contains("stays `100`"),
+        "{out}"
+    );
+}

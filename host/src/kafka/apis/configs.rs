@@ -6,7 +6,9 @@
 //! (DELETE: back to the default: unlimited, the node's minimum);
 //! AlterConfigs replaces them all (one left out goes back to its default,
 //! as Kafka reverts it).
-//! `cleanup.policy` is accepted only at its current value, and every other
+//! `cleanup.policy` and the compaction settings (`delete.retention.ms`,
+//! `min.compaction.lag.ms`, `min.cleanable.dirty.ratio`) are accepted only
+//! at their current values, and every other
 //! config, broker configs included, is refused with INVALID_CONFIG, never
 //! ignored. Each resource gets its own answer; `validate_only` checks and
 //! changes nothing.
@@ -20,8 +22,8 @@ use kafka_protocol::protocol::StrBytes;
 use super::super::Ctx;
 use super::super::error::{code_of, codes};
 use super::str_bytes;
-use super::topics::{RESOURCE_BROKER, RESOURCE_TOPIC, cleanup_policy};
-use crate::node::RetentionChange;
+use super::topics::{CompactionTuning, RESOURCE_BROKER, RESOURCE_TOPIC, cleanup_policy};
+use crate::node::{Compaction, RetentionChange};
 
 /// IncrementalAlterConfigs operations.
 const OP_SET: i8 = 0;
@@ -135,6 +137,25 @@ async fn alter_one(
                 (other, _) => return Err(invalid(format!("operation {other} does not apply to `{key}`"))),
             });
             continue;
+        }
+        let shown = CompactionTuning::shown(info.compaction.as_ref());
+        if let Some((_, now, _)) = shown.iter().find(|(name, ..)| name == key) {
+            let asked = value.as_deref().and_then(|v| CompactionTuning::parse(key, v));
+            let current = info
+                .compaction
+                .clone()
+                .unwrap_or_else(|| Compaction::by_record_key(false));
+            let same = |t: CompactionTuning| {
+                let mut c = current.clone();
+                t.apply(&mut c);
+                c == current
+            };
+            if *op == OP_SET && asked.and_then(Result::ok).is_some_and(same) {
+                continue;
+            }
+            return Err(invalid(format!(
+                "`{key}` is set when a topic is created and stays `{now}`"
+            )));
         }
         let target = match key.as_str() {
             "retention.ms" => &mut change.ms,
@@ -255,6 +276,31 @@ mod tests {
         assert!(matches!(without_effect("compression.type", "zstd"), Some(Err(_))));
         assert_eq!(without_effect("retention.ms", "5"), None);
         assert_eq!(without_effect("min.insync.replicas", "2"), None);
+    }
+
+    #[test]
+    fn compaction_settings_parse_and_show_as_kafka_writes_them() {
+        use CompactionTuning::*;
+        let parse = |n: &str, v: &str| CompactionTuning::parse(n, v);
+        assert_eq!(parse("delete.retention.ms", "100"), Some(Ok(DeleteRetentionMs(100))));
+        assert_eq!(parse("min.compaction.lag.ms", " 0 "), Some(Ok(MinLagMs(0))));
+        assert_eq!(parse("min.cleanable.dirty.ratio", "0.01"), Some(Ok(DirtyPpm(10_000))));
+        assert_eq!(parse("min.cleanable.dirty.ratio", "1"), Some(Ok(DirtyPpm(1_000_000))));
+        for (n, v) in [
+            ("delete.retention.ms", "-1"),
+            ("min.compaction.lag.ms", "soon"),
+            ("min.cleanable.dirty.ratio", "1.5"),
+            ("min.cleanable.dirty.ratio", "NaN"),
+        ] {
+            assert!(matches!(parse(n, v), Some(Err(_))), "{n}={v}");
+        }
+        assert_eq!(parse("retention.ms", "5"), None);
+        let mut c = Compaction::kafka_record_key(false);
+        DirtyPpm(10_000).apply(&mut c);
+        let shown = CompactionTuning::shown(Some(&c));
+        assert_eq!(shown[2], ("min.cleanable.dirty.ratio", "0.01".to_string(), true));
+        assert_eq!(shown[0], ("delete.retention.ms", "86400000".to_string(), false));
+        assert_eq!(CompactionTuning::shown(None)[2].1, "0.5");
     }
 
     #[test]

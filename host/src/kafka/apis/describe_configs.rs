@@ -28,6 +28,7 @@ const SOURCE_DEFAULT: i8 = 5;
 const TYPE_BOOLEAN: i8 = 1;
 const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
+const TYPE_DOUBLE: i8 = 6;
 const TYPE_LIST: i8 = 7;
 
 /// One config as answered: name, value, source, type, read-only.
@@ -98,7 +99,12 @@ fn topic(ctx: &Ctx, name: &str) -> Result<Vec<Entry>, (i16, String)> {
         }
         None => (1, SOURCE_DEFAULT),
     };
-    Ok(vec![
+    let tuning = super::topics::CompactionTuning::shown(info.compaction.as_ref());
+    let tuning = tuning.into_iter().map(|(name, value, own)| {
+        let kind = if name.ends_with(".ms") { TYPE_LONG } else { TYPE_DOUBLE };
+        (name, value, topic_or_default(own), kind, false)
+    });
+    let mut entries = vec![
         (
             "retention.ms",
             unlimited(info.retention.ms),
@@ -134,7 +140,9 @@ fn topic(ctx: &Ctx, name: &str) -> Result<Vec<Entry>, (i16, String)> {
             TYPE_INT,
             true,
         ),
-    ])
+    ];
+    entries.extend(tuning);
+    Ok(entries)
 }
 
 fn broker(ctx: &Ctx, name: &str) -> Result<Vec<Entry>, (i16, String)> {

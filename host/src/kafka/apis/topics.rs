@@ -9,7 +9,10 @@
 //! or `compact,delete` (compaction by record key, the built-in policy; as
 //! in Kafka, only a null value is a tombstone). Configs that only tune a
 //! broker's file layout, or that name what Sluice does anyway, are accepted
-//! and change nothing (`configs::without_effect`). `min.insync.replicas`
+//! and change nothing (`configs::without_effect`). `delete.retention.ms`,
+//! `min.compaction.lag.ms` and `min.cleanable.dirty.ratio` tune a
+//! compacted topic's compaction (on other topics they tune nothing, as in
+//! Kafka). `min.insync.replicas`
 //! (1 to the replication factor) is kept with the topic's replication and
 //! enforced by its leaders. Any other config is
 //! refused with INVALID_CONFIG rather than silently ignored. A replication factor above
@@ -146,13 +149,26 @@ async fn create_one(
     };
     let mut config = StreamConfig::default();
     let mut min_insync = None;
+    let mut tuning = Vec::new();
     for c in &topic.configs {
         let value = c.value.as_ref().map(|v| v.as_str().to_string()).unwrap_or_default();
-        if c.name.as_str() == "min.insync.replicas" {
-            min_insync = Some(positive(c.name.as_str(), &value).map_err(|m| (codes::invalid_config(), m))?);
+        let name = c.name.as_str();
+        let invalid = |m| (codes::invalid_config(), m);
+        if name == "min.insync.replicas" {
+            min_insync = Some(positive(name, &value).map_err(invalid)?);
             continue;
         }
-        apply_config(&mut config, c.name.as_str(), &value).map_err(|m| (codes::invalid_config(), m))?;
+        if let Some(t) = CompactionTuning::parse(name, &value) {
+            tuning.push(t.map_err(invalid)?);
+            continue;
+        }
+        apply_config(&mut config, name, &value).map_err(invalid)?;
+    }
+    // On a compacted topic; others have nothing they tune (as in Kafka).
+    if let Some(c) = &mut config.compaction {
+        for t in tuning {
+            t.apply(c);
+        }
     }
     config.replication = replication_for(ctx, topic.replication_factor)?;
     let factor = config.replication.as_ref().map_or(1, |r| r.factor);
@@ -193,6 +209,71 @@ async fn create_one(
             (code, e.to_string())
         })?;
     Ok((info.partitions.len() as u32, factor, topic_ids::of_stream(&info)))
+}
+
+/// A topic config that tunes compaction (Kafka's names for the settings of
+/// the built-in record-key policy), parsed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum CompactionTuning {
+    /// `delete.retention.ms`: how long a tombstone is kept.
+    DeleteRetentionMs(u64),
+    /// `min.compaction.lag.ms`: records younger than this stay as written.
+    MinLagMs(u64),
+    /// `min.cleanable.dirty.ratio`, in millionths.
+    DirtyPpm(u32),
+}
+
+impl CompactionTuning {
+    /// `None` when `name` is not such a config; else the value or why not.
+    pub(super) fn parse(name: &str, value: &str) -> Option<Result<CompactionTuning, String>> {
+        let ms = || {
+            value
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| format!("`{name}` must be a number of milliseconds, not `{value}`"))
+        };
+        Some(match name {
+            "delete.retention.ms" => ms().map(CompactionTuning::DeleteRetentionMs),
+            "min.compaction.lag.ms" => ms().map(CompactionTuning::MinLagMs),
+            "min.cleanable.dirty.ratio" => match value.trim().parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => Ok(CompactionTuning::DirtyPpm((r * 1e6).round() as u32)),
+                _ => Err(format!("`{name}` must be between 0 and 1, not `{value}`")),
+            },
+            _ => return None,
+        })
+    }
+
+    pub(super) fn apply(self, c: &mut Compaction) {
+        match self {
+            CompactionTuning::DeleteRetentionMs(ms) => c.delete_retention_ms = ms,
+            CompactionTuning::MinLagMs(ms) => c.min_compaction_lag_ms = ms,
+            CompactionTuning::DirtyPpm(ppm) => c.min_cleanable_dirty_ppm = ppm,
+        }
+    }
+
+    /// The three as a topic has them: its compaction's, else the defaults
+    /// (name, value, whether the topic's own differs from the default).
+    pub(super) fn shown(c: Option<&Compaction>) -> [(&'static str, String, bool); 3] {
+        let d = Compaction::by_record_key(false);
+        let c = c.unwrap_or(&d);
+        [
+            (
+                "delete.retention.ms",
+                c.delete_retention_ms.to_string(),
+                c.delete_retention_ms != d.delete_retention_ms,
+            ),
+            (
+                "min.compaction.lag.ms",
+                c.min_compaction_lag_ms.to_string(),
+                c.min_compaction_lag_ms != d.min_compaction_lag_ms,
+            ),
+            (
+                "min.cleanable.dirty.ratio",
+                (f64::from(c.min_cleanable_dirty_ppm) / 1e6).to_string(),
+                c.min_cleanable_dirty_ppm != d.min_cleanable_dirty_ppm,
+            ),
+        ]
+    }
 }
 
 /// A config that is a positive integer.
