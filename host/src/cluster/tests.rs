@@ -411,18 +411,21 @@ async fn a_dead_leaders_unreplicated_tail_is_truncated_when_it_returns() {
 fn default_assignments_rotate_per_partition_and_spread_streams_over_nodes() {
     let ids = [1, 2, 3];
     assert_eq!(
-        super::round_robin(&ids, 0, 4, 2),
+        super::placement::round_robin(&ids, 0, 4, 2),
         vec![vec![1, 2], vec![2, 3], vec![3, 1], vec![1, 2]]
     );
-    assert_eq!(super::round_robin(&ids, 2, 2, 3), vec![vec![3, 1, 2], vec![1, 2, 3]]);
     assert_eq!(
-        super::round_robin(&ids, usize::MAX, 2, 1),
+        super::placement::round_robin(&ids, 2, 2, 3),
+        vec![vec![3, 1, 2], vec![1, 2, 3]]
+    );
+    assert_eq!(
+        super::placement::round_robin(&ids, usize::MAX, 2, 1),
         vec![vec![1], vec![2]],
         "no overflow at the top"
     );
     let first_leader = |name: &str| {
         let start = crc32c::crc32c(name.as_bytes()) as usize;
-        super::round_robin(&ids, start, 1, 3)[0][0]
+        super::placement::round_robin(&ids, start, 1, 3)[0][0]
     };
     assert_eq!(first_leader("orders"), first_leader("orders"));
     let mut leaders: Vec<u32> = (0..30).map(|i| first_leader(&format!("topic-{i}"))).collect();
