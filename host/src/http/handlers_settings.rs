@@ -1,8 +1,8 @@
 //! `PATCH /streams/{name}`: changing a stream's settings after creation:
 //! its retention (a field left out stays as it is, `null` removes that
 //! limit), a replicated stream's `min_insync_replicas` (`null`: the
-//! node's again) and its partition count (grown only). Every change asked for is
-//! checked before any is made. `DELETE .../records?before=N`: deleting a
+//! node's again) and its partition count (grown only). Every change asked
+//! for is checked before any is made. `DELETE .../records?before=N`: deleting a
 //! partition's records below an offset (its start moves there).
 
 use axum::Json;

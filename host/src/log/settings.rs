@@ -1,7 +1,8 @@
 //! Changing a stream after creation: its retention, a replicated stream's
 //! minimum in-sync set, its partition count (grown only), and a
-//! partition's start (records deleted below it, never moved back). Each change is one control entry, durable before the call
-//! returns and replayed by recovery like the stream's creation; a changed
+//! partition's start (records deleted below it, never moved back). Each
+//! change is one control entry, durable before the call returns and
+//! replayed by recovery like the stream's creation; a changed
 //! stream's entry in the map is replaced by one with the new settings and
 //! the same partition states. Changes are serialized by the admin lock.
 //! A replicated stream's retention and partitions are set on each node

@@ -8,8 +8,8 @@
 //! same rule as at creation, and makes each change durable as a control
 //! entry before the call returns. A replicated stream's nodes tier and hold
 //! partitions on their own: a new retention, minimum in-sync set or new
-//! partitions are set on every other node, then on this one (a node that missed the change is
-//! reported, and asking again is safe). Records are deleted on a
+//! partitions are set on every other node, then on this one (a node that
+//! missed the change is reported, and asking again is safe). Records are deleted on a
 //! partition's leader; its followers move their start to the leader's as
 //! they fetch.
 //! Pipelines reading or writing a stream that grew restart their tasks, so

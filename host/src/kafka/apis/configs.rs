@@ -1,16 +1,16 @@
-//! AlterConfigs and IncrementalAlterConfigs: changing a topic's retention.
+//! AlterConfigs and IncrementalAlterConfigs: changing a topic's retention
+//! and its minimum in-sync replicas.
 //!
 //! Of a topic's configs `retention.ms` and `retention.bytes` (-1:
 //! unlimited) and `min.insync.replicas` (1 to the replication factor)
 //! change after creation. IncrementalAlterConfigs SETs or DELETEs them
 //! (DELETE: back to the default: unlimited, the node's minimum);
 //! AlterConfigs replaces them all (one left out goes back to its default,
-//! as Kafka reverts it).
-//! `cleanup.policy` and the compaction settings (`delete.retention.ms`,
-//! `min.compaction.lag.ms`, `min.cleanable.dirty.ratio`) are accepted only
-//! at their current values, and every other
-//! config, broker configs included, is refused with INVALID_CONFIG, never
-//! ignored. Each resource gets its own answer; `validate_only` checks and
+//! as Kafka reverts it). `cleanup.policy` and the compaction settings
+//! (`delete.retention.ms`, `min.compaction.lag.ms`,
+//! `min.cleanable.dirty.ratio`) are accepted only at their current values,
+//! and every other config, broker configs included, is refused with
+//! INVALID_CONFIG, never ignored. Each resource gets its own answer; `validate_only` checks and
 //! changes nothing.
 
 use kafka_protocol::messages::{
