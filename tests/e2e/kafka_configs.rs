@@ -420,3 +420,75 @@ async fn compacted_topics_take_kafkas_compaction_settings() {
         "{out}"
     );
 }
+
+/// A topic's own `max.message.bytes` bounds the record batches producers
+/// send to it (MESSAGE_TOO_LARGE above, nothing stored), DescribeConfigs
+/// gives it as set on the topic (others: the node's `max_batch_bytes`), and
+/// it stays as created: AlterConfigs takes it at its value only, as
+/// kafka-python's AlterConfigs sends it along. More than the node takes
+/// is INVALID_CONFIG.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topics_max_message_bytes_bounds_the_batches_producers_send() {
+    let server = Server::start().await;
+    let b = server.kafka();
+    let create = |topic: &str, max: &str| {
+        py(
+            "confluent",
+            "create_topic",
+            &json!({"bootstrap": b, "topic": topic, "partitions": 1, "config": {"max.message.bytes": max}}),
+        )
+    };
+    for (max, why) in [
+        ("0", "positive"),
+        ("x", "positive"),
+        ("1099511627776", "more than this node's"),
+    ] {
+        let out = create("never", max);
+        let error = out["error"].as_str().unwrap_or_default();
+        assert!(error.contains("INVALID_CONFIG") && error.contains(why), "{max}: {out}");
+    }
+    assert_eq!(create("small", "2000")["ok"], true);
+    let configs = py(
+        "confluent",
+        "describe_configs",
+        &json!({"bootstrap": b, "topic": "small", "detail": true}),
+    )["configs"]
+        .clone();
+    let m = &configs["max.message.bytes"];
+    assert_eq!((&m["value"], &m["source"]), (&json!("2000"), &json!(1)), "{configs}");
+    let send = |len: usize| {
+        let out = py(
+            "confluent",
+            "produce",
+            &json!({"bootstrap": b, "topic": "small", "config": {"retries": 0, "linger.ms": 0},
+                    "records": [{"value": hex(&vec![b'x'; len]), "partition": 0}]}),
+        );
+        out["results"][0].clone()
+    };
+    let refused = send(5000);
+    assert!(refused["error"].to_string().contains("size too large"), "{refused}");
+    assert_eq!(send(500)["offset"], 0, "the refused batch stored nothing");
+    let out = py(
+        "kafkapython",
+        "alter_configs",
+        &json!({"bootstrap": b, "topic": "small", "configs": {"retention.ms": "-1"}, "incremental": false}),
+    );
+    assert_eq!(out["result"]["topic"]["small"], "'OK'", "{out}");
+    let out = py(
+        "confluent",
+        "alter_configs",
+        &json!({"bootstrap": b, "topic": "small", "set": {"max.message.bytes": "5000"}}),
+    );
+    let error = out["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("INVALID_CONFIG") && error.contains("stays `2000`"),
+        "{out}"
+    );
+    let resp = support::client()
+        .post(server.url("/streams"))
+        .json(&json!({"name": "never", "partitions": 1, "max_message_bytes": 0}))
+        .send()
+        .await
+        .expect("POST /streams");
+    support::expect_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+}

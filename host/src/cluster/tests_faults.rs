@@ -164,6 +164,7 @@ async fn a_misbehaving_leader_stops_the_follower_after_a_bounded_number_of_reque
             min_insync_replicas: None,
         },
         compaction: None,
+        max_message_bytes: None,
     };
     for mode in MODES {
         host.create_from_spec(&spec(mode, 1)).await.unwrap();

@@ -323,6 +323,12 @@ pub struct CreateStream {
     #[serde(default)]
     #[schema(minimum = 1)]
     pub min_insync_replicas: Option<u32>,
+    /// The largest record batch a Kafka producer may send to it, as sent
+    /// (Kafka's `max.message.bytes`), at most the node's `max_batch_bytes`
+    /// (default: that).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub max_message_bytes: Option<u64>,
 }
 
 /// A stream's compaction settings as posted.
@@ -406,6 +412,7 @@ impl CreateStream {
             retention,
             compaction,
             replication,
+            max_message_bytes: self.max_message_bytes,
         })
     }
 }
@@ -439,6 +446,10 @@ pub struct StreamOut {
     /// Replication factor and per-partition replicas (replicated streams).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replication: Option<crate::node::Replication>,
+    /// The largest record batch a Kafka producer may send, when the
+    /// stream has its own (else the node's `max_batch_bytes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_message_bytes: Option<u64>,
 }
 
 /// A stream's compaction settings as shown.
@@ -468,6 +479,7 @@ impl From<StreamInfo> for StreamOut {
             retention_ms: s.retention.ms,
             retention_bytes: s.retention.bytes,
             replication: s.replication.clone(),
+            max_message_bytes: s.max_message_bytes,
             compaction: s.compaction.as_ref().map(|c| CompactionOut {
                 plugin: c.plugin.clone(),
                 plugin_version: c.plugin_version,

@@ -79,6 +79,25 @@ pub(crate) struct Produced {
     pub verbatim: Option<Bytes>,
 }
 
+/// The size of each batch of a record set as sent (its length field plus
+/// the 12 bytes before it), as far as the set holds whole batches.
+pub(crate) fn sent_sizes(data: &[u8]) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    let mut rest = data;
+    while let Some(length) = rest.get(8..12) {
+        let length = i32::from_be_bytes([length[0], length[1], length[2], length[3]]);
+        let Some(total) = usize::try_from(length).ok().and_then(|l| l.checked_add(12)) else {
+            break;
+        };
+        let Some(after) = rest.get(total..) else {
+            break;
+        };
+        sizes.push(total);
+        rest = after;
+    }
+    sizes
+}
+
 /// Decodes every batch of a produce request's record set. `cap` bounds one
 /// batch's size, compressed and decompressed.
 pub(crate) fn decode_batches(data: &Bytes, cap: usize, now_ms: u64) -> Result<Vec<Produced>, BatchError> {

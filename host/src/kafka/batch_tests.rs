@@ -320,3 +320,22 @@ proptest::proptest! {
         proptest::prop_assert_eq!(back, want);
     }
 }
+
+#[test]
+fn sent_sizes_count_whole_batches_only() {
+    let one = |len: i32| {
+        let mut b = vec![0u8; 8];
+        b.extend_from_slice(&len.to_be_bytes());
+        b.extend(std::iter::repeat_n(0u8, len as usize));
+        b
+    };
+    let mut set = one(49);
+    set.extend(one(100));
+    assert_eq!(sent_sizes(&set), vec![61, 112]);
+    set.extend(&one(300)[..50]);
+    assert_eq!(sent_sizes(&set), vec![61, 112], "a cut batch is not counted");
+    let mut bad = one(10);
+    bad[8..12].copy_from_slice(&(-5i32).to_be_bytes());
+    assert!(sent_sizes(&bad).is_empty());
+    assert!(sent_sizes(&[1, 2, 3]).is_empty());
+}

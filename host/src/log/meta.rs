@@ -149,6 +149,11 @@ pub struct StreamMeta {
     /// Spread over a cluster's nodes; `None` for a stream on this node only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<Replication>,
+    /// The largest record batch a Kafka producer may send to it, as sent
+    /// (Kafka's topic config `max.message.bytes`); `None`: the node's
+    /// `max_batch_bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_message_bytes: Option<u64>,
 }
 
 /// How a stream is compacted (see docs/design/0002-compaction.md).
@@ -239,6 +244,9 @@ pub struct StreamConfig {
     pub compaction: Option<Compaction>,
     /// Replicas per partition (1 or `None`: this node only).
     pub replication: Option<Replication>,
+    /// Largest record batch a Kafka producer may send (`None`: the
+    /// node's); the node checks it against its own limit.
+    pub max_message_bytes: Option<u64>,
 }
 
 impl StreamConfig {
@@ -270,6 +278,9 @@ impl StreamConfig {
                     Compaction::TOMBSTONE
                 ));
             }
+        }
+        if self.max_message_bytes == Some(0) {
+            return Err("max_message_bytes must be at least 1".into());
         }
         if let Some(rep) = &self.replication {
             if rep.factor == 0 {

@@ -93,6 +93,7 @@ fn snapshot_round_trip_and_apply() {
         retention: Retention::default(),
         compaction: None,
         replication: None,
+        max_message_bytes: None,
     };
     s.apply(10, &ControlOp::CreateStream(m));
     s.apply(11, &ControlOp::DeleteStream { id: 4 });

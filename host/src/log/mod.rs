@@ -109,6 +109,8 @@ pub struct StreamInfo {
     pub retention: meta::Retention,
     pub compaction: Option<meta::Compaction>,
     pub replication: Option<meta::Replication>,
+    /// The stream's own largest Kafka record batch, if it has one.
+    pub max_message_bytes: Option<u64>,
 }
 
 /// One partition's offsets with what a fetch or produce needs of its
@@ -120,6 +122,8 @@ pub struct PartitionInfo {
     pub range: partition::Range,
     /// The stream is compacted.
     pub compacted: bool,
+    /// The stream's own largest Kafka record batch, if it has one.
+    pub max_message_bytes: Option<u64>,
 }
 
 /// The outcome of an append: offsets `base_offset .. base_offset + count`.
@@ -298,6 +302,7 @@ impl Log {
             retention: config.retention,
             compaction: config.compaction,
             replication: config.replication,
+            max_message_bytes: config.max_message_bytes,
         };
         let op = ControlOp::CreateStream(m.clone());
         self.apply_control(&mut snap, &op).await?;
@@ -390,6 +395,7 @@ impl Log {
             stream_id: s.meta.id,
             range: partition_of(&s, partition)?.range(),
             compacted: s.meta.compaction.is_some(),
+            max_message_bytes: s.meta.max_message_bytes,
         })
     }
 
@@ -468,6 +474,7 @@ fn describe(s: &Stream) -> StreamInfo {
         retention: s.meta.retention,
         compaction: s.meta.compaction.clone(),
         replication: s.meta.replication.clone(),
+        max_message_bytes: s.meta.max_message_bytes,
     }
 }
 

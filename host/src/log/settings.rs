@@ -33,6 +33,7 @@ impl super::Log {
             retention,
             compaction: stream.meta.compaction.clone(),
             replication: stream.meta.replication.clone(),
+            max_message_bytes: stream.meta.max_message_bytes,
         };
         config.validate().map_err(LogError::InvalidConfig)?;
         let id = stream.meta.id;
@@ -86,6 +87,7 @@ impl super::Log {
             retention: stream.meta.retention,
             compaction: stream.meta.compaction.clone(),
             replication: Some(replication.clone()),
+            max_message_bytes: stream.meta.max_message_bytes,
         };
         config.validate().map_err(LogError::InvalidConfig)?;
         let changed = Arc::new(Stream {

@@ -42,6 +42,9 @@ pub struct StreamSpec {
     /// Compaction settings; every node compacts its own copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compaction: Option<Compaction>,
+    /// The stream's own largest Kafka record batch, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_message_bytes: Option<u64>,
 }
 
 impl Host {
@@ -85,6 +88,7 @@ impl Host {
             retention: config.retention,
             replication: r.clone(),
             compaction: config.compaction.clone(),
+            max_message_bytes: config.max_message_bytes,
         };
         let failed = self.on_peers("/internal/streams", &spec).await;
         if !failed.is_empty() {
@@ -158,6 +162,7 @@ impl Host {
             retention: spec.retention,
             compaction: spec.compaction.clone(),
             replication: Some(spec.replication.clone()),
+            max_message_bytes: spec.max_message_bytes,
         };
         // A peer's request gets the same checks as a client's.
         config.validate().map_err(Error::invalid)?;

@@ -70,6 +70,7 @@ impl Host {
             },
             // Kept about as big as the live offsets, as on a single node.
             compaction: Some(crate::log::meta::Compaction::by_record_key(false)),
+            max_message_bytes: None,
         })
     }
 

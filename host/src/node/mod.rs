@@ -289,6 +289,12 @@ impl Host {
                 c.memory_bytes
             )));
         }
+        let node_max = self.inner.settings.max_batch_bytes;
+        if let Some(m) = config.max_message_bytes.filter(|m| *m > node_max.as_u64()) {
+            return Err(Error::invalid(format!(
+                "max_message_bytes {m} is more than this node's max_batch_bytes ({node_max})"
+            )));
+        }
         self.check_compaction_plugin(&config).await?;
         if config.replication.is_some() {
             return self.create_replicated(name, partitions, config).await;

@@ -138,6 +138,17 @@ async fn alter_one(
             });
             continue;
         }
+        if key == "max.message.bytes" {
+            let now = info
+                .max_message_bytes
+                .unwrap_or_else(|| ctx.host.settings().max_batch_bytes.as_u64());
+            if *op == OP_SET && value.as_deref().map(str::trim) == Some(now.to_string().as_str()) {
+                continue;
+            }
+            return Err(invalid(format!(
+                "`{key}` is set when a topic is created and stays `{now}`"
+            )));
+        }
         let shown = CompactionTuning::shown(info.compaction.as_ref());
         if let Some((_, now, _)) = shown.iter().find(|(name, ..)| name == key) {
             let asked = value.as_deref().and_then(|v| CompactionTuning::parse(key, v));

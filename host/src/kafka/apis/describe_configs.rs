@@ -90,6 +90,10 @@ fn topic(ctx: &Ctx, name: &str) -> Result<Vec<Entry>, (i16, String)> {
     let topic_or_default = |set: bool| if set { SOURCE_TOPIC } else { SOURCE_DEFAULT };
     // The topic's own, else what applies to it: the node's, capped at its
     // replicas (a topic that is not replicated: 1).
+    let max_message = match info.max_message_bytes {
+        Some(own) => (own, SOURCE_TOPIC),
+        None => (ctx.host.settings().max_batch_bytes.as_u64(), SOURCE_STATIC_BROKER),
+    };
     let min_insync = match info.replication.as_ref().map(|r| (r.factor, r.min_insync_replicas)) {
         Some((_, Some(own))) => (own, SOURCE_TOPIC),
         Some((factor, None)) => {
@@ -135,10 +139,10 @@ fn topic(ctx: &Ctx, name: &str) -> Result<Vec<Entry>, (i16, String)> {
         ),
         (
             "max.message.bytes",
-            ctx.host.settings().max_batch_bytes.as_u64().to_string(),
-            SOURCE_STATIC_BROKER,
+            max_message.0.to_string(),
+            max_message.1,
             TYPE_INT,
-            true,
+            false,
         ),
     ];
     entries.extend(tuning);

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::super::Ctx;
-use super::super::batch::{Produced, decode_batches};
+use super::super::batch::{Produced, decode_batches, sent_sizes};
 use super::super::cache::Key;
 use super::super::error::{batch_code, code_of, codes};
 use super::{Answer, current_leader, leader_endpoints, offset_of, partition_of, str_bytes, topic_name};
@@ -172,6 +172,16 @@ async fn queue(
         (key, epoch)
     });
     let data = records.unwrap_or_default();
+    // The topic's own limit applies to batches as sent (Kafka's
+    // max.message.bytes); the node's also bounds them decompressed.
+    if let Some(limit) = info.max_message_bytes
+        && let Some(big) = sent_sizes(&data).into_iter().find(|s| *s as u64 > limit)
+    {
+        return Err((
+            kafka_protocol::ResponseError::MessageTooLarge.code(),
+            format!("a batch of {big} bytes; topic `{stream}` takes at most {limit} (max.message.bytes)"),
+        ));
+    }
     let cap = usize::try_from(host.settings().max_batch_bytes.as_u64()).unwrap_or(usize::MAX);
     let now = crate::fsutil::now_ms();
     // Decompressing and checking a big record set takes milliseconds: on

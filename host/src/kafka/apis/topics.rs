@@ -12,7 +12,8 @@
 //! and change nothing (`configs::without_effect`). `delete.retention.ms`,
 //! `min.compaction.lag.ms` and `min.cleanable.dirty.ratio` tune a
 //! compacted topic's compaction (on other topics they tune nothing, as in
-//! Kafka). `min.insync.replicas`
+//! Kafka). `max.message.bytes` (1 to the node's `max_batch_bytes`) bounds
+//! the batches producers send to the topic. `min.insync.replicas`
 //! (1 to the replication factor) is kept with the topic's replication and
 //! enforced by its leaders. Any other config is
 //! refused with INVALID_CONFIG rather than silently ignored. A replication factor above
@@ -158,6 +159,10 @@ async fn create_one(
             min_insync = Some(positive(name, &value).map_err(invalid)?);
             continue;
         }
+        if name == "max.message.bytes" {
+            config.max_message_bytes = Some(max_message_bytes(ctx, &value).map_err(invalid)?);
+            continue;
+        }
         if let Some(t) = CompactionTuning::parse(name, &value) {
             tuning.push(t.map_err(invalid)?);
             continue;
@@ -273,6 +278,18 @@ impl CompactionTuning {
                 c.min_cleanable_dirty_ppm != d.min_cleanable_dirty_ppm,
             ),
         ]
+    }
+}
+
+/// A topic's `max.message.bytes`: from 1 to the node's `max_batch_bytes`.
+pub(super) fn max_message_bytes(ctx: &Ctx, value: &str) -> Result<u64, String> {
+    let node = ctx.host.settings().max_batch_bytes.as_u64();
+    match value.trim().parse::<u64>() {
+        Ok(n) if (1..=node).contains(&n) => Ok(n),
+        Ok(n) if n > node => Err(format!(
+            "max.message.bytes {n} is more than this node's max_batch_bytes ({node})"
+        )),
+        _ => Err(format!("`max.message.bytes` must be a positive number, not `{value}`")),
     }
 }
 
