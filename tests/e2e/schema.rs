@@ -19,6 +19,12 @@ use crate::support::{Rng, Server};
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
                       response_schema_conformance,response_headers_conformance";
 
+/// Health checks of the generator, not of the API: on a slow or loaded
+/// machine hypothesis can judge that too many of its own examples were
+/// filtered out (seen once in CI on the plugin upload) and stop with an
+/// error although no request failed. Every check in [`CHECKS`] still runs.
+const SUPPRESSED: &str = "filter_too_much,too_slow";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_answer_matches_the_openapi_document_and_none_is_a_server_error() {
     let server = Server::start().await;
@@ -32,6 +38,7 @@ async fn every_answer_matches_the_openapi_document_and_none_is_a_server_error() 
             Command::new(st)
                 .current_dir(std::env::temp_dir())
                 .args(["run", &url, "--checks", CHECKS, "--max-examples", &examples])
+                .args(["--suppress-health-check", SUPPRESSED])
                 .args(["--seed", &seed.to_string(), "--request-timeout", "75", "--no-color"])
                 .output()
                 .expect("run st")

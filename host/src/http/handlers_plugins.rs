@@ -24,8 +24,8 @@ use crate::node::PipelineStatus;
 #[utoipa::path(put, path = "/plugins/{name}", tag = "plugins",
     params(("name" = String, Path, description = "Plugin name")),
     request_body(description = "The `.wasm` component (required: an empty body is refused)", content(
-        ("application/wasm"),
-        ("application/octet-stream"),
+        (super::openapi::WasmBody = "application/wasm"),
+        (super::openapi::WasmBody = "application/octet-stream"),
     )),
     responses(
         (status = 201, description = "Stored as a new version", body = PluginVersionOut),

@@ -205,3 +205,11 @@ pub struct PluginInfoDoc {
     pub name: String,
     pub versions: Vec<VersionInfoDoc>,
 }
+
+/// A plugin upload's body: the `.wasm` component's raw bytes. Named so the
+/// document gives both media types a binary schema (without one, generators
+/// try JSON values that cannot be sent as `application/wasm`).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct WasmBody(Vec<u8>);

@@ -480,5 +480,14 @@ async fn json_bodies_must_be_declared_json() {
             "{method} {path}"
         );
     }
-    assert!(doc["paths"]["/plugins/{name}"]["put"]["responses"]["415"].is_null());
+    let upload = &doc["paths"]["/plugins/{name}"]["put"];
+    assert!(upload["responses"]["415"].is_null());
+    // The upload's body is required raw bytes under both media types, so
+    // generators send bytes rather than JSON values.
+    assert_eq!(upload["requestBody"]["required"], true);
+    for media in ["application/wasm", "application/octet-stream"] {
+        let schema = &upload["requestBody"]["content"][media]["schema"]["$ref"];
+        assert_eq!(schema, "#/components/schemas/WasmBody", "{media}");
+    }
+    assert_eq!(doc["components"]["schemas"]["WasmBody"]["format"], "binary");
 }
