@@ -376,7 +376,9 @@ async fn topics_created_over_kafka_in_a_cluster_are_known_to_every_node() {
 /// and the leader enforces it. With one of three replicas down, acks=all
 /// writes to a topic that needs all three are refused NOT_ENOUGH_REPLICAS,
 /// while one that needs two takes them. Values no topic
-/// could meet are refused INVALID_CONFIG.
+/// could meet are refused INVALID_CONFIG. Changes reach every node, two
+/// settings in one request together, and a later change of one keeps the
+/// other on every node (nodes pass each other all settings).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topics_own_min_insync_replicas_is_kept_on_every_node_and_enforced() {
     let mut cluster = Cluster::start("1MiB").await;
@@ -472,17 +474,23 @@ async fn a_topics_own_min_insync_replicas_is_kept_on_every_node_and_enforced() {
     // Back up, the topic's minimum changes on every node, over Kafka and
     // over HTTP, and is enforced at its new value.
     cluster.node_mut(down).restart().await;
-    let alter = |value: &str| {
+    let alter = |set: Value| {
         py(
             "confluent",
             "alter_configs",
-            &json!({"bootstrap": cluster.node(2).kafka(), "topic": "strict", "set": {"min.insync.replicas": value}}),
+            &json!({"bootstrap": cluster.node(2).kafka(), "topic": "strict", "set": set}),
         )
     };
-    let out = alter("4");
+    let out = alter(json!({"min.insync.replicas": "4"}));
     assert!(out["error"].to_string().contains("INVALID_CONFIG"), "{out}");
-    assert_eq!(alter("1")["ok"], true);
+    // Two settings in one request reach every node together.
+    let both = alter(json!({"min.insync.replicas": "1", "max.message.bytes": "4000"}));
+    assert_eq!(both["ok"], true, "{both}");
     assert_eq!(own_min_insync(&cluster, "strict").await, vec![json!(1); 3]);
+    assert_eq!(
+        on_every_node(&cluster, "strict", "/max_message_bytes").await,
+        vec![json!(4000); 3]
+    );
     let patch = |id: u32, body: Value| {
         cluster
             .client
@@ -495,6 +503,9 @@ async fn a_topics_own_min_insync_replicas_is_kept_on_every_node_and_enforced() {
     let resp = patch(3, json!({"min_insync_replicas": null})).await.expect("PATCH");
     support::expect_json(resp, StatusCode::OK).await;
     assert_eq!(own_min_insync(&cluster, "strict").await, vec![Value::Null; 3]);
+    // Nodes tell each other all settings: the other one stays everywhere.
+    let max = on_every_node(&cluster, "strict", "/max_message_bytes").await;
+    assert_eq!(max, vec![json!(4000); 3], "kept through another change");
     let resp = patch(1, json!({"min_insync_replicas": 2})).await.expect("PATCH");
     support::expect_json(resp, StatusCode::OK).await;
     assert_eq!(own_min_insync(&cluster, "strict").await, vec![json!(2); 3]);
@@ -518,6 +529,12 @@ fn write_all(bootstrap: &str, topic: &str) -> Value {
 
 /// Each node's `min_insync_replicas` of `stream` (null: none of its own).
 async fn own_min_insync(cluster: &Cluster, stream: &str) -> Vec<Value> {
+    on_every_node(cluster, stream, "/replication/min_insync_replicas").await
+}
+
+/// What each node's `GET /streams/{stream}` holds at JSON `pointer` (null:
+/// nothing there).
+async fn on_every_node(cluster: &Cluster, stream: &str, pointer: &str) -> Vec<Value> {
     let mut out = Vec::new();
     for id in NODES {
         let resp = cluster
@@ -527,7 +544,7 @@ async fn own_min_insync(cluster: &Cluster, stream: &str) -> Vec<Value> {
             .await
             .expect("GET stream");
         let s = support::expect_json(resp, StatusCode::OK).await;
-        out.push(s["replication"]["min_insync_replicas"].clone());
+        out.push(s.pointer(pointer).cloned().unwrap_or(Value::Null));
     }
     out
 }

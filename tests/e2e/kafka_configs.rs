@@ -84,7 +84,8 @@ async fn topic_retention_changes_over_kafka_http_and_the_cli() {
     assert_eq!(retention(&describe(&b)), pair("-1", "1048576"));
     for (args, code) in [
         (json!({"set": {"cleanup.policy": "compact"}}), "INVALID_CONFIG"),
-        (json!({"set": {"max.message.bytes": "1000"}}), "INVALID_CONFIG"),
+        (json!({"set": {"max.message.bytes": "0"}}), "INVALID_CONFIG"),
+        (json!({"set": {"segment.bytes": "1000"}}), "INVALID_CONFIG"),
         (json!({"set": {"retention.ms": "0"}}), "INVALID_CONFIG"),
         (
             json!({"topic": "nope", "set": {"retention.ms": "1000"}}),
@@ -424,9 +425,10 @@ async fn compacted_topics_take_kafkas_compaction_settings() {
 /// A topic's own `max.message.bytes` bounds the record batches producers
 /// send to it (MESSAGE_TOO_LARGE above, nothing stored), DescribeConfigs
 /// gives it as set on the topic (others: the node's `max_batch_bytes`), and
-/// it stays as created: AlterConfigs takes it at its value only, as
-/// kafka-python's AlterConfigs sends it along. More than the node takes
-/// is INVALID_CONFIG.
+/// it changes after creation: kafka-python's AlterConfigs sends it along,
+/// confluent's IncrementalAlterConfigs raises it (a batch refused before
+/// is then taken) and DELETEs it (the node's again), and HTTP PATCH sets
+/// and clears it. More than the node takes is INVALID_CONFIG.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topics_max_message_bytes_bounds_the_batches_producers_send() {
     let server = Server::start().await;
@@ -474,16 +476,51 @@ async fn a_topics_max_message_bytes_bounds_the_batches_producers_send() {
         &json!({"bootstrap": b, "topic": "small", "configs": {"retention.ms": "-1"}, "incremental": false}),
     );
     assert_eq!(out["result"]["topic"]["small"], "'OK'", "{out}");
-    let out = py(
-        "confluent",
-        "alter_configs",
-        &json!({"bootstrap": b, "topic": "small", "set": {"max.message.bytes": "5000"}}),
-    );
+    let alter = |change: Value| {
+        let mut args = json!({"bootstrap": b, "topic": "small"});
+        args.as_object_mut()
+            .expect("object")
+            .extend(change.as_object().expect("object").clone());
+        py("confluent", "alter_configs", &args)
+    };
+    let described = || {
+        let out = py(
+            "confluent",
+            "describe_configs",
+            &json!({"bootstrap": b, "topic": "small", "detail": true}),
+        );
+        let m = &out["configs"]["max.message.bytes"];
+        (m["value"].clone(), m["source"].clone())
+    };
+    // More than the node takes is refused and changes nothing.
+    let out = alter(json!({"set": {"max.message.bytes": "1099511627776"}}));
     let error = out["error"].as_str().unwrap_or_default();
     assert!(
-        error.contains("INVALID_CONFIG") && error.contains("stays `2000`"),
+        error.contains("INVALID_CONFIG") && error.contains("more than this node's"),
         "{out}"
     );
+    assert_eq!(described(), (json!("2000"), json!(1)));
+    // Raised, the record refused before now lands, after the one at 0.
+    assert_eq!(alter(json!({"set": {"max.message.bytes": "8000"}}))["ok"], true);
+    assert_eq!(described(), (json!("8000"), json!(1)));
+    assert_eq!(send(5000)["offset"], 1, "taken under the raised limit");
+    // DELETE: the node's limit again (its max_batch_bytes, 64 MiB by
+    // default, a static broker config).
+    assert_eq!(alter(json!({"delete": ["max.message.bytes"]}))["ok"], true);
+    assert_eq!(described(), (json!((64u64 << 20).to_string()), json!(4)));
+    // Over HTTP: set and cleared on the stream itself, 0 refused.
+    let patch = |body: Value| support::client().patch(server.url("/streams/small")).json(&body).send();
+    let (status, out) = support::json_of(patch(json!({"max_message_bytes": 3000})).await.expect("PATCH")).await;
+    assert_eq!(
+        (status, &out["max_message_bytes"]),
+        (StatusCode::OK, &json!(3000)),
+        "{out}"
+    );
+    let resp = patch(json!({"max_message_bytes": 0})).await.expect("PATCH");
+    support::expect_error(resp, StatusCode::BAD_REQUEST, "invalid_config").await;
+    let (status, out) = support::json_of(patch(json!({"max_message_bytes": null})).await.expect("PATCH")).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert!(out.get("max_message_bytes").is_none(), "cleared: {out}");
     let resp = support::client()
         .post(server.url("/streams"))
         .json(&json!({"name": "never", "partitions": 1, "max_message_bytes": 0}))

@@ -339,6 +339,14 @@ async fn the_cli_creates_produces_to_and_moves_a_replicated_stream() {
     assert!(altered.stdout.contains("min in-sync the node's"), "{altered:#?}");
     sluice(n3, &["stream", "alter", "from-cli", "--min-insync-replicas", "0"]).fails(2, "at least 1");
     sluice(n3, &["stream", "alter", "from-cli", "--min-insync-replicas", "4"]).fails(1, "more than the 3 replicas");
+    // The stream's own Kafka batch limit: set on every node, then cleared.
+    let altered = sluice(n3, &["stream", "alter", "from-cli", "--max-message-bytes", "2KiB"]).ok();
+    assert!(altered.stdout.contains("max batch:  2.0 KiB"), "{altered:#?}");
+    let on_n1 = sluice(n1, &["stream", "describe", "from-cli", "--output", "json"]).ok();
+    assert_eq!(on_n1.json()["max_message_bytes"], 2048, "{on_n1:#?}");
+    sluice(n3, &["stream", "alter", "from-cli", "--max-message-bytes", "0"]).fails(2, "at least 1");
+    let cleared = sluice(n3, &["stream", "alter", "from-cli", "--max-message-bytes", "none"]).ok();
+    assert!(!cleared.stdout.contains("max batch"), "{cleared:#?}");
     sluice_in(n1, &["produce", "from-cli", "--acks", "all"], "a\nb\nc\n").ok();
     let status = sluice(n1, &["status", "from-cli"]).ok();
     assert!(status.stdout.contains("node 1 (epoch 0)"), "{status:#?}");

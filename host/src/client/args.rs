@@ -100,6 +100,10 @@ pub enum StreamCmd {
         /// the node's `[cluster] min_insync_replicas`).
         #[arg(long)]
         min_insync_replicas: Option<u32>,
+        /// The largest record batch a Kafka producer may send, e.g. `1MiB`
+        /// (at most the node's `max_batch_bytes`, which applies otherwise).
+        #[arg(long)]
+        max_message_bytes: Option<bytesize::ByteSize>,
     },
     /// Move a partition's leadership to another replica (manual failover).
     Leader {
@@ -133,8 +137,8 @@ pub enum StreamCmd {
     List,
     /// Show a stream's settings and per-partition offsets.
     Describe { name: String },
-    /// Change a stream's retention or minimum in-sync replicas, or give it
-    /// more partitions.
+    /// Change a stream's retention, minimum in-sync replicas or largest
+    /// Kafka batch, or give it more partitions.
     Alter {
         name: String,
         /// A larger partition count (the new partitions start empty).
@@ -152,6 +156,10 @@ pub enum StreamCmd {
         /// its factor; `none`: the node's setting again.
         #[arg(long, value_name = "N|none")]
         min_insync_replicas: Option<String>,
+        /// The largest record batch a Kafka producer may send, e.g. `1MiB`;
+        /// `none`: the node's `max_batch_bytes` again.
+        #[arg(long, value_name = "SIZE|none")]
+        max_message_bytes: Option<String>,
     },
     /// Delete a partition's records below an offset (its start moves there).
     DeleteRecords {

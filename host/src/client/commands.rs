@@ -1,5 +1,5 @@
-//! The administrative subcommands: `stream`, `plugin`, `pipeline`,
-//! `compact` and `status`. Each makes its requests, then prints either a
+//! The administrative subcommands `plugin`, `pipeline`, `compact` and
+//! `status` (`stream` is in [`super::streams`]). Each makes its requests, then prints either a
 //! table (for people) or the server's JSON (for scripts).
 
 use std::path::Path;
@@ -7,10 +7,11 @@ use std::path::Path;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use super::args::{CompactArgs, Output, PipelineCmd, PluginCmd, StatusArgs, StreamCmd};
+use super::args::{CompactArgs, Output, PipelineCmd, PluginCmd, StatusArgs};
 use super::error::ClientError;
 use super::http::{Client, seg};
 use super::output::{Table, bytes, cell, print, print_json, progress, time_ms};
+use super::streams::records_of;
 
 /// Prints `table` in table mode and `json` in JSON mode.
 pub(super) fn show(out: Output, json: &Value, table: impl FnOnce() -> String) -> Result<(), ClientError> {
@@ -22,232 +23,6 @@ pub(super) fn show(out: Output, json: &Value, table: impl FnOnce() -> String) ->
 
 pub(super) fn arr(v: &Value) -> &[Value] {
     v.as_array().map(Vec::as_slice).unwrap_or(&[])
-}
-
-pub async fn stream(c: &Client, out: Output, cmd: StreamCmd) -> Result<(), ClientError> {
-    match cmd {
-        StreamCmd::Create {
-            name,
-            partitions,
-            retention_ms,
-            retention_bytes,
-            cleanup,
-            compaction_plugin,
-            compaction_config,
-            replication_factor,
-            min_insync_replicas,
-        } => {
-            if partitions == 0 {
-                return Err(ClientError::input("--partitions must be at least 1"));
-            }
-            let mut body = json!({"name": name, "partitions": partitions});
-            match replication_factor {
-                Some(0) => return Err(ClientError::input("--replication-factor must be at least 1")),
-                Some(f) => body["replication_factor"] = json!(f),
-                None => {}
-            }
-            match min_insync_replicas {
-                Some(0) => return Err(ClientError::input("--min-insync-replicas must be at least 1")),
-                Some(m) => body["min_insync_replicas"] = json!(m),
-                None => {}
-            }
-            if let Some(ms) = retention_ms {
-                body["retention_ms"] = json!(ms);
-            }
-            if let Some(b) = retention_bytes {
-                body["retention_bytes"] = json!(b.as_u64());
-            }
-            if let Some(c) = cleanup {
-                body["cleanup"] = json!(c);
-            }
-            match compaction_plugin {
-                Some(p) => {
-                    let config: Map<String, Value> =
-                        compaction_config.into_iter().map(|(k, v)| (k, json!(v))).collect();
-                    body["compaction"] = json!({"plugin": p, "config": config});
-                }
-                None if !compaction_config.is_empty() => {
-                    return Err(ClientError::input("--compaction-config needs --compaction-plugin"));
-                }
-                None => {}
-            }
-            let created = c.post("/streams", &body).await?;
-            show(out, &created, || {
-                format!(
-                    "created stream `{}` with {} partition(s)\n",
-                    cell(&created["name"]),
-                    arr(&created["partitions"]).len()
-                )
-            })
-        }
-        StreamCmd::Leader {
-            name,
-            partition,
-            node,
-            force,
-        } => {
-            let path = format!("/streams/{}/partitions/{partition}/leader", seg(&name));
-            let moved = c.post(&path, &json!({"node": node, "force": force})).await?;
-            show(out, &moved, || {
-                format!(
-                    "stream `{name}` partition {partition}: node {} leads at epoch {} (log end {})\n",
-                    cell(&moved["leader"]),
-                    cell(&moved["epoch"]),
-                    cell(&moved["log_end"])
-                )
-            })
-        }
-        StreamCmd::Elect {
-            name,
-            partition,
-            unclean,
-        } => elect(c, out, &name, partition, unclean).await,
-        StreamCmd::List => {
-            let list = c.get_all("/streams", "streams").await?;
-            show(out, &list, || {
-                let mut t = Table::new(&["NAME", "PARTITIONS", "RECORDS", "CLEANUP", "CREATED"]);
-                for s in arr(&list["streams"]) {
-                    t.row(vec![
-                        cell(&s["name"]),
-                        arr(&s["partitions"]).len().to_string(),
-                        records_of(s).to_string(),
-                        cell(&s["cleanup"]),
-                        time_ms(&s["created_ms"]),
-                    ]);
-                }
-                t.render()
-            })
-        }
-        StreamCmd::Alter {
-            name,
-            partitions,
-            retention_ms,
-            retention_bytes,
-            min_insync_replicas,
-        } => {
-            let mut body = json!({});
-            if let Some(n) = partitions {
-                body["partitions"] = json!(n);
-            }
-            if let Some(ms) = retention_ms {
-                body["retention_ms"] =
-                    limit_arg("--retention-ms", &ms, |v| v.parse::<u64>().map_err(|e| e.to_string()))?;
-            }
-            if let Some(b) = retention_bytes {
-                body["retention_bytes"] = limit_arg("--retention-bytes", &b, |v| {
-                    v.parse::<bytesize::ByteSize>().map(|b| b.as_u64())
-                })?;
-            }
-            if let Some(m) = min_insync_replicas {
-                body["min_insync_replicas"] = limit_arg("--min-insync-replicas", &m, |v| match v.parse::<u64>() {
-                    Ok(0) => Err("must be at least 1".to_string()),
-                    parsed => parsed.map_err(|e| e.to_string()),
-                })?;
-            }
-            if body.as_object().is_some_and(Map::is_empty) {
-                return Err(ClientError::input(
-                    "nothing to change: give --partitions, --retention-ms, --retention-bytes or --min-insync-replicas",
-                ));
-            }
-            let s = c.patch(&format!("/streams/{}", seg(&name)), &body).await?;
-            show(out, &s, || describe_stream(&s))
-        }
-        StreamCmd::Describe { name } => {
-            let s = c.get(&format!("/streams/{}", seg(&name))).await?;
-            show(out, &s, || describe_stream(&s))
-        }
-        StreamCmd::DeleteRecords {
-            name,
-            partition,
-            before,
-        } => {
-            let mut path = format!("/streams/{}/partitions/{partition}/records", seg(&name));
-            if let Some(b) = before {
-                path.push_str(&format!("?before={b}"));
-            }
-            let out_json = c.delete(&path).await?;
-            show(out, &out_json, || {
-                format!(
-                    "stream `{name}` partition {partition} now starts at offset {}\n",
-                    cell(&out_json["start_offset"])
-                )
-            })
-        }
-        StreamCmd::Delete { name } => {
-            c.delete(&format!("/streams/{}", seg(&name))).await?;
-            show(out, &json!({"deleted": name}), || format!("deleted stream `{name}`\n"))
-        }
-    }
-}
-
-/// A retention flag's value: `none` is JSON null, anything else `parse`d.
-fn limit_arg(flag: &str, v: &str, parse: impl Fn(&str) -> Result<u64, String>) -> Result<Value, ClientError> {
-    if v.eq_ignore_ascii_case("none") {
-        return Ok(Value::Null);
-    }
-    parse(v)
-        .map(|n| json!(n))
-        .map_err(|e| ClientError::input(format!("{flag} `{v}`: {e} (or `none`)")))
-}
-
-/// Records currently held: the sum of `end - start` over partitions.
-fn records_of(stream: &Value) -> u64 {
-    arr(&stream["partitions"])
-        .iter()
-        .map(|p| {
-            let (s, e) = (p["start_offset"].as_u64(), p["end_offset"].as_u64());
-            e.unwrap_or(0).saturating_sub(s.unwrap_or(0))
-        })
-        .sum()
-}
-
-fn describe_stream(s: &Value) -> String {
-    let mut text = format!(
-        "stream:     {}\nid:         {}\ncreated:    {}\ncleanup:    {}\n",
-        cell(&s["name"]),
-        cell(&s["id"]),
-        time_ms(&s["created_ms"]),
-        cell(&s["cleanup"])
-    );
-    if let Some(ms) = s["retention_ms"].as_u64() {
-        text.push_str(&format!("retention:  {ms} ms\n"));
-    }
-    if let Some(b) = s["retention_bytes"].as_u64() {
-        text.push_str(&format!("retention:  {} per partition\n", bytes(b)));
-    }
-    if let Some(r) = s.get("replication").filter(|r| r.is_object()) {
-        let min = match r["min_insync_replicas"].as_u64() {
-            Some(m) => format!("{m} (the stream's)"),
-            None => "the node's".to_string(),
-        };
-        text.push_str(&format!(
-            "replicas:   {} per partition, min in-sync {min}\n",
-            cell(&r["factor"])
-        ));
-    }
-    if let Some(comp) = s.get("compaction").filter(|c| c.is_object()) {
-        text.push_str(&format!(
-            "compaction: plugin {} config {}\n",
-            cell(&comp["plugin"]),
-            comp["config"]
-        ));
-    }
-    let mut t = Table::new(&["PARTITION", "START", "END", "RECORDS"]);
-    for p in arr(&s["partitions"]) {
-        let (start, end) = (
-            p["start_offset"].as_u64().unwrap_or(0),
-            p["end_offset"].as_u64().unwrap_or(0),
-        );
-        t.row(vec![
-            cell(&p["partition"]),
-            start.to_string(),
-            end.to_string(),
-            end.saturating_sub(start).to_string(),
-        ]);
-    }
-    text.push('\n');
-    text.push_str(&t.render());
-    text
 }
 
 pub async fn plugin(c: &Client, out: Output, cmd: PluginCmd) -> Result<(), ClientError> {
@@ -540,61 +315,6 @@ pub async fn status(c: &Client, out: Output, a: StatusArgs) -> Result<(), Client
 }
 
 /// `node N (epoch E)` of a replicated partition, `-` otherwise.
-/// `stream elect`: one election per partition, every partition tried; a
-/// failed one is shown with the rest and makes the command fail.
-async fn elect(c: &Client, out: Output, name: &str, one: Option<u32>, unclean: bool) -> Result<(), ClientError> {
-    let partitions: Vec<u32> = match one {
-        Some(p) => vec![p],
-        None => {
-            let info = c.get(&format!("/streams/{}", seg(name))).await?;
-            (0..arr(&info["partitions"]).len() as u32).collect()
-        }
-    };
-    let body = json!({"type": if unclean { "unclean" } else { "preferred" }});
-    let (mut results, mut failed) = (Vec::new(), None);
-    for p in &partitions {
-        let path = format!("/streams/{}/partitions/{p}/elect", seg(name));
-        match c.post(&path, &body).await {
-            Ok(mut r) => {
-                r["partition"] = json!(p);
-                results.push(r);
-            }
-            Err(e) => {
-                results.push(json!({"partition": p, "error": e.to_string()}));
-                failed.get_or_insert(e);
-            }
-        }
-    }
-    let all = json!(results);
-    show(out, &all, || {
-        let mut t = Table::new(&["PARTITION", "RESULT"]);
-        for r in &results {
-            let result = match (&r["error"], r["elected"].as_bool()) {
-                (Value::String(e), _) => format!("failed: {e}"),
-                (_, Some(true)) => format!(
-                    "node {} leads at epoch {}",
-                    cell(&r["state"]["leader"]),
-                    cell(&r["state"]["epoch"])
-                ),
-                _ => "no election needed".into(),
-            };
-            t.row(vec![cell(&r["partition"]), result]);
-        }
-        t.render()
-    })?;
-    match failed {
-        Some(e) => Err(ClientError::Partial {
-            done: format!(
-                "{} of {} partition(s) of `{name}` done",
-                partitions.len() - results.iter().filter(|r| r["error"].is_string()).count(),
-                partitions.len()
-            ),
-            source: Box::new(e),
-        }),
-        None => Ok(()),
-    }
-}
-
 fn leader_cell(r: &Value) -> String {
     if r.is_null() {
         return "-".into();

@@ -20,6 +20,7 @@ pub mod output;
 pub mod plugin_test;
 pub mod records;
 pub mod scaffold;
+pub mod streams;
 pub mod tls;
 pub mod views;
 
@@ -70,7 +71,7 @@ async fn execute(cmd: Command) -> Result<(), ClientError> {
     let c = Client::new(&conn.server, token, conn.timeout, tls)?;
     let out = conn.output;
     match cmd {
-        Command::Stream(a) => commands::stream(&c, out, a.cmd).await,
+        Command::Stream(a) => streams::stream(&c, out, a.cmd).await,
         Command::Produce(a) => records::produce(&c, out, a).await,
         Command::Consume(a) => records::consume(&c, out, a).await,
         Command::Plugin(a) => commands::plugin(&c, out, a.cmd).await,

@@ -399,8 +399,7 @@ impl Cluster {
     /// node's (capped at the replica count).
     pub fn check_min_in_sync(&self, stream: &str, partition: u32) -> Result<(), ClusterError> {
         let v = self.log.replica(stream, partition)?;
-        let min = v.min_insync_replicas.unwrap_or(self.settings.min_insync_replicas);
-        let required = (min as usize).min(v.replicas.len());
+        let required = v.required_in_sync(self.settings.min_insync_replicas);
         match self.in_sync(stream, partition) {
             Some(isr) if isr.len() < required => Err(ClusterError::NotEnoughReplicas {
                 stream: stream.into(),

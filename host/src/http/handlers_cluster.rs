@@ -16,7 +16,7 @@ use super::extract::{Body, Path};
 use super::wire::StreamOut;
 use crate::error::Error;
 use crate::node::{ElectionKind, FetchRequest, LeaderChange, PartitionRef, PartitionState, RawReadRequest};
-use crate::node::{Host, MinInsyncSpec, PartitionsSpec, RetentionSpec, StreamSpec};
+use crate::node::{Host, PartitionsSpec, SettingsSpec, StreamSpec};
 
 type Res<T> = Result<T, ApiError>;
 
@@ -101,12 +101,13 @@ pub async fn create_stream(State(host): State<Host>, Body(body): Body) -> Res<Js
     Ok(Json(host.create_from_spec(&spec).await?.into()))
 }
 
-/// Set a replicated stream's retention here (internal)
+/// Set a replicated stream's settings here (internal)
 ///
-/// The node whose client changed a replicated stream's retention asks
-/// every other node to set the same value. The same value again is a
+/// The node whose client changed a replicated stream's settings
+/// (retention, own minimum in-sync set, own Kafka batch limit) asks every
+/// other node to set the same, whole. The same settings again are a
 /// success.
-#[utoipa::path(post, path = "/internal/streams/retention", tag = "cluster", request_body = RetentionSpec,
+#[utoipa::path(post, path = "/internal/streams/settings", tag = "cluster", request_body = SettingsSpec,
     responses(
         (status = 200, description = "Set (or already so)", body = StreamOut),
         (status = 400, description = "`invalid_request`, `invalid_config`", body = ErrorBody),
@@ -117,30 +118,9 @@ pub async fn create_stream(State(host): State<Host>, Body(body): Body) -> Res<Js
         (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
         (status = 507, description = "`disk_full`: the data dir's disk is full; free space, then restart the node", body = ErrorBody),
     ))]
-pub async fn set_retention(State(host): State<Host>, Body(body): Body) -> Res<Json<StreamOut>> {
-    let spec: RetentionSpec = json(body, "retention")?;
-    Ok(Json(host.set_retention_from_peer(&spec).await?.into()))
-}
-
-/// Set a replicated stream's minimum in-sync set here (internal)
-///
-/// The node whose client changed a replicated stream's own
-/// `min_insync_replicas` asks every other node to set the same value. The
-/// same value again is a success.
-#[utoipa::path(post, path = "/internal/streams/min-insync", tag = "cluster", request_body = MinInsyncSpec,
-    responses(
-        (status = 200, description = "Set (or already so)", body = StreamOut),
-        (status = 400, description = "`invalid_request`, `invalid_config`", body = ErrorBody),
-        (status = 401, description = "`unauthorized`", body = ErrorBody),
-        (status = 404, description = "`stream_not_found`", body = ErrorBody),
-        (status = 409, description = "`stream_mismatch` (another stream of that name)", body = ErrorBody),
-        (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
-        (status = 503, description = "`shutting_down`, `storage_failed`", body = ErrorBody),
-        (status = 507, description = "`disk_full`: the data dir's disk is full; free space, then restart the node", body = ErrorBody),
-    ))]
-pub async fn set_min_insync(State(host): State<Host>, Body(body): Body) -> Res<Json<StreamOut>> {
-    let spec: MinInsyncSpec = json(body, "min_insync_replicas")?;
-    Ok(Json(host.set_min_insync_from_peer(&spec).await?.into()))
+pub async fn set_settings(State(host): State<Host>, Body(body): Body) -> Res<Json<StreamOut>> {
+    let spec: SettingsSpec = json(body, "stream settings")?;
+    Ok(Json(host.set_settings_from_peer(&spec).await?.into()))
 }
 
 /// Add partitions to a replicated stream here (internal)

@@ -1,9 +1,10 @@
 //! `PATCH /streams/{name}`: changing a stream's settings after creation:
 //! its retention (a field left out stays as it is, `null` removes that
-//! limit), a replicated stream's `min_insync_replicas` (`null`: the
-//! node's again) and its partition count (grown only). Every change asked
-//! for is checked before any is made. `DELETE .../records?before=N`: deleting a
-//! partition's records below an offset (its start moves there).
+//! limit), a replicated stream's `min_insync_replicas` and its
+//! `max_message_bytes` (`null`: the node's again), and its partition count
+//! (grown only). Every change asked for is checked before any is made.
+//! `DELETE .../records?before=N`: deleting a partition's records below an
+//! offset (its start moves there).
 
 use axum::Json;
 use axum::extract::State;
@@ -14,7 +15,7 @@ use super::extract::{Body, Path, Query};
 use super::handlers::Res;
 use super::wire::StreamOut;
 use crate::error::Error;
-use crate::node::{Host, RetentionChange};
+use crate::node::{Host, RetentionChange, SettingsChange};
 
 /// `PATCH /streams/{name}` body.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -41,6 +42,11 @@ pub struct AlterStream {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u32>, nullable, minimum = 1)]
     pub min_insync_replicas: Option<Option<u32>>,
+    /// The largest record batch a Kafka producer may send, 1 to the node's
+    /// `max_batch_bytes`; `null`: the node's again; left out: unchanged.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>, nullable, minimum = 1)]
+    pub max_message_bytes: Option<Option<u64>>,
 }
 
 /// A field that is present: `Some(None)` for `null`.
@@ -51,7 +57,8 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 /// Change a stream's settings
 ///
 /// `retention_ms` and `retention_bytes`, a replicated stream's
-/// `min_insync_replicas`, and a larger `partitions` count.
+/// `min_insync_replicas`, `max_message_bytes`, and a larger `partitions`
+/// count.
 /// Durable when answered; tiering applies a retention from its next pass,
 /// and pipelines using the stream restart to use new partitions.
 #[utoipa::path(patch, path = "/streams/{name}", tag = "streams", request_body = AlterStream,
@@ -61,7 +68,8 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
         (status = 400, body = ErrorBody,
             description = "`invalid_request` (malformed body, a reserved name, more partitions than \
                 `max_partitions`, replicas not in the cluster), `invalid_config` (retention on a `compact` \
-                stream, zero, fewer partitions)"),
+                stream, zero, fewer partitions, `min_insync_replicas` above the replicas, `max_message_bytes` \
+                above the node's `max_batch_bytes`)"),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`stream_not_found`", body = ErrorBody),
         (status = 409, description = "`view_read_only`: the name is a view; `node_full`", body = ErrorBody),
@@ -78,28 +86,26 @@ pub async fn alter_stream(
 ) -> Res<Json<StreamOut>> {
     let req: AlterStream =
         serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("malformed stream settings JSON: {e}")))?;
-    let change = RetentionChange {
-        ms: req.retention_ms,
-        bytes: req.retention_bytes,
+    let change = SettingsChange {
+        retention: RetentionChange {
+            ms: req.retention_ms,
+            bytes: req.retention_bytes,
+        },
+        min_insync_replicas: req.min_insync_replicas,
+        max_message_bytes: req.max_message_bytes,
     };
-    let retention = change.ms.is_some() || change.bytes.is_some();
+    let settings = change != SettingsChange::default();
     if let Some(n) = req.partitions {
         host.add_partitions(&name, n, true).await?;
     }
-    if retention {
-        host.set_retention(&name, change, true).await?;
-    }
-    if let Some(m) = req.min_insync_replicas {
-        host.set_min_insync(&name, m, true).await?;
+    if settings {
+        host.set_settings(&name, change, true).await?;
     }
     if let Some(n) = req.partitions {
         host.add_partitions(&name, n, false).await?;
     }
-    if retention {
-        host.set_retention(&name, change, false).await?;
-    }
-    if let Some(m) = req.min_insync_replicas {
-        host.set_min_insync(&name, m, false).await?;
+    if settings {
+        host.set_settings(&name, change, false).await?;
     }
     Ok(Json(host.describe_stream(&name)?.into()))
 }

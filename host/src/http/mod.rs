@@ -72,8 +72,7 @@ pub use serve::serve;
 /// - internal, between nodes: `POST /internal/replication/fetch`,
 ///   `POST /internal/replication/read`,
 ///   `POST /internal/streams`, `POST /internal/streams/delete`,
-///   `POST /internal/streams/retention`, `POST /internal/streams/min-insync`,
-///   `POST /internal/streams/partitions`,
+///   `POST /internal/streams/settings`, `POST /internal/streams/partitions`,
 ///   `POST /internal/partition/state`, `POST /internal/partition/leader`
 pub(crate) fn api() -> OpenApiRouter<Host> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
@@ -103,8 +102,7 @@ pub(crate) fn api() -> OpenApiRouter<Host> {
         .routes(routes!(c::raw_read))
         .routes(routes!(c::create_stream))
         .routes(routes!(c::delete_stream))
-        .routes(routes!(c::set_retention))
-        .routes(routes!(c::set_min_insync))
+        .routes(routes!(c::set_settings))
         .routes(routes!(c::add_partitions))
         .routes(routes!(c::partition_state))
         .routes(routes!(c::apply_leader))

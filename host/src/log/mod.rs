@@ -24,6 +24,7 @@ pub mod record;
 mod recovery;
 pub mod replica;
 mod settings;
+pub mod stream_config;
 pub mod tiering;
 pub mod views;
 

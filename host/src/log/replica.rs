@@ -58,6 +58,15 @@ pub struct ReplicaView {
     pub log_start: u64,
 }
 
+impl ReplicaView {
+    /// How many replicas must be in sync for an `acks=all` write, `node`
+    /// being the node's `[cluster] min_insync_replicas`.
+    pub fn required_in_sync(&self, node: u32) -> usize {
+        let replicas = u32::try_from(self.replicas.len()).unwrap_or(u32::MAX);
+        super::stream_config::required_in_sync(self.min_insync_replicas, node, replicas) as usize
+    }
+}
+
 impl Log {
     /// This node's id in a cluster.
     pub fn node_id(&self) -> Option<u32> {

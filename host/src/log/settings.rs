@@ -1,14 +1,14 @@
-//! Changing a stream after creation: its retention, a replicated stream's
-//! minimum in-sync set, its partition count (grown only), and a
-//! partition's start (records deleted below it, never moved back). Each
-//! change is one control entry, durable before the call returns and
-//! replayed by recovery like the stream's creation; a changed
-//! stream's entry in the map is replaced by one with the new settings and
-//! the same partition states. Changes are serialized by the admin lock.
-//! A replicated stream's retention and partitions are set on each node
-//! (the facade sets every node's; new partitions come with their
-//! replicas), and records are deleted on a partition's leader, whose
-//! followers then move their start to its.
+//! Changing a stream after creation: its settings (retention, a replicated
+//! stream's own minimum in-sync set, its own Kafka batch limit), its
+//! partition count (grown only), and a partition's start (records deleted
+//! below it, never moved back). Each change is one control entry, durable
+//! before the call returns and replayed by recovery like the stream's
+//! creation; a changed stream's entry in the map is replaced by one with
+//! the new settings and the same partition states. Changes are serialized
+//! by the admin lock. A replicated stream's settings and partitions are
+//! set on each node (the facade sets every node's; new partitions come
+//! with their replicas), and records are deleted on a partition's leader,
+//! whose followers then move their start to its.
 
 use std::sync::Arc;
 
@@ -16,94 +16,56 @@ use super::meta::{self, ControlOp, StreamMeta};
 use super::{LogError, Stream, StreamInfo, describe, grow, partition_of};
 
 impl super::Log {
-    /// Changes a stream's retention, checked with its other settings as at
-    /// creation; `validate_only` changes nothing. Durable before it returns;
-    /// tiering applies it from its next pass. On a replicated stream this
-    /// changes this node's copy only (the facade changes every node's).
+    /// Changes a stream's retention (as [`super::Log::set_settings`]).
     pub async fn set_retention(
         &self,
         name: &str,
         change: meta::RetentionChange,
         validate_only: bool,
     ) -> Result<StreamInfo, LogError> {
-        let mut snap = self.admin.lock().await;
-        let stream = self.stream(name)?;
-        let retention = change.applied_to(stream.meta.retention);
-        let config = meta::StreamConfig {
-            retention,
-            compaction: stream.meta.compaction.clone(),
-            replication: stream.meta.replication.clone(),
-            max_message_bytes: stream.meta.max_message_bytes,
-        };
-        config.validate().map_err(LogError::InvalidConfig)?;
-        let id = stream.meta.id;
-        if validate_only {
-            let mut info = describe(&stream);
-            info.retention = retention;
-            return Ok(info);
-        }
-        self.apply_control(&mut snap, &ControlOp::SetRetention { id, retention })
-            .await?;
-        let changed = Arc::new(Stream {
-            meta: StreamMeta {
-                retention,
-                ..stream.meta.clone()
-            },
-            partitions: stream.partitions.clone(),
-        });
-        let info = describe(&changed);
-        self.write_streams().insert(name.into(), changed);
-        Ok(info)
+        self.set_settings(name, change.into(), validate_only).await
     }
 
-    /// Sets a replicated stream's own minimum in-sync set (`None`: the
-    /// node's applies), checked with its factor as at creation;
-    /// `validate_only` changes nothing. A stream that is not replicated
-    /// has one replica: 1 or `None` leave it as it is, more is refused.
-    /// Durable before it returns; on a replicated stream this changes this
-    /// node's copy only (the facade changes every node's).
-    pub async fn set_min_insync(
+    /// Changes a stream's settings (retention, a replicated stream's own
+    /// minimum in-sync set, its own Kafka batch limit), checked together
+    /// with its other settings as at creation; `validate_only` changes
+    /// nothing. A stream that is not replicated has one replica: a minimum
+    /// of 1 or `None` leaves it as it is, more is refused. Durable before it
+    /// returns, as one control entry; tiering applies a retention from its
+    /// next pass. On a replicated stream this changes this node's copy
+    /// only (the facade changes every node's).
+    pub async fn set_settings(
         &self,
         name: &str,
-        min_insync_replicas: Option<u32>,
+        change: meta::SettingsChange,
         validate_only: bool,
     ) -> Result<StreamInfo, LogError> {
         let mut snap = self.admin.lock().await;
         let stream = self.stream(name)?;
-        let Some(replication) = &stream.meta.replication else {
-            return match min_insync_replicas {
-                Some(m) if m > 1 => Err(LogError::InvalidConfig(format!(
-                    "min_insync_replicas {m} is more than the 1 replica of a stream that is not replicated"
-                ))),
-                Some(0) => Err(LogError::InvalidConfig("min_insync_replicas must be at least 1".into())),
-                _ => Ok(describe(&stream)),
-            };
-        };
-        let replication = meta::Replication {
-            min_insync_replicas,
-            ..replication.clone()
-        };
-        let config = meta::StreamConfig {
-            retention: stream.meta.retention,
-            compaction: stream.meta.compaction.clone(),
-            replication: Some(replication.clone()),
-            max_message_bytes: stream.meta.max_message_bytes,
-        };
-        config.validate().map_err(LogError::InvalidConfig)?;
+        let settings = change.applied_to(stream.meta.settings());
+        if stream.meta.replication.is_none() {
+            match settings.min_insync_replicas {
+                Some(0) => return Err(LogError::InvalidConfig("min_insync_replicas must be at least 1".into())),
+                Some(m) if m > 1 => {
+                    return Err(LogError::InvalidConfig(format!(
+                        "min_insync_replicas {m} is more than the 1 replica of a stream that is not replicated"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        let changed = stream.meta.with_settings(settings);
+        changed.config().validate().map_err(LogError::InvalidConfig)?;
         let changed = Arc::new(Stream {
-            meta: StreamMeta {
-                replication: Some(replication),
-                ..stream.meta.clone()
-            },
+            meta: changed,
             partitions: stream.partitions.clone(),
         });
         if validate_only || changed.meta == stream.meta {
             return Ok(describe(&changed));
         }
-        let id = stream.meta.id;
-        let op = ControlOp::SetMinInsync {
-            id,
-            min_insync_replicas,
+        let op = ControlOp::SetSettings {
+            id: stream.meta.id,
+            settings: changed.meta.settings(),
         };
         self.apply_control(&mut snap, &op).await?;
         let info = describe(&changed);

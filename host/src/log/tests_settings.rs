@@ -58,7 +58,7 @@ async fn a_changed_retention_survives_reopen_from_the_snapshot_and_the_wal() {
 }
 
 #[tokio::test]
-async fn a_replicated_streams_own_min_insync_survives_reopen_from_the_snapshot_and_the_wal() {
+async fn a_streams_settings_change_together_and_survive_reopen_from_the_snapshot_and_the_wal() {
     let dir = tempfile::tempdir().unwrap();
     let opts = || Options {
         node_id: Some(1),
@@ -71,31 +71,64 @@ async fn a_replicated_streams_own_min_insync_survives_reopen_from_the_snapshot_a
             assignment: vec![vec![1, 2, 3]],
             min_insync_replicas: Some(3),
         }),
+        retention: meta::Retention {
+            ms: Some(60_000),
+            bytes: None,
+        },
         ..meta::StreamConfig::default()
     };
     log.create_stream_with("r", 1, replicated).await.unwrap();
     log.create_stream("alone", 1).await.unwrap();
-    let own = |info: StreamInfo| info.replication.and_then(|r| r.min_insync_replicas);
-    assert_eq!(own(log.describe_stream("r").unwrap()), Some(3));
+    let own = |info: StreamInfo| {
+        let min = info.replication.and_then(|r| r.min_insync_replicas);
+        (min, info.max_message_bytes, info.retention.ms)
+    };
+    let set = |min, max| meta::SettingsChange {
+        min_insync_replicas: min,
+        max_message_bytes: max,
+        ..Default::default()
+    };
+    assert_eq!(own(log.describe_stream("r").unwrap()), (Some(3), None, Some(60_000)));
     // Validate-only answers the result and changes nothing.
-    assert_eq!(own(log.set_min_insync("r", Some(1), true).await.unwrap()), Some(1));
-    assert_eq!(own(log.describe_stream("r").unwrap()), Some(3));
-    assert_eq!(own(log.set_min_insync("r", None, false).await.unwrap()), None);
-    assert_eq!(own(log.set_min_insync("r", Some(2), false).await.unwrap()), Some(2));
-    // Refused: none, more than the replicas; on a stream of one replica
-    // anything above 1.
-    for (stream, m) in [("r", 0), ("r", 4), ("alone", 2)] {
-        let e = log.set_min_insync(stream, Some(m), false).await.unwrap_err();
-        assert!(matches!(e, LogError::InvalidConfig(_)), "{stream} {m}: {e}");
+    let dry = log.set_settings("r", set(Some(Some(1)), Some(Some(900))), true).await;
+    assert_eq!(own(dry.unwrap()), (Some(1), Some(900), Some(60_000)));
+    assert_eq!(own(log.describe_stream("r").unwrap()), (Some(3), None, Some(60_000)));
+    let cleared = log.set_settings("r", set(Some(None), None), false).await.unwrap();
+    assert_eq!(own(cleared), (None, None, Some(60_000)));
+    let both = log.set_settings("r", set(Some(Some(2)), Some(Some(900))), false).await;
+    assert_eq!(own(both.unwrap()), (Some(2), Some(900), Some(60_000)));
+    // Refused, with nothing changed: a minimum of none, more than the
+    // replicas, and on a stream of one replica anything above 1; a batch
+    // limit of 0 (also when the other change is fine).
+    for (stream, min, max) in [("r", 0, None), ("r", 4, None), ("alone", 2, None), ("r", 1, Some(0))] {
+        let e = log
+            .set_settings(stream, set(Some(Some(min)), max.map(Some)), false)
+            .await;
+        let e = e.unwrap_err();
+        assert!(matches!(e, LogError::InvalidConfig(_)), "{stream} {min}: {e}");
     }
-    assert!(log.set_min_insync("alone", Some(1), false).await.is_ok());
+    assert_eq!(
+        own(log.describe_stream("r").unwrap()),
+        (Some(2), Some(900), Some(60_000))
+    );
+    let alone = log
+        .set_settings("alone", set(Some(Some(1)), Some(Some(5))), false)
+        .await;
+    assert_eq!(
+        own(alone.unwrap()),
+        (None, Some(5), None),
+        "one replica keeps no minimum"
+    );
     log.shutdown().await;
     for round in 0..2 {
         if round == 1 {
             std::fs::remove_file(meta::snapshot_path(dir.path())).unwrap();
         }
         let log = Log::open(dir.path(), opts()).unwrap();
-        assert_eq!(own(log.describe_stream("r").unwrap()), Some(2), "round {round}");
+        let r = own(log.describe_stream("r").unwrap());
+        assert_eq!(r, (Some(2), Some(900), Some(60_000)), "round {round}");
+        let alone = own(log.describe_stream("alone").unwrap());
+        assert_eq!(alone, (None, Some(5), None), "round {round}");
         log.shutdown().await;
     }
 }

@@ -21,7 +21,9 @@ pub use crate::cluster::leader::RawReadRequest;
 pub use crate::cluster::moves::{LeaderChange, PartitionRef, PartitionState};
 pub use crate::cluster::wire::FetchRequest;
 pub use crate::cluster::{ElectionKind, ReplicationStatus};
-pub use crate::log::meta::{Compaction, PipelineMeta, Replication, Retention, RetentionChange, StreamConfig};
+pub use crate::log::meta::{
+    Compaction, PipelineMeta, Replication, Retention, RetentionChange, SettingsChange, StreamConfig, StreamSettings,
+};
 pub use crate::log::partition::Range as PartitionRange;
 pub use crate::log::producers::{ActiveProducer, ProducerBatch};
 pub use crate::log::{Appended, OffsetRecord, PartitionInfo, ReadBatch, Record, RecordRun, RunRead, StreamInfo};
@@ -73,7 +75,7 @@ pub use committed::{CommitRefused, CommittedOffset, OffsetCommit};
 pub use groups::{GroupError, GroupOpError, GroupView, JoinRequest, ResetTo, SyncRequest};
 pub use offsets::{TierOffsets, TimeOffset};
 pub use readiness::Readiness;
-pub use settings::{MinInsyncSpec, PartitionsSpec, RetentionSpec};
+pub use settings::{PartitionsSpec, SettingsSpec};
 pub use views::{ViewInfo, ViewSpec};
 
 /// How much one read may return.
@@ -289,11 +291,8 @@ impl Host {
                 c.memory_bytes
             )));
         }
-        let node_max = self.inner.settings.max_batch_bytes;
-        if let Some(m) = config.max_message_bytes.filter(|m| *m > node_max.as_u64()) {
-            return Err(Error::invalid(format!(
-                "max_message_bytes {m} is more than this node's max_batch_bytes ({node_max})"
-            )));
+        if let Some(m) = config.max_message_bytes {
+            self.check_max_message_bytes(m)?;
         }
         self.check_compaction_plugin(&config).await?;
         if config.replication.is_some() {
@@ -314,6 +313,19 @@ impl Host {
                 Ok(())
             })
             .await??;
+        }
+        Ok(())
+    }
+
+    /// Refuses a stream's own Kafka batch limit above the node's
+    /// `max_batch_bytes` (which bounds every batch, as decompressed too).
+    pub(crate) fn check_max_message_bytes(&self, bytes: u64) -> Result<(), Error> {
+        let node_max = self.inner.settings.max_batch_bytes;
+        if bytes > node_max.as_u64() {
+            return Err(crate::log::LogError::InvalidConfig(format!(
+                "max_message_bytes {bytes} is more than this node's max_batch_bytes ({node_max})"
+            ))
+            .into());
         }
         Ok(())
     }

@@ -1,17 +1,17 @@
 //! Changing a stream after it was created (HTTP `PATCH /streams/{name}` and
 //! `DELETE .../records`, Kafka AlterConfigs, IncrementalAlterConfigs,
-//! CreatePartitions and DeleteRecords): its retention, a replicated
-//! stream's minimum in-sync set, its partition count (grown only), and a
-//! partition's start (records deleted below it).
+//! CreatePartitions and DeleteRecords): its settings (retention, a
+//! replicated stream's own minimum in-sync set, its own Kafka batch
+//! limit), its partition count (grown only), and a partition's start
+//! (records deleted below it).
 //!
-//! The log checks a new retention with the stream's other settings by the
-//! same rule as at creation, and makes each change durable as a control
-//! entry before the call returns. A replicated stream's nodes tier and hold
-//! partitions on their own: a new retention, minimum in-sync set or new
-//! partitions are set on every other node, then on this one (a node that
-//! missed the change is reported, and asking again is safe). Records are deleted on a
-//! partition's leader; its followers move their start to the leader's as
-//! they fetch.
+//! The log checks new settings with the stream's others by the same rule
+//! as at creation, and makes each change durable as a control entry before
+//! the call returns. A replicated stream's nodes tier and hold partitions
+//! on their own: new settings or new partitions are set on every other
+//! node, then on this one (a node that missed the change is reported, and
+//! asking again is safe). Records are deleted on a partition's leader; its
+//! followers move their start to the leader's as they fetch.
 //! Pipelines reading or writing a stream that grew restart their tasks, so
 //! they read the new partitions and spread output over them.
 
@@ -21,7 +21,7 @@ use super::Host;
 use super::committed;
 use crate::error::Error;
 use crate::log::StreamInfo;
-use crate::log::meta::{Retention, RetentionChange};
+use crate::log::meta::{RetentionChange, SettingsChange, StreamSettings};
 
 /// New partitions of a replicated stream, as one node tells the others.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -50,116 +50,85 @@ fn same_stream(meta: &crate::log::meta::StreamMeta, name: &str, created_ms: u64)
     .into())
 }
 
-/// A replicated stream's new retention, as one node tells the others.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct RetentionSpec {
-    pub name: String,
-    /// The stream's creation time: its identity across nodes.
-    pub created_ms: u64,
-    pub retention: Retention,
-}
-
-/// A replicated stream's own minimum in-sync set, as one node tells the
-/// others (`None`: the node's setting applies).
+/// A replicated stream's settings after a change, as one node tells the
+/// others.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct MinInsyncSpec {
+pub struct SettingsSpec {
     pub name: String,
     /// The stream's creation time: its identity across nodes.
     pub created_ms: u64,
-    #[serde(default)]
-    pub min_insync_replicas: Option<u32>,
+    pub settings: StreamSettings,
 }
 
 impl Host {
-    /// Sets `name`'s own minimum in-sync set (`None`: the node's
-    /// `[cluster] min_insync_replicas` applies again); `validate_only`
-    /// checks without changing anything. A replicated stream's is set on
-    /// every other node first, then here (`replica_unavailable` when a
-    /// node did not take it: set it again once every node is up).
-    pub async fn set_min_insync(
-        &self,
-        name: &str,
-        min_insync_replicas: Option<u32>,
-        validate_only: bool,
-    ) -> Result<StreamInfo, Error> {
-        committed::refuse_internal(name, "change")?;
-        let log = &self.inner.log;
-        let checked = log.set_min_insync(name, min_insync_replicas, true).await?;
-        if validate_only {
-            return Ok(checked);
-        }
-        let meta = log.stream_meta(name)?;
-        if meta.replication.is_some() {
-            let spec = MinInsyncSpec {
-                name: name.into(),
-                created_ms: meta.created_ms,
-                min_insync_replicas,
-            };
-            self.on_every_peer("/internal/streams/min-insync", &spec, |failed| {
-                format!(
-                    "the min_insync_replicas of stream `{name}` was not set on every node ({failed}); nodes that \
-                     answered have it, this one does not: set it again once all nodes are up"
-                )
-            })
-            .await?;
-        }
-        Ok(log.set_min_insync(name, min_insync_replicas, false).await?)
-    }
-
-    /// Sets a replicated stream's own minimum in-sync set as another node
-    /// asked (the same value again is a success).
-    pub async fn set_min_insync_from_peer(&self, spec: &MinInsyncSpec) -> Result<StreamInfo, Error> {
-        let meta = self.inner.log.stream_meta(&spec.name)?;
-        same_stream(&meta, &spec.name, spec.created_ms)?;
-        Ok(self
-            .inner
-            .log
-            .set_min_insync(&spec.name, spec.min_insync_replicas, false)
-            .await?)
-    }
-
-    /// Changes `name`'s retention; `validate_only` checks without changing
-    /// anything. Answers the stream as it is (or would be) afterwards.
-    /// A replicated stream's retention is set on every other node first,
-    /// then here (`replica_unavailable` when a node did not take it: set it
-    /// again once every node is up).
+    /// Changes `name`'s retention (as [`Host::set_settings`]).
     pub async fn set_retention(
         &self,
         name: &str,
         change: RetentionChange,
         validate_only: bool,
     ) -> Result<StreamInfo, Error> {
+        self.set_settings(name, change.into(), validate_only).await
+    }
+
+    /// Changes `name`'s settings: its retention, a replicated stream's own
+    /// minimum in-sync set (`Some(None)`: the node's `[cluster]
+    /// min_insync_replicas` applies again), its own Kafka batch limit (1
+    /// to the node's `max_batch_bytes`; `Some(None)`: the node's). Every
+    /// change asked for is checked before any is made, and all are made
+    /// together; `validate_only` checks without changing anything.
+    /// Answers the stream as it is (or would be) afterwards. A replicated
+    /// stream's settings are set on every other node first, then here
+    /// (`replica_unavailable` when a node did not take them: ask again
+    /// once every node is up).
+    pub async fn set_settings(
+        &self,
+        name: &str,
+        change: SettingsChange,
+        validate_only: bool,
+    ) -> Result<StreamInfo, Error> {
         committed::refuse_internal(name, "change")?;
+        if let Some(Some(m)) = change.max_message_bytes {
+            self.check_max_message_bytes(m)?;
+        }
         let log = &self.inner.log;
         let meta = log.stream_meta(name)?;
-        if meta.replication.is_none() || validate_only {
-            return Ok(log.set_retention(name, change, validate_only).await?);
+        let checked = log.set_settings(name, change, true).await?;
+        if validate_only {
+            return Ok(checked);
         }
-        let checked = log.set_retention(name, change, true).await?;
-        let spec = RetentionSpec {
+        if meta.replication.is_none() {
+            return Ok(log.set_settings(name, change, false).await?);
+        }
+        let spec = SettingsSpec {
             name: name.into(),
             created_ms: meta.created_ms,
-            retention: checked.retention,
+            settings: StreamSettings {
+                retention: checked.retention,
+                min_insync_replicas: checked.replication.as_ref().and_then(|r| r.min_insync_replicas),
+                max_message_bytes: checked.max_message_bytes,
+            },
         };
-        self.on_every_peer("/internal/streams/retention", &spec, |failed| {
+        self.on_every_peer("/internal/streams/settings", &spec, |failed| {
             format!(
-                "the retention of stream `{name}` was not set on every node ({failed}); nodes that answered have \
-                 it, this one does not: set it again once all nodes are up"
+                "the settings of stream `{name}` were not changed on every node ({failed}); nodes that answered \
+                 have the change, this one does not: ask again once all nodes are up"
             )
         })
         .await?;
-        let whole = RetentionChange::replace_with(spec.retention);
-        Ok(log.set_retention(name, whole, false).await?)
+        Ok(log
+            .set_settings(name, SettingsChange::replace_with(spec.settings), false)
+            .await?)
     }
 
-    /// Sets a replicated stream's retention as another node asked (the
-    /// same value again is a success).
-    pub async fn set_retention_from_peer(&self, spec: &RetentionSpec) -> Result<StreamInfo, Error> {
+    /// Sets a replicated stream's settings as another node asked (the same
+    /// settings again are a success).
+    pub async fn set_settings_from_peer(&self, spec: &SettingsSpec) -> Result<StreamInfo, Error> {
         let meta = self.inner.log.stream_meta(&spec.name)?;
         same_stream(&meta, &spec.name, spec.created_ms)?;
-        let whole = RetentionChange::replace_with(spec.retention);
-        Ok(self.inner.log.set_retention(&spec.name, whole, false).await?)
+        let whole = SettingsChange::replace_with(spec.settings);
+        Ok(self.inner.log.set_settings(&spec.name, whole, false).await?)
     }
 
     /// Grows `name` to `partitions` partitions; `validate_only` checks

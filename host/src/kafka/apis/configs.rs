@@ -23,7 +23,7 @@ use super::super::Ctx;
 use super::super::error::{code_of, codes};
 use super::str_bytes;
 use super::topics::{CompactionTuning, RESOURCE_BROKER, RESOURCE_TOPIC, cleanup_policy};
-use crate::node::{Compaction, RetentionChange};
+use crate::node::{Compaction, SettingsChange, StreamSettings};
 
 /// IncrementalAlterConfigs operations.
 const OP_SET: i8 = 0;
@@ -119,91 +119,87 @@ async fn alter_one(
         .host
         .describe_stream(name)
         .map_err(|e| (code_of(&e), e.to_string()))?;
+    // AlterConfigs: what is not named goes back to its default.
     let mut change = if replace {
-        RetentionChange::replace_with(Default::default())
+        SettingsChange::replace_with(StreamSettings::default())
     } else {
-        RetentionChange::default()
+        SettingsChange::default()
     };
-    // The topic's own min.insync.replicas: `Some(None)` back to the node's
-    // (AlterConfigs resets it unless named; only asked when it has one).
-    let own_min = info.replication.as_ref().and_then(|r| r.min_insync_replicas);
-    let mut min_insync = (replace && own_min.is_some()).then_some(None);
     for (key, op, value) in configs {
-        if key == "min.insync.replicas" {
-            min_insync = Some(match (*op, value.as_deref()) {
-                (OP_DELETE, _) => None,
-                (OP_SET, Some(v)) => Some(super::topics::positive(key, v).map_err(invalid)?),
-                (OP_SET, None) => return Err(invalid(format!("`{key}` needs a value"))),
-                (other, _) => return Err(invalid(format!("operation {other} does not apply to `{key}`"))),
-            });
-            continue;
+        let (op, value) = (*op, value.as_deref());
+        match key.as_str() {
+            "retention.ms" | "retention.bytes" => {
+                let limit = asked(key, op, value, |v| limit(key, v)).map_err(invalid)?.flatten();
+                match key.as_str() {
+                    "retention.ms" => change.retention.ms = Some(limit),
+                    _ => change.retention.bytes = Some(limit),
+                }
+            }
+            "min.insync.replicas" => {
+                let m = asked(key, op, value, |v| super::topics::positive(key, v));
+                change.min_insync_replicas = Some(m.map_err(invalid)?);
+            }
+            "max.message.bytes" => {
+                let m = asked(key, op, value, super::topics::max_message_bytes);
+                change.max_message_bytes = Some(m.map_err(invalid)?);
+            }
+            other => unchanged_only(&info, other, op, value).map_err(invalid)?,
         }
-        if key == "max.message.bytes" {
-            let now = info
-                .max_message_bytes
-                .unwrap_or_else(|| ctx.host.settings().max_batch_bytes.as_u64());
-            if *op == OP_SET && value.as_deref().map(str::trim) == Some(now.to_string().as_str()) {
-                continue;
-            }
-            return Err(invalid(format!(
-                "`{key}` is set when a topic is created and stays `{now}`"
-            )));
-        }
-        let shown = CompactionTuning::shown(info.compaction.as_ref());
-        if let Some((_, now, _)) = shown.iter().find(|(name, ..)| name == key) {
-            let asked = value.as_deref().and_then(|v| CompactionTuning::parse(key, v));
-            let current = info
-                .compaction
-                .clone()
-                .unwrap_or_else(|| Compaction::by_record_key(false));
-            let same = |t: CompactionTuning| {
-                let mut c = current.clone();
-                t.apply(&mut c);
-                c == current
-            };
-            if *op == OP_SET && asked.and_then(Result::ok).is_some_and(same) {
-                continue;
-            }
-            return Err(invalid(format!(
-                "`{key}` is set when a topic is created and stays `{now}`"
-            )));
-        }
-        let target = match key.as_str() {
-            "retention.ms" => &mut change.ms,
-            "retention.bytes" => &mut change.bytes,
-            "cleanup.policy"
-                if *op == OP_SET && value.as_deref().map(policies) == Some(policies(cleanup_policy(&info))) =>
-            {
-                continue;
-            }
-            "cleanup.policy" => {
-                return Err(invalid(format!(
-                    "cleanup.policy is set when a topic is created and stays `{}`",
-                    cleanup_policy(&info)
-                )));
-            }
-            other => return Err(invalid(format!("topic config `{other}` cannot be changed"))),
-        };
-        *target = Some(match (*op, value.as_deref()) {
-            (OP_DELETE, _) => None,
-            (OP_SET, Some(v)) => limit(key, v).map_err(invalid)?,
-            (OP_SET, None) => return Err(invalid(format!("`{key}` needs a value"))),
-            (other, _) => return Err(invalid(format!("operation {other} does not apply to `{key}`"))),
-        });
     }
     let failed = |e: crate::Error| (code_of(&e), e.to_string());
-    // Both checked before either is made.
-    if let Some(m) = min_insync {
-        ctx.host.set_min_insync(name, m, true).await.map_err(failed)?;
-    }
     ctx.host
-        .set_retention(name, change, validate_only)
+        .set_settings(name, change, validate_only)
         .await
         .map_err(failed)?;
-    if let Some(m) = min_insync.filter(|_| !validate_only) {
-        ctx.host.set_min_insync(name, m, false).await.map_err(failed)?;
-    }
     Ok(())
+}
+
+/// A SET's value as `parse` reads it, or `None` for DELETE (back to the
+/// default).
+fn asked<T>(
+    key: &str,
+    op: i8,
+    value: Option<&str>,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<Option<T>, String> {
+    match (op, value) {
+        (OP_DELETE, _) => Ok(None),
+        (OP_SET, Some(v)) => parse(v).map(Some),
+        (OP_SET, None) => Err(format!("`{key}` needs a value")),
+        (other, _) => Err(format!("operation {other} does not apply to `{key}`")),
+    }
+}
+
+/// The configs a topic keeps from its creation (`cleanup.policy` and the
+/// compaction settings): a SET of the value it has is accepted (clients
+/// such as kafka-python send every config set on a topic), anything else
+/// is refused; any other config cannot be changed.
+fn unchanged_only(info: &crate::node::StreamInfo, key: &str, op: i8, value: Option<&str>) -> Result<(), String> {
+    let now = if key == "cleanup.policy" {
+        let now = cleanup_policy(info);
+        let same = value.is_some_and(|v| policies(v) == policies(now));
+        (now.to_string(), same)
+    } else {
+        let shown = CompactionTuning::shown(info.compaction.as_ref());
+        let Some((_, now, _)) = shown.into_iter().find(|(name, ..)| *name == key) else {
+            return Err(format!("topic config `{key}` cannot be changed"));
+        };
+        let current = info
+            .compaction
+            .clone()
+            .unwrap_or_else(|| Compaction::by_record_key(false));
+        let same = |t: CompactionTuning| {
+            let mut c = current.clone();
+            t.apply(&mut c);
+            c == current
+        };
+        let asked = value.and_then(|v| CompactionTuning::parse(key, v));
+        (now, asked.and_then(Result::ok).is_some_and(same))
+    };
+    match now {
+        (_, true) if op == OP_SET => Ok(()),
+        (now, _) => Err(format!("`{key}` is set when a topic is created and stays `{now}`")),
+    }
 }
 
 /// A `cleanup.policy` list in a comparable form (`delete,compact` is

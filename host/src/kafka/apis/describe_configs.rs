@@ -94,12 +94,15 @@ fn topic(ctx: &Ctx, name: &str) -> Result<Vec<Entry>, (i16, String)> {
         Some(own) => (own, SOURCE_TOPIC),
         None => (ctx.host.settings().max_batch_bytes.as_u64(), SOURCE_STATIC_BROKER),
     };
-    let min_insync = match info.replication.as_ref().map(|r| (r.factor, r.min_insync_replicas)) {
-        Some((_, Some(own))) => (own, SOURCE_TOPIC),
-        Some((factor, None)) => {
+    let min_insync = match &info.replication {
+        Some(r) => {
             let (node, set) = node_min_insync(ctx.host.settings());
-            let source = if set { SOURCE_STATIC_BROKER } else { SOURCE_DEFAULT };
-            (node.min(factor), source)
+            let source = match r.min_insync_replicas {
+                Some(_) => SOURCE_TOPIC,
+                None if set => SOURCE_STATIC_BROKER,
+                None => SOURCE_DEFAULT,
+            };
+            (r.required_in_sync(node), source)
         }
         None => (1, SOURCE_DEFAULT),
     };

@@ -160,7 +160,7 @@ async fn create_one(
             continue;
         }
         if name == "max.message.bytes" {
-            config.max_message_bytes = Some(max_message_bytes(ctx, &value).map_err(invalid)?);
+            config.max_message_bytes = Some(max_message_bytes(&value).map_err(invalid)?);
             continue;
         }
         if let Some(t) = CompactionTuning::parse(name, &value) {
@@ -281,25 +281,19 @@ impl CompactionTuning {
     }
 }
 
-/// A topic's `max.message.bytes`: from 1 to the node's `max_batch_bytes`.
-pub(super) fn max_message_bytes(ctx: &Ctx, value: &str) -> Result<u64, String> {
-    let node = ctx.host.settings().max_batch_bytes.as_u64();
-    match value.trim().parse::<u64>() {
-        Ok(n) if (1..=node).contains(&n) => Ok(n),
-        Ok(n) if n > node => Err(format!(
-            "max.message.bytes {n} is more than this node's max_batch_bytes ({node})"
-        )),
-        _ => Err(format!("`max.message.bytes` must be a positive number, not `{value}`")),
-    }
+/// A topic's `max.message.bytes`: a positive number (the node checks it
+/// against its `max_batch_bytes`).
+pub(super) fn max_message_bytes(value: &str) -> Result<u64, String> {
+    positive("max.message.bytes", value)
 }
 
 /// A config that is a positive integer.
-pub(super) fn positive(name: &str, value: &str) -> Result<u32, String> {
+pub(super) fn positive<T: std::str::FromStr + PartialOrd + From<u8>>(name: &str, value: &str) -> Result<T, String> {
     value
         .trim()
-        .parse::<u32>()
+        .parse::<T>()
         .ok()
-        .filter(|n| *n >= 1)
+        .filter(|n| *n >= T::from(1))
         .ok_or_else(|| format!("`{name}` must be a positive number, not `{value}`"))
 }
 
