@@ -179,6 +179,27 @@ async fn plugins_pipelines_and_compaction() {
     assert_eq!(st["partitions"].as_array().map(Vec::len), Some(1), "{st}");
     sluice(s, &["compact", "events"]).fails(1, "not_compacted");
 
+    // Its tuning changes after creation; a stream not compacted refuses it.
+    let tune = [
+        "stream",
+        "alter",
+        "users",
+        "--min-compaction-lag-ms",
+        "500",
+        "--min-cleanable-dirty-ratio",
+        "0.25",
+    ];
+    let out = sluice(s, &tune).ok();
+    assert!(
+        out.stdout
+            .contains("tombstones kept 86400000 ms, lag 500 ms, dirty ratio 0.25"),
+        "{out:#?}"
+    );
+    let over = ["stream", "alter", "users", "--min-cleanable-dirty-ratio", "1.5"];
+    sluice(s, &over).fails(2, "between 0 and 1");
+    let plain = ["stream", "alter", "events", "--delete-retention-ms", "5"];
+    sluice(s, &plain).fails(1, "not compacted");
+
     // plugin delete.
     sluice(s, &["stream", "delete", "users"]).ok();
     assert_eq!(

@@ -31,6 +31,25 @@ fn retention(configs: &Value) -> (String, String) {
     (s("retention.ms"), s("retention.bytes"))
 }
 
+/// confluent-kafka's IncrementalAlterConfigs of `topic` with `change`'s
+/// `set`, `delete` and `validate_only`.
+fn incremental_alter(b: &str, topic: &str, change: Value) -> Value {
+    let mut args = json!({"bootstrap": b, "topic": topic});
+    let fields = change.as_object().expect("object").clone();
+    args.as_object_mut().expect("object").extend(fields);
+    py("confluent", "alter_configs", &args)
+}
+
+/// A stream's compaction tuning as HTTP shows it.
+fn tuning(stream: &Value) -> (Value, Value, Value) {
+    let c = &stream["compaction"];
+    (
+        c["delete_retention_ms"].clone(),
+        c["min_compaction_lag_ms"].clone(),
+        c["min_cleanable_dirty_ratio"].clone(),
+    )
+}
+
 fn pair(ms: &str, bytes: &str) -> (String, String) {
     (ms.to_string(), bytes.to_string())
 }
@@ -65,13 +84,7 @@ async fn topic_retention_changes_over_kafka_http_and_the_cli() {
     assert_eq!(retention(&describe(&b)), pair("3600000", "1048576"));
 
     // confluent-kafka: IncrementalAlterConfigs.
-    let incremental = |args: Value| {
-        let mut a = json!({"bootstrap": b, "topic": "cfg"});
-        a.as_object_mut()
-            .expect("object")
-            .extend(args.as_object().expect("object").clone());
-        py("confluent", "alter_configs", &a)
-    };
+    let incremental = |args: Value| incremental_alter(&b, "cfg", args);
     let dry = incremental(json!({"set": {"retention.ms": "1000"}, "validate_only": true}));
     assert_eq!(dry["ok"], true, "{dry}");
     assert_eq!(
@@ -323,9 +336,10 @@ async fn broker_configs_are_the_nodes_settings() {
 /// (`delete.retention.ms`, `min.compaction.lag.ms`,
 /// `min.cleanable.dirty.ratio`) is compacted with them: HTTP shows them on
 /// the stream, DescribeConfigs gives them as set on the topic (on other
-/// topics, Kafka's defaults), and AlterConfigs takes them only at their
-/// current values, as kafka-python's AlterConfigs sends every key set on
-/// the topic. Malformed values are INVALID_CONFIG.
+/// topics, Kafka's defaults), and they change after creation over Kafka
+/// (SET, DELETE; kafka-python's AlterConfigs sends every key set on the
+/// topic along, so they stay) and HTTP. Malformed values, and changes on a
+/// topic that is not compacted, are refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compacted_topics_take_kafkas_compaction_settings() {
     let server = Server::start().await;
@@ -363,16 +377,7 @@ async fn compacted_topics_take_kafkas_compaction_settings() {
         .await
         .expect("GET stream");
     let s = support::expect_json(resp, StatusCode::OK).await;
-    let c = &s["compaction"];
-    assert_eq!(
-        (
-            &c["delete_retention_ms"],
-            &c["min_compaction_lag_ms"],
-            &c["min_cleanable_dirty_ratio"]
-        ),
-        (&json!(100), &json!(2000), &json!(0.01)),
-        "{s}"
-    );
+    assert_eq!(tuning(&s), (json!(100), json!(2000), json!(0.01)), "{s}");
     let described = |topic: &str| {
         py(
             "confluent",
@@ -410,16 +415,69 @@ async fn compacted_topics_take_kafkas_compaction_settings() {
         &json!({"bootstrap": b, "topic": "tuned", "configs": {"retention.ms": "-1"}, "incremental": false}),
     );
     assert_eq!(out["result"]["topic"]["tuned"], "'OK'", "{out}");
-    let out = py(
-        "confluent",
-        "alter_configs",
-        &json!({"bootstrap": b, "topic": "tuned", "set": {"delete.retention.ms": "5"}}),
+    let got = described("tuned");
+    assert_eq!(
+        seen(&got, "delete.retention.ms"),
+        (json!("100"), json!(1)),
+        "kept: {got}"
     );
+
+    // Changed after creation: SET, DELETE (Kafka's default again), and
+    // malformed values refused.
+    let alter = |topic: &str, change: Value| incremental_alter(&b, topic, change);
+    let out = alter(
+        "tuned",
+        json!({"set": {"delete.retention.ms": "5"}, "delete": ["min.compaction.lag.ms"]}),
+    );
+    assert_eq!(out["ok"], true, "{out}");
+    let got = described("tuned");
+    assert_eq!(seen(&got, "delete.retention.ms"), (json!("5"), json!(1)), "{got}");
+    assert_eq!(seen(&got, "min.compaction.lag.ms"), (json!("0"), json!(5)), "{got}");
+    assert_eq!(
+        seen(&got, "min.cleanable.dirty.ratio"),
+        (json!("0.01"), json!(1)),
+        "{got}"
+    );
+    let out = alter("tuned", json!({"set": {"min.cleanable.dirty.ratio": "2"}}));
     let error = out["error"].as_str().unwrap_or_default();
     assert!(
-        error.contains("INVALID_CONFIG") && error.contains("stays `100`"),
+        error.contains("INVALID_CONFIG") && error.contains("between 0 and 1"),
         "{out}"
     );
+    // On a topic that is not compacted they tune nothing: refused.
+    let out = alter("plain", json!({"set": {"delete.retention.ms": "5"}}));
+    let error = out["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("INVALID_CONFIG") && error.contains("not compacted"),
+        "{out}"
+    );
+
+    // Over HTTP, on the stream itself.
+    let patch = |stream: &str, body: Value| {
+        support::client()
+            .patch(server.url(&format!("/streams/{stream}")))
+            .json(&body)
+            .send()
+    };
+    let body = json!({"compaction": {"min_cleanable_dirty_ratio": 0.2, "min_compaction_lag_ms": 30}});
+    let s = support::expect_json(patch("tuned", body).await.expect("PATCH"), StatusCode::OK).await;
+    assert_eq!(tuning(&s), (json!(5), json!(30), json!(0.2)), "{s}");
+    for (stream, body, code) in [
+        (
+            "plain",
+            json!({"compaction": {"delete_retention_ms": 5}}),
+            "invalid_config",
+        ),
+        (
+            "tuned",
+            json!({"compaction": {"min_cleanable_dirty_ratio": 1.5}}),
+            "invalid_request",
+        ),
+        ("tuned", json!({"compaction": {"plugin": "other"}}), "invalid_request"),
+    ] {
+        let resp = patch(stream, body).await.expect("PATCH");
+        support::expect_error(resp, StatusCode::BAD_REQUEST, code).await;
+    }
 }
 
 /// A topic's own `max.message.bytes` bounds the record batches producers
@@ -476,13 +534,7 @@ async fn a_topics_max_message_bytes_bounds_the_batches_producers_send() {
         &json!({"bootstrap": b, "topic": "small", "configs": {"retention.ms": "-1"}, "incremental": false}),
     );
     assert_eq!(out["result"]["topic"]["small"], "'OK'", "{out}");
-    let alter = |change: Value| {
-        let mut args = json!({"bootstrap": b, "topic": "small"});
-        args.as_object_mut()
-            .expect("object")
-            .extend(change.as_object().expect("object").clone());
-        py("confluent", "alter_configs", &args)
-    };
+    let alter = |change: Value| incremental_alter(&b, "small", change);
     let described = || {
         let out = py(
             "confluent",

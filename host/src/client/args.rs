@@ -137,8 +137,8 @@ pub enum StreamCmd {
     List,
     /// Show a stream's settings and per-partition offsets.
     Describe { name: String },
-    /// Change a stream's retention, minimum in-sync replicas or largest
-    /// Kafka batch, or give it more partitions.
+    /// Change a stream's retention, minimum in-sync replicas, largest Kafka
+    /// batch or compaction tuning, or give it more partitions.
     Alter {
         name: String,
         /// A larger partition count (the new partitions start empty).
@@ -160,6 +160,17 @@ pub enum StreamCmd {
         /// `none`: the node's `max_batch_bytes` again.
         #[arg(long, value_name = "SIZE|none")]
         max_message_bytes: Option<String>,
+        /// A compacted stream: how long a tombstone stays after compaction
+        /// reaches it.
+        #[arg(long, value_name = "MS")]
+        delete_retention_ms: Option<u64>,
+        /// A compacted stream: segments younger than this are not
+        /// compacted yet.
+        #[arg(long, value_name = "MS")]
+        min_compaction_lag_ms: Option<u64>,
+        /// A compacted stream: the dirty ratio (0 to 1) that starts a run.
+        #[arg(long, value_name = "RATIO")]
+        min_cleanable_dirty_ratio: Option<f64>,
     },
     /// Delete a partition's records below an offset (its start moves there).
     DeleteRecords {

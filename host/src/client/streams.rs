@@ -118,6 +118,9 @@ pub async fn stream(c: &Client, out: Output, cmd: StreamCmd) -> Result<(), Clien
             retention_bytes,
             min_insync_replicas,
             max_message_bytes,
+            delete_retention_ms,
+            min_compaction_lag_ms,
+            min_cleanable_dirty_ratio,
         } => {
             let mut body = json!({});
             if let Some(n) = partitions {
@@ -146,10 +149,31 @@ pub async fn stream(c: &Client, out: Output, cmd: StreamCmd) -> Result<(), Clien
                     }
                 })?;
             }
+            let mut tuning = Map::new();
+            if let Some(ms) = delete_retention_ms {
+                tuning.insert("delete_retention_ms".into(), json!(ms));
+            }
+            if let Some(ms) = min_compaction_lag_ms {
+                tuning.insert("min_compaction_lag_ms".into(), json!(ms));
+            }
+            match min_cleanable_dirty_ratio {
+                Some(r) if !(0.0..=1.0).contains(&r) => {
+                    return Err(ClientError::input(
+                        "--min-cleanable-dirty-ratio must be between 0 and 1",
+                    ));
+                }
+                Some(r) => {
+                    tuning.insert("min_cleanable_dirty_ratio".into(), json!(r));
+                }
+                None => {}
+            }
+            if !tuning.is_empty() {
+                body["compaction"] = Value::Object(tuning);
+            }
             if body.as_object().is_some_and(Map::is_empty) {
                 return Err(ClientError::input(
-                    "nothing to change: give --partitions, --retention-ms, --retention-bytes, --min-insync-replicas \
-                     or --max-message-bytes",
+                    "nothing to change: give --partitions, --retention-ms, --retention-bytes, --min-insync-replicas, \
+                     --max-message-bytes or a compaction setting",
                 ));
             }
             let s = c.patch(&format!("/streams/{}", seg(&name)), &body).await?;
@@ -236,9 +260,12 @@ fn describe_stream(s: &Value) -> String {
     }
     if let Some(comp) = s.get("compaction").filter(|c| c.is_object()) {
         text.push_str(&format!(
-            "compaction: plugin {} config {}\n",
+            "compaction: plugin {} config {}\n            tombstones kept {} ms, lag {} ms, dirty ratio {}\n",
             cell(&comp["plugin"]),
-            comp["config"]
+            comp["config"],
+            cell(&comp["delete_retention_ms"]),
+            cell(&comp["min_compaction_lag_ms"]),
+            cell(&comp["min_cleanable_dirty_ratio"])
         ));
     }
     let mut t = Table::new(&["PARTITION", "START", "END", "RECORDS"]);

@@ -1,8 +1,8 @@
 //! `PATCH /streams/{name}`: changing a stream's settings after creation:
 //! its retention (a field left out stays as it is, `null` removes that
 //! limit), a replicated stream's `min_insync_replicas` and its
-//! `max_message_bytes` (`null`: the node's again), and its partition count
-//! (grown only). Every change asked for is checked before any is made.
+//! `max_message_bytes` (`null`: the node's again), a compacted stream's
+//! tuning, and its partition count (grown only). Every change asked for is checked before any is made.
 //! `DELETE .../records?before=N`: deleting a partition's records below an
 //! offset (its start moves there).
 
@@ -15,7 +15,7 @@ use super::extract::{Body, Path, Query};
 use super::handlers::Res;
 use super::wire::StreamOut;
 use crate::error::Error;
-use crate::node::{Host, RetentionChange, SettingsChange};
+use crate::node::{Compaction, Host, RetentionChange, SettingsChange, TuningChange};
 
 /// `PATCH /streams/{name}` body.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -47,6 +47,40 @@ pub struct AlterStream {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u64>, nullable, minimum = 1)]
     pub max_message_bytes: Option<Option<u64>>,
+    /// A compacted stream's tuning; each field left out stays as it is.
+    #[serde(default)]
+    pub compaction: Option<CompactionPatch>,
+}
+
+/// `PATCH /streams/{name}`'s `compaction`: how a compacted stream's runs
+/// are tuned (its policy, `cleanup` and memory stay as created).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompactionPatch {
+    /// How long a tombstone stays after compaction reaches it.
+    pub delete_retention_ms: Option<u64>,
+    /// Segments younger than this are not compacted yet.
+    pub min_compaction_lag_ms: Option<u64>,
+    /// Dirty bytes / all bytes that trigger a run, 0 to 1.
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub min_cleanable_dirty_ratio: Option<f64>,
+}
+
+impl CompactionPatch {
+    fn change(&self) -> Result<TuningChange, Error> {
+        let ppm = match self.min_cleanable_dirty_ratio {
+            Some(r) => Some(
+                Compaction::ratio_ppm(r)
+                    .ok_or_else(|| Error::invalid("min_cleanable_dirty_ratio must be between 0 and 1"))?,
+            ),
+            None => None,
+        };
+        Ok(TuningChange {
+            delete_retention_ms: self.delete_retention_ms,
+            min_compaction_lag_ms: self.min_compaction_lag_ms,
+            min_cleanable_dirty_ppm: ppm,
+        })
+    }
 }
 
 /// A field that is present: `Some(None)` for `null`.
@@ -57,8 +91,8 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 /// Change a stream's settings
 ///
 /// `retention_ms` and `retention_bytes`, a replicated stream's
-/// `min_insync_replicas`, `max_message_bytes`, and a larger `partitions`
-/// count.
+/// `min_insync_replicas`, `max_message_bytes`, a compacted stream's
+/// `compaction` tuning, and a larger `partitions` count.
 /// Durable when answered; tiering applies a retention from its next pass,
 /// and pipelines using the stream restart to use new partitions.
 #[utoipa::path(patch, path = "/streams/{name}", tag = "streams", request_body = AlterStream,
@@ -69,7 +103,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
             description = "`invalid_request` (malformed body, a reserved name, more partitions than \
                 `max_partitions`, replicas not in the cluster), `invalid_config` (retention on a `compact` \
                 stream, zero, fewer partitions, `min_insync_replicas` above the replicas, `max_message_bytes` \
-                above the node's `max_batch_bytes`)"),
+                above the node's `max_batch_bytes`, `compaction` on a stream that is not compacted)"),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`stream_not_found`", body = ErrorBody),
         (status = 409, description = "`view_read_only`: the name is a view; `node_full`", body = ErrorBody),
@@ -93,6 +127,12 @@ pub async fn alter_stream(
         },
         min_insync_replicas: req.min_insync_replicas,
         max_message_bytes: req.max_message_bytes,
+        compaction: req
+            .compaction
+            .as_ref()
+            .map(CompactionPatch::change)
+            .transpose()?
+            .unwrap_or_default(),
     };
     let settings = change != SettingsChange::default();
     if let Some(n) = req.partitions {

@@ -376,9 +376,8 @@ impl CreateStream {
             (true, None) => return Err(Error::invalid("cleanup \"compact\" needs a compaction plugin")),
             (true, Some(c)) => {
                 let ratio = c.min_cleanable_dirty_ratio.unwrap_or(0.5);
-                if !(0.0..=1.0).contains(&ratio) {
-                    return Err(Error::invalid("min_cleanable_dirty_ratio must be between 0 and 1"));
-                }
+                let ppm = Compaction::ratio_ppm(ratio)
+                    .ok_or_else(|| Error::invalid("min_cleanable_dirty_ratio must be between 0 and 1"))?;
                 Some(Compaction {
                     plugin: c.plugin.clone(),
                     plugin_version: c.plugin_version,
@@ -386,7 +385,7 @@ impl CreateStream {
                     delete,
                     delete_retention_ms: c.delete_retention_ms.unwrap_or(Compaction::DEFAULT_DELETE_RETENTION_MS),
                     min_compaction_lag_ms: c.min_compaction_lag_ms.unwrap_or(0),
-                    min_cleanable_dirty_ppm: (ratio * 1e6).round() as u32,
+                    min_cleanable_dirty_ppm: ppm,
                     memory_bytes: c.compaction_memory_bytes.unwrap_or(Compaction::DEFAULT_MEMORY_BYTES),
                 })
             }

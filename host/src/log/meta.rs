@@ -100,7 +100,8 @@ pub enum ControlOp {
 
 pub use super::leadership::Leadership;
 pub use super::stream_config::{
-    Compaction, Replication, Retention, RetentionChange, SettingsChange, StreamConfig, StreamSettings,
+    Compaction, CompactionTuning, Replication, Retention, RetentionChange, SettingsChange, StreamConfig,
+    StreamSettings, TuningChange,
 };
 
 impl StreamMeta {
@@ -110,17 +111,22 @@ impl StreamMeta {
             retention: self.retention,
             min_insync_replicas: self.replication.as_ref().and_then(|r| r.min_insync_replicas),
             max_message_bytes: self.max_message_bytes,
+            compaction: self.compaction.as_ref().map(CompactionTuning::of),
         }
     }
 
     /// The stream with `s` as its settings (a stream that is not
-    /// replicated keeps no minimum in-sync set).
+    /// replicated keeps no minimum in-sync set, one that is not compacted
+    /// no tuning).
     pub fn with_settings(&self, s: StreamSettings) -> StreamMeta {
         let mut m = self.clone();
         m.retention = s.retention;
         m.max_message_bytes = s.max_message_bytes;
         if let Some(r) = m.replication.as_mut() {
             r.min_insync_replicas = s.min_insync_replicas;
+        }
+        if let (Some(c), Some(t)) = (m.compaction.as_mut(), s.compaction) {
+            t.apply_to(c);
         }
         m
     }

@@ -114,6 +114,18 @@ pub struct StreamInfo {
     pub max_message_bytes: Option<u64>,
 }
 
+impl StreamInfo {
+    /// What of the stream may change after creation, as it is now.
+    pub fn settings(&self) -> meta::StreamSettings {
+        meta::StreamSettings {
+            retention: self.retention,
+            min_insync_replicas: self.replication.as_ref().and_then(|r| r.min_insync_replicas),
+            max_message_bytes: self.max_message_bytes,
+            compaction: self.compaction.as_ref().map(meta::CompactionTuning::of),
+        }
+    }
+}
+
 /// One partition's offsets with what a fetch or produce needs of its
 /// stream, without describing the stream's other partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

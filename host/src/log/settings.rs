@@ -27,7 +27,8 @@ impl super::Log {
     }
 
     /// Changes a stream's settings (retention, a replicated stream's own
-    /// minimum in-sync set, its own Kafka batch limit), checked together
+    /// minimum in-sync set, its own Kafka batch limit, a compacted stream's
+    /// tuning), checked together
     /// with its other settings as at creation; `validate_only` changes
     /// nothing. A stream that is not replicated has one replica: a minimum
     /// of 1 or `None` leaves it as it is, more is refused. Durable before it
@@ -43,6 +44,12 @@ impl super::Log {
         let mut snap = self.admin.lock().await;
         let stream = self.stream(name)?;
         let settings = change.applied_to(stream.meta.settings());
+        if stream.meta.compaction.is_none() && !change.compaction.is_empty() {
+            return Err(LogError::InvalidConfig(format!(
+                "stream {name:?} is not compacted: delete_retention_ms, min_compaction_lag_ms and \
+                 min_cleanable_dirty_ratio tune nothing on it"
+            )));
+        }
         if stream.meta.replication.is_none() {
             match settings.min_insync_replicas {
                 Some(0) => return Err(LogError::InvalidConfig("min_insync_replicas must be at least 1".into())),

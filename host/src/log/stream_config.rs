@@ -4,10 +4,12 @@
 //! [`StreamConfig::validate`] their one check, whoever asks (HTTP, Kafka,
 //! the embedding API, a peer). [`StreamSettings`] is the part that may
 //! change afterwards (retention, a replicated stream's own minimum in-sync
-//! set, its own Kafka batch limit); a [`SettingsChange`] names what
+//! set, its own Kafka batch limit, a compacted stream's tuning); a
+//! [`SettingsChange`] names what
 //! changes, and the log checks the result by the same rule as at creation.
-//! Invariant: a stream that is not replicated has no minimum in-sync set of
-//! its own (its one replica is always in sync).
+//! Invariants: a stream that is not replicated has no minimum in-sync set
+//! of its own (its one replica is always in sync), and one that is not
+//! compacted has no compaction tuning.
 
 use serde::{Deserialize, Serialize};
 
@@ -93,6 +95,12 @@ impl Compaction {
             min_cleanable_dirty_ppm: Compaction::DEFAULT_DIRTY_PPM,
             memory_bytes: Compaction::DEFAULT_MEMORY_BYTES,
         }
+    }
+
+    /// A `min_cleanable_dirty_ratio` in millionths, as kept; `None`
+    /// outside 0 to 1 (NaN too).
+    pub fn ratio_ppm(ratio: f64) -> Option<u32> {
+        (0.0..=1.0).contains(&ratio).then(|| (ratio * 1e6).round() as u32)
     }
 
     /// Whether this is the built-in record-key policy.
@@ -246,6 +254,59 @@ pub struct StreamSettings {
     /// The stream's own largest Kafka record batch (`None`: the node's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_message_bytes: Option<u64>,
+    /// A compacted stream's tuning (`None` on a stream that is not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compaction: Option<CompactionTuning>,
+}
+
+/// How a compacted stream's runs are tuned (Kafka's topic configs of the
+/// same names); its policy, `delete` and memory stay as created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CompactionTuning {
+    /// How long a tombstone stays after compaction reaches it.
+    pub delete_retention_ms: u64,
+    /// Segments younger than this are not compacted yet.
+    pub min_compaction_lag_ms: u64,
+    /// Dirty bytes / all bytes that trigger a run, in millionths.
+    pub min_cleanable_dirty_ppm: u32,
+}
+
+impl CompactionTuning {
+    pub fn of(c: &Compaction) -> Self {
+        CompactionTuning {
+            delete_retention_ms: c.delete_retention_ms,
+            min_compaction_lag_ms: c.min_compaction_lag_ms,
+            min_cleanable_dirty_ppm: c.min_cleanable_dirty_ppm,
+        }
+    }
+
+    pub fn apply_to(self, c: &mut Compaction) {
+        c.delete_retention_ms = self.delete_retention_ms;
+        c.min_compaction_lag_ms = self.min_compaction_lag_ms;
+        c.min_cleanable_dirty_ppm = self.min_cleanable_dirty_ppm;
+    }
+}
+
+/// A change of a compacted stream's tuning: `None` leaves a value as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TuningChange {
+    pub delete_retention_ms: Option<u64>,
+    pub min_compaction_lag_ms: Option<u64>,
+    pub min_cleanable_dirty_ppm: Option<u32>,
+}
+
+impl TuningChange {
+    pub fn is_empty(&self) -> bool {
+        *self == TuningChange::default()
+    }
+
+    pub fn applied_to(&self, t: CompactionTuning) -> CompactionTuning {
+        CompactionTuning {
+            delete_retention_ms: self.delete_retention_ms.unwrap_or(t.delete_retention_ms),
+            min_compaction_lag_ms: self.min_compaction_lag_ms.unwrap_or(t.min_compaction_lag_ms),
+            min_cleanable_dirty_ppm: self.min_cleanable_dirty_ppm.unwrap_or(t.min_cleanable_dirty_ppm),
+        }
+    }
 }
 
 /// A change of a stream's settings: `None` leaves a setting as it is,
@@ -255,6 +316,8 @@ pub struct SettingsChange {
     pub retention: RetentionChange,
     pub min_insync_replicas: Option<Option<u32>>,
     pub max_message_bytes: Option<Option<u64>>,
+    /// Only for a compacted stream.
+    pub compaction: TuningChange,
 }
 
 impl SettingsChange {
@@ -264,6 +327,11 @@ impl SettingsChange {
             retention: RetentionChange::replace_with(s.retention),
             min_insync_replicas: Some(s.min_insync_replicas),
             max_message_bytes: Some(s.max_message_bytes),
+            compaction: s.compaction.map_or_else(TuningChange::default, |t| TuningChange {
+                delete_retention_ms: Some(t.delete_retention_ms),
+                min_compaction_lag_ms: Some(t.min_compaction_lag_ms),
+                min_cleanable_dirty_ppm: Some(t.min_cleanable_dirty_ppm),
+            }),
         }
     }
 
@@ -272,6 +340,7 @@ impl SettingsChange {
             retention: self.retention.applied_to(s.retention),
             min_insync_replicas: self.min_insync_replicas.unwrap_or(s.min_insync_replicas),
             max_message_bytes: self.max_message_bytes.unwrap_or(s.max_message_bytes),
+            compaction: s.compaction.map(|t| self.compaction.applied_to(t)),
         }
     }
 }

@@ -119,6 +119,28 @@ async fn a_streams_settings_change_together_and_survive_reopen_from_the_snapshot
         (None, Some(5), None),
         "one replica keeps no minimum"
     );
+    // A compacted stream's tuning changes; on others it is refused.
+    let compacted = meta::StreamConfig {
+        compaction: Some(meta::Compaction::by_record_key(false)),
+        ..meta::StreamConfig::default()
+    };
+    log.create_stream_with("c", 1, compacted).await.unwrap();
+    let tune = |lag| meta::SettingsChange {
+        compaction: meta::TuningChange {
+            min_compaction_lag_ms: Some(lag),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let e = log.set_settings("alone", tune(5), false).await.unwrap_err();
+    assert!(e.to_string().contains("not compacted"), "{e}");
+    let tuned = log.set_settings("c", tune(5), false).await.unwrap();
+    let lag = |info: StreamInfo| {
+        info.compaction
+            .map(|c| (c.min_compaction_lag_ms, c.delete_retention_ms))
+    };
+    let day = meta::Compaction::DEFAULT_DELETE_RETENTION_MS;
+    assert_eq!(lag(tuned), Some((5, day)), "the others stay");
     log.shutdown().await;
     for round in 0..2 {
         if round == 1 {
@@ -129,6 +151,7 @@ async fn a_streams_settings_change_together_and_survive_reopen_from_the_snapshot
         assert_eq!(r, (Some(2), Some(900), Some(60_000)), "round {round}");
         let alone = own(log.describe_stream("alone").unwrap());
         assert_eq!(alone, (None, Some(5), None), "round {round}");
+        assert_eq!(lag(log.describe_stream("c").unwrap()), Some((5, day)), "round {round}");
         log.shutdown().await;
     }
 }

@@ -23,6 +23,7 @@ pub use crate::cluster::wire::FetchRequest;
 pub use crate::cluster::{ElectionKind, ReplicationStatus};
 pub use crate::log::meta::{
     Compaction, PipelineMeta, Replication, Retention, RetentionChange, SettingsChange, StreamConfig, StreamSettings,
+    TuningChange,
 };
 pub use crate::log::partition::Range as PartitionRange;
 pub use crate::log::producers::{ActiveProducer, ProducerBatch};

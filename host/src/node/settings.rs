@@ -104,11 +104,7 @@ impl Host {
         let spec = SettingsSpec {
             name: name.into(),
             created_ms: meta.created_ms,
-            settings: StreamSettings {
-                retention: checked.retention,
-                min_insync_replicas: checked.replication.as_ref().and_then(|r| r.min_insync_replicas),
-                max_message_bytes: checked.max_message_bytes,
-            },
+            settings: checked.settings(),
         };
         self.on_every_peer("/internal/streams/settings", &spec, |failed| {
             format!(

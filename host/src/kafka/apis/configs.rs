@@ -1,17 +1,18 @@
-//! AlterConfigs and IncrementalAlterConfigs: changing a topic's retention
-//! and its minimum in-sync replicas.
+//! AlterConfigs and IncrementalAlterConfigs: changing a topic's settings.
 //!
 //! Of a topic's configs `retention.ms` and `retention.bytes` (-1:
-//! unlimited) and `min.insync.replicas` (1 to the replication factor)
-//! change after creation. IncrementalAlterConfigs SETs or DELETEs them
-//! (DELETE: back to the default: unlimited, the node's minimum);
+//! unlimited), `min.insync.replicas` (1 to the replication factor),
+//! `max.message.bytes` (1 to the node's `max_batch_bytes`) and, on a
+//! compacted topic, `delete.retention.ms`, `min.compaction.lag.ms` and
+//! `min.cleanable.dirty.ratio` change after creation, all of one request
+//! in one step. IncrementalAlterConfigs SETs or DELETEs them (DELETE: back
+//! to the default: unlimited, the node's value, Kafka's default);
 //! AlterConfigs replaces them all (one left out goes back to its default,
-//! as Kafka reverts it). `cleanup.policy` and the compaction settings
-//! (`delete.retention.ms`, `min.compaction.lag.ms`,
-//! `min.cleanable.dirty.ratio`) are accepted only at their current values,
-//! and every other config, broker configs included, is refused with
-//! INVALID_CONFIG, never ignored. Each resource gets its own answer; `validate_only` checks and
-//! changes nothing.
+//! as Kafka reverts it). `cleanup.policy`, and the compaction settings of a
+//! topic that is not compacted, are accepted only at their current values;
+//! every other config, broker configs included, is refused with
+//! INVALID_CONFIG, never ignored. Each resource gets its own answer;
+//! `validate_only` checks and changes nothing.
 
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
@@ -125,6 +126,13 @@ async fn alter_one(
     } else {
         SettingsChange::default()
     };
+    let compacted = info.compaction.is_some();
+    if replace && compacted {
+        let defaults = CompactionTuning::NAMES
+            .into_iter()
+            .filter_map(CompactionTuning::default_of);
+        defaults.for_each(|t| t.set_in(&mut change.compaction));
+    }
     for (key, op, value) in configs {
         let (op, value) = (*op, value.as_deref());
         match key.as_str() {
@@ -142,6 +150,13 @@ async fn alter_one(
             "max.message.bytes" => {
                 let m = asked(key, op, value, super::topics::max_message_bytes);
                 change.max_message_bytes = Some(m.map_err(invalid)?);
+            }
+            tuning if compacted && CompactionTuning::NAMES.contains(&tuning) => {
+                let parse = |v: &str| CompactionTuning::parse(tuning, v).unwrap_or_else(|| Err(tuning.into()));
+                let t = asked(key, op, value, parse).map_err(invalid)?;
+                // DELETE: the default again.
+                let t = t.or_else(|| CompactionTuning::default_of(tuning));
+                t.into_iter().for_each(|t| t.set_in(&mut change.compaction));
             }
             other => unchanged_only(&info, other, op, value).map_err(invalid)?,
         }
@@ -170,10 +185,11 @@ fn asked<T>(
     }
 }
 
-/// The configs a topic keeps from its creation (`cleanup.policy` and the
-/// compaction settings): a SET of the value it has is accepted (clients
-/// such as kafka-python send every config set on a topic), anything else
-/// is refused; any other config cannot be changed.
+/// The configs a topic keeps from its creation (`cleanup.policy`, and the
+/// compaction settings of a topic that is not compacted, which tune
+/// nothing there): a SET of the value it has is accepted (clients such as
+/// kafka-python send every config set on a topic), anything else is
+/// refused; any other config cannot be changed.
 fn unchanged_only(info: &crate::node::StreamInfo, key: &str, op: i8, value: Option<&str>) -> Result<(), String> {
     let now = if key == "cleanup.policy" {
         let now = cleanup_policy(info);
@@ -198,7 +214,10 @@ fn unchanged_only(info: &crate::node::StreamInfo, key: &str, op: i8, value: Opti
     };
     match now {
         (_, true) if op == OP_SET => Ok(()),
-        (now, _) => Err(format!("`{key}` is set when a topic is created and stays `{now}`")),
+        (now, _) if key == "cleanup.policy" => Err(format!("`{key}` is set when a topic is created and stays `{now}`")),
+        (now, _) => Err(format!(
+            "`{key}` tunes compaction, and the topic is not compacted: it stays `{now}`"
+        )),
     }
 }
 

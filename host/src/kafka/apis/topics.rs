@@ -240,12 +240,40 @@ impl CompactionTuning {
         Some(match name {
             "delete.retention.ms" => ms().map(CompactionTuning::DeleteRetentionMs),
             "min.compaction.lag.ms" => ms().map(CompactionTuning::MinLagMs),
-            "min.cleanable.dirty.ratio" => match value.trim().parse::<f64>() {
-                Ok(r) if (0.0..=1.0).contains(&r) => Ok(CompactionTuning::DirtyPpm((r * 1e6).round() as u32)),
-                _ => Err(format!("`{name}` must be between 0 and 1, not `{value}`")),
+            "min.cleanable.dirty.ratio" => match value.trim().parse::<f64>().ok().and_then(Compaction::ratio_ppm) {
+                Some(ppm) => Ok(CompactionTuning::DirtyPpm(ppm)),
+                None => Err(format!("`{name}` must be between 0 and 1, not `{value}`")),
             },
             _ => return None,
         })
+    }
+
+    /// The configs' names.
+    pub(super) const NAMES: [&'static str; 3] = [
+        "delete.retention.ms",
+        "min.compaction.lag.ms",
+        "min.cleanable.dirty.ratio",
+    ];
+
+    /// The default of config `name` (Kafka's, and the built-in policy's),
+    /// if it is one of the three.
+    pub(super) fn default_of(name: &str) -> Option<CompactionTuning> {
+        let d = Compaction::by_record_key(false);
+        Some(match name {
+            "delete.retention.ms" => CompactionTuning::DeleteRetentionMs(d.delete_retention_ms),
+            "min.compaction.lag.ms" => CompactionTuning::MinLagMs(d.min_compaction_lag_ms),
+            "min.cleanable.dirty.ratio" => CompactionTuning::DirtyPpm(d.min_cleanable_dirty_ppm),
+            _ => return None,
+        })
+    }
+
+    /// Makes this value part of `change`.
+    pub(super) fn set_in(self, change: &mut crate::node::TuningChange) {
+        match self {
+            CompactionTuning::DeleteRetentionMs(ms) => change.delete_retention_ms = Some(ms),
+            CompactionTuning::MinLagMs(ms) => change.min_compaction_lag_ms = Some(ms),
+            CompactionTuning::DirtyPpm(ppm) => change.min_cleanable_dirty_ppm = Some(ppm),
+        }
     }
 
     pub(super) fn apply(self, c: &mut Compaction) {
