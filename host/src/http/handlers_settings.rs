@@ -2,9 +2,9 @@
 //! its retention (a field left out stays as it is, `null` removes that
 //! limit), a replicated stream's `min_insync_replicas` and its
 //! `max_message_bytes` (`null`: the node's again), a compacted stream's
-//! tuning, and its partition count (grown only). Every change asked for is checked before any is made.
-//! `DELETE .../records?before=N`: deleting a partition's records below an
-//! offset (its start moves there).
+//! tuning, and its partition count (grown only). Every change asked for
+//! is checked before any is made. `DELETE .../records?before=N`: deleting
+//! a partition's records below an offset (its start moves there).
 
 use axum::Json;
 use axum::extract::State;

@@ -1,14 +1,15 @@
 //! Changing a stream after creation: its settings (retention, a replicated
-//! stream's own minimum in-sync set, its own Kafka batch limit), its
-//! partition count (grown only), and a partition's start (records deleted
-//! below it, never moved back). Each change is one control entry, durable
-//! before the call returns and replayed by recovery like the stream's
-//! creation; a changed stream's entry in the map is replaced by one with
-//! the new settings and the same partition states. Changes are serialized
-//! by the admin lock. A replicated stream's settings and partitions are
-//! set on each node (the facade sets every node's; new partitions come
-//! with their replicas), and records are deleted on a partition's leader,
-//! whose followers then move their start to its.
+//! stream's own minimum in-sync set, its own Kafka batch limit, a
+//! compacted stream's tuning), its partition count (grown only), and a
+//! partition's start (records deleted below it, never moved back). Each
+//! change is one control entry, durable before the call returns and
+//! replayed by recovery like the stream's creation; a changed stream's
+//! entry in the map is replaced by one with the new settings and the same
+//! partition states. Changes are serialized by the admin lock. A
+//! replicated stream's settings and partitions are set on each node (the
+//! facade sets every node's; new partitions come with their replicas), and
+//! records are deleted on a partition's leader, whose followers then move
+//! their start to its.
 
 use std::sync::Arc;
 
@@ -28,11 +29,11 @@ impl super::Log {
 
     /// Changes a stream's settings (retention, a replicated stream's own
     /// minimum in-sync set, its own Kafka batch limit, a compacted stream's
-    /// tuning), checked together
-    /// with its other settings as at creation; `validate_only` changes
-    /// nothing. A stream that is not replicated has one replica: a minimum
-    /// of 1 or `None` leaves it as it is, more is refused. Durable before it
-    /// returns, as one control entry; tiering applies a retention from its
+    /// tuning, refused on others), checked together with its other
+    /// settings as at creation; `validate_only` changes nothing. A stream
+    /// that is not replicated has one replica: a minimum of 1 or `None`
+    /// leaves it as it is, more is refused. Durable before it returns, as
+    /// one control entry; tiering applies a retention or tuning from its
     /// next pass. On a replicated stream this changes this node's copy
     /// only (the facade changes every node's).
     pub async fn set_settings(

@@ -5,8 +5,8 @@
 //! the embedding API, a peer). [`StreamSettings`] is the part that may
 //! change afterwards (retention, a replicated stream's own minimum in-sync
 //! set, its own Kafka batch limit, a compacted stream's tuning); a
-//! [`SettingsChange`] names what
-//! changes, and the log checks the result by the same rule as at creation.
+//! [`SettingsChange`] names what changes, and the log checks the result by
+//! the same rule as at creation.
 //! Invariants: a stream that is not replicated has no minimum in-sync set
 //! of its own (its one replica is always in sync), and one that is not
 //! compacted has no compaction tuning.

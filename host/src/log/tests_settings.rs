@@ -1,7 +1,8 @@
-//! Changes to a stream after creation (`settings.rs`): retention, the
-//! minimum in-sync set, more partitions, records deleted below an offset. Each must survive reopening
-//! from the snapshot, from the WAL alone, and on the object WAL from an
-//! empty data dir.
+//! Changes to a stream after creation (`settings.rs`): its settings
+//! (retention, the minimum in-sync set, the Kafka batch limit, compaction
+//! tuning), more partitions, records deleted below an offset. Each must
+//! survive reopening from the snapshot, from the WAL alone, and on the
+//! object WAL from an empty data dir.
 
 use std::path::PathBuf;
 

@@ -2,8 +2,8 @@
 //! `DELETE .../records`, Kafka AlterConfigs, IncrementalAlterConfigs,
 //! CreatePartitions and DeleteRecords): its settings (retention, a
 //! replicated stream's own minimum in-sync set, its own Kafka batch
-//! limit), its partition count (grown only), and a partition's start
-//! (records deleted below it).
+//! limit, a compacted stream's tuning), its partition count (grown only),
+//! and a partition's start (records deleted below it).
 //!
 //! The log checks new settings with the stream's others by the same rule
 //! as at creation, and makes each change durable as a control entry before
@@ -75,9 +75,10 @@ impl Host {
     /// Changes `name`'s settings: its retention, a replicated stream's own
     /// minimum in-sync set (`Some(None)`: the node's `[cluster]
     /// min_insync_replicas` applies again), its own Kafka batch limit (1
-    /// to the node's `max_batch_bytes`; `Some(None)`: the node's). Every
-    /// change asked for is checked before any is made, and all are made
-    /// together; `validate_only` checks without changing anything.
+    /// to the node's `max_batch_bytes`; `Some(None)`: the node's), a
+    /// compacted stream's tuning (applied from its next compaction run).
+    /// Every change asked for is checked before any is made, and all are
+    /// made together; `validate_only` checks without changing anything.
     /// Answers the stream as it is (or would be) afterwards. A replicated
     /// stream's settings are set on every other node first, then here
     /// (`replica_unavailable` when a node did not take them: ask again
