@@ -80,9 +80,14 @@ pub(crate) async fn partition_offset(cluster: &Cluster, id: u32, offset: &str) -
 
 /// `GET /streams/{STREAM}` on node `id`.
 pub(crate) async fn stream_of(cluster: &Cluster, id: u32) -> Value {
+    named_stream_of(cluster, id, STREAM).await
+}
+
+/// Node `id`'s `GET /streams/{name}`.
+pub(crate) async fn named_stream_of(cluster: &Cluster, id: u32, name: &str) -> Value {
     let resp = cluster
         .client
-        .get(cluster.node(id).url(&format!("/streams/{STREAM}")))
+        .get(cluster.node(id).url(&format!("/streams/{name}")))
         .send()
         .await
         .expect("GET stream");

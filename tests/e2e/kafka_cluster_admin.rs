@@ -12,7 +12,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::kafka_cluster::{partition_offset, stream_of};
+use crate::kafka_cluster::{named_stream_of, partition_offset, stream_of};
 use crate::kafka_support::{offsets_of, py};
 use crate::replication_support::{Cluster, NODES, STREAM, wait_for};
 use crate::support;
@@ -449,13 +449,7 @@ async fn a_topics_own_min_insync_replicas_is_kept_on_every_node_and_enforced() {
     // A follower of both goes down.
     let mut busy = Vec::new();
     for topic in ["strict", "loose"] {
-        let resp = cluster
-            .client
-            .get(cluster.node(1).url(&format!("/streams/{topic}")))
-            .send()
-            .await
-            .expect("GET stream");
-        let s = support::expect_json(resp, StatusCode::OK).await;
+        let s = named_stream_of(&cluster, 1, topic).await;
         busy.push(s["replication"]["assignment"][0][0].as_u64());
     }
     let down = NODES
@@ -537,13 +531,7 @@ async fn own_min_insync(cluster: &Cluster, stream: &str) -> Vec<Value> {
 async fn on_every_node(cluster: &Cluster, stream: &str, pointer: &str) -> Vec<Value> {
     let mut out = Vec::new();
     for id in NODES {
-        let resp = cluster
-            .client
-            .get(cluster.node(id).url(&format!("/streams/{stream}")))
-            .send()
-            .await
-            .expect("GET stream");
-        let s = support::expect_json(resp, StatusCode::OK).await;
+        let s = named_stream_of(cluster, id, stream).await;
         out.push(s.pointer(pointer).cloned().unwrap_or(Value::Null));
     }
     out
