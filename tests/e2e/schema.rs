@@ -19,11 +19,12 @@ use crate::support::{Rng, Server};
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
                       response_schema_conformance,response_headers_conformance";
 
-/// Health checks of the generator, not of the API: on a slow or loaded
-/// machine hypothesis can judge that too many of its own examples were
-/// filtered out (seen once in CI on the plugin upload) and stop with an
-/// error although no request failed. Every check in [`CHECKS`] still runs.
-const SUPPRESSED: &str = "filter_too_much,too_slow";
+/// Health checks of the generator, not of the API (too many examples
+/// filtered out, too slow, data too large, a large base example): on a
+/// slow or loaded machine hypothesis can stop with such an error although
+/// no request failed (seen once in CI, on the plugin upload). All are
+/// suppressed; every check in [`CHECKS`] still runs.
+const SUPPRESSED: &str = "all";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_answer_matches_the_openapi_document_and_none_is_a_server_error() {
