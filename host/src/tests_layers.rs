@@ -40,6 +40,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("config", &["error", "log", "objstore", "plugin", "tier", "wal"]),
+    // The `[cluster]` section of the settings (a file of `config`).
+    ("config_cluster", &["error"]),
     // The `[groups]` section of the settings (a file of `config`).
     ("config_groups", &[]),
     // The `[http]` section.

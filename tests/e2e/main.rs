@@ -60,6 +60,7 @@ mod schema;
 mod shutdown;
 mod soak_connections;
 mod support;
+mod support_checks;
 mod tiering;
 mod tiering_partition;
 mod tls;

@@ -21,6 +21,7 @@ pub mod pagination;
 mod serve;
 pub mod wire;
 pub mod wire_headers;
+pub mod wire_streams;
 
 #[cfg(test)]
 mod tests;
