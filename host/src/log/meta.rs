@@ -100,19 +100,18 @@ pub enum ControlOp {
 
 pub use super::leadership::Leadership;
 pub use super::stream_config::{
-    Compaction, CompactionTuning, Replication, Retention, RetentionChange, SettingsChange, StreamConfig,
-    StreamSettings, TuningChange,
+    Compaction, Replication, Retention, RetentionChange, SettingsChange, StreamConfig, StreamSettings, TuningChange,
 };
 
 impl StreamMeta {
     /// What of the stream may change after creation, as it is now.
     pub fn settings(&self) -> StreamSettings {
-        StreamSettings {
-            retention: self.retention,
-            min_insync_replicas: self.replication.as_ref().and_then(|r| r.min_insync_replicas),
-            max_message_bytes: self.max_message_bytes,
-            compaction: self.compaction.as_ref().map(CompactionTuning::of),
-        }
+        StreamSettings::of(
+            self.retention,
+            self.replication.as_ref(),
+            self.max_message_bytes,
+            self.compaction.as_ref(),
+        )
     }
 
     /// The stream with `s` as its settings (a stream that is not

@@ -1,6 +1,7 @@
 //! Tests of stream metadata: control entries, the snapshot and names.
 
 use super::*;
+use crate::log::stream_config::CompactionTuning;
 
 #[test]
 fn stream_config_is_checked_in_one_place() {

@@ -117,12 +117,12 @@ pub struct StreamInfo {
 impl StreamInfo {
     /// What of the stream may change after creation, as it is now.
     pub fn settings(&self) -> meta::StreamSettings {
-        meta::StreamSettings {
-            retention: self.retention,
-            min_insync_replicas: self.replication.as_ref().and_then(|r| r.min_insync_replicas),
-            max_message_bytes: self.max_message_bytes,
-            compaction: self.compaction.as_ref().map(meta::CompactionTuning::of),
-        }
+        meta::StreamSettings::of(
+            self.retention,
+            self.replication.as_ref(),
+            self.max_message_bytes,
+            self.compaction.as_ref(),
+        )
     }
 }
 

@@ -259,6 +259,24 @@ pub struct StreamSettings {
     pub compaction: Option<CompactionTuning>,
 }
 
+impl StreamSettings {
+    /// The settings of a stream with these parts (a stream's own minimum
+    /// in-sync set lives in its replication, its tuning in its compaction).
+    pub fn of(
+        retention: Retention,
+        replication: Option<&Replication>,
+        max_message_bytes: Option<u64>,
+        compaction: Option<&Compaction>,
+    ) -> StreamSettings {
+        StreamSettings {
+            retention,
+            min_insync_replicas: replication.and_then(|r| r.min_insync_replicas),
+            max_message_bytes,
+            compaction: compaction.map(CompactionTuning::of),
+        }
+    }
+}
+
 /// How a compacted stream's runs are tuned (Kafka's topic configs of the
 /// same names); its policy, `delete` and memory stay as created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
