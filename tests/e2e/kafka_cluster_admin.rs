@@ -503,6 +503,34 @@ async fn a_topics_own_min_insync_replicas_is_kept_on_every_node_and_enforced() {
     let resp = patch(1, json!({"min_insync_replicas": 2})).await.expect("PATCH");
     support::expect_json(resp, StatusCode::OK).await;
     assert_eq!(own_min_insync(&cluster, "strict").await, vec![json!(2); 3]);
+    // Two changes asked of two nodes at the same moment: every node keeps
+    // the same one, and a node whose own change lost says so.
+    for round in 0..5u64 {
+        let (a, b) = (1000 + round, 2000 + round);
+        let (on_1, on_2) = tokio::join!(
+            patch(1, json!({"max_message_bytes": a})),
+            patch(2, json!({"max_message_bytes": b}))
+        );
+        let kept = on_every_node(&cluster, "strict", "/max_message_bytes").await;
+        assert!(
+            kept.iter().all(|v| *v == kept[0]),
+            "round {round}: nodes differ: {kept:?}"
+        );
+        let mut applied = 0;
+        for (asked, resp) in [(a, on_1), (b, on_2)] {
+            let (status, body) = support::json_of(resp.expect("PATCH")).await;
+            match status {
+                StatusCode::OK => applied += 1,
+                StatusCode::CONFLICT => {
+                    assert_eq!(body["error"]["code"], "settings_conflict", "{body}");
+                    assert_ne!(kept[0], json!(asked), "round {round}: a refused change was kept");
+                }
+                other => panic!("round {round}: {other} {body}"),
+            }
+        }
+        assert!(applied >= 1, "round {round}: neither change was made");
+        assert!(kept[0] == json!(a) || kept[0] == json!(b), "round {round}: {kept:?}");
+    }
     cluster.node_mut(down).kill();
     let taken = write_all(&cluster.node(up).kafka(), "strict");
     assert!(taken["offset"].is_u64(), "{taken}");

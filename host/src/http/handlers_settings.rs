@@ -106,7 +106,9 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
                 above the node's `max_batch_bytes`, `compaction` on a stream that is not compacted)"),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`stream_not_found`", body = ErrorBody),
-        (status = 409, description = "`view_read_only`: the name is a view; `node_full`", body = ErrorBody),
+        (status = 409, description = "`view_read_only`: the name is a view; `node_full`; `settings_conflict`: \
+            another node was asked to change the stream's settings at the same moment and every node keeps that \
+            change, not this one", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 500, description = "`io_error`, `internal`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, `storage_failed`, `replica_unavailable` (a replicated \

@@ -95,12 +95,17 @@ pub enum ControlOp {
     SetSettings {
         id: u32,
         settings: StreamSettings,
+        /// A replicated stream's change: which change this is (unset on
+        /// other streams, and on entries written before stamps existed).
+        #[serde(default, skip_serializing_if = "SettingsStamp::is_unset")]
+        stamp: SettingsStamp,
     },
 }
 
 pub use super::leadership::Leadership;
 pub use super::stream_config::{
-    Compaction, Replication, Retention, RetentionChange, SettingsChange, StreamConfig, StreamSettings, TuningChange,
+    Compaction, Replication, Retention, RetentionChange, SettingsChange, SettingsStamp, StreamConfig, StreamSettings,
+    TuningChange,
 };
 
 impl StreamMeta {
@@ -180,6 +185,10 @@ pub struct StreamMeta {
     /// `max_batch_bytes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_message_bytes: Option<u64>,
+    /// The last stamped settings change of a replicated stream (unset
+    /// otherwise); a change with an older stamp is not applied.
+    #[serde(default, skip_serializing_if = "SettingsStamp::is_unset")]
+    pub settings_stamp: SettingsStamp,
 }
 
 /// Where a partition's data starts, kept so that a restart after the WAL was
@@ -312,9 +321,12 @@ impl Snapshot {
                     m.retention = *retention;
                 }
             }
-            ControlOp::SetSettings { id, settings } => {
+            ControlOp::SetSettings { id, settings, stamp } => {
                 if let Some(m) = self.streams.get_mut(id) {
                     *m = m.with_settings(*settings);
+                    if !stamp.is_unset() {
+                        m.settings_stamp = *stamp;
+                    }
                 }
             }
             ControlOp::DeleteStream { id } => {

@@ -95,6 +95,7 @@ fn snapshot_round_trip_and_apply() {
         compaction: None,
         replication: None,
         max_message_bytes: None,
+        settings_stamp: SettingsStamp::default(),
     };
     s.apply(10, &ControlOp::CreateStream(m));
     s.apply(11, &ControlOp::DeleteStream { id: 4 });
@@ -153,7 +154,7 @@ fn settings_entries_decode_as_documented_and_apply() {
         "memory_bytes":16777216}}"#;
     let set = r#"{"op":"set_settings","id":1,"settings":{"retention":{"ms":3600000},"min_insync_replicas":2,
         "max_message_bytes":2000,"compaction":{"delete_retention_ms":86400000,"min_compaction_lag_ms":0,
-        "min_cleanable_dirty_ppm":500000}}}"#;
+        "min_cleanable_dirty_ppm":500000}},"stamp":{"version":4,"node":2}}"#;
     let legacy = r#"{"op":"set_retention","id":1,"retention":{"bytes":4096}}"#;
     for (lsn, entry) in [create, set].into_iter().enumerate() {
         let op: ControlOp = serde_json::from_str(entry).unwrap();
@@ -173,9 +174,24 @@ fn settings_entries_decode_as_documented_and_apply() {
             min_cleanable_dirty_ppm: 500_000,
         }),
     };
-    assert_eq!(m.settings(), want);
-    let written = serde_json::to_value(ControlOp::SetSettings { id: 1, settings: want }).unwrap();
+    let stamp = SettingsStamp { version: 4, node: 2 };
+    assert_eq!((m.settings(), m.settings_stamp), (want, stamp));
+    let written = serde_json::to_value(ControlOp::SetSettings {
+        id: 1,
+        settings: want,
+        stamp,
+    })
+    .unwrap();
     assert_eq!(written, serde_json::from_str::<serde_json::Value>(set).unwrap());
+    // The snapshot keeps the stamp; a stream without one writes none.
+    let snap = serde_json::to_value(&s.streams[&1]).unwrap();
+    assert_eq!(snap["settings_stamp"], serde_json::json!({"version": 4, "node": 2}));
+    let unstamped = ControlOp::SetSettings {
+        id: 1,
+        settings: want,
+        stamp: SettingsStamp::default(),
+    };
+    assert!(serde_json::to_value(&unstamped).unwrap().get("stamp").is_none());
     s.apply(3, &serde_json::from_str(legacy).unwrap());
     let m = &s.streams[&1];
     assert_eq!(
@@ -186,4 +202,5 @@ fn settings_entries_decode_as_documented_and_apply() {
         }
     );
     assert_eq!(m.max_message_bytes, Some(2000), "a retention entry leaves the rest");
+    assert_eq!(m.settings_stamp, stamp, "and the stamp");
 }

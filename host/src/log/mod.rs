@@ -316,6 +316,7 @@ impl Log {
             compaction: config.compaction,
             replication: config.replication,
             max_message_bytes: config.max_message_bytes,
+            settings_stamp: meta::SettingsStamp::default(),
         };
         let op = ControlOp::CreateStream(m.clone());
         self.apply_control(&mut snap, &op).await?;

@@ -5,7 +5,9 @@
 //! change is one control entry, durable before the call returns and
 //! replayed by recovery like the stream's creation; a changed stream's
 //! entry in the map is replaced by one with the new settings and the same
-//! partition states. Changes are serialized by the admin lock. A
+//! partition states. Changes are serialized by the admin lock; a
+//! replicated stream's settings change carries a stamp, and one stamped
+//! older than the stream's last is not applied. A
 //! replicated stream's settings and partitions are set on each node (the
 //! facade sets every node's; new partitions come with their replicas), and
 //! records are deleted on a partition's leader, whose followers then move
@@ -15,6 +17,25 @@ use std::sync::Arc;
 
 use super::meta::{self, ControlOp, StreamMeta};
 use super::{LogError, Stream, StreamInfo, describe, grow, partition_of};
+
+/// How a settings change is made.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// Checked only (`validate_only`).
+    Check,
+    /// A change of this node's own (a stream that is not replicated).
+    Unstamped,
+    /// A replicated stream's change, applied unless an older one.
+    Stamped(meta::SettingsStamp),
+}
+
+/// A stamped settings change's outcome: the stream as it is afterwards,
+/// and whether the change was applied (`false`: a newer one was there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamped {
+    pub info: StreamInfo,
+    pub applied: bool,
+}
 
 impl super::Log {
     /// Changes a stream's retention (as [`super::Log::set_settings`]).
@@ -42,8 +63,35 @@ impl super::Log {
         change: meta::SettingsChange,
         validate_only: bool,
     ) -> Result<StreamInfo, LogError> {
+        let mode = if validate_only { Mode::Check } else { Mode::Unstamped };
+        Ok(self.change_settings(name, change, mode).await?.info)
+    }
+
+    /// Sets a replicated stream's settings as a stamped change (see
+    /// [`meta::SettingsStamp`]): applied, and checked as by
+    /// [`super::Log::set_settings`], only when `stamp` is not older than
+    /// the stream's last; the same stamp again is the same change (a
+    /// repeat). An older one changes nothing and is answered as such.
+    pub async fn set_settings_stamped(
+        &self,
+        name: &str,
+        change: meta::SettingsChange,
+        stamp: meta::SettingsStamp,
+    ) -> Result<Stamped, LogError> {
+        self.change_settings(name, change, Mode::Stamped(stamp)).await
+    }
+
+    async fn change_settings(&self, name: &str, change: meta::SettingsChange, mode: Mode) -> Result<Stamped, LogError> {
         let mut snap = self.admin.lock().await;
         let stream = self.stream(name)?;
+        if let Mode::Stamped(stamp) = mode
+            && stamp < stream.meta.settings_stamp
+        {
+            return Ok(Stamped {
+                info: describe(&stream),
+                applied: false,
+            });
+        }
         let settings = change.applied_to(stream.meta.settings());
         if stream.meta.compaction.is_none() && !change.compaction.is_empty() {
             return Err(LogError::InvalidConfig(format!(
@@ -62,23 +110,32 @@ impl super::Log {
                 _ => {}
             }
         }
-        let changed = stream.meta.with_settings(settings);
+        let mut changed = stream.meta.with_settings(settings);
         changed.config().validate().map_err(LogError::InvalidConfig)?;
+        let stamp = match mode {
+            Mode::Stamped(stamp) => stamp,
+            Mode::Check | Mode::Unstamped => meta::SettingsStamp::default(),
+        };
+        if !stamp.is_unset() {
+            changed.settings_stamp = stamp;
+        }
         let changed = Arc::new(Stream {
             meta: changed,
             partitions: stream.partitions.clone(),
         });
-        if validate_only || changed.meta == stream.meta {
-            return Ok(describe(&changed));
+        let applied = |info| Stamped { info, applied: true };
+        if matches!(mode, Mode::Check) || changed.meta == stream.meta {
+            return Ok(applied(describe(&changed)));
         }
         let op = ControlOp::SetSettings {
             id: stream.meta.id,
             settings: changed.meta.settings(),
+            stamp,
         };
         self.apply_control(&mut snap, &op).await?;
         let info = describe(&changed);
         self.write_streams().insert(name.into(), changed);
-        Ok(info)
+        Ok(applied(info))
     }
 
     /// Grows `name` to `partitions` partitions; `validate_only` changes

@@ -277,6 +277,32 @@ impl StreamSettings {
     }
 }
 
+/// Which of a replicated stream's settings changes is the newest, so that
+/// nodes told of two changes made at the same moment on two nodes all keep
+/// the same one: a counter one above the highest the changing node held,
+/// then that node's id. Unset (zero) on a stream whose settings never
+/// changed through a stamped change (every stream that is not replicated).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SettingsStamp {
+    pub version: u64,
+    pub node: u32,
+}
+
+impl SettingsStamp {
+    pub fn is_unset(&self) -> bool {
+        *self == SettingsStamp::default()
+    }
+
+    /// The stamp of a change node `node` makes after this one (the counter
+    /// saturates; two changes at `u64::MAX` are ordered by node id).
+    pub fn next(self, node: u32) -> SettingsStamp {
+        SettingsStamp {
+            version: self.version.saturating_add(1),
+            node,
+        }
+    }
+}
+
 /// How a compacted stream's runs are tuned (Kafka's topic configs of the
 /// same names); its policy, `delete` and memory stay as created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

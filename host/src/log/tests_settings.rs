@@ -292,3 +292,69 @@ async fn every_change_survives_an_empty_data_dir_on_the_object_wal() {
     assert_eq!(values(&log.read("s", 1, 0, 10, 1 << 20).await.unwrap()), vec!["p1"]);
     log.shutdown().await;
 }
+
+/// Changes of a replicated stream's settings made on different nodes at
+/// the same moment: every node keeps the newest stamp it was told of,
+/// whatever the order they arrive in, so all nodes end alike.
+#[tokio::test]
+async fn stamped_settings_keep_the_newest_change_in_any_order_and_survive_reopen() {
+    let replicated = || meta::StreamConfig {
+        replication: Some(meta::Replication {
+            factor: 3,
+            assignment: vec![vec![1, 2, 3]],
+            min_insync_replicas: None,
+        }),
+        ..meta::StreamConfig::default()
+    };
+    let max = |bytes: u64| meta::SettingsChange {
+        max_message_bytes: Some(Some(bytes)),
+        ..Default::default()
+    };
+    let stamp = |version, node| meta::SettingsStamp { version, node };
+    let changes = [(stamp(1, 1), 1000), (stamp(1, 2), 2000), (stamp(2, 1), 3000)];
+    // Every order of three changes ends with the newest.
+    let orders = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+    for order in orders {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), Options::default()).unwrap();
+        log.create_stream_with("r", 1, replicated()).await.unwrap();
+        assert!(log.stream_meta("r").unwrap().settings_stamp.is_unset());
+        let mut newest = meta::SettingsStamp::default();
+        for i in order {
+            let (s, bytes) = changes[i];
+            let out = log.set_settings_stamped("r", max(bytes), s).await.unwrap();
+            assert_eq!(out.applied, s >= newest, "{order:?}: {s:?} after {newest:?}");
+            newest = newest.max(s);
+            let kept = changes.iter().find(|(c, _)| *c == newest).unwrap().1;
+            assert_eq!(out.info.max_message_bytes, Some(kept), "{order:?}");
+        }
+        // The same change again is a repeat, not a refusal.
+        let again = log.set_settings_stamped("r", max(3000), stamp(2, 1)).await.unwrap();
+        assert!(again.applied);
+        // A newer change that breaks the creation rule changes nothing.
+        let too_many = meta::SettingsChange {
+            min_insync_replicas: Some(Some(4)),
+            ..Default::default()
+        };
+        let e = log.set_settings_stamped("r", too_many, stamp(9, 1)).await.unwrap_err();
+        assert!(matches!(e, LogError::InvalidConfig(_)), "{e}");
+        assert_eq!(log.stream_meta("r").unwrap().settings_stamp, stamp(2, 1));
+        log.shutdown().await;
+        for round in 0..2 {
+            if round == 1 {
+                std::fs::remove_file(meta::snapshot_path(dir.path())).unwrap();
+            }
+            let log = Log::open(dir.path(), Options::default()).unwrap();
+            let m = log.stream_meta("r").unwrap();
+            assert_eq!(
+                (m.max_message_bytes, m.settings_stamp),
+                (Some(3000), stamp(2, 1)),
+                "round {round}"
+            );
+            // Still refused after reopening: an older change.
+            let old = log.set_settings_stamped("r", max(1000), stamp(1, 2)).await.unwrap();
+            assert!(!old.applied);
+            log.shutdown().await;
+        }
+    }
+}

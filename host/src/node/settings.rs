@@ -10,7 +10,10 @@
 //! the call returns. A replicated stream's nodes tier and hold partitions
 //! on their own: new settings or new partitions are set on every other
 //! node, then on this one (a node that missed the change is reported, and
-//! asking again is safe). Records are deleted on a partition's leader; its
+//! asking again is safe). Settings changes are stamped, and every node
+//! keeps the newest it was told of, so changes asked of two nodes at the
+//! same moment end alike everywhere (the asked node of the one not kept
+//! answers `settings_conflict` when it can tell). Records are deleted on a partition's leader; its
 //! followers move their start to the leader's as they fetch.
 //! Pipelines reading or writing a stream that grew restart their tasks, so
 //! they read the new partitions and spread output over them.
@@ -19,9 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use super::Host;
 use super::committed;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::log::StreamInfo;
-use crate::log::meta::{RetentionChange, SettingsChange, StreamSettings};
+use crate::log::meta::{RetentionChange, SettingsChange, SettingsStamp, StreamSettings};
 
 /// New partitions of a replicated stream, as one node tells the others.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -59,6 +62,9 @@ pub struct SettingsSpec {
     /// The stream's creation time: its identity across nodes.
     pub created_ms: u64,
     pub settings: StreamSettings,
+    /// Which change this is: a node keeps the newest it was told of.
+    #[serde(default)]
+    pub stamp: SettingsStamp,
 }
 
 impl Host {
@@ -102,10 +108,12 @@ impl Host {
         if meta.replication.is_none() {
             return Ok(log.set_settings(name, change, false).await?);
         }
+        let node = self.inner.cluster.as_ref().map_or(0, |c| c.node_id());
         let spec = SettingsSpec {
             name: name.into(),
             created_ms: meta.created_ms,
             settings: checked.settings(),
+            stamp: meta.settings_stamp.next(node),
         };
         self.on_every_peer("/internal/streams/settings", &spec, |failed| {
             format!(
@@ -114,18 +122,36 @@ impl Host {
             )
         })
         .await?;
-        Ok(log
-            .set_settings(name, SettingsChange::replace_with(spec.settings), false)
-            .await?)
+        let here = log
+            .set_settings_stamped(name, SettingsChange::replace_with(spec.settings), spec.stamp)
+            .await?;
+        if !here.applied {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                "settings_conflict",
+                format!(
+                    "another change of stream `{name}`'s settings, asked of another node at the same moment, \
+                     is the one every node keeps; this change was not made: read the settings and ask again"
+                ),
+            ));
+        }
+        Ok(here.info)
     }
 
-    /// Sets a replicated stream's settings as another node asked (the same
-    /// settings again are a success).
+    /// Sets a replicated stream's settings as another node asked: the
+    /// newest change a node is told of stays (the same change again is a
+    /// success; an older one changes nothing and answers the stream as it
+    /// is, so the asking node finds out when it sets its own).
     pub async fn set_settings_from_peer(&self, spec: &SettingsSpec) -> Result<StreamInfo, Error> {
         let meta = self.inner.log.stream_meta(&spec.name)?;
         same_stream(&meta, &spec.name, spec.created_ms)?;
         let whole = SettingsChange::replace_with(spec.settings);
-        Ok(self.inner.log.set_settings(&spec.name, whole, false).await?)
+        Ok(self
+            .inner
+            .log
+            .set_settings_stamped(&spec.name, whole, spec.stamp)
+            .await?
+            .info)
     }
 
     /// Grows `name` to `partitions` partitions; `validate_only` checks
