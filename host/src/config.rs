@@ -411,6 +411,9 @@ impl Settings {
             if c.peer_timeout < Duration::from_millis(10) || c.acks_timeout < Duration::from_millis(10) {
                 return bad("cluster.peer_timeout and cluster.acks_timeout must be at least 10ms".into());
             }
+            if c.settings_sync < Duration::from_millis(100) {
+                return bad("cluster.settings_sync must be at least 100ms".into());
+            }
         }
         Ok(())
     }

@@ -58,6 +58,11 @@ pub struct ClusterSettings {
     /// Kafka clients create only replicated topics in a cluster (factor 1
     /// included: one node holds it), so every node knows them.
     pub default_replication_factor: Option<u32>,
+    /// How often a node asks the others for the newest settings of the
+    /// replicated streams they hold, and takes any newer than its own (a
+    /// change it missed while down or cut off). At least 100ms.
+    #[serde(with = "humantime_serde")]
+    pub settings_sync: Duration,
 }
 
 impl Default for ClusterSettings {
@@ -75,6 +80,7 @@ impl Default for ClusterSettings {
             fetch_failures_max: 8,
             min_insync_replicas: 2,
             default_replication_factor: None,
+            settings_sync: Duration::from_secs(30),
         }
     }
 }

@@ -103,6 +103,7 @@ fn cluster_section_is_parsed_and_checked() {
     s.validate().unwrap();
     let c = s.cluster.as_ref().unwrap();
     assert_eq!(c.replica_lag_max, Duration::from_secs(2));
+    assert_eq!(c.settings_sync, Duration::from_secs(30), "the documented default");
     let peers = c.peers("http").unwrap();
     assert_eq!(peers[&1], "http://127.0.0.1:8081");
     assert_eq!(peers[&2], "http://127.0.0.1:8082");
@@ -142,6 +143,11 @@ fn cluster_section_is_parsed_and_checked() {
         r#"[cluster]
         node_id = 1
         nodes = { "1" = "127.0.0.1:8081" }"#,
+        r#"[cluster]
+        node_id = 1
+        secret = "s"
+        nodes = { "1" = "127.0.0.1:8081" }
+        settings_sync = "10ms""#,
         r#"auth_token = "same"
         [cluster]
         node_id = 1

@@ -465,9 +465,42 @@ async fn a_topics_own_min_insync_replicas_is_kept_on_every_node_and_enforced() {
     );
     assert_eq!(write_all(&cluster.node(up).kafka(), "loose")["offset"], 0);
 
+    // A change asked while a node is down is made on the nodes that are
+    // up (the answer names the one down) and reaches it once it is back.
+    let day = json!(86_400_000);
+    let resp = cluster
+        .client
+        .patch(cluster.node(up).url("/streams/loose"))
+        .json(&json!({"retention_ms": day}))
+        .send()
+        .await
+        .expect("PATCH");
+    let body = support::expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, "replica_unavailable").await;
+    assert!(body.to_string().contains(&format!("node {down}")), "{body}");
+    for id in NODES.into_iter().filter(|id| *id != down) {
+        assert_eq!(
+            named_stream_of(&cluster, id, "loose").await["retention_ms"],
+            day,
+            "node {id}"
+        );
+    }
+
     // Back up, the topic's minimum changes on every node, over Kafka and
     // over HTTP, and is enforced at its new value.
     cluster.node_mut(down).restart().await;
+    wait_for(
+        "the change it missed on the node that was down",
+        Duration::from_secs(20),
+        || async {
+            let s = named_stream_of(&cluster, down, "loose").await;
+            if s["retention_ms"] == day {
+                Ok(())
+            } else {
+                Err(s.to_string())
+            }
+        },
+    )
+    .await;
     let alter = |set: Value| {
         py(
             "confluent",

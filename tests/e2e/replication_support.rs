@@ -81,6 +81,7 @@ replication_max_bytes = "{replication_max_bytes}"
 replica_lag_max = "3s"
 acks_timeout = "20s"
 fetch_wait = "200ms"
+settings_sync = "1s"
 "#,
         p1 = ports[0],
         p2 = ports[1],

@@ -16,7 +16,7 @@ use super::extract::{Body, Path};
 use super::wire::StreamOut;
 use crate::error::Error;
 use crate::node::{ElectionKind, FetchRequest, LeaderChange, PartitionRef, PartitionState, RawReadRequest};
-use crate::node::{Host, PartitionsSpec, SettingsSpec, StreamSpec};
+use crate::node::{Host, PartitionsSpec, SettingsSpec, StampedSettings, StreamSpec};
 
 type Res<T> = Result<T, ApiError>;
 
@@ -121,6 +121,21 @@ pub async fn create_stream(State(host): State<Host>, Body(body): Body) -> Res<Js
 pub async fn set_settings(State(host): State<Host>, Body(body): Body) -> Res<Json<StreamOut>> {
     let spec: SettingsSpec = json(body, "stream settings")?;
     Ok(Json(host.set_settings_from_peer(&spec).await?.into()))
+}
+
+/// The stamped settings of the replicated streams here (internal)
+///
+/// Every node asks every other for them each `[cluster] settings_sync`,
+/// and takes the settings of a stream stamped newer than its own (a
+/// change it missed). The body is ignored.
+#[utoipa::path(post, path = "/internal/streams/settings/stamped", tag = "cluster",
+    responses(
+        (status = 200, description = "Each replicated stream whose settings changed: its settings and their stamp",
+            body = StampedSettings),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ))]
+pub async fn stamped_settings(State(host): State<Host>) -> Json<StampedSettings> {
+    Json(host.stamped_settings())
 }
 
 /// Add partitions to a replicated stream here (internal)

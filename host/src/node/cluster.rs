@@ -232,12 +232,7 @@ impl Host {
             return Vec::new();
         };
         let timeout = cluster.settings().peer_timeout;
-        let others: Vec<u32> = cluster
-            .peers()
-            .keys()
-            .copied()
-            .filter(|n| *n != cluster.node_id())
-            .collect();
+        let others = cluster.peer_ids();
         let calls = others
             .iter()
             .map(|n| cluster.post_capped(*n, path, body, 64 * 1024, timeout));

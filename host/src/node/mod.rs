@@ -56,6 +56,7 @@ mod pipelines;
 mod plugins;
 mod readiness;
 mod settings;
+mod settings_sync;
 mod storage;
 mod streams;
 #[cfg(test)]
@@ -79,6 +80,7 @@ pub use groups::{GroupError, GroupOpError, GroupView, JoinRequest, ResetTo, Sync
 pub use offsets::{TierOffsets, TimeOffset};
 pub use readiness::Readiness;
 pub use settings::{PartitionsSpec, SettingsSpec};
+pub use settings_sync::StampedSettings;
 pub use views::{ViewInfo, ViewSpec};
 
 /// How much one read may return.
@@ -136,6 +138,9 @@ struct Inner {
     tls_reload: Option<tokio::task::JoinHandle<()>>,
     /// Request bytes being read and decoded (`max_in_flight_bytes`).
     in_flight: in_flight::Budget,
+    /// The task that takes stream settings this node missed from the
+    /// others (`settings_sync.rs`; none without peers).
+    settings_sync: std::sync::OnceLock<tokio::task::JoinHandle<()>>,
 }
 
 type TimeIndexes = std::collections::HashMap<(u32, u32), Arc<tokio::sync::Mutex<time_index::TimeIndex>>>;
@@ -222,7 +227,7 @@ impl Host {
             let every = settings.tls.reload_every();
             tls_reload::spawn(t, every, cluster.clone(), stopping.subscribe())
         });
-        Ok(Host {
+        let host = Host {
             inner: Arc::new(Inner {
                 settings,
                 log,
@@ -241,8 +246,18 @@ impl Host {
                 tls,
                 tls_reload,
                 in_flight: in_flight::Budget::new(in_flight_bytes),
+                settings_sync: std::sync::OnceLock::new(),
             }),
-        })
+        };
+        if let Some(c) = host.inner.settings.cluster_with_peers() {
+            let task = settings_sync::spawn(
+                Arc::downgrade(&host.inner),
+                c.settings_sync,
+                host.inner.stopping.subscribe(),
+            );
+            let _ = host.inner.settings_sync.set(task);
+        }
+        Ok(host)
     }
 
     pub fn settings(&self) -> &Settings {
@@ -369,6 +384,9 @@ impl Host {
             t.abort();
         }
         if let Some(t) = &self.inner.tls_reload {
+            t.abort();
+        }
+        if let Some(t) = self.inner.settings_sync.get() {
             t.abort();
         }
         self.inner.pipelines.stop_all().await;

@@ -13,8 +13,10 @@
 //! asking again is safe). Settings changes are stamped, and every node
 //! keeps the newest it was told of, so changes asked of two nodes at the
 //! same moment end alike everywhere (the asked node of the one not kept
-//! answers `settings_conflict` when it can tell). Records are deleted on a partition's leader; its
-//! followers move their start to the leader's as they fetch.
+//! answers `settings_conflict` when it can tell), and a node that missed
+//! one takes it from the others (`settings_sync.rs`). Records are deleted
+//! on a partition's leader; its followers move their start to the
+//! leader's as they fetch.
 //! Pipelines reading or writing a stream that grew restart their tasks, so
 //! they read the new partitions and spread output over them.
 
@@ -87,8 +89,9 @@ impl Host {
     /// made together; `validate_only` checks without changing anything.
     /// Answers the stream as it is (or would be) afterwards. A replicated
     /// stream's settings are set on every other node first, then here
-    /// (`replica_unavailable` when a node did not take them: ask again
-    /// once every node is up).
+    /// (`replica_unavailable` when a node did not take them: it takes them
+    /// from the others once it is up; `settings_conflict` when a change
+    /// asked of another node at the same moment is the one kept).
     pub async fn set_settings(
         &self,
         name: &str,
@@ -115,13 +118,7 @@ impl Host {
             settings: checked.settings(),
             stamp: meta.settings_stamp.next(node),
         };
-        self.on_every_peer("/internal/streams/settings", &spec, |failed| {
-            format!(
-                "the settings of stream `{name}` were not changed on every node ({failed}); nodes that answered \
-                 have the change, this one does not: ask again once all nodes are up"
-            )
-        })
-        .await?;
+        let failed = self.on_peers("/internal/streams/settings", &spec).await;
         let here = log
             .set_settings_stamped(name, SettingsChange::replace_with(spec.settings), spec.stamp)
             .await?;
@@ -134,6 +131,15 @@ impl Host {
                      is the one every node keeps; this change was not made: read the settings and ask again"
                 ),
             ));
+        }
+        if !failed.is_empty() {
+            let failed: Vec<String> = failed.iter().map(|(n, e)| format!("node {n}: {e}")).collect();
+            return Err(super::cluster::replica_unavailable(format!(
+                "the settings of stream `{name}` were changed here and on the nodes that answered, not on every \
+                 node ({}); the others take the change from them once they are up (within `[cluster] \
+                 settings_sync`)",
+                failed.join("; ")
+            )));
         }
         Ok(here.info)
     }
