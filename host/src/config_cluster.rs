@@ -58,9 +58,10 @@ pub struct ClusterSettings {
     /// Kafka clients create only replicated topics in a cluster (factor 1
     /// included: one node holds it), so every node knows them.
     pub default_replication_factor: Option<u32>,
-    /// How often a node asks the others for the newest settings of the
-    /// replicated streams they hold, and takes any newer than its own (a
-    /// change it missed while down or cut off). At least 100ms.
+    /// How often a node tells the others what it holds of its replicated
+    /// streams and takes what they hold newer: settings stamped newer,
+    /// partitions beyond its count (changes it missed while down or cut
+    /// off). At least 100ms.
     #[serde(with = "humantime_serde")]
     pub settings_sync: Duration,
 }

@@ -477,11 +477,20 @@ async fn a_topics_own_min_insync_replicas_is_kept_on_every_node_and_enforced() {
         .expect("PATCH");
     let body = support::expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, "replica_unavailable").await;
     assert!(body.to_string().contains(&format!("node {down}")), "{body}");
+    let resp = cluster
+        .client
+        .patch(cluster.node(up).url("/streams/loose"))
+        .json(&json!({"partitions": 2}))
+        .send()
+        .await
+        .expect("PATCH");
+    support::expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, "replica_unavailable").await;
     for id in NODES.into_iter().filter(|id| *id != down) {
+        let s = named_stream_of(&cluster, id, "loose").await;
         assert_eq!(
-            named_stream_of(&cluster, id, "loose").await["retention_ms"],
-            day,
-            "node {id}"
+            (&s["retention_ms"], s["partitions"].as_array().map(Vec::len)),
+            (&day, Some(2)),
+            "node {id}: {s}"
         );
     }
 
@@ -493,7 +502,7 @@ async fn a_topics_own_min_insync_replicas_is_kept_on_every_node_and_enforced() {
         Duration::from_secs(20),
         || async {
             let s = named_stream_of(&cluster, down, "loose").await;
-            if s["retention_ms"] == day {
+            if s["retention_ms"] == day && s["partitions"].as_array().map(Vec::len) == Some(2) {
                 Ok(())
             } else {
                 Err(s.to_string())

@@ -16,7 +16,7 @@ use super::extract::{Body, Path};
 use super::wire::StreamOut;
 use crate::error::Error;
 use crate::node::{ElectionKind, FetchRequest, LeaderChange, PartitionRef, PartitionState, RawReadRequest};
-use crate::node::{Host, PartitionsSpec, SettingsSpec, StampedSettings, StreamSpec};
+use crate::node::{Host, PartitionsSpec, SettingsSpec, StreamSpec, SyncAnswer, SyncAsk};
 
 type Res<T> = Result<T, ApiError>;
 
@@ -123,19 +123,21 @@ pub async fn set_settings(State(host): State<Host>, Body(body): Body) -> Res<Jso
     Ok(Json(host.set_settings_from_peer(&spec).await?.into()))
 }
 
-/// The stamped settings of the replicated streams here (internal)
+/// What this node holds newer of another's replicated streams (internal)
 ///
-/// Every node asks every other for them each `[cluster] settings_sync`,
-/// and takes the settings of a stream stamped newer than its own (a
-/// change it missed). The body is ignored.
-#[utoipa::path(post, path = "/internal/streams/settings/stamped", tag = "cluster",
+/// Every node tells every other what it holds of its replicated streams
+/// each `[cluster] settings_sync`, and takes what they answer: settings
+/// stamped newer than its own and partitions beyond its count (changes it
+/// missed while down or cut off).
+#[utoipa::path(post, path = "/internal/streams/sync", tag = "cluster", request_body = SyncAsk,
     responses(
-        (status = 200, description = "Each replicated stream whose settings changed: its settings and their stamp",
-            body = StampedSettings),
+        (status = 200, description = "Newer settings, and more partitions with their replicas", body = SyncAnswer),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
     ))]
-pub async fn stamped_settings(State(host): State<Host>) -> Json<StampedSettings> {
-    Json(host.stamped_settings())
+pub async fn sync_streams(State(host): State<Host>, Body(body): Body) -> Res<Json<SyncAnswer>> {
+    let ask: SyncAsk = json(body, "sync request")?;
+    Ok(Json(host.sync_answer(&ask)))
 }
 
 /// Add partitions to a replicated stream here (internal)

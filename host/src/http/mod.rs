@@ -104,7 +104,7 @@ pub(crate) fn api() -> OpenApiRouter<Host> {
         .routes(routes!(c::create_stream))
         .routes(routes!(c::delete_stream))
         .routes(routes!(c::set_settings))
-        .routes(routes!(c::stamped_settings))
+        .routes(routes!(c::sync_streams))
         .routes(routes!(c::add_partitions))
         .routes(routes!(c::partition_state))
         .routes(routes!(c::apply_leader))

@@ -205,26 +205,6 @@ impl Host {
         (peers.saturating_sub(absent + failed.len()), failed)
     }
 
-    /// [`Host::on_peers`], failing with `replica_unavailable` and the
-    /// message `say` makes of the failures when any node failed.
-    pub(super) async fn on_every_peer<T: Serialize + Sync>(
-        &self,
-        path: &str,
-        body: &T,
-        say: impl FnOnce(&str) -> String,
-    ) -> Result<(), Error> {
-        let failed: Vec<String> = self
-            .on_peers(path, body)
-            .await
-            .into_iter()
-            .map(|(n, e)| format!("node {n}: {e}"))
-            .collect();
-        if failed.is_empty() {
-            return Ok(());
-        }
-        Err(replica_unavailable(say(&failed.join("; "))))
-    }
-
     /// Posts `body` to `path` on every other node of the cluster at once
     /// (none without a cluster); the nodes that failed, and why.
     pub(super) async fn on_peers<T: Serialize + Sync>(&self, path: &str, body: &T) -> Vec<(u32, ClusterError)> {

@@ -80,7 +80,7 @@ pub use groups::{GroupError, GroupOpError, GroupView, JoinRequest, ResetTo, Sync
 pub use offsets::{TierOffsets, TimeOffset};
 pub use readiness::Readiness;
 pub use settings::{PartitionsSpec, SettingsSpec};
-pub use settings_sync::StampedSettings;
+pub use settings_sync::{SyncAnswer, SyncAsk};
 pub use views::{ViewInfo, ViewSpec};
 
 /// How much one read may return.

@@ -55,6 +55,18 @@ fn same_stream(meta: &crate::log::meta::StreamMeta, name: &str, created_ms: u64)
     .into())
 }
 
+/// A change of a replicated stream made here and on the nodes that
+/// answered, not on `failed`: they take it from the others once they are
+/// up (`settings_sync.rs`).
+fn not_everywhere(failed: &[(u32, crate::cluster::ClusterError)], done: String) -> Error {
+    let failed: Vec<String> = failed.iter().map(|(n, e)| format!("node {n}: {e}")).collect();
+    super::cluster::replica_unavailable(format!(
+        "{done} here and on the nodes that answered, not on every node ({}); the others take the change \
+         from them once they are up (within `[cluster] settings_sync`)",
+        failed.join("; ")
+    ))
+}
+
 /// A replicated stream's settings after a change, as one node tells the
 /// others.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -133,13 +145,10 @@ impl Host {
             ));
         }
         if !failed.is_empty() {
-            let failed: Vec<String> = failed.iter().map(|(n, e)| format!("node {n}: {e}")).collect();
-            return Err(super::cluster::replica_unavailable(format!(
-                "the settings of stream `{name}` were changed here and on the nodes that answered, not on every \
-                 node ({}); the others take the change from them once they are up (within `[cluster] \
-                 settings_sync`)",
-                failed.join("; ")
-            )));
+            return Err(not_everywhere(
+                &failed,
+                format!("the settings of stream `{name}` were changed"),
+            ));
         }
         Ok(here.info)
     }
@@ -171,7 +180,8 @@ impl Host {
     /// on the replicas `assignment` lists (one list per new partition, its
     /// first replica leading; `None`: round-robin, as at creation), on
     /// every other node first, then here (`replica_unavailable` when a
-    /// node did not take them: ask again once every node is up).
+    /// node did not take them: it takes them from the others once it is
+    /// up).
     pub async fn add_partitions_assigned(
         &self,
         name: &str,
@@ -213,14 +223,15 @@ impl Host {
             partitions,
             assignment: added,
         };
-        self.on_every_peer("/internal/streams/partitions", &spec, |failed| {
-            format!(
-                "stream `{name}` did not grow to {partitions} partitions on every node ({failed}); nodes that \
-                 answered have them, this one does not: ask again once all nodes are up"
-            )
-        })
-        .await?;
-        self.add_partitions_from_peer(&spec).await
+        let failed = self.on_peers("/internal/streams/partitions", &spec).await;
+        let info = self.add_partitions_from_peer(&spec).await?;
+        if !failed.is_empty() {
+            return Err(not_everywhere(
+                &failed,
+                format!("stream `{name}` grew to {partitions} partitions"),
+            ));
+        }
+        Ok(info)
     }
 
     /// Adds a replicated stream's partitions as another node asked (the

@@ -1,107 +1,174 @@
-//! Settings sync: a node that missed a change of a replicated stream's
-//! settings (it was down or cut off when the change was asked) takes it
-//! from a node that has it. Every `[cluster] settings_sync` each node asks
-//! every other for the stamped settings of the replicated streams it
-//! holds, and applies those stamped newer than its own for the same stream
-//! (same name and creation time). Stamps order changes
-//! ([`crate::log::meta::SettingsStamp`]), so taking a change twice, or from
-//! two nodes, changes nothing more, and no node goes back to an older one.
-//! A peer that does not answer (or runs a build without the route) is
-//! skipped until the next round.
+//! Stream sync: a node that missed a change of a replicated stream (it was
+//! down or cut off when the change was asked) takes it from a node that
+//! has it. Every `[cluster] settings_sync` each node tells every other what
+//! it holds of its replicated streams (name, creation time, partition
+//! count, settings stamp), and each answers what it holds newer of the
+//! same streams: settings stamped newer ([`crate::log::meta::SettingsStamp`]
+//! orders changes, so no node goes back to an older one), and partitions
+//! beyond the asker's count with their replicas (a count only grows). The
+//! asker applies them as a change from a peer, so taking one twice, or
+//! from two nodes, changes nothing more. A peer that does not answer (or
+//! runs a build without the route) is skipped until the next round.
+//! Creating and deleting streams are not synced: a create some node did
+//! not take is taken back, and a delete is asked again.
 
 use std::sync::Weak;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::settings::SettingsSpec;
+use super::settings::{PartitionsSpec, SettingsSpec};
 use super::{Host, Inner};
+use crate::log::meta::SettingsStamp;
 
-/// The internal route that answers a node's [`StampedSettings`].
-pub(crate) const ROUTE: &str = "/internal/streams/settings/stamped";
+/// The internal route that answers a [`SyncAsk`].
+pub(crate) const ROUTE: &str = "/internal/streams/sync";
 
-/// Largest answer read from a peer (an entry is well under 1 KiB; a node
-/// holds at most `max_streams` streams).
+/// Largest answer read from a peer.
 const ANSWER_CAP: usize = 32 * 1024 * 1024;
 
-/// The settings of a node's replicated streams that changed by a stamped
-/// change, as another node asks for them.
+/// What a node holds of its replicated streams, as it asks another.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct StampedSettings {
-    pub streams: Vec<SettingsSpec>,
+#[serde(deny_unknown_fields)]
+pub struct SyncAsk {
+    pub streams: Vec<HeldStream>,
+}
+
+/// One replicated stream as the asking node holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeldStream {
+    pub name: String,
+    /// The stream's creation time: its identity across nodes.
+    pub created_ms: u64,
+    pub partitions: u32,
+    #[serde(default)]
+    pub stamp: SettingsStamp,
+}
+
+/// What the answering node holds newer of the streams asked about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SyncAnswer {
+    /// Settings stamped newer than the asker's.
+    pub settings: Vec<SettingsSpec>,
+    /// Partitions beyond the asker's count, with their replicas.
+    pub partitions: Vec<PartitionsSpec>,
 }
 
 impl Host {
-    /// Every replicated stream here whose settings changed by a stamped
-    /// change: its settings and their stamp.
-    pub fn stamped_settings(&self) -> StampedSettings {
+    /// What this node holds of its replicated streams, to ask another.
+    fn held_streams(&self) -> SyncAsk {
         let log = &self.inner.log;
-        let mut streams: Vec<SettingsSpec> = log
+        let streams = log
             .stream_names()
             .into_iter()
             .filter_map(|name| {
                 let m = log.stream_meta(&name).ok()?;
-                (m.replication.is_some() && !m.settings_stamp.is_unset()).then(|| SettingsSpec {
+                m.replication.as_ref()?;
+                Some(HeldStream {
                     created_ms: m.created_ms,
-                    settings: m.settings(),
+                    partitions: m.partitions,
                     stamp: m.settings_stamp,
                     name,
                 })
             })
             .collect();
-        streams.sort_by(|a, b| a.name.cmp(&b.name));
-        StampedSettings { streams }
+        SyncAsk { streams }
     }
 
-    /// One round of the sync: asks every other node for its stamped
-    /// settings and takes those newer than this node's. Answers how many
-    /// streams' settings changed here.
-    pub async fn sync_settings(&self) -> usize {
+    /// What this node holds newer than `ask` of the same replicated
+    /// streams (another node's round of the sync).
+    pub fn sync_answer(&self, ask: &SyncAsk) -> SyncAnswer {
+        let mut answer = SyncAnswer::default();
+        for held in &ask.streams {
+            let Ok(m) = self.inner.log.stream_meta(&held.name) else {
+                continue;
+            };
+            let Some(r) = m.replication.as_ref().filter(|_| m.created_ms == held.created_ms) else {
+                continue;
+            };
+            if m.settings_stamp > held.stamp {
+                answer.settings.push(SettingsSpec {
+                    name: held.name.clone(),
+                    created_ms: m.created_ms,
+                    settings: m.settings(),
+                    stamp: m.settings_stamp,
+                });
+            }
+            if m.partitions > held.partitions
+                && let Some(added) = r.assignment.get(held.partitions as usize..)
+            {
+                answer.partitions.push(PartitionsSpec {
+                    name: held.name.clone(),
+                    created_ms: m.created_ms,
+                    partitions: m.partitions,
+                    assignment: added.to_vec(),
+                });
+            }
+        }
+        answer
+    }
+
+    /// One round of the sync: tells every other node what this one holds
+    /// and takes what they hold newer. Answers how many changes were
+    /// taken.
+    pub async fn sync_streams(&self) -> usize {
         let Some(cluster) = &self.inner.cluster else {
             return 0;
         };
         let timeout = cluster.settings().peer_timeout;
         let others = cluster.peer_ids();
-        let ask = serde_json::json!({});
+        let ask = self.held_streams();
+        if ask.streams.is_empty() {
+            return 0;
+        }
         let calls = others
             .iter()
             .map(|n| cluster.post_capped(*n, ROUTE, &ask, ANSWER_CAP, timeout));
         let answers = futures::future::join_all(calls).await;
         let mut taken = 0;
         for (node, answer) in others.into_iter().zip(answers) {
-            let theirs = match answer.map(|b| serde_json::from_slice::<StampedSettings>(&b)) {
+            let theirs = match answer.map(|b| serde_json::from_slice::<SyncAnswer>(&b)) {
                 Ok(Ok(theirs)) => theirs,
                 Ok(Err(e)) => {
-                    tracing::warn!(node, error = %e, "cluster: a node's stamped settings did not parse");
+                    tracing::warn!(node, error = %e, "cluster: a node's sync answer did not parse");
                     continue;
                 }
                 Err(e) => {
-                    tracing::debug!(node, error = %e, "cluster: no stamped settings from a node this round");
+                    tracing::debug!(node, error = %e, "cluster: no sync answer from a node this round");
                     continue;
                 }
             };
-            for spec in theirs.streams {
-                let Ok(mine) = self.inner.log.stream_meta(&spec.name) else {
-                    continue;
-                };
-                if mine.created_ms != spec.created_ms || mine.replication.is_none() || spec.stamp <= mine.settings_stamp
-                {
-                    continue;
-                }
-                match self.set_settings_from_peer(&spec).await {
-                    Ok(_) => {
-                        taken += 1;
-                        tracing::info!(stream = %spec.name, from = node, version = spec.stamp.version,
-                            "cluster: took a stream's newer settings from another node (a change this node missed)");
-                    }
-                    Err(e) => {
-                        tracing::warn!(stream = %spec.name, from = node, error = %e,
-                            "cluster: could not take a stream's newer settings from another node");
-                    }
-                }
+            for spec in theirs.partitions {
+                let took = self.add_partitions_from_peer(&spec).await;
+                taken += usize::from(noted(took.map(|_| ()), &spec.name, node, "partitions"));
+            }
+            for spec in theirs.settings {
+                let took = self.set_settings_from_peer(&spec).await;
+                taken += usize::from(noted(took.map(|_| ()), &spec.name, node, "settings"));
             }
         }
         taken
+    }
+}
+
+/// Logs a change taken from `node` (or why it was not); whether it was.
+fn noted(took: Result<(), crate::error::Error>, stream: &str, node: u32, what: &str) -> bool {
+    match took {
+        Ok(()) => {
+            tracing::info!(
+                stream,
+                from = node,
+                what,
+                "cluster: took a change this node missed from another node"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(stream, from = node, what, error = %e,
+                "cluster: could not take a change this node missed from another node");
+            false
+        }
     }
 }
 
@@ -123,7 +190,7 @@ pub(super) fn spawn(
             let Some(inner) = host.upgrade() else {
                 return;
             };
-            Host { inner }.sync_settings().await;
+            Host { inner }.sync_streams().await;
         }
     })
 }
