@@ -60,8 +60,8 @@ pub struct ClusterSettings {
     pub default_replication_factor: Option<u32>,
     /// How often a node tells the others what it holds of its replicated
     /// streams and takes what they hold newer: settings stamped newer,
-    /// partitions beyond its count (changes it missed while down or cut
-    /// off). At least 100ms.
+    /// partitions beyond its count, deletes (changes it missed while down
+    /// or cut off). At least 100ms.
     #[serde(with = "humantime_serde")]
     pub settings_sync: Duration,
 }

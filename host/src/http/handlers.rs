@@ -217,9 +217,9 @@ pub async fn compaction_status(State(host): State<Host>, Path(name): Path<String
 /// each group's reset position. If the offsets could not be deleted, the
 /// stream is gone and the error says so; deleting it again (answered
 /// `stream_not_found`) deletes them. In a cluster, a replicated stream is
-/// deleted on every node; a node that is down keeps its copy (503
-/// `replica_unavailable`), and deleting again from any node, once it is
-/// back, deletes that copy.
+/// deleted on every node; a node that is down (503
+/// `replica_unavailable`) deletes its copy once it is back, within
+/// `[cluster] settings_sync`, and deleting again from any node makes sure.
 #[utoipa::path(delete, path = "/streams/{name}", tag = "streams",
     params(("name" = String, Path, description = "Stream name")),
     responses(

@@ -127,17 +127,17 @@ pub async fn set_settings(State(host): State<Host>, Body(body): Body) -> Res<Jso
 ///
 /// Every node tells every other what it holds of its replicated streams
 /// each `[cluster] settings_sync`, and takes what they answer: settings
-/// stamped newer than its own and partitions beyond its count (changes it
-/// missed while down or cut off).
+/// stamped newer than its own, partitions beyond its count, and which of
+/// its streams they deleted (changes it missed while down or cut off).
 #[utoipa::path(post, path = "/internal/streams/sync", tag = "cluster", request_body = SyncAsk,
     responses(
-        (status = 200, description = "Newer settings, and more partitions with their replicas", body = SyncAnswer),
+        (status = 200, description = "Newer settings, more partitions with their replicas, streams deleted", body = SyncAnswer),
         (status = 400, description = "`invalid_request`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
     ))]
 pub async fn sync_streams(State(host): State<Host>, Body(body): Body) -> Res<Json<SyncAnswer>> {
     let ask: SyncAsk = json(body, "sync request")?;
-    Ok(Json(host.sync_answer(&ask)))
+    Ok(Json(host.sync_answer(&ask).await))
 }
 
 /// Add partitions to a replicated stream here (internal)

@@ -234,6 +234,21 @@ pub struct Snapshot {
     /// Views by name.
     #[serde(default)]
     pub views: BTreeMap<String, ViewMeta>,
+    /// Replicated streams deleted here, oldest first (at most
+    /// [`DELETED_KEPT`]), so a node that missed the delete can be told.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted: Vec<DeletedStream>,
+}
+
+/// How many deleted replicated streams a node remembers.
+pub const DELETED_KEPT: usize = 10_000;
+
+/// A replicated stream that was deleted: its name and creation time (its
+/// identity across nodes).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeletedStream {
+    pub name: String,
+    pub created_ms: u64,
 }
 
 fn first_id() -> u32 {
@@ -263,6 +278,7 @@ impl Snapshot {
             leadership: BTreeMap::new(),
             producers: Vec::new(),
             views: BTreeMap::new(),
+            deleted: Vec::new(),
         }
     }
 
@@ -330,7 +346,14 @@ impl Snapshot {
                 }
             }
             ControlOp::DeleteStream { id } => {
-                self.streams.remove(id);
+                if let Some(m) = self.streams.remove(id).filter(|m| m.replication.is_some()) {
+                    self.deleted.push(DeletedStream {
+                        name: m.name,
+                        created_ms: m.created_ms,
+                    });
+                    let over = self.deleted.len().saturating_sub(DELETED_KEPT);
+                    self.deleted.drain(..over);
+                }
                 self.marks.remove(id);
                 self.leadership.remove(id);
                 if !self.purge.contains(id) {

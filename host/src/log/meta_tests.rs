@@ -204,3 +204,48 @@ fn settings_entries_decode_as_documented_and_apply() {
     assert_eq!(m.max_message_bytes, Some(2000), "a retention entry leaves the rest");
     assert_eq!(m.settings_stamp, stamp, "and the stamp");
 }
+
+/// Deleting a replicated stream leaves its name and creation time in the
+/// snapshot (at most `DELETED_KEPT`, the oldest dropped first), so a node
+/// that missed the delete can be told; a stream of this node alone leaves
+/// nothing.
+#[test]
+fn deleted_replicated_streams_are_remembered_within_a_bound() {
+    let mut s = Snapshot::new();
+    let stream = |id: u32, replicated: bool| StreamMeta {
+        id,
+        name: format!("s{id}"),
+        partitions: 1,
+        created_ms: u64::from(id) * 10,
+        retention: Retention::default(),
+        compaction: None,
+        replication: replicated.then(|| Replication {
+            factor: 3,
+            assignment: vec![vec![1, 2, 3]],
+            min_insync_replicas: None,
+        }),
+        max_message_bytes: None,
+        settings_stamp: SettingsStamp::default(),
+    };
+    let mut lsn = 0;
+    let mut apply = |s: &mut Snapshot, op: ControlOp| {
+        lsn += 1;
+        s.apply(lsn, &op);
+    };
+    apply(&mut s, ControlOp::CreateStream(stream(1, false)));
+    apply(&mut s, ControlOp::DeleteStream { id: 1 });
+    assert!(s.deleted.is_empty(), "a stream of this node alone");
+    let total = DELETED_KEPT as u32 + 2;
+    for id in 2..2 + total {
+        apply(&mut s, ControlOp::CreateStream(stream(id, true)));
+        apply(&mut s, ControlOp::DeleteStream { id });
+    }
+    assert_eq!(s.deleted.len(), DELETED_KEPT);
+    let oldest = DeletedStream {
+        name: "s4".into(),
+        created_ms: 40,
+    };
+    assert_eq!(s.deleted.first(), Some(&oldest), "the two oldest were dropped");
+    let back: Snapshot = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+    assert_eq!(back.deleted, s.deleted);
+}

@@ -138,6 +138,14 @@ impl super::Log {
         Ok(applied(info))
     }
 
+    /// Which of `streams` (name, creation time) were replicated streams
+    /// deleted here (within the last [`meta::DELETED_KEPT`] deletes).
+    pub async fn deleted_of(&self, streams: &[meta::DeletedStream]) -> Vec<meta::DeletedStream> {
+        let snap = self.admin.lock().await;
+        let gone: std::collections::HashSet<&meta::DeletedStream> = snap.deleted.iter().collect();
+        streams.iter().filter(|s| gone.contains(s)).cloned().collect()
+    }
+
     /// Grows `name` to `partitions` partitions; `validate_only` changes
     /// nothing. The new partitions start empty at offset 0.
     pub async fn add_partitions(

@@ -4,13 +4,16 @@
 //! it holds of its replicated streams (name, creation time, partition
 //! count, settings stamp), and each answers what it holds newer of the
 //! same streams: settings stamped newer ([`crate::log::meta::SettingsStamp`]
-//! orders changes, so no node goes back to an older one), and partitions
-//! beyond the asker's count with their replicas (a count only grows). The
-//! asker applies them as a change from a peer, so taking one twice, or
-//! from two nodes, changes nothing more. A peer that does not answer (or
-//! runs a build without the route) is skipped until the next round.
-//! Creating and deleting streams are not synced: a create some node did
-//! not take is taken back, and a delete is asked again.
+//! orders changes, so no node goes back to an older one), partitions
+//! beyond the asker's count with their replicas (a count only grows), and
+//! the streams it deleted (a node remembers the name and creation time of
+//! the last [`crate::log::meta::DELETED_KEPT`] replicated streams it
+//! deleted; a stream it never held is never named, so a missing stream is
+//! no reason to delete). The asker applies them as changes from a peer,
+//! so taking one twice, or from two nodes, changes nothing more. A peer
+//! that does not answer (or runs a build without the route) is skipped
+//! until the next round. Creating streams is not synced: a create some
+//! node did not take is taken back.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -19,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::settings::{PartitionsSpec, SettingsSpec};
 use super::{Host, Inner};
-use crate::log::meta::SettingsStamp;
+use crate::log::meta::{DeletedStream, SettingsStamp};
 
 /// The internal route that answers a [`SyncAsk`].
 pub(crate) const ROUTE: &str = "/internal/streams/sync";
@@ -53,6 +56,9 @@ pub struct SyncAnswer {
     pub settings: Vec<SettingsSpec>,
     /// Partitions beyond the asker's count, with their replicas.
     pub partitions: Vec<PartitionsSpec>,
+    /// Streams the answering node deleted.
+    #[serde(default)]
+    pub deleted: Vec<DeletedStream>,
 }
 
 impl Host {
@@ -78,13 +84,20 @@ impl Host {
 
     /// What this node holds newer than `ask` of the same replicated
     /// streams (another node's round of the sync).
-    pub fn sync_answer(&self, ask: &SyncAsk) -> SyncAnswer {
+    pub async fn sync_answer(&self, ask: &SyncAsk) -> SyncAnswer {
         let mut answer = SyncAnswer::default();
+        let mut not_here = Vec::new();
         for held in &ask.streams {
-            let Ok(m) = self.inner.log.stream_meta(&held.name) else {
-                continue;
-            };
-            let Some(r) = m.replication.as_ref().filter(|_| m.created_ms == held.created_ms) else {
+            let m = self.inner.log.stream_meta(&held.name).ok();
+            let Some((m, r)) = m
+                .as_ref()
+                .filter(|m| m.created_ms == held.created_ms)
+                .and_then(|m| Some((m, m.replication.as_ref()?)))
+            else {
+                not_here.push(DeletedStream {
+                    name: held.name.clone(),
+                    created_ms: held.created_ms,
+                });
                 continue;
             };
             if m.settings_stamp > held.stamp {
@@ -106,6 +119,7 @@ impl Host {
                 });
             }
         }
+        answer.deleted = self.inner.log.deleted_of(&not_here).await;
         answer
     }
 
@@ -139,6 +153,10 @@ impl Host {
                     continue;
                 }
             };
+            for gone in theirs.deleted {
+                let took = self.delete_local(&gone.name, true, Some(gone.created_ms)).await;
+                taken += usize::from(noted(took, &gone.name, node, "delete"));
+            }
             for spec in theirs.partitions {
                 let took = self.add_partitions_from_peer(&spec).await;
                 taken += usize::from(noted(took.map(|_| ()), &spec.name, node, "partitions"));

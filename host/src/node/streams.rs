@@ -216,7 +216,8 @@ impl Host {
             let (_, failed) = self.delete_on_peers(name).await;
             if !failed.is_empty() {
                 return Err(cluster::replica_unavailable(format!(
-                    "stream `{name}` was deleted here but not on every node ({}); delete it again",
+                    "stream `{name}` was deleted here but not on every node ({}); they delete their copies once \
+                     they are up (within `[cluster] settings_sync`), and deleting it again from any node makes sure",
                     failed.join("; ")
                 )));
             }
