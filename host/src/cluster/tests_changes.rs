@@ -266,3 +266,19 @@ fn a_fetch_request_from_another_build_parses() {
     let req: super::wire::FetchRequest = serde_json::from_str(&newer).unwrap();
     assert_eq!(req.log_start, Some(3));
 }
+
+/// Settings changes and the stream sync from a build before stamps (none
+/// given: unset) and from a later one (fields unknown here: ignored).
+#[test]
+fn settings_and_sync_messages_from_another_build_parse() {
+    let older = r#"{"name":"s","created_ms":1,"settings":{"retention":{"ms":5}}}"#;
+    let spec: crate::node::SettingsSpec = serde_json::from_str(older).unwrap();
+    assert!(spec.stamp.is_unset());
+    let newer = r#"{"name":"s","created_ms":1,"settings":{"retention":{"ms":5}},
+        "stamp":{"version":2,"node":3},"something_new":1}"#;
+    let spec: crate::node::SettingsSpec = serde_json::from_str(newer).unwrap();
+    assert_eq!((spec.stamp.version, spec.stamp.node), (2, 3));
+    let ask = r#"{"streams":[{"name":"s","created_ms":1,"partitions":2,"later":[]}],"later":0}"#;
+    let ask: crate::node::SyncAsk = serde_json::from_str(ask).unwrap();
+    assert_eq!((ask.streams[0].partitions, ask.streams[0].stamp.is_unset()), (2, true));
+}

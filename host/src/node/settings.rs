@@ -68,9 +68,9 @@ fn not_everywhere(failed: &[(u32, crate::cluster::ClusterError)], done: String) 
 }
 
 /// A replicated stream's settings after a change, as one node tells the
-/// others.
+/// others. Fields a node does not know are ignored, so a later build may
+/// add some while nodes of both run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct SettingsSpec {
     pub name: String,
     /// The stream's creation time: its identity across nodes.

@@ -30,16 +30,16 @@ pub(crate) const ROUTE: &str = "/internal/streams/sync";
 /// Largest answer read from a peer.
 const ANSWER_CAP: usize = 32 * 1024 * 1024;
 
-/// What a node holds of its replicated streams, as it asks another.
+/// What a node holds of its replicated streams, as it asks another (as
+/// every message of the sync, fields a node does not know are ignored, so
+/// a later build may add some while nodes of both run).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct SyncAsk {
     pub streams: Vec<HeldStream>,
 }
 
 /// One replicated stream as the asking node holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct HeldStream {
     pub name: String,
     /// The stream's creation time: its identity across nodes.
