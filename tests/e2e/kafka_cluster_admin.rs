@@ -510,6 +510,18 @@ async fn a_topics_own_min_insync_replicas_is_kept_on_every_node_and_enforced() {
         },
     )
     .await;
+    let metrics = crate::kafka_support::metrics_text(cluster.node(down)).await;
+    for what in ["settings", "partitions"] {
+        let taken = metrics.lines().any(|l| {
+            l.starts_with("sluice_cluster_sync_changes_total{")
+                && l.contains(&format!("what=\"{what}\""))
+                && l.contains("result=\"ok\"")
+        });
+        assert!(
+            taken,
+            "no {what} taken by the sync in node {down}'s /metrics:\n{metrics}"
+        );
+    }
     let alter = |set: Value| {
         py(
             "confluent",

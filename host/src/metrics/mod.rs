@@ -87,6 +87,10 @@ pub const ISR_SIZE: &str = "sluice_isr_size";
 /// Per cluster peer: 1 when this node's calls found it down (label `node`;
 /// at scrape).
 pub const PEER_DOWN: &str = "sluice_cluster_peer_down";
+/// Changes a node missed that the stream sync took from another node
+/// (labels `what`: `settings`, `partitions`, `delete`; `result`: `ok`, or
+/// `error` when it could not be applied).
+pub const SYNC_CHANGES: &str = "sluice_cluster_sync_changes_total";
 /// Follower fetches that failed (label `stream`).
 pub const REPLICATION_FETCH_ERRORS: &str = "sluice_replication_fetch_errors_total";
 /// Bytes a follower appended from its leader (label `stream`).
@@ -195,6 +199,10 @@ fn describe() {
         TLS_RELOADS,
         "TLS files reloaded after a change (result ok, or error: the last good ones stay in use)"
     );
+    describe_counter!(
+        SYNC_CHANGES,
+        "Changes this node missed, taken from another node by the stream sync (what, result)"
+    );
     describe_counter!(KAFKA_REQUESTS, "Kafka requests answered, by API");
     describe_histogram!(KAFKA_REQUEST_SECONDS, "Time to answer a Kafka request, by API");
     describe_counter!(
@@ -229,6 +237,12 @@ pub fn kafka_connections(delta: i8) {
 pub fn tls_reload(ok: bool) {
     let result = if ok { "ok" } else { "error" };
     metrics::counter!(TLS_RELOADS, "result" => result).increment(1);
+}
+
+/// A change the stream sync took (`what`: settings, partitions, delete).
+pub fn sync_change(what: &'static str, ok: bool) {
+    let result = if ok { "ok" } else { "error" };
+    metrics::counter!(SYNC_CHANGES, "what" => what, "result" => result).increment(1);
 }
 
 /// Fetch sessions opened (`delta` 1) or ended (-1).

@@ -171,7 +171,8 @@ impl Host {
 }
 
 /// Logs a change taken from `node` (or why it was not); whether it was.
-fn noted(took: Result<(), crate::error::Error>, stream: &str, node: u32, what: &str) -> bool {
+fn noted(took: Result<(), crate::error::Error>, stream: &str, node: u32, what: &'static str) -> bool {
+    crate::metrics::sync_change(what, took.is_ok());
     match took {
         Ok(()) => {
             tracing::info!(
