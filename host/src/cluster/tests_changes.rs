@@ -4,7 +4,8 @@
 //! restart, and one that was down follows it when it comes back. A new
 //! retention or new partitions, asked of any node, are set on every node
 //! (new partitions replicated from their own leaders); a node that is down
-//! is reported, and asking again once it is back sets it everywhere.
+//! is reported and takes the change from the others once it is back (the
+//! stream sync), and asking again changes nothing more.
 
 use super::tests::{Node, big, cluster, replicated, restart, stop, wait_until};
 use crate::Host;
@@ -281,4 +282,56 @@ fn settings_and_sync_messages_from_another_build_parse() {
     let ask = r#"{"streams":[{"name":"s","created_ms":1,"partitions":2,"later":[]}],"later":0}"#;
     let ask: crate::node::SyncAsk = serde_json::from_str(ask).unwrap();
     assert_eq!((ask.streams[0].partitions, ask.streams[0].stamp.is_unset()), (2, true));
+}
+
+/// What the stream sync answers another node: newer settings, partitions
+/// beyond its count, and deletes, each only of the same stream (name and
+/// creation time); a stream this node never held, or held at another
+/// creation time, is never answered as deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_answers_only_newer_changes_of_the_same_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, _) = cluster(dir.path(), 3).await;
+    let host = &nodes[1].host;
+    nodes[0].host.create_stream_with("s", 1, replicated(3)).await.unwrap();
+    nodes[0].host.create_stream_with("g", 1, replicated(3)).await.unwrap();
+    let created = |name: &str| host.stream_created_ms(name).unwrap();
+    let (s_at, g_at) = (created("s"), created("g"));
+    let ask = |streams: serde_json::Value| -> crate::node::SyncAsk {
+        serde_json::from_value(serde_json::json!({ "streams": streams })).unwrap()
+    };
+    // Nothing newer than what the asker holds.
+    let same = ask(serde_json::json!([{"name": "g", "created_ms": g_at, "partitions": 1}]));
+    assert_eq!(host.sync_answer(&same).await, crate::node::SyncAnswer::default());
+
+    let hour = RetentionChange {
+        ms: Some(Some(3_600_000)),
+        bytes: None,
+    };
+    nodes[0].host.set_retention("g", hour, false).await.unwrap();
+    nodes[0].host.add_partitions("g", 3, false).await.unwrap();
+    nodes[0].host.delete_stream("s").await.unwrap();
+    let behind = ask(serde_json::json!([
+        {"name": "g", "created_ms": g_at, "partitions": 2},
+        {"name": "s", "created_ms": s_at, "partitions": 1},
+        {"name": "s", "created_ms": s_at + 1, "partitions": 1},
+        {"name": "never", "created_ms": 5, "partitions": 1},
+    ]));
+    let answer = host.sync_answer(&behind).await;
+    assert_eq!(answer.settings.len(), 1, "{answer:?}");
+    assert_eq!(answer.settings[0].settings.retention.ms, Some(3_600_000));
+    let grown = &answer.partitions;
+    assert_eq!(grown.len(), 1, "{answer:?}");
+    assert_eq!((grown[0].partitions, grown[0].assignment.len()), (3, 1));
+    let all = host.describe_stream("g").unwrap().replication.unwrap().assignment;
+    assert_eq!(grown[0].assignment[..], all[2..]);
+    let deleted: Vec<(&str, u64)> = answer.deleted.iter().map(|d| (d.name.as_str(), d.created_ms)).collect();
+    assert_eq!(deleted, vec![("s", s_at)], "only the incarnation this node deleted");
+    // A stamp as new as its own: nothing to take.
+    let stamp = host.log().stream_meta("g").unwrap().settings_stamp;
+    let current = ask(serde_json::json!([{"name": "g", "created_ms": g_at, "partitions": 3, "stamp": stamp}]));
+    assert_eq!(host.sync_answer(&current).await, crate::node::SyncAnswer::default());
+    for n in nodes {
+        stop(n).await;
+    }
 }
