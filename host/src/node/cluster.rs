@@ -105,7 +105,7 @@ impl Host {
     /// nodes that may keep a copy if some could not be asked.
     async fn take_back(&self, spec: &StreamSpec, failed: &[(u32, ClusterError)]) -> Error {
         let name = &spec.name;
-        let why: Vec<String> = failed.iter().map(|(n, e)| format!("node {n}: {e}")).collect();
+        let why = failures(failed);
         let body = serde_json::json!({ "name": name, "replicated_only": true, "created_ms": spec.created_ms });
         // A node whose create was refused at connect, or answered with an
         // error, made no copy; one that timed out may have.
@@ -208,20 +208,30 @@ impl Host {
     /// Posts `body` to `path` on every other node of the cluster at once
     /// (none without a cluster); the nodes that failed, and why.
     pub(super) async fn on_peers<T: Serialize + Sync>(&self, path: &str, body: &T) -> Vec<(u32, ClusterError)> {
+        self.post_to_peers(path, body, 64 * 1024)
+            .await
+            .into_iter()
+            .filter_map(|(n, r)| r.err().map(|e| (n, e)))
+            .collect()
+    }
+
+    /// Posts `body` to `path` on every other node of the cluster at once
+    /// (none without a cluster); each node's answer (at most `cap` bytes)
+    /// or why it failed.
+    pub(super) async fn post_to_peers<T: Serialize + Sync>(
+        &self,
+        path: &str,
+        body: &T,
+        cap: usize,
+    ) -> Vec<(u32, Result<bytes::Bytes, ClusterError>)> {
         let Some(cluster) = &self.inner.cluster else {
             return Vec::new();
         };
         let timeout = cluster.settings().peer_timeout;
         let others = cluster.peer_ids();
-        let calls = others
-            .iter()
-            .map(|n| cluster.post_capped(*n, path, body, 64 * 1024, timeout));
+        let calls = others.iter().map(|n| cluster.post_capped(*n, path, body, cap, timeout));
         let results = futures::future::join_all(calls).await;
-        others
-            .into_iter()
-            .zip(results)
-            .filter_map(|(n, r)| r.err().map(|e| (n, e)))
-            .collect()
+        others.into_iter().zip(results).collect()
     }
 
     /// Appends like [`Host::append`]; with [`Acks::All`] on a replicated
@@ -460,6 +470,11 @@ impl Host {
 
 /// A change that reached some nodes but not all (503 `replica_unavailable`):
 /// `message` says which and what to do.
+/// Each failed node and why, as an error message lists them.
+pub(super) fn failures(failed: &[(u32, ClusterError)]) -> Vec<String> {
+    failed.iter().map(|(n, e)| format!("node {n}: {e}")).collect()
+}
+
 pub(super) fn replica_unavailable(message: String) -> Error {
     Error::new(ErrorKind::Unavailable, "replica_unavailable", message)
 }

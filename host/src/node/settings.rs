@@ -59,7 +59,7 @@ fn same_stream(meta: &crate::log::meta::StreamMeta, name: &str, created_ms: u64)
 /// answered, not on `failed`: they take it from the others once they are
 /// up (`settings_sync.rs`).
 fn not_everywhere(failed: &[(u32, crate::cluster::ClusterError)], done: String) -> Error {
-    let failed: Vec<String> = failed.iter().map(|(n, e)| format!("node {n}: {e}")).collect();
+    let failed = super::cluster::failures(failed);
     super::cluster::replica_unavailable(format!(
         "{done} here and on the nodes that answered, not on every node ({}); the others take the change \
          from them once they are up (within `[cluster] settings_sync`)",

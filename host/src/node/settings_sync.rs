@@ -127,21 +127,12 @@ impl Host {
     /// and takes what they hold newer. Answers how many changes were
     /// taken.
     pub async fn sync_streams(&self) -> usize {
-        let Some(cluster) = &self.inner.cluster else {
-            return 0;
-        };
-        let timeout = cluster.settings().peer_timeout;
-        let others = cluster.peer_ids();
         let ask = self.held_streams();
         if ask.streams.is_empty() {
             return 0;
         }
-        let calls = others
-            .iter()
-            .map(|n| cluster.post_capped(*n, ROUTE, &ask, ANSWER_CAP, timeout));
-        let answers = futures::future::join_all(calls).await;
         let mut taken = 0;
-        for (node, answer) in others.into_iter().zip(answers) {
+        for (node, answer) in self.post_to_peers(ROUTE, &ask, ANSWER_CAP).await {
             let theirs = match answer.map(|b| serde_json::from_slice::<SyncAnswer>(&b)) {
                 Ok(Ok(theirs)) => theirs,
                 Ok(Err(e)) => {
