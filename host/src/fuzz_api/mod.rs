@@ -486,5 +486,8 @@ pub fn wire_batch(data: &[u8]) {
     }
 }
 
+mod kafka_handle;
+pub use kafka_handle::{Harness as KafkaHarness, Seen as KafkaSeen, kafka_handle};
+
 #[cfg(test)]
 mod tests;

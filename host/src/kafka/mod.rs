@@ -29,6 +29,8 @@ mod conn;
 pub(crate) mod dispatch;
 mod encode;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod harness;
 pub(crate) mod legacy;
 mod scram;
 mod splice;
@@ -49,6 +51,30 @@ pub(crate) struct Ctx {
     fetch_sessions: apis::fetch_session::FetchSessions,
     /// Topic ids to names (`apis::topic_ids`).
     topic_ids: apis::topic_ids::TopicIds,
+}
+
+impl Ctx {
+    /// A listener's shared context, with a fetch cache of
+    /// `fetch_cache_bytes` (0: none).
+    fn new(host: &Host, fetch_cache_bytes: u64) -> Result<Ctx, Error> {
+        let settings = host.settings();
+        Ok(Ctx {
+            node_id: settings
+                .cluster
+                .as_ref()
+                .map_or(0, |c| i32::try_from(c.node_id).unwrap_or(i32::MAX)),
+            max_frame: usize::try_from(settings.kafka_max_frame_bytes.as_u64()).unwrap_or(usize::MAX),
+            idle: settings.kafka_idle_timeout,
+            cache: cache::FetchCache::new(usize::try_from(fetch_cache_bytes).unwrap_or(usize::MAX)),
+            scram: match &settings.auth_token {
+                Some(token) => scram::credentials_for(token).map_err(Error::invalid)?,
+                None => Vec::new(),
+            },
+            fetch_sessions: apis::fetch_session::FetchSessions::default(),
+            topic_ids: apis::topic_ids::TopicIds::default(),
+            host: host.clone(),
+        })
+    }
 }
 
 /// Serves the Kafka protocol for `host` on `listener` until the node starts
@@ -87,22 +113,7 @@ async fn sweep_cache(ctx: std::sync::Weak<Ctx>) {
 /// cache, filled by the batches produced through it.
 pub async fn serve_with_cache(host: Host, listener: TcpListener, fetch_cache_bytes: u64) -> Result<(), Error> {
     let settings = host.settings();
-    let ctx = Arc::new(Ctx {
-        node_id: settings
-            .cluster
-            .as_ref()
-            .map_or(0, |c| i32::try_from(c.node_id).unwrap_or(i32::MAX)),
-        max_frame: usize::try_from(settings.kafka_max_frame_bytes.as_u64()).unwrap_or(usize::MAX),
-        idle: settings.kafka_idle_timeout,
-        cache: cache::FetchCache::new(usize::try_from(fetch_cache_bytes).unwrap_or(usize::MAX)),
-        scram: match &settings.auth_token {
-            Some(token) => scram::credentials_for(token).map_err(Error::invalid)?,
-            None => Vec::new(),
-        },
-        fetch_sessions: apis::fetch_session::FetchSessions::default(),
-        topic_ids: apis::topic_ids::TopicIds::default(),
-        host: host.clone(),
-    });
+    let ctx = Arc::new(Ctx::new(&host, fetch_cache_bytes)?);
     if fetch_cache_bytes > 0 {
         tokio::spawn(sweep_cache(Arc::downgrade(&ctx)));
     }
