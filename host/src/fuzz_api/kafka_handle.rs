@@ -37,8 +37,9 @@ use crate::node::Host;
 /// Longest one request may take before it is dropped.
 const REQUEST_TIME: Duration = Duration::from_millis(100);
 
-/// The stream with records every harness starts with, and its partitions.
-pub const STREAM: &str = "fuzz";
+/// The stream with records every harness starts with (the topic the
+/// seed requests name), and its partitions.
+pub const STREAM: &str = "events";
 const PARTITIONS: u32 = 3;
 
 /// A node on a scratch directory and one connection to its Kafka face.

@@ -491,3 +491,5 @@ pub use kafka_handle::{Harness as KafkaHarness, Seen as KafkaSeen, kafka_handle}
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_kafka_handle;
