@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, ResponseHeader, ResponseKind};
-use kafka_protocol::protocol::Decodable;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
 use crate::config::Settings;
 use crate::kafka::dispatch;
@@ -35,7 +35,7 @@ use crate::log::record::Record;
 use crate::node::Host;
 
 /// Longest one request may take before it is dropped.
-const REQUEST_TIME: Duration = Duration::from_millis(100);
+const REQUEST_TIME: Duration = Duration::from_millis(25);
 
 /// The stream with records every harness starts with (the topic the
 /// seed requests name), and its partitions.
@@ -97,7 +97,10 @@ impl Harness {
             .rt
             .block_on(async { tokio::time::timeout(REQUEST_TIME, session.request(frame)).await });
         match outcome {
-            Err(_) => Seen::TimedOut,
+            Err(_) => {
+                self.assert_not_wedged(&request);
+                Seen::TimedOut
+            }
             Ok(Outcome::Nothing) => Seen::Silent,
             Ok(Outcome::Closed(why)) => {
                 assert!(
@@ -114,6 +117,60 @@ impl Harness {
             }
         }
     }
+}
+
+impl Harness {
+    /// After a request that did not finish in time: the node still answers
+    /// requests that take the stream list's, the groups' and a partition's
+    /// locks (a request left holding one would wedge every later client).
+    fn assert_not_wedged(&mut self, after: &Asked) {
+        for (api, frame) in probes() {
+            let session = &mut self.session;
+            let answered = self
+                .rt
+                .block_on(async { tokio::time::timeout(PROBE_TIME, session.request(frame)).await });
+            assert!(
+                matches!(answered, Ok(Outcome::Answer(_))),
+                "after {:?} v{} ran past {REQUEST_TIME:?}, {api:?} got {answered:?}",
+                after.api,
+                after.version
+            );
+        }
+    }
+}
+
+/// Longest a probe may take on a node that is not wedged.
+const PROBE_TIME: Duration = Duration::from_secs(5);
+
+/// Requests that answer at once on any node: Metadata of every topic,
+/// ListGroups, and ListOffsets of the seed stream's partition 0.
+fn probes() -> [(ApiKey, Bytes); 3] {
+    fn frame<R: Encodable + HeaderVersion>(api: ApiKey, version: i16, request: &R) -> Bytes {
+        let mut header = kafka_protocol::messages::RequestHeader::default();
+        header.request_api_key = api as i16;
+        header.request_api_version = version;
+        header.correlation_id = -7;
+        let mut buf = bytes::BytesMut::new();
+        // Encoding these fixed requests cannot fail; an empty frame would
+        // be closed, and the probe's assertion says so.
+        let _ = header.encode(&mut buf, R::header_version(version));
+        let _ = request.encode(&mut buf, version);
+        buf.freeze()
+    }
+    let metadata = kafka_protocol::messages::MetadataRequest::default();
+    let groups = kafka_protocol::messages::ListGroupsRequest::default();
+    let mut offsets = kafka_protocol::messages::ListOffsetsRequest::default();
+    let mut topic = kafka_protocol::messages::list_offsets_request::ListOffsetsTopic::default();
+    topic.name = kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_static_str(STREAM));
+    let mut partition = kafka_protocol::messages::list_offsets_request::ListOffsetsPartition::default();
+    partition.timestamp = -1;
+    topic.partitions = vec![partition];
+    offsets.topics = vec![topic];
+    [
+        (ApiKey::Metadata, frame(ApiKey::Metadata, 12, &metadata)),
+        (ApiKey::ListGroups, frame(ApiKey::ListGroups, 5, &groups)),
+        (ApiKey::ListOffsets, frame(ApiKey::ListOffsets, 8, &offsets)),
+    ]
 }
 
 /// What the node did with a frame.
