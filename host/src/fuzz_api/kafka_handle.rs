@@ -203,10 +203,10 @@ impl Drop for Harness {
 }
 
 /// What the frame asked, as the dispatcher reads it.
-struct Asked {
-    api: ApiKey,
-    version: i16,
-    correlation_id: i32,
+pub(super) struct Asked {
+    pub(super) api: ApiKey,
+    pub(super) version: i16,
+    pub(super) correlation_id: i32,
 }
 
 impl Asked {
@@ -223,7 +223,8 @@ impl Asked {
         })
     }
 
-    fn check(&self, answer: Bytes) {
+    /// Panics unless `answer` is a well-formed answer to this request.
+    pub(super) fn check(&self, answer: Bytes) {
         let Asked {
             api,
             version,

@@ -2,6 +2,7 @@
 //! against the harness' stream, so the fuzzer starts inside the handlers)
 //! and the replay of its committed corpus.
 
+use bytes::BytesMut;
 use kafka_protocol::messages::{
     ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest,
     DeleteTopicsRequest, DescribeConfigsRequest, FetchRequest, GroupId, HeartbeatRequest,
@@ -281,6 +282,34 @@ pub(super) fn kafka_handle_seeds() -> Seeds {
             kafka_frame(ApiKey::DeleteTopics, 6, &delete_topics()),
         ),
     ]
+}
+
+/// The answer check fails on a wrong correlation id, a truncated body and
+/// bytes left over, and passes the same answer whole.
+#[test]
+fn the_answer_check_refuses_what_a_client_could_not_read() {
+    use kafka_protocol::messages::{MetadataResponse, ResponseHeader};
+    use kafka_protocol::protocol::Encodable;
+    let mut good = BytesMut::new();
+    let mut header = ResponseHeader::default();
+    header.correlation_id = 7;
+    header
+        .encode(&mut good, ApiKey::Metadata.response_header_version(12))
+        .unwrap();
+    MetadataResponse::default().encode(&mut good, 12).unwrap();
+    let good = good.freeze();
+    let asked = |correlation_id| kafka_handle::Asked {
+        api: ApiKey::Metadata,
+        version: 12,
+        correlation_id,
+    };
+    asked(7).check(good.clone());
+    let fails = |id: i32, answer: Bytes| std::panic::catch_unwind(|| asked(id).check(answer)).is_err();
+    assert!(fails(8, good.clone()), "wrong correlation id");
+    assert!(fails(7, good.slice(..good.len() - 1)), "truncated");
+    let mut longer = BytesMut::from(&good[..]);
+    longer.extend_from_slice(&[0]);
+    assert!(fails(7, longer.freeze()), "a byte left over");
 }
 
 /// Every seed is answered (not closed) by a fresh harness, in order.
