@@ -2,7 +2,8 @@
 //! through the connection's dispatcher (`kafka::harness`) to a node opened
 //! on a scratch directory, holding a stream with records in three
 //! partitions, so that requests reach partitions and batches that exist
-//! (the corpus' own requests create topics, groups and commits).
+//! (the corpus' own requests create topics, groups and commits), and a
+//! token, so that SASL exchanges (PLAIN, SCRAM, OAUTHBEARER) run.
 //!
 //! What must hold for any frame: no panic; an answer carries the request's
 //! correlation id and decodes, at the request's version, as that API's
@@ -33,6 +34,11 @@ use crate::kafka::dispatch;
 use crate::kafka::harness::{Outcome, Session};
 use crate::log::record::Record;
 use crate::node::Host;
+
+/// The node's token: SASL PLAIN, SCRAM and OAUTHBEARER exchanges run
+/// against it (the connection itself counts as authenticated, as one with
+/// a client certificate does, so every other request is served too).
+pub const TOKEN: &str = "fuzz-token";
 
 /// Longest one request may take before it is dropped.
 const REQUEST_TIME: Duration = Duration::from_millis(25);
@@ -69,6 +75,7 @@ impl Harness {
             .unwrap_or_else(|e| panic!("fuzz harness runtime: {e}"));
         let settings = Settings {
             data_dir: dir.clone(),
+            auth_token: Some(TOKEN.to_string()),
             ..Settings::default()
         };
         let host = rt.block_on(async {
@@ -78,7 +85,7 @@ impl Harness {
             seed(&host).await;
             host
         });
-        let session = Session::new(&host).unwrap_or_else(|e| panic!("fuzz harness listener: {e}"));
+        let session = Session::new(&host, true).unwrap_or_else(|e| panic!("fuzz harness listener: {e}"));
         Harness { rt, host, session, dir }
     }
 

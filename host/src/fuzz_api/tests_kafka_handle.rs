@@ -7,7 +7,8 @@ use kafka_protocol::messages::{
     ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest,
     DeleteTopicsRequest, DescribeConfigsRequest, FetchRequest, GroupId, HeartbeatRequest,
     IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, ListGroupsRequest, ListOffsetsRequest,
-    OffsetCommitRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, SyncGroupRequest, TopicName,
+    OffsetCommitRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, SaslAuthenticateRequest,
+    SaslHandshakeRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::messages::{
     consumer_group_heartbeat_request as cgh, create_partitions_request as cp, create_topics_request as ct,
@@ -227,6 +228,53 @@ fn fetch_in_session() -> FetchRequest {
     req
 }
 
+fn sasl_handshake(mechanism: &'static str) -> SaslHandshakeRequest {
+    let mut req = SaslHandshakeRequest::default();
+    req.mechanism = name(mechanism);
+    req
+}
+
+fn sasl_authenticate(bytes: Vec<u8>) -> SaslAuthenticateRequest {
+    let mut req = SaslAuthenticateRequest::default();
+    req.auth_bytes = Bytes::from(bytes);
+    req
+}
+
+/// SASL exchanges against the harness' token: PLAIN with it, a SCRAM
+/// client-first message, an OAUTHBEARER initial response. In name order a
+/// handshake comes right before its authenticate.
+fn sasl_seeds() -> Seeds {
+    let plain = format!("\0user\0{}", kafka_handle::TOKEN).into_bytes();
+    let scram_first = b"n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL".to_vec();
+    let bearer = format!("n,,\x01auth=Bearer {}\x01\x01", kafka_handle::TOKEN).into_bytes();
+    vec![
+        (
+            "sasl-a-handshake-plain",
+            kafka_frame(ApiKey::SaslHandshake, 1, &sasl_handshake("PLAIN")),
+        ),
+        (
+            "sasl-b-authenticate-plain",
+            kafka_frame(ApiKey::SaslAuthenticate, 2, &sasl_authenticate(plain)),
+        ),
+        (
+            "sasl-c-handshake-scram",
+            kafka_frame(ApiKey::SaslHandshake, 1, &sasl_handshake("SCRAM-SHA-256")),
+        ),
+        (
+            "sasl-d-authenticate-scram-first",
+            kafka_frame(ApiKey::SaslAuthenticate, 2, &sasl_authenticate(scram_first)),
+        ),
+        (
+            "sasl-e-handshake-oauthbearer",
+            kafka_frame(ApiKey::SaslHandshake, 1, &sasl_handshake("OAUTHBEARER")),
+        ),
+        (
+            "sasl-f-authenticate-oauthbearer",
+            kafka_frame(ApiKey::SaslAuthenticate, 2, &sasl_authenticate(bearer)),
+        ),
+    ]
+}
+
 /// One valid request of each family the handlers answer, at the versions
 /// current clients send.
 pub(super) fn kafka_handle_seeds() -> Seeds {
@@ -282,6 +330,9 @@ pub(super) fn kafka_handle_seeds() -> Seeds {
             kafka_frame(ApiKey::DeleteTopics, 6, &delete_topics()),
         ),
     ]
+    .into_iter()
+    .chain(sasl_seeds())
+    .collect()
 }
 
 /// The answer check fails on a wrong correlation id, a truncated body and

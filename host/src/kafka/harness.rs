@@ -29,8 +29,7 @@ pub enum Outcome {
     Closed(String),
 }
 
-/// A client connection of a listener of `host`, authenticated as a
-/// connection to a node without a token is.
+/// A client connection of a listener of `host`.
 pub struct Session {
     ctx: Arc<Ctx>,
     conn: Conn,
@@ -38,15 +37,17 @@ pub struct Session {
 
 impl Session {
     /// A connection to a fresh listener of `host` with the node's fetch
-    /// cache settings.
-    pub fn new(host: &Host) -> Result<Session, Error> {
+    /// cache settings; `authenticated` as if it had shown a client
+    /// certificate (SASL exchanges still run against the node's token),
+    /// else only when the node has no token.
+    pub fn new(host: &Host, authenticated: bool) -> Result<Session, Error> {
         let cache_bytes = host.settings().kafka_fetch_cache_bytes.as_u64();
         let ctx = Arc::new(Ctx::new(host, cache_bytes)?);
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 9092));
         let conn = Conn {
             local: addr,
             peer: SocketAddr::from((Ipv4Addr::LOCALHOST, 40000)),
-            authenticated: host.settings().auth_token.is_none(),
+            authenticated: authenticated || host.settings().auth_token.is_none(),
             sasl: Sasl::Idle,
         };
         Ok(Session { ctx, conn })
