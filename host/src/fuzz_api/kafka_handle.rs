@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, ResponseHeader, ResponseKind};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::config::Settings;
 use crate::kafka::dispatch;
@@ -152,18 +152,6 @@ const PROBE_TIME: Duration = Duration::from_secs(5);
 /// Requests that answer at once on any node: Metadata of every topic,
 /// ListGroups, and ListOffsets of the seed stream's partition 0.
 fn probes() -> [(ApiKey, Bytes); 3] {
-    fn frame<R: Encodable + HeaderVersion>(api: ApiKey, version: i16, request: &R) -> Bytes {
-        let mut header = kafka_protocol::messages::RequestHeader::default();
-        header.request_api_key = api as i16;
-        header.request_api_version = version;
-        header.correlation_id = -7;
-        let mut buf = bytes::BytesMut::new();
-        // Encoding these fixed requests cannot fail; an empty frame would
-        // be closed, and the probe's assertion says so.
-        let _ = header.encode(&mut buf, R::header_version(version));
-        let _ = request.encode(&mut buf, version);
-        buf.freeze()
-    }
     let metadata = kafka_protocol::messages::MetadataRequest::default();
     let groups = kafka_protocol::messages::ListGroupsRequest::default();
     let mut offsets = kafka_protocol::messages::ListOffsetsRequest::default();
@@ -174,10 +162,35 @@ fn probes() -> [(ApiKey, Bytes); 3] {
     topic.partitions = vec![partition];
     offsets.topics = vec![topic];
     [
-        (ApiKey::Metadata, frame(ApiKey::Metadata, 12, &metadata)),
-        (ApiKey::ListGroups, frame(ApiKey::ListGroups, 5, &groups)),
-        (ApiKey::ListOffsets, frame(ApiKey::ListOffsets, 8, &offsets)),
+        (ApiKey::Metadata, probe(ApiKey::Metadata, 12, &metadata)),
+        (ApiKey::ListGroups, probe(ApiKey::ListGroups, 5, &groups)),
+        (ApiKey::ListOffsets, probe(ApiKey::ListOffsets, 8, &offsets)),
     ]
+}
+
+/// A probe's frame. Encoding these fixed requests cannot fail; an empty
+/// frame would be closed, and the probe's assertion says so.
+fn probe<R: Encodable>(api: ApiKey, version: i16, request: &R) -> Bytes {
+    Bytes::from(request_frame(api, version, -7, request).unwrap_or_default())
+}
+
+/// A request frame (without its length prefix) as a client named `fuzz`
+/// sends it; `None` if `request` cannot be encoded at `version`.
+pub(super) fn request_frame<R: Encodable>(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    request: &R,
+) -> Option<Vec<u8>> {
+    let mut header = kafka_protocol::messages::RequestHeader::default();
+    header.request_api_key = api as i16;
+    header.request_api_version = version;
+    header.correlation_id = correlation_id;
+    header.client_id = Some(kafka_protocol::protocol::StrBytes::from_static_str("fuzz"));
+    let mut buf = bytes::BytesMut::new();
+    header.encode(&mut buf, api.request_header_version(version)).ok()?;
+    request.encode(&mut buf, version).ok()?;
+    Some(buf.to_vec())
 }
 
 /// What the node did with a frame.

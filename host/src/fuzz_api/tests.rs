@@ -253,15 +253,7 @@ fn fetch_seeds() -> Seeds {
 }
 
 pub(super) fn kafka_frame<R: Encodable>(api: ApiKey, version: i16, request: &R) -> Vec<u8> {
-    let mut header = RequestHeader::default();
-    header.request_api_key = api as i16;
-    header.request_api_version = version;
-    header.correlation_id = 7;
-    header.client_id = Some(StrBytes::from_static_str("fuzz"));
-    let mut buf = BytesMut::new();
-    header.encode(&mut buf, api.request_header_version(version)).unwrap();
-    request.encode(&mut buf, version).unwrap();
-    buf.to_vec()
+    kafka_handle::request_frame(api, version, 7, request).unwrap()
 }
 
 fn kafka_batch(compression: Compression) -> Bytes {
